@@ -1,0 +1,165 @@
+//! The CPU interpreter: the reference semantics of every primitive op.
+
+mod elementwise;
+mod matmul;
+mod movement;
+mod reduce;
+mod strided;
+
+use crate::backend::{Backend, Executable};
+use lamina_graph::op::Op;
+use lamina_graph::{Error, HostData, HostTensor, Program, Result};
+use std::sync::Arc;
+
+/// The CPU backend. It runs any program on any machine.
+#[derive(Clone, Debug, Default)]
+pub struct CpuBackend;
+
+impl CpuBackend {
+    /// A CPU backend.
+    pub fn new() -> Self {
+        CpuBackend
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        "cpu interpreter".into()
+    }
+
+    fn compile(&self, program: &Arc<Program>, input_shapes: &[Vec<usize>]) -> Result<Arc<dyn Executable>> {
+        let shapes = program.specialize(input_shapes)?;
+        let constants = program
+            .nodes
+            .iter()
+            .map(|n| match &n.op {
+                Op::Constant(c) => Some(Arc::new(c.data().clone())),
+                _ => None,
+            })
+            .collect();
+        Ok(Arc::new(CpuExecutable {
+            program: program.clone(),
+            shapes,
+            constants,
+        }))
+    }
+}
+
+/// A program specialised for concrete input shapes on the CPU.
+pub struct CpuExecutable {
+    program: Arc<Program>,
+    shapes: Vec<Vec<usize>>,
+    constants: Vec<Option<Arc<HostData>>>,
+}
+
+impl Executable for CpuExecutable {
+    fn run(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+        let p = &self.program;
+        // How many later nodes read each node, so that values are dropped once dead.
+        let mut uses = vec![0usize; p.nodes.len()];
+        for n in &p.nodes {
+            for &i in &n.inputs {
+                uses[i] += 1;
+            }
+        }
+        for &o in &p.outputs {
+            uses[o] += 1;
+        }
+        let mut values: Vec<Option<Arc<HostData>>> = vec![None; p.nodes.len()];
+        for (k, &i) in p.inputs.iter().enumerate() {
+            let host = inputs.get(k).ok_or_else(|| Error::Inputs {
+                detail: format!("input {k} missing"),
+            })?;
+            values[i] = Some(Arc::new(host.data().clone()));
+        }
+        for (i, node) in p.nodes.iter().enumerate() {
+            if values[i].is_some() {
+                continue;
+            }
+            let arg = |j: usize| -> Result<&Arc<HostData>> {
+                values[node.inputs[j]].as_ref().ok_or_else(|| Error::Backend {
+                    backend: "cpu".into(),
+                    detail: format!("node {i} ({}) read a value not computed", node.op.name()),
+                })
+            };
+            let shape_of = |j: usize| self.shapes[node.inputs[j]].as_slice();
+            let out_shape = self.shapes[i].as_slice();
+            let value: Arc<HostData> = match &node.op {
+                Op::Input { name } => {
+                    return Err(Error::Inputs {
+                        detail: format!("no value given for input '{name}'"),
+                    });
+                }
+                Op::Constant(_) => self.constants[i].clone().ok_or_else(|| Error::Backend {
+                    backend: "cpu".into(),
+                    detail: "constant missing".into(),
+                })?,
+                Op::Variable(v) => Arc::new(v.with_value(|t| t.data().clone())),
+                Op::Unary(u) => Arc::new(elementwise::unary(*u, arg(0)?)?),
+                Op::Binary(b) => Arc::new(elementwise::binary(
+                    *b,
+                    arg(0)?,
+                    shape_of(0),
+                    arg(1)?,
+                    shape_of(1),
+                    out_shape,
+                )?),
+                Op::Where => Arc::new(elementwise::select(
+                    arg(0)?,
+                    shape_of(0),
+                    arg(1)?,
+                    shape_of(1),
+                    arg(2)?,
+                    shape_of(2),
+                    out_shape,
+                )?),
+                Op::Reduce { op, axes, .. } => {
+                    Arc::new(reduce::reduce(*op, arg(0)?, shape_of(0), axes)?)
+                }
+                Op::ArgReduce { op, axis, .. } => {
+                    Arc::new(reduce::arg_reduce(*op, arg(0)?, shape_of(0), *axis)?)
+                }
+                Op::Scan { op, axis } => Arc::new(reduce::scan(*op, arg(0)?, shape_of(0), *axis)?),
+                Op::Reshape { .. } | Op::ExpandDims { .. } | Op::Squeeze { .. } => arg(0)?.clone(),
+                Op::Permute { perm } => Arc::new(movement::permute(arg(0)?, shape_of(0), perm)),
+                Op::BroadcastTo { .. } => {
+                    Arc::new(movement::broadcast(arg(0)?, shape_of(0), out_shape))
+                }
+                Op::Slice { axes } => {
+                    Arc::new(movement::slice(arg(0)?, shape_of(0), axes, out_shape))
+                }
+                Op::Concat { axis } => {
+                    let parts: Vec<(&HostData, &[usize])> = (0..node.inputs.len())
+                        .map(|j| Ok((arg(j)?.as_ref(), shape_of(j))))
+                        .collect::<Result<_>>()?;
+                    Arc::new(movement::concat(&parts, *axis, out_shape)?)
+                }
+                Op::MatMul => Arc::new(matmul::matmul(
+                    arg(0)?,
+                    shape_of(0),
+                    arg(1)?,
+                    shape_of(1),
+                    out_shape,
+                )?),
+                Op::Cast(to) => Arc::new(elementwise::cast(arg(0)?, *to)),
+            };
+            values[i] = Some(value);
+            for &j in &node.inputs {
+                uses[j] -= 1;
+                if uses[j] == 0 {
+                    values[j] = None;
+                }
+            }
+        }
+        p.outputs
+            .iter()
+            .map(|&o| {
+                let data = values[o].as_ref().ok_or_else(|| Error::Backend {
+                    backend: "cpu".into(),
+                    detail: "an output was not computed".into(),
+                })?;
+                HostTensor::from_data(&self.shapes[o], data.as_ref().clone())
+            })
+            .collect()
+    }
+}

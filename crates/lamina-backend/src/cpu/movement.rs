@@ -1,0 +1,80 @@
+//! Movement kernels: permute, slice, broadcast (strided reads) and concatenate.
+
+use super::strided::{broadcast_strides, contiguous_strides, gather};
+use lamina_graph::{Error, HostData, Result};
+use lamina_graph::op::AxisSlice;
+
+/// Applies the same generic expression to whichever vector a `HostData` holds.
+macro_rules! each_dtype {
+    ($data:expr, |$v:ident| $body:expr) => {
+        match $data {
+            HostData::F32($v) => HostData::F32($body),
+            HostData::I32($v) => HostData::I32($body),
+            HostData::U32($v) => HostData::U32($body),
+            HostData::Bool($v) => HostData::Bool($body),
+        }
+    };
+}
+
+/// Reads `x` (shape `shape`) through a view.
+pub fn view(x: &HostData, out_shape: &[usize], strides: &[isize], offset: isize) -> HostData {
+    each_dtype!(x, |v| gather(v, out_shape, strides, offset))
+}
+
+/// Output axis `i` is input axis `perm[i]`.
+pub fn permute(x: &HostData, shape: &[usize], perm: &[usize]) -> HostData {
+    let base = contiguous_strides(shape);
+    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let strides: Vec<isize> = perm.iter().map(|&p| base[p]).collect();
+    view(x, &out_shape, &strides, 0)
+}
+
+/// A NumPy slice on every axis.
+pub fn slice(x: &HostData, shape: &[usize], axes: &[AxisSlice], out_shape: &[usize]) -> HostData {
+    let base = contiguous_strides(shape);
+    let mut offset = 0isize;
+    let mut strides = Vec::with_capacity(shape.len());
+    for (i, sl) in axes.iter().enumerate() {
+        let (start, _) = sl.resolve(shape[i]);
+        offset += start as isize * base[i];
+        strides.push(base[i] * sl.step as isize);
+    }
+    view(x, out_shape, &strides, offset)
+}
+
+/// NumPy broadcast to a larger shape.
+pub fn broadcast(x: &HostData, shape: &[usize], out_shape: &[usize]) -> HostData {
+    view(x, out_shape, &broadcast_strides(shape, out_shape), 0)
+}
+
+/// Joins inputs along `axis`; each input is copied block by block into place.
+pub fn concat(parts: &[(&HostData, &[usize])], axis: usize, out_shape: &[usize]) -> Result<HostData> {
+    let outer: usize = out_shape[..axis].iter().product();
+    let inner: usize = out_shape[axis + 1..].iter().product();
+    let total: usize = out_shape.iter().product();
+    macro_rules! join {
+        ($variant:ident) => {{
+            let mut out = Vec::with_capacity(total);
+            for o in 0..outer {
+                for (data, shape) in parts {
+                    let HostData::$variant(v) = data else {
+                        return Err(Error::Backend {
+                            backend: "cpu".into(),
+                            detail: "concatenate got inputs of different dtypes".into(),
+                        });
+                    };
+                    let chunk = shape[axis] * inner;
+                    out.extend_from_slice(&v[o * chunk..(o + 1) * chunk]);
+                }
+            }
+            HostData::$variant(out)
+        }};
+    }
+    Ok(match parts.first().map(|p| p.0) {
+        Some(HostData::F32(_)) => join!(F32),
+        Some(HostData::I32(_)) => join!(I32),
+        Some(HostData::U32(_)) => join!(U32),
+        Some(HostData::Bool(_)) => join!(Bool),
+        None => HostData::F32(Vec::new()),
+    })
+}

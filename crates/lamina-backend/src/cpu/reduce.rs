@@ -1,0 +1,157 @@
+//! Reduction kernels: sum, mean, max, min, prod over axes; argmax/argmin; cumsum/cumprod.
+
+use super::elementwise::{fmax_nan, fmin_nan};
+use super::movement::permute;
+use lamina_graph::op::{ArgReduceOp, ReduceOp, ScanOp};
+use lamina_graph::{DType, Error, HostData, Result};
+
+/// Moves the listed axes to the end, so that each reduction is over a contiguous row.
+/// Returns the data and the row length.
+fn rows_last(x: &HostData, shape: &[usize], axes: &[usize]) -> (HostData, usize) {
+    let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
+    let row: usize = axes.iter().map(|&a| shape[a]).product();
+    let trailing = axes.iter().enumerate().all(|(i, &a)| a == shape.len() - axes.len() + i);
+    if trailing {
+        return (x.clone(), row);
+    }
+    let perm: Vec<usize> = kept.iter().chain(axes).copied().collect();
+    (permute(x, shape, &perm), row)
+}
+
+fn bad(op: &str, dtype: DType) -> Error {
+    Error::Backend {
+        backend: "cpu".into(),
+        detail: format!("reduction {op} has no kernel for dtype {dtype}"),
+    }
+}
+
+/// Reduces over `axes` (sorted, distinct); the result is in row-major order of the kept axes,
+/// which is also its order with `keepdims`.
+pub fn reduce(op: ReduceOp, x: &HostData, shape: &[usize], axes: &[usize]) -> Result<HostData> {
+    let (data, row) = rows_last(x, shape, axes);
+    if row == 0 {
+        return Err(Error::Backend {
+            backend: "cpu".into(),
+            detail: format!("reduction {} over an empty axis", op.name()),
+        });
+    }
+    Ok(match &data {
+        HostData::F32(v) => HostData::F32(
+            v.chunks_exact(row)
+                .map(|r| match op {
+                    ReduceOp::Sum => r.iter().sum(),
+                    ReduceOp::Mean => r.iter().sum::<f32>() / row as f32,
+                    ReduceOp::Max => r.iter().copied().fold(f32::NEG_INFINITY, fmax_nan),
+                    ReduceOp::Min => r.iter().copied().fold(f32::INFINITY, fmin_nan),
+                    ReduceOp::Prod => r.iter().product(),
+                })
+                .collect(),
+        ),
+        HostData::I32(v) => HostData::I32(
+            v.chunks_exact(row)
+                .map(|r| match op {
+                    ReduceOp::Sum | ReduceOp::Mean => r.iter().fold(0i32, |a, &b| a.wrapping_add(b)),
+                    ReduceOp::Max => r.iter().copied().fold(i32::MIN, i32::max),
+                    ReduceOp::Min => r.iter().copied().fold(i32::MAX, i32::min),
+                    ReduceOp::Prod => r.iter().fold(1i32, |a, &b| a.wrapping_mul(b)),
+                })
+                .collect(),
+        ),
+        HostData::U32(v) => HostData::U32(
+            v.chunks_exact(row)
+                .map(|r| match op {
+                    ReduceOp::Sum | ReduceOp::Mean => r.iter().fold(0u32, |a, &b| a.wrapping_add(b)),
+                    ReduceOp::Max => r.iter().copied().fold(0, u32::max),
+                    ReduceOp::Min => r.iter().copied().fold(u32::MAX, u32::min),
+                    ReduceOp::Prod => r.iter().fold(1u32, |a, &b| a.wrapping_mul(b)),
+                })
+                .collect(),
+        ),
+        HostData::Bool(_) => return Err(bad(op.name(), DType::Bool)),
+    })
+}
+
+/// The index of the first maximum (or minimum) along `axis`, as `int32`. A NaN counts as the
+/// extreme, as in NumPy.
+pub fn arg_reduce(op: ArgReduceOp, x: &HostData, shape: &[usize], axis: usize) -> Result<HostData> {
+    let (data, row) = rows_last(x, shape, &[axis]);
+    let pick = |r: &[f32]| -> i32 {
+        let mut best = 0usize;
+        for (i, &v) in r.iter().enumerate() {
+            if r[best].is_nan() {
+                break;
+            }
+            let better = match op {
+                ArgReduceOp::ArgMax => v > r[best] || v.is_nan(),
+                ArgReduceOp::ArgMin => v < r[best] || v.is_nan(),
+            };
+            if better {
+                best = i;
+            }
+        }
+        best as i32
+    };
+    let as_f32: Vec<f32> = match &data {
+        HostData::F32(v) => return Ok(HostData::I32(v.chunks_exact(row).map(pick).collect())),
+        HostData::I32(v) => v.iter().map(|&x| x as f32).collect(),
+        HostData::U32(v) => v.iter().map(|&x| x as f32).collect(),
+        HostData::Bool(_) => return Err(bad("argmax", DType::Bool)),
+    };
+    Ok(HostData::I32(as_f32.chunks_exact(row).map(pick).collect()))
+}
+
+/// A running sum or product along `axis`.
+pub fn scan(op: ScanOp, x: &HostData, shape: &[usize], axis: usize) -> Result<HostData> {
+    let rank = shape.len();
+    let mut perm: Vec<usize> = (0..rank).filter(|&a| a != axis).collect();
+    perm.push(axis);
+    let moved_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let data = if axis == rank - 1 { x.clone() } else { permute(x, shape, &perm) };
+    let row = shape[axis];
+    macro_rules! run {
+        ($v:expr, $zero:expr, $one:expr, $add:expr, $mul:expr) => {{
+            let mut out = $v.clone();
+            for r in out.chunks_exact_mut(row) {
+                let mut acc = match op {
+                    ScanOp::CumSum => $zero,
+                    ScanOp::CumProd => $one,
+                };
+                for e in r.iter_mut() {
+                    acc = match op {
+                        ScanOp::CumSum => $add(acc, *e),
+                        ScanOp::CumProd => $mul(acc, *e),
+                    };
+                    *e = acc;
+                }
+            }
+            out
+        }};
+    }
+    let scanned = match &data {
+        HostData::F32(v) => HostData::F32(run!(v, 0.0f32, 1.0f32, |a, b| a + b, |a, b| a * b)),
+        HostData::I32(v) => HostData::I32(run!(
+            v,
+            0i32,
+            1i32,
+            i32::wrapping_add,
+            i32::wrapping_mul
+        )),
+        HostData::U32(v) => HostData::U32(run!(
+            v,
+            0u32,
+            1u32,
+            u32::wrapping_add,
+            u32::wrapping_mul
+        )),
+        HostData::Bool(_) => return Err(bad("cumsum", DType::Bool)),
+    };
+    if axis == rank - 1 {
+        return Ok(scanned);
+    }
+    // Move the axis back: the inverse permutation.
+    let mut inverse = vec![0usize; rank];
+    for (i, &p) in perm.iter().enumerate() {
+        inverse[p] = i;
+    }
+    Ok(permute(&scanned, &moved_shape, &inverse))
+}

@@ -1,0 +1,94 @@
+//! Strided reads: the index arithmetic behind every view (broadcast, permute, slice).
+
+/// Row-major strides of a contiguous tensor of this shape.
+pub fn contiguous_strides(shape: &[usize]) -> Vec<isize> {
+    let mut strides = vec![0isize; shape.len()];
+    let mut acc = 1isize;
+    for i in (0..shape.len()).rev() {
+        strides[i] = acc;
+        acc *= shape[i] as isize;
+    }
+    strides
+}
+
+/// Strides that read a contiguous tensor of shape `from` as if broadcast to `to` (NumPy rules:
+/// align right, size-1 dims repeat with stride 0).
+pub fn broadcast_strides(from: &[usize], to: &[usize]) -> Vec<isize> {
+    let base = contiguous_strides(from);
+    let off = to.len() - from.len();
+    (0..to.len())
+        .map(|i| {
+            if i < off {
+                0
+            } else {
+                let j = i - off;
+                if from[j] == 1 && to[i] != 1 { 0 } else { base[j] }
+            }
+        })
+        .collect()
+}
+
+/// Reads `src` through a view (`shape`, `strides`, `offset`) into a new contiguous vector.
+pub fn gather<T: Copy>(src: &[T], shape: &[usize], strides: &[isize], offset: isize) -> Vec<T> {
+    let total: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(total);
+    if total == 0 {
+        return out;
+    }
+    let rank = shape.len();
+    if rank == 0 {
+        out.push(src[offset as usize]);
+        return out;
+    }
+    let inner = shape[rank - 1];
+    let inner_stride = strides[rank - 1];
+    let mut index = vec![0usize; rank - 1];
+    let mut base = offset;
+    loop {
+        if inner_stride == 1 {
+            let start = base as usize;
+            out.extend_from_slice(&src[start..start + inner]);
+        } else {
+            let mut p = base;
+            for _ in 0..inner {
+                out.push(src[p as usize]);
+                p += inner_stride;
+            }
+        }
+        // Advance the outer index like an odometer.
+        let mut axis = rank - 1;
+        loop {
+            if axis == 0 {
+                return out;
+            }
+            axis -= 1;
+            index[axis] += 1;
+            base += strides[axis];
+            if index[axis] < shape[axis] {
+                break;
+            }
+            base -= strides[axis] * shape[axis] as isize;
+            index[axis] = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_transposes_and_broadcasts() {
+        // [[0,1,2],[3,4,5]] transposed is [[0,3],[1,4],[2,5]].
+        let src: Vec<i32> = (0..6).collect();
+        assert_eq!(gather(&src, &[3, 2], &[1, 3], 0), vec![0, 3, 1, 4, 2, 5]);
+        // [10, 20] broadcast to (2, 2) along rows.
+        let s = broadcast_strides(&[2], &[2, 2]);
+        assert_eq!(gather(&[10, 20], &[2, 2], &s, 0), vec![10, 20, 10, 20]);
+        // [[1],[2]] broadcast to (2, 3).
+        let s = broadcast_strides(&[2, 1], &[2, 3]);
+        assert_eq!(gather(&[1, 2], &[2, 3], &s, 0), vec![1, 1, 1, 2, 2, 2]);
+        // Reversed: start at the end with a negative stride.
+        assert_eq!(gather(&[1, 2, 3], &[3], &[-1], 2), vec![3, 2, 1]);
+    }
+}

@@ -1,0 +1,12 @@
+//! The backends of Lamina: the `Backend` trait, the CPU interpreter (reference semantics of
+//! every primitive), backend selection and sessions.
+
+pub mod backend;
+pub mod cpu;
+pub mod select;
+pub mod session;
+
+pub use backend::{Backend, Executable};
+pub use cpu::CpuBackend;
+pub use select::{BackendKind, create_backend};
+pub use session::Session;

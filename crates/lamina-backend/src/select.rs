@@ -1,0 +1,68 @@
+//! Backend selection: `auto` (a GPU when there is one, else the CPU), `cpu`, or `gpu`, with the
+//! `LAMINA_BACKEND` environment variable as an override.
+
+use crate::backend::Backend;
+use crate::cpu::CpuBackend;
+use lamina_graph::{Error, Result};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// Which backend a session uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// A GPU adapter when one exists, otherwise the CPU interpreter.
+    #[default]
+    Auto,
+    /// The CPU interpreter.
+    Cpu,
+    /// A GPU adapter; an error if there is none.
+    Gpu,
+}
+
+impl BackendKind {
+    /// The kind named by `LAMINA_BACKEND` (`cpu`, `gpu`, `auto`), or `Auto` when unset.
+    pub fn from_env() -> Result<BackendKind> {
+        match std::env::var("LAMINA_BACKEND") {
+            Ok(v) if !v.trim().is_empty() => v.parse(),
+            _ => Ok(BackendKind::Auto),
+        }
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(BackendKind::Auto),
+            "cpu" => Ok(BackendKind::Cpu),
+            "gpu" => Ok(BackendKind::Gpu),
+            other => Err(Error::Backend {
+                backend: other.to_string(),
+                detail: "unknown backend; use cpu, gpu or auto".into(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Cpu => "cpu",
+            BackendKind::Gpu => "gpu",
+        })
+    }
+}
+
+/// Makes the backend of a kind. This build has no GPU backend yet, so `Gpu` is an error and
+/// `Auto` chooses the CPU interpreter.
+pub fn create_backend(kind: BackendKind) -> Result<Arc<dyn Backend>> {
+    match kind {
+        BackendKind::Cpu | BackendKind::Auto => Ok(Arc::new(CpuBackend::new())),
+        BackendKind::Gpu => Err(Error::Backend {
+            backend: "gpu".into(),
+            detail: "this build of Lamina has no GPU backend yet; use cpu or auto".into(),
+        }),
+    }
+}

@@ -1,0 +1,62 @@
+//! Sessions: a program bound to a backend, with compiled executables cached by input shapes.
+
+use crate::backend::{Backend, Executable};
+use crate::select::{BackendKind, create_backend};
+use lamina_graph::{HostTensor, Program, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A program on a backend. Compiles once per set of input shapes; `Send + Sync`, so threads
+/// may call `run` at once.
+pub struct Session {
+    program: Arc<Program>,
+    backend: Arc<dyn Backend>,
+    cache: Mutex<HashMap<Vec<Vec<usize>>, Arc<dyn Executable>>>,
+}
+
+impl Session {
+    /// A session on the backend chosen by `kind`.
+    pub fn new(program: Arc<Program>, kind: BackendKind) -> Result<Session> {
+        Ok(Session::with_backend(program, create_backend(kind)?))
+    }
+
+    /// A session on a given backend.
+    pub fn with_backend(program: Arc<Program>, backend: Arc<dyn Backend>) -> Session {
+        Session {
+            program,
+            backend,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> String {
+        self.backend.name()
+    }
+
+    /// Runs the program on host inputs (checked for count, dtype and shape first).
+    pub fn run(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+        self.program.check_inputs(inputs)?;
+        let key: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let exe = {
+            let cached = self
+                .cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned();
+            match cached {
+                Some(e) => e,
+                None => {
+                    let e = self.backend.compile(&self.program, &key)?;
+                    self.cache
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key, e.clone());
+                    e
+                }
+            }
+        };
+        exe.run(inputs)
+    }
+}

@@ -1,0 +1,475 @@
+//! Shape and dtype inference of the primitive ops. The same rules run when a graph is built
+//! (with symbolic batch dims) and when it is specialised for concrete input shapes.
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::op::{BinaryOp, Op, UnaryOp};
+use crate::shape::{Dim, Shape, shapes_string};
+
+/// The shape and dtype of a node's output.
+pub type TypedShape = (Shape, DType);
+
+fn incompatible(op: &str, shapes: &[&Shape], detail: impl Into<String>) -> Error {
+    Error::IncompatibleShapes {
+        op: op.to_string(),
+        shapes: shapes_string(shapes),
+        detail: detail.into(),
+    }
+}
+
+/// Broadcasts shapes with NumPy's rules: align on the right, size-1 dims stretch.
+pub fn broadcast_shapes(op: &str, shapes: &[&Shape]) -> Result<Shape> {
+    let rank = shapes.iter().map(|s| s.rank()).max().unwrap_or(0);
+    let mut out = vec![Dim::Known(1); rank];
+    for s in shapes {
+        let off = rank - s.rank();
+        for (i, &d) in s.dims().iter().enumerate() {
+            let o = &mut out[off + i];
+            *o = match (*o, d) {
+                (Dim::Known(a), Dim::Known(b)) if a == b => Dim::Known(a),
+                (Dim::Known(1), x) | (x, Dim::Known(1)) => x,
+                (Dim::Dynamic, Dim::Dynamic) => Dim::Dynamic,
+                (Dim::Known(n), Dim::Dynamic) | (Dim::Dynamic, Dim::Known(n)) => Dim::Known(n),
+                (Dim::Known(a), Dim::Known(b)) => {
+                    return Err(incompatible(
+                        op,
+                        shapes,
+                        format!(
+                            "cannot broadcast: dimension {} is {a} in one and {b} in the other",
+                            off + i
+                        ),
+                    ));
+                }
+            };
+        }
+    }
+    Ok(Shape::new(out))
+}
+
+fn float_only(op: &str, dtype: DType) -> Result<()> {
+    if dtype != DType::F32 {
+        return Err(Error::DType {
+            op: op.to_string(),
+            detail: format!("expects float32 input, got {dtype}"),
+        });
+    }
+    Ok(())
+}
+
+fn numeric_only(op: &str, dtype: DType) -> Result<()> {
+    if !dtype.is_numeric() {
+        return Err(Error::DType {
+            op: op.to_string(),
+            detail: format!("expects a numeric input, got {dtype}; cast it first"),
+        });
+    }
+    Ok(())
+}
+
+/// Infers the output of a compute op from its inputs. Leaf ops (`Input`, `Constant`,
+/// `Variable`) carry their own shape and are not handled here.
+pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
+    let name = op.name();
+    let n = inputs.len();
+    let arity = |want: usize| -> Result<()> {
+        if n != want {
+            return Err(Error::Model {
+                detail: format!("op {name} takes {want} inputs, got {n}"),
+            });
+        }
+        Ok(())
+    };
+    match op {
+        Op::Input { .. } | Op::Constant(_) | Op::Variable(_) => Err(Error::Model {
+            detail: format!("op {name} is a leaf and has no inputs to infer from"),
+        }),
+        Op::Unary(u) => {
+            arity(1)?;
+            let (s, d) = &inputs[0];
+            match u {
+                UnaryOp::Not => {
+                    if *d != DType::Bool {
+                        return Err(Error::DType {
+                            op: name,
+                            detail: format!("expects bool input, got {d}"),
+                        });
+                    }
+                }
+                UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign => numeric_only(&name, *d)?,
+                _ => float_only(&name, *d)?,
+            }
+            Ok((s.clone(), *d))
+        }
+        Op::Binary(b) => {
+            arity(2)?;
+            let (sa, da) = &inputs[0];
+            let (sb, db) = &inputs[1];
+            if da != db {
+                return Err(Error::DType {
+                    op: name,
+                    detail: format!(
+                        "inputs have different dtypes {da} and {db} (shapes {sa} and {sb}); cast one"
+                    ),
+                });
+            }
+            if b.is_logical() && *da != DType::Bool {
+                return Err(Error::DType {
+                    op: name,
+                    detail: format!("expects bool inputs, got {da}"),
+                });
+            }
+            if !b.is_logical() && !matches!(b, BinaryOp::Equal | BinaryOp::NotEqual) {
+                numeric_only(&name, *da)?;
+            }
+            if *b == BinaryOp::Pow {
+                float_only(&name, *da)?;
+            }
+            let s = broadcast_shapes(&name, &[sa, sb])?;
+            let d = if b.is_comparison() { DType::Bool } else { *da };
+            Ok((s, d))
+        }
+        Op::Where => {
+            arity(3)?;
+            let (sc, dc) = &inputs[0];
+            let (sa, da) = &inputs[1];
+            let (sb, db) = &inputs[2];
+            if *dc != DType::Bool {
+                return Err(Error::DType {
+                    op: name,
+                    detail: format!("condition must be bool, got {dc}"),
+                });
+            }
+            if da != db {
+                return Err(Error::DType {
+                    op: name,
+                    detail: format!("branches have different dtypes {da} and {db}"),
+                });
+            }
+            Ok((broadcast_shapes(&name, &[sc, sa, sb])?, *da))
+        }
+        Op::Reduce { op: r, axes, keepdims } => {
+            arity(1)?;
+            let (s, d) = &inputs[0];
+            numeric_only(&name, *d)?;
+            if *r == crate::op::ReduceOp::Mean {
+                float_only(&name, *d)?;
+            }
+            for &a in axes {
+                if a >= s.rank() {
+                    return Err(axis_error(&name, a as isize, s));
+                }
+            }
+            let mut out = Vec::new();
+            for (i, &dim) in s.dims().iter().enumerate() {
+                if axes.contains(&i) {
+                    if *keepdims {
+                        out.push(Dim::Known(1));
+                    }
+                } else {
+                    out.push(dim);
+                }
+            }
+            Ok((Shape::new(out), *d))
+        }
+        Op::ArgReduce { axis, keepdims, .. } => {
+            arity(1)?;
+            let (s, d) = &inputs[0];
+            numeric_only(&name, *d)?;
+            if *axis >= s.rank() {
+                return Err(axis_error(&name, *axis as isize, s));
+            }
+            let mut out: Vec<Dim> = s.dims().to_vec();
+            if *keepdims {
+                out[*axis] = Dim::Known(1);
+            } else {
+                out.remove(*axis);
+            }
+            Ok((Shape::new(out), DType::I32))
+        }
+        Op::Scan { axis, .. } => {
+            arity(1)?;
+            let (s, d) = &inputs[0];
+            numeric_only(&name, *d)?;
+            if *axis >= s.rank() {
+                return Err(axis_error(&name, *axis as isize, s));
+            }
+            Ok((s.clone(), *d))
+        }
+        Op::Reshape { target } => {
+            arity(1)?;
+            let (s, d) = &inputs[0];
+            Ok((reshape_shape(s, target)?, *d))
+        }
+        Op::Permute { perm } => {
+            arity(1)?;
+            let (s, d) = &inputs[0];
+            let mut seen = vec![false; s.rank()];
+            if perm.len() != s.rank() {
+                return Err(incompatible(
+                    &name,
+                    &[s],
+                    format!("permutation {perm:?} has {} axes, the tensor {}", perm.len(), s.rank()),
+                ));
+            }
+            for &p in perm {
+                if p >= s.rank() || seen[p] {
+                    return Err(incompatible(
+                        &name,
+                        &[s],
+                        format!("{perm:?} is not a permutation of the axes"),
+                    ));
+                }
+                seen[p] = true;
+            }
+            Ok((Shape::new(perm.iter().map(|&p| s.dims()[p])), *d))
+        }
+        Op::BroadcastTo { shape } => {
+            arity(1)?;
+            let (s, d) = &inputs[0];
+            let target = Shape::known(shape);
+            let b = broadcast_shapes(&name, &[s, &target])?;
+            if b != target {
+                return Err(incompatible(
+                    &name,
+                    &[s, &target],
+                    "the input does not broadcast to the target without growing it",
+                ));
+            }
+            Ok((target, *d))
+        }
+        Op::Slice { axes } => {
+            arity(1)?;
+            let (s, d) = &inputs[0];
+            if axes.len() != s.rank() {
+                return Err(incompatible(
+                    &name,
+                    &[s],
+                    format!("{} slices given for rank {}", axes.len(), s.rank()),
+                ));
+            }
+            let mut out = Vec::with_capacity(s.rank());
+            for (i, (sl, &dim)) in axes.iter().zip(s.dims()).enumerate() {
+                if sl.step == 0 {
+                    return Err(Error::OutOfBounds {
+                        op: name,
+                        detail: "slice step 0".into(),
+                        axis: i,
+                        size: dim.known().unwrap_or(0),
+                        shape: s.to_string(),
+                    });
+                }
+                out.push(match dim {
+                    Dim::Dynamic if sl.is_single_index() => Dim::Known(1),
+                    Dim::Dynamic => Dim::Dynamic,
+                    Dim::Known(size) => {
+                        let (_, count) = sl.resolve(size);
+                        if count == 0 {
+                            return Err(Error::OutOfBounds {
+                                op: name,
+                                detail: format!("slice {sl} selects nothing"),
+                                axis: i,
+                                size,
+                                shape: s.to_string(),
+                            });
+                        }
+                        Dim::Known(count)
+                    }
+                });
+            }
+            Ok((Shape::new(out), *d))
+        }
+        Op::ExpandDims { axis } => {
+            arity(1)?;
+            let (s, d) = &inputs[0];
+            if *axis > s.rank() {
+                return Err(axis_error(&name, *axis as isize, s));
+            }
+            let mut out: Vec<Dim> = s.dims().to_vec();
+            out.insert(*axis, Dim::Known(1));
+            Ok((Shape::new(out), *d))
+        }
+        Op::Squeeze { axes } => {
+            arity(1)?;
+            let (s, d) = &inputs[0];
+            for &a in axes {
+                match s.dims().get(a) {
+                    None => return Err(axis_error(&name, a as isize, s)),
+                    Some(Dim::Known(1)) => {}
+                    Some(other) => {
+                        return Err(incompatible(
+                            &name,
+                            &[s],
+                            format!("axis {a} has size {other}, not 1"),
+                        ));
+                    }
+                }
+            }
+            let out = s
+                .dims()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !axes.contains(i))
+                .map(|(_, &d)| d);
+            Ok((Shape::new(out), *d))
+        }
+        Op::Concat { axis } => {
+            if n == 0 {
+                return Err(Error::Model {
+                    detail: "concatenate needs at least one input".into(),
+                });
+            }
+            let shapes: Vec<&Shape> = inputs.iter().map(|(s, _)| s).collect();
+            let (first, d0) = &inputs[0];
+            if *axis >= first.rank() {
+                return Err(axis_error(&name, *axis as isize, first));
+            }
+            let mut out: Vec<Dim> = first.dims().to_vec();
+            let mut total = Some(0usize);
+            for (s, d) in inputs {
+                if d != d0 {
+                    return Err(Error::DType {
+                        op: name,
+                        detail: format!("inputs have different dtypes {d0} and {d}"),
+                    });
+                }
+                if s.rank() != first.rank() {
+                    return Err(incompatible(&name, &shapes, "inputs have different ranks"));
+                }
+                for (i, (&a, &b)) in s.dims().iter().zip(first.dims()).enumerate() {
+                    if i == *axis {
+                        total = match (total, a) {
+                            (Some(t), Dim::Known(k)) => Some(t + k),
+                            _ => None,
+                        };
+                        continue;
+                    }
+                    match (a, b) {
+                        (Dim::Known(x), Dim::Known(y)) if x != y => {
+                            return Err(incompatible(
+                                &name,
+                                &shapes,
+                                format!("dimension {i} differs ({x} vs {y}) off the axis {axis}"),
+                            ));
+                        }
+                        (Dim::Known(x), Dim::Dynamic) => out[i] = Dim::Known(x),
+                        _ => {}
+                    }
+                }
+            }
+            out[*axis] = total.map_or(Dim::Dynamic, Dim::Known);
+            Ok((Shape::new(out), *d0))
+        }
+        Op::MatMul => {
+            arity(2)?;
+            let (sa, da) = &inputs[0];
+            let (sb, db) = &inputs[1];
+            if da != db {
+                return Err(Error::DType {
+                    op: name,
+                    detail: format!("inputs have different dtypes {da} and {db}"),
+                });
+            }
+            float_only(&name, *da)?;
+            if sa.rank() < 2 || sb.rank() < 2 {
+                return Err(incompatible(&name, &[sa, sb], "both inputs need rank 2 or more"));
+            }
+            let (ra, rb) = (sa.rank(), sb.rank());
+            let k_a = sa.dims()[ra - 1];
+            let k_b = sb.dims()[rb - 2];
+            if let (Dim::Known(x), Dim::Known(y)) = (k_a, k_b)
+                && x != y
+            {
+                return Err(incompatible(
+                    &name,
+                    &[sa, sb],
+                    format!("inner dimensions differ: {x} vs {y}"),
+                ));
+            }
+            let batch_a = Shape::new(sa.dims()[..ra - 2].iter().copied());
+            let batch_b = Shape::new(sb.dims()[..rb - 2].iter().copied());
+            let batch = broadcast_shapes(&name, &[&batch_a, &batch_b])
+                .map_err(|_| incompatible(&name, &[sa, sb], "batch dimensions do not broadcast"))?;
+            let mut out: Vec<Dim> = batch.dims().to_vec();
+            out.push(sa.dims()[ra - 2]);
+            out.push(sb.dims()[rb - 1]);
+            Ok((Shape::new(out), *da))
+        }
+        Op::Cast(to) => {
+            arity(1)?;
+            Ok((inputs[0].0.clone(), *to))
+        }
+    }
+}
+
+/// The error for an axis outside a tensor's rank.
+pub fn axis_error(op: &str, axis: isize, shape: &Shape) -> Error {
+    Error::AxisOutOfRange {
+        op: op.to_string(),
+        axis,
+        rank: shape.rank(),
+        shape: shape.to_string(),
+    }
+}
+
+/// Normalises a possibly negative axis against a rank.
+pub fn normalize_axis(op: &str, axis: isize, shape: &Shape) -> Result<usize> {
+    normalize_axis_rank(op, axis, shape.rank(), shape)
+}
+
+/// Normalises a possibly negative axis against an explicit rank (for `expand_dims`).
+pub fn normalize_axis_rank(op: &str, axis: isize, rank: usize, shape: &Shape) -> Result<usize> {
+    let r = rank as isize;
+    let a = if axis < 0 { axis + r } else { axis };
+    if a < 0 || a >= r {
+        return Err(axis_error(op, axis, shape));
+    }
+    Ok(a as usize)
+}
+
+fn reshape_shape(s: &Shape, target: &[i64]) -> Result<Shape> {
+    let op = "reshape";
+    let tshape = format!("{target:?}");
+    let err = |detail: String| Error::IncompatibleShapes {
+        op: op.into(),
+        shapes: format!("{s} to {tshape}"),
+        detail,
+    };
+    let infer_at: Vec<usize> = target
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| **t == -1)
+        .map(|(i, _)| i)
+        .collect();
+    if infer_at.len() > 1 {
+        return Err(err("at most one dimension may be -1".into()));
+    }
+    if let Some(bad) = target.iter().find(|&&t| t < -1 || t == 0) {
+        return Err(err(format!("dimension {bad} is not a size (sizes are >= 1, or -1)")));
+    }
+    let known_target: usize = target.iter().filter(|&&t| t > 0).map(|&t| t as usize).product();
+    let input_total: Option<usize> = s.dims().iter().map(|d| d.known()).product();
+    let mut out: Vec<Dim> = target
+        .iter()
+        .map(|&t| if t > 0 { Dim::Known(t as usize) } else { Dim::Dynamic })
+        .collect();
+    if let Some(total) = input_total {
+        match infer_at.first() {
+            Some(&i) => {
+                if total % known_target != 0 {
+                    return Err(err(format!(
+                        "{total} elements do not divide into dimensions of product {known_target}"
+                    )));
+                }
+                out[i] = Dim::Known(total / known_target);
+            }
+            None => {
+                if total != known_target {
+                    return Err(err(format!(
+                        "{total} elements cannot take a shape of {known_target} elements"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(Shape::new(out))
+}

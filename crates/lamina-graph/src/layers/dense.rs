@@ -1,0 +1,251 @@
+//! The `Dense` layer: `activation(x @ kernel + bias)`.
+
+use super::activation::Activation;
+use crate::error::{Error, Result};
+use crate::host::HostTensor;
+use crate::layer::{Layer, LayerRef, call_layer, unique_name};
+use crate::shape::Dim;
+use crate::tensor::{Tensor, next_id};
+use crate::variable::{Variable, VariableKind};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone)]
+struct DenseConfig {
+    name: String,
+    units: usize,
+    activation: Activation,
+    use_bias: bool,
+    seed: u64,
+}
+
+struct DenseInner {
+    id: u64,
+    config: DenseConfig,
+    weights: Mutex<Option<(Arc<Variable>, Option<Arc<Variable>>)>>,
+}
+
+impl Clone for DenseInner {
+    fn clone(&self) -> Self {
+        DenseInner {
+            id: next_id(),
+            config: self.config.clone(),
+            weights: Mutex::new(None),
+        }
+    }
+}
+
+/// A densely connected layer, as Keras's `Dense(units, activation, use_bias)`: the kernel has
+/// shape `(input_dim, units)` (Glorot-uniform initialised), the bias `(units,)` (zeros). It is
+/// built on its first call; clones are the same layer.
+#[derive(Clone)]
+pub struct Dense {
+    inner: Arc<DenseInner>,
+}
+
+impl Dense {
+    /// A Dense layer with `units` outputs, no activation and a bias.
+    pub fn new(units: usize) -> Dense {
+        let id = next_id();
+        Dense {
+            inner: Arc::new(DenseInner {
+                id,
+                config: DenseConfig {
+                    name: unique_name("dense"),
+                    units,
+                    activation: Activation::Linear,
+                    use_bias: true,
+                    seed: id,
+                },
+                weights: Mutex::new(None),
+            }),
+        }
+    }
+
+    fn configure(mut self, f: impl FnOnce(&mut DenseConfig)) -> Dense {
+        f(&mut Arc::make_mut(&mut self.inner).config);
+        self
+    }
+
+    /// Sets the activation applied after the affine map.
+    pub fn activation(self, activation: Activation) -> Dense {
+        self.configure(|c| c.activation = activation)
+    }
+
+    /// Whether the layer adds a bias (default true).
+    pub fn use_bias(self, use_bias: bool) -> Dense {
+        self.configure(|c| c.use_bias = use_bias)
+    }
+
+    /// Sets the layer's name.
+    pub fn name(self, name: &str) -> Dense {
+        self.configure(|c| c.name = name.to_string())
+    }
+
+    /// Sets the seed of the kernel initialiser.
+    pub fn seed(self, seed: u64) -> Dense {
+        self.configure(|c| c.seed = seed)
+    }
+
+    /// The number of output units.
+    pub fn units(&self) -> usize {
+        self.inner.config.units
+    }
+
+    /// The activation.
+    pub fn activation_fn(&self) -> Activation {
+        self.inner.config.activation
+    }
+
+    /// Calls the layer on a tensor.
+    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
+        let mut out = call_layer(self, std::slice::from_ref(x))?;
+        Ok(out.remove(0))
+    }
+
+    fn built(&self) -> Result<(Arc<Variable>, Option<Arc<Variable>>)> {
+        let guard = self.inner.weights.lock().unwrap_or_else(|p| p.into_inner());
+        guard.clone().ok_or_else(|| Error::NotFound {
+            kind: "weights of layer".into(),
+            name: self.inner.config.name.clone(),
+            detail: " (a Dense layer is built on its first call)".into(),
+        })
+    }
+
+    /// The kernel, shape `(input_dim, units)`.
+    pub fn kernel(&self) -> Result<HostTensor> {
+        Ok(self.built()?.0.value())
+    }
+
+    /// The bias, shape `(units,)`; an error if the layer has none.
+    pub fn bias(&self) -> Result<HostTensor> {
+        match self.built()?.1 {
+            Some(b) => Ok(b.value()),
+            None => Err(self.no_bias()),
+        }
+    }
+
+    /// Sets the kernel; the shape must be `(input_dim, units)`.
+    pub fn set_kernel(&self, kernel: HostTensor) -> Result<()> {
+        self.built()?.0.set(kernel)
+    }
+
+    /// Sets the bias; the shape must be `(units,)`.
+    pub fn set_bias(&self, bias: HostTensor) -> Result<()> {
+        match self.built()?.1 {
+            Some(b) => b.set(bias),
+            None => Err(self.no_bias()),
+        }
+    }
+
+    fn no_bias(&self) -> Error {
+        Error::NotFound {
+            kind: "bias of layer".into(),
+            name: self.inner.config.name.clone(),
+            detail: " (it was made with use_bias(false))".into(),
+        }
+    }
+}
+
+/// Glorot-uniform values from a small deterministic generator (SplitMix64).
+fn glorot_uniform(fan_in: usize, fan_out: usize, seed: u64) -> Vec<f32> {
+    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    (0..fan_in * fan_out)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+            ((u * 2.0 - 1.0) * limit) as f32
+        })
+        .collect()
+}
+
+impl Layer for Dense {
+    fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    fn name(&self) -> String {
+        self.inner.config.name.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        "Dense"
+    }
+
+    fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let [x] = inputs else {
+            return Err(Error::Inputs {
+                detail: format!("Dense takes one input, got {}", inputs.len()),
+            });
+        };
+        let c = &self.inner.config;
+        if c.units == 0 {
+            return Err(Error::Model {
+                detail: "Dense needs at least one unit".into(),
+            });
+        }
+        let shape = x.shape();
+        let input_dim = match shape.dim(-1) {
+            Some(Dim::Known(n)) => n,
+            _ => {
+                return Err(Error::IncompatibleShapes {
+                    op: "dense".into(),
+                    shapes: shape.to_string(),
+                    detail: "the last dimension of the input must be known".into(),
+                });
+            }
+        };
+        let (kernel, bias) = {
+            let mut guard = self.inner.weights.lock().unwrap_or_else(|p| p.into_inner());
+            match &*guard {
+                Some((k, b)) => {
+                    if k.shape()[0] != input_dim {
+                        return Err(Error::VariableShape {
+                            name: k.path(),
+                            existing: format!("{:?}", k.shape()),
+                            requested: format!("[{input_dim}, {}] for input {shape}", c.units),
+                        });
+                    }
+                    (k.clone(), b.clone())
+                }
+                None => {
+                    let k = HostTensor::new(
+                        &[input_dim, c.units],
+                        glorot_uniform(input_dim, c.units, c.seed),
+                    )?;
+                    let k = Arc::new(Variable::new(&c.name, "kernel", VariableKind::Weight, k));
+                    let b = if c.use_bias {
+                        let b = HostTensor::zeros(&[c.units])?;
+                        Some(Arc::new(Variable::new(&c.name, "bias", VariableKind::Weight, b)))
+                    } else {
+                        None
+                    };
+                    *guard = Some((k.clone(), b.clone()));
+                    (k, b)
+                }
+            }
+        };
+        let mut y = x.matmul(&Tensor::variable(kernel));
+        if let Some(b) = bias {
+            y = y.add(Tensor::variable(b));
+        }
+        Ok(vec![c.activation.apply(&y)])
+    }
+
+    fn variables(&self) -> Vec<Arc<Variable>> {
+        let guard = self.inner.weights.lock().unwrap_or_else(|p| p.into_inner());
+        match &*guard {
+            Some((k, Some(b))) => vec![k.clone(), b.clone()],
+            Some((k, None)) => vec![k.clone()],
+            None => vec![],
+        }
+    }
+
+    fn handle(&self) -> LayerRef {
+        Arc::new(self.clone())
+    }
+}

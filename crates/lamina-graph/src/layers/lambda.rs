@@ -1,0 +1,341 @@
+//! The `Lambda` layer: an arbitrary expression over symbolic tensors, recorded as graph data.
+
+use crate::error::{Error, Result};
+use crate::host::HostTensor;
+use crate::layer::{Layer, LayerRef, call_layer, unique_name};
+use crate::shape::{Dim, Shape};
+use crate::tensor::{Tensor, next_id};
+use crate::variable::{Variable, VariableKind};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The function of a Lambda: symbolic inputs and a scope (arguments, variables) to an output.
+pub type LambdaFunction = dyn Fn(&[Tensor], &LambdaScope<'_>) -> Tensor + Send + Sync;
+
+/// A function of the full input shapes (batch included) returning the full output shape.
+pub type OutputShapeFunction = dyn Fn(&[Shape]) -> Shape + Send + Sync;
+
+/// A Lambda's declared `output_shape`.
+#[derive(Clone)]
+pub enum OutputShape {
+    /// A per-sample shape; the batch dimension of the first input is prepended, as in Keras.
+    PerSample(Vec<Dim>),
+    /// A function of the full input shapes returning the full output shape.
+    Function(Arc<OutputShapeFunction>),
+}
+
+/// What a Lambda function can reach besides its inputs: its `arguments` and its variables.
+pub struct LambdaScope<'a> {
+    layer: &'a LambdaInner,
+}
+
+impl LambdaScope<'_> {
+    /// The runtime value of a named argument. Arguments are read when the model runs, so
+    /// changing one with `Lambda::set_argument` compiles nothing again.
+    pub fn argument(&self, name: &str) -> Tensor {
+        match self.layer.arguments.get(name) {
+            Some(v) => Tensor::variable(v.clone()),
+            None => Tensor::invalid(Error::UnknownArgument {
+                name: name.to_string(),
+                known: if self.layer.arguments.is_empty() {
+                    "none".into()
+                } else {
+                    self.layer.arguments.keys().cloned().collect::<Vec<_>>().join(", ")
+                },
+            }),
+        }
+    }
+
+    /// A variable of this Lambda, created filled with `initial` on the first call and reused on
+    /// every later call (also when the same layer is used twice). Asking again with another
+    /// shape is an error.
+    pub fn variable(&self, name: &str, shape: &[usize], initial: f32) -> Tensor {
+        match HostTensor::full(shape, initial) {
+            Ok(v) => self.variable_from(name, v),
+            Err(e) => Tensor::invalid(e),
+        }
+    }
+
+    /// A variable created from an initial tensor on the first call and reused afterwards.
+    pub fn variable_from(&self, name: &str, initial: HostTensor) -> Tensor {
+        let mut vars = self.layer.variables.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, v)) = vars.iter().find(|(n, _)| n == name) {
+            let shape = v.shape();
+            if shape != initial.shape() || v.dtype() != initial.dtype() {
+                return Tensor::invalid(Error::VariableShape {
+                    name: v.path(),
+                    existing: format!("{shape:?} {}", v.dtype()),
+                    requested: format!("{:?} {}", initial.shape(), initial.dtype()),
+                });
+            }
+            return Tensor::variable(v.clone());
+        }
+        let v = Arc::new(Variable::new(
+            &self.layer.name,
+            name,
+            VariableKind::Weight,
+            initial,
+        ));
+        vars.push((name.to_string(), v.clone()));
+        Tensor::variable(v)
+    }
+}
+
+struct LambdaInner {
+    id: u64,
+    name: String,
+    function: Arc<LambdaFunction>,
+    output_shape: Option<OutputShape>,
+    arguments: BTreeMap<String, Arc<Variable>>,
+    variables: Mutex<Vec<(String, Arc<Variable>)>>,
+}
+
+impl Clone for LambdaInner {
+    /// A separate layer with the same configuration: new id, new variables.
+    fn clone(&self) -> Self {
+        LambdaInner {
+            id: next_id(),
+            name: self.name.clone(),
+            function: self.function.clone(),
+            output_shape: self.output_shape.clone(),
+            arguments: self
+                .arguments
+                .iter()
+                .map(|(k, v)| {
+                    let fresh = Variable::new(&self.name, k, VariableKind::Argument, v.value());
+                    (k.clone(), Arc::new(fresh))
+                })
+                .collect(),
+            variables: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// Wraps an arbitrary expression as a layer, as Keras's `Lambda` does, but records it as graph
+/// data: it compiles to fused kernels and saves without code.
+///
+/// Clones of a `Lambda` are the same layer (they share variables). The builder methods
+/// (`name`, `output_shape`, `argument`...) are meant for a fresh Lambda; on one already cloned
+/// they make a separate layer.
+#[derive(Clone)]
+pub struct Lambda {
+    inner: Arc<LambdaInner>,
+}
+
+impl Lambda {
+    /// A Lambda over one input: `Lambda::new(|x| x.square())`.
+    pub fn new(function: impl Fn(&Tensor) -> Tensor + Send + Sync + 'static) -> Lambda {
+        Lambda::with_scope(move |xs, _| match xs {
+            [x] => function(x),
+            _ => Tensor::invalid(Error::Inputs {
+                detail: format!(
+                    "this Lambda takes one input but was called on {}; use Lambda::multi",
+                    xs.len()
+                ),
+            }),
+        })
+    }
+
+    /// A Lambda over a list of inputs: `Lambda::multi(|xs| (&xs[0] - &xs[1]).abs())`.
+    pub fn multi(function: impl Fn(&[Tensor]) -> Tensor + Send + Sync + 'static) -> Lambda {
+        Lambda::with_scope(move |xs, _| function(xs))
+    }
+
+    /// A Lambda whose function also gets a scope with its `arguments` and variables:
+    /// `Lambda::with_scope(|xs, s| &xs[0] * s.argument("a") + s.argument("b"))`.
+    pub fn with_scope(
+        function: impl Fn(&[Tensor], &LambdaScope<'_>) -> Tensor + Send + Sync + 'static,
+    ) -> Lambda {
+        Lambda {
+            inner: Arc::new(LambdaInner {
+                id: next_id(),
+                name: unique_name("lambda"),
+                function: Arc::new(function),
+                output_shape: None,
+                arguments: BTreeMap::new(),
+                variables: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    fn configure(mut self, f: impl FnOnce(&mut LambdaInner)) -> Lambda {
+        f(Arc::make_mut(&mut self.inner));
+        self
+    }
+
+    /// Sets the layer's name.
+    pub fn name(self, name: &str) -> Lambda {
+        self.configure(|l| {
+            l.name = name.to_string();
+            l.arguments = l
+                .arguments
+                .iter()
+                .map(|(k, v)| {
+                    let fresh = Variable::new(name, k, VariableKind::Argument, v.value());
+                    (k.clone(), Arc::new(fresh))
+                })
+                .collect();
+        })
+    }
+
+    /// Declares the per-sample output shape (Keras's tuple `output_shape`): the batch dim of
+    /// the first input is prepended. Unlike Keras, it is checked against the inferred shape.
+    pub fn output_shape(self, per_sample: &[usize]) -> Lambda {
+        let dims = per_sample.iter().map(|&n| Dim::Known(n)).collect();
+        self.configure(|l| l.output_shape = Some(OutputShape::PerSample(dims)))
+    }
+
+    /// Declares the output shape as a function of the full input shapes (batch included), as
+    /// Keras's callable `output_shape`; checked against the inferred shape.
+    pub fn output_shape_fn(self, f: impl Fn(&[Shape]) -> Shape + Send + Sync + 'static) -> Lambda {
+        self.configure(|l| l.output_shape = Some(OutputShape::Function(Arc::new(f))))
+    }
+
+    /// Adds a named argument handed to the function (Keras's `arguments`); a runtime value.
+    pub fn argument(self, name: &str, value: impl Into<HostTensor>) -> Lambda {
+        let value = value.into();
+        self.configure(|l| {
+            let var = Variable::new(&l.name, name, VariableKind::Argument, value);
+            l.arguments.insert(name.to_string(), Arc::new(var));
+        })
+    }
+
+    /// Calls the layer on one input.
+    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
+        self.call_many(std::slice::from_ref(x))
+    }
+
+    /// Calls the layer on a list of inputs.
+    pub fn call_many(&self, xs: &[Tensor]) -> Result<Tensor> {
+        let mut out = call_layer(self, xs)?;
+        Ok(out.remove(0))
+    }
+
+    /// The current value of a variable created by the function.
+    pub fn variable(&self, name: &str) -> Result<HostTensor> {
+        self.find_variable(name).map(|v| v.value())
+    }
+
+    /// Sets a variable created by the function; the shape must stay the same.
+    pub fn set_variable(&self, name: &str, value: HostTensor) -> Result<()> {
+        self.find_variable(name)?.set(value)
+    }
+
+    /// The current value of an argument.
+    pub fn argument_value(&self, name: &str) -> Result<HostTensor> {
+        self.find_argument(name).map(|v| v.value())
+    }
+
+    /// Changes an argument's value; models that use the layer see it on their next run, with
+    /// nothing compiled again. The shape must stay the same.
+    pub fn set_argument(&self, name: &str, value: impl Into<HostTensor>) -> Result<()> {
+        self.find_argument(name)?.set(value.into())
+    }
+
+    fn find_argument(&self, name: &str) -> Result<&Arc<Variable>> {
+        self.inner
+            .arguments
+            .get(name)
+            .ok_or_else(|| Error::UnknownArgument {
+                name: name.to_string(),
+                known: self.inner.arguments.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    fn find_variable(&self, name: &str) -> Result<Arc<Variable>> {
+        let vars = self.inner.variables.lock().unwrap_or_else(|p| p.into_inner());
+        vars.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| Error::NotFound {
+                kind: "variable".into(),
+                name: name.to_string(),
+                detail: format!(
+                    " in layer '{}' (it has: {}; variables appear when the layer is first called)",
+                    self.inner.name,
+                    if vars.is_empty() {
+                        "none".to_string()
+                    } else {
+                        vars.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>().join(", ")
+                    }
+                ),
+            })
+    }
+
+    fn check_output_shape(&self, inputs: &[Tensor], out: &Tensor) -> Result<()> {
+        let Some(declared) = &self.inner.output_shape else {
+            return Ok(());
+        };
+        let input_shapes: Vec<Shape> = inputs.iter().map(|t| t.shape()).collect();
+        let declared = match declared {
+            OutputShape::PerSample(dims) => {
+                let batch = input_shapes
+                    .first()
+                    .and_then(|s| s.dims().first().copied())
+                    .unwrap_or(Dim::Dynamic);
+                Shape::new(std::iter::once(batch).chain(dims.iter().copied()))
+            }
+            OutputShape::Function(f) => f(&input_shapes),
+        };
+        let inferred = out.shape();
+        let compatible = declared.rank() == inferred.rank()
+            && declared
+                .dims()
+                .iter()
+                .zip(inferred.dims())
+                .all(|(a, b)| match (a, b) {
+                    (Dim::Known(x), Dim::Known(y)) => x == y,
+                    _ => true,
+                });
+        if compatible {
+            Ok(())
+        } else {
+            Err(Error::OutputShapeMismatch {
+                declared: declared.to_string(),
+                inferred: inferred.to_string(),
+            })
+        }
+    }
+}
+
+impl Layer for Lambda {
+    fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    fn name(&self) -> String {
+        self.inner.name.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        "Lambda"
+    }
+
+    fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let scope = LambdaScope { layer: &self.inner };
+        let function = &self.inner.function;
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| function(inputs, &scope)))
+            .map_err(|payload| {
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Error::Model {
+                    detail: format!("the Lambda function panicked: {msg}"),
+                }
+            })?;
+        out.check()?;
+        self.check_output_shape(inputs, &out)?;
+        Ok(vec![out])
+    }
+
+    fn variables(&self) -> Vec<Arc<Variable>> {
+        let vars = self.inner.variables.lock().unwrap_or_else(|p| p.into_inner());
+        vars.iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    fn handle(&self) -> LayerRef {
+        Arc::new(self.clone())
+    }
+}

@@ -1,0 +1,27 @@
+//! The graph crate of Lamina: symbolic tensors, the primitive op IR, shape inference, layers
+//! (`Input`, `Lambda`, `Dense`) and models (`Sequential`, functional `Model`). It knows nothing
+//! of devices; backends compile its `Program`s.
+
+pub mod dtype;
+pub mod error;
+pub mod host;
+pub mod infer;
+pub mod layer;
+pub mod layers;
+pub mod model;
+pub mod op;
+pub mod ops;
+pub mod shape;
+pub mod tensor;
+pub mod variable;
+
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use host::{Element, HostData, HostTensor};
+pub use layer::{Layer, LayerCall, LayerRef, call_layer};
+pub use layers::{Activation, Dense, Input, InputLayer, Lambda, LambdaScope, OutputShape};
+pub use model::{Model, Program, ProgramNode, Sequential, SequentialItem};
+pub use ops::{Axes, Operand, SliceArg};
+pub use shape::{Dim, Shape};
+pub use tensor::Tensor;
+pub use variable::{Variable, VariableKind};

@@ -1,0 +1,204 @@
+//! The functional `Model`: a DAG of layer calls from `Input`s to outputs.
+
+use super::program::Program;
+use crate::error::{Error, Result};
+use crate::host::HostTensor;
+use crate::layer::{LayerCall, LayerRef};
+use crate::layer::unique_name;
+use crate::tensor::Tensor;
+use crate::variable::{Variable, VariableKind};
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+
+/// A built model: inputs, outputs, the layer calls between them and the flattened program.
+/// Cheap to clone; `Send + Sync`, so several threads may run it at once.
+#[derive(Clone)]
+pub struct Model {
+    inner: Arc<ModelInner>,
+}
+
+struct ModelInner {
+    name: String,
+    inputs: Vec<Tensor>,
+    outputs: Vec<Tensor>,
+    program: Arc<Program>,
+    calls: Vec<Arc<LayerCall>>,
+    sequential: bool,
+    runtime: OnceLock<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Model {
+    /// A functional model from its input tensors (made by `Input`) to its outputs.
+    pub fn new(inputs: &[Tensor], outputs: &[Tensor]) -> Result<Model> {
+        Model::build(&unique_name("functional"), inputs, outputs, false)
+    }
+
+    /// The same, with a name.
+    pub fn named(name: &str, inputs: &[Tensor], outputs: &[Tensor]) -> Result<Model> {
+        Model::build(name, inputs, outputs, false)
+    }
+
+    pub(crate) fn build(
+        name: &str,
+        inputs: &[Tensor],
+        outputs: &[Tensor],
+        sequential: bool,
+    ) -> Result<Model> {
+        if inputs.is_empty() || outputs.is_empty() {
+            return Err(Error::Model {
+                detail: format!(
+                    "a model needs at least one input and one output ({} and {} given)",
+                    inputs.len(),
+                    outputs.len()
+                ),
+            });
+        }
+        for t in inputs.iter().chain(outputs) {
+            t.check()?;
+        }
+        let program = Program::from_tensors(inputs, outputs)?;
+        let calls = collect_calls(outputs);
+        Ok(Model {
+            inner: Arc::new(ModelInner {
+                name: name.to_string(),
+                inputs: inputs.to_vec(),
+                outputs: outputs.to_vec(),
+                program: Arc::new(program),
+                calls,
+                sequential,
+                runtime: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The input tensors.
+    pub fn inputs(&self) -> &[Tensor] {
+        &self.inner.inputs
+    }
+
+    /// The output tensors.
+    pub fn outputs(&self) -> &[Tensor] {
+        &self.inner.outputs
+    }
+
+    /// The flattened expression graph that backends compile.
+    pub fn program(&self) -> &Arc<Program> {
+        &self.inner.program
+    }
+
+    /// The layer calls in the order they were made (input layers first).
+    pub fn calls(&self) -> &[Arc<LayerCall>] {
+        &self.inner.calls
+    }
+
+    /// Whether this model was built by `Sequential` (it prints without input rows).
+    pub fn is_sequential(&self) -> bool {
+        self.inner.sequential
+    }
+
+    /// The distinct layers, in the order of their first call.
+    pub fn layers(&self) -> Vec<LayerRef> {
+        let mut seen = HashSet::new();
+        self.inner
+            .calls
+            .iter()
+            .filter(|c| seen.insert(c.layer().id()))
+            .map(|c| c.layer().clone())
+            .collect()
+    }
+
+    /// The layer of that name.
+    pub fn get_layer(&self, name: &str) -> Result<LayerRef> {
+        let layers = self.layers();
+        layers
+            .iter()
+            .find(|l| l.name() == name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                kind: "layer".into(),
+                name: name.to_string(),
+                detail: format!(
+                    " (the model has: {})",
+                    layers.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
+                ),
+            })
+    }
+
+    /// Every weight of every layer, each once, named `layer/variable`.
+    pub fn weights(&self) -> Vec<Arc<Variable>> {
+        let mut seen = HashSet::new();
+        self.layers()
+            .iter()
+            .flat_map(|l| l.variables())
+            .filter(|v| v.kind() == VariableKind::Weight && seen.insert(v.id()))
+            .collect()
+    }
+
+    /// The value of the weight named `layer/variable` (`dense/kernel`, `lambda/multiplier`).
+    pub fn get_weight(&self, path: &str) -> Result<HostTensor> {
+        self.find_weight(path).map(|v| v.value())
+    }
+
+    /// Sets the weight named `layer/variable`; the shape must stay the same.
+    pub fn set_weight(&self, path: &str, value: HostTensor) -> Result<()> {
+        self.find_weight(path)?.set(value)
+    }
+
+    fn find_weight(&self, path: &str) -> Result<Arc<Variable>> {
+        let weights = self.weights();
+        weights
+            .iter()
+            .find(|v| v.path() == path)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                kind: "weight".into(),
+                name: path.to_string(),
+                detail: format!(
+                    " (the model has: {})",
+                    weights.iter().map(|v| v.path()).collect::<Vec<_>>().join(", ")
+                ),
+            })
+    }
+
+    /// The total number of weight elements, each shared weight counted once.
+    pub fn count_params(&self) -> usize {
+        self.weights().iter().map(|v| v.numel()).sum()
+    }
+
+    /// A slot where a runtime (such as the facade's default session) keeps its state for this
+    /// model; the graph crate never looks inside.
+    pub fn runtime_slot(&self) -> &OnceLock<Arc<dyn Any + Send + Sync>> {
+        &self.inner.runtime
+    }
+}
+
+/// Finds every layer call behind the outputs, by walking tensors and their histories.
+fn collect_calls(outputs: &[Tensor]) -> Vec<Arc<LayerCall>> {
+    let mut calls: HashMap<u64, Arc<LayerCall>> = HashMap::new();
+    let mut seen_tensors: HashSet<(u64, Option<u64>)> = HashSet::new();
+    let mut stack: Vec<Tensor> = outputs.to_vec();
+    while let Some(t) = stack.pop() {
+        let key = (t.id(), t.history().map(|c| c.seq()));
+        if !seen_tensors.insert(key) {
+            continue;
+        }
+        if let Some(call) = t.history() {
+            if calls.insert(call.seq(), call.clone()).is_none() {
+                stack.extend(call.inputs().iter().cloned());
+            }
+            continue;
+        }
+        if let Ok(node) = t.node() {
+            stack.extend(node.inputs().iter().cloned());
+        }
+    }
+    let mut out: Vec<Arc<LayerCall>> = calls.into_values().collect();
+    out.sort_by_key(|c| c.seq());
+    out
+}

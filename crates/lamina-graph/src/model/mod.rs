@@ -1,0 +1,11 @@
+//! Models: the functional `Model`, `Sequential`, the flattened `Program` backends compile, and
+//! `summary()`.
+
+mod functional;
+mod program;
+mod sequential;
+mod summary;
+
+pub use functional::Model;
+pub use program::{Program, ProgramNode};
+pub use sequential::{Sequential, SequentialItem};

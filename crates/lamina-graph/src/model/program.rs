@@ -1,0 +1,238 @@
+//! A model's expression graph flattened into topological order: what backends compile.
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::host::HostTensor;
+use crate::infer::infer;
+use crate::op::Op;
+use crate::shape::{Dim, Shape};
+use crate::tensor::Tensor;
+use crate::variable::Variable;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One node of a program: an op and the indices of its inputs (always earlier nodes).
+#[derive(Clone, Debug)]
+pub struct ProgramNode {
+    /// The op.
+    pub op: Op,
+    /// Indices of the input nodes.
+    pub inputs: Vec<usize>,
+    /// The symbolic shape.
+    pub shape: Shape,
+    /// The element type.
+    pub dtype: DType,
+}
+
+/// The expression graph of a model in topological order, with its inputs and outputs.
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// Every node, inputs before the nodes that use them.
+    pub nodes: Vec<ProgramNode>,
+    /// The node index of each model input, in order.
+    pub inputs: Vec<usize>,
+    /// The node index of each model output, in order.
+    pub outputs: Vec<usize>,
+}
+
+impl Program {
+    /// Flattens the graph between `inputs` and `outputs`. Every input node the outputs depend
+    /// on must be among `inputs`.
+    pub fn from_tensors(inputs: &[Tensor], outputs: &[Tensor]) -> Result<Program> {
+        let mut index: HashMap<u64, usize> = HashMap::new();
+        let mut nodes: Vec<ProgramNode> = Vec::new();
+        let mut input_ids = Vec::with_capacity(inputs.len());
+        for t in inputs {
+            let node = t.node()?;
+            if !matches!(node.op(), Op::Input { .. }) {
+                return Err(Error::Model {
+                    detail: format!(
+                        "model inputs must be Input tensors, got the result of op {} with shape {}",
+                        node.op().name(),
+                        node.shape()
+                    ),
+                });
+            }
+            if input_ids.contains(&node.id()) {
+                return Err(Error::Model {
+                    detail: "the same Input is given twice as a model input".into(),
+                });
+            }
+            input_ids.push(node.id());
+        }
+        // Iterative post-order walk, so that deep graphs cannot overflow the stack.
+        for out in outputs {
+            out.node()?;
+            let mut stack: Vec<(Tensor, bool)> = vec![(out.clone(), false)];
+            while let Some((t, expanded)) = stack.pop() {
+                let node = t.node()?;
+                if index.contains_key(&node.id()) {
+                    continue;
+                }
+                if !expanded {
+                    stack.push((t.clone(), true));
+                    for child in node.inputs().iter().rev() {
+                        if !index.contains_key(&child.id()) {
+                            stack.push((child.clone(), false));
+                        }
+                    }
+                    continue;
+                }
+                if let Op::Input { name } = node.op()
+                    && !input_ids.contains(&node.id())
+                {
+                    return Err(Error::Model {
+                        detail: format!(
+                            "the outputs depend on Input '{name}' of shape {}, which is not among the model's inputs",
+                            node.shape()
+                        ),
+                    });
+                }
+                let ins = node.inputs().iter().map(|c| index[&c.id()]).collect();
+                index.insert(node.id(), nodes.len());
+                nodes.push(ProgramNode {
+                    op: node.op().clone(),
+                    inputs: ins,
+                    shape: node.shape().clone(),
+                    dtype: node.dtype(),
+                });
+            }
+        }
+        // Inputs the outputs do not use still get a node, so that `predict` takes them all.
+        let mut input_idx = Vec::with_capacity(inputs.len());
+        for t in inputs {
+            let node = t.node()?;
+            let i = match index.get(&node.id()) {
+                Some(&i) => i,
+                None => {
+                    index.insert(node.id(), nodes.len());
+                    nodes.push(ProgramNode {
+                        op: node.op().clone(),
+                        inputs: vec![],
+                        shape: node.shape().clone(),
+                        dtype: node.dtype(),
+                    });
+                    nodes.len() - 1
+                }
+            };
+            input_idx.push(i);
+        }
+        let outputs = outputs.iter().map(|t| index[&t.id()]).collect();
+        Ok(Program {
+            nodes,
+            inputs: input_idx,
+            outputs,
+        })
+    }
+
+    /// Checks host inputs against the model's inputs: count, dtype, rank and known dims.
+    pub fn check_inputs(&self, inputs: &[HostTensor]) -> Result<()> {
+        if inputs.len() != self.inputs.len() {
+            return Err(Error::Inputs {
+                detail: format!(
+                    "the model takes {} input(s) ({}), {} given",
+                    self.inputs.len(),
+                    self.input_signature(),
+                    inputs.len()
+                ),
+            });
+        }
+        for (k, (&i, host)) in self.inputs.iter().zip(inputs).enumerate() {
+            let node = &self.nodes[i];
+            let name = match &node.op {
+                Op::Input { name } => name.as_str(),
+                _ => "?",
+            };
+            if host.dtype() != node.dtype {
+                return Err(Error::Inputs {
+                    detail: format!(
+                        "input {k} ('{name}') expects dtype {}, got {}",
+                        node.dtype,
+                        host.dtype()
+                    ),
+                });
+            }
+            let ok = host.shape().len() == node.shape.rank()
+                && node
+                    .shape
+                    .dims()
+                    .iter()
+                    .zip(host.shape())
+                    .all(|(d, &n)| n > 0 && d.known().is_none_or(|k| k == n));
+            if !ok {
+                return Err(Error::Inputs {
+                    detail: format!(
+                        "input {k} ('{name}') expects shape {}, got {:?}",
+                        node.shape,
+                        host.shape()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The inputs' shapes and dtypes, for messages: `(None, 4) float32, (None, 2) float32`.
+    pub fn input_signature(&self) -> String {
+        self.inputs
+            .iter()
+            .map(|&i| format!("{} {}", self.nodes[i].shape, self.nodes[i].dtype))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The concrete shape of every node for these input shapes, or the first op whose shapes do
+    /// not fit (such as two inputs with different batch sizes meeting in an add).
+    pub fn specialize(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> {
+        let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(self.nodes.len());
+        let mut input_pos: HashMap<usize, usize> = HashMap::new();
+        for (k, &i) in self.inputs.iter().enumerate() {
+            input_pos.insert(i, k);
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            let shape = match &node.op {
+                Op::Input { .. } => match input_pos.get(&i).and_then(|&k| input_shapes.get(k)) {
+                    Some(s) => s.clone(),
+                    None => {
+                        return Err(Error::Inputs {
+                            detail: format!("no shape given for input node {i}"),
+                        });
+                    }
+                },
+                Op::Constant(c) => c.shape().to_vec(),
+                Op::Variable(v) => v.shape(),
+                op => {
+                    let typed: Vec<(Shape, DType)> = node
+                        .inputs
+                        .iter()
+                        .map(|&j| (Shape::known(&shapes[j]), self.nodes[j].dtype))
+                        .collect();
+                    let (s, _) = infer(op, &typed)?;
+                    s.dims()
+                        .iter()
+                        .map(|d| match d {
+                            Dim::Known(n) => Ok(*n),
+                            Dim::Dynamic => Err(Error::Model {
+                                detail: format!("op {} left a dimension unknown", op.name()),
+                            }),
+                        })
+                        .collect::<Result<Vec<usize>>>()?
+                }
+            };
+            shapes.push(shape);
+        }
+        Ok(shapes)
+    }
+
+    /// The variables and arguments the program reads, each once.
+    pub fn variables(&self) -> Vec<Arc<Variable>> {
+        let mut seen = std::collections::HashSet::new();
+        self.nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Op::Variable(v) if seen.insert(v.id()) => Some(v.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}

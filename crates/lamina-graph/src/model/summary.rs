@@ -1,0 +1,182 @@
+//! `summary()`: the Keras-style table of layers, output shapes and parameter counts.
+
+use super::functional::Model;
+use super::sequential::Sequential;
+use crate::error::Result;
+use crate::variable::VariableKind;
+use std::collections::HashMap;
+
+/// Formats a count with thousands separators, as Keras does: `1,088`.
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Formats a byte size as Keras does: `200.00 B`, `6.79 KB`.
+fn bytes(n: usize) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.2} {}", units[u])
+}
+
+fn row(cells: &[String], widths: &[usize], right: &[bool], edge: [&str; 3]) -> String {
+    let mut s = String::from(edge[0]);
+    for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+        if i > 0 {
+            s.push_str(edge[1]);
+        }
+        if right[i] {
+            s.push_str(&format!(" {c:>w$} "));
+        } else {
+            s.push_str(&format!(" {c:<w$} "));
+        }
+    }
+    s.push_str(edge[2]);
+    s
+}
+
+fn rule(widths: &[usize], line: &str, edge: [&str; 3]) -> String {
+    let mut s = String::from(edge[0]);
+    for (i, w) in widths.iter().enumerate() {
+        if i > 0 {
+            s.push_str(edge[1]);
+        }
+        s.push_str(&line.repeat(w + 2));
+    }
+    s.push_str(edge[2]);
+    s
+}
+
+impl Model {
+    /// The Keras-style summary table as a string: one row per layer call, with the output shape
+    /// (`None` for the batch) and the parameter count, then the totals (shared weights counted
+    /// once). Functional models also show what each call is connected to.
+    pub fn summary_string(&self) -> String {
+        let functional = !self.is_sequential();
+        let mut header = vec!["Layer (type)".to_string(), "Output Shape".into(), "Param #".into()];
+        if functional {
+            header.push("Connected to".into());
+        }
+        let mut call_index: HashMap<u64, usize> = HashMap::new();
+        let mut call_pos: HashMap<u64, usize> = HashMap::new();
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        for call in self.calls() {
+            let layer = call.layer();
+            let n = call_index.entry(layer.id()).or_insert(0);
+            call_pos.insert(call.seq(), *n);
+            *n += 1;
+            if !functional && layer.kind() == "InputLayer" {
+                continue;
+            }
+            let shapes: Vec<String> = call.outputs().iter().map(|t| t.shape().to_string()).collect();
+            let params: usize = layer.variables().iter().map(|v| v.numel()).sum();
+            let mut cells = vec![
+                format!("{} ({})", layer.name(), layer.kind()),
+                shapes.join(", "),
+                thousands(params),
+            ];
+            if functional {
+                let links: Vec<String> = call
+                    .inputs()
+                    .iter()
+                    .filter_map(|t| t.history())
+                    .map(|h| {
+                        let pos = call_pos.get(&h.seq()).copied().unwrap_or(0);
+                        format!("{}[{pos}][0]", h.layer().name())
+                    })
+                    .collect();
+                cells.push(if links.is_empty() { "-".into() } else { links.join(", ") });
+            }
+            rows.push(cells);
+        }
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        let mins = [31, 22, 13, 20];
+        for (i, w) in widths.iter_mut().enumerate() {
+            *w = (*w).max(mins[i]);
+        }
+        for r in &rows {
+            for (i, c) in r.iter().enumerate() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+        let right: Vec<bool> = (0..header.len()).map(|i| i == 2).collect();
+        let mut out = format!("Model: \"{}\"\n", self.name());
+        out += &rule(&widths, "━", ["┏", "┳", "┓"]);
+        out.push('\n');
+        out += &row(&header, &widths, &right, ["┃", "┃", "┃"]);
+        out.push('\n');
+        out += &rule(&widths, "━", ["┡", "╇", "┩"]);
+        out.push('\n');
+        for (i, r) in rows.iter().enumerate() {
+            if i > 0 {
+                out += &rule(&widths, "─", ["├", "┼", "┤"]);
+                out.push('\n');
+            }
+            out += &row(r, &widths, &right, ["│", "│", "│"]);
+            out.push('\n');
+        }
+        out += &rule(&widths, "─", ["└", "┴", "┘"]);
+        out.push('\n');
+        let weights = self.weights();
+        let trainable: usize = weights
+            .iter()
+            .filter(|v| v.kind() == VariableKind::Weight)
+            .map(|v| v.numel())
+            .sum();
+        let total: usize = weights.iter().map(|v| v.numel()).sum();
+        let size = |n: usize| bytes(n * 4);
+        out += &format!(" Total params: {} ({})\n", thousands(total), size(total));
+        out += &format!(" Trainable params: {} ({})\n", thousands(trainable), size(trainable));
+        out += &format!(
+            " Non-trainable params: {} ({})\n",
+            thousands(total - trainable),
+            size(total - trainable)
+        );
+        out
+    }
+
+    /// Prints the summary table to standard output, as Keras's `model.summary()` does.
+    pub fn summary(&self) {
+        print!("{}", self.summary_string());
+    }
+}
+
+impl Sequential {
+    /// The summary table, or an error if the model is not built yet.
+    pub fn summary_string(&self) -> Result<String> {
+        Ok(self.model()?.summary_string())
+    }
+
+    /// Prints the summary table, or returns an error if the model is not built yet.
+    pub fn summary(&self) -> Result<()> {
+        print!("{}", self.summary_string()?);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_and_bytes_follow_keras() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(650), "650");
+        assert_eq!(thousands(1088), "1,088");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(bytes(200), "200.00 B");
+        assert_eq!(bytes(6952), "6.79 KB");
+    }
+}

@@ -1,0 +1,388 @@
+//! The primitive op IR: the small set of ops every backend implements. The rich keras.ops-style
+//! methods on `Tensor` are compositions of these.
+
+use crate::dtype::DType;
+use crate::host::HostTensor;
+use crate::variable::Variable;
+use std::fmt;
+use std::sync::Arc;
+
+/// Elementwise functions of one input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// `-x`.
+    Neg,
+    /// `|x|`.
+    Abs,
+    /// `e^x`.
+    Exp,
+    /// Natural logarithm.
+    Log,
+    /// Square root.
+    Sqrt,
+    /// `1 / sqrt(x)`.
+    Rsqrt,
+    /// `1 / x`.
+    Recip,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// Sine.
+    Sin,
+    /// Cosine.
+    Cos,
+    /// The Gauss error function.
+    Erf,
+    /// Round toward negative infinity.
+    Floor,
+    /// Round toward positive infinity.
+    Ceil,
+    /// Round half to even, as NumPy does.
+    Round,
+    /// -1, 0 or 1.
+    Sign,
+    /// Logical not (bool).
+    Not,
+}
+
+impl UnaryOp {
+    /// The keras.ops name.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "negative",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Rsqrt => "rsqrt",
+            UnaryOp::Recip => "reciprocal",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Cos => "cos",
+            UnaryOp::Erf => "erf",
+            UnaryOp::Floor => "floor",
+            UnaryOp::Ceil => "ceil",
+            UnaryOp::Round => "round",
+            UnaryOp::Sign => "sign",
+            UnaryOp::Not => "logical_not",
+        }
+    }
+}
+
+/// Elementwise functions of two broadcast inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `a + b`.
+    Add,
+    /// `a - b`.
+    Sub,
+    /// `a * b`.
+    Mul,
+    /// `a / b` (true division for floats, truncating for integers).
+    Div,
+    /// `a ** b`.
+    Pow,
+    /// Elementwise maximum (NaN-propagating).
+    Max,
+    /// Elementwise minimum (NaN-propagating).
+    Min,
+    /// `a < b`.
+    Less,
+    /// `a <= b`.
+    LessEqual,
+    /// `a > b`.
+    Greater,
+    /// `a >= b`.
+    GreaterEqual,
+    /// `a == b`.
+    Equal,
+    /// `a != b`.
+    NotEqual,
+    /// Logical and (bool).
+    And,
+    /// Logical or (bool).
+    Or,
+}
+
+impl BinaryOp {
+    /// The keras.ops name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "subtract",
+            BinaryOp::Mul => "multiply",
+            BinaryOp::Div => "divide",
+            BinaryOp::Pow => "power",
+            BinaryOp::Max => "maximum",
+            BinaryOp::Min => "minimum",
+            BinaryOp::Less => "less",
+            BinaryOp::LessEqual => "less_equal",
+            BinaryOp::Greater => "greater",
+            BinaryOp::GreaterEqual => "greater_equal",
+            BinaryOp::Equal => "equal",
+            BinaryOp::NotEqual => "not_equal",
+            BinaryOp::And => "logical_and",
+            BinaryOp::Or => "logical_or",
+        }
+    }
+
+    /// Whether the result is a bool whatever the input type.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Less
+                | BinaryOp::LessEqual
+                | BinaryOp::Greater
+                | BinaryOp::GreaterEqual
+                | BinaryOp::Equal
+                | BinaryOp::NotEqual
+        )
+    }
+
+    /// Whether the op takes bools (and only bools).
+    pub fn is_logical(self) -> bool {
+        matches!(self, BinaryOp::And | BinaryOp::Or)
+    }
+}
+
+/// How a reduction combines the elements it reduces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    /// Sum.
+    Sum,
+    /// Arithmetic mean.
+    Mean,
+    /// Maximum.
+    Max,
+    /// Minimum.
+    Min,
+    /// Product.
+    Prod,
+}
+
+impl ReduceOp {
+    /// The keras.ops name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Mean => "mean",
+            ReduceOp::Max => "max",
+            ReduceOp::Min => "min",
+            ReduceOp::Prod => "prod",
+        }
+    }
+}
+
+/// Which index a reduction to an index picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ArgReduceOp {
+    /// The index of the first maximum.
+    ArgMax,
+    /// The index of the first minimum.
+    ArgMin,
+}
+
+/// A running reduction along one axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScanOp {
+    /// Running sum.
+    CumSum,
+    /// Running product.
+    CumProd,
+}
+
+/// One axis of a slice, in NumPy's terms: `start:stop:step`, with negative values counted from
+/// the end and `None` meaning the natural bound for the step's direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AxisSlice {
+    /// First index, or `None` for the start (the end when the step is negative).
+    pub start: Option<i64>,
+    /// One past the last index, or `None` for the end (before the start when negative).
+    pub stop: Option<i64>,
+    /// Step; never 0.
+    pub step: i64,
+}
+
+impl AxisSlice {
+    /// The whole axis.
+    pub const FULL: AxisSlice = AxisSlice {
+        start: None,
+        stop: None,
+        step: 1,
+    };
+
+    /// Whether this is the slice of one index `i:i+1` (or `-1:`), one element whatever the size.
+    pub fn is_single_index(&self) -> bool {
+        match (self.start, self.stop) {
+            (Some(-1), None) => self.step == 1,
+            (Some(s), Some(e)) => self.step == 1 && e == s + 1 && e != 0,
+            _ => false,
+        }
+    }
+
+    /// Resolves the slice against an axis of `size` elements: `(first index, count)`, following
+    /// NumPy's clamping rules.
+    pub fn resolve(&self, size: usize) -> (usize, usize) {
+        let n = size as i64;
+        let step = self.step;
+        let norm = |v: i64, lo: i64, hi: i64| {
+            let v = if v < 0 { v + n } else { v };
+            v.clamp(lo, hi)
+        };
+        let (start, stop) = if step > 0 {
+            (
+                self.start.map_or(0, |s| norm(s, 0, n)),
+                self.stop.map_or(n, |s| norm(s, 0, n)),
+            )
+        } else {
+            (
+                self.start.map_or(n - 1, |s| norm(s, -1, n - 1)),
+                self.stop.map_or(-1, |s| norm(s, -1, n - 1)),
+            )
+        };
+        let count = if step > 0 {
+            if stop > start {
+                (stop - start + step - 1) / step
+            } else {
+                0
+            }
+        } else if start > stop {
+            (start - stop + (-step) - 1) / (-step)
+        } else {
+            0
+        };
+        (start.max(0) as usize, count as usize)
+    }
+}
+
+impl fmt::Display for AxisSlice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+        write!(f, "{}:{}", o(self.start), o(self.stop))?;
+        if self.step != 1 {
+            write!(f, ":{}", self.step)?;
+        }
+        Ok(())
+    }
+}
+
+/// One dimension of a reshape target: a size, or -1 for "whatever is left".
+pub type ReshapeDim = i64;
+
+/// A primitive op: what a node of the expression graph computes from its inputs.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// A model input, bound to host data when the model runs.
+    Input {
+        /// The input's name.
+        name: String,
+    },
+    /// A constant baked into the graph.
+    Constant(Arc<HostTensor>),
+    /// A variable or a Lambda argument: a runtime value read when the model runs.
+    Variable(Arc<Variable>),
+    /// An elementwise function of one input.
+    Unary(UnaryOp),
+    /// An elementwise function of two inputs broadcast together.
+    Binary(BinaryOp),
+    /// `where(cond, a, b)`, the three broadcast together.
+    Where,
+    /// A reduction over `axes` (sorted, distinct, non-negative).
+    Reduce {
+        /// How elements combine.
+        op: ReduceOp,
+        /// The reduced axes.
+        axes: Vec<usize>,
+        /// Whether reduced axes stay as size 1.
+        keepdims: bool,
+    },
+    /// `argmax`/`argmin` along one axis, giving `int32` indices.
+    ArgReduce {
+        /// Max or min.
+        op: ArgReduceOp,
+        /// The reduced axis.
+        axis: usize,
+        /// Whether the axis stays as size 1.
+        keepdims: bool,
+    },
+    /// A running sum or product along one axis.
+    Scan {
+        /// Sum or product.
+        op: ScanOp,
+        /// The axis.
+        axis: usize,
+    },
+    /// A view with a new shape (same elements, row-major order); one dim may be -1.
+    Reshape {
+        /// The target, as given (sizes and at most one -1).
+        target: Vec<ReshapeDim>,
+    },
+    /// A view with axes reordered: output axis `i` is input axis `perm[i]`.
+    Permute {
+        /// The permutation.
+        perm: Vec<usize>,
+    },
+    /// A view broadcast to a larger shape (NumPy rules).
+    BroadcastTo {
+        /// The target shape.
+        shape: Vec<usize>,
+    },
+    /// A strided view: one `AxisSlice` per input axis.
+    Slice {
+        /// The slice of each axis.
+        axes: Vec<AxisSlice>,
+    },
+    /// A view with a new axis of size 1 at `axis` (of the output).
+    ExpandDims {
+        /// Where the new axis goes.
+        axis: usize,
+    },
+    /// A view without the given size-1 axes (sorted, distinct).
+    Squeeze {
+        /// The removed axes.
+        axes: Vec<usize>,
+    },
+    /// The inputs joined along `axis`.
+    Concat {
+        /// The axis.
+        axis: usize,
+    },
+    /// NumPy `matmul` of two tensors of rank 2 or more, batch dims broadcast.
+    MatMul,
+    /// Conversion to another element type.
+    Cast(DType),
+}
+
+impl Op {
+    /// The op's name in keras.ops spelling, for error messages and summaries.
+    pub fn name(&self) -> String {
+        match self {
+            Op::Input { .. } => "input".into(),
+            Op::Constant(_) => "constant".into(),
+            Op::Variable(v) => format!("variable '{}'", v.name()),
+            Op::Unary(u) => u.name().into(),
+            Op::Binary(b) => b.name().into(),
+            Op::Where => "where".into(),
+            Op::Reduce { op, .. } => op.name().into(),
+            Op::ArgReduce { op, .. } => match op {
+                ArgReduceOp::ArgMax => "argmax".into(),
+                ArgReduceOp::ArgMin => "argmin".into(),
+            },
+            Op::Scan { op, .. } => match op {
+                ScanOp::CumSum => "cumsum".into(),
+                ScanOp::CumProd => "cumprod".into(),
+            },
+            Op::Reshape { .. } => "reshape".into(),
+            Op::Permute { .. } => "transpose".into(),
+            Op::BroadcastTo { .. } => "broadcast_to".into(),
+            Op::Slice { .. } => "slice".into(),
+            Op::ExpandDims { .. } => "expand_dims".into(),
+            Op::Squeeze { .. } => "squeeze".into(),
+            Op::Concat { .. } => "concatenate".into(),
+            Op::MatMul => "matmul".into(),
+            Op::Cast(d) => format!("cast to {d}"),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The keras.ops-style methods on `Tensor`, composed from the primitive ops of `crate::op`.
+
+mod axes;
+mod elementwise;
+mod linalg;
+mod movement;
+mod operators;
+mod reduce;
+mod slicing;
+
+pub use axes::Axes;
+pub use elementwise::Operand;
+pub use slicing::SliceArg;

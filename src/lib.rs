@@ -1,0 +1,31 @@
+//! Lamina runs Keras-style models, `Lambda` layers included, on the CPU interpreter or a GPU.
+//! A `Lambda` is recorded once as an expression graph, so a model is data: it compiles to fused
+//! kernels and runs the same everywhere.
+//!
+//! ```
+//! use lamina::prelude::*;
+//!
+//! let mut model = Sequential::new();
+//! model.add(Input::new(&[3]))?;
+//! model.add(Lambda::new(|x| x.square()))?;
+//! let x = HostTensor::new(&[1, 3], vec![1.0f32, -2.0, 3.0])?;
+//! let y = model.predict(&[x])?;
+//! assert_eq!(y[0].as_f32()?, &[1.0, 4.0, 9.0]);
+//! # Ok::<(), lamina::Error>(())
+//! ```
+
+pub use lamina_backend::{Backend, BackendKind, CpuBackend, Executable, Session, create_backend};
+pub use lamina_graph::*;
+
+mod predict;
+pub use predict::Predict;
+
+/// Everything a model-building program needs: `use lamina::prelude::*;`.
+pub mod prelude {
+    pub use crate::Predict;
+    pub use lamina_backend::{BackendKind, Session};
+    pub use lamina_graph::{
+        Activation, Axes, DType, Dense, Dim, Error, HostTensor, Input, Lambda, LambdaScope, Layer,
+        Model, Result, Sequential, Shape, SliceArg, Tensor, s,
+    };
+}
