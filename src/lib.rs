@@ -29,3 +29,8 @@ pub mod prelude {
         Model, Result, Sequential, Shape, SliceArg, Tensor, s,
     };
 }
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -59,6 +59,14 @@ impl LayerCall {
         self.seq
     }
 
+    /// Moves the tensors out, leaving the call empty (for non-recursive drops).
+    pub(crate) fn into_tensors(mut self) -> (Vec<Tensor>, Vec<Tensor>) {
+        (
+            std::mem::take(&mut self.inputs),
+            std::mem::take(&mut self.outputs),
+        )
+    }
+
     pub(crate) fn record(layer: LayerRef, inputs: &[Tensor], outputs: &[Tensor]) -> Arc<LayerCall> {
         Arc::new(LayerCall {
             seq: next_id(),
@@ -66,6 +74,14 @@ impl LayerCall {
             inputs: inputs.to_vec(),
             outputs: outputs.iter().map(|t| t.clone().without_history()).collect(),
         })
+    }
+}
+
+impl Drop for LayerCall {
+    fn drop(&mut self) {
+        let mut stack = std::mem::take(&mut self.inputs);
+        stack.append(&mut self.outputs);
+        crate::tensor::release_tensors(&mut stack);
     }
 }
 

@@ -58,6 +58,31 @@ enum Repr {
     Invalid(Error),
 }
 
+impl Drop for Node {
+    /// Drops the graph below this node without recursion, so that a graph of any depth (a long
+    /// chain of ops, or of layer calls) cannot overflow the stack when it goes away.
+    fn drop(&mut self) {
+        let mut stack = std::mem::take(&mut self.inputs);
+        release_tensors(&mut stack);
+    }
+}
+
+/// Takes apart tensors whose nodes and layer calls are no longer shared, moving their children
+/// onto the stack, so that each node and call is dropped with no children left to recurse into.
+pub(crate) fn release_tensors(stack: &mut Vec<Tensor>) {
+    while let Some(t) = stack.pop() {
+        let Tensor { repr, history } = t;
+        if let Some(Repr::Valid(mut node)) = Arc::into_inner(repr) {
+            stack.append(&mut node.inputs);
+        }
+        if let Some(call) = history.and_then(Arc::into_inner) {
+            let (mut inputs, mut outputs) = call.into_tensors();
+            stack.append(&mut inputs);
+            stack.append(&mut outputs);
+        }
+    }
+}
+
 /// A symbolic tensor: a handle to a node of an expression graph, with a dtype and a shape.
 ///
 /// Ops never panic: an op given shapes it cannot combine returns a tensor that carries the
