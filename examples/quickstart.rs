@@ -40,7 +40,9 @@ fn main() -> Result<()> {
     anti.summary()?;
     let rows = HostTensor::new(
         &[3, 4],
-        vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 5.0, 5.0, 5.0, 3e-7, -1e-7, -1e-7, -1e-7],
+        vec![
+            1.0f32, 2.0, 3.0, 4.0, 5.0, 5.0, 5.0, 5.0, 3e-7, -1e-7, -1e-7, -1e-7,
+        ],
     )?;
     print_rows("antirectifier", &anti.predict(&[rows])?[0])?;
 
@@ -73,12 +75,17 @@ fn main() -> Result<()> {
     let x = HostTensor::new(&[1, 2], vec![1.0f32, 2.0])?;
     print_rows("x * 0.6 + 0.4", &args.predict(std::slice::from_ref(&x))?[0])?;
     affine.set_argument("a", 2.0)?;
-    print_rows("x * 2.0 + 0.4 (argument changed, nothing recompiled)", &args.predict(&[x])?[0])?;
+    print_rows(
+        "x * 2.0 + 0.4 (argument changed, nothing recompiled)",
+        &args.predict(&[x])?[0],
+    )?;
 
     // 5. A functional model: two inputs, a Lambda over a list, branches, merges, reuse.
     let a = Input::new(&[4]).name("a").tensor();
     let b = Input::new(&[4]).name("b").tensor();
-    let shared = Dense::new(4).activation(Activation::Tanh).name("shared_dense");
+    let shared = Dense::new(4)
+        .activation(Activation::Tanh)
+        .name("shared_dense");
     let ha = shared.call(&a)?;
     let hb = shared.call(&b)?;
     let l1 = Lambda::multi(|xs| (&xs[0] - &xs[1]).abs()).name("l1_distance");
@@ -86,7 +93,10 @@ fn main() -> Result<()> {
     let merged = Lambda::multi(|xs| Tensor::concatenate(xs, -1))
         .name("merge")
         .call_many(&[distance, ha, hb])?;
-    let score = Dense::new(1).activation(Activation::Sigmoid).name("score").call(&merged)?;
+    let score = Dense::new(1)
+        .activation(Activation::Sigmoid)
+        .name("score")
+        .call(&merged)?;
     let siamese = Model::named("siamese", &[a, b], &[score])?;
     siamese.summary();
     let xa = HostTensor::new(&[2, 4], vec![0.1f32, 0.2, 0.3, 0.4, 1.0, 0.0, -1.0, 0.5])?;

@@ -21,7 +21,10 @@ fn default_session(model: &Model) -> Result<Arc<Session>> {
             detail: "the model's runtime slot holds something other than a session".into(),
         });
     }
-    let session = Arc::new(Session::new(model.program().clone(), BackendKind::from_env()?)?);
+    let session = Arc::new(Session::new(
+        model.program().clone(),
+        BackendKind::from_env()?,
+    )?);
     // Another thread may have won the race; use whichever session is stored.
     let _ = slot.set(session.clone());
     match slot.get() {

@@ -2,9 +2,16 @@
 
 use lamina::prelude::*;
 
-fn lambda_error(input: &[usize], name: &str, f: impl Fn(&Tensor) -> Tensor + Send + Sync + 'static) -> Error {
+fn lambda_error(
+    input: &[usize],
+    name: &str,
+    f: impl Fn(&Tensor) -> Tensor + Send + Sync + 'static,
+) -> Error {
     let x = Input::new(input).tensor();
-    Lambda::new(f).name(name).call(&x).expect_err("the Lambda should fail")
+    Lambda::new(f)
+        .name(name)
+        .call(&x)
+        .expect_err("the Lambda should fail")
 }
 
 fn assert_mentions(err: &Error, parts: &[&str]) {
@@ -17,21 +24,35 @@ fn assert_mentions(err: &Error, parts: &[&str]) {
 #[test]
 fn incompatible_shapes_name_layer_op_and_shapes() {
     let err = lambda_error(&[4], "bad_add", |x| x + &x.slice(s![.., 0..3]));
-    assert!(matches!(err.root(), Error::IncompatibleShapes { .. }), "{err}");
-    assert_mentions(&err, &["bad_add", "Lambda", "add", "(None, 4)", "(None, 3)"]);
+    assert!(
+        matches!(err.root(), Error::IncompatibleShapes { .. }),
+        "{err}"
+    );
+    assert_mentions(
+        &err,
+        &["bad_add", "Lambda", "add", "(None, 4)", "(None, 3)"],
+    );
 
     let err = lambda_error(&[4], "bad_concat", |x| {
         Tensor::concatenate(&[x.clone(), x.reshape(&[-1, 2, 2])], 1)
     });
     assert_mentions(&err, &["bad_concat", "concatenate", "ranks"]);
 
-    let err = lambda_error(&[3], "bad_matmul", |x| x.matmul(&x.expand_dims(-1).reshape(&[-1, 1, 3])));
+    let err = lambda_error(&[3], "bad_matmul", |x| {
+        x.matmul(&x.expand_dims(-1).reshape(&[-1, 1, 3]))
+    });
     assert_mentions(&err, &["bad_matmul", "matmul", "inner dimensions differ"]);
 
     let err = lambda_error(&[6], "bad_reshape", |x| x.reshape(&[-1, -1]));
-    assert_mentions(&err, &["bad_reshape", "reshape", "(None, 6)", "at most one"]);
+    assert_mentions(
+        &err,
+        &["bad_reshape", "reshape", "(None, 6)", "at most one"],
+    );
     let fixed = Input::new(&[6]).batch_size(1).tensor();
-    let err = Lambda::new(|x| x.reshape(&[-1, 4])).name("r").call(&fixed).unwrap_err();
+    let err = Lambda::new(|x| x.reshape(&[-1, 4]))
+        .name("r")
+        .call(&fixed)
+        .unwrap_err();
     assert_mentions(&err, &["r", "reshape", "(1, 6)", "6 elements"]);
     // With an unknown batch, (None, 6) -> (-1, 4) fits even batches only: checked at run time.
     let x = Input::new(&[6]).tensor();
@@ -46,10 +67,23 @@ fn incompatible_shapes_name_layer_op_and_shapes() {
 #[test]
 fn axis_out_of_range() {
     let err = lambda_error(&[4], "mean3", |x| x.mean(3, false));
-    assert!(matches!(err.root(), Error::AxisOutOfRange { axis: 3, rank: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err.root(),
+            Error::AxisOutOfRange {
+                axis: 3,
+                rank: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_mentions(&err, &["mean3", "mean", "axis 3", "rank 2", "(None, 4)"]);
     let err = lambda_error(&[4], "neg_axis", |x| x.softmax(-3));
-    assert!(matches!(err.root(), Error::AxisOutOfRange { axis: -3, .. }), "{err}");
+    assert!(
+        matches!(err.root(), Error::AxisOutOfRange { axis: -3, .. }),
+        "{err}"
+    );
     let err = lambda_error(&[4], "ed", |x| x.expand_dims(4));
     assert!(matches!(err.root(), Error::AxisOutOfRange { .. }), "{err}");
     let err = lambda_error(&[4], "cs", |x| x.cumsum(2));
@@ -59,7 +93,17 @@ fn axis_out_of_range() {
 #[test]
 fn slice_out_of_bounds() {
     let err = lambda_error(&[4], "idx", |x| x.slice(s![.., 4]));
-    assert!(matches!(err.root(), Error::OutOfBounds { axis: 1, size: 4, .. }), "{err}");
+    assert!(
+        matches!(
+            err.root(),
+            Error::OutOfBounds {
+                axis: 1,
+                size: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_mentions(&err, &["idx", "slice", "index 4", "(None, 4)"]);
     let err = lambda_error(&[4], "neg_idx", |x| x.slice(s![.., -5]));
     assert!(matches!(err.root(), Error::OutOfBounds { .. }), "{err}");
@@ -71,7 +115,9 @@ fn slice_out_of_bounds() {
     let x = Input::new(&[2]).tensor();
     let y = Lambda::new(|x| x.slice(s![3])).call(&x).unwrap();
     let m = Model::new(&[x], &[y]).unwrap();
-    let err = m.predict(&[HostTensor::new(&[2, 2], vec![0.0f32; 4]).unwrap()]).unwrap_err();
+    let err = m
+        .predict(&[HostTensor::new(&[2, 2], vec![0.0f32; 4]).unwrap()])
+        .unwrap_err();
     assert_mentions(&err, &["slice", "selects nothing"]);
 }
 
@@ -87,7 +133,10 @@ fn unknown_argument_name() {
     assert!(matches!(err.root(), Error::UnknownArgument { .. }), "{err}");
     assert_mentions(&err, &["args", "'c'", "a, b"]);
     let l = Lambda::new(|x| x.clone()).argument("a", 1.0);
-    assert!(matches!(l.set_argument("z", 1.0), Err(Error::UnknownArgument { .. })));
+    assert!(matches!(
+        l.set_argument("z", 1.0),
+        Err(Error::UnknownArgument { .. })
+    ));
 }
 
 #[test]
@@ -144,7 +193,10 @@ fn variable_created_twice_with_different_shapes() {
 #[test]
 fn setting_weights_with_the_wrong_shape() -> Result<()> {
     let d = Dense::new(2).name("d");
-    assert!(matches!(d.kernel(), Err(Error::NotFound { .. })), "unbuilt layer has no kernel");
+    assert!(
+        matches!(d.kernel(), Err(Error::NotFound { .. })),
+        "unbuilt layer has no kernel"
+    );
     d.call(&Input::new(&[3]).tensor())?;
     let err = d.set_kernel(HostTensor::zeros(&[2, 2])?).unwrap_err();
     assert_mentions(&err, &["d/kernel", "[3, 2]", "[2, 2]"]);
@@ -152,7 +204,10 @@ fn setting_weights_with_the_wrong_shape() -> Result<()> {
     let err = d.call(&Input::new(&[5]).tensor()).unwrap_err();
     assert_mentions(&err, &["'d' (Dense)", "d/kernel"]);
     let lin = Lambda::with_scope(|xs, s| &xs[0] * s.variable("m", &[], 1.0));
-    assert!(lin.set_variable("m", HostTensor::scalar(1.0)).is_err(), "not created yet");
+    assert!(
+        lin.set_variable("m", HostTensor::scalar(1.0)).is_err(),
+        "not created yet"
+    );
     lin.call(&Input::new(&[1]).tensor())?;
     assert!(lin.set_variable("m", HostTensor::zeros(&[2])?).is_err());
     assert!(lin.set_variable("nope", HostTensor::scalar(1.0)).is_err());
@@ -163,18 +218,30 @@ fn setting_weights_with_the_wrong_shape() -> Result<()> {
 fn dtype_mismatch_and_bad_casts() {
     let x = Input::new(&[2]).dtype(DType::I32).tensor();
     let y = Input::new(&[2]).tensor();
-    let err = Lambda::multi(|xs| &xs[0] + &xs[1]).name("mixed").call_many(&[x.clone(), y]).unwrap_err();
+    let err = Lambda::multi(|xs| &xs[0] + &xs[1])
+        .name("mixed")
+        .call_many(&[x.clone(), y])
+        .unwrap_err();
     assert_mentions(&err, &["mixed", "add", "int32", "float32"]);
-    let err = Lambda::new(|x| x.exp()).name("int_exp").call(&x).unwrap_err();
+    let err = Lambda::new(|x| x.exp())
+        .name("int_exp")
+        .call(&x)
+        .unwrap_err();
     assert_mentions(&err, &["int_exp", "exp", "float32"]);
 }
 
 #[test]
 fn lambda_panics_and_wrong_arity_are_errors() {
     let x = Input::new(&[2]).tensor();
-    let err = Lambda::multi(|xs| xs[5].clone()).name("oops").call(&x).unwrap_err();
+    let err = Lambda::multi(|xs| xs[5].clone())
+        .name("oops")
+        .call(&x)
+        .unwrap_err();
     assert_mentions(&err, &["oops", "panicked"]);
-    let err = Lambda::new(|x| x.clone()).name("one").call_many(&[x.clone(), x]).unwrap_err();
+    let err = Lambda::new(|x| x.clone())
+        .name("one")
+        .call_many(&[x.clone(), x])
+        .unwrap_err();
     assert_mentions(&err, &["one", "one input"]);
 }
 
@@ -182,7 +249,9 @@ fn lambda_panics_and_wrong_arity_are_errors() {
 fn models_refuse_wrong_wiring() {
     let a = Input::new(&[2]).tensor();
     let b = Input::new(&[2]).tensor();
-    let y = Lambda::multi(|xs| &xs[0] + &xs[1]).call_many(&[a.clone(), b]).unwrap();
+    let y = Lambda::multi(|xs| &xs[0] + &xs[1])
+        .call_many(&[a.clone(), b])
+        .unwrap();
     let err = Model::new(&[a.clone()], &[y]).err().expect("b is missing");
     assert_mentions(&err, &["not among the model's inputs"]);
     assert!(Model::new(&[], &[a.clone()]).is_err());
@@ -191,8 +260,14 @@ fn models_refuse_wrong_wiring() {
     assert!(Input::new(&[0]).tensor().check().is_err());
     let mut s = Sequential::new();
     s.add(Input::new(&[3])).unwrap();
-    let err = s.add(Dense::new(2).name("x1")).and_then(|_| s.add(Lambda::new(|x| x.slice(s![.., 5])).name("cut")));
+    let err = s
+        .add(Dense::new(2).name("x1"))
+        .and_then(|_| s.add(Lambda::new(|x| x.slice(s![.., 5])).name("cut")));
     assert_mentions(&err.unwrap_err(), &["cut", "index 5"]);
     assert!(s.add(Input::new(&[3])).is_err(), "a second Input");
-    assert!(s.predict(&[HostTensor::new(&[1, 3], vec![0.0f32; 3]).unwrap()]).is_ok(), "the failed layer was not added");
+    assert!(
+        s.predict(&[HostTensor::new(&[1, 3], vec![0.0f32; 3]).unwrap()])
+            .is_ok(),
+        "the failed layer was not added"
+    );
 }

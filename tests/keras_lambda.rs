@@ -35,7 +35,10 @@ fn square_lambda_in_sequential() -> Result<()> {
 fn sequential_without_input_builds_on_first_predict() -> Result<()> {
     let mut m = Sequential::new();
     m.add(Lambda::new(|x| x * 3.0))?;
-    assert!(m.summary_string().is_err(), "an unbuilt model has no summary");
+    assert!(
+        m.summary_string().is_err(),
+        "an unbuilt model has no summary"
+    );
     let y = m.predict(&[HostTensor::new(&[1, 2], vec![1.0f32, -1.0])?])?;
     assert_eq!(y[0].as_f32()?, &[3.0, -3.0]);
     assert!(m.summary_string()?.contains("(None, 2)"));
@@ -61,14 +64,22 @@ fn antirectifier_acceptance_rows() -> Result<()> {
     let d = y[0].as_f32()?;
     assert_close(
         &d[0..8],
-        &[0.0, 0.0, 0.2236068, 0.6708204, 0.6708204, 0.2236068, 0.0, 0.0],
+        &[
+            0.0, 0.0, 0.2236068, 0.6708204, 0.6708204, 0.2236068, 0.0, 0.0,
+        ],
         1e-6,
     );
-    assert!(d[8..16].iter().all(|v| *v == 0.0 && !v.is_nan()), "{:?}", &d[8..16]);
+    assert!(
+        d[8..16].iter().all(|v| *v == 0.0 && !v.is_nan()),
+        "{:?}",
+        &d[8..16]
+    );
     assert_close(&d[16..24], &[0.3, 0.0, 0.0, 0.0, 0.0, 0.1, 0.1, 0.1], 1e-5);
     assert_close(
         &d[24..32],
-        &[0.0293105, 0.0, 0.732763, 0.0, 0.0, 0.6741419, 0.0, 0.0879316],
+        &[
+            0.0293105, 0.0, 0.732763, 0.0, 0.0, 0.6741419, 0.0, 0.0879316,
+        ],
         1e-5,
     );
     Ok(())
@@ -83,9 +94,15 @@ fn tuple_output_shape_prepends_the_batch() -> Result<()> {
         .call(&x)?;
     assert_eq!(y.shape().to_string(), "(None, 6)");
     let m = Model::new(&[x], &[y])?;
-    let out = m.predict(&[HostTensor::new(&[2, 3], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?])?;
+    let out = m.predict(&[HostTensor::new(
+        &[2, 3],
+        vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0],
+    )?])?;
     assert_eq!(out[0].shape(), &[2, 6]);
-    assert_eq!(out[0].as_f32()?, &[1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 4.0, 5.0, 6.0]);
+    assert_eq!(
+        out[0].as_f32()?,
+        &[1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 4.0, 5.0, 6.0]
+    );
     Ok(())
 }
 
@@ -98,7 +115,10 @@ fn function_output_shape_gets_and_returns_the_full_shape() -> Result<()> {
         .output_shape_fn(move |shapes| {
             seen2.lock().unwrap().push(shapes[0].to_string());
             let s = &shapes[0];
-            let last = s.dims()[1].known().map(|n| Dim::Known(n * 2)).unwrap_or(Dim::Dynamic);
+            let last = s.dims()[1]
+                .known()
+                .map(|n| Dim::Known(n * 2))
+                .unwrap_or(Dim::Dynamic);
             Shape::new([s.dims()[0], last])
         })
         .call(&x)?;
@@ -117,8 +137,14 @@ fn declared_output_shape_is_checked() {
         .call(&x)
         .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err.root(), Error::OutputShapeMismatch { .. }), "{msg}");
-    assert!(msg.contains("wrong_shape") && msg.contains("(None, 6)") && msg.contains("(None, 2)"), "{msg}");
+    assert!(
+        matches!(err.root(), Error::OutputShapeMismatch { .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("wrong_shape") && msg.contains("(None, 6)") && msg.contains("(None, 2)"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -163,9 +189,16 @@ fn variables_are_created_once_and_shared_by_both_uses() -> Result<()> {
     assert_eq!(linear.variable("bias")?.as_f32()?, &[0.0]);
     let model = m.model()?;
     let names: Vec<String> = model.weights().iter().map(|v| v.path()).collect();
-    assert_eq!(names.iter().filter(|n| n.ends_with("/multiplier")).count(), 1, "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with("/multiplier")).count(),
+        1,
+        "{names:?}"
+    );
     assert_eq!(model.count_params(), 2 + 6);
-    dense.set_kernel(HostTensor::new(&[2, 3], vec![1.0f32, 0.0, -1.0, 0.0, 1.0, 1.0])?)?;
+    dense.set_kernel(HostTensor::new(
+        &[2, 3],
+        vec![1.0f32, 0.0, -1.0, 0.0, 1.0, 1.0],
+    )?)?;
     linear.set_variable("multiplier", HostTensor::scalar(2.0))?;
     linear.set_variable("bias", HostTensor::scalar(1.0))?;
     // x = [1, 2]: first use 2x+1 = [3, 5]; dense: [3, 5, 2] -> relu [3, 5, 2];
@@ -253,7 +286,10 @@ fn dense_weights_read_and_set() -> Result<()> {
     // Glorot uniform: |w| <= sqrt(6 / (3 + 2)).
     let limit = (6.0f32 / 5.0).sqrt();
     assert!(d.kernel()?.as_f32()?.iter().all(|w| w.abs() <= limit));
-    d.set_kernel(HostTensor::new(&[3, 2], vec![1.0f32, -1.0, 2.0, -2.0, 3.0, -3.0])?)?;
+    d.set_kernel(HostTensor::new(
+        &[3, 2],
+        vec![1.0f32, -1.0, 2.0, -2.0, 3.0, -3.0],
+    )?)?;
     d.set_bias(HostTensor::new(&[2], vec![0.5f32, 0.5])?)?;
     let m = Model::new(&[x], &[y])?;
     let out = m.predict(&[HostTensor::new(&[1, 3], vec![1.0f32, 1.0, 1.0])?])?;
@@ -279,8 +315,9 @@ fn predict_from_many_threads_at_once() -> Result<()> {
                     // size varies per thread so that each gets its own shape.
                     let batch = 1 + (t + i) % 5;
                     let k = (t * 100 + i) as f32;
-                    let data: Vec<f32> =
-                        (0..batch).flat_map(|_| [k, k + 1.0, k + 2.0, k + 3.0]).collect();
+                    let data: Vec<f32> = (0..batch)
+                        .flat_map(|_| [k, k + 1.0, k + 2.0, k + 3.0])
+                        .collect();
                     let y = model.predict(&[HostTensor::new(&[batch, 4], data)?])?;
                     assert_eq!(y[0].shape(), &[batch]);
                     assert_close(y[0].as_f32()?, &vec![4.0 / 5f32.sqrt(); batch], 1e-5);

@@ -9,7 +9,11 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> String;
 
     /// Specialises `program` for inputs of these concrete shapes, ready to run.
-    fn compile(&self, program: &Arc<Program>, input_shapes: &[Vec<usize>]) -> Result<Arc<dyn Executable>>;
+    fn compile(
+        &self,
+        program: &Arc<Program>,
+        input_shapes: &[Vec<usize>],
+    ) -> Result<Arc<dyn Executable>>;
 }
 
 /// A compiled program; `run` may be called from several threads at once.

@@ -1,9 +1,11 @@
 //! Element types of tensors.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The element type of a tensor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DType {
     /// 32-bit IEEE float, the default for every layer.
     F32,

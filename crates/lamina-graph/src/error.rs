@@ -115,6 +115,15 @@ pub enum Error {
         /// What went wrong.
         detail: String,
     },
+    /// A model file could not be saved or loaded: unreadable, truncated, corrupt, hostile, or
+    /// of a newer format version.
+    #[error("model file {path}: {detail}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong, naming the field, index, op or tensor concerned.
+        detail: String,
+    },
     /// An error that happened while a layer was being called, with the layer's name and type.
     #[error("layer '{layer}' ({kind}): {source}")]
     InLayer {

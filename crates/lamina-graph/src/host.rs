@@ -206,12 +206,25 @@ impl From<f32> for HostTensor {
     }
 }
 
-/// The number of elements of a shape, or an error if it overflows.
+/// The most elements one tensor may hold: 2^32 (16 GiB of `float32`). Larger shapes are
+/// refused with an error instead of an allocation that would abort the process.
+pub const MAX_ELEMENTS: usize = 1 << 32;
+
+/// The number of elements of a shape, or an error if it exceeds `MAX_ELEMENTS` (or any one
+/// dimension does).
 pub fn checked_numel(shape: &[usize]) -> Result<usize> {
-    shape
+    let too_big = || Error::HostTensor {
+        detail: format!("shape {shape:?} has more than {MAX_ELEMENTS} elements"),
+    };
+    if shape.iter().any(|&d| d > MAX_ELEMENTS) {
+        return Err(too_big());
+    }
+    let n = shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| Error::HostTensor {
-            detail: format!("shape {shape:?} has more elements than fit in memory"),
-        })
+        .ok_or_else(too_big)?;
+    if n > MAX_ELEMENTS {
+        return Err(too_big());
+    }
+    Ok(n)
 }

@@ -147,7 +147,11 @@ pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
             }
             Ok((broadcast_shapes(&name, &[sc, sa, sb])?, *da))
         }
-        Op::Reduce { op: r, axes, keepdims } => {
+        Op::Reduce {
+            op: r,
+            axes,
+            keepdims,
+        } => {
             arity(1)?;
             let (s, d) = &inputs[0];
             numeric_only(&name, *d)?;
@@ -208,7 +212,11 @@ pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
                 return Err(incompatible(
                     &name,
                     &[s],
-                    format!("permutation {perm:?} has {} axes, the tensor {}", perm.len(), s.rank()),
+                    format!(
+                        "permutation {perm:?} has {} axes, the tensor {}",
+                        perm.len(),
+                        s.rank()
+                    ),
                 ));
             }
             for &p in perm {
@@ -262,7 +270,7 @@ pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
                     Dim::Dynamic if sl.is_single_index() => Dim::Known(1),
                     Dim::Dynamic => Dim::Dynamic,
                     Dim::Known(size) => {
-                        let (_, count) = sl.resolve(size);
+                        let (_, count, _) = sl.resolve(size);
                         if count == 0 {
                             return Err(Error::OutOfBounds {
                                 op: name,
@@ -371,7 +379,11 @@ pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
             }
             float_only(&name, *da)?;
             if sa.rank() < 2 || sb.rank() < 2 {
-                return Err(incompatible(&name, &[sa, sb], "both inputs need rank 2 or more"));
+                return Err(incompatible(
+                    &name,
+                    &[sa, sb],
+                    "both inputs need rank 2 or more",
+                ));
             }
             let (ra, rb) = (sa.rank(), sb.rank());
             let k_a = sa.dims()[ra - 1];
@@ -444,13 +456,25 @@ fn reshape_shape(s: &Shape, target: &[i64]) -> Result<Shape> {
         return Err(err("at most one dimension may be -1".into()));
     }
     if let Some(bad) = target.iter().find(|&&t| t < -1 || t == 0) {
-        return Err(err(format!("dimension {bad} is not a size (sizes are >= 1, or -1)")));
+        return Err(err(format!(
+            "dimension {bad} is not a size (sizes are >= 1, or -1)"
+        )));
     }
-    let known_target: usize = target.iter().filter(|&&t| t > 0).map(|&t| t as usize).product();
+    let known_target: usize = target
+        .iter()
+        .filter(|&&t| t > 0)
+        .map(|&t| t as usize)
+        .product();
     let input_total: Option<usize> = s.dims().iter().map(|d| d.known()).product();
     let mut out: Vec<Dim> = target
         .iter()
-        .map(|&t| if t > 0 { Dim::Known(t as usize) } else { Dim::Dynamic })
+        .map(|&t| {
+            if t > 0 {
+                Dim::Known(t as usize)
+            } else {
+                Dim::Dynamic
+            }
+        })
         .collect();
     if let Some(total) = input_total {
         match infer_at.first() {

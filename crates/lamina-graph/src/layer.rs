@@ -21,6 +21,8 @@ pub trait Layer: Send + Sync {
     fn variables(&self) -> Vec<Arc<Variable>>;
     /// A shared handle to this layer.
     fn handle(&self) -> LayerRef;
+    /// The layer as `Any`, so that savers can see its concrete type.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// A shared handle to a layer of any type.
@@ -72,7 +74,10 @@ impl LayerCall {
             seq: next_id(),
             layer,
             inputs: inputs.to_vec(),
-            outputs: outputs.iter().map(|t| t.clone().without_history()).collect(),
+            outputs: outputs
+                .iter()
+                .map(|t| t.clone().without_history())
+                .collect(),
         })
     }
 }

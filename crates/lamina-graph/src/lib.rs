@@ -11,6 +11,7 @@ pub mod layers;
 pub mod model;
 pub mod op;
 pub mod ops;
+pub mod saving;
 pub mod shape;
 pub mod tensor;
 pub mod variable;

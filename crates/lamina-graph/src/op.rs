@@ -4,11 +4,13 @@
 use crate::dtype::DType;
 use crate::host::HostTensor;
 use crate::variable::Variable;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
 /// Elementwise functions of one input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum UnaryOp {
     /// `-x`.
     Neg,
@@ -72,7 +74,8 @@ impl UnaryOp {
 }
 
 /// Elementwise functions of two broadcast inputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BinaryOp {
     /// `a + b`.
     Add,
@@ -148,7 +151,8 @@ impl BinaryOp {
 }
 
 /// How a reduction combines the elements it reduces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReduceOp {
     /// Sum.
     Sum,
@@ -176,7 +180,8 @@ impl ReduceOp {
 }
 
 /// Which index a reduction to an index picks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ArgReduceOp {
     /// The index of the first maximum.
     ArgMax,
@@ -185,7 +190,8 @@ pub enum ArgReduceOp {
 }
 
 /// A running reduction along one axis.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ScanOp {
     /// Running sum.
     CumSum,
@@ -195,7 +201,7 @@ pub enum ScanOp {
 
 /// One axis of a slice, in NumPy's terms: `start:stop:step`, with negative values counted from
 /// the end and `None` meaning the natural bound for the step's direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AxisSlice {
     /// First index, or `None` for the start (the end when the step is negative).
     pub start: Option<i64>,
@@ -217,18 +223,23 @@ impl AxisSlice {
     pub fn is_single_index(&self) -> bool {
         match (self.start, self.stop) {
             (Some(-1), None) => self.step == 1,
-            (Some(s), Some(e)) => self.step == 1 && e == s + 1 && e != 0,
+            (Some(s), Some(e)) => self.step == 1 && s.checked_add(1) == Some(e) && e != 0,
             _ => false,
         }
     }
 
-    /// Resolves the slice against an axis of `size` elements: `(first index, count)`, following
-    /// NumPy's clamping rules.
-    pub fn resolve(&self, size: usize) -> (usize, usize) {
-        let n = size as i64;
-        let step = self.step;
+    /// Resolves the slice against an axis of `size` elements: `(first index, count, step)`,
+    /// following NumPy's clamping rules. The step is clamped to the axis size (which selects
+    /// the same elements), so that no later index arithmetic can overflow; a step of 0 selects
+    /// nothing.
+    pub fn resolve(&self, size: usize) -> (usize, usize, i64) {
+        let n = size.min(1 << 48) as i64;
+        if self.step == 0 {
+            return (0, 0, 1);
+        }
+        let step = self.step.clamp(-n.max(1), n.max(1));
         let norm = |v: i64, lo: i64, hi: i64| {
-            let v = if v < 0 { v + n } else { v };
+            let v = if v < 0 { v.saturating_add(n) } else { v };
             v.clamp(lo, hi)
         };
         let (start, stop) = if step > 0 {
@@ -249,11 +260,11 @@ impl AxisSlice {
                 0
             }
         } else if start > stop {
-            (start - stop + (-step) - 1) / (-step)
+            (start - stop - step - 1) / (-step)
         } else {
             0
         };
-        (start.max(0) as usize, count as usize)
+        (start.max(0) as usize, count as usize, step)
     }
 }
 

@@ -139,9 +139,15 @@ macro_rules! int_binary {
     ($op:expr, $a:expr, $sa:expr, $b:expr, $sb:expr, $out:expr, $variant:ident, $t:ty) => {{
         let (a, b, sa, sb, out) = ($a, $b, $sa, $sb, $out);
         match $op {
-            BinaryOp::Add => HostData::$variant(map2(a, sa, b, sb, out, |x: $t, y: $t| x.wrapping_add(y))),
-            BinaryOp::Sub => HostData::$variant(map2(a, sa, b, sb, out, |x: $t, y: $t| x.wrapping_sub(y))),
-            BinaryOp::Mul => HostData::$variant(map2(a, sa, b, sb, out, |x: $t, y: $t| x.wrapping_mul(y))),
+            BinaryOp::Add => {
+                HostData::$variant(map2(a, sa, b, sb, out, |x: $t, y: $t| x.wrapping_add(y)))
+            }
+            BinaryOp::Sub => {
+                HostData::$variant(map2(a, sa, b, sb, out, |x: $t, y: $t| x.wrapping_sub(y)))
+            }
+            BinaryOp::Mul => {
+                HostData::$variant(map2(a, sa, b, sb, out, |x: $t, y: $t| x.wrapping_mul(y)))
+            }
             BinaryOp::Div => HostData::$variant(map2(a, sa, b, sb, out, |x: $t, y: $t| {
                 if y == 0 { 0 } else { x.wrapping_div(y) }
             })),
@@ -150,7 +156,9 @@ macro_rules! int_binary {
             BinaryOp::Less => HostData::Bool(map2(a, sa, b, sb, out, |x: $t, y: $t| x < y)),
             BinaryOp::LessEqual => HostData::Bool(map2(a, sa, b, sb, out, |x: $t, y: $t| x <= y)),
             BinaryOp::Greater => HostData::Bool(map2(a, sa, b, sb, out, |x: $t, y: $t| x > y)),
-            BinaryOp::GreaterEqual => HostData::Bool(map2(a, sa, b, sb, out, |x: $t, y: $t| x >= y)),
+            BinaryOp::GreaterEqual => {
+                HostData::Bool(map2(a, sa, b, sb, out, |x: $t, y: $t| x >= y))
+            }
             BinaryOp::Equal => HostData::Bool(map2(a, sa, b, sb, out, |x: $t, y: $t| x == y)),
             BinaryOp::NotEqual => HostData::Bool(map2(a, sa, b, sb, out, |x: $t, y: $t| x != y)),
             other => return Err(unsupported(other.name(), DType::I32)),

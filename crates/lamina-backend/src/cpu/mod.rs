@@ -27,7 +27,11 @@ impl Backend for CpuBackend {
         "cpu interpreter".into()
     }
 
-    fn compile(&self, program: &Arc<Program>, input_shapes: &[Vec<usize>]) -> Result<Arc<dyn Executable>> {
+    fn compile(
+        &self,
+        program: &Arc<Program>,
+        input_shapes: &[Vec<usize>],
+    ) -> Result<Arc<dyn Executable>> {
         let shapes = program.specialize(input_shapes)?;
         let constants = program
             .nodes
@@ -77,10 +81,12 @@ impl Executable for CpuExecutable {
                 continue;
             }
             let arg = |j: usize| -> Result<&Arc<HostData>> {
-                values[node.inputs[j]].as_ref().ok_or_else(|| Error::Backend {
-                    backend: "cpu".into(),
-                    detail: format!("node {i} ({}) read a value not computed", node.op.name()),
-                })
+                values[node.inputs[j]]
+                    .as_ref()
+                    .ok_or_else(|| Error::Backend {
+                        backend: "cpu".into(),
+                        detail: format!("node {i} ({}) read a value not computed", node.op.name()),
+                    })
             };
             let shape_of = |j: usize| self.shapes[node.inputs[j]].as_slice();
             let out_shape = self.shapes[i].as_slice();

@@ -1,8 +1,8 @@
 //! Movement kernels: permute, slice, broadcast (strided reads) and concatenate.
 
 use super::strided::{broadcast_strides, contiguous_strides, gather};
-use lamina_graph::{Error, HostData, Result};
 use lamina_graph::op::AxisSlice;
+use lamina_graph::{Error, HostData, Result};
 
 /// Applies the same generic expression to whichever vector a `HostData` holds.
 macro_rules! each_dtype {
@@ -35,9 +35,9 @@ pub fn slice(x: &HostData, shape: &[usize], axes: &[AxisSlice], out_shape: &[usi
     let mut offset = 0isize;
     let mut strides = Vec::with_capacity(shape.len());
     for (i, sl) in axes.iter().enumerate() {
-        let (start, _) = sl.resolve(shape[i]);
+        let (start, _, step) = sl.resolve(shape[i]);
         offset += start as isize * base[i];
-        strides.push(base[i] * sl.step as isize);
+        strides.push(base[i] * step as isize);
     }
     view(x, out_shape, &strides, offset)
 }
@@ -48,7 +48,11 @@ pub fn broadcast(x: &HostData, shape: &[usize], out_shape: &[usize]) -> HostData
 }
 
 /// Joins inputs along `axis`; each input is copied block by block into place.
-pub fn concat(parts: &[(&HostData, &[usize])], axis: usize, out_shape: &[usize]) -> Result<HostData> {
+pub fn concat(
+    parts: &[(&HostData, &[usize])],
+    axis: usize,
+    out_shape: &[usize],
+) -> Result<HostData> {
     let outer: usize = out_shape[..axis].iter().product();
     let inner: usize = out_shape[axis + 1..].iter().product();
     let total: usize = out_shape.iter().product();

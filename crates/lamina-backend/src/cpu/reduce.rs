@@ -10,7 +10,10 @@ use lamina_graph::{DType, Error, HostData, Result};
 fn rows_last(x: &HostData, shape: &[usize], axes: &[usize]) -> (HostData, usize) {
     let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
     let row: usize = axes.iter().map(|&a| shape[a]).product();
-    let trailing = axes.iter().enumerate().all(|(i, &a)| a == shape.len() - axes.len() + i);
+    let trailing = axes
+        .iter()
+        .enumerate()
+        .all(|(i, &a)| a == shape.len() - axes.len() + i);
     if trailing {
         return (x.clone(), row);
     }
@@ -50,7 +53,9 @@ pub fn reduce(op: ReduceOp, x: &HostData, shape: &[usize], axes: &[usize]) -> Re
         HostData::I32(v) => HostData::I32(
             v.chunks_exact(row)
                 .map(|r| match op {
-                    ReduceOp::Sum | ReduceOp::Mean => r.iter().fold(0i32, |a, &b| a.wrapping_add(b)),
+                    ReduceOp::Sum | ReduceOp::Mean => {
+                        r.iter().fold(0i32, |a, &b| a.wrapping_add(b))
+                    }
                     ReduceOp::Max => r.iter().copied().fold(i32::MIN, i32::max),
                     ReduceOp::Min => r.iter().copied().fold(i32::MAX, i32::min),
                     ReduceOp::Prod => r.iter().fold(1i32, |a, &b| a.wrapping_mul(b)),
@@ -60,7 +65,9 @@ pub fn reduce(op: ReduceOp, x: &HostData, shape: &[usize], axes: &[usize]) -> Re
         HostData::U32(v) => HostData::U32(
             v.chunks_exact(row)
                 .map(|r| match op {
-                    ReduceOp::Sum | ReduceOp::Mean => r.iter().fold(0u32, |a, &b| a.wrapping_add(b)),
+                    ReduceOp::Sum | ReduceOp::Mean => {
+                        r.iter().fold(0u32, |a, &b| a.wrapping_add(b))
+                    }
                     ReduceOp::Max => r.iter().copied().fold(0, u32::max),
                     ReduceOp::Min => r.iter().copied().fold(u32::MAX, u32::min),
                     ReduceOp::Prod => r.iter().fold(1u32, |a, &b| a.wrapping_mul(b)),
@@ -72,32 +79,35 @@ pub fn reduce(op: ReduceOp, x: &HostData, shape: &[usize], axes: &[usize]) -> Re
 }
 
 /// The index of the first maximum (or minimum) along `axis`, as `int32`. A NaN counts as the
-/// extreme, as in NumPy.
+/// extreme, as in NumPy. Integers compare as integers (not through `f32`, which cannot tell
+/// 2^24 from 2^24 + 1).
 pub fn arg_reduce(op: ArgReduceOp, x: &HostData, shape: &[usize], axis: usize) -> Result<HostData> {
-    let (data, row) = rows_last(x, shape, &[axis]);
-    let pick = |r: &[f32]| -> i32 {
+    fn pick<T: Copy + PartialOrd>(op: ArgReduceOp, r: &[T]) -> i32 {
+        // `v != v` only for NaN; integers never take that branch.
+        #[allow(clippy::eq_op)]
+        let is_nan = |v: T| v != v;
         let mut best = 0usize;
         for (i, &v) in r.iter().enumerate() {
-            if r[best].is_nan() {
+            if is_nan(r[best]) {
                 break;
             }
             let better = match op {
-                ArgReduceOp::ArgMax => v > r[best] || v.is_nan(),
-                ArgReduceOp::ArgMin => v < r[best] || v.is_nan(),
+                ArgReduceOp::ArgMax => v > r[best] || is_nan(v),
+                ArgReduceOp::ArgMin => v < r[best] || is_nan(v),
             };
             if better {
                 best = i;
             }
         }
         best as i32
-    };
-    let as_f32: Vec<f32> = match &data {
-        HostData::F32(v) => return Ok(HostData::I32(v.chunks_exact(row).map(pick).collect())),
-        HostData::I32(v) => v.iter().map(|&x| x as f32).collect(),
-        HostData::U32(v) => v.iter().map(|&x| x as f32).collect(),
+    }
+    let (data, row) = rows_last(x, shape, &[axis]);
+    Ok(HostData::I32(match &data {
+        HostData::F32(v) => v.chunks_exact(row).map(|r| pick(op, r)).collect(),
+        HostData::I32(v) => v.chunks_exact(row).map(|r| pick(op, r)).collect(),
+        HostData::U32(v) => v.chunks_exact(row).map(|r| pick(op, r)).collect(),
         HostData::Bool(_) => return Err(bad("argmax", DType::Bool)),
-    };
-    Ok(HostData::I32(as_f32.chunks_exact(row).map(pick).collect()))
+    }))
 }
 
 /// A running sum or product along `axis`.
@@ -106,7 +116,11 @@ pub fn scan(op: ScanOp, x: &HostData, shape: &[usize], axis: usize) -> Result<Ho
     let mut perm: Vec<usize> = (0..rank).filter(|&a| a != axis).collect();
     perm.push(axis);
     let moved_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
-    let data = if axis == rank - 1 { x.clone() } else { permute(x, shape, &perm) };
+    let data = if axis == rank - 1 {
+        x.clone()
+    } else {
+        permute(x, shape, &perm)
+    };
     let row = shape[axis];
     macro_rules! run {
         ($v:expr, $zero:expr, $one:expr, $add:expr, $mul:expr) => {{
@@ -129,20 +143,12 @@ pub fn scan(op: ScanOp, x: &HostData, shape: &[usize], axis: usize) -> Result<Ho
     }
     let scanned = match &data {
         HostData::F32(v) => HostData::F32(run!(v, 0.0f32, 1.0f32, |a, b| a + b, |a, b| a * b)),
-        HostData::I32(v) => HostData::I32(run!(
-            v,
-            0i32,
-            1i32,
-            i32::wrapping_add,
-            i32::wrapping_mul
-        )),
-        HostData::U32(v) => HostData::U32(run!(
-            v,
-            0u32,
-            1u32,
-            u32::wrapping_add,
-            u32::wrapping_mul
-        )),
+        HostData::I32(v) => {
+            HostData::I32(run!(v, 0i32, 1i32, i32::wrapping_add, i32::wrapping_mul))
+        }
+        HostData::U32(v) => {
+            HostData::U32(run!(v, 0u32, 1u32, u32::wrapping_add, u32::wrapping_mul))
+        }
         HostData::Bool(_) => return Err(bad("cumsum", DType::Bool)),
     };
     if axis == rank - 1 {

@@ -22,7 +22,11 @@ pub fn broadcast_strides(from: &[usize], to: &[usize]) -> Vec<isize> {
                 0
             } else {
                 let j = i - off;
-                if from[j] == 1 && to[i] != 1 { 0 } else { base[j] }
+                if from[j] == 1 && to[i] != 1 {
+                    0
+                } else {
+                    base[j]
+                }
             }
         })
         .collect()

@@ -98,10 +98,7 @@ impl FromStr for Activation {
             .ok_or_else(|| Error::NotFound {
                 kind: "activation".into(),
                 name: s.clone(),
-                detail: format!(
-                    " (known: {})",
-                    Activation::ALL.map(|a| a.name()).join(", ")
-                ),
+                detail: format!(" (known: {})", Activation::ALL.map(|a| a.name()).join(", ")),
             })
     }
 }

@@ -96,6 +96,11 @@ impl Dense {
         self.inner.config.activation
     }
 
+    /// Whether the layer adds a bias.
+    pub fn has_bias(&self) -> bool {
+        self.inner.config.use_bias
+    }
+
     /// Calls the layer on a tensor.
     pub fn call(&self, x: &Tensor) -> Result<Tensor> {
         let mut out = call_layer(self, std::slice::from_ref(x))?;
@@ -213,6 +218,7 @@ impl Layer for Dense {
                     (k.clone(), b.clone())
                 }
                 None => {
+                    crate::host::checked_numel(&[input_dim, c.units])?;
                     let k = HostTensor::new(
                         &[input_dim, c.units],
                         glorot_uniform(input_dim, c.units, c.seed),
@@ -220,7 +226,12 @@ impl Layer for Dense {
                     let k = Arc::new(Variable::new(&c.name, "kernel", VariableKind::Weight, k));
                     let b = if c.use_bias {
                         let b = HostTensor::zeros(&[c.units])?;
-                        Some(Arc::new(Variable::new(&c.name, "bias", VariableKind::Weight, b)))
+                        Some(Arc::new(Variable::new(
+                            &c.name,
+                            "bias",
+                            VariableKind::Weight,
+                            b,
+                        )))
                     } else {
                         None
                     };
@@ -247,5 +258,9 @@ impl Layer for Dense {
 
     fn handle(&self) -> LayerRef {
         Arc::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

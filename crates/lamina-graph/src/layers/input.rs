@@ -66,6 +66,10 @@ impl Input {
                 detail: format!("Input shape {shape} has a zero-sized dimension"),
             });
         }
+        let known: Vec<usize> = shape.dims().iter().filter_map(|d| d.known()).collect();
+        if let Err(e) = crate::host::checked_numel(&known) {
+            return Tensor::invalid(e);
+        }
         let name = self.name.unwrap_or_else(|| unique_name("input_layer"));
         let layer = InputLayer {
             id: next_id(),
@@ -102,5 +106,9 @@ impl Layer for InputLayer {
     }
     fn handle(&self) -> LayerRef {
         Arc::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

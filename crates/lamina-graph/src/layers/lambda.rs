@@ -40,7 +40,12 @@ impl LambdaScope<'_> {
                 known: if self.layer.arguments.is_empty() {
                     "none".into()
                 } else {
-                    self.layer.arguments.keys().cloned().collect::<Vec<_>>().join(", ")
+                    self.layer
+                        .arguments
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
             }),
         }
@@ -58,7 +63,11 @@ impl LambdaScope<'_> {
 
     /// A variable created from an initial tensor on the first call and reused afterwards.
     pub fn variable_from(&self, name: &str, initial: HostTensor) -> Tensor {
-        let mut vars = self.layer.variables.lock().unwrap_or_else(|p| p.into_inner());
+        let mut vars = self
+            .layer
+            .variables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some((_, v)) = vars.iter().find(|(n, _)| n == name) {
             let shape = v.shape();
             if shape != initial.shape() || v.dtype() != initial.dtype() {
@@ -185,6 +194,11 @@ impl Lambda {
         self.configure(|l| l.output_shape = Some(OutputShape::PerSample(dims)))
     }
 
+    /// Declares the output shape with possibly unknown per-sample dims.
+    pub fn output_shape_dims(self, per_sample: Vec<Dim>) -> Lambda {
+        self.configure(|l| l.output_shape = Some(OutputShape::PerSample(per_sample)))
+    }
+
     /// Declares the output shape as a function of the full input shapes (batch included), as
     /// Keras's callable `output_shape`; checked against the inferred shape.
     pub fn output_shape_fn(self, f: impl Fn(&[Shape]) -> Shape + Send + Sync + 'static) -> Lambda {
@@ -238,12 +252,22 @@ impl Lambda {
             .get(name)
             .ok_or_else(|| Error::UnknownArgument {
                 name: name.to_string(),
-                known: self.inner.arguments.keys().cloned().collect::<Vec<_>>().join(", "),
+                known: self
+                    .inner
+                    .arguments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
     }
 
     fn find_variable(&self, name: &str) -> Result<Arc<Variable>> {
-        let vars = self.inner.variables.lock().unwrap_or_else(|p| p.into_inner());
+        let vars = self
+            .inner
+            .variables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         vars.iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
@@ -256,10 +280,32 @@ impl Lambda {
                     if vars.is_empty() {
                         "none".to_string()
                     } else {
-                        vars.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>().join(", ")
+                        vars.iter()
+                            .map(|(n, _)| n.clone())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     }
                 ),
             })
+    }
+
+    /// The declared output shape, if any.
+    pub fn declared_output_shape(&self) -> Option<&OutputShape> {
+        self.inner.output_shape.as_ref()
+    }
+
+    /// The arguments, by name.
+    pub fn arguments(&self) -> &BTreeMap<String, Arc<Variable>> {
+        &self.inner.arguments
+    }
+
+    /// The variables the function created, by name, in creation order.
+    pub fn named_variables(&self) -> Vec<(String, Arc<Variable>)> {
+        self.inner
+            .variables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn check_output_shape(&self, inputs: &[Tensor], out: &Tensor) -> Result<()> {
@@ -275,7 +321,12 @@ impl Lambda {
                     .unwrap_or(Dim::Dynamic);
                 Shape::new(std::iter::once(batch).chain(dims.iter().copied()))
             }
-            OutputShape::Function(f) => f(&input_shapes),
+            OutputShape::Function(f) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&input_shapes)))
+                    .map_err(|_| Error::Model {
+                        detail: "the output_shape function panicked".into(),
+                    })?
+            }
         };
         let inferred = out.shape();
         let compatible = declared.rank() == inferred.rank()
@@ -314,28 +365,37 @@ impl Layer for Lambda {
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let scope = LambdaScope { layer: &self.inner };
         let function = &self.inner.function;
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| function(inputs, &scope)))
-            .map_err(|payload| {
-                let msg = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Error::Model {
-                    detail: format!("the Lambda function panicked: {msg}"),
-                }
-            })?;
+        let out =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| function(inputs, &scope)))
+                .map_err(|payload| {
+                    let msg = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Error::Model {
+                        detail: format!("the Lambda function panicked: {msg}"),
+                    }
+                })?;
         out.check()?;
         self.check_output_shape(inputs, &out)?;
         Ok(vec![out])
     }
 
     fn variables(&self) -> Vec<Arc<Variable>> {
-        let vars = self.inner.variables.lock().unwrap_or_else(|p| p.into_inner());
+        let vars = self
+            .inner
+            .variables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         vars.iter().map(|(_, v)| v.clone()).collect()
     }
 
     fn handle(&self) -> LayerRef {
         Arc::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

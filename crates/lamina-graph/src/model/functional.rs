@@ -3,8 +3,8 @@
 use super::program::Program;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
-use crate::layer::{LayerCall, LayerRef};
 use crate::layer::unique_name;
+use crate::layer::{LayerCall, LayerRef};
 use crate::tensor::Tensor;
 use crate::variable::{Variable, VariableKind};
 use std::any::Any;
@@ -125,7 +125,11 @@ impl Model {
                 name: name.to_string(),
                 detail: format!(
                     " (the model has: {})",
-                    layers.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
+                    layers
+                        .iter()
+                        .map(|l| l.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             })
     }
@@ -161,7 +165,11 @@ impl Model {
                 name: path.to_string(),
                 detail: format!(
                     " (the model has: {})",
-                    weights.iter().map(|v| v.path()).collect::<Vec<_>>().join(", ")
+                    weights
+                        .iter()
+                        .map(|v| v.path())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             })
     }

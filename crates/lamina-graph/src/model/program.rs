@@ -184,6 +184,7 @@ impl Program {
     /// The concrete shape of every node for these input shapes, or the first op whose shapes do
     /// not fit (such as two inputs with different batch sizes meeting in an add).
     pub fn specialize(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> {
+        self.validate()?;
         let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(self.nodes.len());
         let mut input_pos: HashMap<usize, usize> = HashMap::new();
         for (k, &i) in self.inputs.iter().enumerate() {
@@ -219,9 +220,46 @@ impl Program {
                         .collect::<Result<Vec<usize>>>()?
                 }
             };
+            crate::host::checked_numel(&shape).map_err(|e| Error::Model {
+                detail: format!("op {} would make a tensor too large: {e}", node.op.name()),
+            })?;
             shapes.push(shape);
         }
         Ok(shapes)
+    }
+
+    /// Checks the program's wiring: every node reads earlier nodes only, and the inputs are
+    /// distinct input nodes and the outputs exist.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |detail: String| Err(Error::Model { detail });
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(&j) = n.inputs.iter().find(|&&j| j >= i) {
+                return bad(format!(
+                    "program node {i} reads node {j}, which is not earlier"
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for &i in &self.inputs {
+            match self.nodes.get(i) {
+                Some(ProgramNode {
+                    op: Op::Input { .. },
+                    ..
+                }) if seen.insert(i) => {}
+                _ => return bad(format!("program input {i} is not a distinct input node")),
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if matches!(n.op, Op::Input { .. }) && !seen.contains(&i) {
+                return bad(format!(
+                    "program node {i} is an input the program does not take"
+                ));
+            }
+        }
+        if let Some(&o) = self.outputs.iter().find(|&&o| o >= self.nodes.len()) {
+            return bad(format!("program output {o} does not exist"));
+        }
+        Ok(())
     }
 
     /// The variables and arguments the program reads, each once.

@@ -156,7 +156,10 @@ impl Sequential {
         let t = input.tensor();
         let mut out = t.clone();
         for l in &self.layers {
-            out = single(call_layer(l.as_ref(), std::slice::from_ref(&out))?, l.as_ref())?;
+            out = single(
+                call_layer(l.as_ref(), std::slice::from_ref(&out))?,
+                l.as_ref(),
+            )?;
         }
         let m = Model::build(&self.name, std::slice::from_ref(&t), &[out], true)?;
         *self.built.lock().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());

@@ -65,7 +65,11 @@ impl Model {
     /// once). Functional models also show what each call is connected to.
     pub fn summary_string(&self) -> String {
         let functional = !self.is_sequential();
-        let mut header = vec!["Layer (type)".to_string(), "Output Shape".into(), "Param #".into()];
+        let mut header = vec![
+            "Layer (type)".to_string(),
+            "Output Shape".into(),
+            "Param #".into(),
+        ];
         if functional {
             header.push("Connected to".into());
         }
@@ -80,7 +84,11 @@ impl Model {
             if !functional && layer.kind() == "InputLayer" {
                 continue;
             }
-            let shapes: Vec<String> = call.outputs().iter().map(|t| t.shape().to_string()).collect();
+            let shapes: Vec<String> = call
+                .outputs()
+                .iter()
+                .map(|t| t.shape().to_string())
+                .collect();
             let params: usize = layer.variables().iter().map(|v| v.numel()).sum();
             let mut cells = vec![
                 format!("{} ({})", layer.name(), layer.kind()),
@@ -97,7 +105,11 @@ impl Model {
                         format!("{}[{pos}][0]", h.layer().name())
                     })
                     .collect();
-                cells.push(if links.is_empty() { "-".into() } else { links.join(", ") });
+                cells.push(if links.is_empty() {
+                    "-".into()
+                } else {
+                    links.join(", ")
+                });
             }
             rows.push(cells);
         }
@@ -138,7 +150,11 @@ impl Model {
         let total: usize = weights.iter().map(|v| v.numel()).sum();
         let size = |n: usize| bytes(n * 4);
         out += &format!(" Total params: {} ({})\n", thousands(total), size(total));
-        out += &format!(" Trainable params: {} ({})\n", thousands(trainable), size(trainable));
+        out += &format!(
+            " Trainable params: {} ({})\n",
+            thousands(trainable),
+            size(trainable)
+        );
         out += &format!(
             " Non-trainable params: {} ({})\n",
             thousands(total - trainable),

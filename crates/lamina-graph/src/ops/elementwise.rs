@@ -194,7 +194,10 @@ impl Tensor {
 
     /// The exact, erf-based GELU: `0.5 * x * (1 + erf(x / sqrt(2)))`.
     pub fn gelu(&self) -> Tensor {
-        let inner = self.multiply(std::f32::consts::FRAC_1_SQRT_2).erf().add(1.0);
+        let inner = self
+            .multiply(std::f32::consts::FRAC_1_SQRT_2)
+            .erf()
+            .add(1.0);
         self.multiply(inner).multiply(0.5)
     }
 

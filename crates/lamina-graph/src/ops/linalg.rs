@@ -20,9 +20,17 @@ impl Tensor {
                 detail: "matmul does not take scalars; use multiply".into(),
             });
         }
-        let a = if ra == 1 { self.expand_dims(0) } else { self.clone() };
-        let b = if rb == 1 { other.expand_dims(-1) } else { other.clone() };
-        let mut out = Tensor::from_op(Op::MatMul, &[&a, &b]);
+        let a = if ra == 1 {
+            self.expand_dims(0)
+        } else {
+            self.clone()
+        };
+        let b = if rb == 1 {
+            other.expand_dims(-1)
+        } else {
+            other.clone()
+        };
+        let out = Tensor::from_op(Op::MatMul, &[&a, &b]);
         if let Some(e) = out.error() {
             // Report the shapes the user gave, not the promoted ones.
             if let Error::IncompatibleShapes { op, detail, .. } = e {
@@ -34,13 +42,14 @@ impl Tensor {
             }
             return out;
         }
-        if rb == 1 {
-            out = out.squeeze(-1);
+        // Remove the promoted axes: b's added column is last, a's added row is just before it
+        // (or last, once b's is gone), so `vector @ vector` ends as a scalar.
+        match (ra == 1, rb == 1) {
+            (true, true) => out.squeeze([-2, -1]),
+            (true, false) => out.squeeze(-2),
+            (false, true) => out.squeeze(-1),
+            (false, false) => out,
         }
-        if ra == 1 {
-            out = out.squeeze(-2);
-        }
-        out
     }
 
     /// Keras's `batch_dot(x, y, axes)`: for each sample of the batch (axis 0), the dot product
@@ -67,8 +76,16 @@ impl Tensor {
             return unsupported("batch_dot takes inputs of rank 2 or 3");
         }
         // Move x's contracted axis last and y's to position 1, then multiply matrices.
-        let x = if ra == 3 && ax == 1 { self.swapaxes(1, 2) } else { self.clone() };
-        let y = if rb == 3 && ay == 2 { other.swapaxes(1, 2) } else { other.clone() };
+        let x = if ra == 3 && ax == 1 {
+            self.swapaxes(1, 2)
+        } else {
+            self.clone()
+        };
+        let y = if rb == 3 && ay == 2 {
+            other.swapaxes(1, 2)
+        } else {
+            other.clone()
+        };
         match (ra, rb) {
             (2, 2) => x.multiply(&y).sum(1, true),
             (3, 3) => x.matmul(&y),

@@ -14,14 +14,7 @@ impl Tensor {
         }
         let shape = self.shape();
         match axes.into().resolve(shape.rank()) {
-            Ok(axes) => Tensor::from_op(
-                Op::Reduce {
-                    op,
-                    axes,
-                    keepdims,
-                },
-                &[self],
-            ),
+            Ok(axes) => Tensor::from_op(Op::Reduce { op, axes, keepdims }, &[self]),
             Err(bad) => Tensor::invalid(axis_error(op.name(), bad, &shape)),
         }
     }
@@ -64,7 +57,11 @@ impl Tensor {
     }
 
     fn arg_reduce(&self, op: ArgReduceOp, axis: isize, keepdims: bool) -> Tensor {
-        let name = if op == ArgReduceOp::ArgMax { "argmax" } else { "argmin" };
+        let name = if op == ArgReduceOp::ArgMax {
+            "argmax"
+        } else {
+            "argmin"
+        };
         match normalize_axis(name, axis, &self.shape()) {
             Ok(axis) => Tensor::from_op(Op::ArgReduce { op, axis, keepdims }, &[self]),
             Err(e) => Tensor::invalid(self.error().cloned().unwrap_or(e)),
@@ -82,7 +79,11 @@ impl Tensor {
     }
 
     fn scan(&self, op: ScanOp, axis: isize) -> Tensor {
-        let name = if op == ScanOp::CumSum { "cumsum" } else { "cumprod" };
+        let name = if op == ScanOp::CumSum {
+            "cumsum"
+        } else {
+            "cumprod"
+        };
         match normalize_axis(name, axis, &self.shape()) {
             Ok(axis) => Tensor::from_op(Op::Scan { op, axis }, &[self]),
             Err(e) => Tensor::invalid(self.error().cloned().unwrap_or(e)),
@@ -103,12 +104,13 @@ impl Tensor {
     pub fn logsumexp(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
         let axes = axes.into();
         let m = self.max(axes.clone(), true);
-        let s = self.subtract(&m).exp().sum(axes.clone(), true).log().add(&m);
-        if keepdims {
-            s
-        } else {
-            s.squeeze(axes)
-        }
+        let s = self
+            .subtract(&m)
+            .exp()
+            .sum(axes.clone(), true)
+            .log()
+            .add(&m);
+        if keepdims { s } else { s.squeeze(axes) }
     }
 
     /// Softmax along `axis`: `exp(x - max) / sum(exp(x - max))`.

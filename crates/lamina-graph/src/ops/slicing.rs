@@ -80,7 +80,11 @@ impl From<RangeTo<i32>> for SliceArg {
 impl From<RangeInclusive<i32>> for SliceArg {
     fn from(r: RangeInclusive<i32>) -> Self {
         let end = *r.end() as i64;
-        SliceArg::range(Some(*r.start() as i64), if end == -1 { None } else { Some(end + 1) }, 1)
+        SliceArg::range(
+            Some(*r.start() as i64),
+            if end == -1 { None } else { Some(end + 1) },
+            1,
+        )
     }
 }
 impl From<RangeToInclusive<i32>> for SliceArg {
@@ -132,7 +136,9 @@ impl Tensor {
             return bad("an index may hold only one ellipsis".into());
         }
         if consuming > rank {
-            return bad(format!("{consuming} indices given for a tensor of rank {rank}"));
+            return bad(format!(
+                "{consuming} indices given for a tensor of rank {rank}"
+            ));
         }
         // Expand the ellipsis (or pad at the end) into full slices.
         let mut expanded: Vec<SliceArg> = Vec::with_capacity(rank + args.len());
@@ -169,7 +175,7 @@ impl Tensor {
                             shape: shape.to_string(),
                         });
                     }
-                    let stop = if i == -1 { None } else { Some(i + 1) };
+                    let stop = if i == -1 { None } else { Some(i.saturating_add(1)) };
                     axes.push(AxisSlice {
                         start: Some(i),
                         stop,
@@ -203,7 +209,13 @@ impl Tensor {
     }
 
     /// `x[start:stop:step]` along one axis, other axes whole.
-    pub fn slice_axis(&self, axis: isize, start: Option<i64>, stop: Option<i64>, step: i64) -> Tensor {
+    pub fn slice_axis(
+        &self,
+        axis: isize,
+        start: Option<i64>,
+        stop: Option<i64>,
+        step: i64,
+    ) -> Tensor {
         let rank = self.rank() as isize;
         let a = if axis < 0 { axis + rank } else { axis };
         if a < 0 || a >= rank {

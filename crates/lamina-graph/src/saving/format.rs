@@ -1,0 +1,229 @@
+//! The model file format: a safetensors file whose tensors are the weights, arguments and
+//! constants, and whose metadata holds the architecture as JSON (these records).
+
+use crate::dtype::DType;
+use crate::op::{ArgReduceOp, AxisSlice, BinaryOp, ReduceOp, ScanOp, UnaryOp};
+use serde::{Deserialize, Serialize};
+
+/// The `format` metadata value of a Lamina model file.
+pub const FORMAT_NAME: &str = "lamina-model";
+/// The newest format version this build reads and the one it writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A whole model: its layers, the calls that wire them, and which calls are inputs/outputs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Architecture {
+    /// The model's name.
+    pub name: String,
+    /// Whether it was a `Sequential` (affects only the summary's layout).
+    pub sequential: bool,
+    /// Every distinct layer once; calls refer to them by index.
+    pub layers: Vec<LayerRecord>,
+    /// Layer calls in order: each call's inputs are outputs of earlier calls.
+    pub calls: Vec<CallRecord>,
+    /// The calls (of input layers) whose outputs are the model's inputs, in order.
+    pub inputs: Vec<usize>,
+    /// The model's outputs.
+    pub outputs: Vec<TensorRef>,
+}
+
+/// Output `output` of call `call`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TensorRef {
+    /// Index into `Architecture::calls`.
+    pub call: usize,
+    /// Which output of that call.
+    pub output: usize,
+}
+
+/// One call of a layer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CallRecord {
+    /// Index into `Architecture::layers`.
+    pub layer: usize,
+    /// The tensors the layer was called on.
+    pub inputs: Vec<TensorRef>,
+}
+
+/// A layer's type and configuration. Weights live in the file's tensors, named
+/// `layers/{index}/weights/{name}`, `layers/{index}/arguments/{name}` and
+/// `layers/{index}/constants/{k}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "class", rename_all = "PascalCase", deny_unknown_fields)]
+pub enum LayerRecord {
+    /// An `Input`.
+    InputLayer {
+        /// The layer's name.
+        name: String,
+        /// The full shape, `null` for unknown dims.
+        shape: Vec<Option<usize>>,
+        /// The element type.
+        dtype: DType,
+    },
+    /// A `Dense` layer; its kernel and bias are the weights `kernel` and `bias`.
+    Dense {
+        /// The layer's name.
+        name: String,
+        /// Output units.
+        units: usize,
+        /// Keras activation name.
+        activation: String,
+        /// Whether there is a bias.
+        use_bias: bool,
+    },
+    /// A `Lambda`: its body is the recorded expression graph, no code.
+    Lambda {
+        /// The layer's name.
+        name: String,
+        /// The declared output shape, if any.
+        output_shape: Option<OutputShapeRecord>,
+        /// Names of the arguments (tensors `layers/{i}/arguments/{name}`).
+        arguments: Vec<String>,
+        /// Names of the variables in creation order (tensors `layers/{i}/weights/{name}`).
+        variables: Vec<String>,
+        /// The expression graph from the call's inputs to its output.
+        body: BodyRecord,
+    },
+}
+
+/// A Lambda's declared `output_shape`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum OutputShapeRecord {
+    /// A per-sample shape (the batch is prepended).
+    PerSample(Vec<Option<usize>>),
+    /// A full shape, as a shape function returned it at the first call (functions are code and
+    /// are not saved).
+    Full(Vec<Option<usize>>),
+}
+
+/// A Lambda's expression graph: nodes in topological order, each reading earlier nodes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BodyRecord {
+    /// How many inputs the Lambda takes.
+    pub inputs: usize,
+    /// The nodes; `inputs` of each refer to earlier nodes only.
+    pub nodes: Vec<NodeRecord>,
+    /// The node that is the output.
+    pub output: usize,
+}
+
+/// One node of a Lambda body.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRecord {
+    /// The op.
+    pub op: OpRecord,
+    /// Indices of earlier nodes read by the op.
+    #[serde(default)]
+    pub inputs: Vec<usize>,
+}
+
+/// A primitive op as stored in a file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OpRecord {
+    /// The Lambda's input `index`.
+    Input {
+        /// Which input.
+        index: usize,
+    },
+    /// A constant stored as tensor `layers/{i}/constants/{id}`.
+    Constant {
+        /// The constant's number within the layer.
+        id: usize,
+    },
+    /// A variable of the Lambda.
+    Variable {
+        /// Its name.
+        name: String,
+    },
+    /// An argument of the Lambda.
+    Argument {
+        /// Its name.
+        name: String,
+    },
+    /// An elementwise function of one input.
+    Unary {
+        /// Which function.
+        func: UnaryOp,
+    },
+    /// An elementwise function of two inputs.
+    Binary {
+        /// Which function.
+        func: BinaryOp,
+    },
+    /// `where(cond, a, b)`.
+    Where,
+    /// A reduction.
+    Reduce {
+        /// How elements combine.
+        func: ReduceOp,
+        /// Reduced axes.
+        axes: Vec<usize>,
+        /// Whether reduced axes stay.
+        keepdims: bool,
+    },
+    /// argmax/argmin.
+    ArgReduce {
+        /// Which.
+        func: ArgReduceOp,
+        /// The axis.
+        axis: usize,
+        /// Whether the axis stays.
+        keepdims: bool,
+    },
+    /// cumsum/cumprod.
+    Scan {
+        /// Which.
+        func: ScanOp,
+        /// The axis.
+        axis: usize,
+    },
+    /// Reshape.
+    Reshape {
+        /// Target (one -1 allowed).
+        target: Vec<i64>,
+    },
+    /// Transpose.
+    Permute {
+        /// Permutation.
+        perm: Vec<usize>,
+    },
+    /// Broadcast.
+    BroadcastTo {
+        /// Target shape.
+        shape: Vec<usize>,
+    },
+    /// Strided slice.
+    Slice {
+        /// One slice per axis.
+        axes: Vec<AxisSlice>,
+    },
+    /// New size-1 axis.
+    ExpandDims {
+        /// Where.
+        axis: usize,
+    },
+    /// Removed size-1 axes.
+    Squeeze {
+        /// Which.
+        axes: Vec<usize>,
+    },
+    /// Concatenation.
+    Concat {
+        /// Along which axis.
+        axis: usize,
+    },
+    /// Matrix product.
+    MatMul,
+    /// Conversion.
+    Cast {
+        /// Target dtype.
+        dtype: DType,
+    },
+}

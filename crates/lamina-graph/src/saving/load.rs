@@ -1,0 +1,495 @@
+//! Loading: rebuilds a model from a file without running any code. Every index, arity, shape,
+//! dtype, name and tensor is checked before use; a bad file gives an `Err`, never a panic.
+
+use super::format::*;
+use super::save::dims_to_shape;
+use crate::error::{Error, Result};
+use crate::host::HostTensor;
+use crate::layers::{Activation, Dense, Input, Lambda};
+use crate::model::Model;
+use crate::op::Op;
+use crate::shape::Dim;
+use crate::tensor::Tensor;
+use safetensors::SafeTensors;
+use safetensors::tensor::Dtype;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+struct Loader<'a> {
+    path: String,
+    tensors: SafeTensors<'a>,
+}
+
+impl Loader<'_> {
+    fn err(&self, detail: impl Into<String>) -> Error {
+        Error::File {
+            path: self.path.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    fn tensor(&self, name: &str) -> Result<HostTensor> {
+        let view = self
+            .tensors
+            .tensor(name)
+            .map_err(|_| self.err(format!("tensor '{name}' is missing")))?;
+        let shape = view.shape().to_vec();
+        let bytes = view.data();
+        let words = |b: &[u8]| -> Vec<[u8; 4]> {
+            b.chunks_exact(4)
+                .map(|c| [c[0], c[1], c[2], c[3]])
+                .collect()
+        };
+        let t = match view.dtype() {
+            Dtype::F32 => HostTensor::new(
+                &shape,
+                words(bytes).into_iter().map(f32::from_le_bytes).collect(),
+            ),
+            Dtype::I32 => HostTensor::new(
+                &shape,
+                words(bytes).into_iter().map(i32::from_le_bytes).collect(),
+            ),
+            Dtype::U32 => HostTensor::new(
+                &shape,
+                words(bytes).into_iter().map(u32::from_le_bytes).collect(),
+            ),
+            Dtype::BOOL => {
+                if let Some(b) = bytes.iter().find(|&&b| b > 1) {
+                    return Err(self.err(format!("tensor '{name}' holds the byte {b}, not a bool")));
+                }
+                HostTensor::new(&shape, bytes.iter().map(|&b| b == 1).collect())
+            }
+            other => {
+                return Err(self.err(format!("tensor '{name}' has unsupported dtype {other:?}")));
+            }
+        };
+        t.map_err(|e| self.err(format!("tensor '{name}': {e}")))
+    }
+}
+
+fn op_of(record: &OpRecord) -> Option<Op> {
+    Some(match record {
+        OpRecord::Unary { func } => Op::Unary(*func),
+        OpRecord::Binary { func } => Op::Binary(*func),
+        OpRecord::Where => Op::Where,
+        OpRecord::Reduce {
+            func,
+            axes,
+            keepdims,
+        } => Op::Reduce {
+            op: *func,
+            axes: axes.clone(),
+            keepdims: *keepdims,
+        },
+        OpRecord::ArgReduce {
+            func,
+            axis,
+            keepdims,
+        } => Op::ArgReduce {
+            op: *func,
+            axis: *axis,
+            keepdims: *keepdims,
+        },
+        OpRecord::Scan { func, axis } => Op::Scan {
+            op: *func,
+            axis: *axis,
+        },
+        OpRecord::Reshape { target } => Op::Reshape {
+            target: target.clone(),
+        },
+        OpRecord::Permute { perm } => Op::Permute { perm: perm.clone() },
+        OpRecord::BroadcastTo { shape } => Op::BroadcastTo {
+            shape: shape.clone(),
+        },
+        OpRecord::Slice { axes } => Op::Slice { axes: axes.clone() },
+        OpRecord::ExpandDims { axis } => Op::ExpandDims { axis: *axis },
+        OpRecord::Squeeze { axes } => Op::Squeeze { axes: axes.clone() },
+        OpRecord::Concat { axis } => Op::Concat { axis: *axis },
+        OpRecord::MatMul => Op::MatMul,
+        OpRecord::Cast { dtype } => Op::Cast(*dtype),
+        OpRecord::Input { .. }
+        | OpRecord::Constant { .. }
+        | OpRecord::Variable { .. }
+        | OpRecord::Argument { .. } => return None,
+    })
+}
+
+/// The function of a loaded Lambda: replays its recorded body on new inputs.
+fn replay(
+    body: &BodyRecord,
+    constants: &[HostTensor],
+    initial: &HashMap<String, HostTensor>,
+    xs: &[Tensor],
+    scope: &crate::layers::LambdaScope<'_>,
+) -> Tensor {
+    let bad = |detail: String| {
+        Tensor::invalid(Error::Model {
+            detail: format!("recorded body: {detail}"),
+        })
+    };
+    if xs.len() != body.inputs {
+        return bad(format!(
+            "takes {} inputs, called on {}",
+            body.inputs,
+            xs.len()
+        ));
+    }
+    let mut values: Vec<Tensor> = Vec::with_capacity(body.nodes.len());
+    for (i, node) in body.nodes.iter().enumerate() {
+        if let Some(&j) = node.inputs.iter().find(|&&j| j >= i) {
+            return bad(format!(
+                "node {i} reads node {j}, which does not come before it"
+            ));
+        }
+        let t = match &node.op {
+            OpRecord::Input { index } => match xs.get(*index) {
+                Some(x) => x.clone(),
+                None => return bad(format!("node {i} reads input {index} of {}", xs.len())),
+            },
+            OpRecord::Constant { id } => match constants.get(*id) {
+                Some(c) => Tensor::constant(c.clone()),
+                None => return bad(format!("node {i} reads constant {id}, which is not stored")),
+            },
+            OpRecord::Variable { name } => match initial.get(name) {
+                Some(v) => scope.variable_from(name, v.clone()),
+                None => {
+                    return bad(format!(
+                        "node {i} reads variable '{name}', which is not stored"
+                    ));
+                }
+            },
+            OpRecord::Argument { name } => scope.argument(name),
+            other => {
+                let Some(op) = op_of(other) else {
+                    return bad(format!("node {i} has a leaf op with inputs"));
+                };
+                let ins: Vec<&Tensor> = node.inputs.iter().map(|&j| &values[j]).collect();
+                Tensor::from_op(op, &ins)
+            }
+        };
+        if !node.inputs.is_empty() && op_of(&node.op).is_none() {
+            return bad(format!("node {i} is a leaf but lists inputs"));
+        }
+        values.push(t);
+    }
+    match values.get(body.output) {
+        Some(t) => t.clone(),
+        None => bad(format!("output node {} does not exist", body.output)),
+    }
+}
+
+enum Built {
+    Input {
+        input: Input,
+        used: bool,
+    },
+    Dense {
+        layer: Dense,
+        kernel: HostTensor,
+        bias: Option<HostTensor>,
+        set: bool,
+    },
+    Lambda(Lambda),
+}
+
+/// Rebuilds a model from the bytes of a model file. `path` only names the file in errors.
+pub(crate) fn from_bytes(bytes: &[u8], path: &str) -> Result<Model> {
+    let file_err = |detail: String| Error::File {
+        path: path.to_string(),
+        detail,
+    };
+    let (_, metadata) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| file_err(format!("not a valid safetensors file: {e}")))?;
+    let tensors = SafeTensors::deserialize(bytes)
+        .map_err(|e| file_err(format!("not a valid safetensors file: {e}")))?;
+    let loader = Loader {
+        path: path.to_string(),
+        tensors,
+    };
+    let meta = metadata
+        .metadata()
+        .as_ref()
+        .ok_or_else(|| loader.err("no metadata: not a Lamina model file"))?;
+    match meta.get("format") {
+        Some(f) if f == FORMAT_NAME => {}
+        Some(f) => return Err(loader.err(format!("format '{f}' is not '{FORMAT_NAME}'"))),
+        None => return Err(loader.err("no 'format' metadata: not a Lamina model file")),
+    }
+    let version: u32 = meta
+        .get("version")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| loader.err("missing or unreadable 'version' metadata"))?;
+    if version > FORMAT_VERSION {
+        return Err(loader.err(format!(
+            "format version {version} is newer than this build reads (up to {FORMAT_VERSION}); upgrade Lamina"
+        )));
+    }
+    if version == 0 {
+        return Err(loader.err("format version 0 does not exist"));
+    }
+    let arch_json = meta
+        .get("architecture")
+        .ok_or_else(|| loader.err("no 'architecture' metadata"))?;
+    let arch: Architecture =
+        serde_json::from_str(arch_json).map_err(|e| loader.err(format!("architecture: {e}")))?;
+    build(&loader, &arch)
+}
+
+fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
+    let mut built = Vec::with_capacity(arch.layers.len());
+    for (i, record) in arch.layers.iter().enumerate() {
+        built.push(match record {
+            LayerRecord::InputLayer { name, shape, dtype } => {
+                let Some((batch, rest)) = shape.split_first() else {
+                    return Err(loader.err(format!("input layer {i} '{name}' has rank 0")));
+                };
+                let mut input = Input::with_dims(rest.iter().map(|d| Dim::from(*d)).collect())
+                    .dtype(*dtype)
+                    .name(name);
+                if let Some(b) = batch {
+                    input = input.batch_size(*b);
+                }
+                Built::Input { input, used: false }
+            }
+            LayerRecord::Dense {
+                name,
+                units,
+                activation,
+                use_bias,
+            } => {
+                let act: Activation = activation
+                    .parse()
+                    .map_err(|e| loader.err(format!("layer {i} '{name}': {e}")))?;
+                let kernel = loader.tensor(&format!("layers/{i}/weights/kernel"))?;
+                let bias = if *use_bias {
+                    Some(loader.tensor(&format!("layers/{i}/weights/bias"))?)
+                } else {
+                    None
+                };
+                Built::Dense {
+                    layer: Dense::new(*units)
+                        .activation(act)
+                        .use_bias(*use_bias)
+                        .name(name),
+                    kernel,
+                    bias,
+                    set: false,
+                }
+            }
+            LayerRecord::Lambda {
+                name,
+                output_shape,
+                arguments,
+                variables,
+                body,
+            } => {
+                let mut constants = Vec::new();
+                for node in &body.nodes {
+                    if let OpRecord::Constant { id } = node.op {
+                        if id > constants.len() {
+                            return Err(loader.err(format!(
+                                "layer {i} '{name}': constant {id} appears before constant {}",
+                                constants.len()
+                            )));
+                        }
+                        if id == constants.len() {
+                            constants.push(loader.tensor(&format!("layers/{i}/constants/{id}"))?);
+                        }
+                    }
+                }
+                let mut initial = HashMap::new();
+                for v in variables {
+                    initial.insert(
+                        v.clone(),
+                        loader.tensor(&format!("layers/{i}/weights/{v}"))?,
+                    );
+                }
+                let body = Arc::new(body.clone());
+                let constants = Arc::new(constants);
+                let initial = Arc::new(initial);
+                let mut lambda = Lambda::with_scope(move |xs, scope| {
+                    replay(&body, &constants, &initial, xs, scope)
+                })
+                .name(name);
+                for a in arguments {
+                    lambda =
+                        lambda.argument(a, loader.tensor(&format!("layers/{i}/arguments/{a}"))?);
+                }
+                lambda = match output_shape {
+                    None => lambda,
+                    Some(OutputShapeRecord::PerSample(d)) => {
+                        lambda.output_shape_dims(d.iter().map(|x| Dim::from(*x)).collect())
+                    }
+                    Some(OutputShapeRecord::Full(d)) => {
+                        let full = dims_to_shape(d);
+                        lambda.output_shape_fn(move |_| full.clone())
+                    }
+                };
+                Built::Lambda(lambda)
+            }
+        });
+    }
+    let mut outputs: Vec<Vec<Tensor>> = Vec::with_capacity(arch.calls.len());
+    for (c, call) in arch.calls.iter().enumerate() {
+        let mut ins = Vec::with_capacity(call.inputs.len());
+        for r in &call.inputs {
+            let t = outputs
+                .get(r.call)
+                .filter(|_| r.call < c)
+                .and_then(|o| o.get(r.output))
+                .ok_or_else(|| {
+                    loader.err(format!(
+                        "call {c} reads output {} of call {}, which does not come before it",
+                        r.output, r.call
+                    ))
+                })?;
+            ins.push(t.clone());
+        }
+        let layer = built.get_mut(call.layer).ok_or_else(|| {
+            loader.err(format!(
+                "call {c} names layer {}, which does not exist",
+                call.layer
+            ))
+        })?;
+        let in_layer = |e: Error| loader.err(format!("call {c}: {e}"));
+        let outs = match layer {
+            Built::Input { input, used } => {
+                if !ins.is_empty() || *used {
+                    return Err(loader.err(format!(
+                        "call {c}: an input layer is called once, on nothing"
+                    )));
+                }
+                *used = true;
+                let t = input.clone().tensor();
+                t.check().map_err(|e| in_layer(e.clone()))?;
+                vec![t]
+            }
+            Built::Dense {
+                layer,
+                kernel,
+                bias,
+                set,
+            } => {
+                let [x] = ins.as_slice() else {
+                    return Err(loader.err(format!(
+                        "call {c}: Dense takes one input, {} given",
+                        ins.len()
+                    )));
+                };
+                let y = layer.call(x).map_err(in_layer)?;
+                if !*set {
+                    layer.set_kernel(kernel.clone()).map_err(in_layer)?;
+                    if let Some(b) = bias {
+                        layer.set_bias(b.clone()).map_err(in_layer)?;
+                    }
+                    *set = true;
+                }
+                vec![y]
+            }
+            Built::Lambda(l) => vec![l.call_many(&ins).map_err(in_layer)?],
+        };
+        outputs.push(outs);
+    }
+    let mut inputs = Vec::with_capacity(arch.inputs.len());
+    for &c in &arch.inputs {
+        let is_input = arch
+            .calls
+            .get(c)
+            .and_then(|call| arch.layers.get(call.layer))
+            .is_some_and(|l| matches!(l, LayerRecord::InputLayer { .. }));
+        if !is_input {
+            return Err(loader.err(format!("model input {c} is not the call of an input layer")));
+        }
+        inputs.push(outputs[c][0].clone());
+    }
+    let mut outs = Vec::with_capacity(arch.outputs.len());
+    for r in &arch.outputs {
+        let t = outputs
+            .get(r.call)
+            .and_then(|o| o.get(r.output))
+            .ok_or_else(|| {
+                loader.err(format!(
+                    "model output refers to call {} output {}",
+                    r.call, r.output
+                ))
+            })?;
+        outs.push(t.clone());
+    }
+    Model::build(&arch.name, &inputs, &outs, arch.sequential).map_err(|e| loader.err(e.to_string()))
+}
+
+impl Model {
+    /// Loads a model saved by `save`. Runs no code: Lambda bodies are replayed from their
+    /// recorded graphs, and every field is validated; a truncated, corrupt or hostile file, or
+    /// one of a newer format version, gives an `Err`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::File {
+            path: path.display().to_string(),
+            detail: format!("cannot read: {e}"),
+        })?;
+        from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Loads a model from the bytes of a model file (see `load`).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+        from_bytes(bytes, "<bytes>")
+    }
+
+    /// The bytes of the model file `save` would write.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let snap = super::save::snapshot(self)?;
+        super::save::to_bytes(&snap, Path::new("<bytes>"))
+    }
+
+    /// Loads weights from a safetensors file whose tensors are named `layer/variable`
+    /// (`dense/kernel`, `dense/bias`, `linear/multiplier`), as trained elsewhere. Every name and
+    /// shape is checked before anything is set, so a bad file changes nothing.
+    pub fn load_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::File {
+            path: path.display().to_string(),
+            detail: format!("cannot read: {e}"),
+        })?;
+        let tensors = SafeTensors::deserialize(&bytes).map_err(|e| Error::File {
+            path: path.display().to_string(),
+            detail: format!("not a valid safetensors file: {e}"),
+        })?;
+        let loader = Loader {
+            path: path.display().to_string(),
+            tensors,
+        };
+        let weights = self.weights();
+        let mut updates = Vec::new();
+        for name in loader.tensors.names() {
+            let var = weights.iter().find(|v| &v.path() == name).ok_or_else(|| {
+                loader.err(format!(
+                    "weight '{name}' is not in the model (it has: {})",
+                    weights
+                        .iter()
+                        .map(|v| v.path())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            let value = loader.tensor(name)?;
+            if value.shape() != var.shape().as_slice() || value.dtype() != var.dtype() {
+                return Err(loader.err(format!(
+                    "layer '{}': weight '{}' has shape {:?} {} in the model but {:?} {} in the file",
+                    var.layer(),
+                    var.name(),
+                    var.shape(),
+                    var.dtype(),
+                    value.shape(),
+                    value.dtype()
+                )));
+            }
+            updates.push((var.clone(), value));
+        }
+        for (var, value) in updates {
+            var.set(value)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,7 @@
+//! Save and load: a model, Lambda bodies included, is data. It saves to one safetensors file
+//! (weights, arguments and constants as tensors, the architecture as JSON metadata) and loads
+//! without running any code.
+
+pub mod format;
+mod load;
+mod save;

@@ -1,0 +1,375 @@
+//! Saving: a model (Lambda bodies included) to one safetensors file, written atomically.
+
+use super::format::*;
+use crate::error::{Error, Result};
+use crate::host::{HostData, HostTensor};
+use crate::layer::LayerCall;
+use crate::layers::{Dense, InputLayer, Lambda, OutputShape};
+use crate::model::Model;
+use crate::op::Op;
+use crate::shape::{Dim, Shape};
+use crate::tensor::Tensor;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+fn save_error(path: &Path, detail: impl Into<String>) -> Error {
+    Error::File {
+        path: path.display().to_string(),
+        detail: detail.into(),
+    }
+}
+
+fn dims(shape: &Shape) -> Vec<Option<usize>> {
+    shape.dims().iter().map(|d| d.known()).collect()
+}
+
+/// Everything that goes in a file: the architecture and the named tensors.
+pub(crate) struct Snapshot {
+    pub architecture: Architecture,
+    pub tensors: BTreeMap<String, HostTensor>,
+}
+
+/// Records a model as architecture + tensors; fails on what a file cannot hold (a tensor made
+/// outside any layer, a Lambda reading a tensor that is not among its inputs).
+pub(crate) fn snapshot(model: &Model) -> Result<Snapshot> {
+    let calls = model.calls();
+    let call_index: HashMap<u64, usize> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.seq(), i))
+        .collect();
+    let mut layer_index: HashMap<u64, usize> = HashMap::new();
+    let mut layers = Vec::new();
+    let mut tensors = BTreeMap::new();
+    let tensor_ref = |t: &Tensor, what: &str| -> Result<TensorRef> {
+        let Some(h) = t.history() else {
+            let op = t.node().map(|n| n.op().name()).unwrap_or_default();
+            return Err(Error::Model {
+                detail: format!(
+                    "cannot save: {what} is made by op {op} outside any layer; wrap that computation in a Lambda"
+                ),
+            });
+        };
+        let call = *call_index.get(&h.seq()).ok_or_else(|| Error::Model {
+            detail: format!("cannot save: {what} comes from a layer call outside the model"),
+        })?;
+        let output = h
+            .outputs()
+            .iter()
+            .position(|o| o.id() == t.id())
+            .ok_or_else(|| Error::Model {
+                detail: format!("cannot save: {what} is not an output of its layer call"),
+            })?;
+        Ok(TensorRef { call, output })
+    };
+    let mut call_records = Vec::with_capacity(calls.len());
+    for call in calls {
+        let layer = call.layer();
+        let li = match layer_index.get(&layer.id()) {
+            Some(&i) => i,
+            None => {
+                let i = layers.len();
+                layers.push(layer_record(call, i, &mut tensors)?);
+                layer_index.insert(layer.id(), i);
+                i
+            }
+        };
+        let inputs = call
+            .inputs()
+            .iter()
+            .enumerate()
+            .map(|(k, t)| tensor_ref(t, &format!("input {k} of layer '{}'", layer.name())))
+            .collect::<Result<Vec<_>>>()?;
+        call_records.push(CallRecord { layer: li, inputs });
+    }
+    let inputs = model
+        .inputs()
+        .iter()
+        .map(|t| tensor_ref(t, "a model input").map(|r| r.call))
+        .collect::<Result<Vec<_>>>()?;
+    let outputs = model
+        .outputs()
+        .iter()
+        .enumerate()
+        .map(|(k, t)| tensor_ref(t, &format!("model output {k}")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Snapshot {
+        architecture: Architecture {
+            name: model.name().to_string(),
+            sequential: model.is_sequential(),
+            layers,
+            calls: call_records,
+            inputs,
+            outputs,
+        },
+        tensors,
+    })
+}
+
+fn layer_record(
+    call: &Arc<LayerCall>,
+    index: usize,
+    tensors: &mut BTreeMap<String, HostTensor>,
+) -> Result<LayerRecord> {
+    let layer = call.layer();
+    let any = layer.as_any();
+    let name = layer.name();
+    if any.downcast_ref::<InputLayer>().is_some() {
+        let out = call.outputs().first().ok_or_else(|| Error::Model {
+            detail: format!("input layer '{name}' has no output"),
+        })?;
+        return Ok(LayerRecord::InputLayer {
+            name,
+            shape: dims(&out.shape()),
+            dtype: out.dtype(),
+        });
+    }
+    if let Some(dense) = any.downcast_ref::<Dense>() {
+        tensors.insert(format!("layers/{index}/weights/kernel"), dense.kernel()?);
+        if dense.has_bias() {
+            tensors.insert(format!("layers/{index}/weights/bias"), dense.bias()?);
+        }
+        return Ok(LayerRecord::Dense {
+            name,
+            units: dense.units(),
+            activation: dense.activation_fn().name().to_string(),
+            use_bias: dense.has_bias(),
+        });
+    }
+    if let Some(lambda) = any.downcast_ref::<Lambda>() {
+        return lambda_record(lambda, call, index, tensors);
+    }
+    Err(Error::Model {
+        detail: format!("cannot save layer '{name}' of type {}", layer.kind()),
+    })
+}
+
+fn lambda_record(
+    lambda: &Lambda,
+    call: &Arc<LayerCall>,
+    index: usize,
+    tensors: &mut BTreeMap<String, HostTensor>,
+) -> Result<LayerRecord> {
+    let name = crate::layer::Layer::name(lambda);
+    let fail = |detail: String| Error::Model {
+        detail: format!("cannot save Lambda '{name}': {detail}"),
+    };
+    let arguments: HashMap<u64, String> = lambda
+        .arguments()
+        .iter()
+        .map(|(k, v)| (v.id(), k.clone()))
+        .collect();
+    let variables = lambda.named_variables();
+    let variable_names: HashMap<u64, String> =
+        variables.iter().map(|(k, v)| (v.id(), k.clone())).collect();
+    for (k, v) in lambda.arguments() {
+        tensors.insert(format!("layers/{index}/arguments/{k}"), v.value());
+    }
+    for (k, v) in &variables {
+        tensors.insert(format!("layers/{index}/weights/{k}"), v.value());
+    }
+    // The body: the graph between this call's inputs and its output.
+    let mut input_of: HashMap<u64, usize> = HashMap::new();
+    for (k, t) in call.inputs().iter().enumerate() {
+        input_of.entry(t.id()).or_insert(k);
+    }
+    let out = call
+        .outputs()
+        .first()
+        .ok_or_else(|| fail("it has no output".into()))?;
+    let mut nodes: Vec<NodeRecord> = Vec::new();
+    let mut position: HashMap<u64, usize> = HashMap::new();
+    let mut constants = 0usize;
+    let mut stack: Vec<(Tensor, bool)> = vec![(out.clone(), false)];
+    while let Some((t, expanded)) = stack.pop() {
+        if position.contains_key(&t.id()) {
+            continue;
+        }
+        let node = t.node()?;
+        if let Some(&k) = input_of.get(&t.id()) {
+            position.insert(t.id(), nodes.len());
+            nodes.push(NodeRecord {
+                op: OpRecord::Input { index: k },
+                inputs: vec![],
+            });
+            continue;
+        }
+        if !expanded {
+            stack.push((t.clone(), true));
+            for c in node.inputs().iter().rev() {
+                if !position.contains_key(&c.id()) {
+                    stack.push((c.clone(), false));
+                }
+            }
+            continue;
+        }
+        let op = match node.op() {
+            Op::Input { name: input } => {
+                return Err(fail(format!(
+                    "its function reads Input '{input}', which is not among the Lambda's inputs"
+                )));
+            }
+            Op::Constant(c) => {
+                tensors.insert(
+                    format!("layers/{index}/constants/{constants}"),
+                    (**c).clone(),
+                );
+                constants += 1;
+                OpRecord::Constant { id: constants - 1 }
+            }
+            Op::Variable(v) => {
+                if let Some(n) = arguments.get(&v.id()) {
+                    OpRecord::Argument { name: n.clone() }
+                } else if let Some(n) = variable_names.get(&v.id()) {
+                    OpRecord::Variable { name: n.clone() }
+                } else {
+                    return Err(fail(format!(
+                        "its function reads variable '{}', which belongs to another layer",
+                        v.path()
+                    )));
+                }
+            }
+            Op::Unary(u) => OpRecord::Unary { func: *u },
+            Op::Binary(b) => OpRecord::Binary { func: *b },
+            Op::Where => OpRecord::Where,
+            Op::Reduce { op, axes, keepdims } => OpRecord::Reduce {
+                func: *op,
+                axes: axes.clone(),
+                keepdims: *keepdims,
+            },
+            Op::ArgReduce { op, axis, keepdims } => OpRecord::ArgReduce {
+                func: *op,
+                axis: *axis,
+                keepdims: *keepdims,
+            },
+            Op::Scan { op, axis } => OpRecord::Scan {
+                func: *op,
+                axis: *axis,
+            },
+            Op::Reshape { target } => OpRecord::Reshape {
+                target: target.clone(),
+            },
+            Op::Permute { perm } => OpRecord::Permute { perm: perm.clone() },
+            Op::BroadcastTo { shape } => OpRecord::BroadcastTo {
+                shape: shape.clone(),
+            },
+            Op::Slice { axes } => OpRecord::Slice { axes: axes.clone() },
+            Op::ExpandDims { axis } => OpRecord::ExpandDims { axis: *axis },
+            Op::Squeeze { axes } => OpRecord::Squeeze { axes: axes.clone() },
+            Op::Concat { axis } => OpRecord::Concat { axis: *axis },
+            Op::MatMul => OpRecord::MatMul,
+            Op::Cast(d) => OpRecord::Cast { dtype: *d },
+        };
+        let inputs = node.inputs().iter().map(|c| position[&c.id()]).collect();
+        position.insert(t.id(), nodes.len());
+        nodes.push(NodeRecord { op, inputs });
+    }
+    let output_shape = match lambda.declared_output_shape() {
+        None => None,
+        Some(OutputShape::PerSample(d)) => Some(OutputShapeRecord::PerSample(
+            d.iter().map(|x| x.known()).collect(),
+        )),
+        Some(OutputShape::Function(f)) => {
+            let shapes: Vec<Shape> = call.inputs().iter().map(|t| t.shape()).collect();
+            Some(OutputShapeRecord::Full(dims(&f(&shapes))))
+        }
+    };
+    Ok(LayerRecord::Lambda {
+        name,
+        output_shape,
+        arguments: lambda.arguments().keys().cloned().collect(),
+        variables: variables.iter().map(|(k, _)| k.clone()).collect(),
+        body: BodyRecord {
+            inputs: call.inputs().len(),
+            output: position[&out.id()],
+            nodes,
+        },
+    })
+}
+
+/// Serialises a snapshot into the bytes of a safetensors file.
+pub(crate) fn to_bytes(snapshot: &Snapshot, path: &Path) -> Result<Vec<u8>> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let arch = serde_json::to_string(&snapshot.architecture)
+        .map_err(|e| save_error(path, format!("cannot encode the architecture: {e}")))?;
+    let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in &snapshot.tensors {
+        let (dtype, bytes): (Dtype, Vec<u8>) = match t.data() {
+            HostData::F32(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            HostData::I32(v) => (Dtype::I32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            HostData::U32(v) => (Dtype::U32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            HostData::Bool(v) => (Dtype::BOOL, v.iter().map(|&b| b as u8).collect()),
+        };
+        buffers.push((name.clone(), dtype, t.shape().to_vec(), bytes));
+    }
+    let views = buffers
+        .iter()
+        .map(|(n, d, s, b)| {
+            TensorView::new(*d, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| save_error(path, format!("tensor {n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("format".to_string(), FORMAT_NAME.to_string());
+    meta.insert("version".to_string(), FORMAT_VERSION.to_string());
+    meta.insert("architecture".to_string(), arch);
+    safetensors::tensor::serialize(views, Some(meta))
+        .map_err(|e| save_error(path, format!("cannot encode tensors: {e}")))
+}
+
+/// Writes bytes to `path` through a temporary file in the same folder and a rename, so that an
+/// interrupted save leaves any previous file intact.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| save_error(path, "the path names no file"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        crate::tensor::next_id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(save_error(path, format!("cannot write: {e}")));
+    }
+    Ok(())
+}
+
+impl Model {
+    /// Saves the model, Lambda bodies included, to one portable file (safetensors tensors plus
+    /// the architecture as JSON metadata). The write goes to a temporary file that is renamed
+    /// over `path`, so a failed or interrupted save never destroys an existing file.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let snap = snapshot(self)?;
+        let bytes = to_bytes(&snap, path)?;
+        write_atomically(path, &bytes)
+    }
+}
+
+impl crate::model::Sequential {
+    /// Saves the built model (see `Model::save`).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.model()?.save(path)
+    }
+}
+
+/// Shape of dims for records.
+pub(crate) fn dims_to_shape(d: &[Option<usize>]) -> Shape {
+    Shape::new(d.iter().map(|x| x.map_or(Dim::Dynamic, Dim::Known)))
+}
