@@ -23,7 +23,13 @@ fn models() -> Result<Vec<(Model, Vec<HostTensor>)>> {
     let mut square = Sequential::named("square");
     square.add(Input::new(&[3]))?;
     square.add(Lambda::new(|x| x.pow(2.0)).output_shape(&[3]))?;
-    out.push((square.model()?, vec![HostTensor::new(&[2, 3], vec![1.0f32, -2.0, 3.0, 0.5, 4.0, -1.5])?]));
+    out.push((
+        square.model()?,
+        vec![HostTensor::new(
+            &[2, 3],
+            vec![1.0f32, -2.0, 3.0, 0.5, 4.0, -1.5],
+        )?],
+    ));
 
     let mut anti = Sequential::named("antirectifier");
     anti.add(Input::new(&[4]))?;
@@ -31,11 +37,16 @@ fn models() -> Result<Vec<(Model, Vec<HostTensor>)>> {
     anti.add(Dense::new(3).activation(Activation::Softmax))?;
     out.push((
         anti.model()?,
-        vec![HostTensor::new(&[2, 4], vec![1.0f32, 2.0, 3.0, 4.0, 3e-7, -1e-7, -1e-7, -1e-7])?],
+        vec![HostTensor::new(
+            &[2, 4],
+            vec![1.0f32, 2.0, 3.0, 4.0, 3e-7, -1e-7, -1e-7, -1e-7],
+        )?],
     ));
 
-    let linear = Lambda::with_scope(|xs, s| &xs[0] * s.variable("multiplier", &[], 1.0) + s.variable("bias", &[], 0.0))
-        .name("linear_transform");
+    let linear = Lambda::with_scope(|xs, s| {
+        &xs[0] * s.variable("multiplier", &[], 1.0) + s.variable("bias", &[], 0.0)
+    })
+    .name("linear_transform");
     let mut lt = Sequential::named("linear");
     lt.add(Input::new(&[5]))?;
     lt.add(linear.clone())?;
@@ -43,7 +54,10 @@ fn models() -> Result<Vec<(Model, Vec<HostTensor>)>> {
     lt.add(linear.clone())?;
     linear.set_variable("multiplier", HostTensor::scalar(1.5))?;
     linear.set_variable("bias", HostTensor::scalar(-0.25))?;
-    out.push((lt.model()?, vec![HostTensor::new(&[1, 5], vec![0.1f32, 0.2, 0.3, 0.4, 0.5])?]));
+    out.push((
+        lt.model()?,
+        vec![HostTensor::new(&[1, 5], vec![0.1f32, 0.2, 0.3, 0.4, 0.5])?],
+    ));
 
     let a = Input::new(&[4]).name("a").tensor();
     let b = Input::new(&[4]).name("b").tensor();
@@ -59,7 +73,8 @@ fn models() -> Result<Vec<(Model, Vec<HostTensor>)>> {
         .call(&dist)?;
     let merged = Lambda::multi(|xs| Tensor::concatenate(xs, -1)).call_many(&[sliced, ha, hb])?;
     let score = Dense::new(2).use_bias(false).call(&merged)?;
-    let argmax = Lambda::new(|x| x.argmax(-1, true).cast(DType::F32).where_gt_zero()).call(&score)?;
+    let argmax =
+        Lambda::new(|x| x.argmax(-1, true).cast(DType::F32).where_gt_zero()).call(&score)?;
     let siamese = Model::named("siamese", &[a, b], &[score, argmax])?;
     out.push((
         siamese,
@@ -86,8 +101,11 @@ fn contents(bytes: &[u8]) -> (String, Vec<(String, Vec<u8>)>) {
     let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
     let arch = meta.metadata().as_ref().unwrap()["architecture"].clone();
     let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
-    let mut tensors: Vec<(String, Vec<u8>)> =
-        st.tensors().into_iter().map(|(n, v)| (n, v.data().to_vec())).collect();
+    let mut tensors: Vec<(String, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().to_vec()))
+        .collect();
     tensors.sort();
     (arch, tensors)
 }
@@ -114,7 +132,11 @@ fn every_model_round_trips_bit_identically() -> Result<()> {
         assert_eq!(model.count_params(), loaded.count_params());
         assert_eq!(model.layers().len(), loaded.layers().len());
         // Saving the loaded model again gives the same architecture and tensors.
-        assert_eq!(contents(&model.to_bytes()?), contents(&loaded.to_bytes()?), "model {i}");
+        assert_eq!(
+            contents(&model.to_bytes()?),
+            contents(&loaded.to_bytes()?),
+            "model {i}"
+        );
     }
     std::fs::remove_dir_all(dir).ok();
     Ok(())
@@ -126,11 +148,21 @@ fn sharing_arguments_and_variables_survive_loading() -> Result<()> {
     let loaded = Model::from_bytes(&model.to_bytes()?)?;
     // One linear_transform layer, called twice, with one set of variables.
     let names: Vec<String> = loaded.layers().iter().map(|l| l.name()).collect();
-    assert_eq!(names.iter().filter(|n| *n == "linear_transform").count(), 1, "{names:?}");
-    assert_eq!(loaded.get_weight("linear_transform/multiplier")?.as_f32()?, &[1.5]);
+    assert_eq!(
+        names.iter().filter(|n| *n == "linear_transform").count(),
+        1,
+        "{names:?}"
+    );
+    assert_eq!(
+        loaded.get_weight("linear_transform/multiplier")?.as_f32()?,
+        &[1.5]
+    );
     loaded.set_weight("linear_transform/bias", HostTensor::scalar(0.0))?;
     model.set_weight("linear_transform/bias", HostTensor::scalar(0.0))?;
-    assert_eq!(model.predict(&inputs)?[0].as_f32()?, loaded.predict(&inputs)?[0].as_f32()?);
+    assert_eq!(
+        model.predict(&inputs)?[0].as_f32()?,
+        loaded.predict(&inputs)?[0].as_f32()?
+    );
 
     // Arguments stay runtime values after loading.
     let (siamese, inputs) = models()?.swap_remove(3);
@@ -167,7 +199,10 @@ fn a_failed_save_leaves_the_old_file_intact() -> Result<()> {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
-    assert_eq!(Model::load(&path)?.predict(&inputs)?, good.predict(&inputs)?);
+    assert_eq!(
+        Model::load(&path)?.predict(&inputs)?,
+        good.predict(&inputs)?
+    );
     std::fs::remove_dir_all(dir).ok();
     Ok(())
 }
@@ -177,10 +212,15 @@ fn lambdas_that_capture_outside_tensors_cannot_be_saved() -> Result<()> {
     let a = Input::new(&[2]).tensor();
     let b = Input::new(&[2]).tensor();
     let captured = b.clone();
-    let y = Lambda::new(move |x| x + &captured).name("capture").call(&a)?;
+    let y = Lambda::new(move |x| x + &captured)
+        .name("capture")
+        .call(&a)?;
     let m = Model::new(&[a, b], &[y])?;
     let err = m.to_bytes().unwrap_err().to_string();
-    assert!(err.contains("capture") && err.contains("not among the Lambda's inputs"), "{err}");
+    assert!(
+        err.contains("capture") && err.contains("not among the Lambda's inputs"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -190,28 +230,60 @@ fn load_weights_by_layer_name() -> Result<()> {
     let mut m = Sequential::named("w");
     m.add(Input::new(&[2]))?;
     m.add(Dense::new(2).name("d").use_bias(true))?;
-    let kernel: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
-    let bias: Vec<u8> = [0.5f32, -0.5].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let kernel: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let bias: Vec<u8> = [0.5f32, -0.5]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     let write = |name: &str, tensors: Vec<(&str, Vec<usize>, &[u8])>| {
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
             .into_iter()
-            .map(|(n, s, b)| (n.to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s, b).unwrap()))
+            .map(|(n, s, b)| {
+                (
+                    n.to_string(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s, b).unwrap(),
+                )
+            })
             .collect();
         let bytes = safetensors::serialize(views, None).unwrap();
         let p = dir.join(name);
         std::fs::write(&p, bytes).unwrap();
         p
     };
-    let good = write("good.safetensors", vec![("d/kernel", vec![2, 2], &kernel), ("d/bias", vec![2], &bias)]);
+    let good = write(
+        "good.safetensors",
+        vec![
+            ("d/kernel", vec![2, 2], &kernel),
+            ("d/bias", vec![2], &bias),
+        ],
+    );
     m.model()?.load_weights(&good)?;
     let y = m.predict(&[HostTensor::new(&[1, 2], vec![1.0f32, 1.0])?])?;
     assert_eq!(y[0].as_f32()?, &[4.5, 5.5]);
     // A shape mismatch names the layer and both shapes, and changes nothing.
-    let bad = write("bad.safetensors", vec![("d/bias", vec![2], &bias), ("d/kernel", vec![4], &kernel)]);
+    let bad = write(
+        "bad.safetensors",
+        vec![("d/bias", vec![2], &bias), ("d/kernel", vec![4], &kernel)],
+    );
     let err = m.model()?.load_weights(&bad).unwrap_err().to_string();
-    assert!(err.contains("layer 'd'") && err.contains("[2, 2]") && err.contains("[4]"), "{err}");
-    let unknown = write("unknown.safetensors", vec![("e/kernel", vec![2, 2], &kernel)]);
-    assert!(m.model()?.load_weights(&unknown).unwrap_err().to_string().contains("e/kernel"));
+    assert!(
+        err.contains("layer 'd'") && err.contains("[2, 2]") && err.contains("[4]"),
+        "{err}"
+    );
+    let unknown = write(
+        "unknown.safetensors",
+        vec![("e/kernel", vec![2, 2], &kernel)],
+    );
+    assert!(
+        m.model()?
+            .load_weights(&unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("e/kernel")
+    );
     std::fs::remove_dir_all(dir).ok();
     Ok(())
 }
@@ -254,7 +326,10 @@ fn hostile_files_give_errors() -> Result<()> {
     let good = model.to_bytes()?;
     // Truncated anywhere.
     for len in (0..good.len()).step_by(37).chain([good.len() - 1]) {
-        assert!(Model::from_bytes(&good[..len]).is_err(), "prefix {len} loaded");
+        assert!(
+            Model::from_bytes(&good[..len]).is_err(),
+            "prefix {len} loaded"
+        );
     }
     // A hostile header length.
     let mut huge = good.clone();

@@ -1,6 +1,7 @@
 //! Elementwise ops: unary math, broadcasting binary ops, comparisons, `where`, `clip`, `cast`.
 
 use crate::dtype::DType;
+use crate::error::Error;
 use crate::op::{BinaryOp, Op, UnaryOp};
 use crate::tensor::Tensor;
 
@@ -34,21 +35,45 @@ impl Operand for &Tensor {
     }
 }
 
+/// A Rust scalar as a rank-0 constant of `like`'s dtype, or a tensor that carries an error
+/// when the dtype cannot hold the value exactly (`2.5` or `-1.0` meeting an integer tensor,
+/// `0.5` meeting a bool tensor): silently truncating it would give wrong numbers.
+fn scalar_like(value: f64, like: &Tensor) -> Tensor {
+    let dtype = like.dtype();
+    let exact = match dtype {
+        DType::F32 => true,
+        DType::I32 => value.fract() == 0.0 && (i32::MIN as f64..=i32::MAX as f64).contains(&value),
+        DType::U32 => value.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&value),
+        DType::Bool => value == 0.0 || value == 1.0,
+    };
+    if !exact {
+        return Tensor::invalid(Error::DType {
+            op: "scalar operand".into(),
+            detail: format!(
+                "the scalar {value} meets a {dtype} tensor of shape {}, which cannot hold it \
+                 exactly; cast the tensor to float32 first",
+                like.shape()
+            ),
+        });
+    }
+    Tensor::scalar_of(value, dtype)
+}
+
 impl Operand for f32 {
     fn to_tensor(&self, like: &Tensor) -> Tensor {
-        Tensor::scalar_of(*self as f64, like.dtype())
+        scalar_like(*self as f64, like)
     }
 }
 
 impl Operand for f64 {
     fn to_tensor(&self, like: &Tensor) -> Tensor {
-        Tensor::scalar_of(*self, like.dtype())
+        scalar_like(*self, like)
     }
 }
 
 impl Operand for i32 {
     fn to_tensor(&self, like: &Tensor) -> Tensor {
-        Tensor::scalar_of(*self as f64, like.dtype())
+        scalar_like(*self as f64, like)
     }
 }
 
@@ -201,10 +226,18 @@ impl Tensor {
         self.multiply(inner).multiply(0.5)
     }
 
-    /// `log(1 + e^x)`, computed stably as `max(x, 0) + log(1 + e^-|x|)`.
+    /// `log(1 + e^x)`, computed stably as `max(x, 0) + log1p(e^-|x|)`. `log1p(y)` is
+    /// Kahan's `log(u) * y / (u - 1)` with `u = 1 + y` (and `y` itself where `u` rounds to 1),
+    /// so that `softplus(-20)` is `2.06e-9`, not 0.
     pub fn softplus(&self) -> Tensor {
-        let tail = self.abs().negative().exp().add(1.0).log();
-        self.relu().add(tail)
+        let y = self.abs().negative().exp();
+        let u = y.add(1.0);
+        let log1p = Tensor::where_(
+            &u.equal(1.0),
+            &y,
+            u.log().multiply(&y).divide(u.subtract(1.0)),
+        );
+        self.relu().add(log1p)
     }
 
     /// ELU: `x` where positive, `alpha * (e^x - 1)` elsewhere.

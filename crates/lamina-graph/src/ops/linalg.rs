@@ -2,7 +2,7 @@
 
 use crate::error::Error;
 use crate::op::Op;
-use crate::shape::shapes_string;
+use crate::shape::{Dim, shapes_string};
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -74,6 +74,15 @@ impl Tensor {
         }
         if !(2..=3).contains(&ra) || !(2..=3).contains(&rb) {
             return unsupported("batch_dot takes inputs of rank 2 or 3");
+        }
+        // Rank-2 operands meet in a broadcasting multiply, which would accept a size-1 axis
+        // against a longer one; the contracted sizes must be equal.
+        if let (Some(Dim::Known(kx)), Some(Dim::Known(ky))) = (self.dim(ax), other.dim(ay))
+            && kx != ky
+        {
+            return unsupported(&format!(
+                "the contracted axes differ in size: {kx} (axis {ax} of x) vs {ky} (axis {ay} of y)"
+            ));
         }
         // Move x's contracted axis last and y's to position 1, then multiply matrices.
         let x = if ra == 3 && ax == 1 {

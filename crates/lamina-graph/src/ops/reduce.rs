@@ -103,7 +103,10 @@ impl Tensor {
     /// `log(sum(exp(x)))` over `axes`, computed stably by subtracting the maximum first.
     pub fn logsumexp(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
         let axes = axes.into();
-        let m = self.max(axes.clone(), true);
+        // Shift by the maximum, or by 0 where it is infinite (a row of -inf, or a +inf), as
+        // TensorFlow does: inf - inf would turn the row's -inf or +inf result into NaN.
+        let raw = self.max(axes.clone(), true);
+        let m = Tensor::where_(&raw.abs().less(f32::INFINITY), &raw, 0.0);
         let s = self
             .subtract(&m)
             .exp()

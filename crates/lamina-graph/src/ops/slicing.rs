@@ -175,7 +175,11 @@ impl Tensor {
                             shape: shape.to_string(),
                         });
                     }
-                    let stop = if i == -1 { None } else { Some(i.saturating_add(1)) };
+                    let stop = if i == -1 {
+                        None
+                    } else {
+                        Some(i.saturating_add(1))
+                    };
                     axes.push(AxisSlice {
                         start: Some(i),
                         stop,

@@ -1,0 +1,128 @@
+//! `lamina`: inspect and run saved models from the shell.
+
+mod npy;
+
+use clap::{Parser, Subcommand};
+use lamina::{BackendKind, Model, Session};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Run Keras-style models saved by Lamina, Lambda layers included.
+#[derive(Parser)]
+#[command(name = "lamina", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the backends found, the one `auto` would choose, and the limits that matter.
+    Info,
+    /// Print the Keras-style summary of a saved model.
+    Summary {
+        /// The model file (written by `Model::save`).
+        model: PathBuf,
+    },
+    /// Run a saved model on NumPy inputs and write its outputs as NumPy files.
+    Run {
+        /// The model file.
+        model: PathBuf,
+        /// An input `.npy` file, once per model input, in order.
+        #[arg(long = "input", required = true)]
+        inputs: Vec<PathBuf>,
+        /// An output `.npy` file, once per model output, in order.
+        #[arg(long = "output", required = true)]
+        outputs: Vec<PathBuf>,
+        /// Which backend runs the model (default: `LAMINA_BACKEND`, else auto).
+        #[arg(long, value_parser = ["cpu", "gpu", "auto"])]
+        backend: Option<String>,
+    },
+    /// Run the benchmark workloads (reserved: the benchmark harness is not built yet).
+    Bench,
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Info => {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            println!("backends in this build: cpu");
+            println!("GPU adapters: none found (this build has no GPU backend yet)");
+            println!("auto chooses: cpu interpreter");
+            println!("cpu threads available: {threads}");
+            println!("largest tensor: {} elements", lamina::host::MAX_ELEMENTS);
+            Ok(())
+        }
+        Command::Summary { model } => {
+            let m = Model::load(&model).map_err(|e| e.to_string())?;
+            print!("{}", m.summary_string());
+            Ok(())
+        }
+        Command::Run {
+            model,
+            inputs,
+            outputs,
+            backend,
+        } => {
+            let kind = match backend {
+                Some(b) => b.parse(),
+                None => BackendKind::from_env(),
+            }
+            .map_err(|e: lamina::Error| e.to_string())?;
+            let m = Model::load(&model).map_err(|e| e.to_string())?;
+            let want_in = m.program().inputs.len();
+            if inputs.len() != want_in {
+                return Err(format!(
+                    "the model takes {want_in} input(s) ({}), {} --input given",
+                    m.program().input_signature(),
+                    inputs.len()
+                ));
+            }
+            let want_out = m.program().outputs.len();
+            if outputs.len() != want_out {
+                return Err(format!(
+                    "the model has {want_out} output(s), {} --output given",
+                    outputs.len()
+                ));
+            }
+            let hosts = inputs
+                .iter()
+                .map(|p| npy::read(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let session = Session::new(m.program().clone(), kind).map_err(|e| e.to_string())?;
+            let results = session.run(&hosts).map_err(|e| e.to_string())?;
+            for (path, t) in outputs.iter().zip(&results) {
+                npy::write(path, t)?;
+            }
+            eprintln!("ran on {}", session.backend_name());
+            Ok(())
+        }
+        Command::Bench => {
+            Err("bench is not available yet: the benchmark harness is still to be built".into())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("lamina: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lamina: error: {}", e.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The `lamina` command line: the quickstart's models saved and run back through `lamina run`.
+
+use lamina::prelude::*;
+use npyz::WriterBuilder;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn lamina() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lamina"))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lamina-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_npy(path: &Path, shape: &[u64], data: &[f32]) {
+    let mut buf = Vec::new();
+    let mut w = npyz::WriteOptions::<f32>::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(&mut buf)
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+    std::fs::write(path, buf).unwrap();
+}
+
+fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().to_vec();
+    (shape, npy.into_vec::<f32>().unwrap())
+}
+
+fn antirectifier(x: &Tensor) -> Tensor {
+    let x = x - x.mean(1, true);
+    let x = x.l2_normalize(1);
+    Tensor::concatenate(&[x.relu(), (-&x).relu()], 1)
+}
+
+#[test]
+fn quickstart_models_run_back_through_lamina_run() -> Result<()> {
+    let dir = temp_dir("run");
+    // The antirectifier followed by Dense, and the linear_transform model with shared variables.
+    let mut anti = Sequential::named("antirectifier");
+    anti.add(Input::new(&[4]))?;
+    anti.add(Lambda::new(antirectifier))?;
+    let linear = Lambda::with_scope(|xs, s| &xs[0] * s.variable("multiplier", &[], 1.0) + s.variable("bias", &[], 0.0));
+    let mut lt = Sequential::named("linear_transform");
+    lt.add(Input::new(&[4]))?;
+    lt.add(linear.clone())?;
+    lt.add(Dense::new(4).activation(Activation::Relu))?;
+    lt.add(linear.clone())?;
+    linear.set_variable("multiplier", HostTensor::scalar(2.0))?;
+    let x: Vec<f32> = vec![1.0, 2.0, 3.0, 4.0, 3e-7, -1e-7, -1e-7, -1e-7];
+    write_npy(&dir.join("x.npy"), &[2, 4], &x);
+    for (name, model) in [("anti", anti.model()?), ("lt", lt.model()?)] {
+        let path = dir.join(format!("{name}.lamina"));
+        model.save(&path)?;
+        let out = dir.join(format!("{name}_out.npy"));
+        let status = lamina()
+            .args(["run", path.to_str().unwrap(), "--input"])
+            .arg(dir.join("x.npy"))
+            .arg("--output")
+            .arg(&out)
+            .args(["--backend", "cpu"])
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        let (shape, got) = read_npy(&out);
+        let want = model.predict(&[HostTensor::new(&[2, 4], x.clone())?])?;
+        assert_eq!(shape, want[0].shape().iter().map(|&d| d as u64).collect::<Vec<_>>());
+        assert_eq!(got, want[0].as_f32()?, "{name}");
+        // The summary of the saved file is the model's.
+        let summary = lamina().arg("summary").arg(&path).output().unwrap();
+        assert!(summary.status.success());
+        assert_eq!(String::from_utf8_lossy(&summary.stdout), model.summary_string());
+    }
+    // The antirectifier's known row.
+    let (_, got) = read_npy(&dir.join("anti_out.npy"));
+    let want = [0.0, 0.0, 0.2236068, 0.6708204, 0.6708204, 0.2236068, 0.0, 0.0];
+    assert!(got[..8].iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6), "{got:?}");
+    std::fs::remove_dir_all(dir).ok();
+    Ok(())
+}
+
+#[test]
+fn bad_invocations_fail_with_one_clear_line() -> Result<()> {
+    let dir = temp_dir("bad");
+    let mut m = Sequential::named("m");
+    m.add(Input::new(&[3]))?;
+    m.add(Lambda::new(|x| x.exp()))?;
+    let model = dir.join("m.lamina");
+    m.save(&model)?;
+    write_npy(&dir.join("wrong.npy"), &[2, 4], &[0.0; 8]);
+    let check = |args: &[&str], needle: &str| {
+        let out = lamina().current_dir(&dir).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
+    };
+    check(&["run", "m.lamina", "--input", "wrong.npy", "--output", "o.npy"], "expects shape (None, 3)");
+    check(&["run", "m.lamina", "--input", "wrong.npy", "--input", "wrong.npy", "--output", "o.npy"], "1 input(s)");
+    check(&["run", "m.lamina", "--input", "missing.npy", "--output", "o.npy"], "missing.npy");
+    check(&["run", "m.lamina", "--input", "m.lamina", "--output", "o.npy"], "not a .npy file");
+    check(&["run", "wrong.npy", "--input", "wrong.npy", "--output", "o.npy"], "not a valid safetensors file");
+    check(&["summary", "nope.lamina"], "nope.lamina");
+    check(&["run", "m.lamina", "--input", "wrong.npy", "--output", "o.npy", "--backend", "tpu"], "tpu");
+    check(&["frobnicate"], "frobnicate");
+    check(&["bench"], "not available yet");
+    for sub in ["info", "summary", "run", "bench"] {
+        let out = lamina().args([sub, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{sub} --help");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
+    }
+    let info = lamina().arg("info").output().unwrap();
+    assert!(info.status.success());
+    assert!(String::from_utf8_lossy(&info.stdout).contains("auto chooses"));
+    std::fs::remove_dir_all(dir).ok();
+    Ok(())
+}
