@@ -252,9 +252,11 @@ fn models_refuse_wrong_wiring() {
     let y = Lambda::multi(|xs| &xs[0] + &xs[1])
         .call_many(&[a.clone(), b])
         .unwrap();
-    let err = Model::new(&[a.clone()], &[y]).err().expect("b is missing");
+    let err = Model::new(std::slice::from_ref(&a), &[y])
+        .err()
+        .expect("b is missing");
     assert_mentions(&err, &["not among the model's inputs"]);
-    assert!(Model::new(&[], &[a.clone()]).is_err());
+    assert!(Model::new(&[], std::slice::from_ref(&a)).is_err());
     let not_input = a.clone() * 2.0;
     assert!(Model::new(&[not_input], &[a]).is_err());
     assert!(Input::new(&[0]).tensor().check().is_err());

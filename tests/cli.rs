@@ -48,7 +48,9 @@ fn quickstart_models_run_back_through_lamina_run() -> Result<()> {
     let mut anti = Sequential::named("antirectifier");
     anti.add(Input::new(&[4]))?;
     anti.add(Lambda::new(antirectifier))?;
-    let linear = Lambda::with_scope(|xs, s| &xs[0] * s.variable("multiplier", &[], 1.0) + s.variable("bias", &[], 0.0));
+    let linear = Lambda::with_scope(|xs, s| {
+        &xs[0] * s.variable("multiplier", &[], 1.0) + s.variable("bias", &[], 0.0)
+    });
     let mut lt = Sequential::named("linear_transform");
     lt.add(Input::new(&[4]))?;
     lt.add(linear.clone())?;
@@ -69,20 +71,39 @@ fn quickstart_models_run_back_through_lamina_run() -> Result<()> {
             .args(["--backend", "cpu"])
             .output()
             .unwrap();
-        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
         let (shape, got) = read_npy(&out);
         let want = model.predict(&[HostTensor::new(&[2, 4], x.clone())?])?;
-        assert_eq!(shape, want[0].shape().iter().map(|&d| d as u64).collect::<Vec<_>>());
+        assert_eq!(
+            shape,
+            want[0]
+                .shape()
+                .iter()
+                .map(|&d| d as u64)
+                .collect::<Vec<_>>()
+        );
         assert_eq!(got, want[0].as_f32()?, "{name}");
         // The summary of the saved file is the model's.
         let summary = lamina().arg("summary").arg(&path).output().unwrap();
         assert!(summary.status.success());
-        assert_eq!(String::from_utf8_lossy(&summary.stdout), model.summary_string());
+        assert_eq!(
+            String::from_utf8_lossy(&summary.stdout),
+            model.summary_string()
+        );
     }
     // The antirectifier's known row.
     let (_, got) = read_npy(&dir.join("anti_out.npy"));
-    let want = [0.0, 0.0, 0.2236068, 0.6708204, 0.6708204, 0.2236068, 0.0, 0.0];
-    assert!(got[..8].iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6), "{got:?}");
+    let want = [
+        0.0, 0.0, 0.2236068, 0.6708204, 0.6708204, 0.2236068, 0.0, 0.0,
+    ];
+    assert!(
+        got[..8].iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6),
+        "{got:?}"
+    );
     std::fs::remove_dir_all(dir).ok();
     Ok(())
 }
@@ -103,13 +124,72 @@ fn bad_invocations_fail_with_one_clear_line() -> Result<()> {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
     };
-    check(&["run", "m.lamina", "--input", "wrong.npy", "--output", "o.npy"], "expects shape (None, 3)");
-    check(&["run", "m.lamina", "--input", "wrong.npy", "--input", "wrong.npy", "--output", "o.npy"], "1 input(s)");
-    check(&["run", "m.lamina", "--input", "missing.npy", "--output", "o.npy"], "missing.npy");
-    check(&["run", "m.lamina", "--input", "m.lamina", "--output", "o.npy"], "not a .npy file");
-    check(&["run", "wrong.npy", "--input", "wrong.npy", "--output", "o.npy"], "not a valid safetensors file");
+    check(
+        &[
+            "run",
+            "m.lamina",
+            "--input",
+            "wrong.npy",
+            "--output",
+            "o.npy",
+        ],
+        "expects shape (None, 3)",
+    );
+    check(
+        &[
+            "run",
+            "m.lamina",
+            "--input",
+            "wrong.npy",
+            "--input",
+            "wrong.npy",
+            "--output",
+            "o.npy",
+        ],
+        "1 input(s)",
+    );
+    check(
+        &[
+            "run",
+            "m.lamina",
+            "--input",
+            "missing.npy",
+            "--output",
+            "o.npy",
+        ],
+        "missing.npy",
+    );
+    check(
+        &[
+            "run", "m.lamina", "--input", "m.lamina", "--output", "o.npy",
+        ],
+        "not a .npy file",
+    );
+    check(
+        &[
+            "run",
+            "wrong.npy",
+            "--input",
+            "wrong.npy",
+            "--output",
+            "o.npy",
+        ],
+        "not a valid safetensors file",
+    );
     check(&["summary", "nope.lamina"], "nope.lamina");
-    check(&["run", "m.lamina", "--input", "wrong.npy", "--output", "o.npy", "--backend", "tpu"], "tpu");
+    check(
+        &[
+            "run",
+            "m.lamina",
+            "--input",
+            "wrong.npy",
+            "--output",
+            "o.npy",
+            "--backend",
+            "tpu",
+        ],
+        "tpu",
+    );
     check(&["frobnicate"], "frobnicate");
     check(&["bench"], "not available yet");
     for sub in ["info", "summary", "run", "bench"] {

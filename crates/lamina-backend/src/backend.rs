@@ -14,10 +14,47 @@ pub trait Backend: Send + Sync {
         program: &Arc<Program>,
         input_shapes: &[Vec<usize>],
     ) -> Result<Arc<dyn Executable>>;
+
+    /// Counters of the work done so far (zero where a backend does not count).
+    fn stats(&self) -> RunStats {
+        RunStats::default()
+    }
 }
 
 /// A compiled program; `run` may be called from several threads at once.
 pub trait Executable: Send + Sync {
     /// Runs on host inputs (already checked against the program) and returns the outputs.
     fn run(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>>;
+}
+
+/// What a backend has done since it was created: runs, kernel dispatches, shader compiles,
+/// pipeline-cache hits and bytes moved between host and device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Program runs.
+    pub runs: u64,
+    /// Kernel dispatches.
+    pub dispatches: u64,
+    /// Shaders compiled into pipelines.
+    pub compiles: u64,
+    /// Pipelines found in the cache instead of compiled.
+    pub cache_hits: u64,
+    /// Bytes uploaded to the device.
+    pub bytes_uploaded: u64,
+    /// Bytes read back from the device.
+    pub bytes_read_back: u64,
+}
+
+impl RunStats {
+    /// The counts accumulated between `earlier` and `self`.
+    pub fn since(&self, earlier: &RunStats) -> RunStats {
+        RunStats {
+            runs: self.runs - earlier.runs,
+            dispatches: self.dispatches - earlier.dispatches,
+            compiles: self.compiles - earlier.compiles,
+            cache_hits: self.cache_hits - earlier.cache_hits,
+            bytes_uploaded: self.bytes_uploaded - earlier.bytes_uploaded,
+            bytes_read_back: self.bytes_read_back - earlier.bytes_read_back,
+        }
+    }
 }

@@ -3,10 +3,11 @@
 
 pub mod backend;
 pub mod cpu;
+pub mod gpu;
 pub mod select;
 pub mod session;
 
-pub use backend::{Backend, Executable};
+pub use backend::{Backend, Executable, RunStats};
 pub use cpu::CpuBackend;
 pub use select::{BackendKind, create_backend};
 pub use session::Session;

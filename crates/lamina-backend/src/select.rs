@@ -3,6 +3,7 @@
 
 use crate::backend::Backend;
 use crate::cpu::CpuBackend;
+use crate::gpu::GpuBackend;
 use lamina_graph::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
@@ -55,14 +56,15 @@ impl fmt::Display for BackendKind {
     }
 }
 
-/// Makes the backend of a kind. This build has no GPU backend yet, so `Gpu` is an error and
-/// `Auto` chooses the CPU interpreter.
+/// Makes the backend of a kind: `Cpu` the interpreter, `Gpu` the best GPU adapter (an error if
+/// there is none), `Auto` a GPU adapter when one exists and otherwise the interpreter.
 pub fn create_backend(kind: BackendKind) -> Result<Arc<dyn Backend>> {
     match kind {
-        BackendKind::Cpu | BackendKind::Auto => Ok(Arc::new(CpuBackend::new())),
-        BackendKind::Gpu => Err(Error::Backend {
-            backend: "gpu".into(),
-            detail: "this build of Lamina has no GPU backend yet; use cpu or auto".into(),
-        }),
+        BackendKind::Cpu => Ok(Arc::new(CpuBackend::new())),
+        BackendKind::Gpu => Ok(Arc::new(Arc::new(GpuBackend::new()?))),
+        BackendKind::Auto => match GpuBackend::new() {
+            Ok(gpu) => Ok(Arc::new(Arc::new(gpu))),
+            Err(_) => Ok(Arc::new(CpuBackend::new())),
+        },
     }
 }

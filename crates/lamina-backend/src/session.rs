@@ -29,6 +29,11 @@ impl Session {
         }
     }
 
+    /// The backend's counters (dispatches, compiles, cache hits, bytes moved).
+    pub fn stats(&self) -> crate::backend::RunStats {
+        self.backend.stats()
+    }
+
     /// The backend's name.
     pub fn backend_name(&self) -> String {
         self.backend.name()

@@ -163,6 +163,13 @@ pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
                     return Err(axis_error(&name, a as isize, s));
                 }
             }
+            if !axes.windows(2).all(|w| w[0] < w[1]) {
+                return Err(incompatible(
+                    &name,
+                    &[s],
+                    format!("axes {axes:?} are not sorted and distinct"),
+                ));
+            }
             let mut out = Vec::new();
             for (i, &dim) in s.dims().iter().enumerate() {
                 if axes.contains(&i) {
@@ -299,6 +306,13 @@ pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
         Op::Squeeze { axes } => {
             arity(1)?;
             let (s, d) = &inputs[0];
+            if !axes.windows(2).all(|w| w[0] < w[1]) {
+                return Err(incompatible(
+                    &name,
+                    &[s],
+                    format!("axes {axes:?} are not sorted and distinct"),
+                ));
+            }
             for &a in axes {
                 match s.dims().get(a) {
                     None => return Err(axis_error(&name, a as isize, s)),
@@ -463,8 +477,9 @@ fn reshape_shape(s: &Shape, target: &[i64]) -> Result<Shape> {
     let known_target: usize = target
         .iter()
         .filter(|&&t| t > 0)
-        .map(|&t| t as usize)
-        .product();
+        .try_fold(1usize, |acc, &t| acc.checked_mul(t as usize))
+        .filter(|&n| n <= crate::host::MAX_ELEMENTS)
+        .ok_or_else(|| err("the target shape is too large".into()))?;
     let input_total: Option<usize> = s.dims().iter().map(|d| d.known()).product();
     let mut out: Vec<Dim> = target
         .iter()

@@ -102,6 +102,9 @@ pub fn arg_reduce(op: ArgReduceOp, x: &HostData, shape: &[usize], axis: usize) -
         best as i32
     }
     let (data, row) = rows_last(x, shape, &[axis]);
+    if row == 0 {
+        return Err(bad("argmax over an empty axis", x.dtype()));
+    }
     Ok(HostData::I32(match &data {
         HostData::F32(v) => v.chunks_exact(row).map(|r| pick(op, r)).collect(),
         HostData::I32(v) => v.chunks_exact(row).map(|r| pick(op, r)).collect(),
@@ -122,6 +125,9 @@ pub fn scan(op: ScanOp, x: &HostData, shape: &[usize], axis: usize) -> Result<Ho
         permute(x, shape, &perm)
     };
     let row = shape[axis];
+    if row == 0 {
+        return Ok(x.clone());
+    }
     macro_rules! run {
         ($v:expr, $zero:expr, $one:expr, $add:expr, $mul:expr) => {{
             let mut out = $v.clone();

@@ -18,10 +18,13 @@ struct DenseConfig {
     seed: u64,
 }
 
+/// The kernel and the optional bias, once built.
+type DenseWeights = (Arc<Variable>, Option<Arc<Variable>>);
+
 struct DenseInner {
     id: u64,
     config: DenseConfig,
-    weights: Mutex<Option<(Arc<Variable>, Option<Arc<Variable>>)>>,
+    weights: Mutex<Option<DenseWeights>>,
 }
 
 impl Clone for DenseInner {
@@ -107,7 +110,7 @@ impl Dense {
         Ok(out.remove(0))
     }
 
-    fn built(&self) -> Result<(Arc<Variable>, Option<Arc<Variable>>)> {
+    fn built(&self) -> Result<DenseWeights> {
         let guard = self.inner.weights.lock().unwrap_or_else(|p| p.into_inner());
         guard.clone().ok_or_else(|| Error::NotFound {
             kind: "weights of layer".into(),

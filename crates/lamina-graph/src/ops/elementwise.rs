@@ -248,7 +248,7 @@ impl Tensor {
 
     /// Leaky ReLU: `x` where positive, `negative_slope * x` elsewhere.
     pub fn leaky_relu(&self, negative_slope: f32) -> Tensor {
-        Tensor::where_(&self.greater(0.0), self, &self.multiply(negative_slope))
+        Tensor::where_(&self.greater(0.0), self, self.multiply(negative_slope))
     }
 
     /// Clips every element into `[min, max]` (`minimum(maximum(x, min), max)`).

@@ -118,14 +118,14 @@ impl Tensor {
 
     /// Softmax along `axis`: `exp(x - max) / sum(exp(x - max))`.
     pub fn softmax(&self, axis: isize) -> Tensor {
-        let e = self.subtract(self.max(axis as i32, true)).exp();
-        e.divide(e.sum(axis as i32, true))
+        let e = self.subtract(self.max(Axes::List(vec![axis]), true)).exp();
+        e.divide(e.sum(Axes::List(vec![axis]), true))
     }
 
     /// Log-softmax along `axis`: `x - logsumexp(x)`.
     pub fn log_softmax(&self, axis: isize) -> Tensor {
-        let shifted = self.subtract(self.max(axis as i32, true));
-        shifted.subtract(shifted.exp().sum(axis as i32, true).log())
+        let shifted = self.subtract(self.max(Axes::List(vec![axis]), true));
+        shifted.subtract(shifted.exp().sum(Axes::List(vec![axis]), true).log())
     }
 
     /// L2 normalisation along `axes` with TensorFlow's convention:

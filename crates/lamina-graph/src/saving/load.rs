@@ -463,7 +463,7 @@ impl Model {
         let weights = self.weights();
         let mut updates = Vec::new();
         for name in loader.tensors.names() {
-            let var = weights.iter().find(|v| &v.path() == name).ok_or_else(|| {
+            let var = weights.iter().find(|v| v.path() == *name).ok_or_else(|| {
                 loader.err(format!(
                     "weight '{name}' is not in the model (it has: {})",
                     weights

@@ -1,0 +1,177 @@
+//! The GPU device: adapter discovery, device creation with the adapter's real limits, and
+//! turning device errors into `Err`.
+
+use lamina_graph::{Error, Result};
+use std::sync::{Arc, Mutex};
+
+/// What Lamina needs to know about an adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// The adapter's name, such as `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub name: String,
+    /// The graphics API: Vulkan, Metal, Dx12, Gl.
+    pub api: String,
+    /// Integrated, discrete, virtual, CPU (software).
+    pub device_type: String,
+}
+
+impl AdapterSummary {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        AdapterSummary {
+            name: info.name,
+            api: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+        }
+    }
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, {})", self.name, self.api, self.device_type)
+    }
+}
+
+/// Limits that shape how programs are compiled, read from the device (and optionally lowered,
+/// for tests).
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceLimits {
+    /// Storage buffers one kernel may bind.
+    pub max_storage_buffers: u32,
+    /// The largest storage buffer binding, in bytes.
+    pub max_binding_bytes: u64,
+    /// The largest buffer, in bytes.
+    pub max_buffer_bytes: u64,
+    /// Workgroups per grid dimension.
+    pub max_workgroups_per_dim: u32,
+}
+
+/// Options of the GPU backend.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GpuOptions {
+    /// Lowers the storage binding size limit below the device's (for tests of large tensors).
+    pub max_binding_bytes: Option<u64>,
+    /// Lowers the storage buffers per kernel below the device's.
+    pub max_storage_buffers: Option<u32>,
+}
+
+/// A device and its queue, shared by every executable of a backend.
+pub struct GpuContext {
+    /// The wgpu device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// The adapter it runs on.
+    pub adapter: AdapterSummary,
+    /// The limits compilation respects.
+    pub limits: DeviceLimits,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter wgpu finds on this machine.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let inst = instance();
+    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
+        .iter()
+        .map(AdapterSummary::of)
+        .collect()
+}
+
+impl GpuContext {
+    /// Opens the best adapter (high performance preferred; software adapters accepted) with its
+    /// real limits; an error if there is none.
+    pub fn new(options: GpuOptions) -> Result<GpuContext> {
+        let inst = instance();
+        let adapter = pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        }))
+        .map_err(|e| Error::Backend {
+            backend: "gpu".into(),
+            detail: format!("no GPU adapter found ({e}); install a Vulkan driver such as Mesa's lavapipe, or use the cpu backend"),
+        })?;
+        let summary = AdapterSummary::of(&adapter);
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("lamina"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::Backend {
+            backend: "gpu".into(),
+            detail: format!("cannot open a device on {summary}: {e}"),
+        })?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(e.to_string());
+        }));
+        let lost = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            lost.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!("device lost ({reason:?}): {msg}"));
+        });
+        let mut dl = DeviceLimits {
+            max_storage_buffers: limits.max_storage_buffers_per_shader_stage,
+            max_binding_bytes: limits.max_storage_buffer_binding_size as u64,
+            max_buffer_bytes: limits.max_buffer_size,
+            max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
+        };
+        if let Some(b) = options.max_binding_bytes {
+            dl.max_binding_bytes = dl.max_binding_bytes.min(b);
+        }
+        if let Some(n) = options.max_storage_buffers {
+            dl.max_storage_buffers = dl.max_storage_buffers.min(n.max(3));
+        }
+        Ok(GpuContext {
+            device,
+            queue,
+            adapter: summary,
+            limits: dl,
+            errors,
+        })
+    }
+
+    /// Takes the device errors reported since the last call, as one `Err` if there were any.
+    pub fn take_errors(&self) -> Result<()> {
+        let mut errs = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errs.is_empty() {
+            return Ok(());
+        }
+        let msg = errs.join("; ");
+        errs.clear();
+        Err(Error::Backend {
+            backend: "gpu".into(),
+            detail: format!("device error: {msg}"),
+        })
+    }
+
+    /// Runs `f` inside a validation and out-of-memory error scope and returns its error, if
+    /// any, as an `Err`.
+    pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = v.or(o) {
+            return Err(Error::Backend {
+                backend: "gpu".into(),
+                detail: format!("{what}: {e}"),
+            });
+        }
+        Ok(out)
+    }
+}

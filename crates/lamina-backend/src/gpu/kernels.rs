@@ -1,0 +1,564 @@
+//! Kernel templates: elementwise, row (reductions with their producers and consumer fused),
+//! argmax/argmin, scan, and tiled matmul with a fused epilogue. Each returns WGSL plus the
+//! values of its info uniform and the buffers it reads.
+
+use super::emit::{Coord, Emitter, Label, Register, Retry};
+use super::wgsl;
+use lamina_graph::op::{ArgReduceOp, Op, ReduceOp, ScanOp};
+use lamina_graph::{DType, Program};
+
+/// Threads per workgroup of elementwise kernels.
+pub const WG_ELEMENTWISE: u32 = 256;
+/// Threads per workgroup of row kernels.
+pub const WG_ROW: u32 = 64;
+/// Side of a matmul tile.
+pub const TILE: u32 = 16;
+
+/// A generated kernel.
+#[derive(Clone, Debug)]
+pub struct KernelCode {
+    /// The WGSL source.
+    pub wgsl: String,
+    /// The info uniform's values.
+    pub info: Vec<u32>,
+    /// The nodes whose buffers it reads, in binding order (bindings 1..).
+    pub reads: Vec<usize>,
+    /// The node it writes.
+    pub output: usize,
+    /// How many workgroups it needs (before folding onto a 2-D grid).
+    pub workgroups: u64,
+    /// A short description for statistics and errors.
+    pub kind: &'static str,
+}
+
+fn assemble(em: &Emitter<'_>, out_dtype: DType, wg: u32, body: &[String]) -> String {
+    let mut s = String::new();
+    let n = em.info.len().div_ceil(4).max(1);
+    s += &format!("struct Info {{ v: array<vec4<u32>, {n}> }};\n");
+    s += "@group(0) @binding(0) var<uniform> info: Info;\n";
+    s += "fn I(i: u32) -> u32 { return info.v[i / 4u][i % 4u]; }\n";
+    for (b, &node) in em.bindings.iter().enumerate() {
+        s += &format!(
+            "@group(0) @binding({}) var<storage, read> in{b}: array<{}>;\n",
+            b + 1,
+            wgsl::store_type(em.dtype(node))
+        );
+    }
+    s += &format!(
+        "@group(0) @binding({}) var<storage, read_write> out: array<{}>;\n",
+        em.bindings.len() + 1,
+        wgsl::store_type(out_dtype)
+    );
+    s += wgsl::PRELUDE;
+    s += &format!("@compute @workgroup_size({wg})\n");
+    s += "fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {\n";
+    s += &format!("    let t = gid.x + gid.y * nwg.x * {wg}u;\n");
+    s += "    if (t >= I(0u)) { return; }\n";
+    for l in body {
+        s += "    ";
+        s += l;
+        s += "\n";
+    }
+    s += "}\n";
+    s
+}
+
+fn indent(lines: Vec<String>) -> Vec<String> {
+    lines.into_iter().map(|l| format!("    {l}")).collect()
+}
+
+/// One thread per output element.
+pub fn elementwise(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    mat: &dyn Fn(usize) -> bool,
+    root: usize,
+) -> Result<KernelCode, Retry> {
+    let mut em = Emitter::new(prog, shapes, mat);
+    let shape = shapes[root].clone();
+    let total: usize = shape.iter().product();
+    em.param(total);
+    let coords = em.delinearize("t", &shape, Label::Thread);
+    let v = em.emit(root, &coords)?;
+    let idx = em.linearize(&coords, &shape);
+    let dtype = prog.nodes[root].dtype;
+    em.line(format!("out[{idx}] = {};", wgsl::store(dtype, &v)));
+    let body = em.take_lines();
+    Ok(KernelCode {
+        wgsl: assemble(&em, dtype, WG_ELEMENTWISE, &body),
+        info: em.info.clone(),
+        reads: em.bindings.clone(),
+        output: root,
+        workgroups: (total as u64).div_ceil(WG_ELEMENTWISE as u64),
+        kind: "elementwise",
+    })
+}
+
+fn reduce_init(op: ReduceOp, d: DType) -> String {
+    match (op, d) {
+        (ReduceOp::Sum | ReduceOp::Mean, d) => wgsl::literal(d, 0.0),
+        (ReduceOp::Prod, d) => wgsl::literal(d, 1.0),
+        (ReduceOp::Max, DType::F32) => "bitcast<f32>(0xff800000u)".into(),
+        (ReduceOp::Min, DType::F32) => "bitcast<f32>(0x7f800000u)".into(),
+        (ReduceOp::Max, DType::I32) => "(-2147483647 - 1)".into(),
+        (ReduceOp::Min, DType::I32) => "2147483647".into(),
+        (ReduceOp::Max, _) => "0u".into(),
+        (ReduceOp::Min, _) => "4294967295u".into(),
+    }
+}
+
+fn reduce_step(op: ReduceOp, acc: &str, v: &str) -> String {
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => format!("{acc} = {acc} + {v};"),
+        ReduceOp::Prod => format!("{acc} = {acc} * {v};"),
+        ReduceOp::Max => format!("{acc} = max({acc}, {v});"),
+        ReduceOp::Min => format!("{acc} = min({acc}, {v});"),
+    }
+}
+
+/// The reduce nodes a row kernel computes, in order, with the input shape and axes they share.
+pub struct RowGroup {
+    /// Reduce nodes, in program order.
+    pub members: Vec<usize>,
+    /// The shape of their inputs.
+    pub input_shape: Vec<usize>,
+    /// The reduced axes.
+    pub axes: Vec<usize>,
+}
+
+/// One thread per row (the kept coordinates of the group's reductions): the reductions run one
+/// after the other in registers, then the root is written, either the last reduction itself or
+/// an elementwise consumer looped over the row.
+pub fn row(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    mat: &dyn Fn(usize) -> bool,
+    root: usize,
+    group: &RowGroup,
+) -> Result<KernelCode, Retry> {
+    let mut em = Emitter::new(prog, shapes, mat);
+    let s = &group.input_shape;
+    let kept: Vec<usize> = (0..s.len()).filter(|d| !group.axes.contains(d)).collect();
+    let row_shape: Vec<usize> = kept.iter().map(|&d| s[d]).collect();
+    let red_shape: Vec<usize> = group.axes.iter().map(|&d| s[d]).collect();
+    let rows: usize = row_shape.iter().product();
+    let inner: usize = red_shape.iter().product();
+    em.param(rows);
+    // Row coordinates, labelled by their axis in the reduction input.
+    let kept2 = kept.clone();
+    let row_coords = em.delinearize("t", &row_shape, |i| Label::Thread(kept2[i]));
+    for &r in &group.members {
+        let Op::Reduce { op, keepdims, .. } = &prog.nodes[r].op else {
+            return Err(Retry::Materialize(vec![r]));
+        };
+        let input = prog.nodes[r].inputs[0];
+        let dtype = prog.nodes[r].dtype;
+        let acc = em.fresh("acc");
+        em.line(format!(
+            "var {acc}: {} = {};",
+            wgsl::reg_type(dtype),
+            reduce_init(*op, dtype)
+        ));
+        let n_inner = em.param(inner);
+        let j = em.fresh("j");
+        let axes = group.axes.clone();
+        let (res, body) = em.scope(|em| -> Result<(), Retry> {
+            let red = em.delinearize(&j, &red_shape, |_| Label::Other);
+            let mut coords = vec![
+                Coord {
+                    expr: "0u".into(),
+                    label: Label::Zero
+                };
+                s.len()
+            ];
+            for (i, &d) in kept.iter().enumerate() {
+                coords[d] = row_coords[i].clone();
+            }
+            for (i, &d) in axes.iter().enumerate() {
+                coords[d] = red[i].clone();
+            }
+            let v = em.emit(input, &coords)?;
+            em.line(reduce_step(*op, &acc, &v));
+            Ok(())
+        });
+        res?;
+        em.line(format!(
+            "for (var {j}: u32 = 0u; {j} < {n_inner}; {j} = {j} + 1u) {{"
+        ));
+        for l in indent(body) {
+            em.line(l);
+        }
+        em.line("}".into());
+        if *op == ReduceOp::Mean {
+            em.line(format!("{acc} = {acc} / f32({n_inner});"));
+        }
+        // The register: which thread coordinate each of the reduction's axes must be read at.
+        let axes_req: Vec<Option<usize>> = if *keepdims {
+            (0..s.len())
+                .map(|d| {
+                    if group.axes.contains(&d) || s[d] == 1 {
+                        None
+                    } else {
+                        Some(d)
+                    }
+                })
+                .collect()
+        } else {
+            kept.iter()
+                .map(|&d| if s[d] == 1 { None } else { Some(d) })
+                .collect()
+        };
+        em.registers.insert(
+            r,
+            Register {
+                name: acc,
+                axes: axes_req,
+            },
+        );
+    }
+    let out_dtype = prog.nodes[root].dtype;
+    let out_shape = shapes[root].clone();
+    if group.members.last() == Some(&root) {
+        let name = em.registers[&root].name.clone();
+        em.line(format!("out[t] = {};", wgsl::store(out_dtype, &name)));
+    } else {
+        // An elementwise consumer of the same rank, whose kept axes are the rows.
+        let free: Vec<usize> = (0..out_shape.len()).filter(|d| !kept.contains(d)).collect();
+        let free_shape: Vec<usize> = free.iter().map(|&d| out_shape[d]).collect();
+        let n_free = em.param(free_shape.iter().product());
+        let j = em.fresh("j");
+        let (res, body) = em.scope(|em| -> Result<(), Retry> {
+            let fc = em.delinearize(&j, &free_shape, |_| Label::Other);
+            let mut coords = vec![
+                Coord {
+                    expr: "0u".into(),
+                    label: Label::Zero
+                };
+                out_shape.len()
+            ];
+            for (i, &d) in kept.iter().enumerate() {
+                coords[d] = row_coords[i].clone();
+            }
+            for (i, &d) in free.iter().enumerate() {
+                coords[d] = fc[i].clone();
+            }
+            let v = em.emit(root, &coords)?;
+            let idx = em.linearize(&coords, &out_shape);
+            em.line(format!("out[{idx}] = {};", wgsl::store(out_dtype, &v)));
+            Ok(())
+        });
+        res?;
+        em.line(format!(
+            "for (var {j}: u32 = 0u; {j} < {n_free}; {j} = {j} + 1u) {{"
+        ));
+        for l in indent(body) {
+            em.line(l);
+        }
+        em.line("}".into());
+    }
+    let body = em.take_lines();
+    Ok(KernelCode {
+        wgsl: assemble(&em, out_dtype, WG_ROW, &body),
+        info: em.info.clone(),
+        reads: em.bindings.clone(),
+        output: root,
+        workgroups: (rows as u64).div_ceil(WG_ROW as u64),
+        kind: "row",
+    })
+}
+
+/// argmax/argmin along one axis: one thread per output element, the first extreme wins.
+pub fn arg_reduce(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    mat: &dyn Fn(usize) -> bool,
+    root: usize,
+) -> Result<KernelCode, Retry> {
+    let Op::ArgReduce { op, axis, .. } = &prog.nodes[root].op else {
+        return Err(Retry::Materialize(vec![root]));
+    };
+    let mut em = Emitter::new(prog, shapes, mat);
+    let input = prog.nodes[root].inputs[0];
+    let s = shapes[input].clone();
+    let kept: Vec<usize> = (0..s.len()).filter(|d| d != axis).collect();
+    let row_shape: Vec<usize> = kept.iter().map(|&d| s[d]).collect();
+    let rows: usize = row_shape.iter().product();
+    em.param(rows);
+    let row_coords = em.delinearize("t", &row_shape, |_| Label::Other);
+    let dtype = em.dtype(input);
+    let n = em.param(s[*axis]);
+    let (best, bi, j) = (em.fresh("best"), em.fresh("bi"), em.fresh("j"));
+    let mut coords = vec![
+        Coord {
+            expr: "0u".into(),
+            label: Label::Zero
+        };
+        s.len()
+    ];
+    for (i, &d) in kept.iter().enumerate() {
+        coords[d] = row_coords[i].clone();
+    }
+    let mut first = coords.clone();
+    first[*axis] = Coord {
+        expr: "0u".into(),
+        label: Label::Zero,
+    };
+    let v0 = em.emit(input, &first)?;
+    em.line(format!("var {best}: {} = {v0};", wgsl::reg_type(dtype)));
+    em.line(format!("var {bi}: i32 = 0;"));
+    let cmp = if *op == ArgReduceOp::ArgMax { ">" } else { "<" };
+    let (res, body) = em.scope(|em| -> Result<(), Retry> {
+        let mut c = coords.clone();
+        c[*axis] = Coord {
+            expr: j.clone(),
+            label: Label::Other,
+        };
+        let v = em.emit(input, &c)?;
+        em.line(format!(
+            "if ({v} {cmp} {best}) {{ {best} = {v}; {bi} = i32({j}); }}"
+        ));
+        Ok(())
+    });
+    res?;
+    em.line(format!(
+        "for (var {j}: u32 = 1u; {j} < {n}; {j} = {j} + 1u) {{"
+    ));
+    for l in indent(body) {
+        em.line(l);
+    }
+    em.line("}".into());
+    em.line(format!("out[t] = {bi};"));
+    let body = em.take_lines();
+    Ok(KernelCode {
+        wgsl: assemble(&em, DType::I32, WG_ROW, &body),
+        info: em.info.clone(),
+        reads: em.bindings.clone(),
+        output: root,
+        workgroups: (rows as u64).div_ceil(WG_ROW as u64),
+        kind: "argreduce",
+    })
+}
+
+/// cumsum/cumprod: one thread per line along the axis.
+pub fn scan(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    mat: &dyn Fn(usize) -> bool,
+    root: usize,
+) -> Result<KernelCode, Retry> {
+    let Op::Scan { op, axis } = &prog.nodes[root].op else {
+        return Err(Retry::Materialize(vec![root]));
+    };
+    let mut em = Emitter::new(prog, shapes, mat);
+    let input = prog.nodes[root].inputs[0];
+    let s = shapes[input].clone();
+    let kept: Vec<usize> = (0..s.len()).filter(|d| d != axis).collect();
+    let row_shape: Vec<usize> = kept.iter().map(|&d| s[d]).collect();
+    let rows: usize = row_shape.iter().product();
+    em.param(rows);
+    let row_coords = em.delinearize("t", &row_shape, |_| Label::Other);
+    let dtype = em.dtype(input);
+    let n = em.param(s[*axis]);
+    let (acc, j) = (em.fresh("acc"), em.fresh("j"));
+    let (init, step) = match op {
+        ScanOp::CumSum => (wgsl::literal(dtype, 0.0), "+"),
+        ScanOp::CumProd => (wgsl::literal(dtype, 1.0), "*"),
+    };
+    em.line(format!("var {acc}: {} = {init};", wgsl::reg_type(dtype)));
+    let (res, body) = em.scope(|em| -> Result<(), Retry> {
+        let mut c = vec![
+            Coord {
+                expr: "0u".into(),
+                label: Label::Zero
+            };
+            s.len()
+        ];
+        for (i, &d) in kept.iter().enumerate() {
+            c[d] = row_coords[i].clone();
+        }
+        c[*axis] = Coord {
+            expr: j.clone(),
+            label: Label::Other,
+        };
+        let v = em.emit(input, &c)?;
+        em.line(format!("{acc} = {acc} {step} {v};"));
+        let idx = em.linearize(&c, &s);
+        em.line(format!("out[{idx}] = {acc};"));
+        Ok(())
+    });
+    res?;
+    em.line(format!(
+        "for (var {j}: u32 = 0u; {j} < {n}; {j} = {j} + 1u) {{"
+    ));
+    for l in indent(body) {
+        em.line(l);
+    }
+    em.line("}".into());
+    let body = em.take_lines();
+    Ok(KernelCode {
+        wgsl: assemble(&em, dtype, WG_ROW, &body),
+        info: em.info.clone(),
+        reads: em.bindings.clone(),
+        output: root,
+        workgroups: (rows as u64).div_ceil(WG_ROW as u64),
+        kind: "scan",
+    })
+}
+
+/// A strided view of a buffer: what a matmul operand reads.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// The node whose buffer is read.
+    pub node: usize,
+    /// Strides per axis of the operand (0 for broadcast axes), in elements.
+    pub strides: Vec<isize>,
+    /// Offset in elements.
+    pub offset: isize,
+}
+
+/// A tiled matmul of two strided views, with an optional elementwise epilogue (bias,
+/// activation) computed on the accumulator before the only write.
+pub fn matmul(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    mat: &dyn Fn(usize) -> bool,
+    mm: usize,
+    root: usize,
+    a: &View,
+    b: &View,
+) -> Result<KernelCode, Retry> {
+    let mut em = Emitter::new(prog, shapes, mat);
+    let out_shape = shapes[root].clone();
+    let (sa, sb) = (
+        shapes[prog.nodes[mm].inputs[0]].clone(),
+        shapes[prog.nodes[mm].inputs[1]].clone(),
+    );
+    let r = out_shape.len();
+    let (m, k, n) = (sa[sa.len() - 2], sa[sa.len() - 1], sb[sb.len() - 1]);
+    let batch_shape: Vec<usize> = out_shape[..r - 2].to_vec();
+    let batches: usize = batch_shape.iter().product();
+    let (tm, tn) = (
+        (m as u64).div_ceil(TILE as u64),
+        (n as u64).div_ceil(TILE as u64),
+    );
+    let tiles = batches as u64 * tm * tn;
+    em.param(tiles as usize);
+    let ba = em.bind(a.node);
+    let bb = em.bind(b.node);
+    let p_tn = em.param(tn as usize);
+    let p_tm = em.param(tm as usize);
+    let (pm, pk, pn) = (em.param(m), em.param(k), em.param(n));
+    em.line(format!("let tile_n = t % {p_tn};"));
+    em.line(format!("let tile_m = (t / {p_tn}) % {p_tm};"));
+    em.line(format!("let bidx = t / ({p_tn} * {p_tm});"));
+    // Batch coordinates and the operands' base offsets.
+    let bcoords = em.delinearize("bidx", &batch_shape, Label::Thread);
+    let off = |em: &mut Emitter<'_>, v: &View, rank: usize| -> String {
+        let mut terms = vec![format!(
+            "i32({})",
+            em.param(v.offset as i32 as u32 as usize)
+        )];
+        let boff = r - rank;
+        for d in 0..rank.saturating_sub(2) {
+            if v.strides[d] != 0 {
+                let st = em.param(v.strides[d] as i32 as u32 as usize);
+                terms.push(format!("i32({}) * i32({st})", bcoords[d + boff].expr));
+            }
+        }
+        terms.join(" + ")
+    };
+    let a_off = off(&mut em, a, sa.len());
+    let b_off = off(&mut em, b, sb.len());
+    let (a_sm, a_sk) = (a.strides[sa.len() - 2], a.strides[sa.len() - 1]);
+    let (b_sk, b_sn) = (b.strides[sb.len() - 2], b.strides[sb.len() - 1]);
+    let pas = (
+        em.param(a_sm as i32 as u32 as usize),
+        em.param(a_sk as i32 as u32 as usize),
+    );
+    let pbs = (
+        em.param(b_sk as i32 as u32 as usize),
+        em.param(b_sn as i32 as u32 as usize),
+    );
+    em.line(format!("let a_base = {a_off};"));
+    em.line(format!("let b_base = {b_off};"));
+    em.line("let lr = lid.x / 16u;".into());
+    em.line("let lc = lid.x % 16u;".into());
+    em.line("let row = tile_m * 16u + lr;".into());
+    em.line("let col = tile_n * 16u + lc;".into());
+    em.line("var acc: f32 = 0.0f;".into());
+    em.line(format!(
+        "for (var k0: u32 = 0u; k0 < {pk}; k0 = k0 + 16u) {{"
+    ));
+    em.line(format!(
+        "    let ak = k0 + lc; ta[lr][lc] = select(0.0f, in{ba}[u32(a_base + i32(row) * i32({}) + i32(ak) * i32({}))], row < {pm} && ak < {pk});",
+        pas.0, pas.1
+    ));
+    em.line(format!(
+        "    let bk = k0 + lr; tb[lr][lc] = select(0.0f, in{bb}[u32(b_base + i32(bk) * i32({}) + i32(col) * i32({}))], bk < {pk} && col < {pn});",
+        pbs.0, pbs.1
+    ));
+    em.line("    workgroupBarrier();".into());
+    em.line(
+        "    for (var q: u32 = 0u; q < 16u; q = q + 1u) { acc = acc + ta[lr][q] * tb[q][lc]; }"
+            .into(),
+    );
+    em.line("    workgroupBarrier();".into());
+    em.line("}".into());
+    em.line(format!("if (row < {pm} && col < {pn}) {{"));
+    let mut coords = bcoords.clone();
+    coords.push(Coord {
+        expr: "row".into(),
+        label: Label::Thread(r - 2),
+    });
+    coords.push(Coord {
+        expr: "col".into(),
+        label: Label::Thread(r - 1),
+    });
+    em.registers.insert(
+        mm,
+        Register {
+            name: "acc".into(),
+            axes: (0..r)
+                .map(|d| if out_shape[d] == 1 { None } else { Some(d) })
+                .collect(),
+        },
+    );
+    let (res, body) = em.scope(|em| -> Result<(), Retry> {
+        let v = em.emit(root, &coords)?;
+        let idx = em.linearize(&coords, &out_shape);
+        em.line(format!(
+            "out[{idx}] = {};",
+            wgsl::store(prog.nodes[root].dtype, &v)
+        ));
+        Ok(())
+    });
+    res?;
+    for l in indent(body) {
+        em.line(l);
+    }
+    em.line("}".into());
+    let body = em.take_lines();
+    // The matmul template differs from the others: one workgroup per tile, shared tiles.
+    let mut s = assemble(&em, prog.nodes[root].dtype, TILE * TILE, &body);
+    s = s.replace(
+        "fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {\n",
+        "var<workgroup> ta: array<array<f32, 16>, 16>;\nvar<workgroup> tb: array<array<f32, 16>, 16>;\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {\n",
+    );
+    s = s.replace(
+        &format!("    let t = gid.x + gid.y * nwg.x * {}u;\n", TILE * TILE),
+        "    let t = wid.x + wid.y * nwg.x;\n",
+    );
+    // The workgroup attribute must directly precede the entry point.
+    s = s.replace(
+        &format!("@compute @workgroup_size({})\nvar<workgroup> ta: array<array<f32, 16>, 16>;\nvar<workgroup> tb: array<array<f32, 16>, 16>;\n", TILE * TILE),
+        &format!("var<workgroup> ta: array<array<f32, 16>, 16>;\nvar<workgroup> tb: array<array<f32, 16>, 16>;\n@compute @workgroup_size({})\n", TILE * TILE),
+    );
+    Ok(KernelCode {
+        wgsl: s,
+        info: em.info.clone(),
+        reads: em.bindings.clone(),
+        output: root,
+        workgroups: tiles,
+        kind: "matmul",
+    })
+}

@@ -1,0 +1,12 @@
+//! The wgpu backend: programs compiled into fused WGSL compute kernels, run on any adapter
+//! (Vulkan, Metal, DX12, or a software adapter such as Mesa's lavapipe).
+
+mod device;
+mod emit;
+pub mod kernels;
+pub mod plan;
+mod runtime;
+pub mod wgsl;
+
+pub use device::{AdapterSummary, DeviceLimits, GpuContext, GpuOptions, list_adapters};
+pub use runtime::{GpuBackend, GpuExecutable};

@@ -1,0 +1,501 @@
+//! The GPU runtime: buffers (weights resident, intermediates reused by liveness), the pipeline
+//! cache keyed by WGSL text, one submit per run, blocking read-back, and run statistics.
+
+use super::device::{GpuContext, GpuOptions};
+use super::kernels::KernelCode;
+use super::plan::plan;
+use crate::backend::{Backend, Executable, RunStats};
+use lamina_graph::op::Op;
+use lamina_graph::{DType, Error, HostData, HostTensor, Program, Result};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct Counters {
+    runs: AtomicU64,
+    dispatches: AtomicU64,
+    compiles: AtomicU64,
+    cache_hits: AtomicU64,
+    bytes_uploaded: AtomicU64,
+    bytes_read_back: AtomicU64,
+}
+
+/// The GPU backend: a device, its pipeline cache and resident weights.
+pub struct GpuBackend {
+    ctx: Arc<GpuContext>,
+    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    resident: Mutex<HashMap<u64, (u64, Arc<wgpu::Buffer>)>>,
+    counters: Arc<Counters>,
+}
+
+impl GpuBackend {
+    /// Opens the best GPU adapter; an error if there is none.
+    pub fn new() -> Result<GpuBackend> {
+        GpuBackend::with_options(GpuOptions::default())
+    }
+
+    /// Opens the best GPU adapter with options (such as artificially lowered limits).
+    pub fn with_options(options: GpuOptions) -> Result<GpuBackend> {
+        Ok(GpuBackend {
+            ctx: Arc::new(GpuContext::new(options)?),
+            pipelines: Mutex::new(HashMap::new()),
+            resident: Mutex::new(HashMap::new()),
+            counters: Arc::new(Counters::default()),
+        })
+    }
+
+    /// The device and its limits.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// The WGSL of every kernel `program` compiles to for these input shapes (for inspection,
+    /// validation and snapshot tests).
+    pub fn kernels_for(
+        program: &Program,
+        input_shapes: &[Vec<usize>],
+        max_storage: u32,
+    ) -> Result<Vec<KernelCode>> {
+        let shapes = program.specialize(input_shapes)?;
+        Ok(plan(program, &shapes, max_storage)?.kernels)
+    }
+
+    fn pipeline(&self, wgsl: &str) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cache.get(wgsl) {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(p.clone());
+        }
+        let device = &self.ctx.device;
+        let pipeline = self.ctx.scoped("compiling a kernel", || {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("lamina kernel"),
+                source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+            });
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("lamina kernel"),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        })?;
+        self.counters.compiles.fetch_add(1, Ordering::Relaxed);
+        let p = Arc::new(pipeline);
+        cache.insert(wgsl.to_string(), p.clone());
+        Ok(p)
+    }
+
+    fn resident_buffer(&self, var: &lamina_graph::Variable) -> Result<Arc<wgpu::Buffer>> {
+        let mut map = self.resident.lock().unwrap_or_else(|p| p.into_inner());
+        let version = var.version();
+        if let Some((v, b)) = map.get(&var.id())
+            && *v == version
+        {
+            return Ok(b.clone());
+        }
+        let bytes = var.with_value(|t| to_words(t.data()));
+        let buf = match map.get(&var.id()) {
+            Some((_, b)) if b.size() == bytes.len().max(4) as u64 => b.clone(),
+            _ => Arc::new(self.storage(bytes.len(), &format!("variable '{}'", var.path()))?),
+        };
+        self.ctx.queue.write_buffer(&buf, 0, &bytes);
+        self.counters
+            .bytes_uploaded
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        map.insert(var.id(), (version, buf.clone()));
+        Ok(buf)
+    }
+
+    fn storage(&self, bytes: usize, what: &str) -> Result<wgpu::Buffer> {
+        let size = bytes.max(4) as u64;
+        let l = &self.ctx.limits;
+        if size > l.max_binding_bytes || size > l.max_buffer_bytes {
+            return Err(Error::Backend {
+                backend: "gpu".into(),
+                detail: format!(
+                    "{what} needs {size} bytes, more than the device allows in one storage binding ({} bytes); use the cpu backend or smaller tensors",
+                    l.max_binding_bytes.min(l.max_buffer_bytes)
+                ),
+            });
+        }
+        Ok(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        }))
+    }
+}
+
+/// The bytes a tensor occupies on the device (bools as 4-byte words).
+fn to_words(d: &HostData) -> Vec<u8> {
+    match d {
+        HostData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        HostData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        HostData::U32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        HostData::Bool(v) => v.iter().flat_map(|&x| (x as u32).to_le_bytes()).collect(),
+    }
+}
+
+fn from_words(dtype: DType, bytes: &[u8]) -> HostData {
+    let words = bytes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]);
+    match dtype {
+        DType::F32 => HostData::F32(words.map(f32::from_le_bytes).collect()),
+        DType::I32 => HostData::I32(words.map(i32::from_le_bytes).collect()),
+        DType::U32 => HostData::U32(words.map(u32::from_le_bytes).collect()),
+        DType::Bool => HostData::Bool(words.map(|w| u32::from_le_bytes(w) != 0).collect()),
+    }
+}
+
+struct Step {
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    workgroups: (u32, u32),
+}
+
+enum Slot {
+    Input(usize),
+    Variable(Arc<lamina_graph::Variable>),
+    Owned,
+}
+
+/// A program compiled for concrete input shapes on the GPU.
+pub struct GpuExecutable {
+    backend: Arc<GpuBackend>,
+    program: Arc<Program>,
+    shapes: Vec<Vec<usize>>,
+    buffers: HashMap<usize, Arc<wgpu::Buffer>>,
+    slots: Vec<(usize, Slot)>,
+    steps: Mutex<Vec<Step>>,
+    kernels: Vec<KernelCode>,
+    staging: Vec<wgpu::Buffer>,
+    run_lock: Mutex<()>,
+}
+
+impl GpuExecutable {
+    /// The kernels this executable dispatches, in order.
+    pub fn kernels(&self) -> &[KernelCode] {
+        &self.kernels
+    }
+
+    fn bind_groups(&self) -> Result<Vec<Step>> {
+        let device = &self.backend.ctx.device;
+        let mut steps = Vec::with_capacity(self.kernels.len());
+        let max = self.backend.ctx.limits.max_workgroups_per_dim.max(1) as u64;
+        for k in &self.kernels {
+            let pipeline = self.backend.pipeline(&k.wgsl)?;
+            let mut info_bytes: Vec<u8> = k.info.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let padded = (k.info.len().div_ceil(4).max(1)) * 16;
+            info_bytes.resize(padded, 0);
+            let info = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("lamina info"),
+                size: padded as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            self.backend.ctx.queue.write_buffer(&info, 0, &info_bytes);
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: info.as_entire_binding(),
+            }];
+            for (i, r) in k.reads.iter().enumerate() {
+                let b = self
+                    .buffers
+                    .get(r)
+                    .ok_or_else(|| internal("a read has no buffer"))?;
+                entries.push(wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: b.as_entire_binding(),
+                });
+            }
+            let out = self
+                .buffers
+                .get(&k.output)
+                .ok_or_else(|| internal("an output has no buffer"))?;
+            entries.push(wgpu::BindGroupEntry {
+                binding: k.reads.len() as u32 + 1,
+                resource: out.as_entire_binding(),
+            });
+            let layout = pipeline.get_bind_group_layout(0);
+            let bind_group = self.backend.ctx.scoped("binding kernel buffers", || {
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("lamina bindings"),
+                    layout: &layout,
+                    entries: &entries,
+                })
+            })?;
+            let wg = k.workgroups.max(1);
+            let x = wg.min(max);
+            let y = wg.div_ceil(x);
+            if y > max {
+                return Err(Error::Backend {
+                    backend: "gpu".into(),
+                    detail: format!(
+                        "a {} kernel needs {wg} workgroups, more than {max}x{max}",
+                        k.kind
+                    ),
+                });
+            }
+            steps.push(Step {
+                pipeline,
+                bind_group,
+                workgroups: (x as u32, y as u32),
+            });
+        }
+        Ok(steps)
+    }
+}
+
+fn internal(what: &str) -> Error {
+    Error::Backend {
+        backend: "gpu".into(),
+        detail: format!("internal: {what}"),
+    }
+}
+
+impl Backend for Arc<GpuBackend> {
+    fn name(&self) -> String {
+        format!("gpu: {}", self.ctx.adapter)
+    }
+
+    fn compile(
+        &self,
+        program: &Arc<Program>,
+        input_shapes: &[Vec<usize>],
+    ) -> Result<Arc<dyn Executable>> {
+        let shapes = program.specialize(input_shapes)?;
+        let planned = plan(program, &shapes, self.ctx.limits.max_storage_buffers)?;
+        let mut buffers: HashMap<usize, Arc<wgpu::Buffer>> = HashMap::new();
+        let mut slots = Vec::new();
+        // Liveness: the last kernel reading each node.
+        let mut last_use: HashMap<usize, usize> = HashMap::new();
+        for (ki, k) in planned.kernels.iter().enumerate() {
+            for &r in &k.reads {
+                last_use.insert(r, ki);
+            }
+        }
+        let is_output = |n: usize| program.outputs.contains(&n);
+        let mut free: Vec<Arc<wgpu::Buffer>> = Vec::new();
+        for &n in &planned.materialized {
+            let node = &program.nodes[n];
+            let bytes = shapes[n].iter().product::<usize>() * 4;
+            let what = format!("tensor of op {} with shape {:?}", node.op.name(), shapes[n]);
+            match &node.op {
+                Op::Input { .. } => {
+                    let k = program
+                        .inputs
+                        .iter()
+                        .position(|&i| i == n)
+                        .ok_or_else(|| internal("input"))?;
+                    buffers.insert(n, Arc::new(self.storage(bytes, &what)?));
+                    slots.push((n, Slot::Input(k)));
+                }
+                Op::Constant(c) => {
+                    let buf = self.storage(bytes, &what)?;
+                    let words = to_words(c.data());
+                    self.ctx.queue.write_buffer(&buf, 0, &words);
+                    self.counters
+                        .bytes_uploaded
+                        .fetch_add(words.len() as u64, Ordering::Relaxed);
+                    buffers.insert(n, Arc::new(buf));
+                }
+                Op::Variable(v) => {
+                    buffers.insert(n, self.resident_buffer(v)?);
+                    slots.push((n, Slot::Variable(v.clone())));
+                }
+                _ => {}
+            }
+        }
+        // Kernel outputs, reusing buffers whose last reader has run.
+        for (ki, k) in planned.kernels.iter().enumerate() {
+            let n = k.output;
+            if !buffers.contains_key(&n) {
+                let bytes = (shapes[n].iter().product::<usize>() * 4).max(4) as u64;
+                let pos = free.iter().position(|b| b.size() == bytes);
+                let buf = match (pos, is_output(n)) {
+                    (Some(p), false) => free.swap_remove(p),
+                    _ => Arc::new(self.storage(
+                        bytes as usize,
+                        &format!(
+                            "output of op {} with shape {:?}",
+                            program.nodes[n].op.name(),
+                            shapes[n]
+                        ),
+                    )?),
+                };
+                buffers.insert(n, buf);
+                slots.push((n, Slot::Owned));
+            }
+            for &r in &k.reads {
+                if last_use.get(&r) == Some(&ki)
+                    && !is_output(r)
+                    && !matches!(
+                        program.nodes[r].op,
+                        Op::Input { .. } | Op::Constant(_) | Op::Variable(_)
+                    )
+                    && let Some(b) = buffers.get(&r)
+                {
+                    free.push(b.clone());
+                }
+            }
+        }
+        let staging = program
+            .outputs
+            .iter()
+            .map(|&o| {
+                self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("lamina read-back"),
+                    size: (shapes[o].iter().product::<usize>() * 4).max(4) as u64,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        let exe = GpuExecutable {
+            backend: self.clone(),
+            program: program.clone(),
+            shapes,
+            buffers,
+            slots,
+            steps: Mutex::new(Vec::new()),
+            kernels: planned.kernels,
+            staging,
+            run_lock: Mutex::new(()),
+        };
+        let steps = exe.bind_groups()?;
+        *exe.steps.lock().unwrap_or_else(|p| p.into_inner()) = steps;
+        self.ctx.take_errors()?;
+        Ok(Arc::new(exe))
+    }
+
+    fn stats(&self) -> RunStats {
+        let c = &self.counters;
+        RunStats {
+            runs: c.runs.load(Ordering::Relaxed),
+            dispatches: c.dispatches.load(Ordering::Relaxed),
+            compiles: c.compiles.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            bytes_uploaded: c.bytes_uploaded.load(Ordering::Relaxed),
+            bytes_read_back: c.bytes_read_back.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Executable for GpuExecutable {
+    fn run(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+        let _guard = self.run_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let backend = &self.backend;
+        let ctx = &backend.ctx;
+        let p = &self.program;
+        if inputs.len() != p.inputs.len() {
+            return Err(Error::Inputs {
+                detail: format!(
+                    "{} inputs given, {} compiled for",
+                    inputs.len(),
+                    p.inputs.len()
+                ),
+            });
+        }
+        // Inputs, and weights changed since they were uploaded.
+        let mut rebind = false;
+        for (n, slot) in &self.slots {
+            match slot {
+                Slot::Input(k) => {
+                    let host = &inputs[*k];
+                    if host.shape() != self.shapes[*n].as_slice()
+                        || host.dtype() != p.nodes[*n].dtype
+                    {
+                        return Err(Error::Inputs {
+                            detail: format!(
+                                "input {k} is {:?} {}, compiled for {:?}",
+                                host.shape(),
+                                host.dtype(),
+                                self.shapes[*n]
+                            ),
+                        });
+                    }
+                    let words = to_words(host.data());
+                    ctx.queue.write_buffer(&self.buffers[n], 0, &words);
+                    backend
+                        .counters
+                        .bytes_uploaded
+                        .fetch_add(words.len() as u64, Ordering::Relaxed);
+                }
+                Slot::Variable(v) => {
+                    let b = backend.resident_buffer(v)?;
+                    if !Arc::ptr_eq(&b, &self.buffers[n]) {
+                        rebind = true;
+                    }
+                }
+                Slot::Owned => {}
+            }
+        }
+        if rebind {
+            return Err(internal("a variable buffer was replaced"));
+        }
+        let steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("lamina run"),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("lamina kernels"),
+                timestamp_writes: None,
+            });
+            for s in steps.iter() {
+                pass.set_pipeline(&s.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.workgroups.0, s.workgroups.1, 1);
+            }
+        }
+        for (i, &o) in p.outputs.iter().enumerate() {
+            let size = self.staging[i].size();
+            encoder.copy_buffer_to_buffer(&self.buffers[&o], 0, &self.staging[i], 0, size);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        backend
+            .counters
+            .dispatches
+            .fetch_add(steps.len() as u64, Ordering::Relaxed);
+        backend.counters.runs.fetch_add(1, Ordering::Relaxed);
+        drop(steps);
+        for s in &self.staging {
+            s.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+        }
+        ctx.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Backend {
+                backend: "gpu".into(),
+                detail: format!("waiting for the device: {e}"),
+            })?;
+        ctx.take_errors()?;
+        let mut outs = Vec::with_capacity(p.outputs.len());
+        for (i, &o) in p.outputs.iter().enumerate() {
+            let data =
+                {
+                    let view = self.staging[i].slice(..).get_mapped_range().map_err(|e| {
+                        Error::Backend {
+                            backend: "gpu".into(),
+                            detail: format!("reading results back: {e}"),
+                        }
+                    })?;
+                    let n = self.shapes[o].iter().product::<usize>() * 4;
+                    backend
+                        .counters
+                        .bytes_read_back
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    from_words(p.nodes[o].dtype, &view[..n])
+                };
+            self.staging[i].unmap();
+            outs.push(HostTensor::from_data(&self.shapes[o], data)?);
+        }
+        Ok(outs)
+    }
+}
