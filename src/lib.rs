@@ -14,7 +14,10 @@
 //! # Ok::<(), lamina::Error>(())
 //! ```
 
-pub use lamina_backend::{Backend, BackendKind, CpuBackend, Executable, Session, create_backend};
+pub use lamina_backend::gpu::{AdapterSummary, GpuBackend, GpuOptions, list_adapters};
+pub use lamina_backend::{
+    Backend, BackendKind, CpuBackend, Executable, RunStats, Session, create_backend, shared_gpu,
+};
 pub use lamina_graph::*;
 
 mod predict;

@@ -209,7 +209,8 @@ fn negative_abs_and_unary_minus() {
 #[test]
 fn exp_tanh_sigmoid_sin_cos_erf() {
     let s = [2, 3];
-    let cases: [(fn(&Tensor) -> Tensor, [f32; 6]); 6] = [
+    type Case = (fn(&Tensor) -> Tensor, [f32; 6]);
+    let cases: [Case; 6] = [
         (
             |x| x.exp(),
             [

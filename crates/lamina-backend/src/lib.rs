@@ -9,5 +9,5 @@ pub mod session;
 
 pub use backend::{Backend, Executable, RunStats};
 pub use cpu::CpuBackend;
-pub use select::{BackendKind, create_backend};
+pub use select::{BackendKind, create_backend, shared_gpu};
 pub use session::Session;

@@ -7,7 +7,7 @@ use crate::gpu::GpuBackend;
 use lamina_graph::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Which backend a session uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -56,14 +56,21 @@ impl fmt::Display for BackendKind {
     }
 }
 
-/// Makes the backend of a kind: `Cpu` the interpreter, `Gpu` the best GPU adapter (an error if
-/// there is none), `Auto` a GPU adapter when one exists and otherwise the interpreter.
+/// The process-wide GPU backend: one device, one pipeline cache and one set of resident weights
+/// shared by every session, opened on first use (the outcome, adapter or error, is kept).
+pub fn shared_gpu() -> Result<Arc<GpuBackend>> {
+    static GPU: OnceLock<std::result::Result<Arc<GpuBackend>, Error>> = OnceLock::new();
+    GPU.get_or_init(|| GpuBackend::new().map(Arc::new)).clone()
+}
+
+/// Makes the backend of a kind: `Cpu` the interpreter, `Gpu` the shared GPU backend (an error
+/// if there is no adapter), `Auto` the GPU when there is one and otherwise the interpreter.
 pub fn create_backend(kind: BackendKind) -> Result<Arc<dyn Backend>> {
     match kind {
         BackendKind::Cpu => Ok(Arc::new(CpuBackend::new())),
-        BackendKind::Gpu => Ok(Arc::new(Arc::new(GpuBackend::new()?))),
-        BackendKind::Auto => match GpuBackend::new() {
-            Ok(gpu) => Ok(Arc::new(Arc::new(gpu))),
+        BackendKind::Gpu => Ok(Arc::new(shared_gpu()?)),
+        BackendKind::Auto => match shared_gpu() {
+            Ok(gpu) => Ok(Arc::new(gpu)),
             Err(_) => Ok(Arc::new(CpuBackend::new())),
         },
     }

@@ -6,12 +6,15 @@ use lamina_graph::{HostTensor, Program, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// The concrete shapes of a program's inputs: the key of compiled executables.
+type InputShapes = Vec<Vec<usize>>;
+
 /// A program on a backend. Compiles once per set of input shapes; `Send + Sync`, so threads
 /// may call `run` at once.
 pub struct Session {
     program: Arc<Program>,
     backend: Arc<dyn Backend>,
-    cache: Mutex<HashMap<Vec<Vec<usize>>, Arc<dyn Executable>>>,
+    cache: Mutex<HashMap<InputShapes, Arc<dyn Executable>>>,
 }
 
 impl Session {

@@ -234,6 +234,18 @@ impl<'a> Emitter<'a> {
             }
             return Err(Retry::Materialize(vec![node]));
         }
+        if let Op::Constant(c) = &n.op
+            && c.len() == 1
+        {
+            // Scalar constants are literals (exactly printed), not buffers.
+            let v = match c.data() {
+                lamina_graph::HostData::F32(v) => wgsl::f32_lit(v[0]),
+                lamina_graph::HostData::I32(v) => format!("i32({})", v[0]),
+                lamina_graph::HostData::U32(v) => format!("{}u", v[0]),
+                lamina_graph::HostData::Bool(v) => v[0].to_string(),
+            };
+            return Ok(v);
+        }
         if (self.materialized)(node) {
             let b = self.bind(node);
             let idx = self.linearize(coords, &shape);
@@ -329,7 +341,7 @@ impl<'a> Emitter<'a> {
             Op::Concat { axis } => {
                 let mut offset = 0usize;
                 let mut parts = Vec::new();
-                for k in 0..inputs.len() {
+                for (k, &input) in inputs.iter().enumerate() {
                     let s = in_shape(k);
                     let mut c = coords.to_vec();
                     let off = self.param(offset);
@@ -338,7 +350,7 @@ impl<'a> Emitter<'a> {
                         expr: format!("min(max({}, {off}) - {off}, {last})", coords[*axis].expr),
                         label: Label::Other,
                     };
-                    let v = self.emit(inputs[k], &c)?;
+                    let v = self.emit(input, &c)?;
                     offset += s[*axis];
                     let end = self.param(offset);
                     parts.push((v, end));

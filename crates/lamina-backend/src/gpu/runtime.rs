@@ -21,11 +21,19 @@ struct Counters {
     bytes_read_back: AtomicU64,
 }
 
+/// A weight kept on the device: the version uploaded, the buffer, and the variable (weakly, so
+/// that buffers of dropped models are freed).
+type Resident = (
+    u64,
+    Arc<wgpu::Buffer>,
+    std::sync::Weak<lamina_graph::Variable>,
+);
+
 /// The GPU backend: a device, its pipeline cache and resident weights.
 pub struct GpuBackend {
     ctx: Arc<GpuContext>,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
-    resident: Mutex<HashMap<u64, (u64, Arc<wgpu::Buffer>)>>,
+    resident: Mutex<HashMap<u64, Resident>>,
     counters: Arc<Counters>,
 }
 
@@ -88,24 +96,25 @@ impl GpuBackend {
         Ok(p)
     }
 
-    fn resident_buffer(&self, var: &lamina_graph::Variable) -> Result<Arc<wgpu::Buffer>> {
+    fn resident_buffer(&self, var: &Arc<lamina_graph::Variable>) -> Result<Arc<wgpu::Buffer>> {
         let mut map = self.resident.lock().unwrap_or_else(|p| p.into_inner());
         let version = var.version();
-        if let Some((v, b)) = map.get(&var.id())
+        if let Some((v, b, _)) = map.get(&var.id())
             && *v == version
         {
             return Ok(b.clone());
         }
+        map.retain(|_, (_, _, w)| w.strong_count() > 0);
         let bytes = var.with_value(|t| to_words(t.data()));
         let buf = match map.get(&var.id()) {
-            Some((_, b)) if b.size() == bytes.len().max(4) as u64 => b.clone(),
+            Some((_, b, _)) if b.size() == bytes.len().max(4) as u64 => b.clone(),
             _ => Arc::new(self.storage(bytes.len(), &format!("variable '{}'", var.path()))?),
         };
         self.ctx.queue.write_buffer(&buf, 0, &bytes);
         self.counters
             .bytes_uploaded
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        map.insert(var.id(), (version, buf.clone()));
+        map.insert(var.id(), (version, buf.clone(), Arc::downgrade(var)));
         Ok(buf)
     }
 
@@ -314,7 +323,7 @@ impl Backend for Arc<GpuBackend> {
         // Kernel outputs, reusing buffers whose last reader has run.
         for (ki, k) in planned.kernels.iter().enumerate() {
             let n = k.output;
-            if !buffers.contains_key(&n) {
+            if let std::collections::hash_map::Entry::Vacant(entry) = buffers.entry(n) {
                 let bytes = (shapes[n].iter().product::<usize>() * 4).max(4) as u64;
                 let pos = free.iter().position(|b| b.size() == bytes);
                 let buf = match (pos, is_output(n)) {
@@ -328,7 +337,7 @@ impl Backend for Arc<GpuBackend> {
                         ),
                     )?),
                 };
-                buffers.insert(n, buf);
+                entry.insert(buf);
                 slots.push((n, Slot::Owned));
             }
             for &r in &k.reads {
