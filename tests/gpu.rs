@@ -663,3 +663,20 @@ mod random_graphs {
 
 #[allow(dead_code)]
 fn unused(_: RunStats) {}
+
+#[test]
+fn async_read_back_gives_the_same_results() {
+    let x = Input::new(&[16]).tensor();
+    let y = Lambda::new(|x| x.softmax(-1) * 3.0).call(&x).unwrap();
+    let m = Model::new(&[x], &[y]).unwrap();
+    let inputs = [HostTensor::new(&[4, 16], data(64, 3, false)).unwrap()];
+    let want = cpu_run(&m, &inputs);
+    let cpu = Session::new(m.program().clone(), BackendKind::Cpu).unwrap();
+    assert_eq!(pollster::block_on(cpu.run_async(&inputs)).unwrap(), want);
+    let Some(g) = gpu() else { return };
+    let s = gpu_session(&g, &m);
+    let blocking = s.run(&inputs).unwrap();
+    let asynchronous = pollster::block_on(s.run_async(&inputs)).unwrap();
+    assert_eq!(blocking, asynchronous);
+    assert_agree("async", &want, &asynchronous, 1e-5, 1e-7);
+}

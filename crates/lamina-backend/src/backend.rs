@@ -25,6 +25,16 @@ pub trait Backend: Send + Sync {
 pub trait Executable: Send + Sync {
     /// Runs on host inputs (already checked against the program) and returns the outputs.
     fn run(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>>;
+
+    /// Runs without blocking on the device where the backend can (the GPU); elsewhere the
+    /// same as `run`.
+    fn run_async<'a>(
+        &'a self,
+        inputs: &'a [HostTensor],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<HostTensor>>> + Send + 'a>>
+    {
+        Box::pin(async move { self.run(inputs) })
+    }
 }
 
 /// What a backend has done since it was created: runs, kernel dispatches, shader compiles,

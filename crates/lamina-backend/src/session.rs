@@ -44,6 +44,18 @@ impl Session {
 
     /// Runs the program on host inputs (checked for count, dtype and shape first).
     pub fn run(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+        self.executable(inputs)?.run(inputs)
+    }
+
+    /// Runs the program, reading results back asynchronously where the backend can (the GPU):
+    /// the future polls the device instead of blocking a thread on it.
+    pub async fn run_async(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+        let exe = self.executable(inputs)?;
+        exe.run_async(inputs).await
+    }
+
+    /// The executable for these inputs' shapes, compiled on first use.
+    fn executable(&self, inputs: &[HostTensor]) -> Result<Arc<dyn Executable>> {
         self.program.check_inputs(inputs)?;
         let key: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
         let exe = {
@@ -65,6 +77,6 @@ impl Session {
                 }
             }
         };
-        exe.run(inputs)
+        Ok(exe)
     }
 }

@@ -46,9 +46,29 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Info => {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            println!("backends in this build: cpu");
-            println!("GPU adapters: none found (this build has no GPU backend yet)");
-            println!("auto chooses: cpu interpreter");
+            let adapters = lamina::list_adapters();
+            if adapters.is_empty() {
+                println!("GPU adapters: none found");
+            } else {
+                println!("GPU adapters:");
+                for a in &adapters {
+                    println!("  {a}");
+                }
+            }
+            match lamina::shared_gpu() {
+                Ok(g) => {
+                    let l = g.context().limits;
+                    println!("auto chooses: gpu: {}", g.context().adapter);
+                    println!("  storage buffers per kernel: {}", l.max_storage_buffers);
+                    println!("  largest storage binding: {} bytes", l.max_binding_bytes);
+                    println!("  largest buffer: {} bytes", l.max_buffer_bytes);
+                    println!(
+                        "  workgroups per grid dimension: {}",
+                        l.max_workgroups_per_dim
+                    );
+                }
+                Err(e) => println!("auto chooses: cpu interpreter ({e})"),
+            }
             println!("cpu threads available: {threads}");
             println!("largest tensor: {} elements", lamina::host::MAX_ELEMENTS);
             Ok(())

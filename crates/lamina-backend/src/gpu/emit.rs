@@ -70,7 +70,12 @@ pub struct Emitter<'a> {
     lines: Vec<String>,
     cache: HashMap<String, String>,
     counter: usize,
+    emitted: usize,
 }
+
+/// The most values one kernel computes before part of its region gets a buffer of its own:
+/// keeps shaders small enough to compile quickly, however large the fused graph.
+pub const MAX_VALUES_PER_KERNEL: usize = 2048;
 
 impl<'a> Emitter<'a> {
     /// A new emitter; `materialized(n)` says whether node `n` has a buffer to read.
@@ -89,6 +94,7 @@ impl<'a> Emitter<'a> {
             lines: Vec::new(),
             cache: HashMap::new(),
             counter: 0,
+            emitted: 0,
         }
     }
 
@@ -221,6 +227,10 @@ impl<'a> Emitter<'a> {
     }
 
     fn emit_uncached(&mut self, node: usize, coords: &[Coord]) -> Result<String, Retry> {
+        self.emitted += 1;
+        if self.emitted > MAX_VALUES_PER_KERNEL && !(self.materialized)(node) {
+            return Err(Retry::Materialize(vec![node]));
+        }
         let n = &self.prog.nodes[node];
         let dtype = n.dtype;
         let shape = self.shapes[node].clone();

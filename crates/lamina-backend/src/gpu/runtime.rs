@@ -395,9 +395,10 @@ impl Backend for Arc<GpuBackend> {
     }
 }
 
-impl Executable for GpuExecutable {
-    fn run(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
-        let _guard = self.run_lock.lock().unwrap_or_else(|p| p.into_inner());
+impl GpuExecutable {
+    /// Uploads inputs (and changed weights), encodes every dispatch and the copies of the
+    /// outputs into `staging`, and submits once. The caller holds the run lock.
+    fn submit(&self, inputs: &[HostTensor], staging: &[wgpu::Buffer]) -> Result<()> {
         let backend = &self.backend;
         let ctx = &backend.ctx;
         let p = &self.program;
@@ -465,8 +466,8 @@ impl Executable for GpuExecutable {
             }
         }
         for (i, &o) in p.outputs.iter().enumerate() {
-            let size = self.staging[i].size();
-            encoder.copy_buffer_to_buffer(&self.buffers[&o], 0, &self.staging[i], 0, size);
+            let size = staging[i].size();
+            encoder.copy_buffer_to_buffer(&self.buffers[&o], 0, &staging[i], 0, size);
         }
         ctx.queue.submit([encoder.finish()]);
         backend
@@ -475,36 +476,110 @@ impl Executable for GpuExecutable {
             .fetch_add(steps.len() as u64, Ordering::Relaxed);
         backend.counters.runs.fetch_add(1, Ordering::Relaxed);
         drop(steps);
+        Ok(())
+    }
+
+    fn new_staging(&self) -> Vec<wgpu::Buffer> {
+        self.program
+            .outputs
+            .iter()
+            .map(|&o| {
+                self.backend
+                    .ctx
+                    .device
+                    .create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("lamina read-back"),
+                        size: (self.shapes[o].iter().product::<usize>() * 4).max(4) as u64,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+            })
+            .collect()
+    }
+
+    /// Reads the mapped staging buffers into host tensors and unmaps them.
+    fn read_back(&self, staging: &[wgpu::Buffer]) -> Result<Vec<HostTensor>> {
+        let backend = &self.backend;
+        let p = &self.program;
+        backend.ctx.take_errors()?;
+        let mut outs = Vec::with_capacity(p.outputs.len());
+        for (i, &o) in p.outputs.iter().enumerate() {
+            let data = {
+                let view = staging[i]
+                    .slice(..)
+                    .get_mapped_range()
+                    .map_err(|e| Error::Backend {
+                        backend: "gpu".into(),
+                        detail: format!("reading results back: {e}"),
+                    })?;
+                let n = self.shapes[o].iter().product::<usize>() * 4;
+                backend
+                    .counters
+                    .bytes_read_back
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                from_words(p.nodes[o].dtype, &view[..n])
+            };
+            staging[i].unmap();
+            outs.push(HostTensor::from_data(&self.shapes[o], data)?);
+        }
+        Ok(outs)
+    }
+
+    /// Runs without blocking the calling thread on the device: the returned future polls the
+    /// device until the results are mapped, so it works under any executor (and is the shape
+    /// of read-back that the web needs).
+    pub async fn run_async(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+        let staging = self.new_staging();
+        {
+            let _guard = self.run_lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.submit(inputs, &staging)?;
+        }
+        let done = Arc::new(AtomicU64::new(0));
+        for s in &staging {
+            let d = done.clone();
+            s.slice(..).map_async(wgpu::MapMode::Read, move |_| {
+                d.fetch_add(1, Ordering::Release);
+            });
+        }
+        let n = staging.len() as u64;
+        let device = &self.backend.ctx.device;
+        std::future::poll_fn(|cx| {
+            let _ = device.poll(wgpu::PollType::Poll);
+            if done.load(Ordering::Acquire) >= n {
+                std::task::Poll::Ready(())
+            } else {
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        self.read_back(&staging)
+    }
+}
+
+impl Executable for GpuExecutable {
+    fn run(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+        let _guard = self.run_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.submit(inputs, &self.staging)?;
         for s in &self.staging {
             s.slice(..).map_async(wgpu::MapMode::Read, |_| {});
         }
-        ctx.device
+        self.backend
+            .ctx
+            .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Backend {
                 backend: "gpu".into(),
                 detail: format!("waiting for the device: {e}"),
             })?;
-        ctx.take_errors()?;
-        let mut outs = Vec::with_capacity(p.outputs.len());
-        for (i, &o) in p.outputs.iter().enumerate() {
-            let data =
-                {
-                    let view = self.staging[i].slice(..).get_mapped_range().map_err(|e| {
-                        Error::Backend {
-                            backend: "gpu".into(),
-                            detail: format!("reading results back: {e}"),
-                        }
-                    })?;
-                    let n = self.shapes[o].iter().product::<usize>() * 4;
-                    backend
-                        .counters
-                        .bytes_read_back
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    from_words(p.nodes[o].dtype, &view[..n])
-                };
-            self.staging[i].unmap();
-            outs.push(HostTensor::from_data(&self.shapes[o], data)?);
-        }
-        Ok(outs)
+        self.read_back(&self.staging)
+    }
+
+    fn run_async<'a>(
+        &'a self,
+        inputs: &'a [HostTensor],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<HostTensor>>> + Send + 'a>>
+    {
+        Box::pin(GpuExecutable::run_async(self, inputs))
     }
 }
