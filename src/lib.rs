@@ -20,6 +20,7 @@ pub use lamina_backend::{
 };
 pub use lamina_graph::*;
 
+pub mod bench;
 mod predict;
 pub use predict::Predict;
 

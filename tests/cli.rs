@@ -191,11 +191,43 @@ fn bad_invocations_fail_with_one_clear_line() -> Result<()> {
         "tpu",
     );
     check(&["frobnicate"], "frobnicate");
-    check(&["bench"], "not available yet");
+    check(
+        &["bench", "--workload", "nope"],
+        "workload 'nope' not found",
+    );
     for sub in ["info", "summary", "run", "bench"] {
         let out = lamina().args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "{sub} --help");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
+    }
+    // A quick bench run prints one JSON object per workload and backend.
+    let out = lamina()
+        .args([
+            "bench",
+            "--backend",
+            "cpu",
+            "--workload",
+            "chain",
+            "--workload",
+            "mlp_b1",
+            "--json",
+            "--runs",
+            "2",
+            "--scale",
+            "256",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["median_s"].as_f64().unwrap() > 0.0, "{line}");
     }
     let info = lamina().arg("info").output().unwrap();
     assert!(info.status.success());

@@ -26,6 +26,12 @@ pub trait Executable: Send + Sync {
     /// Runs on host inputs (already checked against the program) and returns the outputs.
     fn run(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>>;
 
+    /// For benchmarks: runs the kernels again on the inputs already on the device, without
+    /// upload or read-back, and waits for them. `None` where the backend has no device.
+    fn run_on_device(&self) -> Option<Result<()>> {
+        None
+    }
+
     /// Runs without blocking on the device where the backend can (the GPU); elsewhere the
     /// same as `run`.
     fn run_async<'a>(

@@ -54,6 +54,15 @@ impl Session {
         exe.run_async(inputs).await
     }
 
+    /// For benchmarks: the kernels of the last inputs of these shapes run again on the device,
+    /// without upload or read-back (`None` on the CPU).
+    pub fn run_on_device(&self, inputs: &[HostTensor]) -> Option<Result<()>> {
+        match self.executable(inputs) {
+            Ok(exe) => exe.run_on_device(),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     /// The executable for these inputs' shapes, compiled on first use.
     fn executable(&self, inputs: &[HostTensor]) -> Result<Arc<dyn Executable>> {
         self.program.check_inputs(inputs)?;

@@ -38,8 +38,25 @@ enum Command {
         #[arg(long, value_parser = ["cpu", "gpu", "auto"])]
         backend: Option<String>,
     },
-    /// Run the benchmark workloads (reserved: the benchmark harness is not built yet).
-    Bench,
+    /// Run the benchmark workloads of BENCH.md and print their medians.
+    Bench {
+        /// Which backends to measure.
+        #[arg(long, default_value = "all", value_parser = ["cpu", "gpu", "all"])]
+        backend: String,
+        /// A workload to run (repeatable; default all): copy, chain, antirectifier, softmax,
+        /// matmul, mlp, mlp_b1.
+        #[arg(long = "workload")]
+        workloads: Vec<String>,
+        /// One JSON object per workload and backend instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Timed runs per workload (after a compiling run and a warm-up).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Divide the sizes by this factor, for a quick run.
+        #[arg(long, default_value_t = 1)]
+        scale: usize,
+    },
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -117,9 +134,13 @@ fn run(cli: Cli) -> Result<(), String> {
             eprintln!("ran on {}", session.backend_name());
             Ok(())
         }
-        Command::Bench => {
-            Err("bench is not available yet: the benchmark harness is still to be built".into())
-        }
+        Command::Bench {
+            backend,
+            workloads,
+            json,
+            runs,
+            scale,
+        } => bench(&backend, &workloads, json, runs, scale),
     }
 }
 
@@ -139,6 +160,92 @@ fn quiet_vulkan_loader() {
         // SAFETY: called first thing in `main`, before any other thread exists.
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
     }
+}
+
+fn bench(
+    backend: &str,
+    workloads: &[String],
+    json: bool,
+    runs: usize,
+    scale: usize,
+) -> Result<(), String> {
+    use lamina::bench::{WORKLOADS, measure, workload};
+    let kinds: Vec<BackendKind> = match backend {
+        "cpu" => vec![BackendKind::Cpu],
+        "gpu" => vec![BackendKind::Gpu],
+        _ => {
+            let mut k = vec![BackendKind::Cpu];
+            if lamina::shared_gpu().is_ok() {
+                k.push(BackendKind::Gpu);
+            } else {
+                eprintln!("lamina bench: no GPU adapter; measuring the cpu only");
+            }
+            k
+        }
+    };
+    let names: Vec<String> = if workloads.is_empty() {
+        WORKLOADS.iter().map(|s| s.to_string()).collect()
+    } else {
+        workloads.to_vec()
+    };
+    let mut results = Vec::new();
+    for name in &names {
+        let w = workload(name, scale).map_err(|e| e.to_string())?;
+        for &kind in &kinds {
+            eprintln!("lamina bench: {name} on {kind} ...");
+            let m = measure(&w, kind, runs).map_err(|e| format!("{name} on {kind}: {e}"))?;
+            if json {
+                println!("{}", m.to_json());
+            }
+            results.push(m);
+        }
+    }
+    if json {
+        return Ok(());
+    }
+    println!(
+        "{:<14} {:<4} {:>12} {:>16} {:>14} {:>11} {:>10} {:>9}",
+        "workload", "on", "median", "figure", "end-to-end", "compile", "dispatch", "compiles"
+    );
+    for m in &results {
+        let fig = m
+            .figure
+            .map(|(v, u)| format!("{v:.2} {u}"))
+            .unwrap_or_default();
+        let e2e = m
+            .end_to_end_s
+            .map(|e| format!("{:.6} s", e))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<14} {:<4} {:>10.6} s {:>16} {:>14} {:>9.3} s {:>10.1} {:>9.1}",
+            m.workload,
+            m.backend,
+            m.median_s,
+            fig,
+            e2e,
+            m.compile_s,
+            m.dispatches_per_run,
+            m.compiles_per_run
+        );
+    }
+    for b in ["cpu", "gpu"] {
+        let find = |w: &str| {
+            results
+                .iter()
+                .find(|m| m.backend == b && m.workload == w)
+                .and_then(|m| m.figure)
+        };
+        if let (Some((chain, _)), Some((copy, _))) = (find("chain"), find("copy")) {
+            println!(
+                "{b}: chain runs at {:.0}% of the copy ceiling ({chain:.2} of {copy:.2} GB/s)",
+                100.0 * chain / copy
+            );
+        }
+    }
+    if let Some(m) = results.first() {
+        println!("device: {}", m.device);
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

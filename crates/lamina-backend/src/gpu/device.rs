@@ -144,6 +144,11 @@ impl GpuContext {
         })
     }
 
+    /// Whether the adapter runs on the CPU (lavapipe, WARP, SwiftShader).
+    pub fn adapter_is_cpu(&self) -> bool {
+        self.adapter.device_type == "Cpu"
+    }
+
     /// Takes the device errors reported since the last call, as one `Err` if there were any.
     pub fn take_errors(&self) -> Result<()> {
         let mut errs = self.errors.lock().unwrap_or_else(|p| p.into_inner());

@@ -11,8 +11,10 @@ use lamina_graph::{DType, Program};
 pub const WG_ELEMENTWISE: u32 = 256;
 /// Threads per workgroup of row kernels.
 pub const WG_ROW: u32 = 64;
-/// Side of a matmul tile.
+/// Side of the square of threads of a matmul workgroup.
 pub const TILE: u32 = 16;
+/// Side of the output tile one matmul workgroup computes (each thread a 4x4 block).
+pub const MM_TILE: u32 = 64;
 
 /// A generated kernel.
 #[derive(Clone, Debug)]
@@ -416,6 +418,17 @@ pub struct View {
     pub offset: isize,
 }
 
+/// What a matmul kernel reads, and which template it uses.
+#[derive(Clone, Debug)]
+pub struct MatmulOperands {
+    /// The left operand.
+    pub a: View,
+    /// The right operand.
+    pub b: View,
+    /// Tile through workgroup memory (GPUs) or stream from global memory (CPU adapters).
+    pub shared_memory: bool,
+}
+
 /// A tiled matmul of two strided views, with an optional elementwise epilogue (bias,
 /// activation) computed on the accumulator before the only write.
 pub fn matmul(
@@ -424,9 +437,9 @@ pub fn matmul(
     mat: &dyn Fn(usize) -> bool,
     mm: usize,
     root: usize,
-    a: &View,
-    b: &View,
+    operands: &MatmulOperands,
 ) -> Result<KernelCode, Retry> {
+    let (a, b, shared_memory) = (&operands.a, &operands.b, operands.shared_memory);
     let mut em = Emitter::new(prog, shapes, mat);
     let out_shape = shapes[root].clone();
     let (sa, sb) = (
@@ -438,8 +451,8 @@ pub fn matmul(
     let batch_shape: Vec<usize> = out_shape[..r - 2].to_vec();
     let batches: usize = batch_shape.iter().product();
     let (tm, tn) = (
-        (m as u64).div_ceil(TILE as u64),
-        (n as u64).div_ceil(TILE as u64),
+        (m as u64).div_ceil(MM_TILE as u64),
+        (n as u64).div_ceil(MM_TILE as u64),
     );
     let tiles = batches as u64 * tm * tn;
     em.param(tiles as usize);
@@ -481,78 +494,145 @@ pub fn matmul(
     );
     em.line(format!("let a_base = {a_off};"));
     em.line(format!("let b_base = {b_off};"));
-    em.line("let lr = lid.x / 16u;".into());
-    em.line("let lc = lid.x % 16u;".into());
-    em.line("let row = tile_m * 16u + lr;".into());
-    em.line("let col = tile_n * 16u + lc;".into());
-    em.line("var acc: f32 = 0.0f;".into());
-    em.line(format!(
-        "for (var k0: u32 = 0u; k0 < {pk}; k0 = k0 + 16u) {{"
-    ));
-    em.line(format!(
-        "    let ak = k0 + lc; ta[lr][lc] = select(0.0f, in{ba}[u32(a_base + i32(row) * i32({}) + i32(ak) * i32({}))], row < {pm} && ak < {pk});",
-        pas.0, pas.1
-    ));
-    em.line(format!(
-        "    let bk = k0 + lr; tb[lr][lc] = select(0.0f, in{bb}[u32(b_base + i32(bk) * i32({}) + i32(col) * i32({}))], bk < {pk} && col < {pn});",
-        pbs.0, pbs.1
-    ));
-    em.line("    workgroupBarrier();".into());
-    em.line(
-        "    for (var q: u32 = 0u; q < 16u; q = q + 1u) { acc = acc + ta[lr][q] * tb[q][lc]; }"
-            .into(),
-    );
-    em.line("    workgroupBarrier();".into());
-    em.line("}".into());
-    em.line(format!("if (row < {pm} && col < {pn}) {{"));
-    let mut coords = bcoords.clone();
-    coords.push(Coord {
-        expr: "row".into(),
-        label: Label::Thread(r - 2),
-    });
-    coords.push(Coord {
-        expr: "col".into(),
-        label: Label::Thread(r - 1),
-    });
-    em.registers.insert(
-        mm,
-        Register {
-            name: "acc".into(),
-            axes: (0..r)
-                .map(|d| if out_shape[d] == 1 { None } else { Some(d) })
-                .collect(),
-        },
-    );
-    let (res, body) = em.scope(|em| -> Result<(), Retry> {
-        let v = em.emit(root, &coords)?;
-        let idx = em.linearize(&coords, &out_shape);
-        em.line(format!(
-            "out[{idx}] = {};",
-            wgsl::store(prog.nodes[root].dtype, &v)
-        ));
-        Ok(())
-    });
-    res?;
-    for l in indent(body) {
-        em.line(l);
+    // A 64x64 output tile per workgroup of 16x16 threads, each thread a 4x4 block; the
+    // k dimension advances 16 at a time through workgroup memory.
+    em.line("let tx = lid.x % 16u;".into());
+    em.line("let ty = lid.x / 16u;".into());
+    em.line("let row0 = tile_m * 64u;".into());
+    em.line("let col0 = tile_n * 64u;".into());
+    for i in 0..4 {
+        for j in 0..4 {
+            em.line(format!("var c{i}{j}: f32 = 0.0f;"));
+        }
     }
-    em.line("}".into());
+    // 16 explicit multiply-adds: no private arrays, which SIMT-on-CPU drivers turn into
+    // gathers and scatters.
+    let fma_block = |em: &mut Emitter<'_>, indent: &str| {
+        for i in 0..4 {
+            for j in 0..4 {
+                em.line(format!("{indent}c{i}{j} = c{i}{j} + a{i} * b{j};"));
+            }
+        }
+    };
+    if shared_memory {
+        em.line(format!(
+            "for (var k0: u32 = 0u; k0 < {pk}; k0 = k0 + 16u) {{"
+        ));
+        em.line("    for (var l: u32 = 0u; l < 4u; l = l + 1u) {".into());
+        em.line("        let e = lid.x + l * 256u;".into());
+        em.line("        let ar = e / 16u; let ac = e % 16u;".into());
+        em.line("        let gr = row0 + ar; let gk = k0 + ac;".into());
+        em.line(format!(
+            "        ta[ar][ac] = select(0.0f, in{ba}[u32(a_base + i32(min(gr, {pm} - 1u)) * i32({}) + i32(min(gk, {pk} - 1u)) * i32({}))], gr < {pm} && gk < {pk});",
+            pas.0, pas.1
+        ));
+        em.line("        let br = e / 64u; let bc = e % 64u;".into());
+        em.line("        let gk2 = k0 + br; let gc = col0 + bc;".into());
+        em.line(format!(
+            "        tb[br][bc] = select(0.0f, in{bb}[u32(b_base + i32(min(gk2, {pk} - 1u)) * i32({}) + i32(min(gc, {pn} - 1u)) * i32({}))], gk2 < {pk} && gc < {pn});",
+            pbs.0, pbs.1
+        ));
+        em.line("    }".into());
+        em.line("    workgroupBarrier();".into());
+        em.line("    for (var q: u32 = 0u; q < 16u; q = q + 1u) {".into());
+        for i in 0..4 {
+            em.line(format!("        let a{i} = ta[ty * 4u + {i}u][q];"));
+        }
+        for j in 0..4 {
+            em.line(format!("        let b{j} = tb[q][tx * 4u + {j}u];"));
+        }
+        fma_block(&mut em, "        ");
+        em.line("    }".into());
+        em.line("    workgroupBarrier();".into());
+        em.line("}".into());
+    } else {
+        // Without workgroup memory: each thread streams its 4 rows of A and 4 columns of B
+        // (what CPU-hosted adapters such as lavapipe run fastest, with no barriers).
+        for i in 0..4 {
+            em.line(format!(
+                "let ar{i} = min(row0 + ty * 4u + {i}u, {pm} - 1u);"
+            ));
+            em.line(format!(
+                "let bc{i} = min(col0 + tx * 4u + {i}u, {pn} - 1u);"
+            ));
+        }
+        em.line(format!("for (var p: u32 = 0u; p < {pk}; p = p + 1u) {{"));
+        for i in 0..4 {
+            em.line(format!(
+                "    let a{i} = in{ba}[u32(a_base + i32(ar{i}) * i32({}) + i32(p) * i32({}))];",
+                pas.0, pas.1
+            ));
+        }
+        for j in 0..4 {
+            em.line(format!(
+                "    let b{j} = in{bb}[u32(b_base + i32(p) * i32({}) + i32(bc{j}) * i32({}))];",
+                pbs.0, pbs.1
+            ));
+        }
+        fma_block(&mut em, "    ");
+        em.line("}".into());
+    }
+    let mut epilogue_registers = Vec::new();
+    for i in 0..4 {
+        for j in 0..4 {
+            epilogue_registers.push((i, j));
+        }
+    }
+    for (i, j) in epilogue_registers {
+        em.line(format!("let row{i}{j} = row0 + ty * 4u + {i}u;"));
+        em.line(format!("let col{i}{j} = col0 + tx * 4u + {j}u;"));
+        em.line(format!("if (row{i}{j} < {pm} && col{i}{j} < {pn}) {{"));
+        let mut coords = bcoords.clone();
+        coords.push(Coord {
+            expr: format!("row{i}{j}"),
+            label: Label::Thread(r - 2),
+        });
+        coords.push(Coord {
+            expr: format!("col{i}{j}"),
+            label: Label::Thread(r - 1),
+        });
+        em.registers.insert(
+            mm,
+            Register {
+                name: format!("c{i}{j}"),
+                axes: (0..r)
+                    .map(|d| if out_shape[d] == 1 { None } else { Some(d) })
+                    .collect(),
+            },
+        );
+        let (res, body) = em.scope(|em| -> Result<(), Retry> {
+            let v = em.emit(root, &coords)?;
+            let idx = em.linearize(&coords, &out_shape);
+            em.line(format!(
+                "out[{idx}] = {};",
+                wgsl::store(prog.nodes[root].dtype, &v)
+            ));
+            Ok(())
+        });
+        res?;
+        for l in indent(body) {
+            em.line(l);
+        }
+        em.line("}".into());
+    }
     let body = em.take_lines();
     // The matmul template differs from the others: one workgroup per tile, shared tiles.
     let mut s = assemble(&em, prog.nodes[root].dtype, TILE * TILE, &body);
+    let shared_decl = if shared_memory {
+        "var<workgroup> ta: array<array<f32, 16>, 64>;\nvar<workgroup> tb: array<array<f32, 64>, 16>;\n"
+    } else {
+        ""
+    };
     s = s.replace(
         "fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {\n",
-        "var<workgroup> ta: array<array<f32, 16>, 16>;\nvar<workgroup> tb: array<array<f32, 16>, 16>;\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {\n",
+        "fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {\n",
     );
     s = s.replace(
         &format!("    let t = gid.x + gid.y * nwg.x * {}u;\n", TILE * TILE),
         "    let t = wid.x + wid.y * nwg.x;\n",
     );
-    // The workgroup attribute must directly precede the entry point.
-    s = s.replace(
-        &format!("@compute @workgroup_size({})\nvar<workgroup> ta: array<array<f32, 16>, 16>;\nvar<workgroup> tb: array<array<f32, 16>, 16>;\n", TILE * TILE),
-        &format!("var<workgroup> ta: array<array<f32, 16>, 16>;\nvar<workgroup> tb: array<array<f32, 16>, 16>;\n@compute @workgroup_size({})\n", TILE * TILE),
-    );
+    let entry = format!("@compute @workgroup_size({})\n", TILE * TILE);
+    s = s.replace(&entry, &format!("{shared_decl}{entry}"));
     Ok(KernelCode {
         wgsl: s,
         info: em.info.clone(),

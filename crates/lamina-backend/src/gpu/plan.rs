@@ -4,7 +4,7 @@
 //! outputs get buffers.
 
 use super::emit::Retry;
-use super::kernels::{self, KernelCode, RowGroup, View};
+use super::kernels::{self, KernelCode, MatmulOperands, RowGroup, View};
 use lamina_graph::op::Op;
 use lamina_graph::{Error, Program, Result};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -45,6 +45,7 @@ struct Planner<'a> {
     shapes: &'a [Vec<usize>],
     consumers: Vec<usize>,
     max_reads: usize,
+    shared_memory_matmul: bool,
 }
 
 type ReduceKey = (Vec<usize>, Vec<usize>);
@@ -216,7 +217,18 @@ impl Planner<'_> {
             Op::MatMul => {
                 let a = self.view(node.inputs[0], mat)?;
                 let b = self.view(node.inputs[1], mat)?;
-                kernels::matmul(self.prog, self.shapes, &is_mat, root, root, &a, &b)
+                kernels::matmul(
+                    self.prog,
+                    self.shapes,
+                    &is_mat,
+                    root,
+                    root,
+                    &MatmulOperands {
+                        a,
+                        b,
+                        shared_memory: self.shared_memory_matmul,
+                    },
+                )
             }
             Op::Reduce { .. } => {
                 let key = self.reduce_key(root).unwrap_or_default();
@@ -265,7 +277,18 @@ impl Planner<'_> {
                     {
                         let a = self.view(self.prog.nodes[mm].inputs[0], mat)?;
                         let b = self.view(self.prog.nodes[mm].inputs[1], mat)?;
-                        return kernels::matmul(self.prog, self.shapes, &is_mat, mm, root, &a, &b);
+                        return kernels::matmul(
+                            self.prog,
+                            self.shapes,
+                            &is_mat,
+                            mm,
+                            root,
+                            &MatmulOperands {
+                                a,
+                                b,
+                                shared_memory: self.shared_memory_matmul,
+                            },
+                        );
                     }
                 }
                 if !matmuls.is_empty() {
@@ -338,8 +361,15 @@ impl Planner<'_> {
 }
 
 /// Partitions `prog` (with concrete `shapes`) into kernels, binding at most `max_storage`
-/// storage buffers per kernel.
-pub fn plan(prog: &Program, shapes: &[Vec<usize>], max_storage: u32) -> Result<Plan> {
+/// storage buffers per kernel. `shared_memory_matmul` picks the matmul tiled through
+/// workgroup memory (for GPUs) over the one streaming from global memory (for CPU-hosted
+/// adapters, where barriers are expensive).
+pub fn plan(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    max_storage: u32,
+    shared_memory_matmul: bool,
+) -> Result<Plan> {
     let mut consumers = vec![0usize; prog.nodes.len()];
     for n in &prog.nodes {
         for &i in &n.inputs {
@@ -351,6 +381,7 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>], max_storage: u32) -> Result<P
         shapes,
         consumers,
         max_reads: (max_storage as usize).saturating_sub(1).max(2),
+        shared_memory_matmul,
     };
     let mut mat: HashSet<usize> = prog
         .nodes

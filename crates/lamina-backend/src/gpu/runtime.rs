@@ -66,7 +66,7 @@ impl GpuBackend {
         max_storage: u32,
     ) -> Result<Vec<KernelCode>> {
         let shapes = program.specialize(input_shapes)?;
-        Ok(plan(program, &shapes, max_storage)?.kernels)
+        Ok(plan(program, &shapes, max_storage, true)?.kernels)
     }
 
     fn pipeline(&self, wgsl: &str) -> Result<Arc<wgpu::ComputePipeline>> {
@@ -278,7 +278,12 @@ impl Backend for Arc<GpuBackend> {
         input_shapes: &[Vec<usize>],
     ) -> Result<Arc<dyn Executable>> {
         let shapes = program.specialize(input_shapes)?;
-        let planned = plan(program, &shapes, self.ctx.limits.max_storage_buffers)?;
+        let planned = plan(
+            program,
+            &shapes,
+            self.ctx.limits.max_storage_buffers,
+            !self.ctx.adapter_is_cpu(),
+        )?;
         let mut buffers: HashMap<usize, Arc<wgpu::Buffer>> = HashMap::new();
         let mut slots = Vec::new();
         // Liveness: the last kernel reading each node.
@@ -448,23 +453,12 @@ impl GpuExecutable {
         if rebind {
             return Err(internal("a variable buffer was replaced"));
         }
-        let steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
         let mut encoder = ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("lamina run"),
             });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("lamina kernels"),
-                timestamp_writes: None,
-            });
-            for s in steps.iter() {
-                pass.set_pipeline(&s.pipeline);
-                pass.set_bind_group(0, &s.bind_group, &[]);
-                pass.dispatch_workgroups(s.workgroups.0, s.workgroups.1, 1);
-            }
-        }
+        let dispatched = self.encode_kernels(&mut encoder);
         for (i, &o) in p.outputs.iter().enumerate() {
             let size = staging[i].size();
             encoder.copy_buffer_to_buffer(&self.buffers[&o], 0, &staging[i], 0, size);
@@ -473,10 +467,24 @@ impl GpuExecutable {
         backend
             .counters
             .dispatches
-            .fetch_add(steps.len() as u64, Ordering::Relaxed);
+            .fetch_add(dispatched, Ordering::Relaxed);
         backend.counters.runs.fetch_add(1, Ordering::Relaxed);
-        drop(steps);
         Ok(())
+    }
+
+    /// Records every kernel's dispatch into one compute pass; returns how many.
+    fn encode_kernels(&self, encoder: &mut wgpu::CommandEncoder) -> u64 {
+        let steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("lamina kernels"),
+            timestamp_writes: None,
+        });
+        for s in steps.iter() {
+            pass.set_pipeline(&s.pipeline);
+            pass.set_bind_group(0, &s.bind_group, &[]);
+            pass.dispatch_workgroups(s.workgroups.0, s.workgroups.1, 1);
+        }
+        steps.len() as u64
     }
 
     fn new_staging(&self) -> Vec<wgpu::Buffer> {
@@ -581,5 +589,26 @@ impl Executable for GpuExecutable {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<HostTensor>>> + Send + 'a>>
     {
         Box::pin(GpuExecutable::run_async(self, inputs))
+    }
+
+    fn run_on_device(&self) -> Option<Result<()>> {
+        let _guard = self.run_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let ctx = &self.backend.ctx;
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("lamina device run"),
+            });
+        self.encode_kernels(&mut encoder);
+        ctx.queue.submit([encoder.finish()]);
+        let waited = ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Backend {
+                backend: "gpu".into(),
+                detail: format!("waiting for the device: {e}"),
+            });
+        Some(waited.and_then(|_| ctx.take_errors()))
     }
 }

@@ -1,0 +1,298 @@
+//! The benchmark workloads of `BENCH.md` (`copy`, `chain`, `antirectifier`, `softmax`, `matmul`,
+//! `mlp`, `mlp_b1`) and the measurement of one workload on one backend: the median of several
+//! runs after a warm-up, compile time apart, and for the GPU the device-only span beside the
+//! end-to-end span with upload and read-back.
+
+use crate::{BackendKind, Result, Session};
+use lamina_graph::{Activation, Dense, HostTensor, Input, Lambda, Model, Sequential, Tensor};
+use std::time::Instant;
+
+/// The workload names, in BENCH.md's order.
+pub const WORKLOADS: [&str; 7] = [
+    "copy",
+    "chain",
+    "antirectifier",
+    "softmax",
+    "matmul",
+    "mlp",
+    "mlp_b1",
+];
+
+/// What a workload reports besides seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Figure {
+    /// Gigabytes per second moved (read + write).
+    Bandwidth {
+        /// Bytes read and written per run.
+        bytes: f64,
+    },
+    /// Seconds only.
+    Seconds,
+    /// GFLOP/s.
+    Gflops {
+        /// Floating-point operations per run.
+        flops: f64,
+    },
+}
+
+/// A workload: a model, its inputs and the figure it reports.
+pub struct Workload {
+    /// The BENCH.md name.
+    pub name: &'static str,
+    /// The model.
+    pub model: Model,
+    /// The inputs, from a fixed seed.
+    pub inputs: Vec<HostTensor>,
+    /// The figure to report.
+    pub figure: Figure,
+}
+
+/// Deterministic values in [-2, 2) from a seed (xorshift).
+pub fn seeded(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(0x9E37_79B9) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+        })
+        .collect()
+}
+
+fn lambda_model(
+    per_sample: &[usize],
+    f: impl Fn(&Tensor) -> Tensor + Send + Sync + 'static,
+) -> Result<Model> {
+    let x = Input::new(per_sample).tensor();
+    let y = Lambda::new(f).call(&x)?;
+    Model::new(&[x], &[y])
+}
+
+/// The chain of BENCH.md: `y = x*1.5 + 0.25; z = tanh(y)*exp(-y*y) + max(y, 0);
+/// out = sqrt(abs(z) + 1) - 1`.
+pub fn chain(x: &Tensor) -> Tensor {
+    let y = x * 1.5 + 0.25;
+    let z = y.tanh() * (-(&y * &y)).exp() + y.maximum(0.0);
+    (z.abs() + 1.0).sqrt() - 1.0
+}
+
+/// The Keras documentation's antirectifier.
+pub fn antirectifier(x: &Tensor) -> Tensor {
+    let x = x - x.mean(1, true);
+    let x = x.l2_normalize(1);
+    Tensor::concatenate(&[x.relu(), (-&x).relu()], 1)
+}
+
+/// Dense 784→512 relu → 512→512 relu → 512→10, weights from fixed seeds.
+pub fn mlp_model() -> Result<Model> {
+    let mut m = Sequential::named("mlp");
+    m.add(Input::new(&[784]))?;
+    m.add(Dense::new(512).activation(Activation::Relu).seed(1))?;
+    m.add(Dense::new(512).activation(Activation::Relu).seed(2))?;
+    m.add(Dense::new(10).seed(3))?;
+    m.model()
+}
+
+/// Builds a workload at BENCH.md's size, or at `1/scale` of it (for quick runs and criterion).
+pub fn workload(name: &str, scale: usize) -> Result<Workload> {
+    let scale = scale.max(1);
+    let f32s = |n: usize| n as f64 * 4.0;
+    let w = match name {
+        "copy" | "chain" => {
+            let n = (1usize << 24) / scale;
+            let model = if name == "copy" {
+                lambda_model(&[], |x| x * 1.0)?
+            } else {
+                lambda_model(&[], chain)?
+            };
+            Workload {
+                name: if name == "copy" { "copy" } else { "chain" },
+                model,
+                inputs: vec![HostTensor::new(&[n], seeded(n, 1))?],
+                figure: Figure::Bandwidth {
+                    bytes: 2.0 * f32s(n),
+                },
+            }
+        }
+        "antirectifier" | "softmax" => {
+            let rows = 65536 / scale;
+            let model = if name == "softmax" {
+                lambda_model(&[256], |x| x.softmax(-1))?
+            } else {
+                lambda_model(&[256], antirectifier)?
+            };
+            Workload {
+                name: if name == "softmax" {
+                    "softmax"
+                } else {
+                    "antirectifier"
+                },
+                model,
+                inputs: vec![HostTensor::new(&[rows, 256], seeded(rows * 256, 2))?],
+                figure: Figure::Seconds,
+            }
+        }
+        "matmul" => {
+            let n = (1024 / scale.isqrt().max(1)).max(16);
+            let b = HostTensor::new(&[n, n], seeded(n * n, 4))?;
+            let model = lambda_model(&[n], move |x| x.matmul(&Tensor::constant(b.clone())))?;
+            Workload {
+                name: "matmul",
+                model,
+                inputs: vec![HostTensor::new(&[n, n], seeded(n * n, 3))?],
+                figure: Figure::Gflops {
+                    flops: 2.0 * (n as f64).powi(3),
+                },
+            }
+        }
+        "mlp" | "mlp_b1" => {
+            let batch = if name == "mlp" {
+                (1024 / scale).max(1)
+            } else {
+                1
+            };
+            Workload {
+                name: if name == "mlp" { "mlp" } else { "mlp_b1" },
+                model: mlp_model()?,
+                inputs: vec![HostTensor::new(&[batch, 784], seeded(batch * 784, 5))?],
+                figure: Figure::Seconds,
+            }
+        }
+        other => {
+            return Err(crate::Error::NotFound {
+                kind: "workload".into(),
+                name: other.to_string(),
+                detail: format!(" (known: {})", WORKLOADS.join(", ")),
+            });
+        }
+    };
+    Ok(w)
+}
+
+/// The result of measuring one workload on one backend.
+#[derive(Clone, Debug)]
+pub struct Measurement {
+    /// The workload.
+    pub workload: &'static str,
+    /// `cpu` or `gpu`.
+    pub backend: String,
+    /// The device or interpreter it ran on.
+    pub device: String,
+    /// Seconds of the first run, which compiles (session creation included).
+    pub compile_s: f64,
+    /// Median seconds of the steady-state span (for the GPU: kernels on resident inputs).
+    pub median_s: f64,
+    /// For the GPU: median seconds with upload and read-back.
+    pub end_to_end_s: Option<f64>,
+    /// The figure: GB/s or GFLOP/s (`None` for seconds-only workloads).
+    pub figure: Option<(f64, &'static str)>,
+    /// Kernel dispatches per run (GPU).
+    pub dispatches_per_run: f64,
+    /// Shader compiles per steady-state run (GPU; 0 when caching works).
+    pub compiles_per_run: f64,
+    /// Timed runs.
+    pub runs: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Measures a workload on a backend: one compiling run, one warm-up, then `runs` timed runs.
+pub fn measure(w: &Workload, kind: BackendKind, runs: usize) -> Result<Measurement> {
+    let runs = runs.max(1);
+    let t0 = Instant::now();
+    let session = Session::new(w.model.program().clone(), kind)?;
+    session.run(&w.inputs)?;
+    let compile_s = t0.elapsed().as_secs_f64();
+    session.run(&w.inputs)?;
+    let before = session.stats();
+    let mut e2e = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        session.run(&w.inputs)?;
+        e2e.push(t.elapsed().as_secs_f64());
+    }
+    let stats = session.stats().since(&before);
+    let is_gpu = session.backend_name().starts_with("gpu");
+    let (median_s, end_to_end_s) = if is_gpu {
+        let mut device = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t = Instant::now();
+            if let Some(r) = session.run_on_device(&w.inputs) {
+                r?;
+            }
+            device.push(t.elapsed().as_secs_f64());
+        }
+        (median(device), Some(median(e2e)))
+    } else if w.name == "copy" {
+        // The CPU's ceiling is a plain memory copy of the same buffer.
+        let src = w.inputs[0].as_f32()?.to_vec();
+        let mut dst = vec![0f32; src.len()];
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t = Instant::now();
+            dst.copy_from_slice(std::hint::black_box(&src));
+            std::hint::black_box(&dst);
+            times.push(t.elapsed().as_secs_f64());
+        }
+        (median(times), None)
+    } else {
+        (median(e2e), None)
+    };
+    let figure = match w.figure {
+        Figure::Bandwidth { bytes } => Some((bytes / median_s / 1e9, "GB/s")),
+        Figure::Gflops { flops } => Some((flops / median_s / 1e9, "GFLOP/s")),
+        Figure::Seconds => None,
+    };
+    Ok(Measurement {
+        workload: w.name,
+        backend: if is_gpu { "gpu".into() } else { "cpu".into() },
+        device: session.backend_name(),
+        compile_s,
+        median_s,
+        end_to_end_s,
+        figure,
+        dispatches_per_run: stats.dispatches as f64 / runs as f64,
+        compiles_per_run: stats.compiles as f64 / runs as f64,
+        runs,
+    })
+}
+
+impl Measurement {
+    /// One JSON object (no dependencies: the fields are numbers and plain strings).
+    pub fn to_json(&self) -> String {
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut s = format!(
+            "{{\"workload\":\"{}\",\"backend\":\"{}\",\"device\":\"{}\",\"median_s\":{:.9},\"compile_s\":{:.6},\"runs\":{}",
+            self.workload,
+            self.backend,
+            esc(&self.device),
+            self.median_s,
+            self.compile_s,
+            self.runs
+        );
+        if let Some(e) = self.end_to_end_s {
+            s += &format!(",\"end_to_end_s\":{e:.9}");
+        }
+        if let Some((v, unit)) = self.figure {
+            let key = if unit == "GB/s" { "GBps" } else { "GFLOPs" };
+            s += &format!(",\"{key}\":{v:.3}");
+        }
+        s += &format!(
+            ",\"dispatches_per_run\":{},\"compiles_per_run\":{}}}",
+            self.dispatches_per_run, self.compiles_per_run
+        );
+        s
+    }
+}
