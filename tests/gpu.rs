@@ -12,7 +12,13 @@ use std::sync::Arc;
 fn gpu() -> Option<Arc<GpuBackend>> {
     match lamina::shared_gpu() {
         Ok(g) => {
-            eprintln!("GPU tests run on: {}", g.context().adapter);
+            // Written past the test harness's capture, once, so that CI logs name the adapter.
+            static NAMED: std::sync::Once = std::sync::Once::new();
+            NAMED.call_once(|| {
+                use std::io::Write;
+                let line = format!("GPU tests run on: {}\n", g.context().adapter);
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            });
             Some(g)
         }
         Err(e) => {

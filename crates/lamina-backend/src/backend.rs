@@ -1,6 +1,6 @@
 //! The `Backend` trait: compile a program for concrete input shapes, run it on host tensors.
 
-use lamina_graph::{HostTensor, Program, Result};
+use lamina_graph::{Error, HostTensor, Program, Result};
 use std::sync::Arc;
 
 /// A device that runs programs: the CPU interpreter, or a GPU.
@@ -73,4 +73,36 @@ impl RunStats {
             bytes_read_back: self.bytes_read_back - earlier.bytes_read_back,
         }
     }
+}
+
+/// Checks host inputs against the concrete shapes an executable was compiled for (count, shape
+/// and dtype), so that `Executable::run` never reads out of bounds whoever calls it.
+pub fn check_compiled_inputs(
+    program: &Program,
+    shapes: &[Vec<usize>],
+    inputs: &[HostTensor],
+) -> Result<()> {
+    if inputs.len() != program.inputs.len() {
+        return Err(Error::Inputs {
+            detail: format!(
+                "{} inputs given, {} compiled for",
+                inputs.len(),
+                program.inputs.len()
+            ),
+        });
+    }
+    for (k, (&i, host)) in program.inputs.iter().zip(inputs).enumerate() {
+        if host.shape() != shapes[i].as_slice() || host.dtype() != program.nodes[i].dtype {
+            return Err(Error::Inputs {
+                detail: format!(
+                    "input {k} is {:?} {}, but this executable was compiled for {:?} {}",
+                    host.shape(),
+                    host.dtype(),
+                    shapes[i],
+                    program.nodes[i].dtype
+                ),
+            });
+        }
+    }
+    Ok(())
 }

@@ -59,28 +59,7 @@ pub struct CpuExecutable {
 impl Executable for CpuExecutable {
     fn run(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
         let p = &self.program;
-        if inputs.len() != p.inputs.len() {
-            return Err(Error::Inputs {
-                detail: format!(
-                    "{} inputs given, {} compiled for",
-                    inputs.len(),
-                    p.inputs.len()
-                ),
-            });
-        }
-        for (k, (&i, host)) in p.inputs.iter().zip(inputs).enumerate() {
-            if host.shape() != self.shapes[i].as_slice() || host.dtype() != p.nodes[i].dtype {
-                return Err(Error::Inputs {
-                    detail: format!(
-                        "input {k} is {:?} {}, but this executable was compiled for {:?} {}",
-                        host.shape(),
-                        host.dtype(),
-                        self.shapes[i],
-                        p.nodes[i].dtype
-                    ),
-                });
-            }
-        }
+        crate::backend::check_compiled_inputs(p, &self.shapes, inputs)?;
         // How many later nodes read each node, so that values are dropped once dead.
         let mut uses = vec![0usize; p.nodes.len()];
         for n in &p.nodes {

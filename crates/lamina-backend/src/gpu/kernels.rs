@@ -69,6 +69,17 @@ fn indent(lines: Vec<String>) -> Vec<String> {
     lines.into_iter().map(|l| format!("    {l}")).collect()
 }
 
+/// Adds `for (var j = start; j < bound; j++) { body }` to the emitter's current scope.
+fn push_loop(em: &mut Emitter<'_>, j: &str, start: &str, bound: &str, body: Vec<String>) {
+    em.line(format!(
+        "for (var {j}: u32 = {start}; {j} < {bound}; {j} = {j} + 1u) {{"
+    ));
+    for l in indent(body) {
+        em.line(l);
+    }
+    em.line("}".into());
+}
+
 /// One thread per output element.
 pub fn elementwise(
     prog: &Program,
@@ -184,13 +195,7 @@ pub fn row(
             Ok(())
         });
         res?;
-        em.line(format!(
-            "for (var {j}: u32 = 0u; {j} < {n_inner}; {j} = {j} + 1u) {{"
-        ));
-        for l in indent(body) {
-            em.line(l);
-        }
-        em.line("}".into());
+        push_loop(&mut em, &j, "0u", &n_inner, body);
         if *op == ReduceOp::Mean {
             em.line(format!("{acc} = {acc} / f32({n_inner});"));
         }
@@ -250,13 +255,7 @@ pub fn row(
             Ok(())
         });
         res?;
-        em.line(format!(
-            "for (var {j}: u32 = 0u; {j} < {n_free}; {j} = {j} + 1u) {{"
-        ));
-        for l in indent(body) {
-            em.line(l);
-        }
-        em.line("}".into());
+        push_loop(&mut em, &j, "0u", &n_free, body);
     }
     let body = em.take_lines();
     Ok(KernelCode {
@@ -322,13 +321,7 @@ pub fn arg_reduce(
         Ok(())
     });
     res?;
-    em.line(format!(
-        "for (var {j}: u32 = 1u; {j} < {n}; {j} = {j} + 1u) {{"
-    ));
-    for l in indent(body) {
-        em.line(l);
-    }
-    em.line("}".into());
+    push_loop(&mut em, &j, "1u", &n, body);
     em.line(format!("out[t] = {bi};"));
     let body = em.take_lines();
     Ok(KernelCode {
@@ -389,13 +382,7 @@ pub fn scan(
         Ok(())
     });
     res?;
-    em.line(format!(
-        "for (var {j}: u32 = 0u; {j} < {n}; {j} = {j} + 1u) {{"
-    ));
-    for l in indent(body) {
-        em.line(l);
-    }
-    em.line("}".into());
+    push_loop(&mut em, &j, "0u", &n, body);
     let body = em.take_lines();
     Ok(KernelCode {
         wgsl: assemble(&em, dtype, WG_ROW, &body),

@@ -407,33 +407,13 @@ impl GpuExecutable {
         let backend = &self.backend;
         let ctx = &backend.ctx;
         let p = &self.program;
-        if inputs.len() != p.inputs.len() {
-            return Err(Error::Inputs {
-                detail: format!(
-                    "{} inputs given, {} compiled for",
-                    inputs.len(),
-                    p.inputs.len()
-                ),
-            });
-        }
+        crate::backend::check_compiled_inputs(p, &self.shapes, inputs)?;
         // Inputs, and weights changed since they were uploaded.
         let mut rebind = false;
         for (n, slot) in &self.slots {
             match slot {
                 Slot::Input(k) => {
                     let host = &inputs[*k];
-                    if host.shape() != self.shapes[*n].as_slice()
-                        || host.dtype() != p.nodes[*n].dtype
-                    {
-                        return Err(Error::Inputs {
-                            detail: format!(
-                                "input {k} is {:?} {}, compiled for {:?}",
-                                host.shape(),
-                                host.dtype(),
-                                self.shapes[*n]
-                            ),
-                        });
-                    }
                     let words = to_words(host.data());
                     ctx.queue.write_buffer(&self.buffers[n], 0, &words);
                     backend
