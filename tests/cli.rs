@@ -59,13 +59,44 @@ fn quickstart_models_run_back_through_lamina_run() -> Result<()> {
     linear.set_variable("multiplier", HostTensor::scalar(2.0))?;
     let x: Vec<f32> = vec![1.0, 2.0, 3.0, 4.0, 3e-7, -1e-7, -1e-7, -1e-7];
     write_npy(&dir.join("x.npy"), &[2, 4], &x);
-    for (name, model) in [("anti", anti.model()?), ("lt", lt.model()?)] {
+    let mut square = Sequential::named("square");
+    square.add(Input::new(&[4]))?;
+    square.add(Lambda::new(|x| x.pow(2.0)))?;
+    let affine = Lambda::with_scope(|xs, s| &xs[0] * s.argument("a") + s.argument("b"))
+        .argument("a", 0.6)
+        .argument("b", 0.4);
+    let mut args = Sequential::named("arguments");
+    args.add(Input::new(&[4]))?;
+    args.add(affine)?;
+    let a = Input::new(&[4]).tensor();
+    let b = Input::new(&[4]).tensor();
+    let shared = Dense::new(4).activation(Activation::Tanh);
+    let (ha, hb) = (shared.call(&a)?, shared.call(&b)?);
+    let dist = Lambda::multi(|xs| (&xs[0] - &xs[1]).abs()).call_many(&[ha.clone(), hb.clone()])?;
+    let merged = Lambda::multi(|xs| Tensor::concatenate(xs, -1)).call_many(&[dist, ha, hb])?;
+    let score = Dense::new(1)
+        .activation(Activation::Sigmoid)
+        .call(&merged)?;
+    let siamese = Model::new(&[a, b], &[score])?;
+    let y: Vec<f32> = vec![0.5, -1.0, 2.0, 0.25, 1.0, 0.0, -1.0, 0.5];
+    write_npy(&dir.join("y.npy"), &[2, 4], &y);
+    let models = [
+        ("square", square.model()?, vec!["x.npy"]),
+        ("anti", anti.model()?, vec!["x.npy"]),
+        ("lt", lt.model()?, vec!["x.npy"]),
+        ("args", args.model()?, vec!["x.npy"]),
+        ("siamese", siamese, vec!["x.npy", "y.npy"]),
+    ];
+    for (name, model, inputs) in models {
         let path = dir.join(format!("{name}.lamina"));
         model.save(&path)?;
         let out = dir.join(format!("{name}_out.npy"));
-        let status = lamina()
-            .args(["run", path.to_str().unwrap(), "--input"])
-            .arg(dir.join("x.npy"))
+        let mut cmd = lamina();
+        cmd.args(["run", path.to_str().unwrap()]);
+        for i in &inputs {
+            cmd.arg("--input").arg(dir.join(i));
+        }
+        let status = cmd
             .arg("--output")
             .arg(&out)
             .args(["--backend", "cpu"])
@@ -77,7 +108,11 @@ fn quickstart_models_run_back_through_lamina_run() -> Result<()> {
             String::from_utf8_lossy(&status.stderr)
         );
         let (shape, got) = read_npy(&out);
-        let want = model.predict(&[HostTensor::new(&[2, 4], x.clone())?])?;
+        let hosts: Vec<HostTensor> = inputs
+            .iter()
+            .map(|i| HostTensor::new(&[2, 4], if *i == "x.npy" { x.clone() } else { y.clone() }))
+            .collect::<Result<_>>()?;
+        let want = Session::new(model.program().clone(), BackendKind::Cpu)?.run(&hosts)?;
         assert_eq!(
             shape,
             want[0]

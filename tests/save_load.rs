@@ -117,8 +117,24 @@ fn every_model_round_trips_bit_identically() -> Result<()> {
         let path = dir.join(format!("m{i}.lamina"));
         model.save(&path)?;
         let loaded = Model::load(&path)?;
-        let want = model.predict(&inputs)?;
-        let got = loaded.predict(&inputs)?;
+        // Bit-identical on the CPU interpreter, whatever LAMINA_BACKEND says.
+        let cpu = |m: &Model| Session::new(m.program().clone(), BackendKind::Cpu)?.run(&inputs);
+        let want = cpu(&model)?;
+        let got = cpu(&loaded)?;
+        // And the loaded model agrees on the GPU, where there is one.
+        if let Ok(g) = lamina::shared_gpu() {
+            let on_gpu = Session::with_backend(loaded.program().clone(), std::sync::Arc::new(g))
+                .run(&inputs)?;
+            for (w, g) in want.iter().zip(&on_gpu) {
+                let (w, g) = (w.to_f32_vec(), g.to_f32_vec());
+                assert!(
+                    w.iter()
+                        .zip(&g)
+                        .all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + a.abs())),
+                    "model {i} on the GPU: {w:?} vs {g:?}"
+                );
+            }
+        }
         assert_eq!(want.len(), got.len());
         for (w, g) in want.iter().zip(&got) {
             assert_eq!(w.shape(), g.shape());
