@@ -80,7 +80,7 @@ impl Element for bool {
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostTensor {
     shape: Vec<usize>,
-    data: HostData,
+    data: std::sync::Arc<HostData>,
 }
 
 impl HostTensor {
@@ -103,7 +103,7 @@ impl HostTensor {
         }
         Ok(HostTensor {
             shape: shape.to_vec(),
-            data,
+            data: std::sync::Arc::new(data),
         })
     }
 
@@ -111,7 +111,7 @@ impl HostTensor {
     pub fn scalar(value: f32) -> Self {
         HostTensor {
             shape: vec![],
-            data: HostData::F32(vec![value]),
+            data: std::sync::Arc::new(HostData::F32(vec![value])),
         }
     }
 
@@ -141,6 +141,28 @@ impl HostTensor {
         &self.data
     }
 
+    /// The shared data: cloning a host tensor, or handing it to a backend, copies nothing.
+    pub fn data_arc(&self) -> &std::sync::Arc<HostData> {
+        &self.data
+    }
+
+    /// A tensor over shared data; the data length must equal the product of the shape.
+    pub fn from_arc(shape: &[usize], data: std::sync::Arc<HostData>) -> Result<Self> {
+        let expected = checked_numel(shape)?;
+        if expected != data.len() {
+            return Err(Error::HostTensor {
+                detail: format!(
+                    "shape {shape:?} holds {expected} elements but {} were given",
+                    data.len()
+                ),
+            });
+        }
+        Ok(HostTensor {
+            shape: shape.to_vec(),
+            data,
+        })
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.data.len()
@@ -153,7 +175,7 @@ impl HostTensor {
 
     /// The data as `f32`, or an error if the tensor holds another type.
     pub fn as_f32(&self) -> Result<&[f32]> {
-        match &self.data {
+        match &*self.data {
             HostData::F32(v) => Ok(v),
             other => Err(self.wrong_type("float32", other.dtype())),
         }
@@ -161,7 +183,7 @@ impl HostTensor {
 
     /// The data as `i32`, or an error if the tensor holds another type.
     pub fn as_i32(&self) -> Result<&[i32]> {
-        match &self.data {
+        match &*self.data {
             HostData::I32(v) => Ok(v),
             other => Err(self.wrong_type("int32", other.dtype())),
         }
@@ -169,7 +191,7 @@ impl HostTensor {
 
     /// The data as `bool`, or an error if the tensor holds another type.
     pub fn as_bool(&self) -> Result<&[bool]> {
-        match &self.data {
+        match &*self.data {
             HostData::Bool(v) => Ok(v),
             other => Err(self.wrong_type("bool", other.dtype())),
         }
@@ -177,7 +199,7 @@ impl HostTensor {
 
     /// The data converted to `f32` whatever its type (bools become 0 or 1).
     pub fn to_f32_vec(&self) -> Vec<f32> {
-        match &self.data {
+        match &*self.data {
             HostData::F32(v) => v.clone(),
             HostData::I32(v) => v.iter().map(|&x| x as f32).collect(),
             HostData::U32(v) => v.iter().map(|&x| x as f32).collect(),
@@ -187,7 +209,8 @@ impl HostTensor {
 
     /// Splits into shape and data.
     pub fn into_parts(self) -> (Vec<usize>, HostData) {
-        (self.shape, self.data)
+        let data = std::sync::Arc::unwrap_or_clone(self.data);
+        (self.shape, data)
     }
 
     fn wrong_type(&self, wanted: &str, got: DType) -> Error {

@@ -3,6 +3,44 @@
 use super::strided::broadcast_strides;
 use lamina_graph::{Error, HostData, Result};
 
+/// `out = a @ b` for row-major `a` (m×k), `b` (k×n), `out` (m×n), with the `gemm` crate:
+/// packed, SIMD micro-kernels chosen at run time for the CPU (AVX2/FMA where present), and
+/// threads for large products.
+fn gemm_f32(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], out: &mut [f32]) {
+    let threads = if m * n * k >= 1 << 18 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `gemm` takes raw pointers. The three slices have exactly m*k, k*n and m*n
+    // elements (checked by the caller's slicing), the strides below describe row-major
+    // matrices inside them, and `out` is exclusively borrowed, so no access is out of bounds
+    // or aliased.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads,
+        );
+    }
+}
+
 /// `a @ b` for `a` of shape `[..., m, k]` and `b` of shape `[..., k, n]`.
 pub fn matmul(
     a: &HostData,
@@ -36,16 +74,7 @@ pub fn matmul(
         let am = &a[ao as usize * m * k..][..m * k];
         let bm = &b[bo as usize * k * n..][..k * n];
         let om = &mut out[bi * m * n..][..m * n];
-        for i in 0..m {
-            let orow = &mut om[i * n..(i + 1) * n];
-            for p in 0..k {
-                let av = am[i * k + p];
-                let brow = &bm[p * n..(p + 1) * n];
-                for (o, &bv) in orow.iter_mut().zip(brow) {
-                    *o += av * bv;
-                }
-            }
-        }
+        gemm_f32(m, k, n, am, bm, om);
         for d in (0..index.len()).rev() {
             index[d] += 1;
             if index[d] < batch_shape[d] {

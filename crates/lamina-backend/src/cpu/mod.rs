@@ -1,6 +1,7 @@
 //! The CPU interpreter: the reference semantics of every primitive op.
 
 mod elementwise;
+mod fused;
 mod matmul;
 mod movement;
 mod reduce;
@@ -37,14 +38,17 @@ impl Backend for CpuBackend {
             .nodes
             .iter()
             .map(|n| match &n.op {
-                Op::Constant(c) => Some(Arc::new(c.data().clone())),
+                Op::Constant(c) => Some(c.data_arc().clone()),
                 _ => None,
             })
             .collect();
+        let (fused, internal) = fused::plan(program, &shapes);
         Ok(Arc::new(CpuExecutable {
             program: program.clone(),
             shapes,
             constants,
+            fused,
+            internal,
         }))
     }
 }
@@ -54,6 +58,10 @@ pub struct CpuExecutable {
     program: Arc<Program>,
     shapes: Vec<Vec<usize>>,
     constants: Vec<Option<Arc<HostData>>>,
+    /// Fused regions by root node.
+    fused: Vec<Option<fused::FusedKernel>>,
+    /// Nodes computed only inside fused regions (never stored).
+    internal: std::collections::HashSet<usize>,
 }
 
 impl Executable for CpuExecutable {
@@ -62,9 +70,13 @@ impl Executable for CpuExecutable {
         crate::backend::check_compiled_inputs(p, &self.shapes, inputs)?;
         // How many later nodes read each node, so that values are dropped once dead.
         let mut uses = vec![0usize; p.nodes.len()];
-        for n in &p.nodes {
-            for &i in &n.inputs {
-                uses[i] += 1;
+        for (i, n) in p.nodes.iter().enumerate() {
+            if self.internal.contains(&i) {
+                continue;
+            }
+            match &self.fused[i] {
+                Some(k) => k.reads.iter().for_each(|&r| uses[r] += 1),
+                None => n.inputs.iter().for_each(|&r| uses[r] += 1),
             }
         }
         for &o in &p.outputs {
@@ -75,10 +87,25 @@ impl Executable for CpuExecutable {
             let host = inputs.get(k).ok_or_else(|| Error::Inputs {
                 detail: format!("input {k} missing"),
             })?;
-            values[i] = Some(Arc::new(host.data().clone()));
+            values[i] = Some(host.data_arc().clone());
         }
         for (i, node) in p.nodes.iter().enumerate() {
-            if values[i].is_some() {
+            if values[i].is_some() || self.internal.contains(&i) {
+                continue;
+            }
+            if let Some(k) = &self.fused[i] {
+                let n = self.shapes[i].iter().product();
+                let v = k.run(&values, n).ok_or_else(|| Error::Backend {
+                    backend: "cpu".into(),
+                    detail: format!("fused region at node {i} read a value not computed"),
+                })?;
+                values[i] = Some(Arc::new(v));
+                for &j in &k.reads {
+                    uses[j] -= 1;
+                    if uses[j] == 0 {
+                        values[j] = None;
+                    }
+                }
                 continue;
             }
             let arg = |j: usize| -> Result<&Arc<HostData>> {
@@ -101,7 +128,7 @@ impl Executable for CpuExecutable {
                     backend: "cpu".into(),
                     detail: "constant missing".into(),
                 })?,
-                Op::Variable(v) => Arc::new(v.with_value(|t| t.data().clone())),
+                Op::Variable(v) => v.with_value(|t| t.data_arc().clone()),
                 Op::Unary(u) => Arc::new(elementwise::unary(*u, arg(0)?)?),
                 Op::Binary(b) => Arc::new(elementwise::binary(
                     *b,
@@ -165,7 +192,7 @@ impl Executable for CpuExecutable {
                     backend: "cpu".into(),
                     detail: "an output was not computed".into(),
                 })?;
-                HostTensor::from_data(&self.shapes[o], data.as_ref().clone())
+                HostTensor::from_arc(&self.shapes[o], data.clone())
             })
             .collect()
     }

@@ -1,0 +1,496 @@
+//! Fused evaluation on the CPU: a region of elementwise ops, concatenations and reductions over
+//! the last axis is evaluated row by row (or, without reductions, block by block) in small
+//! buffers that stay in cache, with one tight loop per op and rows spread over threads. Only
+//! the region's root is written to memory.
+
+use super::elementwise::{binary_f32, fmax_nan, fmin_nan, unary_f32};
+use lamina_graph::op::{BinaryOp, Op, ReduceOp, UnaryOp};
+use lamina_graph::{DType, HostData, Program};
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+
+/// Elements per block when a region has no reductions.
+const BLOCK: usize = 4096;
+/// The most ops one fused region holds.
+const MAX_REGION: usize = 512;
+
+/// How a region reads a buffer computed outside it.
+#[derive(Clone, Copy, Debug)]
+enum Read {
+    /// Row `i` is elements `i*len..(i+1)*len`.
+    PerRow,
+    /// Every row reads elements `0..len` (a broadcast vector or scalar).
+    Shared,
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Leaf { node: usize, read: Read },
+    Unary(UnaryOp, usize),
+    Binary(BinaryOp, usize, usize),
+    Where(usize, usize, usize),
+    Reduce(ReduceOp, usize),
+    Concat(Vec<usize>),
+    Copy(usize),
+    ToBool(usize),
+}
+
+/// A fused region: its steps in order (each reads earlier steps), the length of each step's
+/// row, and how many rows there are.
+#[derive(Clone, Debug)]
+pub struct FusedKernel {
+    steps: Vec<Step>,
+    lens: Vec<usize>,
+    rows: usize,
+    /// Whether rows may be cut into blocks (no reductions or concatenations).
+    blockwise: bool,
+    /// For blocks: whether each step is one value broadcast everywhere.
+    scalar: Vec<bool>,
+    /// The buffers read, for liveness.
+    pub reads: Vec<usize>,
+}
+
+fn fusible_op(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Where
+            | Op::Cast(_)
+            | Op::Concat { .. }
+            | Op::Reduce { .. }
+    )
+}
+
+struct Builder<'a> {
+    prog: &'a Program,
+    shapes: &'a [Vec<usize>],
+    lead: Vec<usize>,
+    steps: Vec<Step>,
+    lens: Vec<usize>,
+    index: HashMap<usize, usize>,
+    reads: Vec<usize>,
+}
+
+impl Builder<'_> {
+    /// The row length of `n` if its shape has the region's leading dims (or broadcasts to
+    /// them when `shared_ok`), with how it would be read as a leaf.
+    fn row_len(&self, n: usize) -> Option<(usize, Read)> {
+        let s = &self.shapes[n];
+        let r = self.lead.len() + 1;
+        if s.len() > r {
+            return None;
+        }
+        let padded: Vec<usize> = std::iter::repeat_n(1, r - s.len())
+            .chain(s.iter().copied())
+            .collect();
+        let last = padded[r - 1];
+        if padded[..r - 1] == self.lead[..] {
+            Some((last, Read::PerRow))
+        } else if padded[..r - 1].iter().all(|&d| d == 1) {
+            Some((last, Read::Shared))
+        } else {
+            None
+        }
+    }
+
+    fn dtype_ok(&self, n: usize) -> bool {
+        matches!(self.prog.nodes[n].dtype, DType::F32 | DType::Bool)
+    }
+
+    /// Adds node `n` (as a computed step when `inside`, else as a leaf read).
+    fn add(&mut self, n: usize, inside: &HashSet<usize>) -> Option<usize> {
+        if let Some(&i) = self.index.get(&n) {
+            return Some(i);
+        }
+        let node = &self.prog.nodes[n];
+        let step = if inside.contains(&n) {
+            let ins: Vec<usize> = node
+                .inputs
+                .iter()
+                .map(|&m| self.add(m, inside))
+                .collect::<Option<Vec<_>>>()?;
+            match &node.op {
+                Op::Unary(u) => Step::Unary(*u, ins[0]),
+                Op::Binary(b) => Step::Binary(*b, ins[0], ins[1]),
+                Op::Where => Step::Where(ins[0], ins[1], ins[2]),
+                Op::Cast(DType::Bool) if self.prog.nodes[node.inputs[0]].dtype == DType::F32 => {
+                    Step::ToBool(ins[0])
+                }
+                Op::Cast(_) => Step::Copy(ins[0]),
+                Op::Reduce { op, .. } => Step::Reduce(*op, ins[0]),
+                Op::Concat { .. } => Step::Concat(ins),
+                _ => return None,
+            }
+        } else {
+            if !self.dtype_ok(n) {
+                return None;
+            }
+            let (_, read) = self.row_len(n)?;
+            self.reads.push(n);
+            Step::Leaf { node: n, read }
+        };
+        let (len, _) = self.row_len(n)?;
+        self.steps.push(step);
+        self.lens.push(len);
+        self.index.insert(n, self.steps.len() - 1);
+        Some(self.steps.len() - 1)
+    }
+}
+
+/// Whether node `n` can be computed inside a region whose rows have leading dims `lead`.
+fn can_fuse(prog: &Program, shapes: &[Vec<usize>], n: usize, lead: &[usize]) -> bool {
+    let node = &prog.nodes[n];
+    let s = &shapes[n];
+    if !fusible_op(&node.op) || !matches!(node.dtype, DType::F32 | DType::Bool) {
+        return false;
+    }
+    if s.len() != lead.len() + 1 || s[..lead.len()] != *lead {
+        return false;
+    }
+    let r = s.len();
+    let input_ok = |m: usize| matches!(prog.nodes[m].dtype, DType::F32 | DType::Bool);
+    if !node.inputs.iter().all(|&m| input_ok(m)) {
+        return false;
+    }
+    match &node.op {
+        Op::Reduce { axes, keepdims, .. } => {
+            *keepdims && axes.as_slice() == [r - 1] && node.dtype == DType::F32
+        }
+        Op::Concat { axis } => *axis == r - 1,
+        Op::Cast(to) => matches!(to, DType::F32 | DType::Bool),
+        _ => true,
+    }
+}
+
+/// Plans fused regions for a program with concrete shapes: for each node, `Some(kernel)`
+/// where the node is a region root computed fused, and the set of nodes that never need a
+/// buffer (inside regions only).
+pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>, HashSet<usize>) {
+    let n = prog.nodes.len();
+    let mut needed: HashSet<usize> = prog.outputs.iter().copied().collect();
+    let mut kernels: Vec<Option<FusedKernel>> = vec![None; n];
+    let mut internal: HashSet<usize> = HashSet::new();
+    for root in (0..n).rev() {
+        if !needed.contains(&root) {
+            continue;
+        }
+        let node = &prog.nodes[root];
+        let s = &shapes[root];
+        let fused = if !s.is_empty() && node.dtype == DType::F32 {
+            let lead = s[..s.len() - 1].to_vec();
+            if can_fuse(prog, shapes, root, &lead) {
+                // Grow the region through fusible inputs with the same rows.
+                let mut inside: HashSet<usize> = HashSet::new();
+                let mut stack = vec![root];
+                while let Some(m) = stack.pop() {
+                    // Regions stay small enough for a recursive build and a cache-sized set of
+                    // row buffers; what is left over gets regions of its own.
+                    if inside.len() >= MAX_REGION || !inside.insert(m) {
+                        continue;
+                    }
+                    for &i in &prog.nodes[m].inputs {
+                        if !inside.contains(&i)
+                            && !needed.contains(&i)
+                            && can_fuse(prog, shapes, i, &lead)
+                        {
+                            stack.push(i);
+                        }
+                    }
+                }
+                let mut b = Builder {
+                    prog,
+                    shapes,
+                    lead,
+                    steps: Vec::new(),
+                    lens: Vec::new(),
+                    index: HashMap::new(),
+                    reads: Vec::new(),
+                };
+                b.add(root, &inside).map(|_| {
+                    let rows: usize = b.lead.iter().product();
+                    let full = s[s.len() - 1];
+                    // Blocks cut across rows only when every value is either a whole tensor
+                    // of the root's shape or a single scalar.
+                    // A step is a scalar when it is one value everywhere.
+                    let mut scalar: Vec<bool> = Vec::with_capacity(b.steps.len());
+                    for (st, &len) in b.steps.iter().zip(&b.lens) {
+                        let sc = match st {
+                            Step::Leaf {
+                                read: Read::Shared, ..
+                            } => len == 1,
+                            Step::Leaf {
+                                read: Read::PerRow, ..
+                            } => len * rows == 1,
+                            Step::Unary(_, a) | Step::Copy(a) | Step::ToBool(a) => scalar[*a],
+                            Step::Binary(_, a, c) => scalar[*a] && scalar[*c],
+                            Step::Where(c, a, d) => scalar[*c] && scalar[*a] && scalar[*d],
+                            Step::Reduce(..) | Step::Concat(_) => false,
+                        };
+                        scalar.push(sc);
+                    }
+                    // Blocks cut across rows only when every value is either a whole tensor
+                    // of the root's shape or a scalar.
+                    let blockwise = inside.iter().all(|&m| {
+                        !matches!(prog.nodes[m].op, Op::Reduce { .. } | Op::Concat { .. })
+                    }) && b.steps.iter().zip(&b.lens).zip(&scalar).all(
+                        |((st, &len), &sc)| {
+                            sc || match st {
+                                Step::Leaf {
+                                    read: Read::PerRow, ..
+                                } => len == full,
+                                Step::Leaf {
+                                    read: Read::Shared, ..
+                                } => false,
+                                _ => true,
+                            }
+                        },
+                    );
+                    (
+                        FusedKernel {
+                            steps: b.steps,
+                            lens: b.lens,
+                            rows,
+                            blockwise,
+                            scalar,
+                            reads: b.reads,
+                        },
+                        inside,
+                    )
+                })
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        match fused {
+            // A region of one op gains nothing over the interpreter's kernel for it.
+            Some((k, inside)) if inside.len() > 1 => {
+                for &r in &k.reads {
+                    needed.insert(r);
+                }
+                for m in inside {
+                    if m != root {
+                        internal.insert(m);
+                    }
+                }
+                kernels[root] = Some(k);
+            }
+            _ => {
+                needed.extend(node.inputs.iter().copied());
+            }
+        }
+    }
+    internal.retain(|m| !needed.contains(m));
+    (kernels, internal)
+}
+
+fn as_f32(d: &HostData) -> Option<std::borrow::Cow<'_, [f32]>> {
+    match d {
+        HostData::F32(v) => Some(std::borrow::Cow::Borrowed(v)),
+        HostData::Bool(v) => Some(std::borrow::Cow::Owned(
+            v.iter().map(|&b| b as u8 as f32).collect(),
+        )),
+        _ => None,
+    }
+}
+
+fn reduce(op: ReduceOp, x: &[f32]) -> f32 {
+    match op {
+        ReduceOp::Sum => x.iter().sum(),
+        ReduceOp::Mean => x.iter().sum::<f32>() / x.len() as f32,
+        ReduceOp::Max => x.iter().copied().fold(f32::NEG_INFINITY, fmax_nan),
+        ReduceOp::Min => x.iter().copied().fold(f32::INFINITY, fmin_nan),
+        ReduceOp::Prod => x.iter().product(),
+    }
+}
+
+fn bool_f32(b: bool) -> f32 {
+    if b { 1.0 } else { 0.0 }
+}
+
+/// `f(a, b)` over two rows, each of length 1 or `out.len()`.
+fn zip_rows(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+    match (a.len() == out.len(), b.len() == out.len()) {
+        (true, true) => out
+            .iter_mut()
+            .zip(a.iter().zip(b))
+            .for_each(|(o, (&x, &y))| *o = f(x, y)),
+        (true, false) => {
+            let y = b[0];
+            out.iter_mut().zip(a).for_each(|(o, &x)| *o = f(x, y));
+        }
+        (false, true) => {
+            let x = a[0];
+            out.iter_mut().zip(b).for_each(|(o, &y)| *o = f(x, y));
+        }
+        (false, false) => {
+            let v = f(a[0], b[0]);
+            out.iter_mut().for_each(|o| *o = v);
+        }
+    }
+}
+
+impl FusedKernel {
+    /// Evaluates the steps for rows (or blocks) `first..first+count` into `out`, reading the
+    /// leaves from `leaves` (f32 data per step index; `None` for computed steps).
+    fn eval(
+        &self,
+        leaves: &[Option<std::borrow::Cow<'_, [f32]>>],
+        scratch: &mut [Vec<f32>],
+        out: &mut [f32],
+        start: usize,
+        width: usize,
+        per_row: bool,
+    ) {
+        for (si, step) in self.steps.iter().enumerate() {
+            let len = if per_row {
+                self.lens[si]
+            } else if self.scalar[si] {
+                1
+            } else {
+                width
+            };
+            let (done, rest) = scratch.split_at_mut(si);
+            let dst = &mut rest[0];
+            dst.resize(len, 0.0);
+            let get = |k: usize| -> &[f32] { &done[k] };
+            match step {
+                Step::Leaf { read, .. } => {
+                    let data = leaves[si].as_deref().unwrap_or(&[]);
+                    let src = match (read, per_row) {
+                        (Read::Shared, _) => &data[..self.lens[si]],
+                        (Read::PerRow, true) => {
+                            &data[start * self.lens[si]..(start + 1) * self.lens[si]]
+                        }
+                        (Read::PerRow, false) if self.scalar[si] => &data[..1],
+                        (Read::PerRow, false) => &data[start..start + width],
+                    };
+                    dst.copy_from_slice(src);
+                }
+                Step::Unary(u, a) => {
+                    let f = unary_f32(*u);
+                    let a = get(*a);
+                    if *u == UnaryOp::Not {
+                        dst.iter_mut()
+                            .zip(a)
+                            .for_each(|(o, &x)| *o = bool_f32(x == 0.0));
+                    } else {
+                        dst.iter_mut().zip(a).for_each(|(o, &x)| *o = f(x));
+                    }
+                }
+                Step::Binary(b, x, y) => {
+                    let (x, y) = (get(*x), get(*y));
+                    match binary_f32(*b) {
+                        Some(f) => zip_rows(dst, x, y, f),
+                        None => {
+                            let f: fn(f32, f32) -> f32 = match b {
+                                BinaryOp::Less => |a, b| bool_f32(a < b),
+                                BinaryOp::LessEqual => |a, b| bool_f32(a <= b),
+                                BinaryOp::Greater => |a, b| bool_f32(a > b),
+                                BinaryOp::GreaterEqual => |a, b| bool_f32(a >= b),
+                                BinaryOp::Equal => |a, b| bool_f32(a == b),
+                                BinaryOp::NotEqual => |a, b| bool_f32(a != b),
+                                BinaryOp::And => |a, b| bool_f32(a != 0.0 && b != 0.0),
+                                _ => |a, b| bool_f32(a != 0.0 || b != 0.0),
+                            };
+                            zip_rows(dst, x, y, f);
+                        }
+                    }
+                }
+                Step::Where(c, a, b) => {
+                    let (c, a, b) = (get(*c), get(*a), get(*b));
+                    let n = dst.len();
+                    let at = |v: &[f32], i: usize| if v.len() == n { v[i] } else { v[0] };
+                    for (i, o) in dst.iter_mut().enumerate() {
+                        *o = if at(c, i) != 0.0 { at(a, i) } else { at(b, i) };
+                    }
+                }
+                Step::Reduce(op, a) => {
+                    dst[0] = reduce(*op, get(*a));
+                }
+                Step::Concat(parts) => {
+                    let mut off = 0;
+                    for &p in parts {
+                        let v = get(p);
+                        dst[off..off + v.len()].copy_from_slice(v);
+                        off += v.len();
+                    }
+                }
+                Step::ToBool(a) => {
+                    let a = get(*a);
+                    if a.len() == dst.len() {
+                        dst.iter_mut()
+                            .zip(a)
+                            .for_each(|(o, &x)| *o = bool_f32(x != 0.0));
+                    } else {
+                        dst.fill(bool_f32(a[0] != 0.0));
+                    }
+                }
+                Step::Copy(a) => {
+                    let a = get(*a);
+                    if a.len() == dst.len() {
+                        dst.copy_from_slice(a);
+                    } else {
+                        dst.fill(a[0]);
+                    }
+                }
+            }
+        }
+        let last = &scratch[self.steps.len() - 1];
+        if last.len() == out.len() {
+            out.copy_from_slice(last);
+        } else {
+            out.fill(last[0]);
+        }
+    }
+
+    /// Runs the region: `values` gives the data of each node computed so far.
+    pub fn run(
+        &self,
+        values: &[Option<std::sync::Arc<HostData>>],
+        out_len: usize,
+    ) -> Option<HostData> {
+        let leaves: Vec<Option<std::borrow::Cow<'_, [f32]>>> = self
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Leaf { node, .. } => values[*node].as_deref().and_then(as_f32),
+                _ => None,
+            })
+            .collect();
+        if self
+            .steps
+            .iter()
+            .zip(&leaves)
+            .any(|(s, l)| matches!(s, Step::Leaf { .. }) && l.is_none())
+        {
+            return None;
+        }
+        let mut out = vec![0f32; out_len];
+        let n_steps = self.steps.len();
+        if self.blockwise {
+            out.par_chunks_mut(BLOCK).enumerate().for_each_init(
+                || vec![Vec::with_capacity(BLOCK); n_steps],
+                |scratch, (b, chunk)| {
+                    self.eval(&leaves, scratch, chunk, b * BLOCK, chunk.len(), false)
+                },
+            );
+        } else {
+            let row_len = out_len / self.rows.max(1);
+            let rows_per_task = (BLOCK / row_len.max(1)).max(1);
+            out.par_chunks_mut(row_len * rows_per_task)
+                .enumerate()
+                .for_each_init(
+                    || vec![Vec::new(); n_steps],
+                    |scratch, (t, chunk)| {
+                        for (r, row) in chunk.chunks_mut(row_len).enumerate() {
+                            self.eval(&leaves, scratch, row, t * rows_per_task + r, row_len, true);
+                        }
+                    },
+                );
+        }
+        Some(HostData::F32(out))
+    }
+}
