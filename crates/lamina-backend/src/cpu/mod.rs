@@ -2,6 +2,7 @@
 
 mod elementwise;
 mod fused;
+mod math;
 mod matmul;
 mod movement;
 mod reduce;

@@ -1,6 +1,5 @@
 //! Reduction kernels: sum, mean, max, min, prod over axes; argmax/argmin; cumsum/cumprod.
 
-use super::elementwise::{fmax_nan, fmin_nan};
 use super::movement::permute;
 use lamina_graph::op::{ArgReduceOp, ReduceOp, ScanOp};
 use lamina_graph::{DType, Error, HostData, Result};
@@ -41,13 +40,7 @@ pub fn reduce(op: ReduceOp, x: &HostData, shape: &[usize], axes: &[usize]) -> Re
     Ok(match &data {
         HostData::F32(v) => HostData::F32(
             v.chunks_exact(row)
-                .map(|r| match op {
-                    ReduceOp::Sum => r.iter().sum(),
-                    ReduceOp::Mean => r.iter().sum::<f32>() / row as f32,
-                    ReduceOp::Max => r.iter().copied().fold(f32::NEG_INFINITY, fmax_nan),
-                    ReduceOp::Min => r.iter().copied().fold(f32::INFINITY, fmin_nan),
-                    ReduceOp::Prod => r.iter().product(),
-                })
+                .map(|r| super::fused::reduce(op, r))
                 .collect(),
         ),
         HostData::I32(v) => HostData::I32(
