@@ -1,6 +1,9 @@
 //! Vectorizable math for the CPU: `exp`, `tanh`, `sigmoid` without branches or library calls,
 //! to about 2 ulp, and the per-op loops that the compiler turns into SIMD code.
 
+// The polynomial coefficients are Cephes' as published; f32 rounds them on parsing.
+#![allow(clippy::excessive_precision)]
+
 use lamina_graph::op::{BinaryOp, UnaryOp};
 
 /// e^x: range reduction to r in [-ln2/2, ln2/2], Cephes' degree-5 polynomial, and scaling by
