@@ -13,8 +13,6 @@ pub const WG_ELEMENTWISE: u32 = 256;
 pub const WG_ROW: u32 = 64;
 /// Side of the square of threads of a matmul workgroup.
 pub const TILE: u32 = 16;
-/// Side of the output tile one matmul workgroup computes (each thread a 4x4 block).
-pub const MM_TILE: u32 = 64;
 
 /// A generated kernel.
 #[derive(Clone, Debug)]
@@ -426,7 +424,7 @@ pub fn matmul(
     root: usize,
     operands: &MatmulOperands,
 ) -> Result<KernelCode, Retry> {
-    let (a, b, shared_memory) = (&operands.a, &operands.b, operands.shared_memory);
+    let (a, b) = (&operands.a, &operands.b);
     let mut em = Emitter::new(prog, shapes, mat);
     let out_shape = shapes[root].clone();
     let (sa, sb) = (
@@ -435,11 +433,21 @@ pub fn matmul(
     );
     let r = out_shape.len();
     let (m, k, n) = (sa[sa.len() - 2], sa[sa.len() - 1], sb[sb.len() - 1]);
+    // Threads of a workgroup: 16x16 threads with 4x4 blocks (a 64x64 tile), or for at most
+    // 4 rows (batch-1 inference) one row of 256 threads (a 4x1024 tile), so that no
+    // workgroup computes rows that do not exist.
+    let narrow = m <= 4;
+    let shared_memory = operands.shared_memory && !narrow;
+    let (threads_x, tile_rows, tile_cols) = if narrow {
+        (256u32, 4u32, 1024u32)
+    } else {
+        (16, 64, 64)
+    };
     let batch_shape: Vec<usize> = out_shape[..r - 2].to_vec();
     let batches: usize = batch_shape.iter().product();
     let (tm, tn) = (
-        (m as u64).div_ceil(MM_TILE as u64),
-        (n as u64).div_ceil(MM_TILE as u64),
+        (m as u64).div_ceil(tile_rows as u64),
+        (n as u64).div_ceil(tile_cols as u64),
     );
     let tiles = batches as u64 * tm * tn;
     em.param(tiles as usize);
@@ -483,10 +491,10 @@ pub fn matmul(
     em.line(format!("let b_base = {b_off};"));
     // A 64x64 output tile per workgroup of 16x16 threads, each thread a 4x4 block; the
     // k dimension advances 16 at a time through workgroup memory.
-    em.line("let tx = lid.x % 16u;".into());
-    em.line("let ty = lid.x / 16u;".into());
-    em.line("let row0 = tile_m * 64u;".into());
-    em.line("let col0 = tile_n * 64u;".into());
+    em.line(format!("let tx = lid.x % {threads_x}u;"));
+    em.line(format!("let ty = lid.x / {threads_x}u;"));
+    em.line(format!("let row0 = tile_m * {tile_rows}u;"));
+    em.line(format!("let col0 = tile_n * {tile_cols}u;"));
     for i in 0..4 {
         for j in 0..4 {
             em.line(format!("var c{i}{j}: f32 = 0.0f;"));
