@@ -342,3 +342,26 @@ fn models_and_sessions_are_send_and_sync() {
     check::<Dense>();
     check::<Tensor>();
 }
+
+#[test]
+fn outputs_held_by_the_caller_are_never_written_over() -> Result<()> {
+    // The CPU backend reuses output buffers the caller has dropped; ones still held must keep
+    // their values.
+    let x = Input::new(&[3]).tensor();
+    let y = Lambda::new(|x| (x * 2.0).tanh() + 1.0).call(&x)?;
+    let m = Model::new(&[x], &[y])?;
+    let s = Session::new(m.program().clone(), BackendKind::Cpu)?;
+    let run = |v: f32| {
+        s.run(&[HostTensor::new(&[1, 3], vec![v; 3]).unwrap()])
+            .unwrap()
+    };
+    let want = |v: f32| vec![(v * 2.0).tanh() + 1.0; 3];
+    let a = run(0.1);
+    let b = run(0.2);
+    assert_close(a[0].as_f32()?, &want(0.1), 1e-6);
+    drop(a);
+    let c = run(0.3);
+    assert_close(b[0].as_f32()?, &want(0.2), 1e-6);
+    assert_close(c[0].as_f32()?, &want(0.3), 1e-6);
+    Ok(())
+}

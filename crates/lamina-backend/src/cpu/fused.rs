@@ -421,12 +421,15 @@ impl FusedKernel {
         }
     }
 
-    /// Runs the region: `values` gives the data of each node computed so far.
+    /// Runs the region: `values` gives the data of each node computed so far. `reuse` is a
+    /// buffer of an earlier run that nobody holds any more: written over instead of allocating
+    /// (and page-faulting) a new one.
     pub fn run(
         &self,
         values: &[Option<std::sync::Arc<HostData>>],
         out_len: usize,
-    ) -> Option<HostData> {
+        reuse: Option<std::sync::Arc<HostData>>,
+    ) -> Option<std::sync::Arc<HostData>> {
         let leaves: Vec<Option<std::borrow::Cow<'_, [f32]>>> = self
             .steps
             .iter()
@@ -443,7 +446,12 @@ impl FusedKernel {
         {
             return None;
         }
-        let mut out = vec![0f32; out_len];
+        let mut buffer = reuse
+            .filter(|b| matches!(&**b, HostData::F32(v) if v.len() == out_len))
+            .unwrap_or_else(|| std::sync::Arc::new(HostData::F32(vec![0f32; out_len])));
+        let Some(HostData::F32(out)) = std::sync::Arc::get_mut(&mut buffer) else {
+            return None;
+        };
         let n_steps = self.steps.len();
         if self.blockwise {
             out.par_chunks_mut(BLOCK).enumerate().for_each_init(
@@ -473,7 +481,7 @@ impl FusedKernel {
                     },
                 );
         }
-        Some(HostData::F32(out))
+        Some(buffer)
     }
 }
 

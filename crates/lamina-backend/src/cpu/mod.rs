@@ -11,6 +11,7 @@ mod strided;
 use crate::backend::{Backend, Executable};
 use lamina_graph::op::Op;
 use lamina_graph::{Error, HostData, HostTensor, Program, Result};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The CPU backend. It runs any program on any machine.
@@ -50,6 +51,7 @@ impl Backend for CpuBackend {
             constants,
             fused,
             internal,
+            recycled: std::sync::Mutex::new(HashMap::new()),
         }))
     }
 }
@@ -63,6 +65,33 @@ pub struct CpuExecutable {
     fused: Vec<Option<fused::FusedKernel>>,
     /// Nodes computed only inside fused regions (never stored).
     internal: std::collections::HashSet<usize>,
+    /// Buffers of fused regions from earlier runs, by node, written over when nobody else
+    /// holds them (a returned output the caller has dropped, a dead intermediate).
+    recycled: std::sync::Mutex<HashMap<usize, Arc<HostData>>>,
+}
+
+impl CpuExecutable {
+    fn take_recycled(&self, node: usize) -> Option<Arc<HostData>> {
+        let mut map = self.recycled.lock().unwrap_or_else(|p| p.into_inner());
+        let b = map.remove(&node)?;
+        if Arc::strong_count(&b) == 1 {
+            Some(b)
+        } else {
+            map.insert(node, b);
+            None
+        }
+    }
+
+    fn recycle(&self, node: usize, value: Option<Arc<HostData>>) {
+        if let Some(v) = value
+            && self.fused[node].is_some()
+        {
+            self.recycled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(node, v);
+        }
+    }
 }
 
 impl Executable for CpuExecutable {
@@ -96,15 +125,16 @@ impl Executable for CpuExecutable {
             }
             if let Some(k) = &self.fused[i] {
                 let n = self.shapes[i].iter().product();
-                let v = k.run(&values, n).ok_or_else(|| Error::Backend {
+                let reuse = self.take_recycled(i);
+                let v = k.run(&values, n, reuse).ok_or_else(|| Error::Backend {
                     backend: "cpu".into(),
                     detail: format!("fused region at node {i} read a value not computed"),
                 })?;
-                values[i] = Some(Arc::new(v));
+                values[i] = Some(v);
                 for &j in &k.reads {
                     uses[j] -= 1;
                     if uses[j] == 0 {
-                        values[j] = None;
+                        self.recycle(j, values[j].take());
                     }
                 }
                 continue;
@@ -186,7 +216,8 @@ impl Executable for CpuExecutable {
                 }
             }
         }
-        p.outputs
+        let outputs = p
+            .outputs
             .iter()
             .map(|&o| {
                 let data = values[o].as_ref().ok_or_else(|| Error::Backend {
@@ -195,6 +226,11 @@ impl Executable for CpuExecutable {
                 })?;
                 HostTensor::from_arc(&self.shapes[o], data.clone())
             })
-            .collect()
+            .collect();
+        // Outputs stay shared with the caller; their buffers are reused once the caller drops them.
+        for &o in &p.outputs {
+            self.recycle(o, values[o].take());
+        }
+        outputs
     }
 }
