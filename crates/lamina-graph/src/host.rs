@@ -92,19 +92,7 @@ impl HostTensor {
 
     /// A tensor from a shape and already-wrapped data.
     pub fn from_data(shape: &[usize], data: HostData) -> Result<Self> {
-        let expected = checked_numel(shape)?;
-        if expected != data.len() {
-            return Err(Error::HostTensor {
-                detail: format!(
-                    "shape {shape:?} holds {expected} elements but {} were given",
-                    data.len()
-                ),
-            });
-        }
-        Ok(HostTensor {
-            shape: shape.to_vec(),
-            data: std::sync::Arc::new(data),
-        })
+        Self::from_arc(shape, std::sync::Arc::new(data))
     }
 
     /// A rank-0 `float32` tensor.
