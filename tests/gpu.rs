@@ -6,7 +6,7 @@
 //! fail.
 
 use lamina::prelude::*;
-use lamina::{Backend, GpuBackend, GpuOptions, RunStats};
+use lamina::{Backend, GpuBackend, GpuOptions};
 use std::sync::Arc;
 
 fn gpu() -> Option<Arc<GpuBackend>> {
@@ -712,8 +712,6 @@ mod random_graphs {
     }
 }
 
-#[allow(dead_code)]
-fn unused(_: RunStats) {}
 
 #[test]
 fn async_read_back_gives_the_same_results() {
