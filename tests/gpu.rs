@@ -712,7 +712,6 @@ mod random_graphs {
     }
 }
 
-
 #[test]
 fn async_read_back_gives_the_same_results() {
     let x = Input::new(&[16]).tensor();
