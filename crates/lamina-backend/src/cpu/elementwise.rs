@@ -48,6 +48,7 @@ fn erf(x: f32) -> f32 {
 }
 
 /// NaN-propagating maximum, as NumPy's `maximum`.
+#[inline(always)]
 pub fn fmax_nan(a: f32, b: f32) -> f32 {
     if a.is_nan() || b.is_nan() {
         f32::NAN
@@ -59,6 +60,7 @@ pub fn fmax_nan(a: f32, b: f32) -> f32 {
 }
 
 /// NaN-propagating minimum, as NumPy's `minimum`.
+#[inline(always)]
 pub fn fmin_nan(a: f32, b: f32) -> f32 {
     if a.is_nan() || b.is_nan() {
         f32::NAN
