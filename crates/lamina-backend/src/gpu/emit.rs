@@ -29,12 +29,25 @@ pub struct Coord {
 }
 
 impl Coord {
-    fn zero() -> Coord {
+    /// The constant coordinate 0.
+    pub fn zero() -> Coord {
         Coord {
             expr: "0u".into(),
             label: Label::Zero,
         }
     }
+}
+
+/// Coordinates of a tensor of `rank` axes assembled from parts: each part lists axes and the
+/// coordinates that go on them; axes no part names are 0.
+pub fn place(rank: usize, parts: &[(&[usize], &[Coord])]) -> Vec<Coord> {
+    let mut coords = vec![Coord::zero(); rank];
+    for (axes, values) in parts {
+        for (&d, c) in axes.iter().zip(values.iter()) {
+            coords[d] = c.clone();
+        }
+    }
+    coords
 }
 
 /// Why a region could not be emitted as planned.

@@ -2,7 +2,7 @@
 //! argmax/argmin, scan, and tiled matmul with a fused epilogue. Each returns WGSL plus the
 //! values of its info uniform and the buffers it reads.
 
-use super::emit::{Coord, Emitter, Label, Register, Retry};
+use super::emit::{Coord, Emitter, Label, Register, Retry, place};
 use super::wgsl;
 use lamina_graph::op::{ArgReduceOp, Op, ReduceOp, ScanOp};
 use lamina_graph::{DType, Program};
@@ -175,19 +175,7 @@ pub fn row(
         let axes = group.axes.clone();
         let (res, body) = em.scope(|em| -> Result<(), Retry> {
             let red = em.delinearize(&j, &red_shape, |_| Label::Other);
-            let mut coords = vec![
-                Coord {
-                    expr: "0u".into(),
-                    label: Label::Zero
-                };
-                s.len()
-            ];
-            for (i, &d) in kept.iter().enumerate() {
-                coords[d] = row_coords[i].clone();
-            }
-            for (i, &d) in axes.iter().enumerate() {
-                coords[d] = red[i].clone();
-            }
+            let coords = place(s.len(), &[(&kept, &row_coords), (&axes, &red)]);
             let v = em.emit(input, &coords)?;
             em.line(reduce_step(*op, &acc, &v));
             Ok(())
@@ -234,19 +222,7 @@ pub fn row(
         let j = em.fresh("j");
         let (res, body) = em.scope(|em| -> Result<(), Retry> {
             let fc = em.delinearize(&j, &free_shape, |_| Label::Other);
-            let mut coords = vec![
-                Coord {
-                    expr: "0u".into(),
-                    label: Label::Zero
-                };
-                out_shape.len()
-            ];
-            for (i, &d) in kept.iter().enumerate() {
-                coords[d] = row_coords[i].clone();
-            }
-            for (i, &d) in free.iter().enumerate() {
-                coords[d] = fc[i].clone();
-            }
+            let coords = place(out_shape.len(), &[(&kept, &row_coords), (&free, &fc)]);
             let v = em.emit(root, &coords)?;
             let idx = em.linearize(&coords, &out_shape);
             em.line(format!("out[{idx}] = {};", wgsl::store(out_dtype, &v)));
@@ -266,6 +242,45 @@ pub fn row(
     })
 }
 
+/// What argmax and scan kernels share: one thread per line along `axis` of the root's input.
+struct AlongAxis {
+    input: usize,
+    shape: Vec<usize>,
+    rows: usize,
+    /// The thread's coordinates in the input, 0 on `axis`.
+    row_coords: Vec<Coord>,
+    dtype: DType,
+    /// The uniform holding the length of `axis`.
+    n: String,
+}
+
+fn along_axis(
+    em: &mut Emitter<'_>,
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    root: usize,
+    axis: usize,
+) -> AlongAxis {
+    let input = prog.nodes[root].inputs[0];
+    let shape = shapes[input].clone();
+    let kept: Vec<usize> = (0..shape.len()).filter(|&d| d != axis).collect();
+    let row_shape: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
+    let rows: usize = row_shape.iter().product();
+    em.param(rows);
+    let lines = em.delinearize("t", &row_shape, |_| Label::Other);
+    let row_coords = place(shape.len(), &[(&kept, &lines)]);
+    let dtype = em.dtype(input);
+    let n = em.param(shape[axis]);
+    AlongAxis {
+        input,
+        shape,
+        rows,
+        row_coords,
+        dtype,
+        n,
+    }
+}
+
 /// argmax/argmin along one axis: one thread per output element, the first extreme wins.
 pub fn arg_reduce(
     prog: &Program,
@@ -277,32 +292,18 @@ pub fn arg_reduce(
         return Err(Retry::Materialize(vec![root]));
     };
     let mut em = Emitter::new(prog, shapes, mat);
-    let input = prog.nodes[root].inputs[0];
-    let s = shapes[input].clone();
-    let kept: Vec<usize> = (0..s.len()).filter(|d| d != axis).collect();
-    let row_shape: Vec<usize> = kept.iter().map(|&d| s[d]).collect();
-    let rows: usize = row_shape.iter().product();
-    em.param(rows);
-    let row_coords = em.delinearize("t", &row_shape, |_| Label::Other);
-    let dtype = em.dtype(input);
-    let n = em.param(s[*axis]);
+    let AlongAxis {
+        input,
+        rows,
+        row_coords,
+        dtype,
+        n,
+        ..
+    } = along_axis(&mut em, prog, shapes, root, *axis);
     let (best, bi, j) = (em.fresh("best"), em.fresh("bi"), em.fresh("j"));
-    let mut coords = vec![
-        Coord {
-            expr: "0u".into(),
-            label: Label::Zero
-        };
-        s.len()
-    ];
-    for (i, &d) in kept.iter().enumerate() {
-        coords[d] = row_coords[i].clone();
-    }
-    let mut first = coords.clone();
-    first[*axis] = Coord {
-        expr: "0u".into(),
-        label: Label::Zero,
-    };
-    let v0 = em.emit(input, &first)?;
+    // The row's coordinates, the reduced axis at 0 (the first element).
+    let coords = row_coords;
+    let v0 = em.emit(input, &coords)?;
     em.line(format!("var {best}: {} = {v0};", wgsl::reg_type(dtype)));
     em.line(format!("var {bi}: i32 = 0;"));
     let cmp = if *op == ArgReduceOp::ArgMax { ">" } else { "<" };
@@ -343,15 +344,14 @@ pub fn scan(
         return Err(Retry::Materialize(vec![root]));
     };
     let mut em = Emitter::new(prog, shapes, mat);
-    let input = prog.nodes[root].inputs[0];
-    let s = shapes[input].clone();
-    let kept: Vec<usize> = (0..s.len()).filter(|d| d != axis).collect();
-    let row_shape: Vec<usize> = kept.iter().map(|&d| s[d]).collect();
-    let rows: usize = row_shape.iter().product();
-    em.param(rows);
-    let row_coords = em.delinearize("t", &row_shape, |_| Label::Other);
-    let dtype = em.dtype(input);
-    let n = em.param(s[*axis]);
+    let AlongAxis {
+        input,
+        shape: s,
+        rows,
+        row_coords,
+        dtype,
+        n,
+    } = along_axis(&mut em, prog, shapes, root, *axis);
     let (acc, j) = (em.fresh("acc"), em.fresh("j"));
     let (init, step) = match op {
         ScanOp::CumSum => (wgsl::literal(dtype, 0.0), "+"),
@@ -359,16 +359,7 @@ pub fn scan(
     };
     em.line(format!("var {acc}: {} = {init};", wgsl::reg_type(dtype)));
     let (res, body) = em.scope(|em| -> Result<(), Retry> {
-        let mut c = vec![
-            Coord {
-                expr: "0u".into(),
-                label: Label::Zero
-            };
-            s.len()
-        ];
-        for (i, &d) in kept.iter().enumerate() {
-            c[d] = row_coords[i].clone();
-        }
+        let mut c = row_coords.clone();
         c[*axis] = Coord {
             expr: j.clone(),
             label: Label::Other,
