@@ -45,12 +45,28 @@ impl Backend for CpuBackend {
             })
             .collect();
         let (fused, internal) = fused::plan(program, &shapes);
+        // How many later steps read each node (outputs once more), so that values are dropped
+        // as soon as they are dead.
+        let mut uses = vec![0usize; program.nodes.len()];
+        for (i, n) in program.nodes.iter().enumerate() {
+            if internal.contains(&i) {
+                continue;
+            }
+            match &fused[i] {
+                Some(k) => k.reads.iter().for_each(|&r| uses[r] += 1),
+                None => n.inputs.iter().for_each(|&r| uses[r] += 1),
+            }
+        }
+        for &o in &program.outputs {
+            uses[o] += 1;
+        }
         Ok(Arc::new(CpuExecutable {
             program: program.clone(),
             shapes,
             constants,
             fused,
             internal,
+            uses,
             recycled: std::sync::Mutex::new(HashMap::new()),
         }))
     }
@@ -65,6 +81,8 @@ pub struct CpuExecutable {
     fused: Vec<Option<fused::FusedKernel>>,
     /// Nodes computed only inside fused regions (never stored).
     internal: std::collections::HashSet<usize>,
+    /// Readers of each node, counted once at compile time.
+    uses: Vec<usize>,
     /// Buffers of fused regions from earlier runs, by node, written over when nobody else
     /// holds them (a returned output the caller has dropped, a dead intermediate).
     recycled: std::sync::Mutex<HashMap<usize, Arc<HostData>>>,
@@ -98,20 +116,7 @@ impl Executable for CpuExecutable {
     fn run(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
         let p = &self.program;
         crate::backend::check_compiled_inputs(p, &self.shapes, inputs)?;
-        // How many later nodes read each node, so that values are dropped once dead.
-        let mut uses = vec![0usize; p.nodes.len()];
-        for (i, n) in p.nodes.iter().enumerate() {
-            if self.internal.contains(&i) {
-                continue;
-            }
-            match &self.fused[i] {
-                Some(k) => k.reads.iter().for_each(|&r| uses[r] += 1),
-                None => n.inputs.iter().for_each(|&r| uses[r] += 1),
-            }
-        }
-        for &o in &p.outputs {
-            uses[o] += 1;
-        }
+        let mut uses = self.uses.clone();
         let mut values: Vec<Option<Arc<HostData>>> = vec![None; p.nodes.len()];
         for (k, &i) in p.inputs.iter().enumerate() {
             let host = inputs.get(k).ok_or_else(|| Error::Inputs {
