@@ -104,5 +104,5 @@ pub fn check_compiled_inputs(
             });
         }
     }
-    Ok(())
+    program.check_gather_indices(shapes, inputs)
 }

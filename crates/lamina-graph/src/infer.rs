@@ -334,6 +334,26 @@ pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
                 .map(|(_, &d)| d);
             Ok((Shape::new(out), *d))
         }
+        Op::Gather { axis } => {
+            arity(2)?;
+            let (params, d) = &inputs[0];
+            let (indices, id) = &inputs[1];
+            if *axis >= params.rank() {
+                return Err(axis_error(&name, *axis as isize, params));
+            }
+            if !matches!(id, DType::I32 | DType::U32) {
+                return Err(Error::DType {
+                    op: name,
+                    detail: format!("indices must be int32 or uint32, got {id}; cast them first"),
+                });
+            }
+            let dims = params.dims()[..*axis]
+                .iter()
+                .chain(indices.dims())
+                .chain(&params.dims()[*axis + 1..])
+                .copied();
+            Ok((Shape::new(dims), *d))
+        }
         Op::Concat { axis } => {
             if n == 0 {
                 return Err(Error::Model {

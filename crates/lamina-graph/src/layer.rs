@@ -23,6 +23,62 @@ pub trait Layer: Send + Sync {
     fn handle(&self) -> LayerRef;
     /// The layer as `Any`, so that savers can see its concrete type.
     fn as_any(&self) -> &dyn std::any::Any;
+
+    /// Whether the layer passes masks on or makes them (Keras's `supports_masking`). A layer
+    /// that does not drops an incoming mask and says so once through the `log` facade.
+    fn supports_masking(&self) -> bool {
+        false
+    }
+
+    /// Records the layer's computation given the inputs' masks (`None` where an input has
+    /// none). Layers that consume masks (pooling, `Softmax`) override this; the default
+    /// ignores them.
+    fn forward_masked(&self, inputs: &[Tensor], masks: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let _ = masks;
+        self.forward(inputs)
+    }
+
+    /// The masks of the outputs, given the inputs, their masks and the outputs; asked only of
+    /// layers that support masking. The default passes the first input's mask on, as Keras does.
+    fn compute_mask(
+        &self,
+        inputs: &[Tensor],
+        masks: &[Option<Tensor>],
+        outputs: &[Tensor],
+    ) -> Result<Vec<Option<Tensor>>> {
+        let _ = inputs;
+        Ok(vec![masks.first().cloned().flatten(); outputs.len()])
+    }
+
+    /// The current value of the layer's variable `name` (`kernel`, `embeddings`, `gamma`).
+    fn get_weight(&self, name: &str) -> Result<crate::host::HostTensor> {
+        find_variable(self, name).map(|v| v.value())
+    }
+
+    /// Sets the layer's variable `name`; the shape and dtype must stay the same.
+    fn set_weight(&self, name: &str, value: crate::host::HostTensor) -> Result<()> {
+        find_variable(self, name)?.set(value)
+    }
+}
+
+fn find_variable<L: Layer + ?Sized>(layer: &L, name: &str) -> Result<Arc<Variable>> {
+    let vars = layer.variables();
+    vars.iter()
+        .find(|v| v.name() == name)
+        .cloned()
+        .ok_or_else(|| Error::NotFound {
+            kind: "weight".into(),
+            name: name.to_string(),
+            detail: format!(
+                " in layer '{}' (it has: {}; weights appear when the layer is built)",
+                layer.name(),
+                if vars.is_empty() {
+                    "none".to_string()
+                } else {
+                    vars.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ")
+                }
+            ),
+        })
 }
 
 /// A shared handle to a layer of any type.
@@ -91,21 +147,84 @@ impl Drop for LayerCall {
 }
 
 /// Calls a layer on symbolic inputs: runs its `forward`, attributes any error to the layer,
-/// and marks the outputs with the call so that models can find their layers.
+/// propagates masks as Keras 3 does, and marks the outputs with the call so that models can
+/// find their layers.
 pub fn call_layer(layer: &dyn Layer, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    call_layer_with_masks(layer, inputs, None)
+}
+
+/// Calls a layer with explicit masks for its inputs (Keras's `layer(x, mask=m)`), which take
+/// the place of the masks the inputs carry; `None` uses the carried ones.
+pub fn call_layer_with_masks(
+    layer: &dyn Layer,
+    inputs: &[Tensor],
+    masks: Option<&[Option<Tensor>]>,
+) -> Result<Vec<Tensor>> {
     let context = |e: Error| e.in_layer(&layer.name(), layer.kind());
     for t in inputs {
         t.check().map_err(|e| context(e.clone()))?;
     }
-    let outputs = layer.forward(inputs).map_err(context)?;
+    let masks: Vec<Option<Tensor>> = match masks {
+        Some(m) if m.len() == inputs.len() => m.to_vec(),
+        Some(m) => {
+            return Err(context(Error::Inputs {
+                detail: format!("{} masks given for {} inputs", m.len(), inputs.len()),
+            }));
+        }
+        None => inputs.iter().map(|t| t.mask().cloned()).collect(),
+    };
+    for m in masks.iter().flatten() {
+        m.check().map_err(|e| context(e.clone()))?;
+    }
+    let outputs = layer.forward_masked(inputs, &masks).map_err(context)?;
     for t in &outputs {
         t.check().map_err(|e| context(e.clone()))?;
     }
+    let outputs = if layer.supports_masking() {
+        let out_masks = layer
+            .compute_mask(inputs, &masks, &outputs)
+            .map_err(context)?;
+        let mut masked = Vec::with_capacity(outputs.len());
+        for (k, t) in outputs.into_iter().enumerate() {
+            let m = match out_masks.get(k).cloned().flatten() {
+                Some(m) => {
+                    m.check().map_err(|e| context(e.clone()))?;
+                    Some(m.cast(crate::dtype::DType::Bool))
+                }
+                None => None,
+            };
+            masked.push(t.with_mask(m));
+        }
+        masked
+    } else {
+        if masks.iter().any(|m| m.is_some()) {
+            warn_mask_dropped(layer);
+        }
+        outputs.into_iter().map(|t| t.with_mask(None)).collect()
+    };
     let call = LayerCall::record(layer.handle(), inputs, &outputs);
     Ok(outputs
         .into_iter()
         .map(|t| t.with_history(call.clone()))
         .collect())
+}
+
+/// Says once per layer, through the `log` facade, that a layer without mask support dropped a
+/// mask, in Keras's words.
+fn warn_mask_dropped(layer: &dyn Layer) {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static WARNED: Mutex<Option<HashSet<u64>>> = Mutex::new(None);
+    let mut guard = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.get_or_insert_with(HashSet::new).insert(layer.id()) {
+        log::warn!(
+            "Layer '{}' (of type {}) was passed an input with a mask attached to it. However, \
+             this layer does not support masking and will therefore destroy the mask \
+             information. Downstream layers will not see the mask.",
+            layer.name(),
+            layer.kind()
+        );
+    }
 }
 
 /// Makes unique default layer names the way Keras does: `dense`, `dense_1`, `dense_2`...

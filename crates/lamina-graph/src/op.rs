@@ -360,6 +360,13 @@ pub enum Op {
         /// The axis.
         axis: usize,
     },
+    /// `take`: the slices of `params` (input 0) along `axis` picked by the integer `indices`
+    /// (input 1); the output's shape is `params[..axis] + indices + params[axis + 1..]`. An index
+    /// outside `0..size` is an error on the CPU and reads zeros on the GPU, never out of bounds.
+    Gather {
+        /// The axis of `params` the indices pick along.
+        axis: usize,
+    },
     /// NumPy `matmul` of two tensors of rank 2 or more, batch dims broadcast.
     MatMul,
     /// Conversion to another element type.
@@ -392,6 +399,7 @@ impl Op {
             Op::ExpandDims { .. } => "expand_dims".into(),
             Op::Squeeze { .. } => "squeeze".into(),
             Op::Concat { .. } => "concatenate".into(),
+            Op::Gather { .. } => "take".into(),
             Op::MatMul => "matmul".into(),
             Op::Cast(d) => format!("cast to {d}"),
         }

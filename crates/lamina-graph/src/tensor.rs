@@ -71,7 +71,14 @@ impl Drop for Node {
 /// onto the stack, so that each node and call is dropped with no children left to recurse into.
 pub(crate) fn release_tensors(stack: &mut Vec<Tensor>) {
     while let Some(t) = stack.pop() {
-        let Tensor { repr, history } = t;
+        let Tensor {
+            repr,
+            history,
+            mask,
+        } = t;
+        if let Some(m) = mask.and_then(Arc::into_inner) {
+            stack.push(m);
+        }
         if let Some(Repr::Valid(mut node)) = Arc::into_inner(repr) {
             stack.append(&mut node.inputs);
         }
@@ -92,12 +99,19 @@ pub(crate) fn release_tensors(stack: &mut Vec<Tensor>) {
 pub struct Tensor {
     repr: Arc<Repr>,
     history: Option<Arc<LayerCall>>,
+    mask: Option<Arc<Tensor>>,
 }
 
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &*self.repr {
-            Repr::Valid(n) => write!(f, "Tensor({}, {}, {})", n.op.name(), n.shape, n.dtype),
+            Repr::Valid(n) => {
+                write!(f, "Tensor({}, {}, {}", n.op.name(), n.shape, n.dtype)?;
+                if let Some(m) = &self.mask {
+                    write!(f, ", mask {}", m.shape())?;
+                }
+                write!(f, ")")
+            }
             Repr::Invalid(e) => write!(f, "Tensor(invalid: {e})"),
         }
     }
@@ -109,6 +123,7 @@ impl Tensor {
         Tensor {
             repr: Arc::new(Repr::Invalid(error)),
             history: None,
+            mask: None,
         }
     }
 
@@ -122,6 +137,7 @@ impl Tensor {
                 dtype,
             })),
             history: None,
+            mask: None,
         }
     }
 
@@ -145,6 +161,7 @@ impl Tensor {
                     dtype,
                 })),
                 history: None,
+                mask: None,
             },
             Err(e) => Tensor::invalid(e),
         }
@@ -266,6 +283,20 @@ impl Tensor {
 
     pub(crate) fn without_history(mut self) -> Tensor {
         self.history = None;
+        self
+    }
+
+    /// The mask this tensor carries (Keras's `_keras_mask`): a `bool` tensor over its leading
+    /// axes, true where a step holds data. Layers such as `Embedding(mask_zero)` and `Masking`
+    /// attach one; masking-aware layers pass it on, and pooling or `Softmax` consume it.
+    pub fn mask(&self) -> Option<&Tensor> {
+        self.mask.as_deref()
+    }
+
+    /// The same tensor carrying `mask` (or none). Layers attach their output masks this way;
+    /// ops never pass masks on.
+    pub fn with_mask(mut self, mask: Option<Tensor>) -> Tensor {
+        self.mask = mask.map(|m| Arc::new(m.without_history()));
         self
     }
 }

@@ -204,6 +204,10 @@ impl Executable for CpuExecutable {
                         .collect::<Result<_>>()?;
                     Arc::new(movement::concat(&parts, *axis, out_shape)?)
                 }
+                Op::Gather { axis } => Arc::new(
+                    movement::take(arg(0)?, shape_of(0), arg(1)?, *axis)
+                        .map_err(|e| node.attribute(e))?,
+                ),
                 Op::MatMul => Arc::new(matmul::matmul(
                     arg(0)?,
                     shape_of(0),

@@ -82,3 +82,39 @@ pub fn concat(
         None => HostData::F32(Vec::new()),
     })
 }
+
+/// `take` along `axis`: for each index, the slice of `params` at that position. An index
+/// outside `0..shape[axis]` is an error naming it.
+pub fn take(params: &HostData, shape: &[usize], indices: &HostData, axis: usize) -> Result<HostData> {
+    let size = shape[axis];
+    let ids: Vec<usize> = match indices {
+        HostData::I32(v) => v
+            .iter()
+            .map(|&i| usize::try_from(i).ok().filter(|&i| i < size).ok_or(i as i64))
+            .collect::<std::result::Result<_, i64>>(),
+        HostData::U32(v) => v
+            .iter()
+            .map(|&i| Some(i as usize).filter(|&i| i < size).ok_or(i as i64))
+            .collect::<std::result::Result<_, i64>>(),
+        _ => {
+            return Err(Error::Backend {
+                backend: "cpu".into(),
+                detail: "take: indices must be int32 or uint32".into(),
+            });
+        }
+    }
+    .map_err(|bad| lamina_graph::ops::index_out_of_range(bad, axis, shape))?;
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    Ok(each_dtype!(params, |v| {
+        let mut out = Vec::with_capacity(outer * ids.len() * inner);
+        for o in 0..outer {
+            let base = o * size * inner;
+            for &id in &ids {
+                let start = base + id * inner;
+                out.extend_from_slice(&v[start..start + inner]);
+            }
+        }
+        out
+    }))
+}

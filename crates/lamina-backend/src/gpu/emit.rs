@@ -385,6 +385,28 @@ impl<'a> Emitter<'a> {
                 }
                 e
             }
+            Op::Gather { axis } => {
+                // The index is read at the output's coordinates on the indices' axes; an index
+                // outside the axis reads a clamped position and is replaced by zero.
+                let params_shape = in_shape(0);
+                let rank = in_shape(1).len();
+                let index = self.emit(inputs[1], &coords[*axis..*axis + rank])?;
+                let index = match self.prog.nodes[inputs[1]].dtype {
+                    DType::I32 => format!("bitcast<u32>({index})"),
+                    _ => index,
+                };
+                let size = self.param(params_shape[*axis]);
+                let g = self.fresh("g");
+                self.line(format!("let {g}: u32 = {index};"));
+                let mut c = coords[..*axis].to_vec();
+                c.push(Coord {
+                    expr: format!("min({g}, {size} - 1u)"),
+                    label: Label::Other,
+                });
+                c.extend_from_slice(&coords[*axis + rank..]);
+                let v = self.emit(inputs[0], &c)?;
+                format!("select({}, {v}, {g} < {size})", wgsl::literal(dtype, 0.0))
+            }
             other => {
                 // Reductions, matmul, scans and leaves are never inline: they need a buffer.
                 let _ = other;

@@ -24,6 +24,7 @@ pub fn fusible(op: &Op) -> bool {
             | Op::ExpandDims { .. }
             | Op::Squeeze { .. }
             | Op::Concat { .. }
+            | Op::Gather { .. }
     )
 }
 

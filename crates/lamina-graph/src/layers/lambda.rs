@@ -15,6 +15,19 @@ pub type LambdaFunction = dyn Fn(&[Tensor], &LambdaScope<'_>) -> Tensor + Send +
 /// A function of the full input shapes (batch included) returning the full output shape.
 pub type OutputShapeFunction = dyn Fn(&[Shape]) -> Shape + Send + Sync;
 
+/// A function of the inputs and their masks returning the output mask (Keras's callable
+/// `mask`).
+pub type MaskFunction = dyn Fn(&[Tensor], &[Option<Tensor>]) -> Option<Tensor> + Send + Sync;
+
+/// A Lambda's `mask` argument: how the output mask is made.
+#[derive(Clone)]
+pub enum LambdaMask {
+    /// A function of (inputs, input masks) returning the output mask, or `None` for none.
+    Function(Arc<MaskFunction>),
+    /// A fixed mask, the output mask whatever the input.
+    Fixed(HostTensor),
+}
+
 /// A Lambda's declared `output_shape`.
 #[derive(Clone)]
 pub enum OutputShape {
@@ -24,12 +37,25 @@ pub enum OutputShape {
     Function(Arc<OutputShapeFunction>),
 }
 
-/// What a Lambda function can reach besides its inputs: its `arguments` and its variables.
+/// What a Lambda function can reach besides its inputs: its `arguments`, its variables and
+/// the masks of its inputs.
 pub struct LambdaScope<'a> {
     layer: &'a LambdaInner,
+    masks: &'a [Option<Tensor>],
 }
 
 impl LambdaScope<'_> {
+    /// The mask of input `index` (Keras's `mask` argument of the function), or `None` when
+    /// that input carries none.
+    pub fn mask(&self, index: usize) -> Option<Tensor> {
+        self.masks.get(index).cloned().flatten()
+    }
+
+    /// The masks of all inputs, `None` where an input carries none.
+    pub fn masks(&self) -> &[Option<Tensor>] {
+        self.masks
+    }
+
     /// The runtime value of a named argument. Arguments are read when the model runs, so
     /// changing one with `Lambda::set_argument` compiles nothing again.
     pub fn argument(&self, name: &str) -> Tensor {
@@ -95,6 +121,7 @@ struct LambdaInner {
     name: String,
     function: Arc<LambdaFunction>,
     output_shape: Option<OutputShape>,
+    mask: Option<LambdaMask>,
     arguments: BTreeMap<String, Arc<Variable>>,
     variables: Mutex<Vec<(String, Arc<Variable>)>>,
 }
@@ -107,6 +134,7 @@ impl Clone for LambdaInner {
             name: self.name.clone(),
             function: self.function.clone(),
             output_shape: self.output_shape.clone(),
+            mask: self.mask.clone(),
             arguments: self
                 .arguments
                 .iter()
@@ -161,10 +189,47 @@ impl Lambda {
                 name: unique_name("lambda"),
                 function: Arc::new(function),
                 output_shape: None,
+                mask: None,
                 arguments: BTreeMap::new(),
                 variables: Mutex::new(Vec::new()),
             }),
         }
+    }
+
+    /// A Lambda over one input whose function also gets the input's mask (Keras's function
+    /// with a `mask` parameter): `Lambda::masked(|x, mask| ...)`.
+    pub fn masked(
+        function: impl Fn(&Tensor, Option<&Tensor>) -> Tensor + Send + Sync + 'static,
+    ) -> Lambda {
+        Lambda::with_scope(move |xs, scope| match xs {
+            [x] => function(x, scope.mask(0).as_ref()),
+            _ => Tensor::invalid(Error::Inputs {
+                detail: format!(
+                    "this Lambda takes one input but was called on {}; use Lambda::with_scope",
+                    xs.len()
+                ),
+            }),
+        })
+    }
+
+    /// Sets the output mask to a function of (inputs, input masks), as Keras's callable
+    /// `mask`: `.mask_fn(|_, masks| masks[0].clone())` passes the incoming mask on.
+    pub fn mask_fn(
+        self,
+        f: impl Fn(&[Tensor], &[Option<Tensor>]) -> Option<Tensor> + Send + Sync + 'static,
+    ) -> Lambda {
+        self.configure(|l| l.mask = Some(LambdaMask::Function(Arc::new(f))))
+    }
+
+    /// Sets a fixed output mask, returned whatever the input (Keras's tensor `mask`); values
+    /// other than `bool` count as true where non-zero.
+    pub fn mask(self, mask: HostTensor) -> Lambda {
+        self.configure(|l| l.mask = Some(LambdaMask::Fixed(mask)))
+    }
+
+    /// The `mask` argument, if any.
+    pub fn mask_spec(&self) -> Option<&LambdaMask> {
+        self.inner.mask.as_ref()
     }
 
     fn configure(mut self, f: impl FnOnce(&mut LambdaInner)) -> Lambda {
@@ -363,7 +428,37 @@ impl Layer for Lambda {
     }
 
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let scope = LambdaScope { layer: &self.inner };
+        self.forward_masked(inputs, &vec![None; inputs.len()])
+    }
+
+    fn supports_masking(&self) -> bool {
+        self.inner.mask.is_some()
+    }
+
+    fn compute_mask(
+        &self,
+        inputs: &[Tensor],
+        masks: &[Option<Tensor>],
+        _outputs: &[Tensor],
+    ) -> Result<Vec<Option<Tensor>>> {
+        let mask = match &self.inner.mask {
+            None => None,
+            Some(LambdaMask::Fixed(m)) => Some(Tensor::constant(m.clone())),
+            Some(LambdaMask::Function(f)) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(inputs, masks)))
+                    .map_err(|_| Error::Model {
+                        detail: "the mask function panicked".into(),
+                    })?
+            }
+        };
+        Ok(vec![mask])
+    }
+
+    fn forward_masked(&self, inputs: &[Tensor], masks: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let scope = LambdaScope {
+            layer: &self.inner,
+            masks,
+        };
         let function = &self.inner.function;
         let out =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| function(inputs, &scope)))

@@ -8,4 +8,6 @@ mod lambda;
 pub use activation::Activation;
 pub use dense::Dense;
 pub use input::{Input, InputLayer};
-pub use lambda::{Lambda, LambdaFunction, LambdaScope, OutputShape, OutputShapeFunction};
+pub use lambda::{
+    Lambda, LambdaFunction, LambdaMask, LambdaScope, MaskFunction, OutputShape, OutputShapeFunction,
+};

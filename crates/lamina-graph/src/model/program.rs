@@ -22,6 +22,19 @@ pub struct ProgramNode {
     pub shape: Shape,
     /// The element type.
     pub dtype: DType,
+    /// The layer whose call made this node, as `(name, type)`, so that errors raised when the
+    /// program runs can name it.
+    pub layer: Option<Arc<(String, &'static str)>>,
+}
+
+impl ProgramNode {
+    /// Attributes an error raised at this node to the layer that made it, if known.
+    pub fn attribute(&self, error: Error) -> Error {
+        match &self.layer {
+            Some(l) => error.in_layer(&l.0, l.1),
+            None => error,
+        }
+    }
 }
 
 /// The expression graph of a model in topological order, with its inputs and outputs.
@@ -60,20 +73,29 @@ impl Program {
             }
             input_ids.push(node.id());
         }
-        // Iterative post-order walk, so that deep graphs cannot overflow the stack.
+        // Iterative post-order walk, so that deep graphs cannot overflow the stack. Each node
+        // is attributed to the layer whose output it lies under, down to that call's inputs.
+        type Owner = Option<Arc<(String, &'static str)>>;
+        let owner_of = |t: &Tensor, parent: &Owner| -> Owner {
+            match t.history() {
+                Some(call) => Some(Arc::new((call.layer().name(), call.layer().kind()))),
+                None => parent.clone(),
+            }
+        };
         for out in outputs {
             out.node()?;
-            let mut stack: Vec<(Tensor, bool)> = vec![(out.clone(), false)];
-            while let Some((t, expanded)) = stack.pop() {
+            let mut stack: Vec<(Tensor, bool, Owner)> =
+                vec![(out.clone(), false, owner_of(out, &None))];
+            while let Some((t, expanded, owner)) = stack.pop() {
                 let node = t.node()?;
                 if index.contains_key(&node.id()) {
                     continue;
                 }
                 if !expanded {
-                    stack.push((t.clone(), true));
+                    stack.push((t.clone(), true, owner.clone()));
                     for child in node.inputs().iter().rev() {
                         if !index.contains_key(&child.id()) {
-                            stack.push((child.clone(), false));
+                            stack.push((child.clone(), false, owner_of(child, &owner)));
                         }
                     }
                     continue;
@@ -95,6 +117,7 @@ impl Program {
                     inputs: ins,
                     shape: node.shape().clone(),
                     dtype: node.dtype(),
+                    layer: owner,
                 });
             }
         }
@@ -111,6 +134,7 @@ impl Program {
                         inputs: vec![],
                         shape: node.shape().clone(),
                         dtype: node.dtype(),
+                        layer: None,
                     });
                     nodes.len() - 1
                 }
@@ -172,6 +196,63 @@ impl Program {
         Ok(())
     }
 
+    /// Checks the ids that model inputs feed to `take` (directly, or through casts and views):
+    /// an id outside its axis is an error here, before any backend runs, so that both backends
+    /// report it the same way and name the layer.
+    pub fn check_gather_indices(
+        &self,
+        shapes: &[Vec<usize>],
+        inputs: &[HostTensor],
+    ) -> Result<()> {
+        for node in &self.nodes {
+            let Op::Gather { axis } = node.op else {
+                continue;
+            };
+            let (Some(&params), Some(&indices)) = (node.inputs.first(), node.inputs.get(1)) else {
+                continue;
+            };
+            let mut source = indices;
+            loop {
+                match &self.nodes[source].op {
+                    Op::Cast(_)
+                    | Op::Reshape { .. }
+                    | Op::ExpandDims { .. }
+                    | Op::Squeeze { .. }
+                    | Op::Permute { .. } => source = self.nodes[source].inputs[0],
+                    _ => break,
+                }
+            }
+            let Some(k) = self.inputs.iter().position(|&i| i == source) else {
+                continue;
+            };
+            let (Some(host), Some(params_shape)) = (inputs.get(k), shapes.get(params)) else {
+                continue;
+            };
+            let size = params_shape.get(axis).copied().unwrap_or(0) as f64;
+            let bad = match host.data() {
+                crate::host::HostData::F32(v) => v
+                    .iter()
+                    .map(|&x| x as i32 as f64)
+                    .find(|x| !(0.0..size).contains(x)),
+                crate::host::HostData::I32(v) => {
+                    v.iter().map(|&x| x as f64).find(|x| !(0.0..size).contains(x))
+                }
+                crate::host::HostData::U32(v) => {
+                    v.iter().map(|&x| x as f64).find(|x| !(0.0..size).contains(x))
+                }
+                crate::host::HostData::Bool(v) => v
+                    .iter()
+                    .map(|&x| x as u8 as f64)
+                    .find(|x| !(0.0..size).contains(x)),
+            };
+            if let Some(bad) = bad {
+                let e = crate::ops::index_out_of_range(bad as i64, axis, params_shape);
+                return Err(node.attribute(e));
+            }
+        }
+        Ok(())
+    }
+
     /// The inputs' shapes and dtypes, for messages: `(None, 4) float32, (None, 2) float32`.
     pub fn input_signature(&self) -> String {
         self.inputs
@@ -208,7 +289,7 @@ impl Program {
                         .iter()
                         .map(|&j| (Shape::known(&shapes[j]), self.nodes[j].dtype))
                         .collect();
-                    let (s, _) = infer(op, &typed)?;
+                    let (s, _) = infer(op, &typed).map_err(|e| node.attribute(e))?;
                     s.dims()
                         .iter()
                         .map(|d| match d {

@@ -2,6 +2,7 @@
 
 mod axes;
 mod elementwise;
+mod gather;
 mod linalg;
 mod movement;
 mod operators;
@@ -10,4 +11,5 @@ mod slicing;
 
 pub use axes::Axes;
 pub use elementwise::Operand;
+pub use gather::index_out_of_range;
 pub use slicing::SliceArg;

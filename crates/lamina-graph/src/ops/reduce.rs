@@ -2,6 +2,7 @@
 //! argmax, argmin, cumsum, cumprod, logsumexp, softmax, log_softmax, l2_normalize.
 
 use super::axes::Axes;
+use crate::dtype::DType;
 use crate::infer::{axis_error, normalize_axis};
 use crate::op::{ArgReduceOp, Op, ReduceOp, ScanOp};
 use crate::tensor::Tensor;
@@ -66,6 +67,22 @@ impl Tensor {
             Ok(axis) => Tensor::from_op(Op::ArgReduce { op, axis, keepdims }, &[self]),
             Err(e) => Tensor::invalid(self.error().cloned().unwrap_or(e)),
         }
+    }
+
+    /// Whether any element is true (non-zero) over `axes`: a `bool` tensor.
+    pub fn any(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
+        self.cast(DType::Bool)
+            .cast(DType::F32)
+            .max(axes, keepdims)
+            .cast(DType::Bool)
+    }
+
+    /// Whether every element is true (non-zero) over `axes`: a `bool` tensor.
+    pub fn all(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
+        self.cast(DType::Bool)
+            .cast(DType::F32)
+            .min(axes, keepdims)
+            .cast(DType::Bool)
     }
 
     /// The `int32` index of the first maximum along `axis`.

@@ -219,6 +219,11 @@ pub enum OpRecord {
         /// Along which axis.
         axis: usize,
     },
+    /// `take` along an axis (inputs: params, indices).
+    Gather {
+        /// The axis of the params.
+        axis: usize,
+    },
     /// Matrix product.
     MatMul,
     /// Conversion.

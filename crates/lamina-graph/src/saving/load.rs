@@ -106,6 +106,7 @@ fn op_of(record: &OpRecord) -> Option<Op> {
         OpRecord::ExpandDims { axis } => Op::ExpandDims { axis: *axis },
         OpRecord::Squeeze { axes } => Op::Squeeze { axes: axes.clone() },
         OpRecord::Concat { axis } => Op::Concat { axis: *axis },
+        OpRecord::Gather { axis } => Op::Gather { axis: *axis },
         OpRecord::MatMul => Op::MatMul,
         OpRecord::Cast { dtype } => Op::Cast(*dtype),
         OpRecord::Input { .. }

@@ -259,6 +259,7 @@ fn lambda_record(
             Op::ExpandDims { axis } => OpRecord::ExpandDims { axis: *axis },
             Op::Squeeze { axes } => OpRecord::Squeeze { axes: axes.clone() },
             Op::Concat { axis } => OpRecord::Concat { axis: *axis },
+            Op::Gather { axis } => OpRecord::Gather { axis: *axis },
             Op::MatMul => OpRecord::MatMul,
             Op::Cast(d) => OpRecord::Cast { dtype: *d },
         };
