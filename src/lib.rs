@@ -29,8 +29,11 @@ pub mod prelude {
     pub use crate::Predict;
     pub use lamina_backend::{BackendKind, Session};
     pub use lamina_graph::{
-        Activation, Axes, DType, Dense, Dim, Error, HostTensor, Input, Lambda, LambdaScope, Layer,
-        Model, Result, Sequential, Shape, SliceArg, Tensor, s,
+        Activation, ActivationLayer, Add, Average, Axes, Concatenate, DType, DataFormat, Dense,
+        Dim, Dropout, Embedding, Error, Flatten, GlobalAveragePooling1D, GlobalMaxPooling1D,
+        HostTensor, Input, Lambda, LambdaScope, Layer, LayerNormalization, Masking, Maximum,
+        Minimum, Model, Multiply, Rescaling, Reshape, Result, Sequential, Shape, SliceArg, Softmax,
+        Subtract, Tensor, s,
     };
 }
 

@@ -19,8 +19,13 @@ pub mod variable;
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use host::{Element, HostData, HostTensor};
-pub use layer::{Layer, LayerCall, LayerRef, call_layer};
-pub use layers::{Activation, Dense, Input, InputLayer, Lambda, LambdaScope, OutputShape};
+pub use layer::{Layer, LayerCall, LayerRef, call_layer, call_layer_with_masks};
+pub use layers::{
+    Activation, ActivationLayer, Add, Average, Concatenate, DataFormat, Dense, Dropout, Embedding,
+    Flatten, GlobalAveragePooling1D, GlobalMaxPooling1D, Input, InputLayer, Lambda, LambdaMask,
+    LambdaScope, LayerNormalization, Masking, Maximum, Minimum, Multiply, OutputShape, Rescaling,
+    Reshape, Softmax, Subtract,
+};
 pub use model::{Model, Program, ProgramNode, Sequential, SequentialItem};
 pub use ops::{Axes, Operand, SliceArg};
 pub use shape::{Dim, Shape};

@@ -1,13 +1,32 @@
-//! Keras-style layers: `Input`, `Lambda`, `Dense`, and activations.
+//! Keras-style layers: `Input`, `Lambda`, `Dense`, and the inference layer set (embedding,
+//! masking, pooling, normalisation, merging, reshaping, elementwise).
 
 mod activation;
+mod common;
 mod dense;
+mod elementwise;
+mod embedding;
+mod init;
 mod input;
 mod lambda;
+mod masking;
+mod merge;
+mod normalization;
+mod pooling;
+mod reshaping;
+mod softmax;
 
 pub use activation::Activation;
 pub use dense::Dense;
+pub use elementwise::{ActivationLayer, Dropout, Rescaling};
+pub use embedding::Embedding;
 pub use input::{Input, InputLayer};
 pub use lambda::{
     Lambda, LambdaFunction, LambdaMask, LambdaScope, MaskFunction, OutputShape, OutputShapeFunction,
 };
+pub use masking::Masking;
+pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
+pub use normalization::LayerNormalization;
+pub use pooling::{DataFormat, GlobalAveragePooling1D, GlobalMaxPooling1D};
+pub use reshaping::{Flatten, Reshape};
+pub use softmax::Softmax;

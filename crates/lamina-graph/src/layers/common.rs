@@ -1,0 +1,103 @@
+//! Small pieces every layer shares: input-count checks, mask alignment, lazily built weights.
+
+use crate::error::{Error, Result};
+use crate::host::HostTensor;
+use crate::tensor::Tensor;
+use crate::variable::{Variable, VariableKind};
+use std::sync::{Arc, Mutex};
+
+/// The single input of a one-input layer, or an error naming how many were given.
+pub(crate) fn one_input<'a>(kind: &str, inputs: &'a [Tensor]) -> Result<&'a Tensor> {
+    match inputs {
+        [x] => Ok(x),
+        _ => Err(Error::Inputs {
+            detail: format!("{kind} takes one input, got {}", inputs.len()),
+        }),
+    }
+}
+
+/// Appends a mask's missing trailing axes, so that a mask over the leading axes (batch, time)
+/// lines up with a tensor of `rank` axes.
+pub(crate) fn align_mask(mask: &Tensor, rank: usize) -> Tensor {
+    let mut m = mask.cast(crate::dtype::DType::Bool);
+    while m.rank() < rank {
+        m = m.expand_dims(-1);
+    }
+    m
+}
+
+/// A layer's weights, made on its first call (when the input shape is known) and reused after.
+#[derive(Default)]
+pub(crate) struct Weights {
+    slot: Mutex<Option<Vec<Arc<Variable>>>>,
+}
+
+impl Weights {
+    /// The weights named and shaped as `wanted`, made with `init(name, shape)` on the first
+    /// call; later calls check that the shapes wanted are the ones that exist.
+    pub(crate) fn get_or_make(
+        &self,
+        layer: &str,
+        wanted: &[(&'static str, Vec<usize>)],
+        init: impl Fn(&str, &[usize]) -> Result<HostTensor>,
+    ) -> Result<Vec<Arc<Variable>>> {
+        let mut guard = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(vars) = &*guard {
+            for (v, (_, shape)) in vars.iter().zip(wanted) {
+                if v.shape() != *shape {
+                    return Err(Error::VariableShape {
+                        name: v.path(),
+                        existing: format!("{:?}", v.shape()),
+                        requested: format!("{shape:?}"),
+                    });
+                }
+            }
+            return Ok(vars.clone());
+        }
+        let mut vars = Vec::with_capacity(wanted.len());
+        for (name, shape) in wanted {
+            crate::host::checked_numel(shape)?;
+            let value = init(name, shape)?;
+            vars.push(Arc::new(Variable::new(
+                layer,
+                name,
+                VariableKind::Weight,
+                value,
+            )));
+        }
+        *guard = Some(vars.clone());
+        Ok(vars)
+    }
+
+    /// The weights made so far (none before the first call).
+    pub(crate) fn list(&self) -> Vec<Arc<Variable>> {
+        self.slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default()
+    }
+}
+
+/// Implements the `Layer` methods that are the same for every layer type: `id`, `name`,
+/// `kind`, `handle` and `as_any`, for a `Clone` struct with `id` and `name` fields.
+macro_rules! layer_identity {
+    ($kind:literal) => {
+        fn id(&self) -> u64 {
+            self.id
+        }
+        fn name(&self) -> String {
+            self.name.clone()
+        }
+        fn kind(&self) -> &'static str {
+            $kind
+        }
+        fn handle(&self) -> crate::layer::LayerRef {
+            std::sync::Arc::new(self.clone())
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    };
+}
+pub(crate) use layer_identity;

@@ -1,0 +1,193 @@
+//! `Reshape` and `Flatten`: per-sample shape changes, the batch axis kept.
+
+use super::common::{layer_identity, one_input};
+use super::pooling::DataFormat;
+use crate::error::{Error, Result};
+use crate::layer::{Layer, call_layer, unique_name};
+use crate::shape::Dim;
+use crate::tensor::{Tensor, next_id};
+use crate::variable::Variable;
+use std::sync::Arc;
+
+/// Keras's `Reshape(target_shape)`: each sample takes `target_shape` (batch not included; one
+/// entry may be -1). Like Keras, it does not support masks.
+#[derive(Clone)]
+pub struct Reshape {
+    id: u64,
+    name: String,
+    target: Vec<i64>,
+}
+
+impl Reshape {
+    /// Reshapes each sample to `target_shape`.
+    pub fn new(target_shape: &[i64]) -> Reshape {
+        Reshape {
+            id: next_id(),
+            name: unique_name("reshape"),
+            target: target_shape.to_vec(),
+        }
+    }
+
+    /// Sets the layer's name.
+    pub fn name(self, name: &str) -> Reshape {
+        Reshape {
+            id: next_id(),
+            name: name.to_string(),
+            ..self
+        }
+    }
+
+    /// The per-sample target shape.
+    pub fn target_shape(&self) -> &[i64] {
+        &self.target
+    }
+
+    /// Calls the layer on a tensor.
+    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(call_layer(self, std::slice::from_ref(x))?.remove(0))
+    }
+}
+
+/// The per-sample element count of `x`, if every per-sample dim is known.
+fn per_sample(x: &Tensor) -> Option<usize> {
+    x.shape().dims().iter().skip(1).map(|d| d.known()).product()
+}
+
+/// Reshapes `x` keeping its batch axis: `target` is per sample, with at most one -1.
+fn reshape_per_sample(x: &Tensor, target: &[i64]) -> Result<Tensor> {
+    let shape = x.shape();
+    let err = |detail: String| Error::IncompatibleShapes {
+        op: "reshape".into(),
+        shapes: format!("{shape} to (batch, {target:?})"),
+        detail,
+    };
+    if shape.rank() == 0 {
+        return Err(err("the input has no batch axis".into()));
+    }
+    if target.iter().filter(|&&t| t == -1).count() > 1 {
+        return Err(err("the target shape must not contain more than one -1".into()));
+    }
+    if let Some(bad) = target.iter().find(|&&t| t < -1 || t == 0) {
+        return Err(err(format!("{bad} is not a size (sizes are >= 1, or -1)")));
+    }
+    let mut full = Vec::with_capacity(target.len() + 1);
+    match (shape.dims()[0], per_sample(x)) {
+        (_, Some(n)) => {
+            // Resolve the -1 per sample, so that the batch may stay unknown.
+            let known: i64 = target.iter().filter(|&&t| t > 0).product();
+            let mut t = target.to_vec();
+            if let Some(slot) = t.iter_mut().find(|v| **v == -1) {
+                if known == 0 || n as i64 % known != 0 {
+                    return Err(err(format!(
+                        "{n} elements per sample do not divide into {known}"
+                    )));
+                }
+                *slot = n as i64 / known;
+            } else if known != n as i64 {
+                return Err(err(format!(
+                    "{n} elements per sample cannot take a shape of {known}"
+                )));
+            }
+            full.push(-1);
+            full.extend(t);
+        }
+        (Dim::Known(b), None) if !target.contains(&-1) => {
+            full.push(b as i64);
+            full.extend_from_slice(target);
+        }
+        _ => {
+            return Err(err(
+                "the per-sample size must be known (or the batch, with no -1 in the target)".into(),
+            ));
+        }
+    }
+    Ok(x.reshape(&full))
+}
+
+impl Layer for Reshape {
+    layer_identity!("Reshape");
+
+    fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let x = one_input("Reshape", inputs)?;
+        Ok(vec![reshape_per_sample(x, &self.target)?])
+    }
+
+    fn variables(&self) -> Vec<Arc<Variable>> {
+        Vec::new()
+    }
+}
+
+/// Keras's `Flatten(data_format)`: each sample becomes a vector, `(batch, product of the
+/// rest)`; with `channels_first`, the channel axis moves last first, as in Keras.
+#[derive(Clone)]
+pub struct Flatten {
+    id: u64,
+    name: String,
+    data_format: DataFormat,
+}
+
+impl Flatten {
+    /// Flattens each sample.
+    pub fn new() -> Flatten {
+        Flatten {
+            id: next_id(),
+            name: unique_name("flatten"),
+            data_format: DataFormat::ChannelsLast,
+        }
+    }
+
+    /// Sets the data format.
+    pub fn data_format(self, data_format: DataFormat) -> Flatten {
+        Flatten {
+            id: next_id(),
+            data_format,
+            ..self
+        }
+    }
+
+    /// Sets the layer's name.
+    pub fn name(self, name: &str) -> Flatten {
+        Flatten {
+            id: next_id(),
+            name: name.to_string(),
+            ..self
+        }
+    }
+
+    /// The data format.
+    pub fn format(&self) -> DataFormat {
+        self.data_format
+    }
+
+    /// Calls the layer on a tensor.
+    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(call_layer(self, std::slice::from_ref(x))?.remove(0))
+    }
+}
+
+impl Default for Flatten {
+    fn default() -> Self {
+        Flatten::new()
+    }
+}
+
+impl Layer for Flatten {
+    layer_identity!("Flatten");
+
+    fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let mut x = one_input("Flatten", inputs)?.clone();
+        let rank = x.rank();
+        if self.data_format == DataFormat::ChannelsFirst && rank > 2 {
+            let perm: Vec<isize> = std::iter::once(0)
+                .chain(2..rank as isize)
+                .chain(std::iter::once(1))
+                .collect();
+            x = x.transpose(&perm);
+        }
+        Ok(vec![reshape_per_sample(&x, &[-1])?])
+    }
+
+    fn variables(&self) -> Vec<Arc<Variable>> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,102 @@
+//! The `Softmax` layer, with Keras 3's mask handling.
+
+use super::common::{align_mask, layer_identity, one_input};
+use crate::error::Result;
+use crate::layer::{Layer, call_layer, call_layer_with_masks, unique_name};
+use crate::tensor::{Tensor, next_id};
+use crate::variable::Variable;
+use std::sync::Arc;
+
+/// Keras's `Softmax(axis=-1)`. With a mask (the input's, or one given to `call_masked`),
+/// masked positions take -1e9 before the softmax and 0 after it, so they get no weight and a
+/// fully masked row gives zeros. A mask of lower rank covers the leading axes.
+#[derive(Clone)]
+pub struct Softmax {
+    id: u64,
+    name: String,
+    axis: isize,
+}
+
+impl Softmax {
+    /// A softmax over the last axis.
+    pub fn new() -> Softmax {
+        Softmax {
+            id: next_id(),
+            name: unique_name("softmax"),
+            axis: -1,
+        }
+    }
+
+    /// Sets the axis.
+    pub fn axis(self, axis: isize) -> Softmax {
+        Softmax {
+            id: next_id(),
+            axis,
+            ..self
+        }
+    }
+
+    /// Sets the layer's name.
+    pub fn name(self, name: &str) -> Softmax {
+        Softmax {
+            id: next_id(),
+            name: name.to_string(),
+            ..self
+        }
+    }
+
+    /// The axis.
+    pub fn softmax_axis(&self) -> isize {
+        self.axis
+    }
+
+    /// Calls the layer on a tensor (its mask, if any, is used).
+    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(call_layer(self, std::slice::from_ref(x))?.remove(0))
+    }
+
+    /// Calls the layer with an explicit mask, true where a position takes part (Keras's
+    /// `Softmax()(x, mask=m)`).
+    pub fn call_masked(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let masks = [Some(mask.clone())];
+        Ok(call_layer_with_masks(self, std::slice::from_ref(x), Some(&masks))?.remove(0))
+    }
+}
+
+impl Default for Softmax {
+    fn default() -> Self {
+        Softmax::new()
+    }
+}
+
+/// Keras's large negative number for float32 masks.
+const LARGE_NEGATIVE: f32 = -1e9;
+
+impl Layer for Softmax {
+    layer_identity!("Softmax");
+
+    fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.forward_masked(inputs, &[None])
+    }
+
+    fn forward_masked(&self, inputs: &[Tensor], masks: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let x = one_input("Softmax", inputs)?;
+        let out = match masks.first().cloned().flatten() {
+            None => x.softmax(self.axis),
+            Some(mask) => {
+                let m = align_mask(&mask, x.rank());
+                let y = Tensor::where_(&m, x, LARGE_NEGATIVE).softmax(self.axis);
+                Tensor::where_(&m, &y, 0.0)
+            }
+        };
+        Ok(vec![out])
+    }
+
+    fn variables(&self) -> Vec<Arc<Variable>> {
+        Vec::new()
+    }
+
+    fn supports_masking(&self) -> bool {
+        true
+    }
+}
