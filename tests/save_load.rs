@@ -352,7 +352,7 @@ fn hostile_files_give_errors() -> Result<()> {
     huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(Model::from_bytes(&huge).is_err());
     // A newer format, a foreign format.
-    assert!(load_err(&with_metadata(&good, "version", "2")).contains("newer"));
+    assert!(load_err(&with_metadata(&good, "version", "3")).contains("newer"));
     assert!(load_err(&with_metadata(&good, "format", "pickle")).contains("pickle"));
     // An unknown op is named.
     let unknown_op = with_architecture(&good, |a| {

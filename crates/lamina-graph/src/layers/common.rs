@@ -57,7 +57,10 @@ impl Weights {
         let mut vars = Vec::with_capacity(wanted.len());
         for (name, shape) in wanted {
             crate::host::checked_numel(shape)?;
-            let value = init(name, shape)?;
+            let value = match stored_weight(layer, name, shape)? {
+                Some(v) => v,
+                None => init(name, shape)?,
+            };
             vars.push(Arc::new(Variable::new(
                 layer,
                 name,
@@ -77,6 +80,49 @@ impl Weights {
             .clone()
             .unwrap_or_default()
     }
+}
+
+thread_local! {
+    static STORED: std::cell::RefCell<Option<std::collections::HashMap<String, HostTensor>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (a layer's first call, while a model loads) with the weights stored in the file
+/// standing in for initial values: layers then take them instead of allocating their own, and
+/// a stored weight of the wrong shape, or a missing one, is an error before any allocation.
+pub(crate) fn with_stored_weights<R>(
+    weights: std::collections::HashMap<String, HostTensor>,
+    f: impl FnOnce() -> R,
+) -> R {
+    STORED.with(|s| *s.borrow_mut() = Some(weights));
+    let out = f();
+    STORED.with(|s| *s.borrow_mut() = None);
+    out
+}
+
+/// The stored value of weight `name` while a model loads (`None` otherwise).
+fn stored_weight(layer: &str, name: &str, shape: &[usize]) -> Result<Option<HostTensor>> {
+    STORED.with(|s| {
+        let guard = s.borrow();
+        let Some(map) = guard.as_ref() else {
+            return Ok(None);
+        };
+        match map.get(name) {
+            Some(v) if v.shape() == shape && v.dtype() == crate::dtype::DType::F32 => {
+                Ok(Some(v.clone()))
+            }
+            Some(v) => Err(Error::VariableShape {
+                name: format!("{layer}/{name}"),
+                existing: format!("{:?} {} in the file", v.shape(), v.dtype()),
+                requested: format!("{shape:?} float32"),
+            }),
+            None => Err(Error::NotFound {
+                kind: "stored weight".into(),
+                name: format!("{layer}/{name}"),
+                detail: String::new(),
+            }),
+        }
+    })
 }
 
 /// Implements the `Layer` methods that are the same for every layer type: `id`, `name`,

@@ -1,14 +1,15 @@
 //! The `Dense` layer: `activation(x @ kernel + bias)`.
 
 use super::activation::Activation;
+use super::common::Weights;
 use super::init::glorot_uniform;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use crate::layer::{Layer, LayerRef, call_layer, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
-use crate::variable::{Variable, VariableKind};
-use std::sync::{Arc, Mutex};
+use crate::variable::Variable;
+use std::sync::Arc;
 
 #[derive(Clone)]
 struct DenseConfig {
@@ -22,10 +23,16 @@ struct DenseConfig {
 /// The kernel and the optional bias, once built.
 type DenseWeights = (Arc<Variable>, Option<Arc<Variable>>);
 
+fn split(vars: Vec<Arc<Variable>>) -> Option<DenseWeights> {
+    let mut it = vars.into_iter();
+    let kernel = it.next()?;
+    Some((kernel, it.next()))
+}
+
 struct DenseInner {
     id: u64,
     config: DenseConfig,
-    weights: Mutex<Option<DenseWeights>>,
+    weights: Weights,
 }
 
 impl Clone for DenseInner {
@@ -33,7 +40,7 @@ impl Clone for DenseInner {
         DenseInner {
             id: next_id(),
             config: self.config.clone(),
-            weights: Mutex::new(None),
+            weights: Weights::default(),
         }
     }
 }
@@ -60,7 +67,7 @@ impl Dense {
                     use_bias: true,
                     seed: id,
                 },
-                weights: Mutex::new(None),
+                weights: Weights::default(),
             }),
         }
     }
@@ -112,8 +119,7 @@ impl Dense {
     }
 
     fn built(&self) -> Result<DenseWeights> {
-        let guard = self.inner.weights.lock().unwrap_or_else(|p| p.into_inner());
-        guard.clone().ok_or_else(|| Error::NotFound {
+        split(self.inner.weights.list()).ok_or_else(|| Error::NotFound {
             kind: "weights of layer".into(),
             name: self.inner.config.name.clone(),
             detail: " (a Dense layer is built on its first call)".into(),
@@ -191,42 +197,31 @@ impl Layer for Dense {
                 });
             }
         };
-        let (kernel, bias) = {
-            let mut guard = self.inner.weights.lock().unwrap_or_else(|p| p.into_inner());
-            match &*guard {
-                Some((k, b)) => {
-                    if k.shape()[0] != input_dim {
-                        return Err(Error::VariableShape {
-                            name: k.path(),
-                            existing: format!("{:?}", k.shape()),
-                            requested: format!("[{input_dim}, {}] for input {shape}", c.units),
-                        });
-                    }
-                    (k.clone(), b.clone())
+        let mut wanted = vec![("kernel", vec![input_dim, c.units])];
+        if c.use_bias {
+            wanted.push(("bias", vec![c.units]));
+        }
+        let vars = self
+            .inner
+            .weights
+            .get_or_make(&c.name, &wanted, |name, shape| {
+                if name == "kernel" {
+                    HostTensor::new(shape, glorot_uniform(shape[0], shape[1], c.seed))
+                } else {
+                    HostTensor::zeros(shape)
                 }
-                None => {
-                    crate::host::checked_numel(&[input_dim, c.units])?;
-                    let k = HostTensor::new(
-                        &[input_dim, c.units],
-                        glorot_uniform(input_dim, c.units, c.seed),
-                    )?;
-                    let k = Arc::new(Variable::new(&c.name, "kernel", VariableKind::Weight, k));
-                    let b = if c.use_bias {
-                        let b = HostTensor::zeros(&[c.units])?;
-                        Some(Arc::new(Variable::new(
-                            &c.name,
-                            "bias",
-                            VariableKind::Weight,
-                            b,
-                        )))
-                    } else {
-                        None
-                    };
-                    *guard = Some((k.clone(), b.clone()));
-                    (k, b)
-                }
-            }
-        };
+            })
+            .map_err(|e| match e {
+                Error::VariableShape { name, existing, .. } => Error::VariableShape {
+                    name,
+                    existing,
+                    requested: format!("[{input_dim}, {}] for input {shape}", c.units),
+                },
+                other => other,
+            })?;
+        let (kernel, bias) = split(vars).ok_or_else(|| Error::Model {
+            detail: "Dense made no kernel".into(),
+        })?;
         let mut y = x.matmul(&Tensor::variable(kernel));
         if let Some(b) = bias {
             y = y.add(Tensor::variable(b));
@@ -235,12 +230,7 @@ impl Layer for Dense {
     }
 
     fn variables(&self) -> Vec<Arc<Variable>> {
-        let guard = self.inner.weights.lock().unwrap_or_else(|p| p.into_inner());
-        match &*guard {
-            Some((k, Some(b))) => vec![k.clone(), b.clone()],
-            Some((k, None)) => vec![k.clone()],
-            None => vec![],
-        }
+        self.inner.weights.list()
     }
 
     fn handle(&self) -> LayerRef {

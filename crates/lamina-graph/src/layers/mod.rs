@@ -16,6 +16,7 @@ mod pooling;
 mod reshaping;
 mod softmax;
 
+pub(crate) use common::with_stored_weights;
 pub use activation::Activation;
 pub use dense::Dense;
 pub use elementwise::{ActivationLayer, Dropout, Rescaling};

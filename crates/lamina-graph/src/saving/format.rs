@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// The `format` metadata value of a Lamina model file.
 pub const FORMAT_NAME: &str = "lamina-model";
 /// The newest format version this build reads and the one it writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A whole model: its layers, the calls that wire them, and which calls are inputs/outputs.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -86,6 +86,155 @@ pub enum LayerRecord {
         variables: Vec<String>,
         /// The expression graph from the call's inputs to its output.
         body: BodyRecord,
+        /// The `mask` argument, if any.
+        #[serde(default)]
+        mask: Option<MaskRecord>,
+    },
+    /// An `Embedding`; its table is the weight `embeddings`.
+    Embedding {
+        /// The layer's name.
+        name: String,
+        /// Number of ids.
+        input_dim: usize,
+        /// Vector size.
+        output_dim: usize,
+        /// Whether id 0 is masked.
+        mask_zero: bool,
+    },
+    /// A `Masking` layer.
+    Masking {
+        /// The layer's name.
+        name: String,
+        /// The padding value.
+        mask_value: f32,
+    },
+    /// A `GlobalAveragePooling1D`.
+    GlobalAveragePooling1D {
+        /// The layer's name.
+        name: String,
+        /// `channels_last` or `channels_first`.
+        data_format: String,
+        /// Whether the pooled axis stays.
+        keepdims: bool,
+    },
+    /// A `GlobalMaxPooling1D`.
+    GlobalMaxPooling1D {
+        /// The layer's name.
+        name: String,
+        /// `channels_last` or `channels_first`.
+        data_format: String,
+        /// Whether the pooled axis stays.
+        keepdims: bool,
+    },
+    /// A `Softmax` layer.
+    Softmax {
+        /// The layer's name.
+        name: String,
+        /// The axis.
+        axis: i64,
+    },
+    /// A `LayerNormalization`; its weights are `gamma` and `beta` (when present).
+    LayerNormalization {
+        /// The layer's name.
+        name: String,
+        /// The normalised axes.
+        axis: Vec<i64>,
+        /// Added to the variance.
+        epsilon: f32,
+        /// Whether there is a `beta`.
+        center: bool,
+        /// Whether there is a `gamma`.
+        scale: bool,
+        /// RMS scaling instead of centring.
+        rms_scaling: bool,
+    },
+    /// An `Add` merge.
+    Add {
+        /// The layer's name.
+        name: String,
+    },
+    /// A `Subtract` merge.
+    Subtract {
+        /// The layer's name.
+        name: String,
+    },
+    /// A `Multiply` merge.
+    Multiply {
+        /// The layer's name.
+        name: String,
+    },
+    /// An `Average` merge.
+    Average {
+        /// The layer's name.
+        name: String,
+    },
+    /// A `Maximum` merge.
+    Maximum {
+        /// The layer's name.
+        name: String,
+    },
+    /// A `Minimum` merge.
+    Minimum {
+        /// The layer's name.
+        name: String,
+    },
+    /// A `Concatenate` merge.
+    Concatenate {
+        /// The layer's name.
+        name: String,
+        /// The axis.
+        axis: i64,
+    },
+    /// A `Reshape` layer.
+    Reshape {
+        /// The layer's name.
+        name: String,
+        /// The per-sample target (one -1 allowed).
+        target_shape: Vec<i64>,
+    },
+    /// A `Flatten` layer.
+    Flatten {
+        /// The layer's name.
+        name: String,
+        /// `channels_last` or `channels_first`.
+        data_format: String,
+    },
+    /// An `Activation` layer.
+    Activation {
+        /// The layer's name.
+        name: String,
+        /// Keras activation name.
+        activation: String,
+    },
+    /// A `Dropout` layer (the identity at inference).
+    Dropout {
+        /// The layer's name.
+        name: String,
+        /// The rate.
+        rate: f32,
+    },
+    /// A `Rescaling` layer.
+    Rescaling {
+        /// The layer's name.
+        name: String,
+        /// The factor.
+        scale: f32,
+        /// The offset.
+        offset: f32,
+    },
+}
+
+/// A Lambda's `mask` argument.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MaskRecord {
+    /// A fixed mask, stored as tensor `layers/{i}/mask`.
+    Fixed,
+    /// A mask function, recorded as the graph it built from the inputs and their masks (`None`:
+    /// it returned no mask).
+    Function {
+        /// The recorded graph.
+        body: Option<BodyRecord>,
     },
 }
 
@@ -129,6 +278,11 @@ pub struct NodeRecord {
 pub enum OpRecord {
     /// The Lambda's input `index`.
     Input {
+        /// Which input.
+        index: usize,
+    },
+    /// The mask of the Lambda's input `index`.
+    InputMask {
         /// Which input.
         index: usize,
     },

@@ -5,7 +5,8 @@ use super::format::*;
 use super::save::dims_to_shape;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
-use crate::layers::{Activation, Dense, Input, Lambda};
+use crate::layer::{LayerRef, call_layer};
+use crate::layers::{Input, Lambda};
 use crate::model::Model;
 use crate::op::Op;
 use crate::shape::Dim;
@@ -110,6 +111,7 @@ fn op_of(record: &OpRecord) -> Option<Op> {
         OpRecord::MatMul => Op::MatMul,
         OpRecord::Cast { dtype } => Op::Cast(*dtype),
         OpRecord::Input { .. }
+        | OpRecord::InputMask { .. }
         | OpRecord::Constant { .. }
         | OpRecord::Variable { .. }
         | OpRecord::Argument { .. } => return None,
@@ -122,7 +124,8 @@ fn replay(
     constants: &[HostTensor],
     initial: &HashMap<String, HostTensor>,
     xs: &[Tensor],
-    scope: &crate::layers::LambdaScope<'_>,
+    masks: &[Option<Tensor>],
+    scope: Option<&crate::layers::LambdaScope<'_>>,
 ) -> Tensor {
     let bad = |detail: String| {
         Tensor::invalid(Error::Model {
@@ -152,15 +155,22 @@ fn replay(
                 Some(c) => Tensor::constant(c.clone()),
                 None => return bad(format!("node {i} reads constant {id}, which is not stored")),
             },
-            OpRecord::Variable { name } => match initial.get(name) {
-                Some(v) => scope.variable_from(name, v.clone()),
-                None => {
+            OpRecord::InputMask { index } => match masks.get(*index) {
+                Some(Some(m)) => m.clone(),
+                _ => return bad(format!("node {i} reads the mask of input {index}, which has none")),
+            },
+            OpRecord::Variable { name } => match (initial.get(name), scope) {
+                (Some(v), Some(scope)) => scope.variable_from(name, v.clone()),
+                _ => {
                     return bad(format!(
-                        "node {i} reads variable '{name}', which is not stored"
+                        "node {i} reads variable '{name}', which is not stored here"
                     ));
                 }
             },
-            OpRecord::Argument { name } => scope.argument(name),
+            OpRecord::Argument { name } => match scope {
+                Some(scope) => scope.argument(name),
+                None => return bad(format!("node {i} reads argument '{name}' outside the function")),
+            },
             other => {
                 let Some(op) = op_of(other) else {
                     return bad(format!("node {i} has a leaf op with inputs"));
@@ -185,13 +195,8 @@ enum Built {
         input: Input,
         used: bool,
     },
-    Dense {
-        layer: Dense,
-        kernel: HostTensor,
-        bias: Option<HostTensor>,
-        set: bool,
-    },
-    Lambda(Lambda),
+    /// Any other layer; its weights are set from the file after its first call.
+    Layer { layer: LayerRef, weights_set: bool },
 }
 
 /// Rebuilds a model from the bytes of a model file. `path` only names the file in errors.
@@ -237,6 +242,107 @@ pub(crate) fn from_bytes(bytes: &[u8], path: &str) -> Result<Model> {
     build(&loader, &arch)
 }
 
+/// A built-in layer from its configuration record (not an input layer or a Lambda).
+fn config_layer(record: &LayerRecord) -> Result<LayerRef> {
+    use crate::layers::*;
+    let format = |f: &str| DataFormat::parse(f);
+    let axis = |a: i64| -> Result<isize> {
+        isize::try_from(a).map_err(|_| Error::Model {
+            detail: format!("axis {a} is out of range"),
+        })
+    };
+    Ok(match record {
+        LayerRecord::Dense {
+            name,
+            units,
+            activation,
+            use_bias,
+        } => Arc::new(
+            Dense::new(*units)
+                .activation(activation.parse()?)
+                .use_bias(*use_bias)
+                .name(name),
+        ),
+        LayerRecord::Embedding {
+            name,
+            input_dim,
+            output_dim,
+            mask_zero,
+        } => Arc::new(
+            Embedding::new(*input_dim, *output_dim)
+                .mask_zero(*mask_zero)
+                .name(name),
+        ),
+        LayerRecord::Masking { name, mask_value } => Arc::new(Masking::new(*mask_value).name(name)),
+        LayerRecord::GlobalAveragePooling1D {
+            name,
+            data_format,
+            keepdims,
+        } => Arc::new(
+            GlobalAveragePooling1D::new()
+                .data_format(format(data_format)?)
+                .keepdims(*keepdims)
+                .name(name),
+        ),
+        LayerRecord::GlobalMaxPooling1D {
+            name,
+            data_format,
+            keepdims,
+        } => Arc::new(
+            GlobalMaxPooling1D::new()
+                .data_format(format(data_format)?)
+                .keepdims(*keepdims)
+                .name(name),
+        ),
+        LayerRecord::Softmax { name, axis: a } => Arc::new(Softmax::new().axis(axis(*a)?).name(name)),
+        LayerRecord::LayerNormalization {
+            name,
+            axis: axes,
+            epsilon,
+            center,
+            scale,
+            rms_scaling,
+        } => Arc::new(
+            LayerNormalization::new()
+                .axis(&axes.iter().map(|&a| axis(a)).collect::<Result<Vec<_>>>()?)
+                .epsilon(*epsilon)
+                .center(*center)
+                .scale(*scale)
+                .rms_scaling(*rms_scaling)
+                .name(name),
+        ),
+        LayerRecord::Add { name } => Arc::new(Add::new().name(name)),
+        LayerRecord::Subtract { name } => Arc::new(Subtract::new().name(name)),
+        LayerRecord::Multiply { name } => Arc::new(Multiply::new().name(name)),
+        LayerRecord::Average { name } => Arc::new(Average::new().name(name)),
+        LayerRecord::Maximum { name } => Arc::new(Maximum::new().name(name)),
+        LayerRecord::Minimum { name } => Arc::new(Minimum::new().name(name)),
+        LayerRecord::Concatenate { name, axis: a } => {
+            Arc::new(Concatenate::new().axis(axis(*a)?).name(name))
+        }
+        LayerRecord::Reshape { name, target_shape } => {
+            Arc::new(Reshape::new(target_shape).name(name))
+        }
+        LayerRecord::Flatten { name, data_format } => {
+            Arc::new(Flatten::new().data_format(format(data_format)?).name(name))
+        }
+        LayerRecord::Activation { name, activation } => {
+            Arc::new(ActivationLayer::new(activation.parse()?).name(name))
+        }
+        LayerRecord::Dropout { name, rate } => Arc::new(Dropout::new(*rate).name(name)),
+        LayerRecord::Rescaling {
+            name,
+            scale,
+            offset,
+        } => Arc::new(Rescaling::new(*scale, *offset).name(name)),
+        LayerRecord::InputLayer { .. } | LayerRecord::Lambda { .. } => {
+            return Err(Error::Model {
+                detail: "input layers and Lambdas are not configuration-only layers".into(),
+            });
+        }
+    })
+}
+
 fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
     let mut built = Vec::with_capacity(arch.layers.len());
     for (i, record) in arch.layers.iter().enumerate() {
@@ -253,40 +359,20 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
                 }
                 Built::Input { input, used: false }
             }
-            LayerRecord::Dense {
-                name,
-                units,
-                activation,
-                use_bias,
-            } => {
-                let act: Activation = activation
-                    .parse()
-                    .map_err(|e| loader.err(format!("layer {i} '{name}': {e}")))?;
-                let kernel = loader.tensor(&format!("layers/{i}/weights/kernel"))?;
-                let bias = if *use_bias {
-                    Some(loader.tensor(&format!("layers/{i}/weights/bias"))?)
-                } else {
-                    None
-                };
-                Built::Dense {
-                    layer: Dense::new(*units)
-                        .activation(act)
-                        .use_bias(*use_bias)
-                        .name(name),
-                    kernel,
-                    bias,
-                    set: false,
-                }
-            }
             LayerRecord::Lambda {
                 name,
                 output_shape,
                 arguments,
                 variables,
                 body,
+                mask,
             } => {
+                let mask_body = match mask {
+                    Some(MaskRecord::Function { body: Some(b) }) => Some(b),
+                    _ => None,
+                };
                 let mut constants = Vec::new();
-                for node in &body.nodes {
+                for node in body.nodes.iter().chain(mask_body.iter().flat_map(|b| &b.nodes)) {
                     if let OpRecord::Constant { id } = node.op {
                         if id > constants.len() {
                             return Err(loader.err(format!(
@@ -309,10 +395,13 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
                 let body = Arc::new(body.clone());
                 let constants = Arc::new(constants);
                 let initial = Arc::new(initial);
-                let mut lambda = Lambda::with_scope(move |xs, scope| {
-                    replay(&body, &constants, &initial, xs, scope)
-                })
-                .name(name);
+                let mut lambda = {
+                    let (constants, initial) = (constants.clone(), initial.clone());
+                    Lambda::with_scope(move |xs, scope| {
+                        replay(&body, &constants, &initial, xs, scope.masks(), Some(scope))
+                    })
+                    .name(name)
+                };
                 for a in arguments {
                     lambda =
                         lambda.argument(a, loader.tensor(&format!("layers/{i}/arguments/{a}"))?);
@@ -327,8 +416,28 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
                         lambda.output_shape_fn(move |_| full.clone())
                     }
                 };
-                Built::Lambda(lambda)
+                lambda = match mask {
+                    None => lambda,
+                    Some(MaskRecord::Fixed) => {
+                        lambda.mask(loader.tensor(&format!("layers/{i}/mask"))?)
+                    }
+                    Some(MaskRecord::Function { body: None }) => lambda.mask_fn(|_, _| None),
+                    Some(MaskRecord::Function { body: Some(b) }) => {
+                        let b = Arc::new(b.clone());
+                        lambda.mask_fn(move |xs, masks| {
+                            Some(replay(&b, &constants, &initial, xs, masks, None))
+                        })
+                    }
+                };
+                Built::Layer {
+                    layer: Arc::new(lambda),
+                    weights_set: true,
+                }
             }
+            other => Built::Layer {
+                layer: config_layer(other).map_err(|e| loader.err(format!("layer {i}: {e}")))?,
+                weights_set: false,
+            },
         });
     }
     let mut outputs: Vec<Vec<Tensor>> = Vec::with_capacity(arch.calls.len());
@@ -366,29 +475,26 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
                 t.check().map_err(|e| in_layer(e.clone()))?;
                 vec![t]
             }
-            Built::Dense {
-                layer,
-                kernel,
-                bias,
-                set,
-            } => {
-                let [x] = ins.as_slice() else {
-                    return Err(loader.err(format!(
-                        "call {c}: Dense takes one input, {} given",
-                        ins.len()
-                    )));
-                };
-                let y = layer.call(x).map_err(in_layer)?;
-                if !*set {
-                    layer.set_kernel(kernel.clone()).map_err(in_layer)?;
-                    if let Some(b) = bias {
-                        layer.set_bias(b.clone()).map_err(in_layer)?;
+            Built::Layer { layer, weights_set } => {
+                if *weights_set {
+                    call_layer(layer.as_ref(), &ins).map_err(in_layer)?
+                } else {
+                    // The first call takes its weights from the file, checked before use.
+                    let prefix = format!("layers/{}/weights/", call.layer);
+                    let mut stored = HashMap::new();
+                    for name in loader.tensors.names() {
+                        if let Some(w) = name.strip_prefix(&prefix) {
+                            stored.insert(w.to_string(), loader.tensor(name)?);
+                        }
                     }
-                    *set = true;
+                    let outs = crate::layers::with_stored_weights(stored, || {
+                        call_layer(layer.as_ref(), &ins)
+                    })
+                    .map_err(in_layer)?;
+                    *weights_set = true;
+                    outs
                 }
-                vec![y]
             }
-            Built::Lambda(l) => vec![l.call_many(&ins).map_err(in_layer)?],
         };
         outputs.push(outs);
     }

@@ -4,7 +4,7 @@ use super::format::*;
 use crate::error::{Error, Result};
 use crate::host::{HostData, HostTensor};
 use crate::layer::LayerCall;
-use crate::layers::{Dense, InputLayer, Lambda, OutputShape};
+use crate::layers::{InputLayer, Lambda, LambdaMask, OutputShape};
 use crate::model::Model;
 use crate::op::Op;
 use crate::shape::{Dim, Shape};
@@ -126,24 +126,122 @@ fn layer_record(
             dtype: out.dtype(),
         });
     }
-    if let Some(dense) = any.downcast_ref::<Dense>() {
-        tensors.insert(format!("layers/{index}/weights/kernel"), dense.kernel()?);
-        if dense.has_bias() {
-            tensors.insert(format!("layers/{index}/weights/bias"), dense.bias()?);
-        }
-        return Ok(LayerRecord::Dense {
-            name,
-            units: dense.units(),
-            activation: dense.activation_fn().name().to_string(),
-            use_bias: dense.has_bias(),
-        });
-    }
     if let Some(lambda) = any.downcast_ref::<Lambda>() {
         return lambda_record(lambda, call, index, tensors);
     }
-    Err(Error::Model {
+    let record = config_record(any, name.clone()).ok_or_else(|| Error::Model {
         detail: format!("cannot save layer '{name}' of type {}", layer.kind()),
-    })
+    })?;
+    for v in layer.variables() {
+        tensors.insert(format!("layers/{index}/weights/{}", v.name()), v.value());
+    }
+    Ok(record)
+}
+
+/// The configuration record of a built-in layer with no code in it, or `None` for a layer
+/// type the format does not know.
+fn config_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
+    use crate::layers::*;
+    macro_rules! merge {
+        ($($ty:ident),*) => {
+            $(if any.is::<$ty>() {
+                return Some(LayerRecord::$ty { name });
+            })*
+        };
+    }
+    merge!(Add, Subtract, Multiply, Average, Maximum, Minimum);
+    if let Some(l) = any.downcast_ref::<Dense>() {
+        return Some(LayerRecord::Dense {
+            name,
+            units: l.units(),
+            activation: l.activation_fn().name().to_string(),
+            use_bias: l.has_bias(),
+        });
+    }
+    if let Some(l) = any.downcast_ref::<Embedding>() {
+        return Some(LayerRecord::Embedding {
+            name,
+            input_dim: l.input_dim(),
+            output_dim: l.output_dim(),
+            mask_zero: l.masks_zero(),
+        });
+    }
+    if let Some(l) = any.downcast_ref::<Masking>() {
+        return Some(LayerRecord::Masking {
+            name,
+            mask_value: l.mask_value(),
+        });
+    }
+    if let Some(l) = any.downcast_ref::<GlobalAveragePooling1D>() {
+        return Some(LayerRecord::GlobalAveragePooling1D {
+            name,
+            data_format: l.format().name().to_string(),
+            keepdims: l.keeps_dims(),
+        });
+    }
+    if let Some(l) = any.downcast_ref::<GlobalMaxPooling1D>() {
+        return Some(LayerRecord::GlobalMaxPooling1D {
+            name,
+            data_format: l.format().name().to_string(),
+            keepdims: l.keeps_dims(),
+        });
+    }
+    if let Some(l) = any.downcast_ref::<Softmax>() {
+        return Some(LayerRecord::Softmax {
+            name,
+            axis: l.softmax_axis() as i64,
+        });
+    }
+    if let Some(l) = any.downcast_ref::<LayerNormalization>() {
+        let (axes, epsilon, center, scale, rms_scaling) = l.config();
+        return Some(LayerRecord::LayerNormalization {
+            name,
+            axis: axes.iter().map(|&a| a as i64).collect(),
+            epsilon,
+            center,
+            scale,
+            rms_scaling,
+        });
+    }
+    if let Some(l) = any.downcast_ref::<Concatenate>() {
+        return Some(LayerRecord::Concatenate {
+            name,
+            axis: l.concat_axis() as i64,
+        });
+    }
+    if let Some(l) = any.downcast_ref::<Reshape>() {
+        return Some(LayerRecord::Reshape {
+            name,
+            target_shape: l.target_shape().to_vec(),
+        });
+    }
+    if let Some(l) = any.downcast_ref::<Flatten>() {
+        return Some(LayerRecord::Flatten {
+            name,
+            data_format: l.format().name().to_string(),
+        });
+    }
+    if let Some(l) = any.downcast_ref::<ActivationLayer>() {
+        return Some(LayerRecord::Activation {
+            name,
+            activation: l.activation().name().to_string(),
+        });
+    }
+    if let Some(l) = any.downcast_ref::<Dropout>() {
+        return Some(LayerRecord::Dropout {
+            name,
+            rate: l.rate(),
+        });
+    }
+    if let Some(l) = any.downcast_ref::<Rescaling>() {
+        let (scale, offset) = l.factors();
+        return Some(LayerRecord::Rescaling {
+            name,
+            scale,
+            offset,
+        });
+    }
+    None
 }
 
 fn lambda_record(
@@ -156,117 +254,65 @@ fn lambda_record(
     let fail = |detail: String| Error::Model {
         detail: format!("cannot save Lambda '{name}': {detail}"),
     };
-    let arguments: HashMap<u64, String> = lambda
-        .arguments()
-        .iter()
-        .map(|(k, v)| (v.id(), k.clone()))
-        .collect();
     let variables = lambda.named_variables();
-    let variable_names: HashMap<u64, String> =
-        variables.iter().map(|(k, v)| (v.id(), k.clone())).collect();
     for (k, v) in lambda.arguments() {
         tensors.insert(format!("layers/{index}/arguments/{k}"), v.value());
     }
     for (k, v) in &variables {
         tensors.insert(format!("layers/{index}/weights/{k}"), v.value());
     }
-    // The body: the graph between this call's inputs and its output.
-    let mut input_of: HashMap<u64, usize> = HashMap::new();
+    let mut recorder = BodyRecorder {
+        index,
+        tensors,
+        constants: 0,
+        arguments: lambda
+            .arguments()
+            .iter()
+            .map(|(k, v)| (v.id(), k.clone()))
+            .collect(),
+        variables: variables.iter().map(|(k, v)| (v.id(), k.clone())).collect(),
+        leaves: HashMap::new(),
+        inputs: call.inputs().len(),
+    };
+    // The body's leaves: the call's inputs, then their masks.
     for (k, t) in call.inputs().iter().enumerate() {
-        input_of.entry(t.id()).or_insert(k);
+        recorder
+            .leaves
+            .entry(t.id())
+            .or_insert(OpRecord::Input { index: k });
+    }
+    for (k, t) in call.inputs().iter().enumerate() {
+        if let Some(m) = t.mask() {
+            recorder
+                .leaves
+                .entry(m.id())
+                .or_insert(OpRecord::InputMask { index: k });
+        }
     }
     let out = call
         .outputs()
         .first()
         .ok_or_else(|| fail("it has no output".into()))?;
-    let mut nodes: Vec<NodeRecord> = Vec::new();
-    let mut position: HashMap<u64, usize> = HashMap::new();
-    let mut constants = 0usize;
-    let mut stack: Vec<(Tensor, bool)> = vec![(out.clone(), false)];
-    while let Some((t, expanded)) = stack.pop() {
-        if position.contains_key(&t.id()) {
-            continue;
+    let body = recorder.record(out).map_err(|e| fail(e.to_string()))?;
+    let mask = match lambda.mask_spec() {
+        None => None,
+        Some(LambdaMask::Fixed(m)) => {
+            recorder
+                .tensors
+                .insert(format!("layers/{index}/mask"), m.clone());
+            Some(MaskRecord::Fixed)
         }
-        let node = t.node()?;
-        if let Some(&k) = input_of.get(&t.id()) {
-            position.insert(t.id(), nodes.len());
-            nodes.push(NodeRecord {
-                op: OpRecord::Input { index: k },
-                inputs: vec![],
-            });
-            continue;
-        }
-        if !expanded {
-            stack.push((t.clone(), true));
-            for c in node.inputs().iter().rev() {
-                if !position.contains_key(&c.id()) {
-                    stack.push((c.clone(), false));
-                }
-            }
-            continue;
-        }
-        let op = match node.op() {
-            Op::Input { name: input } => {
-                return Err(fail(format!(
-                    "its function reads Input '{input}', which is not among the Lambda's inputs"
-                )));
-            }
-            Op::Constant(c) => {
-                tensors.insert(
-                    format!("layers/{index}/constants/{constants}"),
-                    (**c).clone(),
-                );
-                constants += 1;
-                OpRecord::Constant { id: constants - 1 }
-            }
-            Op::Variable(v) => {
-                if let Some(n) = arguments.get(&v.id()) {
-                    OpRecord::Argument { name: n.clone() }
-                } else if let Some(n) = variable_names.get(&v.id()) {
-                    OpRecord::Variable { name: n.clone() }
-                } else {
-                    return Err(fail(format!(
-                        "its function reads variable '{}', which belongs to another layer",
-                        v.path()
-                    )));
-                }
-            }
-            Op::Unary(u) => OpRecord::Unary { func: *u },
-            Op::Binary(b) => OpRecord::Binary { func: *b },
-            Op::Where => OpRecord::Where,
-            Op::Reduce { op, axes, keepdims } => OpRecord::Reduce {
-                func: *op,
-                axes: axes.clone(),
-                keepdims: *keepdims,
+        Some(LambdaMask::Function(_)) => Some(MaskRecord::Function {
+            body: match out.mask() {
+                Some(m) => Some(
+                    recorder
+                        .record(m)
+                        .map_err(|e| fail(format!("mask function: {e}")))?,
+                ),
+                None => None,
             },
-            Op::ArgReduce { op, axis, keepdims } => OpRecord::ArgReduce {
-                func: *op,
-                axis: *axis,
-                keepdims: *keepdims,
-            },
-            Op::Scan { op, axis } => OpRecord::Scan {
-                func: *op,
-                axis: *axis,
-            },
-            Op::Reshape { target } => OpRecord::Reshape {
-                target: target.clone(),
-            },
-            Op::Permute { perm } => OpRecord::Permute { perm: perm.clone() },
-            Op::BroadcastTo { shape } => OpRecord::BroadcastTo {
-                shape: shape.clone(),
-            },
-            Op::Slice { axes } => OpRecord::Slice { axes: axes.clone() },
-            Op::ExpandDims { axis } => OpRecord::ExpandDims { axis: *axis },
-            Op::Squeeze { axes } => OpRecord::Squeeze { axes: axes.clone() },
-            Op::Concat { axis } => OpRecord::Concat { axis: *axis },
-            Op::Gather { axis } => OpRecord::Gather { axis: *axis },
-            Op::MatMul => OpRecord::MatMul,
-            Op::Cast(d) => OpRecord::Cast { dtype: *d },
-        };
-        let inputs = node.inputs().iter().map(|c| position[&c.id()]).collect();
-        position.insert(t.id(), nodes.len());
-        nodes.push(NodeRecord { op, inputs });
-    }
+        }),
+    };
     let output_shape = match lambda.declared_output_shape() {
         None => None,
         Some(OutputShape::PerSample(d)) => Some(OutputShapeRecord::PerSample(
@@ -282,11 +328,130 @@ fn lambda_record(
         output_shape,
         arguments: lambda.arguments().keys().cloned().collect(),
         variables: variables.iter().map(|(k, _)| k.clone()).collect(),
-        body: BodyRecord {
-            inputs: call.inputs().len(),
+        body,
+        mask,
+    })
+}
+
+/// Records expression graphs of one Lambda: constants go to the file's tensors, numbered
+/// across all of the layer's bodies; variables and arguments are named; the leaves (the
+/// call's inputs and their masks) end the walk.
+struct BodyRecorder<'a> {
+    index: usize,
+    tensors: &'a mut BTreeMap<String, HostTensor>,
+    constants: usize,
+    arguments: HashMap<u64, String>,
+    variables: HashMap<u64, String>,
+    leaves: HashMap<u64, OpRecord>,
+    inputs: usize,
+}
+
+impl BodyRecorder<'_> {
+    /// The graph from the leaves to `out`, in topological order.
+    fn record(&mut self, out: &Tensor) -> Result<BodyRecord> {
+        let fail = |detail: String| Error::Model { detail };
+        let mut nodes: Vec<NodeRecord> = Vec::new();
+        let mut position: HashMap<u64, usize> = HashMap::new();
+        let mut stack: Vec<(Tensor, bool)> = vec![(out.clone(), false)];
+        while let Some((t, expanded)) = stack.pop() {
+            if position.contains_key(&t.id()) {
+                continue;
+            }
+            let node = t.node()?;
+            if let Some(leaf) = self.leaves.get(&t.id()) {
+                position.insert(t.id(), nodes.len());
+                nodes.push(NodeRecord {
+                    op: leaf.clone(),
+                    inputs: vec![],
+                });
+                continue;
+            }
+            if !expanded {
+                stack.push((t.clone(), true));
+                for c in node.inputs().iter().rev() {
+                    if !position.contains_key(&c.id()) {
+                        stack.push((c.clone(), false));
+                    }
+                }
+                continue;
+            }
+            let op = match node.op() {
+                Op::Input { name: input } => {
+                    return Err(fail(format!(
+                        "it reads Input '{input}', which is not among the Lambda's inputs"
+                    )));
+                }
+                Op::Constant(c) => {
+                    self.tensors.insert(
+                        format!("layers/{}/constants/{}", self.index, self.constants),
+                        (**c).clone(),
+                    );
+                    self.constants += 1;
+                    OpRecord::Constant {
+                        id: self.constants - 1,
+                    }
+                }
+                Op::Variable(v) => {
+                    if let Some(n) = self.arguments.get(&v.id()) {
+                        OpRecord::Argument { name: n.clone() }
+                    } else if let Some(n) = self.variables.get(&v.id()) {
+                        OpRecord::Variable { name: n.clone() }
+                    } else {
+                        return Err(fail(format!(
+                            "it reads variable '{}', which belongs to another layer",
+                            v.path()
+                        )));
+                    }
+                }
+                op => op_record(op).ok_or_else(|| fail(format!("op {} is a leaf", op.name())))?,
+            };
+            let inputs = node.inputs().iter().map(|c| position[&c.id()]).collect();
+            position.insert(t.id(), nodes.len());
+            nodes.push(NodeRecord { op, inputs });
+        }
+        Ok(BodyRecord {
+            inputs: self.inputs,
             output: position[&out.id()],
             nodes,
+        })
+    }
+}
+
+/// The record of a compute op (`None` for a leaf).
+fn op_record(op: &Op) -> Option<OpRecord> {
+    Some(match op {
+        Op::Unary(u) => OpRecord::Unary { func: *u },
+        Op::Binary(b) => OpRecord::Binary { func: *b },
+        Op::Where => OpRecord::Where,
+        Op::Reduce { op, axes, keepdims } => OpRecord::Reduce {
+            func: *op,
+            axes: axes.clone(),
+            keepdims: *keepdims,
         },
+        Op::ArgReduce { op, axis, keepdims } => OpRecord::ArgReduce {
+            func: *op,
+            axis: *axis,
+            keepdims: *keepdims,
+        },
+        Op::Scan { op, axis } => OpRecord::Scan {
+            func: *op,
+            axis: *axis,
+        },
+        Op::Reshape { target } => OpRecord::Reshape {
+            target: target.clone(),
+        },
+        Op::Permute { perm } => OpRecord::Permute { perm: perm.clone() },
+        Op::BroadcastTo { shape } => OpRecord::BroadcastTo {
+            shape: shape.clone(),
+        },
+        Op::Slice { axes } => OpRecord::Slice { axes: axes.clone() },
+        Op::ExpandDims { axis } => OpRecord::ExpandDims { axis: *axis },
+        Op::Squeeze { axes } => OpRecord::Squeeze { axes: axes.clone() },
+        Op::Concat { axis } => OpRecord::Concat { axis: *axis },
+        Op::Gather { axis } => OpRecord::Gather { axis: *axis },
+        Op::MatMul => OpRecord::MatMul,
+        Op::Cast(d) => OpRecord::Cast { dtype: *d },
+        Op::Input { .. } | Op::Constant(_) | Op::Variable(_) => return None,
     })
 }
 
