@@ -85,12 +85,22 @@ pub fn concat(
 
 /// `take` along `axis`: for each index, the slice of `params` at that position. An index
 /// outside `0..shape[axis]` is an error naming it.
-pub fn take(params: &HostData, shape: &[usize], indices: &HostData, axis: usize) -> Result<HostData> {
+pub fn take(
+    params: &HostData,
+    shape: &[usize],
+    indices: &HostData,
+    axis: usize,
+) -> Result<HostData> {
     let size = shape[axis];
     let ids: Vec<usize> = match indices {
         HostData::I32(v) => v
             .iter()
-            .map(|&i| usize::try_from(i).ok().filter(|&i| i < size).ok_or(i as i64))
+            .map(|&i| {
+                usize::try_from(i)
+                    .ok()
+                    .filter(|&i| i < size)
+                    .ok_or(i as i64)
+            })
             .collect::<std::result::Result<_, i64>>(),
         HostData::U32(v) => v
             .iter()

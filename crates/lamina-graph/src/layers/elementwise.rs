@@ -54,8 +54,7 @@ impl Layer for ActivationLayer {
 
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         Ok(vec![
-            self.activation
-                .apply(one_input("Activation", inputs)?),
+            self.activation.apply(one_input("Activation", inputs)?),
         ])
     }
 

@@ -16,8 +16,8 @@ mod pooling;
 mod reshaping;
 mod softmax;
 
-pub(crate) use common::with_stored_weights;
 pub use activation::Activation;
+pub(crate) use common::with_stored_weights;
 pub use dense::Dense;
 pub use elementwise::{ActivationLayer, Dropout, Rescaling};
 pub use embedding::Embedding;

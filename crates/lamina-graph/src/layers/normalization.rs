@@ -168,7 +168,9 @@ impl Layer for LayerNormalization {
         let vars = self.weights.get_or_make(&self.name, &wanted, |name, s| {
             HostTensor::full(s, if name == "gamma" { 1.0 } else { 0.0 })
         })?;
-        let mut vars = vars.into_iter().map(|v| Tensor::variable(v).reshape(&broadcast));
+        let mut vars = vars
+            .into_iter()
+            .map(|v| Tensor::variable(v).reshape(&broadcast));
         let gamma = if self.has_gamma() { vars.next() } else { None };
         let beta = if self.has_beta() { vars.next() } else { None };
         let axes_list = crate::ops::Axes::List(axes.iter().map(|&a| a as isize).collect());

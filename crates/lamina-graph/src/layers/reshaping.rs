@@ -65,7 +65,9 @@ fn reshape_per_sample(x: &Tensor, target: &[i64]) -> Result<Tensor> {
         return Err(err("the input has no batch axis".into()));
     }
     if target.iter().filter(|&&t| t == -1).count() > 1 {
-        return Err(err("the target shape must not contain more than one -1".into()));
+        return Err(err(
+            "the target shape must not contain more than one -1".into()
+        ));
     }
     if let Some(bad) = target.iter().find(|&&t| t < -1 || t == 0) {
         return Err(err(format!("{bad} is not a size (sizes are >= 1, or -1)")));

@@ -199,11 +199,7 @@ impl Program {
     /// Checks the ids that model inputs feed to `take` (directly, or through casts and views):
     /// an id outside its axis is an error here, before any backend runs, so that both backends
     /// report it the same way and name the layer.
-    pub fn check_gather_indices(
-        &self,
-        shapes: &[Vec<usize>],
-        inputs: &[HostTensor],
-    ) -> Result<()> {
+    pub fn check_gather_indices(&self, shapes: &[Vec<usize>], inputs: &[HostTensor]) -> Result<()> {
         for node in &self.nodes {
             let Op::Gather { axis } = node.op else {
                 continue;
@@ -234,12 +230,14 @@ impl Program {
                     .iter()
                     .map(|&x| x as i32 as f64)
                     .find(|x| !(0.0..size).contains(x)),
-                crate::host::HostData::I32(v) => {
-                    v.iter().map(|&x| x as f64).find(|x| !(0.0..size).contains(x))
-                }
-                crate::host::HostData::U32(v) => {
-                    v.iter().map(|&x| x as f64).find(|x| !(0.0..size).contains(x))
-                }
+                crate::host::HostData::I32(v) => v
+                    .iter()
+                    .map(|&x| x as f64)
+                    .find(|x| !(0.0..size).contains(x)),
+                crate::host::HostData::U32(v) => v
+                    .iter()
+                    .map(|&x| x as f64)
+                    .find(|x| !(0.0..size).contains(x)),
                 crate::host::HostData::Bool(v) => v
                     .iter()
                     .map(|&x| x as u8 as f64)

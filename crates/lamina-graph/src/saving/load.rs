@@ -157,7 +157,11 @@ fn replay(
             },
             OpRecord::InputMask { index } => match masks.get(*index) {
                 Some(Some(m)) => m.clone(),
-                _ => return bad(format!("node {i} reads the mask of input {index}, which has none")),
+                _ => {
+                    return bad(format!(
+                        "node {i} reads the mask of input {index}, which has none"
+                    ));
+                }
             },
             OpRecord::Variable { name } => match (initial.get(name), scope) {
                 (Some(v), Some(scope)) => scope.variable_from(name, v.clone()),
@@ -169,7 +173,11 @@ fn replay(
             },
             OpRecord::Argument { name } => match scope {
                 Some(scope) => scope.argument(name),
-                None => return bad(format!("node {i} reads argument '{name}' outside the function")),
+                None => {
+                    return bad(format!(
+                        "node {i} reads argument '{name}' outside the function"
+                    ));
+                }
             },
             other => {
                 let Some(op) = op_of(other) else {
@@ -196,7 +204,10 @@ enum Built {
         used: bool,
     },
     /// Any other layer; its weights are set from the file after its first call.
-    Layer { layer: LayerRef, weights_set: bool },
+    Layer {
+        layer: LayerRef,
+        weights_set: bool,
+    },
 }
 
 /// Rebuilds a model from the bytes of a model file. `path` only names the file in errors.
@@ -294,7 +305,9 @@ fn config_layer(record: &LayerRecord) -> Result<LayerRef> {
                 .keepdims(*keepdims)
                 .name(name),
         ),
-        LayerRecord::Softmax { name, axis: a } => Arc::new(Softmax::new().axis(axis(*a)?).name(name)),
+        LayerRecord::Softmax { name, axis: a } => {
+            Arc::new(Softmax::new().axis(axis(*a)?).name(name))
+        }
         LayerRecord::LayerNormalization {
             name,
             axis: axes,
@@ -372,7 +385,11 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
                     _ => None,
                 };
                 let mut constants = Vec::new();
-                for node in body.nodes.iter().chain(mask_body.iter().flat_map(|b| &b.nodes)) {
+                for node in body
+                    .nodes
+                    .iter()
+                    .chain(mask_body.iter().flat_map(|b| &b.nodes))
+                {
                     if let OpRecord::Constant { id } = node.op {
                         if id > constants.len() {
                             return Err(loader.err(format!(
