@@ -177,24 +177,24 @@ fn pool(
             detail: "expects a 3-D input (batch, steps, features)".into(),
         });
     }
-    let (steps, features) = match format {
+    let (steps, features): (i32, isize) = match format {
         DataFormat::ChannelsLast => (1, 2),
         DataFormat::ChannelsFirst => (2, 1),
     };
     let Some(mask) = mask else {
         return Ok(match kind {
-            Pool::Average => x.mean(steps as i32, keepdims),
-            Pool::Max => x.max(steps as i32, keepdims),
+            Pool::Average => x.mean(steps, keepdims),
+            Pool::Max => x.max(steps, keepdims),
         });
     };
     // The mask is over (batch, steps): give it the feature axis.
-    let m = align_mask(mask, 2).expand_dims(features as isize);
+    let m = align_mask(mask, 2).expand_dims(features);
     Ok(match kind {
         Pool::Average => {
             let kept = Tensor::where_(&m, x, 0.0);
-            kept.sum(steps as i32, keepdims)
-                .divide(m.cast(x.dtype()).sum(steps as i32, keepdims))
+            kept.sum(steps, keepdims)
+                .divide(m.cast(x.dtype()).sum(steps, keepdims))
         }
-        Pool::Max => Tensor::where_(&m, x, f32::NEG_INFINITY).max(steps as i32, keepdims),
+        Pool::Max => Tensor::where_(&m, x, f32::NEG_INFINITY).max(steps, keepdims),
     })
 }

@@ -208,15 +208,13 @@ impl Program {
                 continue;
             };
             let mut source = indices;
-            loop {
-                match &self.nodes[source].op {
-                    Op::Cast(_)
-                    | Op::Reshape { .. }
-                    | Op::ExpandDims { .. }
-                    | Op::Squeeze { .. }
-                    | Op::Permute { .. } => source = self.nodes[source].inputs[0],
-                    _ => break,
-                }
+            while let Op::Cast(_)
+            | Op::Reshape { .. }
+            | Op::ExpandDims { .. }
+            | Op::Squeeze { .. }
+            | Op::Permute { .. } = &self.nodes[source].op
+            {
+                source = self.nodes[source].inputs[0];
             }
             let Some(k) = self.inputs.iter().position(|&i| i == source) else {
                 continue;
