@@ -56,10 +56,16 @@ fn incompatible_shapes_name_layer_op_and_shapes() {
     assert_mentions(&err, &["r", "reshape", "(1, 6)", "6 elements"]);
     // With an unknown batch, (None, 6) -> (-1, 4) fits even batches only: checked at run time.
     let x = Input::new(&[6]).tensor();
-    let y = Lambda::new(|x| x.reshape(&[-1, 4])).call(&x).unwrap();
+    let y = Lambda::new(|x| x.reshape(&[-1, 4]))
+        .name("fours")
+        .call(&x)
+        .unwrap();
     let m = Model::new(&[x], &[y]).unwrap();
     let odd = HostTensor::new(&[1, 6], vec![0.0f32; 6]).unwrap();
-    assert_mentions(&m.predict(&[odd]).unwrap_err(), &["reshape", "6 elements"]);
+    assert_mentions(
+        &m.predict(&[odd]).unwrap_err(),
+        &["layer 'fours' (Lambda)", "reshape", "6 elements"],
+    );
     let even = HostTensor::new(&[2, 6], vec![0.0f32; 12]).unwrap();
     assert_eq!(m.predict(&[even]).unwrap()[0].shape(), &[3, 4]);
 }
@@ -113,12 +119,15 @@ fn slice_out_of_bounds() {
     assert_mentions(&err, &["too_many", "3 indices", "rank 2"]);
     // An index on the dynamic batch axis that is out of range at run time.
     let x = Input::new(&[2]).tensor();
-    let y = Lambda::new(|x| x.slice(s![3])).call(&x).unwrap();
+    let y = Lambda::new(|x| x.slice(s![3]))
+        .name("fourth")
+        .call(&x)
+        .unwrap();
     let m = Model::new(&[x], &[y]).unwrap();
     let err = m
         .predict(&[HostTensor::new(&[2, 2], vec![0.0f32; 4]).unwrap()])
         .unwrap_err();
-    assert_mentions(&err, &["slice", "selects nothing"]);
+    assert_mentions(&err, &["layer 'fourth'", "slice", "selects nothing"]);
 }
 
 #[test]
@@ -152,7 +161,9 @@ fn host_tensor_length_must_match_shape() {
 fn predict_checks_count_shape_and_dtype() -> Result<()> {
     let a = Input::new(&[3]).tensor();
     let b = Input::new(&[3]).tensor();
-    let y = Lambda::multi(|xs| &xs[0] + &xs[1]).call_many(&[a.clone(), b.clone()])?;
+    let y = Lambda::multi(|xs| &xs[0] + &xs[1])
+        .name("sum")
+        .call_many(&[a.clone(), b.clone()])?;
     let m = Model::new(&[a, b], &[y])?;
     let ok = HostTensor::new(&[2, 3], vec![1.0f32; 6])?;
     let err = m.predict(std::slice::from_ref(&ok)).unwrap_err();
@@ -169,7 +180,7 @@ fn predict_checks_count_shape_and_dtype() -> Result<()> {
     // Batch sizes that disagree at run time meet in the add.
     let other_batch = HostTensor::new(&[3, 3], vec![1.0f32; 9])?;
     let err = m.predict(&[ok, other_batch]).unwrap_err();
-    assert_mentions(&err, &["add", "cannot broadcast"]);
+    assert_mentions(&err, &["layer 'sum' (Lambda)", "add", "cannot broadcast"]);
     // A zero-sized batch.
     let empty = HostTensor::new(&[0, 3], Vec::<f32>::new())?;
     assert!(m.predict(&[empty.clone(), empty]).is_err());

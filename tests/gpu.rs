@@ -201,6 +201,20 @@ fn op_cases() -> Vec<OpCase> {
             Tensor::concatenate(&[x.slice(s![.., 0..1, ..]), x.clone()], 1) + 1.0
         }),
         ("stack", false, |x| Tensor::stack(&[x.clone(), -x], 1)),
+        ("take_computed_ids", false, |x| {
+            // Ids computed on the device (argmax, in 0..4) pick rows of a 4-row table.
+            let ids = x.argmax(-1, false);
+            let table = HostTensor::new(&[4, 3], data(12, 9, false)).unwrap();
+            Tensor::constant(table).take(&ids, 0).sum(-1, false) + x.slice(s![.., .., 0])
+        }),
+        ("take_last_axis", false, |x| {
+            let cols = HostTensor::new(&[2, 2], vec![3i32, 0, 1, 1]).unwrap();
+            x.take(&Tensor::constant(cols), -1).exp()
+        }),
+        ("any_all", false, |x| {
+            let pos = x.greater(0.0);
+            pos.any(-1, true).cast(DType::F32) + pos.all(1, true).cast(DType::F32) * 2.0
+        }),
         ("matmul_batched", false, |x| x.matmul(&x.swapaxes(1, 2))),
         ("matmul_constant", false, |x| {
             let w = HostTensor::new(&[4, 5], data(20, 7, false)).unwrap();

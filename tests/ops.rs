@@ -2654,3 +2654,65 @@ fn malformed_ops_are_build_errors() {
     let e = build_error(&[2, 3], |x| x.batch_dot(x, (2, 1)));
     assert!(msg(e).contains("differ"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// take, any, all
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn take_picks_slices_along_any_axis() {
+    let msg = |e: Error| e.to_string();
+    // A table of rows [10k, 10k + 1, 10k + 2] picked by int32 ids of shape (batch, 2).
+    let table = constant(
+        &[4, 3],
+        (0..12).map(|k| (k / 3 * 10 + k % 3) as f32).collect(),
+    );
+    let t = table.clone();
+    let out = runi(&[2, 2], vec![3, 0, 1, 1], move |ids| t.take(ids, 0));
+    exact(
+        &out,
+        &[2, 2, 3],
+        &[30., 31., 32., 0., 1., 2., 10., 11., 12., 10., 11., 12.],
+    );
+    // Along the last axis of a data input: columns 2 and 0 of each row.
+    let cols = Tensor::constant(HostTensor::new(&[2], vec![2i32, 0]).unwrap());
+    let out = run1(&[2, 3], vec![1., 2., 3., 4., 5., 6.], move |x| {
+        x.take(&cols, -1)
+    });
+    exact(&out, &[2, 2], &[3., 1., 6., 4.]);
+    // An id past the table is a run-time error naming the op, the id and the table's shape.
+    let x = Input::new(&[2]).dtype(DType::I32).tensor();
+    let y = Lambda::new(move |ids| table.take(&ids.add(1), 0))
+        .call(&x)
+        .unwrap();
+    let m = Model::new(&[x], &[y]).unwrap();
+    let e = cpu_predict(&m, &[HostTensor::new(&[1, 2], vec![0i32, 3]).unwrap()]).unwrap_err();
+    let e = msg(e);
+    assert!(
+        e.contains("take") && e.contains("index 4") && e.contains("[4, 3]"),
+        "{e}"
+    );
+    // Float indices are refused at build time.
+    assert!(msg(build_error(&[2], |x| x.take(x, 0))).contains("int32"));
+    assert!(msg(build_error(&[2], |x| x.take(&x.cast(DType::I32), 3))).contains("axis 3"));
+}
+
+#[test]
+fn any_and_all_reduce_truth() {
+    let data = vec![0., 0., 2., 0., 1., -1.];
+    bools(
+        &run1(&[2, 3], data.clone(), |x| x.any(-1, false)),
+        &[2],
+        &[true, true],
+    );
+    bools(
+        &run1(&[2, 3], data.clone(), |x| x.all(-1, false)),
+        &[2],
+        &[false, false],
+    );
+    bools(
+        &run1(&[2, 3], data, |x| x.all(0, true)),
+        &[1, 3],
+        &[false, false, true],
+    );
+}

@@ -471,6 +471,61 @@ mod mutation {
         }
     }
 
+    /// A model with masks and most of the layer set: Embedding(mask_zero), a mask-passing
+    /// Lambda, LayerNormalization, Dense, merges, pooling, Softmax.
+    fn masked_bytes() -> Vec<u8> {
+        static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        BYTES
+            .get_or_init(|| {
+                let ids = Input::new(&[4]).dtype(DType::I32).tensor();
+                let e = Embedding::new(8, 3).mask_zero(true).call(&ids).unwrap();
+                let l = Lambda::new(|x| x.multiply(2.0))
+                    .mask_fn(|_, m| m[0].clone())
+                    .call(&e)
+                    .unwrap();
+                let n = LayerNormalization::new().call(&l).unwrap();
+                let d = Dense::new(3).call(&n).unwrap();
+                let j = Concatenate::new().call(&[n, d.clone()]).unwrap();
+                let p = GlobalAveragePooling1D::new().call(&j).unwrap();
+                let q = GlobalMaxPooling1D::new()
+                    .call(&Add::new().call(&[l, d]).unwrap())
+                    .unwrap();
+                let y = Softmax::new()
+                    .call(&Concatenate::new().call(&[p, q]).unwrap())
+                    .unwrap();
+                Model::new(&[ids], &[y]).unwrap().to_bytes().unwrap()
+            })
+            .clone()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, rng_seed: proptest::test_runner::RngSeed::Fixed(0x001a_314b), ..ProptestConfig::default() })]
+
+        /// Structural mutations of a model with masks and the layer set.
+        #[test]
+        fn mutated_masked_model_never_panics(
+            picks in proptest::collection::vec((any::<usize>(), any::<i64>(), 0u8..3), 1..4),
+        ) {
+            let bytes = with_architecture(&masked_bytes(), |arch| {
+                for (pick, value, kind) in picks {
+                    let mut leaves: Vec<&mut serde_json::Value> = Vec::new();
+                    collect(arch, &mut leaves);
+                    let n = leaves.len();
+                    let leaf = &mut leaves[pick % n];
+                    **leaf = match kind {
+                        0 => serde_json::json!(value),
+                        1 => serde_json::json!(value.rem_euclid(8)),
+                        _ => serde_json::json!(-1 - value.rem_euclid(3)),
+                    };
+                }
+            });
+            if let Ok(m) = Model::from_bytes(&bytes) {
+                let ids = HostTensor::new(&[2, 4], vec![1i32, 2, 0, 0, 7, 9, 3, 0]).unwrap();
+                let _ = m.predict(&[ids]);
+            }
+        }
+    }
+
     fn collect<'a>(v: &'a mut serde_json::Value, out: &mut Vec<&'a mut serde_json::Value>) {
         match v {
             serde_json::Value::Array(a) => a.iter_mut().for_each(|x| collect(x, out)),
