@@ -397,13 +397,14 @@ fn softmax_and_max_pooling_leave_masked_positions_out() -> Result<()> {
     let model = Model::new(&[x, m], &[y])?;
     let data = vec![1.0f32, 2.0, 30.0, 3.0, 5.0, 6.0, 7.0, 8.0];
     let mask = vec![true, true, false, true, false, false, false, false];
-    let out = run(
-        &model,
-        &[
-            HostTensor::new(&[2, 4], data)?,
-            HostTensor::new(&[2, 4], mask)?,
-        ],
-    );
+    let inputs = [
+        HostTensor::new(&[2, 4], data)?,
+        HostTensor::new(&[2, 4], mask)?,
+    ];
+    let out = run(&model, &inputs);
+    // The explicit mask is part of the saved model.
+    let loaded = Model::from_bytes(&model.to_bytes()?)?;
+    assert_eq!(run(&loaded, &inputs), out);
     let z: f32 = [1.0f32, 2.0, 3.0].iter().map(|v| v.exp()).sum();
     let want = [
         1f32.exp() / z,
@@ -516,6 +517,8 @@ fn reshaping_and_elementwise_layers() -> Result<()> {
     let x = Input::new(&[6]).tensor();
     let e = Reshape::new(&[4, -1]).name("r").call(&x).unwrap_err();
     assert!(e.to_string().contains("layer 'r' (Reshape)"), "{e}");
+    let e = Reshape::new(&[1 << 62, 4, 1 << 40]).call(&x).unwrap_err();
+    assert!(e.to_string().contains("too large"), "{e}");
     let e = Dropout::new(1.5).call(&x).unwrap_err();
     assert!(e.to_string().contains("rate"), "{e}");
     let e = GlobalAveragePooling1D::new().call(&x).unwrap_err();
@@ -591,5 +594,27 @@ fn embedding_weights_are_named_and_counted() -> Result<()> {
     let out = model.predict(&[ids])?.remove(0);
     let t = table.as_f32()?;
     assert_eq!(&out.as_f32()?[24..32], &t[19 * 8..20 * 8]);
+    Ok(())
+}
+
+#[test]
+fn dense_passes_masks_on_and_errors_name_the_layer_that_made_the_node() -> Result<()> {
+    let x = Input::new(&[4]).dtype(DType::I32).tensor();
+    let e = Embedding::new(VOCAB, DIM)
+        .mask_zero(true)
+        .name("words")
+        .call(&x)?;
+    let d = Dropout::new(0.2).call(&e)?;
+    let h = Dense::new(2).call(&d)?;
+    assert!(h.mask().is_some(), "Dense passes the mask on, as in Keras");
+    let y = GlobalAveragePooling1D::new().call(&h)?;
+    let model = Model::new(&[x], &[y])?;
+    let ids = HostTensor::new(&[1, 4], vec![1i32, 0, 9, 0])?;
+    let err = model.predict(&[ids]).unwrap_err().to_string();
+    // The id is read by the Embedding's lookup; Dropout returned that same tensor.
+    assert!(
+        err.contains("layer 'words' (Embedding)") && err.contains("index 9"),
+        "{err}"
+    );
     Ok(())
 }

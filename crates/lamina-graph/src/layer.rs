@@ -96,6 +96,8 @@ pub struct LayerCall {
     seq: u64,
     layer: LayerRef,
     inputs: Vec<Tensor>,
+    /// Masks given explicitly for the inputs (empty when the inputs' own masks were used).
+    explicit_masks: Vec<Option<Tensor>>,
     outputs: Vec<Tensor>,
 }
 
@@ -108,6 +110,21 @@ impl LayerCall {
     pub fn inputs(&self) -> &[Tensor] {
         &self.inputs
     }
+    /// The masks given explicitly for the inputs (`layer(x, mask=m)`), or empty when the
+    /// inputs' own masks were used.
+    pub fn explicit_masks(&self) -> &[Option<Tensor>] {
+        &self.explicit_masks
+    }
+
+    /// The masks the layer saw: the explicit ones, or else those its inputs carry.
+    pub fn masks_used(&self) -> Vec<Option<Tensor>> {
+        if self.explicit_masks.is_empty() {
+            self.inputs.iter().map(|t| t.mask().cloned()).collect()
+        } else {
+            self.explicit_masks.clone()
+        }
+    }
+
     /// The tensors it produced (without their history).
     pub fn outputs(&self) -> &[Tensor] {
         &self.outputs
@@ -119,17 +136,26 @@ impl LayerCall {
 
     /// Moves the tensors out, leaving the call empty (for non-recursive drops).
     pub(crate) fn into_tensors(mut self) -> (Vec<Tensor>, Vec<Tensor>) {
-        (
-            std::mem::take(&mut self.inputs),
-            std::mem::take(&mut self.outputs),
-        )
+        let mut inputs = std::mem::take(&mut self.inputs);
+        inputs.extend(
+            std::mem::take(&mut self.explicit_masks)
+                .into_iter()
+                .flatten(),
+        );
+        (inputs, std::mem::take(&mut self.outputs))
     }
 
-    pub(crate) fn record(layer: LayerRef, inputs: &[Tensor], outputs: &[Tensor]) -> Arc<LayerCall> {
+    pub(crate) fn record(
+        layer: LayerRef,
+        inputs: &[Tensor],
+        explicit_masks: Option<&[Option<Tensor>]>,
+        outputs: &[Tensor],
+    ) -> Arc<LayerCall> {
         Arc::new(LayerCall {
             seq: next_id(),
             layer,
             inputs: inputs.to_vec(),
+            explicit_masks: explicit_masks.map(|m| m.to_vec()).unwrap_or_default(),
             outputs: outputs
                 .iter()
                 .map(|t| t.clone().without_history())
@@ -141,6 +167,11 @@ impl LayerCall {
 impl Drop for LayerCall {
     fn drop(&mut self) {
         let mut stack = std::mem::take(&mut self.inputs);
+        stack.extend(
+            std::mem::take(&mut self.explicit_masks)
+                .into_iter()
+                .flatten(),
+        );
         stack.append(&mut self.outputs);
         crate::tensor::release_tensors(&mut stack);
     }
@@ -164,6 +195,7 @@ pub fn call_layer_with_masks(
     for t in inputs {
         t.check().map_err(|e| context(e.clone()))?;
     }
+    let explicit = masks;
     let masks: Vec<Option<Tensor>> = match masks {
         Some(m) if m.len() == inputs.len() => m.to_vec(),
         Some(m) => {
@@ -202,7 +234,7 @@ pub fn call_layer_with_masks(
         }
         outputs.into_iter().map(|t| t.with_mask(None)).collect()
     };
-    let call = LayerCall::record(layer.handle(), inputs, &outputs);
+    let call = LayerCall::record(layer.handle(), inputs, explicit, &outputs);
     Ok(outputs
         .into_iter()
         .map(|t| t.with_history(call.clone()))

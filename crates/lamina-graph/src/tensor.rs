@@ -294,9 +294,13 @@ impl Tensor {
     }
 
     /// The same tensor carrying `mask` (or none). Layers attach their output masks this way;
-    /// ops never pass masks on.
+    /// ops make tensors without masks (an op that returns its input unchanged, such as a cast
+    /// to the same dtype, returns it with its mask).
     pub fn with_mask(mut self, mask: Option<Tensor>) -> Tensor {
-        self.mask = mask.map(|m| Arc::new(m.without_history()));
+        self.mask = mask.map(|mut m| {
+            m.mask = None;
+            Arc::new(m.without_history())
+        });
         self
     }
 }

@@ -30,6 +30,18 @@ fn bad(op: &str, dtype: DType) -> Error {
 /// Reduces over `axes` (sorted, distinct); the result is in row-major order of the kept axes,
 /// which is also its order with `keepdims`.
 pub fn reduce(op: ReduceOp, x: &HostData, shape: &[usize], axes: &[usize]) -> Result<HostData> {
+    if let (HostData::F32(v), Some(&first), Some(&last)) = (x, axes.first(), axes.last())
+        && last + 1 < shape.len()
+        && last - first + 1 == axes.len()
+        && op != ReduceOp::Prod
+    {
+        let outer: usize = shape[..first].iter().product();
+        let count: usize = shape[first..=last].iter().product();
+        let inner: usize = shape[last + 1..].iter().product();
+        if count > 0 && inner > 0 {
+            return Ok(HostData::F32(reduce_middle(op, v, outer, count, inner)));
+        }
+    }
     let (data, row) = rows_last(x, shape, axes);
     if row == 0 {
         return Err(Error::Backend {
@@ -69,6 +81,46 @@ pub fn reduce(op: ReduceOp, x: &HostData, shape: &[usize], axes: &[usize]) -> Re
         ),
         HostData::Bool(_) => return Err(bad(op.name(), DType::Bool)),
     })
+}
+
+/// Reduces `x`, viewed as `(outer, count, inner)`, over its middle axis: whole contiguous rows
+/// of `inner` values are combined at once (vectorisable), instead of transposing first. Max and
+/// min propagate NaN, as NumPy does.
+fn reduce_middle(op: ReduceOp, x: &[f32], outer: usize, count: usize, inner: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut out = vec![0.0f32; outer * inner];
+    let block = |(o, acc): (usize, &mut [f32])| {
+        let src = &x[o * count * inner..(o + 1) * count * inner];
+        acc.copy_from_slice(&src[..inner]);
+        for row in src.chunks_exact(inner).skip(1) {
+            match op {
+                ReduceOp::Sum | ReduceOp::Mean => {
+                    acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+                }
+                ReduceOp::Max => acc.iter_mut().zip(row).for_each(|(a, &v)| {
+                    if v > *a || v.is_nan() {
+                        *a = v;
+                    }
+                }),
+                ReduceOp::Min => acc.iter_mut().zip(row).for_each(|(a, &v)| {
+                    if v < *a || v.is_nan() {
+                        *a = v;
+                    }
+                }),
+                ReduceOp::Prod => acc.iter_mut().zip(row).for_each(|(a, &v)| *a *= v),
+            }
+        }
+        if op == ReduceOp::Mean {
+            let n = count as f32;
+            acc.iter_mut().for_each(|a| *a /= n);
+        }
+    };
+    if outer * count * inner >= 1 << 16 {
+        out.par_chunks_mut(inner).enumerate().for_each(block);
+    } else {
+        out.chunks_mut(inner).enumerate().for_each(block);
+    }
+    out
 }
 
 /// The index of the first maximum (or minimum) along `axis`, as `int32`. A NaN counts as the

@@ -389,6 +389,9 @@ impl<'a> Emitter<'a> {
                 // The index is read at the output's coordinates on the indices' axes; an index
                 // outside the axis reads a clamped position and is replaced by zero.
                 let params_shape = in_shape(0);
+                if params_shape[*axis] == 0 {
+                    return Ok(wgsl::literal(dtype, 0.0));
+                }
                 let rank = in_shape(1).len();
                 let index = self.emit(inputs[1], &coords[*axis..*axis + rank])?;
                 let index = match self.prog.nodes[inputs[1]].dtype {

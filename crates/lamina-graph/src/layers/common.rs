@@ -94,10 +94,16 @@ pub(crate) fn with_stored_weights<R>(
     weights: std::collections::HashMap<String, HostTensor>,
     f: impl FnOnce() -> R,
 ) -> R {
-    STORED.with(|s| *s.borrow_mut() = Some(weights));
-    let out = f();
-    STORED.with(|s| *s.borrow_mut() = None);
-    out
+    /// Puts the previous value back when dropped, also if `f` panics.
+    struct Restore(Option<std::collections::HashMap<String, HostTensor>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            STORED.with(|s| *s.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(STORED.with(|s| s.borrow_mut().replace(weights)));
+    f()
 }
 
 /// The stored value of weight `name` while a model loads (`None` otherwise).

@@ -233,6 +233,10 @@ impl Layer for Dense {
         self.inner.weights.list()
     }
 
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
     fn handle(&self) -> LayerRef {
         Arc::new(self.clone())
     }

@@ -76,7 +76,7 @@ impl Input {
             name: name.clone(),
         };
         let t = Tensor::input(&name, shape, self.dtype);
-        let call = LayerCall::record(Arc::new(layer), &[], std::slice::from_ref(&t));
+        let call = LayerCall::record(Arc::new(layer), &[], None, std::slice::from_ref(&t));
         t.with_history(call)
     }
 }

@@ -76,7 +76,12 @@ fn reshape_per_sample(x: &Tensor, target: &[i64]) -> Result<Tensor> {
     match (shape.dims()[0], per_sample(x)) {
         (_, Some(n)) => {
             // Resolve the -1 per sample, so that the batch may stay unknown.
-            let known: i64 = target.iter().filter(|&&t| t > 0).product();
+            let known: i64 = target
+                .iter()
+                .filter(|&&t| t > 0)
+                .try_fold(1i64, |acc, &t| acc.checked_mul(t))
+                .filter(|&k| k <= crate::host::MAX_ELEMENTS as i64)
+                .ok_or_else(|| err("the target shape is too large".into()))?;
             let mut t = target.to_vec();
             if let Some(slot) = t.iter_mut().find(|v| **v == -1) {
                 if known == 0 || n as i64 % known != 0 {

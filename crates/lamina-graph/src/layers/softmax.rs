@@ -1,7 +1,7 @@
 //! The `Softmax` layer, with Keras 3's mask handling.
 
 use super::common::{align_mask, layer_identity, one_input};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layer::{Layer, call_layer, call_layer_with_masks, unique_name};
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
@@ -86,7 +86,20 @@ impl Layer for Softmax {
             Some(mask) => {
                 let m = align_mask(&mask, x.rank());
                 let y = Tensor::where_(&m, x, LARGE_NEGATIVE).softmax(self.axis);
-                Tensor::where_(&m, &y, 0.0)
+                let y = Tensor::where_(&m, &y, 0.0);
+                let (xs, ys) = (x.shape(), y.shape());
+                let grown = xs.rank() != ys.rank()
+                    || xs.dims().iter().zip(ys.dims()).any(
+                        |(a, b)| matches!((a.known(), b.known()), (Some(a), Some(b)) if a != b),
+                    );
+                if y.check().is_ok() && grown {
+                    return Err(Error::IncompatibleShapes {
+                        op: "softmax".into(),
+                        shapes: format!("{} and mask {}", x.shape(), mask.shape()),
+                        detail: "the mask must broadcast to the input's shape".into(),
+                    });
+                }
+                y
             }
         };
         Ok(vec![out])

@@ -199,6 +199,7 @@ fn collect_calls(outputs: &[Tensor]) -> Vec<Arc<LayerCall>> {
         if let Some(call) = t.history() {
             if calls.insert(call.seq(), call.clone()).is_none() {
                 stack.extend(call.inputs().iter().cloned());
+                stack.extend(call.explicit_masks().iter().flatten().cloned());
             }
             continue;
         }

@@ -77,10 +77,16 @@ impl Program {
         // is attributed to the layer whose output it lies under, down to that call's inputs.
         type Owner = Option<Arc<(String, &'static str)>>;
         let owner_of = |t: &Tensor, parent: &Owner| -> Owner {
-            match t.history() {
-                Some(call) => Some(Arc::new((call.layer().name(), call.layer().kind()))),
-                None => parent.clone(),
+            let mut t = t.clone();
+            while let Some(call) = t.history() {
+                // A layer that returns its input unchanged (Dropout) made no node: the node
+                // belongs to whichever layer made that input.
+                match call.inputs().iter().find(|i| i.id() == t.id()) {
+                    Some(same) => t = same.clone(),
+                    None => return Some(Arc::new((call.layer().name(), call.layer().kind()))),
+                }
             }
+            parent.clone()
         };
         for out in outputs {
             out.node()?;
@@ -196,7 +202,8 @@ impl Program {
         Ok(())
     }
 
-    /// Checks the ids that model inputs feed to `take` (directly, or through casts and views):
+    /// Checks the ids that model inputs feed to `take` (directly, or through reshapes and one
+    /// cast to an integer type):
     /// an id outside its axis is an error here, before any backend runs, so that both backends
     /// report it the same way and name the layer.
     pub fn check_gather_indices(&self, shapes: &[Vec<usize>], inputs: &[HostTensor]) -> Result<()> {
@@ -207,14 +214,21 @@ impl Program {
             let (Some(&params), Some(&indices)) = (node.inputs.first(), node.inputs.get(1)) else {
                 continue;
             };
+            // Follow views (values unchanged) and at most one cast to an integer type back
+            // to a model input; anything else is checked by the backends as they run.
             let mut source = indices;
-            while let Op::Cast(_)
-            | Op::Reshape { .. }
-            | Op::ExpandDims { .. }
-            | Op::Squeeze { .. }
-            | Op::Permute { .. } = &self.nodes[source].op
-            {
-                source = self.nodes[source].inputs[0];
+            let mut cast: Option<DType> = None;
+            loop {
+                let n = &self.nodes[source];
+                match &n.op {
+                    Op::Reshape { .. }
+                    | Op::ExpandDims { .. }
+                    | Op::Squeeze { .. }
+                    | Op::Permute { .. } => {}
+                    Op::Cast(to @ (DType::I32 | DType::U32)) if cast.is_none() => cast = Some(*to),
+                    _ => break,
+                }
+                source = n.inputs[0];
             }
             let Some(k) = self.inputs.iter().position(|&i| i == source) else {
                 continue;
@@ -222,27 +236,32 @@ impl Program {
             let (Some(host), Some(params_shape)) = (inputs.get(k), shapes.get(params)) else {
                 continue;
             };
-            let size = params_shape.get(axis).copied().unwrap_or(0) as f64;
-            let bad = match host.data() {
-                crate::host::HostData::F32(v) => v
-                    .iter()
-                    .map(|&x| x as i32 as f64)
-                    .find(|x| !(0.0..size).contains(x)),
-                crate::host::HostData::I32(v) => v
-                    .iter()
-                    .map(|&x| x as f64)
-                    .find(|x| !(0.0..size).contains(x)),
-                crate::host::HostData::U32(v) => v
-                    .iter()
-                    .map(|&x| x as f64)
-                    .find(|x| !(0.0..size).contains(x)),
-                crate::host::HostData::Bool(v) => v
-                    .iter()
-                    .map(|&x| x as u8 as f64)
-                    .find(|x| !(0.0..size).contains(x)),
+            let size = params_shape.get(axis).copied().unwrap_or(0) as i64;
+            let outside = |v: i64| !(0..size).contains(&v);
+            // Each value as the CPU's cast makes it (Rust's `as`, saturating from floats).
+            let bad = match (host.data(), cast) {
+                (crate::host::HostData::F32(v), Some(DType::I32)) => {
+                    v.iter().map(|&x| x as i32 as i64).find(|&x| outside(x))
+                }
+                (crate::host::HostData::F32(v), Some(DType::U32)) => {
+                    v.iter().map(|&x| x as u32 as i64).find(|&x| outside(x))
+                }
+                (crate::host::HostData::I32(v), None | Some(DType::I32)) => {
+                    v.iter().map(|&x| x as i64).find(|&x| outside(x))
+                }
+                (crate::host::HostData::I32(v), Some(DType::U32)) => {
+                    v.iter().map(|&x| x as u32 as i64).find(|&x| outside(x))
+                }
+                (crate::host::HostData::U32(v), None | Some(DType::U32)) => {
+                    v.iter().map(|&x| x as i64).find(|&x| outside(x))
+                }
+                (crate::host::HostData::U32(v), Some(DType::I32)) => {
+                    v.iter().map(|&x| x as i32 as i64).find(|&x| outside(x))
+                }
+                _ => None,
             };
             if let Some(bad) = bad {
-                let e = crate::ops::index_out_of_range(bad as i64, axis, params_shape);
+                let e = crate::ops::index_out_of_range(bad, axis, params_shape);
                 return Err(node.attribute(e));
             }
         }

@@ -46,6 +46,10 @@ pub struct CallRecord {
     pub layer: usize,
     /// The tensors the layer was called on.
     pub inputs: Vec<TensorRef>,
+    /// Masks given explicitly for the inputs (`Softmax::call_masked`), one per input; empty
+    /// when the inputs' own masks were used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masks: Vec<Option<TensorRef>>,
 }
 
 /// A layer's type and configuration. Weights live in the file's tensors, named

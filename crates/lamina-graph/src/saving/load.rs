@@ -5,7 +5,7 @@ use super::format::*;
 use super::save::dims_to_shape;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
-use crate::layer::{LayerRef, call_layer};
+use crate::layer::{LayerRef, call_layer_with_masks};
 use crate::layers::{Input, Lambda};
 use crate::model::Model;
 use crate::op::Op;
@@ -457,9 +457,47 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
             },
         });
     }
+    // Each layer's stored weights by name, found once: `layers/{i}/weights/{name}`.
+    let mut weight_names: HashMap<usize, Vec<(&str, &str)>> = HashMap::new();
+    for name in loader.tensors.names() {
+        let Some(rest) = name.strip_prefix("layers/") else {
+            continue;
+        };
+        if let Some((index, weight)) = rest.split_once("/weights/")
+            && let Ok(index) = index.parse::<usize>()
+        {
+            weight_names.entry(index).or_default().push((weight, name));
+        }
+    }
     let mut outputs: Vec<Vec<Tensor>> = Vec::with_capacity(arch.calls.len());
     for (c, call) in arch.calls.iter().enumerate() {
         let mut ins = Vec::with_capacity(call.inputs.len());
+        let mut masks: Vec<Option<Tensor>> = Vec::with_capacity(call.masks.len());
+        if !call.masks.is_empty() && call.masks.len() != call.inputs.len() {
+            return Err(loader.err(format!(
+                "call {c} has {} masks for {} inputs",
+                call.masks.len(),
+                call.inputs.len()
+            )));
+        }
+        for r in &call.masks {
+            let Some(r) = r else {
+                masks.push(None);
+                continue;
+            };
+            let t = outputs
+                .get(r.call)
+                .filter(|_| r.call < c)
+                .and_then(|o| o.get(r.output))
+                .ok_or_else(|| {
+                    loader.err(format!(
+                        "call {c} takes a mask from output {} of call {}, which does not come before it",
+                        r.output, r.call
+                    ))
+                })?;
+            masks.push(Some(t.clone()));
+        }
+        let explicit = (!masks.is_empty()).then_some(masks.as_slice());
         for r in &call.inputs {
             let t = outputs
                 .get(r.call)
@@ -494,18 +532,15 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
             }
             Built::Layer { layer, weights_set } => {
                 if *weights_set {
-                    call_layer(layer.as_ref(), &ins).map_err(in_layer)?
+                    call_layer_with_masks(layer.as_ref(), &ins, explicit).map_err(in_layer)?
                 } else {
                     // The first call takes its weights from the file, checked before use.
-                    let prefix = format!("layers/{}/weights/", call.layer);
                     let mut stored = HashMap::new();
-                    for name in loader.tensors.names() {
-                        if let Some(w) = name.strip_prefix(&prefix) {
-                            stored.insert(w.to_string(), loader.tensor(name)?);
-                        }
+                    for (weight, name) in weight_names.get(&call.layer).into_iter().flatten() {
+                        stored.insert(weight.to_string(), loader.tensor(name)?);
                     }
                     let outs = crate::layers::with_stored_weights(stored, || {
-                        call_layer(layer.as_ref(), &ins)
+                        call_layer_with_masks(layer.as_ref(), &ins, explicit)
                     })
                     .map_err(in_layer)?;
                     *weights_set = true;

@@ -82,7 +82,21 @@ pub(crate) fn snapshot(model: &Model) -> Result<Snapshot> {
             .enumerate()
             .map(|(k, t)| tensor_ref(t, &format!("input {k} of layer '{}'", layer.name())))
             .collect::<Result<Vec<_>>>()?;
-        call_records.push(CallRecord { layer: li, inputs });
+        let masks = call
+            .explicit_masks()
+            .iter()
+            .enumerate()
+            .map(|(k, m)| {
+                m.as_ref()
+                    .map(|m| tensor_ref(m, &format!("mask {k} of layer '{}'", layer.name())))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        call_records.push(CallRecord {
+            layer: li,
+            inputs,
+            masks,
+        });
     }
     let inputs = model
         .inputs()
@@ -281,8 +295,8 @@ fn lambda_record(
             .entry(t.id())
             .or_insert(OpRecord::Input { index: k });
     }
-    for (k, t) in call.inputs().iter().enumerate() {
-        if let Some(m) = t.mask() {
+    for (k, m) in call.masks_used().iter().enumerate() {
+        if let Some(m) = m {
             recorder
                 .leaves
                 .entry(m.id())
