@@ -43,6 +43,8 @@ pub struct FusedKernel {
     rows: usize,
     /// Whether rows may be cut into blocks (no reductions or concatenations).
     blockwise: bool,
+    /// The length of the root's rows (its last dimension).
+    row_len: usize,
     /// For blocks: whether each step is one value broadcast everywhere.
     scalar: Vec<bool>,
     /// The buffers read, for liveness.
@@ -230,6 +232,8 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
                     }
                     // Blocks cut across rows only when every value is either a whole tensor
                     // of the root's shape or a scalar.
+                    // A leaf with one value per row, or one row shared by all, is expanded to
+                    // the block as it is read.
                     let blockwise = inside.iter().all(|&m| {
                         !matches!(prog.nodes[m].op, Op::Reduce { .. } | Op::Concat { .. })
                     }) && b.steps.iter().zip(&b.lens).zip(&scalar).all(
@@ -237,10 +241,10 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
                             sc || match st {
                                 Step::Leaf {
                                     read: Read::PerRow, ..
-                                } => len == full,
+                                } => len == full || len == 1,
                                 Step::Leaf {
                                     read: Read::Shared, ..
-                                } => false,
+                                } => len == full,
                                 _ => true,
                             }
                         },
@@ -251,6 +255,7 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
                             lens: b.lens,
                             rows,
                             blockwise,
+                            row_len: full,
                             scalar,
                             reads: b.reads,
                         },
@@ -307,6 +312,22 @@ pub fn reduce(op: ReduceOp, x: &[f32]) -> f32 {
     }
 }
 
+/// Fills a block that starts at flat element `start` of a tensor with rows of `full` values:
+/// element `j` gets `value(row, column)` of its place.
+#[inline(always)]
+fn expand(dst: &mut [f32], start: usize, full: usize, value: impl Fn(usize, usize) -> f32) {
+    let mut row = start / full;
+    let mut col = start % full;
+    for o in dst.iter_mut() {
+        *o = value(row, col);
+        col += 1;
+        if col == full {
+            col = 0;
+            row += 1;
+        }
+    }
+}
+
 fn bool_f32(b: bool) -> f32 {
     if b { 1.0 } else { 0.0 }
 }
@@ -338,6 +359,7 @@ impl FusedKernel {
 
     /// Evaluates the steps for rows (or blocks) `first..first+count` into `out`, reading the
     /// leaves from `leaves` (f32 data per step index; `None` for computed steps).
+    #[inline(always)]
     fn eval(
         &self,
         leaves: &[Option<std::borrow::Cow<'_, [f32]>>],
@@ -362,13 +384,26 @@ impl FusedKernel {
             match step {
                 Step::Leaf { read, .. } => {
                     let data = leaves[si].as_deref().unwrap_or(&[]);
+                    let full = self.row_len.max(1);
                     let src = match (read, per_row) {
-                        (Read::Shared, _) => &data[..self.lens[si]],
+                        (Read::Shared, true) => &data[..self.lens[si]],
                         (Read::PerRow, true) => {
                             &data[start * self.lens[si]..(start + 1) * self.lens[si]]
                         }
-                        (Read::PerRow, false) if self.scalar[si] => &data[..1],
-                        (Read::PerRow, false) => &data[start..start + width],
+                        (_, false) if self.scalar[si] => &data[..1],
+                        (Read::PerRow, false) if self.lens[si] == full => {
+                            &data[start..start + width]
+                        }
+                        (Read::PerRow, false) => {
+                            // One value per row: repeat it along the row.
+                            expand(dst, start, full, |row, _| data[row]);
+                            continue;
+                        }
+                        (Read::Shared, false) => {
+                            // One row shared by every row: repeat it down the rows.
+                            expand(dst, start, full, |_, col| data[col]);
+                            continue;
+                        }
                     };
                     dst.copy_from_slice(src);
                 }
@@ -377,9 +412,20 @@ impl FusedKernel {
                 Step::Where(c, a, b) => {
                     let (c, a, b) = (get(*c), get(*a), get(*b));
                     let n = dst.len();
-                    let at = |v: &[f32], i: usize| if v.len() == n { v[i] } else { v[0] };
-                    for (i, o) in dst.iter_mut().enumerate() {
-                        *o = if at(c, i) != 0.0 { at(a, i) } else { at(b, i) };
+                    if c.len() == n && a.len() == n && b.len() == n {
+                        for (((o, &c), &a), &b) in dst.iter_mut().zip(c).zip(a).zip(b) {
+                            *o = if c != 0.0 { a } else { b };
+                        }
+                    } else if c.len() == n && a.len() == n && b.len() == 1 {
+                        let b = b[0];
+                        for ((o, &c), &a) in dst.iter_mut().zip(c).zip(a) {
+                            *o = if c != 0.0 { a } else { b };
+                        }
+                    } else {
+                        let at = |v: &[f32], i: usize| if v.len() == n { v[i] } else { v[0] };
+                        for (i, o) in dst.iter_mut().enumerate() {
+                            *o = if at(c, i) != 0.0 { at(a, i) } else { at(b, i) };
+                        }
                     }
                 }
                 Step::Reduce(op, a) => {

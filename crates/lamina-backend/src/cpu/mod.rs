@@ -102,7 +102,8 @@ impl CpuExecutable {
 
     fn recycle(&self, node: usize, value: Option<Arc<HostData>>) {
         if let Some(v) = value
-            && self.fused[node].is_some()
+            && (self.fused[node].is_some()
+                || matches!(self.program.nodes[node].op, Op::Gather { .. }))
         {
             self.recycled
                 .lock()
@@ -204,10 +205,11 @@ impl Executable for CpuExecutable {
                         .collect::<Result<_>>()?;
                     Arc::new(movement::concat(&parts, *axis, out_shape)?)
                 }
-                Op::Gather { axis } => Arc::new(
-                    movement::take(arg(0)?, shape_of(0), arg(1)?, *axis)
-                        .map_err(|e| node.attribute(e))?,
-                ),
+                Op::Gather { axis } => {
+                    let reuse = self.take_recycled(i);
+                    movement::take(arg(0)?, shape_of(0), arg(1)?, *axis, reuse)
+                        .map_err(|e| node.attribute(e))?
+                }
                 Op::MatMul => Arc::new(matmul::matmul(
                     arg(0)?,
                     shape_of(0),
@@ -221,7 +223,7 @@ impl Executable for CpuExecutable {
             for &j in &node.inputs {
                 uses[j] -= 1;
                 if uses[j] == 0 {
-                    values[j] = None;
+                    self.recycle(j, values[j].take());
                 }
             }
         }

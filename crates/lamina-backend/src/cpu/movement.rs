@@ -84,13 +84,15 @@ pub fn concat(
 }
 
 /// `take` along `axis`: for each index, the slice of `params` at that position. An index
-/// outside `0..shape[axis]` is an error naming it.
+/// outside `0..shape[axis]` is an error naming it. `reuse` is a buffer of an earlier run that
+/// nobody holds any more, written over when it has the right type (no new pages to fault in).
 pub fn take(
     params: &HostData,
     shape: &[usize],
     indices: &HostData,
     axis: usize,
-) -> Result<HostData> {
+    reuse: Option<std::sync::Arc<HostData>>,
+) -> Result<std::sync::Arc<HostData>> {
     let size = shape[axis];
     let ids: Vec<usize> = match indices {
         HostData::I32(v) => v
@@ -116,15 +118,49 @@ pub fn take(
     .map_err(|bad| lamina_graph::ops::index_out_of_range(bad, axis, shape))?;
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
-    Ok(each_dtype!(params, |v| {
-        let mut out = Vec::with_capacity(outer * ids.len() * inner);
-        for o in 0..outer {
-            let base = o * size * inner;
-            for &id in &ids {
-                let start = base + id * inner;
-                out.extend_from_slice(&v[start..start + inner]);
+    let mut buffer = reuse
+        .filter(|b| std::mem::discriminant(&**b) == std::mem::discriminant(params))
+        .unwrap_or_else(|| std::sync::Arc::new(params_like(params)));
+    let Some(out) = std::sync::Arc::get_mut(&mut buffer) else {
+        return Err(Error::Backend {
+            backend: "cpu".into(),
+            detail: "take: the reused buffer is shared".into(),
+        });
+    };
+    macro_rules! fill {
+        ($v:expr, $o:expr) => {{
+            $o.clear();
+            $o.reserve(outer * ids.len() * inner);
+            for o in 0..outer {
+                let base = o * size * inner;
+                for &id in &ids {
+                    let start = base + id * inner;
+                    $o.extend_from_slice(&$v[start..start + inner]);
+                }
             }
+        }};
+    }
+    match (params, out) {
+        (HostData::F32(v), HostData::F32(o)) => fill!(v, o),
+        (HostData::I32(v), HostData::I32(o)) => fill!(v, o),
+        (HostData::U32(v), HostData::U32(o)) => fill!(v, o),
+        (HostData::Bool(v), HostData::Bool(o)) => fill!(v, o),
+        _ => {
+            return Err(Error::Backend {
+                backend: "cpu".into(),
+                detail: "take: buffer of another type".into(),
+            });
         }
-        out
-    }))
+    }
+    Ok(buffer)
+}
+
+/// An empty vector of the same type as `x`.
+fn params_like(x: &HostData) -> HostData {
+    match x {
+        HostData::F32(_) => HostData::F32(Vec::new()),
+        HostData::I32(_) => HostData::I32(Vec::new()),
+        HostData::U32(_) => HostData::U32(Vec::new()),
+        HostData::Bool(_) => HostData::Bool(Vec::new()),
+    }
 }

@@ -385,31 +385,7 @@ impl<'a> Emitter<'a> {
                 }
                 e
             }
-            Op::Gather { axis } => {
-                // The index is read at the output's coordinates on the indices' axes; an index
-                // outside the axis reads a clamped position and is replaced by zero.
-                let params_shape = in_shape(0);
-                if params_shape[*axis] == 0 {
-                    return Ok(wgsl::literal(dtype, 0.0));
-                }
-                let rank = in_shape(1).len();
-                let index = self.emit(inputs[1], &coords[*axis..*axis + rank])?;
-                let index = match self.prog.nodes[inputs[1]].dtype {
-                    DType::I32 => format!("bitcast<u32>({index})"),
-                    _ => index,
-                };
-                let size = self.param(params_shape[*axis]);
-                let g = self.fresh("g");
-                self.line(format!("let {g}: u32 = {index};"));
-                let mut c = coords[..*axis].to_vec();
-                c.push(Coord {
-                    expr: format!("min({g}, {size} - 1u)"),
-                    label: Label::Other,
-                });
-                c.extend_from_slice(&coords[*axis + rank..]);
-                let v = self.emit(inputs[0], &c)?;
-                format!("select({}, {v}, {g} < {size})", wgsl::literal(dtype, 0.0))
-            }
+            Op::Gather { axis } => return self.emit_gather(node, *axis, coords),
             other => {
                 // Reductions, matmul, scans and leaves are never inline: they need a buffer.
                 let _ = other;
@@ -419,6 +395,40 @@ impl<'a> Emitter<'a> {
         let v = self.fresh("v");
         self.line(format!("let {v}: {} = {expr};", wgsl::reg_type(dtype)));
         Ok(v)
+    }
+
+    /// `take`: the index is read at the output's coordinates on the indices' axes; an index
+    /// outside the axis reads a clamped position and is replaced by zero. Kept out of
+    /// `emit_uncached` so that its locals do not grow every frame of the emitter's recursion.
+    #[inline(never)]
+    fn emit_gather(&mut self, node: usize, axis: usize, coords: &[Coord]) -> Result<String, Retry> {
+        let n = &self.prog.nodes[node];
+        let dtype = n.dtype;
+        let inputs = n.inputs.clone();
+        let params_shape = self.shapes[inputs[0]].clone();
+        if params_shape[axis] == 0 {
+            return Ok(wgsl::literal(dtype, 0.0));
+        }
+        let rank = self.shapes[inputs[1]].len();
+        let index = self.emit(inputs[1], &coords[axis..axis + rank])?;
+        let index = match self.prog.nodes[inputs[1]].dtype {
+            DType::I32 => format!("bitcast<u32>({index})"),
+            _ => index,
+        };
+        let size = self.param(params_shape[axis]);
+        let g = self.fresh("g");
+        self.line(format!("let {g}: u32 = {index};"));
+        let mut c = coords[..axis].to_vec();
+        c.push(Coord {
+            expr: format!("min({g}, {size} - 1u)"),
+            label: Label::Other,
+        });
+        c.extend_from_slice(&coords[axis + rank..]);
+        let v = self.emit(inputs[0], &c)?;
+        let expr = format!("select({}, {v}, {g} < {size})", wgsl::literal(dtype, 0.0));
+        let out = self.fresh("v");
+        self.line(format!("let {out}: {} = {expr};", wgsl::reg_type(dtype)));
+        Ok(out)
     }
 
     /// Coordinates of a reshape's input from its output's: direct when only size-1 axes are
