@@ -1,14 +1,17 @@
 //! The benchmark workloads of `BENCH.md` (`copy`, `chain`, `antirectifier`, `softmax`, `matmul`,
-//! `mlp`, `mlp_b1`) and the measurement of one workload on one backend: the median of several
+//! `mlp`, `mlp_b1`), Lamina's own `text_classifier` (masks), and the measurement of one workload on one backend: the median of several
 //! runs after a warm-up, compile time apart, and for the GPU the device-only span beside the
 //! end-to-end span with upload and read-back.
 
 use crate::{BackendKind, Result, Session};
-use lamina_graph::{Activation, Dense, HostTensor, Input, Lambda, Model, Sequential, Tensor};
+use lamina_graph::{
+    Activation, DType, Dense, Dim, Embedding, GlobalAveragePooling1D, HostTensor, Input, Lambda,
+    Model, Sequential, Tensor,
+};
 use std::time::Instant;
 
-/// The workload names, in BENCH.md's order.
-pub const WORKLOADS: [&str; 7] = [
+/// The workload names: BENCH.md's, in its order, then `text_classifier`.
+pub const WORKLOADS: [&str; 8] = [
     "copy",
     "chain",
     "antirectifier",
@@ -16,6 +19,7 @@ pub const WORKLOADS: [&str; 7] = [
     "matmul",
     "mlp",
     "mlp_b1",
+    "text_classifier",
 ];
 
 /// What a workload reports besides seconds.
@@ -94,6 +98,28 @@ pub fn mlp_model() -> Result<Model> {
     m.model()
 }
 
+/// A masked text classifier: int32 ids (batch 256, 128 steps, the last 28 padded with 0) →
+/// `Embedding(20000, 64, mask_zero)` → a Lambda `tanh(2x)` passing the mask on →
+/// `GlobalAveragePooling1D` (padding left out) → `Dense(4, softmax)`.
+pub fn text_classifier_model() -> Result<Model> {
+    let ids = Input::with_dims(vec![Dim::Dynamic])
+        .dtype(DType::I32)
+        .tensor();
+    let x = Embedding::new(20_000, 64)
+        .mask_zero(true)
+        .seed(6)
+        .call(&ids)?;
+    let x = Lambda::new(|x| x.multiply(2.0).tanh())
+        .mask_fn(|_, m| m[0].clone())
+        .call(&x)?;
+    let x = GlobalAveragePooling1D::new().call(&x)?;
+    let y = Dense::new(4)
+        .activation(Activation::Softmax)
+        .seed(7)
+        .call(&x)?;
+    Model::new(&[ids], &[y])
+}
+
 /// Builds a workload at BENCH.md's size, or at `1/scale` of it (for quick runs and criterion).
 pub fn workload(name: &str, scale: usize) -> Result<Workload> {
     let scale = scale.max(1);
@@ -156,6 +182,25 @@ pub fn workload(name: &str, scale: usize) -> Result<Workload> {
                 name: if name == "mlp" { "mlp" } else { "mlp_b1" },
                 model: mlp_model()?,
                 inputs: vec![HostTensor::new(&[batch, 784], seeded(batch * 784, 5))?],
+                figure: Figure::Seconds,
+            }
+        }
+        "text_classifier" => {
+            let (batch, steps) = ((256 / scale).max(1), 128);
+            let ids: Vec<i32> = (0..batch * steps)
+                .map(|k| {
+                    let real = k % steps < 100;
+                    if real {
+                        (k * 7919 % 19_999 + 1) as i32
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            Workload {
+                name: "text_classifier",
+                model: text_classifier_model()?,
+                inputs: vec![HostTensor::new(&[batch, steps], ids)?],
                 figure: Figure::Seconds,
             }
         }

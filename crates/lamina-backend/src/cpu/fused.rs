@@ -312,19 +312,25 @@ pub fn reduce(op: ReduceOp, x: &[f32]) -> f32 {
     }
 }
 
-/// Fills a block that starts at flat element `start` of a tensor with rows of `full` values:
-/// element `j` gets `value(row, column)` of its place.
+/// Fills a block that starts at flat element `start` of a tensor with rows of `full` values,
+/// one row segment at a time: with `per_row`, each element gets `data[row]`; otherwise
+/// `data[column]` (one row shared by every row).
 #[inline(always)]
-fn expand(dst: &mut [f32], start: usize, full: usize, value: impl Fn(usize, usize) -> f32) {
+fn expand(dst: &mut [f32], start: usize, full: usize, data: &[f32], per_row: bool) {
     let mut row = start / full;
     let mut col = start % full;
-    for o in dst.iter_mut() {
-        *o = value(row, col);
-        col += 1;
-        if col == full {
-            col = 0;
-            row += 1;
+    let mut pos = 0;
+    while pos < dst.len() {
+        let n = (full - col).min(dst.len() - pos);
+        let seg = &mut dst[pos..pos + n];
+        if per_row {
+            seg.fill(data[row]);
+        } else {
+            seg.copy_from_slice(&data[col..col + n]);
         }
+        pos += n;
+        col = 0;
+        row += 1;
     }
 }
 
@@ -396,12 +402,12 @@ impl FusedKernel {
                         }
                         (Read::PerRow, false) => {
                             // One value per row: repeat it along the row.
-                            expand(dst, start, full, |row, _| data[row]);
+                            expand(dst, start, full, data, true);
                             continue;
                         }
                         (Read::Shared, false) => {
                             // One row shared by every row: repeat it down the rows.
-                            expand(dst, start, full, |_, col| data[col]);
+                            expand(dst, start, full, data, false);
                             continue;
                         }
                     };
