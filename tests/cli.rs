@@ -144,6 +144,69 @@ fn quickstart_models_run_back_through_lamina_run() -> Result<()> {
 }
 
 #[test]
+fn a_masked_text_classifier_runs_from_int32_ids() -> Result<()> {
+    let dir = temp_dir("masked");
+    let ids = Input::with_dims(vec![Dim::Dynamic])
+        .dtype(DType::I32)
+        .tensor();
+    let x = Embedding::new(12, 4).mask_zero(true).call(&ids)?;
+    let x = Lambda::new(|x| x.tanh())
+        .mask_fn(|_, m| m[0].clone())
+        .call(&x)?;
+    let x = GlobalAveragePooling1D::new().call(&x)?;
+    let y = Dense::new(3).activation(Activation::Softmax).call(&x)?;
+    let model = Model::new(&[ids], &[y])?;
+    model.save(dir.join("tc.lamina"))?;
+    let data = vec![3i32, 0, 0, 0, 5, 6, 7, 11];
+    let mut buf = Vec::new();
+    let mut w = npyz::WriteOptions::<i32>::new()
+        .default_dtype()
+        .shape(&[2, 4])
+        .writer(&mut buf)
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+    std::fs::write(dir.join("ids.npy"), buf).unwrap();
+    let out = lamina()
+        .current_dir(&dir)
+        .args([
+            "run",
+            "tc.lamina",
+            "--input",
+            "ids.npy",
+            "--output",
+            "p.npy",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (shape, got) = read_npy(&dir.join("p.npy"));
+    assert_eq!(shape, [2, 3]);
+    let want = model.predict(&[HostTensor::new(&[2, 4], data)?])?.remove(0);
+    for (a, b) in got.iter().zip(want.as_f32()?) {
+        assert!((a - b).abs() <= 1e-5, "{got:?} vs {want:?}");
+    }
+    // The summary names the new layers and counts the embedding table.
+    let out = lamina()
+        .current_dir(&dir)
+        .args(["summary", "tc.lamina"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("(Embedding)") && text.contains("48"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+    Ok(())
+}
+
+#[test]
 fn bad_invocations_fail_with_one_clear_line() -> Result<()> {
     let dir = temp_dir("bad");
     let mut m = Sequential::named("m");
