@@ -365,7 +365,37 @@ impl Planner<'_> {
 /// storage buffers per kernel. `shared_memory_matmul` picks the matmul tiled through
 /// workgroup memory (for GPUs) over the one streaming from global memory (for CPU-hosted
 /// adapters, where barriers are expensive).
+///
+/// The WGSL emitter recurses once per fused value (up to `MAX_VALUES_PER_KERNEL` deep), so the
+/// planning runs on a thread of its own with a stack sized for that, whatever stack the caller
+/// has.
 pub fn plan(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    max_storage: u32,
+    shared_memory_matmul: bool,
+) -> Result<Plan> {
+    const STACK: usize = 256 << 20;
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("lamina-plan".into())
+            .stack_size(STACK)
+            .spawn_scoped(scope, || {
+                plan_here(prog, shapes, max_storage, shared_memory_matmul)
+            })
+            .map_err(|e| Error::Backend {
+                backend: "gpu".into(),
+                detail: format!("cannot start the planning thread: {e}"),
+            })?
+            .join()
+            .map_err(|_| Error::Backend {
+                backend: "gpu".into(),
+                detail: "planning the kernels panicked".into(),
+            })?
+    })
+}
+
+fn plan_here(
     prog: &Program,
     shapes: &[Vec<usize>],
     max_storage: u32,
