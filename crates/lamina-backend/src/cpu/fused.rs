@@ -156,7 +156,11 @@ fn can_fuse(prog: &Program, shapes: &[Vec<usize>], n: usize, lead: &[usize]) -> 
     }
     match &node.op {
         Op::Reduce { axes, keepdims, .. } => {
-            *keepdims && axes.as_slice() == [r - 1] && node.dtype == DType::F32
+            // A reduction over an empty row is the interpreter's error, never fused.
+            *keepdims
+                && axes.as_slice() == [r - 1]
+                && node.dtype == DType::F32
+                && shapes[node.inputs[0]].last().is_some_and(|&n| n > 0)
         }
         Op::Concat { axis } => *axis == r - 1,
         Op::Cast(to) => matches!(to, DType::F32 | DType::Bool),
@@ -505,6 +509,9 @@ impl FusedKernel {
             return None;
         };
         let n_steps = self.steps.len();
+        if out_len == 0 {
+            return Some(buffer);
+        }
         if self.blockwise {
             out.par_chunks_mut(BLOCK).enumerate().for_each_init(
                 || vec![Vec::with_capacity(BLOCK); n_steps],

@@ -85,7 +85,8 @@ pub fn reduce(op: ReduceOp, x: &HostData, shape: &[usize], axes: &[usize]) -> Re
 
 /// Reduces `x`, viewed as `(outer, count, inner)`, over its middle axis: whole contiguous rows
 /// of `inner` values are combined at once (vectorisable), instead of transposing first. Max and
-/// min propagate NaN, as NumPy does.
+/// min propagate NaN, as NumPy does. Sums add the rows in order, one accumulator per column
+/// (a last-axis sum adds in 8 lanes), so the two may differ in the last bits.
 fn reduce_middle(op: ReduceOp, x: &[f32], outer: usize, count: usize, inner: usize) -> Vec<f32> {
     use rayon::prelude::*;
     let mut out = vec![0.0f32; outer * inner];

@@ -375,7 +375,7 @@ pub fn plan(
     max_storage: u32,
     shared_memory_matmul: bool,
 ) -> Result<Plan> {
-    const STACK: usize = 256 << 20;
+    const STACK: usize = 64 << 20;
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("lamina-plan".into())
@@ -388,9 +388,16 @@ pub fn plan(
                 detail: format!("cannot start the planning thread: {e}"),
             })?
             .join()
-            .map_err(|_| Error::Backend {
-                backend: "gpu".into(),
-                detail: "planning the kernels panicked".into(),
+            .map_err(|payload| {
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Error::Backend {
+                    backend: "gpu".into(),
+                    detail: format!("planning the kernels panicked: {msg}"),
+                }
             })?
     })
 }

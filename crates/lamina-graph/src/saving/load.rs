@@ -463,8 +463,10 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
         let Some(rest) = name.strip_prefix("layers/") else {
             continue;
         };
-        if let Some((index, weight)) = rest.split_once("/weights/")
-            && let Ok(index) = index.parse::<usize>()
+        // Only the canonical spelling of an index counts ("3", not "03" or "+3").
+        if let Some((index_text, weight)) = rest.split_once("/weights/")
+            && let Ok(index) = index_text.parse::<usize>()
+            && index.to_string() == index_text
         {
             weight_names.entry(index).or_default().push((weight, name));
         }
