@@ -589,6 +589,23 @@ fn embedding_weights_are_named_and_counted() -> Result<()> {
         .set_weight("words/embeddings", HostTensor::zeros(&[8, 20])?)
         .unwrap_err();
     assert!(e.to_string().contains("words/embeddings"), "{e}");
+    // Keras's `weights=[table]`: the initial table, checked against the layer's shape.
+    let table3: Vec<f32> = (0..6).map(|k| k as f32 * 0.5).collect();
+    let ids3 = Input::new(&[2]).dtype(DType::I32).tensor();
+    let e3 = Embedding::new(3, 2)
+        .weights(HostTensor::new(&[3, 2], table3)?)
+        .call(&ids3)?;
+    let m3 = Model::new(&[ids3], &[e3])?;
+    let out = m3
+        .predict(&[HostTensor::new(&[1, 2], vec![2i32, 0])?])?
+        .remove(0);
+    assert_eq!(out.as_f32()?, &[2.0, 2.5, 0.0, 0.5]);
+    let bad = Embedding::new(3, 2)
+        .weights(HostTensor::zeros(&[2, 3])?)
+        .name("bad_table")
+        .call(&Input::new(&[2]).tensor())
+        .unwrap_err();
+    assert!(bad.to_string().contains("bad_table/embeddings"), "{bad}");
     // Float ids are cast to int32, as Keras does.
     let ids = HostTensor::new(&[1, 4], vec![1.0f32, 2.0, 3.0, 19.0])?;
     let out = model.predict(&[ids])?.remove(0);

@@ -23,6 +23,7 @@ pub struct Embedding {
     output_dim: usize,
     mask_zero: bool,
     seed: u64,
+    initial: Option<HostTensor>,
     weights: Arc<Weights>,
 }
 
@@ -37,6 +38,7 @@ impl Embedding {
             output_dim,
             mask_zero: false,
             seed: id,
+            initial: None,
             weights: Arc::default(),
         }
     }
@@ -56,6 +58,16 @@ impl Embedding {
     pub fn name(self, name: &str) -> Embedding {
         Embedding {
             name: name.to_string(),
+            ..self
+        }
+        .fresh()
+    }
+
+    /// The initial table, as Keras's `weights=[table]`: shape `(input_dim, output_dim)`,
+    /// float32 (checked when the layer is built).
+    pub fn weights(self, table: HostTensor) -> Embedding {
+        Embedding {
+            initial: Some(table),
             ..self
         }
         .fresh()
@@ -95,7 +107,15 @@ impl Embedding {
         let vars = self
             .weights
             .get_or_make(&self.name, &[("embeddings", shape)], |_, s| {
-                HostTensor::new(s, uniform(s[0] * s[1], 0.05, self.seed))
+                match &self.initial {
+                    Some(t) if t.shape() == s && t.dtype() == DType::F32 => Ok(t.clone()),
+                    Some(t) => Err(Error::VariableShape {
+                        name: format!("{}/embeddings", self.name),
+                        existing: format!("{:?} {} given as weights", t.shape(), t.dtype()),
+                        requested: format!("{s:?} float32"),
+                    }),
+                    None => HostTensor::new(s, uniform(s[0] * s[1], 0.05, self.seed)),
+                }
             })?;
         Ok(vars[0].clone())
     }
