@@ -80,6 +80,7 @@ impl RunStats {
 pub fn check_compiled_inputs(
     program: &Program,
     shapes: &[Vec<usize>],
+    gather_checks: &[lamina_graph::model::GatherInputCheck],
     inputs: &[HostTensor],
 ) -> Result<()> {
     if inputs.len() != program.inputs.len() {
@@ -104,5 +105,5 @@ pub fn check_compiled_inputs(
             });
         }
     }
-    program.check_gather_indices(shapes, inputs)
+    program.check_gather_indices(gather_checks, shapes, inputs)
 }

@@ -62,6 +62,7 @@ impl Backend for CpuBackend {
         }
         Ok(Arc::new(CpuExecutable {
             program: program.clone(),
+            gather_checks: program.gather_input_checks(),
             shapes,
             constants,
             fused,
@@ -76,6 +77,8 @@ impl Backend for CpuBackend {
 pub struct CpuExecutable {
     program: Arc<Program>,
     shapes: Vec<Vec<usize>>,
+    /// The `take` nodes fed by model inputs, whose ids are checked on each run.
+    gather_checks: Vec<lamina_graph::model::GatherInputCheck>,
     constants: Vec<Option<Arc<HostData>>>,
     /// Fused regions by root node.
     fused: Vec<Option<fused::FusedKernel>>,
@@ -116,7 +119,7 @@ impl CpuExecutable {
 impl Executable for CpuExecutable {
     fn run(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
         let p = &self.program;
-        crate::backend::check_compiled_inputs(p, &self.shapes, inputs)?;
+        crate::backend::check_compiled_inputs(p, &self.shapes, &self.gather_checks, inputs)?;
         let mut uses = self.uses.clone();
         let mut values: Vec<Option<Arc<HostData>>> = vec![None; p.nodes.len()];
         for (k, &i) in p.inputs.iter().enumerate() {

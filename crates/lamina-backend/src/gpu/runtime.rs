@@ -178,6 +178,8 @@ pub struct GpuExecutable {
     backend: Arc<GpuBackend>,
     program: Arc<Program>,
     shapes: Vec<Vec<usize>>,
+    /// The `take` nodes fed by model inputs, whose ids are checked on each run.
+    gather_checks: Vec<lamina_graph::model::GatherInputCheck>,
     buffers: HashMap<usize, Arc<wgpu::Buffer>>,
     slots: Vec<(usize, Slot)>,
     steps: Mutex<Vec<Step>>,
@@ -373,6 +375,7 @@ impl Backend for Arc<GpuBackend> {
         let exe = GpuExecutable {
             backend: self.clone(),
             program: program.clone(),
+            gather_checks: program.gather_input_checks(),
             shapes,
             buffers,
             slots,
@@ -407,7 +410,7 @@ impl GpuExecutable {
         let backend = &self.backend;
         let ctx = &backend.ctx;
         let p = &self.program;
-        crate::backend::check_compiled_inputs(p, &self.shapes, inputs)?;
+        crate::backend::check_compiled_inputs(p, &self.shapes, &self.gather_checks, inputs)?;
         // Inputs, and weights changed since they were uploaded.
         let mut rebind = false;
         for (n, slot) in &self.slots {

@@ -7,5 +7,5 @@ mod sequential;
 mod summary;
 
 pub use functional::Model;
-pub use program::{Program, ProgramNode};
+pub use program::{GatherInputCheck, Program, ProgramNode};
 pub use sequential::{Sequential, SequentialItem};

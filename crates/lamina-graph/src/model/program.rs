@@ -37,6 +37,21 @@ impl ProgramNode {
     }
 }
 
+/// A `take` node whose ids come from model input `input`, through an optional cast.
+#[derive(Clone, Debug)]
+pub struct GatherInputCheck {
+    /// The `take` node.
+    pub node: usize,
+    /// Its table (`params`) node.
+    pub params: usize,
+    /// The axis it picks along.
+    pub axis: usize,
+    /// Which model input holds the ids.
+    pub input: usize,
+    /// The integer type the ids are cast to on the way, if any.
+    pub cast: Option<DType>,
+}
+
 /// The expression graph of a model in topological order, with its inputs and outputs.
 #[derive(Clone, Debug)]
 pub struct Program {
@@ -202,16 +217,16 @@ impl Program {
         Ok(())
     }
 
-    /// Checks the ids that model inputs feed to `take` (directly, or through reshapes and one
-    /// cast to an integer type):
-    /// an id outside its axis is an error here, before any backend runs, so that both backends
-    /// report it the same way and name the layer.
-    pub fn check_gather_indices(&self, shapes: &[Vec<usize>], inputs: &[HostTensor]) -> Result<()> {
-        for node in &self.nodes {
-            let Op::Gather { axis } = node.op else {
+    /// The `take` nodes whose ids come from a model input (directly, or through reshapes and
+    /// one cast to an integer type), found once when a backend compiles the program, so that
+    /// `check_gather_indices` reads only those inputs on each run.
+    pub fn gather_input_checks(&self) -> Vec<GatherInputCheck> {
+        let mut checks = Vec::new();
+        for (node, n) in self.nodes.iter().enumerate() {
+            let Op::Gather { axis } = n.op else {
                 continue;
             };
-            let (Some(&params), Some(&indices)) = (node.inputs.first(), node.inputs.get(1)) else {
+            let (Some(&params), Some(&indices)) = (n.inputs.first(), n.inputs.get(1)) else {
                 continue;
             };
             // Follow views (values unchanged) and at most one cast to an integer type back
@@ -219,8 +234,8 @@ impl Program {
             let mut source = indices;
             let mut cast: Option<DType> = None;
             loop {
-                let n = &self.nodes[source];
-                match &n.op {
+                let m = &self.nodes[source];
+                match &m.op {
                     Op::Reshape { .. }
                     | Op::ExpandDims { .. }
                     | Op::Squeeze { .. }
@@ -228,41 +243,63 @@ impl Program {
                     Op::Cast(to @ (DType::I32 | DType::U32)) if cast.is_none() => cast = Some(*to),
                     _ => break,
                 }
-                source = n.inputs[0];
+                source = m.inputs[0];
             }
-            let Some(k) = self.inputs.iter().position(|&i| i == source) else {
+            if let Some(input) = self.inputs.iter().position(|&i| i == source) {
+                checks.push(GatherInputCheck {
+                    node,
+                    params,
+                    axis,
+                    input,
+                    cast,
+                });
+            }
+        }
+        checks
+    }
+
+    /// Checks the ids that model inputs feed to `take` (the `checks` found by
+    /// `gather_input_checks`): an id outside its axis is an error here, before any backend
+    /// runs, so that both backends report it the same way and name the layer.
+    pub fn check_gather_indices(
+        &self,
+        checks: &[GatherInputCheck],
+        shapes: &[Vec<usize>],
+        inputs: &[HostTensor],
+    ) -> Result<()> {
+        use crate::host::HostData;
+        for c in checks {
+            let (Some(host), Some(params_shape)) = (inputs.get(c.input), shapes.get(c.params))
+            else {
                 continue;
             };
-            let (Some(host), Some(params_shape)) = (inputs.get(k), shapes.get(params)) else {
-                continue;
-            };
-            let size = params_shape.get(axis).copied().unwrap_or(0) as i64;
+            let size = params_shape.get(c.axis).copied().unwrap_or(0) as i64;
             let outside = |v: i64| !(0..size).contains(&v);
             // Each value as the CPU's cast makes it (Rust's `as`, saturating from floats).
-            let bad = match (host.data(), cast) {
-                (crate::host::HostData::F32(v), Some(DType::I32)) => {
+            let bad = match (host.data(), c.cast) {
+                (HostData::F32(v), Some(DType::I32)) => {
                     v.iter().map(|&x| x as i32 as i64).find(|&x| outside(x))
                 }
-                (crate::host::HostData::F32(v), Some(DType::U32)) => {
+                (HostData::F32(v), Some(DType::U32)) => {
                     v.iter().map(|&x| x as u32 as i64).find(|&x| outside(x))
                 }
-                (crate::host::HostData::I32(v), None | Some(DType::I32)) => {
+                (HostData::I32(v), None | Some(DType::I32)) => {
                     v.iter().map(|&x| x as i64).find(|&x| outside(x))
                 }
-                (crate::host::HostData::I32(v), Some(DType::U32)) => {
+                (HostData::I32(v), Some(DType::U32)) => {
                     v.iter().map(|&x| x as u32 as i64).find(|&x| outside(x))
                 }
-                (crate::host::HostData::U32(v), None | Some(DType::U32)) => {
+                (HostData::U32(v), None | Some(DType::U32)) => {
                     v.iter().map(|&x| x as i64).find(|&x| outside(x))
                 }
-                (crate::host::HostData::U32(v), Some(DType::I32)) => {
+                (HostData::U32(v), Some(DType::I32)) => {
                     v.iter().map(|&x| x as i32 as i64).find(|&x| outside(x))
                 }
                 _ => None,
             };
             if let Some(bad) = bad {
-                let e = crate::ops::index_out_of_range(bad, axis, params_shape);
-                return Err(node.attribute(e));
+                let e = crate::ops::index_out_of_range(bad, c.axis, params_shape);
+                return Err(self.nodes[c.node].attribute(e));
             }
         }
         Ok(())
