@@ -158,3 +158,13 @@ impl Error {
         }
     }
 }
+
+/// The message of a caught panic (`catch_unwind`, a joined thread), for an error that reports
+/// it.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

@@ -17,8 +17,11 @@ pub trait Layer: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Records the layer's computation on symbolic inputs and returns its outputs.
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>>;
-    /// The variables the layer owns, in creation order (empty until first called).
-    fn variables(&self) -> Vec<Arc<Variable>>;
+    /// The variables the layer owns, in creation order (empty until first called). Layers
+    /// without weights keep the default, none.
+    fn variables(&self) -> Vec<Arc<Variable>> {
+        Vec::new()
+    }
     /// A shared handle to this layer.
     fn handle(&self) -> LayerRef;
     /// The layer as `Any`, so that savers can see its concrete type.

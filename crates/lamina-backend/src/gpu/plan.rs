@@ -388,16 +388,12 @@ pub fn plan(
                 detail: format!("cannot start the planning thread: {e}"),
             })?
             .join()
-            .map_err(|payload| {
-                let msg = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Error::Backend {
-                    backend: "gpu".into(),
-                    detail: format!("planning the kernels panicked: {msg}"),
-                }
+            .map_err(|payload| Error::Backend {
+                backend: "gpu".into(),
+                detail: format!(
+                    "planning the kernels panicked: {}",
+                    lamina_graph::error::panic_message(payload.as_ref())
+                ),
             })?
     })
 }

@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::layer::{Layer, call_layer, unique_name};
 use crate::model::SequentialItem;
 use crate::tensor::{Tensor, next_id};
-use crate::variable::Variable;
 use std::sync::Arc;
 
 /// Keras's `Activation(activation)` layer. `Sequential::add(Activation::Relu)` makes one.
@@ -56,10 +55,6 @@ impl Layer for ActivationLayer {
         Ok(vec![
             self.activation.apply(one_input("Activation", inputs)?),
         ])
-    }
-
-    fn variables(&self) -> Vec<Arc<Variable>> {
-        Vec::new()
     }
 
     fn supports_masking(&self) -> bool {
@@ -127,10 +122,6 @@ impl Layer for Dropout {
         Ok(vec![one_input("Dropout", inputs)?.clone()])
     }
 
-    fn variables(&self) -> Vec<Arc<Variable>> {
-        Vec::new()
-    }
-
     fn supports_masking(&self) -> bool {
         true
     }
@@ -182,10 +173,6 @@ impl Layer for Rescaling {
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = one_input("Rescaling", inputs)?.cast(DType::F32);
         Ok(vec![x.multiply(self.scale).add(self.offset)])
-    }
-
-    fn variables(&self) -> Vec<Arc<Variable>> {
-        Vec::new()
     }
 
     fn supports_masking(&self) -> bool {

@@ -5,7 +5,6 @@ use crate::error::{Error, Result};
 use crate::layer::{Layer, LayerCall, LayerRef, unique_name};
 use crate::shape::{Dim, Shape};
 use crate::tensor::{Tensor, next_id};
-use crate::variable::Variable;
 use std::sync::Arc;
 
 /// A model input, as Keras's `Input(shape, dtype, name)`: the per-sample shape, with the batch
@@ -100,9 +99,6 @@ impl Layer for InputLayer {
     }
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         Ok(inputs.to_vec())
-    }
-    fn variables(&self) -> Vec<Arc<Variable>> {
-        Vec::new()
     }
     fn handle(&self) -> LayerRef {
         Arc::new(self.clone())

@@ -446,8 +446,11 @@ impl Layer for Lambda {
             Some(LambdaMask::Fixed(m)) => Some(Tensor::constant(m.clone())),
             Some(LambdaMask::Function(f)) => {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(inputs, masks)))
-                    .map_err(|_| Error::Model {
-                        detail: "the mask function panicked".into(),
+                    .map_err(|payload| Error::Model {
+                        detail: format!(
+                            "the mask function panicked: {}",
+                            crate::error::panic_message(payload.as_ref())
+                        ),
                     })?
             }
         };
@@ -462,15 +465,11 @@ impl Layer for Lambda {
         let function = &self.inner.function;
         let out =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| function(inputs, &scope)))
-                .map_err(|payload| {
-                    let msg = payload
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    Error::Model {
-                        detail: format!("the Lambda function panicked: {msg}"),
-                    }
+                .map_err(|payload| Error::Model {
+                    detail: format!(
+                        "the Lambda function panicked: {}",
+                        crate::error::panic_message(payload.as_ref())
+                    ),
                 })?;
         out.check()?;
         self.check_output_shape(inputs, &out)?;

@@ -4,8 +4,6 @@ use super::common::{layer_identity, one_input};
 use crate::error::Result;
 use crate::layer::{Layer, call_layer, unique_name};
 use crate::tensor::{Tensor, next_id};
-use crate::variable::Variable;
-use std::sync::Arc;
 
 /// Keras's `Masking(mask_value=0.0)`: a step (all axes but the last) is masked when every
 /// feature equals `mask_value`; masked steps are set to 0 and the output carries the mask.
@@ -62,10 +60,6 @@ impl Layer for Masking {
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = one_input("Masking", inputs)?;
         Ok(vec![x.multiply(self.keep(x, true).cast(x.dtype()))])
-    }
-
-    fn variables(&self) -> Vec<Arc<Variable>> {
-        Vec::new()
     }
 
     fn supports_masking(&self) -> bool {

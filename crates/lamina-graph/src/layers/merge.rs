@@ -8,8 +8,6 @@ use crate::infer::normalize_axis;
 use crate::layer::{Layer, call_layer, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
-use crate::variable::Variable;
-use std::sync::Arc;
 
 /// Checks a merge's inputs: at least one, all of one batch size, and brings lower-rank inputs
 /// up by inserting axes after the batch axis, as Keras does.
@@ -146,9 +144,6 @@ macro_rules! elementwise_merge {
                 Ok(vec![out])
             }
 
-            fn variables(&self) -> Vec<Arc<Variable>> {
-                Vec::new()
-            }
 
             fn supports_masking(&self) -> bool {
                 true
@@ -259,10 +254,6 @@ impl Layer for Concatenate {
         let out = Tensor::concatenate(inputs, self.axis);
         out.check()?;
         Ok(vec![out])
-    }
-
-    fn variables(&self) -> Vec<Arc<Variable>> {
-        Vec::new()
     }
 
     fn supports_masking(&self) -> bool {

@@ -4,8 +4,6 @@ use super::common::{align_mask, layer_identity, one_input};
 use crate::error::{Error, Result};
 use crate::layer::{Layer, call_layer, unique_name};
 use crate::tensor::{Tensor, next_id};
-use crate::variable::Variable;
-use std::sync::Arc;
 
 /// Where the steps of a 3-D input are: `(batch, steps, features)` or `(batch, features, steps)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -123,9 +121,6 @@ macro_rules! global_pooling {
                 Ok(vec![pool($pool, x, mask.as_ref(), self.data_format, self.keepdims)?])
             }
 
-            fn variables(&self) -> Vec<Arc<Variable>> {
-                Vec::new()
-            }
 
             fn supports_masking(&self) -> bool {
                 true

@@ -6,8 +6,6 @@ use crate::error::{Error, Result};
 use crate::layer::{Layer, call_layer, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
-use crate::variable::Variable;
-use std::sync::Arc;
 
 /// Keras's `Reshape(target_shape)`: each sample takes `target_shape` (batch not included; one
 /// entry may be -1). Like Keras, it does not support masks.
@@ -118,10 +116,6 @@ impl Layer for Reshape {
         let x = one_input("Reshape", inputs)?;
         Ok(vec![reshape_per_sample(x, &self.target)?])
     }
-
-    fn variables(&self) -> Vec<Arc<Variable>> {
-        Vec::new()
-    }
 }
 
 /// Keras's `Flatten(data_format)`: each sample becomes a vector, `(batch, product of the
@@ -192,9 +186,5 @@ impl Layer for Flatten {
             x = x.transpose(&perm);
         }
         Ok(vec![reshape_per_sample(&x, &[-1])?])
-    }
-
-    fn variables(&self) -> Vec<Arc<Variable>> {
-        Vec::new()
     }
 }

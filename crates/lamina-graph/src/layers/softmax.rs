@@ -4,8 +4,6 @@ use super::common::{align_mask, layer_identity, one_input};
 use crate::error::{Error, Result};
 use crate::layer::{Layer, call_layer, call_layer_with_masks, unique_name};
 use crate::tensor::{Tensor, next_id};
-use crate::variable::Variable;
-use std::sync::Arc;
 
 /// Keras's `Softmax(axis=-1)`. With a mask (the input's, or one given to `call_masked`),
 /// masked positions take -1e9 before the softmax and 0 after it, so they get no weight and a
@@ -103,10 +101,6 @@ impl Layer for Softmax {
             }
         };
         Ok(vec![out])
-    }
-
-    fn variables(&self) -> Vec<Arc<Variable>> {
-        Vec::new()
     }
 
     fn supports_masking(&self) -> bool {
