@@ -453,21 +453,7 @@ mod mutation {
         fn mutated_architecture_never_panics(
             picks in proptest::collection::vec((any::<usize>(), any::<i64>(), 0u8..4), 1..4),
         ) {
-            let bytes = with_architecture(&good_bytes(), |arch| {
-                for (pick, value, kind) in picks {
-                    let mut leaves: Vec<&mut serde_json::Value> = Vec::new();
-                    collect(arch, &mut leaves);
-                    let n = leaves.len();
-                    let leaf = &mut leaves[pick % n];
-                    **leaf = match kind {
-                        0 => serde_json::json!(value),
-                        1 => serde_json::json!(value.rem_euclid(8)),
-                        2 => serde_json::json!(-1 - value.rem_euclid(3)),
-                        _ => serde_json::json!(["sum", "max", "add", "matmul", "input"][value.rem_euclid(5) as usize]),
-                    };
-                }
-            });
-            try_model(&bytes);
+            try_model(&mutated(&good_bytes(), picks));
         }
     }
 
@@ -506,24 +492,33 @@ mod mutation {
         fn mutated_masked_model_never_panics(
             picks in proptest::collection::vec((any::<usize>(), any::<i64>(), 0u8..3), 1..4),
         ) {
-            let bytes = with_architecture(&masked_bytes(), |arch| {
-                for (pick, value, kind) in picks {
-                    let mut leaves: Vec<&mut serde_json::Value> = Vec::new();
-                    collect(arch, &mut leaves);
-                    let n = leaves.len();
-                    let leaf = &mut leaves[pick % n];
-                    **leaf = match kind {
-                        0 => serde_json::json!(value),
-                        1 => serde_json::json!(value.rem_euclid(8)),
-                        _ => serde_json::json!(-1 - value.rem_euclid(3)),
-                    };
-                }
-            });
+            let bytes = mutated(&masked_bytes(), picks);
             if let Ok(m) = Model::from_bytes(&bytes) {
                 let ids = HostTensor::new(&[2, 4], vec![1i32, 2, 0, 0, 7, 9, 3, 0]).unwrap();
                 let _ = m.predict(&[ids]);
             }
         }
+    }
+
+    /// The file with leaves of its architecture JSON replaced: for each `(pick, value, kind)`,
+    /// leaf `pick` becomes `value` (kind 0), a small index (1), -1..-3 (2) or an op name (3).
+    fn mutated(bytes: &[u8], picks: Vec<(usize, i64, u8)>) -> Vec<u8> {
+        with_architecture(bytes, |arch| {
+            for (pick, value, kind) in picks {
+                let mut leaves: Vec<&mut serde_json::Value> = Vec::new();
+                collect(arch, &mut leaves);
+                let n = leaves.len();
+                let leaf = &mut leaves[pick % n];
+                **leaf = match kind {
+                    0 => serde_json::json!(value),
+                    1 => serde_json::json!(value.rem_euclid(8)),
+                    2 => serde_json::json!(-1 - value.rem_euclid(3)),
+                    _ => serde_json::json!(
+                        ["sum", "max", "add", "matmul", "input"][value.rem_euclid(5) as usize]
+                    ),
+                };
+            }
+        })
     }
 
     fn collect<'a>(v: &'a mut serde_json::Value, out: &mut Vec<&'a mut serde_json::Value>) {
