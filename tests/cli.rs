@@ -333,3 +333,43 @@ fn bad_invocations_fail_with_one_clear_line() -> Result<()> {
     std::fs::remove_dir_all(dir).ok();
     Ok(())
 }
+
+#[test]
+fn bench_on_all_backends_says_when_it_measures_the_cpu_only() {
+    // The default `--backend all` measures every backend there is; without a GPU adapter it
+    // measures the CPU and says so on stderr, and stdout still holds only the results.
+    let out = lamina()
+        .args([
+            "bench",
+            "--workload",
+            "mlp_b1",
+            "--json",
+            "--runs",
+            "1",
+            "--scale",
+            "256",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let has_gpu = lamina::shared_gpu().is_ok();
+    let backends: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v["backend"].as_str().unwrap().to_string()
+        })
+        .collect();
+    if has_gpu {
+        assert_eq!(backends, ["cpu", "gpu"], "{text}");
+        assert!(!err.contains("no GPU adapter"), "{err}");
+    } else {
+        assert_eq!(backends, ["cpu"], "{text}");
+        assert!(
+            err.contains("lamina bench: no GPU adapter; measuring the cpu only"),
+            "{err}"
+        );
+    }
+}

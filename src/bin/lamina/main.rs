@@ -44,7 +44,7 @@ enum Command {
         #[arg(long, default_value = "all", value_parser = ["cpu", "gpu", "all"])]
         backend: String,
         /// A workload to run (repeatable; default all): copy, chain, antirectifier, softmax,
-        /// matmul, mlp, mlp_b1.
+        /// matmul, mlp, mlp_b1, text_classifier.
         #[arg(long = "workload")]
         workloads: Vec<String>,
         /// One JSON object per workload and backend instead of a table.
@@ -170,6 +170,14 @@ fn bench(
     scale: usize,
 ) -> Result<(), String> {
     use lamina::bench::{WORKLOADS, measure, workload};
+    // Every argument is checked before anything is probed or printed, so that a bad invocation
+    // fails with its one line and nothing else.
+    if let Some(bad) = workloads.iter().find(|w| !WORKLOADS.contains(&w.as_str())) {
+        return Err(format!(
+            "workload '{bad}' not found (known: {})",
+            WORKLOADS.join(", ")
+        ));
+    }
     let kinds: Vec<BackendKind> = match backend {
         "cpu" => vec![BackendKind::Cpu],
         "gpu" => vec![BackendKind::Gpu],
