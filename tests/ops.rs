@@ -75,7 +75,7 @@ fn run2(
     let go = || -> Result<HostTensor> {
         let xa = Input::new(&sa[1..]).tensor();
         let xb = Input::new(&sb[1..]).tensor();
-        let y = Lambda::multi(move |xs| f(&xs[0], &xs[1])).call_many(&[xa.clone(), xb.clone()])?;
+        let y = Lambda::multi(move |xs| f(&xs[0], &xs[1])).call(&[xa.clone(), xb.clone()])?;
         let m = Model::new(&[xa, xb], &[y])?;
         let mut out = cpu_predict(&m, &[HostTensor::new(sa, a)?, HostTensor::new(sb, b)?])?;
         Ok(out.remove(0))
@@ -879,22 +879,14 @@ fn scalars_on_either_side() {
 fn int32_arithmetic() {
     let s = [2, 3];
     let a = vec![-7, 0, 5, 12, 3, -1];
-    ints(&runi(&s, a.clone(), |x| x + 1.0), &s, &[-6, 1, 6, 13, 4, 0]);
-    ints(
-        &runi(&s, a.clone(), |x| x * 2.0),
-        &s,
-        &[-14, 0, 10, 24, 6, -2],
-    );
+    ints(&runi(&s, a.clone(), |x| x + 1), &s, &[-6, 1, 6, 13, 4, 0]);
+    ints(&runi(&s, a.clone(), |x| x * 2), &s, &[-14, 0, 10, 24, 6, -2]);
     ints(
         &runi(&s, a.clone(), |x| x.multiply(3)),
         &s,
         &[-21, 0, 15, 36, 9, -3],
     );
-    ints(
-        &runi(&s, a.clone(), |x| 10.0 - x),
-        &s,
-        &[17, 10, 5, -2, 7, 11],
-    );
+    ints(&runi(&s, a.clone(), |x| 10 - x), &s, &[17, 10, 5, -2, 7, 11]);
     ints(&runi(&s, a.clone(), |x| -x), &s, &[7, 0, -5, -12, -3, 1]);
     ints(&runi(&s, a.clone(), |x| x.abs()), &s, &[7, 0, 5, 12, 3, 1]);
     ints(
@@ -918,18 +910,23 @@ fn int32_arithmetic() {
         &s,
         &[-7, 0, 2, 2, 2, -1],
     );
-    // Division of non-negative integers (exact quotients and truncation agree here).
-    ints(
-        &runi(&[1, 4], vec![12, 7, 0, 9], |x| x / 3.0),
+    // `/` is true division (float32) and `//` floors, as in Python.
+    exact(
+        &runi(&[1, 4], vec![12, 7, 0, -9], |x| x / 2),
         &[1, 4],
-        &[4, 2, 0, 3],
+        &[6.0, 3.5, 0.0, -4.5],
+    );
+    ints(
+        &runi(&[1, 4], vec![12, 7, 0, -9], |x| x.floor_divide(2)),
+        &[1, 4],
+        &[6, 3, 0, -5],
     );
     // Two int inputs with broadcasting: (B, 3) - (B, 1).
     let y = {
         let xa = Input::new(&[3]).dtype(DType::I32).tensor();
         let xb = Input::new(&[1]).dtype(DType::I32).tensor();
         let out = Lambda::multi(|xs| &xs[0] - &xs[1])
-            .call_many(&[xa.clone(), xb.clone()])
+            .call(&[xa.clone(), xb.clone()])
             .unwrap();
         let m = Model::new(&[xa, xb], &[out]).unwrap();
         cpu_predict(
@@ -2501,26 +2498,82 @@ fn maximum_minimum_propagate_nan() {
 }
 
 #[test]
-fn scalars_that_an_integer_tensor_cannot_hold_are_errors() {
-    // 2.5 would silently become 2 (NumPy and Keras would give 7.5 for 3 * 2.5).
-    let e = build_error_of(DType::I32, &[3], |x| x * 2.5);
-    assert!(e.to_string().contains("cannot hold"), "{e}");
-    let e = build_error_of(DType::I32, &[3], |x| 0.5 + x);
-    assert!(e.to_string().contains("cannot hold"), "{e}");
-    let e = build_error_of(DType::I32, &[3], |x| x.clip(0.5, 2.0));
-    assert!(e.to_string().contains("cannot hold"), "{e}");
-    let e = build_error_of(DType::I32, &[3], |x| Tensor::where_(&x.greater(0), x, 0.5));
-    assert!(e.to_string().contains("cannot hold"), "{e}");
-    let e = build_error_of(DType::I32, &[3], |x| x.less(f32::NAN));
-    assert!(e.to_string().contains("cannot hold"), "{e}");
-    // A negative scalar against uint32, and 0.5 against a bool tensor.
-    let e = build_error_of(DType::U32, &[3], |x| x.maximum(-1.0));
-    assert!(e.to_string().contains("cannot hold"), "{e}");
-    let e = build_error_of(DType::Bool, &[3], |x| x.equal(0.5));
-    assert!(e.to_string().contains("cannot hold"), "{e}");
-    // Whole-valued scalars are fine, and casting first gives the float result.
+fn float_scalars_promote_integer_tensors_as_keras_does() {
+    // Keras 3: int32 * 0.5, int32 + 1.5 and int32 / 2 are float32 (Python floats are weak
+    // floats; an integer tensor meeting one becomes float32).
+    exact(
+        &runi(&[1, 3], vec![1, 2, 3], |x| x * 2.5),
+        &[1, 3],
+        &[2.5, 5.0, 7.5],
+    );
+    exact(
+        &runi(&[1, 3], vec![1, 2, 3], |x| 0.5 + x),
+        &[1, 3],
+        &[1.5, 2.5, 3.5],
+    );
+    exact(
+        &runi(&[1, 3], vec![-1, 1, 3], |x| x.clip(0.5, 2.0)),
+        &[1, 3],
+        &[0.5, 1.0, 2.0],
+    );
+    exact(
+        &runi(&[1, 3], vec![-1, 1, 3], |x| Tensor::where_(&x.greater(0), x, 0.5)),
+        &[1, 3],
+        &[0.5, 1.0, 3.0],
+    );
+    bools(
+        &runi(&[1, 3], vec![-1, 1, 3], |x| x.less(1.5)),
+        &[1, 3],
+        &[true, true, false],
+    );
+    // A whole-valued float is still a float: int32 * 2.0 is float32 in Keras.
+    exact(
+        &runi(&[1, 3], vec![1, 2, 3], |x| x * 2.0),
+        &[1, 3],
+        &[2.0, 4.0, 6.0],
+    );
+    // An int tensor meeting a float tensor is float32; bool meeting int32 is int32.
+    let y = {
+        let xa = Input::new(&[2]).dtype(DType::I32).tensor();
+        let xb = Input::new(&[2]).tensor();
+        let out = Lambda::multi(|xs| &xs[0] + &xs[1])
+            .call(&[xa.clone(), xb.clone()])
+            .unwrap();
+        assert_eq!(out.dtype(), DType::F32);
+        let m = Model::new(&[xa, xb], &[out]).unwrap();
+        cpu_predict(
+            &m,
+            &[
+                HostTensor::new(&[1, 2], vec![3i32, -4]).unwrap(),
+                HostTensor::new(&[1, 2], vec![0.25f32, 0.5]).unwrap(),
+            ],
+        )
+    };
+    exact(&y.unwrap()[0], &[1, 2], &[3.25, -3.5]);
     ints(
-        &runi(&[1, 3], vec![1, 2, 3], |x| x * -3.0 + 1.0),
+        &runi(&[1, 3], vec![-1, 1, 3], |x| x.greater(0).add(x)),
+        &[1, 3],
+        &[-1, 2, 4],
+    );
+    // Float functions of integers are float32, as keras.ops gives them.
+    approx(
+        &runi(&[1, 3], vec![0, 1, 4], |x| x.sqrt() + x.exp()),
+        &[1, 3],
+        &[1.0, 1.0 + std::f32::consts::E, 2.0 + 4f32.exp()],
+    );
+    exact(
+        &runi(&[1, 4], vec![1, 2, 3, 6], |x| x.mean(-1, false)),
+        &[1],
+        &[3.0],
+    );
+    // A negative scalar against uint32, and 0.5 against a bool tensor.
+    let e = build_error_of(DType::U32, &[3], |x| x.maximum(-1));
+    assert!(e.to_string().contains("cannot hold"), "{e}");
+    let e = build_error_of(DType::Bool, &[3], |x| x.logical_and(0.5));
+    assert!(e.to_string().contains("cannot hold"), "{e}");
+    // Integer scalars keep the integer type.
+    ints(
+        &runi(&[1, 3], vec![1, 2, 3], |x| x * -3 + 1),
         &[1, 3],
         &[-2, -5, -8],
     );
@@ -2637,9 +2690,6 @@ fn malformed_ops_are_build_errors() {
     );
     assert!(msg(build_error(&[3], |x| x.logical_not())).contains("bool"));
     assert!(msg(build_error(&[3], |x| x.logical_and(x))).contains("bool"));
-    assert!(msg(build_error(&[3], |x| x + x.cast(DType::I32))).contains("dtype"));
-    assert!(msg(build_error_of(DType::I32, &[3], |x| x.exp())).contains("float32"));
-    assert!(msg(build_error_of(DType::I32, &[3], |x| x.mean(-1, false))).contains("float32"));
     assert!(msg(build_error_of(DType::Bool, &[3], |x| x.sum(-1, false))).contains("numeric"));
     assert!(msg(build_error(&[3], |x| Tensor::where_(x, x, x))).contains("bool"));
     assert!(

@@ -98,7 +98,8 @@ pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
                 UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign => numeric_only(&name, *d)?,
                 _ => float_only(&name, *d)?,
             }
-            Ok((s.clone(), *d))
+            let d = if u.is_test() { DType::Bool } else { *d };
+            Ok((s.clone(), d))
         }
         Op::Binary(b) => {
             arity(2)?;
@@ -121,7 +122,7 @@ pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
             if !b.is_logical() && !matches!(b, BinaryOp::Equal | BinaryOp::NotEqual) {
                 numeric_only(&name, *da)?;
             }
-            if *b == BinaryOp::Pow {
+            if matches!(b, BinaryOp::Pow | BinaryOp::Atan2) {
                 float_only(&name, *da)?;
             }
             let s = broadcast_shapes(&name, &[sa, sb])?;

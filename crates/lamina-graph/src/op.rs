@@ -46,6 +46,38 @@ pub enum UnaryOp {
     Sign,
     /// Logical not (bool).
     Not,
+    /// Tangent.
+    Tan,
+    /// Inverse sine.
+    Asin,
+    /// Inverse cosine.
+    Acos,
+    /// Inverse tangent.
+    Atan,
+    /// Hyperbolic sine.
+    Sinh,
+    /// Hyperbolic cosine.
+    Cosh,
+    /// Inverse hyperbolic sine.
+    Asinh,
+    /// Inverse hyperbolic cosine.
+    Acosh,
+    /// Inverse hyperbolic tangent.
+    Atanh,
+    /// `e^x - 1`, accurate near 0.
+    Expm1,
+    /// `log(1 + x)`, accurate near 0.
+    Log1p,
+    /// Base-2 logarithm.
+    Log2,
+    /// Base-10 logarithm.
+    Log10,
+    /// Whether each element is NaN (bool; false for integers).
+    IsNan,
+    /// Whether each element is +inf or -inf (bool; false for integers).
+    IsInf,
+    /// Whether each element is neither NaN nor infinite (bool; true for integers).
+    IsFinite,
 }
 
 impl UnaryOp {
@@ -69,7 +101,28 @@ impl UnaryOp {
             UnaryOp::Round => "round",
             UnaryOp::Sign => "sign",
             UnaryOp::Not => "logical_not",
+            UnaryOp::Tan => "tan",
+            UnaryOp::Asin => "arcsin",
+            UnaryOp::Acos => "arccos",
+            UnaryOp::Atan => "arctan",
+            UnaryOp::Sinh => "sinh",
+            UnaryOp::Cosh => "cosh",
+            UnaryOp::Asinh => "arcsinh",
+            UnaryOp::Acosh => "arccosh",
+            UnaryOp::Atanh => "arctanh",
+            UnaryOp::Expm1 => "expm1",
+            UnaryOp::Log1p => "log1p",
+            UnaryOp::Log2 => "log2",
+            UnaryOp::Log10 => "log10",
+            UnaryOp::IsNan => "isnan",
+            UnaryOp::IsInf => "isinf",
+            UnaryOp::IsFinite => "isfinite",
         }
+    }
+
+    /// Whether the result is a bool whatever the input type (the `is*` tests).
+    pub fn is_test(self) -> bool {
+        matches!(self, UnaryOp::IsNan | UnaryOp::IsInf | UnaryOp::IsFinite)
     }
 }
 
@@ -107,6 +160,13 @@ pub enum BinaryOp {
     And,
     /// Logical or (bool).
     Or,
+    /// `arctan2(a, b)`: the angle of the point `(b, a)`, with NumPy's signed-zero rules.
+    Atan2,
+    /// `floor(a / b)` as NumPy's `floor_divide` (for integers, 0 where `b` is 0).
+    FloorDiv,
+    /// `a - floor(a / b) * b`, the sign of `b`, as NumPy's `mod` (for integers, 0 where `b` is
+    /// 0; NaN for floats).
+    Mod,
 }
 
 impl BinaryOp {
@@ -128,6 +188,9 @@ impl BinaryOp {
             BinaryOp::NotEqual => "not_equal",
             BinaryOp::And => "logical_and",
             BinaryOp::Or => "logical_or",
+            BinaryOp::Atan2 => "arctan2",
+            BinaryOp::FloorDiv => "floor_divide",
+            BinaryOp::Mod => "mod",
         }
     }
 

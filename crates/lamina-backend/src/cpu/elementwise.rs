@@ -101,7 +101,77 @@ pub fn unary_f32(op: UnaryOp) -> fn(f32) -> f32 {
             }
         },
         UnaryOp::Not => |x| if x == 0.0 { 1.0 } else { 0.0 },
+        UnaryOp::Tan => f32::tan,
+        UnaryOp::Asin => f32::asin,
+        UnaryOp::Acos => f32::acos,
+        UnaryOp::Atan => f32::atan,
+        UnaryOp::Sinh => f32::sinh,
+        UnaryOp::Cosh => f32::cosh,
+        UnaryOp::Asinh => f32::asinh,
+        UnaryOp::Acosh => f32::acosh,
+        UnaryOp::Atanh => f32::atanh,
+        UnaryOp::Expm1 => f32::exp_m1,
+        UnaryOp::Log1p => f32::ln_1p,
+        UnaryOp::Log2 => f32::log2,
+        UnaryOp::Log10 => f32::log10,
+        UnaryOp::IsNan => |x| if x.is_nan() { 1.0 } else { 0.0 },
+        UnaryOp::IsInf => |x| if x.is_infinite() { 1.0 } else { 0.0 },
+        UnaryOp::IsFinite => |x| if x.is_finite() { 1.0 } else { 0.0 },
     }
+}
+
+/// `floor_divide` of floats as Keras computes it (JAX's `_float_divmod`, after CPython):
+/// `round((a - fmod(a, b)) / b)`, less one where the remainder's sign differs from `b`'s, so
+/// that `1 // 0.1` is 9 as in Python; `x // 0` is ±inf (NaN for `0 // 0`).
+#[inline(always)]
+pub fn floor_div_f32(a: f32, b: f32) -> f32 {
+    let m = a % b;
+    let corrected = if b == 0.0 { a } else { a - m };
+    let div = corrected / b;
+    let sign = |v: f32| if v > 0.0 { 1.0 } else if v < 0.0 { -1.0 } else { v };
+    #[allow(clippy::float_cmp)]
+    let adjust = m != 0.0 && sign(b) != sign(m);
+    let div = if adjust { div - 1.0 } else { div };
+    div.round()
+}
+
+/// `mod` of floats as Keras computes it (JAX's `remainder`): `fmod(a, b)`, plus `b` where it
+/// is non-zero and its sign differs from `b`'s; a zero remainder keeps the sign of `a`, and
+/// `x % 0` is NaN.
+#[inline(always)]
+pub fn mod_f32(a: f32, b: f32) -> f32 {
+    let m = a % b;
+    if m != 0.0 && ((m < 0.0) != (b < 0.0)) { m + b } else { m }
+}
+
+/// `arctan2(a, b)` in f64 precision, rounded to f32.
+#[inline(always)]
+pub fn atan2_f32(a: f32, b: f32) -> f32 {
+    (a as f64).atan2(b as f64) as f32
+}
+
+/// Python's floor division of signed integers (0 where `b` is 0, wrapping on overflow).
+#[inline(always)]
+fn floor_div_i32(a: i32, b: i32) -> i32 {
+    if b == 0 {
+        return 0;
+    }
+    let q = a.wrapping_div(b);
+    if (a.wrapping_rem(b) != 0) && ((a < 0) != (b < 0)) {
+        q.wrapping_sub(1)
+    } else {
+        q
+    }
+}
+
+/// Python's `%` of signed integers: the sign of the divisor (0 where `b` is 0).
+#[inline(always)]
+fn mod_i32(a: i32, b: i32) -> i32 {
+    if b == 0 {
+        return 0;
+    }
+    let r = a.wrapping_rem(b);
+    if r != 0 && ((r < 0) != (b < 0)) { r + b } else { r }
 }
 
 fn unsupported(op: &str, dtype: DType) -> Error {
@@ -116,7 +186,11 @@ pub fn unary(op: UnaryOp, x: &HostData) -> Result<HostData> {
     Ok(match x {
         HostData::F32(v) => {
             let f = unary_f32(op);
-            HostData::F32(v.iter().map(|&a| f(a)).collect())
+            if op.is_test() {
+                HostData::Bool(v.iter().map(|&a| f(a) != 0.0).collect())
+            } else {
+                HostData::F32(v.iter().map(|&a| f(a)).collect())
+            }
         }
         HostData::I32(v) => HostData::I32(match op {
             UnaryOp::Neg => v.iter().map(|a| a.wrapping_neg()).collect(),
@@ -137,6 +211,30 @@ pub fn unary(op: UnaryOp, x: &HostData) -> Result<HostData> {
     })
 }
 
+/// Floor division and modulo of an integer type, as Python and NumPy define them.
+trait IntDivMod: Sized {
+    fn floor_div(a: Self, b: Self) -> Self;
+    fn floor_mod(a: Self, b: Self) -> Self;
+}
+
+impl IntDivMod for i32 {
+    fn floor_div(a: i32, b: i32) -> i32 {
+        floor_div_i32(a, b)
+    }
+    fn floor_mod(a: i32, b: i32) -> i32 {
+        mod_i32(a, b)
+    }
+}
+
+impl IntDivMod for u32 {
+    fn floor_div(a: u32, b: u32) -> u32 {
+        a.checked_div(b).unwrap_or(0)
+    }
+    fn floor_mod(a: u32, b: u32) -> u32 {
+        a.checked_rem(b).unwrap_or(0)
+    }
+}
+
 macro_rules! int_binary {
     ($op:expr, $a:expr, $sa:expr, $b:expr, $sb:expr, $out:expr, $variant:ident, $t:ty) => {{
         let (a, b, sa, sb, out) = ($a, $b, $sa, $sb, $out);
@@ -152,6 +250,12 @@ macro_rules! int_binary {
             }
             BinaryOp::Div => HostData::$variant(map2(a, sa, b, sb, out, |x: $t, y: $t| {
                 if y == 0 { 0 } else { x.wrapping_div(y) }
+            })),
+            BinaryOp::FloorDiv => HostData::$variant(map2(a, sa, b, sb, out, |x: $t, y: $t| {
+                <$t as IntDivMod>::floor_div(x, y)
+            })),
+            BinaryOp::Mod => HostData::$variant(map2(a, sa, b, sb, out, |x: $t, y: $t| {
+                <$t as IntDivMod>::floor_mod(x, y)
             })),
             BinaryOp::Max => HostData::$variant(map2(a, sa, b, sb, out, |x: $t, y: $t| x.max(y))),
             BinaryOp::Min => HostData::$variant(map2(a, sa, b, sb, out, |x: $t, y: $t| x.min(y))),
@@ -178,6 +282,9 @@ pub fn binary_f32(op: BinaryOp) -> Option<fn(f32, f32) -> f32> {
         BinaryOp::Pow => f32::powf,
         BinaryOp::Max => fmax_nan,
         BinaryOp::Min => fmin_nan,
+        BinaryOp::Atan2 => atan2_f32,
+        BinaryOp::FloorDiv => floor_div_f32,
+        BinaryOp::Mod => mod_f32,
         _ => return None,
     })
 }

@@ -7,14 +7,15 @@
 use lamina_graph::op::{BinaryOp, UnaryOp};
 
 /// e^x: range reduction to r in [-ln2/2, ln2/2], Cephes' degree-5 polynomial, and scaling by
-/// 2^n through the exponent bits. Overflows to +inf above 88.72, underflows to 0 below -87.3.
+/// 2^n through the exponent bits. Overflows to +inf above 88.72; subnormal results below -87.3
+/// down to 0 below -103.97.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to nearest
-    let xc = x.clamp(-87.336_55, 88.376_26);
+    let xc = x.clamp(-103.972_08, 88.376_26);
     let n = (xc * LOG2E + ROUND) - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
@@ -24,8 +25,13 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    let v = y * scale;
+    // 2^n in two normal factors, so that results below 2^-126 come out subnormal (rounded
+    // once) rather than clamped to the smallest normal.
+    let n1 = (n as i32) >> 1;
+    let n2 = n as i32 - n1;
+    let scale1 = f32::from_bits(((n1 + 127) as u32) << 23);
+    let scale2 = f32::from_bits(((n2 + 127) as u32) << 23);
+    let v = y * scale1 * scale2;
     if x > 88.722_84 {
         f32::INFINITY
     } else if x < -103.972_08 {
@@ -139,6 +145,9 @@ pub fn binary_slice(op: BinaryOp, a: &[f32], b: &[f32], dst: &mut [f32]) {
         BinaryOp::NotEqual => zip!(|x, y| t(x != y)),
         BinaryOp::And => zip!(|x, y| t(x != 0.0 && y != 0.0)),
         BinaryOp::Or => zip!(|x, y| t(x != 0.0 || y != 0.0)),
+        BinaryOp::Atan2 => zip!(|x, y| super::elementwise::atan2_f32(x, y)),
+        BinaryOp::FloorDiv => zip!(|x, y| super::elementwise::floor_div_f32(x, y)),
+        BinaryOp::Mod => zip!(|x, y| super::elementwise::mod_f32(x, y)),
     }
 }
 
@@ -186,10 +195,26 @@ mod tests {
     }
 }
 
-/// Sum in 8 interleaved lanes (then pairwise): vectorizes, and is the one summation order of
-/// the interpreter, fused or not.
-#[inline(always)]
+/// Elements summed in lanes before the pairwise combination of blocks.
+const SUM_BLOCK: usize = 4096;
+
+/// Sum of blocks of `SUM_BLOCK` elements in 8 interleaved lanes, the blocks added pairwise (as
+/// NumPy does), so that the error grows with the log of the length and a long row of ones does
+/// not stall at 2^24. Vectorizes, and is the one summation order of the interpreter, fused or
+/// not.
+#[inline]
 pub fn sum(x: &[f32]) -> f32 {
+    if x.len() <= SUM_BLOCK {
+        return lane_sum(x);
+    }
+    let blocks = x.len().div_ceil(SUM_BLOCK);
+    let mid = blocks / 2 * SUM_BLOCK;
+    sum(&x[..mid]) + sum(&x[mid..])
+}
+
+/// Sum in 8 interleaved lanes, then pairwise.
+#[inline(always)]
+fn lane_sum(x: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = x.chunks_exact(8);
     let rest = chunks.remainder();

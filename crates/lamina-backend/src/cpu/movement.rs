@@ -83,8 +83,9 @@ pub fn concat(
     })
 }
 
-/// `take` along `axis`: for each index, the slice of `params` at that position. An index
-/// outside `0..shape[axis]` is an error naming it. `reuse` is a buffer of an earlier run that
+/// `take` along `axis`: for each index, the slice of `params` at that position; a negative
+/// index counts from the end, as in NumPy. An index outside `-size..size` is an error naming
+/// it. `reuse` is a buffer of an earlier run that
 /// nobody holds any more, written over when it has the right type (no new pages to fault in).
 pub fn take(
     params: &HostData,
@@ -98,7 +99,8 @@ pub fn take(
         HostData::I32(v) => v
             .iter()
             .map(|&i| {
-                usize::try_from(i)
+                let wrapped = if i < 0 { i as i64 + size as i64 } else { i as i64 };
+                usize::try_from(wrapped)
                     .ok()
                     .filter(|&i| i < size)
                     .ok_or(i as i64)

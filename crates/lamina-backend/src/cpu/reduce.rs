@@ -85,13 +85,40 @@ pub fn reduce(op: ReduceOp, x: &HostData, shape: &[usize], axes: &[usize]) -> Re
 
 /// Reduces `x`, viewed as `(outer, count, inner)`, over its middle axis: whole contiguous rows
 /// of `inner` values are combined at once (vectorisable), instead of transposing first. Max and
-/// min propagate NaN, as NumPy does. Sums add the rows in order, one accumulator per column
-/// (a last-axis sum adds in 8 lanes), so the two may differ in the last bits.
+/// min propagate NaN, as NumPy does. Sums add the rows in order in blocks, one accumulator per
+/// column (a last-axis sum adds in 8 lanes), so the two may differ in the last bits.
+/// Rows a middle-axis sum adds per column before adding the block to the column's total.
+const SUM_ROWS: usize = 4096;
+
 fn reduce_middle(op: ReduceOp, x: &[f32], outer: usize, count: usize, inner: usize) -> Vec<f32> {
     use rayon::prelude::*;
     let mut out = vec![0.0f32; outer * inner];
+    let sum_blocks = |o: usize, acc: &mut [f32]| {
+        // Blocks of SUM_ROWS rows are summed apart and then added, so that a long axis of
+        // small values does not stall once a column's total reaches 2^24.
+        let src = &x[o * count * inner..(o + 1) * count * inner];
+        let mut part = vec![0.0f32; inner];
+        for (b, rows) in src.chunks(SUM_ROWS * inner).enumerate() {
+            let target: &mut [f32] = if b == 0 { acc } else { &mut part };
+            target.copy_from_slice(&rows[..inner]);
+            for row in rows.chunks_exact(inner).skip(1) {
+                target.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+            }
+            if b > 0 {
+                acc.iter_mut().zip(&part).for_each(|(a, &v)| *a += v);
+            }
+        }
+    };
     let block = |(o, acc): (usize, &mut [f32])| {
         let src = &x[o * count * inner..(o + 1) * count * inner];
+        if matches!(op, ReduceOp::Sum | ReduceOp::Mean) && count > SUM_ROWS {
+            sum_blocks(o, acc);
+            if op == ReduceOp::Mean {
+                let n = count as f32;
+                acc.iter_mut().for_each(|a| *a /= n);
+            }
+            return;
+        }
         acc.copy_from_slice(&src[..inner]);
         for row in src.chunks_exact(inner).skip(1) {
             match op {
@@ -125,10 +152,29 @@ fn reduce_middle(op: ReduceOp, x: &[f32], outer: usize, count: usize, inner: usi
 }
 
 /// The index of the first maximum (or minimum) along `axis`, as `int32`. A NaN counts as the
-/// extreme, as in NumPy. Integers compare as integers (not through `f32`, which cannot tell
+/// extreme, as in NumPy, and -0.0 ranks below 0.0, as in Keras. Integers compare as integers (not through `f32`, which cannot tell
 /// 2^24 from 2^24 + 1).
 pub fn arg_reduce(op: ArgReduceOp, x: &HostData, shape: &[usize], axis: usize) -> Result<HostData> {
-    fn pick<T: Copy + PartialOrd>(op: ArgReduceOp, r: &[T]) -> i32 {
+    /// Whether a value is -0.0, which Keras's argmax and argmin rank below 0.0.
+    trait NegZero: Copy {
+        fn neg_zero(self) -> bool;
+    }
+    impl NegZero for f32 {
+        fn neg_zero(self) -> bool {
+            self == 0.0 && self.is_sign_negative()
+        }
+    }
+    impl NegZero for i32 {
+        fn neg_zero(self) -> bool {
+            false
+        }
+    }
+    impl NegZero for u32 {
+        fn neg_zero(self) -> bool {
+            false
+        }
+    }
+    fn pick<T: NegZero + PartialOrd>(op: ArgReduceOp, r: &[T]) -> i32 {
         // `v != v` only for NaN; integers never take that branch.
         #[allow(clippy::eq_op)]
         let is_nan = |v: T| v != v;
@@ -137,9 +183,10 @@ pub fn arg_reduce(op: ArgReduceOp, x: &HostData, shape: &[usize], axis: usize) -
             if is_nan(r[best]) {
                 break;
             }
+            let b = r[best];
             let better = match op {
-                ArgReduceOp::ArgMax => v > r[best] || is_nan(v),
-                ArgReduceOp::ArgMin => v < r[best] || is_nan(v),
+                ArgReduceOp::ArgMax => v > b || is_nan(v) || (v == b && b.neg_zero() && !v.neg_zero()),
+                ArgReduceOp::ArgMin => v < b || is_nan(v) || (v == b && v.neg_zero() && !b.neg_zero()),
             };
             if better {
                 best = i;

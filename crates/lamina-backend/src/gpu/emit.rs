@@ -411,11 +411,16 @@ impl<'a> Emitter<'a> {
         }
         let rank = self.shapes[inputs[1]].len();
         let index = self.emit(inputs[1], &coords[axis..axis + rank])?;
+        let size = self.param(params_shape[axis]);
         let index = match self.prog.nodes[inputs[1]].dtype {
-            DType::I32 => format!("bitcast<u32>({index})"),
+            DType::I32 => {
+                // A negative index counts from the end; what stays negative is out of range.
+                let i = self.fresh("i");
+                self.line(format!("let {i}: i32 = {index};"));
+                format!("bitcast<u32>(select({i}, {i} + i32({size}), {i} < 0))")
+            }
             _ => index,
         };
-        let size = self.param(params_shape[axis]);
         let g = self.fresh("g");
         self.line(format!("let {g}: u32 = {index};"));
         let mut c = coords[..axis].to_vec();

@@ -105,6 +105,9 @@ pub fn elementwise(
     })
 }
 
+/// Elements a float sum adds in registers before adding the block to the row's total.
+const SUM_BLOCK: usize = 4096;
+
 fn reduce_init(op: ReduceOp, d: DType) -> String {
     match (op, d) {
         (ReduceOp::Sum | ReduceOp::Mean, d) => wgsl::literal(d, 0.0),
@@ -173,15 +176,38 @@ pub fn row(
         let n_inner = em.param(inner);
         let j = em.fresh("j");
         let axes = group.axes.clone();
+        // Float sums accumulate blocks of SUM_BLOCK elements apart and then add the blocks,
+        // so that a long row of small values does not stall once the total reaches 2^24.
+        let blocked = matches!(op, ReduceOp::Sum | ReduceOp::Mean) && dtype == DType::F32;
+        let target = if blocked { em.fresh("part") } else { acc.clone() };
         let (res, body) = em.scope(|em| -> Result<(), Retry> {
             let red = em.delinearize(&j, &red_shape, |_| Label::Other);
             let coords = place(s.len(), &[(&kept, &row_coords), (&axes, &red)]);
             let v = em.emit(input, &coords)?;
-            em.line(reduce_step(*op, &acc, &v));
+            em.line(reduce_step(*op, &target, &v));
             Ok(())
         });
         res?;
-        push_loop(&mut em, &j, "0u", &n_inner, body);
+        if blocked {
+            let jb = em.fresh("jb");
+            em.line(format!(
+                "for (var {jb}: u32 = 0u; {jb} < {n_inner}; {jb} = {jb} + {SUM_BLOCK}u) {{"
+            ));
+            em.line(format!("    var {target}: f32 = 0.0f;"));
+            let mut inner_loop = Vec::new();
+            inner_loop.push(format!(
+                "for (var {j}: u32 = {jb}; {j} < min({jb} + {SUM_BLOCK}u, {n_inner}); {j} = {j} + 1u) {{"
+            ));
+            inner_loop.extend(indent(body));
+            inner_loop.push("}".into());
+            inner_loop.push(format!("{acc} = {acc} + {target};"));
+            for l in indent(inner_loop) {
+                em.line(l);
+            }
+            em.line("}".into());
+        } else {
+            push_loop(&mut em, &j, "0u", &n_inner, body);
+        }
         if *op == ReduceOp::Mean {
             em.line(format!("{acc} = {acc} / f32({n_inner});"));
         }
@@ -314,8 +340,14 @@ pub fn arg_reduce(
             label: Label::Other,
         };
         let v = em.emit(input, &c)?;
+        let better = if dtype == DType::F32 {
+            let which = if *op == ArgReduceOp::ArgMax { "max" } else { "min" };
+            format!("lamina_arg{which}_better({v}, {best})")
+        } else {
+            format!("{v} {cmp} {best}")
+        };
         em.line(format!(
-            "if ({v} {cmp} {best}) {{ {best} = {v}; {bi} = i32({j}); }}"
+            "if ({better}) {{ {best} = {v}; {bi} = i32({j}); }}"
         ));
         Ok(())
     });

@@ -84,6 +84,22 @@ pub fn unary(op: UnaryOp, d: DType, x: &str) -> String {
         (UnaryOp::Ceil, _) => format!("ceil({x})"),
         (UnaryOp::Round, _) => format!("round({x})"),
         (UnaryOp::Not, _) => format!("(!{x})"),
+        (UnaryOp::Tan, _) => format!("tan({x})"),
+        (UnaryOp::Asin, _) => format!("asin({x})"),
+        (UnaryOp::Acos, _) => format!("acos({x})"),
+        (UnaryOp::Atan, _) => format!("atan({x})"),
+        (UnaryOp::Sinh, _) => format!("sinh({x})"),
+        (UnaryOp::Cosh, _) => format!("cosh({x})"),
+        (UnaryOp::Asinh, _) => format!("asinh({x})"),
+        (UnaryOp::Acosh, _) => format!("acosh({x})"),
+        (UnaryOp::Atanh, _) => format!("atanh({x})"),
+        (UnaryOp::Expm1, _) => format!("lamina_expm1({x})"),
+        (UnaryOp::Log1p, _) => format!("lamina_log1p({x})"),
+        (UnaryOp::Log2, _) => format!("log2({x})"),
+        (UnaryOp::Log10, _) => format!("(log({x}) * 0.4342944819032518f)"),
+        (UnaryOp::IsNan, _) => format!("lamina_isnan({x})"),
+        (UnaryOp::IsInf, _) => format!("lamina_isinf({x})"),
+        (UnaryOp::IsFinite, _) => format!("lamina_isfinite({x})"),
     }
 }
 
@@ -111,6 +127,11 @@ pub fn binary(op: BinaryOp, d: DType, a: &str, b: &str) -> String {
         BinaryOp::NotEqual => format!("({a} != {b})"),
         BinaryOp::And => format!("({a} && {b})"),
         BinaryOp::Or => format!("({a} || {b})"),
+        BinaryOp::Atan2 => format!("atan2({a}, {b})"),
+        BinaryOp::FloorDiv | BinaryOp::Mod => {
+            let which = if op == BinaryOp::FloorDiv { "floor_div" } else { "mod" };
+            format!("lamina_{which}_{}({a}, {b})", reg_type(d))
+        }
     }
 }
 
@@ -149,5 +170,92 @@ fn lamina_pow(a: f32, b: f32) -> f32 {
         return select(m, -m, abs(b % 2.0f) == 1.0f);
     }
     return pow(a, b);
+}
+fn lamina_isnan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+fn lamina_isinf(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u;
+}
+fn lamina_isfinite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+fn lamina_argmax_better(v: f32, best: f32) -> bool {
+    // The first NaN wins; -0.0 ranks below 0.0, as in Keras.
+    if (lamina_isnan(best)) { return false; }
+    if (lamina_isnan(v)) { return true; }
+    return v > best || (v == best && bitcast<u32>(best) == 0x80000000u && bitcast<u32>(v) == 0u);
+}
+fn lamina_argmin_better(v: f32, best: f32) -> bool {
+    if (lamina_isnan(best)) { return false; }
+    if (lamina_isnan(v)) { return true; }
+    return v < best || (v == best && bitcast<u32>(v) == 0x80000000u && bitcast<u32>(best) == 0u);
+}
+fn lamina_expm1(x: f32) -> f32 {
+    // Kahan: (u - 1) * x / log(u) keeps the relative precision of e^x - 1 near 0.
+    let u = exp(x);
+    if (u == 1.0f) { return x; }
+    let um1 = u - 1.0f;
+    if (um1 == -1.0f) { return -1.0f; }
+    if (lamina_isinf(u)) { return u; }
+    return um1 * x / log(u);
+}
+fn lamina_log1p(x: f32) -> f32 {
+    // Kahan: log(u) * x / (u - 1) with u = 1 + x.
+    let u = 1.0f + x;
+    if (u == 1.0f) { return x; }
+    if (lamina_isinf(u)) { return u; }
+    return log(u) * x / (u - 1.0f);
+}
+fn lamina_fmod(a: f32, b: f32) -> f32 {
+    // C's fmod, with its special cases spelled out (WGSL's % leaves them to the driver).
+    if (lamina_isnan(a) || lamina_isnan(b) || lamina_isinf(a) || b == 0.0f) {
+        return bitcast<f32>(0x7fc00000u);
+    }
+    if (lamina_isinf(b)) { return a; }
+    return a - b * trunc(a / b);
+}
+fn lamina_sign(v: f32) -> f32 {
+    return select(select(v, -1.0f, v < 0.0f), 1.0f, v > 0.0f);
+}
+fn lamina_floor_div_f32(a: f32, b: f32) -> f32 {
+    // Keras (JAX's _float_divmod, after CPython): so that 1 // 0.1 is 9.
+    let m = lamina_fmod(a, b);
+    let corrected = select(a - m, a, b == 0.0f);
+    var div = corrected / b;
+    if (b == 0.0f) {
+        let inf = bitcast<f32>(0x7f800000u);
+        let negative = (a < 0.0f) != ((bitcast<u32>(b) & 0x80000000u) != 0u);
+        div = select(select(inf, -inf, negative), bitcast<f32>(0x7fc00000u), a == 0.0f || lamina_isnan(a));
+    }
+    if (m != 0.0f && lamina_sign(b) != lamina_sign(m)) { div = div - 1.0f; }
+    return select(round(div), div, lamina_isinf(div) || lamina_isnan(div));
+}
+fn lamina_mod_f32(a: f32, b: f32) -> f32 {
+    // Keras (JAX's remainder): a zero remainder keeps the sign of a.
+    let m = lamina_fmod(a, b);
+    if (m != 0.0f && ((m < 0.0f) != (b < 0.0f))) { return m + b; }
+    return m;
+}
+fn lamina_floor_div_i32(a: i32, b: i32) -> i32 {
+    if (b == 0i) { return 0i; }
+    let q = a / b;
+    let r = a - q * b;
+    if (r != 0i && ((r < 0i) != (b < 0i))) { return q - 1i; }
+    return q;
+}
+fn lamina_mod_i32(a: i32, b: i32) -> i32 {
+    if (b == 0i) { return 0i; }
+    let r = a % b;
+    if (r != 0i && ((r < 0i) != (b < 0i))) { return r + b; }
+    return r;
+}
+fn lamina_floor_div_u32(a: u32, b: u32) -> u32 {
+    if (b == 0u) { return 0u; }
+    return a / b;
+}
+fn lamina_mod_u32(a: u32, b: u32) -> u32 {
+    if (b == 0u) { return 0u; }
+    return a % b;
 }
 ";

@@ -274,7 +274,7 @@ impl Program {
                 continue;
             };
             let size = params_shape.get(c.axis).copied().unwrap_or(0) as i64;
-            let outside = |v: i64| !(0..size).contains(&v);
+            let outside = |v: i64| !(-size..size).contains(&v);
             // Each value as the CPU's cast makes it (Rust's `as`, saturating from floats).
             let bad = match (host.data(), c.cast) {
                 (HostData::F32(v), Some(DType::I32)) => {

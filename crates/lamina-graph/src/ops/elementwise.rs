@@ -1,19 +1,23 @@
 //! Elementwise ops: unary math, broadcasting binary ops, comparisons, `where`, `clip`, `cast`.
 
-use crate::dtype::DType;
+use crate::dtype::{DType, ScalarKind, result_type, weak_result_type};
 use crate::error::Error;
 use crate::op::{BinaryOp, Op, UnaryOp};
 use crate::tensor::Tensor;
 
-/// Something that can stand on either side of a binary op: a tensor, or a Rust scalar that takes
-/// the dtype of the tensor it meets (as Python scalars do in Keras).
+/// Something that can stand on either side of a binary op: a tensor, or a Rust scalar that is
+/// "weak" as Python scalars are in Keras: it takes the tensor's dtype unless its own kind is
+/// wider (`int_tensor * 0.5` is `float32`).
 pub trait Operand {
     /// The operand as a tensor, typed like `like` when it is a scalar.
     fn to_tensor(&self, like: &Tensor) -> Tensor;
 
+    /// The scalar's value and kind, or `None` for a tensor.
+    fn weak_scalar(&self) -> Option<(f64, ScalarKind)>;
+
     /// Whether this is a Rust scalar (which takes the other side's dtype).
     fn is_scalar(&self) -> bool {
-        true
+        self.weak_scalar().is_some()
     }
 }
 
@@ -21,8 +25,8 @@ impl Operand for Tensor {
     fn to_tensor(&self, _like: &Tensor) -> Tensor {
         self.clone()
     }
-    fn is_scalar(&self) -> bool {
-        false
+    fn weak_scalar(&self) -> Option<(f64, ScalarKind)> {
+        None
     }
 }
 
@@ -30,14 +34,14 @@ impl Operand for &Tensor {
     fn to_tensor(&self, _like: &Tensor) -> Tensor {
         (*self).clone()
     }
-    fn is_scalar(&self) -> bool {
-        false
+    fn weak_scalar(&self) -> Option<(f64, ScalarKind)> {
+        None
     }
 }
 
 /// A Rust scalar as a rank-0 constant of `like`'s dtype, or a tensor that carries an error
-/// when the dtype cannot hold the value exactly (`2.5` or `-1.0` meeting an integer tensor,
-/// `0.5` meeting a bool tensor): silently truncating it would give wrong numbers.
+/// when the dtype cannot hold the value exactly (`-1` meeting a `uint32` tensor, `2` meeting a
+/// bool tensor in a logical op): silently wrapping it would give wrong numbers.
 fn scalar_like(value: f64, like: &Tensor) -> Tensor {
     let dtype = like.dtype();
     let exact = match dtype {
@@ -51,7 +55,7 @@ fn scalar_like(value: f64, like: &Tensor) -> Tensor {
             op: "scalar operand".into(),
             detail: format!(
                 "the scalar {value} meets a {dtype} tensor of shape {}, which cannot hold it \
-                 exactly; cast the tensor to float32 first",
+                 exactly; cast the tensor first",
                 like.shape()
             ),
         });
@@ -59,28 +63,85 @@ fn scalar_like(value: f64, like: &Tensor) -> Tensor {
     Tensor::scalar_of(value, dtype)
 }
 
-impl Operand for f32 {
-    fn to_tensor(&self, like: &Tensor) -> Tensor {
-        scalar_like(*self as f64, like)
-    }
+macro_rules! scalar_operand {
+    ($($t:ty => $kind:ident),*) => {$(
+        impl Operand for $t {
+            fn to_tensor(&self, like: &Tensor) -> Tensor {
+                scalar_like(*self as f64, like)
+            }
+            fn weak_scalar(&self) -> Option<(f64, ScalarKind)> {
+                Some((*self as f64, ScalarKind::$kind))
+            }
+        }
+    )*};
 }
 
-impl Operand for f64 {
-    fn to_tensor(&self, like: &Tensor) -> Tensor {
-        scalar_like(*self, like)
-    }
-}
-
-impl Operand for i32 {
-    fn to_tensor(&self, like: &Tensor) -> Tensor {
-        scalar_like(*self as f64, like)
-    }
-}
+scalar_operand!(f32 => Float, f64 => Float, i32 => Int, i64 => Int, u32 => Int);
 
 impl Operand for bool {
     fn to_tensor(&self, _like: &Tensor) -> Tensor {
         Tensor::scalar_of(if *self { 1.0 } else { 0.0 }, DType::Bool)
     }
+    fn weak_scalar(&self) -> Option<(f64, ScalarKind)> {
+        Some((if *self { 1.0 } else { 0.0 }, ScalarKind::Bool))
+    }
+}
+
+/// Two operands as tensors of one dtype, promoted as Keras 3 does: tensors by `result_type`,
+/// a scalar by the weak rules (`int32 + 1.5` is `float32`, `int32 + 1` stays `int32`). Two
+/// scalars become `float32` (or `int32` when both are integers).
+pub fn promote(a: &dyn Operand, b: &dyn Operand) -> (Tensor, Tensor) {
+    let anchor = |scalar: &dyn Operand, tensor: Tensor| {
+        let (_, kind) = scalar.weak_scalar().expect("a scalar operand");
+        let t = tensor.cast(weak_result_type(tensor.dtype(), kind));
+        (scalar.to_tensor(&t), t)
+    };
+    match (a.weak_scalar(), b.weak_scalar()) {
+        (None, None) => {
+            let (x, y) = (a.to_tensor(&Tensor::scalar(0.0)), b.to_tensor(&Tensor::scalar(0.0)));
+            let d = result_type(x.dtype(), y.dtype());
+            (x.cast(d), y.cast(d))
+        }
+        (Some(_), None) => anchor(a, b.to_tensor(&Tensor::scalar(0.0))),
+        (None, Some(_)) => {
+            let (y, x) = anchor(b, a.to_tensor(&Tensor::scalar(0.0)));
+            (x, y)
+        }
+        (Some((_, ka)), Some((_, kb))) => {
+            let d = if ka != ScalarKind::Float && kb != ScalarKind::Float {
+                DType::I32
+            } else {
+                DType::F32
+            };
+            let like = Tensor::scalar_of(0.0, d);
+            (a.to_tensor(&like), b.to_tensor(&like))
+        }
+    }
+}
+
+/// Applies a binary primitive to two operands promoted as Keras 3 does (see [`promote`]):
+/// `divide`, `power` and `arctan2` work in `float32` whatever the input types, logical ops
+/// take bools as they are.
+pub fn apply_binary(op: BinaryOp, a: &dyn Operand, b: &dyn Operand) -> Tensor {
+    let (a, b) = if op.is_logical() {
+        let a = a.to_tensor(&Tensor::scalar_of(0.0, DType::Bool));
+        let b = b.to_tensor(&a);
+        (a, b)
+    } else {
+        promote(a, b)
+    };
+    let (a, b) = if matches!(op, BinaryOp::Div | BinaryOp::Pow | BinaryOp::Atan2) {
+        (a.cast(DType::F32), b.cast(DType::F32))
+    } else {
+        (a, b)
+    };
+    // Arithmetic on two bools is logical, as in Keras (`add(bool, bool)` is `or`).
+    let op = match (a.dtype(), b.dtype(), op) {
+        (DType::Bool, DType::Bool, BinaryOp::Add | BinaryOp::Max) => BinaryOp::Or,
+        (DType::Bool, DType::Bool, BinaryOp::Mul | BinaryOp::Min) => BinaryOp::And,
+        _ => op,
+    };
+    Tensor::from_op(Op::Binary(op), &[&a, &b])
 }
 
 macro_rules! unary_methods {
@@ -89,7 +150,7 @@ macro_rules! unary_methods {
             $(
                 $(#[$doc])*
                 pub fn $name(&self) -> Tensor {
-                    Tensor::from_op(Op::Unary(UnaryOp::$op), &[self])
+                    self.unary(UnaryOp::$op)
                 }
             )*
         }
@@ -119,6 +180,32 @@ unary_methods! {
     sin => Sin;
     /// Cosine.
     cos => Cos;
+    /// Tangent.
+    tan => Tan;
+    /// Inverse sine (NaN outside [-1, 1]).
+    arcsin => Asin;
+    /// Inverse cosine (NaN outside [-1, 1]).
+    arccos => Acos;
+    /// Inverse tangent.
+    arctan => Atan;
+    /// Hyperbolic sine.
+    sinh => Sinh;
+    /// Hyperbolic cosine.
+    cosh => Cosh;
+    /// Inverse hyperbolic sine.
+    arcsinh => Asinh;
+    /// Inverse hyperbolic cosine (NaN below 1).
+    arccosh => Acosh;
+    /// Inverse hyperbolic tangent (±inf at ±1, NaN outside).
+    arctanh => Atanh;
+    /// `e^x - 1`, accurate for `x` near 0 where `exp(x) - 1` loses every digit.
+    expm1 => Expm1;
+    /// `log(1 + x)`, accurate for `x` near 0.
+    log1p => Log1p;
+    /// Base-2 logarithm.
+    log2 => Log2;
+    /// Base-10 logarithm.
+    log10 => Log10;
     /// The Gauss error function.
     erf => Erf;
     /// Rounds toward negative infinity.
@@ -127,7 +214,7 @@ unary_methods! {
     ceil => Ceil;
     /// Rounds half to even, as NumPy does.
     round => Round;
-    /// -1, 0 or 1 by the sign of each element.
+    /// -1, 0 or 1 by the sign of each element (NaN stays NaN).
     sign => Sign;
     /// Logical not of a bool tensor.
     logical_not => Not;
@@ -153,11 +240,9 @@ binary_methods! {
     subtract => Sub;
     /// `self * other`, broadcasting.
     multiply => Mul;
-    /// `self / other`, broadcasting.
-    divide => Div;
-    /// Elementwise maximum, broadcasting.
+    /// Elementwise maximum, broadcasting; NaN wins, as in NumPy.
     maximum => Max;
-    /// Elementwise minimum, broadcasting.
+    /// Elementwise minimum, broadcasting; NaN wins, as in NumPy.
     minimum => Min;
     /// `self < other` as bools.
     less => Less;
@@ -175,13 +260,116 @@ binary_methods! {
     logical_and => And;
     /// Logical or of bool tensors.
     logical_or => Or;
+    /// Python's `//` (NumPy's `floor_divide`): rounds the quotient toward negative infinity;
+    /// integer division by 0 gives 0.
+    floor_divide => FloorDiv;
+    /// Python's `%` (NumPy's `mod`): the remainder with the sign of the divisor; integer
+    /// modulo 0 gives 0, float modulo 0 gives NaN.
+    floor_mod => Mod;
 }
 
 impl Tensor {
-    /// Applies a binary primitive with `other` converted to a tensor.
+    /// Applies a unary primitive. Integer and bool inputs of the float functions are first
+    /// cast to `float32`, as Keras does (`sqrt(int32)` is `float32`).
+    pub fn unary(&self, op: UnaryOp) -> Tensor {
+        let keeps_dtype = matches!(
+            op,
+            UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign | UnaryOp::Not
+        );
+        let x = if keeps_dtype || self.dtype() == DType::F32 {
+            self.clone()
+        } else {
+            self.cast(DType::F32)
+        };
+        Tensor::from_op(Op::Unary(op), &[&x])
+    }
+
+    /// Applies a binary primitive to `self` and `other` promoted to one dtype as Keras 3 does
+    /// (see [`promote`]); logical ops take bools as they are.
     pub fn binary(&self, op: BinaryOp, other: &dyn Operand) -> Tensor {
-        let rhs = other.to_tensor(self);
-        Tensor::from_op(Op::Binary(op), &[self, &rhs])
+        apply_binary(op, &self, other)
+    }
+
+    /// True division `self / other`, broadcasting: integers and bools are divided as
+    /// `float32`, as Keras's `divide` does (`int32 / 2` is `float32`). Use
+    /// [`Tensor::floor_divide`] for `//`.
+    pub fn divide(&self, other: impl Operand) -> Tensor {
+        self.binary(BinaryOp::Div, &other)
+    }
+
+    /// `floor_mod` by its NumPy and Keras name, `mod`.
+    pub fn r#mod(&self, other: impl Operand) -> Tensor {
+        self.floor_mod(other)
+    }
+
+    /// `arctan2(self, other)`: the angle of the point `(other, self)` in `[-pi, pi]`.
+    pub fn arctan2(&self, other: impl Operand) -> Tensor {
+        self.binary(BinaryOp::Atan2, &other)
+    }
+
+    /// Whether each element is NaN (all false for integer and bool tensors).
+    pub fn isnan(&self) -> Tensor {
+        self.float_test(UnaryOp::IsNan, false)
+    }
+
+    /// Whether each element is +inf or -inf (all false for integer and bool tensors).
+    pub fn isinf(&self) -> Tensor {
+        self.float_test(UnaryOp::IsInf, false)
+    }
+
+    /// Whether each element is finite (all true for integer and bool tensors).
+    pub fn isfinite(&self) -> Tensor {
+        self.float_test(UnaryOp::IsFinite, true)
+    }
+
+    fn float_test(&self, op: UnaryOp, for_integers: bool) -> Tensor {
+        if self.dtype() == DType::F32 {
+            Tensor::from_op(Op::Unary(op), &[self])
+        } else if for_integers {
+            self.equal(self)
+        } else {
+            self.not_equal(self)
+        }
+    }
+
+    /// NumPy's `nan_to_num`: NaN becomes `nan`, +inf `posinf` and -inf `neginf`, where `None`
+    /// means the largest finite float32 of that sign (Keras's defaults: `nan=0.0`,
+    /// `posinf=None`, `neginf=None`). Integer tensors are returned as they are.
+    pub fn nan_to_num(&self, nan: f32, posinf: Option<f32>, neginf: Option<f32>) -> Tensor {
+        if self.dtype() != DType::F32 {
+            return self.clone();
+        }
+        let posinf = posinf.unwrap_or(f32::MAX);
+        let neginf = neginf.unwrap_or(f32::MIN);
+        let inf = Tensor::where_(&self.greater(0.0), posinf, neginf);
+        let x = Tensor::where_(&self.isinf(), inf, self);
+        Tensor::where_(&self.isnan(), nan, x)
+    }
+
+    /// `log(e^self + e^other)` without overflow: `max + log1p(e^-|self - other|)`, with
+    /// `logaddexp(-inf, -inf) = -inf` and `logaddexp(inf, inf) = inf` as in NumPy.
+    pub fn logaddexp(&self, other: impl Operand) -> Tensor {
+        let (a, b) = promote(&self, &other);
+        let (a, b) = (a.cast(DType::F32), b.cast(DType::F32));
+        let m = a.maximum(&b);
+        let d = a.subtract(&b);
+        let stable = m.add(d.abs().negative().exp().log1p());
+        // Equal infinities give a NaN difference: their sum is the answer.
+        Tensor::where_(&d.isnan(), a.add(&b), stable)
+    }
+
+    /// `sqrt(self² + other²)` without overflow or underflow: scaled by the larger magnitude;
+    /// an infinite side gives +inf even against NaN, as NumPy's `hypot` does.
+    pub fn hypot(&self, other: impl Operand) -> Tensor {
+        let (a, b) = promote(&self, &other);
+        let (a, b) = (a.cast(DType::F32).abs(), b.cast(DType::F32).abs());
+        let hi = a.maximum(&b);
+        let lo = a.minimum(&b);
+        let safe_hi = Tensor::where_(&hi.equal(0.0), 1.0, &hi);
+        let r = lo.divide(&safe_hi);
+        let scaled = hi.multiply(r.square().add(1.0).sqrt());
+        let any_inf = a.isinf().logical_or(b.isinf());
+        Tensor::where_(&any_inf, f32::INFINITY, scaled)
     }
 
     /// `x * x`.
@@ -192,6 +380,19 @@ impl Tensor {
     /// `self ** exponent`. Exponents 1, 2 and 0.5 become a copy, a square and a square root,
     /// which are exact and valid for negative bases; other exponents follow `powf`.
     pub fn pow(&self, exponent: impl Operand) -> Tensor {
+        let int_base = matches!(self.dtype(), DType::I32 | DType::U32);
+        if let (true, Some((e, ScalarKind::Int))) = (int_base, exponent.weak_scalar()) {
+            return self.int_pow(e);
+        }
+        if self.dtype() != DType::F32 || !exponent.is_scalar() {
+            let (a, b) = promote(&self, &exponent);
+            if a.dtype() != DType::F32 {
+                // Integer tensors to integer tensor powers: computed in float32 and rounded.
+                let p = a.cast(DType::F32).binary(BinaryOp::Pow, &b.cast(DType::F32));
+                return p.round().cast(a.dtype());
+            }
+            return a.binary(BinaryOp::Pow, &b);
+        }
         let e = exponent.to_tensor(self);
         if let Some(v) = e.scalar_value() {
             if v == 1.0 {
@@ -207,9 +408,41 @@ impl Tensor {
         Tensor::from_op(Op::Binary(BinaryOp::Pow), &[self, &e])
     }
 
+    /// An integer tensor to a non-negative integer power, exactly (wrapping as integer
+    /// multiplication does), by repeated squaring.
+    fn int_pow(&self, exponent: f64) -> Tensor {
+        if exponent < 0.0 || exponent > u32::MAX as f64 {
+            return Tensor::invalid(Error::DType {
+                op: "power".into(),
+                detail: format!(
+                    "integers cannot be raised to the power {exponent} (shape {}, {}); cast \
+                     to float32 first",
+                    self.shape(),
+                    self.dtype()
+                ),
+            });
+        }
+        let mut e = exponent as u64;
+        let mut result: Option<Tensor> = None;
+        let mut base = self.clone();
+        while e > 0 {
+            if e & 1 == 1 {
+                result = Some(match result {
+                    Some(r) => r.multiply(&base),
+                    None => base.clone(),
+                });
+            }
+            e >>= 1;
+            if e > 0 {
+                base = base.square();
+            }
+        }
+        result.unwrap_or_else(|| self.multiply(0).add(1))
+    }
+
     /// `max(x, 0)`.
     pub fn relu(&self) -> Tensor {
-        self.maximum(0.0)
+        self.maximum(0)
     }
 
     /// `x * sigmoid(x)` (swish).
@@ -256,19 +489,10 @@ impl Tensor {
         self.maximum(min).minimum(max)
     }
 
-    /// Chooses elementwise: `a` where `condition` is true, else `b`; the three broadcast.
+    /// Chooses elementwise: `a` where `condition` is true, else `b`; the three broadcast and
+    /// the branches are promoted to one dtype as Keras does.
     pub fn where_(condition: &Tensor, a: impl Operand, b: impl Operand) -> Tensor {
-        let (a_t, b_t) = if !a.is_scalar() {
-            let a_t = a.to_tensor(condition);
-            let b_t = b.to_tensor(&a_t);
-            (a_t, b_t)
-        } else if !b.is_scalar() {
-            let b_t = b.to_tensor(condition);
-            (a.to_tensor(&b_t), b_t)
-        } else {
-            let f = Tensor::scalar(0.0);
-            (a.to_tensor(&f), b.to_tensor(&f))
-        };
+        let (a_t, b_t) = promote(&a, &b);
         Tensor::from_op(Op::Where, &[condition, &a_t, &b_t])
     }
 

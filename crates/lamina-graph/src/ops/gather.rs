@@ -7,8 +7,10 @@ use crate::tensor::Tensor;
 
 impl Tensor {
     /// keras.ops `take`: the slices along `axis` picked by the integer `indices`; the result has
-    /// shape `self[..axis] + indices + self[axis + 1..]`. Unlike NumPy, a negative index is out
-    /// of range: an index outside `0..size` is an error on the CPU and reads zeros on the GPU.
+    /// shape `self[..axis] + indices + self[axis + 1..]`. A negative index counts from the end,
+    /// as in NumPy and JAX (`-1` is the last); an index outside `-size..size` is an error (named
+    /// before the run when the ids come from a model input), and reads zeros on the GPU where
+    /// computed ids go out of range, never out of bounds.
     pub fn take(&self, indices: &Tensor, axis: isize) -> Tensor {
         if let Some(e) = self.error() {
             return Tensor::invalid(e.clone());
@@ -24,7 +26,10 @@ impl Tensor {
 pub fn index_out_of_range(index: i64, axis: usize, params_shape: &[usize]) -> Error {
     Error::OutOfBounds {
         op: "take".into(),
-        detail: format!("index {index} is outside 0..{}", params_shape[axis]),
+        detail: format!(
+            "index {index} is outside -{0}..{0}",
+            params_shape[axis]
+        ),
         axis,
         size: params_shape[axis],
         shape: format!("{params_shape:?}"),

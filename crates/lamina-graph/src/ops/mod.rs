@@ -10,6 +10,6 @@ mod reduce;
 mod slicing;
 
 pub use axes::Axes;
-pub use elementwise::Operand;
+pub use elementwise::{Operand, apply_binary, promote};
 pub use gather::index_out_of_range;
 pub use slicing::SliceArg;

@@ -1,9 +1,39 @@
-//! Rust operators `+ - * /` and unary `-` on tensors and with `f32` scalars, broadcasting as
-//! NumPy does.
+//! Rust operators `+ - * / %` and unary `-` on tensors and with `f32` or `i32` scalars on
+//! either side, broadcasting as NumPy does and promoting dtypes as Keras does (`/` is true
+//! division, `%` is Python's modulo).
 
 use crate::op::BinaryOp;
 use crate::tensor::Tensor;
-use std::ops::{Add, Div, Mul, Neg, Sub};
+use std::ops::{Add, Div, Mul, Neg, Rem, Sub};
+
+macro_rules! scalar_operator {
+    ($trait:ident, $method:ident, $op:ident, $t:ty) => {
+        impl $trait<$t> for &Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: $t) -> Tensor {
+                self.binary(BinaryOp::$op, &rhs)
+            }
+        }
+        impl $trait<$t> for Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: $t) -> Tensor {
+                self.binary(BinaryOp::$op, &rhs)
+            }
+        }
+        impl $trait<&Tensor> for $t {
+            type Output = Tensor;
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                crate::ops::apply_binary(BinaryOp::$op, &self, &rhs)
+            }
+        }
+        impl $trait<Tensor> for $t {
+            type Output = Tensor;
+            fn $method(self, rhs: Tensor) -> Tensor {
+                crate::ops::apply_binary(BinaryOp::$op, &self, &rhs)
+            }
+        }
+    };
+}
 
 macro_rules! binary_operator {
     ($trait:ident, $method:ident, $op:ident) => {
@@ -31,32 +61,8 @@ macro_rules! binary_operator {
                 self.binary(BinaryOp::$op, &rhs)
             }
         }
-        impl $trait<f32> for &Tensor {
-            type Output = Tensor;
-            fn $method(self, rhs: f32) -> Tensor {
-                self.binary(BinaryOp::$op, &rhs)
-            }
-        }
-        impl $trait<f32> for Tensor {
-            type Output = Tensor;
-            fn $method(self, rhs: f32) -> Tensor {
-                self.binary(BinaryOp::$op, &rhs)
-            }
-        }
-        impl $trait<&Tensor> for f32 {
-            type Output = Tensor;
-            fn $method(self, rhs: &Tensor) -> Tensor {
-                let lhs = crate::ops::Operand::to_tensor(&self, rhs);
-                lhs.binary(BinaryOp::$op, &rhs)
-            }
-        }
-        impl $trait<Tensor> for f32 {
-            type Output = Tensor;
-            fn $method(self, rhs: Tensor) -> Tensor {
-                let lhs = crate::ops::Operand::to_tensor(&self, &rhs);
-                lhs.binary(BinaryOp::$op, &rhs)
-            }
-        }
+        scalar_operator!($trait, $method, $op, f32);
+        scalar_operator!($trait, $method, $op, i32);
     };
 }
 
@@ -64,6 +70,7 @@ binary_operator!(Add, add, Add);
 binary_operator!(Sub, sub, Sub);
 binary_operator!(Mul, mul, Mul);
 binary_operator!(Div, div, Div);
+binary_operator!(Rem, rem, Mod);
 
 impl Neg for &Tensor {
     type Output = Tensor;

@@ -15,6 +15,11 @@ impl Tensor {
         }
         let shape = self.shape();
         match axes.into().resolve(shape.rank()) {
+            // The mean of integers is float32, as in Keras.
+            Ok(axes) if op == ReduceOp::Mean && self.dtype() != DType::F32 => Tensor::from_op(
+                Op::Reduce { op, axes, keepdims },
+                &[&self.cast(DType::F32)],
+            ),
             Ok(axes) => Tensor::from_op(Op::Reduce { op, axes, keepdims }, &[self]),
             Err(bad) => Tensor::invalid(axis_error(op.name(), bad, &shape)),
         }
