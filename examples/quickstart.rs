@@ -89,10 +89,10 @@ fn main() -> Result<()> {
     let ha = shared.call(&a)?;
     let hb = shared.call(&b)?;
     let l1 = Lambda::multi(|xs| (&xs[0] - &xs[1]).abs()).name("l1_distance");
-    let distance = l1.call_many(&[ha.clone(), hb.clone()])?;
+    let distance = l1.call(&[ha.clone(), hb.clone()])?;
     let merged = Lambda::multi(|xs| Tensor::concatenate(xs, -1))
         .name("merge")
-        .call_many(&[distance, ha, hb])?;
+        .call(&[distance, ha, hb])?;
     let score = Dense::new(1)
         .activation(Activation::Sigmoid)
         .name("score")

@@ -6,7 +6,7 @@
 use crate::{BackendKind, Result, Session};
 use lamina_graph::{
     Activation, DType, Dense, Dim, Embedding, GlobalAveragePooling1D, HostTensor, Input, Lambda,
-    Model, Sequential, Tensor,
+    Layer, Model, Sequential, Tensor,
 };
 use std::time::Instant;
 

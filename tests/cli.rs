@@ -72,8 +72,8 @@ fn quickstart_models_run_back_through_lamina_run() -> Result<()> {
     let b = Input::new(&[4]).tensor();
     let shared = Dense::new(4).activation(Activation::Tanh);
     let (ha, hb) = (shared.call(&a)?, shared.call(&b)?);
-    let dist = Lambda::multi(|xs| (&xs[0] - &xs[1]).abs()).call_many(&[ha.clone(), hb.clone()])?;
-    let merged = Lambda::multi(|xs| Tensor::concatenate(xs, -1)).call_many(&[dist, ha, hb])?;
+    let dist = Lambda::multi(|xs| (&xs[0] - &xs[1]).abs()).call(&[ha.clone(), hb.clone()])?;
+    let merged = Lambda::multi(|xs| Tensor::concatenate(xs, -1)).call(&[dist, ha, hb])?;
     let score = Dense::new(1)
         .activation(Activation::Sigmoid)
         .call(&merged)?;

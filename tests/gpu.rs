@@ -413,10 +413,10 @@ fn example_models_agree() {
     let shared = Dense::new(6).activation(Activation::Tanh);
     let (ha, hb) = (shared.call(&a).unwrap(), shared.call(&b).unwrap());
     let d = Lambda::multi(|xs| (&xs[0] - &xs[1]).abs())
-        .call_many(&[ha.clone(), hb.clone()])
+        .call(&[ha.clone(), hb.clone()])
         .unwrap();
     let merged = Lambda::multi(|xs| Tensor::concatenate(xs, -1))
-        .call_many(&[d, ha, hb])
+        .call(&[d, ha, hb])
         .unwrap();
     let score = Dense::new(2)
         .activation(Activation::Softmax)
@@ -468,7 +468,7 @@ fn fusion_respects_the_storage_buffer_limit() {
         }
         t
     })
-    .call_many(&inputs)
+    .call(&inputs)
     .unwrap();
     let m = Model::new(&inputs, &[y]).unwrap();
     let hosts: Vec<HostTensor> = (0..12)
@@ -661,7 +661,7 @@ mod random_graphs {
             let n = nodes.len();
             &nodes[n - 1] + &nodes[n / 2].sum(Axes::All, false)
         })
-        .call_many(&inputs)
+        .call(&inputs)
         .unwrap();
         let m = Model::new(&inputs, &[out]).unwrap();
         let hosts: Vec<HostTensor> = shapes

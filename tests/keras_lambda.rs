@@ -236,8 +236,8 @@ fn functional_model_with_two_inputs_branches_and_reuse() -> Result<()> {
     let ha = shared.call(&a)?;
     let hb = shared.call(&b)?;
     // A Lambda over a list: |xs[0] - xs[1]| and a merge of branches.
-    let diff = Lambda::multi(|xs| (&xs[0] - &xs[1]).abs()).call_many(&[ha.clone(), hb.clone()])?;
-    let merged = Lambda::multi(|xs| Tensor::concatenate(xs, 1)).call_many(&[diff, ha])?;
+    let diff = Lambda::multi(|xs| (&xs[0] - &xs[1]).abs()).call(&[ha.clone(), hb.clone()])?;
+    let merged = Lambda::multi(|xs| Tensor::concatenate(xs, 1)).call(&[diff, ha])?;
     let m = Model::new(&[a, b], &[merged])?;
     shared.set_kernel(HostTensor::new(&[2, 2], vec![1.0f32, 2.0, 3.0, 4.0])?)?;
     let xa = HostTensor::new(&[1, 2], vec![1.0f32, 1.0])?; // @K = [4, 6]

@@ -67,11 +67,11 @@ fn models() -> Result<Vec<(Model, Vec<HostTensor>)>> {
     let dist = Lambda::with_scope(|xs, s| (&xs[0] - &xs[1]).abs() * s.argument("scale"))
         .argument("scale", 2.0)
         .name("distance")
-        .call_many(&[ha.clone(), hb.clone()])?;
+        .call(&[ha.clone(), hb.clone()])?;
     let sliced = Lambda::new(|x| x.slice(s![.., 1..]).cumsum(-1).softmax(-1))
         .output_shape_fn(|s| Shape::new([s[0].dims()[0], Dim::Known(3)]))
         .call(&dist)?;
-    let merged = Lambda::multi(|xs| Tensor::concatenate(xs, -1)).call_many(&[sliced, ha, hb])?;
+    let merged = Lambda::multi(|xs| Tensor::concatenate(xs, -1)).call(&[sliced, ha, hb])?;
     let score = Dense::new(2).use_bias(false).call(&merged)?;
     let argmax =
         Lambda::new(|x| x.argmax(-1, true).cast(DType::F32).where_gt_zero()).call(&score)?;

@@ -62,6 +62,94 @@ pub trait Layer: Send + Sync {
     fn set_weight(&self, name: &str, value: crate::host::HostTensor) -> Result<()> {
         find_variable(self, name)?.set(value)
     }
+
+    /// Calls the layer on symbolic inputs, as Keras's `layer(x)` and `layer([a, b])`: one
+    /// tensor (`&x`, `x`) or several (`&[a, b]`, `[&a, &b]`, `vec![a, b]`, `&xs`), the same
+    /// way for every layer. The inputs' masks are used. Returns the layer's output.
+    fn call<'a>(&self, inputs: impl Into<LayerInputs<'a>>) -> Result<Tensor>
+    where
+        Self: Sized,
+    {
+        let mut outputs = call_layer(self, inputs.into().as_slice())?;
+        match outputs.len() {
+            1 => Ok(outputs.remove(0)),
+            n => Err(Error::Model {
+                detail: format!(
+                    "layer '{}' ({}) gave {n} outputs where one was expected",
+                    self.name(),
+                    self.kind()
+                ),
+            }),
+        }
+    }
+}
+
+/// The inputs of a layer call: one tensor or a list, borrowed or owned. Everything that
+/// `Layer::call` accepts converts into it.
+#[derive(Clone, Debug)]
+pub struct LayerInputs<'a>(std::borrow::Cow<'a, [Tensor]>);
+
+impl LayerInputs<'_> {
+    /// The input tensors, in order.
+    pub fn as_slice(&self) -> &[Tensor] {
+        &self.0
+    }
+}
+
+impl<'a> From<&'a Tensor> for LayerInputs<'a> {
+    fn from(t: &'a Tensor) -> Self {
+        LayerInputs(std::borrow::Cow::Borrowed(std::slice::from_ref(t)))
+    }
+}
+
+impl From<Tensor> for LayerInputs<'_> {
+    fn from(t: Tensor) -> Self {
+        LayerInputs(std::borrow::Cow::Owned(vec![t]))
+    }
+}
+
+impl<'a> From<&'a [Tensor]> for LayerInputs<'a> {
+    fn from(ts: &'a [Tensor]) -> Self {
+        LayerInputs(std::borrow::Cow::Borrowed(ts))
+    }
+}
+
+impl<'a, const N: usize> From<&'a [Tensor; N]> for LayerInputs<'a> {
+    fn from(ts: &'a [Tensor; N]) -> Self {
+        LayerInputs(std::borrow::Cow::Borrowed(ts))
+    }
+}
+
+impl<'a> From<&'a Vec<Tensor>> for LayerInputs<'a> {
+    fn from(ts: &'a Vec<Tensor>) -> Self {
+        LayerInputs(std::borrow::Cow::Borrowed(ts))
+    }
+}
+
+impl From<Vec<Tensor>> for LayerInputs<'_> {
+    fn from(ts: Vec<Tensor>) -> Self {
+        LayerInputs(std::borrow::Cow::Owned(ts))
+    }
+}
+
+impl<const N: usize> From<[Tensor; N]> for LayerInputs<'_> {
+    fn from(ts: [Tensor; N]) -> Self {
+        LayerInputs(std::borrow::Cow::Owned(ts.into()))
+    }
+}
+
+impl<const N: usize> From<[&Tensor; N]> for LayerInputs<'_> {
+    fn from(ts: [&Tensor; N]) -> Self {
+        LayerInputs(std::borrow::Cow::Owned(ts.into_iter().cloned().collect()))
+    }
+}
+
+impl From<&[&Tensor]> for LayerInputs<'_> {
+    fn from(ts: &[&Tensor]) -> Self {
+        LayerInputs(std::borrow::Cow::Owned(
+            ts.iter().map(|&t| t.clone()).collect(),
+        ))
+    }
 }
 
 fn find_variable<L: Layer + ?Sized>(layer: &L, name: &str) -> Result<Arc<Variable>> {

@@ -19,7 +19,7 @@ pub mod variable;
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use host::{Element, HostData, HostTensor};
-pub use layer::{Layer, LayerCall, LayerRef, call_layer, call_layer_with_masks};
+pub use layer::{Layer, LayerCall, LayerInputs, LayerRef, call_layer, call_layer_with_masks};
 pub use layers::{
     Activation, ActivationLayer, Add, Average, Concatenate, DataFormat, Dense, Dropout, Embedding,
     Flatten, GlobalAveragePooling1D, GlobalMaxPooling1D, Input, InputLayer, Lambda, LambdaMask,

@@ -5,7 +5,7 @@ use super::common::Weights;
 use super::init::glorot_uniform;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
-use crate::layer::{Layer, LayerRef, call_layer, unique_name};
+use crate::layer::{Layer, LayerRef, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
@@ -110,12 +110,6 @@ impl Dense {
     /// Whether the layer adds a bias.
     pub fn has_bias(&self) -> bool {
         self.inner.config.use_bias
-    }
-
-    /// Calls the layer on a tensor.
-    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        let mut out = call_layer(self, std::slice::from_ref(x))?;
-        Ok(out.remove(0))
     }
 
     fn built(&self) -> Result<DenseWeights> {

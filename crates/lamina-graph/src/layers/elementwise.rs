@@ -5,7 +5,7 @@ use super::activation::Activation;
 use super::common::{layer_identity, one_input};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::layer::{Layer, call_layer, unique_name};
+use crate::layer::{Layer, unique_name};
 use crate::model::SequentialItem;
 use crate::tensor::{Tensor, next_id};
 use std::sync::Arc;
@@ -40,11 +40,6 @@ impl ActivationLayer {
     /// The activation.
     pub fn activation(&self) -> Activation {
         self.activation
-    }
-
-    /// Calls the layer on a tensor.
-    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(call_layer(self, std::slice::from_ref(x))?.remove(0))
     }
 }
 
@@ -100,11 +95,6 @@ impl Dropout {
     pub fn rate(&self) -> f32 {
         self.rate
     }
-
-    /// Calls the layer on a tensor.
-    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(call_layer(self, std::slice::from_ref(x))?.remove(0))
-    }
 }
 
 impl Layer for Dropout {
@@ -159,11 +149,6 @@ impl Rescaling {
     /// `(scale, offset)`.
     pub fn factors(&self) -> (f32, f32) {
         (self.scale, self.offset)
-    }
-
-    /// Calls the layer on a tensor.
-    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(call_layer(self, std::slice::from_ref(x))?.remove(0))
     }
 }
 

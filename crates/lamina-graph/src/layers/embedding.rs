@@ -5,7 +5,7 @@ use super::init::uniform;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
-use crate::layer::{Layer, call_layer, unique_name};
+use crate::layer::{Layer, unique_name};
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
 use std::sync::Arc;
@@ -118,11 +118,6 @@ impl Embedding {
                 }
             })?;
         Ok(vars[0].clone())
-    }
-
-    /// Calls the layer on a tensor of ids.
-    pub fn call(&self, ids: &Tensor) -> Result<Tensor> {
-        Ok(call_layer(self, std::slice::from_ref(ids))?.remove(0))
     }
 }
 

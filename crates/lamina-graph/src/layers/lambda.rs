@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
-use crate::layer::{Layer, LayerRef, call_layer, unique_name};
+use crate::layer::{Layer, LayerRef, unique_name};
 use crate::shape::{Dim, Shape};
 use crate::tensor::{Tensor, next_id};
 use crate::variable::{Variable, VariableKind};
@@ -277,17 +277,6 @@ impl Lambda {
             let var = Variable::new(&l.name, name, VariableKind::Argument, value);
             l.arguments.insert(name.to_string(), Arc::new(var));
         })
-    }
-
-    /// Calls the layer on one input.
-    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        self.call_many(std::slice::from_ref(x))
-    }
-
-    /// Calls the layer on a list of inputs.
-    pub fn call_many(&self, xs: &[Tensor]) -> Result<Tensor> {
-        let mut out = call_layer(self, xs)?;
-        Ok(out.remove(0))
     }
 
     /// The current value of a variable created by the function.

@@ -2,7 +2,7 @@
 
 use super::common::{layer_identity, one_input};
 use crate::error::Result;
-use crate::layer::{Layer, call_layer, unique_name};
+use crate::layer::{Layer, unique_name};
 use crate::tensor::{Tensor, next_id};
 
 /// Keras's `Masking(mask_value=0.0)`: a step (all axes but the last) is masked when every
@@ -36,11 +36,6 @@ impl Masking {
     /// The padding value.
     pub fn mask_value(&self) -> f32 {
         self.mask_value
-    }
-
-    /// Calls the layer on a tensor.
-    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(call_layer(self, std::slice::from_ref(x))?.remove(0))
     }
 
     fn keep(&self, x: &Tensor, keepdims: bool) -> Tensor {

@@ -5,7 +5,7 @@ use super::common::{Weights, layer_identity, one_input};
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use crate::infer::normalize_axis;
-use crate::layer::{Layer, call_layer, unique_name};
+use crate::layer::{Layer, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
@@ -99,11 +99,6 @@ impl LayerNormalization {
             self.scale,
             self.rms_scaling,
         )
-    }
-
-    /// Calls the layer on a tensor.
-    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(call_layer(self, std::slice::from_ref(x))?.remove(0))
     }
 
     fn has_gamma(&self) -> bool {

@@ -2,7 +2,7 @@
 
 use super::common::{align_mask, layer_identity, one_input};
 use crate::error::{Error, Result};
-use crate::layer::{Layer, call_layer, unique_name};
+use crate::layer::{Layer, unique_name};
 use crate::tensor::{Tensor, next_id};
 
 /// Where the steps of a 3-D input are: `(batch, steps, features)` or `(batch, features, steps)`.
@@ -92,10 +92,6 @@ macro_rules! global_pooling {
                 self.keepdims
             }
 
-            /// Calls the layer on a tensor (its mask, if any, is used).
-            pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-                Ok(call_layer(self, std::slice::from_ref(x))?.remove(0))
-            }
         }
 
         impl Default for $ty {

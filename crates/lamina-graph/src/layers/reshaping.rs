@@ -3,7 +3,7 @@
 use super::common::{layer_identity, one_input};
 use super::pooling::DataFormat;
 use crate::error::{Error, Result};
-use crate::layer::{Layer, call_layer, unique_name};
+use crate::layer::{Layer, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
 
@@ -38,11 +38,6 @@ impl Reshape {
     /// The per-sample target shape.
     pub fn target_shape(&self) -> &[i64] {
         &self.target
-    }
-
-    /// Calls the layer on a tensor.
-    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(call_layer(self, std::slice::from_ref(x))?.remove(0))
     }
 }
 
@@ -158,11 +153,6 @@ impl Flatten {
     /// The data format.
     pub fn format(&self) -> DataFormat {
         self.data_format
-    }
-
-    /// Calls the layer on a tensor.
-    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(call_layer(self, std::slice::from_ref(x))?.remove(0))
     }
 }
 
