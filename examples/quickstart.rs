@@ -98,7 +98,7 @@ fn main() -> Result<()> {
         .name("score")
         .call(&merged)?;
     let siamese = Model::named("siamese", &[a, b], &[score])?;
-    siamese.summary();
+    siamese.summary()?;
     let xa = HostTensor::new(&[2, 4], vec![0.1f32, 0.2, 0.3, 0.4, 1.0, 0.0, -1.0, 0.5])?;
     let xb = HostTensor::new(&[2, 4], vec![0.1f32, 0.2, 0.3, 0.4, -1.0, 0.5, 1.0, 0.0])?;
     print_rows("siamese score", &siamese.predict(&[xa, xb])?[0])?;

@@ -57,7 +57,7 @@ fn print_probabilities(label: &str, t: &HostTensor) -> Result<()> {
 
 fn main() -> Result<()> {
     let model = classifier(true)?;
-    model.summary();
+    model.summary()?;
     println!("backend: {}", model.session()?.backend_name());
     let sentences: [&[i32]; 3] = [&[5], &[3, 7, 2, 9, 4, 11], &[3, 7, 2]];
     let short = model.predict(&[batch(&sentences, 6)?])?.remove(0);

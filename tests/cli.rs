@@ -127,7 +127,7 @@ fn quickstart_models_run_back_through_lamina_run() -> Result<()> {
         assert!(summary.status.success());
         assert_eq!(
             String::from_utf8_lossy(&summary.stdout),
-            model.summary_string()
+            model.summary_string()?
         );
     }
     // The antirectifier's known row.

@@ -247,7 +247,7 @@ fn functional_model_with_two_inputs_branches_and_reuse() -> Result<()> {
     assert_eq!(y[0].as_f32()?, &[2.0, 2.0, 4.0, 6.0]);
     // One shared layer with one set of weights; the summary shows both calls.
     assert_eq!(m.count_params(), 4);
-    let summary = m.summary_string();
+    let summary = m.summary_string()?;
     assert_eq!(summary.matches("shared (Dense)").count(), 2, "{summary}");
     assert!(summary.contains("left (InputLayer)"), "{summary}");
     assert!(summary.contains("shared[1][0]"), "{summary}");

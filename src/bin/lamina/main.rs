@@ -92,7 +92,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Summary { model } => {
             let m = Model::load(&model).map_err(|e| e.to_string())?;
-            print!("{}", m.summary_string());
+            print!("{}", m.summary_string().map_err(|e| e.to_string())?);
             Ok(())
         }
         Command::Run {

@@ -62,8 +62,20 @@ fn rule(widths: &[usize], line: &str, edge: [&str; 3]) -> String {
 impl Model {
     /// The Keras-style summary table as a string: one row per layer call, with the output shape
     /// (`None` for the batch) and the parameter count, then the totals (shared weights counted
-    /// once). Functional models also show what each call is connected to.
-    pub fn summary_string(&self) -> String {
+    /// once). Functional models also show what each call is connected to. The same signature
+    /// as `Sequential::summary_string`, which fails while the model is not built.
+    pub fn summary_string(&self) -> Result<String> {
+        Ok(self.table())
+    }
+
+    /// Prints the summary table to standard output, as Keras's `model.summary()` does. The same
+    /// signature as `Sequential::summary`.
+    pub fn summary(&self) -> Result<()> {
+        print!("{}", self.summary_string()?);
+        Ok(())
+    }
+
+    fn table(&self) -> String {
         let functional = !self.is_sequential();
         let mut header = vec![
             "Layer (type)".to_string(),
@@ -163,16 +175,12 @@ impl Model {
         out
     }
 
-    /// Prints the summary table to standard output, as Keras's `model.summary()` does.
-    pub fn summary(&self) {
-        print!("{}", self.summary_string());
-    }
 }
 
 impl Sequential {
     /// The summary table, or an error if the model is not built yet.
     pub fn summary_string(&self) -> Result<String> {
-        Ok(self.model()?.summary_string())
+        self.model()?.summary_string()
     }
 
     /// Prints the summary table, or returns an error if the model is not built yet.
