@@ -1047,41 +1047,41 @@ fn sum_and_mean_over_axes() {
     let s = [2, 2, 3];
     let x = iota(12);
     let go = |f: fn(&Tensor) -> Tensor| run1(&s, x.clone(), f);
-    exact(&go(|x| x.sum(2, false)), &[2, 2], &[3.0, 12.0, 21.0, 30.0]);
-    exact(&go(|x| x.sum(-1, false)), &[2, 2], &[3.0, 12.0, 21.0, 30.0]);
+    exact(&go(|x| x.sum(2)), &[2, 2], &[3.0, 12.0, 21.0, 30.0]);
+    exact(&go(|x| x.sum(-1)), &[2, 2], &[3.0, 12.0, 21.0, 30.0]);
     exact(
-        &go(|x| x.sum(-1, true)),
+        &go(|x| x.sum_keepdims(-1)),
         &[2, 2, 1],
         &[3.0, 12.0, 21.0, 30.0],
     );
     exact(
-        &go(|x| x.sum(1, false)),
+        &go(|x| x.sum(1)),
         &[2, 3],
         &[3.0, 5.0, 7.0, 15.0, 17.0, 19.0],
     );
     exact(
-        &go(|x| x.sum(-2, true)),
+        &go(|x| x.sum_keepdims(-2)),
         &[2, 1, 3],
         &[3.0, 5.0, 7.0, 15.0, 17.0, 19.0],
     );
     exact(
-        &go(|x| x.sum(0, false)),
+        &go(|x| x.sum(0)),
         &[2, 3],
         &[6.0, 8.0, 10.0, 12.0, 14.0, 16.0],
     );
-    exact(&go(|x| x.sum([1, 2], false)), &[2], &[15.0, 51.0]);
-    exact(&go(|x| x.sum([-1, -2], true)), &[2, 1, 1], &[15.0, 51.0]);
-    exact(&go(|x| x.sum([0, 2], false)), &[2], &[24.0, 42.0]);
-    exact(&go(|x| x.sum([2, 0], true)), &[1, 2, 1], &[24.0, 42.0]);
-    exact(&go(|x| x.sum(Axes::All, false)), &[], &[66.0]);
-    exact(&go(|x| x.sum(Axes::All, true)), &[1, 1, 1], &[66.0]);
-    exact(&go(|x| x.sum(None::<i32>, false)), &[], &[66.0]);
-    exact(&go(|x| x.mean(-1, false)), &[2, 2], &[1.0, 4.0, 7.0, 10.0]);
-    exact(&go(|x| x.mean([0, 1], false)), &[3], &[4.5, 5.5, 6.5]);
-    exact(&go(|x| x.mean([0, 1], true)), &[1, 1, 3], &[4.5, 5.5, 6.5]);
-    exact(&go(|x| x.mean(Axes::All, false)), &[], &[5.5]);
+    exact(&go(|x| x.sum([1, 2])), &[2], &[15.0, 51.0]);
+    exact(&go(|x| x.sum_keepdims([-1, -2])), &[2, 1, 1], &[15.0, 51.0]);
+    exact(&go(|x| x.sum([0, 2])), &[2], &[24.0, 42.0]);
+    exact(&go(|x| x.sum_keepdims([2, 0])), &[1, 2, 1], &[24.0, 42.0]);
+    exact(&go(|x| x.sum(Axes::All)), &[], &[66.0]);
+    exact(&go(|x| x.sum_keepdims(Axes::All)), &[1, 1, 1], &[66.0]);
+    exact(&go(|x| x.sum(None::<i32>)), &[], &[66.0]);
+    exact(&go(|x| x.mean(-1)), &[2, 2], &[1.0, 4.0, 7.0, 10.0]);
+    exact(&go(|x| x.mean([0, 1])), &[3], &[4.5, 5.5, 6.5]);
+    exact(&go(|x| x.mean_keepdims([0, 1])), &[1, 1, 3], &[4.5, 5.5, 6.5]);
+    exact(&go(|x| x.mean(Axes::All)), &[], &[5.5]);
     exact(
-        &go(|x| x.mean(1, true)),
+        &go(|x| x.mean_keepdims(1)),
         &[2, 1, 3],
         &[1.5, 2.5, 3.5, 7.5, 8.5, 9.5],
     );
@@ -1095,45 +1095,45 @@ fn max_min_prod_over_axes() {
         3.0, -1.0, 2.0, 0.5, -4.0, 4.0, 1.0, 1.0, 1.0, -2.0, -3.0, 0.5,
     ];
     let go = |f: fn(&Tensor) -> Tensor| run1(&s, x.clone(), f);
-    exact(&go(|x| x.max(-1, false)), &[2, 2], &[3.0, 4.0, 1.0, 0.5]);
-    exact(&go(|x| x.min(-1, false)), &[2, 2], &[-1.0, -4.0, 1.0, -3.0]);
-    exact(&go(|x| x.prod(-1, false)), &[2, 2], &[-6.0, -8.0, 1.0, 3.0]);
+    exact(&go(|x| x.max(-1)), &[2, 2], &[3.0, 4.0, 1.0, 0.5]);
+    exact(&go(|x| x.min(-1)), &[2, 2], &[-1.0, -4.0, 1.0, -3.0]);
+    exact(&go(|x| x.prod(-1)), &[2, 2], &[-6.0, -8.0, 1.0, 3.0]);
     exact(
-        &go(|x| x.prod(1, false)),
+        &go(|x| x.prod(1)),
         &[2, 3],
         &[1.5, 4.0, 8.0, -2.0, -3.0, 0.5],
     );
     exact(
-        &go(|x| x.max(0, false)),
+        &go(|x| x.max(0)),
         &[2, 3],
         &[3.0, 1.0, 2.0, 0.5, -3.0, 4.0],
     );
     exact(
-        &go(|x| x.min(0, true)),
+        &go(|x| x.min_keepdims(0)),
         &[1, 2, 3],
         &[1.0, -1.0, 1.0, -2.0, -4.0, 0.5],
     );
-    exact(&go(|x| x.max([1, 2], false)), &[2], &[4.0, 1.0]);
-    exact(&go(|x| x.min([0, -1], false)), &[2], &[-1.0, -4.0]);
-    exact(&go(|x| x.max(Axes::All, true)), &[1, 1, 1], &[4.0]);
-    exact(&go(|x| x.min(Axes::All, false)), &[], &[-4.0]);
-    exact(&go(|x| x.prod(Axes::All, false)), &[], &[144.0]);
+    exact(&go(|x| x.max([1, 2])), &[2], &[4.0, 1.0]);
+    exact(&go(|x| x.min([0, -1])), &[2], &[-1.0, -4.0]);
+    exact(&go(|x| x.max_keepdims(Axes::All)), &[1, 1, 1], &[4.0]);
+    exact(&go(|x| x.min(Axes::All)), &[], &[-4.0]);
+    exact(&go(|x| x.prod(Axes::All)), &[], &[144.0]);
     // A NaN wins max and min (NumPy's max propagates NaN).
     close(
-        &run1(&[1, 3], vec![1.0, NAN, 3.0], |x| x.max(-1, false)),
+        &run1(&[1, 3], vec![1.0, NAN, 3.0], |x| x.max(-1)),
         &[1],
         &[NAN],
         0.0,
     );
     close(
-        &run1(&[1, 3], vec![1.0, NAN, 3.0], |x| x.min(-1, false)),
+        &run1(&[1, 3], vec![1.0, NAN, 3.0], |x| x.min(-1)),
         &[1],
         &[NAN],
         0.0,
     );
     // -inf and inf are ordinary values.
     exact(
-        &run1(&[1, 2], vec![-INF, -INF], |x| x.max(-1, false)),
+        &run1(&[1, 2], vec![-INF, -INF], |x| x.max(-1)),
         &[1],
         &[-INF],
     );
@@ -1143,24 +1143,24 @@ fn max_min_prod_over_axes() {
 fn int32_reductions() {
     let s = [2, 3];
     let x = vec![4, -2, 7, -1, -9, 3];
-    ints(&runi(&s, x.clone(), |x| x.sum(-1, false)), &[2], &[9, -7]);
+    ints(&runi(&s, x.clone(), |x| x.sum(-1)), &[2], &[9, -7]);
     ints(
-        &runi(&s, x.clone(), |x| x.sum(0, true)),
+        &runi(&s, x.clone(), |x| x.sum_keepdims(0)),
         &[1, 3],
         &[3, -11, 10],
     );
-    ints(&runi(&s, x.clone(), |x| x.max(-1, false)), &[2], &[7, 3]);
+    ints(&runi(&s, x.clone(), |x| x.max(-1)), &[2], &[7, 3]);
     ints(
-        &runi(&s, x.clone(), |x| x.min(Axes::All, false)),
+        &runi(&s, x.clone(), |x| x.min(Axes::All)),
         &[],
         &[-9],
     );
     ints(
-        &runi(&s, x.clone(), |x| x.prod(-1, false)),
+        &runi(&s, x.clone(), |x| x.prod(-1)),
         &[2],
         &[-56, 27],
     );
-    ints(&runi(&s, x, |x| x.argmax(-1, false)), &[2], &[2, 2]);
+    ints(&runi(&s, x, |x| x.argmax(-1)), &[2], &[2, 2]);
 }
 
 #[test]
@@ -1169,13 +1169,13 @@ fn var_and_std() {
     let x = vec![1.0, 2.0, 3.0, 4.0, 2.0, 2.0, 2.0, 2.0];
     let go = |f: fn(&Tensor) -> Tensor| run1(&s, x.clone(), f);
     // Population variance (ddof = 0), as NumPy's default.
-    exact(&go(|x| x.var(-1, false)), &[2], &[1.25, 0.0]);
-    exact(&go(|x| x.var(1, true)), &[2, 1], &[1.25, 0.0]);
-    approx(&go(|x| x.std(-1, false)), &[2], &[1.11803399, 0.0]);
-    exact(&go(|x| x.var(0, false)), &[4], &[0.25, 0.0, 0.25, 1.0]);
-    exact(&go(|x| x.std(0, true)), &[1, 4], &[0.5, 0.0, 0.5, 1.0]);
-    exact(&go(|x| x.var(Axes::All, false)), &[], &[0.6875]);
-    approx(&go(|x| x.std(Axes::All, false)), &[], &[0.829156198]);
+    exact(&go(|x| x.var(-1)), &[2], &[1.25, 0.0]);
+    exact(&go(|x| x.var_keepdims(1)), &[2, 1], &[1.25, 0.0]);
+    approx(&go(|x| x.std(-1)), &[2], &[1.11803399, 0.0]);
+    exact(&go(|x| x.var(0)), &[4], &[0.25, 0.0, 0.25, 1.0]);
+    exact(&go(|x| x.std_keepdims(0)), &[1, 4], &[0.5, 0.0, 0.5, 1.0]);
+    exact(&go(|x| x.var(Axes::All)), &[], &[0.6875]);
+    approx(&go(|x| x.std(Axes::All)), &[], &[0.829156198]);
 }
 
 #[test]
@@ -1183,43 +1183,43 @@ fn argmax_argmin_first_occurrence() {
     let s = [2, 5];
     let x = vec![1.0, 3.0, 3.0, 0.0, 5.0, 2.0, 2.0, 1.0, 1.0, 5.0];
     let go = |f: fn(&Tensor) -> Tensor| run1(&s, x.clone(), f);
-    ints(&go(|x| x.argmax(-1, false)), &[2], &[4, 4]);
-    ints(&go(|x| x.argmin(-1, false)), &[2], &[3, 2]);
-    ints(&go(|x| x.argmax(1, true)), &[2, 1], &[4, 4]);
+    ints(&go(|x| x.argmax(-1)), &[2], &[4, 4]);
+    ints(&go(|x| x.argmin(-1)), &[2], &[3, 2]);
+    ints(&go(|x| x.argmax_keepdims(1)), &[2, 1], &[4, 4]);
     // Over the batch axis: ties (column 4) pick the first.
-    ints(&go(|x| x.argmax(0, false)), &[5], &[1, 0, 0, 1, 0]);
-    ints(&go(|x| x.argmin(0, true)), &[1, 5], &[0, 1, 1, 0, 0]);
+    ints(&go(|x| x.argmax(0)), &[5], &[1, 0, 0, 1, 0]);
+    ints(&go(|x| x.argmin_keepdims(0)), &[1, 5], &[0, 1, 1, 0, 0]);
     // Ties within a row pick the first.
     let t = run1(&[2, 4], vec![1.0, 3.0, 3.0, 0.0, 2.0, 2.0, 1.0, 1.0], |x| {
-        x.argmax(-1, false)
+        x.argmax(-1)
     });
     ints(&t, &[2], &[1, 0]);
     let t = run1(&[2, 4], vec![1.0, 3.0, 3.0, 0.0, 2.0, 2.0, 1.0, 1.0], |x| {
-        x.argmin(-1, false)
+        x.argmin(-1)
     });
     ints(&t, &[2], &[3, 2]);
     // A NaN counts as the extreme, as in NumPy.
     ints(
-        &run1(&[1, 3], vec![1.0, NAN, 3.0], |x| x.argmax(-1, false)),
+        &run1(&[1, 3], vec![1.0, NAN, 3.0], |x| x.argmax(-1)),
         &[1],
         &[1],
     );
     ints(
-        &run1(&[1, 3], vec![1.0, NAN, -3.0], |x| x.argmin(-1, false)),
+        &run1(&[1, 3], vec![1.0, NAN, -3.0], |x| x.argmin(-1)),
         &[1],
         &[1],
     );
     // Middle axis of a rank-3 tensor.
     ints(
         &run1(&[1, 3, 2], vec![0.0, 9.0, 5.0, 1.0, 5.0, 9.0], |x| {
-            x.argmax(1, false)
+            x.argmax(1)
         }),
         &[1, 2],
         &[1, 0],
     );
     ints(
         &run1(&[1, 3, 2], vec![0.0, 9.0, 5.0, 1.0, 5.0, 9.0], |x| {
-            x.argmin(-2, false)
+            x.argmin(-2)
         }),
         &[1, 2],
         &[0, 1],
@@ -1231,18 +1231,18 @@ fn argmax_of_large_int32_values() {
     // 2^24 and 2^24 + 1 are distinct int32 values (the same float32).
     let big = 1 << 24;
     ints(
-        &runi(&[1, 2], vec![big, big + 1], |x| x.argmax(-1, false)),
+        &runi(&[1, 2], vec![big, big + 1], |x| x.argmax(-1)),
         &[1],
         &[1],
     );
     ints(
-        &runi(&[1, 2], vec![big + 1, big], |x| x.argmin(-1, false)),
+        &runi(&[1, 2], vec![big + 1, big], |x| x.argmin(-1)),
         &[1],
         &[1],
     );
     ints(
         &runi(&[1, 3], vec![i32::MAX - 1, i32::MAX, i32::MIN], |x| {
-            x.argmax(-1, false)
+            x.argmax(-1)
         }),
         &[1],
         &[1],
@@ -1317,31 +1317,31 @@ fn softmax_rows() -> Vec<f32> {
 fn logsumexp_is_stable() {
     let s = [4, 3];
     approx(
-        &run1(&s, softmax_rows(), |x| x.logsumexp(-1, false)),
+        &run1(&s, softmax_rows(), |x| x.logsumexp(-1)),
         &[4],
         &[3.40760596, 1.09861229, 1002.40761, 0.551444714],
     );
     approx(
-        &run1(&s, softmax_rows(), |x| x.logsumexp(1, true)),
+        &run1(&s, softmax_rows(), |x| x.logsumexp_keepdims(1)),
         &[4, 1],
         &[3.40760596, 1.09861229, 1002.40761, 0.551444714],
     );
     // Over every axis, and over both axes listed.
     let small = vec![1.0, 2.0, 3.0, 0.0, 0.0, 0.0, -1.0, 0.0, -1.0];
     approx(
-        &run1(&[3, 3], small.clone(), |x| x.logsumexp(Axes::All, false)),
+        &run1(&[3, 3], small.clone(), |x| x.logsumexp(Axes::All)),
         &[],
         &[3.55330694],
     );
     approx(
-        &run1(&[3, 3], small.clone(), |x| x.logsumexp([0, 1], true)),
+        &run1(&[3, 3], small.clone(), |x| x.logsumexp_keepdims([0, 1])),
         &[1, 1],
         &[3.55330694],
     );
     // Rank 3, two trailing axes: [[1, 2, 3], [4, 5, 6]] -> log(sum(e^k)).
     approx(
         &run1(&[1, 2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], |x| {
-            x.logsumexp([-1, -2], false)
+            x.logsumexp([-1, -2])
         }),
         &[1],
         &[6.45619332],
@@ -2336,20 +2336,20 @@ fn size_one_dims_everywhere() {
     let s = [1, 1, 1];
     let one = || vec![-2.5f32];
     let go = |f: fn(&Tensor) -> Tensor| run1(&s, one(), f);
-    exact(&go(|x| x.sum(Axes::All, false)), &[], &[-2.5]);
-    exact(&go(|x| x.sum(-1, false)), &[1, 1], &[-2.5]);
-    exact(&go(|x| x.mean([0, 1, 2], true)), &[1, 1, 1], &[-2.5]);
-    exact(&go(|x| x.max(1, false)), &[1, 1], &[-2.5]);
-    exact(&go(|x| x.prod(Axes::All, false)), &[], &[-2.5]);
-    exact(&go(|x| x.var(-1, false)), &[1, 1], &[0.0]);
-    exact(&go(|x| x.std(Axes::All, false)), &[], &[0.0]);
-    ints(&go(|x| x.argmax(-1, false)), &[1, 1], &[0]);
-    ints(&go(|x| x.argmin(0, true)), &[1, 1, 1], &[0]);
+    exact(&go(|x| x.sum(Axes::All)), &[], &[-2.5]);
+    exact(&go(|x| x.sum(-1)), &[1, 1], &[-2.5]);
+    exact(&go(|x| x.mean_keepdims([0, 1, 2])), &[1, 1, 1], &[-2.5]);
+    exact(&go(|x| x.max(1)), &[1, 1], &[-2.5]);
+    exact(&go(|x| x.prod(Axes::All)), &[], &[-2.5]);
+    exact(&go(|x| x.var(-1)), &[1, 1], &[0.0]);
+    exact(&go(|x| x.std(Axes::All)), &[], &[0.0]);
+    ints(&go(|x| x.argmax(-1)), &[1, 1], &[0]);
+    ints(&go(|x| x.argmin_keepdims(0)), &[1, 1, 1], &[0]);
     exact(&go(|x| x.cumsum(1)), &s, &[-2.5]);
     exact(&go(|x| x.cumprod(0)), &s, &[-2.5]);
     exact(&go(|x| x.softmax(-1)), &s, &[1.0]);
     exact(&go(|x| x.log_softmax(-1)), &s, &[0.0]);
-    exact(&go(|x| x.logsumexp(-1, false)), &[1, 1], &[-2.5]);
+    exact(&go(|x| x.logsumexp(-1)), &[1, 1], &[-2.5]);
     exact(&go(|x| x.l2_normalize(-1)), &s, &[-1.0]);
     exact(&go(|x| x.transpose(&[2, 0, 1])), &s, &[-2.5]);
     exact(&go(|x| x.t()), &s, &[-2.5]);
@@ -2452,18 +2452,18 @@ fn logsumexp_of_infinite_rows() {
     let y = run1(
         &[4, 2],
         vec![-INF, -INF, INF, 1.0, NAN, 0.0, 0.0, 0.0],
-        |x| x.logsumexp(-1, false),
+        |x| x.logsumexp(-1),
     );
     close(&y, &[4], &[-INF, INF, NAN, std::f32::consts::LN_2], 1e-6);
     // -inf entries among finite ones contribute nothing.
     approx(
-        &run1(&[1, 3], vec![-INF, 0.0, 0.0], |x| x.logsumexp(-1, true)),
+        &run1(&[1, 3], vec![-INF, 0.0, 0.0], |x| x.logsumexp_keepdims(-1)),
         &[1, 1],
         &[std::f32::consts::LN_2],
     );
     // Over all axes of an all -inf tensor.
     close(
-        &run1(&[2, 2], vec![-INF; 4], |x| x.logsumexp(Axes::All, false)),
+        &run1(&[2, 2], vec![-INF; 4], |x| x.logsumexp(Axes::All)),
         &[],
         &[-INF],
         0.0,
@@ -2562,7 +2562,7 @@ fn float_scalars_promote_integer_tensors_as_keras_does() {
         &[1.0, 1.0 + std::f32::consts::E, 2.0 + 4f32.exp()],
     );
     exact(
-        &runi(&[1, 4], vec![1, 2, 3, 6], |x| x.mean(-1, false)),
+        &runi(&[1, 4], vec![1, 2, 3, 6], |x| x.mean(-1)),
         &[1],
         &[3.0],
     );
@@ -2623,12 +2623,12 @@ fn dynamic_sequence_axis() {
         &[5.0, 3.0, 1.0],
     );
     exact(
-        &go(d.clone(), 3, |x| x.mean(1, false)),
+        &go(d.clone(), 3, |x| x.mean(1)),
         &[1, 2],
         &[3.0, 4.0],
     );
     exact(
-        &go(d.clone(), 3, |x| x.sum(-2, true)),
+        &go(d.clone(), 3, |x| x.sum_keepdims(-2)),
         &[1, 1, 2],
         &[9.0, 12.0],
     );
@@ -2664,7 +2664,7 @@ fn flatten_batch_and_empty_axis_lists() {
     );
     // sum over no axes is the identity (NumPy's sum(axis=())).
     exact(
-        &run1(&[2, 3], iota(6), |x| x.sum(Vec::<i32>::new(), false)),
+        &run1(&[2, 3], iota(6), |x| x.sum(Vec::<i32>::new())),
         &[2, 3],
         &iota(6),
     );
@@ -2676,8 +2676,8 @@ fn malformed_ops_are_build_errors() {
     assert!(msg(build_error(&[2, 3], |x| x.transpose(&[0, 1, 1]))).contains("permutation"));
     assert!(msg(build_error(&[2, 3], |x| x.transpose(&[0, 1]))).contains("permutation"));
     assert!(msg(build_error(&[2, 3], |x| x.expand_dims(4))).contains("axis 4"));
-    assert!(msg(build_error(&[2, 3], |x| x.sum(3, false))).contains("axis 3"));
-    assert!(msg(build_error(&[2, 3], |x| x.argmax(-4, false))).contains("axis -4"));
+    assert!(msg(build_error(&[2, 3], |x| x.sum(3))).contains("axis 3"));
+    assert!(msg(build_error(&[2, 3], |x| x.argmax(-4))).contains("axis -4"));
     assert!(msg(build_error(&[2, 3], |x| x.cumsum(5))).contains("axis 5"));
     assert!(msg(build_error(&[2, 3], |x| x.softmax(3))).contains("axis 3"));
     assert!(msg(build_error(&[2, 3], |x| x.swapaxes(0, 3))).contains("axis 3"));
@@ -2690,7 +2690,7 @@ fn malformed_ops_are_build_errors() {
     );
     assert!(msg(build_error(&[3], |x| x.logical_not())).contains("bool"));
     assert!(msg(build_error(&[3], |x| x.logical_and(x))).contains("bool"));
-    assert!(msg(build_error_of(DType::Bool, &[3], |x| x.sum(-1, false))).contains("numeric"));
+    assert!(msg(build_error_of(DType::Bool, &[3], |x| x.sum(-1))).contains("numeric"));
     assert!(msg(build_error(&[3], |x| Tensor::where_(x, x, x))).contains("bool"));
     assert!(
         msg(build_error(&[3], |x| {
@@ -2765,4 +2765,296 @@ fn any_and_all_reduce_truth() {
         &[1, 3],
         &[false, false, true],
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keras 3 parity: floor division and modulo, float tests, numerically careful functions,
+// inverse trigonometry, signed zeros in argmax, negative take indices, long sums. Expected
+// values are Keras 3.15's (JAX backend) where it defines them, else the f64 definition.
+// ---------------------------------------------------------------------------------------------
+
+fn bits(t: &HostTensor) -> Vec<u32> {
+    t.as_f32().unwrap().iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn integer_floor_divide_and_mod_follow_python() {
+    let s = [1, 6];
+    let a = vec![-7, 7, -7, 7, 5, -5];
+    let d = || Tensor::constant(HostTensor::new(&[6], vec![2i32, -2, -2, 2, 0, 0]).unwrap());
+    // Python: -7 // 2 = -4, 7 // -2 = -4, -7 // -2 = 3; by 0 gives 0 (NumPy's answer).
+    ints(
+        &runi(&s, a.clone(), move |x| x.floor_divide(d())),
+        &s,
+        &[-4, -4, 3, 3, 0, 0],
+    );
+    ints(
+        &runi(&s, a.clone(), move |x| x.floor_mod(d())),
+        &s,
+        &[1, -1, -1, 1, 0, 0],
+    );
+    // `%` is the same operator as Python's, with an integer scalar on either side.
+    ints(&runi(&s, a.clone(), |x| x % 3), &s, &[2, 1, 2, 1, 2, 1]);
+    ints(&runi(&s, a, |x| 20 % x), &s, &[-1, 6, -1, 6, 0, 0]);
+}
+
+#[test]
+fn float_floor_divide_and_mod_follow_keras() {
+    let s = [1, 6];
+    let x = vec![1.0, -1.0, 5.5, -5.5, 5.5, -5.5];
+    let d = || {
+        Tensor::constant(HostTensor::new(&[6], vec![0.1f32, 0.1, -2.0, 2.0, -2.0, 2.0]).unwrap())
+    };
+    // 1 // 0.1 is 9 (the quotient of the exact remainder), and -1.0 // 0.1 is -10 in float32.
+    exact(
+        &run1(&s, x.clone(), move |x| x.floor_divide(d())),
+        &s,
+        &[9.0, -10.0, -3.0, -3.0, -3.0, -3.0],
+    );
+    let m = run1(&s, x, move |x| x.floor_mod(d()));
+    let got = m.as_f32().unwrap();
+    assert!((got[0] - 0.099_999_99).abs() < 1e-7, "{got:?}");
+    assert_eq!(&got[2..], &[-0.5, 0.5, -0.5, 0.5]);
+    // Division by zero, infinities and the sign of a zero remainder, as Keras gives them.
+    let s = [1, 8];
+    let x = vec![1.0, -1.0, 0.0, 2.0, -2.0, -4.0, 4.0, INF];
+    let d = || {
+        let v = vec![0.0f32, 0.0, 0.0, INF, INF, 2.0, -2.0, 2.0];
+        Tensor::constant(HostTensor::new(&[8], v).unwrap())
+    };
+    close(
+        &run1(&s, x.clone(), move |x| x.floor_divide(d())),
+        &s,
+        &[INF, -INF, NAN, 0.0, -1.0, -2.0, -2.0, NAN],
+        0.0,
+    );
+    let m = run1(&s, x, move |x| x.floor_mod(d()));
+    close(&m, &s, &[NAN, NAN, NAN, 2.0, INF, 0.0, 0.0, NAN], 0.0);
+    // -4 % 2 is -0.0 in Keras (the remainder keeps the dividend's sign); 4 % -2 is +0.0.
+    assert_eq!(bits(&m)[5], (-0.0f32).to_bits());
+    assert_eq!(bits(&m)[6], 0.0f32.to_bits());
+}
+
+#[test]
+fn nan_and_inf_tests_and_nan_to_num() {
+    let s = [1, 5];
+    let x = vec![NAN, INF, -INF, 1.5, 0.0];
+    bools(
+        &run1(&s, x.clone(), |x| x.isnan()),
+        &s,
+        &[true, false, false, false, false],
+    );
+    bools(
+        &run1(&s, x.clone(), |x| x.isinf()),
+        &s,
+        &[false, true, true, false, false],
+    );
+    bools(
+        &run1(&s, x.clone(), |x| x.isfinite()),
+        &s,
+        &[false, false, false, true, true],
+    );
+    // The common NaN-cleaning Lambda.
+    exact(
+        &run1(&s, x.clone(), |x| Tensor::where_(&x.isnan(), 0.0, x).minimum(2.0)),
+        &s,
+        &[0.0, 2.0, -INF, 1.5, 0.0],
+    );
+    // Keras's defaults: NaN to 0, infinities to the largest finite float32 of their sign.
+    exact(
+        &run1(&s, x.clone(), |x| x.nan_to_num(0.0, None, None)),
+        &s,
+        &[0.0, f32::MAX, f32::MIN, 1.5, 0.0],
+    );
+    exact(
+        &run1(&s, x, |x| x.nan_to_num(-1.0, Some(7.0), Some(-7.0))),
+        &s,
+        &[-1.0, 7.0, -7.0, 1.5, 0.0],
+    );
+    // Integers are never NaN or infinite.
+    bools(
+        &runi(&[1, 2], vec![3, -3], |x| x.isnan().logical_or(x.isinf())),
+        &[1, 2],
+        &[false, false],
+    );
+    bools(
+        &runi(&[1, 2], vec![3, -3], |x| x.isfinite()),
+        &[1, 2],
+        &[true, true],
+    );
+}
+
+#[test]
+fn expm1_log1p_logaddexp_hypot() {
+    let s = [1, 4];
+    let x = vec![1e-7f32, -1e-4, 0.5, -3.0];
+    let want = |f: fn(f64) -> f64| -> Vec<f32> { x.iter().map(|&v| f(v as f64) as f32).collect() };
+    close(&run1(&s, x.clone(), |x| x.expm1()), &s, &want(f64::exp_m1), 2e-7);
+    close(
+        &run1(&s, vec![1e-7f32, -1e-4, 0.5, 3.0], |x| x.log1p()),
+        &s,
+        &[1e-7f64, -1e-4, 0.5, 3.0]
+            .iter()
+            .map(|&v| f64::ln_1p(v as f32 as f64) as f32)
+            .collect::<Vec<_>>(),
+        2e-7,
+    );
+    // The relative precision near 0 is the point: exp(x) - 1 would give 1.19e-7 for 1e-7.
+    let e = run1(&[1, 1], vec![1e-7], |x| x.expm1());
+    assert!((e.as_f32().unwrap()[0] - 1e-7).abs() < 1e-13);
+    let pair = |a: Vec<f32>, b: Vec<f32>, f: fn(&Tensor, &Tensor) -> Tensor| {
+        let n = a.len();
+        run2(&[1, n], a, &[1, n], b, f)
+    };
+    close(
+        &pair(
+            vec![-INF, INF, 1000.0, -1000.0, NAN],
+            vec![-INF, INF, 1000.0, 0.0, 1.0],
+            |a, b| a.logaddexp(b),
+        ),
+        &[1, 5],
+        &[-INF, INF, 1000.0 + std::f32::consts::LN_2, 0.0, NAN],
+        1e-7,
+    );
+    close(
+        &pair(
+            vec![3.0, 1e30, INF, 0.0, -5.0],
+            vec![4.0, 1e30, NAN, 0.0, 12.0],
+            |a, b| a.hypot(b),
+        ),
+        &[1, 5],
+        &[5.0, 1.414_213_6e30, INF, 0.0, 13.0],
+        1e-6,
+    );
+    // arctan2 with NumPy's signed-zero and infinity rules.
+    let pi = std::f32::consts::PI;
+    close(
+        &pair(
+            vec![0.0, -0.0, 0.0, 1.0, -1.0],
+            vec![-0.0, -0.0, 0.0, -INF, 0.0],
+            |a, b| a.arctan2(b),
+        ),
+        &[1, 5],
+        &[pi, -pi, 0.0, pi, -pi / 2.0],
+        1e-7,
+    );
+}
+
+#[test]
+fn inverse_trigonometric_and_hyperbolic_functions() {
+    let s = [1, 5];
+    let x = vec![-0.9f32, -0.3, 0.0, 0.4, 0.95];
+    type F = fn(&Tensor) -> Tensor;
+    let cases: [(F, fn(f64) -> f64); 9] = [
+        (|x| x.tan(), f64::tan),
+        (|x| x.arcsin(), f64::asin),
+        (|x| x.arccos(), f64::acos),
+        (|x| x.arctan(), f64::atan),
+        (|x| x.sinh(), f64::sinh),
+        (|x| x.cosh(), f64::cosh),
+        (|x| x.arcsinh(), f64::asinh),
+        (|x| x.arctanh(), f64::atanh),
+        (|x| (x + 2.0).arccosh(), |v| (v + 2.0).acosh()),
+    ];
+    for (f, g) in cases {
+        let want: Vec<f32> = x.iter().map(|&v| g(v as f64) as f32).collect();
+        close(&run1(&s, x.clone(), f), &s, &want, 1e-6);
+    }
+    close(
+        &run1(&[1, 3], vec![8.0, 1000.0, 0.5], |x| x.log2() + x.log10()),
+        &[1, 3],
+        &[3.0 + 0.903_089_96, 9.965_784 + 3.0, -1.0 - 0.301_03],
+        1e-6,
+    );
+    // Outside the domain: NaN, and the ends of arctanh's.
+    close(
+        &run1(&[1, 3], vec![2.0, 1.0, -1.0], |x| x.arcsin() + x.arctanh()),
+        &[1, 3],
+        &[NAN, INF, -INF],
+        0.0,
+    );
+}
+
+#[test]
+fn exp_underflows_gradually() {
+    // exp(-100) is 3.72e-44, a subnormal float32; log(exp(-95)) is -95, not -87.3.
+    let e = run1(&[1, 3], vec![-100.0, -95.0, -104.0], |x| x.exp());
+    let got = e.as_f32().unwrap();
+    assert!((got[0] as f64 - (-100f64).exp()).abs() <= 1.5e-45, "{got:?}");
+    assert!((got[1] as f64 - (-95f64).exp()).abs() <= 1.5e-45, "{got:?}");
+    assert_eq!(got[2], 0.0);
+    let l = run1(&[1, 1], vec![-95.0], |x| x.exp().log());
+    assert!((l.as_f32().unwrap()[0] + 95.0).abs() < 1e-3, "{l:?}");
+}
+
+#[test]
+fn argmax_ranks_negative_zero_below_zero() {
+    let s = [2, 2];
+    let x = vec![0.0, -0.0, -0.0, 0.0];
+    ints(&run1(&s, x.clone(), |x| x.argmax(-1)), &[2], &[0, 1]);
+    ints(&run1(&s, x, |x| x.argmin(-1)), &[2], &[1, 0]);
+    // NaN wins both, as in Keras.
+    let s = [1, 3];
+    ints(&run1(&s, vec![1.0, NAN, 3.0], |x| x.argmax(-1)), &[1], &[1]);
+    ints(&run1(&s, vec![1.0, NAN, -3.0], |x| x.argmin(-1)), &[1], &[1]);
+}
+
+#[test]
+fn take_counts_negative_indices_from_the_end() {
+    let ids = || Tensor::constant(HostTensor::new(&[3], vec![-1i32, -3, 1]).unwrap());
+    exact(
+        &run1(&[1, 3], vec![10.0, 20.0, 30.0], move |x| x.take(&ids(), -1)),
+        &[1, 3],
+        &[30.0, 10.0, 20.0],
+    );
+    // -4 is outside a 3-element axis: an error naming it, never a read out of bounds.
+    let ids = Tensor::constant(HostTensor::new(&[1], vec![-4i32]).unwrap());
+    let e = try_run(&[1, 3], vec![10.0f32, 20.0, 30.0], move |x| x.take(&ids, -1)).unwrap_err();
+    assert!(e.to_string().contains("index -4"), "{e}");
+}
+
+#[test]
+fn long_sums_do_not_stall() {
+    // 2^22 copies of 0.1f: adding them one by one in 8 lanes drifts by about 1e-3; in blocks
+    // added pairwise, the sum stays within a few float32 ulps of the exact total.
+    let n = 1 << 22;
+    let v = 0.1f32;
+    let exact_total = v as f64 * n as f64;
+    let s = run1(&[1, n], vec![v; n], |x| x.sum(-1));
+    let got = s.as_f32().unwrap()[0] as f64;
+    assert!(((got - exact_total) / exact_total).abs() < 1e-6, "{got} vs {exact_total}");
+    // The same over a middle axis (2^21 rows of two columns), and as a mean.
+    let rows = 1 << 21;
+    let m = run1(&[1, rows, 2], vec![v; rows * 2], |x| x.mean(1));
+    for &g in m.as_f32().unwrap() {
+        assert!(((g as f64 - v as f64) / v as f64).abs() < 1e-6, "{g}");
+    }
+}
+
+#[test]
+fn bool_arithmetic_is_logical_and_int_powers_are_exact() {
+    let s = [1, 4];
+    let a = vec![true, true, false, false];
+    let b = || Tensor::constant(HostTensor::new(&[4], vec![true, false, true, false]).unwrap());
+    bools(
+        &run(&s, a.clone(), move |x| x.add(b())),
+        &s,
+        &[true, true, true, false],
+    );
+    bools(
+        &run(&s, a, move |x| x.multiply(b())),
+        &s,
+        &[true, false, false, false],
+    );
+    ints(
+        &runi(&s, vec![3, -2, 0, 46341], |x| x.pow(2)),
+        &s,
+        &[9, 4, 0, 46341i32.wrapping_mul(46341)],
+    );
+    ints(&runi(&s, vec![3, -2, 0, 7], |x| x.pow(0)), &s, &[1, 1, 1, 1]);
+    ints(&runi(&s, vec![3, -2, 0, 7], |x| x.pow(5)), &s, &[243, -32, 0, 16807]);
+    let e = build_error_of(DType::I32, &[2], |x| x.pow(-1));
+    assert!(e.to_string().contains("power"), "{e}");
+    // A float exponent makes the result float32, as in Keras.
+    exact(&runi(&[1, 2], vec![4, 9], |x| x.pow(0.5)), &[1, 2], &[2.0, 3.0]);
 }

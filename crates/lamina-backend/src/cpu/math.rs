@@ -195,37 +195,55 @@ mod tests {
     }
 }
 
-/// Elements summed in lanes before the pairwise combination of blocks.
-const SUM_BLOCK: usize = 4096;
+/// Elements each block of a sum adds in its 8 lanes (16 per lane), as NumPy's pairwise sum.
+const SUM_BLOCK: usize = 128;
 
-/// Sum of blocks of `SUM_BLOCK` elements in 8 interleaved lanes, the blocks added pairwise (as
-/// NumPy does), so that the error grows with the log of the length and a long row of ones does
-/// not stall at 2^24. Vectorizes, and is the one summation order of the interpreter, fused or
-/// not.
+/// Sum in 8 interleaved lanes, over blocks of `SUM_BLOCK` elements combined pairwise (a
+/// cascade: block sums are merged like a binary counter, so no recursion), so that the error
+/// grows with the log of the length, as in NumPy, and a long row of ones does not stall at
+/// 2^24. Vectorizes, and is the one summation order of the interpreter, fused or not.
 #[inline]
 pub fn sum(x: &[f32]) -> f32 {
-    if x.len() <= SUM_BLOCK {
-        return lane_sum(x);
+    type Lanes = [f32; 8];
+    fn add(a: &Lanes, b: &Lanes) -> Lanes {
+        std::array::from_fn(|i| a[i] + b[i])
     }
-    let blocks = x.len().div_ceil(SUM_BLOCK);
-    let mid = blocks / 2 * SUM_BLOCK;
-    sum(&x[..mid]) + sum(&x[mid..])
-}
-
-/// Sum in 8 interleaved lanes, then pairwise.
-#[inline(always)]
-fn lane_sum(x: &[f32]) -> f32 {
+    // stack[level] holds the lanes of 2^level blocks while bit `level` of `count` is set.
+    let mut stack = [[0f32; 8]; usize::BITS as usize];
+    let mut count = 0usize;
+    let blocks = x.chunks_exact(SUM_BLOCK);
+    let rest = blocks.remainder();
+    for block in blocks {
+        let mut lanes = [0f32; 8];
+        for c in block.chunks_exact(8) {
+            for (l, &v) in lanes.iter_mut().zip(c) {
+                *l += v;
+            }
+        }
+        let mut level = 0;
+        while (count >> level) & 1 == 1 {
+            lanes = add(&stack[level], &lanes);
+            level += 1;
+        }
+        stack[level] = lanes;
+        count += 1;
+    }
     let mut lanes = [0f32; 8];
-    let chunks = x.chunks_exact(8);
-    let rest = chunks.remainder();
+    let chunks = rest.chunks_exact(8);
+    let tail = chunks.remainder();
     for c in chunks {
         for (l, &v) in lanes.iter_mut().zip(c) {
             *l += v;
         }
     }
+    for (level, pending) in stack.iter().enumerate() {
+        if (count >> level) & 1 == 1 {
+            lanes = add(pending, &lanes);
+        }
+    }
     let mut total = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
         + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-    for &v in rest {
+    for &v in tail {
         total += v;
     }
     total

@@ -87,25 +87,40 @@ pub fn reduce(op: ReduceOp, x: &HostData, shape: &[usize], axes: &[usize]) -> Re
 /// of `inner` values are combined at once (vectorisable), instead of transposing first. Max and
 /// min propagate NaN, as NumPy does. Sums add the rows in order in blocks, one accumulator per
 /// column (a last-axis sum adds in 8 lanes), so the two may differ in the last bits.
-/// Rows a middle-axis sum adds per column before adding the block to the column's total.
-const SUM_ROWS: usize = 4096;
+/// Rows a middle-axis sum adds per column before the blocks are combined pairwise.
+const SUM_ROWS: usize = 128;
 
 fn reduce_middle(op: ReduceOp, x: &[f32], outer: usize, count: usize, inner: usize) -> Vec<f32> {
     use rayon::prelude::*;
     let mut out = vec![0.0f32; outer * inner];
     let sum_blocks = |o: usize, acc: &mut [f32]| {
-        // Blocks of SUM_ROWS rows are summed apart and then added, so that a long axis of
-        // small values does not stall once a column's total reaches 2^24.
+        // Blocks of SUM_ROWS rows are summed apart and combined pairwise (a cascade, as the
+        // last-axis sum does), so that a long axis of small values keeps its precision and
+        // does not stall once a column's total reaches 2^24.
         let src = &x[o * count * inner..(o + 1) * count * inner];
-        let mut part = vec![0.0f32; inner];
-        for (b, rows) in src.chunks(SUM_ROWS * inner).enumerate() {
-            let target: &mut [f32] = if b == 0 { acc } else { &mut part };
-            target.copy_from_slice(&rows[..inner]);
+        let mut stack: Vec<Vec<f32>> = Vec::new();
+        let mut done = 0usize;
+        for rows in src.chunks(SUM_ROWS * inner) {
+            let mut part = rows[..inner].to_vec();
             for row in rows.chunks_exact(inner).skip(1) {
-                target.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+                part.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
             }
-            if b > 0 {
-                acc.iter_mut().zip(&part).for_each(|(a, &v)| *a += v);
+            let mut level = 0;
+            while (done >> level) & 1 == 1 {
+                part.iter_mut().zip(&stack[level]).for_each(|(a, &v)| *a = v + *a);
+                level += 1;
+            }
+            if level == stack.len() {
+                stack.push(part);
+            } else {
+                stack[level] = part;
+            }
+            done += 1;
+        }
+        acc.fill(0.0);
+        for (level, pending) in stack.iter().enumerate() {
+            if (done >> level) & 1 == 1 {
+                acc.iter_mut().zip(pending).for_each(|(a, &v)| *a = v + *a);
             }
         }
     };

@@ -106,7 +106,7 @@ pub fn elementwise(
 }
 
 /// Elements a float sum adds in registers before adding the block to the row's total.
-const SUM_BLOCK: usize = 4096;
+const SUM_BLOCK: usize = 128;
 
 fn reduce_init(op: ReduceOp, d: DType) -> String {
     match (op, d) {
@@ -176,8 +176,9 @@ pub fn row(
         let n_inner = em.param(inner);
         let j = em.fresh("j");
         let axes = group.axes.clone();
-        // Float sums accumulate blocks of SUM_BLOCK elements apart and then add the blocks,
-        // so that a long row of small values does not stall once the total reaches 2^24.
+        // Float sums accumulate blocks of SUM_BLOCK elements apart and then add the blocks
+        // with compensation, so that a long row of small values neither drifts nor stalls
+        // once the total reaches 2^24.
         let blocked = matches!(op, ReduceOp::Sum | ReduceOp::Mean) && dtype == DType::F32;
         let target = if blocked { em.fresh("part") } else { acc.clone() };
         let (res, body) = em.scope(|em| -> Result<(), Retry> {
@@ -190,6 +191,8 @@ pub fn row(
         res?;
         if blocked {
             let jb = em.fresh("jb");
+            let (comp, y, t) = (em.fresh("comp"), em.fresh("y"), em.fresh("t"));
+            em.line(format!("var {comp}: f32 = 0.0f;"));
             em.line(format!(
                 "for (var {jb}: u32 = 0u; {jb} < {n_inner}; {jb} = {jb} + {SUM_BLOCK}u) {{"
             ));
@@ -200,7 +203,12 @@ pub fn row(
             ));
             inner_loop.extend(indent(body));
             inner_loop.push("}".into());
-            inner_loop.push(format!("{acc} = {acc} + {target};"));
+            // The blocks are added with Kahan's compensation, so that many blocks of similar
+            // values do not drift (the CPU combines its blocks pairwise instead).
+            inner_loop.push(format!("let {y} = {target} - {comp};"));
+            inner_loop.push(format!("let {t} = {acc} + {y};"));
+            inner_loop.push(format!("{comp} = ({t} - {acc}) - {y};"));
+            inner_loop.push(format!("{acc} = {t};"));
             for l in indent(inner_loop) {
                 em.line(l);
             }
