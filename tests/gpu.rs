@@ -149,28 +149,28 @@ fn op_cases() -> Vec<OpCase> {
         ("maximum_minimum", false, |x| {
             x.maximum(x.slice(s![.., .., 0..1])).minimum(0.5)
         }),
-        ("sum_last", false, |x| x.sum(-1, false)),
-        ("mean_keepdims", false, |x| x.mean(1, true)),
-        ("max_two_axes", false, |x| x.max([1, 2], false)),
-        ("min_all", false, |x| x.min(Axes::All, false)),
-        ("prod", true, |x| x.prod(-1, true)),
-        ("var", false, |x| x.var(-1, false)),
-        ("std_axis1", false, |x| x.std(1, true)),
-        ("sum_axis0", false, |x| x.sum(0, false)),
-        ("argmax", false, |x| x.argmax(-1, false).cast(DType::F32)),
+        ("sum_last", false, |x| x.sum(-1)),
+        ("mean_keepdims", false, |x| x.mean_keepdims(1)),
+        ("max_two_axes", false, |x| x.max([1, 2])),
+        ("min_all", false, |x| x.min(Axes::All)),
+        ("prod", true, |x| x.prod_keepdims(-1)),
+        ("var", false, |x| x.var(-1)),
+        ("std_axis1", false, |x| x.std_keepdims(1)),
+        ("sum_axis0", false, |x| x.sum(0)),
+        ("argmax", false, |x| x.argmax(-1).cast(DType::F32)),
         ("argmin_axis1", false, |x| {
-            x.argmin(1, true).cast(DType::F32)
+            x.argmin_keepdims(1).cast(DType::F32)
         }),
         ("cumsum", false, |x| x.cumsum(1)),
         ("cumprod", false, |x| x.cumprod(-1)),
-        ("logsumexp", false, |x| x.logsumexp(-1, false)),
+        ("logsumexp", false, |x| x.logsumexp(-1)),
         ("softmax", false, |x| x.softmax(-1)),
         ("softmax_axis1", false, |x| x.softmax(1)),
         ("log_softmax", false, |x| x.log_softmax(-1)),
         ("l2_normalize", false, |x| x.l2_normalize(-1)),
         ("reshape", false, |x| x.reshape(&[-1, 12]) * 2.0),
         ("reshape_split", false, |x| {
-            x.reshape(&[-1, 2, 6]).sum(1, false)
+            x.reshape(&[-1, 2, 6]).sum(1)
         }),
         ("transpose", false, |x| x.transpose(&[0, 2, 1]) + 1.0),
         ("t", false, |x| x.t() * 1.5),
@@ -203,9 +203,9 @@ fn op_cases() -> Vec<OpCase> {
         ("stack", false, |x| Tensor::stack(&[x.clone(), -x], 1)),
         ("take_computed_ids", false, |x| {
             // Ids computed on the device (argmax, in 0..4) pick rows of a 4-row table.
-            let ids = x.argmax(-1, false);
+            let ids = x.argmax(-1);
             let table = HostTensor::new(&[4, 3], data(12, 9, false)).unwrap();
-            Tensor::constant(table).take(&ids, 0).sum(-1, false) + x.slice(s![.., .., 0])
+            Tensor::constant(table).take(&ids, 0).sum(-1) + x.slice(s![.., .., 0])
         }),
         ("take_last_axis", false, |x| {
             let cols = HostTensor::new(&[2, 2], vec![3i32, 0, 1, 1]).unwrap();
@@ -215,6 +215,52 @@ fn op_cases() -> Vec<OpCase> {
             let pos = x.greater(0.0);
             pos.any(-1, true).cast(DType::F32) + pos.all(1, true).cast(DType::F32) * 2.0
         }),
+        ("tan", false, |x| (x * 0.7).tan()),
+        ("arcsin_arccos", false, |x| {
+            (x * 0.5).arcsin() + (x * 0.45).arccos()
+        }),
+        ("arctan", false, |x| (x * 5.0).arctan()),
+        ("sinh_cosh", false, |x| x.sinh() - x.cosh()),
+        ("arcsinh_arccosh_arctanh", true, |x| {
+            x.arcsinh() + (x + 1.0).arccosh() + (x * 0.2).arctanh()
+        }),
+        ("expm1_log1p", false, |x| (x * 1e-3).expm1() + (x * 1e-3).log1p() * 1e3),
+        ("expm1_large", false, |x| (x * 40.0).expm1()),
+        ("log2_log10", true, |x| x.log2() + x.log10()),
+        ("isnan_isinf_isfinite", false, |x| {
+            let y = x.log(); // NaN for negatives, -inf for none of these values
+            let z = x.reciprocal().reciprocal().exp().exp().exp(); // inf for the larger ones
+            (y.isnan().cast(DType::F32) + z.isinf().cast(DType::F32) * 2.0)
+                + z.isfinite().cast(DType::F32) * 4.0
+        }),
+        ("nan_to_num", false, |x| {
+            (x.log() * 100.0).exp().nan_to_num(-1.0, Some(9.0), None)
+        }),
+        ("arctan2", false, |x| x.arctan2(x.slice(s![.., .., 0..1]))),
+        ("floor_divide_mod", false, |x| {
+            x.floor_divide(0.3) + x.floor_mod(-0.7) * 10.0
+        }),
+        ("int_floor_divide_mod", false, |x| {
+            let i = (x * 10.0).cast(DType::I32);
+            let d = (x.slice(s![.., .., 0..1]) * 3.0).cast(DType::I32);
+            (i.floor_divide(&d) * 100 + i.floor_mod(&d)).cast(DType::F32)
+        }),
+        ("int_promotion", false, |x| {
+            let i = (x * 10.0).cast(DType::I32);
+            &i * 0.5 + &i / 4 + i.pow(3) % 7
+        }),
+        ("logaddexp_hypot", false, |x| {
+            x.logaddexp(x * 2.0) + x.hypot(x.slice(s![.., 0..1, ..]))
+        }),
+        ("argmax_signed_zeros", false, |x| {
+            // Rows of zeros of both signs: -0.0 ranks below 0.0.
+            let z = x.floor().sign() * 0.0;
+            z.argmax(-1).cast(DType::F32) * 10.0 + z.argmin(-1).cast(DType::F32)
+        }),
+        ("take_negative_ids", false, |x| {
+            let ids = HostTensor::new(&[3], vec![-1i32, 0, -4]).unwrap();
+            x.take(&Tensor::constant(ids), -1)
+        }),
         ("matmul_batched", false, |x| x.matmul(&x.swapaxes(1, 2))),
         ("matmul_constant", false, |x| {
             let w = HostTensor::new(&[4, 5], data(20, 7, false)).unwrap();
@@ -223,7 +269,7 @@ fn op_cases() -> Vec<OpCase> {
         ("matmul_vector", false, |x| x.matmul(&x.slice(s![0, 0, ..]))),
         ("batch_dot", false, |x| x.batch_dot(x, (2, 2))),
         ("antirectifier_3d", false, |x| {
-            let c = x - x.mean(-1, true);
+            let c = x - x.mean_keepdims(-1);
             let n = c.l2_normalize(-1);
             Tensor::concatenate(&[n.relu(), (-&n).relu()], -1)
         }),
@@ -250,7 +296,7 @@ fn every_op_agrees_with_the_cpu() {
 }
 
 fn antirectifier(x: &Tensor) -> Tensor {
-    let x = x - x.mean(1, true);
+    let x = x - x.mean_keepdims(1);
     let x = x.l2_normalize(1);
     Tensor::concatenate(&[x.relu(), (-&x).relu()], 1)
 }
@@ -422,7 +468,7 @@ fn example_models_agree() {
         .activation(Activation::Softmax)
         .call(&merged)
         .unwrap();
-    let arg = Lambda::new(|x| x.argmax(-1, false)).call(&score).unwrap();
+    let arg = Lambda::new(|x| x.argmax(-1)).call(&score).unwrap();
     let m = Model::new(&[a, b], &[score, arg]).unwrap();
     let xs = [
         HostTensor::new(&[3, 6], data(18, 6, false)).unwrap(),
@@ -591,13 +637,13 @@ mod random_graphs {
                 let x = pick(a);
                 let axis = (axis % 3) as i32;
                 match k % 5 {
-                    0 => x.sum(axis, true).tanh(),
-                    1 => x.mean(axis, true),
-                    2 => x.max(axis, true),
+                    0 => x.sum_keepdims(axis).tanh(),
+                    1 => x.mean_keepdims(axis),
+                    2 => x.max_keepdims(axis),
                     3 => x.softmax(axis as isize),
                     // l2_normalize of a centred row is ill-conditioned where the row is constant
                     // (it multiplies rounding noise by 1e6), so normalise a row with a norm.
-                    _ => (&x - &x.mean(-1, true)) + (x.abs() + 0.5).l2_normalize(-1),
+                    _ => (&x - &x.mean_keepdims(-1)) + (x.abs() + 0.5).l2_normalize(-1),
                 }
             }
             Step::Movement(k, a, b) => {
@@ -659,7 +705,7 @@ mod random_graphs {
                 }
             }
             let n = nodes.len();
-            &nodes[n - 1] + &nodes[n / 2].sum(Axes::All, false)
+            &nodes[n - 1] + &nodes[n / 2].sum(Axes::All)
         })
         .call(&inputs)
         .unwrap();
