@@ -5,7 +5,7 @@
 use lamina::prelude::*;
 
 fn antirectifier(x: &Tensor) -> Tensor {
-    let x = x - x.mean(1, true);
+    let x = x - x.mean_keepdims(1);
     let x = x.l2_normalize(1);
     let pos = x.relu();
     let neg = (-&x).relu();

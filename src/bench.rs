@@ -83,7 +83,7 @@ pub fn chain(x: &Tensor) -> Tensor {
 
 /// The Keras documentation's antirectifier.
 pub fn antirectifier(x: &Tensor) -> Tensor {
-    let x = x - x.mean(1, true);
+    let x = x - x.mean_keepdims(1);
     let x = x.l2_normalize(1);
     Tensor::concatenate(&[x.relu(), (-&x).relu()], 1)
 }

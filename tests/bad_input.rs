@@ -72,7 +72,7 @@ fn incompatible_shapes_name_layer_op_and_shapes() {
 
 #[test]
 fn axis_out_of_range() {
-    let err = lambda_error(&[4], "mean3", |x| x.mean(3, false));
+    let err = lambda_error(&[4], "mean3", |x| x.mean(3));
     assert!(
         matches!(
             err.root(),
@@ -192,7 +192,7 @@ fn variable_created_twice_with_different_shapes() {
     let l = Lambda::with_scope(|xs, s| {
         let a = s.variable("w", &[2], 1.0);
         let b = s.variable("w", &[3], 1.0);
-        &xs[0] * a + b.sum(0, false)
+        &xs[0] * a + b.sum(0)
     })
     .name("twice");
     let x = Input::new(&[2]).tensor();

@@ -36,7 +36,7 @@ fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
 }
 
 fn antirectifier(x: &Tensor) -> Tensor {
-    let x = x - x.mean(1, true);
+    let x = x - x.mean_keepdims(1);
     let x = x.l2_normalize(1);
     Tensor::concatenate(&[x.relu(), (-&x).relu()], 1)
 }

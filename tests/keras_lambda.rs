@@ -14,7 +14,7 @@ fn assert_close(got: &[f32], want: &[f32], tol: f32) {
 }
 
 fn antirectifier(x: &Tensor) -> Tensor {
-    let x = x - x.mean(1, true);
+    let x = x - x.mean_keepdims(1);
     let x = x.l2_normalize(1);
     Tensor::concatenate(&[x.relu(), (-&x).relu()], 1)
 }
@@ -303,7 +303,7 @@ fn predict_from_many_threads_at_once() -> Result<()> {
     let mut m = Sequential::new();
     m.add(Input::new(&[4]))?;
     m.add(Lambda::new(antirectifier))?;
-    m.add(Lambda::new(|x| x.sum(-1, false)))?;
+    m.add(Lambda::new(|x| x.sum(-1)))?;
     let model = Arc::new(m.model()?);
     let handles: Vec<_> = (0..8)
         .map(|t| {

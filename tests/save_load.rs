@@ -11,7 +11,7 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn antirectifier(x: &Tensor) -> Tensor {
-    let x = x - x.mean(1, true);
+    let x = x - x.mean_keepdims(1);
     let x = x.l2_normalize(1);
     Tensor::concatenate(&[x.relu(), (-&x).relu()], 1)
 }
@@ -74,7 +74,7 @@ fn models() -> Result<Vec<(Model, Vec<HostTensor>)>> {
     let merged = Lambda::multi(|xs| Tensor::concatenate(xs, -1)).call(&[sliced, ha, hb])?;
     let score = Dense::new(2).use_bias(false).call(&merged)?;
     let argmax =
-        Lambda::new(|x| x.argmax(-1, true).cast(DType::F32).where_gt_zero()).call(&score)?;
+        Lambda::new(|x| x.argmax_keepdims(-1).cast(DType::F32).where_gt_zero()).call(&score)?;
     let siamese = Model::named("siamese", &[a, b], &[score, argmax])?;
     out.push((
         siamese,

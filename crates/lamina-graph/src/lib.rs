@@ -27,6 +27,7 @@ pub use layers::{
     Reshape, Softmax, Subtract,
 };
 pub use model::{Model, Program, ProgramNode, Sequential, SequentialItem};
+pub use op::ReduceOp;
 pub use ops::{Axes, Operand, SliceArg};
 pub use shape::{Dim, Shape};
 pub use tensor::Tensor;

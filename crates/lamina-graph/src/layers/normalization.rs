@@ -170,15 +170,15 @@ impl Layer for LayerNormalization {
         let beta = if self.has_beta() { vars.next() } else { None };
         let axes_list = crate::ops::Axes::List(axes.iter().map(|&a| a as isize).collect());
         let out = if self.rms_scaling {
-            let var = x.var(axes_list, true);
+            let var = x.var_keepdims(axes_list);
             let y = x.multiply(var.add(self.epsilon).rsqrt());
             match gamma {
                 Some(g) => y.multiply(g),
                 None => y,
             }
         } else {
-            let mean = x.mean(axes_list.clone(), true);
-            let var = x.subtract(&mean).square().mean(axes_list, true);
+            let mean = x.mean_keepdims(axes_list.clone());
+            let var = x.subtract(&mean).square().mean_keepdims(axes_list);
             let mut inv = var.add(self.epsilon).rsqrt();
             if let Some(g) = gamma {
                 inv = inv.multiply(g);

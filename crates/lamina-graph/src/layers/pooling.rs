@@ -3,6 +3,7 @@
 use super::common::{align_mask, layer_identity, one_input};
 use crate::error::{Error, Result};
 use crate::layer::{Layer, unique_name};
+use crate::op::ReduceOp;
 use crate::tensor::{Tensor, next_id};
 
 /// Where the steps of a 3-D input are: `(batch, steps, features)` or `(batch, features, steps)`.
@@ -174,8 +175,8 @@ fn pool(
     };
     let Some(mask) = mask else {
         return Ok(match kind {
-            Pool::Average => x.mean(steps, keepdims),
-            Pool::Max => x.max(steps, keepdims),
+            Pool::Average => x.reduce(ReduceOp::Mean, steps, keepdims),
+            Pool::Max => x.reduce(ReduceOp::Max, steps, keepdims),
         });
     };
     // The mask is over (batch, steps): give it the feature axis.
@@ -183,9 +184,11 @@ fn pool(
     Ok(match kind {
         Pool::Average => {
             let kept = Tensor::where_(&m, x, 0.0);
-            kept.sum(steps, keepdims)
-                .divide(m.cast(x.dtype()).sum(steps, keepdims))
+            kept.reduce(ReduceOp::Sum, steps, keepdims)
+                .divide(m.cast(x.dtype()).reduce(ReduceOp::Sum, steps, keepdims))
         }
-        Pool::Max => Tensor::where_(&m, x, f32::NEG_INFINITY).max(steps, keepdims),
+        Pool::Max => {
+            Tensor::where_(&m, x, f32::NEG_INFINITY).reduce(ReduceOp::Max, steps, keepdims)
+        }
     })
 }

@@ -96,7 +96,7 @@ impl Tensor {
             other.clone()
         };
         match (ra, rb) {
-            (2, 2) => x.multiply(&y).sum(1, true),
+            (2, 2) => x.multiply(&y).sum_keepdims(1),
             (3, 3) => x.matmul(&y),
             (3, 2) => x.matmul(&y.expand_dims(-1)).squeeze(-1),
             (2, 3) => x.expand_dims(1).matmul(&y).squeeze(1),

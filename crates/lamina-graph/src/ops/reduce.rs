@@ -1,5 +1,9 @@
 //! Reductions and the normalisations built on them: sum, mean, max, min, prod, var, std,
 //! argmax, argmin, cumsum, cumprod, logsumexp, softmax, log_softmax, l2_normalize.
+//!
+//! As in Keras, a reduction drops the axes it reduces (`keepdims=False`): `x.sum(1)`. Each has
+//! a `_keepdims` form that keeps them with size 1 (`x.mean_keepdims(1)`), and `reduce` takes
+//! `keepdims` as a value.
 
 use super::axes::Axes;
 use crate::dtype::DType;
@@ -8,7 +12,8 @@ use crate::op::{ArgReduceOp, Op, ReduceOp, ScanOp};
 use crate::tensor::Tensor;
 
 impl Tensor {
-    /// A reduction over `axes` with keras.ops semantics (negative axes, `keepdims`).
+    /// A reduction over `axes` with keras.ops semantics (negative axes), with `keepdims` as a
+    /// value: the explicit form of `sum`/`sum_keepdims`, `mean`/`mean_keepdims`...
     pub fn reduce(&self, op: ReduceOp, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
         if let Some(e) = self.error() {
             return Tensor::invalid(e.clone());
@@ -16,50 +21,88 @@ impl Tensor {
         let shape = self.shape();
         match axes.into().resolve(shape.rank()) {
             // The mean of integers is float32, as in Keras.
-            Ok(axes) if op == ReduceOp::Mean && self.dtype() != DType::F32 => Tensor::from_op(
-                Op::Reduce { op, axes, keepdims },
-                &[&self.cast(DType::F32)],
-            ),
+            Ok(axes) if op == ReduceOp::Mean && self.dtype() != DType::F32 => {
+                Tensor::from_op(Op::Reduce { op, axes, keepdims }, &[&self.cast(DType::F32)])
+            }
             Ok(axes) => Tensor::from_op(Op::Reduce { op, axes, keepdims }, &[self]),
             Err(bad) => Tensor::invalid(axis_error(op.name(), bad, &shape)),
         }
     }
 
-    /// Sum over `axes`.
-    pub fn sum(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
-        self.reduce(ReduceOp::Sum, axes, keepdims)
+    /// Sum over `axes`, which are dropped (Keras's default `keepdims=False`): `x.sum(1)`.
+    pub fn sum(&self, axes: impl Into<Axes>) -> Tensor {
+        self.reduce(ReduceOp::Sum, axes, false)
     }
 
-    /// Arithmetic mean over `axes`.
-    pub fn mean(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
-        self.reduce(ReduceOp::Mean, axes, keepdims)
+    /// Sum over `axes`, kept with size 1 (`keepdims=True`): `x.sum_keepdims(1)`.
+    pub fn sum_keepdims(&self, axes: impl Into<Axes>) -> Tensor {
+        self.reduce(ReduceOp::Sum, axes, true)
     }
 
-    /// Maximum over `axes`.
-    pub fn max(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
-        self.reduce(ReduceOp::Max, axes, keepdims)
+    /// Arithmetic mean over `axes`, which are dropped (`keepdims=False`).
+    pub fn mean(&self, axes: impl Into<Axes>) -> Tensor {
+        self.reduce(ReduceOp::Mean, axes, false)
     }
 
-    /// Minimum over `axes`.
-    pub fn min(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
-        self.reduce(ReduceOp::Min, axes, keepdims)
+    /// Arithmetic mean over `axes`, kept with size 1 (`keepdims=True`): `x - x.mean_keepdims(1)`.
+    pub fn mean_keepdims(&self, axes: impl Into<Axes>) -> Tensor {
+        self.reduce(ReduceOp::Mean, axes, true)
     }
 
-    /// Product over `axes`.
-    pub fn prod(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
-        self.reduce(ReduceOp::Prod, axes, keepdims)
+    /// Maximum over `axes`, which are dropped (`keepdims=False`).
+    pub fn max(&self, axes: impl Into<Axes>) -> Tensor {
+        self.reduce(ReduceOp::Max, axes, false)
     }
 
-    /// Population variance over `axes` (NumPy's `var` with `ddof=0`).
-    pub fn var(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
-        let axes = axes.into();
-        let centred = self.subtract(self.mean(axes.clone(), true));
-        centred.square().mean(axes, keepdims)
+    /// Maximum over `axes`, kept with size 1 (`keepdims=True`).
+    pub fn max_keepdims(&self, axes: impl Into<Axes>) -> Tensor {
+        self.reduce(ReduceOp::Max, axes, true)
     }
 
-    /// Population standard deviation over `axes`.
-    pub fn std(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
-        self.var(axes, keepdims).sqrt()
+    /// Minimum over `axes`, which are dropped (`keepdims=False`).
+    pub fn min(&self, axes: impl Into<Axes>) -> Tensor {
+        self.reduce(ReduceOp::Min, axes, false)
+    }
+
+    /// Minimum over `axes`, kept with size 1 (`keepdims=True`).
+    pub fn min_keepdims(&self, axes: impl Into<Axes>) -> Tensor {
+        self.reduce(ReduceOp::Min, axes, true)
+    }
+
+    /// Product over `axes`, which are dropped (`keepdims=False`).
+    pub fn prod(&self, axes: impl Into<Axes>) -> Tensor {
+        self.reduce(ReduceOp::Prod, axes, false)
+    }
+
+    /// Product over `axes`, kept with size 1 (`keepdims=True`).
+    pub fn prod_keepdims(&self, axes: impl Into<Axes>) -> Tensor {
+        self.reduce(ReduceOp::Prod, axes, true)
+    }
+
+    fn variance(&self, axes: Axes, keepdims: bool) -> Tensor {
+        let centred = self.subtract(self.mean_keepdims(axes.clone()));
+        centred.square().reduce(ReduceOp::Mean, axes, keepdims)
+    }
+
+    /// Population variance over `axes` (NumPy's `var` with `ddof=0`), which are dropped
+    /// (`keepdims=False`).
+    pub fn var(&self, axes: impl Into<Axes>) -> Tensor {
+        self.variance(axes.into(), false)
+    }
+
+    /// Population variance over `axes`, kept with size 1 (`keepdims=True`).
+    pub fn var_keepdims(&self, axes: impl Into<Axes>) -> Tensor {
+        self.variance(axes.into(), true)
+    }
+
+    /// Population standard deviation over `axes`, which are dropped (`keepdims=False`).
+    pub fn std(&self, axes: impl Into<Axes>) -> Tensor {
+        self.var(axes).sqrt()
+    }
+
+    /// Population standard deviation over `axes`, kept with size 1 (`keepdims=True`).
+    pub fn std_keepdims(&self, axes: impl Into<Axes>) -> Tensor {
+        self.var_keepdims(axes).sqrt()
     }
 
     fn arg_reduce(&self, op: ArgReduceOp, axis: isize, keepdims: bool) -> Tensor {
@@ -78,7 +121,7 @@ impl Tensor {
     pub fn any(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
         self.cast(DType::Bool)
             .cast(DType::F32)
-            .max(axes, keepdims)
+            .reduce(ReduceOp::Max, axes, keepdims)
             .cast(DType::Bool)
     }
 
@@ -86,18 +129,30 @@ impl Tensor {
     pub fn all(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
         self.cast(DType::Bool)
             .cast(DType::F32)
-            .min(axes, keepdims)
+            .reduce(ReduceOp::Min, axes, keepdims)
             .cast(DType::Bool)
     }
 
-    /// The `int32` index of the first maximum along `axis`.
-    pub fn argmax(&self, axis: isize, keepdims: bool) -> Tensor {
-        self.arg_reduce(ArgReduceOp::ArgMax, axis, keepdims)
+    /// The `int32` index of the first maximum along `axis`, which is dropped
+    /// (`keepdims=False`).
+    pub fn argmax(&self, axis: isize) -> Tensor {
+        self.arg_reduce(ArgReduceOp::ArgMax, axis, false)
     }
 
-    /// The `int32` index of the first minimum along `axis`.
-    pub fn argmin(&self, axis: isize, keepdims: bool) -> Tensor {
-        self.arg_reduce(ArgReduceOp::ArgMin, axis, keepdims)
+    /// The `int32` index of the first maximum along `axis`, kept with size 1.
+    pub fn argmax_keepdims(&self, axis: isize) -> Tensor {
+        self.arg_reduce(ArgReduceOp::ArgMax, axis, true)
+    }
+
+    /// The `int32` index of the first minimum along `axis`, which is dropped
+    /// (`keepdims=False`).
+    pub fn argmin(&self, axis: isize) -> Tensor {
+        self.arg_reduce(ArgReduceOp::ArgMin, axis, false)
+    }
+
+    /// The `int32` index of the first minimum along `axis`, kept with size 1.
+    pub fn argmin_keepdims(&self, axis: isize) -> Tensor {
+        self.arg_reduce(ArgReduceOp::ArgMin, axis, true)
     }
 
     fn scan(&self, op: ScanOp, axis: isize) -> Tensor {
@@ -122,17 +177,26 @@ impl Tensor {
         self.scan(ScanOp::CumProd, axis)
     }
 
-    /// `log(sum(exp(x)))` over `axes`, computed stably by subtracting the maximum first.
-    pub fn logsumexp(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
-        let axes = axes.into();
+    /// `log(sum(exp(x)))` over `axes`, which are dropped (`keepdims=False`), computed stably
+    /// by subtracting the maximum first.
+    pub fn logsumexp(&self, axes: impl Into<Axes>) -> Tensor {
+        self.log_sum_exp(axes.into(), false)
+    }
+
+    /// `log(sum(exp(x)))` over `axes`, kept with size 1 (`keepdims=True`).
+    pub fn logsumexp_keepdims(&self, axes: impl Into<Axes>) -> Tensor {
+        self.log_sum_exp(axes.into(), true)
+    }
+
+    fn log_sum_exp(&self, axes: Axes, keepdims: bool) -> Tensor {
         // Shift by the maximum, or by 0 where it is infinite (a row of -inf, or a +inf), as
         // TensorFlow does: inf - inf would turn the row's -inf or +inf result into NaN.
-        let raw = self.max(axes.clone(), true);
+        let raw = self.max_keepdims(axes.clone());
         let m = Tensor::where_(&raw.abs().less(f32::INFINITY), &raw, 0.0);
         let s = self
             .subtract(&m)
             .exp()
-            .sum(axes.clone(), true)
+            .sum_keepdims(axes.clone())
             .log()
             .add(&m);
         if keepdims { s } else { s.squeeze(axes) }
@@ -140,20 +204,22 @@ impl Tensor {
 
     /// Softmax along `axis`: `exp(x - max) / sum(exp(x - max))`.
     pub fn softmax(&self, axis: isize) -> Tensor {
-        let e = self.subtract(self.max(Axes::List(vec![axis]), true)).exp();
-        e.divide(e.sum(Axes::List(vec![axis]), true))
+        let e = self
+            .subtract(self.max_keepdims(Axes::List(vec![axis])))
+            .exp();
+        e.divide(e.sum_keepdims(Axes::List(vec![axis])))
     }
 
     /// Log-softmax along `axis`: `x - logsumexp(x)`.
     pub fn log_softmax(&self, axis: isize) -> Tensor {
-        let shifted = self.subtract(self.max(Axes::List(vec![axis]), true));
-        shifted.subtract(shifted.exp().sum(Axes::List(vec![axis]), true).log())
+        let shifted = self.subtract(self.max_keepdims(Axes::List(vec![axis])));
+        shifted.subtract(shifted.exp().sum_keepdims(Axes::List(vec![axis])).log())
     }
 
     /// L2 normalisation along `axes` with TensorFlow's convention:
     /// `x * rsqrt(max(sum(x^2), 1e-12))`.
     pub fn l2_normalize(&self, axes: impl Into<Axes>) -> Tensor {
-        let ss = self.square().sum(axes, true);
+        let ss = self.square().sum_keepdims(axes);
         self.multiply(ss.maximum(1e-12).rsqrt())
     }
 }
