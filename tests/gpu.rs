@@ -254,7 +254,7 @@ fn op_cases() -> Vec<OpCase> {
         }),
         ("argmax_signed_zeros", false, |x| {
             // Rows of zeros of both signs: -0.0 ranks below 0.0.
-            let z = x.floor().sign() * 0.0;
+            let z = Tensor::where_(&x.greater(0.0), -0.0f32, 0.0f32);
             z.argmax(-1).cast(DType::F32) * 10.0 + z.argmin(-1).cast(DType::F32)
         }),
         ("take_negative_ids", false, |x| {
@@ -273,6 +273,27 @@ fn op_cases() -> Vec<OpCase> {
             let n = c.l2_normalize(-1);
             Tensor::concatenate(&[n.relu(), (-&n).relu()], -1)
         }),
+        // Activations (ops/activations.rs), over [-6, 6) where a tail matters.
+        ("gelu_exact_tails", false, |x| (x * 3.0).gelu_with(false)),
+        ("gelu_approximate_wide", false, |x| (x * 3.0).gelu()),
+        ("relu6_hard_sigmoid", false, |x| {
+            (x * 4.0).relu6() + (x * 3.0).hard_sigmoid() * 10.0
+        }),
+        ("selu_celu_elu_tiny", false, |x| {
+            (x * 3.0).selu() + (x * 1e-4).celu(1.0) * 1e4 + (x * 2.0).elu(0.5)
+        }),
+        ("hard_silu_mish", false, |x| (x * 3.0).hard_silu() + (x * 3.0).mish()),
+        ("log_sigmoid_softsign", false, |x| {
+            (x * 20.0).log_sigmoid() + (x * 5.0).softsign()
+        }),
+        ("shrinks", false, |x| {
+            x.tanh_shrink() + x.hard_shrink(0.5) * 2.0 + x.soft_shrink(0.5) * 4.0
+        }),
+        ("sparse_plus_squareplus", false, |x| {
+            x.sparse_plus() + x.squareplus(4.0) * 2.0 + x.sparse_sigmoid() * 4.0
+        }),
+        ("hard_tanh_leaky", false, |x| (x * 2.0).hard_tanh() + x.leaky_relu(0.3)),
+        ("glu", false, |x| x.glu(-1)),
     ]
 }
 

@@ -85,8 +85,8 @@ pub fn unary(op: UnaryOp, d: DType, x: &str) -> String {
         (UnaryOp::Round, _) => format!("round({x})"),
         (UnaryOp::Not, _) => format!("(!{x})"),
         (UnaryOp::Tan, _) => format!("tan({x})"),
-        (UnaryOp::Asin, _) => format!("asin({x})"),
-        (UnaryOp::Acos, _) => format!("acos({x})"),
+        (UnaryOp::Asin, _) => format!("lamina_asin({x})"),
+        (UnaryOp::Acos, _) => format!("lamina_acos({x})"),
         (UnaryOp::Atan, _) => format!("atan({x})"),
         (UnaryOp::Sinh, _) => format!("sinh({x})"),
         (UnaryOp::Cosh, _) => format!("cosh({x})"),
@@ -191,21 +191,32 @@ fn lamina_argmin_better(v: f32, best: f32) -> bool {
     if (lamina_isnan(v)) { return true; }
     return v < best || (v == best && bitcast<u32>(v) == 0x80000000u && bitcast<u32>(best) == 0u);
 }
+fn lamina_asin(x: f32) -> f32 {
+    // Through atan2, which drivers implement to full precision (llvmpipe's asin is off by 1e-4).
+    return atan2(x, sqrt((1.0f - x) * (1.0f + x)));
+}
+fn lamina_acos(x: f32) -> f32 {
+    return atan2(sqrt((1.0f - x) * (1.0f + x)), x);
+}
 fn lamina_expm1(x: f32) -> f32 {
-    // Kahan: (u - 1) * x / log(u) keeps the relative precision of e^x - 1 near 0.
-    let u = exp(x);
-    if (u == 1.0f) { return x; }
-    let um1 = u - 1.0f;
-    if (um1 == -1.0f) { return -1.0f; }
-    if (lamina_isinf(u)) { return u; }
-    return um1 * x / log(u);
+    // Taylor's series near 0, where exp(x) - 1 would cancel (and drivers' exp is only
+    // accurate to a few ulp); exp(x) - 1 elsewhere.
+    if (abs(x) < 0.5f) {
+        let p = 1.0f + x * (0.5f + x * (1.6666667e-1f + x * (4.1666668e-2f + x * (8.3333338e-3f
+            + x * (1.3888889e-3f + x * (1.9841270e-4f + x * (2.4801587e-5f + x * 2.7557319e-6f)))))));
+        return x * p;
+    }
+    return exp(x) - 1.0f;
 }
 fn lamina_log1p(x: f32) -> f32 {
-    // Kahan: log(u) * x / (u - 1) with u = 1 + x.
-    let u = 1.0f + x;
-    if (u == 1.0f) { return x; }
-    if (lamina_isinf(u)) { return u; }
-    return log(u) * x / (u - 1.0f);
+    // 2 atanh(s) with s = x / (2 + x) near 0, where log(1 + x) loses the digits of x (and
+    // drivers' log is only accurate to 2^-21 absolute near 1); log(1 + x) elsewhere.
+    if (abs(x) < 0.25f) {
+        let s = x / (2.0f + x);
+        let z = s * s;
+        return 2.0f * s * (1.0f + z * (0.33333334f + z * (0.2f + z * (0.14285715f + z * 0.11111111f))));
+    }
+    return log(1.0f + x);
 }
 fn lamina_fmod(a: f32, b: f32) -> f32 {
     // C's fmod, with its special cases spelled out (WGSL's % leaves them to the driver).
