@@ -22,7 +22,7 @@ pub use lamina_graph::*;
 
 pub mod bench;
 mod predict;
-pub use predict::Predict;
+pub use predict::{ModelInputs, Predict};
 
 /// Everything a model-building program needs: `use lamina::prelude::*;`.
 pub mod prelude {

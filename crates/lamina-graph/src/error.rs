@@ -124,6 +124,15 @@ pub enum Error {
         /// What is wrong, naming the field, index, op or tensor concerned.
         detail: String,
     },
+    /// A NumPy `.npy` file or buffer that cannot be read or written: unreadable, not a `.npy`
+    /// file, an oversized header, an unsupported dtype, or data of another size than declared.
+    #[error("{origin}: {detail}")]
+    Npy {
+        /// Where the data came from: `npy file x.npy`, or `npy data`.
+        origin: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// An error that happened while a layer was being called, with the layer's name and type.
     #[error("layer '{layer}' ({kind}): {source}")]
     InLayer {

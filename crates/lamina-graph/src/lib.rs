@@ -9,6 +9,7 @@ pub mod infer;
 pub mod layer;
 pub mod layers;
 pub mod model;
+pub mod npy;
 pub mod op;
 pub mod ops;
 pub mod saving;

@@ -1,9 +1,7 @@
 //! `lamina`: inspect and run saved models from the shell.
 
-mod npy;
-
 use clap::{Parser, Subcommand};
-use lamina::{BackendKind, Model, Session};
+use lamina::{BackendKind, HostTensor, Model, Session};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -124,12 +122,13 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             let hosts = inputs
                 .iter()
-                .map(|p| npy::read(p))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(HostTensor::read_npy)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
             let session = Session::new(m.program().clone(), kind).map_err(|e| e.to_string())?;
             let results = session.run(&hosts).map_err(|e| e.to_string())?;
             for (path, t) in outputs.iter().zip(&results) {
-                npy::write(path, t)?;
+                t.write_npy(path).map_err(|e| e.to_string())?;
             }
             eprintln!("ran on {}", session.backend_name());
             Ok(())
