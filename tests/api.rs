@@ -382,3 +382,63 @@ fn read_npy_names_the_file() {
     assert!(e.contains("short.npy") && e.contains("truncated"), "{e}");
     std::fs::remove_file(&path).ok();
 }
+
+// ---------------------------------------------------------------------------------------------
+// The ellipsis in s![...]: Keras's feats[..., :2].
+
+/// x of shape (2, 3, 4) holding 0..24.
+fn cube() -> HostTensor {
+    HostTensor::new(&[2, 3, 4], (0..24).map(|v| v as f32).collect()).unwrap()
+}
+
+#[test]
+fn s_takes_an_ellipsis_for_as_many_whole_axes_as_needed() -> Result<()> {
+    let x = cube();
+    // feats[..., :2]: the first two of every last-axis row.
+    let y = run(&x, |x| x.slice(s![..., ..2]));
+    assert_eq!(y.shape(), &[2, 3, 2]);
+    assert_eq!(
+        y.as_f32()?,
+        &[
+            0.0, 1.0, 4.0, 5.0, 8.0, 9.0, 12.0, 13.0, 16.0, 17.0, 20.0, 21.0
+        ]
+    );
+    // x[..., -1], x[0, ...], x[..., 1, :], x[...], x[..., None], x[0, ..., 2]
+    let y = run(&x, |x| x.slice(s![..., -1]));
+    assert_eq!(y.shape(), &[2, 3]);
+    assert_eq!(y.as_f32()?, &[3.0, 7.0, 11.0, 15.0, 19.0, 23.0]);
+    let y = run(&x, |x| x.slice(s![1, ...]));
+    assert_eq!(y.shape(), &[3, 4]);
+    assert_eq!(y.as_f32()?[0], 12.0);
+    let y = run(&x, |x| x.slice(s![..., 1, ..]));
+    assert_eq!(y.shape(), &[2, 4]);
+    assert_eq!(y.as_f32()?, &[4.0, 5.0, 6.0, 7.0, 16.0, 17.0, 18.0, 19.0]);
+    assert_eq!(run(&x, |x| x.slice(s![...])), x);
+    let y = run(&x, |x| x.slice(s![..., SliceArg::NewAxis]));
+    assert_eq!(y.shape(), &[2, 3, 4, 1]);
+    let y = run(&x, |x| x.slice(s![1, ..., 2,]));
+    assert_eq!(y.shape(), &[3]);
+    assert_eq!(y.as_f32()?, &[14.0, 18.0, 22.0]);
+    // An ellipsis that stands for no axis at all, and the SliceArg spelling.
+    let y = run(&x, |x| x.slice(s![0, ..., 1, 2]));
+    assert_eq!(y.as_f32()?, &[6.0]);
+    assert_eq!(
+        run(&x, |x| x.slice(s![SliceArg::Ellipsis, ..2])),
+        run(&x, |x| x.slice(s![..., ..2]))
+    );
+    Ok(())
+}
+
+#[test]
+fn two_ellipses_in_one_index_are_an_error() {
+    let input = Input::new(&[3, 4]).tensor();
+    let err = Lambda::new(|x| x.slice(s![..., 0, ...]))
+        .name("crop")
+        .call(&input)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("'crop'") && err.contains("only one ellipsis") && err.contains("holds 2"),
+        "{err}"
+    );
+}

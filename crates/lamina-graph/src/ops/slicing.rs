@@ -1,5 +1,6 @@
 //! NumPy-style indexing: `x[:, 1:3]`, `x[..., -1]`, `x[::-1]`, `x[:, None]`, written
-//! `x.slice(s![.., 1..3])`, `x.slice(s![Ellipsis, -1])`, `x.slice(&[SliceArg::step(-1)])`.
+//! `x.slice(s![.., 1..3])`, `x.slice(s![..., -1])`, `x.slice(&[SliceArg::step(-1)])`,
+//! `x.slice(s![.., SliceArg::NewAxis])`.
 
 use crate::error::Error;
 use crate::op::{AxisSlice, Op};
@@ -94,12 +95,23 @@ impl From<RangeToInclusive<i32>> for SliceArg {
     }
 }
 
-/// Builds an index expression for `Tensor::slice`: `s![.., 1..3]`, `s![Ellipsis, -1]`,
-/// `s![.., NewAxis]`. Each entry converts with `SliceArg::from`.
+/// Builds an index expression for `Tensor::slice`, NumPy's `x[...]` written with Rust ranges:
+/// `s![.., 1..3]` is `x[:, 1:3]`, `s![..., ..2]` is `x[..., :2]` (`...` stands for as many whole
+/// axes as needed, at most once), `s![.., SliceArg::NewAxis]` is `x[:, None]`. Every other
+/// entry converts with `SliceArg::from`: an index, a range, or a `SliceArg`.
 #[macro_export]
 macro_rules! s {
-    ($($e:expr),* $(,)?) => {
-        &[$($crate::SliceArg::from($e)),*][..]
+    (@args [$($out:expr),*]) => {
+        &[$($out),*][..]
+    };
+    (@args [$($out:expr),*] ... $(, $($rest:tt)*)?) => {
+        $crate::s!(@args [$($out,)* $crate::SliceArg::Ellipsis] $($($rest)*)?)
+    };
+    (@args [$($out:expr),*] $e:expr $(, $($rest:tt)*)?) => {
+        $crate::s!(@args [$($out,)* $crate::SliceArg::from($e)] $($($rest)*)?)
+    };
+    ($($t:tt)*) => {
+        $crate::s!(@args [] $($t)*)
     };
 }
 
@@ -133,7 +145,9 @@ impl Tensor {
             })
         };
         if ellipses > 1 {
-            return bad("an index may hold only one ellipsis".into());
+            return bad(format!(
+                "an index may hold only one ellipsis (`...`), this one holds {ellipses}"
+            ));
         }
         if consuming > rank {
             return bad(format!(
