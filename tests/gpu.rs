@@ -282,7 +282,9 @@ fn op_cases() -> Vec<OpCase> {
         ("selu_celu_elu_tiny", false, |x| {
             (x * 3.0).selu() + (x * 1e-4).celu(1.0) * 1e4 + (x * 2.0).elu(0.5)
         }),
-        ("hard_silu_mish", false, |x| (x * 3.0).hard_silu() + (x * 3.0).mish()),
+        ("hard_silu_mish", false, |x| {
+            (x * 3.0).hard_silu() + (x * 3.0).mish()
+        }),
         ("log_sigmoid_softsign", false, |x| {
             (x * 20.0).log_sigmoid() + (x * 5.0).softsign()
         }),
@@ -292,7 +294,9 @@ fn op_cases() -> Vec<OpCase> {
         ("sparse_plus_squareplus", false, |x| {
             x.sparse_plus() + x.squareplus(4.0) * 2.0 + x.sparse_sigmoid() * 4.0
         }),
-        ("hard_tanh_leaky", false, |x| (x * 2.0).hard_tanh() + x.leaky_relu(0.3)),
+        ("hard_tanh_leaky", false, |x| {
+            (x * 2.0).hard_tanh() + x.leaky_relu(0.3)
+        }),
         ("glu", false, |x| x.glu(-1)),
     ]
 }

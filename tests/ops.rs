@@ -516,9 +516,23 @@ fn relu_silu_gelu_softplus() {
             2.85772238,
         ],
     );
-    // The exact, erf-based GELU (not the tanh approximation: gelu(1) would be 0.841192).
+    // `gelu()` is keras.ops.gelu's default, the tanh approximation:
+    // x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))), in f64.
     approx(
         &run1(&s, signed(), |x| x.gelu()),
+        &s,
+        &[
+            -0.0454023059,
+            -0.15428599,
+            0.0,
+            0.34571401,
+            0.841191991,
+            2.99636261,
+        ],
+    );
+    // `gelu_with(false)` is the exact form, x/2 * erfc(-x / sqrt(2)) (the "gelu" activation).
+    approx(
+        &run1(&s, signed(), |x| x.gelu_with(false)),
         &s,
         &[
             -0.0455002639,
@@ -530,9 +544,14 @@ fn relu_silu_gelu_softplus() {
         ],
     );
     approx(
-        &run1(&[1, 2], vec![-6.0, 6.0], |x| x.gelu()),
+        &run1(&[1, 2], vec![-6.0, 6.0], |x| x.gelu_with(false)),
         &[1, 2],
         &[-5.91952587e-9, 5.99999999],
+    );
+    approx(
+        &run1(&[1, 2], vec![-6.0, 6.0], |x| x.gelu_with(true)),
+        &[1, 2],
+        &[-8.43964898e-11, 6.0],
     );
     approx(
         &run1(&s, signed(), |x| x.softplus()),

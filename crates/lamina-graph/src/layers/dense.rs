@@ -104,7 +104,7 @@ impl Dense {
 
     /// The activation.
     pub fn activation_fn(&self) -> Activation {
-        self.inner.config.activation
+        self.inner.config.activation.clone()
     }
 
     /// Whether the layer adds a bias.

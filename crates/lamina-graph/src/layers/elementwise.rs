@@ -39,7 +39,7 @@ impl ActivationLayer {
 
     /// The activation.
     pub fn activation(&self) -> Activation {
-        self.activation
+        self.activation.clone()
     }
 }
 

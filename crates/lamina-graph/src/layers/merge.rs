@@ -1,5 +1,7 @@
 //! Merge layers: `Add`, `Subtract`, `Multiply`, `Average`, `Maximum`, `Minimum` (elementwise,
-//! broadcasting) and `Concatenate`, with Keras 3's shape and mask rules.
+//! broadcasting) and `Concatenate`, with Keras 3's shape and mask rules: the output mask of an
+//! elementwise merge is the `or` of the input masks (none if any input has none), and
+//! `Multiply`, `Maximum` and `Minimum` also use the masks for their values.
 
 use super::common::{align_mask, layer_identity};
 use crate::dtype::DType;
@@ -60,6 +62,21 @@ fn or_masks(masks: &[Option<Tensor>]) -> Option<Tensor> {
     out
 }
 
+/// The masks that take part in the values: each input's, as bools with trailing axes to its
+/// rank. An input that `merge_inputs` had to bring up to a higher rank has none, as in Keras,
+/// where the expanded tensor no longer carries the mask.
+fn value_masks(inputs: &[Tensor], xs: &[Tensor], masks: &[Option<Tensor>]) -> Vec<Option<Tensor>> {
+    inputs
+        .iter()
+        .zip(xs)
+        .enumerate()
+        .map(|(k, (input, x))| {
+            let m = masks.get(k)?.as_ref()?;
+            (input.rank() == x.rank()).then(|| align_mask(m, x.rank()))
+        })
+        .collect()
+}
+
 /// Which elementwise merge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum MergeOp {
@@ -71,7 +88,69 @@ enum MergeOp {
     Minimum,
 }
 
-fn merge_values(op: MergeOp, xs: &[Tensor]) -> Tensor {
+/// The merged values. `masks` are the inputs' masks aligned to their ranks (`None` where an
+/// input has none); `Multiply`, `Maximum` and `Minimum` use them as Keras 3 does, the others
+/// ignore them.
+fn merge_values(op: MergeOp, xs: &[Tensor], masks: &[Option<Tensor>]) -> Tensor {
+    match op {
+        MergeOp::Multiply if masks.iter().any(Option::is_some) => masked_product(xs, masks),
+        MergeOp::Maximum | MergeOp::Minimum if masks.iter().any(Option::is_some) => {
+            masked_extreme(op, xs, masks)
+        }
+        _ => plain_merge(op, xs),
+    }
+}
+
+/// Keras 3's masked `Multiply`: a masked entry counts as 1; when every input has a mask, a
+/// position masked in all of them is 0.
+fn masked_product(xs: &[Tensor], masks: &[Option<Tensor>]) -> Tensor {
+    let factors: Vec<Tensor> = xs
+        .iter()
+        .zip(masks)
+        .map(|(x, m)| match m {
+            Some(m) => Tensor::where_(m, x, Tensor::scalar_of(1.0, x.dtype())),
+            None => x.clone(),
+        })
+        .collect();
+    let mut out = factors[0].clone();
+    for f in &factors[1..] {
+        out = out.multiply(f);
+    }
+    match or_masks(masks) {
+        Some(m) => Tensor::where_(&m, &out, Tensor::scalar_of(0.0, out.dtype())),
+        None => out,
+    }
+}
+
+/// Keras 3's masked `Maximum` / `Minimum`: each input's masked entries take the running
+/// result's value and the running result's masked entries take the input's, so only valid
+/// inputs count; a position masked everywhere keeps the first input's value. The running mask
+/// is dropped from the first input without one on.
+fn masked_extreme(op: MergeOp, xs: &[Tensor], masks: &[Option<Tensor>]) -> Tensor {
+    let mut out = xs[0].clone();
+    let mut out_mask = masks[0].clone();
+    for (x, m) in xs[1..].iter().zip(&masks[1..]) {
+        let x = match m {
+            Some(m) => Tensor::where_(m, x, &out),
+            None => x.clone(),
+        };
+        if let Some(om) = &out_mask {
+            out = Tensor::where_(om, &out, &x);
+        }
+        out_mask = match (&out_mask, m) {
+            (Some(om), Some(m)) => Some(om.logical_or(m)),
+            _ => None,
+        };
+        out = if op == MergeOp::Maximum {
+            out.maximum(&x)
+        } else {
+            out.minimum(&x)
+        };
+    }
+    out
+}
+
+fn plain_merge(op: MergeOp, xs: &[Tensor]) -> Tensor {
     let mut acc = xs[0].clone();
     for x in &xs[1..] {
         acc = match op {
@@ -130,6 +209,14 @@ macro_rules! elementwise_merge {
             layer_identity!($kind);
 
             fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+                self.forward_masked(inputs, &vec![None; inputs.len()])
+            }
+
+            fn forward_masked(
+                &self,
+                inputs: &[Tensor],
+                masks: &[Option<Tensor>],
+            ) -> Result<Vec<Tensor>> {
                 if $op == MergeOp::Subtract && inputs.len() != 2 {
                     return Err(Error::Inputs {
                         detail: format!(
@@ -139,11 +226,11 @@ macro_rules! elementwise_merge {
                     });
                 }
                 let xs = merge_inputs($kind, inputs)?;
-                let out = merge_values($op, &xs);
+                let masks = value_masks(inputs, &xs, masks);
+                let out = merge_values($op, &xs, &masks);
                 out.check()?;
                 Ok(vec![out])
             }
-
 
             fn supports_masking(&self) -> bool {
                 true
@@ -171,7 +258,9 @@ elementwise_merge!(
     Subtract, "Subtract", "subtract", MergeOp::Subtract
 );
 elementwise_merge!(
-    /// Keras's `Multiply`: the product of its inputs.
+    /// Keras's `Multiply`: the product of its inputs. With masks, as in Keras 3, a masked
+    /// entry counts as 1, and when every input has a mask a position masked in all of them
+    /// is 0.
     Multiply, "Multiply", "multiply", MergeOp::Multiply
 );
 elementwise_merge!(
@@ -179,11 +268,13 @@ elementwise_merge!(
     Average, "Average", "average", MergeOp::Average
 );
 elementwise_merge!(
-    /// Keras's `Maximum`: the elementwise maximum of its inputs.
+    /// Keras's `Maximum`: the elementwise maximum of its inputs. With masks, as in Keras 3,
+    /// only the inputs valid at a position count; one masked in every input keeps the first
+    /// input's value.
     Maximum, "Maximum", "maximum", MergeOp::Maximum
 );
 elementwise_merge!(
-    /// Keras's `Minimum`: the elementwise minimum of its inputs.
+    /// Keras's `Minimum`: the elementwise minimum of its inputs, with `Maximum`'s mask rules.
     Minimum, "Minimum", "minimum", MergeOp::Minimum
 );
 

@@ -16,7 +16,7 @@ mod pooling;
 mod reshaping;
 mod softmax;
 
-pub use activation::Activation;
+pub use activation::{Activation, ActivationFunction, CustomActivation};
 pub(crate) use common::with_stored_weights;
 pub use dense::Dense;
 pub use elementwise::{ActivationLayer, Dropout, Rescaling};

@@ -1,13 +1,16 @@
 //! The `Softmax` layer, with Keras 3's mask handling.
 
 use super::common::{align_mask, layer_identity, one_input};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::layer::{Layer, call_layer, call_layer_with_masks, unique_name};
 use crate::tensor::{Tensor, next_id};
 
 /// Keras's `Softmax(axis=-1)`. With a mask (the input's, or one given to `call_masked`),
-/// masked positions take -1e9 before the softmax and 0 after it, so they get no weight and a
-/// fully masked row gives zeros. A mask of lower rank covers the leading axes.
+/// masked positions take -1e9 before the softmax and exactly 0 after it, so they get no
+/// weight and a fully masked row gives zeros, as in Keras 3.15. A bool mask keeps its true
+/// positions, a float mask those above 0.5, an integer mask those above 0. A mask of lower
+/// rank covers the leading axes.
 #[derive(Clone)]
 pub struct Softmax {
     id: u64,
@@ -53,8 +56,8 @@ impl Softmax {
         Ok(call_layer(self, std::slice::from_ref(x))?.remove(0))
     }
 
-    /// Calls the layer with an explicit mask, true where a position takes part (Keras's
-    /// `Softmax()(x, mask=m)`).
+    /// Calls the layer with an explicit mask, true (or, for a float mask, above 0.5) where a
+    /// position takes part (Keras's `Softmax()(x, mask=m)`).
     pub fn call_masked(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let masks = [Some(mask.clone())];
         Ok(call_layer_with_masks(self, std::slice::from_ref(x), Some(&masks))?.remove(0))
@@ -64,6 +67,17 @@ impl Softmax {
 impl Default for Softmax {
     fn default() -> Self {
         Softmax::new()
+    }
+}
+
+/// Where a mask keeps a position, as Keras 3 reads it: a bool mask as it is, a float mask
+/// where it is above 0.5 (0.5 itself is masked), an integer mask where it is above 0 (Keras
+/// compares with 0.5 cast to the mask's dtype).
+fn kept(mask: &Tensor) -> Tensor {
+    match mask.dtype() {
+        DType::Bool => mask.clone(),
+        DType::F32 => mask.greater(0.5),
+        DType::I32 | DType::U32 => mask.greater(0),
     }
 }
 
@@ -82,7 +96,7 @@ impl Layer for Softmax {
         let out = match masks.first().cloned().flatten() {
             None => x.softmax(self.axis),
             Some(mask) => {
-                let m = align_mask(&mask, x.rank());
+                let m = align_mask(&kept(&mask), x.rank());
                 let y = Tensor::where_(&m, x, LARGE_NEGATIVE).softmax(self.axis);
                 let y = Tensor::where_(&m, &y, 0.0);
                 let (xs, ys) = (x.shape(), y.shape());
@@ -105,5 +119,15 @@ impl Layer for Softmax {
 
     fn supports_masking(&self) -> bool {
         true
+    }
+
+    /// Passes the mask on as the bools the softmax used (a float mask thresholded at 0.5).
+    fn compute_mask(
+        &self,
+        _inputs: &[Tensor],
+        masks: &[Option<Tensor>],
+        _outputs: &[Tensor],
+    ) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![masks.first().cloned().flatten().map(|m| kept(&m))])
     }
 }

@@ -445,45 +445,6 @@ impl Tensor {
         self.maximum(0)
     }
 
-    /// `x * sigmoid(x)` (swish).
-    pub fn silu(&self) -> Tensor {
-        self.multiply(self.sigmoid())
-    }
-
-    /// The exact, erf-based GELU: `0.5 * x * (1 + erf(x / sqrt(2)))`.
-    pub fn gelu(&self) -> Tensor {
-        let inner = self
-            .multiply(std::f32::consts::FRAC_1_SQRT_2)
-            .erf()
-            .add(1.0);
-        self.multiply(inner).multiply(0.5)
-    }
-
-    /// `log(1 + e^x)`, computed stably as `max(x, 0) + log1p(e^-|x|)`. `log1p(y)` is
-    /// Kahan's `log(u) * y / (u - 1)` with `u = 1 + y` (and `y` itself where `u` rounds to 1),
-    /// so that `softplus(-20)` is `2.06e-9`, not 0.
-    pub fn softplus(&self) -> Tensor {
-        let y = self.abs().negative().exp();
-        let u = y.add(1.0);
-        let log1p = Tensor::where_(
-            &u.equal(1.0),
-            &y,
-            u.log().multiply(&y).divide(u.subtract(1.0)),
-        );
-        self.relu().add(log1p)
-    }
-
-    /// ELU: `x` where positive, `alpha * (e^x - 1)` elsewhere.
-    pub fn elu(&self, alpha: f32) -> Tensor {
-        let neg = self.exp().subtract(1.0).multiply(alpha);
-        Tensor::where_(&self.greater(0.0), self, &neg)
-    }
-
-    /// Leaky ReLU: `x` where positive, `negative_slope * x` elsewhere.
-    pub fn leaky_relu(&self, negative_slope: f32) -> Tensor {
-        Tensor::where_(&self.greater(0.0), self, self.multiply(negative_slope))
-    }
-
     /// Clips every element into `[min, max]` (`minimum(maximum(x, min), max)`).
     pub fn clip(&self, min: impl Operand, max: impl Operand) -> Tensor {
         self.maximum(min).minimum(max)

@@ -1,5 +1,6 @@
 //! The keras.ops-style methods on `Tensor`, composed from the primitive ops of `crate::op`.
 
+mod activations;
 mod axes;
 mod elementwise;
 mod gather;

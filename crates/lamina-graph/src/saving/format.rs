@@ -73,8 +73,11 @@ pub enum LayerRecord {
         name: String,
         /// Output units.
         units: usize,
-        /// Keras activation name.
+        /// Keras activation name (the given name of a custom activation).
         activation: String,
+        /// A custom activation's body, traced on one input; absent for a named activation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        activation_body: Option<BodyRecord>,
         /// Whether there is a bias.
         use_bias: bool,
     },
@@ -207,8 +210,11 @@ pub enum LayerRecord {
     Activation {
         /// The layer's name.
         name: String,
-        /// Keras activation name.
+        /// Keras activation name (the given name of a custom activation).
         activation: String,
+        /// A custom activation's body, traced on one input; absent for a named activation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        activation_body: Option<BodyRecord>,
     },
     /// A `Dropout` layer (the identity at inference).
     Dropout {
@@ -253,7 +259,8 @@ pub enum OutputShapeRecord {
     Full(Vec<Option<usize>>),
 }
 
-/// A Lambda's expression graph: nodes in topological order, each reading earlier nodes.
+/// A recorded expression graph (a Lambda body, a mask function, a custom activation): nodes in
+/// topological order, each reading earlier nodes.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BodyRecord {

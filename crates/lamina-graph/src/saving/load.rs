@@ -253,8 +253,90 @@ pub(crate) fn from_bytes(bytes: &[u8], path: &str) -> Result<Model> {
     build(&loader, &arch)
 }
 
-/// A built-in layer from its configuration record (not an input layer or a Lambda).
-fn config_layer(record: &LayerRecord) -> Result<LayerRef> {
+/// The constants that recorded bodies of layer `i` read, `layers/{i}/constants/{k}`, numbered
+/// in order of first use across the bodies.
+fn body_constants<'b>(
+    loader: &Loader<'_>,
+    i: usize,
+    name: &str,
+    bodies: impl Iterator<Item = &'b BodyRecord>,
+) -> Result<Vec<HostTensor>> {
+    let mut constants = Vec::new();
+    for node in bodies.flat_map(|b| &b.nodes) {
+        if let OpRecord::Constant { id } = node.op {
+            if id > constants.len() {
+                return Err(loader.err(format!(
+                    "layer {i} '{name}': constant {id} appears before constant {}",
+                    constants.len()
+                )));
+            }
+            if id == constants.len() {
+                constants.push(loader.tensor(&format!("layers/{i}/constants/{id}"))?);
+            }
+        }
+    }
+    Ok(constants)
+}
+
+/// The custom activation recorded in a `Dense` or `Activation` record, rebuilt as a function
+/// that replays its body (`None` when the record names a built-in activation). The body may
+/// read only its one input, constants and compute ops.
+fn recorded_activation(
+    loader: &Loader<'_>,
+    i: usize,
+    record: &LayerRecord,
+) -> Result<Option<crate::layers::Activation>> {
+    let (name, activation, body) = match record {
+        LayerRecord::Dense {
+            name,
+            activation,
+            activation_body: Some(body),
+            ..
+        }
+        | LayerRecord::Activation {
+            name,
+            activation,
+            activation_body: Some(body),
+        } => (name, activation, body),
+        _ => return Ok(None),
+    };
+    let bad = |detail: String| {
+        loader.err(format!(
+            "layer {i} '{name}': activation '{activation}': {detail}"
+        ))
+    };
+    if body.inputs != 1 {
+        return Err(bad(format!("its body takes {} inputs, not 1", body.inputs)));
+    }
+    for (k, node) in body.nodes.iter().enumerate() {
+        match &node.op {
+            OpRecord::Input { index: 0 } | OpRecord::Constant { .. } => {}
+            OpRecord::Input { .. }
+            | OpRecord::InputMask { .. }
+            | OpRecord::Variable { .. }
+            | OpRecord::Argument { .. } => {
+                return Err(bad(format!(
+                    "node {k} reads something other than the activation's input or a constant"
+                )));
+            }
+            _ => {}
+        }
+    }
+    let constants = Arc::new(body_constants(loader, i, name, std::iter::once(body))?);
+    let body = Arc::new(body.clone());
+    let none = Arc::new(HashMap::new());
+    Ok(Some(crate::layers::Activation::custom(
+        activation,
+        move |x| replay(&body, &constants, &none, std::slice::from_ref(x), &[], None),
+    )))
+}
+
+/// A built-in layer from its configuration record (not an input layer or a Lambda), with the
+/// custom activation rebuilt from the record, if it has one.
+fn config_layer(
+    record: &LayerRecord,
+    custom: Option<crate::layers::Activation>,
+) -> Result<LayerRef> {
     use crate::layers::*;
     let format = |f: &str| DataFormat::parse(f);
     let axis = |a: i64| -> Result<isize> {
@@ -268,9 +350,13 @@ fn config_layer(record: &LayerRecord) -> Result<LayerRef> {
             units,
             activation,
             use_bias,
+            ..
         } => Arc::new(
             Dense::new(*units)
-                .activation(activation.parse()?)
+                .activation(match custom {
+                    Some(a) => a,
+                    None => activation.parse()?,
+                })
                 .use_bias(*use_bias)
                 .name(name),
         ),
@@ -339,8 +425,14 @@ fn config_layer(record: &LayerRecord) -> Result<LayerRef> {
         LayerRecord::Flatten { name, data_format } => {
             Arc::new(Flatten::new().data_format(format(data_format)?).name(name))
         }
-        LayerRecord::Activation { name, activation } => {
-            Arc::new(ActivationLayer::new(activation.parse()?).name(name))
+        LayerRecord::Activation {
+            name, activation, ..
+        } => {
+            let activation = match custom {
+                Some(a) => a,
+                None => activation.parse()?,
+            };
+            Arc::new(ActivationLayer::new(activation).name(name))
         }
         LayerRecord::Dropout { name, rate } => Arc::new(Dropout::new(*rate).name(name)),
         LayerRecord::Rescaling {
@@ -384,24 +476,8 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
                     Some(MaskRecord::Function { body: Some(b) }) => Some(b),
                     _ => None,
                 };
-                let mut constants = Vec::new();
-                for node in body
-                    .nodes
-                    .iter()
-                    .chain(mask_body.iter().flat_map(|b| &b.nodes))
-                {
-                    if let OpRecord::Constant { id } = node.op {
-                        if id > constants.len() {
-                            return Err(loader.err(format!(
-                                "layer {i} '{name}': constant {id} appears before constant {}",
-                                constants.len()
-                            )));
-                        }
-                        if id == constants.len() {
-                            constants.push(loader.tensor(&format!("layers/{i}/constants/{id}"))?);
-                        }
-                    }
-                }
+                let constants =
+                    body_constants(loader, i, name, std::iter::once(body).chain(mask_body))?;
                 let mut initial = HashMap::new();
                 for v in variables {
                     initial.insert(
@@ -452,7 +528,8 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
                 }
             }
             other => Built::Layer {
-                layer: config_layer(other).map_err(|e| loader.err(format!("layer {i}: {e}")))?,
+                layer: config_layer(other, recorded_activation(loader, i, other)?)
+                    .map_err(|e| loader.err(format!("layer {i}: {e}")))?,
                 weights_set: false,
             },
         });

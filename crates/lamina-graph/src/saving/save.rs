@@ -1,6 +1,7 @@
 //! Saving: a model (Lambda bodies included) to one safetensors file, written atomically.
 
 use super::format::*;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::host::{HostData, HostTensor};
 use crate::layer::LayerCall;
@@ -143,9 +144,20 @@ fn layer_record(
     if let Some(lambda) = any.downcast_ref::<Lambda>() {
         return lambda_record(lambda, call, index, tensors);
     }
-    let record = config_record(any, name.clone()).ok_or_else(|| Error::Model {
+    let mut record = config_record(any, name.clone()).ok_or_else(|| Error::Model {
         detail: format!("cannot save layer '{name}' of type {}", layer.kind()),
     })?;
+    if let Some(body) = custom_activation_body(any, call, index, tensors)? {
+        match &mut record {
+            LayerRecord::Dense {
+                activation_body, ..
+            }
+            | LayerRecord::Activation {
+                activation_body, ..
+            } => *activation_body = Some(body),
+            _ => {}
+        }
+    }
     for v in layer.variables() {
         tensors.insert(format!("layers/{index}/weights/{}", v.name()), v.value());
     }
@@ -169,6 +181,7 @@ fn config_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
             name,
             units: l.units(),
             activation: l.activation_fn().name().to_string(),
+            activation_body: None,
             use_bias: l.has_bias(),
         });
     }
@@ -239,6 +252,7 @@ fn config_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
         return Some(LayerRecord::Activation {
             name,
             activation: l.activation().name().to_string(),
+            activation_body: None,
         });
     }
     if let Some(l) = any.downcast_ref::<Dropout>() {
@@ -256,6 +270,60 @@ fn config_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
         });
     }
     None
+}
+
+/// The body of a layer's custom activation (`None` for a named one or a layer without an
+/// activation): the function traced once more on a placeholder shaped like the activation's
+/// input in this call, so that only the activation is recorded, not the layer around it.
+fn custom_activation_body(
+    any: &dyn std::any::Any,
+    call: &Arc<LayerCall>,
+    index: usize,
+    tensors: &mut BTreeMap<String, HostTensor>,
+) -> Result<Option<BodyRecord>> {
+    use crate::layers::{ActivationLayer, Dense};
+    let layer = call.layer();
+    let Some(x) = call.inputs().first() else {
+        return Ok(None);
+    };
+    let (activation, shape, dtype) = if let Some(dense) = any.downcast_ref::<Dense>() {
+        // Dense applies its activation to `x @ kernel + bias`: float32, `units` wide.
+        let mut dims = x.shape().dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = Dim::Known(dense.units());
+        }
+        (dense.activation_fn(), Shape::new(dims), DType::F32)
+    } else if let Some(l) = any.downcast_ref::<ActivationLayer>() {
+        (l.activation(), x.shape(), x.dtype())
+    } else {
+        return Ok(None);
+    };
+    if !activation.is_custom() {
+        return Ok(None);
+    }
+    let placeholder = Tensor::input("activation_input", shape, dtype);
+    let fail = |detail: String| Error::Model {
+        detail: format!(
+            "cannot save the activation '{}' of layer '{}': {detail}",
+            activation.name(),
+            layer.name()
+        ),
+    };
+    let out = activation.apply(&placeholder);
+    out.check().map_err(|e| fail(e.to_string()))?;
+    let mut recorder = BodyRecorder {
+        index,
+        tensors,
+        constants: 0,
+        arguments: HashMap::new(),
+        variables: HashMap::new(),
+        leaves: HashMap::from([(placeholder.id(), OpRecord::Input { index: 0 })]),
+        inputs: 1,
+    };
+    recorder
+        .record(&out)
+        .map(Some)
+        .map_err(|e| fail(e.to_string()))
 }
 
 fn lambda_record(
