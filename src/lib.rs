@@ -16,7 +16,8 @@
 
 pub use lamina_backend::gpu::{AdapterSummary, GpuBackend, GpuOptions, list_adapters};
 pub use lamina_backend::{
-    Backend, BackendKind, CpuBackend, Executable, RunStats, Session, create_backend, shared_gpu,
+    Backend, BackendKind, CpuBackend, Executable, MEMORY_LIMIT_ENV, MemoryBudget, RunStats,
+    Session, create_backend, shared_gpu,
 };
 pub use lamina_graph::*;
 
@@ -27,7 +28,7 @@ pub use predict::{ModelInputs, Predict};
 /// Everything a model-building program needs: `use lamina::prelude::*;`.
 pub mod prelude {
     pub use crate::Predict;
-    pub use lamina_backend::{BackendKind, Session};
+    pub use lamina_backend::{BackendKind, MemoryBudget, Session};
     pub use lamina_graph::{
         Activation, ActivationLayer, Add, Average, Axes, Concatenate, DType, DataFormat, Dense,
         Dim, Dropout, Embedding, Error, Flatten, GlobalAveragePooling1D, GlobalMaxPooling1D,

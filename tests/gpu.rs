@@ -169,9 +169,7 @@ fn op_cases() -> Vec<OpCase> {
         ("log_softmax", false, |x| x.log_softmax(-1)),
         ("l2_normalize", false, |x| x.l2_normalize(-1)),
         ("reshape", false, |x| x.reshape(&[-1, 12]) * 2.0),
-        ("reshape_split", false, |x| {
-            x.reshape(&[-1, 2, 6]).sum(1)
-        }),
+        ("reshape_split", false, |x| x.reshape(&[-1, 2, 6]).sum(1)),
         ("transpose", false, |x| x.transpose(&[0, 2, 1]) + 1.0),
         ("t", false, |x| x.t() * 1.5),
         ("swapaxes", false, |x| x.swapaxes(0, 2) - 1.0),
@@ -224,7 +222,9 @@ fn op_cases() -> Vec<OpCase> {
         ("arcsinh_arccosh_arctanh", true, |x| {
             x.arcsinh() + (x + 1.0).arccosh() + (x * 0.2).arctanh()
         }),
-        ("expm1_log1p", false, |x| (x * 1e-3).expm1() + (x * 1e-3).log1p() * 1e3),
+        ("expm1_log1p", false, |x| {
+            (x * 1e-3).expm1() + (x * 1e-3).log1p() * 1e3
+        }),
         ("expm1_large", false, |x| (x * 40.0).expm1()),
         ("log2_log10", true, |x| x.log2() + x.log10()),
         ("isnan_isinf_isfinite", false, |x| {

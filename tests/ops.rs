@@ -899,13 +899,21 @@ fn int32_arithmetic() {
     let s = [2, 3];
     let a = vec![-7, 0, 5, 12, 3, -1];
     ints(&runi(&s, a.clone(), |x| x + 1), &s, &[-6, 1, 6, 13, 4, 0]);
-    ints(&runi(&s, a.clone(), |x| x * 2), &s, &[-14, 0, 10, 24, 6, -2]);
+    ints(
+        &runi(&s, a.clone(), |x| x * 2),
+        &s,
+        &[-14, 0, 10, 24, 6, -2],
+    );
     ints(
         &runi(&s, a.clone(), |x| x.multiply(3)),
         &s,
         &[-21, 0, 15, 36, 9, -3],
     );
-    ints(&runi(&s, a.clone(), |x| 10 - x), &s, &[17, 10, 5, -2, 7, 11]);
+    ints(
+        &runi(&s, a.clone(), |x| 10 - x),
+        &s,
+        &[17, 10, 5, -2, 7, 11],
+    );
     ints(&runi(&s, a.clone(), |x| -x), &s, &[7, 0, -5, -12, -3, 1]);
     ints(&runi(&s, a.clone(), |x| x.abs()), &s, &[7, 0, 5, 12, 3, 1]);
     ints(
@@ -1097,7 +1105,11 @@ fn sum_and_mean_over_axes() {
     exact(&go(|x| x.sum(None::<i32>)), &[], &[66.0]);
     exact(&go(|x| x.mean(-1)), &[2, 2], &[1.0, 4.0, 7.0, 10.0]);
     exact(&go(|x| x.mean([0, 1])), &[3], &[4.5, 5.5, 6.5]);
-    exact(&go(|x| x.mean_keepdims([0, 1])), &[1, 1, 3], &[4.5, 5.5, 6.5]);
+    exact(
+        &go(|x| x.mean_keepdims([0, 1])),
+        &[1, 1, 3],
+        &[4.5, 5.5, 6.5],
+    );
     exact(&go(|x| x.mean(Axes::All)), &[], &[5.5]);
     exact(
         &go(|x| x.mean_keepdims(1)),
@@ -1122,11 +1134,7 @@ fn max_min_prod_over_axes() {
         &[2, 3],
         &[1.5, 4.0, 8.0, -2.0, -3.0, 0.5],
     );
-    exact(
-        &go(|x| x.max(0)),
-        &[2, 3],
-        &[3.0, 1.0, 2.0, 0.5, -3.0, 4.0],
-    );
+    exact(&go(|x| x.max(0)), &[2, 3], &[3.0, 1.0, 2.0, 0.5, -3.0, 4.0]);
     exact(
         &go(|x| x.min_keepdims(0)),
         &[1, 2, 3],
@@ -1169,16 +1177,8 @@ fn int32_reductions() {
         &[3, -11, 10],
     );
     ints(&runi(&s, x.clone(), |x| x.max(-1)), &[2], &[7, 3]);
-    ints(
-        &runi(&s, x.clone(), |x| x.min(Axes::All)),
-        &[],
-        &[-9],
-    );
-    ints(
-        &runi(&s, x.clone(), |x| x.prod(-1)),
-        &[2],
-        &[-56, 27],
-    );
+    ints(&runi(&s, x.clone(), |x| x.min(Axes::All)), &[], &[-9]);
+    ints(&runi(&s, x.clone(), |x| x.prod(-1)), &[2], &[-56, 27]);
     ints(&runi(&s, x, |x| x.argmax(-1)), &[2], &[2, 2]);
 }
 
@@ -2536,7 +2536,9 @@ fn float_scalars_promote_integer_tensors_as_keras_does() {
         &[0.5, 1.0, 2.0],
     );
     exact(
-        &runi(&[1, 3], vec![-1, 1, 3], |x| Tensor::where_(&x.greater(0), x, 0.5)),
+        &runi(&[1, 3], vec![-1, 1, 3], |x| {
+            Tensor::where_(&x.greater(0), x, 0.5)
+        }),
         &[1, 3],
         &[0.5, 1.0, 3.0],
     );
@@ -2641,11 +2643,7 @@ fn dynamic_sequence_axis() {
         &[1, 3],
         &[5.0, 3.0, 1.0],
     );
-    exact(
-        &go(d.clone(), 3, |x| x.mean(1)),
-        &[1, 2],
-        &[3.0, 4.0],
-    );
+    exact(&go(d.clone(), 3, |x| x.mean(1)), &[1, 2], &[3.0, 4.0]);
     exact(
         &go(d.clone(), 3, |x| x.sum_keepdims(-2)),
         &[1, 1, 2],
@@ -2875,7 +2873,9 @@ fn nan_and_inf_tests_and_nan_to_num() {
     );
     // The common NaN-cleaning Lambda.
     exact(
-        &run1(&s, x.clone(), |x| Tensor::where_(&x.isnan(), 0.0, x).minimum(2.0)),
+        &run1(&s, x.clone(), |x| {
+            Tensor::where_(&x.isnan(), 0.0, x).minimum(2.0)
+        }),
         &s,
         &[0.0, 2.0, -INF, 1.5, 0.0],
     );
@@ -2908,7 +2908,12 @@ fn expm1_log1p_logaddexp_hypot() {
     let s = [1, 4];
     let x = vec![1e-7f32, -1e-4, 0.5, -3.0];
     let want = |f: fn(f64) -> f64| -> Vec<f32> { x.iter().map(|&v| f(v as f64) as f32).collect() };
-    close(&run1(&s, x.clone(), |x| x.expm1()), &s, &want(f64::exp_m1), 2e-7);
+    close(
+        &run1(&s, x.clone(), |x| x.expm1()),
+        &s,
+        &want(f64::exp_m1),
+        2e-7,
+    );
     close(
         &run1(&s, vec![1e-7f32, -1e-4, 0.5, 3.0], |x| x.log1p()),
         &s,
@@ -2999,7 +3004,10 @@ fn exp_underflows_gradually() {
     // exp(-100) is 3.72e-44, a subnormal float32; log(exp(-95)) is -95, not -87.3.
     let e = run1(&[1, 3], vec![-100.0, -95.0, -104.0], |x| x.exp());
     let got = e.as_f32().unwrap();
-    assert!((got[0] as f64 - (-100f64).exp()).abs() <= 1.5e-45, "{got:?}");
+    assert!(
+        (got[0] as f64 - (-100f64).exp()).abs() <= 1.5e-45,
+        "{got:?}"
+    );
     assert!((got[1] as f64 - (-95f64).exp()).abs() <= 1.5e-45, "{got:?}");
     assert_eq!(got[2], 0.0);
     let l = run1(&[1, 1], vec![-95.0], |x| x.exp().log());
@@ -3015,7 +3023,11 @@ fn argmax_ranks_negative_zero_below_zero() {
     // NaN wins both, as in Keras.
     let s = [1, 3];
     ints(&run1(&s, vec![1.0, NAN, 3.0], |x| x.argmax(-1)), &[1], &[1]);
-    ints(&run1(&s, vec![1.0, NAN, -3.0], |x| x.argmin(-1)), &[1], &[1]);
+    ints(
+        &run1(&s, vec![1.0, NAN, -3.0], |x| x.argmin(-1)),
+        &[1],
+        &[1],
+    );
 }
 
 #[test]
@@ -3028,7 +3040,10 @@ fn take_counts_negative_indices_from_the_end() {
     );
     // -4 is outside a 3-element axis: an error naming it, never a read out of bounds.
     let ids = Tensor::constant(HostTensor::new(&[1], vec![-4i32]).unwrap());
-    let e = try_run(&[1, 3], vec![10.0f32, 20.0, 30.0], move |x| x.take(&ids, -1)).unwrap_err();
+    let e = try_run(&[1, 3], vec![10.0f32, 20.0, 30.0], move |x| {
+        x.take(&ids, -1)
+    })
+    .unwrap_err();
     assert!(e.to_string().contains("index -4"), "{e}");
 }
 
@@ -3041,7 +3056,10 @@ fn long_sums_do_not_stall() {
     let exact_total = v as f64 * n as f64;
     let s = run1(&[1, n], vec![v; n], |x| x.sum(-1));
     let got = s.as_f32().unwrap()[0] as f64;
-    assert!(((got - exact_total) / exact_total).abs() < 1e-6, "{got} vs {exact_total}");
+    assert!(
+        ((got - exact_total) / exact_total).abs() < 1e-6,
+        "{got} vs {exact_total}"
+    );
     // The same over a middle axis (2^21 rows of two columns), and as a mean.
     let rows = 1 << 21;
     let m = run1(&[1, rows, 2], vec![v; rows * 2], |x| x.mean(1));
@@ -3070,10 +3088,22 @@ fn bool_arithmetic_is_logical_and_int_powers_are_exact() {
         &s,
         &[9, 4, 0, 46341i32.wrapping_mul(46341)],
     );
-    ints(&runi(&s, vec![3, -2, 0, 7], |x| x.pow(0)), &s, &[1, 1, 1, 1]);
-    ints(&runi(&s, vec![3, -2, 0, 7], |x| x.pow(5)), &s, &[243, -32, 0, 16807]);
+    ints(
+        &runi(&s, vec![3, -2, 0, 7], |x| x.pow(0)),
+        &s,
+        &[1, 1, 1, 1],
+    );
+    ints(
+        &runi(&s, vec![3, -2, 0, 7], |x| x.pow(5)),
+        &s,
+        &[243, -32, 0, 16807],
+    );
     let e = build_error_of(DType::I32, &[2], |x| x.pow(-1));
     assert!(e.to_string().contains("power"), "{e}");
     // A float exponent makes the result float32, as in Keras.
-    exact(&runi(&[1, 2], vec![4, 9], |x| x.pow(0.5)), &[1, 2], &[2.0, 3.0]);
+    exact(
+        &runi(&[1, 2], vec![4, 9], |x| x.pow(0.5)),
+        &[1, 2],
+        &[2.0, 3.0],
+    );
 }

@@ -1,5 +1,6 @@
 //! The `Backend` trait: compile a program for concrete input shapes, run it on host tensors.
 
+use crate::budget::MemoryBudget;
 use lamina_graph::{Error, HostTensor, Program, Result};
 use std::sync::Arc;
 
@@ -8,11 +9,14 @@ pub trait Backend: Send + Sync {
     /// A human-readable name (`cpu interpreter`, or the GPU adapter and API).
     fn name(&self) -> String;
 
-    /// Specialises `program` for inputs of these concrete shapes, ready to run.
+    /// Specialises `program` for inputs of these concrete shapes, ready to run, once the peak
+    /// of the buffers it will hold is known to fit `budget` (an `Error::Memory` otherwise,
+    /// before anything is allocated).
     fn compile(
         &self,
         program: &Arc<Program>,
         input_shapes: &[Vec<usize>],
+        budget: &MemoryBudget,
     ) -> Result<Arc<dyn Executable>>;
 
     /// Counters of the work done so far (zero where a backend does not count).

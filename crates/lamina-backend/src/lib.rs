@@ -2,12 +2,14 @@
 //! every primitive), backend selection and sessions.
 
 pub mod backend;
+pub mod budget;
 pub mod cpu;
 pub mod gpu;
 pub mod select;
 pub mod session;
 
 pub use backend::{Backend, Executable, RunStats};
+pub use budget::{MEMORY_LIMIT_ENV, MemoryBudget};
 pub use cpu::CpuBackend;
 pub use select::{BackendKind, create_backend, shared_gpu};
 pub use session::Session;

@@ -1,6 +1,7 @@
 //! Sessions: a program bound to a backend, with compiled executables cached by input shapes.
 
 use crate::backend::{Backend, Executable};
+use crate::budget::MemoryBudget;
 use crate::select::{BackendKind, create_backend};
 use lamina_graph::{HostTensor, Program, Result};
 use std::collections::HashMap;
@@ -15,6 +16,9 @@ pub struct Session {
     program: Arc<Program>,
     backend: Arc<dyn Backend>,
     cache: Mutex<HashMap<InputShapes, Arc<dyn Executable>>>,
+    /// The memory budget of each compile; `None` reads `LAMINA_MEMORY_LIMIT` or the machine's
+    /// memory when a compile needs it.
+    budget: Option<MemoryBudget>,
 }
 
 impl Session {
@@ -29,7 +33,17 @@ impl Session {
             program,
             backend,
             cache: Mutex::new(HashMap::new()),
+            budget: None,
         }
+    }
+
+    /// The same session with a memory budget for its compiled programs, in place of the
+    /// default (`LAMINA_MEMORY_LIMIT`, else half the machine's memory). A run
+    /// whose buffers would not fit is an `Error::Memory` naming the largest tensors.
+    pub fn with_memory_budget(mut self, budget: MemoryBudget) -> Session {
+        self.budget = Some(budget);
+        self.cache = Mutex::new(HashMap::new());
+        self
     }
 
     /// The backend's counters (dispatches, compiles, cache hits, bytes moved).
@@ -77,7 +91,11 @@ impl Session {
             match cached {
                 Some(e) => e,
                 None => {
-                    let e = self.backend.compile(&self.program, &key)?;
+                    let budget = match self.budget {
+                        Some(b) => b,
+                        None => MemoryBudget::from_env_or_machine()?,
+                    };
+                    let e = self.backend.compile(&self.program, &key, &budget)?;
                     self.cache
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

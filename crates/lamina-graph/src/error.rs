@@ -133,6 +133,19 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// A compiled program would need more memory than its budget allows; nothing was
+    /// allocated. The detail names the largest tensors.
+    #[error("backend {backend}: out of memory budget: {detail}")]
+    Memory {
+        /// The backend: `cpu`, `gpu`.
+        backend: String,
+        /// The bytes the program needs at its peak.
+        needed: u64,
+        /// The budget in bytes.
+        limit: u64,
+        /// The peak, the budget, the largest tensors, and how to raise the budget.
+        detail: String,
+    },
     /// An error that happened while a layer was being called, with the layer's name and type.
     #[error("layer '{layer}' ({kind}): {source}")]
     InLayer {

@@ -128,7 +128,15 @@ pub fn floor_div_f32(a: f32, b: f32) -> f32 {
     let m = a % b;
     let corrected = if b == 0.0 { a } else { a - m };
     let div = corrected / b;
-    let sign = |v: f32| if v > 0.0 { 1.0 } else if v < 0.0 { -1.0 } else { v };
+    let sign = |v: f32| {
+        if v > 0.0 {
+            1.0
+        } else if v < 0.0 {
+            -1.0
+        } else {
+            v
+        }
+    };
     #[allow(clippy::float_cmp)]
     let adjust = m != 0.0 && sign(b) != sign(m);
     let div = if adjust { div - 1.0 } else { div };
@@ -141,7 +149,11 @@ pub fn floor_div_f32(a: f32, b: f32) -> f32 {
 #[inline(always)]
 pub fn mod_f32(a: f32, b: f32) -> f32 {
     let m = a % b;
-    if m != 0.0 && ((m < 0.0) != (b < 0.0)) { m + b } else { m }
+    if m != 0.0 && ((m < 0.0) != (b < 0.0)) {
+        m + b
+    } else {
+        m
+    }
 }
 
 /// `arctan2(a, b)` in f64 precision, rounded to f32.
@@ -171,7 +183,11 @@ fn mod_i32(a: i32, b: i32) -> i32 {
         return 0;
     }
     let r = a.wrapping_rem(b);
-    if r != 0 && ((r < 0) != (b < 0)) { r + b } else { r }
+    if r != 0 && ((r < 0) != (b < 0)) {
+        r + b
+    } else {
+        r
+    }
 }
 
 fn unsupported(op: &str, dtype: DType) -> Error {

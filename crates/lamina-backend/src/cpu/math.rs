@@ -151,50 +151,6 @@ pub fn binary_slice(op: BinaryOp, a: &[f32], b: &[f32], dst: &mut [f32]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ulps(a: f32, b: f32) -> i64 {
-        (a.to_bits() as i64 - b.to_bits() as i64).abs()
-    }
-
-    #[test]
-    fn exp_is_within_a_few_ulp_of_libm() {
-        let mut worst = 0;
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let want = (x as f64).exp() as f32;
-            worst = worst.max(ulps(exp(x), want));
-            x += 0.0137;
-        }
-        assert!(worst <= 2, "worst error {worst} ulp");
-        assert_eq!(exp(0.0), 1.0);
-        assert_eq!(exp(100.0), f32::INFINITY);
-        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
-        assert!(exp(f32::NAN).is_nan());
-    }
-
-    #[test]
-    fn tanh_is_accurate_everywhere() {
-        let mut x = -12.0f32;
-        while x < 12.0 {
-            let want = (x as f64).tanh();
-            let got = tanh(x) as f64;
-            assert!(
-                (got - want).abs() <= 3e-7 * want.abs().max(1e-30) + 1e-38
-                    || ulps(got as f32, want as f32) <= 3,
-                "tanh({x}) = {got}, want {want}"
-            );
-            x += 0.00731;
-        }
-        assert_eq!(tanh(0.0), 0.0);
-        assert_eq!(tanh(50.0), 1.0);
-        assert_eq!(tanh(-50.0), -1.0);
-        assert!(tanh(f32::NAN).is_nan());
-    }
-}
-
 /// Elements each block of a sum adds in its 8 lanes (16 per lane), as NumPy's pairwise sum.
 const SUM_BLOCK: usize = 128;
 
@@ -285,4 +241,48 @@ pub fn extreme(x: &[f32], max: bool) -> f32 {
         };
     }
     if nan { f32::NAN } else { m }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulps(a: f32, b: f32) -> i64 {
+        (a.to_bits() as i64 - b.to_bits() as i64).abs()
+    }
+
+    #[test]
+    fn exp_is_within_a_few_ulp_of_libm() {
+        let mut worst = 0;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let want = (x as f64).exp() as f32;
+            worst = worst.max(ulps(exp(x), want));
+            x += 0.0137;
+        }
+        assert!(worst <= 2, "worst error {worst} ulp");
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(100.0), f32::INFINITY);
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert!(exp(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn tanh_is_accurate_everywhere() {
+        let mut x = -12.0f32;
+        while x < 12.0 {
+            let want = (x as f64).tanh();
+            let got = tanh(x) as f64;
+            assert!(
+                (got - want).abs() <= 3e-7 * want.abs().max(1e-30) + 1e-38
+                    || ulps(got as f32, want as f32) <= 3,
+                "tanh({x}) = {got}, want {want}"
+            );
+            x += 0.00731;
+        }
+        assert_eq!(tanh(0.0), 0.0);
+        assert_eq!(tanh(50.0), 1.0);
+        assert_eq!(tanh(-50.0), -1.0);
+        assert!(tanh(f32::NAN).is_nan());
+    }
 }

@@ -4,11 +4,13 @@ mod elementwise;
 mod fused;
 mod math;
 mod matmul;
+mod memory;
 mod movement;
 mod reduce;
 mod strided;
 
 use crate::backend::{Backend, Executable};
+use crate::budget::MemoryBudget;
 use lamina_graph::op::Op;
 use lamina_graph::{Error, HostData, HostTensor, Program, Result};
 use std::collections::HashMap;
@@ -34,6 +36,7 @@ impl Backend for CpuBackend {
         &self,
         program: &Arc<Program>,
         input_shapes: &[Vec<usize>],
+        budget: &MemoryBudget,
     ) -> Result<Arc<dyn Executable>> {
         let shapes = program.specialize(input_shapes)?;
         let constants = program
@@ -60,6 +63,8 @@ impl Backend for CpuBackend {
         for &o in &program.outputs {
             uses[o] += 1;
         }
+        let memory = memory::plan(program, &shapes, &fused, &internal, &uses);
+        budget.check("cpu", program, &memory)?;
         Ok(Arc::new(CpuExecutable {
             program: program.clone(),
             gather_checks: program.gather_input_checks(),
@@ -105,8 +110,7 @@ impl CpuExecutable {
 
     fn recycle(&self, node: usize, value: Option<Arc<HostData>>) {
         if let Some(v) = value
-            && (self.fused[node].is_some()
-                || matches!(self.program.nodes[node].op, Op::Gather { .. }))
+            && memory::is_recycled(&self.program.nodes[node].op, self.fused[node].is_some())
         {
             self.recycled
                 .lock()

@@ -99,7 +99,11 @@ pub fn take(
         HostData::I32(v) => v
             .iter()
             .map(|&i| {
-                let wrapped = if i < 0 { i as i64 + size as i64 } else { i as i64 };
+                let wrapped = if i < 0 {
+                    i as i64 + size as i64
+                } else {
+                    i as i64
+                };
                 usize::try_from(wrapped)
                     .ok()
                     .filter(|&i| i < size)

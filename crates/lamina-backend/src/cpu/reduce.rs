@@ -107,7 +107,9 @@ fn reduce_middle(op: ReduceOp, x: &[f32], outer: usize, count: usize, inner: usi
             }
             let mut level = 0;
             while (done >> level) & 1 == 1 {
-                part.iter_mut().zip(&stack[level]).for_each(|(a, &v)| *a = v + *a);
+                part.iter_mut()
+                    .zip(&stack[level])
+                    .for_each(|(a, &v)| *a += v);
                 level += 1;
             }
             if level == stack.len() {
@@ -120,7 +122,7 @@ fn reduce_middle(op: ReduceOp, x: &[f32], outer: usize, count: usize, inner: usi
         acc.fill(0.0);
         for (level, pending) in stack.iter().enumerate() {
             if (done >> level) & 1 == 1 {
-                acc.iter_mut().zip(pending).for_each(|(a, &v)| *a = v + *a);
+                acc.iter_mut().zip(pending).for_each(|(a, &v)| *a += v);
             }
         }
     };
@@ -200,8 +202,12 @@ pub fn arg_reduce(op: ArgReduceOp, x: &HostData, shape: &[usize], axis: usize) -
             }
             let b = r[best];
             let better = match op {
-                ArgReduceOp::ArgMax => v > b || is_nan(v) || (v == b && b.neg_zero() && !v.neg_zero()),
-                ArgReduceOp::ArgMin => v < b || is_nan(v) || (v == b && v.neg_zero() && !b.neg_zero()),
+                ArgReduceOp::ArgMax => {
+                    v > b || is_nan(v) || (v == b && b.neg_zero() && !v.neg_zero())
+                }
+                ArgReduceOp::ArgMin => {
+                    v < b || is_nan(v) || (v == b && v.neg_zero() && !b.neg_zero())
+                }
             };
             if better {
                 best = i;

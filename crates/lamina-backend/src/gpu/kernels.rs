@@ -180,7 +180,11 @@ pub fn row(
         // with compensation, so that a long row of small values neither drifts nor stalls
         // once the total reaches 2^24.
         let blocked = matches!(op, ReduceOp::Sum | ReduceOp::Mean) && dtype == DType::F32;
-        let target = if blocked { em.fresh("part") } else { acc.clone() };
+        let target = if blocked {
+            em.fresh("part")
+        } else {
+            acc.clone()
+        };
         let (res, body) = em.scope(|em| -> Result<(), Retry> {
             let red = em.delinearize(&j, &red_shape, |_| Label::Other);
             let coords = place(s.len(), &[(&kept, &row_coords), (&axes, &red)]);
@@ -349,7 +353,11 @@ pub fn arg_reduce(
         };
         let v = em.emit(input, &c)?;
         let better = if dtype == DType::F32 {
-            let which = if *op == ArgReduceOp::ArgMax { "max" } else { "min" };
+            let which = if *op == ArgReduceOp::ArgMax {
+                "max"
+            } else {
+                "min"
+            };
             format!("lamina_arg{which}_better({v}, {best})")
         } else {
             format!("{v} {cmp} {best}")

@@ -3,11 +3,12 @@
 
 use super::device::{GpuContext, GpuOptions};
 use super::kernels::KernelCode;
-use super::plan::plan;
+use super::plan::{Plan, is_leaf, plan};
 use crate::backend::{Backend, Executable, RunStats};
+use crate::budget::{MemoryBudget, MemoryPlan, PlanBuilder, tensor_bytes};
 use lamina_graph::op::Op;
 use lamina_graph::{DType, Error, HostData, HostTensor, Program, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -278,6 +279,7 @@ impl Backend for Arc<GpuBackend> {
         &self,
         program: &Arc<Program>,
         input_shapes: &[Vec<usize>],
+        budget: &MemoryBudget,
     ) -> Result<Arc<dyn Executable>> {
         let shapes = program.specialize(input_shapes)?;
         let planned = plan(
@@ -286,6 +288,7 @@ impl Backend for Arc<GpuBackend> {
             self.ctx.limits.max_storage_buffers,
             !self.ctx.adapter_is_cpu(),
         )?;
+        budget.check("gpu", program, &memory_plan(program, &shapes, &planned))?;
         let mut buffers: HashMap<usize, Arc<wgpu::Buffer>> = HashMap::new();
         let mut slots = Vec::new();
         // Liveness: the last kernel reading each node.
@@ -401,6 +404,52 @@ impl Backend for Arc<GpuBackend> {
             bytes_read_back: c.bytes_read_back.load(Ordering::Relaxed),
         }
     }
+}
+
+/// The device buffers a compiled program holds, all for its lifetime: inputs, constants,
+/// weights, kernel outputs (a dead intermediate's buffer reused by a later output of the same
+/// size, as `compile` assigns them) and the read-back copies of the outputs.
+fn memory_plan(program: &Program, shapes: &[Vec<usize>], planned: &Plan) -> MemoryPlan {
+    let input_shapes: Vec<Vec<usize>> = program.inputs.iter().map(|&i| shapes[i].clone()).collect();
+    let mut b = PlanBuilder::new(shapes, &input_shapes);
+    let bytes = |n: usize| tensor_bytes(&shapes[n]).max(4);
+    let mut allocated: HashSet<usize> = HashSet::new();
+    for &n in &planned.materialized {
+        if is_leaf(&program.nodes[n].op) {
+            allocated.insert(n);
+            b.alloc(n, bytes(n), 0);
+        }
+    }
+    let mut last_use: HashMap<usize, usize> = HashMap::new();
+    for (ki, k) in planned.kernels.iter().enumerate() {
+        for &r in &k.reads {
+            last_use.insert(r, ki);
+        }
+    }
+    let is_output = |n: usize| program.outputs.contains(&n);
+    // Freed buffers by size, as (node that owns it): reused, never released to the device.
+    let mut free: Vec<(usize, u64)> = Vec::new();
+    for (ki, k) in planned.kernels.iter().enumerate() {
+        let n = k.output;
+        if allocated.insert(n) {
+            let size = bytes(n);
+            match free.iter().position(|&(_, s)| s == size) {
+                Some(p) if !is_output(n) => {
+                    free.swap_remove(p);
+                }
+                _ => b.alloc(n, size, 0),
+            }
+        }
+        for &r in &k.reads {
+            if last_use.get(&r) == Some(&ki) && !is_output(r) && !is_leaf(&program.nodes[r].op) {
+                free.push((r, bytes(r)));
+            }
+        }
+    }
+    for &o in &program.outputs {
+        b.alloc(o, bytes(o), 0);
+    }
+    b.finish()
 }
 
 impl GpuExecutable {

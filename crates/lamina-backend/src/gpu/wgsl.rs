@@ -129,7 +129,11 @@ pub fn binary(op: BinaryOp, d: DType, a: &str, b: &str) -> String {
         BinaryOp::Or => format!("({a} || {b})"),
         BinaryOp::Atan2 => format!("atan2({a}, {b})"),
         BinaryOp::FloorDiv | BinaryOp::Mod => {
-            let which = if op == BinaryOp::FloorDiv { "floor_div" } else { "mod" };
+            let which = if op == BinaryOp::FloorDiv {
+                "floor_div"
+            } else {
+                "mod"
+            };
             format!("lamina_{which}_{}({a}, {b})", reg_type(d))
         }
     }

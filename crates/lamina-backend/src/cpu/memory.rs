@@ -1,0 +1,98 @@
+//! The CPU interpreter's memory plan: the buffers a run allocates and frees, in the order the
+//! interpreter does, so that the peak can be checked against the budget before anything runs.
+
+use super::fused::FusedKernel;
+use crate::budget::{MemoryPlan, PlanBuilder, tensor_bytes};
+use lamina_graph::Program;
+use lamina_graph::op::Op;
+use std::collections::HashSet;
+
+/// Whether a node's value is its input's buffer under another shape (no allocation).
+pub fn is_view(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Reshape { .. } | Op::ExpandDims { .. } | Op::Squeeze { .. }
+    )
+}
+
+/// Whether a node's buffer is kept between runs to be written over by the next one.
+pub fn is_recycled(op: &Op, fused: bool) -> bool {
+    fused || matches!(op, Op::Gather { .. })
+}
+
+/// Bytes an op holds only while it computes: broadcast operands copied to the output's shape,
+/// and transposes made before reductions and scans over other than the last axis.
+fn scratch(prog: &Program, shapes: &[Vec<usize>], n: usize) -> u64 {
+    let node = &prog.nodes[n];
+    let out = &shapes[n];
+    let input = |k: usize| &shapes[node.inputs[k]];
+    match &node.op {
+        Op::Binary(_) | Op::Where => node
+            .inputs
+            .iter()
+            .map(|&m| &shapes[m])
+            .filter(|s| *s != out && s.iter().product::<usize>() > 1)
+            .fold(0u64, |acc, _| acc.saturating_add(tensor_bytes(out))),
+        Op::Reduce { axes, .. } => {
+            let s = input(0);
+            let trailing = axes
+                .iter()
+                .enumerate()
+                .all(|(i, &a)| a + axes.len() == s.len() + i);
+            if trailing { 0 } else { tensor_bytes(s) }
+        }
+        Op::ArgReduce { axis, .. } if axis + 1 != input(0).len() => tensor_bytes(input(0)),
+        Op::Scan { axis, .. } if axis + 1 != input(0).len() => {
+            tensor_bytes(input(0)).saturating_mul(2)
+        }
+        _ => 0,
+    }
+}
+
+/// Replays a run of the interpreter: every computed node's buffer from the step that makes it
+/// to the step after its last reader (outputs to the end), views sharing their input's buffer,
+/// and the buffers kept for reuse between runs (fused regions, lookups) never freed.
+pub fn plan(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    fused: &[Option<FusedKernel>],
+    internal: &HashSet<usize>,
+    uses: &[usize],
+) -> MemoryPlan {
+    let input_shapes: Vec<Vec<usize>> = prog.inputs.iter().map(|&i| shapes[i].clone()).collect();
+    let mut b = PlanBuilder::new(shapes, &input_shapes);
+    let n = prog.nodes.len();
+    let mut owner: Vec<usize> = (0..n).collect();
+    let mut refs = vec![0usize; n];
+    let mut uses = uses.to_vec();
+    let release = |j: usize, owner: &[usize], refs: &mut [usize], b: &mut PlanBuilder| {
+        let o = owner[j];
+        refs[o] = refs[o].saturating_sub(1);
+        if refs[o] == 0 && !is_recycled(&prog.nodes[o].op, fused[o].is_some()) {
+            b.free(o);
+        }
+    };
+    for (i, node) in prog.nodes.iter().enumerate() {
+        if internal.contains(&i) {
+            continue;
+        }
+        match &node.op {
+            // The caller's inputs and the model's weights are held already.
+            Op::Input { .. } | Op::Constant(_) | Op::Variable(_) => {}
+            op if is_view(op) && fused[i].is_none() => owner[i] = owner[node.inputs[0]],
+            _ => b.alloc(i, tensor_bytes(&shapes[i]), scratch(prog, shapes, i)),
+        }
+        refs[owner[i]] += 1;
+        let reads: &[usize] = match &fused[i] {
+            Some(k) => &k.reads,
+            None => &node.inputs,
+        };
+        for &j in reads {
+            uses[j] = uses[j].saturating_sub(1);
+            if uses[j] == 0 {
+                release(j, &owner, &mut refs, &mut b);
+            }
+        }
+    }
+    b.finish()
+}
