@@ -442,3 +442,139 @@ fn two_ellipses_in_one_index_are_an_error() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Lambda arguments as static values.
+
+fn cropper() -> Lambda {
+    // Keras: Lambda(lambda x, n, a: x[:, :n] * a, arguments={"n": 2, "a": 10.0})
+    Lambda::with_scope(|xs, s| xs[0].slice(s![.., ..s.static_int("n")]) * s.argument("a"))
+        .name("crop")
+        .argument("n", 2)
+        .argument("a", 10.0)
+}
+
+fn row4() -> HostTensor {
+    HostTensor::new(&[1, 4], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap()
+}
+
+#[test]
+fn a_static_argument_is_a_plain_number_at_trace_time() -> Result<()> {
+    let crop = cropper();
+    let mut m = Sequential::new();
+    m.add(Input::new(&[4]))?;
+    m.add(crop.clone())?;
+    let y = m.predict(row4())?;
+    assert_eq!(y[0].shape(), &[1, 2]);
+    assert_close(y[0].as_f32()?, &[10.0, 20.0]);
+    assert_eq!(crop.static_arguments(), ["n"]);
+
+    // The run-time argument still changes the next run; the static one is fixed, and saying
+    // so is an error that leaves the value as it was.
+    crop.set_argument("a", 0.5)?;
+    let err = crop.set_argument("n", 3).unwrap_err().to_string();
+    assert!(
+        err.contains("argument 'n' of Lambda 'crop'") && err.contains("static value"),
+        "{err}"
+    );
+    assert_eq!(crop.argument_value("n")?.as_i32()?, &[2]);
+    let y = m.predict(row4())?;
+    assert_close(y[0].as_f32()?, &[0.5, 1.0]);
+
+    // A copy configured anew is a separate layer, free to take another value before its call.
+    let wider = crop.clone().argument("n", 3).name("wider");
+    assert!(wider.static_arguments().is_empty());
+    wider.set_argument("n", 1)?;
+    let x = Input::new(&[4]).tensor();
+    let out = wider.call(&x)?;
+    assert_eq!(out.shape().to_string(), "(None, 1)");
+
+    // static_float: a float argument read as a plain number (an f32 constant in the graph),
+    // and an integral float read as an integer.
+    let scale = Lambda::with_scope(|xs, s| {
+        &xs[0] * (s.static_float("k") as f32) + s.static_int("b") as f32
+    })
+    .argument("k", 0.25)
+    .argument("b", 3.0);
+    let x = Input::new(&[4]).tensor();
+    let model = Model::new(&[x.clone()], &[scale.call(&x)?])?;
+    assert_close(model.predict(row4())?[0].as_f32()?, &[3.25, 3.5, 3.75, 4.0]);
+    Ok(())
+}
+
+#[test]
+fn static_arguments_that_are_not_numbers_are_errors_naming_them() {
+    let x = Input::new(&[4]).tensor();
+    let call = |l: Lambda| l.name("bad").call(&x).unwrap_err().to_string();
+    let err =
+        call(Lambda::with_scope(|xs, s| xs[0].slice(s![.., ..s.static_int("m")])).argument("n", 2));
+    assert!(
+        err.contains("'bad'") && err.contains("unknown argument 'm'") && err.contains(": n"),
+        "{err}"
+    );
+    let err = call(
+        Lambda::with_scope(|xs, s| xs[0].slice(s![.., ..s.static_int("n")])).argument("n", 2.5),
+    );
+    assert!(err.contains("'n' is 2.5, which is not an integer"), "{err}");
+    let err = call(
+        Lambda::with_scope(|xs, s| &xs[0] * s.static_float("v") as f32)
+            .argument("v", HostTensor::new(&[2], vec![1.0f32, 2.0]).unwrap()),
+    );
+    assert!(
+        err.contains("'v' must be one number") && err.contains("[2]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn static_arguments_survive_save_and_load() -> Result<()> {
+    let x = Input::new(&[4]).tensor();
+    let model = Model::new(&[x.clone()], &[cropper().call(&x)?])?;
+    let path = temp_path("static.lamina");
+    model.save(&path)?;
+    let loaded = Model::load(&path)?;
+    let y = loaded.predict(row4())?;
+    assert_eq!(y[0].shape(), &[1, 2]);
+    assert_close(y[0].as_f32()?, &[10.0, 20.0]);
+    let layer = loaded.get_layer("crop")?;
+    let crop = layer.as_any().downcast_ref::<Lambda>().expect("a Lambda");
+    assert_eq!(crop.static_arguments(), ["n"]);
+    assert!(crop.set_argument("n", 3).is_err());
+    crop.set_argument("a", 1.0)?;
+    assert_close(loaded.predict(row4())?[0].as_f32()?, &[1.0, 2.0]);
+    // And again, from the loaded model.
+    loaded.save(&path)?;
+    let again = Model::load(&path)?;
+    let layer = again.get_layer("crop")?;
+    let crop = layer.as_any().downcast_ref::<Lambda>().expect("a Lambda");
+    assert_eq!(crop.static_arguments(), ["n"]);
+    assert_close(again.predict(row4())?[0].as_f32()?, &[1.0, 2.0]);
+    std::fs::remove_file(&path).ok();
+
+    // The file lists them by name; a name that is not an argument of the layer is refused.
+    let bytes = model.to_bytes()?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = meta.metadata().clone().unwrap();
+    let arch = meta["architecture"].clone();
+    assert!(arch.contains(r#""static_arguments":["n"]"#), "{arch}");
+    meta.insert(
+        "architecture".into(),
+        arch.replace(r#""static_arguments":["n"]"#, r#""static_arguments":["z"]"#),
+    );
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let hostile = safetensors::serialize(st.tensors(), Some(meta)).unwrap();
+    let err = match Model::from_bytes(&hostile) {
+        Ok(_) => panic!("a file naming an unknown static argument loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("static argument") && err.contains("'z'"),
+        "{err}"
+    );
+    // A model without static arguments writes no such field.
+    let plain = Model::new(&[x.clone()], &[Lambda::new(|x| x * 2.0).call(&x)?])?;
+    let bytes = plain.to_bytes()?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert!(!meta.metadata().as_ref().unwrap()["architecture"].contains("static_arguments"));
+    Ok(())
+}

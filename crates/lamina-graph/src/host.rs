@@ -217,6 +217,16 @@ impl From<f32> for HostTensor {
     }
 }
 
+impl From<i32> for HostTensor {
+    /// A rank-0 `int32` tensor: `.argument("n", 2)`.
+    fn from(v: i32) -> Self {
+        HostTensor {
+            shape: vec![],
+            data: std::sync::Arc::new(HostData::I32(vec![v])),
+        }
+    }
+}
+
 /// The most elements one tensor may hold: 2^32 (16 GiB of `float32`). Larger shapes are
 /// refused with an error instead of an allocation that would abort the process.
 pub const MAX_ELEMENTS: usize = 1 << 32;

@@ -42,6 +42,8 @@ pub enum OutputShape {
 pub struct LambdaScope<'a> {
     layer: &'a LambdaInner,
     masks: &'a [Option<Tensor>],
+    /// The first error of a static argument read, reported when the function returns.
+    static_error: std::cell::RefCell<Option<Error>>,
 }
 
 impl LambdaScope<'_> {
@@ -61,20 +63,78 @@ impl LambdaScope<'_> {
     pub fn argument(&self, name: &str) -> Tensor {
         match self.layer.arguments.get(name) {
             Some(v) => Tensor::variable(v.clone()),
-            None => Tensor::invalid(Error::UnknownArgument {
-                name: name.to_string(),
-                known: if self.layer.arguments.is_empty() {
-                    "none".into()
-                } else {
-                    self.layer
-                        .arguments
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
-            }),
+            None => Tensor::invalid(unknown_argument(self.layer, name)),
         }
+    }
+
+    /// The value of a named argument as a plain integer, read now, while the layer is called:
+    /// for what must be a number rather than a tensor, such as a slice bound
+    /// (`x.slice(s![.., ..s.static_int("n")])`) or a reshape size, as Keras passes `arguments`
+    /// as plain Python values. The value becomes part of the recorded graph (and of a saved
+    /// model); `Lambda::set_argument` on an argument read this way is an error.
+    ///
+    /// The argument must hold one integral number (an `f32` such as `2.0` counts); otherwise, or
+    /// for an unknown name, this returns 0 and the layer call fails with an error naming the
+    /// argument.
+    pub fn static_int(&self, name: &str) -> i64 {
+        match self.static_value(name).and_then(|v| {
+            let integral = v.fract() == 0.0 && v.abs() <= 2f64.powi(53);
+            if integral {
+                Ok(v as i64)
+            } else {
+                Err(Error::Model {
+                    detail: format!(
+                        "static argument '{name}' is {v}, which is not an integer (use \
+                         static_float)"
+                    ),
+                })
+            }
+        }) {
+            Ok(v) => v,
+            Err(e) => self.fail_static(e, 0),
+        }
+    }
+
+    /// The value of a named argument as a plain number, read now, while the layer is called,
+    /// as `static_int` reads integers: a Python float in Keras's `arguments`.
+    pub fn static_float(&self, name: &str) -> f64 {
+        match self.static_value(name) {
+            Ok(v) => v,
+            Err(e) => self.fail_static(e, 0.0),
+        }
+    }
+
+    fn static_value(&self, name: &str) -> Result<f64> {
+        let Some(var) = self.layer.arguments.get(name) else {
+            return Err(unknown_argument(self.layer, name));
+        };
+        let value = var.value();
+        let v = match value.data() {
+            crate::host::HostData::F32(d) if d.len() == 1 => d[0] as f64,
+            crate::host::HostData::I32(d) if d.len() == 1 => d[0] as f64,
+            crate::host::HostData::U32(d) if d.len() == 1 => d[0] as f64,
+            _ => {
+                return Err(Error::Model {
+                    detail: format!(
+                        "static argument '{name}' must be one number, it is a {} tensor of \
+                         shape {:?}",
+                        value.dtype(),
+                        value.shape()
+                    ),
+                });
+            }
+        };
+        self.layer
+            .statics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string());
+        Ok(v)
+    }
+
+    fn fail_static<T>(&self, e: Error, fallback: T) -> T {
+        self.static_error.borrow_mut().get_or_insert(e);
+        fallback
     }
 
     /// A variable of this Lambda, created filled with `initial` on the first call and reused on
@@ -116,6 +176,22 @@ impl LambdaScope<'_> {
     }
 }
 
+fn unknown_argument(layer: &LambdaInner, name: &str) -> Error {
+    Error::UnknownArgument {
+        name: name.to_string(),
+        known: if layer.arguments.is_empty() {
+            "none".into()
+        } else {
+            layer
+                .arguments
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    }
+}
+
 struct LambdaInner {
     id: u64,
     name: String,
@@ -123,6 +199,8 @@ struct LambdaInner {
     output_shape: Option<OutputShape>,
     mask: Option<LambdaMask>,
     arguments: BTreeMap<String, Arc<Variable>>,
+    /// The arguments read as static values by a call of this layer.
+    statics: Mutex<std::collections::BTreeSet<String>>,
     variables: Mutex<Vec<(String, Arc<Variable>)>>,
 }
 
@@ -143,6 +221,7 @@ impl Clone for LambdaInner {
                     (k.clone(), Arc::new(fresh))
                 })
                 .collect(),
+            statics: Mutex::default(),
             variables: Mutex::new(Vec::new()),
         }
     }
@@ -191,6 +270,7 @@ impl Lambda {
                 output_shape: None,
                 mask: None,
                 arguments: BTreeMap::new(),
+                statics: Mutex::default(),
                 variables: Mutex::new(Vec::new()),
             }),
         }
@@ -295,9 +375,52 @@ impl Lambda {
     }
 
     /// Changes an argument's value; models that use the layer see it on their next run, with
-    /// nothing compiled again. The shape must stay the same.
+    /// nothing compiled again. The shape must stay the same. An argument that a call of the
+    /// layer read as a static value (`LambdaScope::static_int`) is part of the recorded graph:
+    /// changing it is an error, since models already built would not see the change.
     pub fn set_argument(&self, name: &str, value: impl Into<HostTensor>) -> Result<()> {
-        self.find_argument(name)?.set(value.into())
+        let var = self.find_argument(name)?;
+        if self.is_static(name) {
+            return Err(Error::Model {
+                detail: format!(
+                    "argument '{name}' of Lambda '{}' was read as a static value when the layer \
+                     was called, so it is fixed in the recorded graph; for another value, build \
+                     the model again from a new Lambda with .argument(\"{name}\", value)",
+                    self.inner.name
+                ),
+            });
+        }
+        var.set(value.into())
+    }
+
+    /// The arguments that a call of the layer read as static values, by name.
+    pub fn static_arguments(&self) -> Vec<String> {
+        self.inner
+            .statics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn is_static(&self, name: &str) -> bool {
+        self.inner
+            .statics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
+    }
+
+    /// Marks an argument as read statically (a loaded model's, whose body holds its value).
+    pub(crate) fn mark_static(&self, name: &str) -> Result<()> {
+        self.find_argument(name)?;
+        self.inner
+            .statics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string());
+        Ok(())
     }
 
     fn find_argument(&self, name: &str) -> Result<&Arc<Variable>> {
@@ -450,6 +573,7 @@ impl Layer for Lambda {
         let scope = LambdaScope {
             layer: &self.inner,
             masks,
+            static_error: std::cell::RefCell::new(None),
         };
         let function = &self.inner.function;
         let out =
@@ -460,6 +584,9 @@ impl Layer for Lambda {
                         crate::error::panic_message(payload.as_ref())
                     ),
                 })?;
+        if let Some(e) = scope.static_error.take() {
+            return Err(e);
+        }
         out.check()?;
         self.check_output_shape(inputs, &out)?;
         Ok(vec![out])

@@ -96,6 +96,10 @@ pub enum LayerRecord {
         /// The `mask` argument, if any.
         #[serde(default)]
         mask: Option<MaskRecord>,
+        /// The arguments a call read as static values (their values are in the body); absent
+        /// when there are none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        static_arguments: Vec<String>,
     },
     /// An `Embedding`; its table is the weight `embeddings`.
     Embedding {

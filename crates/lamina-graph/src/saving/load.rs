@@ -471,6 +471,7 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
                 variables,
                 body,
                 mask,
+                static_arguments,
             } => {
                 let mask_body = match mask {
                     Some(MaskRecord::Function { body: Some(b) }) => Some(b),
@@ -498,6 +499,11 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
                 for a in arguments {
                     lambda =
                         lambda.argument(a, loader.tensor(&format!("layers/{i}/arguments/{a}"))?);
+                }
+                for a in static_arguments {
+                    lambda.mark_static(a).map_err(|e| {
+                        loader.err(format!("layer {i} '{name}': static argument: {e}"))
+                    })?;
                 }
                 lambda = match output_shape {
                     None => lambda,

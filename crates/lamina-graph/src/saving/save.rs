@@ -412,6 +412,7 @@ fn lambda_record(
         variables: variables.iter().map(|(k, _)| k.clone()).collect(),
         body,
         mask,
+        static_arguments: lambda.static_arguments(),
     })
 }
 
