@@ -176,7 +176,8 @@ fn predict_takes_one_tensor_a_list_or_npy_data() -> Result<()> {
     assert_close(m.predict(x.clone())?[0].as_f32()?, &want);
     assert_close(m.predict(vec![x.clone()])?[0].as_f32()?, &want);
     assert_close(m.predict([&x])?[0].as_f32()?, &want);
-    assert_close(m.predict(&[x.clone()])?[0].as_f32()?, &want);
+    let array = [x.clone()];
+    assert_close(m.predict(&array)?[0].as_f32()?, &want);
     let inputs: ModelInputs = (&x).into();
     assert_eq!(inputs.as_slice().len(), 1);
 
@@ -199,7 +200,7 @@ fn predict_takes_one_tensor_a_list_or_npy_data() -> Result<()> {
 /// A version 1.0 `.npy` file with `header` (the dict text) and `data`, padded as NumPy pads.
 fn npy(header: &str, data: &[u8]) -> Vec<u8> {
     let mut text = header.to_string();
-    while (10 + text.len() + 1) % 64 != 0 {
+    while !(10 + text.len() + 1).is_multiple_of(64) {
         text.push(' ');
     }
     text.push('\n');
@@ -497,7 +498,7 @@ fn a_static_argument_is_a_plain_number_at_trace_time() -> Result<()> {
     .argument("k", 0.25)
     .argument("b", 3.0);
     let x = Input::new(&[4]).tensor();
-    let model = Model::new(&[x.clone()], &[scale.call(&x)?])?;
+    let model = Model::new(std::slice::from_ref(&x), &[scale.call(&x)?])?;
     assert_close(model.predict(row4())?[0].as_f32()?, &[3.25, 3.5, 3.75, 4.0]);
     Ok(())
 }
@@ -529,7 +530,7 @@ fn static_arguments_that_are_not_numbers_are_errors_naming_them() {
 #[test]
 fn static_arguments_survive_save_and_load() -> Result<()> {
     let x = Input::new(&[4]).tensor();
-    let model = Model::new(&[x.clone()], &[cropper().call(&x)?])?;
+    let model = Model::new(std::slice::from_ref(&x), &[cropper().call(&x)?])?;
     let path = temp_path("static.lamina");
     model.save(&path)?;
     let loaded = Model::load(&path)?;
@@ -572,7 +573,10 @@ fn static_arguments_survive_save_and_load() -> Result<()> {
         "{err}"
     );
     // A model without static arguments writes no such field.
-    let plain = Model::new(&[x.clone()], &[Lambda::new(|x| x * 2.0).call(&x)?])?;
+    let plain = Model::new(
+        std::slice::from_ref(&x),
+        &[Lambda::new(|x| x * 2.0).call(&x)?],
+    )?;
     let bytes = plain.to_bytes()?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     assert!(!meta.metadata().as_ref().unwrap()["architecture"].contains("static_arguments"));

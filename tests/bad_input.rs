@@ -208,18 +208,18 @@ fn setting_weights_with_the_wrong_shape() -> Result<()> {
         matches!(d.kernel(), Err(Error::NotFound { .. })),
         "unbuilt layer has no kernel"
     );
-    d.call(&Input::new(&[3]).tensor())?;
+    d.call(Input::new(&[3]).tensor())?;
     let err = d.set_kernel(HostTensor::zeros(&[2, 2])?).unwrap_err();
     assert_mentions(&err, &["d/kernel", "[3, 2]", "[2, 2]"]);
     // Reusing the layer on an input of another width.
-    let err = d.call(&Input::new(&[5]).tensor()).unwrap_err();
+    let err = d.call(Input::new(&[5]).tensor()).unwrap_err();
     assert_mentions(&err, &["'d' (Dense)", "d/kernel"]);
     let lin = Lambda::with_scope(|xs, s| &xs[0] * s.variable("m", &[], 1.0));
     assert!(
         lin.set_variable("m", HostTensor::scalar(1.0)).is_err(),
         "not created yet"
     );
-    lin.call(&Input::new(&[1]).tensor())?;
+    lin.call(Input::new(&[1]).tensor())?;
     assert!(lin.set_variable("m", HostTensor::zeros(&[2])?).is_err());
     assert!(lin.set_variable("nope", HostTensor::scalar(1.0)).is_err());
     Ok(())

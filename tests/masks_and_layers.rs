@@ -603,7 +603,7 @@ fn embedding_weights_are_named_and_counted() -> Result<()> {
     let bad = Embedding::new(3, 2)
         .weights(HostTensor::zeros(&[2, 3])?)
         .name("bad_table")
-        .call(&Input::new(&[2]).tensor())
+        .call(Input::new(&[2]).tensor())
         .unwrap_err();
     assert!(bad.to_string().contains("bad_table/embeddings"), "{bad}");
     // Float ids are cast to int32, as Keras does.

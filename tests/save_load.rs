@@ -474,7 +474,7 @@ mod mutation {
                 let j = Concatenate::new().call(&[n, d.clone()]).unwrap();
                 let p = GlobalAveragePooling1D::new().call(&j).unwrap();
                 let q = GlobalMaxPooling1D::new()
-                    .call(&Add::new().call(&[l, d]).unwrap())
+                    .call(Add::new().call(&[l, d]).unwrap())
                     .unwrap();
                 let y = Softmax::new()
                     .call(&Concatenate::new().call(&[p, q]).unwrap())
