@@ -67,8 +67,17 @@ fn numeric_only(op: &str, dtype: DType) -> Result<()> {
 }
 
 /// Infers the output of a compute op from its inputs. Leaf ops (`Input`, `Constant`,
-/// `Variable`) carry their own shape and are not handled here.
+/// `Variable`) carry their own shape and are not handled here. Every size is computed with
+/// checked arithmetic, and a result past `MAX_RANK` axes or `MAX_ELEMENTS` elements is an
+/// error naming the op and the input shapes (see `crate::limits`).
 pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
+    let out = infer_unchecked(op, inputs)?;
+    let shapes: Vec<&Shape> = inputs.iter().map(|(s, _)| s).collect();
+    crate::limits::check_shape(&op.name(), &shapes, &out.0)?;
+    Ok(out)
+}
+
+fn infer_unchecked(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
     let name = op.name();
     let n = inputs.len();
     let arity = |want: usize| -> Result<()> {
@@ -367,7 +376,7 @@ pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
                 return Err(axis_error(&name, *axis as isize, first));
             }
             let mut out: Vec<Dim> = first.dims().to_vec();
-            let mut total = Some(0usize);
+            let mut along = Vec::with_capacity(inputs.len());
             for (s, d) in inputs {
                 if d != d0 {
                     return Err(Error::DType {
@@ -380,10 +389,7 @@ pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
                 }
                 for (i, (&a, &b)) in s.dims().iter().zip(first.dims()).enumerate() {
                     if i == *axis {
-                        total = match (total, a) {
-                            (Some(t), Dim::Known(k)) => Some(t + k),
-                            _ => None,
-                        };
+                        along.push(a);
                         continue;
                     }
                     match (a, b) {
@@ -399,6 +405,7 @@ pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
                     }
                 }
             }
+            let total = crate::limits::checked_dim_sum(&name, &shapes, &along)?;
             out[*axis] = total.map_or(Dim::Dynamic, Dim::Known);
             Ok((Shape::new(out), *d0))
         }
@@ -501,7 +508,18 @@ fn reshape_shape(s: &Shape, target: &[i64]) -> Result<Shape> {
         .try_fold(1usize, |acc, &t| acc.checked_mul(t as usize))
         .filter(|&n| n <= crate::host::MAX_ELEMENTS)
         .ok_or_else(|| err("the target shape is too large".into()))?;
-    let input_total: Option<usize> = s.dims().iter().map(|d| d.known()).product();
+    let input_total: Option<usize> = match s
+        .dims()
+        .iter()
+        .map(|d| d.known())
+        .collect::<Option<Vec<usize>>>()
+    {
+        Some(sizes) => Some(
+            crate::host::checked_numel(&sizes)
+                .map_err(|_| err("the input shape is too large".into()))?,
+        ),
+        None => None,
+    };
     let mut out: Vec<Dim> = target
         .iter()
         .map(|&t| {

@@ -8,6 +8,7 @@ pub mod host;
 pub mod infer;
 pub mod layer;
 pub mod layers;
+pub mod limits;
 pub mod model;
 pub mod npy;
 pub mod op;

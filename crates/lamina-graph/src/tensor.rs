@@ -127,7 +127,11 @@ impl Tensor {
         }
     }
 
+    /// A leaf node; a shape past the limits of `crate::limits` gives an invalid tensor.
     pub(crate) fn leaf(op: Op, shape: Shape, dtype: DType) -> Tensor {
+        if let Err(e) = crate::limits::check_leaf(&op.name(), &shape) {
+            return Tensor::invalid(e);
+        }
         Tensor {
             repr: Arc::new(Repr::Valid(Node {
                 id: next_id(),

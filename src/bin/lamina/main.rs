@@ -1,9 +1,15 @@
 //! `lamina`: inspect and run saved models from the shell.
 
 use clap::{Parser, Subcommand};
+use lamina::limits::printable;
 use lamina::{BackendKind, HostTensor, Model, Session};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// The most timed runs `lamina bench --runs` takes.
+const MAX_RUNS: u64 = 10_000;
+/// The largest divisor `lamina bench --scale` takes (the sizes stay at least 1).
+const MAX_SCALE: u64 = 1 << 16;
 
 /// Run Keras-style models saved by Lamina, Lambda layers included.
 #[derive(Parser)]
@@ -48,12 +54,12 @@ enum Command {
         /// One JSON object per workload and backend instead of a table.
         #[arg(long)]
         json: bool,
-        /// Timed runs per workload (after a compiling run and a warm-up).
-        #[arg(long, default_value_t = 10)]
-        runs: usize,
-        /// Divide the sizes by this factor, for a quick run.
-        #[arg(long, default_value_t = 1)]
-        scale: usize,
+        /// Timed runs per workload (after a compiling run and a warm-up), 1 to 10000.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_RUNS))]
+        runs: u64,
+        /// Divide the sizes by this factor, for a quick run (1 to 65536).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_SCALE))]
+        scale: u64,
     },
 }
 
@@ -139,7 +145,7 @@ fn run(cli: Cli) -> Result<(), String> {
             json,
             runs,
             scale,
-        } => bench(&backend, &workloads, json, runs, scale),
+        } => bench(&backend, &workloads, json, runs as usize, scale as usize),
     }
 }
 
@@ -267,14 +273,15 @@ fn main() -> ExitCode {
         Err(e) => {
             let text = e.to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("lamina: {}", first.trim_start_matches("error: "));
+            eprintln!("lamina: {}", printable(first.trim_start_matches("error: ")));
             return ExitCode::from(2);
         }
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("lamina: error: {}", e.replace('\n', " "));
+            // Names and paths come from files and users: escape what a terminal would act on.
+            eprintln!("lamina: error: {}", printable(&e.replace('\n', " ")));
             ExitCode::FAILURE
         }
     }

@@ -57,8 +57,9 @@ impl Model {
         for t in inputs.iter().chain(outputs) {
             t.check()?;
         }
-        let program = Program::from_tensors(inputs, outputs)?;
         let calls = collect_calls(outputs);
+        check_unique_names(name, &calls)?;
+        let program = Program::from_tensors(inputs, outputs)?;
         Ok(Model {
             inner: Arc::new(ModelInner {
                 name: name.to_string(),
@@ -183,6 +184,43 @@ impl Model {
     /// model; the graph crate never looks inside.
     pub fn runtime_slot(&self) -> &OnceLock<Arc<dyn Any + Send + Sync>> {
         &self.inner.runtime
+    }
+}
+
+/// Refuses two distinct layers of one name, as Keras does ("All layer names should be
+/// unique"): weights are addressed as `layer/variable`, so a second layer of the same name
+/// could never be reached. The same layer called twice is one layer.
+fn check_unique_names(model: &str, calls: &[Arc<LayerCall>]) -> Result<()> {
+    let mut first: HashMap<String, u64> = HashMap::new();
+    for call in calls {
+        let layer = call.layer();
+        let name = layer.name();
+        match first.get(&name) {
+            Some(&id) if id != layer.id() => {
+                let count = calls
+                    .iter()
+                    .filter(|c| c.layer().name() == name)
+                    .map(|c| c.layer().id())
+                    .collect::<HashSet<_>>()
+                    .len();
+                return Err(duplicate_name_error(model, &name, count));
+            }
+            Some(_) => {}
+            None => {
+                first.insert(name, layer.id());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The error for a layer name used by `count` distinct layers of one model.
+pub(crate) fn duplicate_name_error(model: &str, name: &str, count: usize) -> Error {
+    Error::Model {
+        detail: format!(
+            "the name '{name}' is used by {count} layers in model '{model}': all layer names \
+             should be unique (name one of them with .name(\"...\"))"
+        ),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `Sequential`: a stack of single-input layers.
 
-use super::functional::Model;
+use super::functional::{Model, duplicate_name_error};
 use crate::error::{Error, Result};
 use crate::layer::{Layer, LayerRef, call_layer, unique_name};
 use crate::layers::Input;
@@ -79,6 +79,19 @@ impl Sequential {
                 self.current = Some((t.clone(), t));
             }
             SequentialItem::Layer(layer) => {
+                let name = layer.name();
+                let taken = self
+                    .layers
+                    .iter()
+                    .any(|l| l.id() != layer.id() && l.name() == name)
+                    || self
+                        .current
+                        .as_ref()
+                        .and_then(|(input, _)| input.history())
+                        .is_some_and(|h| h.layer().id() != layer.id() && h.layer().name() == name);
+                if taken {
+                    return Err(duplicate_name_error(&self.name, &name, 2));
+                }
                 if let Some((input, out)) = &self.current {
                     let next = call_layer(layer.as_ref(), std::slice::from_ref(out))?;
                     let next = single(next, layer.as_ref())?;

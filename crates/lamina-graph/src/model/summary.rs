@@ -3,6 +3,7 @@
 use super::functional::Model;
 use super::sequential::Sequential;
 use crate::error::Result;
+use crate::limits::printable;
 use crate::variable::VariableKind;
 use std::collections::HashMap;
 
@@ -37,11 +38,17 @@ fn row(cells: &[String], widths: &[usize], right: &[bool], edge: [&str; 3]) -> S
         if i > 0 {
             s.push_str(edge[1]);
         }
+        // Padded by hand: `format!`'s width is limited to 65,535, and a name may be longer.
+        let pad = " ".repeat(w.saturating_sub(c.chars().count()));
+        s.push(' ');
         if right[i] {
-            s.push_str(&format!(" {c:>w$} "));
+            s.push_str(&pad);
+            s.push_str(c);
         } else {
-            s.push_str(&format!(" {c:<w$} "));
+            s.push_str(c);
+            s.push_str(&pad);
         }
+        s.push(' ');
     }
     s.push_str(edge[2]);
     s
@@ -103,7 +110,7 @@ impl Model {
                 .collect();
             let params: usize = layer.variables().iter().map(|v| v.numel()).sum();
             let mut cells = vec![
-                format!("{} ({})", layer.name(), layer.kind()),
+                format!("{} ({})", printable(&layer.name()), layer.kind()),
                 shapes.join(", "),
                 thousands(params),
             ];
@@ -114,7 +121,7 @@ impl Model {
                     .filter_map(|t| t.history())
                     .map(|h| {
                         let pos = call_pos.get(&h.seq()).copied().unwrap_or(0);
-                        format!("{}[{pos}][0]", h.layer().name())
+                        format!("{}[{pos}][0]", printable(&h.layer().name()))
                     })
                     .collect();
                 cells.push(if links.is_empty() {
@@ -136,7 +143,7 @@ impl Model {
             }
         }
         let right: Vec<bool> = (0..header.len()).map(|i| i == 2).collect();
-        let mut out = format!("Model: \"{}\"\n", self.name());
+        let mut out = format!("Model: \"{}\"\n", printable(self.name()));
         out += &rule(&widths, "━", ["┏", "┳", "┓"]);
         out.push('\n');
         out += &row(&header, &widths, &right, ["┃", "┃", "┃"]);
@@ -174,7 +181,6 @@ impl Model {
         );
         out
     }
-
 }
 
 impl Sequential {
@@ -202,5 +208,17 @@ mod tests {
         assert_eq!(thousands(1234567), "1,234,567");
         assert_eq!(bytes(200), "200.00 B");
         assert_eq!(bytes(6952), "6.79 KB");
+    }
+
+    #[test]
+    fn rows_pad_past_the_format_width_limit() {
+        let long = "n".repeat(70_000);
+        let r = row(
+            &[long.clone(), "7".into()],
+            &[70_001, 3],
+            &[false, true],
+            ["|", "|", "|"],
+        );
+        assert_eq!(r, format!("| {long}  |   7 |"));
     }
 }

@@ -10,6 +10,21 @@ pub const FORMAT_NAME: &str = "lamina-model";
 /// The newest format version this build reads and the one it writes.
 pub const FORMAT_VERSION: u32 = 2;
 
+/// A float configuration value that must be a finite `float32`: JSON holds no infinities, so
+/// a value that is not finite as a `float32` (`1e39`) overflowed and is refused rather than
+/// becoming `inf`. Every `f32` field of a record reads through this.
+pub(crate) fn finite_f32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    let v = f64::deserialize(d)?;
+    let f = v as f32;
+    if !f.is_finite() {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is not a finite float32 (the largest is {})",
+            f32::MAX
+        )));
+    }
+    Ok(f)
+}
+
 /// A whole model: its layers, the calls that wire them, and which calls are inputs/outputs.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -117,6 +132,7 @@ pub enum LayerRecord {
         /// The layer's name.
         name: String,
         /// The padding value.
+        #[serde(deserialize_with = "finite_f32")]
         mask_value: f32,
     },
     /// A `GlobalAveragePooling1D`.
@@ -151,6 +167,7 @@ pub enum LayerRecord {
         /// The normalised axes.
         axis: Vec<i64>,
         /// Added to the variance.
+        #[serde(deserialize_with = "finite_f32")]
         epsilon: f32,
         /// Whether there is a `beta`.
         center: bool,
@@ -225,6 +242,7 @@ pub enum LayerRecord {
         /// The layer's name.
         name: String,
         /// The rate.
+        #[serde(deserialize_with = "finite_f32")]
         rate: f32,
     },
     /// A `Rescaling` layer.
@@ -232,8 +250,10 @@ pub enum LayerRecord {
         /// The layer's name.
         name: String,
         /// The factor.
+        #[serde(deserialize_with = "finite_f32")]
         scale: f32,
         /// The offset.
+        #[serde(deserialize_with = "finite_f32")]
         offset: f32,
     },
 }

@@ -13,20 +13,30 @@ use crate::shape::Dim;
 use crate::tensor::Tensor;
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
 struct Loader<'a> {
     path: String,
     tensors: SafeTensors<'a>,
+    /// The tensors read so far: a file whose tensors are not all read is refused.
+    used: std::cell::RefCell<HashSet<String>>,
 }
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
     fn err(&self, detail: impl Into<String>) -> Error {
         Error::File {
             path: self.path.clone(),
             detail: detail.into(),
+        }
+    }
+
+    fn new(path: String, tensors: SafeTensors<'a>) -> Loader<'a> {
+        Loader {
+            path,
+            tensors,
+            used: Default::default(),
         }
     }
 
@@ -35,6 +45,7 @@ impl Loader<'_> {
             .tensors
             .tensor(name)
             .map_err(|_| self.err(format!("tensor '{name}' is missing")))?;
+        self.used.borrow_mut().insert(name.to_string());
         let shape = view.shape().to_vec();
         let bytes = view.data();
         let words = |b: &[u8]| -> Vec<[u8; 4]> {
@@ -216,14 +227,15 @@ pub(crate) fn from_bytes(bytes: &[u8], path: &str) -> Result<Model> {
         path: path.to_string(),
         detail,
     };
+    // The header's declared size is checked before the safetensors parser reads it.
+    if let Some(prefix) = bytes.first_chunk::<8>() {
+        super::bounded::header_len(prefix).map_err(file_err)?;
+    }
     let (_, metadata) = SafeTensors::read_metadata(bytes)
         .map_err(|e| file_err(format!("not a valid safetensors file: {e}")))?;
     let tensors = SafeTensors::deserialize(bytes)
         .map_err(|e| file_err(format!("not a valid safetensors file: {e}")))?;
-    let loader = Loader {
-        path: path.to_string(),
-        tensors,
-    };
+    let loader = Loader::new(path.to_string(), tensors);
     let meta = metadata
         .metadata()
         .as_ref()
@@ -233,10 +245,19 @@ pub(crate) fn from_bytes(bytes: &[u8], path: &str) -> Result<Model> {
         Some(f) => return Err(loader.err(format!("format '{f}' is not '{FORMAT_NAME}'"))),
         None => return Err(loader.err("no 'format' metadata: not a Lamina model file")),
     }
-    let version: u32 = meta
+    let version_text = meta
         .get("version")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| loader.err("missing or unreadable 'version' metadata"))?;
+        .ok_or_else(|| loader.err("no 'version' metadata"))?;
+    // Only the canonical spelling: "2", not "+2", "02" or " 2".
+    let version: u32 = version_text
+        .parse()
+        .ok()
+        .filter(|v: &u32| v.to_string() == *version_text)
+        .ok_or_else(|| {
+            loader.err(format!(
+                "version '{version_text}' is not a format version (a number in plain digits)"
+            ))
+        })?;
     if version > FORMAT_VERSION {
         return Err(loader.err(format!(
             "format version {version} is newer than this build reads (up to {FORMAT_VERSION}); upgrade Lamina"
@@ -448,7 +469,59 @@ fn config_layer(
     })
 }
 
+/// How many graph nodes a call of a built-in layer is counted as when a file's graph size is
+/// estimated (the largest, `LayerNormalization` with a mask, makes fewer).
+const BUILT_IN_LAYER_NODES: usize = 32;
+
+/// Checks, from the architecture alone and before any node is made, that the model's graph
+/// stays within `MAX_LOADED_NODES` once every call has replayed its layer: a recorded body
+/// (a Lambda's, its mask function's, a custom activation's) counts its nodes once per call,
+/// a built-in layer `BUILT_IN_LAYER_NODES`.
+fn check_graph_size(loader: &Loader<'_>, arch: &Architecture) -> Result<()> {
+    use crate::limits::MAX_LOADED_NODES;
+    let body_nodes = |b: &BodyRecord| b.nodes.len();
+    let per_call: Vec<usize> = arch
+        .layers
+        .iter()
+        .map(|l| match l {
+            LayerRecord::InputLayer { .. } => 1,
+            LayerRecord::Lambda { body, mask, .. } => {
+                let mask_nodes = match mask {
+                    Some(MaskRecord::Function { body: Some(b) }) => body_nodes(b),
+                    _ => 0,
+                };
+                body_nodes(body).saturating_add(mask_nodes)
+            }
+            LayerRecord::Dense {
+                activation_body: Some(b),
+                ..
+            }
+            | LayerRecord::Activation {
+                activation_body: Some(b),
+                ..
+            } => BUILT_IN_LAYER_NODES.saturating_add(body_nodes(b)),
+            _ => BUILT_IN_LAYER_NODES,
+        })
+        .collect();
+    let mut total = 0usize;
+    for (c, call) in arch.calls.iter().enumerate() {
+        let n = per_call.get(call.layer).copied().unwrap_or(0);
+        total = total.saturating_add(n);
+        if total > MAX_LOADED_NODES {
+            return Err(loader.err(format!(
+                "its graph would exceed {MAX_LOADED_NODES} nodes (limits::MAX_LOADED_NODES) by \
+                 call {c} of {}: layer {} replays {n} nodes per call; recorded bodies replay \
+                 once per call",
+                arch.calls.len(),
+                call.layer
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
+    check_graph_size(loader, arch)?;
     let mut built = Vec::with_capacity(arch.layers.len());
     for (i, record) in arch.layers.iter().enumerate() {
         built.push(match record {
@@ -540,6 +613,21 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
             },
         });
     }
+    // Layer names are unique, as Keras requires ("All layer names should be unique").
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, (b, record)) in built.iter().zip(&arch.layers).enumerate() {
+        let name = match (b, record) {
+            (Built::Layer { layer, .. }, _) => layer.name(),
+            (_, LayerRecord::InputLayer { name, .. }) => name.clone(),
+            _ => continue,
+        };
+        if let Some(first) = names.insert(name.clone(), i) {
+            return Err(loader.err(format!(
+                "layers {first} and {i} are both named '{name}': all layer names should be \
+                 unique"
+            )));
+        }
+    }
     // Each layer's stored weights by name, found once: `layers/{i}/weights/{name}`.
     let mut weight_names: HashMap<usize, Vec<(&str, &str)>> = HashMap::new();
     for name in loader.tensors.names() {
@@ -624,10 +712,26 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
                     for (weight, name) in weight_names.get(&call.layer).into_iter().flatten() {
                         stored.insert(weight.to_string(), loader.tensor(name)?);
                     }
+                    let names: Vec<String> = stored.keys().cloned().collect();
                     let outs = crate::layers::with_stored_weights(stored, || {
                         call_layer_with_masks(layer.as_ref(), &ins, explicit)
                     })
                     .map_err(in_layer)?;
+                    // Every stored weight must be one the layer has.
+                    let has: Vec<String> = layer
+                        .variables()
+                        .iter()
+                        .map(|v| v.name().to_string())
+                        .collect();
+                    if let Some(extra) = names.iter().find(|n| !has.contains(n)) {
+                        return Err(loader.err(format!(
+                            "tensor 'layers/{}/weights/{extra}' is not a weight of layer '{}' \
+                             (it has: {})",
+                            call.layer,
+                            layer.name(),
+                            has.join(", ")
+                        )));
+                    }
                     *weights_set = true;
                     outs
                 }
@@ -660,7 +764,27 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
             })?;
         outs.push(t.clone());
     }
-    Model::build(&arch.name, &inputs, &outs, arch.sequential).map_err(|e| loader.err(e.to_string()))
+    let model = Model::build(&arch.name, &inputs, &outs, arch.sequential)
+        .map_err(|e| loader.err(e.to_string()))?;
+    // Every tensor of the file belongs to something: an unknown extra one is refused.
+    let used = loader.used.borrow();
+    let mut unused: Vec<&str> = loader
+        .tensors
+        .names()
+        .into_iter()
+        .filter(|n| !used.contains(*n))
+        .collect();
+    unused.sort_unstable();
+    if let Some(first) = unused.first() {
+        return Err(loader.err(format!(
+            "tensor '{first}' is not used by the model{}",
+            match unused.len() {
+                1 => String::new(),
+                n => format!(" ({} unused tensors in all)", n),
+            }
+        )));
+    }
+    Ok(model)
 }
 
 impl Model {
@@ -669,10 +793,7 @@ impl Model {
     /// one of a newer format version, gives an `Err`.
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::File {
-            path: path.display().to_string(),
-            detail: format!("cannot read: {e}"),
-        })?;
+        let bytes = super::bounded::read_safetensors_file(path)?;
         from_bytes(&bytes, &path.display().to_string())
     }
 
@@ -692,18 +813,12 @@ impl Model {
     /// shape is checked before anything is set, so a bad file changes nothing.
     pub fn load_weights(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::File {
-            path: path.display().to_string(),
-            detail: format!("cannot read: {e}"),
-        })?;
+        let bytes = super::bounded::read_safetensors_file(path)?;
         let tensors = SafeTensors::deserialize(&bytes).map_err(|e| Error::File {
             path: path.display().to_string(),
             detail: format!("not a valid safetensors file: {e}"),
         })?;
-        let loader = Loader {
-            path: path.display().to_string(),
-            tensors,
-        };
+        let loader = Loader::new(path.display().to_string(), tensors);
         let weights = self.weights();
         let mut updates = Vec::new();
         for name in loader.tensors.names() {

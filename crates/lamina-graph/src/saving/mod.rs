@@ -2,6 +2,8 @@
 //! (weights, arguments and constants as tensors, the architecture as JSON metadata) and loads
 //! without running any code.
 
+mod atomic;
+mod bounded;
 pub mod format;
 mod load;
 mod save;

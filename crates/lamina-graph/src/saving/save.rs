@@ -11,7 +11,6 @@ use crate::op::Op;
 use crate::shape::{Dim, Shape};
 use crate::tensor::Tensor;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -569,36 +568,6 @@ pub(crate) fn to_bytes(snapshot: &Snapshot, path: &Path) -> Result<Vec<u8>> {
         .map_err(|e| save_error(path, format!("cannot encode tensors: {e}")))
 }
 
-/// Writes bytes to `path` through a temporary file in the same folder and a rename, so that an
-/// interrupted save leaves any previous file intact.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| save_error(path, "the path names no file"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        crate::tensor::next_id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(save_error(path, format!("cannot write: {e}")));
-    }
-    Ok(())
-}
-
 impl Model {
     /// Saves the model, Lambda bodies included, to one portable file (safetensors tensors plus
     /// the architecture as JSON metadata). The write goes to a temporary file that is renamed
@@ -607,7 +576,7 @@ impl Model {
         let path = path.as_ref();
         let snap = snapshot(self)?;
         let bytes = to_bytes(&snap, path)?;
-        write_atomically(path, &bytes)
+        super::atomic::write_atomically(path, &bytes)
     }
 }
 
