@@ -92,3 +92,29 @@ fn the_gpu_checks_its_buffers_against_the_budget_too() {
     );
     assert!(e.to_string().contains("[256, 4096]"), "{e}");
 }
+
+#[test]
+fn a_broadcast_over_leading_dims_is_read_in_place() {
+    // (1024, 1024) input plus a row broadcast to the same shape: the broadcast is read as its
+    // one row inside the fused loop, so only the 4 MiB output is allocated.
+    let x = Input::new(&[1024]).tensor();
+    let y = Lambda::new(|x| {
+        let row = Tensor::constant(
+            HostTensor::new(&[1, 1024], (0..1024).map(|i| i as f32).collect()).unwrap(),
+        );
+        (x + row.broadcast_to(&[1024, 1024])) * 2.0
+    })
+    .call(&x)
+    .unwrap();
+    let m = Model::new(&[x], &[y]).unwrap();
+    let input = HostTensor::new(&[1024, 1024], vec![1.0f32; 1024 * 1024]).unwrap();
+    let out = Session::new(m.program().clone(), BackendKind::Cpu)
+        .unwrap()
+        .with_memory_budget(MemoryBudget::bytes(5 << 20))
+        .run(std::slice::from_ref(&input))
+        .expect("the broadcast is never materialised");
+    let got = out[0].as_f32().unwrap();
+    for (i, &v) in got.iter().enumerate() {
+        assert_eq!(v, (1.0 + (i % 1024) as f32) * 2.0, "element {i}");
+    }
+}

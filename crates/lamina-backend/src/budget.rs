@@ -34,7 +34,8 @@ impl MemoryBudget {
     }
 
     /// The default budget: `LAMINA_MEMORY_LIMIT` when set (an unreadable value is an error),
-    /// else half the machine's memory (`/proc/meminfo`), else 8 GiB.
+    /// else half the machine's memory (`/proc/meminfo`) or half the process's address-space
+    /// limit (`ulimit -v`), whichever is smaller, else 8 GiB.
     pub fn from_env_or_machine() -> Result<MemoryBudget> {
         if let Ok(v) = std::env::var(MEMORY_LIMIT_ENV) {
             return parse_size(&v).map(MemoryBudget::bytes).ok_or_else(|| Error::Backend {
@@ -45,8 +46,9 @@ impl MemoryBudget {
                 ),
             });
         }
+        let machine = machine_memory().map_or(FALLBACK_BYTES, |m| m / 2);
         Ok(MemoryBudget::bytes(
-            machine_memory().map_or(FALLBACK_BYTES, |m| m / 2),
+            address_space_limit().map_or(machine, |l| machine.min(l / 2)),
         ))
     }
 
@@ -198,6 +200,16 @@ fn machine_memory() -> Option<u64> {
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kib.checked_mul(1024)
+}
+
+/// The process's address-space limit (`ulimit -v`) from `/proc/self/limits`, where one is set.
+fn address_space_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))?;
+    // "Max address space   <soft>   <hard>   bytes": the soft limit is the one enforced.
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Bytes for people: `16.0 GiB`.

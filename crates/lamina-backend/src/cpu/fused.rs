@@ -71,6 +71,8 @@ struct Builder<'a> {
     lens: Vec<usize>,
     index: HashMap<usize, usize>,
     reads: Vec<usize>,
+    /// Broadcasts read through (their input read in their place), never materialised.
+    through: Vec<usize>,
 }
 
 impl Builder<'_> {
@@ -127,9 +129,25 @@ impl Builder<'_> {
             if !self.dtype_ok(n) {
                 return None;
             }
-            let (_, read) = self.row_len(n)?;
-            self.reads.push(n);
-            Step::Leaf { node: n, read }
+            let (len, read) = self.row_len(n)?;
+            // A broadcast over leading dims only is read as its input: the same row for every
+            // row of the region, so the broadcast tensor is never materialised.
+            let source = match &node.op {
+                Op::BroadcastTo { .. } => {
+                    let m = node.inputs[0];
+                    match self.row_len(m) {
+                        Some((len_m, read_m)) if len_m == len && self.dtype_ok(m) => {
+                            self.through.push(n);
+                            Some((m, read_m))
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            let (leaf, read) = source.unwrap_or((n, read));
+            self.reads.push(leaf);
+            Step::Leaf { node: leaf, read }
         };
         let (len, _) = self.row_len(n)?;
         self.steps.push(step);
@@ -211,6 +229,7 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
                     lens: Vec::new(),
                     index: HashMap::new(),
                     reads: Vec::new(),
+                    through: Vec::new(),
                 };
                 b.add(root, &inside).map(|_| {
                     let rows: usize = b.lead.iter().product();
@@ -264,6 +283,7 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
                             reads: b.reads,
                         },
                         inside,
+                        b.through,
                     )
                 })
             } else {
@@ -274,10 +294,11 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
         };
         match fused {
             // A region of one op gains nothing over the interpreter's kernel for it.
-            Some((k, inside)) if inside.len() > 1 => {
+            Some((k, inside, through)) if inside.len() > 1 => {
                 for &r in &k.reads {
                     needed.insert(r);
                 }
+                internal.extend(through);
                 for m in inside {
                     if m != root {
                         internal.insert(m);

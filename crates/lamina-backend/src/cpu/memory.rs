@@ -22,7 +22,7 @@ pub fn is_recycled(op: &Op, fused: bool) -> bool {
 
 /// Bytes an op holds only while it computes: broadcast operands copied to the output's shape,
 /// and transposes made before reductions and scans over other than the last axis.
-fn scratch(prog: &Program, shapes: &[Vec<usize>], n: usize) -> u64 {
+pub fn scratch(prog: &Program, shapes: &[Vec<usize>], n: usize) -> u64 {
     let node = &prog.nodes[n];
     let out = &shapes[n];
     let input = |k: usize| &shapes[node.inputs[k]];
@@ -95,4 +95,32 @@ pub fn plan(
         }
     }
     b.finish()
+}
+
+/// Asks the allocator for the bytes node `n` is about to need (its output and its scratch) and
+/// gives them back at once: where the machine cannot provide them (memory exhausted, an
+/// address-space limit), the run stops with an `Error::Memory` naming the op instead of the
+/// process aborting inside the kernel's own allocation.
+pub fn probe(prog: &Program, shapes: &[Vec<usize>], n: usize) -> lamina_graph::Result<()> {
+    let bytes = tensor_bytes(&shapes[n]).saturating_add(scratch(prog, shapes, n));
+    let fits = usize::try_from(bytes)
+        .ok()
+        .is_some_and(|b| Vec::<u8>::new().try_reserve_exact(b).is_ok());
+    if fits {
+        return Ok(());
+    }
+    let node = &prog.nodes[n];
+    Err(node.attribute(lamina_graph::Error::Memory {
+        backend: "cpu".into(),
+        needed: bytes,
+        limit: 0,
+        detail: format!(
+            "the machine could not provide {} for op {} of shape {:?} ({}); use smaller inputs \
+             or free memory",
+            crate::budget::human(bytes),
+            node.op.name(),
+            shapes[n],
+            node.dtype
+        ),
+    }))
 }

@@ -139,6 +139,9 @@ impl Executable for CpuExecutable {
             if let Some(k) = &self.fused[i] {
                 let n = self.shapes[i].iter().product();
                 let reuse = self.take_recycled(i);
+                if reuse.is_none() {
+                    memory::probe(p, &self.shapes, i)?;
+                }
                 let v = k.run(&values, n, reuse).ok_or_else(|| Error::Backend {
                     backend: "cpu".into(),
                     detail: format!("fused region at node {i} read a value not computed"),
@@ -162,6 +165,14 @@ impl Executable for CpuExecutable {
             };
             let shape_of = |j: usize| self.shapes[node.inputs[j]].as_slice();
             let out_shape = self.shapes[i].as_slice();
+            if !memory::is_view(&node.op)
+                && !matches!(
+                    node.op,
+                    Op::Input { .. } | Op::Constant(_) | Op::Variable(_)
+                )
+            {
+                memory::probe(p, &self.shapes, i)?;
+            }
             let value: Arc<HostData> = match &node.op {
                 Op::Input { name } => {
                     return Err(Error::Inputs {
