@@ -853,6 +853,58 @@ fn a_user_activation_that_cannot_be_saved_says_why() -> Result<()> {
     Ok(())
 }
 
+/// Rebuilds a model file with the architecture JSON edited (tensors kept).
+fn with_architecture(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+    let mut meta = meta.metadata().clone().unwrap();
+    let mut arch: serde_json::Value = serde_json::from_str(&meta["architecture"]).unwrap();
+    edit(&mut arch);
+    meta.insert("architecture".into(), arch.to_string());
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        st.tensors().into_iter().collect();
+    safetensors::serialize(tensors, Some(meta)).unwrap()
+}
+
+#[test]
+fn a_recorded_activation_that_reads_anything_else_is_refused_at_load() -> Result<()> {
+    let x = Input::new(&[3]).tensor();
+    let h = Dense::new(2)
+        .activation(Activation::custom("plus_two", |t| t.add(2.0)))
+        .name("d")
+        .call(&x)?;
+    let bytes = Model::new(&[x], &[h])?.to_bytes()?;
+    assert!(Model::from_bytes(&bytes).is_ok());
+    let edits: [(&str, fn(&mut serde_json::Value)); 5] = [
+        ("reads a variable", |body| {
+            body["nodes"][0]["op"] = serde_json::json!({"op": "variable", "name": "kernel"})
+        }),
+        ("reads an input mask", |body| {
+            body["nodes"][0]["op"] = serde_json::json!({"op": "input_mask", "index": 0})
+        }),
+        ("reads a second input", |body| {
+            body["nodes"][0]["op"] = serde_json::json!({"op": "input", "index": 1})
+        }),
+        ("takes two inputs", |body| body["inputs"] = serde_json::json!(2)),
+        ("reads a missing constant", |body| {
+            body["nodes"][1]["op"] = serde_json::json!({"op": "constant", "id": 7})
+        }),
+    ];
+    for (what, edit) in edits {
+        let bad = with_architecture(&bytes, |arch| {
+            let dense = &mut arch["layers"][1];
+            assert_eq!(dense["class"], "Dense");
+            edit(&mut dense["activation_body"]);
+        });
+        let Err(e) = Model::from_bytes(&bad) else {
+            panic!("{what}: loaded");
+        };
+        let e = e.to_string();
+        assert!(e.contains("'d'") || e.contains("layer 1"), "{what}: {e}");
+    }
+    Ok(())
+}
+
 #[test]
 fn named_activations_save_and_load() -> Result<()> {
     let mut m = Sequential::new();
