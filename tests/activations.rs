@@ -875,7 +875,8 @@ fn a_recorded_activation_that_reads_anything_else_is_refused_at_load() -> Result
         .call(&x)?;
     let bytes = Model::new(&[x], &[h])?.to_bytes()?;
     assert!(Model::from_bytes(&bytes).is_ok());
-    let edits: [(&str, fn(&mut serde_json::Value)); 5] = [
+    type BodyEdit = fn(&mut serde_json::Value);
+    let edits: [(&str, BodyEdit); 5] = [
         ("reads a variable", |body| {
             body["nodes"][0]["op"] = serde_json::json!({"op": "variable", "name": "kernel"})
         }),
@@ -885,7 +886,9 @@ fn a_recorded_activation_that_reads_anything_else_is_refused_at_load() -> Result
         ("reads a second input", |body| {
             body["nodes"][0]["op"] = serde_json::json!({"op": "input", "index": 1})
         }),
-        ("takes two inputs", |body| body["inputs"] = serde_json::json!(2)),
+        ("takes two inputs", |body| {
+            body["inputs"] = serde_json::json!(2)
+        }),
         ("reads a missing constant", |body| {
             body["nodes"][1]["op"] = serde_json::json!({"op": "constant", "id": 7})
         }),
