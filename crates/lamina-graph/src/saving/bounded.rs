@@ -65,7 +65,7 @@ fn read_exactly(
                     return Err(file_err(
                         path,
                         format!(
-                            "truncated: it ends after {} of the {len} bytes of its {what}",
+                            "not a valid safetensors file: truncated: it ends after {} of the {len} bytes of its {what}",
                             len - left + got
                         ),
                     ));
@@ -102,7 +102,10 @@ pub(crate) fn read_safetensors_file(path: &Path) -> Result<Vec<u8>> {
     {
         return Err(file_err(
             path,
-            format!("truncated: it holds {len} bytes, fewer than its {n}-byte header needs"),
+            format!(
+                "not a valid safetensors file: truncated: it holds {len} bytes, fewer than its \
+                 {n}-byte header needs"
+            ),
         ));
     }
     read_exactly(path, &mut reader, &mut bytes, n, "header")?;
@@ -116,8 +119,8 @@ pub(crate) fn read_safetensors_file(path: &Path) -> Result<Vec<u8>> {
         return Err(file_err(
             path,
             format!(
-                "it holds {len} bytes but its header declares {total} ({n} of header, {data_len} \
-                 of tensor data)"
+                "not a valid safetensors file: it holds {len} bytes but its header declares \
+                 {total} ({n} of header, {data_len} of tensor data)"
             ),
         ));
     }
@@ -130,7 +133,10 @@ pub(crate) fn read_safetensors_file(path: &Path) -> Result<Vec<u8>> {
             Ok(_) => {
                 return Err(file_err(
                     path,
-                    format!("it goes on past the {total} bytes its header declares"),
+                    format!(
+                        "not a valid safetensors file: it goes on past the {total} bytes its \
+                         header declares"
+                    ),
                 ));
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
