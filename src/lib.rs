@@ -14,6 +14,7 @@
 //! # Ok::<(), lamina::Error>(())
 //! ```
 
+pub use lamina_backend::cpu::isa as cpu_isa;
 pub use lamina_backend::gpu::{AdapterSummary, GpuBackend, GpuOptions, list_adapters};
 pub use lamina_backend::{
     Backend, BackendKind, CpuBackend, Executable, MEMORY_LIMIT_ENV, MemoryBudget, RunStats,

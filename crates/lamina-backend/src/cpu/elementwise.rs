@@ -50,25 +50,15 @@ fn erf(x: f32) -> f32 {
 /// NaN-propagating maximum, as NumPy's `maximum`.
 #[inline(always)]
 pub fn fmax_nan(a: f32, b: f32) -> f32 {
-    if a.is_nan() || b.is_nan() {
-        f32::NAN
-    } else if a >= b {
-        a
-    } else {
-        b
-    }
+    // A NaN `a` is kept; a NaN `b` fails the comparison and is taken. Branch-free, so loops
+    // over it vectorize.
+    if (a >= b) | a.is_nan() { a } else { b }
 }
 
 /// NaN-propagating minimum, as NumPy's `minimum`.
 #[inline(always)]
 pub fn fmin_nan(a: f32, b: f32) -> f32 {
-    if a.is_nan() || b.is_nan() {
-        f32::NAN
-    } else if a <= b {
-        a
-    } else {
-        b
-    }
+    if (a <= b) | a.is_nan() { a } else { b }
 }
 
 /// The scalar function of a float unary op.
@@ -201,11 +191,11 @@ fn unsupported(op: &str, dtype: DType) -> Error {
 pub fn unary(op: UnaryOp, x: &HostData) -> Result<HostData> {
     Ok(match x {
         HostData::F32(v) => {
-            let f = unary_f32(op);
+            let out = super::vector::unary(op, v);
             if op.is_test() {
-                HostData::Bool(v.iter().map(|&a| f(a) != 0.0).collect())
+                HostData::Bool(out.iter().map(|&a| a != 0.0).collect())
             } else {
-                HostData::F32(v.iter().map(|&a| f(a)).collect())
+                HostData::F32(out)
             }
         }
         HostData::I32(v) => HostData::I32(match op {
@@ -305,6 +295,12 @@ pub fn binary_f32(op: BinaryOp) -> Option<fn(f32, f32) -> f32> {
     })
 }
 
+/// Whether an operand of `len` elements and shape `shape` is either the whole output or one
+/// value broadcast everywhere.
+fn same_or_scalar(len: usize, shape: &[usize], out: &[usize]) -> bool {
+    len == 1 || shape == out
+}
+
 /// Runs a binary op on inputs of shapes `sa` and `sb`, broadcast to `out`.
 pub fn binary(
     op: BinaryOp,
@@ -316,6 +312,10 @@ pub fn binary(
 ) -> Result<HostData> {
     Ok(match (a, b) {
         (HostData::F32(a), HostData::F32(b)) => match binary_f32(op) {
+            Some(_) if same_or_scalar(a.len(), sa, out) && same_or_scalar(b.len(), sb, out) => {
+                let n = out.iter().product();
+                HostData::F32(super::vector::binary(op, a, b, n))
+            }
             Some(f) => HostData::F32(map2(a, sa, b, sb, out, f)),
             None => {
                 let f: fn(f32, f32) -> bool = match op {

@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet};
 
 /// Elements per block when a region has no reductions.
 const BLOCK: usize = 512;
+/// Blocks (or rows of about a block) one thread task evaluates in turn.
+const BLOCKS_PER_TASK: usize = 32;
 /// The most ops one fused region holds.
 const MAX_REGION: usize = 512;
 
@@ -364,8 +366,9 @@ fn bool_f32(b: bool) -> f32 {
 }
 
 impl FusedKernel {
-    /// `eval`, compiled for AVX2 and FMA when the CPU has them (8 lanes instead of SSE2's 4;
-    /// the same IEEE operations, so the same results).
+    /// `eval`, compiled for the widest vector instructions the CPU has (see [`Isa`]): AVX-512
+    /// (16 lanes), AVX2 and FMA (8 lanes), or SSE2 (4). The same IEEE operations in the same
+    /// order, so the same results on every path.
     #[allow(clippy::too_many_arguments)]
     fn eval_best(
         &self,
@@ -376,16 +379,19 @@ impl FusedKernel {
         width: usize,
         per_row: bool,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                // SAFETY: `eval_avx2` only needs AVX2 and FMA, which the CPU was just found to
-                // have.
-                unsafe { eval_avx2(self, leaves, scratch, out, start, width, per_row) };
-                return;
-            }
+        match super::isa::active() {
+            // SAFETY: `active` only reports an instruction set the CPU was found to have, and
+            // each function needs no more than its name says.
+            #[cfg(target_arch = "x86_64")]
+            super::isa::Isa::Avx512 => unsafe {
+                eval_avx512(self, leaves, scratch, out, start, width, per_row)
+            },
+            #[cfg(target_arch = "x86_64")]
+            super::isa::Isa::Avx2 => unsafe {
+                eval_avx2(self, leaves, scratch, out, start, width, per_row)
+            },
+            _ => self.eval(leaves, scratch, out, start, width, per_row),
         }
-        self.eval(leaves, scratch, out, start, width, per_row);
     }
 
     /// Evaluates the steps for rows (or blocks) `first..first+count` into `out`, reading the
@@ -400,6 +406,12 @@ impl FusedKernel {
         width: usize,
         per_row: bool,
     ) {
+        // Leaves read in place: the slice of the leaf's data a step reads, where it needs no
+        // copy (a whole row or block of it, or its one value).
+        let mut direct: smallvec::SmallVec<[Option<&[f32]>; 32]> =
+            smallvec::smallvec![None; self.steps.len()];
+        let last = self.steps.len() - 1;
+        let mut wrote_out = false;
         for (si, step) in self.steps.iter().enumerate() {
             let len = if per_row {
                 self.lens[si]
@@ -409,9 +421,16 @@ impl FusedKernel {
                 width
             };
             let (done, rest) = scratch.split_at_mut(si);
-            let dst = &mut rest[0];
-            dst.resize(len, 0.0);
-            let get = |k: usize| -> &[f32] { &done[k] };
+            // The last step writes straight into the output when it fills it.
+            let into_out = si == last && len == out.len() && !matches!(step, Step::Leaf { .. });
+            let dst: &mut [f32] = if into_out {
+                wrote_out = true;
+                &mut *out
+            } else {
+                rest[0].resize(len, 0.0);
+                &mut rest[0]
+            };
+            let get = |k: usize| -> &[f32] { direct[k].unwrap_or(&done[k]) };
             match step {
                 Step::Leaf { read, .. } => {
                     let data = leaves[si].as_deref().unwrap_or(&[]);
@@ -436,7 +455,11 @@ impl FusedKernel {
                             continue;
                         }
                     };
-                    dst.copy_from_slice(src);
+                    if si == last {
+                        dst.copy_from_slice(src);
+                    } else {
+                        direct[si] = Some(src);
+                    }
                 }
                 Step::Unary(u, a) => super::math::unary_slice(*u, get(*a), dst),
                 Step::Binary(b, x, y) => super::math::binary_slice(*b, get(*x), get(*y), dst),
@@ -490,7 +513,10 @@ impl FusedKernel {
                 }
             }
         }
-        let last = &scratch[self.steps.len() - 1];
+        if wrote_out {
+            return;
+        }
+        let last = &scratch[last];
         if last.len() == out.len() {
             out.copy_from_slice(last);
         } else {
@@ -534,15 +560,20 @@ impl FusedKernel {
             return Some(buffer);
         }
         if self.blockwise {
-            out.par_chunks_mut(BLOCK).enumerate().for_each_init(
-                || vec![Vec::with_capacity(BLOCK); n_steps],
-                |scratch, (b, chunk)| {
-                    self.eval_best(&leaves, scratch, chunk, b * BLOCK, chunk.len(), false)
-                },
-            );
+            // A task takes many blocks, so that its scratch is made once per task rather than
+            // once per block.
+            out.par_chunks_mut(BLOCK * BLOCKS_PER_TASK)
+                .enumerate()
+                .for_each(|(t, task)| {
+                    let mut scratch = vec![Vec::with_capacity(BLOCK); n_steps];
+                    for (b, chunk) in task.chunks_mut(BLOCK).enumerate() {
+                        let start = (t * BLOCKS_PER_TASK + b) * BLOCK;
+                        self.eval_best(&leaves, &mut scratch, chunk, start, chunk.len(), false);
+                    }
+                });
         } else {
             let row_len = out_len / self.rows.max(1);
-            let rows_per_task = (BLOCK / row_len.max(1)).max(1);
+            let rows_per_task = (BLOCK * BLOCKS_PER_TASK / row_len.max(1)).max(1);
             out.par_chunks_mut(row_len * rows_per_task)
                 .enumerate()
                 .for_each_init(
@@ -569,6 +600,21 @@ impl FusedKernel {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn eval_avx2(
+    k: &FusedKernel,
+    leaves: &[Option<std::borrow::Cow<'_, [f32]>>],
+    scratch: &mut [Vec<f32>],
+    out: &mut [f32],
+    start: usize,
+    width: usize,
+    per_row: bool,
+) {
+    k.eval(leaves, scratch, out, start, width, per_row);
+}
+
+/// `FusedKernel::eval` compiled with AVX-512 (F, VL, DQ, BW) as well as AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+unsafe fn eval_avx512(
     k: &FusedKernel,
     leaves: &[Option<std::borrow::Cow<'_, [f32]>>],
     scratch: &mut [Vec<f32>],

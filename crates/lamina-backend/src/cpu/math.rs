@@ -16,7 +16,11 @@ pub fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to nearest
     let xc = x.clamp(-103.972_08, 88.376_26);
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
+    // The integer n from t's low mantissa bits: integer arithmetic that vectorizes, where a
+    // float-to-int `as` (saturating) would not.
+    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -27,8 +31,8 @@ pub fn exp(x: f32) -> f32 {
     let y = p * r * r + r + 1.0;
     // 2^n in two normal factors, so that results below 2^-126 come out subnormal (rounded
     // once) rather than clamped to the smallest normal.
-    let n1 = (n as i32) >> 1;
-    let n2 = n as i32 - n1;
+    let n1 = ni >> 1;
+    let n2 = ni - n1;
     let scale1 = f32::from_bits(((n1 + 127) as u32) << 23);
     let scale2 = f32::from_bits(((n2 + 127) as u32) << 23);
     let v = y * scale1 * scale2;
@@ -158,7 +162,7 @@ const SUM_BLOCK: usize = 128;
 /// cascade: block sums are merged like a binary counter, so no recursion), so that the error
 /// grows with the log of the length, as in NumPy, and a long row of ones does not stall at
 /// 2^24. Vectorizes, and is the one summation order of the interpreter, fused or not.
-#[inline]
+#[inline(always)]
 pub fn sum(x: &[f32]) -> f32 {
     type Lanes = [f32; 8];
     fn add(a: &Lanes, b: &Lanes) -> Lanes {

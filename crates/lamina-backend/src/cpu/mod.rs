@@ -2,12 +2,14 @@
 
 mod elementwise;
 mod fused;
+pub mod isa;
 mod math;
 mod matmul;
 mod memory;
 mod movement;
 mod reduce;
 mod strided;
+mod vector;
 
 use crate::backend::{Backend, Executable};
 use crate::budget::MemoryBudget;

@@ -98,7 +98,10 @@ pub fn promote(a: &dyn Operand, b: &dyn Operand) -> (Tensor, Tensor) {
     };
     match (a.weak_scalar(), b.weak_scalar()) {
         (None, None) => {
-            let (x, y) = (a.to_tensor(&Tensor::scalar(0.0)), b.to_tensor(&Tensor::scalar(0.0)));
+            let (x, y) = (
+                a.to_tensor(&Tensor::scalar(0.0)),
+                b.to_tensor(&Tensor::scalar(0.0)),
+            );
             let d = result_type(x.dtype(), y.dtype());
             (x.cast(d), y.cast(d))
         }
@@ -388,7 +391,9 @@ impl Tensor {
             let (a, b) = promote(&self, &exponent);
             if a.dtype() != DType::F32 {
                 // Integer tensors to integer tensor powers: computed in float32 and rounded.
-                let p = a.cast(DType::F32).binary(BinaryOp::Pow, &b.cast(DType::F32));
+                let p = a
+                    .cast(DType::F32)
+                    .binary(BinaryOp::Pow, &b.cast(DType::F32));
                 return p.round().cast(a.dtype());
             }
             return a.binary(BinaryOp::Pow, &b);

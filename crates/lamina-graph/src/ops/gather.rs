@@ -26,10 +26,7 @@ impl Tensor {
 pub fn index_out_of_range(index: i64, axis: usize, params_shape: &[usize]) -> Error {
     Error::OutOfBounds {
         op: "take".into(),
-        detail: format!(
-            "index {index} is outside -{0}..{0}",
-            params_shape[axis]
-        ),
+        detail: format!("index {index} is outside -{0}..{0}", params_shape[axis]),
         axis,
         size: params_shape[axis],
         shape: format!("{params_shape:?}"),
