@@ -5,7 +5,7 @@
 //! | --- | --- | --- |
 //! | [`MAX_RANK`] | 64 axes | every tensor, when the graph is built and when a file loads |
 //! | [`MAX_ELEMENTS`] | 2^32 elements | every tensor shape (known dims), every host tensor |
-//! | [`MAX_LOADED_NODES`] | 2^20 nodes | a model file's graph after its Lambda bodies replay |
+//! | [`loaded_node_limit`] | one node per 16 bytes of file, at least 2^16, at most 2^20 | a model file's graph after its recorded bodies replay |
 //! | [`MAX_METADATA_BYTES`] | 64 MiB | a model file's header (architecture JSON included) |
 
 use crate::error::{Error, Result};
@@ -18,10 +18,27 @@ pub use crate::host::MAX_ELEMENTS;
 /// is made (an op, an `Input`, a constant), so that no node stores an oversized shape.
 pub const MAX_RANK: usize = 64;
 
-/// The most graph nodes a model file may replay into: 2^20 (1,048,576). A Lambda body is
+/// The most graph nodes any model file may replay into: 2^20 (1,048,576). A Lambda body is
 /// recorded once in a file but replays once per call, so a small file could otherwise describe
-/// an enormous graph; the count is checked from the architecture before any node is made.
+/// an enormous graph; the count is checked from the architecture before any node is made. See
+/// `loaded_node_limit` for the limit of a file of a given size.
 pub const MAX_LOADED_NODES: usize = 1 << 20;
+
+/// The nodes any model file may replay into, however small: 2^16 (65,536).
+pub const LOADED_NODES_FLOOR: usize = 1 << 16;
+
+/// Above the floor, a model file may replay into one graph node per this many bytes of file,
+/// so that loading costs memory and time in proportion to the file's size (a recorded node
+/// takes about 40 bytes of JSON, so a file whose bodies each replay once is always within it).
+pub const LOAD_BYTES_PER_NODE: usize = 16;
+
+/// The most graph nodes a model file of `file_bytes` bytes may replay into: one per
+/// `LOAD_BYTES_PER_NODE` bytes, at least `LOADED_NODES_FLOOR`, at most `MAX_LOADED_NODES`.
+/// Recorded bodies (Lambdas, their mask functions, custom activations) count their nodes once
+/// per call; every other layer call counts one.
+pub fn loaded_node_limit(file_bytes: usize) -> usize {
+    (file_bytes / LOAD_BYTES_PER_NODE).clamp(LOADED_NODES_FLOOR, MAX_LOADED_NODES)
+}
 
 /// The largest model file header (the safetensors header with the architecture JSON in its
 /// metadata): 64 MiB. Checked from the header's declared length before it is read.

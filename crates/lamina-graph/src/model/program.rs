@@ -114,10 +114,17 @@ impl Program {
                 }
                 if !expanded {
                     stack.push((t.clone(), true, owner.clone()));
-                    for child in node.inputs().iter().rev() {
-                        if !index.contains_key(&child.id()) {
-                            stack.push((child.clone(), false, owner_of(child, &owner)));
-                        }
+                    // Each distinct child once (its first occurrence, as before), so that a
+                    // node reading one tensor many times (a concatenation of x with itself)
+                    // costs its owner walk once, not once per read.
+                    let mut seen = std::collections::HashSet::new();
+                    let children: Vec<&Tensor> = node
+                        .inputs()
+                        .iter()
+                        .filter(|c| !index.contains_key(&c.id()) && seen.insert(c.id()))
+                        .collect();
+                    for child in children.into_iter().rev() {
+                        stack.push((child.clone(), false, owner_of(child, &owner)));
                     }
                     continue;
                 }

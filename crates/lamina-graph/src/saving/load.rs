@@ -271,7 +271,7 @@ pub(crate) fn from_bytes(bytes: &[u8], path: &str) -> Result<Model> {
         .ok_or_else(|| loader.err("no 'architecture' metadata"))?;
     let arch: Architecture =
         serde_json::from_str(arch_json).map_err(|e| loader.err(format!("architecture: {e}")))?;
-    build(&loader, &arch)
+    build(&loader, &arch, bytes.len())
 }
 
 /// The constants that recorded bodies of layer `i` read, `layers/{i}/constants/{k}`, numbered
@@ -469,22 +469,19 @@ fn config_layer(
     })
 }
 
-/// How many graph nodes a call of a built-in layer is counted as when a file's graph size is
-/// estimated (the largest, `LayerNormalization` with a mask, makes fewer).
-const BUILT_IN_LAYER_NODES: usize = 32;
-
-/// Checks, from the architecture alone and before any node is made, that the model's graph
-/// stays within `MAX_LOADED_NODES` once every call has replayed its layer: a recorded body
-/// (a Lambda's, its mask function's, a custom activation's) counts its nodes once per call,
-/// a built-in layer `BUILT_IN_LAYER_NODES`.
-fn check_graph_size(loader: &Loader<'_>, arch: &Architecture) -> Result<()> {
-    use crate::limits::MAX_LOADED_NODES;
+/// The calls a file's graph is built from, found from the architecture alone before any node
+/// is made: `canonical[c]` is the earlier call whose outputs call `c` shares (a call of the
+/// same layer on the same tensors and masks gives the same outputs, so it is not replayed
+/// again), or `c` itself. The graph this makes must stay within `limits::loaded_node_limit`:
+/// a recorded body (a Lambda's, its mask function's, a custom activation's) counts its nodes
+/// once per call that is not shared, every other call one node.
+fn plan_calls(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<Vec<usize>> {
+    let limit = crate::limits::loaded_node_limit(file_bytes);
     let body_nodes = |b: &BodyRecord| b.nodes.len();
     let per_call: Vec<usize> = arch
         .layers
         .iter()
         .map(|l| match l {
-            LayerRecord::InputLayer { .. } => 1,
             LayerRecord::Lambda { body, mask, .. } => {
                 let mask_nodes = match mask {
                     Some(MaskRecord::Function { body: Some(b) }) => body_nodes(b),
@@ -499,29 +496,61 @@ fn check_graph_size(loader: &Loader<'_>, arch: &Architecture) -> Result<()> {
             | LayerRecord::Activation {
                 activation_body: Some(b),
                 ..
-            } => BUILT_IN_LAYER_NODES.saturating_add(body_nodes(b)),
-            _ => BUILT_IN_LAYER_NODES,
+            } => body_nodes(b).saturating_add(1),
+            _ => 1,
         })
         .collect();
+    type Key = (usize, Vec<(usize, usize)>, Vec<Option<(usize, usize)>>);
+    let mut seen: HashMap<Key, usize> = HashMap::new();
+    let mut canonical = Vec::with_capacity(arch.calls.len());
     let mut total = 0usize;
     for (c, call) in arch.calls.iter().enumerate() {
-        let n = per_call.get(call.layer).copied().unwrap_or(0);
+        // Only calls whose references are valid (earlier calls) are shared; the others are
+        // left for `build` to refuse with its own error.
+        let resolve = |r: &TensorRef| (r.call < c).then(|| (canonical[r.call], r.output));
+        let inputs: Option<Vec<(usize, usize)>> = call.inputs.iter().map(resolve).collect();
+        let masks: Option<Vec<Option<(usize, usize)>>> = call
+            .masks
+            .iter()
+            .map(|m| match m {
+                Some(r) => resolve(r).map(Some),
+                None => Some(None),
+            })
+            .collect();
+        let is_input = matches!(
+            arch.layers.get(call.layer),
+            Some(LayerRecord::InputLayer { .. })
+        );
+        if let (Some(inputs), Some(masks), false) = (inputs, masks, is_input) {
+            match seen.entry((call.layer, inputs, masks)) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    canonical.push(*e.get());
+                    continue;
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(c);
+                }
+            }
+        }
+        canonical.push(c);
+        let n = per_call.get(call.layer).copied().unwrap_or(1);
         total = total.saturating_add(n);
-        if total > MAX_LOADED_NODES {
+        if total > limit {
             return Err(loader.err(format!(
-                "its graph would exceed {MAX_LOADED_NODES} nodes (limits::MAX_LOADED_NODES) by \
-                 call {c} of {}: layer {} replays {n} nodes per call; recorded bodies replay \
-                 once per call",
+                "its graph would exceed {limit} nodes by call {c} of {} (layer {} replays {n} \
+                 nodes per call): a file of {file_bytes} bytes may replay into at most {limit} \
+                 (limits::loaded_node_limit; MAX_LOADED_NODES is {})",
                 arch.calls.len(),
-                call.layer
+                call.layer,
+                crate::limits::MAX_LOADED_NODES
             )));
         }
     }
-    Ok(())
+    Ok(canonical)
 }
 
-fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
-    check_graph_size(loader, arch)?;
+fn build(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<Model> {
+    let canonical = plan_calls(loader, arch, file_bytes)?;
     let mut built = Vec::with_capacity(arch.layers.len());
     for (i, record) in arch.layers.iter().enumerate() {
         built.push(match record {
@@ -644,6 +673,12 @@ fn build(loader: &Loader<'_>, arch: &Architecture) -> Result<Model> {
     }
     let mut outputs: Vec<Vec<Tensor>> = Vec::with_capacity(arch.calls.len());
     for (c, call) in arch.calls.iter().enumerate() {
+        if canonical[c] != c {
+            // The same layer on the same tensors: its outputs are shared, not built again.
+            let shared = outputs[canonical[c]].clone();
+            outputs.push(shared);
+            continue;
+        }
         let mut ins = Vec::with_capacity(call.inputs.len());
         let mut masks: Vec<Option<Tensor>> = Vec::with_capacity(call.masks.len());
         if !call.masks.is_empty() && call.masks.len() != call.inputs.len() {
