@@ -211,7 +211,7 @@ fn op_cases() -> Vec<OpCase> {
         }),
         ("any_all", false, |x| {
             let pos = x.greater(0.0);
-            pos.any(-1, true).cast(DType::F32) + pos.all(1, true).cast(DType::F32) * 2.0
+            pos.any_keepdims(-1).cast(DType::F32) + pos.all_keepdims(1).cast(DType::F32) * 2.0
         }),
         ("tan", false, |x| (x * 0.7).tan()),
         ("arcsin_arccos", false, |x| {

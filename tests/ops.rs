@@ -2768,17 +2768,17 @@ fn take_picks_slices_along_any_axis() {
 fn any_and_all_reduce_truth() {
     let data = vec![0., 0., 2., 0., 1., -1.];
     bools(
-        &run1(&[2, 3], data.clone(), |x| x.any(-1, false)),
+        &run1(&[2, 3], data.clone(), |x| x.any(-1)),
         &[2],
         &[true, true],
     );
     bools(
-        &run1(&[2, 3], data.clone(), |x| x.all(-1, false)),
+        &run1(&[2, 3], data.clone(), |x| x.all(-1)),
         &[2],
         &[false, false],
     );
     bools(
-        &run1(&[2, 3], data, |x| x.all(0, true)),
+        &run1(&[2, 3], data, |x| x.all_keepdims(0)),
         &[1, 3],
         &[false, false, true],
     );

@@ -39,7 +39,12 @@ impl Masking {
     }
 
     fn keep(&self, x: &Tensor, keepdims: bool) -> Tensor {
-        x.not_equal(self.mask_value).any(-1, keepdims)
+        let differs = x.not_equal(self.mask_value);
+        if keepdims {
+            differs.any_keepdims(-1)
+        } else {
+            differs.any(-1)
+        }
     }
 }
 

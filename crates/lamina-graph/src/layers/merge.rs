@@ -7,7 +7,7 @@ use super::common::{align_mask, layer_identity};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::infer::normalize_axis;
-use crate::layer::{Layer, call_layer, unique_name};
+use crate::layer::{Layer, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
 
@@ -193,10 +193,6 @@ macro_rules! elementwise_merge {
                 }
             }
 
-            /// Calls the layer on a list of tensors.
-            pub fn call(&self, xs: &[Tensor]) -> Result<Tensor> {
-                Ok(call_layer(self, xs)?.remove(0))
-            }
         }
 
         impl Default for $ty {
@@ -321,10 +317,6 @@ impl Concatenate {
         self.axis
     }
 
-    /// Calls the layer on a list of tensors.
-    pub fn call(&self, xs: &[Tensor]) -> Result<Tensor> {
-        Ok(call_layer(self, xs)?.remove(0))
-    }
 }
 
 impl Default for Concatenate {
@@ -373,6 +365,6 @@ impl Layer for Concatenate {
             .collect();
         let axis = normalize_axis("concatenate", self.axis, &inputs[0].shape())?;
         let joined = Tensor::concatenate(&full, axis as isize);
-        Ok(vec![Some(joined.any(-1, false))])
+        Ok(vec![Some(joined.any(-1))])
     }
 }

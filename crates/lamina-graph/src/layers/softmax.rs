@@ -3,7 +3,7 @@
 use super::common::{align_mask, layer_identity, one_input};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::layer::{Layer, call_layer, call_layer_with_masks, unique_name};
+use crate::layer::{Layer, call_layer_with_masks, unique_name};
 use crate::tensor::{Tensor, next_id};
 
 /// Keras's `Softmax(axis=-1)`. With a mask (the input's, or one given to `call_masked`),
@@ -49,11 +49,6 @@ impl Softmax {
     /// The axis.
     pub fn softmax_axis(&self) -> isize {
         self.axis
-    }
-
-    /// Calls the layer on a tensor (its mask, if any, is used).
-    pub fn call(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(call_layer(self, std::slice::from_ref(x))?.remove(0))
     }
 
     /// Calls the layer with an explicit mask, true (or, for a float mask, above 0.5) where a

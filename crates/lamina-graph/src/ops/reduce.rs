@@ -117,19 +117,31 @@ impl Tensor {
         }
     }
 
-    /// Whether any element is true (non-zero) over `axes`: a `bool` tensor.
-    pub fn any(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
-        self.cast(DType::Bool)
-            .cast(DType::F32)
-            .reduce(ReduceOp::Max, axes, keepdims)
-            .cast(DType::Bool)
+    /// Whether any element is true (non-zero) over `axes`, which are dropped: a `bool` tensor.
+    pub fn any(&self, axes: impl Into<Axes>) -> Tensor {
+        self.bool_reduce(ReduceOp::Max, axes, false)
     }
 
-    /// Whether every element is true (non-zero) over `axes`: a `bool` tensor.
-    pub fn all(&self, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
+    /// `any` with the reduced axes kept with size 1.
+    pub fn any_keepdims(&self, axes: impl Into<Axes>) -> Tensor {
+        self.bool_reduce(ReduceOp::Max, axes, true)
+    }
+
+    /// Whether every element is true (non-zero) over `axes`, which are dropped: a `bool`
+    /// tensor.
+    pub fn all(&self, axes: impl Into<Axes>) -> Tensor {
+        self.bool_reduce(ReduceOp::Min, axes, false)
+    }
+
+    /// `all` with the reduced axes kept with size 1.
+    pub fn all_keepdims(&self, axes: impl Into<Axes>) -> Tensor {
+        self.bool_reduce(ReduceOp::Min, axes, true)
+    }
+
+    fn bool_reduce(&self, op: ReduceOp, axes: impl Into<Axes>, keepdims: bool) -> Tensor {
         self.cast(DType::Bool)
             .cast(DType::F32)
-            .reduce(ReduceOp::Min, axes, keepdims)
+            .reduce(op, axes, keepdims)
             .cast(DType::Bool)
     }
 
