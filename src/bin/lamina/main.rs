@@ -92,6 +92,12 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             println!("cpu threads available: {threads}");
             println!("largest tensor: {} elements", lamina::host::MAX_ELEMENTS);
+            println!("largest rank: {} axes", lamina::limits::MAX_RANK);
+            println!(
+                "model files: headers up to {} bytes, graphs up to {} nodes after replay",
+                lamina::limits::MAX_METADATA_BYTES,
+                lamina::limits::MAX_LOADED_NODES
+            );
             Ok(())
         }
         Command::Summary { model } => {
