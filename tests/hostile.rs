@@ -369,6 +369,25 @@ fn corpus() -> Vec<Case> {
         },
     });
 
+    // Rank 64, the most there may be, runs.
+    let rank64 = {
+        let mut m = Sequential::named("rank64");
+        m.add(Input::new(&[1; 63])).unwrap();
+        m.add(Lambda::new(|x| (x * 2.0 + 1.0).sum_keepdims(-1)).name("deep"))
+            .unwrap();
+        m.model().unwrap().to_bytes().unwrap()
+    };
+    cases.push(Case {
+        name: "rank_64",
+        bytes: rank64,
+        expect: Expect::Runs {
+            summary: vec!["deep (Lambda)".into()],
+            input: HostTensor::new(&[1; 64], vec![3.0f32]).unwrap(),
+            output: Ok(HostTensor::new(&[1; 64], vec![7.0f32]).unwrap()),
+            gpu: OnGpu::Same,
+        },
+    });
+
     // Shapes past the limits: rank, a dimension of 2^63, a concatenation whose size overflows.
     let mut deep_shape = vec![Value::Null];
     deep_shape.extend(std::iter::repeat_n(json!(1), 64));
@@ -828,7 +847,9 @@ fn clean_error(o: &Outcome, args: &[&str]) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn check_cli_case(dir: &Path, case: &Case) -> std::result::Result<(), String> {
+/// Runs a case through `lamina summary` and `lamina run` on the CPU and, with `gpu`, on the
+/// GPU too (where it must give the right answer, or any clean error).
+fn check_cli_case(dir: &Path, case: &Case, gpu: bool) -> std::result::Result<(), String> {
     let file = format!("{}.lamina", case.name);
     std::fs::write(dir.join(&file), &case.bytes).unwrap();
     let input = match &case.expect {
@@ -877,6 +898,30 @@ fn check_cli_case(dir: &Path, case: &Case) -> std::result::Result<(), String> {
                 }
                 Err(_) => clean_error(&r, &run)?,
             }
+            if gpu {
+                let y = format!("{}.gpu.npy", case.name);
+                let run = [
+                    "run",
+                    &file,
+                    "--input",
+                    &x,
+                    "--output",
+                    &y,
+                    "--backend",
+                    "gpu",
+                ];
+                let r = lamina_limited(dir, &run)?;
+                match (r.code, output) {
+                    (Some(0), Ok(want)) => {
+                        let got = HostTensor::read_npy(dir.join(&y)).map_err(|e| e.to_string())?;
+                        if !close(&got, want) {
+                            return Err(format!("run on the gpu gave {got:?}, not {want:?}"));
+                        }
+                    }
+                    (Some(0), Err(_)) => {}
+                    _ => clean_error(&r, &run)?,
+                }
+            }
         }
     }
     Ok(())
@@ -889,9 +934,10 @@ fn the_command_line_survives_the_corpus_under_ulimit() {
         return;
     }
     let dir = temp_dir("cli");
+    let gpu = gpu().is_some();
     let mut failures = Vec::new();
     for case in corpus() {
-        if let Err(e) = check_cli_case(&dir, &case) {
+        if let Err(e) = check_cli_case(&dir, &case, gpu) {
             failures.push(format!("{}: {e}", case.name));
         }
     }
