@@ -174,9 +174,6 @@ enum OnGpu {
     /// Where the CPU refuses (over its memory budget), the GPU, which fuses the large buffer
     /// away, gives this answer (or a clean error).
     Answer(HostTensor),
-    /// As `Answer`, but a known GPU bug gives another value: expected to fail, and failing the
-    /// test once the bug is fixed, so that this mark goes.
-    KnownBug(HostTensor, &'static str),
     /// The CPU's answer, or a clean error where the GPU cannot hold the kernel (the note says
     /// why).
     MayRefuse(&'static str),
@@ -229,10 +226,9 @@ fn corpus() -> Vec<Case> {
             summary: vec!["huge (Lambda)".into()],
             input: HostTensor::new(&[1, 1], vec![1.0f32]).unwrap(),
             output: Err(vec!["memory budget", "huge"]),
-            gpu: OnGpu::KnownBug(
-                HostTensor::new(&[], vec![4294967296.0f32]).unwrap(),
-                "the GPU's sum of all 2^32 elements gives 0 (and of 2^31 gives 64527): \
-                 reported with issue 15",
+            gpu: OnGpu::MayRefuse(
+                "the GPU reads the broadcast in place, but 2^32 elements are past its 32-bit \
+                 indexing: refused with an error naming the op and layer",
             ),
         },
     });
@@ -645,16 +641,6 @@ fn check_predict(
         (Err(e), Err(parts), OnGpu::Same) => holds_all(&e.to_string(), parts),
         (Err(_), Err(_), _) => Ok(()),
         (Ok(y), Err(_), OnGpu::Answer(want)) if one(&y, want) => Ok(()),
-        (Ok(y), Err(_), OnGpu::KnownBug(want, bug)) => {
-            if one(&y, want) {
-                Err(format!(
-                    "the right answer despite the known bug \"{bug}\": remove the mark"
-                ))
-            } else {
-                eprintln!("known GPU bug: {bug}");
-                Ok(())
-            }
-        }
         (Ok(y), _, _) => Err(format!("predict gave {y:?}, not what was expected")),
         (Err(e), Ok(_), _) => Err(format!("predict failed: {e}")),
     }

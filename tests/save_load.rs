@@ -144,7 +144,11 @@ fn every_model_round_trips_bit_identically() -> Result<()> {
                 "model {i}: {w:?} vs {g:?}"
             );
         }
-        assert_eq!(model.summary_string()?, loaded.summary_string()?, "model {i}");
+        assert_eq!(
+            model.summary_string()?,
+            loaded.summary_string()?,
+            "model {i}"
+        );
         assert_eq!(model.count_params(), loaded.count_params());
         assert_eq!(model.layers().len(), loaded.layers().len());
         // Saving the loaded model again gives the same architecture and tensors.

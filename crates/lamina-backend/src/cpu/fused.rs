@@ -353,7 +353,7 @@ fn expand(dst: &mut [f32], start: usize, full: usize, data: &[f32], per_row: boo
         if per_row {
             seg.fill(data[row]);
         } else {
-            seg.copy_from_slice(&data[col..col + n]);
+            super::strided::copy_row(seg, &data[col..col + n]);
         }
         pos += n;
         col = 0;
@@ -489,7 +489,7 @@ impl FusedKernel {
                     let mut off = 0;
                     for &p in parts {
                         let v = get(p);
-                        dst[off..off + v.len()].copy_from_slice(v);
+                        super::strided::copy_row(&mut dst[off..off + v.len()], v);
                         off += v.len();
                     }
                 }

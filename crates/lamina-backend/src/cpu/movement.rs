@@ -3,6 +3,7 @@
 use super::strided::{broadcast_strides, contiguous_strides, gather};
 use lamina_graph::op::AxisSlice;
 use lamina_graph::{Error, HostData, Result};
+use rayon::prelude::*;
 
 /// Applies the same generic expression to whichever vector a `HostData` holds.
 macro_rules! each_dtype {
@@ -133,15 +134,31 @@ pub fn take(
             detail: "take: the reused buffer is shared".into(),
         });
     };
+    // Output row r (of `inner` values) is row ids[r % n] of outer block r / n of the table:
+    // rows are copied in parallel tasks of many rows, into a buffer resized (not rebuilt) when
+    // it is reused.
+    let n = ids.len();
     macro_rules! fill {
         ($v:expr, $o:expr) => {{
-            $o.clear();
-            $o.reserve(outer * ids.len() * inner);
-            for o in 0..outer {
-                let base = o * size * inner;
-                for &id in &ids {
-                    let start = base + id * inner;
-                    $o.extend_from_slice(&$v[start..start + inner]);
+            let total = outer * n * inner;
+            $o.resize(total, Default::default());
+            if inner > 0 {
+                let rows_per_task = (TAKE_TASK / inner).max(1);
+                let task = |(t, chunk): (usize, &mut [_])| {
+                    for (k, row) in chunk.chunks_exact_mut(inner).enumerate() {
+                        let r = t * rows_per_task + k;
+                        let start = ((r / n) * size + ids[r % n]) * inner;
+                        super::strided::copy_row(row, &$v[start..start + inner]);
+                    }
+                };
+                if total >= 2 * TAKE_TASK {
+                    $o.par_chunks_mut(rows_per_task * inner)
+                        .enumerate()
+                        .for_each(task);
+                } else {
+                    $o.chunks_mut(rows_per_task * inner)
+                        .enumerate()
+                        .for_each(task);
                 }
             }
         }};
@@ -160,6 +177,9 @@ pub fn take(
     }
     Ok(buffer)
 }
+
+/// Elements one thread task of `take` copies.
+const TAKE_TASK: usize = 1 << 14;
 
 /// An empty vector of the same type as `x`.
 fn params_like(x: &HostData) -> HostData {

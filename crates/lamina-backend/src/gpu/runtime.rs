@@ -282,6 +282,7 @@ impl Backend for Arc<GpuBackend> {
         budget: &MemoryBudget,
     ) -> Result<Arc<dyn Executable>> {
         let shapes = program.specialize(input_shapes)?;
+        check_u32_indexing(program, &shapes)?;
         let planned = plan(
             program,
             &shapes,
@@ -404,6 +405,31 @@ impl Backend for Arc<GpuBackend> {
             bytes_read_back: c.bytes_read_back.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Refuses a program with a tensor of more than `u32::MAX` elements, fused or not: kernels
+/// index with 32-bit integers, and a larger index space would wrap and give wrong values
+/// silently.
+fn check_u32_indexing(program: &Program, shapes: &[Vec<usize>]) -> Result<()> {
+    for (n, shape) in shapes.iter().enumerate() {
+        let count = shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+            .unwrap_or(u64::MAX);
+        if count > u32::MAX as u64 {
+            let node = &program.nodes[n];
+            return Err(node.attribute(Error::Backend {
+                backend: "gpu".into(),
+                detail: format!(
+                    "op {} of shape {shape:?} has {count} elements, more than the GPU backend's \
+                     32-bit indexing allows ({}); use the cpu backend",
+                    node.op.name(),
+                    u32::MAX
+                ),
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// The device buffers a compiled program holds, all for its lifetime: inputs, constants,

@@ -316,7 +316,6 @@ impl Concatenate {
     pub fn concat_axis(&self) -> isize {
         self.axis
     }
-
 }
 
 impl Default for Concatenate {
