@@ -481,7 +481,7 @@ mod mutation {
                     .call(Add::new().call(&[l, d]).unwrap())
                     .unwrap();
                 let y = Softmax::new()
-                    .call(&Concatenate::new().call(&[p, q]).unwrap())
+                    .call(Concatenate::new().call(&[p, q]).unwrap())
                     .unwrap();
                 Model::new(&[ids], &[y]).unwrap().to_bytes().unwrap()
             })
