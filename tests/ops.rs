@@ -3108,3 +3108,44 @@ fn bool_arithmetic_is_logical_and_int_powers_are_exact() {
         &[2.0, 3.0],
     );
 }
+
+#[test]
+fn lookups_read_in_place_by_fused_regions() {
+    // The table rows picked by input ids feed an elementwise chain (read block by block) and a
+    // softmax (read row by row) without being copied out first; negative ids count from the
+    // end.
+    let table = || {
+        let t: Vec<f32> = (0..12).map(|i| i as f32 * 0.25).collect();
+        Tensor::constant(HostTensor::new(&[4, 3], t).unwrap())
+    };
+    let ids = vec![0, 3, -1, 1, -4, 2];
+    let row = |id: i32| {
+        let r = id.rem_euclid(4) as usize;
+        (0..3).map(move |c| (r * 3 + c) as f32 * 0.25)
+    };
+    let want: Vec<f32> = ids
+        .iter()
+        .flat_map(|&i| row(i).map(|v| v * 2.0 + 1.0))
+        .collect();
+    exact(
+        &runi(&[2, 3], ids.clone(), move |x| {
+            table().take(x, 0) * 2.0 + 1.0
+        }),
+        &[2, 3, 3],
+        &want,
+    );
+    let want: Vec<f32> = ids
+        .iter()
+        .flat_map(|&i| {
+            let v: Vec<f64> = row(i).map(|v| v as f64).collect();
+            let m = v.iter().cloned().fold(f64::MIN, f64::max);
+            let z: f64 = v.iter().map(|x| (x - m).exp()).sum();
+            v.into_iter().map(move |x| ((x - m).exp() / z) as f32)
+        })
+        .collect();
+    approx(
+        &runi(&[2, 3], ids, move |x| table().take(x, 0).softmax(-1)),
+        &[2, 3, 3],
+        &want,
+    );
+}

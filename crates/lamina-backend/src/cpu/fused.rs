@@ -22,6 +22,19 @@ enum Read {
     PerRow,
     /// Every row reads elements `0..len` (a broadcast vector or scalar).
     Shared,
+    /// Row `i` is row `ids[i]` of a table (a lookup by the ids of node `ids`, read in place
+    /// instead of being copied out first).
+    Rows {
+        /// The node holding one id per row.
+        ids: usize,
+    },
+}
+
+/// What a region reads: each leaf step's data, and for lookups the table row of each region
+/// row.
+struct Inputs<'a> {
+    data: Vec<Option<std::borrow::Cow<'a, [f32]>>>,
+    rows: Vec<Option<Vec<usize>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -135,6 +148,26 @@ impl Builder<'_> {
             // A broadcast over leading dims only is read as its input: the same row for every
             // row of the region, so the broadcast tensor is never materialised.
             let source = match &node.op {
+                // A lookup whose rows are the region's rows, by ids from a model input (checked
+                // before the run): read from the table in place.
+                Op::Gather { axis: 0 } if matches!(read, Read::PerRow) => {
+                    let (table, ids) = (node.inputs[0], node.inputs[1]);
+                    let ts = &self.shapes[table];
+                    let ok = ts.len() == 2
+                        && ts[1] == len
+                        && self.prog.nodes[table].dtype == DType::F32
+                        && matches!(self.prog.nodes[ids].op, Op::Input { .. })
+                        && matches!(self.prog.nodes[ids].dtype, DType::I32 | DType::U32)
+                        && self.shapes[ids].iter().product::<usize>()
+                            == self.lead.iter().product::<usize>();
+                    if ok {
+                        self.through.push(n);
+                        self.reads.push(ids);
+                        Some((table, Read::Rows { ids }))
+                    } else {
+                        None
+                    }
+                }
                 Op::BroadcastTo { .. } => {
                     let m = node.inputs[0];
                     match self.row_len(m) {
@@ -248,6 +281,10 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
                             Step::Leaf {
                                 read: Read::PerRow, ..
                             } => len * rows == 1,
+                            Step::Leaf {
+                                read: Read::Rows { .. },
+                                ..
+                            } => false,
                             Step::Unary(_, a) | Step::Copy(a) | Step::ToBool(a) => scalar[*a],
                             Step::Binary(_, a, c) => scalar[*a] && scalar[*c],
                             Step::Where(c, a, d) => scalar[*c] && scalar[*a] && scalar[*d],
@@ -268,7 +305,8 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
                                     read: Read::PerRow, ..
                                 } => len == full || len == 1,
                                 Step::Leaf {
-                                    read: Read::Shared, ..
+                                    read: Read::Shared | Read::Rows { .. },
+                                    ..
                                 } => len == full,
                                 _ => true,
                             }
@@ -372,7 +410,7 @@ impl FusedKernel {
     #[allow(clippy::too_many_arguments)]
     fn eval_best(
         &self,
-        leaves: &[Option<std::borrow::Cow<'_, [f32]>>],
+        leaves: &Inputs<'_>,
         scratch: &mut [Vec<f32>],
         out: &mut [f32],
         start: usize,
@@ -399,7 +437,7 @@ impl FusedKernel {
     #[inline(always)]
     fn eval(
         &self,
-        leaves: &[Option<std::borrow::Cow<'_, [f32]>>],
+        leaves: &Inputs<'_>,
         scratch: &mut [Vec<f32>],
         out: &mut [f32],
         start: usize,
@@ -433,9 +471,31 @@ impl FusedKernel {
             let get = |k: usize| -> &[f32] { direct[k].unwrap_or(&done[k]) };
             match step {
                 Step::Leaf { read, .. } => {
-                    let data = leaves[si].as_deref().unwrap_or(&[]);
+                    let data = leaves.data[si].as_deref().unwrap_or(&[]);
                     let full = self.row_len.max(1);
                     let src = match (read, per_row) {
+                        (Read::Rows { .. }, true) => {
+                            let id = leaves.rows[si].as_ref().map_or(0, |r| r[start]);
+                            let d = self.lens[si];
+                            &data[id * d..(id + 1) * d]
+                        }
+                        (Read::Rows { .. }, false) => {
+                            // Row segments of the block, each from its table row.
+                            let ids = leaves.rows[si].as_deref().unwrap_or(&[]);
+                            let (mut row, mut col, mut pos) = (start / full, start % full, 0);
+                            while pos < dst.len() {
+                                let n = (full - col).min(dst.len() - pos);
+                                let from = ids[row] * full + col;
+                                super::strided::copy_row(
+                                    &mut dst[pos..pos + n],
+                                    &data[from..from + n],
+                                );
+                                pos += n;
+                                col = 0;
+                                row += 1;
+                            }
+                            continue;
+                        }
                         (Read::Shared, true) => &data[..self.lens[si]],
                         (Read::PerRow, true) => {
                             &data[start * self.lens[si]..(start + 1) * self.lens[si]]
@@ -533,7 +593,7 @@ impl FusedKernel {
         out_len: usize,
         reuse: Option<std::sync::Arc<HostData>>,
     ) -> Option<std::sync::Arc<HostData>> {
-        let leaves: Vec<Option<std::borrow::Cow<'_, [f32]>>> = self
+        let data: Vec<Option<std::borrow::Cow<'_, [f32]>>> = self
             .steps
             .iter()
             .map(|s| match s {
@@ -544,11 +604,36 @@ impl FusedKernel {
         if self
             .steps
             .iter()
-            .zip(&leaves)
+            .zip(&data)
             .any(|(s, l)| matches!(s, Step::Leaf { .. }) && l.is_none())
         {
             return None;
         }
+        // Table rows of lookups: negative ids count from the end (the ids were checked against
+        // the table before the run; clamping keeps every read in bounds regardless).
+        let mut rows = Vec::with_capacity(self.steps.len());
+        for (si, s) in self.steps.iter().enumerate() {
+            rows.push(match s {
+                Step::Leaf {
+                    read: Read::Rows { ids },
+                    ..
+                } => {
+                    let size = (data[si].as_ref()?.len() / self.lens[si].max(1)) as i64;
+                    if size == 0 && self.rows > 0 {
+                        return None;
+                    }
+                    let fix =
+                        |i: i64| (if i < 0 { i + size } else { i }).clamp(0, size - 1) as usize;
+                    Some(match values[*ids].as_deref()? {
+                        HostData::I32(v) => v.iter().map(|&i| fix(i as i64)).collect(),
+                        HostData::U32(v) => v.iter().map(|&i| fix(i as i64)).collect(),
+                        _ => return None,
+                    })
+                }
+                _ => None,
+            });
+        }
+        let leaves = Inputs { data, rows };
         let mut buffer = reuse
             .filter(|b| matches!(&**b, HostData::F32(v) if v.len() == out_len))
             .unwrap_or_else(|| std::sync::Arc::new(HostData::F32(vec![0f32; out_len])));
@@ -601,7 +686,7 @@ impl FusedKernel {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn eval_avx2(
     k: &FusedKernel,
-    leaves: &[Option<std::borrow::Cow<'_, [f32]>>],
+    leaves: &Inputs<'_>,
     scratch: &mut [Vec<f32>],
     out: &mut [f32],
     start: usize,
@@ -616,7 +701,7 @@ unsafe fn eval_avx2(
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
 unsafe fn eval_avx512(
     k: &FusedKernel,
-    leaves: &[Option<std::borrow::Cow<'_, [f32]>>],
+    leaves: &Inputs<'_>,
     scratch: &mut [Vec<f32>],
     out: &mut [f32],
     start: usize,
