@@ -3149,3 +3149,33 @@ fn lookups_read_in_place_by_fused_regions() {
         &want,
     );
 }
+
+#[test]
+fn a_product_with_its_epilogue_matches_the_definition() {
+    // (131, 70) @ (70, 33) + bias, relu: the region computes the product slab by slab and
+    // runs its epilogue on each slab (131 rows: slabs that do not divide it evenly).
+    let (m, k, n) = (131usize, 70usize, 33usize);
+    let a: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 7919) % 201) as f32 / 100.0 - 1.0)
+        .collect();
+    let w: Vec<f32> = (0..k * n)
+        .map(|i| ((i * 104729) % 199) as f32 / 100.0 - 0.99)
+        .collect();
+    let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.01 - 0.15).collect();
+    let mut want = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let dot: f64 = (0..k)
+                .map(|p| a[i * k + p] as f64 * w[p * n + j] as f64)
+                .sum();
+            want[i * n + j] = (dot + bias[j] as f64).max(0.0) as f32;
+        }
+    }
+    let (w2, b2) = (w.clone(), bias.clone());
+    let got = run1(&[m, k], a, move |x| {
+        let w = Tensor::constant(HostTensor::new(&[k, n], w2.clone()).unwrap());
+        let b = Tensor::constant(HostTensor::new(&[n], b2.clone()).unwrap());
+        (x.matmul(&w) + b).relu()
+    });
+    close(&got, &[m, n], &want, 1e-5);
+}

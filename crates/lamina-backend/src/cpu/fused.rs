@@ -10,6 +10,11 @@ use std::collections::{HashMap, HashSet};
 
 /// Elements per block when a region has no reductions.
 const BLOCK: usize = 512;
+/// The fewest rows for which a region computes its matrix product itself: below, a plain
+/// (threaded) product and a separate epilogue pass are as fast.
+const MIN_PRODUCT_ROWS: usize = 64;
+/// The most bytes of a region's matrix product one task computes before its epilogue.
+const SLAB_BYTES: usize = 1 << 20;
 /// Blocks (or rows of about a block) one thread task evaluates in turn.
 const BLOCKS_PER_TASK: usize = 32;
 /// The most ops one fused region holds.
@@ -28,7 +33,19 @@ enum Read {
         /// The node holding one id per row.
         ids: usize,
     },
+    /// Row `i` is row `i` of the product `a @ b` (2-D), computed by the region itself slab by
+    /// slab, so that its epilogue (bias, activation) runs on rows still in cache.
+    Product {
+        /// The left operand, `[m, k]`.
+        a: usize,
+        /// The right operand, `[k, n]`.
+        b: usize,
+    },
 }
+
+/// The rows of a region's matrix product computed for the current task, and the index of
+/// its first row.
+type Slab<'a> = Option<(&'a [f32], usize)>;
 
 /// What a region reads: each leaf step's data, and for lookups the table row of each region
 /// row.
@@ -88,6 +105,8 @@ struct Builder<'a> {
     reads: Vec<usize>,
     /// Broadcasts read through (their input read in their place), never materialised.
     through: Vec<usize>,
+    /// How many nodes (and outputs) read each node.
+    consumers: &'a [usize],
 }
 
 impl Builder<'_> {
@@ -168,6 +187,38 @@ impl Builder<'_> {
                         None
                     }
                 }
+                // A matrix product read only by this region, rows for rows: computed by the
+                // region (one product per region, row mode).
+                Op::MatMul if matches!(read, Read::PerRow) => {
+                    let (a, b) = (node.inputs[0], node.inputs[1]);
+                    let (sa, sb) = (&self.shapes[a], &self.shapes[b]);
+                    let ok = sa.len() == 2
+                        && sb.len() == 2
+                        && self.shapes[n].len() == 2
+                        && sb[1] == len
+                        && self.lead == [sa[0]]
+                        && sa[0] >= MIN_PRODUCT_ROWS
+                        && self.prog.nodes[a].dtype == DType::F32
+                        && self.prog.nodes[b].dtype == DType::F32
+                        && self.consumers[n] == 1
+                        && !self.steps.iter().any(|s| {
+                            matches!(
+                                s,
+                                Step::Leaf {
+                                    read: Read::Product { .. },
+                                    ..
+                                }
+                            )
+                        });
+                    if ok {
+                        self.through.push(n);
+                        self.reads.push(a);
+                        self.reads.push(b);
+                        Some((n, Read::Product { a, b }))
+                    } else {
+                        None
+                    }
+                }
                 Op::BroadcastTo { .. } => {
                     let m = node.inputs[0];
                     match self.row_len(m) {
@@ -181,7 +232,9 @@ impl Builder<'_> {
                 _ => None,
             };
             let (leaf, read) = source.unwrap_or((n, read));
-            self.reads.push(leaf);
+            if !matches!(read, Read::Product { .. }) {
+                self.reads.push(leaf);
+            }
             Step::Leaf { node: leaf, read }
         };
         let (len, _) = self.row_len(n)?;
@@ -229,6 +282,15 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
     let mut needed: HashSet<usize> = prog.outputs.iter().copied().collect();
     let mut kernels: Vec<Option<FusedKernel>> = vec![None; n];
     let mut internal: HashSet<usize> = HashSet::new();
+    let mut consumers = vec![0usize; n];
+    for node in &prog.nodes {
+        for &i in &node.inputs {
+            consumers[i] += 1;
+        }
+    }
+    for &o in &prog.outputs {
+        consumers[o] += 1;
+    }
     for root in (0..n).rev() {
         if !needed.contains(&root) {
             continue;
@@ -265,6 +327,7 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
                     index: HashMap::new(),
                     reads: Vec::new(),
                     through: Vec::new(),
+                    consumers: &consumers,
                 };
                 b.add(root, &inside).map(|_| {
                     let rows: usize = b.lead.iter().product();
@@ -282,7 +345,7 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
                                 read: Read::PerRow, ..
                             } => len * rows == 1,
                             Step::Leaf {
-                                read: Read::Rows { .. },
+                                read: Read::Rows { .. } | Read::Product { .. },
                                 ..
                             } => false,
                             Step::Unary(_, a) | Step::Copy(a) | Step::ToBool(a) => scalar[*a],
@@ -296,22 +359,35 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
                     // of the root's shape or a scalar.
                     // A leaf with one value per row, or one row shared by all, is expanded to
                     // the block as it is read.
-                    let blockwise = inside.iter().all(|&m| {
-                        !matches!(prog.nodes[m].op, Op::Reduce { .. } | Op::Concat { .. })
-                    }) && b.steps.iter().zip(&b.lens).zip(&scalar).all(
-                        |((st, &len), &sc)| {
-                            sc || match st {
-                                Step::Leaf {
-                                    read: Read::PerRow, ..
-                                } => len == full || len == 1,
-                                Step::Leaf {
-                                    read: Read::Shared | Read::Rows { .. },
-                                    ..
-                                } => len == full,
-                                _ => true,
+                    let product = b.steps.iter().any(|s| {
+                        matches!(
+                            s,
+                            Step::Leaf {
+                                read: Read::Product { .. },
+                                ..
                             }
-                        },
-                    );
+                        )
+                    });
+                    let blockwise = !product
+                        && inside.iter().all(|&m| {
+                            !matches!(prog.nodes[m].op, Op::Reduce { .. } | Op::Concat { .. })
+                        })
+                        && b.steps
+                            .iter()
+                            .zip(&b.lens)
+                            .zip(&scalar)
+                            .all(|((st, &len), &sc)| {
+                                sc || match st {
+                                    Step::Leaf {
+                                        read: Read::PerRow, ..
+                                    } => len == full || len == 1,
+                                    Step::Leaf {
+                                        read: Read::Shared | Read::Rows { .. },
+                                        ..
+                                    } => len == full,
+                                    _ => true,
+                                }
+                            });
                     (
                         FusedKernel {
                             steps: b.steps,
@@ -411,6 +487,7 @@ impl FusedKernel {
     fn eval_best(
         &self,
         leaves: &Inputs<'_>,
+        slab: Slab<'_>,
         scratch: &mut [Vec<f32>],
         out: &mut [f32],
         start: usize,
@@ -422,22 +499,24 @@ impl FusedKernel {
             // each function needs no more than its name says.
             #[cfg(target_arch = "x86_64")]
             super::isa::Isa::Avx512 => unsafe {
-                eval_avx512(self, leaves, scratch, out, start, width, per_row)
+                eval_avx512(self, leaves, slab, scratch, out, start, width, per_row)
             },
             #[cfg(target_arch = "x86_64")]
             super::isa::Isa::Avx2 => unsafe {
-                eval_avx2(self, leaves, scratch, out, start, width, per_row)
+                eval_avx2(self, leaves, slab, scratch, out, start, width, per_row)
             },
-            _ => self.eval(leaves, scratch, out, start, width, per_row),
+            _ => self.eval(leaves, slab, scratch, out, start, width, per_row),
         }
     }
 
     /// Evaluates the steps for rows (or blocks) `first..first+count` into `out`, reading the
     /// leaves from `leaves` (f32 data per step index; `None` for computed steps).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn eval(
         &self,
         leaves: &Inputs<'_>,
+        slab: Slab<'_>,
         scratch: &mut [Vec<f32>],
         out: &mut [f32],
         start: usize,
@@ -474,6 +553,11 @@ impl FusedKernel {
                     let data = leaves.data[si].as_deref().unwrap_or(&[]);
                     let full = self.row_len.max(1);
                     let src = match (read, per_row) {
+                        (Read::Product { .. }, _) => {
+                            let d = self.lens[si];
+                            let (rows, first) = slab.unwrap_or((&[], start));
+                            &rows[(start - first) * d..(start - first + 1) * d]
+                        }
                         (Read::Rows { .. }, true) => {
                             let id = leaves.rows[si].as_ref().map_or(0, |r| r[start]);
                             let d = self.lens[si];
@@ -601,12 +685,17 @@ impl FusedKernel {
                 _ => None,
             })
             .collect();
-        if self
-            .steps
-            .iter()
-            .zip(&data)
-            .any(|(s, l)| matches!(s, Step::Leaf { .. }) && l.is_none())
-        {
+        let product = self.steps.iter().find_map(|s| match s {
+            Step::Leaf {
+                read: Read::Product { a, b },
+                ..
+            } => Some((*a, *b)),
+            _ => None,
+        });
+        if self.steps.iter().zip(&data).any(|(s, l)| {
+            matches!(s, Step::Leaf { read, .. } if !matches!(read, Read::Product { .. }))
+                && l.is_none()
+        }) {
             return None;
         }
         // Table rows of lookups: negative ids count from the end (the ids were checked against
@@ -653,9 +742,19 @@ impl FusedKernel {
                     let mut scratch = vec![Vec::with_capacity(BLOCK); n_steps];
                     for (b, chunk) in task.chunks_mut(BLOCK).enumerate() {
                         let start = (t * BLOCKS_PER_TASK + b) * BLOCK;
-                        self.eval_best(&leaves, &mut scratch, chunk, start, chunk.len(), false);
+                        self.eval_best(
+                            &leaves,
+                            None,
+                            &mut scratch,
+                            chunk,
+                            start,
+                            chunk.len(),
+                            false,
+                        );
                     }
                 });
+        } else if let Some((a, b)) = product {
+            self.run_product(values, &leaves, a, b, out)?;
         } else {
             let row_len = out_len / self.rows.max(1);
             let rows_per_task = (BLOCK * BLOCKS_PER_TASK / row_len.max(1)).max(1);
@@ -667,6 +766,7 @@ impl FusedKernel {
                         for (r, row) in chunk.chunks_mut(row_len).enumerate() {
                             self.eval_best(
                                 &leaves,
+                                None,
                                 scratch,
                                 row,
                                 t * rows_per_task + r,
@@ -681,32 +781,101 @@ impl FusedKernel {
     }
 }
 
+impl FusedKernel {
+    /// Row mode for a region that computes its own matrix product `a @ b`: the rows are cut
+    /// into one slab per thread (at most about `SLAB_BYTES` of product each); each task
+    /// multiplies its slab of `a` by `b` into a buffer of its own, then runs the region's
+    /// epilogue over those rows while they are still in cache.
+    fn run_product(
+        &self,
+        values: &[Option<std::sync::Arc<HostData>>],
+        leaves: &Inputs<'_>,
+        a: usize,
+        b: usize,
+        out: &mut [f32],
+    ) -> Option<()> {
+        let (HostData::F32(av), HostData::F32(bv)) = (values[a].as_deref()?, values[b].as_deref()?)
+        else {
+            return None;
+        };
+        let m = self.rows;
+        let n = self.row_len;
+        if m == 0 || n == 0 {
+            return Some(());
+        }
+        let k = av.len() / m;
+        if av.len() != m * k || bv.len() != k * n || out.len() != m * n {
+            return None;
+        }
+        let threads = rayon::current_num_threads().max(1);
+        let rows_per_task = m
+            .div_ceil(threads)
+            .min((SLAB_BYTES / (4 * n)).max(64))
+            .max(1);
+        // One task lets the product itself use the threads.
+        let threaded = m <= rows_per_task && m * n * k >= 1 << 18;
+        out.par_chunks_mut(rows_per_task * n)
+            .enumerate()
+            .for_each(|(t, task)| {
+                let first = t * rows_per_task;
+                let rows = task.len() / n;
+                let mut slab = vec![0f32; rows * n];
+                super::matmul::gemm_f32_with(
+                    rows,
+                    k,
+                    n,
+                    &av[first * k..(first + rows) * k],
+                    bv,
+                    &mut slab,
+                    threaded,
+                );
+                let mut scratch = vec![Vec::new(); self.steps.len()];
+                for (r, row) in task.chunks_mut(n).enumerate() {
+                    self.eval_best(
+                        leaves,
+                        Some((&slab, first)),
+                        &mut scratch,
+                        row,
+                        first + r,
+                        n,
+                        true,
+                    );
+                }
+            });
+        Some(())
+    }
+}
+
 /// `FusedKernel::eval` compiled with AVX2 and FMA enabled.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn eval_avx2(
     k: &FusedKernel,
     leaves: &Inputs<'_>,
+    slab: Slab<'_>,
     scratch: &mut [Vec<f32>],
     out: &mut [f32],
     start: usize,
     width: usize,
     per_row: bool,
 ) {
-    k.eval(leaves, scratch, out, start, width, per_row);
+    k.eval(leaves, slab, scratch, out, start, width, per_row);
 }
 
 /// `FusedKernel::eval` compiled with AVX-512 (F, VL, DQ, BW) as well as AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn eval_avx512(
     k: &FusedKernel,
     leaves: &Inputs<'_>,
+    slab: Slab<'_>,
     scratch: &mut [Vec<f32>],
     out: &mut [f32],
     start: usize,
     width: usize,
     per_row: bool,
 ) {
-    k.eval(leaves, scratch, out, start, width, per_row);
+    k.eval(leaves, slab, scratch, out, start, width, per_row);
 }

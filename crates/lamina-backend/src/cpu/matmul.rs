@@ -7,7 +7,21 @@ use lamina_graph::{Error, HostData, Result};
 /// packed, SIMD micro-kernels chosen at run time for the CPU (AVX2/FMA where present), and
 /// threads for large products.
 fn gemm_f32(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], out: &mut [f32]) {
-    let threads = if m * n * k >= 1 << 18 {
+    gemm_f32_with(m, k, n, a, b, out, m * n * k >= 1 << 18);
+}
+
+/// `gemm_f32`, on this thread alone unless `threaded` (for callers that spread the rows over
+/// threads themselves).
+pub fn gemm_f32_with(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    threaded: bool,
+) {
+    let threads = if threaded {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
