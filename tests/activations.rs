@@ -7,22 +7,12 @@
 // Expected values are written as Python printed them, wider than f32 holds.
 #![allow(clippy::excessive_precision)]
 
+use lamina::Predict;
 use lamina::prelude::*;
-use lamina::{GpuBackend, Predict};
 use std::sync::Arc;
 
-fn gpu() -> Option<Arc<GpuBackend>> {
-    match lamina::shared_gpu() {
-        Ok(g) => Some(g),
-        Err(e) => {
-            if std::env::var("LAMINA_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("LAMINA_REQUIRE_GPU=1 but there is no GPU adapter: {e}");
-            }
-            eprintln!("skipping the GPU half: {e}");
-            None
-        }
-    }
-}
+mod common;
+use common::gpu;
 
 /// Runs on the CPU and, where there is an adapter, on the GPU; asserts they agree and returns
 /// the CPU's outputs.

@@ -9,27 +9,8 @@ use lamina::prelude::*;
 use lamina::{Backend, GpuBackend, GpuOptions};
 use std::sync::Arc;
 
-fn gpu() -> Option<Arc<GpuBackend>> {
-    match lamina::shared_gpu() {
-        Ok(g) => {
-            // Written past the test harness's capture, once, so that CI logs name the adapter.
-            static NAMED: std::sync::Once = std::sync::Once::new();
-            NAMED.call_once(|| {
-                use std::io::Write;
-                let line = format!("GPU tests run on: {}\n", g.context().adapter);
-                let _ = std::io::stderr().write_all(line.as_bytes());
-            });
-            Some(g)
-        }
-        Err(e) => {
-            if std::env::var("LAMINA_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("LAMINA_REQUIRE_GPU=1 but there is no GPU adapter: {e}");
-            }
-            eprintln!("skipping GPU test: {e}");
-            None
-        }
-    }
-}
+mod common;
+use common::gpu;
 
 fn cpu_run(m: &Model, inputs: &[HostTensor]) -> Vec<HostTensor> {
     Session::new(m.program().clone(), BackendKind::Cpu)

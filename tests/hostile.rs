@@ -14,6 +14,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::gpu;
+
 /// The most one case may take in-process, or one `lamina` command: past it the case counts as
 /// a hang. Cases take well under a second; the margin is for slow, shared machines.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -601,20 +604,6 @@ fn shorten(text: &str) -> String {
         s.push_str("...");
     }
     s
-}
-
-/// The GPU, when an adapter exists.
-fn gpu() -> Option<Arc<GpuBackend>> {
-    match lamina::shared_gpu() {
-        Ok(g) => Some(g),
-        Err(e) => {
-            if std::env::var("LAMINA_REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("LAMINA_REQUIRE_GPU=1 but there is no GPU adapter: {e}");
-            }
-            eprintln!("hostile corpus: no GPU adapter, the CPU only: {e}");
-            None
-        }
-    }
 }
 
 fn close(a: &HostTensor, b: &HostTensor) -> bool {

@@ -5,6 +5,9 @@
 use lamina::prelude::*;
 use std::sync::Arc;
 
+mod common;
+use common::gpu;
+
 /// A Lambda that broadcasts a (batch, 1) input to (batch, 65536) and then to
 /// (65536, 65536)-sized work, then sums it: 16 GiB if materialised.
 fn broadcast_sum_model() -> Model {
@@ -72,13 +75,7 @@ fn buffers_freed_by_liveness_fit_a_small_budget() {
 
 #[test]
 fn the_gpu_checks_its_buffers_against_the_budget_too() {
-    let Ok(g) = lamina::shared_gpu() else {
-        if std::env::var("LAMINA_REQUIRE_GPU").as_deref() == Ok("1") {
-            panic!("LAMINA_REQUIRE_GPU=1 but there is no GPU adapter");
-        }
-        eprintln!("skipping GPU test: no adapter");
-        return;
-    };
+    let Some(g) = gpu() else { return };
     let x = Input::new(&[4096]).tensor();
     let y = Lambda::new(|x| x.exp() * 2.0).call(&x).unwrap();
     let m = Model::new(&[x], &[y]).unwrap();

@@ -846,36 +846,31 @@ impl FusedKernel {
     }
 }
 
-/// `FusedKernel::eval` compiled with AVX2 and FMA enabled.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn eval_avx2(
-    k: &FusedKernel,
-    leaves: &Inputs<'_>,
-    slab: Slab<'_>,
-    scratch: &mut [Vec<f32>],
-    out: &mut [f32],
-    start: usize,
-    width: usize,
-    per_row: bool,
-) {
-    k.eval(leaves, slab, scratch, out, start, width, per_row);
+/// `FusedKernel::eval` compiled for an instruction set, one function per set.
+macro_rules! eval_compiled_for {
+    ($($(#[$doc:meta])* $name:ident = $features:literal;)*) => {$(
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $name(
+            k: &FusedKernel,
+            leaves: &Inputs<'_>,
+            slab: Slab<'_>,
+            scratch: &mut [Vec<f32>],
+            out: &mut [f32],
+            start: usize,
+            width: usize,
+            per_row: bool,
+        ) {
+            k.eval(leaves, slab, scratch, out, start, width, per_row);
+        }
+    )*};
 }
 
-/// `FusedKernel::eval` compiled with AVX-512 (F, VL, DQ, BW) as well as AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn eval_avx512(
-    k: &FusedKernel,
-    leaves: &Inputs<'_>,
-    slab: Slab<'_>,
-    scratch: &mut [Vec<f32>],
-    out: &mut [f32],
-    start: usize,
-    width: usize,
-    per_row: bool,
-) {
-    k.eval(leaves, slab, scratch, out, start, width, per_row);
+eval_compiled_for! {
+    /// `FusedKernel::eval` compiled with AVX2 and FMA enabled.
+    eval_avx2 = "avx2,fma";
+    /// `FusedKernel::eval` compiled with AVX-512 (F, VL, DQ, BW) as well as AVX2 and FMA.
+    eval_avx512 = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma";
 }
