@@ -3179,3 +3179,47 @@ fn a_product_with_its_epilogue_matches_the_definition() {
     });
     close(&got, &[m, n], &want, 1e-5);
 }
+
+#[test]
+fn reductions_over_the_axis_before_the_last_of_a_fused_region() {
+    // (2, 300, 5): the region tanh(x * 0.5 + 0.25) feeds a sum, mean or max over its 300 rows
+    // per batch element without being written out (300 rows: more than one block of 128).
+    let (b, t, d) = (2usize, 300usize, 5usize);
+    let x: Vec<f32> = (0..b * t * d)
+        .map(|i| ((i * 37) % 101) as f32 / 25.0 - 2.0)
+        .collect();
+    let f = |v: f32| ((v as f64) * 0.5 + 0.25).tanh();
+    let reduce = |combine: fn(&[f64]) -> f64| -> Vec<f32> {
+        let mut out = Vec::new();
+        for i in 0..b {
+            for k in 0..d {
+                let col: Vec<f64> = (0..t).map(|j| f(x[(i * t + j) * d + k])).collect();
+                out.push(combine(&col) as f32);
+            }
+        }
+        out
+    };
+    let sum = reduce(|c| c.iter().sum());
+    let mean = reduce(|c| c.iter().sum::<f64>() / c.len() as f64);
+    let max = reduce(|c| c.iter().cloned().fold(f64::MIN, f64::max));
+    close(
+        &run1(&[b, t, d], x.clone(), |x| (x * 0.5 + 0.25).tanh().sum(1)),
+        &[b, d],
+        &sum,
+        1e-5,
+    );
+    close(
+        &run1(&[b, t, d], x.clone(), |x| {
+            (x * 0.5 + 0.25).tanh().mean_keepdims(1)
+        }),
+        &[b, 1, d],
+        &mean,
+        1e-5,
+    );
+    close(
+        &run1(&[b, t, d], x, |x| (x * 0.5 + 0.25).tanh().max(1)),
+        &[b, d],
+        &max,
+        1e-6,
+    );
+}

@@ -81,6 +81,9 @@ pub struct FusedKernel {
     scalar: Vec<bool>,
     /// The buffers read, for liveness.
     pub reads: Vec<usize>,
+    /// A reduction over the axis before the last that consumes the region's rows, with the
+    /// length of that axis: the region's output is then the reduction's.
+    sink: Option<(ReduceOp, usize)>,
 }
 
 fn fusible_op(op: &Op) -> bool {
@@ -296,13 +299,32 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
             continue;
         }
         let node = &prog.nodes[root];
-        let s = &shapes[root];
-        let fused = if !s.is_empty() && node.dtype == DType::F32 {
+        // A reduction over the axis before the last, of a region read by nothing else: the
+        // region runs row by row into a cache-sized buffer and the reduction takes its rows
+        // from there, so the region's output is never written out.
+        let sink = match &node.op {
+            Op::Reduce { op, axes, .. } if axes.len() == 1 && node.dtype == DType::F32 => {
+                let src = node.inputs[0];
+                let ss = &shapes[src];
+                let fits = ss.len() >= 2
+                    && axes[0] + 2 == ss.len()
+                    && ss[axes[0]] > 0
+                    && ss[ss.len() - 1] > 0
+                    && consumers[src] == 1
+                    && prog.nodes[src].dtype == DType::F32
+                    && can_fuse(prog, shapes, src, &ss[..ss.len() - 1]);
+                fits.then_some((src, *op, ss[axes[0]]))
+            }
+            _ => None,
+        };
+        let region_root = sink.map_or(root, |(src, ..)| src);
+        let s = &shapes[region_root];
+        let fused = if !s.is_empty() && prog.nodes[region_root].dtype == DType::F32 {
             let lead = s[..s.len() - 1].to_vec();
-            if can_fuse(prog, shapes, root, &lead) {
+            if can_fuse(prog, shapes, region_root, &lead) {
                 // Grow the region through fusible inputs with the same rows.
                 let mut inside: HashSet<usize> = HashSet::new();
-                let mut stack = vec![root];
+                let mut stack = vec![region_root];
                 while let Some(m) = stack.pop() {
                     // Regions stay small enough for a recursive build and a cache-sized set of
                     // row buffers; what is left over gets regions of its own.
@@ -329,7 +351,7 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
                     through: Vec::new(),
                     consumers: &consumers,
                 };
-                b.add(root, &inside).map(|_| {
+                b.add(region_root, &inside).map(|_| {
                     let rows: usize = b.lead.iter().product();
                     let full = s[s.len() - 1];
                     // Blocks cut across rows only when every value is either a whole tensor
@@ -397,6 +419,7 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
                             row_len: full,
                             scalar,
                             reads: b.reads,
+                            sink: sink.filter(|_| !product).map(|(_, op, count)| (op, count)),
                         },
                         inside,
                         b.through,
@@ -410,7 +433,7 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
         };
         match fused {
             // A region of one op gains nothing over the interpreter's kernel for it.
-            Some((k, inside, through)) if inside.len() > 1 => {
+            Some((k, inside, through)) if inside.len() > 1 || k.sink.is_some() => {
                 for &r in &k.reads {
                     needed.insert(r);
                 }
@@ -733,7 +756,9 @@ impl FusedKernel {
         if out_len == 0 {
             return Some(buffer);
         }
-        if self.blockwise {
+        if let Some((op, count)) = self.sink {
+            self.run_sink(&leaves, op, count, out);
+        } else if self.blockwise {
             // A task takes many blocks, so that its scratch is made once per task rather than
             // once per block.
             out.par_chunks_mut(BLOCK * BLOCKS_PER_TASK)
@@ -782,6 +807,41 @@ impl FusedKernel {
 }
 
 impl FusedKernel {
+    /// Row mode for a region whose rows feed a reduction over the axis before the last: for
+    /// each outer index, its `count` rows are evaluated into a buffer that stays in cache and
+    /// reduced there, in the interpreter's one order for such reductions.
+    fn run_sink(&self, leaves: &Inputs<'_>, op: ReduceOp, count: usize, out: &mut [f32]) {
+        let d = self.row_len;
+        let outer = self.rows / count.max(1);
+        if d == 0 || outer == 0 {
+            return;
+        }
+        let threads = rayon::current_num_threads().max(1);
+        let per_task = outer.div_ceil(threads * 4).max(1);
+        out.par_chunks_mut(per_task * d)
+            .enumerate()
+            .for_each(|(t, task)| {
+                let mut rows = vec![0f32; count * d];
+                let mut scratch = vec![Vec::new(); self.steps.len()];
+                for (k, acc) in task.chunks_mut(d).enumerate() {
+                    let o = t * per_task + k;
+                    if self.blockwise {
+                        // The outer index's rows are one contiguous range: cache-sized blocks.
+                        for (b, block) in rows.chunks_mut(BLOCK).enumerate() {
+                            let start = o * count * d + b * BLOCK;
+                            let width = block.len();
+                            self.eval_best(leaves, None, &mut scratch, block, start, width, false);
+                        }
+                    } else {
+                        for (r, row) in rows.chunks_mut(d).enumerate() {
+                            self.eval_best(leaves, None, &mut scratch, row, o * count + r, d, true);
+                        }
+                    }
+                    super::reduce::reduce_rows(op, &rows, count, d, acc);
+                }
+            });
+    }
+
     /// Row mode for a region that computes its own matrix product `a @ b`: the rows are cut
     /// into one slab per thread (at most about `SLAB_BYTES` of product each); each task
     /// multiplies its slab of `a` by `b` into a buffer of its own, then runs the region's

@@ -93,72 +93,9 @@ const SUM_ROWS: usize = 128;
 fn reduce_middle(op: ReduceOp, x: &[f32], outer: usize, count: usize, inner: usize) -> Vec<f32> {
     use rayon::prelude::*;
     let mut out = vec![0.0f32; outer * inner];
-    let sum_blocks = |o: usize, acc: &mut [f32]| {
-        // Blocks of SUM_ROWS rows are summed apart and combined pairwise (a cascade, as the
-        // last-axis sum does), so that a long axis of small values keeps its precision and
-        // does not stall once a column's total reaches 2^24.
-        let src = &x[o * count * inner..(o + 1) * count * inner];
-        let mut stack: Vec<Vec<f32>> = Vec::new();
-        let mut done = 0usize;
-        for rows in src.chunks(SUM_ROWS * inner) {
-            let mut part = rows[..inner].to_vec();
-            for row in rows.chunks_exact(inner).skip(1) {
-                part.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
-            }
-            let mut level = 0;
-            while (done >> level) & 1 == 1 {
-                part.iter_mut()
-                    .zip(&stack[level])
-                    .for_each(|(a, &v)| *a += v);
-                level += 1;
-            }
-            if level == stack.len() {
-                stack.push(part);
-            } else {
-                stack[level] = part;
-            }
-            done += 1;
-        }
-        acc.fill(0.0);
-        for (level, pending) in stack.iter().enumerate() {
-            if (done >> level) & 1 == 1 {
-                acc.iter_mut().zip(pending).for_each(|(a, &v)| *a += v);
-            }
-        }
-    };
     let block = |(o, acc): (usize, &mut [f32])| {
         let src = &x[o * count * inner..(o + 1) * count * inner];
-        if matches!(op, ReduceOp::Sum | ReduceOp::Mean) && count > SUM_ROWS {
-            sum_blocks(o, acc);
-            if op == ReduceOp::Mean {
-                let n = count as f32;
-                acc.iter_mut().for_each(|a| *a /= n);
-            }
-            return;
-        }
-        acc.copy_from_slice(&src[..inner]);
-        for row in src.chunks_exact(inner).skip(1) {
-            match op {
-                ReduceOp::Sum | ReduceOp::Mean => {
-                    acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
-                }
-                ReduceOp::Max => acc.iter_mut().zip(row).for_each(|(a, &v)| {
-                    if v > *a || v.is_nan() {
-                        *a = v;
-                    }
-                }),
-                ReduceOp::Min => acc.iter_mut().zip(row).for_each(|(a, &v)| {
-                    if v < *a || v.is_nan() {
-                        *a = v;
-                    }
-                }),
-                ReduceOp::Prod => acc.iter_mut().zip(row).for_each(|(a, &v)| *a *= v),
-            }
-        }
-        if op == ReduceOp::Mean {
-            let n = count as f32;
-            acc.iter_mut().for_each(|a| *a /= n);
-        }
+        reduce_rows(op, src, count, inner, acc);
     };
     if outer * count * inner >= 1 << 16 {
         out.par_chunks_mut(inner).enumerate().for_each(block);
@@ -166,6 +103,75 @@ fn reduce_middle(op: ReduceOp, x: &[f32], outer: usize, count: usize, inner: usi
         out.chunks_mut(inner).enumerate().for_each(block);
     }
     out
+}
+
+/// Combines `count` rows of `inner` values (`src`, row after row) into `acc`, column by
+/// column: the one order of the interpreter's middle-axis reductions, fused or not.
+pub fn reduce_rows(op: ReduceOp, src: &[f32], count: usize, inner: usize, acc: &mut [f32]) {
+    if matches!(op, ReduceOp::Sum | ReduceOp::Mean) && count > SUM_ROWS {
+        sum_blocks(src, inner, acc);
+        if op == ReduceOp::Mean {
+            let n = count as f32;
+            acc.iter_mut().for_each(|a| *a /= n);
+        }
+        return;
+    }
+    acc.copy_from_slice(&src[..inner]);
+    for row in src.chunks_exact(inner).skip(1) {
+        match op {
+            ReduceOp::Sum | ReduceOp::Mean => {
+                acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+            }
+            ReduceOp::Max => acc.iter_mut().zip(row).for_each(|(a, &v)| {
+                if v > *a || v.is_nan() {
+                    *a = v;
+                }
+            }),
+            ReduceOp::Min => acc.iter_mut().zip(row).for_each(|(a, &v)| {
+                if v < *a || v.is_nan() {
+                    *a = v;
+                }
+            }),
+            ReduceOp::Prod => acc.iter_mut().zip(row).for_each(|(a, &v)| *a *= v),
+        }
+    }
+    if op == ReduceOp::Mean {
+        let n = count as f32;
+        acc.iter_mut().for_each(|a| *a /= n);
+    }
+}
+
+/// Blocks of SUM_ROWS rows are summed apart and combined pairwise (a cascade, as the last-axis
+/// sum does), so that a long axis of small values keeps its precision and does not stall once
+/// a column's total reaches 2^24.
+fn sum_blocks(src: &[f32], inner: usize, acc: &mut [f32]) {
+    let mut stack: Vec<Vec<f32>> = Vec::new();
+    let mut done = 0usize;
+    for rows in src.chunks(SUM_ROWS * inner) {
+        let mut part = rows[..inner].to_vec();
+        for row in rows.chunks_exact(inner).skip(1) {
+            part.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+        }
+        let mut level = 0;
+        while (done >> level) & 1 == 1 {
+            part.iter_mut()
+                .zip(&stack[level])
+                .for_each(|(a, &v)| *a += v);
+            level += 1;
+        }
+        if level == stack.len() {
+            stack.push(part);
+        } else {
+            stack[level] = part;
+        }
+        done += 1;
+    }
+    acc.fill(0.0);
+    for (level, pending) in stack.iter().enumerate() {
+        if (done >> level) & 1 == 1 {
+            acc.iter_mut().zip(pending).for_each(|(a, &v)| *a += v);
+        }
+    }
 }
 
 /// The index of the first maximum (or minimum) along `axis`, as `int32`. A NaN counts as the
