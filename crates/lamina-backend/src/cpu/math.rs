@@ -11,24 +11,8 @@ use lamina_graph::op::{BinaryOp, UnaryOp};
 /// down to 0 below -103.97.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to nearest
     let xc = x.clamp(-103.972_08, 88.376_26);
-    let t = xc * LOG2E + ROUND;
-    let n = t - ROUND;
-    // The integer n from t's low mantissa bits: integer arithmetic that vectorizes, where a
-    // float-to-int `as` (saturating) would not.
-    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
-    let r = xc - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
-    let y = p * r * r + r + 1.0;
+    let (y, ni) = exp_parts(xc);
     // 2^n in two normal factors, so that results below 2^-126 come out subnormal (rounded
     // once) rather than clamped to the smallest normal.
     let n1 = ni >> 1;
@@ -45,6 +29,36 @@ pub fn exp(x: f32) -> f32 {
     }
 }
 
+/// `e^x = y * 2^n` for `x` in the clamped range: `(y, n)`, with y in [0.7, 1.42].
+#[inline(always)]
+fn exp_parts(x: f32) -> (f32, i32) {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to nearest
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
+    // The integer n from t's low mantissa bits: integer arithmetic that vectorizes, where a
+    // float-to-int `as` (saturating) would not.
+    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    (p * r * r + r + 1.0, ni)
+}
+
+/// `exp` for arguments known to give a normal result (0 to 87 here): the same value, without
+/// the range checks and the subnormal scaling.
+#[inline(always)]
+fn exp_normal(x: f32) -> f32 {
+    let (y, ni) = exp_parts(x);
+    y * f32::from_bits(((ni + 127) as u32) << 23)
+}
+
 /// tanh(x): Cephes' odd polynomial for |x| < 0.625, `1 - 2/(e^{2|x|} + 1)` above, the sign
 /// restored; exactly ±1 for large |x|.
 #[inline(always)]
@@ -58,7 +72,7 @@ pub fn tanh(x: f32) -> f32 {
         * z
         * x
         + x;
-    let e = exp(2.0 * a.min(20.0));
+    let e = exp_normal(2.0 * a.min(20.0));
     let large = 1.0 - 2.0 / (e + 1.0);
     let large = if x < 0.0 { -large } else { large };
     let r = if a < 0.625 { small } else { large };
