@@ -794,3 +794,98 @@ fn async_read_back_gives_the_same_results() {
     assert_eq!(blocking, asynchronous);
     assert_agree("async", &want, &asynchronous, 1e-5, 1e-7);
 }
+
+/// Values that WGSL lets a driver assume away: NaN, infinities, signed zeros, and floats past
+/// the integer types' ranges.
+fn specials() -> Vec<f32> {
+    vec![
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        3e9,
+        -3e9,
+        5e9,
+        0.5,
+        -2.5,
+        2.5,
+        f32::NAN,
+        7.0,
+        -0.0,
+    ]
+}
+
+/// Every op whose result the WGSL spells with bit tests (comparisons, max/min, casts, sign,
+/// pow's special cases, max/min/argmax reductions) agrees with the CPU bit for bit. Plain
+/// arithmetic is left to the driver: llvmpipe folds `x * 0` and `x - x` to 0 even for NaN and
+/// inf, as WGSL allows.
+#[test]
+fn nan_inf_signed_zeros_and_casts_agree_bit_for_bit() {
+    let Some(g) = gpu() else { return };
+    type F = fn(&Tensor) -> Tensor;
+    let cases: Vec<(&str, F)> = vec![
+        ("relu", |x| x.relu()),
+        ("maximum", |x| {
+            x.maximum(x.slice(s![.., SliceArg::step(-1)]))
+        }),
+        ("minimum", |x| {
+            x.minimum(x.slice(s![.., SliceArg::step(-1)]))
+        }),
+        ("clip", |x| x.clip(-1.0, 1.0)),
+        ("nan_cleaning", |x| Tensor::where_(&x.not_equal(x), 0.0, x)),
+        ("comparisons", |x| {
+            x.equal(x).cast(DType::F32)
+                + x.less(1.0).cast(DType::F32) * 2.0
+                + x.greater_equal(0.0).cast(DType::F32) * 4.0
+                + x.greater(x.slice(s![.., SliceArg::step(-1)]))
+                    .cast(DType::F32)
+                    * 8.0
+        }),
+        ("cast_i32", |x| x.cast(DType::I32).cast(DType::F32)),
+        ("cast_u32", |x| x.cast(DType::U32).cast(DType::F32)),
+        ("cast_bool", |x| x.cast(DType::Bool).cast(DType::F32)),
+        ("sign", |x| x.sign()),
+        ("pow_one", |x| Tensor::scalar(1.0).pow(x)),
+        ("pow_special_exponents", |x| {
+            // Exponents whose powers are exact: 0 and -0 give 1 for every base, NaN gives NaN
+            // except for the base 1.
+            let e = vec![
+                0.0f32,
+                f32::NAN,
+                -0.0,
+                f32::NAN,
+                0.0,
+                f32::NAN,
+                -0.0,
+                f32::NAN,
+            ];
+            let e = Tensor::constant(HostTensor::new(&[8], e).unwrap());
+            x.reshape(&[-1, 2, 8]).pow(e)
+        }),
+        ("max_min_rows", |x| {
+            Tensor::stack(&[x.max(-1), x.min(-1)], -1)
+        }),
+        ("argmax_argmin", |x| {
+            x.argmax(-1).cast(DType::F32) * 100.0 + x.argmin(-1).cast(DType::F32)
+        }),
+    ];
+    for (name, f) in cases {
+        let m = one_lambda(&[16], f);
+        let inputs = [HostTensor::new(&[1, 16], specials()).unwrap()];
+        validate_model(&m, &inputs);
+        let want = cpu_run(&m, &inputs);
+        let got = gpu_session(&g, &m)
+            .run(&inputs)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (c, g) in want.iter().zip(&got) {
+            assert_eq!(c.shape(), g.shape(), "{name}");
+            for (i, (a, b)) in c.to_f32_vec().iter().zip(g.to_f32_vec()).enumerate() {
+                let same = (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits();
+                assert!(same, "{name}: element {i}: cpu {a:?} vs gpu {b:?}");
+            }
+        }
+    }
+}

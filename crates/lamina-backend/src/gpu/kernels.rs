@@ -4,7 +4,7 @@
 
 use super::emit::{Coord, Emitter, Label, Register, Retry, place};
 use super::wgsl;
-use lamina_graph::op::{ArgReduceOp, Op, ReduceOp, ScanOp};
+use lamina_graph::op::{ArgReduceOp, BinaryOp, Op, ReduceOp, ScanOp};
 use lamina_graph::{DType, Program};
 
 /// Threads per workgroup of elementwise kernels.
@@ -121,12 +121,24 @@ fn reduce_init(op: ReduceOp, d: DType) -> String {
     }
 }
 
-fn reduce_step(op: ReduceOp, acc: &str, v: &str) -> String {
+fn reduce_step(op: ReduceOp, d: DType, acc: &str, v: &str) -> String {
     match op {
         ReduceOp::Sum | ReduceOp::Mean => format!("{acc} = {acc} + {v};"),
         ReduceOp::Prod => format!("{acc} = {acc} * {v};"),
-        ReduceOp::Max => format!("{acc} = max({acc}, {v});"),
-        ReduceOp::Min => format!("{acc} = min({acc}, {v});"),
+        // A NaN, once met, stays (lamina_max keeps a NaN first argument), as NumPy's max.
+        ReduceOp::Max | ReduceOp::Min => {
+            let f = wgsl::binary(
+                if op == ReduceOp::Max {
+                    BinaryOp::Max
+                } else {
+                    BinaryOp::Min
+                },
+                d,
+                acc,
+                v,
+            );
+            format!("{acc} = {f};")
+        }
     }
 }
 
@@ -189,7 +201,7 @@ pub fn row(
             let red = em.delinearize(&j, &red_shape, |_| Label::Other);
             let coords = place(s.len(), &[(&kept, &row_coords), (&axes, &red)]);
             let v = em.emit(input, &coords)?;
-            em.line(reduce_step(*op, &target, &v));
+            em.line(reduce_step(*op, dtype, &target, &v));
             Ok(())
         });
         res?;

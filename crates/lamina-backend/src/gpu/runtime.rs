@@ -407,11 +407,28 @@ impl Backend for Arc<GpuBackend> {
     }
 }
 
-/// Refuses a program with a tensor of more than `u32::MAX` elements, fused or not: kernels
-/// index with 32-bit integers, and a larger index space would wrap and give wrong values
-/// silently.
+/// Refuses, as the CPU does, a reduction over an empty axis; and a program with a tensor of
+/// more than `u32::MAX` elements, fused or not: kernels index with 32-bit integers, and a
+/// larger index space would wrap and give wrong values silently.
 fn check_u32_indexing(program: &Program, shapes: &[Vec<usize>]) -> Result<()> {
     for (n, shape) in shapes.iter().enumerate() {
+        // A reduction over an empty axis is an error, as on the CPU (there is no identity
+        // for max and min, nor a mean of nothing).
+        let node = &program.nodes[n];
+        let empty = match &node.op {
+            Op::Reduce { axes, .. } => {
+                let input = &shapes[node.inputs[0]];
+                axes.iter().any(|&a| input.get(a) == Some(&0))
+            }
+            Op::ArgReduce { axis, .. } => shapes[node.inputs[0]].get(*axis) == Some(&0),
+            _ => false,
+        };
+        if empty {
+            return Err(node.attribute(Error::Backend {
+                backend: "gpu".into(),
+                detail: format!("reduction {} over an empty axis", node.op.name()),
+            }));
+        }
         let count = shape
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))

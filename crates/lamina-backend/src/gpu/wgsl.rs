@@ -69,6 +69,7 @@ pub fn unary(op: UnaryOp, d: DType, x: &str) -> String {
         (UnaryOp::Abs, DType::U32) => x.to_string(),
         (UnaryOp::Abs, _) => format!("abs({x})"),
         (UnaryOp::Sign, DType::U32) => format!("select(0u, 1u, {x} > 0u)"),
+        (UnaryOp::Sign, DType::F32) => format!("lamina_sign_nan({x})"),
         (UnaryOp::Sign, _) => format!("sign({x})"),
         (UnaryOp::Exp, _) => format!("exp({x})"),
         (UnaryOp::Log, _) => format!("log({x})"),
@@ -106,6 +107,7 @@ pub fn unary(op: UnaryOp, d: DType, x: &str) -> String {
 /// One binary op on `a` and `b` of dtype `d`.
 pub fn binary(op: BinaryOp, d: DType, a: &str, b: &str) -> String {
     let int = matches!(d, DType::I32 | DType::U32);
+    let float = d == DType::F32;
     match op {
         BinaryOp::Add => format!("({a} + {b})"),
         BinaryOp::Sub => format!("({a} - {b})"),
@@ -117,8 +119,17 @@ pub fn binary(op: BinaryOp, d: DType, a: &str, b: &str) -> String {
         ),
         BinaryOp::Div => format!("({a} / {b})"),
         BinaryOp::Pow => format!("lamina_pow({a}, {b})"),
+        // Floats: NaN handled by bit tests, since WGSL lets drivers assume there is none.
+        BinaryOp::Max if float => format!("lamina_max({a}, {b})"),
+        BinaryOp::Min if float => format!("lamina_min({a}, {b})"),
         BinaryOp::Max => format!("max({a}, {b})"),
         BinaryOp::Min => format!("min({a}, {b})"),
+        BinaryOp::Less if float => format!("lamina_less({a}, {b})"),
+        BinaryOp::LessEqual if float => format!("lamina_less_equal({a}, {b})"),
+        BinaryOp::Greater if float => format!("lamina_less({b}, {a})"),
+        BinaryOp::GreaterEqual if float => format!("lamina_less_equal({b}, {a})"),
+        BinaryOp::Equal if float => format!("lamina_equal({a}, {b})"),
+        BinaryOp::NotEqual if float => format!("(!lamina_equal({a}, {b}))"),
         BinaryOp::Less => format!("({a} < {b})"),
         BinaryOp::LessEqual => format!("({a} <= {b})"),
         BinaryOp::Greater => format!("({a} > {b})"),
@@ -144,7 +155,10 @@ pub fn cast(from: DType, to: DType, x: &str) -> String {
     match (from, to) {
         (a, b) if a == b => x.to_string(),
         (DType::Bool, t) => format!("select({}, {}, {x})", literal(t, 0.0), literal(t, 1.0)),
+        (DType::F32, DType::Bool) => format!("(!lamina_equal({x}, 0.0f))"),
         (f, DType::Bool) => format!("({x} != {})", literal(f, 0.0)),
+        (DType::F32, DType::I32) => format!("lamina_f32_to_i32({x})"),
+        (DType::F32, DType::U32) => format!("lamina_f32_to_u32({x})"),
         (_, t) => format!("{}({x})", reg_type(t)),
     }
 }
@@ -166,7 +180,8 @@ fn lamina_erf(x: f32) -> f32 {
     return select(1.0f - y, y - 1.0f, x < 0.0f);
 }
 fn lamina_pow(a: f32, b: f32) -> f32 {
-    if (b == 0.0f) { return 1.0f; }
+    if (b == 0.0f || a == 1.0f) { return 1.0f; }
+    if (lamina_isnan(a) || lamina_isnan(b)) { return bitcast<f32>(0x7fc00000u); }
     if (a == 0.0f) { return select(0.0f, bitcast<f32>(0x7f800000u), b < 0.0f); }
     if (a < 0.0f) {
         if (floor(b) != b) { return bitcast<f32>(0x7fc00000u); }
@@ -177,6 +192,42 @@ fn lamina_pow(a: f32, b: f32) -> f32 {
 }
 fn lamina_isnan(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+fn lamina_max(a: f32, b: f32) -> f32 {
+    // NumPy's maximum: NaN wins; else the larger, `a` on ties.
+    if (lamina_isnan(a)) { return a; }
+    if (lamina_isnan(b)) { return b; }
+    return select(b, a, a >= b);
+}
+fn lamina_min(a: f32, b: f32) -> f32 {
+    if (lamina_isnan(a)) { return a; }
+    if (lamina_isnan(b)) { return b; }
+    return select(b, a, a <= b);
+}
+fn lamina_less(a: f32, b: f32) -> bool {
+    return !lamina_isnan(a) && !lamina_isnan(b) && a < b;
+}
+fn lamina_less_equal(a: f32, b: f32) -> bool {
+    return !lamina_isnan(a) && !lamina_isnan(b) && a <= b;
+}
+fn lamina_equal(a: f32, b: f32) -> bool {
+    return !lamina_isnan(a) && !lamina_isnan(b) && a == b;
+}
+fn lamina_sign_nan(x: f32) -> f32 {
+    if (lamina_isnan(x)) { return x; }
+    return sign(x);
+}
+fn lamina_f32_to_i32(x: f32) -> i32 {
+    // Rust's `as`: NaN is 0, out-of-range values saturate.
+    if (lamina_isnan(x)) { return 0i; }
+    if (x >= 2147483648.0f) { return 2147483647i; }
+    if (x <= -2147483648.0f) { return -2147483647i - 1i; }
+    return i32(x);
+}
+fn lamina_f32_to_u32(x: f32) -> u32 {
+    if (lamina_isnan(x) || x <= 0.0f) { return 0u; }
+    if (x >= 4294967296.0f) { return 4294967295u; }
+    return u32(x);
 }
 fn lamina_isinf(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u;
