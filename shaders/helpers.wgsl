@@ -117,7 +117,14 @@ fn lamina_fmod(a: f32, b: f32) -> f32 {
         return bitcast<f32>(0x7fc00000u);
     }
     if (lamina_isinf(b)) { return a; }
-    return a - b * trunc(a / b);
+    // a - q b with one rounding (exact for the true quotient); a quotient rounded up past an
+    // integer flips the remainder's sign, and one step back mends it.
+    let q = trunc(a / b);
+    let r = fma(-q, b, a);
+    if (r != 0.0f && ((r < 0.0f) != (a < 0.0f))) {
+        return fma(-(q - sign(q)), b, a);
+    }
+    return r;
 }
 fn lamina_sign(v: f32) -> f32 {
     return select(select(v, -1.0f, v < 0.0f), 1.0f, v > 0.0f);
@@ -161,4 +168,20 @@ fn lamina_floor_div_u32(a: u32, b: u32) -> u32 {
 fn lamina_mod_u32(a: u32, b: u32) -> u32 {
     if (b == 0u) { return 0u; }
     return a % b;
+}
+fn lamina_atan2(y: f32, x: f32) -> f32 {
+    // C's atan2 for NaN, signed zeros and two infinities, which drivers leave undefined.
+    let y_negative = (bitcast<u32>(y) & 0x80000000u) != 0u;
+    if (lamina_isnan(y) || lamina_isnan(x)) { return bitcast<f32>(0x7fc00000u); }
+    if (y == 0.0f) {
+        if (x < 0.0f || (x == 0.0f && (bitcast<u32>(x) & 0x80000000u) != 0u)) {
+            return select(3.14159274f, -3.14159274f, y_negative);
+        }
+        return y;
+    }
+    if (lamina_isinf(y) && lamina_isinf(x)) {
+        let angle = select(2.35619450f, 0.78539819f, x > 0.0f);
+        return select(angle, -angle, y_negative);
+    }
+    return atan2(y, x);
 }

@@ -889,3 +889,46 @@ fn nan_inf_signed_zeros_and_casts_agree_bit_for_bit() {
         }
     }
 }
+
+/// The ops added for Keras parity on NaN, infinities, signed zeros and huge values: the GPU
+/// gives the CPU's NaNs and infinities, and its finite values within float tolerance.
+#[test]
+fn new_ops_agree_on_special_values() {
+    let Some(g) = gpu() else { return };
+    type F = fn(&Tensor) -> Tensor;
+    let cases: Vec<(&str, F)> = vec![
+        ("floor_divide", |x| {
+            x.floor_divide(x.slice(s![.., SliceArg::step(-1)]))
+        }),
+        ("mod", |x| x.floor_mod(x.slice(s![.., SliceArg::step(-1)]))),
+        ("floor_divide_scalar", |x| {
+            x.floor_divide(0.25) + x.floor_mod(-0.5)
+        }),
+        ("isnan_isinf_isfinite", |x| {
+            x.isnan().cast(DType::F32)
+                + x.isinf().cast(DType::F32) * 2.0
+                + x.isfinite().cast(DType::F32) * 4.0
+        }),
+        ("nan_to_num", |x| x.nan_to_num(0.0, None, None)),
+        ("expm1", |x| x.expm1()),
+        ("log1p", |x| x.log1p()),
+        ("arctan2", |x| {
+            x.arctan2(x.slice(s![.., SliceArg::step(-1)]))
+        }),
+        ("hypot", |x| x.hypot(x.slice(s![.., SliceArg::step(-1)]))),
+        ("logaddexp", |x| {
+            x.logaddexp(x.slice(s![.., SliceArg::step(-1)]))
+        }),
+        ("atan_tanh", |x| x.arctan() + x.tanh()),
+    ];
+    for (name, f) in cases {
+        let m = one_lambda(&[16], f);
+        let inputs = [HostTensor::new(&[1, 16], specials()).unwrap()];
+        validate_model(&m, &inputs);
+        let want = cpu_run(&m, &inputs);
+        let got = gpu_session(&g, &m)
+            .run(&inputs)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_agree(name, &want, &got, 2e-5, 2e-6);
+    }
+}

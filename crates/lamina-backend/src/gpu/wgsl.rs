@@ -138,7 +138,7 @@ pub fn binary(op: BinaryOp, d: DType, a: &str, b: &str) -> String {
         BinaryOp::NotEqual => format!("({a} != {b})"),
         BinaryOp::And => format!("({a} && {b})"),
         BinaryOp::Or => format!("({a} || {b})"),
-        BinaryOp::Atan2 => format!("atan2({a}, {b})"),
+        BinaryOp::Atan2 => format!("lamina_atan2({a}, {b})"),
         BinaryOp::FloorDiv | BinaryOp::Mod => {
             let which = if op == BinaryOp::FloorDiv {
                 "floor_div"
