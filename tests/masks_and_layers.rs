@@ -7,28 +7,14 @@ use lamina::prelude::*;
 use std::sync::{Arc, Mutex};
 
 mod common;
-use common::gpu;
+use common::{gpu, run_both};
 
-/// Runs on the CPU and, where there is an adapter, on the GPU; asserts they agree and returns
-/// the CPU's outputs as `f32`.
+/// Runs on both backends (see `common::run_both`) and returns the CPU's outputs as `f32`.
 fn run(model: &Model, inputs: &[HostTensor]) -> Vec<Vec<f32>> {
-    let cpu = Session::new(model.program().clone(), BackendKind::Cpu)
-        .unwrap()
-        .run(inputs)
-        .unwrap();
-    if let Some(g) = gpu() {
-        let gpu = Session::with_backend(model.program().clone(), Arc::new(g))
-            .run(inputs)
-            .unwrap();
-        for (c, g) in cpu.iter().zip(&gpu) {
-            assert_eq!(c.shape(), g.shape());
-            for (i, (a, b)) in c.to_f32_vec().iter().zip(g.to_f32_vec()).enumerate() {
-                let ok = (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-6 + 2e-5 * a.abs();
-                assert!(ok, "element {i}: cpu {a} vs gpu {b}");
-            }
-        }
-    }
-    cpu.iter().map(|t| t.to_f32_vec()).collect()
+    run_both(model, inputs)
+        .iter()
+        .map(|t| t.to_f32_vec())
+        .collect()
 }
 
 fn assert_close(got: &[f32], want: &[f32]) {

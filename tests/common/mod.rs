@@ -26,3 +26,30 @@ pub fn gpu() -> Option<Arc<GpuBackend>> {
         }
     }
 }
+
+/// Runs a model on the CPU and, where there is an adapter, on the GPU; asserts the two agree
+/// (same shapes and dtypes, values within 2e-5 relative and 1e-6 absolute, NaN matching NaN,
+/// infinities exactly) and returns the CPU's outputs.
+#[allow(dead_code)]
+pub fn run_both(model: &lamina::Model, inputs: &[lamina::HostTensor]) -> Vec<lamina::HostTensor> {
+    use lamina::{BackendKind, Session};
+    let cpu = Session::new(model.program().clone(), BackendKind::Cpu)
+        .unwrap()
+        .run(inputs)
+        .unwrap();
+    if let Some(g) = gpu() {
+        let gpu = Session::with_backend(model.program().clone(), Arc::new(g))
+            .run(inputs)
+            .unwrap();
+        for (c, g) in cpu.iter().zip(&gpu) {
+            assert_eq!(c.shape(), g.shape());
+            assert_eq!(c.dtype(), g.dtype());
+            for (i, (a, b)) in c.to_f32_vec().iter().zip(g.to_f32_vec()).enumerate() {
+                let ok =
+                    (a.is_nan() && b.is_nan()) || *a == b || (a - b).abs() <= 1e-6 + 2e-5 * a.abs();
+                assert!(ok, "element {i}: cpu {a} vs gpu {b}");
+            }
+        }
+    }
+    cpu
+}
