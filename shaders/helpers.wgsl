@@ -4,18 +4,108 @@
 // Where WGSL lets a driver assume there is no NaN or infinity, these helpers decide by tests on
 // the bits, so that the GPU gives what the CPU interpreter (NumPy's semantics) gives.
 
-fn lamina_tanh(x: f32) -> f32 {
-    if (abs(x) > 15.0f) { return sign(x); }
-    return tanh(x);
+// e^r for r in [-ln2/2, ln2/2]: Cephes' degree-5 polynomial, as the CPU's `exp`.
+fn lamina_exp_poly(r: f32) -> f32 {
+    var p = 1.9875691e-4f;
+    p = p * r + 1.3981999e-3f;
+    p = p * r + 8.333452e-3f;
+    p = p * r + 4.1665796e-2f;
+    p = p * r + 1.6666665e-1f;
+    p = p * r + 5.0000001e-1f;
+    return p * r * r + r + 1.0f;
 }
+// 2^n for n in [-126, 127], through the exponent bits.
+fn lamina_exp2i(n: i32) -> f32 {
+    return bitcast<f32>(u32(n + 127i) << 23u);
+}
+// x - n ln2 in two parts (Cody and Waite), n = round(x / ln2).
+fn lamina_exp_reduce(x: f32, n: f32) -> f32 {
+    return x - n * 0.6933594f + n * 2.1219444e-4f;
+}
+// e^x for x known to give a normal result (0 to 87 here), as the CPU's `exp_normal`.
+fn lamina_exp_normal(x: f32) -> f32 {
+    let n = round(x * 1.44269502f);
+    return lamina_exp_poly(lamina_exp_reduce(x, n)) * lamina_exp2i(i32(n));
+}
+// e^x, the CPU's algorithm (opdef/scalar.rs): overflows to +inf above 88.72, subnormal results
+// down to 0 below -103.97 (where the driver keeps subnormals).
+fn lamina_exp(x: f32) -> f32 {
+    if (lamina_isnan(x)) { return x; }
+    if (x > 88.72284f) { return bitcast<f32>(0x7f800000u); }
+    if (x < -103.97208f) { return 0.0f; }
+    let xc = min(x, 88.37626f);
+    let n = round(xc * 1.44269502f);
+    let ni = i32(n);
+    let n1 = ni >> 1u;
+    return lamina_exp_poly(lamina_exp_reduce(xc, n)) * lamina_exp2i(n1) * lamina_exp2i(ni - n1);
+}
+// tanh, the CPU's algorithm: Cephes' odd polynomial below 0.625, 1 - 2/(e^{2|x|} + 1) above.
+fn lamina_tanh(x: f32) -> f32 {
+    if (lamina_isnan(x)) { return x; }
+    let a = abs(x);
+    if (a < 0.625f) {
+        let z = x * x;
+        return ((((-5.7049887e-3f * z + 2.0639089e-2f) * z - 5.3739718e-2f) * z + 1.3331443e-1f)
+            * z - 3.3333286e-1f) * z * x + x;
+    }
+    let e = lamina_exp_normal(2.0f * min(a, 20.0f));
+    let t = 1.0f - 2.0f / (e + 1.0f);
+    return select(t, -t, x < 0.0f);
+}
+// The logistic sigmoid 1 / (1 + e^-x), the CPU's algorithm.
+fn lamina_sigmoid(x: f32) -> f32 {
+    return 1.0f / (1.0f + lamina_exp(-x));
+}
+// erfc(|x|) for |x| in [0.84375, 6): FreeBSD's erff (as musl's and the libm crate's), with
+// lamina_exp for expf.
+fn lamina_erfc_mid(a: f32) -> f32 {
+    if (a < 1.25f) {
+        let s = a - 1.0f;
+        let p = -2.3621185683e-03f + s * (4.1485610604e-01f + s * (-3.7220788002e-01f
+            + s * (3.1834661961e-01f + s * (-1.1089469492e-01f + s * (3.5478305072e-02f
+            + s * -2.1663755178e-03f)))));
+        let q = 1.0f + s * (1.0642088205e-01f + s * (5.4039794207e-01f + s * (7.1828655899e-02f
+            + s * (1.2617121637e-01f + s * (1.3637083583e-02f + s * 1.1984500103e-02f)))));
+        return 1.0f - 8.4506291151e-01f - p / q;
+    }
+    let s = 1.0f / (a * a);
+    var r: f32;
+    var big_s: f32;
+    if (bitcast<u32>(a) < 0x4036db6du) { // 1 / 0.35
+        r = -9.8649440333e-03f + s * (-6.9385856390e-01f + s * (-1.0558626175e+01f
+            + s * (-6.2375331879e+01f + s * (-1.6239666748e+02f + s * (-1.8460508728e+02f
+            + s * (-8.1287437439e+01f + s * -9.8143291473e+00f))))));
+        big_s = 1.0f + s * (1.9651271820e+01f + s * (1.3765776062e+02f + s * (4.3456588745e+02f
+            + s * (6.4538726807e+02f + s * (4.2900814819e+02f + s * (1.0863500214e+02f
+            + s * (6.5702495575e+00f + s * -6.0424413532e-02f)))))));
+    } else {
+        r = -9.8649431020e-03f + s * (-7.9928326607e-01f + s * (-1.7757955551e+01f
+            + s * (-1.6063638306e+02f + s * (-6.3756646729e+02f + s * (-1.0250950928e+03f
+            + s * -4.8351919556e+02f)))));
+        big_s = 1.0f + s * (3.0338060379e+01f + s * (3.2579251099e+02f + s * (1.5367296143e+03f
+            + s * (3.1998581543e+03f + s * (2.5530502930e+03f + s * (4.7452853394e+02f
+            + s * -2.2440952301e+01f))))));
+    }
+    let z = bitcast<f32>(bitcast<u32>(a) & 0xffffe000u);
+    return lamina_exp(-z * z - 0.5625f) * lamina_exp((z - a) * (z + a) + r / big_s) / a;
+}
+// The Gauss error function, the CPU's algorithm: FreeBSD's erff with lamina_exp.
 fn lamina_erf(x: f32) -> f32 {
-    // Abramowitz and Stegun 7.1.26 refined: |error| < 1.2e-7.
-    let z = abs(x);
-    let t = 1.0f / (1.0f + 0.5f * z);
-    let y = t * exp(-z * z - 1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f
-        + t * (-0.18628806f + t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f
-        + t * (-0.82215223f + t * 0.17087277f)))))))));
-    return select(1.0f - y, y - 1.0f, x < 0.0f);
+    if (lamina_isnan(x)) { return x; }
+    let a = abs(x);
+    if (a < 0.84375f) {
+        // Below 2^-28, x (1 + 2/sqrt(pi) - 1) without underflow.
+        if (a < 3.7252903e-9f) { return 0.125f * (8.0f * x + 1.0270333290e+00f * x); }
+        let z = x * x;
+        let r = 1.2837916613e-01f + z * (-3.2504209876e-01f + z * (-2.8481749818e-02f
+            + z * (-5.7702702470e-03f + z * -2.3763017452e-05f)));
+        let s = 1.0f + z * (3.9791721106e-01f + z * (6.5022252500e-02f + z * (5.0813062117e-03f
+            + z * (1.3249473704e-04f + z * -3.9602282413e-06f))));
+        return x + x * (r / s);
+    }
+    var y = 1.0f;
+    if (a < 6.0f) { y = 1.0f - lamina_erfc_mid(a); }
+    return select(y, -y, x < 0.0f);
 }
 fn lamina_pow(a: f32, b: f32) -> f32 {
     if (b == 0.0f || a == 1.0f) { return 1.0f; }
@@ -91,25 +181,72 @@ fn lamina_asin(x: f32) -> f32 {
 fn lamina_acos(x: f32) -> f32 {
     return atan2(sqrt((1.0f - x) * (1.0f + x)), x);
 }
-fn lamina_expm1(x: f32) -> f32 {
-    // Taylor's series near 0, where exp(x) - 1 would cancel (and drivers' exp is only
-    // accurate to a few ulp); exp(x) - 1 elsewhere.
-    if (abs(x) < 0.5f) {
-        let p = 1.0f + x * (0.5f + x * (1.6666667e-1f + x * (4.1666668e-2f + x * (8.3333338e-3f
-            + x * (1.3888889e-3f + x * (1.9841270e-4f + x * (2.4801587e-5f + x * 2.7557319e-6f)))))));
-        return x * p;
-    }
-    return exp(x) - 1.0f;
+// e^r - 1 for |r| <= ln2/2: Taylor's polynomial of degree 8.
+fn lamina_expm1_poly(r: f32) -> f32 {
+    return r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666668e-2f + r * (8.3333338e-3f
+        + r * (1.3888889e-3f + r * (1.9841270e-4f + r * 2.4801587e-5f)))))));
 }
+// e^x - 1, the CPU's algorithm: x = n ln2 + r, then 2^n (e^r - 1) + (2^n - 1), exact in its
+// last step for small n, so there is no cancellation near 0.
+fn lamina_expm1(x: f32) -> f32 {
+    if (lamina_isnan(x)) { return x; }
+    if (x > 88.72284f) { return bitcast<f32>(0x7f800000u); }
+    if (x < -30.0f) { return -1.0f; }
+    let n = round(x * 1.44269502f);
+    if (n == 0.0f) { return lamina_expm1_poly(x); }
+    let p = lamina_expm1_poly(lamina_exp_reduce(x, n));
+    let ni = i32(n);
+    if (ni > 24i) {
+        let n1 = ni >> 1u;
+        return (p + 1.0f) * lamina_exp2i(n1) * lamina_exp2i(ni - n1);
+    }
+    let s = lamina_exp2i(ni);
+    return s * p + (s - 1.0f);
+}
+// The natural logarithm, the CPU's algorithm: Cephes' logf (x = m 2^e, m in [sqrt(1/2),
+// sqrt(2)), a degree-9 polynomial in m - 1).
+fn lamina_log(x: f32) -> f32 {
+    if (lamina_isnan(x)) { return x; }
+    if (x < 0.0f) { return bitcast<f32>(0x7fc00000u); }
+    if (x == 0.0f) { return bitcast<f32>(0xff800000u); }
+    if (lamina_isinf(x)) { return x; }
+    var bits = bitcast<u32>(x);
+    var e = -126i;
+    if (bits < 0x00800000u) {
+        bits = bitcast<u32>(x * 8388608.0f);
+        e = e - 23i;
+    }
+    e = e + i32(bits >> 23u);
+    var m = bitcast<f32>((bits & 0x007fffffu) | 0x3f000000u);
+    if (m < 0.70710677f) {
+        e = e - 1i;
+        m = m + m - 1.0f;
+    } else {
+        m = m - 1.0f;
+    }
+    let z = m * m;
+    var y = ((((((((7.0376836292e-2f * m - 1.1514610310e-1f) * m + 1.1676998740e-1f) * m
+        - 1.2420140846e-1f) * m + 1.4249322787e-1f) * m - 1.6668057665e-1f) * m
+        + 2.0000714765e-1f) * m - 2.4999993993e-1f) * m + 3.3333331174e-1f) * m * z;
+    let fe = f32(e);
+    y = y - 2.12194440e-4f * fe;
+    y = y - 0.5f * z;
+    return (m + y) + 0.693359375f * fe;
+}
+// log(1 + x), the CPU's algorithm: 2 atanh(s) with s = x / (2 + x) near 0, where log(1 + x)
+// loses the digits of x; elsewhere log(u), u = 1 + x, corrected by the rounding of u.
 fn lamina_log1p(x: f32) -> f32 {
-    // 2 atanh(s) with s = x / (2 + x) near 0, where log(1 + x) loses the digits of x (and
-    // drivers' log is only accurate to 2^-21 absolute near 1); log(1 + x) elsewhere.
+    if (lamina_isnan(x)) { return x; }
     if (abs(x) < 0.25f) {
         let s = x / (2.0f + x);
         let z = s * s;
         return 2.0f * s * (1.0f + z * (0.33333334f + z * (0.2f + z * (0.14285715f + z * 0.11111111f))));
     }
-    return log(1.0f + x);
+    if (x == -1.0f) { return bitcast<f32>(0xff800000u); }
+    if (x < -1.0f) { return bitcast<f32>(0x7fc00000u); }
+    if (lamina_isinf(x)) { return x; }
+    let u = 1.0f + x;
+    return lamina_log(u) - ((u - 1.0f) - x) / u;
 }
 fn lamina_fmod(a: f32, b: f32) -> f32 {
     // C's fmod, with its special cases spelled out (WGSL's % leaves them to the driver).
