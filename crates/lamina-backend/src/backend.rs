@@ -1,6 +1,7 @@
 //! The `Backend` trait: compile a program for concrete input shapes, run it on host tensors.
 
 use crate::budget::MemoryBudget;
+use crate::gpu::KernelTiming;
 use lamina_graph::{Error, HostTensor, Program, Result};
 use std::sync::Arc;
 
@@ -33,6 +34,18 @@ pub trait Executable: Send + Sync {
     /// For benchmarks: runs the kernels again on the inputs already on the device, without
     /// upload or read-back, and waits for them. `None` where the backend has no device.
     fn run_on_device(&self) -> Option<Result<()>> {
+        None
+    }
+
+    /// For profiling: runs the kernels `runs` times on `inputs` with a GPU timestamp at the
+    /// start and end of each, and returns each kernel's median time, in dispatch order. `None`
+    /// where the backend cannot time kernels (the CPU, or an adapter without timestamp queries).
+    fn kernel_timings(
+        &self,
+        inputs: &[HostTensor],
+        runs: usize,
+    ) -> Option<Result<Vec<KernelTiming>>> {
+        let _ = (inputs, runs);
         None
     }
 

@@ -65,6 +65,8 @@ pub struct GpuContext {
     pub adapter: AdapterSummary,
     /// The limits compilation respects.
     pub limits: DeviceLimits,
+    /// Nanoseconds per timestamp tick, where the device has timestamp queries.
+    timestamp_period_ns: Option<f64>,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -98,9 +100,12 @@ impl GpuContext {
         })?;
         let summary = AdapterSummary::of(&adapter);
         let limits = adapter.limits();
+        // Timestamps written by compute passes time each kernel (`profile_kernels`); they
+        // need no other feature, and cost nothing when no pass writes them.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("lamina"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -135,11 +140,16 @@ impl GpuContext {
         if let Some(n) = options.max_storage_buffers {
             dl.max_storage_buffers = dl.max_storage_buffers.min(n.max(3));
         }
+        let timestamp_period_ns = device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| queue.get_timestamp_period() as f64);
         Ok(GpuContext {
             device,
             queue,
             adapter: summary,
             limits: dl,
+            timestamp_period_ns,
             errors,
         })
     }
@@ -147,6 +157,17 @@ impl GpuContext {
     /// Whether the adapter runs on the CPU (lavapipe, WARP, SwiftShader).
     pub fn adapter_is_cpu(&self) -> bool {
         self.adapter.device_type == "Cpu"
+    }
+
+    /// Whether the device can time kernels: the adapter offers timestamp queries (wgpu's
+    /// `TIMESTAMP_QUERY`) and they were enabled.
+    pub fn supports_timestamps(&self) -> bool {
+        self.timestamp_period_ns.is_some()
+    }
+
+    /// Nanoseconds per tick of a timestamp query, or `None` where the device has none.
+    pub fn timestamp_period_ns(&self) -> Option<f64> {
+        self.timestamp_period_ns
     }
 
     /// Takes the device errors reported since the last call, as one `Err` if there were any.

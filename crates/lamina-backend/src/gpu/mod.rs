@@ -6,7 +6,9 @@ mod emit;
 pub mod kernels;
 pub mod plan;
 mod runtime;
+mod timing;
 pub mod wgsl;
 
 pub use device::{AdapterSummary, DeviceLimits, GpuContext, GpuOptions, list_adapters};
 pub use runtime::{GpuBackend, GpuExecutable};
+pub use timing::KernelTiming;

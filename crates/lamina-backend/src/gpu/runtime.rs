@@ -4,6 +4,7 @@
 use super::device::{GpuContext, GpuOptions};
 use super::kernels::KernelCode;
 use super::plan::{Plan, is_leaf, plan};
+use super::timing::{KernelTiming, TimestampQueries, median};
 use crate::backend::{Backend, Executable, RunStats};
 use crate::budget::{MemoryBudget, MemoryPlan, PlanBuilder, tensor_bytes};
 use lamina_graph::op::Op;
@@ -549,17 +550,84 @@ impl GpuExecutable {
 
     /// Records every kernel's dispatch into one compute pass; returns how many.
     fn encode_kernels(&self, encoder: &mut wgpu::CommandEncoder) -> u64 {
+        self.encode_kernels_timed(encoder, None)
+    }
+
+    /// Records every kernel's dispatch: all in one compute pass, or with `timestamps` each in
+    /// a pass of its own that writes its start and end times. Returns how many.
+    fn encode_kernels_timed(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        timestamps: Option<&TimestampQueries>,
+    ) -> u64 {
         let steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("lamina kernels"),
-            timestamp_writes: None,
-        });
-        for s in steps.iter() {
+        let dispatch = |pass: &mut wgpu::ComputePass<'_>, s: &Step| {
             pass.set_pipeline(&s.pipeline);
             pass.set_bind_group(0, &s.bind_group, &[]);
             pass.dispatch_workgroups(s.workgroups.0, s.workgroups.1, 1);
+        };
+        match timestamps {
+            None => {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("lamina kernels"),
+                    timestamp_writes: None,
+                });
+                steps.iter().for_each(|s| dispatch(&mut pass, s));
+            }
+            Some(t) => {
+                for (k, s) in steps.iter().enumerate() {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("lamina timed kernel"),
+                        timestamp_writes: Some(t.writes(k)),
+                    });
+                    dispatch(&mut pass, s);
+                }
+            }
         }
         steps.len() as u64
+    }
+
+    /// Runs the kernels on `inputs` once, then `runs` more times with a GPU timestamp at the
+    /// start and end of each kernel, and returns each kernel's median time in dispatch order.
+    /// An error where the device has no timestamp queries (see `GpuContext::supports_timestamps`).
+    pub fn profile_kernels(&self, inputs: &[HostTensor], runs: usize) -> Result<Vec<KernelTiming>> {
+        let ctx = &self.backend.ctx;
+        let queries = TimestampQueries::new(ctx, self.kernels.len())?;
+        // An ordinary run checks and uploads the inputs, and warms up.
+        Executable::run(self, inputs)?;
+        if self.kernels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut samples = vec![Vec::with_capacity(runs.max(1)); self.kernels.len()];
+        for _ in 0..runs.max(1) {
+            let _guard = self.run_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut encoder = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("lamina timed run"),
+                });
+            self.encode_kernels_timed(&mut encoder, Some(&queries));
+            queries.resolve(&mut encoder);
+            ctx.queue.submit([encoder.finish()]);
+            for (k, s) in queries.read(ctx)?.into_iter().enumerate() {
+                samples[k].push(s);
+            }
+        }
+        Ok(self
+            .kernels
+            .iter()
+            .zip(samples)
+            .map(|(k, s)| KernelTiming {
+                kind: k.kind,
+                output: k.output,
+                label: format!(
+                    "{} {:?}",
+                    self.program.nodes[k.output].op.name(),
+                    self.shapes[k.output]
+                ),
+                seconds: median(s),
+            })
+            .collect())
     }
 
     fn new_staging(&self) -> Vec<wgpu::Buffer> {
@@ -664,6 +732,17 @@ impl Executable for GpuExecutable {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<HostTensor>>> + Send + 'a>>
     {
         Box::pin(GpuExecutable::run_async(self, inputs))
+    }
+
+    fn kernel_timings(
+        &self,
+        inputs: &[HostTensor],
+        runs: usize,
+    ) -> Option<Result<Vec<KernelTiming>>> {
+        if !self.backend.ctx.supports_timestamps() {
+            return None;
+        }
+        Some(self.profile_kernels(inputs, runs))
     }
 
     fn run_on_device(&self) -> Option<Result<()>> {
