@@ -3,7 +3,8 @@
 //! runs after a warm-up, compile time apart, and for the GPU the device-only span beside the
 //! end-to-end span with upload and read-back.
 
-use crate::{BackendKind, Result, Session};
+use crate::{BackendKind, MemoryBudget, Result, Session, create_backend};
+pub use lamina_backend::gpu::KernelTiming;
 use lamina_graph::{
     Activation, DType, Dense, Dim, Embedding, GlobalAveragePooling1D, HostTensor, Input, Lambda,
     Layer, Model, Sequential, Tensor,
@@ -238,6 +239,39 @@ pub struct Measurement {
     pub compiles_per_run: f64,
     /// Timed runs.
     pub runs: usize,
+    /// Per-kernel GPU times, when asked for (`None` otherwise; see `measure_kernels`).
+    pub kernels: Option<KernelTimes>,
+}
+
+/// The per-kernel GPU times of one workload, or why there are none.
+#[derive(Clone, Debug)]
+pub enum KernelTimes {
+    /// Each kernel's median GPU time, in dispatch order.
+    Measured(Vec<KernelTiming>),
+    /// Why there are none: the CPU backend, or an adapter without timestamp queries.
+    Unavailable(String),
+}
+
+/// Times each kernel of a workload on a backend with GPU timestamp queries: one untimed run,
+/// then `runs` timed ones, the median of each kernel. Where the backend cannot time kernels
+/// this is `KernelTimes::Unavailable` with the reason, not an error.
+pub fn measure_kernels(w: &Workload, kind: BackendKind, runs: usize) -> Result<KernelTimes> {
+    let backend = create_backend(kind)?;
+    let shapes: Vec<Vec<usize>> = w.inputs.iter().map(|t| t.shape().to_vec()).collect();
+    let program = w.model.program();
+    program.check_inputs(&w.inputs)?;
+    let exe = backend.compile(program, &shapes, &MemoryBudget::from_env_or_machine()?)?;
+    Ok(match exe.kernel_timings(&w.inputs, runs.max(1)) {
+        Some(t) => KernelTimes::Measured(t?),
+        None if backend.name().starts_with("gpu") => KernelTimes::Unavailable(format!(
+            "{} has no timestamp queries (wgpu TIMESTAMP_QUERY), so no per-kernel times",
+            backend.name()
+        )),
+        None => KernelTimes::Unavailable(format!(
+            "{} runs no GPU kernels, so no per-kernel times",
+            backend.name()
+        )),
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -311,6 +345,7 @@ pub fn measure(w: &Workload, kind: BackendKind, runs: usize) -> Result<Measureme
         dispatches_per_run: stats.dispatches as f64 / runs as f64,
         compiles_per_run: stats.compiles as f64 / runs as f64,
         runs,
+        kernels: None,
     })
 }
 
@@ -335,9 +370,72 @@ impl Measurement {
             s += &format!(",\"{key}\":{v:.3}");
         }
         s += &format!(
-            ",\"dispatches_per_run\":{},\"compiles_per_run\":{}}}",
+            ",\"dispatches_per_run\":{},\"compiles_per_run\":{}",
             self.dispatches_per_run, self.compiles_per_run
         );
-        s
+        match &self.kernels {
+            None => {}
+            Some(KernelTimes::Unavailable(why)) => {
+                s += &format!(",\"kernels\":null,\"kernels_note\":\"{}\"", esc(why));
+            }
+            Some(KernelTimes::Measured(ks)) => {
+                let total: f64 = ks.iter().map(|k| k.seconds).sum();
+                let items: Vec<String> = ks
+                    .iter()
+                    .map(|k| {
+                        format!(
+                            "{{\"kind\":\"{}\",\"label\":\"{}\",\"median_us\":{:.3},\"share\":{:.4}}}",
+                            k.kind,
+                            esc(&k.label),
+                            k.seconds * 1e6,
+                            share(k.seconds, total)
+                        )
+                    })
+                    .collect();
+                s += &format!(
+                    ",\"kernels_total_us\":{:.3},\"kernels\":[{}]",
+                    total * 1e6,
+                    items.join(",")
+                );
+            }
+        }
+        s + "}"
     }
+
+    /// The per-kernel table, or the line saying why there is none; empty when not asked for.
+    pub fn kernel_table(&self) -> String {
+        let head = format!("{} on {}", self.workload, self.backend);
+        match &self.kernels {
+            None => String::new(),
+            Some(KernelTimes::Unavailable(why)) => format!("{head}: {why}\n"),
+            Some(KernelTimes::Measured(ks)) => {
+                let total: f64 = ks.iter().map(|k| k.seconds).sum();
+                let mut s = format!(
+                    "{head}: {} kernel(s), {:.1} us of GPU time (medians of {} timed runs)\n",
+                    ks.len(),
+                    total * 1e6,
+                    self.runs
+                );
+                s += &format!(
+                    "  {:>3}  {:<12} {:<36} {:>12} {:>7}\n",
+                    "#", "kind", "writes", "median us", "share"
+                );
+                for (i, k) in ks.iter().enumerate() {
+                    s += &format!(
+                        "  {i:>3}  {:<12} {:<36} {:>12.1} {:>6.1}%\n",
+                        k.kind,
+                        k.label,
+                        k.seconds * 1e6,
+                        100.0 * share(k.seconds, total)
+                    );
+                }
+                s
+            }
+        }
+    }
+}
+
+/// `part / total`, or 0 when the total is 0 (a driver whose clock did not move).
+fn share(part: f64, total: f64) -> f64 {
+    if total > 0.0 { part / total } else { 0.0 }
 }

@@ -60,6 +60,11 @@ enum Command {
         /// Divide the sizes by this factor, for a quick run (1 to 65536).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_SCALE))]
         scale: u64,
+        /// Also time each GPU kernel with timestamp queries and list them: kind, the op and
+        /// shape it writes, median microseconds and share of the total (where the adapter has
+        /// no timestamp queries, a line says so).
+        #[arg(long)]
+        kernels: bool,
     },
 }
 
@@ -86,6 +91,13 @@ fn run(cli: Cli) -> Result<(), String> {
                     println!(
                         "  workgroups per grid dimension: {}",
                         l.max_workgroups_per_dim
+                    );
+                    println!(
+                        "  timestamp queries (per-kernel times): {}",
+                        match g.context().timestamp_period_ns() {
+                            Some(p) => format!("yes, {p} ns per tick"),
+                            None => "no".into(),
+                        }
                     );
                 }
                 Err(e) => println!("auto chooses: cpu interpreter ({e})"),
@@ -151,7 +163,15 @@ fn run(cli: Cli) -> Result<(), String> {
             json,
             runs,
             scale,
-        } => bench(&backend, &workloads, json, runs as usize, scale as usize),
+            kernels,
+        } => bench(
+            &backend,
+            &workloads,
+            json,
+            runs as usize,
+            scale as usize,
+            kernels,
+        ),
     }
 }
 
@@ -179,8 +199,9 @@ fn bench(
     json: bool,
     runs: usize,
     scale: usize,
+    kernels: bool,
 ) -> Result<(), String> {
-    use lamina::bench::{WORKLOADS, measure, workload};
+    use lamina::bench::{WORKLOADS, measure, measure_kernels, workload};
     // Every argument is checked before anything is probed or printed, so that a bad invocation
     // fails with its one line and nothing else.
     if let Some(bad) = workloads.iter().find(|w| !WORKLOADS.contains(&w.as_str())) {
@@ -212,7 +233,12 @@ fn bench(
         let w = workload(name, scale).map_err(|e| e.to_string())?;
         for &kind in &kinds {
             eprintln!("lamina bench: {name} on {kind} ...");
-            let m = measure(&w, kind, runs).map_err(|e| format!("{name} on {kind}: {e}"))?;
+            let mut m = measure(&w, kind, runs).map_err(|e| format!("{name} on {kind}: {e}"))?;
+            if kernels {
+                let k = measure_kernels(&w, kind, runs)
+                    .map_err(|e| format!("{name} on {kind}, timing kernels: {e}"))?;
+                m.kernels = Some(k);
+            }
             if json {
                 println!("{}", m.to_json());
             }
@@ -260,6 +286,9 @@ fn bench(
                 100.0 * chain / copy
             );
         }
+    }
+    for m in &results {
+        print!("{}", m.kernel_table());
     }
     if let Some(m) = results.first() {
         println!("device: {}", m.device);
