@@ -53,6 +53,9 @@ pub struct GpuOptions {
     pub max_binding_bytes: Option<u64>,
     /// Lowers the storage buffers per kernel below the device's.
     pub max_storage_buffers: Option<u32>,
+    /// Leaves timestamp queries off even where the adapter offers them (for tests of the path
+    /// without per-kernel times).
+    pub no_timestamps: bool,
 }
 
 /// A device and its queue, shared by every executable of a backend.
@@ -102,7 +105,11 @@ impl GpuContext {
         let limits = adapter.limits();
         // Timestamps written by compute passes time each kernel (`profile_kernels`); they
         // need no other feature, and cost nothing when no pass writes them.
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let features = if options.no_timestamps {
+            wgpu::Features::empty()
+        } else {
+            adapter.features() & wgpu::Features::TIMESTAMP_QUERY
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("lamina"),
             required_features: features,
