@@ -183,8 +183,8 @@ fn lamina_acos(x: f32) -> f32 {
 }
 // e^r - 1 for |r| <= ln2/2: Taylor's polynomial of degree 8.
 fn lamina_expm1_poly(r: f32) -> f32 {
-    return r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666668e-2f + r * (8.3333338e-3f
-        + r * (1.3888889e-3f + r * (1.9841270e-4f + r * 2.4801587e-5f)))))));
+    return r + r * r * (0.5f + r * (1.6666667e-1f + r * (4.1666668e-2f + r * (8.3333338e-3f
+        + r * (1.3888889e-3f + r * (1.9841270e-4f + r * 2.4801587e-5f))))));
 }
 // e^x - 1, the CPU's algorithm: x = n ln2 + r, then 2^n (e^r - 1) + (2^n - 1), exact in its
 // last step for small n, so there is no cancellation near 0.
@@ -193,7 +193,7 @@ fn lamina_expm1(x: f32) -> f32 {
     if (x > 88.72284f) { return bitcast<f32>(0x7f800000u); }
     if (x < -30.0f) { return -1.0f; }
     let n = round(x * 1.44269502f);
-    if (n == 0.0f) { return lamina_expm1_poly(x); }
+    if (n == 0.0f) { return select(lamina_expm1_poly(x), x, x == 0.0f); }
     let p = lamina_expm1_poly(lamina_exp_reduce(x, n));
     let ni = i32(n);
     if (ni > 24i) {

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod budget;
 pub mod cpu;
 pub mod gpu;
+pub mod opdef;
 pub mod select;
 pub mod session;
 

@@ -1,89 +1,10 @@
-//! Vectorizable math for the CPU: `exp`, `tanh`, `sigmoid` without branches or library calls,
-//! to about 2 ulp, and the per-op loops that the compiler turns into SIMD code.
+//! The per-op loops over f32 slices that the compiler turns into SIMD code, and the sums and
+//! extremes of the reductions. Every loop computes the op table's scalar function
+//! (`crate::opdef`), the same code inlined, so its results are bit for bit the table's (tested
+//! below); bools are 0.0 and 1.0 here, as in the fused interpreter.
 
-// The polynomial coefficients are Cephes' as published; f32 rounds them on parsing.
-#![allow(clippy::excessive_precision)]
-
+use crate::opdef::{self, Fn1, Fn2, scalar};
 use lamina_graph::op::{BinaryOp, UnaryOp};
-
-/// e^x: range reduction to r in [-ln2/2, ln2/2], Cephes' degree-5 polynomial, and scaling by
-/// 2^n through the exponent bits. Overflows to +inf above 88.72; subnormal results below -87.3
-/// down to 0 below -103.97.
-#[inline(always)]
-pub fn exp(x: f32) -> f32 {
-    let xc = x.clamp(-103.972_08, 88.376_26);
-    let (y, ni) = exp_parts(xc);
-    // 2^n in two normal factors, so that results below 2^-126 come out subnormal (rounded
-    // once) rather than clamped to the smallest normal.
-    let n1 = ni >> 1;
-    let n2 = ni - n1;
-    let scale1 = f32::from_bits(((n1 + 127) as u32) << 23);
-    let scale2 = f32::from_bits(((n2 + 127) as u32) << 23);
-    let v = y * scale1 * scale2;
-    if x > 88.722_84 {
-        f32::INFINITY
-    } else if x < -103.972_08 {
-        0.0
-    } else {
-        v
-    }
-}
-
-/// `e^x = y * 2^n` for `x` in the clamped range: `(y, n)`, with y in [0.7, 1.42].
-#[inline(always)]
-fn exp_parts(x: f32) -> (f32, i32) {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to nearest
-    let t = x * LOG2E + ROUND;
-    let n = t - ROUND;
-    // The integer n from t's low mantissa bits: integer arithmetic that vectorizes, where a
-    // float-to-int `as` (saturating) would not.
-    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
-    (p * r * r + r + 1.0, ni)
-}
-
-/// `exp` for arguments known to give a normal result (0 to 87 here): the same value, without
-/// the range checks and the subnormal scaling.
-#[inline(always)]
-fn exp_normal(x: f32) -> f32 {
-    let (y, ni) = exp_parts(x);
-    y * f32::from_bits(((ni + 127) as u32) << 23)
-}
-
-/// tanh(x): Cephes' odd polynomial for |x| < 0.625, `1 - 2/(e^{2|x|} + 1)` above, the sign
-/// restored; exactly ±1 for large |x|.
-#[inline(always)]
-pub fn tanh(x: f32) -> f32 {
-    let a = x.abs();
-    let z = x * x;
-    let small = ((((-5.704_988_7e-3f32 * z + 2.063_908_9e-2) * z - 5.373_971_8e-2) * z
-        + 1.333_144_3e-1)
-        * z
-        - 3.333_328_6e-1)
-        * z
-        * x
-        + x;
-    let e = exp_normal(2.0 * a.min(20.0));
-    let large = 1.0 - 2.0 / (e + 1.0);
-    let large = if x < 0.0 { -large } else { large };
-    let r = if a < 0.625 { small } else { large };
-    if x.is_nan() { x } else { r }
-}
-
-/// The logistic sigmoid `1 / (1 + e^-x)`.
-#[inline(always)]
-pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
-}
 
 macro_rules! map_unary {
     ($dst:expr, $src:expr, |$x:ident| $e:expr) => {
@@ -93,28 +14,37 @@ macro_rules! map_unary {
     };
 }
 
-/// `dst[i] = op(src[i])`, one specialised loop per op.
+/// `dst[i] = op(src[i])`, one specialised loop per common op, the table's function for the
+/// rest (a test gives 1.0 or 0.0; a bool op reads `x != 0`).
 #[inline(always)]
 pub fn unary_slice(op: UnaryOp, src: &[f32], dst: &mut [f32]) {
+    let t = |c: bool| if c { 1.0f32 } else { 0.0 };
     match op {
         UnaryOp::Neg => map_unary!(dst, src, |x| -x),
         UnaryOp::Abs => map_unary!(dst, src, |x| x.abs()),
-        UnaryOp::Exp => map_unary!(dst, src, |x| exp(x)),
-        UnaryOp::Tanh => map_unary!(dst, src, |x| tanh(x)),
-        UnaryOp::Sigmoid => map_unary!(dst, src, |x| sigmoid(x)),
+        UnaryOp::Exp => map_unary!(dst, src, |x| scalar::exp(x)),
+        UnaryOp::Tanh => map_unary!(dst, src, |x| scalar::tanh(x)),
+        UnaryOp::Sigmoid => map_unary!(dst, src, |x| scalar::sigmoid(x)),
         UnaryOp::Sqrt => map_unary!(dst, src, |x| x.sqrt()),
         UnaryOp::Rsqrt => map_unary!(dst, src, |x| 1.0 / x.sqrt()),
         UnaryOp::Recip => map_unary!(dst, src, |x| 1.0 / x),
-        UnaryOp::Not => map_unary!(dst, src, |x| if x == 0.0 { 1.0 } else { 0.0 }),
+        UnaryOp::Not => map_unary!(dst, src, |x| t(x == 0.0)),
         other => {
-            let f = super::elementwise::unary_f32(other);
-            map_unary!(dst, src, |x| f(x))
+            let def = opdef::unary(other);
+            match (def.f32.map(|i| i.cpu), def.bool.map(|i| i.cpu)) {
+                (Some(Fn1::Map(f)), _) => map_unary!(dst, src, |x| f(x)),
+                (Some(Fn1::Test(f)), _) => map_unary!(dst, src, |x| t(f(x))),
+                (None, Some(Fn1::Map(f))) => map_unary!(dst, src, |x| t(f(x != 0.0))),
+                (None, Some(Fn1::Test(f))) => map_unary!(dst, src, |x| t(f(x != 0.0))),
+                (None, None) => dst.fill(f32::NAN),
+            }
         }
     }
 }
 
 /// `dst[i] = op(a[i], b[i])` where `a` and `b` have `dst.len()` elements or one (broadcast),
-/// one specialised loop per op and broadcast pattern.
+/// one specialised loop per op and broadcast pattern (comparisons give 1.0 or 0.0; `and` and
+/// `or` read `x != 0`).
 #[inline(always)]
 pub fn binary_slice(op: BinaryOp, a: &[f32], b: &[f32], dst: &mut [f32]) {
     macro_rules! zip {
@@ -152,9 +82,8 @@ pub fn binary_slice(op: BinaryOp, a: &[f32], b: &[f32], dst: &mut [f32]) {
         BinaryOp::Sub => zip!(|x, y| x - y),
         BinaryOp::Mul => zip!(|x, y| x * y),
         BinaryOp::Div => zip!(|x, y| x / y),
-        BinaryOp::Pow => zip!(|x, y| x.powf(y)),
-        BinaryOp::Max => zip!(|x, y| super::elementwise::fmax_nan(x, y)),
-        BinaryOp::Min => zip!(|x, y| super::elementwise::fmin_nan(x, y)),
+        BinaryOp::Max => zip!(|x, y| scalar::fmax_nan(x, y)),
+        BinaryOp::Min => zip!(|x, y| scalar::fmin_nan(x, y)),
         BinaryOp::Less => zip!(|x, y| t(x < y)),
         BinaryOp::LessEqual => zip!(|x, y| t(x <= y)),
         BinaryOp::Greater => zip!(|x, y| t(x > y)),
@@ -163,9 +92,18 @@ pub fn binary_slice(op: BinaryOp, a: &[f32], b: &[f32], dst: &mut [f32]) {
         BinaryOp::NotEqual => zip!(|x, y| t(x != y)),
         BinaryOp::And => zip!(|x, y| t(x != 0.0 && y != 0.0)),
         BinaryOp::Or => zip!(|x, y| t(x != 0.0 || y != 0.0)),
-        BinaryOp::Atan2 => zip!(|x, y| super::elementwise::atan2_f32(x, y)),
-        BinaryOp::FloorDiv => zip!(|x, y| super::elementwise::floor_div_f32(x, y)),
-        BinaryOp::Mod => zip!(|x, y| super::elementwise::mod_f32(x, y)),
+        BinaryOp::FloorDiv => zip!(|x, y| scalar::floor_div_f32(x, y)),
+        BinaryOp::Mod => zip!(|x, y| scalar::mod_f32(x, y)),
+        other => {
+            let def = opdef::binary(other);
+            match (def.f32.map(|i| i.cpu), def.bool.map(|i| i.cpu)) {
+                (Some(Fn2::Map(f)), _) => zip!(|x, y| f(x, y)),
+                (Some(Fn2::Test(f)), _) => zip!(|x, y| t(f(x, y))),
+                (None, Some(Fn2::Map(f))) => zip!(|x, y| t(f(x != 0.0, y != 0.0))),
+                (None, Some(Fn2::Test(f))) => zip!(|x, y| t(f(x != 0.0, y != 0.0))),
+                (None, None) => dst.fill(f32::NAN),
+            }
+        }
     }
 }
 
@@ -264,43 +202,145 @@ pub fn extreme(x: &[f32], max: bool) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::opdef::{BINARY_OPS, UNARY_OPS};
 
-    fn ulps(a: f32, b: f32) -> i64 {
-        (a.to_bits() as i64 - b.to_bits() as i64).abs()
+    /// Values where implementations differ: NaN (both signs), infinities, signed zeros,
+    /// subnormals, the ends of the float range, the edges of the algorithms' intervals, and a
+    /// sweep of ordinary values.
+    fn sweep() -> Vec<f32> {
+        let mut v = vec![
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            1e-45,
+            -1e-45,
+            1e-40,
+            -3e-39,
+            f32::MIN_POSITIVE,
+            f32::MAX,
+            f32::MIN,
+            1e30,
+            -1e30,
+            1.0,
+            -1.0,
+            0.5,
+            -0.5,
+            0.625,
+            0.84375,
+            1.25,
+            2.857_143,
+            6.0,
+            -6.0,
+            0.25,
+            -0.25,
+            88.72,
+            88.73,
+            -103.9,
+            -104.0,
+            -30.0,
+            16_777_217.0,
+            3e9,
+        ];
+        let mut x = -120.0f32;
+        while x < 120.0 {
+            v.push(x);
+            x += 0.173;
+        }
+        let mut x = 1e-8f32;
+        while x < 1e8 {
+            v.push(x);
+            v.push(-x);
+            x *= 3.7;
+        }
+        v
+    }
+
+    fn same(a: f32, b: f32) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    }
+
+    /// The table's scalar function of a unary op on the slices' f32 encoding.
+    fn unary_ref(op: UnaryOp, x: f32) -> f32 {
+        let def = opdef::unary(op);
+        let t = |c: bool| if c { 1.0 } else { 0.0 };
+        match (def.f32.map(|i| i.cpu), def.bool.map(|i| i.cpu)) {
+            (Some(Fn1::Map(f)), _) => f(x),
+            (Some(Fn1::Test(f)), _) => t(f(x)),
+            (None, Some(Fn1::Map(f))) => t(f(x != 0.0)),
+            (None, Some(Fn1::Test(f))) => t(f(x != 0.0)),
+            (None, None) => unreachable!("{op:?} takes neither f32 nor bool"),
+        }
+    }
+
+    fn binary_ref(op: BinaryOp, x: f32, y: f32) -> f32 {
+        let def = opdef::binary(op);
+        let t = |c: bool| if c { 1.0 } else { 0.0 };
+        match (def.f32.map(|i| i.cpu), def.bool.map(|i| i.cpu)) {
+            (Some(Fn2::Map(f)), _) => f(x, y),
+            (Some(Fn2::Test(f)), _) => t(f(x, y)),
+            (None, Some(Fn2::Map(f))) => t(f(x != 0.0, y != 0.0)),
+            (None, Some(Fn2::Test(f))) => t(f(x != 0.0, y != 0.0)),
+            (None, None) => unreachable!("{op:?} takes neither f32 nor bool"),
+        }
     }
 
     #[test]
-    fn exp_is_within_a_few_ulp_of_libm() {
-        let mut worst = 0;
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let want = (x as f64).exp() as f32;
-            worst = worst.max(ulps(exp(x), want));
-            x += 0.0137;
+    fn unary_slices_are_bit_equal_to_the_table() {
+        let src = sweep();
+        for op in UNARY_OPS {
+            let mut dst = vec![0f32; src.len()];
+            unary_slice(op, &src, &mut dst);
+            // The loops compiled for the instruction set the interpreter picks, threads and all.
+            let big: Vec<f32> = src.iter().cycle().take(100_000).copied().collect();
+            let par = super::super::vector::unary(op, &big);
+            for (i, &x) in src.iter().enumerate() {
+                let want = unary_ref(op, x);
+                assert!(same(dst[i], want), "{op:?}({x:e}): {} vs {want}", dst[i]);
+            }
+            for (i, &x) in big.iter().enumerate() {
+                assert!(same(par[i], unary_ref(op, x)), "{op:?}({x:e}) (vector)");
+            }
         }
-        assert!(worst <= 2, "worst error {worst} ulp");
-        assert_eq!(exp(0.0), 1.0);
-        assert_eq!(exp(100.0), f32::INFINITY);
-        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
-        assert!(exp(f32::NAN).is_nan());
     }
 
     #[test]
-    fn tanh_is_accurate_everywhere() {
-        let mut x = -12.0f32;
-        while x < 12.0 {
-            let want = (x as f64).tanh();
-            let got = tanh(x) as f64;
-            assert!(
-                (got - want).abs() <= 3e-7 * want.abs().max(1e-30) + 1e-38
-                    || ulps(got as f32, want as f32) <= 3,
-                "tanh({x}) = {got}, want {want}"
-            );
-            x += 0.00731;
+    fn binary_slices_are_bit_equal_to_the_table() {
+        let v = sweep();
+        // Every pair of a thinned sweep, as whole slices and with each side broadcast.
+        let thin: Vec<f32> = v.iter().step_by(5).copied().collect();
+        let a: Vec<f32> = thin
+            .iter()
+            .flat_map(|&x| thin.iter().map(move |_| x))
+            .collect();
+        let b: Vec<f32> = thin.iter().flat_map(|_| thin.iter().copied()).collect();
+        for op in BINARY_OPS {
+            let mut dst = vec![0f32; a.len()];
+            binary_slice(op, &a, &b, &mut dst);
+            let par = super::super::vector::binary(op, &a, &b, a.len());
+            for i in 0..a.len() {
+                let want = binary_ref(op, a[i], b[i]);
+                assert!(same(dst[i], want), "{op:?}({:e}, {:e})", a[i], b[i]);
+                assert!(
+                    same(par[i], want),
+                    "{op:?}({:e}, {:e}) (vector)",
+                    a[i],
+                    b[i]
+                );
+            }
+            for &y in thin.iter().step_by(7) {
+                let mut dst = vec![0f32; thin.len()];
+                binary_slice(op, &thin, &[y], &mut dst);
+                for (i, &x) in thin.iter().enumerate() {
+                    assert!(same(dst[i], binary_ref(op, x, y)), "{op:?}({x:e}, [{y:e}])");
+                }
+                binary_slice(op, &[y], &thin, &mut dst);
+                for (i, &x) in thin.iter().enumerate() {
+                    assert!(same(dst[i], binary_ref(op, y, x)), "{op:?}([{y:e}], {x:e})");
+                }
+            }
         }
-        assert_eq!(tanh(0.0), 0.0);
-        assert_eq!(tanh(50.0), 1.0);
-        assert_eq!(tanh(-50.0), -1.0);
-        assert!(tanh(f32::NAN).is_nan());
     }
 }

@@ -1,5 +1,7 @@
-//! WGSL spellings of the primitive ops, one line each, and the helper functions kernels share.
+//! WGSL types, literals, loads and stores, and the spellings of the primitive ops, read from
+//! the op table (`crate::opdef`), which holds each op's one definition for both backends.
 
+use crate::opdef;
 use lamina_graph::DType;
 use lamina_graph::op::{BinaryOp, UnaryOp};
 
@@ -61,109 +63,37 @@ pub fn literal(d: DType, v: f64) -> String {
     }
 }
 
-/// One unary op applied to `x` of dtype `d`.
+/// One unary op applied to `x` of dtype `d`, as the op table (`opdef`) spells it. A dtype the
+/// op does not take (which the graph's dtype rules never produce) gets the f32 spelling, which
+/// WGSL validation then rejects.
 pub fn unary(op: UnaryOp, d: DType, x: &str) -> String {
-    match (op, d) {
-        (UnaryOp::Neg, DType::U32) => format!("(0u - {x})"),
-        (UnaryOp::Neg, _) => format!("(-{x})"),
-        (UnaryOp::Abs, DType::U32) => x.to_string(),
-        (UnaryOp::Abs, _) => format!("abs({x})"),
-        (UnaryOp::Sign, DType::U32) => format!("select(0u, 1u, {x} > 0u)"),
-        (UnaryOp::Sign, DType::F32) => format!("lamina_sign_nan({x})"),
-        (UnaryOp::Sign, _) => format!("sign({x})"),
-        (UnaryOp::Exp, _) => format!("exp({x})"),
-        (UnaryOp::Log, _) => format!("log({x})"),
-        (UnaryOp::Sqrt, _) => format!("sqrt({x})"),
-        (UnaryOp::Rsqrt, _) => format!("(1.0f / sqrt({x}))"),
-        (UnaryOp::Recip, _) => format!("(1.0f / {x})"),
-        (UnaryOp::Tanh, _) => format!("lamina_tanh({x})"),
-        (UnaryOp::Sigmoid, _) => format!("(1.0f / (1.0f + exp(-{x})))"),
-        (UnaryOp::Sin, _) => format!("sin({x})"),
-        (UnaryOp::Cos, _) => format!("cos({x})"),
-        (UnaryOp::Erf, _) => format!("lamina_erf({x})"),
-        (UnaryOp::Floor, _) => format!("floor({x})"),
-        (UnaryOp::Ceil, _) => format!("ceil({x})"),
-        (UnaryOp::Round, _) => format!("round({x})"),
-        (UnaryOp::Not, _) => format!("(!{x})"),
-        (UnaryOp::Tan, _) => format!("tan({x})"),
-        (UnaryOp::Asin, _) => format!("lamina_asin({x})"),
-        (UnaryOp::Acos, _) => format!("lamina_acos({x})"),
-        (UnaryOp::Atan, _) => format!("atan({x})"),
-        (UnaryOp::Sinh, _) => format!("sinh({x})"),
-        (UnaryOp::Cosh, _) => format!("cosh({x})"),
-        (UnaryOp::Asinh, _) => format!("asinh({x})"),
-        (UnaryOp::Acosh, _) => format!("acosh({x})"),
-        (UnaryOp::Atanh, _) => format!("atanh({x})"),
-        (UnaryOp::Expm1, _) => format!("lamina_expm1({x})"),
-        (UnaryOp::Log1p, _) => format!("lamina_log1p({x})"),
-        (UnaryOp::Log2, _) => format!("log2({x})"),
-        (UnaryOp::Log10, _) => format!("(log({x}) * 0.4342944819032518f)"),
-        (UnaryOp::IsNan, _) => format!("lamina_isnan({x})"),
-        (UnaryOp::IsInf, _) => format!("lamina_isinf({x})"),
-        (UnaryOp::IsFinite, _) => format!("lamina_isfinite({x})"),
-    }
+    let def = opdef::unary(op);
+    let template = def
+        .wgsl(d)
+        .or_else(|| def.wgsl(DType::F32))
+        .or_else(|| def.wgsl(DType::Bool))
+        .unwrap_or("{x}");
+    opdef::render(template, &[("x", x)])
 }
 
-/// One binary op on `a` and `b` of dtype `d`.
+/// One binary op on `a` and `b` of dtype `d`, as the op table (`opdef`) spells it (with the
+/// f32 spelling for a dtype the op does not take, as [`unary`]).
 pub fn binary(op: BinaryOp, d: DType, a: &str, b: &str) -> String {
-    let int = matches!(d, DType::I32 | DType::U32);
-    let float = d == DType::F32;
-    match op {
-        BinaryOp::Add => format!("({a} + {b})"),
-        BinaryOp::Sub => format!("({a} - {b})"),
-        BinaryOp::Mul => format!("({a} * {b})"),
-        BinaryOp::Div if int => format!(
-            "select({a} / {b}, {}, {b} == {})",
-            literal(d, 0.0),
-            literal(d, 0.0)
-        ),
-        BinaryOp::Div => format!("({a} / {b})"),
-        BinaryOp::Pow => format!("lamina_pow({a}, {b})"),
-        // Floats: NaN handled by bit tests, since WGSL lets drivers assume there is none.
-        BinaryOp::Max if float => format!("lamina_max({a}, {b})"),
-        BinaryOp::Min if float => format!("lamina_min({a}, {b})"),
-        BinaryOp::Max => format!("max({a}, {b})"),
-        BinaryOp::Min => format!("min({a}, {b})"),
-        BinaryOp::Less if float => format!("lamina_less({a}, {b})"),
-        BinaryOp::LessEqual if float => format!("lamina_less_equal({a}, {b})"),
-        BinaryOp::Greater if float => format!("lamina_less({b}, {a})"),
-        BinaryOp::GreaterEqual if float => format!("lamina_less_equal({b}, {a})"),
-        BinaryOp::Equal if float => format!("lamina_equal({a}, {b})"),
-        BinaryOp::NotEqual if float => format!("(!lamina_equal({a}, {b}))"),
-        BinaryOp::Less => format!("({a} < {b})"),
-        BinaryOp::LessEqual => format!("({a} <= {b})"),
-        BinaryOp::Greater => format!("({a} > {b})"),
-        BinaryOp::GreaterEqual => format!("({a} >= {b})"),
-        BinaryOp::Equal => format!("({a} == {b})"),
-        BinaryOp::NotEqual => format!("({a} != {b})"),
-        BinaryOp::And => format!("({a} && {b})"),
-        BinaryOp::Or => format!("({a} || {b})"),
-        BinaryOp::Atan2 => format!("lamina_atan2({a}, {b})"),
-        BinaryOp::FloorDiv | BinaryOp::Mod => {
-            let which = if op == BinaryOp::FloorDiv {
-                "floor_div"
-            } else {
-                "mod"
-            };
-            format!("lamina_{which}_{}({a}, {b})", reg_type(d))
-        }
-    }
+    let def = opdef::binary(op);
+    let template = def
+        .wgsl(d)
+        .or_else(|| def.wgsl(DType::F32))
+        .or_else(|| def.wgsl(DType::Bool))
+        .unwrap_or("{a}");
+    opdef::render(template, &[("a", a), ("b", b)])
 }
 
-/// A conversion between dtypes with the CPU interpreter's semantics.
+/// A conversion between dtypes with the CPU interpreter's semantics (`opdef::Scalar`).
 pub fn cast(from: DType, to: DType, x: &str) -> String {
-    match (from, to) {
-        (a, b) if a == b => x.to_string(),
-        (DType::Bool, t) => format!("select({}, {}, {x})", literal(t, 0.0), literal(t, 1.0)),
-        (DType::F32, DType::Bool) => format!("(!lamina_equal({x}, 0.0f))"),
-        (f, DType::Bool) => format!("({x} != {})", literal(f, 0.0)),
-        (DType::F32, DType::I32) => format!("lamina_f32_to_i32({x})"),
-        (DType::F32, DType::U32) => format!("lamina_f32_to_u32({x})"),
-        (_, t) => format!("{}({x})", reg_type(t)),
-    }
+    opdef::render(opdef::cast_wgsl(from, to), &[("x", x)])
 }
 
-/// Helper functions every kernel may call (`shaders/helpers.wgsl`): NaN-aware comparisons,
-/// max/min and casts, a tanh safe for large inputs, erf, a pow that follows `powf`, expm1,
-/// log1p, floor division and modulo.
+/// Every helper function a kernel may call (`shaders/helpers.wgsl`): NaN-aware comparisons,
+/// max/min and casts, exp, log, tanh, sigmoid, erf, pow, expm1, log1p, floor division and
+/// modulo. `lamina_shaders::helpers_for` gives only those a kernel calls.
 pub const PRELUDE: &str = lamina_shaders::HELPERS;
