@@ -137,3 +137,11 @@ pub fn helpers_for(kernel_source: &str) -> String {
         .map(|(h, _)| h.text)
         .collect()
 }
+
+/// The tiled matrix product for GPUs (`matmul_tiled.wgsl`): 64x64 tiles through workgroup
+/// memory, a 4x4 block per thread, with generated operand reads and epilogue.
+pub const MATMUL_TILED: &str = include_str!("../matmul_tiled.wgsl");
+
+/// The matrix product streaming from global memory (`matmul_stream.wgsl`), for CPU-hosted
+/// adapters and for products with few rows.
+pub const MATMUL_STREAM: &str = include_str!("../matmul_stream.wgsl");

@@ -2,9 +2,11 @@
 //! (Vulkan, Metal, DX12, or a software adapter such as Mesa's lavapipe).
 
 mod device;
-mod emit;
+pub mod ir;
 pub mod kernels;
+pub mod lower;
 pub mod plan;
+pub mod render;
 mod runtime;
 mod timing;
 pub mod wgsl;

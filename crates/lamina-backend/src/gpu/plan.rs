@@ -1,10 +1,14 @@
-//! Scheduling: partitions a program into kernels. Elementwise and movement ops fuse into their
-//! consumers (recomputed rather than stored); reductions fuse with their producers and with an
-//! elementwise consumer over the same rows; matmul takes its elementwise epilogue; only kernel
-//! outputs get buffers.
+//! Scheduling: partitions a program into kernels by rules on the graph, and returns the
+//! partition as data. Elementwise and movement ops fuse into their consumers (recomputed
+//! rather than stored); reductions fuse with their producers and with an elementwise consumer
+//! over the same rows; matmul takes its elementwise epilogue; only kernel outputs get buffers.
+//!
+//! The rules: a node read at more than `MAX_ACCESSES` different coordinates inside one kernel
+//! gets a buffer (so that a kernel's size is linear in the graph's); a reduction absorbed
+//! into a row kernel must be read at the row's own coordinates; matmul operands are strided
+//! views of buffers; a kernel binds at most the device's storage buffers.
 
-use super::emit::Retry;
-use super::kernels::{self, KernelCode, MatmulOperands, RowGroup, View};
+use super::lower::Label;
 use lamina_graph::op::Op;
 use lamina_graph::{Error, Program, Result};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -33,25 +37,120 @@ pub fn is_leaf(op: &Op) -> bool {
     matches!(op, Op::Input { .. } | Op::Constant(_) | Op::Variable(_))
 }
 
+/// The most different coordinates at which one kernel evaluates a fused node before the node
+/// gets a buffer of its own.
+pub const MAX_ACCESSES: usize = 4;
+
+/// The most ops one kernel fuses; the node where a region reaches it gets a buffer, so that
+/// shaders stay small enough to compile quickly however long a chain of ops is.
+pub const MAX_FUSED_NODES: usize = 1024;
+
+/// Reduction lengths up to this run with one thread per row.
+pub const THREAD_ROW_MAX: usize = 64;
+/// Threads of a cooperative (workgroup-per-row) reduction.
+pub const WG_ROW: u32 = 256;
+/// Elements each thread of a cooperative reduction reads at most; longer rows are reduced in
+/// several passes, so that no loop of any kernel runs more than a bounded number of times.
+pub const TRIPS: usize = 64;
+/// The longest row one cooperative workgroup reduces in one pass.
+pub const COOP_MAX: usize = WG_ROW as usize * TRIPS;
+
+/// A strided view of a buffer: what a matmul operand reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    /// The node whose buffer is read.
+    pub node: usize,
+    /// Strides per axis of the operand (0 for broadcast axes), in elements.
+    pub strides: Vec<isize>,
+    /// Offset in elements.
+    pub offset: isize,
+}
+
+/// The reductions a row kernel computes, with the input shape and axes they share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowGroup {
+    /// Reduce nodes, in program order.
+    pub members: Vec<usize>,
+    /// The shape of their inputs.
+    pub input_shape: Vec<usize>,
+    /// The reduced axes.
+    pub axes: Vec<usize>,
+}
+
+/// What kind of kernel computes a root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelKind {
+    /// One thread per output element.
+    Elementwise,
+    /// Reductions over rows with their producers, and the root (the last reduction or an
+    /// elementwise consumer of the same rows).
+    Row(RowGroup),
+    /// One reduction over rows longer than one workgroup reduces: several passes.
+    LongReduce,
+    /// argmax/argmin along an axis.
+    ArgReduce,
+    /// cumsum/cumprod along an axis.
+    Scan,
+    /// A matmul (`mm`) of two views, with the root as its elementwise epilogue.
+    Matmul {
+        /// The matmul node.
+        mm: usize,
+        /// The left operand.
+        a: View,
+        /// The right operand.
+        b: View,
+    },
+}
+
+/// One kernel of the plan (it may dispatch several passes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelPlan {
+    /// The node it writes.
+    pub root: usize,
+    /// How it computes it.
+    pub kind: KernelKind,
+}
+
 /// The kernels of a program, in execution order, and the nodes that have buffers.
+#[derive(Clone, Debug)]
 pub struct Plan {
     /// Kernels in an order where each runs after the kernels it reads from.
-    pub kernels: Vec<KernelCode>,
+    pub kernels: Vec<KernelPlan>,
     /// Nodes with buffers: leaves, kernel outputs.
     pub materialized: BTreeSet<usize>,
 }
+
+type Map = Vec<Label>;
+type ReduceKey = (Vec<usize>, Vec<usize>);
 
 struct Planner<'a> {
     prog: &'a Program,
     shapes: &'a [Vec<usize>],
     consumers: Vec<usize>,
     max_reads: usize,
-    shared_memory_matmul: bool,
 }
 
-type ReduceKey = (Vec<usize>, Vec<usize>);
+/// What a region analysis found: nodes to give buffers, the buffers read.
+#[derive(Default)]
+struct Region {
+    need: BTreeSet<usize>,
+    reads: BTreeSet<usize>,
+    nodes: Vec<usize>,
+}
+
+fn distinct_push(maps: &mut Vec<Map>, m: Map) {
+    let known = m.iter().all(|l| *l != Label::Other);
+    if known && maps.contains(&m) {
+        return;
+    }
+    maps.push(m);
+}
 
 impl Planner<'_> {
+    fn inner(&self, key: &ReduceKey) -> usize {
+        key.1.iter().map(|&d| key.0[d]).product()
+    }
+
     fn reduce_key(&self, n: usize) -> Option<ReduceKey> {
         match &self.prog.nodes[n].op {
             Op::Reduce { axes, .. } => Some((
@@ -62,63 +161,171 @@ impl Planner<'_> {
         }
     }
 
-    /// Non-fusible, non-materialized nodes reachable from `start` through fusible nodes.
-    fn boundary(&self, start: &[usize], mat: &HashSet<usize>) -> Vec<usize> {
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        let mut stack: Vec<usize> = start.to_vec();
-        while let Some(n) = stack.pop() {
-            if !seen.insert(n) || mat.contains(&n) {
-                continue;
+    /// The labels of the operands' coordinates given an op's output labels.
+    fn input_maps(&self, n: usize, out: &Map) -> Vec<(usize, Map)> {
+        let node = &self.prog.nodes[n];
+        let shape = &self.shapes[n];
+        let ins = &node.inputs;
+        let other = |len: usize| vec![Label::Other; len];
+        let bcast = |from: &[usize]| -> Map {
+            let off = shape.len() - from.len();
+            (0..from.len())
+                .map(|d| {
+                    if from[d] == 1 {
+                        Label::Zero
+                    } else {
+                        out[d + off]
+                    }
+                })
+                .collect()
+        };
+        match &node.op {
+            Op::Unary(_) | Op::Cast(_) => vec![(ins[0], out.clone())],
+            Op::Binary(_) | Op::Where | Op::BroadcastTo { .. } => {
+                ins.iter().map(|&i| (i, bcast(&self.shapes[i]))).collect()
             }
-            if fusible(&self.prog.nodes[n].op) {
-                stack.extend(self.prog.nodes[n].inputs.iter().copied());
-            } else {
-                out.push(n);
+            Op::Permute { perm } => {
+                let mut m = vec![Label::Zero; perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    m[p] = out[i];
+                }
+                vec![(ins[0], m)]
             }
+            Op::ExpandDims { .. } | Op::Squeeze { .. } | Op::Reshape { .. } => {
+                let from = &self.shapes[ins[0]];
+                let nz_to: Vec<usize> = (0..shape.len()).filter(|&d| shape[d] != 1).collect();
+                let nz_from: Vec<usize> = (0..from.len()).filter(|&d| from[d] != 1).collect();
+                let direct = nz_to.len() == nz_from.len()
+                    && nz_to
+                        .iter()
+                        .zip(&nz_from)
+                        .all(|(&a, &b)| shape[a] == from[b]);
+                if direct {
+                    let mut m = vec![Label::Zero; from.len()];
+                    for (&a, &b) in nz_to.iter().zip(&nz_from) {
+                        m[b] = out[a];
+                    }
+                    vec![(ins[0], m)]
+                } else {
+                    vec![(ins[0], other(from.len()))]
+                }
+            }
+            Op::Slice { axes } => {
+                let from = &self.shapes[ins[0]];
+                let m = axes
+                    .iter()
+                    .enumerate()
+                    .map(|(d, sl)| {
+                        let (start, _, step) = sl.resolve(from[d]);
+                        if from[d] == 1 {
+                            Label::Zero
+                        } else if start == 0 && step == 1 {
+                            out[d]
+                        } else {
+                            Label::Other
+                        }
+                    })
+                    .collect();
+                vec![(ins[0], m)]
+            }
+            Op::Concat { axis } => ins
+                .iter()
+                .map(|&i| {
+                    let mut m = out.clone();
+                    m[*axis] = Label::Other;
+                    (i, m)
+                })
+                .collect(),
+            Op::Gather { axis } => {
+                let rank = self.shapes[ins[1]].len();
+                let mut pm = out[..*axis].to_vec();
+                pm.push(Label::Other);
+                pm.extend_from_slice(&out[axis + rank..]);
+                vec![(ins[1], out[*axis..axis + rank].to_vec()), (ins[0], pm)]
+            }
+            _ => Vec::new(),
         }
-        out.sort_unstable();
-        out
     }
 
-    /// The reductions of key `key` reachable from `start` through fusible nodes and through
-    /// those reductions' inputs; and the other non-fusible nodes met on the way.
-    fn group(
+    /// Walks the fused region of `root` read at `root_map`, stopping at buffers and at the
+    /// nodes `register` accepts (returning, for each, the labels its input is read at inside
+    /// the kernel, or `None` when the node must instead get a buffer).
+    fn region(
         &self,
-        start: &[usize],
-        key: &ReduceKey,
+        root: usize,
+        root_map: Map,
         mat: &HashSet<usize>,
-    ) -> (Vec<usize>, Vec<usize>) {
-        let mut seen = HashSet::new();
-        let (mut members, mut others) = (Vec::new(), Vec::new());
-        let mut stack: Vec<usize> = start.to_vec();
-        while let Some(n) = stack.pop() {
-            if !seen.insert(n) || mat.contains(&n) {
+        register: &dyn Fn(usize, &[Map]) -> Option<Option<Map>>,
+    ) -> Region {
+        let mut maps: HashMap<usize, Vec<Map>> = HashMap::new();
+        maps.insert(root, vec![root_map]);
+        let mut pending: BTreeSet<usize> = BTreeSet::new();
+        pending.insert(root);
+        let mut r = Region::default();
+        // Nodes are numbered in topological order: the largest pending node has every one of
+        // its consumers in the region done.
+        while let Some(n) = pending.pop_last() {
+            let ms = maps.remove(&n).unwrap_or_default();
+            let node = &self.prog.nodes[n];
+            if n != root && mat.contains(&n) {
+                let scalar_constant = matches!(&node.op, Op::Constant(c) if c.len() == 1);
+                if !scalar_constant {
+                    r.reads.insert(n);
+                }
                 continue;
             }
-            let op = &self.prog.nodes[n].op;
-            if fusible(op) {
-                stack.extend(self.prog.nodes[n].inputs.iter().copied());
-            } else if self.reduce_key(n).as_ref() == Some(key) {
-                members.push(n);
-                stack.extend(self.prog.nodes[n].inputs.iter().copied());
-            } else {
-                others.push(n);
+            if n != root && is_leaf(&node.op) {
+                continue;
+            }
+            let is_root_itself = n == root;
+            let fused = fusible(&node.op);
+            if !fused || is_root_itself {
+                match register(n, &ms) {
+                    Some(Some(input_map)) => {
+                        r.nodes.push(n);
+                        for &i in &node.inputs {
+                            maps.entry(i).or_default().push(input_map.clone());
+                            pending.insert(i);
+                        }
+                        continue;
+                    }
+                    Some(None) => {
+                        r.nodes.push(n);
+                        continue;
+                    }
+                    None if !fused => {
+                        r.need.insert(n);
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            if (ms.len() > MAX_ACCESSES || r.nodes.len() >= MAX_FUSED_NODES) && !is_root_itself {
+                r.need.insert(n);
+                continue;
+            }
+            r.nodes.push(n);
+            for m in &ms {
+                for (i, im) in self.input_maps(n, m) {
+                    let e = maps.entry(i).or_default();
+                    distinct_push(e, im);
+                    if e.len() > MAX_ACCESSES + 1 {
+                        e.truncate(MAX_ACCESSES + 1);
+                    }
+                    pending.insert(i);
+                }
             }
         }
-        members.sort_unstable();
-        others.sort_unstable();
-        (members, others)
+        r
     }
 
-    fn row_compatible(&self, root: usize, key: &ReduceKey) -> bool {
-        let o = &self.shapes[root];
-        let (s, axes) = key;
-        o.len() == s.len() && (0..s.len()).all(|d| axes.contains(&d) || o[d] == s[d])
+    fn thread_map(&self, n: usize) -> Map {
+        (0..self.shapes[n].len()).map(Label::Thread).collect()
     }
 
-    /// A strided view of `n` over a buffer, following movement ops.
-    fn view(&self, n: usize, mat: &HashSet<usize>) -> std::result::Result<View, Retry> {
+    /// A strided view of `n` over a buffer, following movement ops; `Err` names the node that
+    /// must get a buffer instead.
+    fn view(&self, n: usize, mat: &HashSet<usize>) -> std::result::Result<View, usize> {
         let shape = &self.shapes[n];
         if mat.contains(&n) {
             let mut strides = vec![0isize; shape.len()];
@@ -134,38 +341,20 @@ impl Planner<'_> {
             });
         }
         let node = &self.prog.nodes[n];
-        let input = node.inputs.first().copied();
-        let sub = |p: &Planner<'_>| match input {
-            Some(i) => p.view(i, mat),
-            None => Err(Retry::Materialize(vec![n])),
+        let Some(&input) = node.inputs.first() else {
+            return Err(n);
         };
+        let from = &self.shapes[input];
         match &node.op {
             Op::Permute { perm } => {
-                let v = sub(self)?;
+                let v = self.view(input, mat)?;
                 Ok(View {
                     strides: perm.iter().map(|&p| v.strides[p]).collect(),
                     ..v
                 })
             }
-            Op::ExpandDims { axis } => {
-                let mut v = sub(self)?;
-                v.strides.insert(*axis, 0);
-                Ok(v)
-            }
-            Op::Squeeze { axes } => {
-                let v = sub(self)?;
-                let strides = v
-                    .strides
-                    .iter()
-                    .enumerate()
-                    .filter(|(d, _)| !axes.contains(d))
-                    .map(|(_, &s)| s)
-                    .collect();
-                Ok(View { strides, ..v })
-            }
             Op::BroadcastTo { .. } => {
-                let from = &self.shapes[node.inputs[0]];
-                let v = sub(self)?;
+                let v = self.view(input, mat)?;
                 let off = shape.len() - from.len();
                 let strides = (0..shape.len())
                     .map(|d| {
@@ -179,8 +368,7 @@ impl Planner<'_> {
                 Ok(View { strides, ..v })
             }
             Op::Slice { axes } => {
-                let from = &self.shapes[node.inputs[0]];
-                let mut v = sub(self)?;
+                let mut v = self.view(input, mat)?;
                 for (d, sl) in axes.iter().enumerate() {
                     let (start, _, step) = sl.resolve(from[d]);
                     v.offset += start as isize * v.strides[d];
@@ -188,8 +376,7 @@ impl Planner<'_> {
                 }
                 Ok(v)
             }
-            Op::Reshape { .. } => {
-                let from = &self.shapes[node.inputs[0]];
+            Op::Reshape { .. } | Op::ExpandDims { .. } | Op::Squeeze { .. } => {
                 let nz_to: Vec<usize> = (0..shape.len()).filter(|&d| shape[d] != 1).collect();
                 let nz_from: Vec<usize> = (0..from.len()).filter(|&d| from[d] != 1).collect();
                 let simple = nz_to.len() == nz_from.len()
@@ -198,104 +385,139 @@ impl Planner<'_> {
                         .zip(&nz_from)
                         .all(|(&a, &b)| shape[a] == from[b]);
                 if !simple {
-                    return Err(Retry::Materialize(vec![n]));
+                    return Err(n);
                 }
-                let v = sub(self)?;
+                let v = self.view(input, mat)?;
                 let mut strides = vec![0isize; shape.len()];
                 for (&a, &b) in nz_to.iter().zip(&nz_from) {
                     strides[a] = v.strides[b];
                 }
                 Ok(View { strides, ..v })
             }
-            _ => Err(Retry::Materialize(vec![n])),
+            _ => Err(n),
         }
     }
 
-    fn kernel(&self, root: usize, mat: &HashSet<usize>) -> std::result::Result<KernelCode, Retry> {
-        let is_mat = |n: usize| n != root && mat.contains(&n);
+    /// The kernel that computes `root`, or the nodes that must get buffers first.
+    fn decide(
+        &self,
+        root: usize,
+        mat: &HashSet<usize>,
+    ) -> std::result::Result<(KernelPlan, BTreeSet<usize>), BTreeSet<usize>> {
         let node = &self.prog.nodes[root];
+        let fail = |need: BTreeSet<usize>| Err(need);
+        let done = |kind: KernelKind, r: Region| -> std::result::Result<_, BTreeSet<usize>> {
+            if !r.need.is_empty() {
+                return Err(r.need);
+            }
+            Ok((KernelPlan { root, kind }, r.reads))
+        };
+        let no_register = |_: usize, _: &[Map]| None;
         match &node.op {
             Op::MatMul => {
-                let a = self.view(node.inputs[0], mat)?;
-                let b = self.view(node.inputs[1], mat)?;
-                kernels::matmul(
-                    self.prog,
-                    self.shapes,
-                    &is_mat,
-                    root,
-                    root,
-                    &MatmulOperands {
-                        a,
-                        b,
-                        shared_memory: self.shared_memory_matmul,
-                    },
-                )
+                let mut need = BTreeSet::new();
+                let a = self.view(node.inputs[0], mat).map_err(|n| need.insert(n));
+                let b = self.view(node.inputs[1], mat).map_err(|n| need.insert(n));
+                match (a, b) {
+                    (Ok(a), Ok(b)) => {
+                        let reads = [a.node, b.node].into_iter().collect();
+                        Ok((
+                            KernelPlan {
+                                root,
+                                kind: KernelKind::Matmul { mm: root, a, b },
+                            },
+                            reads,
+                        ))
+                    }
+                    _ => fail(need),
+                }
             }
             Op::Reduce { .. } => {
                 let key = self.reduce_key(root).unwrap_or_default();
-                let (mut members, others) = self.group(&node.inputs, &key, mat);
-                if !others.is_empty() {
-                    return Err(Retry::Materialize(others));
+                if self.inner(&key) > COOP_MAX {
+                    let input_map = self.reduction_input_map(&key);
+                    let r = self.region(root, self.thread_map(root), mat, &|n, _| {
+                        (n == root).then(|| Some(input_map.clone()))
+                    });
+                    return done(KernelKind::LongReduce, r);
                 }
-                members.push(root);
-                let group = RowGroup {
-                    members,
-                    input_shape: key.0,
-                    axes: key.1,
-                };
-                kernels::row(self.prog, self.shapes, &is_mat, root, &group)
+                self.row_kernel(root, key, mat)
             }
-            Op::ArgReduce { .. } => kernels::arg_reduce(self.prog, self.shapes, &is_mat, root),
-            Op::Scan { .. } => kernels::scan(self.prog, self.shapes, &is_mat, root),
+            Op::ArgReduce { .. } | Op::Scan { .. } => {
+                let r = self.region(root, self.thread_map(root), mat, &|n, _| {
+                    (n == root).then(|| {
+                        Some(vec![
+                            Label::Other;
+                            self.shapes[self.prog.nodes[n].inputs[0]].len()
+                        ])
+                    })
+                });
+                let kind = if matches!(node.op, Op::Scan { .. }) {
+                    KernelKind::Scan
+                } else {
+                    KernelKind::ArgReduce
+                };
+                done(kind, r)
+            }
             op if fusible(op) => {
-                let boundary = self.boundary(&node.inputs, mat);
-                if boundary.is_empty() {
-                    return kernels::elementwise(self.prog, self.shapes, &is_mat, root);
+                let r = self.region(root, self.thread_map(root), mat, &no_register);
+                if r.need.is_empty() {
+                    return done(KernelKind::Elementwise, r);
                 }
-                let matmuls: Vec<usize> = boundary
+                let need = r.need;
+                let matmuls: Vec<usize> = need
                     .iter()
                     .copied()
                     .filter(|&n| matches!(self.prog.nodes[n].op, Op::MatMul))
                     .collect();
-                let reduces: Vec<usize> = boundary
+                let reduces: Vec<usize> = need
                     .iter()
                     .copied()
-                    .filter(|&n| self.reduce_key(n).is_some())
+                    .filter(|&n| {
+                        self.reduce_key(n)
+                            .is_some_and(|k| self.inner(&k) <= COOP_MAX)
+                    })
                     .collect();
-                let rest: Vec<usize> = boundary
-                    .iter()
-                    .copied()
-                    .filter(|n| !matmuls.contains(n) && !reduces.contains(n))
-                    .collect();
-                if !rest.is_empty() {
-                    return Err(Retry::Materialize(rest));
-                }
-                if let [mm] = matmuls.as_slice() {
+                // A matmul whose only reader is this elementwise root: its epilogue.
+                if let [mm] = matmuls.as_slice()
+                    && need.len() == 1
+                    && self.shapes[*mm] == self.shapes[root]
+                    && self.consumers[*mm] == 1
+                {
                     let mm = *mm;
-                    if reduces.is_empty()
-                        && self.shapes[mm] == self.shapes[root]
-                        && self.consumers[mm] == 1
-                    {
-                        let a = self.view(self.prog.nodes[mm].inputs[0], mat)?;
-                        let b = self.view(self.prog.nodes[mm].inputs[1], mat)?;
-                        return kernels::matmul(
-                            self.prog,
-                            self.shapes,
-                            &is_mat,
-                            mm,
-                            root,
-                            &MatmulOperands {
-                                a,
-                                b,
-                                shared_memory: self.shared_memory_matmul,
-                            },
-                        );
+                    let want: Vec<Option<usize>> = (0..self.shapes[mm].len())
+                        .map(|d| (self.shapes[mm][d] != 1).then_some(d))
+                        .collect();
+                    let r = self.region(root, self.thread_map(root), mat, &|n, ms| {
+                        (n == mm && ms.iter().all(|m| matches_register(m, &want))).then_some(None)
+                    });
+                    if r.need.is_empty() {
+                        let mm_node = &self.prog.nodes[mm];
+                        let mut need = BTreeSet::new();
+                        let a = self
+                            .view(mm_node.inputs[0], mat)
+                            .map_err(|n| need.insert(n));
+                        let b = self
+                            .view(mm_node.inputs[1], mat)
+                            .map_err(|n| need.insert(n));
+                        return match (a, b) {
+                            (Ok(a), Ok(b)) => {
+                                let mut reads = r.reads;
+                                reads.insert(a.node);
+                                reads.insert(b.node);
+                                Ok((
+                                    KernelPlan {
+                                        root,
+                                        kind: KernelKind::Matmul { mm, a, b },
+                                    },
+                                    reads,
+                                ))
+                            }
+                            _ => fail(need),
+                        };
                     }
                 }
-                if !matmuls.is_empty() {
-                    return Err(Retry::Materialize(matmuls));
-                }
-                // Choose the row domain that absorbs the most reductions.
+                // The row domain that absorbs the most reductions.
                 let mut counts: HashMap<ReduceKey, usize> = HashMap::new();
                 for &r in &reduces {
                     if let Some(k) = self.reduce_key(r) {
@@ -307,103 +529,125 @@ impl Planner<'_> {
                     .filter(|(k, _)| self.row_compatible(root, k))
                     .max_by_key(|(k, c)| (*c, std::cmp::Reverse(k.clone())))
                     .map(|(k, _)| k);
-                let Some(key) = best else {
-                    return Err(Retry::Materialize(reduces));
-                };
-                let (members, others) = self.group(&node.inputs, &key, mat);
-                if !others.is_empty() {
-                    return Err(Retry::Materialize(others));
+                match best {
+                    Some(key) => self.row_kernel(root, key, mat),
+                    None => fail(need),
                 }
-                let group = RowGroup {
+            }
+            _ => fail([root].into_iter().collect()),
+        }
+    }
+
+    /// The labels of a reduction's input inside a row kernel: kept axes are the thread's,
+    /// reduced ones loop.
+    fn reduction_input_map(&self, key: &ReduceKey) -> Map {
+        (0..key.0.len())
+            .map(|d| {
+                if key.1.contains(&d) {
+                    Label::Other
+                } else if key.0[d] == 1 {
+                    Label::Zero
+                } else {
+                    Label::Thread(d)
+                }
+            })
+            .collect()
+    }
+
+    fn row_kernel(
+        &self,
+        root: usize,
+        key: ReduceKey,
+        mat: &HashSet<usize>,
+    ) -> std::result::Result<(KernelPlan, BTreeSet<usize>), BTreeSet<usize>> {
+        let input_map = self.reduction_input_map(&key);
+        let root_is_reduce = self.reduce_key(root).as_ref() == Some(&key);
+        let root_map: Map = if root_is_reduce {
+            self.thread_map(root)
+        } else {
+            (0..key.0.len())
+                .map(|d| {
+                    if key.1.contains(&d) {
+                        Label::Other
+                    } else if key.0[d] == 1 {
+                        Label::Zero
+                    } else {
+                        Label::Thread(d)
+                    }
+                })
+                .collect()
+        };
+        let register = |n: usize, ms: &[Map]| -> Option<Option<Map>> {
+            if self.reduce_key(n).as_ref() != Some(&key) {
+                return None;
+            }
+            if n == root {
+                return Some(Some(input_map.clone()));
+            }
+            let want = self.register_axes(n, &key);
+            ms.iter()
+                .all(|m| matches_register(m, &want))
+                .then(|| Some(input_map.clone()))
+        };
+        let r = self.region(root, root_map, mat, &register);
+        if !r.need.is_empty() {
+            return Err(r.need);
+        }
+        let mut members: Vec<usize> = r
+            .nodes
+            .iter()
+            .copied()
+            .filter(|&n| self.reduce_key(n).as_ref() == Some(&key))
+            .collect();
+        members.sort_unstable();
+        Ok((
+            KernelPlan {
+                root,
+                kind: KernelKind::Row(RowGroup {
                     members,
                     input_shape: key.0,
                     axes: key.1,
-                };
-                kernels::row(self.prog, self.shapes, &is_mat, root, &group)
-            }
-            _ => Err(Retry::Materialize(vec![root])),
+                }),
+            },
+            r.reads,
+        ))
+    }
+
+    /// The thread coordinate each axis of a reduction's output must be read at.
+    fn register_axes(&self, n: usize, key: &ReduceKey) -> Vec<Option<usize>> {
+        let (s, axes) = key;
+        let keepdims = matches!(self.prog.nodes[n].op, Op::Reduce { keepdims: true, .. });
+        if keepdims {
+            (0..s.len())
+                .map(|d| (!axes.contains(&d) && s[d] != 1).then_some(d))
+                .collect()
+        } else {
+            (0..s.len())
+                .filter(|d| !axes.contains(d))
+                .map(|d| (s[d] != 1).then_some(d))
+                .collect()
         }
     }
 
-    /// A node inside `root`'s fused region to give its own buffer so that fewer buffers are
-    /// bound: the one reading the most buffers while still fitting.
-    fn split_candidate(&self, root: usize, mat: &HashSet<usize>) -> Option<usize> {
-        let mut reads: HashMap<usize, BTreeSet<usize>> = HashMap::new();
-        // Post-order over the region (nodes have smaller indices than their consumers).
-        let mut region: Vec<usize> = Vec::new();
-        let mut seen = HashSet::new();
-        let mut stack = self.prog.nodes[root].inputs.clone();
-        while let Some(n) = stack.pop() {
-            if !seen.insert(n) || mat.contains(&n) || is_leaf(&self.prog.nodes[n].op) {
-                continue;
-            }
-            region.push(n);
-            stack.extend(self.prog.nodes[n].inputs.iter().copied());
-        }
-        region.sort_unstable();
-        for &n in &region {
-            let mut set = BTreeSet::new();
-            for &i in &self.prog.nodes[n].inputs {
-                match reads.get(&i) {
-                    Some(s) => set.extend(s.iter().copied()),
-                    None => {
-                        set.insert(i);
-                    }
-                }
-            }
-            reads.insert(n, set);
-        }
-        region
-            .iter()
-            .filter(|n| reads[n].len() < self.max_reads)
-            .max_by_key(|n| (reads[n].len(), **n))
-            .copied()
+    fn row_compatible(&self, root: usize, key: &ReduceKey) -> bool {
+        let o = &self.shapes[root];
+        let (s, axes) = key;
+        o.len() == s.len() && (0..s.len()).all(|d| axes.contains(&d) || o[d] == s[d])
     }
 }
 
-/// Partitions `prog` (with concrete `shapes`) into kernels, binding at most `max_storage`
-/// storage buffers per kernel. `shared_memory_matmul` picks the matmul tiled through
-/// workgroup memory (for GPUs) over the one streaming from global memory (for CPU-hosted
-/// adapters, where barriers are expensive).
-///
-/// The WGSL emitter recurses once per fused value (up to `MAX_VALUES_PER_KERNEL` deep), so the
-/// planning runs on a thread of its own with a stack sized for that, whatever stack the caller
-/// has.
-pub fn plan(
-    prog: &Program,
-    shapes: &[Vec<usize>],
-    max_storage: u32,
-    shared_memory_matmul: bool,
-) -> Result<Plan> {
-    const STACK: usize = 64 << 20;
-    std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("lamina-plan".into())
-            .stack_size(STACK)
-            .spawn_scoped(scope, || {
-                plan_here(prog, shapes, max_storage, shared_memory_matmul)
-            })
-            .map_err(|e| Error::Backend {
-                backend: "gpu".into(),
-                detail: format!("cannot start the planning thread: {e}"),
-            })?
-            .join()
-            .map_err(|payload| Error::Backend {
-                backend: "gpu".into(),
-                detail: format!(
-                    "planning the kernels panicked: {}",
-                    lamina_graph::error::panic_message(payload.as_ref())
-                ),
-            })?
-    })
+/// Whether coordinates with labels `m` are the ones a register wanting `want` holds.
+pub fn matches_register(m: &[Label], want: &[Option<usize>]) -> bool {
+    m.len() == want.len()
+        && want.iter().zip(m).all(|(w, l)| match w {
+            Some(k) => *l == Label::Thread(*k),
+            None => true,
+        })
 }
 
-fn plan_here(
-    prog: &Program,
-    shapes: &[Vec<usize>],
-    max_storage: u32,
-    shared_memory_matmul: bool,
-) -> Result<Plan> {
+/// Partitions `prog` (with concrete `shapes`) into kernels binding at most `max_storage`
+/// storage buffers each (one of them the output).
+pub fn plan(prog: &Program, shapes: &[Vec<usize>], max_storage: u32) -> Result<Plan> {
     let mut consumers = vec![0usize; prog.nodes.len()];
     for n in &prog.nodes {
         for &i in &n.inputs {
@@ -414,8 +658,7 @@ fn plan_here(
         prog,
         shapes,
         consumers,
-        max_reads: (max_storage as usize).saturating_sub(1).max(2),
-        shared_memory_matmul,
+        max_reads: (max_storage as usize).saturating_sub(2).max(2),
     };
     let mut mat: HashSet<usize> = prog
         .nodes
@@ -425,74 +668,116 @@ fn plan_here(
         .map(|(i, _)| i)
         .collect();
     mat.extend(prog.outputs.iter().copied());
-    let mut work: Vec<usize> = mat.iter().copied().collect();
-    let mut built: HashMap<usize, KernelCode> = HashMap::new();
-    let mut attempts = 0usize;
-    while let Some(root) = work.pop() {
-        if built.contains_key(&root) || is_leaf(&prog.nodes[root].op) {
-            continue;
-        }
-        attempts += 1;
-        if attempts > 20 * prog.nodes.len() + 100 {
-            return Err(Error::Backend {
-                backend: "gpu".into(),
-                detail: "kernel planning did not converge".into(),
-            });
-        }
-        match planner.kernel(root, &mat) {
-            Ok(k) if k.reads.len() > planner.max_reads => {
-                match planner.split_candidate(root, &mat) {
-                    Some(c) => {
-                        mat.insert(c);
-                        work.push(root);
-                        work.push(c);
-                    }
-                    None => {
-                        return Err(Error::Backend {
-                            backend: "gpu".into(),
-                            detail: format!(
-                                "op {} reads {} buffers, more than the device's {} storage buffers per kernel allow",
-                                prog.nodes[root].op.name(),
-                                k.reads.len(),
-                                max_storage
-                            ),
-                        });
+    loop {
+        let mut work: Vec<usize> = mat.iter().copied().collect();
+        work.sort_unstable();
+        let mut decided: HashMap<usize, KernelPlan> = HashMap::new();
+        let mut changed = false;
+        while let Some(root) = work.pop() {
+            if decided.contains_key(&root) || is_leaf(&prog.nodes[root].op) {
+                continue;
+            }
+            match planner.decide(root, &mat) {
+                Ok((k, reads)) if reads.len() > planner.max_reads => {
+                    // Give the fused node reading the most buffers a buffer of its own.
+                    let _ = k;
+                    match split_candidate(&planner, root, &mat) {
+                        Some(c) => {
+                            mat.insert(c);
+                            changed = true;
+                            work.push(root);
+                            work.push(c);
+                        }
+                        None => {
+                            return Err(Error::Backend {
+                                backend: "gpu".into(),
+                                detail: format!(
+                                    "op {} reads {} buffers, more than the device's {} storage buffers per kernel allow",
+                                    prog.nodes[root].op.name(),
+                                    reads.len(),
+                                    max_storage
+                                ),
+                            });
+                        }
                     }
                 }
-            }
-            Ok(k) => {
-                for &r in &k.reads {
-                    if mat.insert(r) {
+                Ok((k, reads)) => {
+                    for r in reads {
+                        if mat.insert(r) {
+                            changed = true;
+                        }
                         work.push(r);
                     }
+                    decided.insert(root, k);
                 }
-                built.insert(root, k);
-            }
-            Err(Retry::Materialize(nodes)) => {
-                let mut progressed = false;
-                for n in nodes {
-                    if n == root {
-                        continue;
+                Err(need) => {
+                    let mut progressed = false;
+                    for n in need {
+                        if n != root && mat.insert(n) {
+                            progressed = true;
+                        }
+                        work.push(n);
                     }
-                    if mat.insert(n) {
-                        progressed = true;
+                    if !progressed {
+                        return Err(Error::Backend {
+                            backend: "gpu".into(),
+                            detail: format!("no kernel for op {}", prog.nodes[root].op.name()),
+                        });
                     }
-                    work.push(n);
+                    changed = true;
+                    work.push(root);
                 }
-                if !progressed {
-                    return Err(Error::Backend {
-                        backend: "gpu".into(),
-                        detail: format!("no kernel for op {}", prog.nodes[root].op.name()),
-                    });
-                }
-                work.push(root);
             }
         }
+        // Decisions made before a later one gave a node inside their region a buffer are
+        // made again, until nothing changes.
+        let stale = decided.iter().any(|(&root, k)| {
+            planner
+                .decide(root, &mat)
+                .map(|(k2, _)| k2 != *k)
+                .unwrap_or(true)
+        });
+        if !changed || !stale {
+            let mut kernels: Vec<KernelPlan> = decided.into_values().collect();
+            kernels.sort_by_key(|k| k.root);
+            return Ok(Plan {
+                kernels,
+                materialized: mat.into_iter().collect(),
+            });
+        }
     }
-    let mut kernels: Vec<KernelCode> = built.into_values().collect();
-    kernels.sort_by_key(|k| k.output);
-    Ok(Plan {
-        kernels,
-        materialized: mat.into_iter().collect(),
-    })
+}
+
+/// A node inside `root`'s fused region to give its own buffer so that fewer buffers are
+/// bound: the one reading the most buffers while still fitting.
+fn split_candidate(p: &Planner<'_>, root: usize, mat: &HashSet<usize>) -> Option<usize> {
+    let mut reads: HashMap<usize, BTreeSet<usize>> = HashMap::new();
+    let mut region: Vec<usize> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = p.prog.nodes[root].inputs.clone();
+    while let Some(n) = stack.pop() {
+        if !seen.insert(n) || mat.contains(&n) || is_leaf(&p.prog.nodes[n].op) {
+            continue;
+        }
+        region.push(n);
+        stack.extend(p.prog.nodes[n].inputs.iter().copied());
+    }
+    region.sort_unstable();
+    for &n in &region {
+        let mut set = BTreeSet::new();
+        for &i in &p.prog.nodes[n].inputs {
+            match reads.get(&i) {
+                Some(s) => set.extend(s.iter().copied()),
+                None => {
+                    set.insert(i);
+                }
+            }
+        }
+        reads.insert(n, set);
+    }
+    region
+        .iter()
+        .filter(|n| reads[n].len() <= p.max_reads)
+        .max_by_key(|n| (reads[n].len(), **n))
+        .copied()
 }

@@ -2,7 +2,8 @@
 //! cache keyed by WGSL text, one submit per run, blocking read-back, and run statistics.
 
 use super::device::{GpuContext, GpuOptions};
-use super::kernels::KernelCode;
+use super::ir::BufferRef;
+use super::kernels::{self, Compiled, KernelCode};
 use super::plan::{Plan, is_leaf, plan};
 use super::timing::{KernelTiming, TimestampQueries, median};
 use crate::backend::{Backend, Executable, RunStats};
@@ -68,7 +69,9 @@ impl GpuBackend {
         max_storage: u32,
     ) -> Result<Vec<KernelCode>> {
         let shapes = program.specialize(input_shapes)?;
-        Ok(plan(program, &shapes, max_storage, true)?.kernels)
+        check_u32_indexing(program, &shapes)?;
+        let planned = plan(program, &shapes, max_storage)?;
+        Ok(kernels::build(program, &shapes, &planned, true)?.kernels)
     }
 
     fn pipeline(&self, wgsl: &str) -> Result<Arc<wgpu::ComputePipeline>> {
@@ -186,6 +189,8 @@ pub struct GpuExecutable {
     slots: Vec<(usize, Slot)>,
     steps: Mutex<Vec<Step>>,
     kernels: Vec<KernelCode>,
+    /// Scratch buffers of multi-pass kernels.
+    scratch: Vec<Arc<wgpu::Buffer>>,
     staging: Vec<wgpu::Buffer>,
     run_lock: Mutex<()>,
 }
@@ -202,38 +207,30 @@ impl GpuExecutable {
         let max = self.backend.ctx.limits.max_workgroups_per_dim.max(1) as u64;
         for k in &self.kernels {
             let pipeline = self.backend.pipeline(&k.wgsl)?;
-            let mut info_bytes: Vec<u8> = k.info.iter().flat_map(|x| x.to_le_bytes()).collect();
-            let padded = (k.info.len().div_ceil(4).max(1)) * 16;
-            info_bytes.resize(padded, 0);
+            let info_bytes = &k.uniform;
+            let padded = info_bytes.len();
             let info = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("lamina info"),
                 size: padded as u64,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
-            self.backend.ctx.queue.write_buffer(&info, 0, &info_bytes);
+            self.backend.ctx.queue.write_buffer(&info, 0, info_bytes);
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
                 resource: info.as_entire_binding(),
             }];
-            for (i, r) in k.reads.iter().enumerate() {
-                let b = self
-                    .buffers
-                    .get(r)
-                    .ok_or_else(|| internal("a read has no buffer"))?;
+            for (i, binding) in k.bindings.iter().enumerate() {
+                let b = match binding.buffer {
+                    BufferRef::Node(n) => self.buffers.get(&n),
+                    BufferRef::Scratch(j) => self.scratch.get(j),
+                }
+                .ok_or_else(|| internal("a binding has no buffer"))?;
                 entries.push(wgpu::BindGroupEntry {
                     binding: i as u32 + 1,
                     resource: b.as_entire_binding(),
                 });
             }
-            let out = self
-                .buffers
-                .get(&k.output)
-                .ok_or_else(|| internal("an output has no buffer"))?;
-            entries.push(wgpu::BindGroupEntry {
-                binding: k.reads.len() as u32 + 1,
-                resource: out.as_entire_binding(),
-            });
             let layout = pipeline.get_bind_group_layout(0);
             let bind_group = self.backend.ctx.scoped("binding kernel buffers", || {
                 device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -284,18 +281,18 @@ impl Backend for Arc<GpuBackend> {
     ) -> Result<Arc<dyn Executable>> {
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;
-        let planned = plan(
+        let planned = plan(program, &shapes, self.ctx.limits.max_storage_buffers)?;
+        let compiled = kernels::build(program, &shapes, &planned, !self.ctx.adapter_is_cpu())?;
+        budget.check(
+            "gpu",
             program,
-            &shapes,
-            self.ctx.limits.max_storage_buffers,
-            !self.ctx.adapter_is_cpu(),
+            &memory_plan(program, &shapes, &planned, &compiled),
         )?;
-        budget.check("gpu", program, &memory_plan(program, &shapes, &planned))?;
         let mut buffers: HashMap<usize, Arc<wgpu::Buffer>> = HashMap::new();
         let mut slots = Vec::new();
         // Liveness: the last kernel reading each node.
         let mut last_use: HashMap<usize, usize> = HashMap::new();
-        for (ki, k) in planned.kernels.iter().enumerate() {
+        for (ki, k) in compiled.kernels.iter().enumerate() {
             for &r in &k.reads {
                 last_use.insert(r, ki);
             }
@@ -333,7 +330,7 @@ impl Backend for Arc<GpuBackend> {
             }
         }
         // Kernel outputs, reusing buffers whose last reader has run.
-        for (ki, k) in planned.kernels.iter().enumerate() {
+        for (ki, k) in compiled.kernels.iter().enumerate() {
             let n = k.output;
             if let std::collections::hash_map::Entry::Vacant(entry) = buffers.entry(n) {
                 let bytes = (shapes[n].iter().product::<usize>() * 4).max(4) as u64;
@@ -365,6 +362,14 @@ impl Backend for Arc<GpuBackend> {
                 }
             }
         }
+        let scratch = compiled
+            .scratch
+            .iter()
+            .map(|&bytes| {
+                self.storage(bytes as usize, "scratch of a multi-pass kernel")
+                    .map(Arc::new)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let staging = program
             .outputs
             .iter()
@@ -385,7 +390,8 @@ impl Backend for Arc<GpuBackend> {
             buffers,
             slots,
             steps: Mutex::new(Vec::new()),
-            kernels: planned.kernels,
+            kernels: compiled.kernels,
+            scratch,
             staging,
             run_lock: Mutex::new(()),
         };
@@ -453,7 +459,12 @@ fn check_u32_indexing(program: &Program, shapes: &[Vec<usize>]) -> Result<()> {
 /// The device buffers a compiled program holds, all for its lifetime: inputs, constants,
 /// weights, kernel outputs (a dead intermediate's buffer reused by a later output of the same
 /// size, as `compile` assigns them) and the read-back copies of the outputs.
-fn memory_plan(program: &Program, shapes: &[Vec<usize>], planned: &Plan) -> MemoryPlan {
+fn memory_plan(
+    program: &Program,
+    shapes: &[Vec<usize>],
+    planned: &Plan,
+    compiled: &Compiled,
+) -> MemoryPlan {
     let input_shapes: Vec<Vec<usize>> = program.inputs.iter().map(|&i| shapes[i].clone()).collect();
     let mut b = PlanBuilder::new(shapes, &input_shapes);
     let bytes = |n: usize| tensor_bytes(&shapes[n]).max(4);
@@ -465,7 +476,7 @@ fn memory_plan(program: &Program, shapes: &[Vec<usize>], planned: &Plan) -> Memo
         }
     }
     let mut last_use: HashMap<usize, usize> = HashMap::new();
-    for (ki, k) in planned.kernels.iter().enumerate() {
+    for (ki, k) in compiled.kernels.iter().enumerate() {
         for &r in &k.reads {
             last_use.insert(r, ki);
         }
@@ -473,7 +484,7 @@ fn memory_plan(program: &Program, shapes: &[Vec<usize>], planned: &Plan) -> Memo
     let is_output = |n: usize| program.outputs.contains(&n);
     // Freed buffers by size, as (node that owns it): reused, never released to the device.
     let mut free: Vec<(usize, u64)> = Vec::new();
-    for (ki, k) in planned.kernels.iter().enumerate() {
+    for (ki, k) in compiled.kernels.iter().enumerate() {
         let n = k.output;
         if allocated.insert(n) {
             let size = bytes(n);
@@ -492,6 +503,18 @@ fn memory_plan(program: &Program, shapes: &[Vec<usize>], planned: &Plan) -> Memo
     }
     for &o in &program.outputs {
         b.alloc(o, bytes(o), 0);
+    }
+    // Scratch buffers live as long as the executable; each is counted under the node whose
+    // kernel uses it.
+    for (i, &size) in compiled.scratch.iter().enumerate() {
+        let owner = compiled
+            .kernels
+            .iter()
+            .find(|k| k.bindings.iter().any(|b| b.buffer == BufferRef::Scratch(i)))
+            .map(|k| k.output);
+        if let Some(owner) = owner {
+            b.alloc(owner, size, 0);
+        }
     }
     b.finish()
 }

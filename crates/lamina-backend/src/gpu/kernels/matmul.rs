@@ -1,0 +1,261 @@
+//! Matmul kernels from the templates of `shaders/`: the tiled product through workgroup
+//! memory for GPUs, the streaming one for CPU-hosted adapters and for products of at most 4
+//! rows (matrix-vector). The generated parts are the operand reads (strided views, so
+//! transposes and slices cost nothing) and the epilogue, the elementwise ops that follow the
+//! product, applied before its only write. Inner dimensions longer than `K_CHUNK` are split
+//! over workgroups whose partial products a second kernel sums before the epilogue.
+
+use super::Scratch;
+use crate::gpu::ir::{
+    BufferRef, Builder, Builtin, Expr, Function, IndexOp, Kernel, Stmt, Template, Val,
+};
+use crate::gpu::lower::{Coords, Label, Lowerer, Register};
+use crate::gpu::plan::View;
+use lamina_graph::op::UnaryOp;
+use lamina_graph::{DType, Error, Program, Result};
+
+/// The longest stretch of the inner dimension one workgroup adds up.
+pub const K_CHUNK: usize = 4096;
+
+/// What a matmul kernel computes.
+pub struct Operands {
+    /// The matmul node.
+    pub mm: usize,
+    /// The node written (the matmul or its elementwise epilogue).
+    pub root: usize,
+    /// The left operand.
+    pub a: View,
+    /// The right operand.
+    pub b: View,
+    /// Tile through workgroup memory (GPUs) or stream from global memory (CPU adapters).
+    pub shared_memory: bool,
+}
+
+/// The kernels of a matmul with its epilogue.
+pub fn build(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    mat: &dyn Fn(usize) -> bool,
+    o: &Operands,
+    scratch: &mut Scratch,
+) -> Result<Vec<Kernel>> {
+    let out_shape = shapes[o.root].clone();
+    let sa = shapes[prog.nodes[o.mm].inputs[0]].clone();
+    let sb = shapes[prog.nodes[o.mm].inputs[1]].clone();
+    let r = out_shape.len();
+    let (m, k, n) = (sa[sa.len() - 2], sa[sa.len() - 1], sb[sb.len() - 1]);
+    let narrow = m <= 4;
+    let tiled = o.shared_memory && !narrow;
+    let (threads_x, tile_rows, tile_cols) = if narrow {
+        (256usize, 4usize, 1024usize)
+    } else {
+        (16, 64, 64)
+    };
+    let batch_shape: Vec<usize> = out_shape[..r - 2].to_vec();
+    let batches: usize = batch_shape.iter().product();
+    let (tm, tn) = (m.div_ceil(tile_rows).max(1), n.div_ceil(tile_cols).max(1));
+    let splits = k.div_ceil(K_CHUNK).max(1);
+    if splits > K_CHUNK {
+        return Err(prog.nodes[o.mm].attribute(Error::Backend {
+            backend: "gpu".into(),
+            detail: format!(
+                "matmul with an inner dimension of {k}: the GPU backend allows at most {}; use the cpu backend",
+                K_CHUNK * K_CHUNK
+            ),
+        }));
+    }
+    let k_chunk = if splits == 1 { k.max(1) } else { K_CHUNK };
+    let tiles = batches * tm * tn * splits;
+    let partials = (splits > 1).then(|| scratch.alloc(splits * batches * m * n));
+
+    let mut lw = Lowerer::new(Builder::new("matmul", 256), prog, shapes, mat);
+    lw.set_root(o.root);
+    // The template's parameters, by the names it reads.
+    for (name, v) in [
+        ("tiles", tiles),
+        ("tiles_m", tm),
+        ("tiles_n", tn),
+        ("splits", splits),
+        ("k_chunk", k_chunk),
+        ("m", m),
+        ("n", n),
+        ("k", k),
+        ("a_sm", o.a.strides[sa.len() - 2] as i32 as u32 as usize),
+        ("a_sk", o.a.strides[sa.len() - 1] as i32 as u32 as usize),
+        ("b_sk", o.b.strides[sb.len() - 2] as i32 as u32 as usize),
+        ("b_sn", o.b.strides[sb.len() - 1] as i32 as u32 as usize),
+        ("threads_x", threads_x),
+        ("tile_rows", tile_rows),
+        ("tile_cols", tile_cols),
+    ] {
+        lw.b.param(name, v as u32);
+    }
+    let mut functions = Vec::new();
+    // a_base / b_base: where a batch's matrix starts in each operand (wrapping arithmetic,
+    // exact for negative strides).
+    for (name, view, rank) in [("a_base", &o.a, sa.len()), ("b_base", &o.b, sb.len())] {
+        lw.open();
+        let batch = lw.b.arg(DType::U32);
+        let bc = lw.delinearize(batch, &batch_shape);
+        let mut acc = lw.b.param("offset", view.offset as i32 as u32);
+        let boff = r - rank;
+        for d in 0..rank.saturating_sub(2) {
+            if view.strides[d] != 0 {
+                let st = lw.b.param("batch_stride", view.strides[d] as i32 as u32);
+                let t = lw.b.index(IndexOp::Mul, bc[d + boff], st);
+                acc = lw.b.index(IndexOp::Add, acc, t);
+            }
+        }
+        let body = lw.close();
+        functions.push(Function {
+            name,
+            args: vec![(batch, DType::U32)],
+            body,
+            result: Some((acc, DType::U32)),
+        });
+    }
+    for (name, view) in [("load_a", &o.a), ("load_b", &o.b)] {
+        lw.open();
+        let i = lw.b.arg(DType::U32);
+        let v = lw.b.load(BufferRef::Node(view.node), DType::F32, i);
+        let body = lw.close();
+        functions.push(Function {
+            name,
+            args: vec![(i, DType::U32)],
+            body,
+            result: Some((v, DType::F32)),
+        });
+    }
+    // The epilogue: the root's value from the accumulator, written once; or, when the inner
+    // dimension is split, the partial product.
+    lw.open();
+    let (batch, split, row, col, acc) = (
+        lw.b.arg(DType::U32),
+        lw.b.arg(DType::U32),
+        lw.b.arg(DType::U32),
+        lw.b.arg(DType::U32),
+        lw.b.arg(DType::F32),
+    );
+    match partials {
+        Some(p) => {
+            let nb = lw.b.param("batches", batches as u32);
+            let pm = lw.b.param("m", m as u32);
+            let pn = lw.b.param("n", n as u32);
+            let sb_ = lw.b.index(IndexOp::Mul, split, nb);
+            let x = lw.b.index(IndexOp::Add, sb_, batch);
+            let x = lw.b.index(IndexOp::Mul, x, pm);
+            let x = lw.b.index(IndexOp::Add, x, row);
+            let x = lw.b.index(IndexOp::Mul, x, pn);
+            let x = lw.b.index(IndexOp::Add, x, col);
+            lw.b.store(p, DType::F32, x, acc);
+        }
+        None => {
+            let bc = lw.delinearize(batch, &batch_shape);
+            let mut coords: Vec<(Val, Label)> = bc
+                .into_iter()
+                .enumerate()
+                .map(|(d, v)| (v, Label::Thread(d)))
+                .collect();
+            coords.push((row, Label::Thread(r - 2)));
+            coords.push((col, Label::Thread(r - 1)));
+            epilogue(&mut lw, o, &out_shape, acc, Coords::Axes(coords))?;
+        }
+    }
+    let body = lw.close();
+    functions.push(Function {
+        name: "epilogue",
+        args: vec![
+            (batch, DType::U32),
+            (split, DType::U32),
+            (row, DType::U32),
+            (col, DType::U32),
+            (acc, DType::F32),
+        ],
+        body,
+        result: None,
+    });
+    let source = if tiled {
+        lamina_shaders::MATMUL_TILED
+    } else {
+        lamina_shaders::MATMUL_STREAM
+    };
+    let main =
+        lw.b.finish(tiles as u64, Some(Template { source, functions }));
+    let mut kernels = vec![main];
+    if let Some(p) = partials {
+        kernels.push(sum_splits(prog, shapes, mat, o, &out_shape, p, splits)?);
+    }
+    Ok(kernels)
+}
+
+/// The root's value with the matmul's register holding `acc`, stored at `coords`.
+fn epilogue(
+    lw: &mut Lowerer<'_>,
+    o: &Operands,
+    out_shape: &[usize],
+    acc: Val,
+    coords: Coords,
+) -> Result<()> {
+    lw.registers.insert(
+        o.mm,
+        Register {
+            val: acc,
+            axes: (0..out_shape.len())
+                .map(|d| (out_shape[d] != 1).then_some(d))
+                .collect(),
+        },
+    );
+    let v = lw.value(o.root, coords.clone())?;
+    let idx = lw.linearize(&coords, out_shape);
+    let dtype = lw.program().nodes[o.root].dtype;
+    lw.b.store(BufferRef::Node(o.root), dtype, idx, v);
+    Ok(())
+}
+
+/// Sums the partial products of a split inner dimension and applies the epilogue: one thread
+/// per output element.
+fn sum_splits(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    mat: &dyn Fn(usize) -> bool,
+    o: &Operands,
+    out_shape: &[usize],
+    partials: BufferRef,
+    splits: usize,
+) -> Result<Kernel> {
+    const WG: u32 = 256;
+    let mut lw = Lowerer::new(Builder::new("matmul_splits", WG), prog, shapes, mat);
+    lw.set_root(o.root);
+    let t = lw.b.let_(DType::U32, Expr::Builtin(Builtin::GlobalIndex));
+    let total: usize = out_shape.iter().product();
+    let nt = lw.b.param("total", total as u32);
+    let inside = lw.b.index(IndexOp::Less, t, nt);
+    let outside =
+        lw.b.let_(DType::Bool, Expr::Unary(UnaryOp::Not, DType::Bool, inside));
+    lw.b.push(Stmt::ReturnIf(outside));
+    let zero_f = lw.b.lit(crate::gpu::ir::Lit::F32(0.0));
+    let sum = lw.b.var(DType::F32, zero_f);
+    let zero = lw.b.u32(0);
+    let one = lw.b.u32(1);
+    let ns = lw.b.param("splits", splits as u32);
+    lw.loop_(zero, ns, one, |lw, s| {
+        let base = lw.b.index(IndexOp::Mul, s, nt);
+        let at = lw.b.index(IndexOp::Add, base, t);
+        let v = lw.b.load(partials, DType::F32, at);
+        let cur = lw.b.read(sum, DType::F32);
+        let next = lw.b.let_(
+            DType::F32,
+            Expr::Binary(lamina_graph::op::BinaryOp::Add, DType::F32, cur, v),
+        );
+        lw.b.assign(sum, next);
+        Ok(())
+    })?;
+    let acc = lw.b.read(sum, DType::F32);
+    let coords = Coords::Linear {
+        index: t,
+        shape: out_shape.to_vec(),
+        labels: (0..out_shape.len()).map(Label::Thread).collect(),
+    };
+    epilogue(&mut lw, o, out_shape, acc, coords)?;
+    Ok(lw.b.finish((total as u64).div_ceil(WG as u64), None))
+}

@@ -1,0 +1,132 @@
+//! Kernel builders: each kind of kernel of the plan lowered to the IR (one or several passes)
+//! and rendered to WGSL. Elementwise kernels run one thread per element; reductions run one
+//! thread per short row, one workgroup per row up to `COOP_MAX` elements, and several passes
+//! beyond; scans run in chunks; matmuls are built from the templates of `shaders/`.
+
+mod elementwise;
+mod matmul;
+mod reduce;
+mod scan;
+
+use super::ir::{Binding, BufferRef, Kernel};
+use super::plan::{KernelKind, KernelPlan, Plan};
+use super::render;
+use lamina_graph::{Program, Result};
+
+/// A kernel ready to dispatch.
+#[derive(Clone, Debug)]
+pub struct KernelCode {
+    /// The WGSL source.
+    pub wgsl: String,
+    /// The uniform buffer's bytes (the named parameters).
+    pub uniform: Vec<u8>,
+    /// The storage buffers, in binding order (bindings 1..).
+    pub bindings: Vec<Binding>,
+    /// The program nodes whose buffers it reads.
+    pub reads: Vec<usize>,
+    /// The program node whose value it computes (or a pass towards it).
+    pub output: usize,
+    /// How many workgroups it needs (before folding onto a 2-D grid).
+    pub workgroups: u64,
+    /// A short description for statistics and errors.
+    pub kind: &'static str,
+    /// The IR it was rendered from.
+    pub ir: Kernel,
+}
+
+/// A program's kernels and the scratch buffers (bytes each) their passes share.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    /// The kernels, in dispatch order.
+    pub kernels: Vec<KernelCode>,
+    /// Sizes of the scratch buffers, by `BufferRef::Scratch` number.
+    pub scratch: Vec<u64>,
+}
+
+/// Hands out scratch buffers for the passes of multi-pass kernels.
+#[derive(Default)]
+pub struct Scratch {
+    sizes: Vec<u64>,
+}
+
+impl Scratch {
+    /// A new scratch buffer of `elements` 32-bit words.
+    pub fn alloc(&mut self, elements: usize) -> BufferRef {
+        self.sizes.push((elements.max(1) * 4) as u64);
+        BufferRef::Scratch(self.sizes.len() - 1)
+    }
+}
+
+fn finish(k: Kernel, output: usize) -> KernelCode {
+    let wgsl = render::render(&k);
+    let reads = k
+        .bindings
+        .iter()
+        .filter(|b| !b.writable)
+        .filter_map(|b| match b.buffer {
+            BufferRef::Node(n) => Some(n),
+            BufferRef::Scratch(_) => None,
+        })
+        .collect();
+    KernelCode {
+        wgsl,
+        uniform: render::uniform_bytes(&k),
+        bindings: k.bindings.clone(),
+        reads,
+        output,
+        workgroups: k.workgroups,
+        kind: k.kind,
+        ir: k,
+    }
+}
+
+/// Lowers and renders every kernel of a plan. `shared_memory_matmul` picks the matmul tiled
+/// through workgroup memory (GPUs) over the one streaming from global memory (CPU adapters).
+pub fn build(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    plan: &Plan,
+    shared_memory_matmul: bool,
+) -> Result<Compiled> {
+    let mat = |n: usize| plan.materialized.contains(&n);
+    let mut scratch = Scratch::default();
+    let mut kernels = Vec::new();
+    for kp in &plan.kernels {
+        let ks = kernel(prog, shapes, &mat, kp, &mut scratch, shared_memory_matmul)?;
+        kernels.extend(ks.into_iter().map(|k| finish(k, kp.root)));
+    }
+    Ok(Compiled {
+        kernels,
+        scratch: scratch.sizes,
+    })
+}
+
+fn kernel(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    mat: &dyn Fn(usize) -> bool,
+    kp: &KernelPlan,
+    scratch: &mut Scratch,
+    shared_memory_matmul: bool,
+) -> Result<Vec<Kernel>> {
+    match &kp.kind {
+        KernelKind::Elementwise => Ok(vec![elementwise::build(prog, shapes, mat, kp.root)?]),
+        KernelKind::Row(group) => Ok(vec![reduce::row(prog, shapes, mat, kp.root, group)?]),
+        KernelKind::LongReduce => reduce::long(prog, shapes, mat, kp.root, scratch),
+        KernelKind::ArgReduce => reduce::arg(prog, shapes, mat, kp.root, scratch),
+        KernelKind::Scan => scan::build(prog, shapes, mat, kp.root, scratch),
+        KernelKind::Matmul { mm, a, b } => matmul::build(
+            prog,
+            shapes,
+            mat,
+            &matmul::Operands {
+                mm: *mm,
+                root: kp.root,
+                a: a.clone(),
+                b: b.clone(),
+                shared_memory: shared_memory_matmul,
+            },
+            scratch,
+        ),
+    }
+}
