@@ -54,6 +54,7 @@ fn lamina_tanh(x: f32) -> f32 {
 }
 // The logistic sigmoid 1 / (1 + e^-x), the CPU's algorithm.
 fn lamina_sigmoid(x: f32) -> f32 {
+    if (lamina_isnan(x)) { return x; }
     return 1.0f / (1.0f + lamina_exp(-x));
 }
 // erfc(|x|) for |x| in [0.84375, 6): FreeBSD's erff (as musl's and the libm crate's), with

@@ -97,10 +97,13 @@ pub fn tanh(x: f32) -> f32 {
     if x.is_nan() { x } else { r }
 }
 
-/// The logistic sigmoid `1 / (1 + e^-x)`. WGSL: `lamina_sigmoid`.
+/// The logistic sigmoid `1 / (1 + e^-x)`; a NaN comes back as it came (not negated by `-x`),
+/// so that NaN bits do not depend on the order in which later ops read their operands. WGSL:
+/// `lamina_sigmoid`.
 #[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
+    let s = 1.0 / (1.0 + exp(-x));
+    if x.is_nan() { x } else { s }
 }
 
 /// erfc(a) for a in [0.84375, 6): FreeBSD's `erff` (as musl's and the libm crate's), with
