@@ -111,7 +111,28 @@ fn lamina_erf(x: f32) -> f32 {
 fn lamina_pow(a: f32, b: f32) -> f32 {
     if (b == 0.0f || a == 1.0f) { return 1.0f; }
     if (lamina_isnan(a) || lamina_isnan(b)) { return bitcast<f32>(0x7fc00000u); }
+    // C's pow(-1, +-inf) is 1.
+    if (abs(a) == 1.0f && lamina_isinf(b)) { return 1.0f; }
+    // Small integer exponents by repeated squaring: exact where the result is an integer
+    // (so integer tensors raised to integer powers round to the right integer).
+    if (floor(b) == b && abs(b) <= 64.0f) {
+        var e = u32(abs(b));
+        var base = a;
+        var acc = 1.0f;
+        for (var i = 0u; i < 7u; i = i + 1u) {
+            if ((e & 1u) != 0u) { acc = acc * base; }
+            e = e >> 1u;
+            base = base * base;
+        }
+        return select(acc, 1.0f / acc, b < 0.0f);
+    }
     if (a == 0.0f) { return select(0.0f, bitcast<f32>(0x7f800000u), b < 0.0f); }
+    if (lamina_isinf(a) && a < 0.0f) {
+        // C's pow(-inf, b): an odd integer b keeps the sign.
+        let odd = floor(b) == b && abs(b % 2.0f) == 1.0f;
+        let m = select(bitcast<f32>(0x7f800000u), 0.0f, b < 0.0f);
+        return select(m, -m, odd);
+    }
     if (a < 0.0f) {
         if (floor(b) != b) { return bitcast<f32>(0x7fc00000u); }
         let m = pow(-a, b);
@@ -177,10 +198,31 @@ fn lamina_argmin_better(v: f32, best: f32) -> bool {
 }
 fn lamina_asin(x: f32) -> f32 {
     // Through atan2, which drivers implement to full precision (llvmpipe's asin is off by 1e-4).
+    if (lamina_isnan(x) || x == 0.0f) { return x; }
+    if (abs(x) > 1.0f) { return bitcast<f32>(0x7fc00000u); }
     return atan2(x, sqrt((1.0f - x) * (1.0f + x)));
 }
 fn lamina_acos(x: f32) -> f32 {
+    if (lamina_isnan(x)) { return x; }
+    if (abs(x) > 1.0f) { return bitcast<f32>(0x7fc00000u); }
     return atan2(sqrt((1.0f - x) * (1.0f + x)), x);
+}
+fn lamina_atan(x: f32) -> f32 {
+    // NaN stays NaN and zeros keep their sign, which WGSL leaves to the driver.
+    if (lamina_isnan(x) || x == 0.0f) { return x; }
+    return atan2(x, 1.0f);
+}
+fn lamina_sinh(x: f32) -> f32 {
+    if (x == 0.0f) { return x; }
+    return sinh(x);
+}
+fn lamina_asinh(x: f32) -> f32 {
+    if (x == 0.0f) { return x; }
+    return asinh(x);
+}
+fn lamina_atanh(x: f32) -> f32 {
+    if (x == 0.0f) { return x; }
+    return atanh(x);
 }
 // e^r - 1 for |r| <= ln2/2: Taylor's polynomial of degree 8.
 fn lamina_expm1_poly(r: f32) -> f32 {
@@ -262,7 +304,8 @@ fn lamina_fmod(a: f32, b: f32) -> f32 {
     if (r != 0.0f && ((r < 0.0f) != (a < 0.0f))) {
         return fma(-(q - sign(q)), b, a);
     }
-    return r;
+    // A zero remainder has the sign of a, as C's fmod.
+    return select(r, bitcast<f32>(bitcast<u32>(a) & 0x80000000u), r == 0.0f);
 }
 fn lamina_sign(v: f32) -> f32 {
     return select(select(v, -1.0f, v < 0.0f), 1.0f, v > 0.0f);

@@ -1219,9 +1219,11 @@ fn f32_specials_for_unary(op: UnaryOp) -> Vec<f32> {
         UnaryOp::Exp | UnaryOp::Expm1 | UnaryOp::Sinh | UnaryOp::Cosh => {
             v.extend([100.0, 200.0, -200.0, 1e30, -1e30]);
         }
-        UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Erf | UnaryOp::Atan => {
+        UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Erf => {
             v.extend([100.0, -200.0, 1e30, -1e30]);
         }
+        // atan reaches ±pi/2 (rounded) only far out; atan(100) is an ordinary rounded float.
+        UnaryOp::Atan => v.extend([1e30, -1e30]),
         _ => {}
     }
     v

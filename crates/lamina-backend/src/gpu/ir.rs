@@ -313,6 +313,8 @@ pub struct Builder {
     types: HashMap<Val, DType>,
     /// Values that are `u32` literals.
     literals: HashMap<Val, u32>,
+    /// How many parameters share each base name.
+    param_names: HashMap<String, usize>,
 }
 
 impl Builder {
@@ -331,6 +333,7 @@ impl Builder {
             memo: vec![HashMap::new()],
             types: HashMap::new(),
             literals: HashMap::new(),
+            param_names: HashMap::new(),
         }
     }
 
@@ -390,24 +393,36 @@ impl Builder {
         self.lit(Lit::U32(v))
     }
 
+    /// Declares a named uniform parameter without reading it (for templates, which read
+    /// their parameters by name).
+    pub fn declare_param(&mut self, name: &str, value: u32) {
+        self.param_slot(name, value);
+    }
+
     /// A named uniform parameter holding `value` (a `u32`; signed values wrap).
     pub fn param(&mut self, name: &str, value: u32) -> Val {
+        let index = self.param_slot(name, value);
+        self.let_(DType::U32, Expr::Param(index))
+    }
+
+    fn param_slot(&mut self, name: &str, value: u32) -> usize {
         let key = (name.to_string(), value);
         let index = match self.param_index.get(&key) {
             Some(&i) => i,
             None => {
-                let mut field = name.to_string();
-                let mut i = 1;
-                while self.params.iter().any(|p| p.name == field) {
-                    field = format!("{name}_{i}");
-                    i += 1;
-                }
+                let count = self.param_names.entry(name.to_string()).or_insert(0);
+                let field = if *count == 0 {
+                    name.to_string()
+                } else {
+                    format!("{name}_{count}")
+                };
+                *count += 1;
                 self.params.push(Param { name: field, value });
                 self.param_index.insert(key, self.params.len() - 1);
                 self.params.len() - 1
             }
         };
-        self.let_(DType::U32, Expr::Param(index))
+        index
     }
 
     /// Index arithmetic `a op b`, folding the obvious identities.

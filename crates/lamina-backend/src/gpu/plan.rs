@@ -45,6 +45,9 @@ pub const MAX_ACCESSES: usize = 4;
 /// shaders stay small enough to compile quickly however long a chain of ops is.
 pub const MAX_FUSED_NODES: usize = 1024;
 
+/// The most tensors one concatenate joins on the GPU (each is a read of the kernel).
+pub const MAX_CONCAT_INPUTS: usize = 1024;
+
 /// Reduction lengths up to this run with one thread per row.
 pub const THREAD_ROW_MAX: usize = 64;
 /// Threads of a cooperative (workgroup-per-row) reduction.
@@ -660,6 +663,19 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>], max_storage: u32) -> Result<P
         consumers,
         max_reads: (max_storage as usize).saturating_sub(2).max(2),
     };
+    for (i, node) in prog.nodes.iter().enumerate() {
+        if let Op::Concat { .. } = node.op
+            && node.inputs.len() > MAX_CONCAT_INPUTS
+        {
+            return Err(node.attribute(Error::Backend {
+                backend: "gpu".into(),
+                detail: format!(
+                    "concatenate of {} tensors (node {i}): the GPU backend joins at most {MAX_CONCAT_INPUTS} in one op; concatenate in groups, or use the cpu backend",
+                    node.inputs.len()
+                ),
+            }));
+        }
+    }
     let mut mat: HashSet<usize> = prog
         .nodes
         .iter()

@@ -88,7 +88,7 @@ pub fn build(
         ("tile_rows", tile_rows),
         ("tile_cols", tile_cols),
     ] {
-        lw.b.param(name, v as u32);
+        lw.b.declare_param(name, v as u32);
     }
     let mut functions = Vec::new();
     // a_base / b_base: where a batch's matrix starts in each operand (wrapping arithmetic,
