@@ -329,8 +329,13 @@ pub fn measure(w: &Workload, kind: BackendKind, runs: usize) -> Result<Measureme
     } else {
         (median(e2e), None)
     };
+    // With f16 storage (the GPU backend's name says so) a float32 element moves 2 bytes, not 4.
+    let f16 = is_gpu && session.backend_name().ends_with("with f16 storage");
     let figure = match w.figure {
-        Figure::Bandwidth { bytes } => Some((bytes / median_s / 1e9, "GB/s")),
+        Figure::Bandwidth { bytes } => {
+            let bytes = if f16 { bytes / 2.0 } else { bytes };
+            Some((bytes / median_s / 1e9, "GB/s"))
+        }
         Figure::Gflops { flops } => Some((flops / median_s / 1e9, "GFLOP/s")),
         Figure::Seconds => None,
     };

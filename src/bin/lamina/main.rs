@@ -41,6 +41,10 @@ enum Command {
         /// Which backend runs the model (default: `LAMINA_BACKEND`, else auto).
         #[arg(long, value_parser = ["cpu", "gpu", "auto"])]
         backend: Option<String>,
+        /// Store float32 tensors as f16 on the GPU, computing in f32 (gpu backend only; the
+        /// adapter must offer SHADER_F16). The same as LAMINA_GPU_F16=1.
+        #[arg(long)]
+        f16: bool,
     },
     /// Run the benchmark workloads of BENCH.md and print their medians.
     Bench {
@@ -65,6 +69,10 @@ enum Command {
         /// no timestamp queries, a line says so).
         #[arg(long)]
         kernels: bool,
+        /// Store float32 tensors as f16 on the GPU, computing in f32 (gpu backend only; the
+        /// adapter must offer SHADER_F16). The same as LAMINA_GPU_F16=1.
+        #[arg(long)]
+        f16: bool,
     },
 }
 
@@ -99,6 +107,15 @@ fn run(cli: Cli) -> Result<(), String> {
                             None => "no".into(),
                         }
                     );
+                    let c = g.context();
+                    println!(
+                        "  f16 storage (SHADER_F16, --f16): {}",
+                        match (c.adapter_offers_f16(), c.f16_storage()) {
+                            (true, true) => "yes, on",
+                            (true, false) => "yes",
+                            _ => "no",
+                        }
+                    );
                 }
                 Err(e) => println!("auto chooses: cpu interpreter ({e})"),
             }
@@ -122,12 +139,19 @@ fn run(cli: Cli) -> Result<(), String> {
             inputs,
             outputs,
             backend,
+            f16,
         } => {
             let kind = match backend {
                 Some(b) => b.parse(),
                 None => BackendKind::from_env(),
             }
             .map_err(|e: lamina::Error| e.to_string())?;
+            // f16 storage is a GPU option: never fall back to the CPU silently.
+            let kind = match (f16, kind) {
+                (true, BackendKind::Cpu) => return Err("--f16 needs the gpu backend".into()),
+                (true, _) => BackendKind::Gpu,
+                (false, k) => k,
+            };
             let m = Model::load(&model).map_err(|e| e.to_string())?;
             let want_in = m.program().inputs.len();
             if inputs.len() != want_in {
@@ -164,6 +188,7 @@ fn run(cli: Cli) -> Result<(), String> {
             runs,
             scale,
             kernels,
+            f16,
         } => bench(
             &backend,
             &workloads,
@@ -171,6 +196,7 @@ fn run(cli: Cli) -> Result<(), String> {
             runs as usize,
             scale as usize,
             kernels,
+            f16,
         ),
     }
 }
@@ -200,6 +226,7 @@ fn bench(
     runs: usize,
     scale: usize,
     kernels: bool,
+    f16: bool,
 ) -> Result<(), String> {
     use lamina::bench::{WORKLOADS, measure, measure_kernels, workload};
     // Every argument is checked before anything is probed or printed, so that a bad invocation
@@ -210,15 +237,19 @@ fn bench(
             WORKLOADS.join(", ")
         ));
     }
+    if f16 && backend == "cpu" {
+        return Err("--f16 needs the gpu backend".into());
+    }
     let kinds: Vec<BackendKind> = match backend {
         "cpu" => vec![BackendKind::Cpu],
         "gpu" => vec![BackendKind::Gpu],
         _ => {
             let mut k = vec![BackendKind::Cpu];
-            if lamina::shared_gpu().is_ok() {
-                k.push(BackendKind::Gpu);
-            } else {
-                eprintln!("lamina bench: no GPU adapter; measuring the cpu only");
+            match lamina::shared_gpu() {
+                Ok(_) => k.push(BackendKind::Gpu),
+                // Asked for f16 storage: say why the GPU cannot give it.
+                Err(e) if f16 => return Err(e.to_string()),
+                Err(_) => eprintln!("lamina bench: no GPU adapter; measuring the cpu only"),
             }
             k
         }
@@ -312,6 +343,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Run { f16: true, .. } | Command::Bench { f16: true, .. } = cli.command {
+        // The shared GPU backend reads its options from the environment when first opened.
+        // SAFETY: no other thread exists yet (parsing the arguments starts none).
+        unsafe { std::env::set_var("LAMINA_GPU_F16", "1") };
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -56,6 +56,26 @@ pub struct GpuOptions {
     /// Leaves timestamp queries off even where the adapter offers them (for tests of the path
     /// without per-kernel times).
     pub no_timestamps: bool,
+    /// Stores float32 tensors (inputs, weights, intermediates, outputs) as f16 on the device,
+    /// computing in f32; needs the adapter feature `SHADER_F16`, an error at creation without it.
+    pub f16_storage: bool,
+}
+
+/// The environment variable that turns on f16 storage (`1`) for backends opened with
+/// [`GpuOptions::from_env`], such as the shared one that sessions use.
+const GPU_F16_ENV: &str = "LAMINA_GPU_F16";
+
+impl GpuOptions {
+    /// The default options, with `f16_storage` set when `LAMINA_GPU_F16` is `1` (or `true`).
+    pub fn from_env() -> GpuOptions {
+        let on = std::env::var(GPU_F16_ENV)
+            .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+            .unwrap_or(false);
+        GpuOptions {
+            f16_storage: on,
+            ..GpuOptions::default()
+        }
+    }
 }
 
 /// A device and its queue, shared by every executable of a backend.
@@ -70,6 +90,10 @@ pub struct GpuContext {
     pub limits: DeviceLimits,
     /// Nanoseconds per timestamp tick, where the device has timestamp queries.
     timestamp_period_ns: Option<f64>,
+    /// Whether float32 tensors are stored as f16.
+    f16_storage: bool,
+    /// Whether the adapter offers `SHADER_F16`.
+    offers_f16: bool,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -103,13 +127,25 @@ impl GpuContext {
         })?;
         let summary = AdapterSummary::of(&adapter);
         let limits = adapter.limits();
+        let offers_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
+        if options.f16_storage && !offers_f16 {
+            return Err(Error::Backend {
+                backend: "gpu".into(),
+                detail: format!(
+                    "f16 storage needs the adapter feature SHADER_F16 (WebGPU's shader-f16), which {summary} does not offer; run without f16 storage ({GPU_F16_ENV}, --f16)"
+                ),
+            });
+        }
         // Timestamps written by compute passes time each kernel (`profile_kernels`); they
         // need no other feature, and cost nothing when no pass writes them.
-        let features = if options.no_timestamps {
+        let mut features = if options.no_timestamps {
             wgpu::Features::empty()
         } else {
             adapter.features() & wgpu::Features::TIMESTAMP_QUERY
         };
+        if options.f16_storage {
+            features |= wgpu::Features::SHADER_F16;
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("lamina"),
             required_features: features,
@@ -157,6 +193,8 @@ impl GpuContext {
             adapter: summary,
             limits: dl,
             timestamp_period_ns,
+            f16_storage: options.f16_storage,
+            offers_f16,
             errors,
         })
     }
@@ -170,6 +208,16 @@ impl GpuContext {
     /// `TIMESTAMP_QUERY`) and they were enabled.
     pub fn supports_timestamps(&self) -> bool {
         self.timestamp_period_ns.is_some()
+    }
+
+    /// Whether float32 tensors are stored on the device as f16 (`GpuOptions::f16_storage`).
+    pub fn f16_storage(&self) -> bool {
+        self.f16_storage
+    }
+
+    /// Whether the adapter offers `SHADER_F16`, which f16 storage needs.
+    pub fn adapter_offers_f16(&self) -> bool {
+        self.offers_f16
     }
 
     /// Nanoseconds per tick of a timestamp query, or `None` where the device has none.

@@ -292,6 +292,17 @@ pub struct Kernel {
     pub body: Vec<Stmt>,
     /// The hand-written module it is built from, if any.
     pub template: Option<Template>,
+    /// Whether the float32 buffers of program nodes hold f16 values (loaded as f32, stored
+    /// rounded to f16); scratch buffers stay f32. See [`Kernel::stores_f16`].
+    pub f16_storage: bool,
+}
+
+impl Kernel {
+    /// Whether a binding of this kernel holds f16 values: a float32 buffer of a program node
+    /// in a kernel built with f16 storage.
+    pub fn stores_f16(&self, b: &Binding) -> bool {
+        self.f16_storage && b.dtype == DType::F32 && matches!(b.buffer, BufferRef::Node(_))
+    }
 }
 
 /// Builds a kernel's statements: fresh values, nested blocks, parameters deduplicated by name
@@ -407,7 +418,7 @@ impl Builder {
 
     fn param_slot(&mut self, name: &str, value: u32) -> usize {
         let key = (name.to_string(), value);
-        let index = match self.param_index.get(&key) {
+        match self.param_index.get(&key) {
             Some(&i) => i,
             None => {
                 let count = self.param_names.entry(name.to_string()).or_insert(0);
@@ -421,8 +432,7 @@ impl Builder {
                 self.param_index.insert(key, self.params.len() - 1);
                 self.params.len() - 1
             }
-        };
-        index
+        }
     }
 
     /// Index arithmetic `a op b`, folding the obvious identities.
@@ -577,6 +587,7 @@ impl Builder {
             shared: self.shared,
             body,
             template,
+            f16_storage: false,
         }
     }
 }

@@ -43,7 +43,12 @@ fn expr(k: &Kernel, e: &Expr) -> String {
         Expr::Read(x) => var(*x),
         Expr::Load { binding, index } => {
             let b = &k.bindings[*binding];
-            wgsl::load(b.dtype, &format!("b{binding}[{}]", v(*index)))
+            let word = format!("b{binding}[{}]", v(*index));
+            if k.stores_f16(b) {
+                format!("f32({word})")
+            } else {
+                wgsl::load(b.dtype, &word)
+            }
         }
         Expr::LoadShared { array, index } => format!("s{array}[{}]", v(*index)),
         Expr::Unary(op, d, x) => wgsl::unary(*op, *d, &v(*x)),
@@ -149,12 +154,12 @@ fn block(k: &Kernel, stmts: &[Stmt], depth: usize, out: &mut String) {
                 value,
             } => {
                 let b: &Binding = &k.bindings[*binding];
-                let _ = writeln!(
-                    out,
-                    "{pad}b{binding}[{}] = {};",
-                    v(*index),
+                let word = if k.stores_f16(b) {
+                    format!("f16({})", v(*value))
+                } else {
                     wgsl::store(b.dtype, &v(*value))
-                );
+                };
+                let _ = writeln!(out, "{pad}b{binding}[{}] = {word};", v(*index));
             }
             Stmt::StoreShared {
                 array,
@@ -201,11 +206,15 @@ fn declarations(k: &Kernel, out: &mut String) {
     out.push_str("};\n@group(0) @binding(0) var<uniform> info: Info;\n");
     for (i, b) in k.bindings.iter().enumerate() {
         let access = if b.writable { "read_write" } else { "read" };
+        let elem = if k.stores_f16(b) {
+            "f16"
+        } else {
+            wgsl::store_type(b.dtype)
+        };
         let _ = writeln!(
             out,
-            "@group(0) @binding({}) var<storage, {access}> b{i}: array<{}>;",
-            i + 1,
-            wgsl::store_type(b.dtype)
+            "@group(0) @binding({}) var<storage, {access}> b{i}: array<{elem}>;",
+            i + 1
         );
     }
     for (i, (t, len)) in k.shared.iter().enumerate() {
@@ -229,9 +238,13 @@ pub fn uniform_bytes(k: &Kernel) -> Vec<u8> {
     bytes
 }
 
-/// The WGSL source of a kernel.
+/// The WGSL source of a kernel. A kernel with f16 storage declares its float32 node buffers
+/// as `array<f16>` (after `enable f16;`), converting to f32 on load and back on store.
 pub fn render(k: &Kernel) -> String {
     let mut code = String::new();
+    if k.bindings.iter().any(|b| k.stores_f16(b)) {
+        code.push_str("enable f16;\n");
+    }
     declarations(k, &mut code);
     let mut generated = String::new();
     match &k.template {

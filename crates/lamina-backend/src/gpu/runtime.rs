@@ -7,7 +7,7 @@ use super::kernels::{self, Compiled, KernelCode};
 use super::plan::{Plan, is_leaf, plan};
 use super::timing::{KernelTiming, TimestampQueries, median};
 use crate::backend::{Backend, Executable, RunStats};
-use crate::budget::{MemoryBudget, MemoryPlan, PlanBuilder, tensor_bytes};
+use crate::budget::{MemoryBudget, MemoryPlan, PlanBuilder};
 use lamina_graph::op::Op;
 use lamina_graph::{DType, Error, HostData, HostTensor, Program, Result};
 use std::collections::{HashMap, HashSet};
@@ -41,9 +41,10 @@ pub struct GpuBackend {
 }
 
 impl GpuBackend {
-    /// Opens the best GPU adapter; an error if there is none.
+    /// Opens the best GPU adapter, with f16 storage where `LAMINA_GPU_F16=1`
+    /// (`GpuOptions::from_env`); an error if there is none.
     pub fn new() -> Result<GpuBackend> {
-        GpuBackend::with_options(GpuOptions::default())
+        GpuBackend::with_options(GpuOptions::from_env())
     }
 
     /// Opens the best GPU adapter with options (such as artificially lowered limits).
@@ -71,7 +72,20 @@ impl GpuBackend {
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;
         let planned = plan(program, &shapes, max_storage)?;
-        Ok(kernels::build(program, &shapes, &planned, true)?.kernels)
+        Ok(kernels::build(program, &shapes, &planned, true, false)?.kernels)
+    }
+
+    /// The kernels of [`GpuBackend::kernels_for`] as built with f16 storage
+    /// (`GpuOptions::f16_storage`): float32 node buffers declared as `array<f16>`.
+    pub fn kernels_for_f16(
+        program: &Program,
+        input_shapes: &[Vec<usize>],
+        max_storage: u32,
+    ) -> Result<Vec<KernelCode>> {
+        let shapes = program.specialize(input_shapes)?;
+        check_u32_indexing(program, &shapes)?;
+        let planned = plan(program, &shapes, max_storage)?;
+        Ok(kernels::build(program, &shapes, &planned, true, true)?.kernels)
     }
 
     fn pipeline(&self, wgsl: &str) -> Result<Arc<wgpu::ComputePipeline>> {
@@ -110,7 +124,7 @@ impl GpuBackend {
             return Ok(b.clone());
         }
         map.retain(|_, (_, _, w)| w.strong_count() > 0);
-        let bytes = var.with_value(|t| to_words(t.data()));
+        let bytes = var.with_value(|t| to_words(t.data(), self.ctx.f16_storage()));
         let buf = match map.get(&var.id()) {
             Some((_, b, _)) if b.size() == bytes.len().max(4) as u64 => b.clone(),
             _ => Arc::new(self.storage(bytes.len(), &format!("variable '{}'", var.path()))?),
@@ -146,9 +160,30 @@ impl GpuBackend {
     }
 }
 
-/// The bytes a tensor occupies on the device (bools as 4-byte words).
-fn to_words(d: &HostData) -> Vec<u8> {
+/// The bytes a tensor of `shape` and `dtype` occupies on the device: 4 per element (bools as
+/// words), or 2 for float32 stored as f16, rounded up to whole 4-byte words; at least 4.
+fn device_bytes(shape: &[usize], dtype: DType, f16: bool) -> u64 {
+    let per = if f16 && dtype == DType::F32 { 2 } else { 4 };
+    shape
+        .iter()
+        .try_fold(per, |acc: u64, &d| acc.checked_mul(d as u64))
+        .and_then(|b| b.checked_next_multiple_of(4))
+        .unwrap_or(u64::MAX)
+        .max(4)
+}
+
+/// The bytes a tensor occupies on the device (bools as 4-byte words; with `f16`, float32 as
+/// f16 rounded to nearest even, padded to a whole word).
+fn to_words(d: &HostData, f16: bool) -> Vec<u8> {
     match d {
+        HostData::F32(v) if f16 => {
+            let mut bytes: Vec<u8> = v
+                .iter()
+                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                .collect();
+            bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+            bytes
+        }
         HostData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         HostData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         HostData::U32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
@@ -156,7 +191,16 @@ fn to_words(d: &HostData) -> Vec<u8> {
     }
 }
 
-fn from_words(dtype: DType, bytes: &[u8]) -> HostData {
+/// A tensor's values from the bytes `to_words` gives (with `f16`, float32 read from f16).
+fn from_words(dtype: DType, bytes: &[u8], f16: bool) -> HostData {
+    if f16 && dtype == DType::F32 {
+        return HostData::F32(
+            bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        );
+    }
     let words = bytes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]);
     match dtype {
         DType::F32 => HostData::F32(words.map(f32::from_le_bytes).collect()),
@@ -270,7 +314,11 @@ fn internal(what: &str) -> Error {
 
 impl Backend for Arc<GpuBackend> {
     fn name(&self) -> String {
-        format!("gpu: {}", self.ctx.adapter)
+        if self.ctx.f16_storage() {
+            format!("gpu: {} with f16 storage", self.ctx.adapter)
+        } else {
+            format!("gpu: {}", self.ctx.adapter)
+        }
     }
 
     fn compile(
@@ -282,11 +330,15 @@ impl Backend for Arc<GpuBackend> {
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;
         let planned = plan(program, &shapes, self.ctx.limits.max_storage_buffers)?;
-        let compiled = kernels::build(program, &shapes, &planned, !self.ctx.adapter_is_cpu())?;
+        let f16 = self.ctx.f16_storage();
+        let compiled = kernels::build(program, &shapes, &planned, !self.ctx.adapter_is_cpu(), f16)?;
+        if f16 {
+            check_f16_bindings(program, &compiled)?;
+        }
         budget.check(
             "gpu",
             program,
-            &memory_plan(program, &shapes, &planned, &compiled),
+            &memory_plan(program, &shapes, &planned, &compiled, f16),
         )?;
         let mut buffers: HashMap<usize, Arc<wgpu::Buffer>> = HashMap::new();
         let mut slots = Vec::new();
@@ -301,7 +353,7 @@ impl Backend for Arc<GpuBackend> {
         let mut free: Vec<Arc<wgpu::Buffer>> = Vec::new();
         for &n in &planned.materialized {
             let node = &program.nodes[n];
-            let bytes = shapes[n].iter().product::<usize>() * 4;
+            let bytes = device_bytes(&shapes[n], node.dtype, f16) as usize;
             let what = format!("tensor of op {} with shape {:?}", node.op.name(), shapes[n]);
             match &node.op {
                 Op::Input { .. } => {
@@ -315,7 +367,7 @@ impl Backend for Arc<GpuBackend> {
                 }
                 Op::Constant(c) => {
                     let buf = self.storage(bytes, &what)?;
-                    let words = to_words(c.data());
+                    let words = to_words(c.data(), f16);
                     self.ctx.queue.write_buffer(&buf, 0, &words);
                     self.counters
                         .bytes_uploaded
@@ -333,7 +385,7 @@ impl Backend for Arc<GpuBackend> {
         for (ki, k) in compiled.kernels.iter().enumerate() {
             let n = k.output;
             if let std::collections::hash_map::Entry::Vacant(entry) = buffers.entry(n) {
-                let bytes = (shapes[n].iter().product::<usize>() * 4).max(4) as u64;
+                let bytes = device_bytes(&shapes[n], program.nodes[n].dtype, f16);
                 let pos = free.iter().position(|b| b.size() == bytes);
                 let buf = match (pos, is_output(n)) {
                     (Some(p), false) => free.swap_remove(p),
@@ -376,7 +428,7 @@ impl Backend for Arc<GpuBackend> {
             .map(|&o| {
                 self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("lamina read-back"),
-                    size: (shapes[o].iter().product::<usize>() * 4).max(4) as u64,
+                    size: device_bytes(&shapes[o], program.nodes[o].dtype, f16),
                     usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 })
@@ -456,18 +508,38 @@ fn check_u32_indexing(program: &Program, shapes: &[Vec<usize>]) -> Result<()> {
     Ok(())
 }
 
+/// Checks that the kernels and the runtime agree on which buffers hold f16: every binding of a
+/// node's buffer is float32 exactly when the node is (an internal error otherwise).
+fn check_f16_bindings(program: &Program, compiled: &Compiled) -> Result<()> {
+    for k in &compiled.kernels {
+        for b in &k.bindings {
+            if let BufferRef::Node(n) = b.buffer
+                && (b.dtype == DType::F32) != (program.nodes[n].dtype == DType::F32)
+            {
+                return Err(internal(&format!(
+                    "a {} kernel binds the {:?} buffer of node {n} as {:?}, which f16 storage cannot hold",
+                    k.kind, program.nodes[n].dtype, b.dtype
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The device buffers a compiled program holds, all for its lifetime: inputs, constants,
 /// weights, kernel outputs (a dead intermediate's buffer reused by a later output of the same
-/// size, as `compile` assigns them) and the read-back copies of the outputs.
+/// size, as `compile` assigns them) and the read-back copies of the outputs; with `f16`,
+/// float32 tensors at 2 bytes an element.
 fn memory_plan(
     program: &Program,
     shapes: &[Vec<usize>],
     planned: &Plan,
     compiled: &Compiled,
+    f16: bool,
 ) -> MemoryPlan {
     let input_shapes: Vec<Vec<usize>> = program.inputs.iter().map(|&i| shapes[i].clone()).collect();
     let mut b = PlanBuilder::new(shapes, &input_shapes);
-    let bytes = |n: usize| tensor_bytes(&shapes[n]).max(4);
+    let bytes = |n: usize| device_bytes(&shapes[n], program.nodes[n].dtype, f16);
     let mut allocated: HashSet<usize> = HashSet::new();
     for &n in &planned.materialized {
         if is_leaf(&program.nodes[n].op) {
@@ -533,7 +605,7 @@ impl GpuExecutable {
             match slot {
                 Slot::Input(k) => {
                     let host = &inputs[*k];
-                    let words = to_words(host.data());
+                    let words = to_words(host.data(), ctx.f16_storage());
                     ctx.queue.write_buffer(&self.buffers[n], 0, &words);
                     backend
                         .counters
@@ -663,7 +735,11 @@ impl GpuExecutable {
                     .device
                     .create_buffer(&wgpu::BufferDescriptor {
                         label: Some("lamina read-back"),
-                        size: (self.shapes[o].iter().product::<usize>() * 4).max(4) as u64,
+                        size: device_bytes(
+                            &self.shapes[o],
+                            self.program.nodes[o].dtype,
+                            self.backend.ctx.f16_storage(),
+                        ),
                         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                         mapped_at_creation: false,
                     })
@@ -686,12 +762,13 @@ impl GpuExecutable {
                         backend: "gpu".into(),
                         detail: format!("reading results back: {e}"),
                     })?;
-                let n = self.shapes[o].iter().product::<usize>() * 4;
+                let f16 = backend.ctx.f16_storage() && p.nodes[o].dtype == DType::F32;
+                let n = self.shapes[o].iter().product::<usize>() * if f16 { 2 } else { 4 };
                 backend
                     .counters
                     .bytes_read_back
                     .fetch_add(n as u64, Ordering::Relaxed);
-                from_words(p.nodes[o].dtype, &view[..n])
+                from_words(p.nodes[o].dtype, &view[..n], f16)
             };
             staging[i].unmap();
             outs.push(HostTensor::from_data(&self.shapes[o], data)?);

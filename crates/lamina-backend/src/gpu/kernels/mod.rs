@@ -57,7 +57,8 @@ impl Scratch {
     }
 }
 
-fn finish(k: Kernel, output: usize) -> KernelCode {
+fn finish(mut k: Kernel, output: usize, f16_storage: bool) -> KernelCode {
+    k.f16_storage = f16_storage;
     let wgsl = render::render(&k);
     let reads = k
         .bindings
@@ -82,18 +83,20 @@ fn finish(k: Kernel, output: usize) -> KernelCode {
 
 /// Lowers and renders every kernel of a plan. `shared_memory_matmul` picks the matmul tiled
 /// through workgroup memory (GPUs) over the one streaming from global memory (CPU adapters).
+/// `f16_storage` stores the float32 buffers of program nodes as f16 (`Kernel::f16_storage`).
 pub fn build(
     prog: &Program,
     shapes: &[Vec<usize>],
     plan: &Plan,
     shared_memory_matmul: bool,
+    f16_storage: bool,
 ) -> Result<Compiled> {
     let mat = |n: usize| plan.materialized.contains(&n);
     let mut scratch = Scratch::default();
     let mut kernels = Vec::new();
     for kp in &plan.kernels {
         let ks = kernel(prog, shapes, &mat, kp, &mut scratch, shared_memory_matmul)?;
-        kernels.extend(ks.into_iter().map(|k| finish(k, kp.root)));
+        kernels.extend(ks.into_iter().map(|k| finish(k, kp.root, f16_storage)));
     }
     Ok(Compiled {
         kernels,
