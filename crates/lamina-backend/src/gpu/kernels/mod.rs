@@ -81,8 +81,11 @@ fn finish(mut k: Kernel, output: usize, f16_storage: bool) -> KernelCode {
     }
 }
 
-/// Lowers and renders every kernel of a plan. `shared_memory_matmul` picks the matmul tiled
-/// through workgroup memory (GPUs) over the one streaming from global memory (CPU adapters).
+/// Lowers and renders every kernel of a plan. `shared_memory_matmul` says the adapter is a
+/// GPU: matmuls tile through workgroup memory and rows of more than `THREAD_ROW_MAX` elements
+/// are reduced by whole workgroups; on CPU-hosted adapters (where barriers are expensive)
+/// matmuls stream from global memory and rows run one thread each while their loops stay
+/// short.
 /// `f16_storage` stores the float32 buffers of program nodes as f16 (`Kernel::f16_storage`).
 pub fn build(
     prog: &Program,
@@ -114,7 +117,14 @@ fn kernel(
 ) -> Result<Vec<Kernel>> {
     match &kp.kind {
         KernelKind::Elementwise => Ok(vec![elementwise::build(prog, shapes, mat, kp.root)?]),
-        KernelKind::Row(group) => Ok(vec![reduce::row(prog, shapes, mat, kp.root, group)?]),
+        KernelKind::Row(group) => Ok(vec![reduce::row(
+            prog,
+            shapes,
+            mat,
+            kp.root,
+            group,
+            shared_memory_matmul,
+        )?]),
         KernelKind::LongReduce => reduce::long(prog, shapes, mat, kp.root, scratch),
         KernelKind::ArgReduce => reduce::arg(prog, shapes, mat, kp.root, scratch),
         KernelKind::Scan => scan::build(prog, shapes, mat, kp.root, scratch),

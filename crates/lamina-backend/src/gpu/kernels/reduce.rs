@@ -11,6 +11,10 @@ use crate::gpu::plan::{COOP_MAX, RowGroup, THREAD_ROW_MAX, WG_ROW};
 use lamina_graph::op::{ArgReduceOp, BinaryOp, Op, ReduceOp, UnaryOp};
 use lamina_graph::{DType, Error, Program, Result};
 
+/// The most loop steps of a one-thread-per-row kernel on a CPU-hosted adapter (llvmpipe stops
+/// a shader's loops after 65,535 steps in all).
+const CPU_ADAPTER_TRIPS: usize = 16_384;
+
 /// Threads per workgroup of the one-thread-per-row kernels.
 const WG_THREAD_ROWS: u32 = 64;
 
@@ -153,6 +157,7 @@ pub fn row(
     mat: &dyn Fn(usize) -> bool,
     root: usize,
     group: &RowGroup,
+    gpu_shaped: bool,
 ) -> Result<Kernel> {
     let s = &group.input_shape;
     let kept: Vec<usize> = (0..s.len()).filter(|d| !group.axes.contains(d)).collect();
@@ -160,7 +165,15 @@ pub fn row(
     let red_shape: Vec<usize> = group.axes.iter().map(|&d| s[d]).collect();
     let rows: usize = row_shape.iter().product();
     let inner: usize = red_shape.iter().product();
-    let coop = inner > THREAD_ROW_MAX;
+    // One thread per row while every loop of the kernel together stays under
+    // `CPU_ADAPTER_TRIPS` steps on CPU-hosted adapters (`THREAD_ROW_MAX` on GPUs, where a
+    // workgroup per row reads coalesced).
+    let loops = group.members.len() + 1;
+    let coop = if gpu_shaped {
+        inner > THREAD_ROW_MAX
+    } else {
+        inner * loops > CPU_ADAPTER_TRIPS
+    };
     let wg = if coop { WG_ROW } else { WG_THREAD_ROWS };
     let mut lw = Lowerer::new(Builder::new("row", wg), prog, shapes, mat);
     lw.set_root(root);
