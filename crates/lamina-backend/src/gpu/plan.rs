@@ -124,6 +124,11 @@ pub struct Plan {
 }
 
 type Map = Vec<Label>;
+
+/// Whether a non-fused node reached in a region is computed inside the kernel: `None` means it
+/// needs a buffer; `Some(Some(m))`, computed in registers with its input read at labels `m`;
+/// `Some(None)`, computed in registers from outside the region (a matmul's accumulator).
+type RegisterRule<'a> = dyn Fn(usize, &[Map]) -> Option<Option<Map>> + 'a;
 type ReduceKey = (Vec<usize>, Vec<usize>);
 
 struct Planner<'a> {
@@ -258,7 +263,7 @@ impl Planner<'_> {
         root: usize,
         root_map: Map,
         mat: &HashSet<usize>,
-        register: &dyn Fn(usize, &[Map]) -> Option<Option<Map>>,
+        register: &RegisterRule<'_>,
     ) -> Region {
         let mut maps: HashMap<usize, Vec<Map>> = HashMap::new();
         maps.insert(root, vec![root_map]);

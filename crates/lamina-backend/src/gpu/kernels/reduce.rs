@@ -131,7 +131,10 @@ fn tree(
 }
 
 /// Places per-part coordinates on the axes of a tensor of rank `rank` (others are 0).
-fn place(lw: &mut Lowerer<'_>, rank: usize, parts: &[(&[usize], &[(Val, Label)])]) -> Coords {
+/// Coordinates on some axes of a tensor: the axes, and a value with its label for each.
+type AxisPart<'a> = (&'a [usize], &'a [(Val, Label)]);
+
+fn place(lw: &mut Lowerer<'_>, rank: usize, parts: &[AxisPart<'_>]) -> Coords {
     let zero = lw.b.u32(0);
     let mut c = vec![(zero, Label::Zero); rank];
     for (axes, vals) in parts {
