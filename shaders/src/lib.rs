@@ -145,7 +145,3 @@ pub const MATMUL_TILED: &str = include_str!("../matmul_tiled.wgsl");
 /// The matrix product streaming from global memory (`matmul_stream.wgsl`), for CPU-hosted
 /// adapters and for products with few rows.
 pub const MATMUL_STREAM: &str = include_str!("../matmul_stream.wgsl");
-
-/// The matrix product of 8 rows by 1024 columns per workgroup (`matmul_rows.wgsl`), with
-/// uniform reads of A: for CPU-hosted adapters, and for products of few rows on GPUs.
-pub const MATMUL_ROWS: &str = include_str!("../matmul_rows.wgsl");

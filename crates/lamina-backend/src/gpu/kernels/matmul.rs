@@ -46,7 +46,13 @@ pub fn build(
     let (m, k, n) = (sa[sa.len() - 2], sa[sa.len() - 1], sb[sb.len() - 1]);
     let narrow = m <= 4;
     let tiled = o.shared_memory && !narrow;
-    let (tile_rows, tile_cols) = if tiled { (64usize, 64usize) } else { (8, 1024) };
+    // The tiled template's 16x16 threads cover 64x64; the streaming one's threads, 4x4 each,
+    // form 16x16 (64x64) or, for at most 4 rows, one row of 256 (4x1024).
+    let (threads_x, tile_rows, tile_cols) = if narrow {
+        (256usize, 4usize, 1024usize)
+    } else {
+        (16, 64, 64)
+    };
     let batch_shape: Vec<usize> = out_shape[..r - 2].to_vec();
     let batches: usize = batch_shape.iter().product();
     let (tm, tn) = (m.div_ceil(tile_rows).max(1), n.div_ceil(tile_cols).max(1));
@@ -80,6 +86,9 @@ pub fn build(
         ("a_sk", o.a.strides[sa.len() - 1] as i32 as u32 as usize),
         ("b_sk", o.b.strides[sb.len() - 2] as i32 as u32 as usize),
         ("b_sn", o.b.strides[sb.len() - 1] as i32 as u32 as usize),
+        ("threads_x", threads_x),
+        ("tile_rows", tile_rows),
+        ("tile_cols", tile_cols),
     ] {
         lw.b.declare_param(name, v as u32);
     }
@@ -170,7 +179,7 @@ pub fn build(
     let source = if tiled {
         lamina_shaders::MATMUL_TILED
     } else {
-        lamina_shaders::MATMUL_ROWS
+        lamina_shaders::MATMUL_STREAM
     };
     let main =
         lw.b.finish(tiles as u64, Some(Template { source, functions }));
