@@ -5,12 +5,13 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// What a variable is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum VariableKind {
-    /// A trainable weight (counted in `summary()` as trainable).
+    /// A weight: a parameter in `summary()`, trainable unless its flag says otherwise
+    /// ([`Variable::trainable`]).
     Weight,
     /// A Lambda `arguments` value: passed to the function, never counted as a parameter.
     Argument,
@@ -25,10 +26,12 @@ pub struct Variable {
     kind: VariableKind,
     value: RwLock<HostTensor>,
     version: AtomicU64,
+    trainable: AtomicBool,
 }
 
 impl Variable {
-    /// A new variable owned by `layer` with an initial value.
+    /// A new variable owned by `layer` with an initial value. A weight starts trainable; an
+    /// argument never is.
     pub fn new(layer: &str, name: &str, kind: VariableKind, value: HostTensor) -> Self {
         Variable {
             id: crate::tensor::next_id(),
@@ -37,7 +40,32 @@ impl Variable {
             kind,
             value: RwLock::new(value),
             version: AtomicU64::new(0),
+            trainable: AtomicBool::new(kind == VariableKind::Weight),
         }
+    }
+
+    /// The same variable with its trainable flag set, as Keras's `add_weight(trainable=...)`:
+    /// `BatchNormalization`'s moving statistics are made with `.with_trainable(false)`.
+    /// An argument stays non-trainable whatever is asked.
+    pub fn with_trainable(self, trainable: bool) -> Self {
+        self.set_trainable(trainable);
+        self
+    }
+
+    /// Whether the weight is trainable (Keras's `variable.trainable`). Inference never reads
+    /// it; `summary()` counts trainable and non-trainable parameters by it and model files
+    /// keep it.
+    pub fn trainable(&self) -> bool {
+        self.trainable.load(Ordering::Acquire)
+    }
+
+    /// Sets the trainable flag (Keras's `layer.trainable = False` freezes every weight of a
+    /// layer). Arguments are never trainable, so for them this does nothing.
+    pub fn set_trainable(&self, trainable: bool) {
+        self.trainable.store(
+            trainable && self.kind == VariableKind::Weight,
+            Ordering::Release,
+        );
     }
 
     /// A process-unique id.

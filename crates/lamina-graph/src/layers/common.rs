@@ -41,6 +41,19 @@ impl Weights {
         wanted: &[(&'static str, Vec<usize>)],
         init: impl Fn(&str, &[usize]) -> Result<HostTensor>,
     ) -> Result<Vec<Arc<Variable>>> {
+        self.get_or_make_flagged(layer, wanted, &[], init)
+    }
+
+    /// As `get_or_make`, with the weights named in `non_trainable` made non-trainable (Keras's
+    /// `add_weight(trainable=False)`, as `BatchNormalization`'s moving statistics). The flag is
+    /// set only when the weights are made: a user's later change, or a loaded file's, stays.
+    pub(crate) fn get_or_make_flagged(
+        &self,
+        layer: &str,
+        wanted: &[(&'static str, Vec<usize>)],
+        non_trainable: &[&str],
+        init: impl Fn(&str, &[usize]) -> Result<HostTensor>,
+    ) -> Result<Vec<Arc<Variable>>> {
         let mut guard = self.slot.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(vars) = &*guard {
             for (v, (_, shape)) in vars.iter().zip(wanted) {
@@ -61,12 +74,10 @@ impl Weights {
                 Some(v) => v,
                 None => init(name, shape)?,
             };
-            vars.push(Arc::new(Variable::new(
-                layer,
-                name,
-                VariableKind::Weight,
-                value,
-            )));
+            vars.push(Arc::new(
+                Variable::new(layer, name, VariableKind::Weight, value)
+                    .with_trainable(!non_trainable.contains(name)),
+            ));
         }
         *guard = Some(vars.clone());
         Ok(vars)

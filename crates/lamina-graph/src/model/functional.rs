@@ -145,6 +145,23 @@ impl Model {
             .collect()
     }
 
+    /// The trainable weights (Keras's `model.trainable_weights`), each once.
+    pub fn trainable_weights(&self) -> Vec<Arc<Variable>> {
+        self.weights()
+            .into_iter()
+            .filter(|v| v.trainable())
+            .collect()
+    }
+
+    /// The non-trainable weights (Keras's `model.non_trainable_weights`: `BatchNormalization`'s
+    /// moving statistics, frozen weights), each once.
+    pub fn non_trainable_weights(&self) -> Vec<Arc<Variable>> {
+        self.weights()
+            .into_iter()
+            .filter(|v| !v.trainable())
+            .collect()
+    }
+
     /// The value of the weight named `layer/variable` (`dense/kernel`, `lambda/multiplier`).
     pub fn get_weight(&self, path: &str) -> Result<HostTensor> {
         self.find_weight(path).map(|v| v.value())

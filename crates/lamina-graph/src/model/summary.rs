@@ -163,7 +163,7 @@ impl Model {
         let weights = self.weights();
         let trainable: usize = weights
             .iter()
-            .filter(|v| v.kind() == VariableKind::Weight)
+            .filter(|v| v.kind() == VariableKind::Weight && v.trainable())
             .map(|v| v.numel())
             .sum();
         let total: usize = weights.iter().map(|v| v.numel()).sum();

@@ -2,7 +2,7 @@
 //! constants, and whose metadata holds the architecture as JSON (these records).
 
 use crate::dtype::DType;
-use crate::op::{ArgReduceOp, AxisSlice, BinaryOp, ReduceOp, ScanOp, UnaryOp};
+use crate::op::{ArgReduceOp, AxisSlice, BinaryOp, ConvSpec, ReduceOp, ScanOp, UnaryOp};
 use serde::{Deserialize, Serialize};
 
 /// The `format` metadata value of a Lamina model file.
@@ -41,6 +41,10 @@ pub struct Architecture {
     pub inputs: Vec<usize>,
     /// The model's outputs.
     pub outputs: Vec<TensorRef>,
+    /// The weights that are not trainable, by tensor name (`layers/{i}/weights/{name}`);
+    /// every other weight is trainable. Absent in files without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub non_trainable: Vec<String>,
 }
 
 /// Output `output` of call `call`.
@@ -419,5 +423,10 @@ pub enum OpRecord {
     Cast {
         /// Target dtype.
         dtype: DType,
+    },
+    /// Convolution (inputs: x, kernel and optionally bias).
+    Conv {
+        /// Strides, dilations, padding and groups.
+        spec: ConvSpec,
     },
 }

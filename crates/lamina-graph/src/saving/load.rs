@@ -121,6 +121,7 @@ fn op_of(record: &OpRecord) -> Option<Op> {
         OpRecord::Gather { axis } => Op::Gather { axis: *axis },
         OpRecord::MatMul => Op::MatMul,
         OpRecord::Cast { dtype } => Op::Cast(*dtype),
+        OpRecord::Conv { spec } => Op::Conv(spec.clone()),
         OpRecord::Input { .. }
         | OpRecord::InputMask { .. }
         | OpRecord::Constant { .. }
@@ -801,6 +802,7 @@ fn build(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<
     }
     let model = Model::build(&arch.name, &inputs, &outs, arch.sequential)
         .map_err(|e| loader.err(e.to_string()))?;
+    set_trainable_flags(loader, arch, &built)?;
     // Every tensor of the file belongs to something: an unknown extra one is refused.
     let used = loader.used.borrow();
     let mut unused: Vec<&str> = loader
@@ -820,6 +822,36 @@ fn build(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<
         )));
     }
     Ok(model)
+}
+
+/// Sets every loaded weight's trainable flag from the file: the weights it lists as
+/// non-trainable are, all others are trainable. A listed name that is not a weight of the
+/// model is refused.
+fn set_trainable_flags(loader: &Loader<'_>, arch: &Architecture, built: &[Built]) -> Result<()> {
+    let listed: HashSet<&str> = arch.non_trainable.iter().map(String::as_str).collect();
+    let mut found = HashSet::new();
+    for (i, b) in built.iter().enumerate() {
+        let Built::Layer { layer, .. } = b else {
+            continue;
+        };
+        for v in layer.variables() {
+            if v.kind() != crate::variable::VariableKind::Weight {
+                continue;
+            }
+            let name = format!("layers/{i}/weights/{}", v.name());
+            let frozen = listed.contains(name.as_str());
+            if frozen {
+                found.insert(name);
+            }
+            v.set_trainable(!frozen);
+        }
+    }
+    match arch.non_trainable.iter().find(|n| !found.contains(*n)) {
+        Some(n) => Err(loader.err(format!(
+            "'{n}' is listed as non-trainable but is not a weight of the model"
+        ))),
+        None => Ok(()),
+    }
 }
 
 impl Model {

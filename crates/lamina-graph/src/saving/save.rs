@@ -65,6 +65,7 @@ pub(crate) fn snapshot(model: &Model) -> Result<Snapshot> {
         Ok(TensorRef { call, output })
     };
     let mut call_records = Vec::with_capacity(calls.len());
+    let mut non_trainable = Vec::new();
     for call in calls {
         let layer = call.layer();
         let li = match layer_index.get(&layer.id()) {
@@ -73,6 +74,11 @@ pub(crate) fn snapshot(model: &Model) -> Result<Snapshot> {
                 let i = layers.len();
                 layers.push(layer_record(call, i, &mut tensors)?);
                 layer_index.insert(layer.id(), i);
+                for v in layer.variables() {
+                    if v.kind() == crate::variable::VariableKind::Weight && !v.trainable() {
+                        non_trainable.push(format!("layers/{i}/weights/{}", v.name()));
+                    }
+                }
                 i
             }
         };
@@ -117,6 +123,7 @@ pub(crate) fn snapshot(model: &Model) -> Result<Snapshot> {
             calls: call_records,
             inputs,
             outputs,
+            non_trainable,
         },
         tensors,
     })
@@ -533,6 +540,7 @@ fn op_record(op: &Op) -> Option<OpRecord> {
         Op::Gather { axis } => OpRecord::Gather { axis: *axis },
         Op::MatMul => OpRecord::MatMul,
         Op::Cast(d) => OpRecord::Cast { dtype: *d },
+        Op::Conv(spec) => OpRecord::Conv { spec: spec.clone() },
         Op::Input { .. } | Op::Constant(_) | Op::Variable(_) => return None,
     })
 }
