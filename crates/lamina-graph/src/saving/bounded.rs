@@ -96,6 +96,19 @@ pub(crate) fn read_safetensors_file(path: &Path) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     read_exactly(path, &mut reader, &mut bytes, 8, "header length")?;
     let prefix: [u8; 8] = bytes[..8].try_into().unwrap_or([0; 8]);
+    if let Some(format) = super::keras::sniff_format(&prefix) {
+        return Err(file_err(
+            path,
+            format!(
+                "not a safetensors file: it is {format}{}",
+                if format.starts_with("NumPy") {
+                    " (read it with HostTensor::read_npy)"
+                } else {
+                    " (load Keras files with Model::load_keras or load_keras_weights)"
+                }
+            ),
+        ));
+    }
     let n = header_len(&prefix).map_err(|d| file_err(path, d))?;
     if let Some(len) = file_len
         && len < 8 + n as u64

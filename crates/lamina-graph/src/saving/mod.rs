@@ -5,5 +5,6 @@
 mod atomic;
 mod bounded;
 pub mod format;
+pub mod keras;
 mod load;
 mod save;

@@ -1,0 +1,208 @@
+//! Reading a `.keras` archive (a zip) or a `.weights.h5` file into memory, bounded: every
+//! entry's declared size is checked before it is read, reading stops at that size, memory is
+//! reserved fallibly as data arrives, and a deflated entry may not claim to expand more than
+//! deflate can.
+
+use super::file_err;
+use crate::error::Result;
+use std::io::Read;
+use std::path::Path;
+
+/// The largest `config.json`, `metadata.json` or `model.weights.h5` read: 4 GiB.
+pub const MAX_KERAS_ENTRY_BYTES: u64 = 1 << 32;
+/// Deflate cannot expand data by more than about 1032 to 1.
+const MAX_DEFLATE_RATIO: u64 = 1032;
+/// The most entries an archive may list.
+const MAX_ENTRIES: usize = 1 << 12;
+
+const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
+
+/// The parts of a `.keras` file, read into memory.
+pub struct KerasArchive {
+    /// `config.json`: the architecture.
+    pub config: Vec<u8>,
+    /// `metadata.json` (Keras version, date), empty when absent.
+    pub metadata: Vec<u8>,
+    /// `model.weights.h5`.
+    pub weights: Vec<u8>,
+}
+
+/// What a file looks like from its first bytes, for errors that name the format.
+pub(crate) fn sniff(prefix: &[u8]) -> Option<&'static str> {
+    if prefix.starts_with(HDF5_MAGIC) {
+        Some("HDF5 (a Keras .weights.h5 or .h5 file)")
+    } else if prefix.starts_with(b"PK\x03\x04") || prefix.starts_with(b"PK\x05\x06") {
+        Some("zip (a Keras .keras archive?)")
+    } else if prefix.starts_with(b"\x93NUMPY") {
+        Some("NumPy .npy")
+    } else {
+        None
+    }
+}
+
+fn prefix_of(path: &Path) -> Result<Vec<u8>> {
+    let mut f =
+        std::fs::File::open(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+    let mut buf = vec![0u8; 8];
+    let mut got = 0;
+    while got < 8 {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(file_err(path, format!("cannot read: {e}"))),
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// Reads at most `limit` bytes from `r`, reserving memory as data arrives; more is an error.
+fn read_bounded(path: &Path, r: &mut impl Read, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let n = match r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(file_err(path, format!("cannot read {what}: {e}"))),
+        };
+        if out.len() as u64 + n as u64 > limit {
+            return Err(file_err(
+                path,
+                format!("{what} holds more than the {limit} bytes it may"),
+            ));
+        }
+        out.try_reserve(n)
+            .map_err(|_| file_err(path, format!("cannot allocate memory to read {what}")))?;
+        out.extend_from_slice(&chunk[..n]);
+    }
+    Ok(out)
+}
+
+impl KerasArchive {
+    /// Reads a `.keras` file. A file that is not a zip is refused naming what it is.
+    pub fn open(path: &Path) -> Result<KerasArchive> {
+        let prefix = prefix_of(path)?;
+        if prefix.starts_with(HDF5_MAGIC) {
+            return Err(file_err(
+                path,
+                "this is an HDF5 file (a Keras .weights.h5 or legacy .h5), not a .keras \
+                 archive: build the model in Rust and call load_keras_weights",
+            ));
+        }
+        if !prefix.starts_with(b"PK") {
+            return Err(file_err(
+                path,
+                format!(
+                    "not a .keras file (a zip archive){}",
+                    match sniff(&prefix) {
+                        Some(f) => format!(": it is {f}"),
+                        None if prefix.first() == Some(&b'{') || prefix.len() >= 8 => {
+                            " (a Lamina model file? use Model::load)".to_string()
+                        }
+                        None => String::new(),
+                    }
+                ),
+            ));
+        }
+        let file =
+            std::fs::File::open(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+        let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+            .map_err(|e| file_err(path, format!("not a valid .keras (zip) file: {e}")))?;
+        if zip.len() > MAX_ENTRIES {
+            return Err(file_err(
+                path,
+                format!(
+                    "the archive lists {} entries, more than {MAX_ENTRIES}",
+                    zip.len()
+                ),
+            ));
+        }
+        let mut entry = |name: &str, required: bool| -> Result<Vec<u8>> {
+            let mut f = match zip.by_name(name) {
+                Ok(f) => f,
+                Err(zip::result::ZipError::FileNotFound) if !required => return Ok(Vec::new()),
+                Err(zip::result::ZipError::FileNotFound) => {
+                    return Err(file_err(
+                        path,
+                        format!("the archive has no '{name}': not a Keras 3 .keras file"),
+                    ));
+                }
+                Err(e) => return Err(file_err(path, format!("'{name}': {e}"))),
+            };
+            let size = f.size();
+            let limit = match f.compression() {
+                zip::CompressionMethod::Stored => f.compressed_size(),
+                _ => f.compressed_size().saturating_mul(MAX_DEFLATE_RATIO),
+            }
+            .min(MAX_KERAS_ENTRY_BYTES);
+            if size > limit {
+                return Err(file_err(
+                    path,
+                    format!(
+                        "'{name}' declares {size} bytes, more than it can hold ({limit} at most)"
+                    ),
+                ));
+            }
+            let bytes = read_bounded(path, &mut (&mut f).take(size + 1), size, name)?;
+            if (bytes.len() as u64) != size {
+                return Err(file_err(
+                    path,
+                    format!(
+                        "'{name}' holds {} bytes, not the {size} declared",
+                        bytes.len()
+                    ),
+                ));
+            }
+            Ok(bytes)
+        };
+        let config = entry("config.json", true)?;
+        if config.len() > crate::limits::MAX_METADATA_BYTES {
+            return Err(file_err(
+                path,
+                format!(
+                    "config.json holds {} bytes, more than {} (limits::MAX_METADATA_BYTES)",
+                    config.len(),
+                    crate::limits::MAX_METADATA_BYTES
+                ),
+            ));
+        }
+        let metadata = entry("metadata.json", false)?;
+        let weights = entry("model.weights.h5", true)?;
+        Ok(KerasArchive {
+            config,
+            metadata,
+            weights,
+        })
+    }
+}
+
+/// The HDF5 bytes of a `.weights.h5` file, or of the `model.weights.h5` inside a `.keras`.
+pub(crate) fn read_weights_bytes(path: &Path) -> Result<Vec<u8>> {
+    let prefix = prefix_of(path)?;
+    if prefix.starts_with(b"PK") {
+        return Ok(KerasArchive::open(path)?.weights);
+    }
+    if !prefix.starts_with(HDF5_MAGIC) {
+        return Err(file_err(
+            path,
+            format!(
+                "not a Keras weights file (HDF5) or .keras archive{}",
+                match sniff(&prefix) {
+                    Some(f) => format!(": it is {f}"),
+                    None => " (a safetensors file? use load_weights)".into(),
+                }
+            ),
+        ));
+    }
+    let mut f =
+        std::fs::File::open(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+    read_bounded(
+        path,
+        &mut (&mut f).take(MAX_KERAS_ENTRY_BYTES + 1),
+        MAX_KERAS_ENTRY_BYTES,
+        "the file",
+    )
+}

@@ -1,0 +1,919 @@
+//! Rebuilding a model from Keras 3's `config.json` with Lamina's layers. The whole
+//! configuration is checked first (every layer class known, every `Lambda` bound), so that a
+//! model Lamina cannot run is refused with the complete list, before anything is built.
+
+use super::KerasBindings;
+use super::weights::{Namer, Slot};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::layer::{LayerRef, call_layer_with_masks};
+use crate::layers::*;
+use crate::limits::printable;
+use crate::model::Model;
+use crate::shape::Dim;
+use crate::tensor::Tensor;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// The layer classes Lamina rebuilds from a Keras configuration.
+pub const SUPPORTED_CLASSES: &[&str] = &[
+    "InputLayer",
+    "Dense",
+    "Embedding",
+    "Dropout",
+    "LayerNormalization",
+    "Activation",
+    "Softmax",
+    "Lambda",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
+    "Concatenate",
+    "Reshape",
+    "Flatten",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
+    "Masking",
+    "Rescaling",
+    "Sequential",
+    "Functional",
+];
+
+/// The operations (Keras's `keras.ops` recorded in a functional graph, as the mask of
+/// `Embedding(mask_zero=True)` is) that Lamina rebuilds.
+const SUPPORTED_OPS: &[&str] = &["NotEqual", "Equal", "Greater", "Less"];
+
+/// A model rebuilt from its configuration, and where each of its layers' weights are.
+pub(crate) struct Built {
+    pub model: Model,
+    pub slots: Vec<Slot>,
+}
+
+fn model_err(detail: impl Into<String>) -> Error {
+    Error::Model {
+        detail: detail.into(),
+    }
+}
+
+fn class_of(v: &Value) -> &str {
+    v.get("class_name").and_then(Value::as_str).unwrap_or("?")
+}
+
+fn is_op(v: &Value) -> bool {
+    v.get("module")
+        .and_then(Value::as_str)
+        .is_some_and(|m| m.starts_with("keras.src.ops"))
+}
+
+fn cfg_of(v: &Value) -> &Value {
+    v.get("config").unwrap_or(&Value::Null)
+}
+
+fn name_of(v: &Value) -> String {
+    v.get("name")
+        .and_then(Value::as_str)
+        .or_else(|| cfg_of(v).get("name").and_then(Value::as_str))
+        .unwrap_or("?")
+        .to_string()
+}
+
+fn is_container(class: &str) -> bool {
+    matches!(class, "Sequential" | "Functional" | "Model")
+}
+
+/// The Python function's name of a Lambda's `function` config, where Keras recorded one.
+fn function_name(f: &Value) -> Option<&str> {
+    match f {
+        Value::String(s) => Some(s),
+        Value::Object(_) if class_of(f) != "__lambda__" => cfg_of(f).as_str(),
+        _ => None,
+    }
+}
+
+/// What Keras recorded for a Lambda's function, for the error that asks for a binding.
+fn describe_function(f: &Value) -> String {
+    if class_of(f) == "__lambda__" {
+        let code = cfg_of(f).get("code").and_then(Value::as_str).unwrap_or("");
+        let Some(bytes) = super::base64::decode(code) else {
+            return "a Python lambda, as bytecode that is not valid base64".into();
+        };
+        let names: Vec<String> = super::base64::strings(&bytes, 3)
+            .into_iter()
+            .filter(|s| {
+                s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_<>./-".contains(c))
+            })
+            .take(8)
+            .collect();
+        return format!(
+            "a Python lambda, recorded as {} bytes of Python bytecode (never run by Lamina; \
+             strings in it: {})",
+            bytes.len(),
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        );
+    }
+    match function_name(f) {
+        Some(n) => format!(
+            "the Python function '{}'{}",
+            printable(n),
+            match f.get("module").and_then(Value::as_str) {
+                Some(m) if m != "builtins" => format!(" of module '{}'", printable(m)),
+                _ => String::new(),
+            }
+        ),
+        None => "a function Keras recorded in a form Lamina does not read".into(),
+    }
+}
+
+/// Walks the configuration and collects every unsupported class and every unbound Lambda.
+fn check(
+    layers: &[Value],
+    bindings: &KerasBindings,
+    missing: &mut BTreeMap<String, Vec<String>>,
+    unbound: &mut Vec<String>,
+) {
+    for l in layers {
+        let class = class_of(l);
+        let name = name_of(l);
+        if is_op(l) {
+            if !SUPPORTED_OPS.contains(&class) {
+                missing
+                    .entry(format!("{class} (a keras.ops operation)"))
+                    .or_default()
+                    .push(name);
+            }
+            continue;
+        }
+        if class == "Lambda" {
+            let cfg = cfg_of(l);
+            let f = cfg.get("function").unwrap_or(&Value::Null);
+            let fname = function_name(f);
+            let has_mask = cfg.get("mask").is_some_and(|m| !m.is_null());
+            match bindings.get(&name, fname) {
+                None => {
+                    let multi = l
+                        .get("inbound_nodes")
+                        .and_then(|n| n.get(0))
+                        .and_then(|n| n.get("args"))
+                        .and_then(|a| a.get(0))
+                        .is_some_and(Value::is_array);
+                    unbound.push(format!(
+                        "Lambda '{}' ({}{}): bind it from Rust with \
+                         KerasBindings::new().bind(\"{}\", {}{})",
+                        printable(&name),
+                        describe_function(f),
+                        if has_mask {
+                            "; it also has a mask function"
+                        } else {
+                            ""
+                        },
+                        printable(fname.unwrap_or(&name)),
+                        if multi {
+                            "Lambda::multi(|xs| ...)"
+                        } else {
+                            "Lambda::new(|x| ...)"
+                        },
+                        if has_mask {
+                            ".mask_fn(|xs, masks| ...)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                Some(b) if has_mask && b.mask_spec().is_none() => unbound.push(format!(
+                    "Lambda '{}' has a mask function in Keras but its binding has no mask: \
+                     add .mask_fn(|xs, masks| ...) (or .mask(...)) to the bound Lambda",
+                    printable(&name)
+                )),
+                Some(_) => {}
+            }
+            continue;
+        }
+        if is_container(class) {
+            if let Some(inner) = cfg_of(l).get("layers").and_then(Value::as_array) {
+                check(inner, bindings, missing, unbound);
+            }
+            continue;
+        }
+        if !SUPPORTED_CLASSES.contains(&class) {
+            missing.entry(class.to_string()).or_default().push(name);
+        }
+    }
+}
+
+fn get<'v>(cfg: &'v Value, key: &str, layer: &str) -> Result<&'v Value> {
+    cfg.get(key)
+        .ok_or_else(|| model_err(format!("layer '{layer}': its config has no '{key}'")))
+}
+
+fn usize_of(cfg: &Value, key: &str, layer: &str) -> Result<usize> {
+    get(cfg, key, layer)?
+        .as_u64()
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| model_err(format!("layer '{layer}': '{key}' is not a count")))
+}
+
+fn f32_or(cfg: &Value, key: &str, default: f32, layer: &str) -> Result<f32> {
+    match cfg.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_f64()
+            .map(|x| x as f32)
+            .ok_or_else(|| model_err(format!("layer '{layer}': '{key}' is not a number"))),
+    }
+}
+
+fn bool_or(cfg: &Value, key: &str, default: bool, layer: &str) -> Result<bool> {
+    match cfg.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| model_err(format!("layer '{layer}': '{key}' is not true or false"))),
+    }
+}
+
+fn axis_of(v: &Value, layer: &str) -> Result<isize> {
+    v.as_i64()
+        .and_then(|a| isize::try_from(a).ok())
+        .ok_or_else(|| model_err(format!("layer '{layer}': axis {v} is not an integer")))
+}
+
+fn activation_of(cfg: &Value, layer: &str) -> Result<Activation> {
+    let v = cfg.get("activation").unwrap_or(&Value::Null);
+    let name = match v {
+        Value::Null => "linear",
+        Value::String(s) => s.as_str(),
+        Value::Object(_) => cfg_of(v).as_str().ok_or_else(|| {
+            model_err(format!(
+                "layer '{layer}': activation {} is a custom object, which Lamina cannot rebuild",
+                class_of(v)
+            ))
+        })?,
+        other => {
+            return Err(model_err(format!(
+                "layer '{layer}': activation {other} is not a name"
+            )));
+        }
+    };
+    name.parse()
+        .map_err(|e: Error| model_err(format!("layer '{layer}': {e}")))
+}
+
+fn data_format_of(cfg: &Value, layer: &str) -> Result<DataFormat> {
+    match cfg.get("data_format") {
+        None | Some(Value::Null) => Ok(DataFormat::ChannelsLast),
+        Some(Value::String(s)) => DataFormat::parse(s),
+        Some(other) => Err(model_err(format!(
+            "layer '{layer}': data_format {other} is not a name"
+        ))),
+    }
+}
+
+fn dtype_of(name: &str) -> Result<DType> {
+    Ok(match name {
+        "float16" | "bfloat16" | "float32" | "float64" => DType::F32,
+        "int8" | "int16" | "int32" | "int64" => DType::I32,
+        "uint8" | "uint16" | "uint32" => DType::U32,
+        "bool" => DType::Bool,
+        other => return Err(model_err(format!("input dtype '{other}' is not supported"))),
+    })
+}
+
+/// A Lamina layer from a Keras layer's class and config (not an input layer or a model).
+fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) -> Result<LayerRef> {
+    let n = name;
+    Ok(match class {
+        "Dense" => Arc::new(
+            Dense::new(usize_of(cfg, "units", n)?)
+                .activation(activation_of(cfg, n)?)
+                .use_bias(bool_or(cfg, "use_bias", true, n)?)
+                .name(n),
+        ),
+        "Embedding" => Arc::new(
+            Embedding::new(
+                usize_of(cfg, "input_dim", n)?,
+                usize_of(cfg, "output_dim", n)?,
+            )
+            .mask_zero(bool_or(cfg, "mask_zero", false, n)?)
+            .name(n),
+        ),
+        "Dropout" => Arc::new(Dropout::new(f32_or(cfg, "rate", 0.0, n)?).name(n)),
+        "LayerNormalization" => {
+            let axes = match cfg.get("axis") {
+                None | Some(Value::Null) => vec![-1],
+                Some(Value::Array(a)) => a.iter().map(|v| axis_of(v, n)).collect::<Result<_>>()?,
+                Some(v) => vec![axis_of(v, n)?],
+            };
+            Arc::new(
+                LayerNormalization::new()
+                    .axis(&axes)
+                    .epsilon(f32_or(cfg, "epsilon", 1e-3, n)?)
+                    .center(bool_or(cfg, "center", true, n)?)
+                    .scale(bool_or(cfg, "scale", true, n)?)
+                    .rms_scaling(bool_or(cfg, "rms_scaling", false, n)?)
+                    .name(n),
+            )
+        }
+        "Activation" => Arc::new(ActivationLayer::new(activation_of(cfg, n)?).name(n)),
+        "Softmax" => {
+            let axis = match cfg.get("axis") {
+                None | Some(Value::Null) => -1,
+                Some(Value::Array(a)) if a.len() == 1 => axis_of(&a[0], n)?,
+                Some(v) => axis_of(v, n)?,
+            };
+            Arc::new(Softmax::new().axis(axis).name(n))
+        }
+        "Add" => Arc::new(Add::new().name(n)),
+        "Subtract" => Arc::new(Subtract::new().name(n)),
+        "Multiply" => Arc::new(Multiply::new().name(n)),
+        "Average" => Arc::new(Average::new().name(n)),
+        "Maximum" => Arc::new(Maximum::new().name(n)),
+        "Minimum" => Arc::new(Minimum::new().name(n)),
+        "Concatenate" => Arc::new(
+            Concatenate::new()
+                .axis(match cfg.get("axis") {
+                    None | Some(Value::Null) => -1,
+                    Some(v) => axis_of(v, n)?,
+                })
+                .name(n),
+        ),
+        "Reshape" => {
+            let target = get(cfg, "target_shape", n)?
+                .as_array()
+                .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
+                .ok_or_else(|| model_err(format!("layer '{n}': target_shape is not a list")))?;
+            Arc::new(Reshape::new(&target).name(n))
+        }
+        "Flatten" => Arc::new(Flatten::new().data_format(data_format_of(cfg, n)?).name(n)),
+        "GlobalAveragePooling1D" => Arc::new(
+            GlobalAveragePooling1D::new()
+                .data_format(data_format_of(cfg, n)?)
+                .keepdims(bool_or(cfg, "keepdims", false, n)?)
+                .name(n),
+        ),
+        "GlobalMaxPooling1D" => Arc::new(
+            GlobalMaxPooling1D::new()
+                .data_format(data_format_of(cfg, n)?)
+                .keepdims(bool_or(cfg, "keepdims", false, n)?)
+                .name(n),
+        ),
+        "Masking" => Arc::new(Masking::new(f32_or(cfg, "mask_value", 0.0, n)?).name(n)),
+        "Rescaling" => Arc::new(
+            Rescaling::new(
+                f32_or(cfg, "scale", 1.0, n)?,
+                f32_or(cfg, "offset", 0.0, n)?,
+            )
+            .name(n),
+        ),
+        "Lambda" => {
+            let f = cfg.get("function").unwrap_or(&Value::Null);
+            let template = bindings
+                .get(n, function_name(f))
+                .ok_or_else(|| model_err(format!("Lambda '{n}' is not bound")))?;
+            let mut lambda = template.clone().name(n);
+            if let Some(Value::Object(args)) = cfg.get("arguments") {
+                for (k, v) in args {
+                    let value = match v {
+                        Value::Number(x) if x.is_i64() => x
+                            .as_i64()
+                            .and_then(|i| i32::try_from(i).ok())
+                            .map(crate::host::HostTensor::from),
+                        Value::Number(x) => x.as_f64().map(|f| (f as f32).into()),
+                        Value::Bool(b) => Some(f32::from(u8::from(*b)).into()),
+                        _ => None,
+                    };
+                    let value = value.ok_or_else(|| {
+                        model_err(format!(
+                            "Lambda '{n}': argument '{k}' is {v}, not a number; set it on the \
+                             bound Lambda instead"
+                        ))
+                    })?;
+                    lambda = lambda.argument(k, value);
+                }
+            }
+            Arc::new(lambda)
+        }
+        other => return Err(model_err(format!("layer class '{other}' is not supported"))),
+    })
+}
+
+/// The Input of a Keras `InputLayer` config.
+fn make_input(layer: &Value) -> Result<Tensor> {
+    let cfg = cfg_of(layer);
+    let name = name_of(layer);
+    let shape = cfg
+        .get("batch_shape")
+        .or_else(|| cfg.get("batch_input_shape"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| model_err(format!("input layer '{name}' has no batch_shape")))?;
+    input_from_shape(
+        shape,
+        cfg.get("dtype")
+            .and_then(Value::as_str)
+            .unwrap_or("float32"),
+        &name,
+    )
+}
+
+fn input_from_shape(shape: &[Value], dtype: &str, name: &str) -> Result<Tensor> {
+    let Some((batch, rest)) = shape.split_first() else {
+        return Err(model_err(format!("input layer '{name}' has rank 0")));
+    };
+    if rest.len() > crate::limits::MAX_RANK {
+        return Err(model_err(format!("input layer '{name}' has too many axes")));
+    }
+    let dims = rest
+        .iter()
+        .map(|d| match d {
+            Value::Null => Ok(Dim::Dynamic),
+            v => v
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map(Dim::Known)
+                .ok_or_else(|| model_err(format!("input layer '{name}': dimension {v}"))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut input = Input::with_dims(dims).dtype(dtype_of(dtype)?).name(name);
+    if let Some(b) = batch.as_u64().and_then(|b| usize::try_from(b).ok()) {
+        input = input.batch_size(b);
+    }
+    let t = input.tensor();
+    t.check()?;
+    Ok(t)
+}
+
+/// Builds containers (Sequential and functional models) onto given input tensors, inlining
+/// nested ones; collects where each layer's weights are.
+struct Builder<'b> {
+    bindings: &'b KerasBindings,
+    slots: Vec<Slot>,
+    /// Layers already made, by their weight group, so that a nested model called twice shares
+    /// its layers.
+    made: HashMap<String, LayerRef>,
+    calls: usize,
+}
+
+/// The most layer calls (nested models inlined) a configuration may make.
+const MAX_CALLS: usize = 1 << 16;
+
+fn keras_ref(v: &Value) -> Option<(&str, usize, usize)> {
+    if class_of(v) != "__keras_tensor__" {
+        return None;
+    }
+    let h = cfg_of(v).get("keras_history")?.as_array()?;
+    Some((
+        h.first()?.as_str()?,
+        usize::try_from(h.get(1)?.as_u64()?).ok()?,
+        usize::try_from(h.get(2)?.as_u64()?).ok()?,
+    ))
+}
+
+type Produced = HashMap<(String, usize), Vec<Tensor>>;
+
+/// The tensors a (nested list of) Keras tensor references stands for; `None` while one is
+/// not made yet.
+fn resolve(v: &Value, produced: &Produced, out: &mut Vec<Tensor>) -> Result<Option<()>> {
+    if let Some((layer, node, index)) = keras_ref(v) {
+        let Some(ts) = produced.get(&(layer.to_string(), node)) else {
+            return Ok(None);
+        };
+        let t = ts.get(index).ok_or_else(|| {
+            model_err(format!(
+                "a node reads output {index} of '{layer}' call {node}, which has {}",
+                ts.len()
+            ))
+        })?;
+        out.push(t.clone());
+        return Ok(Some(()));
+    }
+    match v {
+        Value::Array(items) => {
+            for i in items {
+                if resolve(i, produced, out)?.is_none() {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        }
+        _ => Err(model_err(format!(
+            "a layer is called on {}, which is not a tensor",
+            printable(&v.to_string().chars().take(80).collect::<String>())
+        ))),
+    }
+}
+
+fn refs_of(v: &Value) -> Vec<(&str, usize, usize)> {
+    let mut out = Vec::new();
+    fn walk<'a>(v: &'a Value, out: &mut Vec<(&'a str, usize, usize)>) {
+        if let Some(r) = keras_ref(v) {
+            out.push(r);
+        } else if let Value::Array(a) = v {
+            a.iter().for_each(|x| walk(x, out));
+        }
+    }
+    walk(v, &mut out);
+    out
+}
+
+impl Builder<'_> {
+    fn count_call(&mut self) -> Result<()> {
+        self.calls += 1;
+        if self.calls > MAX_CALLS {
+            return Err(model_err(format!(
+                "the configuration makes more than {MAX_CALLS} layer calls"
+            )));
+        }
+        Ok(())
+    }
+
+    fn layer_for(&mut self, group: &str, entry: &Value) -> Result<LayerRef> {
+        if let Some(l) = self.made.get(group) {
+            return Ok(l.clone());
+        }
+        let class = class_of(entry);
+        let name = name_of(entry);
+        let layer = make_layer(class, cfg_of(entry), &name, self.bindings)?;
+        self.made.insert(group.to_string(), layer.clone());
+        self.slots.push(Slot {
+            group: group.to_string(),
+            layer: layer.clone(),
+        });
+        Ok(layer)
+    }
+
+    /// Applies container `entry` (a model config) to `inputs`; `prefix` is its weight group
+    /// with a trailing `/`, empty at the top.
+    fn apply(
+        &mut self,
+        entry: &Value,
+        inputs: &[Tensor],
+        prefix: &str,
+        depth: usize,
+    ) -> Result<Vec<Tensor>> {
+        if depth > 32 {
+            return Err(model_err("models nest deeper than 32"));
+        }
+        let cfg = cfg_of(entry);
+        let layers = cfg
+            .get("layers")
+            .and_then(Value::as_array)
+            .ok_or_else(|| model_err(format!("model '{}' has no layer list", name_of(entry))))?;
+        let mut namer = Namer::default();
+        if class_of(entry) == "Sequential" {
+            let [x] = inputs else {
+                return Err(model_err(format!(
+                    "Sequential '{}' is called on {} inputs",
+                    name_of(entry),
+                    inputs.len()
+                )));
+            };
+            let mut x = x.clone();
+            for l in layers {
+                let class = class_of(l);
+                if class == "InputLayer" {
+                    continue;
+                }
+                let group = format!("{prefix}layers/{}", namer.next(class));
+                self.count_call()?;
+                if is_container(class) {
+                    let out =
+                        self.apply(l, std::slice::from_ref(&x), &format!("{group}/"), depth + 1)?;
+                    x = single(out, &name_of(l))?;
+                } else {
+                    let layer = self.layer_for(&group, l)?;
+                    let out =
+                        call_layer_with_masks(layer.as_ref(), std::slice::from_ref(&x), None)?;
+                    x = single(out, &name_of(l))?;
+                }
+            }
+            return Ok(vec![x]);
+        }
+        // Functional: input layers take the given tensors, in the order of `input_layers`.
+        let mut produced: Produced = HashMap::new();
+        let input_names = io_refs(cfg.get("input_layers"));
+        if input_names.len() != inputs.len() {
+            return Err(model_err(format!(
+                "model '{}' takes {} inputs, called on {}",
+                name_of(entry),
+                input_names.len(),
+                inputs.len()
+            )));
+        }
+        for ((name, _, _), t) in input_names.iter().zip(inputs) {
+            produced.insert((name.clone(), 0), vec![t.clone()]);
+        }
+        // Each layer's weight group, from its place in the layer list.
+        let mut groups: Vec<Option<String>> = Vec::with_capacity(layers.len());
+        for l in layers {
+            groups.push((!is_op(l)).then(|| format!("{prefix}layers/{}", namer.next(class_of(l)))));
+        }
+        let mut pending: Vec<(usize, usize)> = Vec::new();
+        for (i, l) in layers.iter().enumerate() {
+            if class_of(l) == "InputLayer" {
+                continue;
+            }
+            let nodes = l
+                .get("inbound_nodes")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            pending.extend((0..nodes).map(|k| (i, k)));
+        }
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut rest = Vec::new();
+            for (i, k) in pending {
+                let l = &layers[i];
+                let node = &l["inbound_nodes"][k];
+                let args = node
+                    .get("args")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let mut ins = Vec::new();
+                let first = args.first().unwrap_or(&Value::Null);
+                if resolve(first, &produced, &mut ins)?.is_none() {
+                    rest.push((i, k));
+                    continue;
+                }
+                let mask_v = node
+                    .get("kwargs")
+                    .and_then(|k| k.get("mask"))
+                    .unwrap_or(&Value::Null);
+                let mut masks = Vec::new();
+                let masks_ready = match mask_v {
+                    Value::Null => true,
+                    Value::Array(items) => {
+                        let mut ok = true;
+                        for m in items {
+                            if m.is_null() {
+                                masks.push(None);
+                                continue;
+                            }
+                            let mut one = Vec::new();
+                            if resolve(m, &produced, &mut one)?.is_none() {
+                                ok = false;
+                                break;
+                            }
+                            masks.extend(one.into_iter().map(Some));
+                        }
+                        ok
+                    }
+                    m => {
+                        let mut one = Vec::new();
+                        let ok = resolve(m, &produced, &mut one)?.is_some();
+                        masks.extend(one.into_iter().map(Some));
+                        ok
+                    }
+                };
+                if !masks_ready {
+                    rest.push((i, k));
+                    continue;
+                }
+                self.count_call()?;
+                let name = name_of(l);
+                let class = class_of(l);
+                let outs = if is_op(l) {
+                    vec![op_node(class, &name, &ins, args.get(1), &produced)?]
+                } else {
+                    if args.iter().skip(1).any(|a| !refs_of(a).is_empty()) {
+                        return Err(model_err(format!(
+                            "layer '{name}' is called with more than one positional tensor \
+                             argument, which Lamina does not support"
+                        )));
+                    }
+                    let group = groups[i].clone().unwrap_or_default();
+                    if is_container(class) {
+                        self.apply(l, &ins, &format!("{group}/"), depth + 1)?
+                    } else {
+                        let layer = self.layer_for(&group, l)?;
+                        let explicit = (!masks.is_empty()).then_some(masks.as_slice());
+                        if explicit.is_some_and(|m| m.len() != ins.len()) {
+                            return Err(model_err(format!(
+                                "layer '{name}' is given {} masks for {} inputs",
+                                masks.len(),
+                                ins.len()
+                            )));
+                        }
+                        call_layer_with_masks(layer.as_ref(), &ins, explicit)?
+                    }
+                };
+                produced.insert((name, k), outs);
+            }
+            if rest.len() == before {
+                let (i, k) = rest[0];
+                return Err(model_err(format!(
+                    "call {k} of layer '{}' reads tensors that no layer makes (a cycle or a \
+                     missing layer)",
+                    printable(&name_of(&layers[i]))
+                )));
+            }
+            pending = rest;
+        }
+        let mut outs = Vec::new();
+        for (name, node, index) in io_refs(cfg.get("output_layers")) {
+            let t = produced
+                .get(&(name.clone(), node))
+                .and_then(|ts| ts.get(index))
+                .ok_or_else(|| {
+                    model_err(format!(
+                        "model output '{}' (call {node}, output {index}) is made by no layer",
+                        printable(&name)
+                    ))
+                })?;
+            outs.push(t.clone());
+        }
+        Ok(outs)
+    }
+}
+
+fn single(mut outs: Vec<Tensor>, name: &str) -> Result<Tensor> {
+    if outs.len() != 1 {
+        return Err(model_err(format!(
+            "layer '{name}' gives {} outputs inside a Sequential",
+            outs.len()
+        )));
+    }
+    Ok(outs.remove(0))
+}
+
+/// `input_layers`/`output_layers`: one `[name, node, index]` or a list of them.
+fn io_refs(v: Option<&Value>) -> Vec<(String, usize, usize)> {
+    let one = |a: &Value| -> Option<(String, usize, usize)> {
+        let a = a.as_array()?;
+        Some((
+            a.first()?.as_str()?.to_string(),
+            usize::try_from(a.get(1)?.as_u64()?).ok()?,
+            usize::try_from(a.get(2)?.as_u64()?).ok()?,
+        ))
+    };
+    match v {
+        Some(v @ Value::Array(a)) if a.first().is_some_and(Value::is_string) => {
+            one(v).into_iter().collect()
+        }
+        Some(Value::Array(a)) => a.iter().filter_map(one).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A recorded `keras.ops` call: a comparison of a tensor with a number or a tensor.
+fn op_node(
+    class: &str,
+    name: &str,
+    ins: &[Tensor],
+    other: Option<&Value>,
+    produced: &Produced,
+) -> Result<Tensor> {
+    let [x] = ins else {
+        return Err(model_err(format!(
+            "operation '{name}' takes one tensor first"
+        )));
+    };
+    enum Rhs {
+        Int(i32),
+        Float(f32),
+        T(Tensor),
+    }
+    let rhs = match other {
+        Some(Value::Number(n)) if n.is_i64() => Rhs::Int(
+            n.as_i64()
+                .and_then(|i| i32::try_from(i).ok())
+                .ok_or_else(|| {
+                    model_err(format!("operation '{name}': {n} does not fit in int32"))
+                })?,
+        ),
+        Some(Value::Number(n)) => Rhs::Float(n.as_f64().unwrap_or(0.0) as f32),
+        Some(v) => {
+            let mut ts = Vec::new();
+            match resolve(v, produced, &mut ts)? {
+                Some(()) if ts.len() == 1 => Rhs::T(ts.remove(0)),
+                _ => return Err(model_err(format!("operation '{name}': bad second operand"))),
+            }
+        }
+        None => {
+            return Err(model_err(format!(
+                "operation '{name}' lacks its second operand"
+            )));
+        }
+    };
+    macro_rules! apply {
+        ($m:ident) => {
+            match rhs {
+                Rhs::Int(i) => x.$m(i),
+                Rhs::Float(f) => x.$m(f),
+                Rhs::T(t) => x.$m(&t),
+            }
+        };
+    }
+    let t = match class {
+        "NotEqual" => apply!(not_equal),
+        "Equal" => apply!(equal),
+        "Greater" => apply!(greater),
+        "Less" => apply!(less),
+        other => return Err(model_err(format!("operation {other} is not supported"))),
+    };
+    t.check()?;
+    Ok(t)
+}
+
+/// Rebuilds the model a `config.json` describes; every class is checked and every Lambda
+/// bound before anything is built.
+pub(crate) fn build(config: &Value, bindings: &KerasBindings) -> Result<Built> {
+    let class = class_of(config);
+    if !is_container(class) {
+        return Err(model_err(format!(
+            "config.json describes a '{}', not a Sequential or functional model (subclassed \
+             models cannot be rebuilt without their Python code)",
+            printable(class)
+        )));
+    }
+    let cfg = cfg_of(config);
+    let layers = cfg
+        .get("layers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| model_err("config.json has no layer list"))?;
+    let mut missing = BTreeMap::new();
+    let mut unbound = Vec::new();
+    check(layers, bindings, &mut missing, &mut unbound);
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "it uses layer classes Lamina does not have: {} (Lamina has: {})",
+            missing
+                .iter()
+                .map(|(c, names)| format!(
+                    "{} ({})",
+                    printable(c),
+                    names
+                        .iter()
+                        .map(|n| printable(n).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+            SUPPORTED_CLASSES.join(", ")
+        ));
+    }
+    if !unbound.is_empty() {
+        problems.push(format!(
+            "{} Lambda layer(s) need a Rust body (Keras stores them as Python code, which \
+             Lamina never runs): {}",
+            unbound.len(),
+            unbound.join("; ")
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(model_err(problems.join("; ")));
+    }
+    let name = name_of(config);
+    let mut b = Builder {
+        bindings,
+        slots: Vec::new(),
+        made: HashMap::new(),
+        calls: 0,
+    };
+    let sequential = class == "Sequential";
+    let inputs: Vec<Tensor> = if sequential {
+        match layers.first() {
+            Some(l) if class_of(l) == "InputLayer" => vec![make_input(l)?],
+            _ => {
+                let shape = cfg
+                    .get("build_input_shape")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| {
+                        model_err("the Sequential model has no InputLayer and no build_input_shape")
+                    })?;
+                vec![input_from_shape(shape, "float32", "input_layer")?]
+            }
+        }
+    } else {
+        let mut ins = Vec::new();
+        for (lname, _, _) in io_refs(cfg.get("input_layers")) {
+            let l = layers
+                .iter()
+                .find(|l| name_of(l) == lname && class_of(l) == "InputLayer")
+                .ok_or_else(|| {
+                    model_err(format!(
+                        "model input '{}' is no InputLayer",
+                        printable(&lname)
+                    ))
+                })?;
+            ins.push(make_input(l)?);
+        }
+        ins
+    };
+    let outputs = b.apply(config, &inputs, "", 0)?;
+    let model = Model::build(&name, &inputs, &outputs, sequential)?;
+    Ok(Built {
+        model,
+        slots: b.slots,
+    })
+}

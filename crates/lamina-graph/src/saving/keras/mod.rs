@@ -1,0 +1,148 @@
+//! Keras 3 files: `.keras` archives (a zip of `config.json`, `metadata.json` and
+//! `model.weights.h5`) and `.weights.h5` files. The architecture is rebuilt from
+//! `config.json` with Lamina's layers, the weights are read from the HDF5 file by Keras's
+//! layout (`layers/<layer>/vars/<i>`), and the bodies of `Lambda` layers, which Keras stores
+//! as Python bytecode, are taken from Rust through [`KerasBindings`]. Nothing from the file is
+//! ever executed; hostile files cost an error, with memory and time bounded by the file's size.
+
+mod archive;
+mod base64;
+mod config;
+pub mod hdf5;
+mod weights;
+
+use crate::error::{Error, Result};
+use crate::layers::Lambda;
+use crate::model::Model;
+use std::collections::HashMap;
+use std::path::Path;
+
+pub(crate) use archive::sniff as sniff_format;
+pub use archive::{KerasArchive, MAX_KERAS_ENTRY_BYTES};
+
+/// The Rust bodies of a Keras model's `Lambda` layers, by the layer's name or by the name of
+/// its Python function (`def abs_diff(xs): ...` is `abs_diff`). The layer's name is tried
+/// first. Each bound `Lambda` is a template: every Keras layer that uses it gets a copy of its
+/// own, renamed to the Keras layer's name, with the Keras `arguments` set on it.
+///
+/// ```
+/// use lamina_graph::saving::keras::KerasBindings;
+/// use lamina_graph::Lambda;
+/// let bindings = KerasBindings::new()
+///     .bind("abs_diff", Lambda::multi(|xs| (&xs[0] - &xs[1]).abs()))
+///     .bind("halve", Lambda::new(|x| x * 0.5).mask_fn(|_, m| m[0].clone()));
+/// assert_eq!(bindings.names(), vec!["abs_diff", "halve"]);
+/// ```
+#[derive(Clone, Default)]
+pub struct KerasBindings {
+    by_name: HashMap<String, Lambda>,
+}
+
+impl KerasBindings {
+    /// No bindings: a model with a `Lambda` layer will not load.
+    pub fn new() -> KerasBindings {
+        KerasBindings::default()
+    }
+
+    /// Binds a layer name or a Python function name to a Lamina `Lambda` (its function, and
+    /// its `mask_fn`/`output_shape` where the Keras layer has them).
+    pub fn bind(mut self, name: &str, lambda: Lambda) -> KerasBindings {
+        self.by_name.insert(name.to_string(), lambda);
+        self
+    }
+
+    /// The names bound, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut n: Vec<&str> = self.by_name.keys().map(|s| s.as_str()).collect();
+        n.sort_unstable();
+        n
+    }
+
+    fn get(&self, layer: &str, function: Option<&str>) -> Option<&Lambda> {
+        self.by_name
+            .get(layer)
+            .or_else(|| function.and_then(|f| self.by_name.get(f)))
+    }
+}
+
+fn file_err(path: &Path, detail: impl Into<String>) -> Error {
+    Error::File {
+        path: path.display().to_string(),
+        detail: detail.into(),
+    }
+}
+
+impl Model {
+    /// Loads a Keras 3 `.keras` file: the architecture from its `config.json` (Sequential or
+    /// functional, shared layers, nested models inlined), every weight from its
+    /// `model.weights.h5`, and each `Lambda` layer's body from `bindings`. A `Lambda` without a
+    /// binding, or a layer class Lamina lacks, is an error that lists every one; nothing is
+    /// loaded partly. The optimizer's variables are ignored.
+    pub fn load_keras(path: impl AsRef<Path>, bindings: &KerasBindings) -> Result<Model> {
+        let path = path.as_ref();
+        let archive = KerasArchive::open(path)?;
+        Model::from_keras_archive(&archive, bindings, path)
+    }
+
+    /// As `load_keras`, from an archive already read. `path` only names the file in errors.
+    pub fn from_keras_archive(
+        archive: &KerasArchive,
+        bindings: &KerasBindings,
+        path: &Path,
+    ) -> Result<Model> {
+        let config: serde_json::Value = serde_json::from_slice(&archive.config)
+            .map_err(|e| file_err(path, format!("config.json is not valid JSON: {e}")))?;
+        let h5 = hdf5::File::parse(&archive.weights)
+            .map_err(|e| file_err(path, format!("model.weights.h5: {e}")))?;
+        let built = config::build(&config, bindings).map_err(|e| match e {
+            Error::File { .. } => e,
+            other => file_err(path, other.to_string()),
+        })?;
+        weights::assign(&h5, &built.slots, path)?;
+        Ok(built.model)
+    }
+
+    /// Loads weights saved by Keras 3 (a `.weights.h5` file, or the weights inside a `.keras`
+    /// file) into this model, matching layers as Keras does: the n-th layer of a class in the
+    /// model takes the group `layers/<class>_<n>` (`dense`, `dense_1`, ...), its variables in
+    /// order (`kernel`, `bias`). Every layer with weights must find them and every weight in
+    /// the file must find a layer, with the same shapes; otherwise the error lists each
+    /// mismatch and nothing is changed. The optimizer's variables are ignored.
+    pub fn load_keras_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = archive::read_weights_bytes(path)?;
+        let h5 = hdf5::File::parse(&bytes).map_err(|e| file_err(path, e))?;
+        let slots = weights::slots_of(self);
+        weights::assign(&h5, &slots, path)
+    }
+
+    /// As `load_weights` (safetensors named `layer/variable`), but every weight of the model
+    /// must be in the file: the error lists those it lacks, and then nothing is changed.
+    pub fn load_weights_strict(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = super::bounded::read_safetensors_file(path)?;
+        let names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| file_err(path, format!("not a valid safetensors file: {e}")))?
+            .names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let missing: Vec<String> = self
+            .weights()
+            .iter()
+            .map(|v| v.path())
+            .filter(|p| !names.contains(p))
+            .collect();
+        if !missing.is_empty() {
+            return Err(file_err(
+                path,
+                format!(
+                    "it lacks {} weight(s) of the model: {}",
+                    missing.len(),
+                    missing.join(", ")
+                ),
+            ));
+        }
+        self.load_weights(path)
+    }
+}
