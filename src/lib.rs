@@ -37,6 +37,10 @@ pub mod prelude {
         Minimum, Model, Multiply, Rescaling, Reshape, Result, Sequential, Shape, SliceArg, Softmax,
         Subtract, Tensor, s,
     };
+    pub use lamina_graph::{
+        Cropping1D, Cropping2D, Dot, ELU, Interpolation, LeakyReLU, PReLU, Permute, ReLU,
+        RepeatVector, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
+    };
 }
 
 /// The README's examples, compiled and run as doctests.

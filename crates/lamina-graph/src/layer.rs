@@ -22,6 +22,17 @@ pub trait Layer: Send + Sync {
     fn variables(&self) -> Vec<Arc<Variable>> {
         Vec::new()
     }
+    /// The layer's weights with their paths as Keras names them in a model: `dense/kernel`
+    /// for a layer's own (the default), `tower/dense/kernel` for the weights of a layer
+    /// inside a nested model or wrapper, which prefix their own name.
+    fn weight_paths(&self) -> Vec<(String, Arc<Variable>)> {
+        self.variables()
+            .into_iter()
+            .filter(|v| v.kind() == crate::variable::VariableKind::Weight)
+            .map(|v| (v.path(), v))
+            .collect()
+    }
+
     /// A shared handle to this layer.
     fn handle(&self) -> LayerRef;
     /// The layer as `Any`, so that savers can see its concrete type.

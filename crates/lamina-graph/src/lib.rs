@@ -28,6 +28,10 @@ pub use layers::{
     LambdaScope, LayerNormalization, Masking, Maximum, Minimum, Multiply, OutputShape, Rescaling,
     Reshape, Softmax, Subtract,
 };
+pub use layers::{
+    Cropping1D, Cropping2D, Dot, ELU, Interpolation, LeakyReLU, PReLU, Permute, ReLU, RepeatVector,
+    TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
+};
 pub use model::{Model, Program, ProgramNode, Sequential, SequentialItem};
 pub use op::ReduceOp;
 pub use ops::{Axes, Operand, SliceArg};

@@ -12,9 +12,13 @@ mod lambda;
 mod masking;
 mod merge;
 mod normalization;
+mod permute;
 mod pooling;
+mod relu;
 mod reshaping;
 mod softmax;
+mod spatial;
+mod time_distributed;
 
 pub use activation::{Activation, ActivationFunction, CustomActivation};
 pub(crate) use common::with_stored_weights;
@@ -28,6 +32,12 @@ pub use lambda::{
 pub use masking::Masking;
 pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
 pub use normalization::LayerNormalization;
+pub use permute::{Dot, Permute, RepeatVector};
 pub use pooling::{DataFormat, GlobalAveragePooling1D, GlobalMaxPooling1D};
+pub use relu::{ELU, LeakyReLU, PReLU, ReLU};
 pub use reshaping::{Flatten, Reshape};
 pub use softmax::Softmax;
+pub use spatial::{
+    Cropping1D, Cropping2D, Interpolation, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
+};
+pub use time_distributed::TimeDistributed;

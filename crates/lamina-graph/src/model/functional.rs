@@ -19,6 +19,7 @@ pub struct Model {
 }
 
 struct ModelInner {
+    id: u64,
     name: String,
     inputs: Vec<Tensor>,
     outputs: Vec<Tensor>,
@@ -62,6 +63,7 @@ impl Model {
         let program = Program::from_tensors(inputs, outputs)?;
         Ok(Model {
             inner: Arc::new(ModelInner {
+                id: crate::tensor::next_id(),
                 name: name.to_string(),
                 inputs: inputs.to_vec(),
                 outputs: outputs.to_vec(),
@@ -76,6 +78,11 @@ impl Model {
     /// The model's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// A process-unique id, shared by clones (the model's id as a layer of another model).
+    pub(crate) fn model_id(&self) -> u64 {
+        self.inner.id
     }
 
     /// The input tensors.
@@ -172,12 +179,23 @@ impl Model {
         self.find_weight(path)?.set(value)
     }
 
-    fn find_weight(&self, path: &str) -> Result<Arc<Variable>> {
-        let weights = self.weights();
+    /// Every weight with its Keras path, each once: `dense/kernel`, and for the layers of a
+    /// nested model or a wrapper, `tower/dense/kernel`, `time_distributed/dense/kernel`.
+    pub fn named_weights(&self) -> Vec<(String, Arc<Variable>)> {
+        let mut seen = HashSet::new();
+        self.layers()
+            .iter()
+            .flat_map(|l| l.weight_paths())
+            .filter(|(_, v)| v.kind() == VariableKind::Weight && seen.insert(v.id()))
+            .collect()
+    }
+
+    pub(crate) fn find_weight(&self, path: &str) -> Result<Arc<Variable>> {
+        let weights = self.named_weights();
         weights
             .iter()
-            .find(|v| v.path() == path)
-            .cloned()
+            .find(|(p, _)| p == path)
+            .map(|(_, v)| v.clone())
             .ok_or_else(|| Error::NotFound {
                 kind: "weight".into(),
                 name: path.to_string(),
@@ -185,7 +203,7 @@ impl Model {
                     " (the model has: {})",
                     weights
                         .iter()
-                        .map(|v| v.path())
+                        .map(|(p, _)| p.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),

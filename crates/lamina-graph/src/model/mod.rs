@@ -2,6 +2,7 @@
 //! `summary()`.
 
 mod functional;
+mod nested;
 mod program;
 mod sequential;
 mod summary;

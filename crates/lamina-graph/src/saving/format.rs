@@ -249,6 +249,128 @@ pub enum LayerRecord {
         #[serde(deserialize_with = "finite_f32")]
         rate: f32,
     },
+    /// A `ZeroPadding1D` layer.
+    ZeroPadding1D {
+        /// The layer's name.
+        name: String,
+        /// `(before, after)`.
+        padding: [i64; 2],
+        /// `channels_last` or `channels_first`.
+        data_format: String,
+    },
+    /// A `ZeroPadding2D` layer.
+    ZeroPadding2D {
+        /// The layer's name.
+        name: String,
+        /// `((top, bottom), (left, right))`.
+        padding: [[i64; 2]; 2],
+        /// `channels_last` or `channels_first`.
+        data_format: String,
+    },
+    /// A `Cropping1D` layer.
+    Cropping1D {
+        /// The layer's name.
+        name: String,
+        /// `(start, end)`.
+        cropping: [i64; 2],
+    },
+    /// A `Cropping2D` layer.
+    Cropping2D {
+        /// The layer's name.
+        name: String,
+        /// `((top, bottom), (left, right))`.
+        cropping: [[i64; 2]; 2],
+        /// `channels_last` or `channels_first`.
+        data_format: String,
+    },
+    /// An `UpSampling1D` layer.
+    UpSampling1D {
+        /// The layer's name.
+        name: String,
+        /// The repeat count.
+        size: i64,
+    },
+    /// An `UpSampling2D` layer.
+    UpSampling2D {
+        /// The layer's name.
+        name: String,
+        /// `(rows, cols)` factors.
+        size: [i64; 2],
+        /// `channels_last` or `channels_first`.
+        data_format: String,
+        /// `nearest` or `bilinear`.
+        interpolation: String,
+    },
+    /// A `RepeatVector` layer.
+    RepeatVector {
+        /// The layer's name.
+        name: String,
+        /// The repeat count.
+        n: i64,
+    },
+    /// A `Permute` layer.
+    Permute {
+        /// The layer's name.
+        name: String,
+        /// The permutation, 1-based.
+        dims: Vec<i64>,
+    },
+    /// A `ReLU` layer.
+    #[serde(rename = "ReLU")]
+    ReLU {
+        /// The layer's name.
+        name: String,
+        /// The cap, if any.
+        max_value: Option<f32>,
+        /// The slope below the threshold.
+        #[serde(deserialize_with = "finite_f32")]
+        negative_slope: f32,
+        /// The threshold.
+        #[serde(deserialize_with = "finite_f32")]
+        threshold: f32,
+    },
+    /// A `LeakyReLU` layer.
+    #[serde(rename = "LeakyReLU")]
+    LeakyReLU {
+        /// The layer's name.
+        name: String,
+        /// The slope.
+        #[serde(deserialize_with = "finite_f32")]
+        negative_slope: f32,
+    },
+    /// A `PReLU` layer; its weight is `alpha`.
+    #[serde(rename = "PReLU")]
+    PReLU {
+        /// The layer's name.
+        name: String,
+        /// Axes along which `alpha` is shared.
+        shared_axes: Vec<i64>,
+    },
+    /// An `ELU` layer.
+    #[serde(rename = "ELU")]
+    ELU {
+        /// The layer's name.
+        name: String,
+        /// `alpha`.
+        #[serde(deserialize_with = "finite_f32")]
+        alpha: f32,
+    },
+    /// A `Dot` merge.
+    Dot {
+        /// The layer's name.
+        name: String,
+        /// The contracted axis of each input.
+        axes: [i64; 2],
+        /// Whether the inputs are L2-normalised first.
+        normalize: bool,
+    },
+    /// A `TimeDistributed` wrapper; the inner layer's weights are this layer's.
+    TimeDistributed {
+        /// The layer's name.
+        name: String,
+        /// The wrapped layer (a configuration-only layer: not an input, Lambda or model).
+        layer: Box<LayerRecord>,
+    },
     /// A `Rescaling` layer.
     Rescaling {
         /// The layer's name.

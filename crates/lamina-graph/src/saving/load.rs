@@ -467,6 +467,111 @@ fn config_layer(
                 detail: "input layers and Lambdas are not configuration-only layers".into(),
             });
         }
+        other => return new_config_layer(other),
+    })
+}
+
+/// The image-model layers (padding, cropping, upsampling, the activation layers, `Dot`,
+/// `Permute`, `RepeatVector`, `TimeDistributed`) from their records.
+fn new_config_layer(record: &LayerRecord) -> Result<LayerRef> {
+    use crate::layers::*;
+    let format = |f: &str| DataFormat::parse(f);
+    let pair = |p: [i64; 2]| (p[0], p[1]);
+    Ok(match record {
+        LayerRecord::ZeroPadding1D {
+            name,
+            padding,
+            data_format,
+        } => Arc::new(
+            ZeroPadding1D::asymmetric([pair(*padding)])
+                .data_format(format(data_format)?)
+                .name(name),
+        ),
+        LayerRecord::ZeroPadding2D {
+            name,
+            padding,
+            data_format,
+        } => Arc::new(
+            ZeroPadding2D::asymmetric(padding.map(pair))
+                .data_format(format(data_format)?)
+                .name(name),
+        ),
+        LayerRecord::Cropping1D { name, cropping } => {
+            Arc::new(Cropping1D::asymmetric([pair(*cropping)]).name(name))
+        }
+        LayerRecord::Cropping2D {
+            name,
+            cropping,
+            data_format,
+        } => Arc::new(
+            Cropping2D::asymmetric(cropping.map(pair))
+                .data_format(format(data_format)?)
+                .name(name),
+        ),
+        LayerRecord::UpSampling1D { name, size } => Arc::new(UpSampling1D::new(*size).name(name)),
+        LayerRecord::UpSampling2D {
+            name,
+            size,
+            data_format,
+            interpolation,
+        } => Arc::new(
+            UpSampling2D::new(size[0], size[1])
+                .data_format(format(data_format)?)
+                .interpolation(Interpolation::parse(interpolation)?)
+                .name(name),
+        ),
+        LayerRecord::RepeatVector { name, n } => Arc::new(RepeatVector::new(*n).name(name)),
+        LayerRecord::Permute { name, dims } => Arc::new(Permute::new(dims).name(name)),
+        LayerRecord::ReLU {
+            name,
+            max_value,
+            negative_slope,
+            threshold,
+        } => {
+            let mut l = ReLU::new()
+                .negative_slope(*negative_slope)
+                .threshold(*threshold);
+            if let Some(m) = max_value {
+                l = l.max_value(*m);
+            }
+            Arc::new(l.name(name))
+        }
+        LayerRecord::LeakyReLU {
+            name,
+            negative_slope,
+        } => Arc::new(LeakyReLU::new().negative_slope(*negative_slope).name(name)),
+        LayerRecord::PReLU { name, shared_axes } => {
+            Arc::new(PReLU::new().shared_axes(shared_axes).name(name))
+        }
+        LayerRecord::ELU { name, alpha } => Arc::new(ELU::new().alpha(*alpha).name(name)),
+        LayerRecord::Dot {
+            name,
+            axes,
+            normalize,
+        } => Arc::new(
+            Dot::pair(axes[0], axes[1])
+                .normalize(*normalize)
+                .name(name),
+        ),
+        LayerRecord::TimeDistributed { name, layer } => {
+            if matches!(
+                **layer,
+                LayerRecord::InputLayer { .. } | LayerRecord::Lambda { .. }
+            ) {
+                return Err(Error::Model {
+                    detail: format!(
+                        "TimeDistributed '{name}' wraps an input layer or a Lambda, which a file \
+                         cannot hold there"
+                    ),
+                });
+            }
+            Arc::new(TimeDistributed::wrap(config_layer(layer, None)?).name(name))
+        }
+        _ => {
+            return Err(Error::Model {
+                detail: "not a configuration-only layer".into(),
+            });
+        }
     })
 }
 
@@ -875,8 +980,9 @@ impl Model {
         super::save::to_bytes(&snap, Path::new("<bytes>"))
     }
 
-    /// Loads weights from a safetensors file whose tensors are named `layer/variable`
-    /// (`dense/kernel`, `dense/bias`, `linear/multiplier`), as trained elsewhere. Every name and
+    /// Loads weights from a safetensors file whose tensors are named by their Keras paths
+    /// (`dense/kernel`, `dense/bias`, `linear/multiplier`, `tower/dense/kernel` inside a nested
+    /// model), as trained elsewhere. Every name and
     /// shape is checked before anything is set, so a bad file changes nothing.
     pub fn load_weights(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
@@ -886,19 +992,23 @@ impl Model {
             detail: format!("not a valid safetensors file: {e}"),
         })?;
         let loader = Loader::new(path.display().to_string(), tensors);
-        let weights = self.weights();
+        let weights = self.named_weights();
         let mut updates = Vec::new();
         for name in loader.tensors.names() {
-            let var = weights.iter().find(|v| v.path() == *name).ok_or_else(|| {
-                loader.err(format!(
-                    "weight '{name}' is not in the model (it has: {})",
-                    weights
-                        .iter()
-                        .map(|v| v.path())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
+            let var = weights
+                .iter()
+                .find(|(p, _)| p == name)
+                .map(|(_, v)| v)
+                .ok_or_else(|| {
+                    loader.err(format!(
+                        "weight '{name}' is not in the model (it has: {})",
+                        weights
+                            .iter()
+                            .map(|(p, _)| p.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
             let value = loader.tensor(name)?;
             if value.shape() != var.shape().as_slice() || value.dtype() != var.dtype() {
                 return Err(loader.err(format!(

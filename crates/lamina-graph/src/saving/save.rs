@@ -267,6 +267,9 @@ fn config_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
             rate: l.rate(),
         });
     }
+    if let Some(r) = new_layer_record(any, &name) {
+        return Some(r);
+    }
     if let Some(l) = any.downcast_ref::<Rescaling>() {
         let (scale, offset) = l.factors();
         return Some(LayerRecord::Rescaling {
@@ -276,6 +279,105 @@ fn config_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
         });
     }
     None
+}
+
+/// The records of the image-model layers (padding, cropping, upsampling, the activation
+/// layers, `Dot`, `Permute`, `RepeatVector`, `TimeDistributed`).
+fn new_layer_record(any: &dyn std::any::Any, name: &str) -> Option<LayerRecord> {
+    use crate::layers::*;
+    let name = name.to_string();
+    let pair = |p: (i64, i64)| [p.0, p.1];
+    Some(if let Some(l) = any.downcast_ref::<ZeroPadding1D>() {
+        LayerRecord::ZeroPadding1D {
+            name,
+            padding: pair(l.sizes()[0]),
+            data_format: l.format().name().into(),
+        }
+    } else if let Some(l) = any.downcast_ref::<ZeroPadding2D>() {
+        LayerRecord::ZeroPadding2D {
+            name,
+            padding: l.sizes().map(pair),
+            data_format: l.format().name().into(),
+        }
+    } else if let Some(l) = any.downcast_ref::<Cropping1D>() {
+        LayerRecord::Cropping1D {
+            name,
+            cropping: pair(l.sizes()[0]),
+        }
+    } else if let Some(l) = any.downcast_ref::<Cropping2D>() {
+        LayerRecord::Cropping2D {
+            name,
+            cropping: l.sizes().map(pair),
+            data_format: l.format().name().into(),
+        }
+    } else if let Some(l) = any.downcast_ref::<UpSampling1D>() {
+        LayerRecord::UpSampling1D {
+            name,
+            size: l.size(),
+        }
+    } else if let Some(l) = any.downcast_ref::<UpSampling2D>() {
+        LayerRecord::UpSampling2D {
+            name,
+            size: pair(l.size()),
+            data_format: l.format().name().into(),
+            interpolation: l.interpolation_mode().name().into(),
+        }
+    } else if let Some(l) = any.downcast_ref::<RepeatVector>() {
+        LayerRecord::RepeatVector { name, n: l.n() }
+    } else if let Some(l) = any.downcast_ref::<Permute>() {
+        LayerRecord::Permute {
+            name,
+            dims: l.dims().to_vec(),
+        }
+    } else if let Some(l) = any.downcast_ref::<ReLU>() {
+        let (max_value, negative_slope, threshold) = l.config();
+        LayerRecord::ReLU {
+            name,
+            max_value,
+            negative_slope,
+            threshold,
+        }
+    } else if let Some(l) = any.downcast_ref::<LeakyReLU>() {
+        LayerRecord::LeakyReLU {
+            name,
+            negative_slope: l.slope(),
+        }
+    } else if let Some(l) = any.downcast_ref::<PReLU>() {
+        LayerRecord::PReLU {
+            name,
+            shared_axes: l.shared().to_vec(),
+        }
+    } else if let Some(l) = any.downcast_ref::<ELU>() {
+        LayerRecord::ELU {
+            name,
+            alpha: l.alpha_value(),
+        }
+    } else if let Some(l) = any.downcast_ref::<Dot>() {
+        LayerRecord::Dot {
+            name,
+            axes: pair(l.axes()),
+            normalize: l.normalizes(),
+        }
+    } else if let Some(l) = any.downcast_ref::<TimeDistributed>() {
+        let inner = l.layer();
+        let inner_any = inner.as_any();
+        // A custom activation is code: inside a wrapper it has no place to be recorded.
+        let custom = inner_any
+            .downcast_ref::<Dense>()
+            .is_some_and(|d| d.activation_fn().is_custom())
+            || inner_any
+                .downcast_ref::<ActivationLayer>()
+                .is_some_and(|a| a.activation().is_custom());
+        if custom {
+            return None;
+        }
+        LayerRecord::TimeDistributed {
+            name,
+            layer: Box::new(config_record(inner_any, inner.name())?),
+        }
+    } else {
+        return None;
+    })
 }
 
 /// The body of a layer's custom activation (`None` for a named one or a layer without an

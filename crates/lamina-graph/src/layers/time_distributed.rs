@@ -1,0 +1,145 @@
+//! `TimeDistributed(layer)`: a layer applied to every step of a sequence, with one set of
+//! weights for all steps.
+
+use crate::error::{Error, Result};
+use crate::layer::{Layer, LayerRef, call_layer, unique_name};
+use crate::shape::Dim;
+use crate::tensor::{Tensor, next_id};
+use crate::variable::Variable;
+use std::sync::Arc;
+
+/// Keras's `TimeDistributed(layer)`: the inner layer runs on each step of
+/// `(batch, steps, ...)` as if the steps were more samples (`(batch * steps, ...)`), and the
+/// result is split back into `(batch, steps, ...)`. The inner layer's weights are the wrapper's,
+/// addressed as `wrapper/inner/kernel` in a model, as in Keras.
+#[derive(Clone)]
+pub struct TimeDistributed {
+    id: u64,
+    name: String,
+    layer: LayerRef,
+}
+
+impl TimeDistributed {
+    /// Wraps `layer` (any single-input, single-output layer).
+    pub fn new(layer: impl Layer + 'static) -> TimeDistributed {
+        TimeDistributed::wrap(Arc::new(layer))
+    }
+
+    /// Wraps a shared layer handle.
+    pub fn wrap(layer: LayerRef) -> TimeDistributed {
+        TimeDistributed {
+            id: next_id(),
+            name: unique_name("time_distributed"),
+            layer,
+        }
+    }
+
+    /// Sets the layer's name.
+    pub fn name(self, name: &str) -> TimeDistributed {
+        TimeDistributed {
+            id: next_id(),
+            name: name.to_string(),
+            ..self
+        }
+    }
+
+    /// The wrapped layer.
+    pub fn layer(&self) -> &LayerRef {
+        &self.layer
+    }
+}
+
+impl Layer for TimeDistributed {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        "TimeDistributed"
+    }
+
+    fn handle(&self) -> LayerRef {
+        Arc::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn variables(&self) -> Vec<Arc<Variable>> {
+        self.layer.variables()
+    }
+
+    fn weight_paths(&self) -> Vec<(String, Arc<Variable>)> {
+        self.layer
+            .weight_paths()
+            .into_iter()
+            .map(|(p, v)| (format!("{}/{p}", self.name), v))
+            .collect()
+    }
+
+    fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let [x] = inputs else {
+            return Err(Error::Inputs {
+                detail: format!("TimeDistributed takes one input, got {}", inputs.len()),
+            });
+        };
+        let shape = x.shape();
+        let dims = shape.dims();
+        let bad = |detail: String| Error::IncompatibleShapes {
+            op: "time_distributed".into(),
+            shapes: shape.to_string(),
+            detail,
+        };
+        if dims.len() < 3 {
+            return Err(bad(format!(
+                "TimeDistributed takes inputs of rank 3 or more (batch, steps, ...), got rank {}",
+                dims.len()
+            )));
+        }
+        let mut merged = vec![-1i64];
+        for (k, d) in dims.iter().enumerate().skip(2) {
+            match d {
+                Dim::Known(n) => merged.push(*n as i64),
+                _ => return Err(bad(format!("axis {k} must have a known size"))),
+            }
+        }
+        let steps = x.reshape(&merged);
+        let mut outs = call_layer(self.layer.as_ref(), &[steps])?;
+        if outs.len() != 1 {
+            return Err(Error::Model {
+                detail: format!(
+                    "TimeDistributed: the inner layer '{}' gave {} outputs; it must give one",
+                    self.layer.name(),
+                    outs.len()
+                ),
+            });
+        }
+        let y = outs.remove(0).with_mask(None);
+        let y_shape = y.shape();
+        let mut split = match (dims[0], dims[1]) {
+            (_, Dim::Known(t)) => vec![-1i64, t as i64],
+            (Dim::Known(b), _) => vec![b as i64, -1],
+            _ => {
+                return Err(bad(
+                    "the number of steps (or the batch size) must be known".into()
+                ));
+            }
+        };
+        for (k, d) in y_shape.dims().iter().enumerate().skip(1) {
+            match d {
+                Dim::Known(n) => split.push(*n as i64),
+                _ => {
+                    return Err(bad(format!(
+                        "axis {k} of the inner layer's output {y_shape} must have a known size"
+                    )));
+                }
+            }
+        }
+        Ok(vec![y.reshape(&split)])
+    }
+}
