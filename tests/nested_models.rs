@@ -105,3 +105,79 @@ fn a_nested_model_refuses_a_wrong_input() -> Result<()> {
     assert!(e.contains("tower"), "{e}");
     Ok(())
 }
+
+#[test]
+fn nested_models_save_and_load() -> Result<()> {
+    // A functional tower called twice, inside a Sequential-built block, inside the outer model.
+    let t = tower()?;
+    let mut block = Sequential::named("block");
+    block.add(Input::new(&[3]))?;
+    block.add(Dense::new(4).name("d1"))?;
+    block.add(PReLU::new().name("act"))?;
+    let a = Input::new(&[3]).tensor();
+    let b = Input::new(&[4]).tensor();
+    let ha = t.call(&block.model()?.call(&a)?)?;
+    let hb = t.call(&b)?;
+    let out = Dot::new(1).normalize(true).name("cos").call([&ha, &hb])?;
+    let outer = Model::named("outer", &[a, b], &[out])?;
+    outer.set_weight(
+        "block/act/alpha",
+        HostTensor::new(&[4], vec![0.1f32, 0.2, 0.3, 0.4])?,
+    )?;
+    outer
+        .find_weight_for_test("tower/dense/bias")?
+        .set_trainable(false);
+    let inputs = [
+        HostTensor::new(&[2, 3], vec![1.0f32, -2.0, 0.5, 0.0, 1.0, -1.0])?,
+        HostTensor::new(&[2, 4], vec![0.3f32, -0.2, 1.5, 2.0, -1.0, 0.0, 0.25, 0.5])?,
+    ];
+    let before = run_both(&outer, &inputs);
+    let loaded = Model::from_bytes(&outer.to_bytes()?)?;
+    let after = run_both(&loaded, &inputs);
+    assert_eq!(before[0].as_f32()?, after[0].as_f32()?);
+    let paths =
+        |m: &Model| -> Vec<String> { m.named_weights().into_iter().map(|(p, _)| p).collect() };
+    assert_eq!(paths(&loaded), paths(&outer));
+    assert_eq!(
+        paths(&loaded),
+        [
+            "block/d1/kernel",
+            "block/d1/bias",
+            "block/act/alpha",
+            "tower/dense/kernel",
+            "tower/dense/bias"
+        ]
+    );
+    assert_eq!(loaded.summary_string()?, outer.summary_string()?);
+    let frozen: Vec<String> = loaded
+        .non_trainable_weights()
+        .iter()
+        .map(|v| v.path())
+        .collect();
+    assert_eq!(frozen, ["dense/bias"]);
+    // The loaded tower still shares its weights between its two calls.
+    loaded.set_weight(
+        "tower/dense/kernel",
+        HostTensor::new(&[4, 3], vec![0.0f32; 12])?,
+    )?;
+    let zeroed = run_both(&loaded, &inputs);
+    assert_ne!(zeroed[0].as_f32()?, before[0].as_f32()?);
+    Ok(())
+}
+
+/// Finds a weight by its nested path.
+trait FindWeight {
+    fn find_weight_for_test(&self, path: &str) -> Result<std::sync::Arc<lamina::Variable>>;
+}
+
+impl FindWeight for Model {
+    fn find_weight_for_test(&self, path: &str) -> Result<std::sync::Arc<lamina::Variable>> {
+        self.named_weights()
+            .into_iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, v)| v)
+            .ok_or_else(|| lamina::Error::Model {
+                detail: format!("no weight {path}"),
+            })
+    }
+}

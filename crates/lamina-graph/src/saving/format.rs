@@ -364,6 +364,14 @@ pub enum LayerRecord {
         /// Whether the inputs are L2-normalised first.
         normalize: bool,
     },
+    /// A model used as a layer (a nested functional model or `Sequential`): its whole
+    /// architecture, its tensors named `layers/{i}/model/...` in the file.
+    Model {
+        /// The layer's name (the model's).
+        name: String,
+        /// The nested model.
+        architecture: Box<Architecture>,
+    },
     /// A `TimeDistributed` wrapper; the inner layer's weights are this layer's.
     TimeDistributed {
         /// The layer's name.

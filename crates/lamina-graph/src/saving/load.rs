@@ -22,6 +22,9 @@ struct Loader<'a> {
     tensors: SafeTensors<'a>,
     /// The tensors read so far: a file whose tensors are not all read is refused.
     used: std::cell::RefCell<HashSet<String>>,
+    /// Where the model being built keeps its tensors: empty for the file's model,
+    /// `layers/{i}/model/` for a model nested in it as layer `i`.
+    prefix: std::cell::RefCell<String>,
 }
 
 impl<'a> Loader<'a> {
@@ -37,10 +40,21 @@ impl<'a> Loader<'a> {
             path,
             tensors,
             used: Default::default(),
+            prefix: Default::default(),
         }
     }
 
+    /// Runs `f` with tensor names read under `prefix` as well (for a nested model's build).
+    fn nested<R>(&self, prefix: &str, f: impl FnOnce() -> R) -> R {
+        let outer = self.prefix.replace(format!("{}{prefix}", self.prefix.borrow()));
+        let out = f();
+        *self.prefix.borrow_mut() = outer;
+        out
+    }
+
     fn tensor(&self, name: &str) -> Result<HostTensor> {
+        let full = format!("{}{name}", self.prefix.borrow());
+        let name = full.as_str();
         let view = self
             .tensors
             .tensor(name)
@@ -548,11 +562,7 @@ fn new_config_layer(record: &LayerRecord) -> Result<LayerRef> {
             name,
             axes,
             normalize,
-        } => Arc::new(
-            Dot::pair(axes[0], axes[1])
-                .normalize(*normalize)
-                .name(name),
-        ),
+        } => Arc::new(Dot::pair(axes[0], axes[1]).normalize(*normalize).name(name)),
         LayerRecord::TimeDistributed { name, layer } => {
             if matches!(
                 **layer,
@@ -581,6 +591,18 @@ fn new_config_layer(record: &LayerRecord) -> Result<LayerRef> {
 /// again), or `c` itself. The graph this makes must stay within `limits::loaded_node_limit`:
 /// a recorded body (a Lambda's, its mask function's, a custom activation's) counts its nodes
 /// once per call that is not shared, every other call one node.
+/// The nodes one call of a nested model replays: the sum over its calls of their layers'.
+fn nested_nodes(arch: &Architecture) -> usize {
+    let cost = |l: &LayerRecord| match l {
+        LayerRecord::Model { architecture, .. } => nested_nodes(architecture),
+        LayerRecord::Lambda { body, .. } => body.nodes.len().saturating_add(1),
+        _ => 1,
+    };
+    arch.calls.iter().fold(0usize, |n, c| {
+        n.saturating_add(arch.layers.get(c.layer).map_or(1, cost))
+    })
+}
+
 fn plan_calls(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<Vec<usize>> {
     let limit = crate::limits::loaded_node_limit(file_bytes);
     let body_nodes = |b: &BodyRecord| b.nodes.len();
@@ -588,6 +610,7 @@ fn plan_calls(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Re
         .layers
         .iter()
         .map(|l| match l {
+            LayerRecord::Model { architecture, .. } => nested_nodes(architecture),
             LayerRecord::Lambda { body, mask, .. } => {
                 let mask_nodes = match mask {
                     Some(MaskRecord::Function { body: Some(b) }) => body_nodes(b),
@@ -671,6 +694,21 @@ fn build(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<
                     input = input.batch_size(*b);
                 }
                 Built::Input { input, used: false }
+            }
+            LayerRecord::Model { name, architecture } => {
+                let inner = loader.nested(&format!("layers/{i}/model/"), || {
+                    build(loader, architecture, file_bytes)
+                })?;
+                if inner.name() != name {
+                    return Err(loader.err(format!(
+                        "layer {i} is named '{name}' but its model '{}'",
+                        inner.name()
+                    )));
+                }
+                Built::Layer {
+                    layer: Arc::new(inner),
+                    weights_set: true,
+                }
             }
             LayerRecord::Lambda {
                 name,
@@ -765,7 +803,12 @@ fn build(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<
     }
     // Each layer's stored weights by name, found once: `layers/{i}/weights/{name}`.
     let mut weight_names: HashMap<usize, Vec<(&str, &str)>> = HashMap::new();
+    let prefix = loader.prefix.borrow().clone();
     for name in loader.tensors.names() {
+        // Names relative to this model's place in the file (a nested model's are prefixed).
+        let Some(name) = name.strip_prefix(prefix.as_str()) else {
+            continue;
+        };
         let Some(rest) = name.strip_prefix("layers/") else {
             continue;
         };
@@ -908,6 +951,10 @@ fn build(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<
     let model = Model::build(&arch.name, &inputs, &outs, arch.sequential)
         .map_err(|e| loader.err(e.to_string()))?;
     set_trainable_flags(loader, arch, &built)?;
+    if !prefix.is_empty() {
+        // A nested model: the file's model checks the tensors once it is built.
+        return Ok(model);
+    }
     // Every tensor of the file belongs to something: an unknown extra one is refused.
     let used = loader.used.borrow();
     let mut unused: Vec<&str> = loader
@@ -939,6 +986,10 @@ fn set_trainable_flags(loader: &Loader<'_>, arch: &Architecture, built: &[Built]
         let Built::Layer { layer, .. } = b else {
             continue;
         };
+        if layer.as_any().is::<Model>() {
+            // A nested model set its weights' flags from its own list.
+            continue;
+        }
         for v in layer.variables() {
             if v.kind() != crate::variable::VariableKind::Weight {
                 continue;

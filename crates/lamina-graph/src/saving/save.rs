@@ -74,7 +74,9 @@ pub(crate) fn snapshot(model: &Model) -> Result<Snapshot> {
                 let i = layers.len();
                 layers.push(layer_record(call, i, &mut tensors)?);
                 layer_index.insert(layer.id(), i);
-                for v in layer.variables() {
+                // A nested model lists its own non-trainable weights.
+                let nested = layer.as_any().is::<Model>();
+                for v in layer.variables().into_iter().filter(|_| !nested) {
                     if v.kind() == crate::variable::VariableKind::Weight && !v.trainable() {
                         non_trainable.push(format!("layers/{i}/weights/{}", v.name()));
                     }
@@ -149,6 +151,18 @@ fn layer_record(
     }
     if let Some(lambda) = any.downcast_ref::<Lambda>() {
         return lambda_record(lambda, call, index, tensors);
+    }
+    if let Some(inner) = any.downcast_ref::<Model>() {
+        let snap = snapshot(inner).map_err(|e| Error::Model {
+            detail: format!("cannot save the nested model '{name}': {e}"),
+        })?;
+        for (k, t) in snap.tensors {
+            tensors.insert(format!("layers/{index}/model/{k}"), t);
+        }
+        return Ok(LayerRecord::Model {
+            name,
+            architecture: Box::new(snap.architecture),
+        });
     }
     let mut record = config_record(any, name.clone()).ok_or_else(|| Error::Model {
         detail: format!("cannot save layer '{name}' of type {}", layer.kind()),
