@@ -116,7 +116,13 @@ fn kernel(
     shared_memory_matmul: bool,
 ) -> Result<Vec<Kernel>> {
     match &kp.kind {
-        KernelKind::Elementwise => Ok(vec![elementwise::build(prog, shapes, mat, kp.root)?]),
+        KernelKind::Elementwise => Ok(vec![elementwise::build(
+            prog,
+            shapes,
+            mat,
+            kp.root,
+            shared_memory_matmul,
+        )?]),
         KernelKind::Row(group) => Ok(vec![reduce::row(
             prog,
             shapes,
