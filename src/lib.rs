@@ -38,6 +38,11 @@ pub mod prelude {
         Subtract, Tensor, s,
     };
     pub use lamina_graph::{
+        AveragePooling1D, AveragePooling2D, BatchNormalization, Conv1D, Conv1DTranspose, Conv2D,
+        Conv2DTranspose, DepthwiseConv2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling1D,
+        MaxPooling2D, Padding, SeparableConv1D, SeparableConv2D,
+    };
+    pub use lamina_graph::{
         Cropping1D, Cropping2D, Dot, ELU, Interpolation, LeakyReLU, PReLU, Permute, ReLU,
         RepeatVector, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
     };

@@ -452,7 +452,102 @@ fn infer_unchecked(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
             arity(1)?;
             Ok((inputs[0].0.clone(), *to))
         }
+        Op::Conv(spec) => infer_conv(&name, spec, inputs),
     }
+}
+
+/// The output of a convolution: `(batch, spatial'..., out)` from channels-last `x` and a
+/// kernel `(k..., in / groups, out)`, with every size checked.
+fn infer_conv(name: &str, spec: &crate::op::ConvSpec, inputs: &[TypedShape]) -> Result<TypedShape> {
+    if !(2..=3).contains(&inputs.len()) {
+        return Err(Error::Inputs {
+            detail: format!("{name} takes 2 or 3 inputs, got {}", inputs.len()),
+        });
+    }
+    let (sx, dx) = &inputs[0];
+    let (sk, dk) = &inputs[1];
+    let all: Vec<&Shape> = inputs.iter().map(|(s, _)| s).collect();
+    for (_, d) in inputs {
+        float_only(name, *d)?;
+    }
+    let _ = (dx, dk);
+    let r = spec.rank();
+    let bad = |detail: String| Err(incompatible(name, &all, detail));
+    if !(1..=2).contains(&r)
+        || spec.dilation.len() != r
+        || spec.input_dilation.len() != r
+        || spec.padding.len() != r
+    {
+        return bad(
+            "the convolution's strides, dilations and padding must cover the same spatial axes"
+                .into(),
+        );
+    }
+    if spec
+        .strides
+        .iter()
+        .chain(&spec.dilation)
+        .chain(&spec.input_dilation)
+        .any(|&v| v == 0)
+    {
+        return bad("strides and dilation rates must be at least 1".into());
+    }
+    if spec.groups == 0 {
+        return bad("groups must be at least 1".into());
+    }
+    if sx.rank() != r + 2 || sk.rank() != r + 2 {
+        return bad(format!(
+            "a convolution over {r} spatial axes takes an input of rank {} and a kernel of rank {}",
+            r + 2,
+            r + 2
+        ));
+    }
+    let known = |d: Dim, what: &str| match d {
+        Dim::Known(n) => Ok(n),
+        Dim::Dynamic => Err(incompatible(
+            name,
+            &all,
+            format!("the {what} must be known"),
+        )),
+    };
+    let cin = known(sx.dims()[r + 1], "number of input channels")?;
+    let cig = known(sk.dims()[r], "kernel's input channels")?;
+    let cout = known(sk.dims()[r + 1], "kernel's output channels")?;
+    if cin % spec.groups != 0 || cout % spec.groups != 0 {
+        return bad(format!(
+            "groups ({}) must divide the input channels ({cin}) and the output channels ({cout})",
+            spec.groups
+        ));
+    }
+    if cig * spec.groups != cin {
+        return bad(format!(
+            "the kernel takes {cig} input channels per group, the input has {cin} in {} groups",
+            spec.groups
+        ));
+    }
+    if let Some((sb, _)) = inputs.get(2)
+        && (sb.rank() != 1 || sb.dims()[0] != Dim::Known(cout))
+    {
+        return bad(format!("the bias must have shape ({cout},)"));
+    }
+    let mut out = vec![sx.dims()[0]];
+    for d in 0..r {
+        let k = known(sk.dims()[d], "kernel size")?;
+        match sx.dims()[d + 1] {
+            Dim::Dynamic => out.push(Dim::Dynamic),
+            Dim::Known(n) => match spec.output_len(d, n, k) {
+                Some(o) => out.push(Dim::Known(o)),
+                None => {
+                    return bad(format!(
+                        "spatial axis {d}: the kernel ({k}, dilation {}) is larger than the padded input ({n}, padding {:?})",
+                        spec.dilation[d], spec.padding[d]
+                    ));
+                }
+            },
+        }
+    }
+    out.push(Dim::Known(cout));
+    Ok((Shape::new(out), DType::F32))
 }
 
 /// The error for an axis outside a tensor's rank.

@@ -29,6 +29,11 @@ pub use layers::{
     Reshape, Softmax, Subtract,
 };
 pub use layers::{
+    AveragePooling1D, AveragePooling2D, BatchNormalization, Conv1D, Conv1DTranspose, Conv2D,
+    Conv2DTranspose, DepthwiseConv2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling1D,
+    MaxPooling2D, Padding, SeparableConv1D, SeparableConv2D, Sizes,
+};
+pub use layers::{
     Cropping1D, Cropping2D, Dot, ELU, Interpolation, LeakyReLU, PReLU, Permute, ReLU, RepeatVector,
     TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
 };

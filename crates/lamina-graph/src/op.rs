@@ -342,6 +342,63 @@ impl fmt::Display for AxisSlice {
     }
 }
 
+/// The geometry of a convolution over the spatial axes of channels-last tensors: input
+/// `(batch, spatial..., in)`, kernel `(k..., in / groups, out)`, output `(batch, spatial'...,
+/// out)`. The input is first spread by `input_dilation` (zeros between its elements, as a
+/// transposed convolution needs), then padded by `padding`, then the kernel, spread by
+/// `dilation`, slides over it by `strides`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvSpec {
+    /// Step of the window per spatial axis (at least 1).
+    pub strides: Vec<usize>,
+    /// Spacing of the kernel taps per spatial axis (at least 1).
+    pub dilation: Vec<usize>,
+    /// Spacing of the input elements per spatial axis (at least 1; more for transposed
+    /// convolutions).
+    pub input_dilation: Vec<usize>,
+    /// Zeros added before and after each spatial axis.
+    pub padding: Vec<(usize, usize)>,
+    /// Channel groups: input and output channels split into this many independent parts.
+    pub groups: usize,
+}
+
+impl ConvSpec {
+    /// A plain convolution of `rank` spatial axes: stride 1, no dilation, no padding, one group.
+    pub fn new(rank: usize) -> ConvSpec {
+        ConvSpec {
+            strides: vec![1; rank],
+            dilation: vec![1; rank],
+            input_dilation: vec![1; rank],
+            padding: vec![(0, 0); rank],
+            groups: 1,
+        }
+    }
+
+    /// The number of spatial axes.
+    pub fn rank(&self) -> usize {
+        self.strides.len()
+    }
+
+    /// The output length of spatial axis `d` for an input of `input` and a kernel of `kernel`
+    /// elements, or `None` where the (dilated) kernel is longer than the padded input.
+    pub fn output_len(&self, d: usize, input: usize, kernel: usize) -> Option<usize> {
+        let spread = if input == 0 {
+            0
+        } else {
+            (input - 1).checked_mul(self.input_dilation[d])? + 1
+        };
+        let padded = spread
+            .checked_add(self.padding[d].0)?
+            .checked_add(self.padding[d].1)?;
+        let k_eff = kernel.checked_sub(1)?.checked_mul(self.dilation[d])? + 1;
+        if kernel == 0 || padded < k_eff {
+            return None;
+        }
+        Some((padded - k_eff) / self.strides[d] + 1)
+    }
+}
+
 /// One dimension of a reshape target: a size, or -1 for "whatever is left".
 pub type ReshapeDim = i64;
 
@@ -434,6 +491,9 @@ pub enum Op {
     MatMul,
     /// Conversion to another element type.
     Cast(DType),
+    /// A convolution of channels-last `x` (input 0) with `kernel` (input 1) and, when there
+    /// is a third input, plus `bias` (`(out,)`); see [`ConvSpec`].
+    Conv(ConvSpec),
 }
 
 impl Op {
@@ -465,6 +525,7 @@ impl Op {
             Op::Gather { .. } => "take".into(),
             Op::MatMul => "matmul".into(),
             Op::Cast(d) => format!("cast to {d}"),
+            Op::Conv(_) => "conv".into(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The CPU interpreter: the reference semantics of every primitive op.
 
+mod conv;
 mod elementwise;
 mod fused;
 pub mod isa;
@@ -238,6 +239,19 @@ impl Executable for CpuExecutable {
                     out_shape,
                 )?),
                 Op::Cast(to) => Arc::new(elementwise::cast(arg(0)?, *to)),
+                Op::Conv(spec) => Arc::new(conv::conv(
+                    arg(0)?,
+                    shape_of(0),
+                    arg(1)?,
+                    shape_of(1),
+                    if node.inputs.len() > 2 {
+                        Some(arg(2)?.as_ref())
+                    } else {
+                        None
+                    },
+                    spec,
+                    out_shape,
+                )?),
             };
             values[i] = Some(value);
             for &j in &node.inputs {

@@ -9,6 +9,7 @@ use super::timing::{KernelTiming, TimestampQueries, median};
 use crate::backend::{Backend, Executable, RunStats};
 use crate::budget::{MemoryBudget, MemoryPlan, PlanBuilder};
 use lamina_graph::op::Op;
+use lamina_graph::ops::expand_convolutions;
 use lamina_graph::{DType, Error, HostData, HostTensor, Program, Result};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,6 +70,8 @@ impl GpuBackend {
         input_shapes: &[Vec<usize>],
         max_storage: u32,
     ) -> Result<Vec<KernelCode>> {
+        let expanded = expand_convolutions(program, input_shapes)?;
+        let program = expanded.as_ref().unwrap_or(program);
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;
         let planned = plan(program, &shapes, max_storage)?;
@@ -82,6 +85,8 @@ impl GpuBackend {
         input_shapes: &[Vec<usize>],
         max_storage: u32,
     ) -> Result<Vec<KernelCode>> {
+        let expanded = expand_convolutions(program, input_shapes)?;
+        let program = expanded.as_ref().unwrap_or(program);
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;
         let planned = plan(program, &shapes, max_storage)?;
@@ -327,6 +332,9 @@ impl Backend for Arc<GpuBackend> {
         input_shapes: &[Vec<usize>],
         budget: &MemoryBudget,
     ) -> Result<Arc<dyn Executable>> {
+        // Convolutions run as im2col slices and a matrix product with its epilogue.
+        let expanded = expand_convolutions(program, input_shapes)?.map(Arc::new);
+        let program = expanded.as_ref().unwrap_or(program);
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;
         let planned = plan(program, &shapes, self.ctx.limits.max_storage_buffers)?;

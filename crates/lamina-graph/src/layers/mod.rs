@@ -2,10 +2,13 @@
 //! masking, pooling, normalisation, merging, reshaping, elementwise).
 
 mod activation;
+mod batch_normalization;
 mod common;
+mod conv;
 mod dense;
 mod elementwise;
 mod embedding;
+mod image;
 mod init;
 mod input;
 mod lambda;
@@ -19,12 +22,19 @@ mod reshaping;
 mod softmax;
 mod spatial;
 mod time_distributed;
+mod window_pooling;
 
 pub use activation::{Activation, ActivationFunction, CustomActivation};
+pub use batch_normalization::BatchNormalization;
 pub(crate) use common::with_stored_weights;
+pub use conv::{
+    Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, DepthwiseConv2D, Padding, SeparableConv1D,
+    SeparableConv2D, Sizes,
+};
 pub use dense::Dense;
 pub use elementwise::{ActivationLayer, Dropout, Rescaling};
 pub use embedding::Embedding;
+pub(crate) use image::{image_layer_from_record, image_layer_record};
 pub use input::{Input, InputLayer};
 pub use lambda::{
     Lambda, LambdaFunction, LambdaMask, LambdaScope, MaskFunction, OutputShape, OutputShapeFunction,
@@ -41,3 +51,7 @@ pub use spatial::{
     Cropping1D, Cropping2D, Interpolation, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
 };
 pub use time_distributed::TimeDistributed;
+pub use window_pooling::{
+    AveragePooling1D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling1D,
+    MaxPooling2D,
+};

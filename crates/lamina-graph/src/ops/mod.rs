@@ -2,6 +2,7 @@
 
 mod activations;
 mod axes;
+mod conv;
 mod elementwise;
 mod gather;
 mod linalg;
@@ -11,6 +12,7 @@ mod reduce;
 mod slicing;
 
 pub use axes::Axes;
+pub use conv::expand_convolutions;
 pub use elementwise::{Operand, apply_binary, promote};
 pub use gather::index_out_of_range;
 pub use slicing::SliceArg;

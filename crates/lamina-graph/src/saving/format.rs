@@ -390,6 +390,113 @@ pub enum LayerRecord {
         #[serde(deserialize_with = "finite_f32")]
         offset: f32,
     },
+    /// A `Conv1D`; weights `kernel` and `bias`.
+    Conv1D(ConvRecord),
+    /// A `Conv2D`; weights `kernel` and `bias`.
+    Conv2D(ConvRecord),
+    /// A `DepthwiseConv2D`; weights `kernel` and `bias`.
+    DepthwiseConv2D(ConvRecord),
+    /// A `SeparableConv1D`; weights `depthwise_kernel`, `pointwise_kernel` and `bias`.
+    SeparableConv1D(ConvRecord),
+    /// A `SeparableConv2D`; weights `depthwise_kernel`, `pointwise_kernel` and `bias`.
+    SeparableConv2D(ConvRecord),
+    /// A `Conv1DTranspose`; weights `kernel` and `bias`.
+    Conv1DTranspose(ConvRecord),
+    /// A `Conv2DTranspose`; weights `kernel` and `bias`.
+    Conv2DTranspose(ConvRecord),
+    /// A `MaxPooling1D`.
+    MaxPooling1D(PoolRecord),
+    /// A `MaxPooling2D`.
+    MaxPooling2D(PoolRecord),
+    /// An `AveragePooling1D`.
+    AveragePooling1D(PoolRecord),
+    /// An `AveragePooling2D`.
+    AveragePooling2D(PoolRecord),
+    /// A `GlobalAveragePooling2D`.
+    GlobalAveragePooling2D(GlobalPoolRecord),
+    /// A `GlobalMaxPooling2D`.
+    GlobalMaxPooling2D(GlobalPoolRecord),
+    /// A `BatchNormalization`; weights `gamma`, `beta`, `moving_mean`, `moving_variance`.
+    BatchNormalization(BatchNormRecord),
+}
+
+/// The configuration of a convolution layer (the fields a layer type does not use keep their
+/// defaults).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConvRecord {
+    /// The layer's name.
+    pub name: String,
+    /// Output channels (0 for a depthwise convolution).
+    pub filters: usize,
+    /// Window per spatial axis (or one for all).
+    pub kernel_size: Vec<usize>,
+    /// Strides (one per axis or one for all).
+    pub strides: Vec<usize>,
+    /// `valid`, `same` or `causal`.
+    pub padding: String,
+    /// `channels_last` or `channels_first`.
+    pub data_format: String,
+    /// Dilation rates.
+    pub dilation_rate: Vec<usize>,
+    /// Channel groups.
+    pub groups: usize,
+    /// Depthwise filters per input channel.
+    pub depth_multiplier: usize,
+    /// A transposed convolution's output padding, if given.
+    pub output_padding: Option<Vec<usize>>,
+    /// Keras activation name.
+    pub activation: String,
+    /// Whether there is a bias.
+    pub use_bias: bool,
+}
+
+/// The configuration of a windowed pooling layer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PoolRecord {
+    /// The layer's name.
+    pub name: String,
+    /// Window per spatial axis (or one for all).
+    pub pool_size: Vec<usize>,
+    /// Strides, when not the pool size.
+    pub strides: Option<Vec<usize>>,
+    /// `valid` or `same`.
+    pub padding: String,
+    /// `channels_last` or `channels_first`.
+    pub data_format: String,
+}
+
+/// The configuration of a global pooling layer over images.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalPoolRecord {
+    /// The layer's name.
+    pub name: String,
+    /// `channels_last` or `channels_first`.
+    pub data_format: String,
+    /// Whether the pooled axes stay.
+    pub keepdims: bool,
+}
+
+/// The configuration of a `BatchNormalization`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BatchNormRecord {
+    /// The layer's name.
+    pub name: String,
+    /// The channel axis.
+    pub axis: i64,
+    /// The moving average's momentum.
+    #[serde(deserialize_with = "finite_f32")]
+    pub momentum: f32,
+    /// Added to the variance.
+    #[serde(deserialize_with = "finite_f32")]
+    pub epsilon: f32,
+    /// Whether there is a `beta`.
+    pub center: bool,
+    /// Whether there is a `gamma`.
+    pub scale: bool,
 }
 
 /// A Lambda's `mask` argument.

@@ -46,7 +46,9 @@ impl<'a> Loader<'a> {
 
     /// Runs `f` with tensor names read under `prefix` as well (for a nested model's build).
     fn nested<R>(&self, prefix: &str, f: impl FnOnce() -> R) -> R {
-        let outer = self.prefix.replace(format!("{}{prefix}", self.prefix.borrow()));
+        let outer = self
+            .prefix
+            .replace(format!("{}{prefix}", self.prefix.borrow()));
         let out = f();
         *self.prefix.borrow_mut() = outer;
         out
@@ -380,6 +382,9 @@ fn config_layer(
             detail: format!("axis {a} is out of range"),
         })
     };
+    if let Some(layer) = crate::layers::image_layer_from_record(record)? {
+        return Ok(layer);
+    }
     Ok(match record {
         LayerRecord::Dense {
             name,

@@ -188,6 +188,9 @@ fn layer_record(
 /// type the format does not know.
 fn config_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
     use crate::layers::*;
+    if let Some(r) = crate::layers::image_layer_record(any, &name) {
+        return Some(r);
+    }
     macro_rules! merge {
         ($($ty:ident),*) => {
             $(if any.is::<$ty>() {

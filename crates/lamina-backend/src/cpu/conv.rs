@@ -1,0 +1,218 @@
+//! Convolution on the CPU: im2col in blocks of output positions small enough to stay in cache,
+//! each block multiplied by the kernel with the same `gemm` kernels as matmul, the bias added
+//! by the product itself (it accumulates onto the bias written first), blocks spread over
+//! threads.
+
+use lamina_graph::op::ConvSpec;
+use lamina_graph::{Error, HostData, Result};
+use rayon::prelude::*;
+
+/// Patch-block elements aimed at per thread (floats): about 256 KiB.
+const BLOCK_FLOATS: usize = 1 << 16;
+
+/// The geometry of one convolution with two spatial axes (a 1-D one has height 1).
+struct Geometry {
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    kh: usize,
+    kw: usize,
+    cig: usize,
+    cout: usize,
+    oh: usize,
+    ow: usize,
+    stride: [usize; 2],
+    dil: [usize; 2],
+    spread: [usize; 2],
+    pad: [usize; 2],
+    groups: usize,
+}
+
+impl Geometry {
+    fn new(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpec) -> Option<Geometry> {
+        let two = |v: &[usize], one: usize| -> [usize; 2] {
+            match v {
+                [a] => [one, *a],
+                [a, b] => [*a, *b],
+                _ => [one, one],
+            }
+        };
+        let r = spec.rank();
+        if !(1..=2).contains(&r) {
+            return None;
+        }
+        let [h, w] = two(&sx[1..=r], 1);
+        let [kh, kw] = two(&sk[..r], 1);
+        let [oh, ow] = two(&out[1..=r], 1);
+        let pads: Vec<usize> = spec.padding.iter().map(|p| p.0).collect();
+        Some(Geometry {
+            n: sx[0],
+            h,
+            w,
+            c: sx[r + 1],
+            kh,
+            kw,
+            cig: sk[r],
+            cout: sk[r + 1],
+            oh,
+            ow,
+            stride: two(&spec.strides, 1),
+            dil: two(&spec.dilation, 1),
+            spread: two(&spec.input_dilation, 1),
+            pad: two(&pads, 0),
+            groups: spec.groups,
+        })
+    }
+
+    /// The input row/column read by output `o` at tap `t` along axis `a` (0: height, 1:
+    /// width), or `None` where it falls on padding or between spread elements.
+    #[inline]
+    fn source(&self, a: usize, o: usize, t: usize, len: usize) -> Option<usize> {
+        let p = (o * self.stride[a] + t * self.dil[a]) as isize - self.pad[a] as isize;
+        if p < 0 {
+            return None;
+        }
+        let p = p as usize;
+        if p % self.spread[a] != 0 {
+            return None;
+        }
+        let i = p / self.spread[a];
+        (i < len).then_some(i)
+    }
+
+    /// Whether the patches are the input itself (1x1 kernel, stride 1, no padding, one group).
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.stride == [1, 1]
+            && self.spread == [1, 1]
+            && self.pad == [0, 0]
+            && self.groups == 1
+    }
+}
+
+/// `conv(x, kernel) + bias` for channels-last `x`; see [`ConvSpec`].
+pub fn conv(
+    x: &HostData,
+    sx: &[usize],
+    kernel: &HostData,
+    sk: &[usize],
+    bias: Option<&HostData>,
+    spec: &ConvSpec,
+    out_shape: &[usize],
+) -> Result<HostData> {
+    let fail = |detail: &str| Error::Backend {
+        backend: "cpu".into(),
+        detail: detail.into(),
+    };
+    let (HostData::F32(x), HostData::F32(k)) = (x, kernel) else {
+        return Err(fail("conv takes float32 inputs"));
+    };
+    let bias = match bias {
+        Some(HostData::F32(b)) => Some(b.as_slice()),
+        Some(_) => return Err(fail("conv takes a float32 bias")),
+        None => None,
+    };
+    let g = Geometry::new(sx, sk, out_shape, spec)
+        .ok_or_else(|| fail("the cpu convolution takes 1 or 2 spatial axes"))?;
+    let rows = g.n * g.oh * g.ow;
+    let mut out = vec![0f32; rows * g.cout];
+    if rows == 0 || g.cout == 0 {
+        return Ok(HostData::F32(out));
+    }
+    let taps = g.kh * g.kw;
+    let kdim = taps * g.cig;
+    let block = (BLOCK_FLOATS / kdim.max(1)).clamp(16, 1024);
+    // At least a few blocks per thread, so that threads share the work evenly.
+    let threads = rayon::current_num_threads().max(1);
+    let block = block.min(rows.div_ceil(threads * 4)).max(8);
+    let pointwise = g.is_pointwise();
+    let work = rows * kdim * g.cout;
+    let run_block = |(bi, dst): (usize, &mut [f32]), patches: &mut Vec<f32>| {
+        let r0 = bi * block;
+        let m = dst.len() / g.cout;
+        if let Some(b) = bias {
+            for row in dst.chunks_exact_mut(g.cout) {
+                row.copy_from_slice(b);
+            }
+        }
+        let cog = g.cout / g.groups;
+        for grp in 0..g.groups {
+            let lhs: &[f32] = if pointwise {
+                &x[r0 * kdim..(r0 + m) * kdim]
+            } else {
+                im2col(&g, x, r0, m, grp, patches);
+                patches
+            };
+            // SAFETY: `gemm` takes raw pointers. `lhs` holds m rows of kdim floats (row stride
+            // kdim); the kernel holds kdim rows of cout floats, of which columns grp*cog..+cog
+            // are read (row stride cout); `dst` holds m rows of cout floats, of which the same
+            // columns are written (row stride cout). All accesses stay inside the slices, and
+            // `dst` is borrowed exclusively.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    cog,
+                    kdim,
+                    dst.as_mut_ptr().add(grp * cog),
+                    1,
+                    g.cout as isize,
+                    bias.is_some(),
+                    lhs.as_ptr(),
+                    1,
+                    kdim as isize,
+                    k.as_ptr().add(grp * cog),
+                    1,
+                    g.cout as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    };
+    if work < 1 << 18 || threads == 1 {
+        let mut patches = Vec::new();
+        out.chunks_mut(block * g.cout)
+            .enumerate()
+            .for_each(|job| run_block(job, &mut patches));
+    } else {
+        out.par_chunks_mut(block * g.cout)
+            .enumerate()
+            .for_each_init(Vec::new, |patches, job| run_block(job, patches));
+    }
+    Ok(HostData::F32(out))
+}
+
+/// The patches of output rows `r0..r0 + m` for group `grp`: row-major `(m, kh * kw * cig)`,
+/// zeros where a tap falls on padding.
+fn im2col(g: &Geometry, x: &[f32], r0: usize, m: usize, grp: usize, patches: &mut Vec<f32>) {
+    let kdim = g.kh * g.kw * g.cig;
+    patches.clear();
+    patches.resize(m * kdim, 0.0);
+    let c0 = grp * g.cig;
+    for (i, row) in patches.chunks_exact_mut(kdim).enumerate() {
+        let r = r0 + i;
+        let ow = r % g.ow;
+        let oh = (r / g.ow) % g.oh;
+        let n = r / (g.ow * g.oh);
+        for th in 0..g.kh {
+            let Some(ih) = g.source(0, oh, th, g.h) else {
+                continue;
+            };
+            let base = (n * g.h + ih) * g.w;
+            for tw in 0..g.kw {
+                let Some(iw) = g.source(1, ow, tw, g.w) else {
+                    continue;
+                };
+                let src = (base + iw) * g.c + c0;
+                let dst = (th * g.kw + tw) * g.cig;
+                row[dst..dst + g.cig].copy_from_slice(&x[src..src + g.cig]);
+            }
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Windowed pooling (`MaxPooling1D/2D`, `AveragePooling1D/2D`) and global pooling over images
+//! (`GlobalAveragePooling2D`, `GlobalMaxPooling2D`). Windowed pooling is recorded as strided
+//! slices combined elementwise (one per window position), which both backends fuse into one
+//! pass; `same` padding adds `-inf` (max) or zeros (average) around the input, and the average
+//! divides by the count of real elements in each window, as Keras does.
+
+use super::common::{layer_identity, one_input};
+use super::conv::{Padding, Sizes};
+use super::pooling::DataFormat;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::host::HostTensor;
+use crate::layer::{Layer, unique_name};
+use crate::op::{AxisSlice, Op, ReduceOp};
+use crate::saving::format::{GlobalPoolRecord, LayerRecord, PoolRecord};
+use crate::shape::Dim;
+use crate::tensor::{Tensor, next_id};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pool {
+    Max,
+    Average,
+}
+
+/// `x` with `lo` and `hi` elements of `value` before and after `axis`.
+fn pad_axis(x: &Tensor, axis: usize, lo: usize, hi: usize, value: f32) -> Tensor {
+    if lo == 0 && hi == 0 {
+        return x.clone();
+    }
+    let rank = x.rank();
+    let yes = Tensor::scalar_of(1.0, DType::Bool);
+    let block = |n: usize| {
+        // One slice of x along the axis, filled with `value`, repeated n times.
+        let mut axes = vec![AxisSlice::FULL; rank];
+        axes[axis] = AxisSlice {
+            start: Some(0),
+            stop: Some(1),
+            step: 1,
+        };
+        let one = Tensor::where_(&yes, value, Tensor::from_op(Op::Slice { axes }, &[x]));
+        Tensor::concatenate(&vec![one; n], axis as isize)
+    };
+    let mut parts = Vec::new();
+    if lo > 0 {
+        parts.push(block(lo));
+    }
+    parts.push(x.clone());
+    if hi > 0 {
+        parts.push(block(hi));
+    }
+    Tensor::concatenate(&parts, axis as isize)
+}
+
+fn strided(x: &Tensor, axis: usize, start: usize, count: usize, step: usize) -> Tensor {
+    let mut axes = vec![AxisSlice::FULL; x.rank()];
+    axes[axis] = AxisSlice {
+        start: Some(start as i64),
+        stop: Some((start + (count - 1) * step + 1) as i64),
+        step: step as i64,
+    };
+    Tensor::from_op(Op::Slice { axes }, &[x])
+}
+
+#[derive(Clone)]
+struct WindowConfig {
+    id: u64,
+    name: String,
+    rank: usize,
+    pool: Pool,
+    pool_size: Sizes,
+    strides: Option<Sizes>,
+    padding: Padding,
+    data_format: DataFormat,
+}
+
+impl WindowConfig {
+    fn kind(&self) -> &'static str {
+        match (self.pool, self.rank) {
+            (Pool::Max, 1) => "MaxPooling1D",
+            (Pool::Max, _) => "MaxPooling2D",
+            (Pool::Average, 1) => "AveragePooling1D",
+            (Pool::Average, _) => "AveragePooling2D",
+        }
+    }
+
+    fn bad(&self, detail: String) -> Error {
+        Error::Model {
+            detail: format!("{} '{}': {detail}", self.kind(), self.name),
+        }
+    }
+
+    fn forward(&self, inputs: &[Tensor]) -> Result<Tensor> {
+        let x = one_input(self.kind(), inputs)?;
+        let r = self.rank;
+        if x.rank() != r + 2 {
+            return Err(self.bad(format!(
+                "expects an input of rank {} (batch, {r} spatial axes, channels), got {}",
+                r + 2,
+                x.shape()
+            )));
+        }
+        let wrap = |e: Error| self.bad(e.to_string());
+        let k = self.pool_size.expand(r, "pool_size").map_err(wrap)?;
+        let s = match &self.strides {
+            Some(s) => s.expand(r, "strides").map_err(wrap)?,
+            None => k.clone(),
+        };
+        if k.contains(&0) || s.contains(&0) {
+            return Err(self.bad(format!(
+                "pool_size {k:?} and strides {s:?} must be positive"
+            )));
+        }
+        if self.padding == Padding::Causal {
+            return Err(self.bad("padding must be valid or same".into()));
+        }
+        // Spatial axes of the input in its own layout.
+        let first = match self.data_format {
+            DataFormat::ChannelsLast => 1,
+            DataFormat::ChannelsFirst => 2,
+        };
+        let mut y = if x.dtype() == DType::F32 {
+            x.clone()
+        } else {
+            x.cast(DType::F32)
+        };
+        let mut counts: Vec<Vec<f32>> = Vec::with_capacity(r);
+        let mut out_sizes = Vec::with_capacity(r);
+        for a in 0..r {
+            let n = match x.shape().dims()[first + a] {
+                Dim::Known(n) => n,
+                Dim::Dynamic => {
+                    return Err(self.bad(format!(
+                        "spatial axis {a} of the input {} must have a known size",
+                        x.shape()
+                    )));
+                }
+            };
+            let (lo, hi) = self.padding.amounts(n, k[a], s[a]);
+            if n + lo + hi < k[a] {
+                return Err(self.bad(format!(
+                    "the pool ({}) is larger than the padded input ({n} + padding ({lo}, {hi})) along spatial axis {a}",
+                    k[a]
+                )));
+            }
+            let out = (n + lo + hi - k[a]) / s[a] + 1;
+            // How many real elements each window covers along this axis.
+            counts.push(
+                (0..out)
+                    .map(|o| {
+                        let start = (o * s[a]) as isize - lo as isize;
+                        let end = start + k[a] as isize;
+                        (end.min(n as isize) - start.max(0)) as f32
+                    })
+                    .collect(),
+            );
+            out_sizes.push(out);
+            let fill = match self.pool {
+                Pool::Max => f32::NEG_INFINITY,
+                Pool::Average => 0.0,
+            };
+            y = pad_axis(&y, first + a, lo, hi, fill);
+        }
+        // Combine the window positions, axis by axis (separable: max and sum both are).
+        for a in 0..r {
+            let mut acc: Option<Tensor> = None;
+            for t in 0..k[a] {
+                let part = strided(&y, first + a, t, out_sizes[a], s[a]);
+                acc = Some(match (acc, self.pool) {
+                    (None, _) => part,
+                    (Some(p), Pool::Max) => p.maximum(&part),
+                    (Some(p), Pool::Average) => p.add(&part),
+                });
+            }
+            y = acc.ok_or_else(|| self.bad("empty pool".into()))?;
+        }
+        if self.pool == Pool::Average {
+            // Divide by the number of real elements of each window (a constant of the
+            // spatial shape, broadcast over batch and channels).
+            let mut shape = vec![1usize; r + 2];
+            shape[first..first + r].copy_from_slice(&out_sizes);
+            let total: usize = out_sizes.iter().product();
+            let mut values = Vec::with_capacity(total);
+            for i in 0..total {
+                let mut rest = i;
+                let mut c = 1.0f32;
+                for a in (0..r).rev() {
+                    c *= counts[a][rest % out_sizes[a]];
+                    rest /= out_sizes[a];
+                }
+                values.push(1.0 / c);
+            }
+            y = y.multiply(Tensor::constant(HostTensor::new(&shape, values)?));
+        }
+        Ok(y)
+    }
+
+    fn record(&self, name: String) -> PoolRecord {
+        PoolRecord {
+            name,
+            pool_size: self.pool_size.0.clone(),
+            strides: self.strides.as_ref().map(|s| s.0.clone()),
+            padding: self.padding.name().into(),
+            data_format: self.data_format.name().into(),
+        }
+    }
+}
+
+macro_rules! window_pooling {
+    ($(#[$doc:meta])* $ty:ident, $pool:expr, $rank:literal, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $ty {
+            c: WindowConfig,
+        }
+
+        impl $ty {
+            /// Pools over windows of `pool_size` (one size for every axis, or one per axis),
+            /// with strides equal to the pool size and `valid` padding.
+            pub fn new(pool_size: impl Into<Sizes>) -> $ty {
+                $ty {
+                    c: WindowConfig {
+                        id: next_id(),
+                        name: unique_name($prefix),
+                        rank: $rank,
+                        pool: $pool,
+                        pool_size: pool_size.into(),
+                        strides: None,
+                        padding: Padding::Valid,
+                        data_format: DataFormat::ChannelsLast,
+                    },
+                }
+            }
+
+            fn with(mut self, f: impl FnOnce(&mut WindowConfig)) -> $ty {
+                f(&mut self.c);
+                self.c.id = next_id();
+                self
+            }
+
+            /// Sets the strides (default: the pool size).
+            pub fn strides(self, strides: impl Into<Sizes>) -> $ty {
+                let s = strides.into();
+                self.with(|c| c.strides = Some(s))
+            }
+
+            /// Sets the padding, `valid` (default) or `same`.
+            pub fn padding(self, padding: Padding) -> $ty {
+                self.with(|c| c.padding = padding)
+            }
+
+            /// Sets where the channels are.
+            pub fn data_format(self, data_format: DataFormat) -> $ty {
+                self.with(|c| c.data_format = data_format)
+            }
+
+            /// Sets the layer's name.
+            pub fn name(self, name: &str) -> $ty {
+                let name = name.to_string();
+                self.with(|c| c.name = name)
+            }
+
+            pub(crate) fn record(&self, name: String) -> LayerRecord {
+                LayerRecord::$ty(self.c.record(name))
+            }
+
+            pub(crate) fn from_record(r: &PoolRecord) -> Result<$ty> {
+                let too_long = |v: &[usize]| v.is_empty() || v.len() > $rank;
+                if too_long(&r.pool_size) || r.strides.as_deref().is_some_and(too_long) {
+                    return Err(Error::Model {
+                        detail: format!("{} '{}': bad pool_size or strides", stringify!($ty), r.name),
+                    });
+                }
+                let mut l = $ty::new(Sizes(r.pool_size.clone()))
+                    .padding(Padding::parse(&r.padding)?)
+                    .data_format(DataFormat::parse(&r.data_format)?)
+                    .name(&r.name);
+                if let Some(s) = &r.strides {
+                    l = l.strides(Sizes(s.clone()));
+                }
+                Ok(l)
+            }
+        }
+
+        impl Layer for $ty {
+            fn id(&self) -> u64 {
+                self.c.id
+            }
+            fn name(&self) -> String {
+                self.c.name.clone()
+            }
+            fn kind(&self) -> &'static str {
+                self.c.kind()
+            }
+            fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+                Ok(vec![self.c.forward(inputs)?])
+            }
+            fn handle(&self) -> crate::layer::LayerRef {
+                std::sync::Arc::new(self.clone())
+            }
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
+        }
+    };
+}
+
+window_pooling!(
+    /// Keras's `MaxPooling1D(pool_size=2, strides=None, padding="valid", data_format)`.
+    MaxPooling1D, Pool::Max, 1, "max_pooling1d"
+);
+window_pooling!(
+    /// Keras's `MaxPooling2D(pool_size=(2, 2), strides=None, padding="valid", data_format)`.
+    MaxPooling2D, Pool::Max, 2, "max_pooling2d"
+);
+window_pooling!(
+    /// Keras's `AveragePooling1D(pool_size, strides=None, padding="valid", data_format)`;
+    /// with `same` padding the padded elements are left out of each window's count.
+    AveragePooling1D, Pool::Average, 1, "average_pooling1d"
+);
+window_pooling!(
+    /// Keras's `AveragePooling2D(pool_size, strides=None, padding="valid", data_format)`;
+    /// with `same` padding the padded elements are left out of each window's count.
+    AveragePooling2D, Pool::Average, 2, "average_pooling2d"
+);
+
+macro_rules! global_pooling_2d {
+    ($(#[$doc:meta])* $ty:ident, $kind:literal, $prefix:literal, $op:expr) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $ty {
+            id: u64,
+            name: String,
+            data_format: DataFormat,
+            keepdims: bool,
+        }
+
+        impl $ty {
+            /// Pools over the height and width of `(batch, height, width, channels)` inputs.
+            pub fn new() -> $ty {
+                $ty {
+                    id: next_id(),
+                    name: unique_name($prefix),
+                    data_format: DataFormat::ChannelsLast,
+                    keepdims: false,
+                }
+            }
+
+            /// Sets where the channels are.
+            pub fn data_format(self, data_format: DataFormat) -> $ty {
+                $ty { id: next_id(), data_format, ..self }
+            }
+
+            /// Whether the pooled axes stay, with size 1.
+            pub fn keepdims(self, keepdims: bool) -> $ty {
+                $ty { id: next_id(), keepdims, ..self }
+            }
+
+            /// Sets the layer's name.
+            pub fn name(self, name: &str) -> $ty {
+                $ty { id: next_id(), name: name.to_string(), ..self }
+            }
+
+            pub(crate) fn record(&self, name: String) -> LayerRecord {
+                LayerRecord::$ty(GlobalPoolRecord {
+                    name,
+                    data_format: self.data_format.name().into(),
+                    keepdims: self.keepdims,
+                })
+            }
+
+            pub(crate) fn from_record(r: &GlobalPoolRecord) -> Result<$ty> {
+                Ok($ty::new()
+                    .data_format(DataFormat::parse(&r.data_format)?)
+                    .keepdims(r.keepdims)
+                    .name(&r.name))
+            }
+        }
+
+        impl Default for $ty {
+            fn default() -> Self {
+                $ty::new()
+            }
+        }
+
+        impl Layer for $ty {
+            layer_identity!($kind);
+
+            fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+                let x = one_input($kind, inputs)?;
+                if x.rank() != 4 {
+                    return Err(Error::Model {
+                        detail: format!(
+                            "{} '{}': expects a 4-D input, got {}",
+                            $kind,
+                            self.name,
+                            x.shape()
+                        ),
+                    });
+                }
+                let axes: [isize; 2] = match self.data_format {
+                    DataFormat::ChannelsLast => [1, 2],
+                    DataFormat::ChannelsFirst => [2, 3],
+                };
+                Ok(vec![x.reduce($op, crate::ops::Axes::List(axes.to_vec()), self.keepdims)])
+            }
+        }
+    };
+}
+
+global_pooling_2d!(
+    /// Keras's `GlobalAveragePooling2D(data_format, keepdims=False)`: the mean over height and
+    /// width.
+    GlobalAveragePooling2D,
+    "GlobalAveragePooling2D",
+    "global_average_pooling2d",
+    ReduceOp::Mean
+);
+global_pooling_2d!(
+    /// Keras's `GlobalMaxPooling2D(data_format, keepdims=False)`: the maximum over height and
+    /// width.
+    GlobalMaxPooling2D,
+    "GlobalMaxPooling2D",
+    "global_max_pooling2d",
+    ReduceOp::Max
+);
