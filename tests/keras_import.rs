@@ -292,7 +292,8 @@ fn mutated_keras_files_give_errors_not_panics() {
             // The configuration: a byte changed.
             let mut config = archive.config.clone();
             let i = (rng.next() as usize) % config.len();
-            config[i] = b"{}[]\",:0-9ez \x00"[(rng.next() % 15) as usize];
+            let alphabet = b"{}[]\",:0-9ez \x00";
+            config[i] = alphabet[(rng.next() as usize) % alphabet.len()];
             let mutated = KerasArchive {
                 config,
                 metadata: Vec::new(),
@@ -320,4 +321,13 @@ fn mutated_keras_files_give_errors_not_panics() {
             "{name}: mutations took too long"
         );
     }
+}
+
+#[test]
+fn keras_variable_paths_with_the_model_name_are_accepted() {
+    let m = Model::load_keras(fixture("mlp.keras"), &KerasBindings::new()).unwrap();
+    assert_eq!(
+        m.get_weight("mlp/dense/kernel").unwrap(),
+        m.get_weight("dense/kernel").unwrap()
+    );
 }

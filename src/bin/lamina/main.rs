@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use lamina::limits::printable;
+use lamina::saving::keras::KerasBindings;
 use lamina::{BackendKind, HostTensor, Model, Session};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,8 +26,19 @@ enum Command {
     Info,
     /// Print the Keras-style summary of a saved model.
     Summary {
-        /// The model file (written by `Model::save`).
+        /// The model file (written by `Model::save`, or a Keras 3 `.keras` file without Lambda
+        /// layers).
         model: PathBuf,
+    },
+    /// Convert a Keras 3 `.keras` file into a Lamina model file. A model with Lambda layers
+    /// cannot be converted here: their bodies are Python code, which Lamina never runs; bind
+    /// them from Rust with `Model::load_keras(path, &bindings)` and `save`.
+    Import {
+        /// The `.keras` file.
+        model: PathBuf,
+        /// The Lamina model file to write.
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Run a saved model on NumPy inputs and write its outputs as NumPy files.
     Run {
@@ -130,7 +142,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Summary { model } => {
-            let m = Model::load(&model).map_err(|e| e.to_string())?;
+            let m = load_model(&model)?;
             print!("{}", m.summary_string().map_err(|e| e.to_string())?);
             Ok(())
         }
@@ -152,7 +164,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 (true, _) => BackendKind::Gpu,
                 (false, k) => k,
             };
-            let m = Model::load(&model).map_err(|e| e.to_string())?;
+            let m = load_model(&model)?;
             let want_in = m.program().inputs.len();
             if inputs.len() != want_in {
                 return Err(format!(
@@ -181,6 +193,17 @@ fn run(cli: Cli) -> Result<(), String> {
             eprintln!("ran on {}", session.backend_name());
             Ok(())
         }
+        Command::Import { model, output } => {
+            let m = load_model(&model)?;
+            m.save(&output).map_err(|e| e.to_string())?;
+            eprintln!(
+                "wrote {} ({} layers, {} parameters)",
+                output.display(),
+                m.layers().len(),
+                m.count_params()
+            );
+            Ok(())
+        }
         Command::Bench {
             backend,
             workloads,
@@ -199,6 +222,33 @@ fn run(cli: Cli) -> Result<(), String> {
             f16,
         ),
     }
+}
+
+/// Loads a Lamina model file, or a Keras 3 `.keras` file (by its extension or its zip
+/// signature) whose layers need no Rust bindings.
+fn load_model(path: &std::path::Path) -> Result<Model, String> {
+    let is_zip = std::fs::File::open(path)
+        .and_then(|mut f| {
+            let mut b = [0u8; 2];
+            std::io::Read::read_exact(&mut f, &mut b).map(|_| b == *b"PK")
+        })
+        .unwrap_or(false);
+    let keras = path.extension().is_some_and(|e| e == "keras") || is_zip;
+    if !keras {
+        return Model::load(path).map_err(|e| e.to_string());
+    }
+    Model::load_keras(path, &KerasBindings::new()).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("Lambda layer(s) need a Rust body") {
+            format!(
+                "{text}. The lamina command cannot bind Rust code: in a Rust program, load it \
+                 with Model::load_keras(path, &bindings) and save it with model.save(...), \
+                 which records the bodies as data"
+            )
+        } else {
+            text
+        }
+    })
 }
 
 /// Mesa's Vulkan drivers print a warning on every start when `XDG_RUNTIME_DIR` is unset (as on

@@ -192,9 +192,15 @@ impl Model {
 
     pub(crate) fn find_weight(&self, path: &str) -> Result<Arc<Variable>> {
         let weights = self.named_weights();
+        // Keras's variable paths start with the model's name (`sequential/dense/kernel`).
+        let short = path
+            .strip_prefix(self.name())
+            .and_then(|p| p.strip_prefix('/'))
+            .filter(|p| p.contains('/'));
         weights
             .iter()
             .find(|(p, _)| p == path)
+            .or_else(|| short.and_then(|s| weights.iter().find(|(p, _)| p == s)))
             .map(|(_, v)| v.clone())
             .ok_or_else(|| Error::NotFound {
                 kind: "weight".into(),

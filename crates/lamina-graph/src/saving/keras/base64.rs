@@ -28,6 +28,36 @@ pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The short ASCII strings of a marshalled Python code object (names, the file name, the
+/// function's name), as `marshal` writes them: a type byte `z` or `Z` (with or without the
+/// reference flag), a one-byte length, the characters. Printable ones of at least `min`
+/// characters, in order, each once; falls back to `strings` when none is found.
+pub(crate) fn marshal_strings(bytes: &[u8], min: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        let kind = bytes[i] & 0x7f;
+        let n = bytes[i + 1] as usize;
+        if (kind == b'z' || kind == b'Z')
+            && n >= min
+            && let Some(s) = bytes.get(i + 2..i + 2 + n)
+            && s.iter().all(|c| c.is_ascii_graphic() || *c == b' ')
+        {
+            let text = String::from_utf8_lossy(s).into_owned();
+            if !out.contains(&text) {
+                out.push(text);
+            }
+            i += 2 + n;
+            continue;
+        }
+        i += 1;
+    }
+    if out.is_empty() {
+        return strings(bytes, min);
+    }
+    out
+}
+
 /// The runs of printable ASCII of at least `min` characters in `bytes` (names, file paths).
 pub(crate) fn strings(bytes: &[u8], min: usize) -> Vec<String> {
     let mut out = Vec::new();

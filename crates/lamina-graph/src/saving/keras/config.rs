@@ -101,7 +101,7 @@ fn describe_function(f: &Value) -> String {
         let Some(bytes) = super::base64::decode(code) else {
             return "a Python lambda, as bytecode that is not valid base64".into();
         };
-        let names: Vec<String> = super::base64::strings(&bytes, 3)
+        let names: Vec<String> = super::base64::marshal_strings(&bytes, 1)
             .into_iter()
             .filter(|s| {
                 s.chars()
