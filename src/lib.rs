@@ -46,6 +46,7 @@ pub mod prelude {
         Cropping1D, Cropping2D, Dot, ELU, Interpolation, LeakyReLU, PReLU, Permute, ReLU,
         RepeatVector, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
     };
+    pub use lamina_graph::KerasBindings;
 }
 
 /// The README's examples, compiled and run as doctests.

@@ -38,6 +38,7 @@ pub use layers::{
     TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
 };
 pub use model::{Model, Program, ProgramNode, Sequential, SequentialItem};
+pub use saving::keras::KerasBindings;
 pub use op::ReduceOp;
 pub use ops::{Axes, Operand, SliceArg};
 pub use shape::{Dim, Shape};
