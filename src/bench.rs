@@ -12,7 +12,7 @@ use lamina_graph::{
 use std::time::Instant;
 
 /// The workload names: BENCH.md's, in its order, then `text_classifier`.
-pub const WORKLOADS: [&str; 8] = [
+pub const WORKLOADS: [&str; 9] = [
     "copy",
     "chain",
     "antirectifier",
@@ -21,6 +21,7 @@ pub const WORKLOADS: [&str; 8] = [
     "mlp",
     "mlp_b1",
     "text_classifier",
+    "cnn",
 ];
 
 /// What a workload reports besides seconds.
@@ -121,6 +122,49 @@ pub fn text_classifier_model() -> Result<Model> {
     Model::new(&[ids], &[y])
 }
 
+/// BENCH.md's `cnn`: (32, 32, 3) images → [Conv2D(f, 3, same) → BatchNormalization → ReLU →
+/// MaxPooling2D(2)] for f = 32, 64 → Conv2D(128, 3, same, relu) → GlobalAveragePooling2D →
+/// Dense(10, softmax), with non-trivial batch statistics.
+pub fn cnn_model() -> Result<Model> {
+    use lamina_graph::{
+        ActivationLayer, BatchNormalization, Conv2D, GlobalAveragePooling2D, MaxPooling2D, Padding,
+    };
+    let x = Input::new(&[32, 32, 3]).tensor();
+    let mut h = x.clone();
+    for (k, f) in [32usize, 64].into_iter().enumerate() {
+        h = Conv2D::new(f, 3)
+            .padding(Padding::Same)
+            .seed(20 + k as u64)
+            .call(&h)?;
+        let bn = BatchNormalization::new();
+        h = bn.call(&h)?;
+        let v = |s: u32, scale: f32, base: f32| -> Result<HostTensor> {
+            let vals = seeded(f, s)
+                .iter()
+                .map(|r| base + scale * r.abs())
+                .collect();
+            HostTensor::new(&[f], vals)
+        };
+        bn.set_weight("gamma", v(30 + k as u32, 0.1, 1.0)?)?;
+        bn.set_weight("beta", v(40 + k as u32, 0.1, 0.0)?)?;
+        bn.set_weight("moving_mean", v(50 + k as u32, 0.1, 0.0)?)?;
+        bn.set_weight("moving_variance", v(60 + k as u32, 0.1, 1.0)?)?;
+        h = ActivationLayer::new(Activation::Relu).call(&h)?;
+        h = MaxPooling2D::new(2).call(&h)?;
+    }
+    h = Conv2D::new(128, 3)
+        .padding(Padding::Same)
+        .activation(Activation::Relu)
+        .seed(22)
+        .call(&h)?;
+    h = GlobalAveragePooling2D::new().call(&h)?;
+    let y = Dense::new(10)
+        .activation(Activation::Softmax)
+        .seed(23)
+        .call(&h)?;
+    Model::new(&[x], &[y])
+}
+
 /// Builds a workload at BENCH.md's size, or at `1/scale` of it (for quick runs and criterion).
 pub fn workload(name: &str, scale: usize) -> Result<Workload> {
     let scale = scale.max(1);
@@ -202,6 +246,18 @@ pub fn workload(name: &str, scale: usize) -> Result<Workload> {
                 name: "text_classifier",
                 model: text_classifier_model()?,
                 inputs: vec![HostTensor::new(&[batch, steps], ids)?],
+                figure: Figure::Seconds,
+            }
+        }
+        "cnn" => {
+            let batch = (64 / scale).max(1);
+            Workload {
+                name: "cnn",
+                model: cnn_model()?,
+                inputs: vec![HostTensor::new(
+                    &[batch, 32, 32, 3],
+                    seeded(batch * 32 * 32 * 3, 24),
+                )?],
                 figure: Figure::Seconds,
             }
         }
