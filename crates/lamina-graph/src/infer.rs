@@ -513,7 +513,7 @@ fn infer_conv(name: &str, spec: &crate::op::ConvSpec, inputs: &[TypedShape]) -> 
     let cin = known(sx.dims()[r + 1], "number of input channels")?;
     let cig = known(sk.dims()[r], "kernel's input channels")?;
     let cout = known(sk.dims()[r + 1], "kernel's output channels")?;
-    if cin % spec.groups != 0 || cout % spec.groups != 0 {
+    if !cin.is_multiple_of(spec.groups) || !cout.is_multiple_of(spec.groups) {
         return bad(format!(
             "groups ({}) must divide the input channels ({cin}) and the output channels ({cout})",
             spec.groups

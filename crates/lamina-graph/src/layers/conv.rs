@@ -330,7 +330,7 @@ impl Core {
         };
         match c.family {
             Family::Conv => {
-                if cin % c.groups != 0 || f % c.groups != 0 {
+                if !cin.is_multiple_of(c.groups) || !f.is_multiple_of(c.groups) {
                     return Err(self.bad(format!(
                         "groups ({}) must divide the input channels ({cin}) and filters ({f})",
                         c.groups
@@ -490,7 +490,7 @@ impl Core {
         }
     }
 
-    fn from_record(self, r: &ConvRecord) -> Result<Core> {
+    fn configured_from(self, r: &ConvRecord) -> Result<Core> {
         let padding = Padding::parse(&r.padding)?;
         let data_format = DataFormat::parse(&r.data_format)?;
         let activation: Activation = r.activation.parse()?;
@@ -590,7 +590,7 @@ macro_rules! conv_layer {
             pub(crate) fn from_record(r: &ConvRecord) -> Result<$ty> {
                 Ok($ty::wrap(
                     Core::new($family, $rank, $prefix, r.filters, Sizes(r.kernel_size.clone()))
-                        .from_record(r)?,
+                        .configured_from(r)?,
                 ))
             }
         }
