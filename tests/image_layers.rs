@@ -518,3 +518,108 @@ fn bad_configurations_name_the_layer() {
         assert!(e.contains("'dotty'"), "{e}");
     }
 }
+
+/// Rebuilds a model file with the architecture JSON edited (tensors kept).
+fn with_architecture(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+    let mut meta = meta.metadata().clone().unwrap();
+    let mut arch: serde_json::Value = serde_json::from_str(&meta["architecture"]).unwrap();
+    edit(&mut arch);
+    meta.insert("architecture".into(), arch.to_string());
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        st.tensors().into_iter().collect();
+    safetensors::serialize(tensors, Some(meta)).unwrap()
+}
+
+/// The index of the first layer record of class `class`.
+fn layer_of(arch: &serde_json::Value, class: &str) -> usize {
+    arch["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|l| l["class"] == class)
+        .unwrap()
+}
+
+#[test]
+fn hostile_records_of_the_new_layers_give_errors() -> Result<()> {
+    let (m, _) = everything()?;
+    let bytes = m.to_bytes()?;
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(|a| {
+                let i = layer_of(a, "ZeroPadding2D");
+                a["layers"][i]["padding"][0][1] = (-3).into();
+            }),
+            "padding must be sizes >= 0",
+        ),
+        (
+            Box::new(|a| {
+                let i = layer_of(a, "Cropping2D");
+                a["layers"][i]["cropping"][1][0] = 1000.into();
+            }),
+            "leaves nothing",
+        ),
+        (
+            Box::new(|a| {
+                let i = layer_of(a, "UpSampling2D");
+                a["layers"][i]["interpolation"] = "bicubic".into();
+            }),
+            "bicubic",
+        ),
+        (
+            Box::new(|a| {
+                let i = layer_of(a, "UpSampling1D");
+                a["layers"][i]["size"] = 0.into();
+            }),
+            "size must be >= 1",
+        ),
+        (
+            Box::new(|a| {
+                let i = layer_of(a, "ReLU");
+                a["layers"][i]["max_value"] = (-1.0).into();
+            }),
+            "max_value",
+        ),
+        (
+            Box::new(|a| {
+                let i = layer_of(a, "Permute");
+                a["layers"][i]["dims"] = serde_json::json!([1, 1, 3]);
+            }),
+            "not a permutation",
+        ),
+        (
+            Box::new(|a| {
+                let i = layer_of(a, "TimeDistributed");
+                a["layers"][i]["layer"] = serde_json::json!({"class": "InputLayer", "name": "x", "shape": [null, 2], "dtype": "f32"});
+            }),
+            "wraps an input layer",
+        ),
+        (
+            Box::new(|a| {
+                a["non_trainable"] = serde_json::json!(["layers/99/weights/kernel"]);
+            }),
+            "non-trainable",
+        ),
+        (
+            Box::new(|a| {
+                let i = layer_of(a, "Dot");
+                a["layers"][i]["axes"] = serde_json::json!([0, 2]);
+            }),
+            "Dot: axis 0",
+        ),
+    ];
+    for (edit, want) in cases {
+        let bad = with_architecture(&bytes, edit);
+        match Model::from_bytes(&bad) {
+            Ok(_) => panic!("a file with a bad record loaded (wanted {want:?})"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains(want), "{e:?} does not say {want:?}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -181,3 +181,31 @@ impl FindWeight for Model {
             })
     }
 }
+
+#[test]
+fn load_weights_takes_nested_paths() -> Result<()> {
+    let t = tower()?;
+    let a = Input::new(&[4]).tensor();
+    let y = t.call(&a)?;
+    let outer = Model::named("outer", &[a], &[y])?;
+    let kernel: Vec<f32> = (0..12).map(|i| i as f32).collect();
+    let bytes: Vec<u8> = kernel.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4, 3], &bytes).unwrap();
+    let file = safetensors::serialize(vec![("tower/dense/kernel", view)], None).unwrap();
+    let dir = std::env::temp_dir().join(format!("lamina-nested-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("w.safetensors");
+    std::fs::write(&path, file).unwrap();
+    outer.load_weights(&path)?;
+    assert_eq!(t.get_weight("dense/kernel")?.as_f32()?, kernel.as_slice());
+    // The inner model's own path is not a path of the outer model.
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4, 3], &bytes).unwrap();
+    let file = safetensors::serialize(vec![("dense/kernel", view)], None).unwrap();
+    std::fs::write(&path, file).unwrap();
+    let e = outer.load_weights(&path).unwrap_err().to_string();
+    assert!(e.contains("tower/dense/kernel"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
