@@ -29,6 +29,7 @@ pub use predict::{ModelInputs, Predict};
 /// Everything a model-building program needs: `use lamina::prelude::*;`.
 pub mod prelude {
     pub use crate::Predict;
+    pub use lamina_graph::{MultiHeadAttention, Size};
     pub use lamina_backend::{BackendKind, MemoryBudget, Session};
     pub use lamina_graph::{
         Activation, ActivationLayer, Add, Average, Axes, Concatenate, DType, DataFormat, Dense,

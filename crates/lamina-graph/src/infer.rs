@@ -583,6 +583,31 @@ fn reshape_shape(s: &Shape, target: &[i64]) -> Result<Shape> {
         shapes: format!("{s} to {tshape}"),
         detail,
     };
+    // Entries of -2 and below name a dimension of the input (`-2 - axis`), known once the
+    // input's shape is: they become that size, or stay unknown until specialisation.
+    let mut dynamic_refs = vec![false; target.len()];
+    let mut resolved = Vec::with_capacity(target.len());
+    for (i, &t) in target.iter().enumerate() {
+        if t > -2 {
+            resolved.push(t);
+            continue;
+        }
+        let axis = usize::try_from(-(t + 2)).unwrap_or(usize::MAX);
+        match s.dims().get(axis) {
+            Some(Dim::Known(n)) => resolved.push(*n as i64),
+            Some(Dim::Dynamic) => {
+                dynamic_refs[i] = true;
+                resolved.push(1);
+            }
+            None => {
+                return Err(err(format!(
+                    "dimension {i} refers to axis {axis} of the input, which has {} axes",
+                    s.rank()
+                )));
+            }
+        }
+    }
+    let target = &resolved[..];
     let infer_at: Vec<usize> = target
         .iter()
         .enumerate()
@@ -617,8 +642,9 @@ fn reshape_shape(s: &Shape, target: &[i64]) -> Result<Shape> {
     };
     let mut out: Vec<Dim> = target
         .iter()
-        .map(|&t| {
-            if t > 0 {
+        .zip(&dynamic_refs)
+        .map(|(&t, &dynamic)| {
+            if t > 0 && !dynamic {
                 Dim::Known(t as usize)
             } else {
                 Dim::Dynamic

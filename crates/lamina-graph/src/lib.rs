@@ -22,6 +22,7 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use host::{Element, HostData, HostTensor};
 pub use layer::{Layer, LayerCall, LayerInputs, LayerRef, call_layer, call_layer_with_masks};
+pub use layers::MultiHeadAttention;
 pub use layers::{
     Activation, ActivationLayer, Add, Average, Concatenate, DataFormat, Dense, Dropout, Embedding,
     Flatten, GlobalAveragePooling1D, GlobalMaxPooling1D, Input, InputLayer, Lambda, LambdaMask,
@@ -40,7 +41,7 @@ pub use layers::{
 pub use model::{Model, Program, ProgramNode, Sequential, SequentialItem};
 pub use saving::keras::KerasBindings;
 pub use op::ReduceOp;
-pub use ops::{Axes, Operand, SliceArg};
+pub use ops::{Axes, Operand, Size, SliceArg};
 pub use shape::{Dim, Shape};
 pub use tensor::Tensor;
 pub use variable::{Variable, VariableKind};

@@ -399,7 +399,9 @@ impl ConvSpec {
     }
 }
 
-/// One dimension of a reshape target: a size, or -1 for "whatever is left".
+/// One dimension of a reshape target: a size, -1 for "whatever is left", or `-2 - axis` for
+/// "the size of the input's `axis`" (a run-time dimension, known when the program is
+/// specialised for concrete input shapes; see `Tensor::reshape_dims`).
 pub type ReshapeDim = i64;
 
 /// A primitive op: what a node of the expression graph computes from its inputs.

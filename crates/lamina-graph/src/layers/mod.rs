@@ -2,6 +2,7 @@
 //! masking, pooling, normalisation, merging, reshaping, elementwise).
 
 mod activation;
+mod attention;
 mod batch_normalization;
 mod common;
 mod conv;
@@ -25,6 +26,7 @@ mod time_distributed;
 mod window_pooling;
 
 pub use activation::{Activation, ActivationFunction, CustomActivation};
+pub use attention::MultiHeadAttention;
 pub use batch_normalization::BatchNormalization;
 pub(crate) use common::with_stored_weights;
 pub use conv::{

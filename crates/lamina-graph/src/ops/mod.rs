@@ -9,10 +9,12 @@ mod linalg;
 mod movement;
 mod operators;
 mod reduce;
+mod sequence;
 mod slicing;
 
 pub use axes::Axes;
 pub use conv::expand_convolutions;
 pub use elementwise::{Operand, apply_binary, promote};
 pub use gather::index_out_of_range;
+pub use sequence::Size;
 pub use slicing::SliceArg;

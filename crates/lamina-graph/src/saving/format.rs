@@ -180,6 +180,31 @@ pub enum LayerRecord {
         /// RMS scaling instead of centring.
         rms_scaling: bool,
     },
+    /// A `MultiHeadAttention`; its weights are `query/kernel`, `query/bias`, `key/...`,
+    /// `value/...`, `attention_output/...` (biases when `use_bias`).
+    MultiHeadAttention {
+        /// The layer's name.
+        name: String,
+        /// Number of heads.
+        num_heads: usize,
+        /// Size of each query and key head.
+        key_dim: usize,
+        /// Size of each value head (`key_dim` when absent).
+        value_dim: Option<usize>,
+        /// Dropout rate (nothing at inference).
+        #[serde(deserialize_with = "finite_f32")]
+        dropout: f32,
+        /// Whether the projections have biases.
+        use_bias: bool,
+        /// The per-position output shape (the query's width when absent).
+        output_shape: Option<Vec<usize>>,
+        /// The attention axes (all middle axes when absent).
+        attention_axes: Option<Vec<i64>>,
+        /// Keras's call argument `use_causal_mask`.
+        use_causal_mask: bool,
+        /// Keras's call argument `return_attention_scores`.
+        return_attention_scores: bool,
+    },
     /// An `Add` merge.
     Add {
         /// The layer's name.

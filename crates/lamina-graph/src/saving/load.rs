@@ -451,6 +451,34 @@ fn config_layer(
                 .rms_scaling(*rms_scaling)
                 .name(name),
         ),
+        LayerRecord::MultiHeadAttention {
+            name,
+            num_heads,
+            key_dim,
+            value_dim,
+            dropout,
+            use_bias,
+            output_shape,
+            attention_axes,
+            use_causal_mask,
+            return_attention_scores,
+        } => {
+            let mut l = crate::layers::MultiHeadAttention::new(*num_heads, *key_dim)
+                .dropout(*dropout)
+                .use_bias(*use_bias)
+                .use_causal_mask(*use_causal_mask)
+                .return_attention_scores(*return_attention_scores);
+            if let Some(v) = value_dim {
+                l = l.value_dim(*v);
+            }
+            if let Some(o) = output_shape {
+                l = l.output_shape(o);
+            }
+            if let Some(a) = attention_axes {
+                l = l.attention_axes(&a.iter().map(|&x| axis(x)).collect::<Result<Vec<_>>>()?);
+            }
+            Arc::new(l.name(name))
+        }
         LayerRecord::Add { name } => Arc::new(Add::new().name(name)),
         LayerRecord::Subtract { name } => Arc::new(Subtract::new().name(name)),
         LayerRecord::Multiply { name } => Arc::new(Multiply::new().name(name)),

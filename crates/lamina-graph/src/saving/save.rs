@@ -253,6 +253,22 @@ fn config_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
             rms_scaling,
         });
     }
+    if let Some(l) = any.downcast_ref::<crate::layers::MultiHeadAttention>() {
+        let (heads, key_dim, value_dim, dropout, use_bias, output_shape, axes, causal, scores) =
+            l.config();
+        return Some(LayerRecord::MultiHeadAttention {
+            name,
+            num_heads: heads,
+            key_dim,
+            value_dim,
+            dropout,
+            use_bias,
+            output_shape,
+            attention_axes: axes.map(|a| a.iter().map(|&x| x as i64).collect()),
+            use_causal_mask: causal,
+            return_attention_scores: scores,
+        });
+    }
     if let Some(l) = any.downcast_ref::<Concatenate>() {
         return Some(LayerRecord::Concatenate {
             name,

@@ -1,0 +1,565 @@
+//! `MultiHeadAttention`: Keras 3's layer for inference, with its weight names and shapes and its
+//! mask rules, built from matmuls, views and a masked softmax so both backends run it.
+
+use super::common::{Weights, layer_identity};
+use super::init::uniform;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::host::HostTensor;
+use crate::layer::{Layer, unique_name};
+use crate::ops::Size;
+use crate::shape::Dim;
+use crate::tensor::{Tensor, next_id};
+use crate::variable::Variable;
+use std::sync::Arc;
+
+/// Keras's `MultiHeadAttention(num_heads, key_dim, value_dim, dropout, use_bias, output_shape,
+/// attention_axes)`, for inference (dropout does nothing).
+///
+/// It is called on `[query, value]`, `[query, value, key]` or `[query, value, key,
+/// attention_mask]` (pass `value` as `key` to give a mask without a key). Keras's call arguments
+/// `use_causal_mask` and `return_attention_scores` are set on the layer; with the latter it
+/// returns two outputs, the attention output and the scores `(B, heads, T, S)` (call it with
+/// `call_layer`). The inputs' masks (from `Embedding(mask_zero=True)`, `Masking`) combine as
+/// Keras 3 combines them: the query's as `(B, T, 1)`, the value's and key's as `(B, 1, S)`, the
+/// causal mask `j <= i` (aligned at the first position when T and S differ), and the
+/// `attention_mask`, all and-ed; masked scores become -1e9 before the softmax. The output
+/// carries the query's mask.
+///
+/// Weights, as Keras names them: `query/kernel` `(d_q, heads, key_dim)`, `query/bias`
+/// `(heads, key_dim)`, `key/kernel` `(d_k, heads, key_dim)`, `key/bias`, `value/kernel` `(d_v,
+/// heads, value_dim)`, `value/bias` `(heads, value_dim)`, `attention_output/kernel` `(heads,
+/// value_dim, output...)`, `attention_output/bias` `(output...)`.
+#[derive(Clone)]
+pub struct MultiHeadAttention {
+    id: u64,
+    name: String,
+    num_heads: usize,
+    key_dim: usize,
+    value_dim: Option<usize>,
+    dropout: f32,
+    use_bias: bool,
+    output_shape: Option<Vec<usize>>,
+    attention_axes: Option<Vec<isize>>,
+    use_causal_mask: bool,
+    return_attention_scores: bool,
+    seed: u64,
+    weights: Arc<Weights>,
+}
+
+impl MultiHeadAttention {
+    /// `num_heads` heads of `key_dim` each, value_dim = key_dim, biases, the output as wide as
+    /// the query, attention over every axis between the batch and the features.
+    pub fn new(num_heads: usize, key_dim: usize) -> MultiHeadAttention {
+        let id = next_id();
+        MultiHeadAttention {
+            id,
+            name: unique_name("multi_head_attention"),
+            num_heads,
+            key_dim,
+            value_dim: None,
+            dropout: 0.0,
+            use_bias: true,
+            output_shape: None,
+            attention_axes: None,
+            use_causal_mask: false,
+            return_attention_scores: false,
+            seed: id,
+            weights: Arc::default(),
+        }
+    }
+
+    fn fresh(mut self) -> MultiHeadAttention {
+        self.id = next_id();
+        self.weights = Arc::default();
+        self
+    }
+
+    /// The size of each value head (Keras: `value_dim`, default `key_dim`).
+    pub fn value_dim(self, value_dim: usize) -> MultiHeadAttention {
+        MultiHeadAttention {
+            value_dim: Some(value_dim),
+            ..self
+        }
+        .fresh()
+    }
+
+    /// Dropout on the attention scores while training: recorded, nothing at inference.
+    pub fn dropout(self, dropout: f32) -> MultiHeadAttention {
+        MultiHeadAttention { dropout, ..self }.fresh()
+    }
+
+    /// Whether the projections have biases (default true).
+    pub fn use_bias(self, use_bias: bool) -> MultiHeadAttention {
+        MultiHeadAttention { use_bias, ..self }.fresh()
+    }
+
+    /// The per-position output shape (default: the query's last dimension).
+    pub fn output_shape(self, shape: &[usize]) -> MultiHeadAttention {
+        MultiHeadAttention {
+            output_shape: Some(shape.to_vec()),
+            ..self
+        }
+        .fresh()
+    }
+
+    /// The axes attention runs over (default: all between the batch axis and the features).
+    pub fn attention_axes(self, axes: &[isize]) -> MultiHeadAttention {
+        MultiHeadAttention {
+            attention_axes: Some(axes.to_vec()),
+            ..self
+        }
+        .fresh()
+    }
+
+    /// Keras's call argument `use_causal_mask`: position `i` of the query sees keys `0..=i`.
+    pub fn use_causal_mask(self, causal: bool) -> MultiHeadAttention {
+        MultiHeadAttention {
+            use_causal_mask: causal,
+            ..self
+        }
+        .fresh()
+    }
+
+    /// Keras's call argument `return_attention_scores`: a second output, the scores.
+    pub fn return_attention_scores(self, scores: bool) -> MultiHeadAttention {
+        MultiHeadAttention {
+            return_attention_scores: scores,
+            ..self
+        }
+        .fresh()
+    }
+
+    /// The layer's name.
+    pub fn name(self, name: &str) -> MultiHeadAttention {
+        MultiHeadAttention {
+            name: name.to_string(),
+            ..self
+        }
+        .fresh()
+    }
+
+    /// The seed of the initial weights.
+    pub fn seed(self, seed: u64) -> MultiHeadAttention {
+        MultiHeadAttention { seed, ..self }
+    }
+
+    /// The configuration: (num_heads, key_dim, value_dim, dropout, use_bias, output_shape,
+    /// attention_axes, use_causal_mask, return_attention_scores).
+    #[allow(clippy::type_complexity)]
+    pub fn config(
+        &self,
+    ) -> (
+        usize,
+        usize,
+        Option<usize>,
+        f32,
+        bool,
+        Option<Vec<usize>>,
+        Option<Vec<isize>>,
+        bool,
+        bool,
+    ) {
+        (
+            self.num_heads,
+            self.key_dim,
+            self.value_dim,
+            self.dropout,
+            self.use_bias,
+            self.output_shape.clone(),
+            self.attention_axes.clone(),
+            self.use_causal_mask,
+            self.return_attention_scores,
+        )
+    }
+
+    fn bad(&self, detail: String) -> Error {
+        Error::Model { detail }
+    }
+
+    fn shape_error(&self, shapes: &[&Tensor], detail: impl Into<String>) -> Error {
+        Error::IncompatibleShapes {
+            op: "multi_head_attention".into(),
+            shapes: shapes
+                .iter()
+                .map(|t| t.shape().to_string())
+                .collect::<Vec<_>>()
+                .join(" and "),
+            detail: detail.into(),
+        }
+    }
+
+    /// `x (B, ..., d) @ kernel (d, a, b) + bias (a, b)` → `(B, ..., a, b)`.
+    fn project(x: &Tensor, kernel: &Arc<Variable>, bias: Option<&Arc<Variable>>) -> Tensor {
+        let ks = kernel.shape();
+        let (d, a, b) = (ks[0], ks[1], ks[2]);
+        let mut y =
+            x.matmul(&Tensor::variable(kernel.clone()).reshape(&[d as i64, (a * b) as i64]));
+        if let Some(bias) = bias {
+            y = y.add(Tensor::variable(bias.clone()).reshape(&[(a * b) as i64]));
+        }
+        let r = x.rank();
+        let mut target: Vec<Size> = (0..r - 1).map(|i| Size::Of(y.clone(), i)).collect();
+        target.push(Size::Known(a));
+        target.push(Size::Known(b));
+        y.reshape_dims(&target)
+    }
+}
+
+fn known_last(x: &Tensor) -> Option<usize> {
+    x.shape().dims().last().and_then(|d| d.known())
+}
+
+/// Flattens the axes `from..from + n` of `x` into one; they must be known when `n > 1`.
+fn flatten_run(x: &Tensor, from: usize, n: usize) -> Option<Tensor> {
+    if n == 1 {
+        return Some(x.clone());
+    }
+    let dims = x.shape();
+    let prod: Option<usize> = dims.dims()[from..from + n]
+        .iter()
+        .map(|d| d.known())
+        .product();
+    let mut target: Vec<Size> = (0..from).map(|i| Size::Of(x.clone(), i)).collect();
+    target.push(Size::Known(prod?));
+    target.extend((from + n..x.rank()).map(|i| Size::Of(x.clone(), i)));
+    Some(x.reshape_dims(&target))
+}
+
+/// Splits axis `at` of `x` into the known sizes `sizes`.
+fn unflatten(x: &Tensor, at: usize, sizes: &[usize]) -> Tensor {
+    if sizes.len() == 1 {
+        return x.clone();
+    }
+    let mut target: Vec<Size> = (0..at).map(|i| Size::Of(x.clone(), i)).collect();
+    target.extend(sizes.iter().map(|&n| Size::Known(n)));
+    target.extend((at + 1..x.rank()).map(|i| Size::Of(x.clone(), i)));
+    x.reshape_dims(&target)
+}
+
+impl Layer for MultiHeadAttention {
+    layer_identity!("MultiHeadAttention");
+
+    fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.forward_masked(inputs, &vec![None; inputs.len()])
+    }
+
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
+    fn compute_mask(
+        &self,
+        _inputs: &[Tensor],
+        masks: &[Option<Tensor>],
+        outputs: &[Tensor],
+    ) -> Result<Vec<Option<Tensor>>> {
+        let mut out = vec![None; outputs.len()];
+        if let Some(first) = out.first_mut() {
+            *first = masks.first().cloned().flatten();
+        }
+        Ok(out)
+    }
+
+    fn forward_masked(&self, inputs: &[Tensor], masks: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let (query, value, key, attention_mask) = match inputs {
+            [q, v] => (q, v, v, None),
+            [q, v, k] => (q, v, k, None),
+            [q, v, k, m] => (q, v, k, Some(m)),
+            _ => {
+                return Err(Error::Inputs {
+                    detail: format!(
+                        "MultiHeadAttention takes [query, value], [query, value, key] or [query, \
+                         value, key, attention_mask], got {} inputs",
+                        inputs.len()
+                    ),
+                });
+            }
+        };
+        let (h, kd) = (self.num_heads, self.key_dim);
+        let vd = self.value_dim.unwrap_or(kd);
+        if h == 0 || kd == 0 || vd == 0 {
+            return Err(self.bad(format!(
+                "num_heads ({h}), key_dim ({kd}) and value_dim ({vd}) must be at least 1"
+            )));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(self.bad(format!("dropout {} is not in [0, 1)", self.dropout)));
+        }
+        let r = query.rank();
+        if r < 3 {
+            return Err(self.shape_error(
+                &[query],
+                "the query needs a batch axis, at least one sequence axis and features",
+            ));
+        }
+        for (what, t) in [("value", value), ("key", key)] {
+            if t.rank() != r {
+                return Err(self.shape_error(
+                    &[query, t],
+                    format!("the {what} must have the query's rank {r}"),
+                ));
+            }
+            if t.dtype() != DType::F32 || query.dtype() != DType::F32 {
+                return Err(
+                    self.shape_error(&[query, t], format!("query and {what} must be float32"))
+                );
+            }
+        }
+        let (Some(dq), Some(dv), Some(dk)) =
+            (known_last(query), known_last(value), known_last(key))
+        else {
+            return Err(self.shape_error(
+                &[query, value, key],
+                "the last (feature) dimension of query, value and key must be known",
+            ));
+        };
+        // Key and value must agree on every axis but the features.
+        let (ks, vs) = (key.shape(), value.shape());
+        for i in 0..r - 1 {
+            if let (Dim::Known(a), Dim::Known(b)) = (ks.dims()[i], vs.dims()[i]) {
+                if a != b {
+                    return Err(self.shape_error(
+                        &[key, value],
+                        format!("key and value differ on axis {i} ({a} vs {b})"),
+                    ));
+                }
+            }
+        }
+        // Attention axes, among 1..r-1 of the query.
+        let axes: Vec<usize> = match &self.attention_axes {
+            None => (1..r - 1).collect(),
+            Some(list) => {
+                let mut v = Vec::new();
+                for &a in list {
+                    let n = if a < 0 { a + r as isize } else { a };
+                    if n < 1 || n >= r as isize - 1 || v.contains(&(n as usize)) {
+                        return Err(self.shape_error(
+                            &[query],
+                            format!(
+                                "attention_axes {list:?}: each must be a distinct axis between \
+                                 the batch axis and the features (1..{})",
+                                r - 2
+                            ),
+                        ));
+                    }
+                    v.push(n as usize);
+                }
+                v.sort_unstable();
+                v
+            }
+        };
+        let batch_like: Vec<usize> = (1..r - 1).filter(|a| !axes.contains(a)).collect();
+        let out_dims: Vec<usize> = self.output_shape.clone().unwrap_or(vec![dq]);
+        if out_dims.is_empty() || out_dims.contains(&0) {
+            return Err(self.bad(format!(
+                "output_shape {out_dims:?} must be non-empty sizes of at least 1"
+            )));
+        }
+        let dout: usize = out_dims.iter().product();
+        let mut wanted: Vec<(&'static str, Vec<usize>)> = vec![("query/kernel", vec![dq, h, kd])];
+        if self.use_bias {
+            wanted.push(("query/bias", vec![h, kd]));
+        }
+        wanted.push(("key/kernel", vec![dk, h, kd]));
+        if self.use_bias {
+            wanted.push(("key/bias", vec![h, kd]));
+        }
+        wanted.push(("value/kernel", vec![dv, h, vd]));
+        if self.use_bias {
+            wanted.push(("value/bias", vec![h, vd]));
+        }
+        let mut ok = vec![h, vd];
+        ok.extend(&out_dims);
+        wanted.push(("attention_output/kernel", ok));
+        if self.use_bias {
+            wanted.push(("attention_output/bias", out_dims.clone()));
+        }
+        let seed = self.seed;
+        let vars = self
+            .weights
+            .get_or_make(&self.name, &wanted, |name, shape| {
+                if name.ends_with("bias") {
+                    return HostTensor::zeros(shape);
+                }
+                // Glorot uniform over the einsum's fans, as Keras's EinsumDense.
+                let (fan_in, fan_out) = if name.starts_with("attention_output") {
+                    (shape[0] * shape[1], shape[2..].iter().product::<usize>())
+                } else {
+                    (shape[0], shape[1] * shape[2])
+                };
+                let n: usize = shape.iter().product();
+                let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
+                let s = seed ^ (name.len() as u64 * 0x9E37_79B9) ^ name.as_bytes()[0] as u64;
+                HostTensor::new(shape, uniform(n, limit, s))
+            })
+            .map_err(|e| match e {
+                Error::VariableShape { name, existing, .. } => Error::VariableShape {
+                    name,
+                    existing,
+                    requested: format!(
+                        "for query {}, value {}, key {}",
+                        query.shape(),
+                        value.shape(),
+                        key.shape()
+                    ),
+                },
+                other => other,
+            })?;
+        let mut it = vars.iter();
+        let mut next = |bias: bool| -> Option<&Arc<Variable>> {
+            if bias && !self.use_bias {
+                None
+            } else {
+                it.next()
+            }
+        };
+        let (wq, bq) = (next(false), next(true));
+        let (wk, bk) = (next(false), next(true));
+        let (wv, bv) = (next(false), next(true));
+        let (wo, bo) = (next(false), next(true));
+        let (Some(wq), Some(wk), Some(wv), Some(wo)) = (wq, wk, wv, wo) else {
+            return Err(self.bad("MultiHeadAttention made too few weights".into()));
+        };
+
+        // Masks, combined as Keras 3 does, as (B, T, S) over a rank-3 query.
+        let query_mask = masks.first().cloned().flatten();
+        let value_mask = masks.get(1).cloned().flatten();
+        let key_mask = if inputs.len() > 2 && key.id() != value.id() {
+            masks.get(2).cloned().flatten()
+        } else {
+            None
+        };
+        let any_mask = query_mask.is_some()
+            || value_mask.is_some()
+            || key_mask.is_some()
+            || attention_mask.is_some()
+            || self.use_causal_mask;
+        if any_mask && (r != 3) {
+            return Err(self.shape_error(
+                &[query, value],
+                "masks (input masks, attention_mask, use_causal_mask) are supported for \
+                 (batch, sequence, features) inputs",
+            ));
+        }
+        let mut mask: Option<Tensor> = None;
+        let and = |m: Option<Tensor>, n: Tensor| -> Tensor {
+            match m {
+                Some(m) => m.logical_and(&n),
+                None => n,
+            }
+        };
+        if let Some(m) = &query_mask {
+            mask = Some(and(mask, m.cast(DType::Bool).expand_dims(-1)));
+        }
+        if let Some(m) = &value_mask {
+            mask = Some(and(mask, m.cast(DType::Bool).expand_dims(-2)));
+        }
+        if let Some(m) = &key_mask {
+            mask = Some(and(mask, m.cast(DType::Bool).expand_dims(-2)));
+        }
+        if let Some(m) = attention_mask {
+            if m.rank() != 3 {
+                return Err(self.shape_error(
+                    &[query, value, m],
+                    "attention_mask must have shape (batch, query length, key length)",
+                ));
+            }
+            mask = Some(and(mask, m.cast(DType::Bool)));
+        }
+        if self.use_causal_mask {
+            let rows = Tensor::arange_size(&query.size_of(1), DType::I32).expand_dims(1);
+            let cols = Tensor::arange_size(&value.size_of(1), DType::I32).expand_dims(0);
+            mask = Some(and(mask, cols.less_equal(&rows).expand_dims(0)));
+        }
+        if let Some(m) = &mask {
+            m.check().map_err(|e| {
+                self.shape_error(
+                    &[query, value],
+                    format!("the masks do not combine into (batch, T, S): {e}"),
+                )
+            })?;
+        }
+
+        // Projections: (B, ..., heads, dim), then heads before the attention axes.
+        let q = Self::project(query, wq, bq);
+        let k = Self::project(key, wk, bk);
+        let v = Self::project(value, wv, bv);
+        let mut perm: Vec<isize> = vec![0];
+        perm.extend(batch_like.iter().map(|&a| a as isize));
+        perm.push(r as isize - 1);
+        perm.extend(axes.iter().map(|&a| a as isize));
+        perm.push(r as isize);
+        let at = batch_like.len() + 2;
+        let flat = |t: &Tensor, what: &str| -> Result<Tensor> {
+            flatten_run(&t.transpose(&perm), at, axes.len()).ok_or_else(|| {
+                self.shape_error(
+                    &[query, value],
+                    format!("attention over several axes needs the {what}'s axes known"),
+                )
+            })
+        };
+        let q = flat(&q, "query")?.multiply(1.0 / (kd as f64).sqrt() as f32);
+        let k = flat(&k, "key")?;
+        let v = flat(&v, "value")?;
+        let mut scores = q.matmul(&k.swapaxes(-1, -2));
+        if let Some(m) = &mask {
+            // Keras 3's masked Softmax: -1e9 before, and 0 after (a row masked whole is 0).
+            let m = m.expand_dims(1);
+            scores = Tensor::where_(&m, &scores, -1e9f32);
+            scores = Tensor::where_(&m, scores.softmax(-1), 0.0f32);
+        } else {
+            scores = scores.softmax(-1);
+        }
+        let o = scores.matmul(&v);
+        // Back to (B, ..., heads, value_dim) in the query's axis order.
+        let q_sizes: Vec<Option<usize>> = axes
+            .iter()
+            .map(|&a| query.shape().dims()[a].known())
+            .collect();
+        let o = match q_sizes.iter().copied().collect::<Option<Vec<usize>>>() {
+            Some(s) => unflatten(&o, at, &s),
+            None => o,
+        };
+        let mut inverse = vec![0isize; perm.len()];
+        for (i, &p) in perm.iter().enumerate() {
+            inverse[p as usize] = i as isize;
+        }
+        let o = o.transpose(&inverse);
+        let mut flat_target: Vec<Size> = (0..r - 1).map(|i| Size::Of(o.clone(), i)).collect();
+        flat_target.push(Size::Known(h * vd));
+        let mut y = o
+            .reshape_dims(&flat_target)
+            .matmul(&Tensor::variable(wo.clone()).reshape(&[(h * vd) as i64, dout as i64]));
+        if let Some(b) = bo {
+            y = y.add(Tensor::variable(b.clone()).reshape(&[dout as i64]));
+        }
+        if out_dims.len() > 1 {
+            let mut t: Vec<Size> = (0..r - 1).map(|i| Size::Of(y.clone(), i)).collect();
+            t.extend(out_dims.iter().map(|&n| Size::Known(n)));
+            y = y.reshape_dims(&t);
+        }
+        let mut outs = vec![y];
+        if self.return_attention_scores {
+            let s_sizes: Option<Vec<usize>> = axes
+                .iter()
+                .map(|&a| key.shape().dims()[a].known())
+                .collect();
+            let mut s = scores;
+            if axes.len() > 1 {
+                if let (Some(qs), Some(ks)) = (
+                    q_sizes.iter().copied().collect::<Option<Vec<usize>>>(),
+                    s_sizes,
+                ) {
+                    s = unflatten(&unflatten(&s, at + 1, &ks), at, &qs);
+                }
+            }
+            outs.push(s);
+        }
+        Ok(outs)
+    }
+
+    fn variables(&self) -> Vec<Arc<Variable>> {
+        self.weights.list()
+    }
+}
