@@ -48,6 +48,7 @@ pub mod prelude {
         RepeatVector, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
     };
     pub use lamina_graph::KerasBindings;
+    pub use lamina_graph::{Bidirectional, GRU, LSTM, MergeMode, SimpleRNN};
 }
 
 /// The README's examples, compiled and run as doctests.

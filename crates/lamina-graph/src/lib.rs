@@ -38,6 +38,7 @@ pub use layers::{
     Cropping1D, Cropping2D, Dot, ELU, Interpolation, LeakyReLU, PReLU, Permute, ReLU, RepeatVector,
     TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
 };
+pub use layers::{Bidirectional, GRU, LSTM, MergeMode, SimpleRNN};
 pub use model::{Model, Program, ProgramNode, Sequential, SequentialItem};
 pub use saving::keras::KerasBindings;
 pub use op::ReduceOp;

@@ -38,7 +38,7 @@ impl Weights {
     pub(crate) fn get_or_make(
         &self,
         layer: &str,
-        wanted: &[(&'static str, Vec<usize>)],
+        wanted: &[(&str, Vec<usize>)],
         init: impl Fn(&str, &[usize]) -> Result<HostTensor>,
     ) -> Result<Vec<Arc<Variable>>> {
         self.get_or_make_flagged(layer, wanted, &[], init)
@@ -50,7 +50,7 @@ impl Weights {
     pub(crate) fn get_or_make_flagged(
         &self,
         layer: &str,
-        wanted: &[(&'static str, Vec<usize>)],
+        wanted: &[(&str, Vec<usize>)],
         non_trainable: &[&str],
         init: impl Fn(&str, &[usize]) -> Result<HostTensor>,
     ) -> Result<Vec<Arc<Variable>>> {

@@ -18,6 +18,7 @@ mod merge;
 mod normalization;
 mod permute;
 mod pooling;
+mod recurrent;
 mod relu;
 mod reshaping;
 mod softmax;
@@ -46,6 +47,8 @@ pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract}
 pub use normalization::LayerNormalization;
 pub use permute::{Dot, Permute, RepeatVector};
 pub use pooling::{DataFormat, GlobalAveragePooling1D, GlobalMaxPooling1D};
+pub use recurrent::{Bidirectional, GRU, LSTM, MergeMode, SimpleRNN};
+pub(crate) use recurrent::{recurrent_layer_from_record, recurrent_layer_record};
 pub use relu::{ELU, LeakyReLU, PReLU, ReLU};
 pub use reshaping::{Flatten, Reshape};
 pub use softmax::Softmax;

@@ -443,6 +443,62 @@ pub enum LayerRecord {
     GlobalMaxPooling2D(GlobalPoolRecord),
     /// A `BatchNormalization`; weights `gamma`, `beta`, `moving_mean`, `moving_variance`.
     BatchNormalization(BatchNormRecord),
+    /// A `SimpleRNN`; weights `kernel`, `recurrent_kernel`, `bias`.
+    #[serde(rename = "SimpleRNN")]
+    SimpleRNN(RnnRecord),
+    /// An `LSTM`; weights `kernel`, `recurrent_kernel`, `bias`.
+    #[serde(rename = "LSTM")]
+    LSTM(RnnRecord),
+    /// A `GRU`; weights `kernel`, `recurrent_kernel`, `bias`.
+    #[serde(rename = "GRU")]
+    GRU(RnnRecord),
+    /// A `Bidirectional` recurrent layer; weights `forward_{inner}/{cell}/kernel`, ... and
+    /// `backward_{inner}/{cell}/kernel`, ...
+    Bidirectional(BidirectionalRecord),
+}
+
+/// The configuration of a recurrent layer (`reset_after` is read by GRU only).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RnnRecord {
+    /// The layer's name.
+    pub name: String,
+    /// State size.
+    pub units: usize,
+    /// The output activation's name.
+    pub activation: String,
+    /// The gate activation's name.
+    pub recurrent_activation: String,
+    /// Whether there is a `bias`.
+    pub use_bias: bool,
+    /// LSTM: forget bias initialised to 1.
+    pub unit_forget_bias: bool,
+    /// Every step returned.
+    pub return_sequences: bool,
+    /// Final states returned.
+    pub return_state: bool,
+    /// Sequence read backwards.
+    pub go_backwards: bool,
+    /// Masked steps output zeros.
+    pub zero_output_for_mask: bool,
+    /// GRU: reset gate after the recurrent matmul.
+    pub reset_after: bool,
+}
+
+/// The configuration of a `Bidirectional` wrapper.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BidirectionalRecord {
+    /// The layer's name.
+    pub name: String,
+    /// `concat`, `sum`, `mul`, `ave` or `none`.
+    pub merge_mode: String,
+    /// The wrapped cell type: `SimpleRNN`, `LSTM` or `GRU`.
+    pub cell: String,
+    /// The forward layer.
+    pub forward: RnnRecord,
+    /// The backward layer.
+    pub backward: RnnRecord,
 }
 
 /// The configuration of a convolution layer (the fields a layer type does not use keep their

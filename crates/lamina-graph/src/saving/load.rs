@@ -385,6 +385,9 @@ fn config_layer(
     if let Some(layer) = crate::layers::image_layer_from_record(record)? {
         return Ok(layer);
     }
+    if let Some(layer) = crate::layers::recurrent_layer_from_record(record)? {
+        return Ok(layer);
+    }
     Ok(match record {
         LayerRecord::Dense {
             name,

@@ -191,6 +191,9 @@ fn config_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
     if let Some(r) = crate::layers::image_layer_record(any, &name) {
         return Some(r);
     }
+    if let Some(r) = crate::layers::recurrent_layer_record(any, &name) {
+        return Some(r);
+    }
     macro_rules! merge {
         ($($ty:ident),*) => {
             $(if any.is::<$ty>() {

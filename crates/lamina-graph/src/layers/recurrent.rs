@@ -1,0 +1,1015 @@
+//! Recurrent layers: `SimpleRNN`, `LSTM`, `GRU` and the `Bidirectional` wrapper, for inference.
+//!
+//! The time loop is unrolled into the graph when the layer is called (the number of steps must
+//! be known then): the input projection `x @ kernel` runs once for all steps as one matmul, and
+//! each step adds `h @ recurrent_kernel` and the gate arithmetic, which both backends fuse; on
+//! the GPU the whole run is still one queue submit.
+
+use super::activation::Activation;
+use super::common::Weights;
+use super::init::glorot_uniform;
+use crate::error::{Error, Result};
+use crate::host::HostTensor;
+use crate::layer::{Layer, LayerRef, unique_name};
+use crate::ops::SliceArg;
+use crate::saving::format::{BidirectionalRecord, LayerRecord, RnnRecord};
+use crate::shape::Dim;
+use crate::tensor::{Tensor, next_id};
+use crate::variable::Variable;
+use std::sync::Arc;
+
+/// Which recurrent cell a layer runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cell {
+    SimpleRnn,
+    Lstm,
+    Gru { reset_after: bool },
+}
+
+impl Cell {
+    /// Gates per unit: the width of the kernels is `gates * units`.
+    fn gates(self) -> usize {
+        match self {
+            Cell::SimpleRnn => 1,
+            Cell::Lstm => 4,
+            Cell::Gru { .. } => 3,
+        }
+    }
+    fn kind(self) -> &'static str {
+        match self {
+            Cell::SimpleRnn => "SimpleRNN",
+            Cell::Lstm => "LSTM",
+            Cell::Gru { .. } => "GRU",
+        }
+    }
+    /// Keras's default layer name prefix (`lstm`, `simple_rnn`).
+    fn prefix(self) -> &'static str {
+        match self {
+            Cell::SimpleRnn => "simple_rnn",
+            Cell::Lstm => "lstm",
+            Cell::Gru { .. } => "gru",
+        }
+    }
+    /// The cell's name inside the layer, as in Keras's weight paths (`lstm/lstm_cell/kernel`).
+    fn cell_name(self) -> &'static str {
+        match self {
+            Cell::SimpleRnn => "simple_rnn_cell",
+            Cell::Lstm => "lstm_cell",
+            Cell::Gru { .. } => "gru_cell",
+        }
+    }
+    /// States carried from step to step: `[h]`, or `[h, c]` for an LSTM.
+    fn states(self) -> usize {
+        if self == Cell::Lstm { 2 } else { 1 }
+    }
+}
+
+/// The configuration and weights every recurrent layer shares.
+#[derive(Clone)]
+struct Rnn {
+    id: u64,
+    name: String,
+    cell: Cell,
+    units: usize,
+    activation: Activation,
+    recurrent_activation: Activation,
+    use_bias: bool,
+    unit_forget_bias: bool,
+    return_sequences: bool,
+    return_state: bool,
+    go_backwards: bool,
+    zero_output_for_mask: bool,
+    seed: u64,
+    weights: Arc<Weights>,
+}
+
+/// The weights of one direction: kernel, recurrent kernel, optional bias.
+type RnnWeights = (Arc<Variable>, Arc<Variable>, Option<Arc<Variable>>);
+
+impl Rnn {
+    fn new(cell: Cell, units: usize) -> Rnn {
+        let id = next_id();
+        Rnn {
+            id,
+            name: unique_name(cell.prefix()),
+            cell,
+            units,
+            activation: Activation::Tanh,
+            recurrent_activation: Activation::Sigmoid,
+            use_bias: true,
+            unit_forget_bias: true,
+            return_sequences: false,
+            return_state: false,
+            go_backwards: false,
+            zero_output_for_mask: false,
+            seed: id,
+            weights: Arc::default(),
+        }
+    }
+
+    /// A copy with a new identity and no weights (a configuration change makes a new layer).
+    fn fresh(mut self) -> Rnn {
+        self.id = next_id();
+        self.weights = Arc::default();
+        self
+    }
+
+    fn bias_shape(&self) -> Vec<usize> {
+        match self.cell {
+            Cell::Gru { reset_after: true } => vec![2, 3 * self.units],
+            c => vec![c.gates() * self.units],
+        }
+    }
+
+    fn err(&self, detail: String) -> Error {
+        Error::Model {
+            detail: format!("{} '{}': {detail}", self.cell.kind(), self.name),
+        }
+    }
+
+    fn check_config(&self) -> Result<()> {
+        if self.units == 0 {
+            return Err(self.err("units must be at least 1".into()));
+        }
+        for a in [&self.activation, &self.recurrent_activation] {
+            if matches!(
+                a,
+                Activation::Softmax | Activation::LogSoftmax | Activation::Glu
+            ) {
+                return Err(self.err(format!(
+                    "activation '{}' is not elementwise; recurrent layers need an elementwise one",
+                    a.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes (or finds) the weights, named `{prefix}kernel`, `{prefix}recurrent_kernel` and
+    /// `{prefix}bias`, owned by layer `owner`.
+    fn build(&self, owner: &str, prefix: &str, input_dim: usize) -> Result<RnnWeights> {
+        let gu = self.cell.gates() * self.units;
+        let names = [
+            format!("{prefix}kernel"),
+            format!("{prefix}recurrent_kernel"),
+            format!("{prefix}bias"),
+        ];
+        let mut wanted: Vec<(&str, Vec<usize>)> = vec![
+            (names[0].as_str(), vec![input_dim, gu]),
+            (names[1].as_str(), vec![self.units, gu]),
+        ];
+        if self.use_bias {
+            wanted.push((names[2].as_str(), self.bias_shape()));
+        }
+        let units = self.units;
+        let forget = self.cell == Cell::Lstm && self.unit_forget_bias;
+        let vars = self
+            .weights
+            .get_or_make(owner, &wanted, |name, shape| {
+                if name.ends_with("recurrent_kernel") {
+                    HostTensor::new(shape, glorot_uniform(shape[0], shape[1], self.seed ^ 1))
+                } else if name.ends_with("kernel") {
+                    HostTensor::new(shape, glorot_uniform(shape[0], shape[1], self.seed))
+                } else {
+                    let n: usize = shape.iter().product();
+                    let mut b = vec![0f32; n];
+                    if forget {
+                        b[units..2 * units].iter_mut().for_each(|v| *v = 1.0);
+                    }
+                    HostTensor::new(shape, b)
+                }
+            })
+            .map_err(|e| match e {
+                Error::VariableShape { name, existing, .. } => Error::VariableShape {
+                    name,
+                    existing,
+                    requested: format!("{:?} for inputs of {input_dim} features", [input_dim, gu]),
+                },
+                other => other,
+            })?;
+        let mut it = vars.into_iter();
+        match (it.next(), it.next()) {
+            (Some(k), Some(r)) => Ok((k, r, it.next())),
+            _ => Err(self.err("made no kernel".into())),
+        }
+    }
+
+    /// Checks the input `(batch, steps, features)` and returns `(steps, features)`.
+    fn input_dims(&self, x: &Tensor) -> Result<(usize, usize)> {
+        let shape = x.shape();
+        let bad = |detail: String| Error::IncompatibleShapes {
+            op: self.cell.kind().to_ascii_lowercase(),
+            shapes: shape.to_string(),
+            detail: format!("{} '{}': {detail}", self.cell.kind(), self.name),
+        };
+        if shape.rank() != 3 {
+            return Err(bad(format!(
+                "the input must have rank 3 (batch, timesteps, features), got rank {}",
+                shape.rank()
+            )));
+        }
+        let steps = match shape.dim(1) {
+            Some(Dim::Known(0)) => return Err(bad("the input has no time steps".into())),
+            Some(Dim::Known(t)) => t,
+            _ => {
+                return Err(bad(
+                    "the number of time steps must be known when the layer is called (the time \
+                     loop is unrolled); give the Input a concrete sequence length"
+                        .into(),
+                ));
+            }
+        };
+        match shape.dim(2) {
+            Some(Dim::Known(f)) => Ok((steps, f)),
+            _ => Err(bad("the number of features must be known".into())),
+        }
+    }
+
+    /// Checks the initial states against the cell: their number and `(batch, units)` shapes.
+    fn check_states(&self, states: &[Tensor]) -> Result<()> {
+        let n = self.cell.states();
+        if states.len() != n {
+            let what = if n == 2 { "2 (h, c)" } else { "1 (h)" };
+            return Err(self.err(format!(
+                "takes {what} initial state tensor(s) after the input, got {}",
+                states.len()
+            )));
+        }
+        for (k, s) in states.iter().enumerate() {
+            let shape = s.shape();
+            let ok = shape.rank() == 2 && shape.dim(1) == Some(Dim::Known(self.units));
+            if !ok {
+                return Err(Error::IncompatibleShapes {
+                    op: self.cell.kind().to_ascii_lowercase(),
+                    shapes: shape.to_string(),
+                    detail: format!(
+                        "{} '{}': initial state {k} must have shape (batch, {}), got {shape}",
+                        self.cell.kind(),
+                        self.name,
+                        self.units
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the layer on `x` with weights made under `owner`/`prefix`: `[output, states...]`
+    /// (states only with `return_state`).
+    fn run(
+        &self,
+        owner: &str,
+        prefix: &str,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        initial: &[Tensor],
+    ) -> Result<Vec<Tensor>> {
+        self.check_config()?;
+        let (steps, features) = self.input_dims(x)?;
+        if !initial.is_empty() {
+            self.check_states(initial)?;
+        }
+        let (kernel, recurrent, bias) = self.build(owner, prefix, features)?;
+        let u = self.units as i64;
+        let kernel = Tensor::variable(kernel);
+        let recurrent = Tensor::variable(recurrent);
+        let bias = bias.map(Tensor::variable);
+        // Input and recurrent biases: GRU with reset_after keeps them apart (bias rows 0, 1).
+        let (in_bias, rec_bias) = match (&bias, self.cell) {
+            (Some(b), Cell::Gru { reset_after: true }) => (
+                Some(b.slice(&[SliceArg::Index(0)])),
+                Some(b.slice(&[SliceArg::Index(1)])),
+            ),
+            (b, _) => (b.clone(), None),
+        };
+        // The input projection of every step at once, time-major so each step is contiguous.
+        let xt = x.swapaxes(0, 1);
+        let mut xw = xt.matmul(&kernel);
+        if let Some(b) = &in_bias {
+            xw = xw.add(b);
+        }
+        let mask = mask.map(|m| m.cast(crate::dtype::DType::Bool).swapaxes(0, 1));
+        // Zero states broadcast over the batch until the first step gives them its size.
+        let zeros = Tensor::constant(HostTensor::zeros(&[1, self.units])?);
+        let mut states: Vec<Tensor> = if initial.is_empty() {
+            vec![zeros; self.cell.states()]
+        } else {
+            initial.to_vec()
+        };
+        // One scalar zero for every masked output (each constant is a buffer on the GPU).
+        let zero = Tensor::scalar(0.0);
+        let gate = |z: &Tensor, k: i64| z.slice_axis(-1, Some(k * u), Some((k + 1) * u), 1);
+        let act = |t: &Tensor| self.activation.apply(t);
+        let ract = |t: &Tensor| self.recurrent_activation.apply(t);
+        let mut outputs = Vec::with_capacity(if self.return_sequences { steps } else { 1 });
+        let order: Vec<usize> = if self.go_backwards {
+            (0..steps).rev().collect()
+        } else {
+            (0..steps).collect()
+        };
+        for (k, &t) in order.iter().enumerate() {
+            let xs = xw.slice(&[SliceArg::Index(t as i64)]);
+            let h = &states[0];
+            let new: Vec<Tensor> = match self.cell {
+                Cell::SimpleRnn => vec![act(&xs.add(h.matmul(&recurrent)))],
+                Cell::Lstm => {
+                    let z = xs.add(h.matmul(&recurrent));
+                    let c = ract(&gate(&z, 1))
+                        .multiply(&states[1])
+                        .add(ract(&gate(&z, 0)).multiply(act(&gate(&z, 2))));
+                    let h = ract(&gate(&z, 3)).multiply(act(&c));
+                    vec![h, c]
+                }
+                Cell::Gru { reset_after } => {
+                    let (zr, hh) = if reset_after {
+                        let mut r = h.matmul(&recurrent);
+                        if let Some(b) = &rec_bias {
+                            r = r.add(b);
+                        }
+                        let z = ract(&gate(&xs, 0).add(gate(&r, 0)));
+                        let rr = ract(&gate(&xs, 1).add(gate(&r, 1)));
+                        (z, act(&gate(&xs, 2).add(rr.multiply(gate(&r, 2)))))
+                    } else {
+                        let r2 = h.matmul(&recurrent.slice_axis(-1, None, Some(2 * u), 1));
+                        let z = ract(&gate(&xs, 0).add(gate(&r2, 0)));
+                        let rr = ract(&gate(&xs, 1).add(gate(&r2, 1)));
+                        let uh = recurrent.slice_axis(-1, Some(2 * u), None, 1);
+                        (z, act(&gate(&xs, 2).add(rr.multiply(h).matmul(&uh))))
+                    };
+                    // h = z * h + (1 - z) * hh, written as hh + z * (h - hh).
+                    vec![hh.add(zr.multiply(h.subtract(&hh)))]
+                }
+            };
+            let (next, out) = match &mask {
+                Some(m) => {
+                    let keep = m.slice(&[SliceArg::Index(t as i64)]).expand_dims(-1);
+                    let next: Vec<Tensor> = new
+                        .iter()
+                        .zip(&states)
+                        .map(|(n, s)| Tensor::where_(&keep, n, s))
+                        .collect();
+                    let out = if self.zero_output_for_mask {
+                        Tensor::where_(&keep, &new[0], &zero)
+                    } else {
+                        next[0].clone()
+                    };
+                    (next, out)
+                }
+                None => (new.clone(), new[0].clone()),
+            };
+            states = next;
+            if self.return_sequences || k + 1 == steps {
+                outputs.push(out);
+            }
+        }
+        let output = if self.return_sequences {
+            stack_steps(outputs)
+        } else {
+            outputs.pop().ok_or_else(|| self.err("no steps".into()))?
+        };
+        let mut result = vec![output];
+        if self.return_state {
+            result.extend(states);
+        }
+        Ok(result)
+    }
+
+    fn record(&self, name: String) -> RnnRecord {
+        RnnRecord {
+            name,
+            units: self.units,
+            activation: self.activation.name().to_string(),
+            recurrent_activation: self.recurrent_activation.name().to_string(),
+            use_bias: self.use_bias,
+            unit_forget_bias: self.unit_forget_bias,
+            return_sequences: self.return_sequences,
+            return_state: self.return_state,
+            go_backwards: self.go_backwards,
+            zero_output_for_mask: self.zero_output_for_mask,
+            reset_after: matches!(self.cell, Cell::Gru { reset_after: true }),
+        }
+    }
+
+    fn from_record(cell: Cell, r: &RnnRecord) -> Result<Rnn> {
+        let mut rnn = Rnn::new(cell, r.units);
+        if let Cell::Gru { .. } = cell {
+            rnn.cell = Cell::Gru {
+                reset_after: r.reset_after,
+            };
+        }
+        rnn.name = r.name.clone();
+        rnn.activation = r.activation.parse()?;
+        rnn.recurrent_activation = r.recurrent_activation.parse()?;
+        rnn.use_bias = r.use_bias;
+        rnn.unit_forget_bias = r.unit_forget_bias;
+        rnn.return_sequences = r.return_sequences;
+        rnn.return_state = r.return_state;
+        rnn.go_backwards = r.go_backwards;
+        rnn.zero_output_for_mask = r.zero_output_for_mask;
+        rnn.check_config()?;
+        Ok(rnn)
+    }
+
+    fn output_masks(&self, masks: &[Option<Tensor>], outputs: &[Tensor]) -> Vec<Option<Tensor>> {
+        let mut out = vec![None; outputs.len()];
+        if self.return_sequences {
+            out[0] = masks.first().cloned().flatten();
+        }
+        out
+    }
+
+    fn forward_masked(&self, inputs: &[Tensor], masks: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let Some((x, initial)) = inputs.split_first() else {
+            return Err(Error::Inputs {
+                detail: format!(
+                    "{} takes an input and optional initial states",
+                    self.cell.kind()
+                ),
+            });
+        };
+        let mask = masks.first().cloned().flatten();
+        self.run(&self.name, "", x, mask.as_ref(), initial)
+    }
+
+    fn weight_paths(&self) -> Vec<(String, Arc<Variable>)> {
+        self.weights
+            .list()
+            .into_iter()
+            .map(|v| {
+                let path = format!("{}/{}/{}", self.name, self.cell.cell_name(), v.name());
+                (path, v)
+            })
+            .collect()
+    }
+}
+
+/// Stacks the step outputs `(batch, units)` into `(batch, steps, units)` in groups of a few
+/// steps at a time, so that no fused GPU kernel reads more buffers than a device binds.
+fn stack_steps(steps: Vec<Tensor>) -> Tensor {
+    const GROUP: usize = 4;
+    let mut level: Vec<Tensor> = steps.iter().map(|t| t.expand_dims(1)).collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(GROUP)
+            .map(|c| {
+                if c.len() == 1 {
+                    c[0].clone()
+                } else {
+                    Tensor::concatenate(c, 1)
+                }
+            })
+            .collect();
+    }
+    level.remove(0)
+}
+
+macro_rules! recurrent_layer {
+    ($(#[$doc:meta])* $ty:ident, $cell:expr) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $ty {
+            rnn: Rnn,
+        }
+
+        impl $ty {
+            fn configure(mut self, f: impl FnOnce(&mut Rnn)) -> $ty {
+                f(&mut self.rnn);
+                self.rnn = self.rnn.fresh();
+                self
+            }
+
+            /// Sets the layer's name.
+            pub fn name(self, name: &str) -> $ty {
+                self.configure(|r| r.name = name.to_string())
+            }
+
+            /// The output activation (Keras's default `tanh`).
+            pub fn activation(self, activation: Activation) -> $ty {
+                self.configure(|r| r.activation = activation)
+            }
+
+            /// Whether the layer adds a bias (default true).
+            pub fn use_bias(self, use_bias: bool) -> $ty {
+                self.configure(|r| r.use_bias = use_bias)
+            }
+
+            /// Whether the output holds every step `(batch, steps, units)` or only the last
+            /// `(batch, units)` (the default).
+            pub fn return_sequences(self, on: bool) -> $ty {
+                self.configure(|r| r.return_sequences = on)
+            }
+
+            /// Whether the final states follow the output as more outputs (`[output, h]`, or
+            /// `[output, h, c]` for an LSTM).
+            pub fn return_state(self, on: bool) -> $ty {
+                self.configure(|r| r.return_state = on)
+            }
+
+            /// Whether the sequence is read last step first; with `return_sequences` the
+            /// outputs are then in that reversed order, as Keras gives them.
+            pub fn go_backwards(self, on: bool) -> $ty {
+                self.configure(|r| r.go_backwards = on)
+            }
+
+            /// Whether masked steps output zeros instead of repeating the previous output
+            /// (Keras's `zero_output_for_mask`, default false; `Bidirectional` sets it to
+            /// `return_sequences`).
+            pub fn zero_output_for_mask(self, on: bool) -> $ty {
+                self.configure(|r| r.zero_output_for_mask = on)
+            }
+
+            /// Sets the seed of the weight initialisers.
+            pub fn seed(self, seed: u64) -> $ty {
+                self.configure(|r| r.seed = seed)
+            }
+
+            /// The number of units (the size of the state and of each output step).
+            pub fn units(&self) -> usize {
+                self.rnn.units
+            }
+
+            /// Whether every step is returned.
+            pub fn returns_sequences(&self) -> bool {
+                self.rnn.return_sequences
+            }
+
+            /// Whether the final states are returned.
+            pub fn returns_state(&self) -> bool {
+                self.rnn.return_state
+            }
+
+            pub(crate) fn record(&self, name: String) -> LayerRecord {
+                LayerRecord::$ty(self.rnn.record(name))
+            }
+
+            pub(crate) fn from_record(r: &RnnRecord) -> Result<$ty> {
+                Ok($ty {
+                    rnn: Rnn::from_record($cell, r)?,
+                })
+            }
+        }
+
+        impl Layer for $ty {
+            fn id(&self) -> u64 {
+                self.rnn.id
+            }
+            fn name(&self) -> String {
+                self.rnn.name.clone()
+            }
+            fn kind(&self) -> &'static str {
+                stringify!($ty)
+            }
+            fn handle(&self) -> LayerRef {
+                Arc::new(self.clone())
+            }
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
+            fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+                self.rnn.forward_masked(inputs, &[])
+            }
+            fn forward_masked(
+                &self,
+                inputs: &[Tensor],
+                masks: &[Option<Tensor>],
+            ) -> Result<Vec<Tensor>> {
+                self.rnn.forward_masked(inputs, masks)
+            }
+            fn supports_masking(&self) -> bool {
+                true
+            }
+            fn compute_mask(
+                &self,
+                _inputs: &[Tensor],
+                masks: &[Option<Tensor>],
+                outputs: &[Tensor],
+            ) -> Result<Vec<Option<Tensor>>> {
+                Ok(self.rnn.output_masks(masks, outputs))
+            }
+            fn variables(&self) -> Vec<Arc<Variable>> {
+                self.rnn.weights.list()
+            }
+            fn weight_paths(&self) -> Vec<(String, Arc<Variable>)> {
+                self.rnn.weight_paths()
+            }
+        }
+    };
+}
+
+recurrent_layer!(
+    /// Keras's `SimpleRNN(units)`: `h = activation(x @ kernel + h @ recurrent_kernel + bias)`.
+    /// Weights `kernel` `(features, units)`, `recurrent_kernel` `(units, units)`, `bias`
+    /// `(units,)`. Inputs: `x` `(batch, steps, features)` and optionally the initial `h`
+    /// `(batch, units)`. A masked step keeps the state and repeats the previous output.
+    SimpleRNN,
+    Cell::SimpleRnn
+);
+
+recurrent_layer!(
+    /// Keras's `LSTM(units)` with gates in Keras's order i, f, c, o: `kernel`
+    /// `(features, 4 units)`, `recurrent_kernel` `(units, 4 units)`, `bias` `(4 units,)`
+    /// (forget part initialised to 1, Keras's `unit_forget_bias`). Inputs: `x` and optionally
+    /// the initial `h` and `c`. With `return_state`, the outputs are `[output, h, c]`.
+    LSTM,
+    Cell::Lstm
+);
+
+recurrent_layer!(
+    /// Keras's `GRU(units)` with gates in Keras's order z, r, h: `kernel` `(features, 3 units)`,
+    /// `recurrent_kernel` `(units, 3 units)`, `bias` `(2, 3 units)` (input and recurrent
+    /// biases) with `reset_after` (the default), else `(3 units,)`. Inputs: `x` and optionally
+    /// the initial `h`.
+    GRU,
+    Cell::Gru { reset_after: true }
+);
+
+impl SimpleRNN {
+    /// A SimpleRNN of `units` with Keras's defaults (tanh, bias, last output only).
+    pub fn new(units: usize) -> SimpleRNN {
+        SimpleRNN {
+            rnn: Rnn::new(Cell::SimpleRnn, units),
+        }
+    }
+}
+
+impl LSTM {
+    /// An LSTM of `units` with Keras's defaults (tanh, sigmoid gates, bias, last output only).
+    pub fn new(units: usize) -> LSTM {
+        LSTM {
+            rnn: Rnn::new(Cell::Lstm, units),
+        }
+    }
+
+    /// The activation of the gates (Keras's default `sigmoid`).
+    pub fn recurrent_activation(self, activation: Activation) -> LSTM {
+        self.configure(|r| r.recurrent_activation = activation)
+    }
+
+    /// Whether the forget part of the bias starts at 1 (default true; initial values only).
+    pub fn unit_forget_bias(self, on: bool) -> LSTM {
+        self.configure(|r| r.unit_forget_bias = on)
+    }
+}
+
+impl GRU {
+    /// A GRU of `units` with Keras's defaults (tanh, sigmoid gates, `reset_after`).
+    pub fn new(units: usize) -> GRU {
+        GRU {
+            rnn: Rnn::new(Cell::Gru { reset_after: true }, units),
+        }
+    }
+
+    /// The activation of the gates (Keras's default `sigmoid`).
+    pub fn recurrent_activation(self, activation: Activation) -> GRU {
+        self.configure(|r| r.recurrent_activation = activation)
+    }
+
+    /// Whether the reset gate applies after the recurrent matmul (Keras 3's default, true,
+    /// with a `(2, 3 units)` bias) or before it (`(3 units,)` bias).
+    pub fn reset_after(self, on: bool) -> GRU {
+        self.configure(|r| r.cell = Cell::Gru { reset_after: on })
+    }
+}
+
+/// How `Bidirectional` combines the two directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeMode {
+    /// Joined along the last axis (the default).
+    Concat,
+    /// Added.
+    Sum,
+    /// Multiplied.
+    Mul,
+    /// Averaged.
+    Ave,
+    /// Not combined: two outputs, forward then backward (Keras's `merge_mode=None`).
+    None,
+}
+
+impl MergeMode {
+    /// Keras's name (`concat`, `sum`, `mul`, `ave`, or `none`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MergeMode::Concat => "concat",
+            MergeMode::Sum => "sum",
+            MergeMode::Mul => "mul",
+            MergeMode::Ave => "ave",
+            MergeMode::None => "none",
+        }
+    }
+
+    fn parse(s: &str) -> Result<MergeMode> {
+        Ok(match s {
+            "concat" => MergeMode::Concat,
+            "sum" => MergeMode::Sum,
+            "mul" => MergeMode::Mul,
+            "ave" => MergeMode::Ave,
+            "none" => MergeMode::None,
+            other => {
+                return Err(Error::Model {
+                    detail: format!(
+                        "unknown Bidirectional merge_mode '{other}' (concat, sum, mul, ave or none)"
+                    ),
+                });
+            }
+        })
+    }
+}
+
+/// Keras's `Bidirectional(layer, merge_mode="concat")`: the layer runs forward, a copy runs
+/// on the reversed sequence (its own weights), and the two outputs are merged; with
+/// `return_sequences` the backward outputs are flipped back into time order first. Weights
+/// are named as Keras's paths: `forward_lstm/lstm_cell/kernel`, `backward_lstm/lstm_cell/kernel`
+/// (in a model, `bidirectional/forward_lstm/lstm_cell/kernel`). Inputs: `x`, then optionally
+/// the forward layer's initial states followed by the backward layer's. With `return_state`
+/// the outputs are the merged output(s), then the forward states, then the backward ones.
+#[derive(Clone)]
+pub struct Bidirectional {
+    id: u64,
+    name: String,
+    merge_mode: MergeMode,
+    forward: Rnn,
+    backward: Rnn,
+}
+
+fn as_rnn(layer: &dyn Layer) -> Option<Rnn> {
+    let any = layer.as_any();
+    if let Some(l) = any.downcast_ref::<SimpleRNN>() {
+        Some(l.rnn.clone())
+    } else if let Some(l) = any.downcast_ref::<LSTM>() {
+        Some(l.rnn.clone())
+    } else {
+        any.downcast_ref::<GRU>().map(|l| l.rnn.clone())
+    }
+}
+
+impl Bidirectional {
+    /// Wraps a `SimpleRNN`, `LSTM` or `GRU` with `merge_mode` concat. The backward layer is a
+    /// copy with `go_backwards` flipped and its own weights. Another layer type is an error.
+    pub fn new(layer: &dyn Layer) -> Result<Bidirectional> {
+        let forward = as_rnn(layer).ok_or_else(|| Error::Model {
+            detail: format!(
+                "Bidirectional wraps a SimpleRNN, LSTM or GRU, got '{}' ({})",
+                layer.name(),
+                layer.kind()
+            ),
+        })?;
+        let mut backward = forward.clone();
+        backward.go_backwards = !forward.go_backwards;
+        backward.seed = forward.seed.wrapping_add(7919);
+        Bidirectional::assemble(forward, backward, MergeMode::Concat)
+    }
+
+    /// Wraps `layer` with an explicit backward layer (Keras's `backward_layer`): the same cell
+    /// type, units, `return_sequences` and `return_state`, and the opposite `go_backwards`.
+    pub fn with_backward(layer: &dyn Layer, backward: &dyn Layer) -> Result<Bidirectional> {
+        let forward = as_rnn(layer);
+        let back = as_rnn(backward);
+        match (forward, back) {
+            (Some(f), Some(b)) => Bidirectional::assemble(f, b, MergeMode::Concat),
+            _ => Err(Error::Model {
+                detail: format!(
+                    "Bidirectional wraps SimpleRNN, LSTM or GRU layers, got '{}' ({}) and '{}' ({})",
+                    layer.name(),
+                    layer.kind(),
+                    backward.name(),
+                    backward.kind()
+                ),
+            }),
+        }
+    }
+
+    fn assemble(forward: Rnn, backward: Rnn, merge_mode: MergeMode) -> Result<Bidirectional> {
+        let (f, b) = (&forward, &backward);
+        let same_cell = std::mem::discriminant(&f.cell) == std::mem::discriminant(&b.cell)
+            && f.units == b.units;
+        if !same_cell
+            || f.return_sequences != b.return_sequences
+            || f.return_state != b.return_state
+            || f.go_backwards == b.go_backwards
+        {
+            return Err(Error::Model {
+                detail: format!(
+                    "Bidirectional: the backward layer '{}' must be the same cell type with the same \
+                     units, return_sequences and return_state as '{}', and the opposite go_backwards",
+                    b.name, f.name
+                ),
+            });
+        }
+        let inner = f.name.clone();
+        let mut forward = forward.fresh();
+        let mut backward = backward.fresh();
+        // Keras forces zero outputs at masked steps when both directions return sequences.
+        forward.zero_output_for_mask = forward.return_sequences;
+        backward.zero_output_for_mask = backward.return_sequences;
+        forward.name = format!("forward_{inner}");
+        backward.name = format!("backward_{inner}");
+        Ok(Bidirectional {
+            id: next_id(),
+            name: unique_name("bidirectional"),
+            merge_mode,
+            forward,
+            backward,
+        })
+    }
+
+    /// Sets how the two directions combine.
+    pub fn merge_mode(self, merge_mode: MergeMode) -> Bidirectional {
+        Bidirectional {
+            merge_mode,
+            id: next_id(),
+            forward: self.forward.fresh(),
+            backward: self.backward.fresh(),
+            ..self
+        }
+    }
+
+    /// Sets the layer's name.
+    pub fn name(self, name: &str) -> Bidirectional {
+        Bidirectional {
+            name: name.to_string(),
+            id: next_id(),
+            forward: self.forward.fresh(),
+            backward: self.backward.fresh(),
+            ..self
+        }
+    }
+
+    /// How the directions combine.
+    pub fn merge(&self) -> MergeMode {
+        self.merge_mode
+    }
+
+    fn prefix(&self, rnn: &Rnn) -> String {
+        format!("{}/{}/", rnn.name, rnn.cell.cell_name())
+    }
+
+    pub(crate) fn record(&self, name: String) -> LayerRecord {
+        let kind = |r: &Rnn| r.cell.kind().to_string();
+        LayerRecord::Bidirectional(BidirectionalRecord {
+            name,
+            merge_mode: self.merge_mode.name().into(),
+            cell: kind(&self.forward),
+            forward: self.forward.record(self.forward.name.clone()),
+            backward: self.backward.record(self.backward.name.clone()),
+        })
+    }
+
+    pub(crate) fn from_record(r: &BidirectionalRecord) -> Result<Bidirectional> {
+        let cell = match r.cell.as_str() {
+            "SimpleRNN" => Cell::SimpleRnn,
+            "LSTM" => Cell::Lstm,
+            "GRU" => Cell::Gru { reset_after: true },
+            other => {
+                return Err(Error::Model {
+                    detail: format!("Bidirectional '{}' wraps unknown cell '{other}'", r.name),
+                });
+            }
+        };
+        let mut forward = Rnn::from_record(cell, &r.forward)?;
+        let mut backward = Rnn::from_record(cell, &r.backward)?;
+        let mut bi = Bidirectional::assemble(
+            forward.clone(),
+            backward.clone(),
+            MergeMode::parse(&r.merge_mode)?,
+        )?;
+        forward.name = r.forward.name.clone();
+        backward.name = r.backward.name.clone();
+        bi.forward.name = forward.name;
+        bi.backward.name = backward.name;
+        bi.forward.zero_output_for_mask = r.forward.zero_output_for_mask;
+        bi.backward.zero_output_for_mask = r.backward.zero_output_for_mask;
+        bi.name = r.name.clone();
+        Ok(bi)
+    }
+}
+
+impl Layer for Bidirectional {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn kind(&self) -> &'static str {
+        "Bidirectional"
+    }
+    fn handle(&self) -> LayerRef {
+        Arc::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.forward_masked(inputs, &[])
+    }
+    fn forward_masked(&self, inputs: &[Tensor], masks: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let Some((x, initial)) = inputs.split_first() else {
+            return Err(Error::Inputs {
+                detail: "Bidirectional takes an input and optional initial states".into(),
+            });
+        };
+        let n = self.forward.cell.states();
+        let (fi, bi) = match initial.len() {
+            0 => (&[][..], &[][..]),
+            k if k == 2 * n => initial.split_at(n),
+            k => {
+                return Err(Error::Model {
+                    detail: format!(
+                        "Bidirectional '{}': takes {} initial states (the forward layer's {n}, then \
+                         the backward layer's {n}), got {k}",
+                        self.name,
+                        2 * n
+                    ),
+                });
+            }
+        };
+        let mask = masks.first().cloned().flatten();
+        let f = self.forward.run(
+            &self.name,
+            &self.prefix(&self.forward),
+            x,
+            mask.as_ref(),
+            fi,
+        )?;
+        let b = self.backward.run(
+            &self.name,
+            &self.prefix(&self.backward),
+            x,
+            mask.as_ref(),
+            bi,
+        )?;
+        let (y, mut fs) = (f[0].clone(), f[1..].to_vec());
+        let (mut yr, bs) = (b[0].clone(), b[1..].to_vec());
+        if self.forward.return_sequences {
+            yr = yr.slice_axis(1, None, None, -1);
+        }
+        let mut out = match self.merge_mode {
+            MergeMode::Concat => vec![Tensor::concatenate(&[y, yr], -1)],
+            MergeMode::Sum => vec![y.add(&yr)],
+            MergeMode::Mul => vec![y.multiply(&yr)],
+            MergeMode::Ave => vec![y.add(&yr).multiply(0.5f32)],
+            MergeMode::None => vec![y, yr],
+        };
+        fs.extend(bs);
+        out.extend(fs);
+        Ok(out)
+    }
+    fn supports_masking(&self) -> bool {
+        true
+    }
+    fn compute_mask(
+        &self,
+        _inputs: &[Tensor],
+        masks: &[Option<Tensor>],
+        outputs: &[Tensor],
+    ) -> Result<Vec<Option<Tensor>>> {
+        let mut out = vec![None; outputs.len()];
+        if self.forward.return_sequences {
+            let m = masks.first().cloned().flatten();
+            let merged = if self.merge_mode == MergeMode::None {
+                2
+            } else {
+                1
+            };
+            for o in out.iter_mut().take(merged) {
+                *o = m.clone();
+            }
+        }
+        Ok(out)
+    }
+    fn variables(&self) -> Vec<Arc<Variable>> {
+        let mut v = self.forward.weights.list();
+        v.extend(self.backward.weights.list());
+        v
+    }
+}
+
+/// The record of a recurrent layer, or `None` for another type (or a custom activation, which
+/// is code and has no place in a file).
+pub(crate) fn recurrent_layer_record(any: &dyn std::any::Any, name: &str) -> Option<LayerRecord> {
+    let custom = |r: &Rnn| r.activation.is_custom() || r.recurrent_activation.is_custom();
+    let name = name.to_string();
+    if let Some(l) = any.downcast_ref::<SimpleRNN>() {
+        (!custom(&l.rnn)).then(|| l.record(name))
+    } else if let Some(l) = any.downcast_ref::<LSTM>() {
+        (!custom(&l.rnn)).then(|| l.record(name))
+    } else if let Some(l) = any.downcast_ref::<GRU>() {
+        (!custom(&l.rnn)).then(|| l.record(name))
+    } else if let Some(l) = any.downcast_ref::<Bidirectional>() {
+        (!custom(&l.forward) && !custom(&l.backward)).then(|| l.record(name))
+    } else {
+        None
+    }
+}
+
+/// The recurrent layer of a record, or `None` for another record.
+pub(crate) fn recurrent_layer_from_record(record: &LayerRecord) -> Result<Option<LayerRef>> {
+    Ok(Some(match record {
+        LayerRecord::SimpleRNN(r) => Arc::new(SimpleRNN::from_record(r)?),
+        LayerRecord::LSTM(r) => Arc::new(LSTM::from_record(r)?),
+        LayerRecord::GRU(r) => Arc::new(GRU::from_record(r)?),
+        LayerRecord::Bidirectional(r) => Arc::new(Bidirectional::from_record(r)?),
+        _ => return Ok(None),
+    }))
+}
