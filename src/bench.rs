@@ -12,7 +12,7 @@ use lamina_graph::{
 use std::time::Instant;
 
 /// The workload names: BENCH.md's, in its order, then `text_classifier`.
-pub const WORKLOADS: [&str; 9] = [
+pub const WORKLOADS: [&str; 10] = [
     "copy",
     "chain",
     "antirectifier",
@@ -22,6 +22,7 @@ pub const WORKLOADS: [&str; 9] = [
     "mlp_b1",
     "text_classifier",
     "cnn",
+    "transformer",
 ];
 
 /// What a workload reports besides seconds.
@@ -165,6 +166,54 @@ pub fn cnn_model() -> Result<Model> {
     Model::new(&[x], &[y])
 }
 
+/// BENCH.md's `transformer`: one encoder block on `(None, 256)` sequences (run at 128 steps):
+/// `MultiHeadAttention(8, 32)` self-attention, residual, `LayerNormalization` (eps 1e-3),
+/// `Dense(1024, gelu)` → `Dense(256)`, residual, `LayerNormalization`; weights from a fixed seed
+/// at the peer's scale (0.05).
+pub fn transformer_model() -> Result<Model> {
+    use lamina_graph::{Add, LayerNormalization, MultiHeadAttention};
+    let x = Input::with_dims(vec![Dim::Dynamic, Dim::Known(256)]).tensor();
+    let mha = MultiHeadAttention::new(8, 32).seed(70);
+    let a = mha.call([&x, &x])?;
+    let ln1 = LayerNormalization::new();
+    let h = ln1.call(&Add::new().call([&x, &a])?)?;
+    let d1 = Dense::new(1024).activation(Activation::Gelu).seed(71);
+    let f = d1.call(&h)?;
+    let d2 = Dense::new(256).seed(72);
+    let f = d2.call(&f)?;
+    let ln2 = LayerNormalization::new();
+    let y = ln2.call(&Add::new().call([&h, &f])?)?;
+    let mut seed = 80;
+    let mut fill = |layer: &dyn Layer, name: &str, base: f32| -> Result<()> {
+        let shape = layer.get_weight(name)?.shape().to_vec();
+        let n = shape.iter().product();
+        seed += 1;
+        let vals = seeded(n, seed).iter().map(|r| base + 0.05 * r).collect();
+        layer.set_weight(name, HostTensor::new(&shape, vals)?)
+    };
+    for w in [
+        "query/kernel",
+        "query/bias",
+        "key/kernel",
+        "key/bias",
+        "value/kernel",
+        "value/bias",
+        "attention_output/kernel",
+        "attention_output/bias",
+    ] {
+        fill(&mha, w, 0.0)?;
+    }
+    for ln in [&ln1, &ln2] {
+        fill(ln, "gamma", 1.0)?;
+        fill(ln, "beta", 0.0)?;
+    }
+    for d in [&d1, &d2] {
+        fill(d, "kernel", 0.0)?;
+        fill(d, "bias", 0.0)?;
+    }
+    Model::new(&[x], &[y])
+}
+
 /// Builds a workload at BENCH.md's size, or at `1/scale` of it (for quick runs and criterion).
 pub fn workload(name: &str, scale: usize) -> Result<Workload> {
     let scale = scale.max(1);
@@ -257,6 +306,30 @@ pub fn workload(name: &str, scale: usize) -> Result<Workload> {
                 inputs: vec![HostTensor::new(
                     &[batch, 32, 32, 3],
                     seeded(batch * 32 * 32 * 3, 24),
+                )?],
+                figure: Figure::Seconds,
+            }
+        }
+        "transformer" => {
+            let batch = (32 / scale).max(1);
+            Workload {
+                name: "transformer",
+                model: transformer_model()?,
+                inputs: vec![HostTensor::new(
+                    &[batch, 128, 256],
+                    seeded(batch * 128 * 256, 73),
+                )?],
+                figure: Figure::Seconds,
+            }
+        }
+        "lstm" => {
+            let batch = (64 / scale).max(1);
+            Workload {
+                name: "lstm",
+                model: lstm_model()?,
+                inputs: vec![HostTensor::new(
+                    &[batch, 100, 128],
+                    seeded(batch * 100 * 128, 99),
                 )?],
                 figure: Figure::Seconds,
             }
