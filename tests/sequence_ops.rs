@@ -172,3 +172,60 @@ fn triu_and_tril() {
     }
     assert!(Tensor::scalar(1.0).triu(0).error().is_some());
 }
+
+#[test]
+fn lambda_with_several_outputs_and_masks() {
+    // ids → Embedding(mask_zero) → Lambda returning (2x, sum over features), the first output
+    // keeping the padding mask and the second none → masked mean of the first.
+    let ids = Input::with_dims(vec![Dim::Dynamic])
+        .dtype(DType::I32)
+        .tensor();
+    let emb = Embedding::new(5, 3).mask_zero(true);
+    let e = emb.call(&ids).unwrap();
+    let split = Lambda::with_outputs(|xs, _| vec![xs[0].multiply(2.0), xs[0].sum(-1)])
+        .output_masks(|_, masks| vec![masks[0].clone(), None])
+        .name("split");
+    let outs = split.call_outputs(&e).unwrap();
+    assert_eq!(outs.len(), 2);
+    assert!(outs[0].mask().is_some() && outs[1].mask().is_none());
+    let pooled = GlobalAveragePooling1D::new().call(&outs[0]).unwrap();
+    let m = Model::new(&[ids.clone()], &[pooled, outs[1].clone()]).unwrap();
+    let table = emb.get_weight("embeddings").unwrap().to_f32_vec();
+    let tokens = [1i32, 3, 0, 4, 0, 0];
+    let x = HostTensor::new(&[2, 3], tokens.to_vec()).unwrap();
+    let y = run_both(&m, std::slice::from_ref(&x));
+    let row = |i: i32| &table[i as usize * 3..i as usize * 3 + 3];
+    let want0: Vec<f32> = (0..3)
+        .map(|c| (row(1)[c] + row(3)[c]) / 2.0 * 2.0)
+        .chain((0..3).map(|c| row(4)[c] * 2.0))
+        .collect();
+    for (a, b) in y[0].to_f32_vec().iter().zip(&want0) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    let want1: Vec<f32> = tokens.iter().map(|&t| row(t).iter().sum()).collect();
+    for (a, b) in y[1].to_f32_vec().iter().zip(&want1) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    // A single-output call names the problem; a wrong number of masks is an error.
+    let e2 = emb.call(&ids).unwrap();
+    let err = split.call(&e2).unwrap_err().to_string();
+    assert!(err.contains("split") && err.contains("2 outputs"), "{err}");
+    let bad = Lambda::with_outputs(|xs, _| vec![xs[0].clone(), xs[0].clone()])
+        .output_masks(|_, _| vec![None])
+        .name("bad_masks");
+    let err = bad.call_outputs(&e2).unwrap_err().to_string();
+    assert!(
+        err.contains("bad_masks") && err.contains("1 masks for 2 outputs"),
+        "{err}"
+    );
+    // Save and load: both outputs and the per-output masks come back.
+    let dir = std::env::temp_dir().join(format!("lamina_multi_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.lamina");
+    m.save(&path).unwrap();
+    let loaded = Model::load(&path).unwrap();
+    let z = run_both(&loaded, &[x]);
+    assert_eq!(y[0].to_f32_vec(), z[0].to_f32_vec());
+    assert_eq!(y[1].to_f32_vec(), z[1].to_f32_vec());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,6 +19,13 @@ pub type OutputShapeFunction = dyn Fn(&[Shape]) -> Shape + Send + Sync;
 /// `mask`).
 pub type MaskFunction = dyn Fn(&[Tensor], &[Option<Tensor>]) -> Option<Tensor> + Send + Sync;
 
+/// The function of a Lambda with several outputs (a tuple or list in Keras).
+pub type MultiOutputFunction = dyn Fn(&[Tensor], &LambdaScope<'_>) -> Vec<Tensor> + Send + Sync;
+
+/// A mask function giving one mask (or none) per output of a multi-output Lambda.
+pub type OutputMasksFunction =
+    dyn Fn(&[Tensor], &[Option<Tensor>]) -> Vec<Option<Tensor>> + Send + Sync;
+
 /// A Lambda's `mask` argument: how the output mask is made.
 #[derive(Clone)]
 pub enum LambdaMask {
@@ -202,6 +209,10 @@ struct LambdaInner {
     /// The arguments read as static values by a call of this layer.
     statics: Mutex<std::collections::BTreeSet<String>>,
     variables: Mutex<Vec<(String, Arc<Variable>)>>,
+    /// The function, when the Lambda returns several outputs (then `function` is unused).
+    outputs: Option<Arc<MultiOutputFunction>>,
+    /// One mask per output, when given (it takes precedence over `mask`).
+    output_masks: Option<Arc<OutputMasksFunction>>,
 }
 
 impl Clone for LambdaInner {
@@ -223,6 +234,8 @@ impl Clone for LambdaInner {
                 .collect(),
             statics: Mutex::default(),
             variables: Mutex::new(Vec::new()),
+            outputs: self.outputs.clone(),
+            output_masks: self.output_masks.clone(),
         }
     }
 }
@@ -272,8 +285,51 @@ impl Lambda {
                 arguments: BTreeMap::new(),
                 statics: Mutex::default(),
                 variables: Mutex::new(Vec::new()),
+                outputs: None,
+                output_masks: None,
             }),
         }
+    }
+
+    /// A Lambda returning several outputs (Keras: a function returning a tuple or list), called
+    /// with `call_layer` or `call_outputs`. Each output gets the mask of `output_masks` when
+    /// given; otherwise every output gets the one mask of `mask_fn`/`mask` (or none).
+    pub fn with_outputs(
+        function: impl Fn(&[Tensor], &LambdaScope<'_>) -> Vec<Tensor> + Send + Sync + 'static,
+    ) -> Lambda {
+        Lambda::with_scope(|_, _| {
+            Tensor::invalid(Error::Model {
+                detail: "a multi-output Lambda has no single function".into(),
+            })
+        })
+        .configure(|l| l.outputs = Some(Arc::new(function)))
+    }
+
+    /// One mask per output (Keras: a `mask` function returning a list), from the inputs and
+    /// their masks; the list must have one entry per output.
+    pub fn output_masks(
+        self,
+        f: impl Fn(&[Tensor], &[Option<Tensor>]) -> Vec<Option<Tensor>> + Send + Sync + 'static,
+    ) -> Lambda {
+        self.configure(|l| l.output_masks = Some(Arc::new(f)))
+    }
+
+    /// Calls the layer and returns every output (for multi-output Lambdas).
+    pub fn call_outputs<'a>(
+        &self,
+        inputs: impl Into<crate::layer::LayerInputs<'a>>,
+    ) -> Result<Vec<Tensor>> {
+        crate::layer::call_layer(self, inputs.into().as_slice())
+    }
+
+    /// Whether a mask per output was given (`output_masks`).
+    pub fn has_output_masks(&self) -> bool {
+        self.inner.output_masks.is_some()
+    }
+
+    /// Whether the Lambda returns several outputs.
+    pub fn is_multi_output(&self) -> bool {
+        self.inner.outputs.is_some()
     }
 
     /// A Lambda over one input whose function also gets the input's mask (Keras's function
@@ -544,15 +600,34 @@ impl Layer for Lambda {
     }
 
     fn supports_masking(&self) -> bool {
-        self.inner.mask.is_some()
+        self.inner.mask.is_some() || self.inner.output_masks.is_some()
     }
 
     fn compute_mask(
         &self,
         inputs: &[Tensor],
         masks: &[Option<Tensor>],
-        _outputs: &[Tensor],
+        outputs: &[Tensor],
     ) -> Result<Vec<Option<Tensor>>> {
+        if let Some(f) = &self.inner.output_masks {
+            let list = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(inputs, masks)))
+                .map_err(|payload| Error::Model {
+                    detail: format!(
+                        "the output_masks function panicked: {}",
+                        crate::error::panic_message(payload.as_ref())
+                    ),
+                })?;
+            if list.len() != outputs.len() {
+                return Err(Error::Model {
+                    detail: format!(
+                        "the output_masks function gave {} masks for {} outputs",
+                        list.len(),
+                        outputs.len()
+                    ),
+                });
+            }
+            return Ok(list);
+        }
         let mask = match &self.inner.mask {
             None => None,
             Some(LambdaMask::Fixed(m)) => Some(Tensor::constant(m.clone())),
@@ -566,7 +641,7 @@ impl Layer for Lambda {
                     })?
             }
         };
-        Ok(vec![mask])
+        Ok(vec![mask; outputs.len().max(1)])
     }
 
     fn forward_masked(&self, inputs: &[Tensor], masks: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
@@ -575,6 +650,33 @@ impl Layer for Lambda {
             masks,
             static_error: std::cell::RefCell::new(None),
         };
+        if let Some(multi) = &self.inner.outputs {
+            let outs =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| multi(inputs, &scope)))
+                    .map_err(|payload| Error::Model {
+                        detail: format!(
+                            "the Lambda function panicked: {}",
+                            crate::error::panic_message(payload.as_ref())
+                        ),
+                    })?;
+            if let Some(e) = scope.static_error.take() {
+                return Err(e);
+            }
+            if outs.is_empty() {
+                return Err(Error::Model {
+                    detail: "the Lambda function returned no outputs".into(),
+                });
+            }
+            for (k, t) in outs.iter().enumerate() {
+                t.check().map_err(|e| Error::Model {
+                    detail: format!("output {k} of the Lambda: {e}"),
+                })?;
+            }
+            if outs.len() == 1 {
+                self.check_output_shape(inputs, &outs[0])?;
+            }
+            return Ok(outs);
+        }
         let function = &self.inner.function;
         let out =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| function(inputs, &scope)))

@@ -40,7 +40,8 @@ pub use embedding::Embedding;
 pub(crate) use image::{image_layer_from_record, image_layer_record};
 pub use input::{Input, InputLayer};
 pub use lambda::{
-    Lambda, LambdaFunction, LambdaMask, LambdaScope, MaskFunction, OutputShape, OutputShapeFunction,
+    Lambda, LambdaFunction, LambdaMask, LambdaScope, MaskFunction, MultiOutputFunction,
+    OutputMasksFunction, OutputShape, OutputShapeFunction,
 };
 pub use masking::Masking;
 pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};

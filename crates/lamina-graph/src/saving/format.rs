@@ -119,6 +119,12 @@ pub enum LayerRecord {
         /// when there are none.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         static_arguments: Vec<String>,
+        /// The bodies of the outputs after the first, for a Lambda with several outputs.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        more_outputs: Vec<BodyRecord>,
+        /// One mask body (or none) per output, for a Lambda given a mask per output.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output_masks: Option<Vec<Option<BodyRecord>>>,
     },
     /// An `Embedding`; its table is the weight `embeddings`.
     Embedding {

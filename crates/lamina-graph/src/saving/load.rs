@@ -647,12 +647,25 @@ fn plan_calls(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Re
         .iter()
         .map(|l| match l {
             LayerRecord::Model { architecture, .. } => nested_nodes(architecture),
-            LayerRecord::Lambda { body, mask, .. } => {
+            LayerRecord::Lambda {
+                body,
+                mask,
+                more_outputs,
+                output_masks,
+                ..
+            } => {
                 let mask_nodes = match mask {
                     Some(MaskRecord::Function { body: Some(b) }) => body_nodes(b),
                     _ => 0,
                 };
-                body_nodes(body).saturating_add(mask_nodes)
+                let extra = more_outputs
+                    .iter()
+                    .chain(output_masks.iter().flatten().flatten())
+                    .map(body_nodes)
+                    .fold(0usize, usize::saturating_add);
+                body_nodes(body)
+                    .saturating_add(mask_nodes)
+                    .saturating_add(extra)
             }
             LayerRecord::Dense {
                 activation_body: Some(b),
@@ -754,13 +767,22 @@ fn build(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<
                 body,
                 mask,
                 static_arguments,
+                more_outputs,
+                output_masks,
             } => {
                 let mask_body = match mask {
                     Some(MaskRecord::Function { body: Some(b) }) => Some(b),
                     _ => None,
                 };
-                let constants =
-                    body_constants(loader, i, name, std::iter::once(body).chain(mask_body))?;
+                let constants = body_constants(
+                    loader,
+                    i,
+                    name,
+                    std::iter::once(body)
+                        .chain(mask_body)
+                        .chain(more_outputs)
+                        .chain(output_masks.iter().flatten().flatten()),
+                )?;
                 let mut initial = HashMap::new();
                 for v in variables {
                     initial.insert(
@@ -771,13 +793,39 @@ fn build(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<
                 let body = Arc::new(body.clone());
                 let constants = Arc::new(constants);
                 let initial = Arc::new(initial);
-                let mut lambda = {
+                let mut lambda = if more_outputs.is_empty() {
                     let (constants, initial) = (constants.clone(), initial.clone());
                     Lambda::with_scope(move |xs, scope| {
                         replay(&body, &constants, &initial, xs, scope.masks(), Some(scope))
                     })
                     .name(name)
+                } else {
+                    let (constants, initial) = (constants.clone(), initial.clone());
+                    let bodies: Vec<BodyRecord> = std::iter::once(body.as_ref().clone())
+                        .chain(more_outputs.iter().cloned())
+                        .collect();
+                    Lambda::with_outputs(move |xs, scope| {
+                        bodies
+                            .iter()
+                            .map(|b| {
+                                replay(b, &constants, &initial, xs, scope.masks(), Some(scope))
+                            })
+                            .collect()
+                    })
+                    .name(name)
                 };
+                if let Some(list) = output_masks {
+                    let (constants, initial) = (constants.clone(), initial.clone());
+                    let list = list.clone();
+                    lambda = lambda.output_masks(move |xs, masks| {
+                        list.iter()
+                            .map(|b| {
+                                b.as_ref()
+                                    .map(|b| replay(b, &constants, &initial, xs, masks, None))
+                            })
+                            .collect()
+                    });
+                }
                 for a in arguments {
                     lambda =
                         lambda.argument(a, loader.tensor(&format!("layers/{i}/arguments/{a}"))?);

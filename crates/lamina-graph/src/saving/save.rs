@@ -520,6 +520,31 @@ fn lambda_record(
         .first()
         .ok_or_else(|| fail("it has no output".into()))?;
     let body = recorder.record(out).map_err(|e| fail(e.to_string()))?;
+    let more_outputs = call.outputs()[1..]
+        .iter()
+        .enumerate()
+        .map(|(k, o)| {
+            recorder
+                .record(o)
+                .map_err(|e| fail(format!("output {}: {e}", k + 1)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let output_masks = if lambda.has_output_masks() {
+        let mut list = Vec::new();
+        for (k, o) in call.outputs().iter().enumerate() {
+            list.push(match o.mask() {
+                Some(m) => Some(
+                    recorder
+                        .record(m)
+                        .map_err(|e| fail(format!("mask of output {k}: {e}")))?,
+                ),
+                None => None,
+            });
+        }
+        Some(list)
+    } else {
+        None
+    };
     let mask = match lambda.mask_spec() {
         None => None,
         Some(LambdaMask::Fixed(m)) => {
@@ -557,6 +582,8 @@ fn lambda_record(
         body,
         mask,
         static_arguments: lambda.static_arguments(),
+        more_outputs,
+        output_masks,
     })
 }
 
