@@ -59,6 +59,10 @@ pub struct GpuOptions {
     /// Stores float32 tensors (inputs, weights, intermediates, outputs) as f16 on the device,
     /// computing in f32; needs the adapter feature `SHADER_F16`, an error at creation without it.
     pub f16_storage: bool,
+    /// Plans and builds kernels as for a GPU even on a CPU-hosted adapter (workgroup-wide
+    /// reductions, the tiled matmul, fused matmul operands): for testing those kernels on
+    /// lavapipe.
+    pub gpu_shaped_kernels: bool,
 }
 
 /// The environment variable that turns on f16 storage (`1`) for backends opened with
@@ -92,6 +96,8 @@ pub struct GpuContext {
     timestamp_period_ns: Option<f64>,
     /// Whether float32 tensors are stored as f16.
     f16_storage: bool,
+    /// Whether kernels are shaped for a GPU whatever the adapter.
+    gpu_shaped_kernels: bool,
     /// Whether the adapter offers `SHADER_F16`.
     offers_f16: bool,
     errors: Arc<Mutex<Vec<String>>>,
@@ -194,6 +200,7 @@ impl GpuContext {
             limits: dl,
             timestamp_period_ns,
             f16_storage: options.f16_storage,
+            gpu_shaped_kernels: options.gpu_shaped_kernels,
             offers_f16,
             errors,
         })
@@ -202,6 +209,12 @@ impl GpuContext {
     /// Whether the adapter runs on the CPU (lavapipe, WARP, SwiftShader).
     pub fn adapter_is_cpu(&self) -> bool {
         self.adapter.device_type == "Cpu"
+    }
+
+    /// Whether kernels are shaped for a GPU: the adapter is not CPU-hosted, or
+    /// `GpuOptions::gpu_shaped_kernels` asks for it.
+    pub fn gpu_shaped_kernels(&self) -> bool {
+        self.gpu_shaped_kernels || !self.adapter_is_cpu()
     }
 
     /// Whether the device can time kernels: the adapter offers timestamp queries (wgpu's

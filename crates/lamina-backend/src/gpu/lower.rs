@@ -8,6 +8,11 @@ use lamina_graph::op::{BinaryOp, Op};
 use lamina_graph::{DType, Error, HostData, Program, Result};
 use std::collections::HashMap;
 
+/// Concatenations of at least this many parts branch to the part a coordinate falls in.
+const BRANCHING_CONCAT_PARTS: usize = 3;
+/// The most branching concatenations lowered inside one another (deeper ones select).
+const MAX_BRANCHING_DEPTH: usize = 16;
+
 /// What is known about a coordinate: equal to the thread's coordinate on axis `k` of the
 /// kernel's domain (so a register held for that coordinate can stand in for a read), always
 /// zero, or anything else.
@@ -68,6 +73,8 @@ pub struct Lowerer<'a> {
     cache: Vec<HashMap<(usize, Coords), Val>>,
     /// The node the kernel computes: lowered from its operands even though it has a buffer.
     root: usize,
+    /// How many branching concatenations enclose the value being lowered.
+    depth: usize,
 }
 
 fn internal(detail: String) -> Error {
@@ -93,6 +100,7 @@ impl<'a> Lowerer<'a> {
             registers: HashMap::new(),
             cache: vec![HashMap::new()],
             root: usize::MAX,
+            depth: 0,
         }
     }
 
@@ -278,6 +286,14 @@ impl<'a> Lowerer<'a> {
                         self.remember(n, c, v);
                         continue;
                     }
+                    if let Op::Concat { axis } = self.prog.nodes[n].op
+                        && self.prog.nodes[n].inputs.len() >= BRANCHING_CONCAT_PARTS
+                        && self.depth < MAX_BRANCHING_DEPTH
+                    {
+                        let v = self.branching_concat(n, &c, axis)?;
+                        self.remember(n, c, v);
+                        continue;
+                    }
                     let requests = self.requests(n, &c)?;
                     if let Op::Gather { axis } = &self.prog.nodes[n].op {
                         let rank = self.shapes[self.prog.nodes[n].inputs[1]].len();
@@ -352,6 +368,53 @@ impl<'a> Lowerer<'a> {
         }
         self.cached(node, &coords)
             .ok_or_else(|| internal("a value was not lowered".into()))
+    }
+
+    /// A concatenation of many parts, computing only the part the coordinate falls in (one
+    /// branch per part), where a select would compute every part.
+    fn branching_concat(&mut self, n: usize, c: &Coords, axis: usize) -> Result<Val> {
+        let node = &self.prog.nodes[n];
+        let dtype = node.dtype;
+        let inputs = node.inputs.clone();
+        let a = self.axes(c);
+        let zero = self.b.lit(Lit::of(dtype, 0.0));
+        let out = self.b.var(dtype, zero);
+        let mut offset = 0usize;
+        self.depth += 1;
+        for &input in &inputs {
+            let size = self.shapes[input][axis];
+            let off = self.b.param("offset", offset as u32);
+            let end = self.b.param("end", (offset + size) as u32);
+            let below_end = self.b.index(IndexOp::Less, a[axis].0, end);
+            let cond = if offset == 0 {
+                below_end
+            } else {
+                let before = self.b.index(IndexOp::Less, a[axis].0, off);
+                let after = self.b.let_(
+                    DType::Bool,
+                    Expr::Unary(lamina_graph::op::UnaryOp::Not, DType::Bool, before),
+                );
+                self.b.let_(
+                    DType::Bool,
+                    Expr::Binary(BinaryOp::And, DType::Bool, after, below_end),
+                )
+            };
+            let rel = self.b.index(IndexOp::Sub, a[axis].0, off);
+            let mut ic = a.clone();
+            ic[axis] = (rel, Label::Other);
+            let r = self.if_(cond, |lw| {
+                let v = lw.value(input, Coords::Axes(ic))?;
+                lw.b.assign(out, v);
+                Ok(())
+            });
+            if r.is_err() {
+                self.depth -= 1;
+                return r.map(|_| zero);
+            }
+            offset += size;
+        }
+        self.depth -= 1;
+        Ok(self.b.read(out, dtype))
     }
 
     /// The position a `take` reads: a negative id counts from the end, and what stays out of

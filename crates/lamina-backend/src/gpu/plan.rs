@@ -45,6 +45,9 @@ pub const MAX_ACCESSES: usize = 4;
 /// shaders stay small enough to compile quickly however long a chain of ops is.
 pub const MAX_FUSED_NODES: usize = 1024;
 
+/// The most ops of a matmul operand computed at each read (movement ops only: an im2col).
+pub const MAX_FUSED_OPERAND_OPS: usize = 64;
+
 /// The most tensors one concatenate joins on the GPU (each is a read of the kernel).
 pub const MAX_CONCAT_INPUTS: usize = 1024;
 
@@ -58,11 +61,15 @@ pub const TRIPS: usize = 64;
 /// The longest row one cooperative workgroup reduces in one pass.
 pub const COOP_MAX: usize = WG_ROW as usize * TRIPS;
 
-/// A strided view of a buffer: what a matmul operand reads.
+/// A strided view of a buffer: what a matmul operand reads. A fused operand is a node
+/// without a buffer, made by movement ops only (slices, concatenations, reshapes: an im2col),
+/// whose value the matmul computes at each read (a row-major view of its own shape).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct View {
-    /// The node whose buffer is read.
+    /// The node whose buffer is read (or, fused, whose value is computed).
     pub node: usize,
+    /// Whether the node is computed at each read rather than read from a buffer.
+    pub fused: bool,
     /// Strides per axis of the operand (0 for broadcast axes), in elements.
     pub strides: Vec<isize>,
     /// Offset in elements.
@@ -136,6 +143,10 @@ struct Planner<'a> {
     shapes: &'a [Vec<usize>],
     consumers: Vec<usize>,
     max_reads: usize,
+    /// Whether matmul operands may be fused regions (GPUs, whose tiled matmul reads each
+    /// element of A once per tile; the streaming matmul of CPU-hosted adapters reads it once
+    /// per thread, where a buffer is cheaper).
+    fuse_operands: bool,
 }
 
 /// What a region analysis found: nodes to give buffers, the buffers read.
@@ -265,6 +276,18 @@ impl Planner<'_> {
         mat: &HashSet<usize>,
         register: &RegisterRule<'_>,
     ) -> Region {
+        self.region_with(root, root_map, mat, register, MAX_ACCESSES)
+    }
+
+    /// `region`, with a node read more than `max_accesses` ways getting a buffer.
+    fn region_with(
+        &self,
+        root: usize,
+        root_map: Map,
+        mat: &HashSet<usize>,
+        register: &RegisterRule<'_>,
+        max_accesses: usize,
+    ) -> Region {
         let mut maps: HashMap<usize, Vec<Map>> = HashMap::new();
         maps.insert(root, vec![root_map]);
         let mut pending: BTreeSet<usize> = BTreeSet::new();
@@ -308,7 +331,7 @@ impl Planner<'_> {
                     None => {}
                 }
             }
-            if (ms.len() > MAX_ACCESSES || r.nodes.len() >= MAX_FUSED_NODES) && !is_root_itself {
+            if (ms.len() > max_accesses || r.nodes.len() >= MAX_FUSED_NODES) && !is_root_itself {
                 r.need.insert(n);
                 continue;
             }
@@ -317,8 +340,8 @@ impl Planner<'_> {
                 for (i, im) in self.input_maps(n, m) {
                     let e = maps.entry(i).or_default();
                     distinct_push(e, im);
-                    if e.len() > MAX_ACCESSES + 1 {
-                        e.truncate(MAX_ACCESSES + 1);
+                    if e.len() > max_accesses + 1 {
+                        e.truncate(max_accesses + 1);
                     }
                     pending.insert(i);
                 }
@@ -344,6 +367,7 @@ impl Planner<'_> {
             }
             return Ok(View {
                 node: n,
+                fused: false,
                 strides,
                 offset: 0,
             });
@@ -406,6 +430,72 @@ impl Planner<'_> {
         }
     }
 
+    /// A matmul operand: a strided view of a buffer, or a fused region of movement ops only
+    /// (read at most `MAX_ACCESSES` ways per element), with the buffers it reads; `Err` names
+    /// the nodes that must get buffers.
+    fn operand(
+        &self,
+        n: usize,
+        mat: &HashSet<usize>,
+    ) -> std::result::Result<(View, BTreeSet<usize>), BTreeSet<usize>> {
+        let bad = match self.view(n, mat) {
+            Ok(v) => {
+                let reads = [v.node].into_iter().collect();
+                return Ok((v, reads));
+            }
+            Err(bad) => bad,
+        };
+        if !self.fuse_operands {
+            return Err([bad].into_iter().collect());
+        }
+        let movement_only = |op: &Op| {
+            matches!(
+                op,
+                Op::Reshape { .. }
+                    | Op::Permute { .. }
+                    | Op::BroadcastTo { .. }
+                    | Op::Slice { .. }
+                    | Op::ExpandDims { .. }
+                    | Op::Squeeze { .. }
+                    | Op::Concat { .. }
+            )
+        };
+        let shape = &self.shapes[n];
+        // Movement ops only, at most MAX_FUSED_OPERAND_OPS of them: the code stays small even
+        // where a node is read many ways (an im2col reads its input once per kernel tap, and
+        // the branching concatenation computes only one of them per element).
+        let r = self.region_with(
+            n,
+            vec![Label::Other; shape.len()],
+            mat,
+            &|_, _| None,
+            MAX_FUSED_OPERAND_OPS,
+        );
+        let fusable = r.need.is_empty()
+            && r.nodes.len() <= MAX_FUSED_OPERAND_OPS
+            && r.nodes
+                .iter()
+                .all(|&m| movement_only(&self.prog.nodes[m].op));
+        if !fusable {
+            return Err([bad].into_iter().collect());
+        }
+        let mut strides = vec![0isize; shape.len()];
+        let mut acc = 1isize;
+        for d in (0..shape.len()).rev() {
+            strides[d] = if shape[d] == 1 { 0 } else { acc };
+            acc *= shape[d] as isize;
+        }
+        Ok((
+            View {
+                node: n,
+                fused: true,
+                strides,
+                offset: 0,
+            },
+            r.reads,
+        ))
+    }
+
     /// The kernel that computes `root`, or the nodes that must get buffers first.
     fn decide(
         &self,
@@ -424,11 +514,15 @@ impl Planner<'_> {
         match &node.op {
             Op::MatMul => {
                 let mut need = BTreeSet::new();
-                let a = self.view(node.inputs[0], mat).map_err(|n| need.insert(n));
-                let b = self.view(node.inputs[1], mat).map_err(|n| need.insert(n));
+                let a = self
+                    .operand(node.inputs[0], mat)
+                    .map_err(|n| need.extend(n));
+                let b = self
+                    .operand(node.inputs[1], mat)
+                    .map_err(|n| need.extend(n));
                 match (a, b) {
-                    (Ok(a), Ok(b)) => {
-                        let reads = [a.node, b.node].into_iter().collect();
+                    (Ok((a, mut reads)), Ok((b, rb))) => {
+                        reads.extend(rb);
                         Ok((
                             KernelPlan {
                                 root,
@@ -503,16 +597,16 @@ impl Planner<'_> {
                         let mm_node = &self.prog.nodes[mm];
                         let mut need = BTreeSet::new();
                         let a = self
-                            .view(mm_node.inputs[0], mat)
-                            .map_err(|n| need.insert(n));
+                            .operand(mm_node.inputs[0], mat)
+                            .map_err(|n| need.extend(n));
                         let b = self
-                            .view(mm_node.inputs[1], mat)
-                            .map_err(|n| need.insert(n));
+                            .operand(mm_node.inputs[1], mat)
+                            .map_err(|n| need.extend(n));
                         return match (a, b) {
-                            (Ok(a), Ok(b)) => {
+                            (Ok((a, ra)), Ok((b, rb))) => {
                                 let mut reads = r.reads;
-                                reads.insert(a.node);
-                                reads.insert(b.node);
+                                reads.extend(ra);
+                                reads.extend(rb);
                                 Ok((
                                     KernelPlan {
                                         root,
@@ -654,8 +748,15 @@ pub fn matches_register(m: &[Label], want: &[Option<usize>]) -> bool {
 }
 
 /// Partitions `prog` (with concrete `shapes`) into kernels binding at most `max_storage`
-/// storage buffers each (one of them the output).
-pub fn plan(prog: &Program, shapes: &[Vec<usize>], max_storage: u32) -> Result<Plan> {
+/// storage buffers each (one of them the output). `gpu_shaped` (a GPU rather than a
+/// CPU-hosted adapter) lets matmuls compute operands made of movement ops where they read them
+/// (implicit GEMM for an im2col).
+pub fn plan(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    max_storage: u32,
+    gpu_shaped: bool,
+) -> Result<Plan> {
     let mut consumers = vec![0usize; prog.nodes.len()];
     for n in &prog.nodes {
         for &i in &n.inputs {
@@ -667,6 +768,7 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>], max_storage: u32) -> Result<P
         shapes,
         consumers,
         max_reads: (max_storage as usize).saturating_sub(2).max(2),
+        fuse_operands: gpu_shaped,
     };
     for (i, node) in prog.nodes.iter().enumerate() {
         if let Op::Concat { .. } = node.op

@@ -74,7 +74,7 @@ impl GpuBackend {
         let program = expanded.as_ref().unwrap_or(program);
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;
-        let planned = plan(program, &shapes, max_storage)?;
+        let planned = plan(program, &shapes, max_storage, true)?;
         Ok(kernels::build(program, &shapes, &planned, true, false)?.kernels)
     }
 
@@ -89,7 +89,7 @@ impl GpuBackend {
         let program = expanded.as_ref().unwrap_or(program);
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;
-        let planned = plan(program, &shapes, max_storage)?;
+        let planned = plan(program, &shapes, max_storage, true)?;
         Ok(kernels::build(program, &shapes, &planned, true, true)?.kernels)
     }
 
@@ -337,9 +337,20 @@ impl Backend for Arc<GpuBackend> {
         let program = expanded.as_ref().unwrap_or(program);
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;
-        let planned = plan(program, &shapes, self.ctx.limits.max_storage_buffers)?;
+        let planned = plan(
+            program,
+            &shapes,
+            self.ctx.limits.max_storage_buffers,
+            self.ctx.gpu_shaped_kernels(),
+        )?;
         let f16 = self.ctx.f16_storage();
-        let compiled = kernels::build(program, &shapes, &planned, !self.ctx.adapter_is_cpu(), f16)?;
+        let compiled = kernels::build(
+            program,
+            &shapes,
+            &planned,
+            self.ctx.gpu_shaped_kernels(),
+            f16,
+        )?;
         if f16 {
             check_f16_bindings(program, &compiled)?;
         }

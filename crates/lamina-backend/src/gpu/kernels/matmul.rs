@@ -119,7 +119,22 @@ pub fn build(
     for (name, view) in [("load_a", &o.a), ("load_b", &o.b)] {
         lw.open();
         let i = lw.b.arg(DType::U32);
-        let v = lw.b.load(BufferRef::Node(view.node), DType::F32, i);
+        // A fused operand (an im2col made of slices and concatenations) is computed where it
+        // is read: implicit GEMM, no buffer in between.
+        let v = if view.fused {
+            let shape = shapes[view.node].clone();
+            let labels = vec![Label::Other; shape.len()];
+            lw.value(
+                view.node,
+                Coords::Linear {
+                    index: i,
+                    shape,
+                    labels,
+                },
+            )?
+        } else {
+            lw.b.load(BufferRef::Node(view.node), DType::F32, i)
+        };
         let body = lw.close();
         functions.push(Function {
             name,
