@@ -272,7 +272,7 @@ fn bad_invocations_fail_with_one_clear_line() -> Result<()> {
             "--output",
             "o.npy",
         ],
-        "not a valid safetensors file",
+        "not a safetensors file: it is NumPy .npy",
     );
     check(&["summary", "nope.lamina"], "nope.lamina");
     check(
