@@ -12,7 +12,7 @@ use lamina_graph::{
 use std::time::Instant;
 
 /// The workload names: BENCH.md's, in its order, then `text_classifier`.
-pub const WORKLOADS: [&str; 10] = [
+pub const WORKLOADS: [&str; 11] = [
     "copy",
     "chain",
     "antirectifier",
@@ -23,6 +23,7 @@ pub const WORKLOADS: [&str; 10] = [
     "text_classifier",
     "cnn",
     "transformer",
+    "lstm",
 ];
 
 /// What a workload reports besides seconds.
@@ -121,6 +122,32 @@ pub fn text_classifier_model() -> Result<Model> {
         .seed(7)
         .call(&x)?;
     Model::new(&[ids], &[y])
+}
+
+/// BENCH.md's `lstm`: `LSTM(256)` over `(100, 128)` sequences (Keras's gate order i, f, c, o,
+/// sigmoid/tanh), last output → `Dense(10)`; weights from a fixed seed at the peer's scale
+/// (0.05), biases zero as the peer's.
+pub fn lstm_model() -> Result<Model> {
+    use lamina_graph::LSTM;
+    let x = Input::new(&[100, 128]).tensor();
+    let lstm = LSTM::new(256).seed(90);
+    let h = lstm.call(&x)?;
+    let dense = Dense::new(10).seed(91);
+    let y = dense.call(&h)?;
+    let mut seed = 92;
+    let mut fill = |layer: &dyn Layer, name: &str, scale: f32| -> Result<()> {
+        let shape = layer.get_weight(name)?.shape().to_vec();
+        let n = shape.iter().product();
+        seed += 1;
+        let vals = seeded(n, seed).iter().map(|r| scale * r).collect();
+        layer.set_weight(name, HostTensor::new(&shape, vals)?)
+    };
+    fill(&lstm, "kernel", 0.05)?;
+    fill(&lstm, "recurrent_kernel", 0.05)?;
+    fill(&lstm, "bias", 0.0)?;
+    fill(&dense, "kernel", 0.05)?;
+    fill(&dense, "bias", 0.0)?;
+    Model::new(&[x], &[y])
 }
 
 /// BENCH.md's `cnn`: (32, 32, 3) images → [Conv2D(f, 3, same) → BatchNormalization → ReLU →

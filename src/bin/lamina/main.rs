@@ -64,7 +64,7 @@ enum Command {
         #[arg(long, default_value = "all", value_parser = ["cpu", "gpu", "all"])]
         backend: String,
         /// A workload to run (repeatable; default all): copy, chain, antirectifier, softmax,
-        /// matmul, mlp, mlp_b1, text_classifier, cnn.
+        /// matmul, mlp, mlp_b1, text_classifier, cnn, transformer, lstm.
         #[arg(long = "workload")]
         workloads: Vec<String>,
         /// One JSON object per workload and backend instead of a table.
