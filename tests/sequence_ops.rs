@@ -163,7 +163,7 @@ fn triu_and_tril() {
                 .map(|(n, &v)| {
                     let (i, j) = (((n / w) % t) as i64, (n % w) as i64);
                     let upper = if j - i >= k { v } else { 0.0 };
-                    let lower = if j - i <= k - 1 { v * 10.0 } else { 0.0 };
+                    let lower = if j - i < k { v * 10.0 } else { 0.0 };
                     upper + lower
                 })
                 .collect();
@@ -189,7 +189,7 @@ fn lambda_with_several_outputs_and_masks() {
     assert_eq!(outs.len(), 2);
     assert!(outs[0].mask().is_some() && outs[1].mask().is_none());
     let pooled = GlobalAveragePooling1D::new().call(&outs[0]).unwrap();
-    let m = Model::new(&[ids.clone()], &[pooled, outs[1].clone()]).unwrap();
+    let m = Model::new(std::slice::from_ref(&ids), &[pooled, outs[1].clone()]).unwrap();
     let table = emb.get_weight("embeddings").unwrap().to_f32_vec();
     let tokens = [1i32, 3, 0, 4, 0, 0];
     let x = HostTensor::new(&[2, 3], tokens.to_vec()).unwrap();
