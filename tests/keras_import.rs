@@ -88,6 +88,36 @@ fn keras_models_reproduce_keras_predictions() {
 }
 
 #[test]
+fn keras_cnns_reproduce_keras_predictions() {
+    // Conv2D, BatchNormalization (trained moving statistics; center=False), ReLU,
+    // MaxPooling2D, GlobalAveragePooling2D; then padding, depthwise and separable
+    // convolutions, pooling, up-sampling, LeakyReLU/ELU/PReLU and a causal Conv1D.
+    for name in ["cnn", "image_misc"] {
+        let model = Model::load_keras(fixture(&format!("{name}.keras")), &bindings())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        check_against_keras(&model, name);
+    }
+    let cnn = Model::load_keras(fixture("cnn.keras"), &bindings()).unwrap();
+    let mean = cnn
+        .get_weight("batch_normalization/moving_mean")
+        .unwrap()
+        .to_f32_vec();
+    assert!(mean.iter().any(|m| m.abs() > 1e-3), "{mean:?}");
+    assert!(cnn.get_weight("batch_normalization_1/beta").is_err());
+}
+
+#[test]
+fn keras_recurrent_models_reproduce_keras_predictions() {
+    // LSTM, SimpleRNN and GRU (reset_after), whose weights Keras keeps under `cell/vars`.
+    let model = Model::load_keras(fixture("lstm.keras"), &bindings()).unwrap();
+    check_against_keras(&model, "lstm");
+    assert_eq!(
+        model.get_weight("lstm/lstm_cell/kernel").unwrap().shape(),
+        &[4, 32]
+    );
+}
+
+#[test]
 fn names_and_weights_follow_keras() {
     let m = Model::load_keras(fixture("two_input.keras"), &bindings()).unwrap();
     assert_eq!(m.name(), "siamese");

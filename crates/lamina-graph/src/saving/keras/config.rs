@@ -39,6 +39,35 @@ pub const SUPPORTED_CLASSES: &[&str] = &[
     "GlobalMaxPooling1D",
     "Masking",
     "Rescaling",
+    "Conv1D",
+    "Conv2D",
+    "DepthwiseConv2D",
+    "SeparableConv1D",
+    "SeparableConv2D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "BatchNormalization",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "Cropping1D",
+    "Cropping2D",
+    "UpSampling1D",
+    "UpSampling2D",
+    "RepeatVector",
+    "Permute",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "PReLU",
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
     "Sequential",
     "Functional",
 ];
@@ -221,6 +250,20 @@ fn usize_of(cfg: &Value, key: &str, layer: &str) -> Result<usize> {
         .ok_or_else(|| model_err(format!("layer '{layer}': '{key}' is not a count")))
 }
 
+fn usize_or(cfg: &Value, key: &str, default: usize, layer: &str) -> Result<usize> {
+    match cfg.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        _ => usize_of(cfg, key, layer),
+    }
+}
+
+fn sizes_or(cfg: &Value, key: &str, default: usize, layer: &str) -> Result<Sizes> {
+    match cfg.get(key) {
+        None | Some(Value::Null) => Ok(Sizes(vec![default])),
+        _ => sizes_of(cfg, key, layer),
+    }
+}
+
 fn f32_or(cfg: &Value, key: &str, default: f32, layer: &str) -> Result<f32> {
     match cfg.get(key) {
         None | Some(Value::Null) => Ok(default),
@@ -285,6 +328,69 @@ fn dtype_of(name: &str) -> Result<DType> {
         "bool" => DType::Bool,
         other => return Err(model_err(format!("input dtype '{other}' is not supported"))),
     })
+}
+
+/// Keras's per-axis sizes (`kernel_size`, `strides`, `pool_size`, ...): one count or a list.
+fn sizes_of(cfg: &Value, key: &str, layer: &str) -> Result<Sizes> {
+    let bad = || {
+        model_err(format!(
+            "layer '{layer}': '{key}' is not a count or a list of counts"
+        ))
+    };
+    let count = |v: &Value| v.as_u64().and_then(|n| usize::try_from(n).ok());
+    match get(cfg, key, layer)? {
+        Value::Array(a) => Ok(Sizes(
+            a.iter()
+                .map(count)
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(bad)?,
+        )),
+        v => Ok(Sizes(vec![count(v).ok_or_else(bad)?])),
+    }
+}
+
+fn padding_of(cfg: &Value, layer: &str) -> Result<Padding> {
+    match cfg.get("padding") {
+        None | Some(Value::Null) => Ok(Padding::Valid),
+        Some(Value::String(s)) => Padding::parse(s),
+        Some(other) => Err(model_err(format!(
+            "layer '{layer}': padding {other} is not a name"
+        ))),
+    }
+}
+
+fn i64_of(v: &Value, key: &str, layer: &str) -> Result<i64> {
+    v.as_i64().ok_or_else(|| {
+        model_err(format!(
+            "layer '{layer}': '{key}' holds {v}, not an integer"
+        ))
+    })
+}
+
+/// `ZeroPadding`/`Cropping` amounts: one number, one per axis, or `(before, after)` per axis.
+fn pairs_of<const N: usize>(cfg: &Value, key: &str, layer: &str) -> Result<[(i64, i64); N]> {
+    let v = get(cfg, key, layer)?;
+    let one = |v: &Value| -> Result<(i64, i64)> {
+        match v {
+            Value::Array(p) if p.len() == 2 => {
+                Ok((i64_of(&p[0], key, layer)?, i64_of(&p[1], key, layer)?))
+            }
+            v => {
+                let k = i64_of(v, key, layer)?;
+                Ok((k, k))
+            }
+        }
+    };
+    let mut out = [(0, 0); N];
+    match v {
+        Value::Array(a) if a.len() == N && (N > 1 || a[0].is_array()) => {
+            for (o, x) in out.iter_mut().zip(a) {
+                *o = one(x)?;
+            }
+        }
+        v => out = [one(v)?; N],
+    }
+    Ok(out)
 }
 
 /// A Lamina layer from a Keras layer's class and config (not an input layer or a model).
@@ -373,6 +479,280 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
             )
             .name(n),
         ),
+        "Conv1D" => Arc::new(
+            Conv1D::new(
+                usize_of(cfg, "filters", n)?,
+                sizes_of(cfg, "kernel_size", n)?,
+            )
+            .groups(usize_or(cfg, "groups", 1, n)?)
+            .strides(sizes_or(cfg, "strides", 1, n)?)
+            .padding(padding_of(cfg, n)?)
+            .data_format(data_format_of(cfg, n)?)
+            .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
+            .activation(activation_of(cfg, n)?)
+            .use_bias(bool_or(cfg, "use_bias", true, n)?)
+            .name(n),
+        ),
+        "Conv2D" => Arc::new(
+            Conv2D::new(
+                usize_of(cfg, "filters", n)?,
+                sizes_of(cfg, "kernel_size", n)?,
+            )
+            .groups(usize_or(cfg, "groups", 1, n)?)
+            .strides(sizes_or(cfg, "strides", 1, n)?)
+            .padding(padding_of(cfg, n)?)
+            .data_format(data_format_of(cfg, n)?)
+            .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
+            .activation(activation_of(cfg, n)?)
+            .use_bias(bool_or(cfg, "use_bias", true, n)?)
+            .name(n),
+        ),
+        "DepthwiseConv2D" => Arc::new(
+            DepthwiseConv2D::new(sizes_of(cfg, "kernel_size", n)?)
+                .depth_multiplier(usize_or(cfg, "depth_multiplier", 1, n)?)
+                .strides(sizes_or(cfg, "strides", 1, n)?)
+                .padding(padding_of(cfg, n)?)
+                .data_format(data_format_of(cfg, n)?)
+                .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
+                .activation(activation_of(cfg, n)?)
+                .use_bias(bool_or(cfg, "use_bias", true, n)?)
+                .name(n),
+        ),
+        "SeparableConv1D" => Arc::new(
+            SeparableConv1D::new(
+                usize_of(cfg, "filters", n)?,
+                sizes_of(cfg, "kernel_size", n)?,
+            )
+            .depth_multiplier(usize_or(cfg, "depth_multiplier", 1, n)?)
+            .strides(sizes_or(cfg, "strides", 1, n)?)
+            .padding(padding_of(cfg, n)?)
+            .data_format(data_format_of(cfg, n)?)
+            .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
+            .activation(activation_of(cfg, n)?)
+            .use_bias(bool_or(cfg, "use_bias", true, n)?)
+            .name(n),
+        ),
+        "SeparableConv2D" => Arc::new(
+            SeparableConv2D::new(
+                usize_of(cfg, "filters", n)?,
+                sizes_of(cfg, "kernel_size", n)?,
+            )
+            .depth_multiplier(usize_or(cfg, "depth_multiplier", 1, n)?)
+            .strides(sizes_or(cfg, "strides", 1, n)?)
+            .padding(padding_of(cfg, n)?)
+            .data_format(data_format_of(cfg, n)?)
+            .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
+            .activation(activation_of(cfg, n)?)
+            .use_bias(bool_or(cfg, "use_bias", true, n)?)
+            .name(n),
+        ),
+        "Conv1DTranspose" => {
+            let mut l = Conv1DTranspose::new(
+                usize_of(cfg, "filters", n)?,
+                sizes_of(cfg, "kernel_size", n)?,
+            )
+            .strides(sizes_or(cfg, "strides", 1, n)?)
+            .padding(padding_of(cfg, n)?)
+            .data_format(data_format_of(cfg, n)?)
+            .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
+            .activation(activation_of(cfg, n)?)
+            .use_bias(bool_or(cfg, "use_bias", true, n)?)
+            .name(n);
+            if cfg.get("output_padding").is_some_and(|v| !v.is_null()) {
+                l = l.output_padding(sizes_of(cfg, "output_padding", n)?);
+            }
+            Arc::new(l)
+        }
+        "Conv2DTranspose" => {
+            let mut l = Conv2DTranspose::new(
+                usize_of(cfg, "filters", n)?,
+                sizes_of(cfg, "kernel_size", n)?,
+            )
+            .strides(sizes_or(cfg, "strides", 1, n)?)
+            .padding(padding_of(cfg, n)?)
+            .data_format(data_format_of(cfg, n)?)
+            .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
+            .activation(activation_of(cfg, n)?)
+            .use_bias(bool_or(cfg, "use_bias", true, n)?)
+            .name(n);
+            if cfg.get("output_padding").is_some_and(|v| !v.is_null()) {
+                l = l.output_padding(sizes_of(cfg, "output_padding", n)?);
+            }
+            Arc::new(l)
+        }
+        "BatchNormalization" => {
+            let axis = match cfg.get("axis") {
+                None | Some(Value::Null) => -1,
+                Some(Value::Array(a)) if a.len() == 1 => axis_of(&a[0], n)?,
+                Some(v) => axis_of(v, n)?,
+            };
+            if bool_or(cfg, "renorm", false, n)? {
+                return Err(model_err(format!(
+                    "layer '{n}': BatchNormalization with renorm=True is not supported"
+                )));
+            }
+            Arc::new(
+                BatchNormalization::new()
+                    .axis(axis)
+                    .epsilon(f32_or(cfg, "epsilon", 1e-3, n)?)
+                    .momentum(f32_or(cfg, "momentum", 0.99, n)?)
+                    .center(bool_or(cfg, "center", true, n)?)
+                    .scale(bool_or(cfg, "scale", true, n)?)
+                    .name(n),
+            )
+        }
+        "MaxPooling1D" | "MaxPooling2D" | "AveragePooling1D" | "AveragePooling2D" => {
+            let rank = if class.ends_with("1D") { 1 } else { 2 };
+            let pool = match cfg.get("pool_size") {
+                None | Some(Value::Null) => Sizes(vec![2]),
+                _ => sizes_of(cfg, "pool_size", n)?,
+            };
+            let strides = match cfg.get("strides") {
+                None | Some(Value::Null) => None,
+                _ => Some(sizes_of(cfg, "strides", n)?),
+            };
+            let padding = padding_of(cfg, n)?;
+            let format = data_format_of(cfg, n)?;
+            macro_rules! pool {
+                ($ty:ident) => {{
+                    let mut l = $ty::new(pool).padding(padding).data_format(format).name(n);
+                    if let Some(s) = strides {
+                        l = l.strides(s);
+                    }
+                    Arc::new(l) as LayerRef
+                }};
+            }
+            match (class.starts_with("Max"), rank) {
+                (true, 1) => pool!(MaxPooling1D),
+                (true, _) => pool!(MaxPooling2D),
+                (false, 1) => pool!(AveragePooling1D),
+                (false, _) => pool!(AveragePooling2D),
+            }
+        }
+        "GlobalAveragePooling2D" => Arc::new(
+            GlobalAveragePooling2D::new()
+                .data_format(data_format_of(cfg, n)?)
+                .keepdims(bool_or(cfg, "keepdims", false, n)?)
+                .name(n),
+        ),
+        "GlobalMaxPooling2D" => Arc::new(
+            GlobalMaxPooling2D::new()
+                .data_format(data_format_of(cfg, n)?)
+                .keepdims(bool_or(cfg, "keepdims", false, n)?)
+                .name(n),
+        ),
+        "ZeroPadding1D" => Arc::new(
+            ZeroPadding1D::asymmetric(pairs_of::<1>(cfg, "padding", n)?)
+                .data_format(data_format_of(cfg, n)?)
+                .name(n),
+        ),
+        "ZeroPadding2D" => Arc::new(
+            ZeroPadding2D::asymmetric(pairs_of::<2>(cfg, "padding", n)?)
+                .data_format(data_format_of(cfg, n)?)
+                .name(n),
+        ),
+        "Cropping1D" => {
+            Arc::new(Cropping1D::asymmetric(pairs_of::<1>(cfg, "cropping", n)?).name(n))
+        }
+        "Cropping2D" => Arc::new(
+            Cropping2D::asymmetric(pairs_of::<2>(cfg, "cropping", n)?)
+                .data_format(data_format_of(cfg, n)?)
+                .name(n),
+        ),
+        "UpSampling1D" => {
+            Arc::new(UpSampling1D::new(i64_of(get(cfg, "size", n)?, "size", n)?).name(n))
+        }
+        "UpSampling2D" => {
+            let [(rows, _), (cols, _)] = pairs_of::<2>(cfg, "size", n)?;
+            let interpolation = match cfg.get("interpolation") {
+                None | Some(Value::Null) => Interpolation::Nearest,
+                Some(Value::String(s)) => Interpolation::parse(s)?,
+                Some(other) => {
+                    return Err(model_err(format!(
+                        "layer '{n}': interpolation {other} is not a name"
+                    )));
+                }
+            };
+            Arc::new(
+                UpSampling2D::new(rows, cols)
+                    .data_format(data_format_of(cfg, n)?)
+                    .interpolation(interpolation)
+                    .name(n),
+            )
+        }
+        "RepeatVector" => Arc::new(RepeatVector::new(i64_of(get(cfg, "n", n)?, "n", n)?).name(n)),
+        "Permute" => {
+            let dims = get(cfg, "dims", n)?
+                .as_array()
+                .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
+                .ok_or_else(|| model_err(format!("layer '{n}': dims is not a list")))?;
+            Arc::new(Permute::new(&dims).name(n))
+        }
+        "ReLU" => {
+            let mut l = ReLU::new()
+                .negative_slope(f32_or(cfg, "negative_slope", 0.0, n)?)
+                .threshold(f32_or(cfg, "threshold", 0.0, n)?);
+            if cfg.get("max_value").is_some_and(|v| !v.is_null()) {
+                l = l.max_value(f32_or(cfg, "max_value", 0.0, n)?);
+            }
+            Arc::new(l.name(n))
+        }
+        "LeakyReLU" => Arc::new(
+            LeakyReLU::new()
+                .negative_slope(f32_or(cfg, "negative_slope", 0.3, n)?)
+                .name(n),
+        ),
+        "ELU" => Arc::new(ELU::new().alpha(f32_or(cfg, "alpha", 1.0, n)?).name(n)),
+        "PReLU" => {
+            let shared = match cfg.get("shared_axes") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| i64_of(v, "shared_axes", n))
+                    .collect::<Result<_>>()?,
+                Some(v) => vec![i64_of(v, "shared_axes", n)?],
+            };
+            Arc::new(PReLU::new().shared_axes(&shared).name(n))
+        }
+        "SimpleRNN" | "LSTM" | "GRU" => {
+            if bool_or(cfg, "stateful", false, n)? {
+                return Err(model_err(format!(
+                    "layer '{n}': stateful recurrent layers are not supported"
+                )));
+            }
+            let units = usize_of(cfg, "units", n)?;
+            let recurrent = |cfg: &Value| -> Result<Activation> {
+                let mut c = cfg.clone();
+                if let Some(o) = c.as_object_mut() {
+                    let v = o
+                        .get("recurrent_activation")
+                        .cloned()
+                        .unwrap_or(Value::String("sigmoid".into()));
+                    o.insert("activation".into(), v);
+                }
+                activation_of(&c, n)
+            };
+            macro_rules! rnn {
+                ($l:expr) => {
+                    $l.activation(activation_of(cfg, n)?)
+                        .use_bias(bool_or(cfg, "use_bias", true, n)?)
+                        .return_sequences(bool_or(cfg, "return_sequences", false, n)?)
+                        .return_state(bool_or(cfg, "return_state", false, n)?)
+                        .go_backwards(bool_or(cfg, "go_backwards", false, n)?)
+                        .zero_output_for_mask(bool_or(cfg, "zero_output_for_mask", false, n)?)
+                        .name(n)
+                };
+            }
+            match class {
+                "SimpleRNN" => Arc::new(rnn!(SimpleRNN::new(units))) as LayerRef,
+                "LSTM" => Arc::new(rnn!(LSTM::new(units).recurrent_activation(recurrent(cfg)?))),
+                _ => Arc::new(rnn!(
+                    GRU::new(units)
+                        .recurrent_activation(recurrent(cfg)?)
+                        .reset_after(bool_or(cfg, "reset_after", true, n)?)
+                )),
+            }
+        }
         "Lambda" => {
             let f = cfg.get("function").unwrap_or(&Value::Null);
             let template = bindings

@@ -111,6 +111,13 @@ fn groups_with_vars(file: &File<'_>) -> Vec<String> {
                 {
                     out.push(path.clone());
                 }
+                // Recurrent layers keep their weights in their cell.
+                if let Some(Node::Group(cell)) = inner.get("cell")
+                    && let Some(Node::Group(vars)) = cell.get("vars")
+                    && !vars.is_empty()
+                {
+                    out.push(format!("{path}/cell"));
+                }
                 if let Some(layers) = inner.get("layers") {
                     walk(layers, &format!("{path}/layers"), out);
                 }
@@ -157,8 +164,14 @@ pub(crate) fn assign(file: &File<'_>, slots: &[Slot], path: &Path) -> Result<()>
             continue;
         }
         let want = keras_vars(&slot.layer);
-        let have = vars_of(file, &slot.group);
-        matched.insert(slot.group.clone());
+        // Keras saves a recurrent layer's weights under its cell: `layers/lstm/cell/vars`.
+        let group = if matches!(slot.layer.kind(), "SimpleRNN" | "LSTM" | "GRU") {
+            format!("{}/cell", slot.group)
+        } else {
+            slot.group.clone()
+        };
+        let have = vars_of(file, &group);
+        matched.insert(group.clone());
         if want.is_empty() && have.is_empty() {
             continue;
         }
@@ -166,7 +179,7 @@ pub(crate) fn assign(file: &File<'_>, slots: &[Slot], path: &Path) -> Result<()>
             "layer '{}' ({}) at '{}'",
             crate::limits::printable(&slot.layer.name()),
             slot.layer.kind(),
-            slot.group
+            group
         );
         let indices_ok = have.iter().enumerate().all(|(k, (i, _))| k == *i);
         if want.len() != have.len() || !indices_ok {
