@@ -294,6 +294,13 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
     for &o in &prog.outputs {
         consumers[o] += 1;
     }
+    // The nodes that read each node (a node read twice by one reader lists it twice).
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (k, node) in prog.nodes.iter().enumerate() {
+        for &i in &node.inputs {
+            readers[i].push(k);
+        }
+    }
     for root in (0..n).rev() {
         if !needed.contains(&root) {
             continue;
@@ -338,6 +345,25 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
                         {
                             stack.push(i);
                         }
+                    }
+                }
+                // A node that something outside the region also reads gets a buffer of its
+                // own instead of being computed again by each region that reads it: otherwise
+                // a chain of regions sharing a running value (an unrolled recurrence's cell
+                // state) recomputes the whole chain in every region.
+                loop {
+                    let shared: Vec<usize> = inside
+                        .iter()
+                        .copied()
+                        .filter(|&m| {
+                            m != region_root && readers[m].iter().any(|r| !inside.contains(r))
+                        })
+                        .collect();
+                    if shared.is_empty() {
+                        break;
+                    }
+                    for m in shared {
+                        inside.remove(&m);
                     }
                 }
                 let mut b = Builder {
