@@ -29,8 +29,8 @@ pub use predict::{ModelInputs, Predict};
 /// Everything a model-building program needs: `use lamina::prelude::*;`.
 pub mod prelude {
     pub use crate::Predict;
-    pub use lamina_graph::{MultiHeadAttention, Size};
     pub use lamina_backend::{BackendKind, MemoryBudget, Session};
+    pub use lamina_graph::KerasBindings;
     pub use lamina_graph::{
         Activation, ActivationLayer, Add, Average, Axes, Concatenate, DType, DataFormat, Dense,
         Dim, Dropout, Embedding, Error, Flatten, GlobalAveragePooling1D, GlobalMaxPooling1D,
@@ -43,12 +43,12 @@ pub mod prelude {
         Conv2DTranspose, DepthwiseConv2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling1D,
         MaxPooling2D, Padding, SeparableConv1D, SeparableConv2D,
     };
+    pub use lamina_graph::{Bidirectional, GRU, LSTM, MergeMode, SimpleRNN};
     pub use lamina_graph::{
         Cropping1D, Cropping2D, Dot, ELU, Interpolation, LeakyReLU, PReLU, Permute, ReLU,
         RepeatVector, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
     };
-    pub use lamina_graph::KerasBindings;
-    pub use lamina_graph::{Bidirectional, GRU, LSTM, MergeMode, SimpleRNN};
+    pub use lamina_graph::{MultiHeadAttention, Size};
 }
 
 /// The README's examples, compiled and run as doctests.

@@ -34,15 +34,15 @@ pub use layers::{
     Conv2DTranspose, DepthwiseConv2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling1D,
     MaxPooling2D, Padding, SeparableConv1D, SeparableConv2D, Sizes,
 };
+pub use layers::{Bidirectional, GRU, LSTM, MergeMode, SimpleRNN};
 pub use layers::{
     Cropping1D, Cropping2D, Dot, ELU, Interpolation, LeakyReLU, PReLU, Permute, ReLU, RepeatVector,
     TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
 };
-pub use layers::{Bidirectional, GRU, LSTM, MergeMode, SimpleRNN};
 pub use model::{Model, Program, ProgramNode, Sequential, SequentialItem};
-pub use saving::keras::KerasBindings;
 pub use op::ReduceOp;
 pub use ops::{Axes, Operand, Size, SliceArg};
+pub use saving::keras::KerasBindings;
 pub use shape::{Dim, Shape};
 pub use tensor::Tensor;
 pub use variable::{Variable, VariableKind};

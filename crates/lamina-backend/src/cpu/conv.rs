@@ -74,7 +74,7 @@ impl Geometry {
             return None;
         }
         let p = p as usize;
-        if p % self.spread[a] != 0 {
+        if !p.is_multiple_of(self.spread[a]) {
             return None;
         }
         let i = p / self.spread[a];
