@@ -857,7 +857,7 @@ pub fn plan(
         let stale = decided.iter().any(|(&root, k)| {
             planner
                 .decide(root, &mat)
-                .map(|(k2, _)| k2 != *k)
+                .map(|(k2, reads)| k2 != *k || reads.len() > planner.max_reads)
                 .unwrap_or(true)
         });
         if !changed || !stale {
