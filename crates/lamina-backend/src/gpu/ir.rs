@@ -498,6 +498,14 @@ impl Builder {
         self.blocks.pop().unwrap_or_default()
     }
 
+    /// Returns from the kernel where `index >= bound` (the caller makes sure the condition is
+    /// uniform over a workgroup where barriers follow).
+    pub fn return_unless_below(&mut self, index: Val, bound: Val) {
+        let inside = self.index(IndexOp::Less, index, bound);
+        let outside = self.let_(DType::Bool, Expr::Unary(UnaryOp::Not, DType::Bool, inside));
+        self.push(Stmt::ReturnIf(outside));
+    }
+
     /// Opens the body of a loop: returns its counter and the counter's value in the body.
     pub fn begin_loop(&mut self) -> (Var, Val) {
         let var = Var(self.next_var);

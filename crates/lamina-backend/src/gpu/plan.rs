@@ -496,6 +496,35 @@ impl Planner<'_> {
         ))
     }
 
+    /// The matmul kernel writing `root` (the matmul `mm` itself or its elementwise epilogue,
+    /// whose region reads `reads`), or the nodes its operands need as buffers.
+    fn matmul_kernel(
+        &self,
+        root: usize,
+        mm: usize,
+        mut reads: BTreeSet<usize>,
+        mat: &HashSet<usize>,
+    ) -> std::result::Result<(KernelPlan, BTreeSet<usize>), BTreeSet<usize>> {
+        let inputs = &self.prog.nodes[mm].inputs;
+        let mut need = BTreeSet::new();
+        let a = self.operand(inputs[0], mat).map_err(|n| need.extend(n));
+        let b = self.operand(inputs[1], mat).map_err(|n| need.extend(n));
+        match (a, b) {
+            (Ok((a, ra)), Ok((b, rb))) => {
+                reads.extend(ra);
+                reads.extend(rb);
+                Ok((
+                    KernelPlan {
+                        root,
+                        kind: KernelKind::Matmul { mm, a, b },
+                    },
+                    reads,
+                ))
+            }
+            _ => Err(need),
+        }
+    }
+
     /// The kernel that computes `root`, or the nodes that must get buffers first.
     fn decide(
         &self,
@@ -512,28 +541,7 @@ impl Planner<'_> {
         };
         let no_register = |_: usize, _: &[Map]| None;
         match &node.op {
-            Op::MatMul => {
-                let mut need = BTreeSet::new();
-                let a = self
-                    .operand(node.inputs[0], mat)
-                    .map_err(|n| need.extend(n));
-                let b = self
-                    .operand(node.inputs[1], mat)
-                    .map_err(|n| need.extend(n));
-                match (a, b) {
-                    (Ok((a, mut reads)), Ok((b, rb))) => {
-                        reads.extend(rb);
-                        Ok((
-                            KernelPlan {
-                                root,
-                                kind: KernelKind::Matmul { mm: root, a, b },
-                            },
-                            reads,
-                        ))
-                    }
-                    _ => fail(need),
-                }
-            }
+            Op::MatMul => self.matmul_kernel(root, root, BTreeSet::new(), mat),
             Op::Reduce { .. } => {
                 let key = self.reduce_key(root).unwrap_or_default();
                 if self.inner(&key) > COOP_MAX {
@@ -594,29 +602,7 @@ impl Planner<'_> {
                         (n == mm && ms.iter().all(|m| matches_register(m, &want))).then_some(None)
                     });
                     if r.need.is_empty() {
-                        let mm_node = &self.prog.nodes[mm];
-                        let mut need = BTreeSet::new();
-                        let a = self
-                            .operand(mm_node.inputs[0], mat)
-                            .map_err(|n| need.extend(n));
-                        let b = self
-                            .operand(mm_node.inputs[1], mat)
-                            .map_err(|n| need.extend(n));
-                        return match (a, b) {
-                            (Ok((a, ra)), Ok((b, rb))) => {
-                                let mut reads = r.reads;
-                                reads.extend(ra);
-                                reads.extend(rb);
-                                Ok((
-                                    KernelPlan {
-                                        root,
-                                        kind: KernelKind::Matmul { mm, a, b },
-                                    },
-                                    reads,
-                                ))
-                            }
-                            _ => fail(need),
-                        };
+                        return self.matmul_kernel(root, mm, r.reads, mat);
                     }
                 }
                 // The row domain that absorbs the most reductions.
@@ -664,20 +650,12 @@ impl Planner<'_> {
     ) -> std::result::Result<(KernelPlan, BTreeSet<usize>), BTreeSet<usize>> {
         let input_map = self.reduction_input_map(&key);
         let root_is_reduce = self.reduce_key(root).as_ref() == Some(&key);
+        // An elementwise consumer over the same rows loops over the reduced axes as the
+        // reductions do.
         let root_map: Map = if root_is_reduce {
             self.thread_map(root)
         } else {
-            (0..key.0.len())
-                .map(|d| {
-                    if key.1.contains(&d) {
-                        Label::Other
-                    } else if key.0[d] == 1 {
-                        Label::Zero
-                    } else {
-                        Label::Thread(d)
-                    }
-                })
-                .collect()
+            input_map.clone()
         };
         let register = |n: usize, ms: &[Map]| -> Option<Option<Map>> {
             if self.reduce_key(n).as_ref() != Some(&key) {

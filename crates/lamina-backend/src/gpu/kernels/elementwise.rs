@@ -5,7 +5,7 @@
 //! thread looping a bounded number of times, which spares CPU-hosted adapters the cost of
 //! starting many small workgroups.
 
-use crate::gpu::ir::{BufferRef, Builder, Builtin, Expr, IndexOp, Stmt};
+use crate::gpu::ir::{BufferRef, Builder, Builtin, Expr};
 use crate::gpu::lower::{Coords, Label, Lowerer};
 use lamina_graph::{DType, Program, Result};
 
@@ -46,12 +46,7 @@ pub fn build(
     let dtype = prog.nodes[root].dtype;
     let labels: Vec<Label> = (0..shape.len()).map(Label::Thread).collect();
     if threads >= total {
-        let inside = lw.b.index(IndexOp::Less, t, n);
-        let outside = lw.b.let_(
-            DType::Bool,
-            Expr::Unary(lamina_graph::op::UnaryOp::Not, DType::Bool, inside),
-        );
-        lw.b.push(Stmt::ReturnIf(outside));
+        lw.b.return_unless_below(t, n);
         let coords = Coords::Linear {
             index: t,
             shape: shape.clone(),

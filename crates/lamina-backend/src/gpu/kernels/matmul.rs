@@ -6,12 +6,9 @@
 //! over workgroups whose partial products a second kernel sums before the epilogue.
 
 use super::Scratch;
-use crate::gpu::ir::{
-    BufferRef, Builder, Builtin, Expr, Function, IndexOp, Kernel, Stmt, Template, Val,
-};
+use crate::gpu::ir::{BufferRef, Builder, Builtin, Expr, Function, IndexOp, Kernel, Template, Val};
 use crate::gpu::lower::{Coords, Label, Lowerer, Register};
 use crate::gpu::plan::View;
-use lamina_graph::op::UnaryOp;
 use lamina_graph::{DType, Error, Program, Result};
 
 /// The longest stretch of the inner dimension one workgroup adds up.
@@ -246,10 +243,7 @@ fn sum_splits(
     let t = lw.b.let_(DType::U32, Expr::Builtin(Builtin::GlobalIndex));
     let total: usize = out_shape.iter().product();
     let nt = lw.b.param("total", total as u32);
-    let inside = lw.b.index(IndexOp::Less, t, nt);
-    let outside =
-        lw.b.let_(DType::Bool, Expr::Unary(UnaryOp::Not, DType::Bool, inside));
-    lw.b.push(Stmt::ReturnIf(outside));
+    lw.b.return_unless_below(t, nt);
     let zero_f = lw.b.lit(crate::gpu::ir::Lit::F32(0.0));
     let sum = lw.b.var(DType::F32, zero_f);
     let zero = lw.b.u32(0);

@@ -67,14 +67,6 @@ fn not(b: &mut Builder, v: Val) -> Val {
     b.let_(DType::Bool, Expr::Unary(UnaryOp::Not, DType::Bool, v))
 }
 
-/// Returns from the kernel where `index >= bound` (the caller makes sure this is uniform
-/// over a workgroup where barriers follow).
-fn guard(b: &mut Builder, index: Val, bound: Val) {
-    let inside = b.index(IndexOp::Less, index, bound);
-    let outside = not(b, inside);
-    b.push(Stmt::ReturnIf(outside));
-}
-
 /// Combines every thread's `partial` through workgroup memory; all threads get the result.
 fn tree(
     b: &mut Builder,
@@ -192,7 +184,7 @@ pub fn row(
         )
     };
     let n_rows = lw.b.param("rows", rows as u32);
-    guard(&mut lw.b, row, n_rows);
+    lw.b.return_unless_below(row, n_rows);
     let kept2 = kept.clone();
     let rc = lw.delinearize(row, &row_shape);
     let row_coords = labelled(rc, |i| Label::Thread(kept2[i]));
@@ -328,7 +320,7 @@ fn pass(
         lw.b.let_(DType::U32, Expr::Builtin(Builtin::WorkgroupIndex));
     let lid = lw.b.let_(DType::U32, Expr::Builtin(Builtin::LocalIndex));
     let n_work = lw.b.param("work", (p.rows * chunks) as u32);
-    guard(&mut lw.b, w, n_work);
+    lw.b.return_unless_below(w, n_work);
     let n_chunks = lw.b.param("chunks", chunks as u32);
     let row = lw.b.index(IndexOp::Div, w, n_chunks);
     let chunk = lw.b.index(IndexOp::Rem, w, n_chunks);

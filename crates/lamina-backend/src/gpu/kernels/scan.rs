@@ -4,20 +4,14 @@
 //! total of the chunks before it; no loop runs more than `CHUNK` steps.
 
 use super::Scratch;
-use crate::gpu::ir::{BufferRef, Builder, Builtin, Expr, IndexOp, Kernel, Lit, Stmt, Val};
+use crate::gpu::ir::{BufferRef, Builder, Builtin, Expr, IndexOp, Kernel, Lit, Val};
 use crate::gpu::lower::{Coords, Label, Lowerer};
-use lamina_graph::op::{BinaryOp, Op, ScanOp, UnaryOp};
+use lamina_graph::op::{BinaryOp, Op, ScanOp};
 use lamina_graph::{DType, Error, Program, Result};
 
 /// The longest stretch one thread scans.
 pub const CHUNK: usize = 2048;
 const WG: u32 = 64;
-
-fn guard(b: &mut Builder, index: Val, bound: Val) {
-    let inside = b.index(IndexOp::Less, index, bound);
-    let outside = b.let_(DType::Bool, Expr::Unary(UnaryOp::Not, DType::Bool, inside));
-    b.push(Stmt::ReturnIf(outside));
-}
 
 fn step(b: &mut Builder, op: ScanOp, d: DType, acc: Val, v: Val) -> Val {
     let bin = match op {
@@ -77,7 +71,7 @@ pub fn build(
         lw.set_root(root);
         let g = lw.b.let_(DType::U32, Expr::Builtin(Builtin::GlobalIndex));
         let work = lw.b.param("work", (lines * chunks) as u32);
-        guard(&mut lw.b, g, work);
+        lw.b.return_unless_below(g, work);
         let nc = lw.b.param("chunks", chunks as u32);
         let line = lw.b.index(IndexOp::Div, g, nc);
         let chunk = lw.b.index(IndexOp::Rem, g, nc);
@@ -132,7 +126,7 @@ pub fn build(
         let mut b = Builder::new("scan_totals", WG);
         let line = b.let_(DType::U32, Expr::Builtin(Builtin::GlobalIndex));
         let nl = b.param("lines", lines as u32);
-        guard(&mut b, line, nl);
+        b.return_unless_below(line, nl);
         let nc = b.param("chunks", chunks as u32);
         let base = b.index(IndexOp::Mul, line, nc);
         let zero = b.u32(0);
@@ -155,7 +149,7 @@ pub fn build(
         let t = lw.b.let_(DType::U32, Expr::Builtin(Builtin::GlobalIndex));
         let total: usize = s.iter().product();
         let nt = lw.b.param("total", total as u32);
-        guard(&mut lw.b, t, nt);
+        lw.b.return_unless_below(t, nt);
         let coords = lw.delinearize(t, &s);
         let lcs: Vec<Val> = kept.iter().map(|&d| coords[d]).collect();
         let line = {
