@@ -670,9 +670,12 @@ fn bad_configurations_are_errors_naming_the_layer() {
     let flat = Input::new(&[I]).tensor();
     let e = msg(GRU::new(2).name("flatgru").call(&flat));
     assert!(e.contains("flatgru") && e.contains("rank 3"), "{e}");
-    let open = Input::with_dims(vec![Dim::Dynamic, Dim::Known(I)]).tensor();
-    let e = msg(SimpleRNN::new(2).name("open").call(&open));
-    assert!(e.contains("open") && e.contains("time steps"), "{e}");
+    let empty = Input::new(&[0, I]).tensor();
+    let e = msg(SimpleRNN::new(2).name("empty").call(&empty));
+    assert!(e.contains("empty") && e.contains("zero-sized"), "{e}");
+    let unknown_features = Input::with_dims(vec![Dim::Known(T), Dim::Dynamic]).tensor();
+    let e = msg(SimpleRNN::new(2).name("nofeat").call(&unknown_features));
+    assert!(e.contains("nofeat") && e.contains("features"), "{e}");
     // Initial states: wrong count, wrong shape.
     let h = Input::new(&[U]).tensor();
     let e = msg(LSTM::new(U).name("onestate").call(&[x.clone(), h.clone()]));
@@ -711,4 +714,78 @@ fn bad_configurations_are_errors_naming_the_layer() {
     let other = Input::new(&[T, I + 2]).tensor();
     let e = msg(l.call(&other));
     assert!(e.contains("kernel"), "{e}");
+}
+
+/// A sequence of `steps` steps of `I` features for `B` rows, zero at the steps `masked` picks.
+fn sequence(steps: usize, seed: f64, masked: impl Fn(usize, usize) -> bool) -> HostTensor {
+    let data = (0..B * steps * I)
+        .map(|k| {
+            let (b, t) = (k / (steps * I), (k / I) % steps);
+            if masked(b, t) {
+                0.0
+            } else {
+                (0.37 * k as f64 + seed).sin() as f32
+            }
+        })
+        .collect();
+    HostTensor::new(&[B, steps, I], data).unwrap()
+}
+
+#[test]
+fn run_time_sequence_lengths_match_models_built_for_each_length() -> Result<()> {
+    // Every layer kind, masked through `Masking`, on an `Input` whose length is `None`.
+    let lstm = LSTM::new(U).return_sequences(true).name("seq_lstm");
+    let bi = Bidirectional::new(&GRU::new(U).return_sequences(true))?.merge_mode(MergeMode::Sum);
+    let rnn = SimpleRNN::new(U).return_state(true).go_backwards(true);
+    let gru = GRU::new(U).reset_after(false).return_state(true);
+    let stack = |x: &Tensor| -> Result<Vec<Tensor>> {
+        let m = Masking::new(0.0).call(x)?;
+        let h = lstm.call(&m)?;
+        let h = bi.call(&h)?;
+        let mut out = call_layer(&rnn, std::slice::from_ref(&h))?;
+        out.extend(call_layer(&gru, &[h])?);
+        Ok(out)
+    };
+    let open = Input::with_dims(vec![Dim::Dynamic, Dim::Known(I)]).tensor();
+    let outputs = stack(&open)?;
+    let dynamic = Model::new(&[open], &outputs)?;
+    assert_eq!(outputs[0].shape().to_string(), "(None, 2)");
+    let summary = dynamic.summary_string()?;
+    assert!(summary.contains("(None, None, 2)"), "{summary}");
+    for steps in [1, 4, 9] {
+        let fixed_input = Input::new(&[steps, I]).tensor();
+        let fixed_outputs = stack(&fixed_input)?;
+        let fixed = Model::new(&[fixed_input], &fixed_outputs)?;
+        let x = sequence(steps, 0.2 + steps as f64, |b, t| (b + t) % 3 == 1);
+        let got = run_both(&dynamic, std::slice::from_ref(&x));
+        let want = run_both(&fixed, &[x]);
+        assert_eq!(got.len(), 4);
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.shape(), w.shape());
+            let (g, w) = (g.to_f32_vec(), w.to_f32_vec());
+            for (a, b) in g.iter().zip(&w) {
+                assert!((a - b).abs() <= 1e-6, "{steps} steps: {a} vs {b}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn run_time_lengths_compile_once_per_length() -> Result<()> {
+    let open = Input::with_dims(vec![Dim::Dynamic, Dim::Known(I)]).tensor();
+    let y = LSTM::new(U).call(&open)?;
+    let model = Model::new(&[open], &[y])?;
+    let session = Session::new(model.program().clone(), BackendKind::Cpu)?;
+    let a = sequence(3, 0.5, |_, _| false);
+    let b = sequence(6, 0.5, |_, _| false);
+    let first = session.run(std::slice::from_ref(&a))?;
+    session.run(std::slice::from_ref(&b))?;
+    let again = session.run(std::slice::from_ref(&a))?;
+    assert_eq!(first[0].to_f32_vec(), again[0].to_f32_vec());
+    // A sequence of zero steps is an error, not a panic.
+    let none = HostTensor::new(&[B, 0, I], Vec::<f32>::new())?;
+    let e = session.run(&[none]).expect_err("zero steps").to_string();
+    assert!(e.contains("[2, 0, 3]"), "{e}");
+    Ok(())
 }

@@ -453,6 +453,7 @@ fn infer_unchecked(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
             Ok((inputs[0].0.clone(), *to))
         }
         Op::Conv(spec) => infer_conv(&name, spec, inputs),
+        Op::Recurrence { spec, output } => crate::ops::infer_recurrence(spec, *output, inputs),
     }
 }
 

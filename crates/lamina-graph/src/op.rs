@@ -496,6 +496,15 @@ pub enum Op {
     /// A convolution of channels-last `x` (input 0) with `kernel` (input 1) and, when there
     /// is a third input, plus `bias` (`(out,)`); see [`ConvSpec`].
     Conv(ConvSpec),
+    /// Output `output` of a recurrent layer's time loop (0 the output, then the final states),
+    /// kept whole until the number of steps is known and then unrolled by
+    /// [`crate::ops::expand_recurrences`]; see [`crate::ops::RecurrenceSpec`] for its inputs.
+    Recurrence {
+        /// The loop.
+        spec: std::sync::Arc<crate::ops::RecurrenceSpec>,
+        /// Which output this node is.
+        output: usize,
+    },
 }
 
 impl Op {
@@ -528,6 +537,7 @@ impl Op {
             Op::MatMul => "matmul".into(),
             Op::Cast(d) => format!("cast to {d}"),
             Op::Conv(_) => "conv".into(),
+            Op::Recurrence { spec, .. } => spec.cell.kind().to_ascii_lowercase(),
         }
     }
 }

@@ -15,6 +15,7 @@ mod vector;
 use crate::backend::{Backend, Executable};
 use crate::budget::MemoryBudget;
 use lamina_graph::op::Op;
+use lamina_graph::ops::expand_recurrences;
 use lamina_graph::{Error, HostData, HostTensor, Program, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +42,9 @@ impl Backend for CpuBackend {
         input_shapes: &[Vec<usize>],
         budget: &MemoryBudget,
     ) -> Result<Arc<dyn Executable>> {
+        // Recurrent loops run unrolled for this sequence length.
+        let expanded = expand_recurrences(program, input_shapes)?.map(Arc::new);
+        let program = expanded.as_ref().unwrap_or(program);
         let shapes = program.specialize(input_shapes)?;
         let constants = program
             .nodes
@@ -252,6 +256,12 @@ impl Executable for CpuExecutable {
                     spec,
                     out_shape,
                 )?),
+                Op::Recurrence { .. } => {
+                    return Err(node.attribute(Error::Model {
+                        detail: "a recurrent loop reached the interpreter without being unrolled"
+                            .into(),
+                    }));
+                }
             };
             values[i] = Some(value);
             for &j in &node.inputs {

@@ -9,7 +9,7 @@ use super::timing::{KernelTiming, TimestampQueries, median};
 use crate::backend::{Backend, Executable, RunStats};
 use crate::budget::{MemoryBudget, MemoryPlan, PlanBuilder};
 use lamina_graph::op::Op;
-use lamina_graph::ops::expand_convolutions;
+use lamina_graph::ops::{expand_convolutions, expand_recurrences};
 use lamina_graph::{DType, Error, HostData, HostTensor, Program, Result};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +41,15 @@ pub struct GpuBackend {
     counters: Arc<Counters>,
 }
 
+/// The program as the GPU compiles it for these input shapes: recurrent loops unrolled, and
+/// convolutions as im2col slices and a matrix product with its epilogue; `None` when it has
+/// neither.
+fn expand_for_gpu(program: &Program, input_shapes: &[Vec<usize>]) -> Result<Option<Program>> {
+    let unrolled = expand_recurrences(program, input_shapes)?;
+    let base = unrolled.as_ref().unwrap_or(program);
+    Ok(expand_convolutions(base, input_shapes)?.or(unrolled))
+}
+
 impl GpuBackend {
     /// Opens the best GPU adapter, with f16 storage where `LAMINA_GPU_F16=1`
     /// (`GpuOptions::from_env`); an error if there is none.
@@ -70,7 +79,7 @@ impl GpuBackend {
         input_shapes: &[Vec<usize>],
         max_storage: u32,
     ) -> Result<Vec<KernelCode>> {
-        let expanded = expand_convolutions(program, input_shapes)?;
+        let expanded = expand_for_gpu(program, input_shapes)?;
         let program = expanded.as_ref().unwrap_or(program);
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;
@@ -85,7 +94,7 @@ impl GpuBackend {
         input_shapes: &[Vec<usize>],
         max_storage: u32,
     ) -> Result<Vec<KernelCode>> {
-        let expanded = expand_convolutions(program, input_shapes)?;
+        let expanded = expand_for_gpu(program, input_shapes)?;
         let program = expanded.as_ref().unwrap_or(program);
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;
@@ -332,8 +341,7 @@ impl Backend for Arc<GpuBackend> {
         input_shapes: &[Vec<usize>],
         budget: &MemoryBudget,
     ) -> Result<Arc<dyn Executable>> {
-        // Convolutions run as im2col slices and a matrix product with its epilogue.
-        let expanded = expand_convolutions(program, input_shapes)?.map(Arc::new);
+        let expanded = expand_for_gpu(program, input_shapes)?.map(Arc::new);
         let program = expanded.as_ref().unwrap_or(program);
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;

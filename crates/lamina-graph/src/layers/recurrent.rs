@@ -1,9 +1,10 @@
 //! Recurrent layers: `SimpleRNN`, `LSTM`, `GRU` and the `Bidirectional` wrapper, for inference.
 //!
-//! The time loop is unrolled into the graph when the layer is called (the number of steps must
-//! be known then): the input projection `x @ kernel` runs once for all steps as one matmul, and
-//! each step adds `h @ recurrent_kernel` and the gate arithmetic, which both backends fuse; on
-//! the GPU the whole run is still one queue submit.
+//! A call records the time loop as `Op::Recurrence` nodes, so the sequence length may be known
+//! only at run time (`Input(shape=(None, features))`); before compiling for concrete shapes the
+//! backends unroll it (`crate::ops::expand_recurrences`): the input projection `x @ kernel`
+//! runs once for all steps as one matmul, and each step adds `h @ recurrent_kernel` and the gate
+//! arithmetic, which both backends fuse; on the GPU the whole run is still one queue submit.
 
 use super::activation::Activation;
 use super::common::Weights;
@@ -11,37 +12,15 @@ use super::init::glorot_uniform;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use crate::layer::{Layer, LayerRef, unique_name};
-use crate::ops::SliceArg;
 use crate::saving::format::{BidirectionalRecord, LayerRecord, RnnRecord};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
 use std::sync::Arc;
 
-/// Which recurrent cell a layer runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cell {
-    SimpleRnn,
-    Lstm,
-    Gru { reset_after: bool },
-}
+use crate::ops::{RecurrenceSpec, RecurrentCell as Cell};
 
 impl Cell {
-    /// Gates per unit: the width of the kernels is `gates * units`.
-    fn gates(self) -> usize {
-        match self {
-            Cell::SimpleRnn => 1,
-            Cell::Lstm => 4,
-            Cell::Gru { .. } => 3,
-        }
-    }
-    fn kind(self) -> &'static str {
-        match self {
-            Cell::SimpleRnn => "SimpleRNN",
-            Cell::Lstm => "LSTM",
-            Cell::Gru { .. } => "GRU",
-        }
-    }
     /// Keras's default layer name prefix (`lstm`, `simple_rnn`).
     fn prefix(self) -> &'static str {
         match self {
@@ -57,10 +36,6 @@ impl Cell {
             Cell::Lstm => "lstm_cell",
             Cell::Gru { .. } => "gru_cell",
         }
-    }
-    /// States carried from step to step: `[h]`, or `[h, c]` for an LSTM.
-    fn states(self) -> usize {
-        if self == Cell::Lstm { 2 } else { 1 }
     }
 }
 
@@ -194,8 +169,9 @@ impl Rnn {
         }
     }
 
-    /// Checks the input `(batch, steps, features)` and returns `(steps, features)`.
-    fn input_dims(&self, x: &Tensor) -> Result<(usize, usize)> {
+    /// Checks the input `(batch, steps, features)` (steps may be unknown until run time) and
+    /// returns the number of features.
+    fn input_features(&self, x: &Tensor) -> Result<usize> {
         let shape = x.shape();
         let bad = |detail: String| Error::IncompatibleShapes {
             op: self.cell.kind().to_ascii_lowercase(),
@@ -208,19 +184,11 @@ impl Rnn {
                 shape.rank()
             )));
         }
-        let steps = match shape.dim(1) {
-            Some(Dim::Known(0)) => return Err(bad("the input has no time steps".into())),
-            Some(Dim::Known(t)) => t,
-            _ => {
-                return Err(bad(
-                    "the number of time steps must be known when the layer is called (the time \
-                     loop is unrolled); give the Input a concrete sequence length"
-                        .into(),
-                ));
-            }
-        };
+        if let Some(Dim::Known(0)) = shape.dim(1) {
+            return Err(bad("the input has no time steps".into()));
+        }
         match shape.dim(2) {
-            Some(Dim::Known(f)) => Ok((steps, f)),
+            Some(Dim::Known(f)) => Ok(f),
             _ => Err(bad("the number of features must be known".into())),
         }
     }
@@ -265,113 +233,34 @@ impl Rnn {
         initial: &[Tensor],
     ) -> Result<Vec<Tensor>> {
         self.check_config()?;
-        let (steps, features) = self.input_dims(x)?;
+        let features = self.input_features(x)?;
         if !initial.is_empty() {
             self.check_states(initial)?;
         }
         let (kernel, recurrent, bias) = self.build(owner, prefix, features)?;
-        let u = self.units as i64;
-        let kernel = Tensor::variable(kernel);
-        let recurrent = Tensor::variable(recurrent);
-        let bias = bias.map(Tensor::variable);
-        // Input and recurrent biases: GRU with reset_after keeps them apart (bias rows 0, 1).
-        let (in_bias, rec_bias) = match (&bias, self.cell) {
-            (Some(b), Cell::Gru { reset_after: true }) => (
-                Some(b.slice(&[SliceArg::Index(0)])),
-                Some(b.slice(&[SliceArg::Index(1)])),
-            ),
-            (b, _) => (b.clone(), None),
+        let mut weights = vec![Tensor::variable(kernel), Tensor::variable(recurrent)];
+        weights.extend(bias.map(Tensor::variable));
+        let spec = RecurrenceSpec {
+            cell: self.cell,
+            units: self.units,
+            activation: self.activation.clone(),
+            recurrent_activation: self.recurrent_activation.clone(),
+            go_backwards: self.go_backwards,
+            return_sequences: self.return_sequences,
+            zero_output_for_mask: self.zero_output_for_mask,
+            has_bias: false,
+            has_mask: false,
+            has_initial_states: false,
         };
-        // The input projection of every step at once, time-major so each step is contiguous.
-        let xt = x.swapaxes(0, 1);
-        let mut xw = xt.matmul(&kernel);
-        if let Some(b) = &in_bias {
-            xw = xw.add(b);
+        let weights: Vec<&Tensor> = weights.iter().collect();
+        let mut outputs = Tensor::recurrence(spec, x, &weights, mask, initial);
+        if !self.return_state {
+            outputs.truncate(1);
         }
-        let mask = mask.map(|m| m.cast(crate::dtype::DType::Bool).swapaxes(0, 1));
-        // Zero states broadcast over the batch until the first step gives them its size.
-        let zeros = Tensor::constant(HostTensor::zeros(&[1, self.units])?);
-        let mut states: Vec<Tensor> = if initial.is_empty() {
-            vec![zeros; self.cell.states()]
-        } else {
-            initial.to_vec()
-        };
-        // One scalar zero for every masked output (each constant is a buffer on the GPU).
-        let zero = Tensor::scalar(0.0);
-        let gate = |z: &Tensor, k: i64| z.slice_axis(-1, Some(k * u), Some((k + 1) * u), 1);
-        let act = |t: &Tensor| self.activation.apply(t);
-        let ract = |t: &Tensor| self.recurrent_activation.apply(t);
-        let mut outputs = Vec::with_capacity(if self.return_sequences { steps } else { 1 });
-        let order: Vec<usize> = if self.go_backwards {
-            (0..steps).rev().collect()
-        } else {
-            (0..steps).collect()
-        };
-        for (k, &t) in order.iter().enumerate() {
-            let xs = xw.slice(&[SliceArg::Index(t as i64)]);
-            let h = &states[0];
-            let new: Vec<Tensor> = match self.cell {
-                Cell::SimpleRnn => vec![act(&xs.add(h.matmul(&recurrent)))],
-                Cell::Lstm => {
-                    let z = xs.add(h.matmul(&recurrent));
-                    let c = ract(&gate(&z, 1))
-                        .multiply(&states[1])
-                        .add(ract(&gate(&z, 0)).multiply(act(&gate(&z, 2))));
-                    let h = ract(&gate(&z, 3)).multiply(act(&c));
-                    vec![h, c]
-                }
-                Cell::Gru { reset_after } => {
-                    let (zr, hh) = if reset_after {
-                        let mut r = h.matmul(&recurrent);
-                        if let Some(b) = &rec_bias {
-                            r = r.add(b);
-                        }
-                        let z = ract(&gate(&xs, 0).add(gate(&r, 0)));
-                        let rr = ract(&gate(&xs, 1).add(gate(&r, 1)));
-                        (z, act(&gate(&xs, 2).add(rr.multiply(gate(&r, 2)))))
-                    } else {
-                        let r2 = h.matmul(&recurrent.slice_axis(-1, None, Some(2 * u), 1));
-                        let z = ract(&gate(&xs, 0).add(gate(&r2, 0)));
-                        let rr = ract(&gate(&xs, 1).add(gate(&r2, 1)));
-                        let uh = recurrent.slice_axis(-1, Some(2 * u), None, 1);
-                        (z, act(&gate(&xs, 2).add(rr.multiply(h).matmul(&uh))))
-                    };
-                    // h = z * h + (1 - z) * hh, written as hh + z * (h - hh).
-                    vec![hh.add(zr.multiply(h.subtract(&hh)))]
-                }
-            };
-            let (next, out) = match &mask {
-                Some(m) => {
-                    let keep = m.slice(&[SliceArg::Index(t as i64)]).expand_dims(-1);
-                    let next: Vec<Tensor> = new
-                        .iter()
-                        .zip(&states)
-                        .map(|(n, s)| Tensor::where_(&keep, n, s))
-                        .collect();
-                    let out = if self.zero_output_for_mask {
-                        Tensor::where_(&keep, &new[0], &zero)
-                    } else {
-                        next[0].clone()
-                    };
-                    (next, out)
-                }
-                None => (new.clone(), new[0].clone()),
-            };
-            states = next;
-            if self.return_sequences || k + 1 == steps {
-                outputs.push(out);
-            }
+        for t in &outputs {
+            t.check()?;
         }
-        let output = if self.return_sequences {
-            stack_steps(outputs)
-        } else {
-            outputs.pop().ok_or_else(|| self.err("no steps".into()))?
-        };
-        let mut result = vec![output];
-        if self.return_state {
-            result.extend(states);
-        }
-        Ok(result)
+        Ok(outputs)
     }
 
     fn record(&self, name: String) -> RnnRecord {
@@ -441,26 +330,6 @@ impl Rnn {
             })
             .collect()
     }
-}
-
-/// Stacks the step outputs `(batch, units)` into `(batch, steps, units)` in groups of a few
-/// steps at a time, so that no fused GPU kernel reads more buffers than a device binds.
-fn stack_steps(steps: Vec<Tensor>) -> Tensor {
-    const GROUP: usize = 4;
-    let mut level: Vec<Tensor> = steps.iter().map(|t| t.expand_dims(1)).collect();
-    while level.len() > 1 {
-        level = level
-            .chunks(GROUP)
-            .map(|c| {
-                if c.len() == 1 {
-                    c[0].clone()
-                } else {
-                    Tensor::concatenate(c, 1)
-                }
-            })
-            .collect();
-    }
-    level.remove(0)
 }
 
 macro_rules! recurrent_layer {

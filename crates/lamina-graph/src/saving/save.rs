@@ -657,7 +657,13 @@ impl BodyRecorder<'_> {
                         )));
                     }
                 }
-                op => op_record(op).ok_or_else(|| fail(format!("op {} is a leaf", op.name())))?,
+                op => op_record(op).ok_or_else(|| {
+                    fail(format!(
+                        "op {} cannot be recorded in a Lambda body (call recurrent layers \
+                         outside Lambdas)",
+                        op.name()
+                    ))
+                })?,
             };
             let inputs = node.inputs().iter().map(|c| position[&c.id()]).collect();
             position.insert(t.id(), nodes.len());
@@ -706,7 +712,9 @@ fn op_record(op: &Op) -> Option<OpRecord> {
         Op::MatMul => OpRecord::MatMul,
         Op::Cast(d) => OpRecord::Cast { dtype: *d },
         Op::Conv(spec) => OpRecord::Conv { spec: spec.clone() },
-        Op::Input { .. } | Op::Constant(_) | Op::Variable(_) => return None,
+        Op::Input { .. } | Op::Constant(_) | Op::Variable(_) | Op::Recurrence { .. } => {
+            return None;
+        }
     })
 }
 
