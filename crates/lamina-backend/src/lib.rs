@@ -13,4 +13,4 @@ pub use backend::{Backend, Executable, RunStats};
 pub use budget::{MEMORY_LIMIT_ENV, MemoryBudget};
 pub use cpu::CpuBackend;
 pub use select::{BackendKind, create_backend, shared_gpu};
-pub use session::Session;
+pub use session::{MAX_CACHED_EXECUTABLES, Session};

@@ -4,18 +4,47 @@ use crate::backend::{Backend, Executable};
 use crate::budget::MemoryBudget;
 use crate::select::{BackendKind, create_backend};
 use lamina_graph::{HostTensor, Program, Result};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// The concrete shapes of a program's inputs: the key of compiled executables.
 type InputShapes = Vec<Vec<usize>>;
 
-/// A program on a backend. Compiles once per set of input shapes; `Send + Sync`, so threads
-/// may call `run` at once.
+/// How many compiled executables a session keeps: a model fed many sequence lengths compiles
+/// one per length, and the least recently used are dropped past this many.
+pub const MAX_CACHED_EXECUTABLES: usize = 64;
+
+/// Compiled executables by input shapes, least recently used first.
+#[derive(Default)]
+struct ExecutableCache {
+    entries: Vec<(InputShapes, Arc<dyn Executable>)>,
+}
+
+impl ExecutableCache {
+    /// The executable for `key`, now the most recently used.
+    fn get(&mut self, key: &InputShapes) -> Option<Arc<dyn Executable>> {
+        let at = self.entries.iter().position(|(k, _)| k == key)?;
+        let entry = self.entries.remove(at);
+        let exe = entry.1.clone();
+        self.entries.push(entry);
+        Some(exe)
+    }
+
+    /// Keeps `exe` for `key`, dropping the least recently used past the bound.
+    fn insert(&mut self, key: InputShapes, exe: Arc<dyn Executable>) {
+        self.entries.retain(|(k, _)| *k != key);
+        if self.entries.len() >= MAX_CACHED_EXECUTABLES {
+            self.entries.remove(0);
+        }
+        self.entries.push((key, exe));
+    }
+}
+
+/// A program on a backend. Compiles once per set of input shapes (keeping the last
+/// [`MAX_CACHED_EXECUTABLES`]); `Send + Sync`, so threads may call `run` at once.
 pub struct Session {
     program: Arc<Program>,
     backend: Arc<dyn Backend>,
-    cache: Mutex<HashMap<InputShapes, Arc<dyn Executable>>>,
+    cache: Mutex<ExecutableCache>,
     /// The memory budget of each compile; `None` reads `LAMINA_MEMORY_LIMIT` or the machine's
     /// memory when a compile needs it.
     budget: Option<MemoryBudget>,
@@ -32,7 +61,7 @@ impl Session {
         Session {
             program,
             backend,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(ExecutableCache::default()),
             budget: None,
         }
     }
@@ -42,7 +71,7 @@ impl Session {
     /// whose buffers would not fit is an `Error::Memory` naming the largest tensors.
     pub fn with_memory_budget(mut self, budget: MemoryBudget) -> Session {
         self.budget = Some(budget);
-        self.cache = Mutex::new(HashMap::new());
+        self.cache = Mutex::new(ExecutableCache::default());
         self
     }
 
@@ -86,8 +115,7 @@ impl Session {
                 .cache
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .get(&key)
-                .cloned();
+                .get(&key);
             match cached {
                 Some(e) => e,
                 None => {
@@ -105,5 +133,63 @@ impl Session {
             }
         };
         Ok(exe)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_graph::shape::{Dim, Shape};
+    use lamina_graph::{DType, Tensor};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A backend that counts compiles and returns its inputs.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    struct Echo;
+
+    impl Executable for Echo {
+        fn run(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+            Ok(inputs.to_vec())
+        }
+    }
+
+    impl Backend for Counting {
+        fn name(&self) -> String {
+            "counting".into()
+        }
+        fn compile(
+            &self,
+            _: &Arc<Program>,
+            _: &[Vec<usize>],
+            _: &MemoryBudget,
+        ) -> Result<Arc<dyn Executable>> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Ok(Arc::new(Echo))
+        }
+    }
+
+    #[test]
+    fn keeps_the_most_recently_used_executables() -> Result<()> {
+        let x = Tensor::input("x", Shape::new([Dim::Dynamic]), DType::F32);
+        let program = Arc::new(Program::from_tensors(&[x.clone()], &[x])?);
+        let backend = Arc::new(Counting::default());
+        let session = Session::with_backend(program, backend.clone())
+            .with_memory_budget(MemoryBudget::bytes(1 << 20));
+        let run = |n: usize| session.run(&[HostTensor::new(&[n], vec![0f32; n]).unwrap()]);
+        let compiles = || backend.0.load(Ordering::Relaxed);
+        for n in 1..=MAX_CACHED_EXECUTABLES {
+            run(n)?;
+        }
+        assert_eq!(compiles(), MAX_CACHED_EXECUTABLES);
+        run(1)?; // cached, and now the most recent
+        assert_eq!(compiles(), MAX_CACHED_EXECUTABLES);
+        run(MAX_CACHED_EXECUTABLES + 1)?; // evicts length 2, the least recently used
+        run(1)?;
+        assert_eq!(compiles(), MAX_CACHED_EXECUTABLES + 1);
+        run(2)?;
+        assert_eq!(compiles(), MAX_CACHED_EXECUTABLES + 2);
+        Ok(())
     }
 }
