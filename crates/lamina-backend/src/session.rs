@@ -173,7 +173,10 @@ mod tests {
     #[test]
     fn keeps_the_most_recently_used_executables() -> Result<()> {
         let x = Tensor::input("x", Shape::new([Dim::Dynamic]), DType::F32);
-        let program = Arc::new(Program::from_tensors(std::slice::from_ref(&x), &[x])?);
+        let program = Arc::new(Program::from_tensors(
+            std::slice::from_ref(&x),
+            std::slice::from_ref(&x),
+        )?);
         let backend = Arc::new(Counting::default());
         let session = Session::with_backend(program, backend.clone())
             .with_memory_budget(MemoryBudget::bytes(1 << 20));
