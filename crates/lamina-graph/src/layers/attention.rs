@@ -23,8 +23,18 @@ use std::sync::Arc;
 /// `call_layer`). The inputs' masks (from `Embedding(mask_zero=True)`, `Masking`) combine as
 /// Keras 3 combines them: the query's as `(B, T, 1)`, the value's and key's as `(B, 1, S)`, the
 /// causal mask `j <= i` (aligned at the first position when T and S differ), and the
-/// `attention_mask`, all and-ed; masked scores become -1e9 before the softmax. The output
-/// carries the query's mask.
+/// `attention_mask`, all and-ed; masked scores become -1e9 before the softmax and 0 after.
+/// The output carries the query's mask.
+///
+/// Inputs of any rank take masks exactly as in Keras 3: the combined mask (NumPy broadcasting;
+/// an input mask has the input's rank minus one and gains its axis at -1 or -2, the causal mask
+/// is `(1, T, S)` from axis 1 of query and value whatever the attention axes) gets size-1 axes
+/// at `-2n - 1` (n attention axes) until it has the rank of the scores `(B, <other axes>,
+/// heads, <query attention axes>, <key attention axes>)`, and each of its axes must then be 1
+/// or the scores' size. So an `attention_mask` may be `(B, <other axes>, heads, <query axes>,
+/// <key axes>)` with any of its leading axes left out or of size 1; the combinations Keras
+/// refuses (the causal mask with the default axes of a rank-4 input, input masks whose axes do
+/// not line up with the scores') are errors naming the shapes.
 ///
 /// Weights, as Keras names them: `query/kernel` `(d_q, heads, key_dim)`, `query/bias`
 /// `(heads, key_dim)`, `key/kernel` `(d_k, heads, key_dim)`, `key/bias`, `value/kernel` `(d_v,
@@ -187,6 +197,108 @@ impl MultiHeadAttention {
                 .join(" and "),
             detail: detail.into(),
         }
+    }
+
+    /// Brings the combined mask `m` onto the scores as Keras 3's `_masked_softmax` and
+    /// `Softmax` do: size-1 axes inserted at `-2n - 1` (n attention axes) until it has the rank
+    /// of Keras's scores `(B, <batch-like axes>, heads, <query axes>, <key axes>)`, each axis 1
+    /// or the scores' size; then the query axes and the key axes flattened, as the scores are
+    /// here. Whatever Keras refuses (an axis out of range, a size that does not broadcast) is an
+    /// error naming the shapes.
+    fn mask_onto_scores(
+        &self,
+        m: &Tensor,
+        query: &Tensor,
+        key: &Tensor,
+        batch_like: &[usize],
+        axes: &[usize],
+        shown: &[&Tensor],
+    ) -> Result<Tensor> {
+        let n = axes.len();
+        let (qd, kd) = (query.shape().dims().to_vec(), key.shape().dims().to_vec());
+        let mut scores: Vec<Dim> = vec![qd[0]];
+        scores.extend(batch_like.iter().map(|&a| qd[a]));
+        scores.push(Dim::Known(self.num_heads));
+        scores.extend(axes.iter().map(|&a| qd[a]));
+        scores.extend(axes.iter().map(|&a| kd[a]));
+        let show = |dims: &[Dim]| {
+            let parts: Vec<String> = dims
+                .iter()
+                .map(|d| match d {
+                    Dim::Known(k) => k.to_string(),
+                    Dim::Dynamic => "None".into(),
+                })
+                .collect();
+            format!("({})", parts.join(", "))
+        };
+        let fail = |m: &Tensor, why: String| {
+            self.shape_error(
+                shown,
+                format!(
+                    "the combined mask {} does not fit the attention scores {} (batch, \
+                     batch-like axes, heads, query axes {axes:?}, key axes {axes:?}): {why}",
+                    m.shape(),
+                    show(&scores)
+                ),
+            )
+        };
+        let sr = scores.len();
+        if m.rank() > sr {
+            return Err(fail(m, format!("it has more than {sr} axes")));
+        }
+        let at = 2 * n + 1;
+        let mut m = m.clone();
+        while m.rank() < sr {
+            if m.rank() + 1 < at {
+                return Err(fail(
+                    &m,
+                    format!(
+                        "a size-1 axis cannot be inserted at {} of a rank-{} mask",
+                        -(at as isize),
+                        m.rank()
+                    ),
+                ));
+            }
+            m = m.expand_dims(-(at as isize));
+        }
+        for (i, (d, s)) in m.shape().dims().iter().zip(&scores).enumerate() {
+            if let (Dim::Known(a), Dim::Known(b)) = (d, s) {
+                if *a != 1 && a != b {
+                    return Err(fail(
+                        &m,
+                        format!("axis {i} is {a}, neither 1 nor the scores' {b}"),
+                    ));
+                }
+            }
+        }
+        if n == 1 {
+            return Ok(m);
+        }
+        // Several attention axes: each run broadcast to the scores' sizes (unless all 1s),
+        // then flattened as the scores are.
+        let lead = sr - 2 * n;
+        let dims = m.shape().dims().to_vec();
+        let mut target = vec![1usize; sr];
+        for run in [lead, lead + n] {
+            if dims[run..run + n].iter().all(|d| *d == Dim::Known(1)) {
+                continue;
+            }
+            for i in run..run + n {
+                target[i] = scores[i].known().ok_or_else(|| {
+                    fail(
+                        &m,
+                        "attention over several axes needs those axes' sizes known".into(),
+                    )
+                })?;
+            }
+        }
+        if target.iter().any(|&t| t != 1) {
+            let count: usize = target.iter().product();
+            let ones = HostTensor::new(&target, vec![true; count])?;
+            m = m.logical_and(Tensor::constant(ones));
+        }
+        let flat = flatten_run(&m, lead + n, n).and_then(|m| flatten_run(&m, lead, n));
+        flat.ok_or_else(|| fail(&m, "its query and key axes cannot be flattened".into()))
     }
 
     /// `x (B, ..., d) @ kernel (d, a, b) + bias (a, b)` → `(B, ..., a, b)`.
@@ -422,7 +534,8 @@ impl Layer for MultiHeadAttention {
             return Err(self.bad("MultiHeadAttention made too few weights".into()));
         };
 
-        // Masks, combined as Keras 3 does, as (B, T, S) over a rank-3 query.
+        // Masks, combined as Keras 3's `_compute_attention_mask` combines them (NumPy
+        // broadcasting), then brought onto the scores as its masked softmax does.
         let query_mask = masks.first().cloned().flatten();
         let value_mask = masks.get(1).cloned().flatten();
         let key_mask = if inputs.len() > 2 && key.id() != value.id() {
@@ -430,18 +543,6 @@ impl Layer for MultiHeadAttention {
         } else {
             None
         };
-        let any_mask = query_mask.is_some()
-            || value_mask.is_some()
-            || key_mask.is_some()
-            || attention_mask.is_some()
-            || self.use_causal_mask;
-        if any_mask && (r != 3) {
-            return Err(self.shape_error(
-                &[query, value],
-                "masks (input masks, attention_mask, use_causal_mask) are supported for \
-                 (batch, sequence, features) inputs",
-            ));
-        }
         let mut mask: Option<Tensor> = None;
         let and = |m: Option<Tensor>, n: Tensor| -> Tensor {
             match m {
@@ -459,27 +560,31 @@ impl Layer for MultiHeadAttention {
             mask = Some(and(mask, m.cast(DType::Bool).expand_dims(-2)));
         }
         if let Some(m) = attention_mask {
-            if m.rank() != 3 {
-                return Err(self.shape_error(
-                    &[query, value, m],
-                    "attention_mask must have shape (batch, query length, key length)",
-                ));
-            }
             mask = Some(and(mask, m.cast(DType::Bool)));
         }
         if self.use_causal_mask {
+            // (1, T, S) from axis 1 of query and value, whatever the attention axes (Keras).
             let rows = Tensor::arange_size(&query.size_of(1), DType::I32).expand_dims(1);
             let cols = Tensor::arange_size(&value.size_of(1), DType::I32).expand_dims(0);
             mask = Some(and(mask, cols.less_equal(&rows).expand_dims(0)));
         }
-        if let Some(m) = &mask {
-            m.check().map_err(|e| {
-                self.shape_error(
-                    &[query, value],
-                    format!("the masks do not combine into (batch, T, S): {e}"),
-                )
-            })?;
-        }
+        let mask = match mask {
+            Some(m) => {
+                let mut shown = vec![query, value];
+                shown.extend(attention_mask);
+                m.check().map_err(|e| {
+                    self.shape_error(
+                        &shown,
+                        format!(
+                            "the masks (input masks, attention_mask, causal mask) do not \
+                             broadcast together: {e}"
+                        ),
+                    )
+                })?;
+                Some(self.mask_onto_scores(&m, query, key, &batch_like, &axes, &shown)?)
+            }
+            None => None,
+        };
 
         // Projections: (B, ..., heads, dim), then heads before the attention axes.
         let q = Self::project(query, wq, bq);
@@ -505,9 +610,8 @@ impl Layer for MultiHeadAttention {
         let mut scores = q.matmul(&k.swapaxes(-1, -2));
         if let Some(m) = &mask {
             // Keras 3's masked Softmax: -1e9 before, and 0 after (a row masked whole is 0).
-            let m = m.expand_dims(1);
-            scores = Tensor::where_(&m, &scores, -1e9f32);
-            scores = Tensor::where_(&m, scores.softmax(-1), 0.0f32);
+            scores = Tensor::where_(m, &scores, -1e9f32);
+            scores = Tensor::where_(m, scores.softmax(-1), 0.0f32);
         } else {
             scores = scores.softmax(-1);
         }
