@@ -68,13 +68,29 @@ pub const SUPPORTED_CLASSES: &[&str] = &[
     "SimpleRNN",
     "LSTM",
     "GRU",
+    "Bidirectional",
+    "TimeDistributed",
+    "MultiHeadAttention",
+    "Dot",
     "Sequential",
     "Functional",
 ];
 
 /// The operations (Keras's `keras.ops` recorded in a functional graph, as the mask of
 /// `Embedding(mask_zero=True)` is) that Lamina rebuilds.
-const SUPPORTED_OPS: &[&str] = &["NotEqual", "Equal", "Greater", "Less"];
+/// The logical ones and the reductions are how Keras records the masks of `Masking` and of the
+/// merge layers.
+const SUPPORTED_OPS: &[&str] = &[
+    "NotEqual",
+    "Equal",
+    "Greater",
+    "Less",
+    "LogicalAnd",
+    "LogicalOr",
+    "LogicalNot",
+    "Any",
+    "All",
+];
 
 /// A model rebuilt from its configuration, and where each of its layers' weights are.
 pub(crate) struct Built {
@@ -234,6 +250,17 @@ fn check(
         }
         if !SUPPORTED_CLASSES.contains(&class) {
             missing.entry(class.to_string()).or_default().push(name);
+            continue;
+        }
+        // Wrappers: the layers they wrap must be known (and bound) too.
+        let inner: Vec<Value> = ["layer", "backward_layer"]
+            .iter()
+            .filter_map(|k| cfg_of(l).get(*k))
+            .filter(|v| v.is_object())
+            .cloned()
+            .collect();
+        if !inner.is_empty() && matches!(class, "Bidirectional" | "TimeDistributed") {
+            check(&inner, bindings, missing, unbound);
         }
     }
 }
@@ -753,6 +780,91 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
                 )),
             }
         }
+        "MultiHeadAttention" => Arc::new(mha_of(cfg, n)?),
+        "Dot" => {
+            let (a, b) = match get(cfg, "axes", n)? {
+                Value::Array(p) if p.len() == 2 => {
+                    (i64_of(&p[0], "axes", n)?, i64_of(&p[1], "axes", n)?)
+                }
+                Value::Array(p) if p.len() == 1 => {
+                    let a = i64_of(&p[0], "axes", n)?;
+                    (a, a)
+                }
+                v => {
+                    let a = i64_of(v, "axes", n)?;
+                    (a, a)
+                }
+            };
+            Arc::new(
+                Dot::pair(a, b)
+                    .normalize(bool_or(cfg, "normalize", false, n)?)
+                    .name(n),
+            )
+        }
+        "TimeDistributed" => {
+            let inner = wrapped(cfg, "layer", n)?;
+            let class = class_of(inner);
+            if is_container(class) || class == "InputLayer" {
+                return Err(model_err(format!(
+                    "layer '{n}': TimeDistributed wraps a {}, which Lamina does not support \
+                     (it wraps single layers)",
+                    printable(class)
+                )));
+            }
+            let layer = make_layer(class, cfg_of(inner), &name_of(inner), bindings)?;
+            Arc::new(TimeDistributed::wrap(layer).name(n))
+        }
+        "Bidirectional" => {
+            let merge = match cfg.get("merge_mode") {
+                None => MergeMode::Concat,
+                Some(Value::Null) => MergeMode::None,
+                Some(Value::String(m)) => match m.as_str() {
+                    "concat" => MergeMode::Concat,
+                    "sum" => MergeMode::Sum,
+                    "mul" => MergeMode::Mul,
+                    "ave" => MergeMode::Ave,
+                    other => {
+                        return Err(model_err(format!(
+                            "layer '{n}': merge_mode '{}' is not concat, sum, mul, ave or None",
+                            printable(other)
+                        )));
+                    }
+                },
+                Some(other) => {
+                    return Err(model_err(format!(
+                        "layer '{n}': merge_mode {other} is not a name"
+                    )));
+                }
+            };
+            let rnn = |key: &str| -> Result<LayerRef> {
+                let inner = wrapped(cfg, key, n)?;
+                let class = class_of(inner);
+                if !matches!(class, "SimpleRNN" | "LSTM" | "GRU") {
+                    return Err(model_err(format!(
+                        "layer '{n}': Bidirectional wraps a {} ('{key}'); Lamina's wraps \
+                         SimpleRNN, LSTM or GRU",
+                        printable(class)
+                    )));
+                }
+                // Keras names the wrapped layers `forward_<name>` and `backward_<name>`;
+                // Lamina adds those prefixes itself.
+                let inner_name = name_of(inner);
+                let base = inner_name
+                    .strip_prefix("forward_")
+                    .or_else(|| inner_name.strip_prefix("backward_"))
+                    .unwrap_or(&inner_name);
+                make_layer(class, cfg_of(inner), base, bindings)
+            };
+            let forward = rnn("layer")?;
+            let wrapper = match cfg.get("backward_layer") {
+                None | Some(Value::Null) => Bidirectional::new(forward.as_ref()),
+                Some(_) => {
+                    Bidirectional::with_backward(forward.as_ref(), rnn("backward_layer")?.as_ref())
+                }
+            }
+            .map_err(|e| model_err(format!("layer '{n}': {e}")))?;
+            Arc::new(wrapper.merge_mode(merge).name(n))
+        }
         "Lambda" => {
             let f = cfg.get("function").unwrap_or(&Value::Null);
             let template = bindings
@@ -783,6 +895,70 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
         }
         other => return Err(model_err(format!("layer class '{other}' is not supported"))),
     })
+}
+
+/// The layer config a wrapper (`TimeDistributed`, `Bidirectional`) holds under `key`.
+fn wrapped<'v>(cfg: &'v Value, key: &str, layer: &str) -> Result<&'v Value> {
+    let inner = get(cfg, key, layer)?;
+    if !inner.is_object() {
+        return Err(model_err(format!(
+            "layer '{layer}': '{key}' is not a layer configuration"
+        )));
+    }
+    Ok(inner)
+}
+
+/// A `MultiHeadAttention` from its Keras config (its call arguments are set by the caller).
+fn mha_of(cfg: &Value, n: &str) -> Result<MultiHeadAttention> {
+    if bool_or(cfg, "use_gate", false, n)? {
+        return Err(model_err(format!(
+            "layer '{n}': MultiHeadAttention with use_gate=True is not supported"
+        )));
+    }
+    if cfg.get("sliding_window").is_some_and(|v| !v.is_null()) {
+        return Err(model_err(format!(
+            "layer '{n}': MultiHeadAttention with a sliding_window is not supported"
+        )));
+    }
+    let list = |key: &str| -> Result<Option<Vec<i64>>> {
+        Ok(match cfg.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(a)) => Some(
+                a.iter()
+                    .map(|v| i64_of(v, key, n))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            Some(v) => Some(vec![i64_of(v, key, n)?]),
+        })
+    };
+    let mut l =
+        MultiHeadAttention::new(usize_of(cfg, "num_heads", n)?, usize_of(cfg, "key_dim", n)?)
+            .dropout(f32_or(cfg, "dropout", 0.0, n)?)
+            .use_bias(bool_or(cfg, "use_bias", true, n)?);
+    if cfg.get("value_dim").is_some_and(|v| !v.is_null()) {
+        l = l.value_dim(usize_of(cfg, "value_dim", n)?);
+    }
+    if let Some(shape) = list("output_shape")? {
+        let shape = shape
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|_| model_err(format!("layer '{n}': output_shape {shape:?} is not sizes")))?;
+        l = l.output_shape(&shape);
+    }
+    if let Some(axes) = list("attention_axes")? {
+        let axes = axes
+            .iter()
+            .map(|&a| isize::try_from(a))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|_| {
+                model_err(format!(
+                    "layer '{n}': attention_axes {axes:?} are too large"
+                ))
+            })?;
+        l = l.attention_axes(&axes);
+    }
+    Ok(l.name(n))
 }
 
 /// The Input of a Keras `InputLayer` config.
@@ -1017,6 +1193,16 @@ impl Builder<'_> {
                     .and_then(Value::as_array)
                     .cloned()
                     .unwrap_or_default();
+                if class_of(l) == "MultiHeadAttention" && !is_op(l) {
+                    let group = groups[i].clone().unwrap_or_default();
+                    match self.call_mha(l, node, &group, &produced)? {
+                        Some(outs) => {
+                            produced.insert((name_of(l), k), outs);
+                        }
+                        None => rest.push((i, k)),
+                    }
+                    continue;
+                }
                 let mut ins = Vec::new();
                 let first = args.first().unwrap_or(&Value::Null);
                 if resolve(first, &produced, &mut ins)?.is_none() {
@@ -1061,7 +1247,14 @@ impl Builder<'_> {
                 let name = name_of(l);
                 let class = class_of(l);
                 let outs = if is_op(l) {
-                    vec![op_node(class, &name, &ins, args.get(1), &produced)?]
+                    vec![op_node(
+                        class,
+                        &name,
+                        cfg_of(l),
+                        &ins,
+                        args.get(1),
+                        &produced,
+                    )?]
                 } else {
                     if args.iter().skip(1).any(|a| !refs_of(a).is_empty()) {
                         return Err(model_err(format!(
@@ -1069,6 +1262,7 @@ impl Builder<'_> {
                              argument, which Lamina does not support"
                         )));
                     }
+                    check_call_kwargs(node, class, &name)?;
                     let group = groups[i].clone().unwrap_or_default();
                     if is_container(class) {
                         self.apply(l, &ins, &format!("{group}/"), depth + 1)?
@@ -1114,6 +1308,203 @@ impl Builder<'_> {
     }
 }
 
+/// `MultiHeadAttention.call`'s parameters, in Keras's order (positional arguments fill them
+/// from the first).
+const MHA_ARGS: [&str; 10] = [
+    "query",
+    "value",
+    "key",
+    "query_mask",
+    "value_mask",
+    "key_mask",
+    "attention_mask",
+    "return_attention_scores",
+    "training",
+    "use_causal_mask",
+];
+
+impl Builder<'_> {
+    /// A functional call of a `MultiHeadAttention`: query, value and key (positional or by
+    /// keyword), `attention_mask`, `value_mask`/`key_mask` tensors, and the flags
+    /// `use_causal_mask` and `return_attention_scores` (which Lamina sets on the layer, so one
+    /// layer's calls must agree on them). `None` while an input tensor is not made yet.
+    fn call_mha(
+        &mut self,
+        l: &Value,
+        node: &Value,
+        group: &str,
+        produced: &Produced,
+    ) -> Result<Option<Vec<Tensor>>> {
+        let name = name_of(l);
+        let n = printable(&name).into_owned();
+        let bad = |detail: String| model_err(format!("MultiHeadAttention '{n}': {detail}"));
+        let mut given: BTreeMap<&str, &Value> = BTreeMap::new();
+        let args = node.get("args").and_then(Value::as_array);
+        for (k, a) in args.into_iter().flatten().enumerate() {
+            let Some(param) = MHA_ARGS.get(k) else {
+                return Err(bad(format!(
+                    "it is called with {} positional arguments; it takes at most {}",
+                    args.map_or(0, Vec::len),
+                    MHA_ARGS.len()
+                )));
+            };
+            given.insert(param, a);
+        }
+        match node.get("kwargs") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(kwargs)) => {
+                for (key, v) in kwargs {
+                    let Some(param) = MHA_ARGS.iter().find(|p| **p == key.as_str()) else {
+                        return Err(bad(format!(
+                            "the call argument '{}' is not supported (Lamina reads {})",
+                            printable(key),
+                            MHA_ARGS.join(", ")
+                        )));
+                    };
+                    if given.insert(param, v).is_some() {
+                        return Err(bad(format!("the call argument '{param}' is given twice")));
+                    }
+                }
+            }
+            Some(other) => return Err(bad(format!("its call's kwargs are {other}, not a map"))),
+        }
+        // A tensor argument: Ok(None) while it is not made yet, Ok(Some(None)) when absent.
+        let tensor = |param: &str| -> Result<Option<Option<Tensor>>> {
+            match given.get(param) {
+                None | Some(Value::Null) => Ok(Some(None)),
+                Some(v) if keras_ref(v).is_some() => {
+                    let mut out = Vec::new();
+                    Ok(resolve(v, produced, &mut out)?.map(|()| out.pop()))
+                }
+                Some(v) => Err(bad(format!(
+                    "the call argument '{param}' is {}, not a tensor",
+                    printable(&v.to_string().chars().take(80).collect::<String>())
+                ))),
+            }
+        };
+        let flag = |param: &str| -> Result<bool> {
+            match given.get(param) {
+                None | Some(Value::Null) => Ok(false),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(v) => Err(bad(format!(
+                    "the call argument '{param}' is {v}, not true or false"
+                ))),
+            }
+        };
+        let causal = flag("use_causal_mask")?;
+        let scores = flag("return_attention_scores")?;
+        flag("training")?;
+        if tensor("query_mask")?.is_none_or(|m| m.is_some()) {
+            return Err(bad(
+                "an explicit query_mask is not supported (Keras 3 reads the query's mask from \
+                 the query tensor; give the mask to the query, e.g. with Masking)"
+                    .into(),
+            ));
+        }
+        let (Some(q), Some(v), Some(k), Some(attention_mask), Some(value_mask), Some(key_mask)) = (
+            tensor("query")?,
+            tensor("value")?,
+            tensor("key")?,
+            tensor("attention_mask")?,
+            tensor("value_mask")?,
+            tensor("key_mask")?,
+        ) else {
+            return Ok(None);
+        };
+        let (Some(q), Some(v)) = (q, v) else {
+            return Err(bad("it is called without a query and a value".into()));
+        };
+        if key_mask.is_some() && k.is_none() {
+            return Err(bad(
+                "a key_mask without a key is not supported (give the mask to the value)".into(),
+            ));
+        }
+        let key = k.clone().unwrap_or_else(|| v.clone());
+        let mut ins = vec![q.clone(), v.clone()];
+        if k.is_some() || attention_mask.is_some() {
+            ins.push(key.clone());
+        }
+        if let Some(m) = &attention_mask {
+            ins.push(m.clone());
+        }
+        let explicit: Option<Vec<Option<Tensor>>> = (value_mask.is_some() || key_mask.is_some())
+            .then(|| {
+                let mut m = vec![
+                    q.mask().cloned(),
+                    value_mask.clone().or_else(|| v.mask().cloned()),
+                ];
+                if ins.len() > 2 {
+                    m.push(key_mask.clone().or_else(|| key.mask().cloned()));
+                }
+                if ins.len() > 3 {
+                    m.push(None);
+                }
+                m
+            });
+        self.count_call()?;
+        let layer = match self.made.get(group) {
+            Some(layer) => {
+                let same = layer
+                    .as_any()
+                    .downcast_ref::<MultiHeadAttention>()
+                    .map(|m| {
+                        let c = m.config();
+                        (c.7, c.8)
+                    });
+                if same != Some((causal, scores)) {
+                    return Err(bad(format!(
+                        "its calls differ in use_causal_mask or return_attention_scores (this \
+                         one: {causal}, {scores}); Lamina sets them once per layer"
+                    )));
+                }
+                layer.clone()
+            }
+            None => {
+                let layer: LayerRef = Arc::new(
+                    mha_of(cfg_of(l), &name)?
+                        .use_causal_mask(causal)
+                        .return_attention_scores(scores),
+                );
+                self.made.insert(group.to_string(), layer.clone());
+                self.slots.push(Slot {
+                    group: group.to_string(),
+                    layer: layer.clone(),
+                });
+                layer
+            }
+        };
+        call_layer_with_masks(layer.as_ref(), &ins, explicit.as_deref()).map(Some)
+    }
+}
+
+/// Refuses call arguments Lamina would otherwise drop for the layers whose calls take more
+/// than a tensor and a mask (an RNN's `initial_state` given by keyword, say).
+fn check_call_kwargs(node: &Value, class: &str, name: &str) -> Result<()> {
+    if !matches!(
+        class,
+        "Bidirectional" | "TimeDistributed" | "Dot" | "SimpleRNN" | "LSTM" | "GRU"
+    ) {
+        return Ok(());
+    }
+    if let Some(Value::Object(kwargs)) = node.get("kwargs") {
+        for (k, v) in kwargs {
+            let ok = match k.as_str() {
+                "mask" => true,
+                "training" => v.is_null() || v.is_boolean(),
+                _ => v.is_null(),
+            };
+            if !ok {
+                return Err(model_err(format!(
+                    "{class} '{}': the call argument '{}' is not supported",
+                    printable(name),
+                    printable(k)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn single(mut outs: Vec<Tensor>, name: &str) -> Result<Tensor> {
     if outs.len() != 1 {
         return Err(model_err(format!(
@@ -1143,10 +1534,12 @@ fn io_refs(v: Option<&Value>) -> Vec<(String, usize, usize)> {
     }
 }
 
-/// A recorded `keras.ops` call: a comparison of a tensor with a number or a tensor.
+/// A recorded `keras.ops` call: a comparison of a tensor with a number or a tensor, a logical
+/// and/or/not of masks, or `any`/`all` over axes (`cfg`'s `axis` and `keepdims`).
 fn op_node(
     class: &str,
     name: &str,
+    cfg: &Value,
     ins: &[Tensor],
     other: Option<&Value>,
     produced: &Produced,
@@ -1156,6 +1549,36 @@ fn op_node(
             "operation '{name}' takes one tensor first"
         )));
     };
+    if matches!(class, "Any" | "All" | "LogicalNot") {
+        if other.is_some() {
+            return Err(model_err(format!(
+                "operation '{name}' ({class}) takes one argument"
+            )));
+        }
+        if class == "LogicalNot" {
+            let t = x.cast(DType::Bool).logical_not();
+            t.check()?;
+            return Ok(t);
+        }
+        let axes = match cfg.get("axis") {
+            None | Some(Value::Null) => crate::ops::Axes::All,
+            Some(Value::Array(a)) => crate::ops::Axes::List(
+                a.iter()
+                    .map(|v| axis_of(v, name))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            Some(v) => crate::ops::Axes::List(vec![axis_of(v, name)?]),
+        };
+        let keepdims = bool_or(cfg, "keepdims", false, name)?;
+        let t = match (class, keepdims) {
+            ("Any", false) => x.any(axes),
+            ("Any", true) => x.any_keepdims(axes),
+            (_, false) => x.all(axes),
+            (_, true) => x.all_keepdims(axes),
+        };
+        t.check()?;
+        return Ok(t);
+    }
     enum Rhs {
         Int(i32),
         Float(f32),
@@ -1197,6 +1620,19 @@ fn op_node(
         "Equal" => apply!(equal),
         "Greater" => apply!(greater),
         "Less" => apply!(less),
+        "LogicalAnd" | "LogicalOr" => {
+            let Rhs::T(y) = rhs else {
+                return Err(model_err(format!(
+                    "operation '{name}' ({class}) takes two tensors"
+                )));
+            };
+            let (x, y) = (x.cast(DType::Bool), y.cast(DType::Bool));
+            if class == "LogicalAnd" {
+                x.logical_and(&y)
+            } else {
+                x.logical_or(&y)
+            }
+        }
         other => return Err(model_err(format!("operation {other} is not supported"))),
     };
     t.check()?;

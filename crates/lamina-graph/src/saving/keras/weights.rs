@@ -84,6 +84,53 @@ fn keras_vars(layer: &LayerRef) -> Vec<Arc<Variable>> {
         .collect()
 }
 
+/// Where Keras keeps a layer's variables, relative to its group, with the Lamina variables
+/// each place holds in order: the group itself for most layers; `cell` for a recurrent layer;
+/// `forward_layer/cell` and `backward_layer/cell` for `Bidirectional`; the wrapped layer's
+/// places under `layer` for `TimeDistributed`; `query_dense`, `key_dense`, `value_dense` and
+/// `output_dense` for `MultiHeadAttention`.
+fn keras_places(layer: &LayerRef, group: &str, depth: usize) -> Vec<(String, Vec<Arc<Variable>>)> {
+    let vars = keras_vars(layer);
+    match layer.kind() {
+        "SimpleRNN" | "LSTM" | "GRU" => vec![(format!("{group}/cell"), vars)],
+        "Bidirectional" => {
+            // The forward layer's weights are named `forward_<layer>/...`, the backward's
+            // `backward_<layer>/...`.
+            let (forward, backward) = vars
+                .into_iter()
+                .partition(|v| v.name().starts_with("forward_"));
+            vec![
+                (format!("{group}/forward_layer/cell"), forward),
+                (format!("{group}/backward_layer/cell"), backward),
+            ]
+        }
+        "TimeDistributed" if depth < 8 => {
+            match layer
+                .as_any()
+                .downcast_ref::<crate::layers::TimeDistributed>()
+            {
+                Some(td) => keras_places(td.layer(), &format!("{group}/layer"), depth + 1),
+                None => vec![(group.to_string(), vars)],
+            }
+        }
+        "MultiHeadAttention" => ["query", "key", "value", "attention_output"]
+            .iter()
+            .zip(["query_dense", "key_dense", "value_dense", "output_dense"])
+            .map(|(ours, keras)| {
+                let prefix = format!("{ours}/");
+                (
+                    format!("{group}/{keras}"),
+                    vars.iter()
+                        .filter(|v| v.name().starts_with(&prefix))
+                        .cloned()
+                        .collect(),
+                )
+            })
+            .collect(),
+        _ => vec![(group.to_string(), vars)],
+    }
+}
+
 fn vars_of<'f>(file: &'f File<'_>, group: &str) -> Vec<(usize, &'f super::hdf5::Dataset)> {
     let mut out = Vec::new();
     if let Some(Node::Group(children)) = file.get(&format!("{group}/vars")) {
@@ -97,36 +144,32 @@ fn vars_of<'f>(file: &'f File<'_>, group: &str) -> Vec<(usize, &'f super::hdf5::
     out
 }
 
-/// Every group under `layers/` (recursively through nested `layers/`) that holds variables.
+/// Every group under `layers/` that holds variables, at any depth (nested models'
+/// `layers/`, recurrent cells, wrapped layers, attention's projections).
 fn groups_with_vars(file: &File<'_>) -> Vec<String> {
-    fn walk(node: &Node, prefix: &str, out: &mut Vec<String>) {
+    fn walk(node: &Node, prefix: &str, depth: usize, out: &mut Vec<String>) {
         let Node::Group(children) = node else {
             return;
         };
+        if let Some(Node::Group(vars)) = children.get("vars")
+            && !vars.is_empty()
+        {
+            out.push(prefix.to_string());
+        }
+        if depth >= 64 {
+            return;
+        }
         for (name, child) in children {
-            let path = format!("{prefix}/{name}");
-            if let Node::Group(inner) = child {
-                if let Some(Node::Group(vars)) = inner.get("vars")
-                    && !vars.is_empty()
-                {
-                    out.push(path.clone());
-                }
-                // Recurrent layers keep their weights in their cell.
-                if let Some(Node::Group(cell)) = inner.get("cell")
-                    && let Some(Node::Group(vars)) = cell.get("vars")
-                    && !vars.is_empty()
-                {
-                    out.push(format!("{path}/cell"));
-                }
-                if let Some(layers) = inner.get("layers") {
-                    walk(layers, &format!("{path}/layers"), out);
-                }
+            if name != "vars" {
+                walk(child, &format!("{prefix}/{name}"), depth + 1, out);
             }
         }
     }
     let mut out = Vec::new();
-    if let Some(layers) = file.get("layers") {
-        walk(layers, "layers", &mut out);
+    if let Some(Node::Group(layers)) = file.get("layers") {
+        for (name, child) in layers {
+            walk(child, &format!("layers/{name}"), 1, &mut out);
+        }
     }
     out
 }
@@ -136,6 +179,60 @@ fn shape_list(shapes: impl Iterator<Item = Vec<usize>>) -> String {
         .map(|s| format!("{s:?}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Checks one place of a layer's variables against the file, noting each problem and the
+/// values to set.
+fn check_place(
+    file: &File<'_>,
+    slot: &Slot,
+    group: &str,
+    want: &[Arc<Variable>],
+    problems: &mut Vec<String>,
+    updates: &mut Vec<(Arc<Variable>, HostTensor)>,
+) {
+    let have = vars_of(file, group);
+    if want.is_empty() && have.is_empty() {
+        return;
+    }
+    let label = format!(
+        "layer '{}' ({}) at '{}'",
+        crate::limits::printable(&slot.layer.name()),
+        slot.layer.kind(),
+        group
+    );
+    let indices_ok = have.iter().enumerate().all(|(k, (i, _))| k == *i);
+    if want.len() != have.len() || !indices_ok {
+        problems.push(format!(
+            "{label}: the model has {} weight(s) ({}), the file {} ({})",
+            want.len(),
+            shape_list(want.iter().map(|v| v.shape())),
+            have.len(),
+            shape_list(have.iter().map(|(_, d)| d.shape.clone()))
+        ));
+        return;
+    }
+    for (v, (i, d)) in want.iter().zip(&have) {
+        if d.shape != v.shape() {
+            problems.push(format!(
+                "{label}: weight '{}' has shape {:?} in the model but vars/{i} has {:?}",
+                v.name(),
+                v.shape(),
+                d.shape
+            ));
+            continue;
+        }
+        match file.read(d) {
+            Ok(t) if t.dtype() == v.dtype() => updates.push((v.clone(), t)),
+            Ok(t) => problems.push(format!(
+                "{label}: weight '{}' is {} in the model but vars/{i} is {}",
+                v.name(),
+                v.dtype(),
+                t.dtype()
+            )),
+            Err(e) => problems.push(format!("{label}: vars/{i}: {e}")),
+        }
+    }
 }
 
 /// Checks every slot against the file and sets the weights, all or nothing.
@@ -163,55 +260,9 @@ pub(crate) fn assign(file: &File<'_>, slots: &[Slot], path: &Path) -> Result<()>
         if !seen_layers.insert(slot.layer.id()) {
             continue;
         }
-        let want = keras_vars(&slot.layer);
-        // Keras saves a recurrent layer's weights under its cell: `layers/lstm/cell/vars`.
-        let group = if matches!(slot.layer.kind(), "SimpleRNN" | "LSTM" | "GRU") {
-            format!("{}/cell", slot.group)
-        } else {
-            slot.group.clone()
-        };
-        let have = vars_of(file, &group);
-        matched.insert(group.clone());
-        if want.is_empty() && have.is_empty() {
-            continue;
-        }
-        let label = format!(
-            "layer '{}' ({}) at '{}'",
-            crate::limits::printable(&slot.layer.name()),
-            slot.layer.kind(),
-            group
-        );
-        let indices_ok = have.iter().enumerate().all(|(k, (i, _))| k == *i);
-        if want.len() != have.len() || !indices_ok {
-            problems.push(format!(
-                "{label}: the model has {} weight(s) ({}), the file {} ({})",
-                want.len(),
-                shape_list(want.iter().map(|v| v.shape())),
-                have.len(),
-                shape_list(have.iter().map(|(_, d)| d.shape.clone()))
-            ));
-            continue;
-        }
-        for (v, (i, d)) in want.iter().zip(&have) {
-            if d.shape != v.shape() {
-                problems.push(format!(
-                    "{label}: weight '{}' has shape {:?} in the model but vars/{i} has {:?}",
-                    v.name(),
-                    v.shape(),
-                    d.shape
-                ));
-                continue;
-            }
-            match file.read(d) {
-                Ok(t) if t.dtype() == v.dtype() => updates.push((v.clone(), t)),
-                Ok(t) => problems.push(format!(
-                    "{label}: weight '{}' is {} in the model but vars/{i} is {}",
-                    v.name(),
-                    v.dtype(),
-                    t.dtype()
-                )),
-                Err(e) => problems.push(format!("{label}: vars/{i}: {e}")),
-            }
+        for (group, want) in keras_places(&slot.layer, &slot.group, 0) {
+            check_place(file, slot, &group, &want, &mut problems, &mut updates);
+            matched.insert(group);
         }
     }
     for g in groups_with_vars(file) {
