@@ -292,7 +292,14 @@ fn mutated_keras_files_give_errors_not_panics() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let dir = std::env::temp_dir().join(format!("lamina-keras-fuzz-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for name in ["mlp", "text", "nested", "two_input"] {
+    for name in [
+        "mlp",
+        "text",
+        "nested",
+        "two_input",
+        "bilstm",
+        "time_distributed_dot",
+    ] {
         let path = fixture(&format!("{name}.keras"));
         let archive = KerasArchive::open(&path).unwrap();
         let start = std::time::Instant::now();
@@ -360,4 +367,228 @@ fn keras_variable_paths_with_the_model_name_are_accepted() {
         m.get_weight("mlp/dense/kernel").unwrap(),
         m.get_weight("dense/kernel").unwrap()
     );
+}
+
+#[test]
+fn keras_attention_models_reproduce_keras_predictions() {
+    // Token ids of run-time length -> Embedding(mask_zero) -> MultiHeadAttention called as
+    // mha(x, x) on the masked embeddings -> residuals, LayerNormalization, feed-forward ->
+    // masked pooling; the recorded ids have padding at the end of three rows.
+    let model = Model::load_keras(fixture("transformer.keras"), &bindings()).unwrap();
+    check_against_keras(&model, "transformer");
+    assert_eq!(
+        model
+            .get_weight("multi_head_attention/query/kernel")
+            .unwrap()
+            .shape(),
+        &[16, 2, 8]
+    );
+    // TimeDistributed(Dense), Dot(axes=2), Dot(axes=(1, 1), normalize=True), and a causal
+    // cross-attention called with keywords (query, value, key, attention_mask).
+    let model = Model::load_keras(fixture("time_distributed_dot.keras"), &bindings()).unwrap();
+    check_against_keras(&model, "time_distributed_dot");
+}
+
+#[test]
+fn keras_bidirectional_models_reproduce_keras_predictions() {
+    // Masking -> Bidirectional(LSTM, return_sequences) -> Bidirectional(GRU, merge_mode="sum")
+    // -> Dense over a run-time length, with masked steps at the end and in the middle.
+    let model = Model::load_keras(fixture("bilstm.keras"), &bindings()).unwrap();
+    check_against_keras(&model, "bilstm");
+    for path in [
+        "bidirectional/forward_lstm/lstm_cell/kernel",
+        "bidirectional/backward_lstm/lstm_cell/kernel",
+    ] {
+        let names: Vec<String> = model.weights().iter().map(|v| v.path()).collect();
+        assert!(names.contains(&path.to_string()), "{path} in {names:?}");
+    }
+}
+
+/// The first `len` steps of sample `row` of a `(batch, steps, ...)` tensor, as a batch of one.
+fn prefix_of(t: &HostTensor, row: usize, len: usize) -> HostTensor {
+    let per_step: usize = t.shape()[2..].iter().product();
+    let steps = t.shape()[1];
+    let mut shape = t.shape().to_vec();
+    shape[0] = 1;
+    shape[1] = len;
+    let range = row * steps * per_step..(row * steps + len) * per_step;
+    match t.dtype() {
+        DType::I32 => HostTensor::new(&shape, t.as_i32().unwrap()[range].to_vec()).unwrap(),
+        _ => HostTensor::new(&shape, t.as_f32().unwrap()[range].to_vec()).unwrap(),
+    }
+}
+
+/// Keras's output for sample `row`, as a batch of one.
+fn row_of(t: &HostTensor, row: usize) -> HostTensor {
+    let n: usize = t.shape()[1..].iter().product();
+    let mut shape = t.shape().to_vec();
+    shape[0] = 1;
+    HostTensor::new(&shape, t.as_f32().unwrap()[row * n..(row + 1) * n].to_vec()).unwrap()
+}
+
+#[test]
+fn keras_sequence_models_run_on_other_lengths() {
+    // A sample whose last steps are masked gives what its unmasked prefix gives alone: the
+    // padding is left out of attention, pooling and both recurrent directions.
+    for (name, cases) in [
+        ("transformer", &[(0usize, 4usize), (2, 6), (3, 1)][..]),
+        ("bilstm", &[(0, 4)][..]),
+    ] {
+        let model = Model::load_keras(fixture(&format!("{name}.keras")), &bindings()).unwrap();
+        let x = &npys(name, "input")[0];
+        let want = &npys(name, "output")[0];
+        for &(row, len) in cases {
+            let got = common::run_both(&model, &[prefix_of(x, row, len)]);
+            assert_close(
+                &format!("{name}: sample {row} cut to {len} steps"),
+                &got[0],
+                &row_of(want, row),
+            );
+        }
+    }
+    // Another length than the recorded one runs, on both backends.
+    let model = Model::load_keras(fixture("bilstm.keras"), &bindings()).unwrap();
+    let mut rng = Rng(7);
+    let data: Vec<f32> = (0..2 * 9 * 4)
+        .map(|_| (rng.next() % 2001) as f32 / 1000.0 - 1.0)
+        .collect();
+    let out = common::run_both(&model, &[HostTensor::new(&[2, 9, 4], data).unwrap()]);
+    assert_eq!(out[0].shape(), &[2, 2]);
+    assert!(out[0].to_f32_vec().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn keras_weights_of_wrappers_and_attention_load_into_models_built_in_rust() {
+    // Keras's places: `bidirectional/forward_layer/cell/vars`, `time_distributed/layer/vars`,
+    // `multi_head_attention/query_dense/vars` ...
+    let x = Input::with_dims(vec![Dim::Dynamic, Dim::Known(4)]).tensor();
+    let h = Masking::new(0.0).call(&x).unwrap();
+    let h = Bidirectional::new(&LSTM::new(6).return_sequences(true))
+        .unwrap()
+        .call(&h)
+        .unwrap();
+    let h = Bidirectional::new(&GRU::new(5))
+        .unwrap()
+        .merge_mode(MergeMode::Sum)
+        .call(&h)
+        .unwrap();
+    let y = Dense::new(2).call(&h).unwrap();
+    let bilstm = Model::new(&[x], &[y]).unwrap();
+    bilstm.load_keras_weights(fixture("bilstm.keras")).unwrap();
+    check_against_keras(&bilstm, "bilstm");
+
+    let x = Input::new(&[5, 4]).tensor();
+    let ctx = Input::new(&[6, 4]).tensor();
+    let allowed = Input::new(&[5, 6]).dtype(DType::Bool).tensor();
+    let a = TimeDistributed::new(Dense::new(3)).call(&x).unwrap();
+    let b = Dense::new(3).call(&x).unwrap();
+    let d1 = Dot::new(2).call([&a, &b]).unwrap();
+    let d2 = Dot::pair(1, 1).normalize(true).call([&a, &b]).unwrap();
+    let key = Dense::new(4).call(&ctx).unwrap();
+    let att = MultiHeadAttention::new(2, 3)
+        .use_causal_mask(true)
+        .call([&x, &ctx, &key, &allowed])
+        .unwrap();
+    let model = Model::new(&[x, ctx, allowed], &[d1, d2, att]).unwrap();
+    model
+        .load_keras_weights(fixture("time_distributed_dot.keras"))
+        .unwrap();
+    check_against_keras(&model, "time_distributed_dot");
+
+    // A model whose attention is narrower: each mismatch is named, nothing is loaded.
+    let q = Input::new(&[5, 4]).tensor();
+    let v = Input::new(&[6, 4]).tensor();
+    let att = MultiHeadAttention::new(1, 3).call([&q, &v]).unwrap();
+    let narrow = Model::new(&[q, v], &[att]).unwrap();
+    let e = narrow
+        .load_keras_weights(fixture("time_distributed_dot.keras"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("multi_head_attention/query_dense") && e.contains("[4, 1, 3]"),
+        "{e}"
+    );
+    assert!(e.contains("layers/time_distributed/layer"), "{e}");
+}
+
+#[test]
+fn imported_attention_and_wrappers_save_and_load_as_lamina_files() {
+    // TimeDistributed, Dot and a causal MultiHeadAttention with an attention_mask input keep
+    // their configuration and weights through a Lamina file.
+    let dir = std::env::temp_dir().join(format!("lamina-keras-save-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = "time_distributed_dot";
+    let model = Model::load_keras(fixture(&format!("{name}.keras")), &bindings()).unwrap();
+    let path = dir.join(format!("{name}.lamina"));
+    model.save(&path).unwrap();
+    check_against_keras(&Model::load(&path).unwrap(), name);
+    let _ = std::fs::remove_file(&path);
+}
+
+/// The error of loading `name`'s archive after `edit` of its config.json.
+fn load_edited(name: &str, edit: impl Fn(String) -> String) -> String {
+    let path = fixture(&format!("{name}.keras"));
+    let mut archive = KerasArchive::open(&path).unwrap();
+    let text = String::from_utf8(archive.config.clone()).unwrap();
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit changed nothing");
+    archive.config = edited.into_bytes();
+    load_err(Model::from_keras_archive(&archive, &bindings(), &path))
+}
+
+#[test]
+fn unsupported_attention_and_wrapper_arguments_are_named() {
+    let causal = "\"use_causal_mask\": true";
+    let e = load_edited("time_distributed_dot", |t| {
+        t.replace(causal, &format!("{causal}, \"bogus\": 1"))
+    });
+    assert!(
+        e.contains("MultiHeadAttention 'multi_head_attention'") && e.contains("'bogus'"),
+        "{e}"
+    );
+    let e = load_edited("time_distributed_dot", |t| {
+        t.replace(causal, "\"use_causal_mask\": \"yes\"")
+    });
+    assert!(
+        e.contains("use_causal_mask") && e.contains("not true or false"),
+        "{e}"
+    );
+    let e = load_edited("time_distributed_dot", |t| {
+        t.replace(causal, &format!("{causal}, \"query_mask\": {{\"a\": 1}}"))
+    });
+    assert!(e.contains("query_mask"), "{e}");
+    let e = load_edited("time_distributed_dot", |t| {
+        t.replace("\"use_gate\": false", "\"use_gate\": true")
+    });
+    assert!(
+        e.contains("'multi_head_attention'") && e.contains("use_gate"),
+        "{e}"
+    );
+    let e = load_edited("transformer", |t| {
+        t.replace("\"sliding_window\": null", "\"sliding_window\": 4")
+    });
+    assert!(e.contains("sliding_window"), "{e}");
+    // Wrappers: an unknown wrapped class is listed with the others; a Bidirectional of a
+    // Dense, or an unknown merge mode, names the layer.
+    let e = load_edited("time_distributed_dot", |t| {
+        t.replacen("\"class_name\": \"Dense\"", "\"class_name\": \"Conv7D\"", 1)
+    });
+    assert!(e.contains("Conv7D (dense"), "{e}");
+    let e = load_edited("bilstm", |t| {
+        t.replacen("\"class_name\": \"LSTM\"", "\"class_name\": \"Dense\"", 1)
+    });
+    assert!(e.contains("'bidirectional'") && e.contains("Dense"), "{e}");
+    let e = load_edited("bilstm", |t| {
+        t.replace("\"merge_mode\": \"sum\"", "\"merge_mode\": \"max\"")
+    });
+    assert!(e.contains("'bidirectional_1'") && e.contains("max"), "{e}");
+    let e = load_edited("bilstm", |t| {
+        t.replacen("\"stateful\": false", "\"stateful\": true", 1)
+    });
+    assert!(e.contains("stateful"), "{e}");
+    // Dot's axes must be integers.
+    let e = load_edited("time_distributed_dot", |t| {
+        t.replace("\"axes\": 2", "\"axes\": \"two\"")
+    });
+    assert!(e.contains("'dot'") && e.contains("axes"), "{e}");
 }
