@@ -789,3 +789,66 @@ fn run_time_lengths_compile_once_per_length() -> Result<()> {
     assert!(e.contains("[2, 0, 3]"), "{e}");
     Ok(())
 }
+
+#[test]
+fn composite_activations_run_unrolled_and_agree_with_the_native_loop() -> Result<()> {
+    // tanh written as 2 sigmoid(2x) - 1 is not one elementwise op, so the CPU unrolls that
+    // loop; the built-in tanh runs natively. Same weights, same values within rounding.
+    let composite = Activation::custom("tanh2", |x: &Tensor| {
+        x.multiply(2.0f32)
+            .sigmoid()
+            .multiply(2.0f32)
+            .subtract(1.0f32)
+    });
+    for kind in ["lstm", "gru", "gru_before", "simple"] {
+        let x = Input::with_dims(vec![Dim::Dynamic, Dim::Known(I)]).tensor();
+        let m = Masking::new(0.0).call(&x)?;
+        let (native, unrolled): (LayerRef, LayerRef) = match kind {
+            "lstm" => (
+                Arc::new(LSTM::new(U).return_sequences(true)),
+                Arc::new(
+                    LSTM::new(U)
+                        .return_sequences(true)
+                        .activation(composite.clone()),
+                ),
+            ),
+            "gru" => (
+                Arc::new(GRU::new(U).go_backwards(true)),
+                Arc::new(GRU::new(U).go_backwards(true).activation(composite.clone())),
+            ),
+            "gru_before" => (
+                Arc::new(GRU::new(U).reset_after(false).return_sequences(true)),
+                Arc::new(
+                    GRU::new(U)
+                        .reset_after(false)
+                        .return_sequences(true)
+                        .activation(composite.clone()),
+                ),
+            ),
+            _ => (
+                Arc::new(SimpleRNN::new(U).return_sequences(true)),
+                Arc::new(
+                    SimpleRNN::new(U)
+                        .return_sequences(true)
+                        .activation(composite.clone()),
+                ),
+            ),
+        };
+        let a = call_layer(native.as_ref(), std::slice::from_ref(&m))?.remove(0);
+        let b = call_layer(unrolled.as_ref(), &[m])?.remove(0);
+        for (name, v) in native.weight_paths() {
+            let short = name.rsplit('/').next().unwrap_or(&name).to_string();
+            unrolled.set_weight(&short, v.value())?;
+        }
+        let model = Model::new(&[x], &[a, b])?;
+        for steps in [2, 6] {
+            let x = sequence(steps, 1.1, |b, t| (b * 2 + t) % 4 == 3);
+            let out = run_both(&model, &[x]);
+            let (a, b) = (out[0].to_f32_vec(), out[1].to_f32_vec());
+            for (p, q) in a.iter().zip(&b) {
+                assert!((p - q).abs() <= 2e-6, "{kind}, {steps} steps: {p} vs {q}");
+            }
+        }
+    }
+    Ok(())
+}

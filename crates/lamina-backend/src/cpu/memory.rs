@@ -45,6 +45,12 @@ pub fn scratch(prog: &Program, shapes: &[Vec<usize>], n: usize) -> u64 {
         Op::Scan { axis, .. } if axis + 1 != input(0).len() => {
             tensor_bytes(input(0)).saturating_mul(2)
         }
+        Op::Recurrence { spec, .. } => {
+            // The input projection of every step.
+            let s = input(0);
+            let rows = s.iter().take(2).product::<usize>();
+            tensor_bytes(&[rows, spec.cell.gates() * spec.units])
+        }
         _ => 0,
     }
 }

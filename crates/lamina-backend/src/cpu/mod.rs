@@ -8,6 +8,7 @@ mod math;
 mod matmul;
 mod memory;
 mod movement;
+mod recurrence;
 mod reduce;
 mod strided;
 mod vector;
@@ -15,7 +16,7 @@ mod vector;
 use crate::backend::{Backend, Executable};
 use crate::budget::MemoryBudget;
 use lamina_graph::op::Op;
-use lamina_graph::ops::expand_recurrences;
+use lamina_graph::ops::{RecurrenceSpec, expand_recurrences_except};
 use lamina_graph::{Error, HostData, HostTensor, Program, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,8 +43,10 @@ impl Backend for CpuBackend {
         input_shapes: &[Vec<usize>],
         budget: &MemoryBudget,
     ) -> Result<Arc<dyn Executable>> {
-        // Recurrent loops run unrolled for this sequence length.
-        let expanded = expand_recurrences(program, input_shapes)?.map(Arc::new);
+        // Recurrent loops with a custom or composite activation run unrolled for this sequence
+        // length; the others natively, whatever the length.
+        let native = |spec: &RecurrenceSpec| recurrence::native(spec).is_some();
+        let expanded = expand_recurrences_except(program, input_shapes, &native)?.map(Arc::new);
         let program = expanded.as_ref().unwrap_or(program);
         let shapes = program.specialize(input_shapes)?;
         let constants = program
@@ -133,6 +136,8 @@ impl Executable for CpuExecutable {
         crate::backend::check_compiled_inputs(p, &self.shapes, &self.gather_checks, inputs)?;
         let mut uses = self.uses.clone();
         let mut values: Vec<Option<Arc<HostData>>> = vec![None; p.nodes.len()];
+        // The outputs of each recurrent loop run so far, by (loop, inputs).
+        let mut loops: HashMap<(usize, Vec<usize>), Vec<Arc<HostData>>> = HashMap::new();
         for (k, &i) in p.inputs.iter().enumerate() {
             let host = inputs.get(k).ok_or_else(|| Error::Inputs {
                 detail: format!("input {k} missing"),
@@ -256,11 +261,31 @@ impl Executable for CpuExecutable {
                     spec,
                     out_shape,
                 )?),
-                Op::Recurrence { .. } => {
-                    return Err(node.attribute(Error::Model {
-                        detail: "a recurrent loop reached the interpreter without being unrolled"
-                            .into(),
-                    }));
+                Op::Recurrence { spec, output } => {
+                    // The loop runs once; its other outputs wait for their nodes.
+                    let key = (Arc::as_ptr(spec) as usize, node.inputs.clone());
+                    if !loops.contains_key(&key) {
+                        let acts = recurrence::native(spec).ok_or_else(|| {
+                            node.attribute(Error::Model {
+                                detail: "a recurrent loop with a composite activation reached \
+                                         the interpreter without being unrolled"
+                                    .into(),
+                            })
+                        })?;
+                        let ins = (0..node.inputs.len())
+                            .map(|j| Ok((arg(j)?.as_ref(), shape_of(j))))
+                            .collect::<Result<Vec<_>>>()?;
+                        let outs =
+                            recurrence::run(spec, acts, &ins).map_err(|e| node.attribute(e))?;
+                        loops.insert(key.clone(), outs.into_iter().map(Arc::new).collect());
+                    }
+                    loops
+                        .get(&key)
+                        .and_then(|outs: &Vec<Arc<HostData>>| outs.get(*output).cloned())
+                        .ok_or_else(|| Error::Backend {
+                            backend: "cpu".into(),
+                            detail: format!("recurrent loop output {output} missing"),
+                        })?
                 }
             };
             values[i] = Some(value);

@@ -41,6 +41,11 @@ macro_rules! with_isa {
 with_isa!(unary_chunk, unary_avx512, unary_avx2, (op: UnaryOp, src: &[f32], dst: &mut [f32]), unary_slice(op, src, dst));
 with_isa!(binary_chunk, binary_avx512, binary_avx2, (op: BinaryOp, a: &[f32], b: &[f32], dst: &mut [f32]), binary_slice(op, a, b, dst));
 
+/// `op` of every element of `src` written to `dst` (of the same length), on this thread.
+pub fn unary_into(op: UnaryOp, src: &[f32], dst: &mut [f32]) {
+    unary_chunk(op, src, dst);
+}
+
 /// `op` of every element of `src` (a float op; the `is*` tests give 0 or 1).
 pub fn unary(op: UnaryOp, src: &[f32]) -> Vec<f32> {
     let mut out = vec![0f32; src.len()];

@@ -18,6 +18,8 @@ pub use conv::expand_convolutions;
 pub use elementwise::{Operand, apply_binary, promote};
 pub use gather::index_out_of_range;
 pub(crate) use recurrence::infer_recurrence;
-pub use recurrence::{RecurrenceSpec, RecurrentCell, expand_recurrences};
+pub use recurrence::{
+    RecurrenceSpec, RecurrentCell, expand_recurrences, expand_recurrences_except,
+};
 pub use sequence::Size;
 pub use slicing::SliceArg;

@@ -228,7 +228,11 @@ pub(crate) fn infer_recurrence(
     }
     if spec.has_initial_states {
         for s in 0..spec.cell.states() {
-            expect(k + s, &[None, Some(spec.units)], "an initial state")?;
+            expect(
+                k + s,
+                &[known(x.dims()[0]), Some(spec.units)],
+                "an initial state",
+            )?;
         }
     }
     if let Some(0) = known(x.dims()[1]) {
@@ -388,16 +392,23 @@ fn stack_steps(steps: Vec<Tensor>) -> Tensor {
 }
 
 /// The program with every recurrent loop unrolled for concrete input shapes; `None` when it has
-/// none. Both backends compile this; it computes the same values.
+/// none. The GPU compiles this; it computes the same values.
 pub fn expand_recurrences(
     program: &Program,
     input_shapes: &[Vec<usize>],
 ) -> Result<Option<Program>> {
-    if !program
-        .nodes
-        .iter()
-        .any(|n| matches!(n.op, Op::Recurrence { .. }))
-    {
+    expand_recurrences_except(program, input_shapes, &|_| false)
+}
+
+/// The program with the recurrent loops unrolled for concrete input shapes, except those
+/// `native` keeps (a backend that runs them itself); `None` when nothing is unrolled.
+pub fn expand_recurrences_except(
+    program: &Program,
+    input_shapes: &[Vec<usize>],
+    native: &dyn Fn(&RecurrenceSpec) -> bool,
+) -> Result<Option<Program>> {
+    let unrolled = |op: &Op| matches!(op, Op::Recurrence { spec, .. } if !native(spec));
+    if !program.nodes.iter().any(|n| unrolled(&n.op)) {
         return Ok(None);
     }
     let shapes = program.specialize(input_shapes)?;
@@ -420,7 +431,7 @@ pub fn expand_recurrences(
     let mut map: Vec<usize> = Vec::with_capacity(program.nodes.len());
     for node in &program.nodes {
         let inputs: Vec<usize> = node.inputs.iter().map(|&j| map[j]).collect();
-        let Op::Recurrence { spec, output } = &node.op else {
+        let (Op::Recurrence { spec, output }, true) = (&node.op, unrolled(&node.op)) else {
             nodes.push(ProgramNode {
                 inputs,
                 ..node.clone()

@@ -1,0 +1,297 @@
+//! Recurrent loops run natively by the interpreter: one compiled program serves every sequence
+//! length, with no per-step graph nodes.
+//!
+//! The input projection of all steps is one matrix product; each step is then one product
+//! `h @ recurrent_kernel` (threaded when large) and the gate arithmetic row by row, with the
+//! same slice loops (and so the same results) as the interpreter's elementwise ops. Loops whose
+//! activations are not a single elementwise op (a custom or composite activation) are unrolled
+//! into the graph instead (`lamina_graph::ops::expand_recurrences_except`).
+
+use super::matmul::gemm_f32_with;
+use super::vector::unary_into;
+use lamina_graph::layers::Activation;
+use lamina_graph::op::{Op, UnaryOp};
+use lamina_graph::ops::{RecurrenceSpec, RecurrentCell};
+use lamina_graph::shape::Shape;
+use lamina_graph::{DType, Error, HostData, Result, Tensor};
+
+/// An activation the loop applies in place: the identity, or one elementwise op.
+#[derive(Clone, Copy, Debug)]
+pub struct Elementwise(Option<UnaryOp>);
+
+impl Elementwise {
+    /// The activation as one elementwise op, or `None` where it is composite or custom.
+    fn of(activation: &Activation) -> Option<Elementwise> {
+        let x = Tensor::input("x", Shape::known(&[1]), DType::F32);
+        let y = activation.apply(&x);
+        if y.id() == x.id() {
+            return Some(Elementwise(None));
+        }
+        let node = y.node().ok()?;
+        match node.op() {
+            Op::Unary(u) if node.inputs().len() == 1 && node.inputs()[0].id() == x.id() => {
+                Some(Elementwise(Some(*u)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Applies the activation to `v` in place, through `scratch`.
+    fn apply(self, v: &mut [f32], scratch: &mut Vec<f32>) {
+        if let Some(op) = self.0 {
+            scratch.clear();
+            scratch.extend_from_slice(v);
+            unary_into(op, scratch, v);
+        }
+    }
+}
+
+/// The activations of a loop the interpreter runs natively, or `None` where it must be unrolled.
+pub fn native(spec: &RecurrenceSpec) -> Option<(Elementwise, Elementwise)> {
+    Some((
+        Elementwise::of(&spec.activation)?,
+        Elementwise::of(&spec.recurrent_activation)?,
+    ))
+}
+
+fn floats<'a>(data: &'a HostData, what: &str) -> Result<&'a [f32]> {
+    match data {
+        HostData::F32(v) => Ok(v),
+        other => Err(Error::Backend {
+            backend: "cpu".into(),
+            detail: format!(
+                "recurrent loop: {what} must be float32, got {}",
+                other.dtype()
+            ),
+        }),
+    }
+}
+
+/// Whether each `(batch, step)` of a mask is kept (non-zero).
+fn kept(mask: &HostData) -> Vec<bool> {
+    match mask {
+        HostData::Bool(v) => v.clone(),
+        HostData::F32(v) => v.iter().map(|&x| x != 0.0).collect(),
+        HostData::I32(v) => v.iter().map(|&x| x != 0).collect(),
+        HostData::U32(v) => v.iter().map(|&x| x != 0).collect(),
+    }
+}
+
+/// Runs the loop on concrete inputs (in the op's order, with their shapes): `[output, final
+/// states...]`.
+pub fn run(
+    spec: &RecurrenceSpec,
+    (act, ract): (Elementwise, Elementwise),
+    inputs: &[(&HostData, &[usize])],
+) -> Result<Vec<HostData>> {
+    let bad = |detail: String| Error::Backend {
+        backend: "cpu".into(),
+        detail: format!("{} loop: {detail}", spec.cell.kind()),
+    };
+    let [(x, xs), (kernel, _), (recurrent, _), rest @ ..] = inputs else {
+        return Err(bad(format!("{} inputs", inputs.len())));
+    };
+    let &[b, t, f] = *xs else {
+        return Err(bad(format!("input of shape {xs:?}")));
+    };
+    let u = spec.units;
+    let g = spec.cell.gates() * u;
+    let (x, kernel, recurrent) = (
+        floats(x, "x")?,
+        floats(kernel, "kernel")?,
+        floats(recurrent, "recurrent kernel")?,
+    );
+    let mut rest = rest.iter();
+    let bias = match spec.has_bias {
+        true => Some(floats(
+            rest.next().ok_or_else(|| bad("no bias".into()))?.0,
+            "bias",
+        )?),
+        false => None,
+    };
+    let keep = match spec.has_mask {
+        true => Some(kept(rest.next().ok_or_else(|| bad("no mask".into()))?.0)),
+        false => None,
+    };
+    let n_states = spec.cell.states();
+    let mut states: Vec<Vec<f32>> = Vec::with_capacity(n_states);
+    for _ in 0..n_states {
+        states.push(match rest.next() {
+            Some((s, shape)) if spec.has_initial_states => {
+                if *shape != [b, u] {
+                    return Err(bad(format!(
+                        "an initial state has shape {shape:?}, expected [{b}, {u}]"
+                    )));
+                }
+                floats(s, "initial state")?.to_vec()
+            }
+            _ => vec![0f32; b * u],
+        });
+    }
+    let sizes_ok = x.len() == b * t * f
+        && kernel.len() == f * g
+        && recurrent.len() == u * g
+        && bias.is_none_or(|v| v.len() % g == 0)
+        && keep.as_ref().is_none_or(|k| k.len() == b * t);
+    if !sizes_ok {
+        return Err(bad("input sizes do not match the loop".into()));
+    }
+    // Input and recurrent biases: GRU with reset_after keeps them apart (bias rows 0, 1).
+    let (in_bias, rec_bias) = match (bias, spec.cell) {
+        (Some(v), RecurrentCell::Gru { reset_after: true }) => (Some(&v[..g]), Some(&v[g..])),
+        (v, _) => (v, None),
+    };
+    // The input projection of every step: rows (batch, step).
+    let mut xw = vec![0f32; b * t * g];
+    gemm_f32_with(b * t, f, g, x, kernel, &mut xw, b * t * f * g >= 1 << 18);
+    if let Some(bias) = in_bias {
+        for row in xw.chunks_exact_mut(g) {
+            row.iter_mut().zip(bias).for_each(|(a, &c)| *a += c);
+        }
+    }
+    // GRU without reset_after multiplies `r * h` by the last third of the recurrent kernel.
+    let (rec_zr, rec_h) = match spec.cell {
+        RecurrentCell::Gru { reset_after: false } => {
+            let mut zr = Vec::with_capacity(u * 2 * u);
+            let mut hh = Vec::with_capacity(u * u);
+            for row in recurrent.chunks_exact(g) {
+                zr.extend_from_slice(&row[..2 * u]);
+                hh.extend_from_slice(&row[2 * u..]);
+            }
+            (zr, hh)
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
+    let mut out_seq = vec![0f32; if spec.return_sequences { b * t * u } else { 0 }];
+    let mut last = vec![0f32; b * u];
+    let mut z = vec![0f32; b * g];
+    let mut rh = vec![0f32; b * u];
+    let mut rh_out = vec![0f32; b * u];
+    let mut scratch = Vec::with_capacity(g);
+    let mut gates = vec![0f32; g];
+    let mut new_h = vec![0f32; u];
+    let mut new_c = vec![0f32; u];
+    let threaded = |m: usize, k: usize, n: usize| m * k * n >= 1 << 18;
+    for step in 0..t {
+        let tt = if spec.go_backwards {
+            t - 1 - step
+        } else {
+            step
+        };
+        let h = &states[0];
+        match spec.cell {
+            RecurrentCell::Gru { reset_after: false } => {
+                gemm_f32_with(
+                    b,
+                    u,
+                    2 * u,
+                    h,
+                    &rec_zr,
+                    &mut z[..b * 2 * u],
+                    threaded(b, u, 2 * u),
+                );
+                // First the gates and `r * h` of every row, then `(r * h) @ U_h` at once.
+                for r in 0..b {
+                    let xrow = &xw[(r * t + tt) * g..][..g];
+                    let zrow = &z[r * 2 * u..][..2 * u];
+                    for j in 0..2 * u {
+                        gates[j] = xrow[j] + zrow[j];
+                    }
+                    ract.apply(&mut gates[..2 * u], &mut scratch);
+                    for j in 0..u {
+                        rh[r * u + j] = gates[u + j] * h[r * u + j];
+                    }
+                    // Keep z for the second phase where `r * h` was.
+                    z[r * 2 * u..][..u].copy_from_slice(&gates[..u]);
+                }
+                gemm_f32_with(b, u, u, &rh, &rec_h, &mut rh_out, threaded(b, u, u));
+            }
+            _ => gemm_f32_with(b, u, g, h, recurrent, &mut z, threaded(b, u, g)),
+        }
+        for r in 0..b {
+            let xrow = &xw[(r * t + tt) * g..][..g];
+            let h = &states[0][r * u..][..u];
+            match spec.cell {
+                RecurrentCell::SimpleRnn => {
+                    let zrow = &z[r * g..][..g];
+                    for j in 0..u {
+                        new_h[j] = xrow[j] + zrow[j];
+                    }
+                    act.apply(&mut new_h, &mut scratch);
+                }
+                RecurrentCell::Lstm => {
+                    let zrow = &z[r * g..][..g];
+                    for j in 0..g {
+                        gates[j] = xrow[j] + zrow[j];
+                    }
+                    let (ifg, o) = gates.split_at_mut(3 * u);
+                    let (i_f, cand) = ifg.split_at_mut(2 * u);
+                    ract.apply(i_f, &mut scratch);
+                    act.apply(cand, &mut scratch);
+                    ract.apply(o, &mut scratch);
+                    let c = &states[1][r * u..][..u];
+                    for j in 0..u {
+                        new_c[j] = i_f[u + j] * c[j] + i_f[j] * cand[j];
+                    }
+                    new_h.copy_from_slice(&new_c);
+                    act.apply(&mut new_h, &mut scratch);
+                    for j in 0..u {
+                        new_h[j] *= o[j];
+                    }
+                }
+                RecurrentCell::Gru { reset_after: true } => {
+                    let zrow = &mut z[r * g..][..g];
+                    if let Some(rb) = rec_bias {
+                        zrow.iter_mut().zip(rb).for_each(|(a, &c)| *a += c);
+                    }
+                    for j in 0..2 * u {
+                        gates[j] = xrow[j] + zrow[j];
+                    }
+                    ract.apply(&mut gates[..2 * u], &mut scratch);
+                    for j in 0..u {
+                        new_h[j] = xrow[2 * u + j] + gates[u + j] * zrow[2 * u + j];
+                    }
+                    act.apply(&mut new_h, &mut scratch);
+                    for j in 0..u {
+                        new_h[j] += gates[j] * (h[j] - new_h[j]);
+                    }
+                }
+                RecurrentCell::Gru { reset_after: false } => {
+                    let zg = &z[r * 2 * u..][..u];
+                    for j in 0..u {
+                        new_h[j] = xrow[2 * u + j] + rh_out[r * u + j];
+                    }
+                    act.apply(&mut new_h, &mut scratch);
+                    for j in 0..u {
+                        new_h[j] += zg[j] * (h[j] - new_h[j]);
+                    }
+                }
+            }
+            let keep_row = keep.as_ref().is_none_or(|k| k[r * t + tt]);
+            if keep_row {
+                states[0][r * u..][..u].copy_from_slice(&new_h);
+                if spec.cell == RecurrentCell::Lstm {
+                    states[1][r * u..][..u].copy_from_slice(&new_c);
+                }
+            }
+            let out = &mut last[r * u..][..u];
+            if keep_row {
+                out.copy_from_slice(&new_h);
+            } else if spec.zero_output_for_mask {
+                out.fill(0.0);
+            } else {
+                out.copy_from_slice(&states[0][r * u..][..u]);
+            }
+            if spec.return_sequences {
+                out_seq[(r * t + step) * u..][..u].copy_from_slice(out);
+            }
+        }
+    }
+    let mut result = vec![HostData::F32(if spec.return_sequences {
+        out_seq
+    } else {
+        last
+    })];
+    result.extend(states.into_iter().map(HostData::F32));
+    Ok(result)
+}
