@@ -586,6 +586,29 @@ fn unsupported_attention_and_wrapper_arguments_are_named() {
         t.replacen("\"stateful\": false", "\"stateful\": true", 1)
     });
     assert!(e.contains("stateful"), "{e}");
+    // Keras's other flags are read: with return_attention_scores the layer gives the scores
+    // as a second output, and the model's output (the first) is unchanged.
+    let path = fixture("time_distributed_dot.keras");
+    let mut archive = KerasArchive::open(&path).unwrap();
+    let text = String::from_utf8(archive.config.clone()).unwrap();
+    archive.config = text
+        .replace(
+            causal,
+            &format!("{causal}, \"return_attention_scores\": true, \"training\": false"),
+        )
+        .into_bytes();
+    let model = Model::from_keras_archive(&archive, &bindings(), &path).unwrap();
+    check_against_keras(&model, "time_distributed_dot");
+    let mha = model.get_layer("multi_head_attention").unwrap();
+    let config = mha
+        .as_any()
+        .downcast_ref::<MultiHeadAttention>()
+        .unwrap()
+        .config();
+    assert!(
+        config.7 && config.8,
+        "use_causal_mask and return_attention_scores"
+    );
     // Dot's axes must be integers.
     let e = load_edited("time_distributed_dot", |t| {
         t.replace("\"axes\": 2", "\"axes\": \"two\"")
