@@ -69,8 +69,9 @@ fn rule(widths: &[usize], line: &str, edge: [&str; 3]) -> String {
 impl Model {
     /// The Keras-style summary table as a string: one row per layer call, with the output shape
     /// (`None` for the batch) and the parameter count, then the totals (shared weights counted
-    /// once). Functional models also show what each call is connected to. The same signature
-    /// as `Sequential::summary_string`, which fails while the model is not built.
+    /// once). Functional models also show what each call is connected to (its inputs, then the
+    /// masks given to it explicitly). The same signature as `Sequential::summary_string`, which
+    /// fails while the model is not built.
     pub fn summary_string(&self) -> Result<String> {
         Ok(self.table())
     }
@@ -115,9 +116,11 @@ impl Model {
                 thousands(params),
             ];
             if functional {
+                // The inputs, then the masks given explicitly, as Keras lists a call's tensors.
                 let links: Vec<String> = call
                     .inputs()
                     .iter()
+                    .chain(call.explicit_masks().iter().flatten())
                     .filter_map(|t| t.history())
                     .map(|h| {
                         let pos = call_pos.get(&h.seq()).copied().unwrap_or(0);

@@ -1014,6 +1014,9 @@ struct Builder<'b> {
     /// Layers already made, by their weight group, so that a nested model called twice shares
     /// its layers.
     made: HashMap<String, LayerRef>,
+    /// The Lambda layers made for `keras.ops` calls, by container prefix and op name, each
+    /// with the op it computes (an op called again the same way reuses its layer).
+    ops: HashMap<String, Vec<(KerasOp, LayerRef)>>,
     calls: usize,
 }
 
@@ -1088,6 +1091,25 @@ impl Builder<'_> {
             )));
         }
         Ok(())
+    }
+
+    /// The Lambda layer that applies a recorded `keras.ops` call, named after the op: the
+    /// layer made before for this op (`key`) where it computes the same, else a new one. As
+    /// a Lambda, the op is a layer call that saves as an expression graph.
+    fn op_layer(&mut self, key: &str, name: &str, op: KerasOp) -> LayerRef {
+        let made = self.ops.entry(key.to_string()).or_default();
+        if let Some((_, layer)) = made.iter().find(|(o, _)| *o == op) {
+            return layer.clone();
+        }
+        // A later call computing something else (another constant) needs a layer of its own.
+        let layer_name = match made.len() {
+            0 => name.to_string(),
+            n => format!("{name}_call{n}"),
+        };
+        let f = op.clone();
+        let layer: LayerRef = Arc::new(Lambda::multi(move |xs| f.apply(xs)).name(&layer_name));
+        made.push((op, layer.clone()));
+        layer
     }
 
     fn layer_for(&mut self, group: &str, entry: &Value) -> Result<LayerRef> {
@@ -1247,14 +1269,15 @@ impl Builder<'_> {
                 let name = name_of(l);
                 let class = class_of(l);
                 let outs = if is_op(l) {
-                    vec![op_node(
-                        class,
-                        &name,
-                        cfg_of(l),
-                        &ins,
-                        args.get(1),
-                        &produced,
-                    )?]
+                    let (op, operands) =
+                        keras_op(class, &name, cfg_of(l), &ins, args.get(1), &produced)?;
+                    let layer = self.op_layer(&format!("{prefix}{name}"), &name, op);
+                    // An op sees no masks, as in Keras (only layers take them).
+                    let no_masks = operands
+                        .iter()
+                        .any(|t| t.mask().is_some())
+                        .then(|| vec![None; operands.len()]);
+                    call_layer_with_masks(layer.as_ref(), &operands, no_masks.as_deref())?
                 } else {
                     if args.iter().skip(1).any(|a| !refs_of(a).is_empty()) {
                         return Err(model_err(format!(
@@ -1534,16 +1557,118 @@ fn io_refs(v: Option<&Value>) -> Vec<(String, usize, usize)> {
     }
 }
 
-/// A recorded `keras.ops` call: a comparison of a tensor with a number or a tensor, a logical
-/// and/or/not of masks, or `any`/`all` over axes (`cfg`'s `axis` and `keepdims`).
-fn op_node(
+/// The comparisons among the recorded `keras.ops` calls.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Comparison {
+    NotEqual,
+    Equal,
+    Greater,
+    Less,
+}
+
+/// A number a recorded `keras.ops` call compares a tensor with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Scalar {
+    Int(i32),
+    Float(f32),
+}
+
+/// A recorded `keras.ops` call, checked, without its tensor operands: a comparison of a tensor
+/// with a number (`rhs`) or with a second tensor (`rhs` is `None`), a logical and/or of two
+/// tensors, a logical not, or `any`/`all` over axes. It becomes the function of a Lambda layer,
+/// so that the imported model holds the op as a layer call that saves as an expression graph.
+#[derive(Clone, Debug, PartialEq)]
+enum KerasOp {
+    Compare {
+        cmp: Comparison,
+        rhs: Option<Scalar>,
+    },
+    Logical {
+        and: bool,
+    },
+    Not,
+    Reduce {
+        all: bool,
+        axes: crate::ops::Axes,
+        keepdims: bool,
+    },
+}
+
+impl KerasOp {
+    /// The number of tensor operands the op takes.
+    fn operands(&self) -> usize {
+        match self {
+            KerasOp::Compare { rhs: None, .. } | KerasOp::Logical { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// The op on its tensor operands (an invalid tensor, with the error, on a wrong count).
+    fn apply(&self, xs: &[Tensor]) -> Tensor {
+        if xs.len() != self.operands() {
+            return Tensor::invalid(Error::Inputs {
+                detail: format!(
+                    "this operation takes {} tensors, called on {}",
+                    self.operands(),
+                    xs.len()
+                ),
+            });
+        }
+        let x = &xs[0];
+        match self {
+            KerasOp::Compare { cmp, rhs } => {
+                macro_rules! apply {
+                    ($m:ident) => {
+                        match rhs {
+                            Some(Scalar::Int(i)) => x.$m(*i),
+                            Some(Scalar::Float(f)) => x.$m(*f),
+                            None => x.$m(&xs[1]),
+                        }
+                    };
+                }
+                match cmp {
+                    Comparison::NotEqual => apply!(not_equal),
+                    Comparison::Equal => apply!(equal),
+                    Comparison::Greater => apply!(greater),
+                    Comparison::Less => apply!(less),
+                }
+            }
+            KerasOp::Logical { and } => {
+                let (x, y) = (x.cast(DType::Bool), xs[1].cast(DType::Bool));
+                if *and {
+                    x.logical_and(&y)
+                } else {
+                    x.logical_or(&y)
+                }
+            }
+            KerasOp::Not => x.cast(DType::Bool).logical_not(),
+            KerasOp::Reduce {
+                all,
+                axes,
+                keepdims,
+            } => {
+                let axes = axes.clone();
+                match (all, keepdims) {
+                    (false, false) => x.any(axes),
+                    (false, true) => x.any_keepdims(axes),
+                    (true, false) => x.all(axes),
+                    (true, true) => x.all_keepdims(axes),
+                }
+            }
+        }
+    }
+}
+
+/// Reads a recorded `keras.ops` call (`class`, its config `cfg`, its first tensor `ins` and
+/// its second argument `other`): the op, and the tensors it is applied to.
+fn keras_op(
     class: &str,
     name: &str,
     cfg: &Value,
     ins: &[Tensor],
     other: Option<&Value>,
     produced: &Produced,
-) -> Result<Tensor> {
+) -> Result<(KerasOp, Vec<Tensor>)> {
     let [x] = ins else {
         return Err(model_err(format!(
             "operation '{name}' takes one tensor first"
@@ -1556,9 +1681,7 @@ fn op_node(
             )));
         }
         if class == "LogicalNot" {
-            let t = x.cast(DType::Bool).logical_not();
-            t.check()?;
-            return Ok(t);
+            return Ok((KerasOp::Not, vec![x.clone()]));
         }
         let axes = match cfg.get("axis") {
             None | Some(Value::Null) => crate::ops::Axes::All,
@@ -1569,34 +1692,28 @@ fn op_node(
             ),
             Some(v) => crate::ops::Axes::List(vec![axis_of(v, name)?]),
         };
-        let keepdims = bool_or(cfg, "keepdims", false, name)?;
-        let t = match (class, keepdims) {
-            ("Any", false) => x.any(axes),
-            ("Any", true) => x.any_keepdims(axes),
-            (_, false) => x.all(axes),
-            (_, true) => x.all_keepdims(axes),
+        let op = KerasOp::Reduce {
+            all: class == "All",
+            axes,
+            keepdims: bool_or(cfg, "keepdims", false, name)?,
         };
-        t.check()?;
-        return Ok(t);
+        return Ok((op, vec![x.clone()]));
     }
-    enum Rhs {
-        Int(i32),
-        Float(f32),
-        T(Tensor),
-    }
-    let rhs = match other {
-        Some(Value::Number(n)) if n.is_i64() => Rhs::Int(
-            n.as_i64()
+    let (rhs, y) = match other {
+        Some(Value::Number(n)) if n.is_i64() => {
+            let i = n
+                .as_i64()
                 .and_then(|i| i32::try_from(i).ok())
                 .ok_or_else(|| {
                     model_err(format!("operation '{name}': {n} does not fit in int32"))
-                })?,
-        ),
-        Some(Value::Number(n)) => Rhs::Float(n.as_f64().unwrap_or(0.0) as f32),
+                })?;
+            (Some(Scalar::Int(i)), None)
+        }
+        Some(Value::Number(n)) => (Some(Scalar::Float(n.as_f64().unwrap_or(0.0) as f32)), None),
         Some(v) => {
             let mut ts = Vec::new();
             match resolve(v, produced, &mut ts)? {
-                Some(()) if ts.len() == 1 => Rhs::T(ts.remove(0)),
+                Some(()) if ts.len() == 1 => (None, ts.pop()),
                 _ => return Err(model_err(format!("operation '{name}': bad second operand"))),
             }
         }
@@ -1606,37 +1723,30 @@ fn op_node(
             )));
         }
     };
-    macro_rules! apply {
-        ($m:ident) => {
-            match rhs {
-                Rhs::Int(i) => x.$m(i),
-                Rhs::Float(f) => x.$m(f),
-                Rhs::T(t) => x.$m(&t),
-            }
-        };
-    }
-    let t = match class {
-        "NotEqual" => apply!(not_equal),
-        "Equal" => apply!(equal),
-        "Greater" => apply!(greater),
-        "Less" => apply!(less),
+    let compare = |cmp| KerasOp::Compare { cmp, rhs };
+    let op = match class {
+        "NotEqual" => compare(Comparison::NotEqual),
+        "Equal" => compare(Comparison::Equal),
+        "Greater" => compare(Comparison::Greater),
+        "Less" => compare(Comparison::Less),
         "LogicalAnd" | "LogicalOr" => {
-            let Rhs::T(y) = rhs else {
+            if rhs.is_some() {
                 return Err(model_err(format!(
                     "operation '{name}' ({class}) takes two tensors"
                 )));
-            };
-            let (x, y) = (x.cast(DType::Bool), y.cast(DType::Bool));
-            if class == "LogicalAnd" {
-                x.logical_and(&y)
-            } else {
-                x.logical_or(&y)
+            }
+            KerasOp::Logical {
+                and: class == "LogicalAnd",
             }
         }
-        other => return Err(model_err(format!("operation {other} is not supported"))),
+        other => {
+            return Err(model_err(format!(
+                "operation {} is not supported",
+                printable(other)
+            )));
+        }
     };
-    t.check()?;
-    Ok(t)
+    Ok((op, std::iter::once(x.clone()).chain(y).collect()))
 }
 
 /// Rebuilds the model a `config.json` describes; every class is checked and every Lambda
@@ -1694,6 +1804,7 @@ pub(crate) fn build(config: &Value, bindings: &KerasBindings) -> Result<Built> {
         bindings,
         slots: Vec::new(),
         made: HashMap::new(),
+        ops: HashMap::new(),
         calls: 0,
     };
     let sequential = class == "Sequential";
