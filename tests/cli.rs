@@ -373,3 +373,62 @@ fn bench_on_all_backends_says_when_it_measures_the_cpu_only() {
         );
     }
 }
+
+#[test]
+fn keras_files_with_recorded_masks_import_and_run() {
+    // Embedding(mask_zero) and Masking: Keras records their masks as keras.ops nodes, which
+    // `lamina import` keeps as Lambda layers; the written file runs to Keras's outputs and
+    // summarises as the .keras file does.
+    let dir = temp_dir("import");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras");
+    for name in ["transformer", "bilstm"] {
+        let keras = fixtures.join(format!("{name}.keras"));
+        let path = dir.join(format!("{name}.lamina"));
+        let import = lamina()
+            .arg("import")
+            .arg(&keras)
+            .arg("-o")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            import.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&import.stderr)
+        );
+        let out = dir.join(format!("{name}_out.npy"));
+        let run = lamina()
+            .arg("run")
+            .arg(&path)
+            .arg("--input")
+            .arg(fixtures.join(format!("{name}.input0.npy")))
+            .arg("--output")
+            .arg(&out)
+            .args(["--backend", "cpu"])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let (shape, got) = read_npy(&out);
+        let (want_shape, want) = read_npy(&fixtures.join(format!("{name}.output0.npy")));
+        assert_eq!(shape, want_shape, "{name}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 * g.abs().max(w.abs()) + 1e-7,
+                "{name}: element {i}: lamina {g} vs keras {w}"
+            );
+        }
+        let summary = |p: &Path| {
+            let s = lamina().arg("summary").arg(p).output().unwrap();
+            assert!(s.status.success(), "{name}");
+            String::from_utf8_lossy(&s.stdout).into_owned()
+        };
+        let saved = summary(&path);
+        assert_eq!(saved, summary(&keras), "{name}");
+        assert!(saved.contains("not_equal (Lambda)"), "{name}: {saved}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -525,6 +525,118 @@ fn imported_attention_and_wrappers_save_and_load_as_lamina_files() {
     let _ = std::fs::remove_file(&path);
 }
 
+#[test]
+fn imported_masked_models_save_and_load_as_lamina_files() {
+    // The masks Keras records as keras.ops nodes (NotEqual of Embedding(mask_zero) and of
+    // Masking, LogicalOr, Any) are imported as Lambda layers, so they save as expression
+    // graphs: the loaded file gives the imported model's outputs, which are Keras's.
+    let dir = std::env::temp_dir().join(format!("lamina-keras-masks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, ops) in [
+        ("text", &["not_equal"][..]),
+        (
+            "transformer",
+            &["not_equal", "logical_or", "logical_or_1"][..],
+        ),
+        ("bilstm", &["not_equal", "any"][..]),
+    ] {
+        let model = Model::load_keras(fixture(&format!("{name}.keras")), &bindings())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for op in ops {
+            let layer = model.get_layer(op).unwrap();
+            assert_eq!(layer.kind(), "Lambda", "{name}: {op}");
+            assert!(layer.variables().is_empty(), "{name}: {op}");
+        }
+        let path = dir.join(format!("{name}.lamina"));
+        model
+            .save(&path)
+            .unwrap_or_else(|e| panic!("{name}: save: {e}"));
+        let loaded = Model::load(&path).unwrap_or_else(|e| panic!("{name}: load: {e}"));
+        if name == "transformer" {
+            // "Connected to" lists a mask given explicitly after the inputs, as Keras does.
+            let summary = model.summary_string().unwrap();
+            assert!(
+                summary.contains("layer_normalization_1[0][0], logical_or_1[0][0]"),
+                "{summary}"
+            );
+        }
+        assert_eq!(
+            loaded.summary_string().unwrap(),
+            model.summary_string().unwrap(),
+            "{name}: summary"
+        );
+        check_against_keras(&loaded, name);
+        let inputs = npys(name, "input");
+        let want = common::run_both(&model, &inputs);
+        let got = common::run_both(&loaded, &inputs);
+        for (g, w) in got.iter().zip(&want) {
+            assert_close(&format!("{name}: loaded vs imported"), g, w);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    // An op sees no masks, as in Keras, where only layers take them: `any` over the Masking
+    // layer's (masked) output instead of over `not_equal` makes the same mask, and saves.
+    let keras = fixture("bilstm.keras");
+    let mut archive = KerasArchive::open(&keras).unwrap();
+    let text = String::from_utf8(archive.config.clone()).unwrap();
+    let edited = text.replacen(
+        r#""keras_history": ["not_equal", 0, 0]"#,
+        r#""keras_history": ["masking", 0, 0]"#,
+        1,
+    );
+    assert_ne!(edited, text);
+    archive.config = edited.into_bytes();
+    let model = Model::from_keras_archive(&archive, &bindings(), &keras).unwrap();
+    check_against_keras(&model, "bilstm");
+    let path = dir.join("bilstm_any_of_masked.lamina");
+    model.save(&path).unwrap();
+    check_against_keras(&Model::load(&path).unwrap(), "bilstm");
+    let _ = std::fs::remove_file(&path);
+    // An op called twice (text's pooling takes its mask from a second call of `not_equal`)
+    // shares its layer when both calls compute the same, and gets a second one otherwise.
+    for (constant, second) in [(0, None), (1, Some("not_equal_call1"))] {
+        let keras = fixture("text.keras");
+        let mut archive = KerasArchive::open(&keras).unwrap();
+        let mut config: serde_json::Value = serde_json::from_slice(&archive.config).unwrap();
+        for layer in config["config"]["layers"].as_array_mut().unwrap() {
+            match layer["name"].as_str() {
+                Some("not_equal") => {
+                    let nodes = layer["inbound_nodes"].as_array_mut().unwrap();
+                    let mut node = nodes[0].clone();
+                    node["args"][1] = constant.into();
+                    nodes.push(node);
+                }
+                Some("global_average_pooling1d") => {
+                    layer["inbound_nodes"][0]["kwargs"]["mask"]["config"]["keras_history"] =
+                        serde_json::json!(["not_equal", 1, 0]);
+                }
+                _ => {}
+            }
+        }
+        archive.config = serde_json::to_vec(&config).unwrap();
+        let model = Model::from_keras_archive(&archive, &bindings(), &keras).unwrap();
+        let ops: Vec<String> = model
+            .layers()
+            .iter()
+            .map(|l| l.name())
+            .filter(|n| n.starts_with("not_equal"))
+            .collect();
+        let want: Vec<&str> = std::iter::once("not_equal").chain(second).collect();
+        assert_eq!(ops, want, "{constant}");
+        let path = dir.join("text_two_calls.lamina");
+        model.save(&path).unwrap();
+        let inputs = npys("text", "input");
+        let want = common::run_both(&model, &inputs);
+        let got = common::run_both(&Model::load(&path).unwrap(), &inputs);
+        assert_close("text with two calls of not_equal", &got[0], &want[0]);
+        if second.is_none() {
+            check_against_keras(&model, "text");
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    let _ = std::fs::remove_dir(&dir);
+}
+
 /// The error of loading `name`'s archive after `edit` of its config.json.
 fn load_edited(name: &str, edit: impl Fn(String) -> String) -> String {
     let path = fixture(&format!("{name}.keras"));
