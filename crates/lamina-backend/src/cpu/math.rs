@@ -25,6 +25,7 @@ pub fn unary_slice(op: UnaryOp, src: &[f32], dst: &mut [f32]) {
         UnaryOp::Exp => map_unary!(dst, src, |x| scalar::exp(x)),
         UnaryOp::Tanh => map_unary!(dst, src, |x| scalar::tanh(x)),
         UnaryOp::Sigmoid => map_unary!(dst, src, |x| scalar::sigmoid(x)),
+        UnaryOp::Erf => map_unary!(dst, src, |x| scalar::erf(x)),
         UnaryOp::Sqrt => map_unary!(dst, src, |x| x.sqrt()),
         UnaryOp::Rsqrt => map_unary!(dst, src, |x| 1.0 / x.sqrt()),
         UnaryOp::Recip => map_unary!(dst, src, |x| 1.0 / x),

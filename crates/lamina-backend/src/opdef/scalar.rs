@@ -107,9 +107,11 @@ pub fn sigmoid(x: f32) -> f32 {
 }
 
 /// erfc(a) for a in [0.84375, 6): FreeBSD's `erff` (as musl's and the libm crate's), with
-/// [`exp`] for `expf`. WGSL: `lamina_erfc_mid`.
+/// [`exp`] for `expf`. Every branch is computed and the right one selected, so that slice
+/// loops over it vectorize. WGSL: `lamina_erfc_mid`.
+#[inline(always)]
 fn erfc_mid(a: f32) -> f32 {
-    if a < 1.25 {
+    let near = {
         let s = a - 1.0;
         let p = -2.3621185683e-03
             + s * (4.1485610604e-01
@@ -122,10 +124,10 @@ fn erfc_mid(a: f32) -> f32 {
                 + s * (5.4039794207e-01
                     + s * (7.1828655899e-02
                         + s * (1.2617121637e-01 + s * (1.3637083583e-02 + s * 1.1984500103e-02)))));
-        return 1.0 - 8.4506291151e-01 - p / q;
-    }
+        1.0 - 8.4506291151e-01 - p / q
+    };
     let s = 1.0 / (a * a);
-    let (r, big_s) = if a.to_bits() < 0x4036_db6d {
+    let lower = {
         // |x| < 1 / 0.35
         let r = -9.8649440333e-03
             + s * (-6.9385856390e-01
@@ -143,7 +145,8 @@ fn erfc_mid(a: f32) -> f32 {
                                 + s * (1.0863500214e+02
                                     + s * (6.5702495575e+00 + s * -6.0424413532e-02)))))));
         (r, big_s)
-    } else {
+    };
+    let upper = {
         let r = -9.8649431020e-03
             + s * (-7.9928326607e-01
                 + s * (-1.7757955551e+01
@@ -159,22 +162,23 @@ fn erfc_mid(a: f32) -> f32 {
                                 + s * (4.7452853394e+02 + s * -2.2440952301e+01))))));
         (r, big_s)
     };
+    // |x| < 1 / 0.35 takes the first set.
+    let (r, big_s) = if a.to_bits() < 0x4036_db6d {
+        lower
+    } else {
+        upper
+    };
     let z = f32::from_bits(a.to_bits() & 0xffff_e000);
-    exp(-z * z - 0.5625) * exp((z - a) * (z + a) + r / big_s) / a
+    let far = exp(-z * z - 0.5625) * exp((z - a) * (z + a) + r / big_s) / a;
+    if a < 1.25 { near } else { far }
 }
 
-/// The Gauss error function: FreeBSD's `erff` with [`exp`] for `expf`, within 2 ulp. WGSL:
-/// `lamina_erf`.
+/// The Gauss error function: FreeBSD's `erff` with [`exp`] for `expf`, within 2 ulp; branch
+/// free, as [`erfc_mid`]. WGSL: `lamina_erf`.
+#[inline(always)]
 pub fn erf(x: f32) -> f32 {
-    if x.is_nan() {
-        return x;
-    }
     let a = x.abs();
-    if a < 0.84375 {
-        if a < 3.725_290_3e-9 {
-            // Below 2^-28, x (1 + 2/sqrt(pi) - 1) without underflow.
-            return 0.125 * (8.0 * x + 1.0270333290e+00 * x);
-        }
+    let small = {
         let z = x * x;
         let r = 1.2837916613e-01
             + z * (-3.2504209876e-01
@@ -183,10 +187,15 @@ pub fn erf(x: f32) -> f32 {
             + z * (3.9791721106e-01
                 + z * (6.5022252500e-02
                     + z * (5.0813062117e-03 + z * (1.3249473704e-04 + z * -3.9602282413e-06))));
-        return x + x * (r / s);
-    }
+        x + x * (r / s)
+    };
+    // Below 2^-28, x (1 + 2/sqrt(pi) - 1) without underflow.
+    let tiny = 0.125 * (8.0 * x + 1.0270333290e+00 * x);
+    let small = if a < 3.725_290_3e-9 { tiny } else { small };
     let y = if a < 6.0 { 1.0 - erfc_mid(a) } else { 1.0 };
-    if x < 0.0 { -y } else { y }
+    let large = if x < 0.0 { -y } else { y };
+    let v = if a < 0.84375 { small } else { large };
+    if x.is_nan() { x } else { v }
 }
 
 /// e^r - 1 for |r| <= ln2/2: Taylor's polynomial of degree 8. WGSL: `lamina_expm1_poly`.
