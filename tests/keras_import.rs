@@ -727,3 +727,26 @@ fn unsupported_attention_and_wrapper_arguments_are_named() {
     });
     assert!(e.contains("'dot'") && e.contains("axes"), "{e}");
 }
+
+#[test]
+fn configurations_larger_than_their_weights_are_refused_before_allocating() {
+    // Sizes whose initial values would take gigabytes: each is an error naming the layer, made
+    // before anything that large is allocated (every weight must come from the file).
+    let e = load_edited("mlp", |t| {
+        t.replacen("\"units\": 16", "\"units\": 536870912", 1)
+    });
+    assert!(
+        e.contains("'dense'") && e.contains("more than the weights file has left"),
+        "{e}"
+    );
+    let e = load_edited("bilstm", |t| t.replace("\"units\": 6", "\"units\": 30000"));
+    assert!(e.contains("more than the weights file has left"), "{e}");
+    let e = load_edited("transformer", |t| {
+        t.replacen("\"input_dim\": 50", "\"input_dim\": 100000000", 1)
+    });
+    assert!(e.contains("more than the weights file has left"), "{e}");
+    let e = load_edited("transformer", |t| {
+        t.replacen("\"num_heads\": 2", "\"num_heads\": 300000", 1)
+    });
+    assert!(e.contains("more than the weights file has left"), "{e}");
+}

@@ -69,7 +69,8 @@ impl Weights {
         }
         let mut vars = Vec::with_capacity(wanted.len());
         for (name, shape) in wanted {
-            crate::host::checked_numel(shape)?;
+            let n = crate::host::checked_numel(shape)?;
+            spend_weight_budget(layer, name, shape, n)?;
             let value = match stored_weight(layer, name, shape)? {
                 Some(v) => v,
                 None => init(name, shape)?,
@@ -115,6 +116,42 @@ pub(crate) fn with_stored_weights<R>(
     }
     let _restore = Restore(STORED.with(|s| s.borrow_mut().replace(weights)));
     f()
+}
+
+thread_local! {
+    static WEIGHT_BUDGET: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` (a model being rebuilt from a file whose weights all come from that file) allowing
+/// layers to make at most `values` weight values between them: a configuration asking for
+/// more than the file holds is an error naming the layer before anything is allocated.
+pub(crate) fn with_weight_budget<R>(values: usize, f: impl FnOnce() -> R) -> R {
+    /// Puts the previous budget back when dropped, also if `f` panics.
+    struct Restore(Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            WEIGHT_BUDGET.with(|b| b.set(self.0));
+        }
+    }
+    let _restore = Restore(WEIGHT_BUDGET.with(|b| b.replace(Some(values))));
+    f()
+}
+
+/// Takes `n` values from the weight budget, if one is set.
+fn spend_weight_budget(layer: &str, name: &str, shape: &[usize], n: usize) -> Result<()> {
+    WEIGHT_BUDGET.with(|b| match b.get() {
+        Some(left) if n > left => Err(Error::Model {
+            detail: format!(
+                "layer '{layer}': weight '{name}' of shape {shape:?} would hold {n} values, more \
+                 than the weights file has left ({left})"
+            ),
+        }),
+        Some(left) => {
+            b.set(Some(left - n));
+            Ok(())
+        }
+        None => Ok(()),
+    })
 }
 
 /// The stored value of weight `name` while a model loads (`None` otherwise).

@@ -29,7 +29,7 @@ mod window_pooling;
 pub use activation::{Activation, ActivationFunction, CustomActivation};
 pub use attention::MultiHeadAttention;
 pub use batch_normalization::BatchNormalization;
-pub(crate) use common::with_stored_weights;
+pub(crate) use common::{with_stored_weights, with_weight_budget};
 pub use conv::{
     Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, DepthwiseConv2D, Padding, SeparableConv1D,
     SeparableConv2D, Sizes,

@@ -94,10 +94,14 @@ impl Model {
             .map_err(|e| file_err(path, format!("config.json is not valid JSON: {e}")))?;
         let h5 = hdf5::File::parse(&archive.weights)
             .map_err(|e| file_err(path, format!("model.weights.h5: {e}")))?;
-        let built = config::build(&config, bindings).map_err(|e| match e {
-            Error::File { .. } => e,
-            other => file_err(path, other.to_string()),
-        })?;
+        // Every weight comes from the file, at least 4 bytes a value: a configuration asking for
+        // more is refused before its initial values are allocated.
+        let budget = archive.weights.len() / 4;
+        let built = crate::layers::with_weight_budget(budget, || config::build(&config, bindings))
+            .map_err(|e| match e {
+                Error::File { .. } => e,
+                other => file_err(path, other.to_string()),
+            })?;
         weights::assign(&h5, &built.slots, path)?;
         Ok(built.model)
     }
