@@ -623,3 +623,48 @@ fn hostile_records_of_the_new_layers_give_errors() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn time_distributed_on_run_time_lengths_keeps_the_mask() -> Result<()> {
+    // (None, None, 3): batch and steps both known only at run time, masked by Masking; the
+    // output keeps the input's mask (Keras's TimeDistributed passes it on), so the pooling
+    // after it averages the kept steps only.
+    let dense = Dense::new(2).name("tdd");
+    let x = Input::with_dims(vec![Dim::Dynamic, Dim::Known(3)]).tensor();
+    let m = Masking::new(0.0).call(&x)?;
+    let y = TimeDistributed::new(dense.clone()).call(&m)?;
+    assert_eq!(y.shape().to_string(), "(None, None, 2)");
+    assert!(y.mask().is_some());
+    let pooled = GlobalAveragePooling1D::new().call(&y)?;
+    let model = Model::new(&[x], &[y, pooled])?;
+    let k = dense.kernel()?;
+    for (batch, steps) in [(2, 4), (3, 1), (1, 6)] {
+        let mut x = tensor(&[batch, steps, 3], 7 + steps as u64);
+        // Step 1 of every row masked (all zeros) where there is one.
+        if steps > 1 {
+            let mut v = x.to_f32_vec();
+            for b in 0..batch {
+                for j in 0..3 {
+                    v[(b * steps + 1) * 3 + j] = 0.0;
+                }
+            }
+            x = HostTensor::new(&[batch, steps, 3], v)?;
+        }
+        let out = run_both(&model, std::slice::from_ref(&x));
+        let want = build(&[batch, steps, 2], |i| {
+            (0..3)
+                .map(|j| at(&x, &[i[0], i[1], j]) * at(&k, &[j, i[2]]))
+                .sum::<f64>()
+        });
+        assert_close(&out[0], &[batch, steps, 2], &want, 1e-5);
+        let kept: Vec<usize> = (0..steps).filter(|&t| steps == 1 || t != 1).collect();
+        let mean = build(&[batch, 2], |i| {
+            kept.iter()
+                .map(|&t| want[(i[0] * steps + t) * 2 + i[1]] as f64)
+                .sum::<f64>()
+                / kept.len() as f64
+        });
+        assert_close(&out[1], &[batch, 2], &mean, 1e-5);
+    }
+    Ok(())
+}

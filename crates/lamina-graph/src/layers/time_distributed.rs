@@ -1,6 +1,7 @@
 //! `TimeDistributed(layer)`: a layer applied to every step of a sequence, with one set of
 //! weights for all steps.
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::layer::{Layer, LayerRef, call_layer, unique_name};
 use crate::shape::Dim;
@@ -124,11 +125,8 @@ impl Layer for TimeDistributed {
         let mut split = match (dims[0], dims[1]) {
             (_, Dim::Known(t)) => vec![-1i64, t as i64],
             (Dim::Known(b), _) => vec![b as i64, -1],
-            _ => {
-                return Err(bad(
-                    "the number of steps (or the batch size) must be known".into()
-                ));
-            }
+            // Both known only at run time: pick the rows back as (batch, steps) by index.
+            _ => return Ok(vec![unmerge_steps(x, &y)]),
         };
         for (k, d) in y_shape.dims().iter().enumerate().skip(1) {
             match d {
@@ -142,4 +140,19 @@ impl Layer for TimeDistributed {
         }
         Ok(vec![y.reshape(&split)])
     }
+
+    // Keras's TimeDistributed supports masking and keeps the input's mask (batch, steps).
+    fn supports_masking(&self) -> bool {
+        true
+    }
+}
+
+/// `y` `(batch * steps, ...)` back as `(batch, steps, ...)` when neither is known before run
+/// time: row `b * steps + t` is taken for each `(b, t)` of `x`.
+fn unmerge_steps(x: &Tensor, y: &Tensor) -> Tensor {
+    let t = Tensor::arange_size(&x.size_of(1), DType::I32);
+    let b = Tensor::arange_size(&x.size_of(0), DType::I32);
+    let steps = t.ones_like().sum(0);
+    let rows = b.expand_dims(1).multiply(&steps).add(t.expand_dims(0));
+    y.take(&rows, 0)
 }
