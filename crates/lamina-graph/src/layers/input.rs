@@ -33,6 +33,12 @@ impl Input {
         }
     }
 
+    /// An input written as Keras writes it, `None` for a size known only at run time:
+    /// `Input::shape(&[None, Some(16)])` is `keras.Input(shape=(None, 16))`.
+    pub fn shape(per_sample: &[Option<usize>]) -> Input {
+        Input::with_dims(per_sample.iter().map(|&n| Dim::from(n)).collect())
+    }
+
     /// Sets the element type.
     pub fn dtype(mut self, dtype: DType) -> Input {
         self.dtype = dtype;
