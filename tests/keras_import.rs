@@ -750,3 +750,13 @@ fn configurations_larger_than_their_weights_are_refused_before_allocating() {
     });
     assert!(e.contains("more than the weights file has left"), "{e}");
 }
+
+/// A recurrent layer whose units make an impossible recurrent kernel (the product overflows)
+/// is an error naming the layer, not an overflow panic.
+#[test]
+fn recurrent_units_past_every_limit_are_named() {
+    let e = load_edited("lstm", |t| {
+        t.replacen("\"units\": 8", "\"units\": 4611686018427387904", 1)
+    });
+    assert!(e.contains("LSTM") && e.contains("units"), "{e}");
+}

@@ -106,6 +106,21 @@ impl Rnn {
         if self.units == 0 {
             return Err(self.err("units must be at least 1".into()));
         }
+        // The recurrent kernel (units, gates * units) is the largest weight whatever the
+        // input; checked here so that no later product of `units` overflows.
+        let gates = self.cell.gates();
+        let values = self
+            .units
+            .checked_mul(gates)
+            .and_then(|gu| gu.checked_mul(self.units));
+        if values.is_none_or(|n| n > crate::host::MAX_ELEMENTS) {
+            return Err(self.err(format!(
+                "units {} is too many: the recurrent kernel ({0}, {gates} * {0}) would hold more \
+                 than {} values",
+                self.units,
+                crate::host::MAX_ELEMENTS
+            )));
+        }
         for a in [&self.activation, &self.recurrent_activation] {
             if matches!(
                 a,

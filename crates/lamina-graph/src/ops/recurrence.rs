@@ -177,7 +177,18 @@ pub(crate) fn infer_recurrence(
             "the input must have rank 3 (batch, timesteps, features), got {x}"
         )));
     }
-    let gu = spec.cell.gates() * spec.units;
+    let gu = spec
+        .cell
+        .gates()
+        .checked_mul(spec.units)
+        .filter(|&n| n > 0 && n <= crate::host::MAX_ELEMENTS)
+        .ok_or_else(|| {
+            bad(format!(
+                "{} units: a loop needs at least 1 and at most {} gate values per row",
+                spec.units,
+                crate::host::MAX_ELEMENTS
+            ))
+        })?;
     let expect = |k: usize, want: &[Option<usize>], what: &str| -> Result<()> {
         let (s, d) = &inputs[k];
         let fits = s.rank() == want.len()
