@@ -852,3 +852,149 @@ fn composite_activations_run_unrolled_and_agree_with_the_native_loop() -> Result
     }
     Ok(())
 }
+
+/// Masks given with the call (a bool input) and initial states, against Keras 3's eager call
+/// `layer(x, mask=..., initial_state=...)`: the first step masked (the output repeats the
+/// initial `h`), a row masked at every step (its states stay the initial ones), with
+/// `go_backwards` and `zero_output_for_mask`; the native CPU loop, the unrolled loop of a
+/// custom activation and the GPU all agree with Keras.
+#[test]
+fn explicit_masks_with_initial_states_match_keras() -> Result<()> {
+    use keras_ref::*;
+    const KEEP2: [[bool; T]; B] = [[false, true, true, false, false], [false; T]];
+    let tanh = Activation::custom("tanh_unrolled", |x: &Tensor| x.tanh().multiply(1.0f32));
+    let cases: Vec<(Kind, &[&[f32]])> = vec![
+        (Kind::Simple, &[&EXPL_SRNN_0]),
+        (Kind::Lstm, &[&EXPL_LSTM_0, &EXPL_LSTM_1, &EXPL_LSTM_2]),
+        (
+            Kind::Gru { reset_after: false },
+            &[&EXPL_GRU_V1_0, &EXPL_GRU_V1_1],
+        ),
+    ];
+    for (kind, want) in cases {
+        for custom in [None, Some(tanh.clone())] {
+            let unrolled = custom.is_some();
+            let layer: LayerRef = match (kind, custom) {
+                (Kind::Simple, None) => Arc::new(SimpleRNN::new(U).return_sequences(true)),
+                (Kind::Simple, Some(a)) => {
+                    Arc::new(SimpleRNN::new(U).return_sequences(true).activation(a))
+                }
+                (Kind::Lstm, a) => {
+                    let l = LSTM::new(U)
+                        .return_sequences(true)
+                        .return_state(true)
+                        .go_backwards(true)
+                        .zero_output_for_mask(true);
+                    Arc::new(match a {
+                        Some(a) => l.activation(a),
+                        None => l,
+                    })
+                }
+                (_, a) => {
+                    let l = GRU::new(U).reset_after(false).return_state(true);
+                    Arc::new(match a {
+                        Some(a) => l.activation(a),
+                        None => l,
+                    })
+                }
+            };
+            let x = Input::with_dims(vec![Dim::Dynamic, Dim::Known(I)]).tensor();
+            let m = Input::with_dims(vec![Dim::Dynamic])
+                .dtype(DType::Bool)
+                .tensor();
+            let states: Vec<Tensor> = (0..kind.states())
+                .map(|_| Input::new(&[U]).tensor())
+                .collect();
+            let mut ins = vec![x.clone().with_mask(Some(m.clone()))];
+            ins.extend(states.iter().cloned());
+            let outs = call_layer(layer.as_ref(), &ins)?;
+            let mut model_ins = vec![x, m];
+            model_ins.extend(states);
+            let model = Model::new(&model_ins, &outs)?;
+            set(layer.as_ref(), "", kind, &weights(kind, true, 1.0))?;
+            let mut feeds = vec![
+                HostTensor::new(&[B, T, I], inputs(false))?,
+                HostTensor::new(&[B, T], KEEP2.concat())?,
+            ];
+            for s in initial_states(kind) {
+                feeds.push(HostTensor::new(&[B, U], s)?);
+            }
+            let got = run_both(&model, &feeds);
+            assert_eq!(got.len(), want.len(), "{kind:?}");
+            for (k, (g, w)) in got.iter().zip(want).enumerate() {
+                let w: Vec<f64> = w.iter().map(|&v| v as f64).collect();
+                let what = format!("{kind:?} (unrolled: {unrolled}) output {k}");
+                assert_close(&what, &g.to_f32_vec(), &w, 1e-5);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Units whose weights could not exist (their product overflows, or passes the element
+/// limit) are errors naming the layer, from the Rust API and from a crafted model file;
+/// a loop of zero units built directly is an error before any backend runs it.
+#[test]
+fn impossible_unit_counts_are_errors_not_panics() -> Result<()> {
+    let x = Input::new(&[T, I]).tensor();
+    let msg = |r: Result<Tensor>| r.expect_err("an error").to_string();
+    let e = msg(LSTM::new(1 << 62).name("huge_lstm").call(&x));
+    assert!(e.contains("huge_lstm") && e.contains("units"), "{e}");
+    let e = msg(GRU::new(usize::MAX / 3 + 1).name("huge_gru").call(&x));
+    assert!(e.contains("huge_gru") && e.contains("units"), "{e}");
+    // (2^17, 2^17) is past the element limit without overflowing.
+    let e = msg(SimpleRNN::new(1 << 17).name("wide_rnn").call(&x));
+    assert!(e.contains("wide_rnn") && e.contains("units"), "{e}");
+    // A model file whose records claim such units.
+    let open = Input::with_dims(vec![Dim::Dynamic, Dim::Known(I)]).tensor();
+    let a = LSTM::new(U).name("lstm_file").call(&open)?;
+    let b = Bidirectional::new(&GRU::new(U))?
+        .name("bi_file")
+        .call(&open)?;
+    let bytes = Model::new(&[open], &[a, b])?.to_bytes()?;
+    for (class, units, name) in [
+        ("LSTM", 1u64 << 62, "lstm_file"),
+        ("Bidirectional", u64::MAX, "forward_gru"),
+    ] {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let mut meta = meta.metadata().clone().unwrap();
+        let mut arch: serde_json::Value = serde_json::from_str(&meta["architecture"]).unwrap();
+        for l in arch["layers"].as_array_mut().unwrap() {
+            if l["class"] == class {
+                match class {
+                    "LSTM" => l["units"] = units.into(),
+                    _ => {
+                        l["forward"]["units"] = units.into();
+                        l["backward"]["units"] = units.into();
+                    }
+                }
+            }
+        }
+        meta.insert("architecture".into(), arch.to_string());
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let bad = safetensors::serialize(st.tensors(), Some(meta)).unwrap();
+        let e = Model::from_bytes(&bad).err().expect("an error").to_string();
+        assert!(e.contains(name) && e.contains("units"), "{class}: {e}");
+    }
+    // The op built directly with zero units.
+    use lamina::ops::{RecurrenceSpec, RecurrentCell};
+    let spec = RecurrenceSpec {
+        cell: RecurrentCell::Lstm,
+        units: 0,
+        activation: Activation::Tanh,
+        recurrent_activation: Activation::Sigmoid,
+        go_backwards: false,
+        return_sequences: false,
+        zero_output_for_mask: false,
+        has_bias: true,
+        has_mask: false,
+        has_initial_states: false,
+    };
+    let k = Tensor::constant(HostTensor::zeros(&[I, 0])?);
+    let r = Tensor::constant(HostTensor::zeros(&[0, 0])?);
+    let bias = Tensor::constant(HostTensor::zeros(&[0])?);
+    let outs = Tensor::recurrence(spec, &x, &[&k, &r, &bias], None, &[]);
+    let e = outs[0].check().expect_err("zero units").to_string();
+    assert!(e.contains("lstm") && e.contains("0 units"), "{e}");
+    Ok(())
+}
