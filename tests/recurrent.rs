@@ -986,6 +986,7 @@ fn impossible_unit_counts_are_errors_not_panics() -> Result<()> {
         go_backwards: false,
         return_sequences: false,
         zero_output_for_mask: false,
+        unroll: false,
         has_bias: true,
         has_mask: false,
         has_initial_states: false,
@@ -996,5 +997,132 @@ fn impossible_unit_counts_are_errors_not_panics() -> Result<()> {
     let outs = Tensor::recurrence(spec, &x, &[&k, &r, &bias], None, &[]);
     let e = outs[0].check().expect_err("zero units").to_string();
     assert!(e.contains("lstm") && e.contains("0 units"), "{e}");
+    Ok(())
+}
+
+/// Keras 3.15's outputs with `unroll=True` (tests/fixtures/make_unroll_reference.py).
+#[allow(clippy::excessive_precision, clippy::approx_constant)]
+mod unroll_ref {
+    pub const BI: [f32; 32] = [
+        0.0,
+        0.0,
+        0.1437884420156479,
+        0.21561720967292786,
+        -0.07345983386039734,
+        -0.11080581694841385,
+        0.1437884420156479,
+        0.21561720967292786,
+        -0.3163127303123474,
+        -0.26204532384872437,
+        0.16069090366363525,
+        0.14867082238197327,
+        -0.4496249854564667,
+        -0.2316010743379593,
+        0.08344941586256027,
+        0.06483317166566849,
+        -0.30539071559906006,
+        -0.16743363440036774,
+        0.08139914274215698,
+        0.0695238932967186,
+        -0.16356511414051056,
+        -0.031885355710983276,
+        -0.0309455506503582,
+        0.006999724544584751,
+        -0.16356511414051056,
+        -0.031885355710983276,
+        -0.1620277613401413,
+        -0.013131781481206417,
+        0.00017510079487692565,
+        -0.007267580833286047,
+        -0.1620277613401413,
+        -0.013131781481206417,
+    ];
+    pub const INIT: [f32; 16] = [
+        0.0,
+        0.0,
+        -0.14769098162651062,
+        -0.20420829951763153,
+        -0.3132439851760864,
+        -0.34391140937805176,
+        -0.42373794317245483,
+        -0.38445067405700684,
+        -0.37742510437965393,
+        -0.18628230690956116,
+        -0.21016022562980652,
+        -0.04787873849272728,
+        -0.21016022562980652,
+        -0.04787873849272728,
+        -0.012247417122125626,
+        0.023470789194107056,
+    ];
+}
+
+#[test]
+fn keras_unroll_mask_semantics_match_keras() -> Result<()> {
+    // unroll=True: a masked step repeats the previous output (zeros before the first) and
+    // zero_output_for_mask is ignored; rows 0 and 1 are masked at steps 0 and 2.
+    const STEPS: usize = 4;
+    let x: Vec<f32> = (0..B * STEPS * I)
+        .map(|k| {
+            let (b, t) = (k / (STEPS * I), (k / I) % STEPS);
+            if (b, t) == (0, 0) || (b, t) == (1, 2) {
+                0.0
+            } else {
+                (0.3 * k as f64 + 0.1).cos() as f32
+            }
+        })
+        .collect();
+    let x = HostTensor::new(&[B, STEPS, I], x)?;
+    let lstm_w = |seed: f64| W {
+        k: fill(I * 4 * U, seed),
+        r: fill(U * 4 * U, seed + 1.0),
+        b: Some(fill(4 * U, seed + 2.0)),
+    };
+    let check = |model: &Model, inputs: &[HostTensor], want: &[f32]| {
+        let got = run_both(model, inputs)[0].to_f32_vec();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() <= 1e-5, "{got:?} vs {want:?}");
+        }
+    };
+    // Bidirectional LSTM returning sequences, on a run-time length.
+    let inner = LSTM::new(U).return_sequences(true).unroll(true);
+    let bi = Bidirectional::new(&inner)?;
+    let input = Input::shape(&[None, Some(I)]).tensor();
+    let y = bi.call(&Masking::new(0.0).call(&input)?)?;
+    let model = Model::new(&[input], &[y])?;
+    let cell = "lstm_cell";
+    let name = Layer::name(&inner);
+    set(
+        &bi,
+        &format!("forward_{name}/{cell}/"),
+        Kind::Lstm,
+        &lstm_w(0.0),
+    )?;
+    set(
+        &bi,
+        &format!("backward_{name}/{cell}/"),
+        Kind::Lstm,
+        &lstm_w(3.0),
+    )?;
+    check(&model, std::slice::from_ref(&x), &unroll_ref::BI);
+    // Initial states, zero_output_for_mask (ignored), the first step of row 0 masked.
+    let lstm = LSTM::new(U)
+        .return_sequences(true)
+        .zero_output_for_mask(true)
+        .unroll(true);
+    let input = Input::shape(&[None, Some(I)]).tensor();
+    let (h, c) = (Input::new(&[U]).tensor(), Input::new(&[U]).tensor());
+    let m = Masking::new(0.0).call(&input)?;
+    let y = lstm.call(&[m, h.clone(), c.clone()])?;
+    let model = Model::new(&[input, h, c], &[y])?;
+    set(&lstm, "", Kind::Lstm, &lstm_w(6.0))?;
+    let h0 = HostTensor::new(&[B, U], fill(B * U, 3.0))?;
+    let c0 = HostTensor::new(&[B, U], fill(B * U, 4.0))?;
+    let inputs = [x, h0, c0];
+    check(&model, &inputs, &unroll_ref::INIT);
+    // unroll saves and loads.
+    let loaded = Model::from_bytes(&model.to_bytes()?)?;
+    check(&loaded, &inputs, &unroll_ref::INIT);
     Ok(())
 }

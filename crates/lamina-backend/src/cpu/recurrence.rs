@@ -277,6 +277,9 @@ pub fn run(
             let out = &mut last[r * u..][..u];
             if keep_row {
                 out.copy_from_slice(&new_h);
+            } else if spec.unroll {
+                // Keras's unrolled loop repeats the previous output (zeros before the first),
+                // which `last` holds.
             } else if spec.zero_output_for_mask {
                 out.fill(0.0);
             } else {

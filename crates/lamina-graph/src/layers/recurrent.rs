@@ -54,6 +54,7 @@ struct Rnn {
     return_state: bool,
     go_backwards: bool,
     zero_output_for_mask: bool,
+    unroll: bool,
     seed: u64,
     weights: Arc<Weights>,
 }
@@ -77,6 +78,7 @@ impl Rnn {
             return_state: false,
             go_backwards: false,
             zero_output_for_mask: false,
+            unroll: false,
             seed: id,
             weights: Arc::default(),
         }
@@ -263,6 +265,7 @@ impl Rnn {
             go_backwards: self.go_backwards,
             return_sequences: self.return_sequences,
             zero_output_for_mask: self.zero_output_for_mask,
+            unroll: self.unroll,
             has_bias: false,
             has_mask: false,
             has_initial_states: false,
@@ -291,6 +294,7 @@ impl Rnn {
             go_backwards: self.go_backwards,
             zero_output_for_mask: self.zero_output_for_mask,
             reset_after: matches!(self.cell, Cell::Gru { reset_after: true }),
+            unroll: self.unroll,
         }
     }
 
@@ -310,6 +314,7 @@ impl Rnn {
         rnn.return_state = r.return_state;
         rnn.go_backwards = r.go_backwards;
         rnn.zero_output_for_mask = r.zero_output_for_mask;
+        rnn.unroll = r.unroll;
         rnn.check_config()?;
         Ok(rnn)
     }
@@ -400,6 +405,14 @@ macro_rules! recurrent_layer {
             /// `return_sequences`).
             pub fn zero_output_for_mask(self, on: bool) -> $ty {
                 self.configure(|r| r.zero_output_for_mask = on)
+            }
+
+            /// Keras's `unroll` (default false). The loop is compiled the same way either way;
+            /// what changes is Keras's mask semantics, which differ when unrolled: a masked step
+            /// repeats the previous output (zeros before the first output, not the initial
+            /// state) and `zero_output_for_mask` is ignored.
+            pub fn unroll(self, on: bool) -> $ty {
+                self.configure(|r| r.unroll = on)
             }
 
             /// Sets the seed of the weight initialisers.

@@ -84,6 +84,9 @@ pub struct RecurrenceSpec {
     pub return_sequences: bool,
     /// Whether masked steps output zeros instead of repeating the previous output.
     pub zero_output_for_mask: bool,
+    /// Keras's `unroll=True` mask semantics: a masked step repeats the previous output (zeros
+    /// before the first output), whatever `zero_output_for_mask` and the initial state say.
+    pub unroll: bool,
     /// Whether a bias input follows the kernels.
     pub has_bias: bool,
     /// Whether a mask input follows.
@@ -307,6 +310,8 @@ fn unroll(spec: &RecurrenceSpec, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
     };
     // One scalar zero for every masked output (each constant is a buffer on the GPU).
     let zero = Tensor::scalar(0.0);
+    // The previous output, for Keras's unrolled mask semantics.
+    let mut previous: Tensor = zero.clone();
     let gate = |z: &Tensor, k: i64| z.slice_axis(-1, Some(k * u), Some((k + 1) * u), 1);
     let act = |t: &Tensor| spec.activation.apply(t);
     let ract = |t: &Tensor| spec.recurrent_activation.apply(t);
@@ -353,7 +358,9 @@ fn unroll(spec: &RecurrenceSpec, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
                     .zip(&states)
                     .map(|(n, s)| Tensor::where_(&keep, n, s))
                     .collect();
-                let out = if spec.zero_output_for_mask {
+                let out = if spec.unroll {
+                    Tensor::where_(&keep, &new[0], &previous)
+                } else if spec.zero_output_for_mask {
                     Tensor::where_(&keep, &new[0], &zero)
                 } else {
                     next[0].clone()
@@ -363,6 +370,7 @@ fn unroll(spec: &RecurrenceSpec, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
             None => (new.clone(), new[0].clone()),
         };
         states = next;
+        previous = out.clone();
         if spec.return_sequences || k + 1 == steps {
             outputs.push(out);
         }

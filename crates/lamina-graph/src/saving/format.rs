@@ -489,6 +489,9 @@ pub struct RnnRecord {
     pub zero_output_for_mask: bool,
     /// GRU: reset gate after the recurrent matmul.
     pub reset_after: bool,
+    /// Keras's `unroll=True`: masked steps repeat the previous output, zeros before the first.
+    #[serde(default)]
+    pub unroll: bool,
 }
 
 /// The configuration of a `Bidirectional` wrapper.

@@ -767,6 +767,7 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
                         .return_state(bool_or(cfg, "return_state", false, n)?)
                         .go_backwards(bool_or(cfg, "go_backwards", false, n)?)
                         .zero_output_for_mask(bool_or(cfg, "zero_output_for_mask", false, n)?)
+                        .unroll(bool_or(cfg, "unroll", false, n)?)
                         .name(n)
                 };
             }
