@@ -134,7 +134,11 @@ pub fn run(
         && bias.is_none_or(|v| v.len() % g == 0)
         && keep.as_ref().is_none_or(|k| k.len() == b * t);
     if !sizes_ok {
-        return Err(bad("input sizes do not match the loop".into()));
+        let shapes: Vec<String> = inputs.iter().map(|(_, s)| format!("{s:?}")).collect();
+        return Err(bad(format!(
+            "input shapes {} do not fit {u} units of {g} gates",
+            shapes.join(", ")
+        )));
     }
     // Input and recurrent biases: GRU with reset_after keeps them apart (bias rows 0, 1).
     let (in_bias, rec_bias) = match (bias, spec.cell) {
