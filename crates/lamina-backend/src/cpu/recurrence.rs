@@ -136,7 +136,7 @@ pub fn run(
     if !sizes_ok {
         let shapes: Vec<String> = inputs.iter().map(|(_, s)| format!("{s:?}")).collect();
         return Err(bad(format!(
-            "input shapes {} do not fit {u} units of {g} gates",
+            "input shapes {} do not fit {u} units ({g} gate columns)",
             shapes.join(", ")
         )));
     }
