@@ -174,7 +174,7 @@ fn erfc_mid(a: f32) -> f32 {
 }
 
 /// The Gauss error function: FreeBSD's `erff` with [`exp`] for `expf`, within 2 ulp; branch
-/// free, as [`erfc_mid`]. WGSL: `lamina_erf`.
+/// free, as `erfc_mid`. WGSL: `lamina_erf`.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
     let a = x.abs();
