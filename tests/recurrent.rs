@@ -1126,3 +1126,59 @@ fn keras_unroll_mask_semantics_match_keras() -> Result<()> {
     check(&loaded, &inputs, &unroll_ref::INIT);
     Ok(())
 }
+
+#[test]
+fn wide_steps_computed_over_threads_agree_with_the_gpu_and_the_unrolled_loop() -> Result<()> {
+    // Steps whose rows hold 16,384 gate values or more compute their rows over threads on the
+    // CPU; the GPU and a composite activation (unrolled on the CPU) compute the same values.
+    let tanh2 = Activation::custom("tanh2", |x: &Tensor| {
+        x.multiply(2.0f32)
+            .sigmoid()
+            .multiply(2.0f32)
+            .subtract(1.0f32)
+    });
+    let cases: [(usize, LayerRef, LayerRef); 2] = [
+        (
+            8,
+            Arc::new(LSTM::new(512).return_sequences(true)),
+            Arc::new(
+                LSTM::new(512)
+                    .return_sequences(true)
+                    .activation(tanh2.clone()),
+            ),
+        ),
+        (
+            11,
+            Arc::new(GRU::new(512).go_backwards(true)),
+            Arc::new(GRU::new(512).go_backwards(true).activation(tanh2.clone())),
+        ),
+    ];
+    for (batch, native, unrolled) in cases {
+        let x = Input::shape(&[None, Some(I)]).tensor();
+        let m = Masking::new(0.0).call(&x)?;
+        let a = call_layer(native.as_ref(), std::slice::from_ref(&m))?.remove(0);
+        let b = call_layer(unrolled.as_ref(), &[m])?.remove(0);
+        for (name, v) in native.weight_paths() {
+            let short = name.rsplit('/').next().unwrap_or(&name).to_string();
+            unrolled.set_weight(&short, v.value())?;
+        }
+        let model = Model::new(&[x], &[a, b])?;
+        let steps = 3;
+        let data: Vec<f32> = (0..batch * steps * I)
+            .map(|k| {
+                let (row, t) = (k / (steps * I), (k / I) % steps);
+                if (row + t) % 5 == 2 {
+                    0.0
+                } else {
+                    (0.37 * k as f64).sin() as f32
+                }
+            })
+            .collect();
+        let out = run_both(&model, &[HostTensor::new(&[batch, steps, I], data)?]);
+        let (p, q) = (out[0].to_f32_vec(), out[1].to_f32_vec());
+        for (a, b) in p.iter().zip(&q) {
+            assert!((a - b).abs() <= 2e-6, "{a} vs {b}");
+        }
+    }
+    Ok(())
+}

@@ -14,6 +14,7 @@ use lamina_graph::op::{Op, UnaryOp};
 use lamina_graph::ops::{RecurrenceSpec, RecurrentCell};
 use lamina_graph::shape::Shape;
 use lamina_graph::{DType, Error, HostData, Result, Tensor};
+use rayon::prelude::*;
 
 /// An activation the loop applies in place: the identity, or one elementwise op.
 #[derive(Clone, Copy, Debug)]
@@ -173,8 +174,8 @@ pub fn run(
     let mut rh_out = vec![0f32; b * u];
     let mut scratch = Vec::with_capacity(g);
     let mut gates = vec![0f32; g];
-    let mut new_h = vec![0f32; u];
-    let mut new_c = vec![0f32; u];
+    let mut new_h = vec![0f32; b * u];
+    let mut new_c = vec![0f32; b * u];
     let threaded = |m: usize, k: usize, n: usize| m * k * n >= 1 << 18;
     for step in 0..t {
         let tt = if spec.go_backwards {
@@ -212,75 +213,48 @@ pub fn run(
             }
             _ => gemm_f32_with(b, u, g, h, recurrent, &mut z, threaded(b, u, g)),
         }
-        for r in 0..b {
-            let xrow = &xw[(r * t + tt) * g..][..g];
-            let h = &states[0][r * u..][..u];
-            match spec.cell {
-                RecurrentCell::SimpleRnn => {
-                    let zrow = &z[r * g..][..g];
-                    for j in 0..u {
-                        new_h[j] = xrow[j] + zrow[j];
-                    }
-                    act.apply(&mut new_h, &mut scratch);
-                }
-                RecurrentCell::Lstm => {
-                    let zrow = &z[r * g..][..g];
-                    for j in 0..g {
-                        gates[j] = xrow[j] + zrow[j];
-                    }
-                    let (ifg, o) = gates.split_at_mut(3 * u);
-                    let (i_f, cand) = ifg.split_at_mut(2 * u);
-                    ract.apply(i_f, &mut scratch);
-                    act.apply(cand, &mut scratch);
-                    ract.apply(o, &mut scratch);
-                    let c = &states[1][r * u..][..u];
-                    for j in 0..u {
-                        new_c[j] = i_f[u + j] * c[j] + i_f[j] * cand[j];
-                    }
-                    new_h.copy_from_slice(&new_c);
-                    act.apply(&mut new_h, &mut scratch);
-                    for j in 0..u {
-                        new_h[j] *= o[j];
-                    }
-                }
-                RecurrentCell::Gru { reset_after: true } => {
-                    let zrow = &mut z[r * g..][..g];
-                    if let Some(rb) = rec_bias {
-                        zrow.iter_mut().zip(rb).for_each(|(a, &c)| *a += c);
-                    }
-                    for j in 0..2 * u {
-                        gates[j] = xrow[j] + zrow[j];
-                    }
-                    ract.apply(&mut gates[..2 * u], &mut scratch);
-                    for j in 0..u {
-                        new_h[j] = xrow[2 * u + j] + gates[u + j] * zrow[2 * u + j];
-                    }
-                    act.apply(&mut new_h, &mut scratch);
-                    for j in 0..u {
-                        new_h[j] += gates[j] * (h[j] - new_h[j]);
-                    }
-                }
-                RecurrentCell::Gru { reset_after: false } => {
-                    let zg = &z[r * 2 * u..][..u];
-                    for j in 0..u {
-                        new_h[j] = xrow[2 * u + j] + rh_out[r * u + j];
-                    }
-                    act.apply(&mut new_h, &mut scratch);
-                    for j in 0..u {
-                        new_h[j] += zg[j] * (h[j] - new_h[j]);
-                    }
-                }
+        if let Some(rb) = rec_bias {
+            for row in z.chunks_exact_mut(g) {
+                row.iter_mut().zip(rb).for_each(|(a, &c)| *a += c);
             }
+        }
+        // Each row's new state, over threads when the step is large.
+        let cell = StepRows {
+            kind: spec.cell,
+            acts: (act, ract),
+            u,
+            g,
+            xw: &xw,
+            t,
+            tt,
+            z: &z,
+            rh_out: &rh_out,
+            states: &states,
+        };
+        if b * g >= PARALLEL_ROW_VALUES {
+            let rows = new_h.par_chunks_mut(u).zip(new_c.par_chunks_mut(u));
+            rows.enumerate().for_each_init(
+                || (vec![0f32; g], Vec::with_capacity(g)),
+                |(gates, scratch), (r, (nh, nc))| cell.row(r, nh, nc, gates, scratch),
+            );
+        } else {
+            for (r, (nh, nc)) in new_h.chunks_mut(u).zip(new_c.chunks_mut(u)).enumerate() {
+                cell.row(r, nh, nc, &mut gates, &mut scratch);
+            }
+        }
+        for r in 0..b {
+            let new_h = &new_h[r * u..][..u];
+            let new_c = &new_c[r * u..][..u];
             let keep_row = keep.as_ref().is_none_or(|k| k[r * t + tt]);
             if keep_row {
-                states[0][r * u..][..u].copy_from_slice(&new_h);
+                states[0][r * u..][..u].copy_from_slice(new_h);
                 if spec.cell == RecurrentCell::Lstm {
-                    states[1][r * u..][..u].copy_from_slice(&new_c);
+                    states[1][r * u..][..u].copy_from_slice(new_c);
                 }
             }
             let out = &mut last[r * u..][..u];
             if keep_row {
-                out.copy_from_slice(&new_h);
+                out.copy_from_slice(new_h);
             } else if spec.unroll {
                 // Keras's unrolled loop repeats the previous output (zeros before the first),
                 // which `last` holds.
@@ -301,4 +275,94 @@ pub fn run(
     })];
     result.extend(states.into_iter().map(HostData::F32));
     Ok(result)
+}
+
+/// Steps whose rows hold at least this many gate values compute their rows over threads.
+const PARALLEL_ROW_VALUES: usize = 1 << 14;
+
+/// What every row of one step reads: the cell, the input projection of step `tt`, the
+/// recurrent products `z` (and `rh_out` for a GRU without `reset_after`), the states.
+struct StepRows<'a> {
+    kind: RecurrentCell,
+    acts: (Elementwise, Elementwise),
+    u: usize,
+    g: usize,
+    xw: &'a [f32],
+    t: usize,
+    tt: usize,
+    z: &'a [f32],
+    rh_out: &'a [f32],
+    states: &'a [Vec<f32>],
+}
+
+impl StepRows<'_> {
+    /// Row `r`'s new `h` (and `c` for an LSTM), through the buffers `gates` (`g` values) and
+    /// `scratch`.
+    fn row(
+        &self,
+        r: usize,
+        new_h: &mut [f32],
+        new_c: &mut [f32],
+        gates: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) {
+        let (u, g) = (self.u, self.g);
+        let (act, ract) = self.acts;
+        let xrow = &self.xw[(r * self.t + self.tt) * g..][..g];
+        let h = &self.states[0][r * u..][..u];
+        match self.kind {
+            RecurrentCell::SimpleRnn => {
+                let zrow = &self.z[r * g..][..g];
+                for j in 0..u {
+                    new_h[j] = xrow[j] + zrow[j];
+                }
+                act.apply(new_h, scratch);
+            }
+            RecurrentCell::Lstm => {
+                let zrow = &self.z[r * g..][..g];
+                for j in 0..g {
+                    gates[j] = xrow[j] + zrow[j];
+                }
+                let (ifg, o) = gates.split_at_mut(3 * u);
+                let (i_f, cand) = ifg.split_at_mut(2 * u);
+                ract.apply(i_f, scratch);
+                act.apply(cand, scratch);
+                ract.apply(o, scratch);
+                let c = &self.states[1][r * u..][..u];
+                for j in 0..u {
+                    new_c[j] = i_f[u + j] * c[j] + i_f[j] * cand[j];
+                }
+                new_h.copy_from_slice(new_c);
+                act.apply(new_h, scratch);
+                for j in 0..u {
+                    new_h[j] *= o[j];
+                }
+            }
+            RecurrentCell::Gru { reset_after: true } => {
+                // The recurrent bias is already in `z`.
+                let zrow = &self.z[r * g..][..g];
+                for j in 0..2 * u {
+                    gates[j] = xrow[j] + zrow[j];
+                }
+                ract.apply(&mut gates[..2 * u], scratch);
+                for j in 0..u {
+                    new_h[j] = xrow[2 * u + j] + gates[u + j] * zrow[2 * u + j];
+                }
+                act.apply(new_h, scratch);
+                for j in 0..u {
+                    new_h[j] += gates[j] * (h[j] - new_h[j]);
+                }
+            }
+            RecurrentCell::Gru { reset_after: false } => {
+                let zg = &self.z[r * 2 * u..][..u];
+                for j in 0..u {
+                    new_h[j] = xrow[2 * u + j] + self.rh_out[r * u + j];
+                }
+                act.apply(new_h, scratch);
+                for j in 0..u {
+                    new_h[j] += zg[j] * (h[j] - new_h[j]);
+                }
+            }
+        }
+    }
 }
