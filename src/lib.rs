@@ -38,6 +38,7 @@ pub mod prelude {
         Minimum, Model, Multiply, Rescaling, Reshape, Result, Sequential, Shape, SliceArg, Softmax,
         Subtract, Tensor, s,
     };
+    pub use lamina_graph::{AdditiveAttention, Attention, ScoreMode};
     pub use lamina_graph::{
         AveragePooling1D, AveragePooling2D, BatchNormalization, Conv1D, Conv1DTranspose, Conv2D,
         Conv2DTranspose, DepthwiseConv2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling1D,

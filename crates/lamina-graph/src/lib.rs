@@ -29,6 +29,7 @@ pub use layers::{
     LambdaScope, LayerNormalization, Masking, Maximum, Minimum, Multiply, OutputShape, Rescaling,
     Reshape, Softmax, Subtract,
 };
+pub use layers::{AdditiveAttention, Attention, ScoreMode};
 pub use layers::{
     AveragePooling1D, AveragePooling2D, BatchNormalization, Conv1D, Conv1DTranspose, Conv2D,
     Conv2DTranspose, DepthwiseConv2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling1D,

@@ -7,6 +7,7 @@ mod batch_normalization;
 mod common;
 mod conv;
 mod dense;
+mod dot_attention;
 mod elementwise;
 mod embedding;
 mod image;
@@ -35,6 +36,7 @@ pub use conv::{
     SeparableConv2D, Sizes,
 };
 pub use dense::Dense;
+pub use dot_attention::{AdditiveAttention, Attention, ScoreMode};
 pub use elementwise::{ActivationLayer, Dropout, Rescaling};
 pub use embedding::Embedding;
 pub(crate) use image::{image_layer_from_record, image_layer_record};

@@ -211,6 +211,41 @@ pub enum LayerRecord {
         /// Keras's call argument `return_attention_scores`.
         return_attention_scores: bool,
     },
+    /// An `Attention` (Luong); its weights are `scale` and `concat_score_weight` (scalars, when
+    /// `use_scale` and when `score_mode` is `concat`).
+    Attention {
+        /// The layer's name.
+        name: String,
+        /// Whether there is a `scale` weight.
+        use_scale: bool,
+        /// Keras's `score_mode`: `dot` or `concat`.
+        score_mode: String,
+        /// Dropout rate (nothing at inference).
+        #[serde(deserialize_with = "finite_f32")]
+        dropout: f32,
+        /// The dropout's seed (nothing at inference).
+        seed: Option<u64>,
+        /// Keras's call argument `use_causal_mask`.
+        use_causal_mask: bool,
+        /// Keras's call argument `return_attention_scores`.
+        return_attention_scores: bool,
+    },
+    /// An `AdditiveAttention` (Bahdanau); its weight is `scale` `(dim,)` when `use_scale`.
+    AdditiveAttention {
+        /// The layer's name.
+        name: String,
+        /// Whether there is a `scale` weight.
+        use_scale: bool,
+        /// Dropout rate (nothing at inference).
+        #[serde(deserialize_with = "finite_f32")]
+        dropout: f32,
+        /// The dropout's seed (nothing at inference).
+        seed: Option<u64>,
+        /// Keras's call argument `use_causal_mask`.
+        use_causal_mask: bool,
+        /// Keras's call argument `return_attention_scores`.
+        return_attention_scores: bool,
+    },
     /// An `Add` merge.
     Add {
         /// The layer's name.

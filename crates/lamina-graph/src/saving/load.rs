@@ -482,6 +482,40 @@ fn config_layer(
             }
             Arc::new(l.name(name))
         }
+        LayerRecord::Attention {
+            name,
+            use_scale,
+            score_mode,
+            dropout,
+            seed,
+            use_causal_mask,
+            return_attention_scores,
+        } => Arc::new(
+            crate::layers::Attention::new()
+                .use_scale(*use_scale)
+                .score_mode(crate::layers::ScoreMode::from_keras(score_mode)?)
+                .dropout(*dropout)
+                .seed(*seed)
+                .use_causal_mask(*use_causal_mask)
+                .return_attention_scores(*return_attention_scores)
+                .name(name),
+        ),
+        LayerRecord::AdditiveAttention {
+            name,
+            use_scale,
+            dropout,
+            seed,
+            use_causal_mask,
+            return_attention_scores,
+        } => Arc::new(
+            crate::layers::AdditiveAttention::new()
+                .use_scale(*use_scale)
+                .dropout(*dropout)
+                .seed(*seed)
+                .use_causal_mask(*use_causal_mask)
+                .return_attention_scores(*return_attention_scores)
+                .name(name),
+        ),
         LayerRecord::Add { name } => Arc::new(Add::new().name(name)),
         LayerRecord::Subtract { name } => Arc::new(Subtract::new().name(name)),
         LayerRecord::Multiply { name } => Arc::new(Multiply::new().name(name)),

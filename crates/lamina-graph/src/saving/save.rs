@@ -272,6 +272,29 @@ fn config_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
             return_attention_scores: scores,
         });
     }
+    if let Some(l) = any.downcast_ref::<crate::layers::Attention>() {
+        let (use_scale, dropout, seed, causal, scores) = l.common_config();
+        return Some(LayerRecord::Attention {
+            name,
+            use_scale,
+            score_mode: l.current_score_mode().keras_name().to_string(),
+            dropout,
+            seed,
+            use_causal_mask: causal,
+            return_attention_scores: scores,
+        });
+    }
+    if let Some(l) = any.downcast_ref::<crate::layers::AdditiveAttention>() {
+        let (use_scale, dropout, seed, causal, scores) = l.common_config();
+        return Some(LayerRecord::AdditiveAttention {
+            name,
+            use_scale,
+            dropout,
+            seed,
+            use_causal_mask: causal,
+            return_attention_scores: scores,
+        });
+    }
     if let Some(l) = any.downcast_ref::<Concatenate>() {
         return Some(LayerRecord::Concatenate {
             name,
