@@ -299,6 +299,7 @@ fn mutated_keras_files_give_errors_not_panics() {
         "two_input",
         "bilstm",
         "time_distributed_dot",
+        "dot_attention",
     ] {
         let path = fixture(&format!("{name}.keras"));
         let archive = KerasArchive::open(&path).unwrap();
@@ -387,6 +388,46 @@ fn keras_attention_models_reproduce_keras_predictions() {
     // cross-attention called with keywords (query, value, key, attention_mask).
     let model = Model::load_keras(fixture("time_distributed_dot.keras"), &bindings()).unwrap();
     check_against_keras(&model, "time_distributed_dot");
+}
+
+#[test]
+fn keras_luong_and_bahdanau_attention_reproduce_keras_predictions() {
+    // Embedding(mask_zero) query and value -> Attention(use_scale, score_mode="concat") called
+    // causally with its scores, and AdditiveAttention on [query, value, key]; one value is
+    // padded whole (Keras's -1e9 bias gives it a uniform softmax, not zeros).
+    let model = Model::load_keras(fixture("dot_attention.keras"), &bindings()).unwrap();
+    check_against_keras(&model, "dot_attention");
+    let scalar: &[usize] = &[];
+    assert_eq!(
+        model
+            .get_weight("attention/concat_score_weight")
+            .unwrap()
+            .shape(),
+        scalar
+    );
+    assert_eq!(
+        model
+            .get_weight("additive_attention/scale")
+            .unwrap()
+            .shape(),
+        &[6]
+    );
+    let scores = "\"return_attention_scores\": true";
+    let e = load_edited("dot_attention", |t| {
+        t.replace(scores, &format!("{scores}, \"bogus\": 1"))
+    });
+    assert!(
+        e.contains("Attention 'attention'") && e.contains("'bogus'"),
+        "{e}"
+    );
+    let e = load_edited("dot_attention", |t| {
+        t.replace(scores, "\"return_attention_scores\": 2")
+    });
+    assert!(e.contains("not true or false"), "{e}");
+    let e = load_edited("dot_attention", |t| {
+        t.replace("\"score_mode\": \"concat\"", "\"score_mode\": \"general\"")
+    });
+    assert!(e.contains("'attention'") && e.contains("score_mode"), "{e}");
 }
 
 #[test]

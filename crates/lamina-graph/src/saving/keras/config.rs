@@ -71,6 +71,8 @@ pub const SUPPORTED_CLASSES: &[&str] = &[
     "Bidirectional",
     "TimeDistributed",
     "MultiHeadAttention",
+    "Attention",
+    "AdditiveAttention",
     "Dot",
     "Sequential",
     "Functional",
@@ -782,6 +784,7 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
             }
         }
         "MultiHeadAttention" => Arc::new(mha_of(cfg, n)?),
+        "Attention" | "AdditiveAttention" => dot_attention_of(class, cfg, n, false, false)?,
         "Dot" => {
             let (a, b) = match get(cfg, "axes", n)? {
                 Value::Array(p) if p.len() == 2 => {
@@ -907,6 +910,58 @@ fn wrapped<'v>(cfg: &'v Value, key: &str, layer: &str) -> Result<&'v Value> {
         )));
     }
     Ok(inner)
+}
+
+/// An `Attention` or `AdditiveAttention` from its Keras config, with the call arguments
+/// `use_causal_mask` and `return_attention_scores`.
+fn dot_attention_of(
+    class: &str,
+    cfg: &Value,
+    n: &str,
+    causal: bool,
+    scores: bool,
+) -> Result<LayerRef> {
+    let seed = match cfg.get("seed") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| model_err(format!("layer '{n}': 'seed' is not a count")))?,
+        ),
+    };
+    let dropout = f32_or(cfg, "dropout", 0.0, n)?;
+    Ok(if class == "Attention" {
+        let mode = match cfg.get("score_mode") {
+            None | Some(Value::Null) => ScoreMode::Dot,
+            Some(Value::String(m)) => {
+                ScoreMode::from_keras(m).map_err(|e| model_err(format!("layer '{n}': {e}")))?
+            }
+            Some(v) => {
+                return Err(model_err(format!(
+                    "layer '{n}': score_mode {v} is not a name"
+                )));
+            }
+        };
+        Arc::new(
+            Attention::new()
+                .use_scale(bool_or(cfg, "use_scale", false, n)?)
+                .score_mode(mode)
+                .dropout(dropout)
+                .seed(seed)
+                .use_causal_mask(causal)
+                .return_attention_scores(scores)
+                .name(n),
+        )
+    } else {
+        Arc::new(
+            AdditiveAttention::new()
+                .use_scale(bool_or(cfg, "use_scale", true, n)?)
+                .dropout(dropout)
+                .seed(seed)
+                .use_causal_mask(causal)
+                .return_attention_scores(scores)
+                .name(n),
+        )
+    })
 }
 
 /// A `MultiHeadAttention` from its Keras config (its call arguments are set by the caller).
@@ -1128,6 +1183,73 @@ impl Builder<'_> {
         Ok(layer)
     }
 
+    /// The `Attention` or `AdditiveAttention` of `entry` for a call `node`: its keyword
+    /// arguments `use_causal_mask` and `return_attention_scores` are set on the layer (so one
+    /// layer's calls must agree on them), `mask` is read by the caller, `training` ignored.
+    fn dot_attention_for(&mut self, group: &str, entry: &Value, node: &Value) -> Result<LayerRef> {
+        let class = class_of(entry);
+        let name = name_of(entry);
+        let n = printable(&name).into_owned();
+        let bad = |detail: String| model_err(format!("{class} '{n}': {detail}"));
+        let (mut causal, mut scores) = (false, false);
+        match node.get("kwargs") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(kwargs)) => {
+                for (k, v) in kwargs {
+                    let flag = match v {
+                        Value::Null => false,
+                        Value::Bool(b) => *b,
+                        _ if k == "mask" => false,
+                        _ => {
+                            return Err(bad(format!(
+                                "the call argument '{}' is {}, not true or false",
+                                printable(k),
+                                printable(&v.to_string().chars().take(80).collect::<String>())
+                            )));
+                        }
+                    };
+                    match k.as_str() {
+                        "mask" | "training" => {}
+                        "use_causal_mask" => causal = flag,
+                        "return_attention_scores" => scores = flag,
+                        other => {
+                            return Err(bad(format!(
+                                "the call argument '{}' is not supported",
+                                printable(other)
+                            )));
+                        }
+                    }
+                }
+            }
+            Some(other) => return Err(bad(format!("its call's kwargs are {other}, not a map"))),
+        }
+        if let Some(layer) = self.made.get(group) {
+            let any = layer.as_any();
+            let same = any
+                .downcast_ref::<Attention>()
+                .map(|a| a.common_config())
+                .or_else(|| {
+                    any.downcast_ref::<AdditiveAttention>()
+                        .map(|a| a.common_config())
+                })
+                .map(|c| (c.3, c.4));
+            if same != Some((causal, scores)) {
+                return Err(bad(format!(
+                    "its calls differ in use_causal_mask or return_attention_scores (this one: \
+                     {causal}, {scores}); Lamina sets them once per layer"
+                )));
+            }
+            return Ok(layer.clone());
+        }
+        let layer = dot_attention_of(class, cfg_of(entry), &name, causal, scores)?;
+        self.made.insert(group.to_string(), layer.clone());
+        self.slots.push(Slot {
+            group: group.to_string(),
+            layer: layer.clone(),
+        });
+        Ok(layer)
+    }
+
     /// Applies container `entry` (a model config) to `inputs`; `prefix` is its weight group
     /// with a trailing `/`, empty at the top.
     fn apply(
@@ -1291,7 +1413,11 @@ impl Builder<'_> {
                     if is_container(class) {
                         self.apply(l, &ins, &format!("{group}/"), depth + 1)?
                     } else {
-                        let layer = self.layer_for(&group, l)?;
+                        let layer = if matches!(class, "Attention" | "AdditiveAttention") {
+                            self.dot_attention_for(&group, l, node)?
+                        } else {
+                            self.layer_for(&group, l)?
+                        };
                         let explicit = (!masks.is_empty()).then_some(masks.as_slice());
                         if explicit.is_some_and(|m| m.len() != ins.len()) {
                             return Err(model_err(format!(
