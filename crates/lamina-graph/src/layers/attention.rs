@@ -349,6 +349,27 @@ fn unflatten(x: &Tensor, at: usize, sizes: &[usize]) -> Tensor {
     x.reshape_dims(&target)
 }
 
+/// Keras's causal mask `(1, T, S)`, true where key position `j <= i`, from axis 1 of the query
+/// and the value (whatever the attention axes), for lengths known only at run time too.
+pub(crate) fn causal_mask(query: &Tensor, value: &Tensor) -> Tensor {
+    let rows = Tensor::arange_size(&query.size_of(1), DType::I32).expand_dims(1);
+    let cols = Tensor::arange_size(&value.size_of(1), DType::I32).expand_dims(0);
+    cols.less_equal(&rows).expand_dims(0)
+}
+
+/// The output masks of an attention layer: the query's mask on the output, none on the
+/// attention scores (Keras's `compute_mask`).
+pub(crate) fn query_mask_on_output(
+    masks: &[Option<Tensor>],
+    outputs: &[Tensor],
+) -> Vec<Option<Tensor>> {
+    let mut out = vec![None; outputs.len()];
+    if let Some(first) = out.first_mut() {
+        *first = masks.first().cloned().flatten();
+    }
+    out
+}
+
 impl Layer for MultiHeadAttention {
     layer_identity!("MultiHeadAttention");
 
@@ -366,11 +387,7 @@ impl Layer for MultiHeadAttention {
         masks: &[Option<Tensor>],
         outputs: &[Tensor],
     ) -> Result<Vec<Option<Tensor>>> {
-        let mut out = vec![None; outputs.len()];
-        if let Some(first) = out.first_mut() {
-            *first = masks.first().cloned().flatten();
-        }
-        Ok(out)
+        Ok(query_mask_on_output(masks, outputs))
     }
 
     fn forward_masked(&self, inputs: &[Tensor], masks: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
@@ -563,10 +580,7 @@ impl Layer for MultiHeadAttention {
             mask = Some(and(mask, m.cast(DType::Bool)));
         }
         if self.use_causal_mask {
-            // (1, T, S) from axis 1 of query and value, whatever the attention axes (Keras).
-            let rows = Tensor::arange_size(&query.size_of(1), DType::I32).expand_dims(1);
-            let cols = Tensor::arange_size(&value.size_of(1), DType::I32).expand_dims(0);
-            mask = Some(and(mask, cols.less_equal(&rows).expand_dims(0)));
+            mask = Some(and(mask, causal_mask(query, value)));
         }
         let mask = match mask {
             Some(m) => {

@@ -193,9 +193,7 @@ impl Core {
         let value_mask = masks.get(1).cloned().flatten();
         let mut mask = value_mask.map(|m| m.cast(DType::Bool).expand_dims(-2));
         if self.use_causal_mask {
-            let rows = Tensor::arange_size(&query.size_of(1), DType::I32).expand_dims(1);
-            let cols = Tensor::arange_size(&value.size_of(1), DType::I32).expand_dims(0);
-            let causal = cols.less_equal(&rows).expand_dims(0);
+            let causal = super::attention::causal_mask(query, value);
             mask = Some(match mask {
                 Some(m) => m.logical_and(&causal),
                 None => causal,
@@ -219,15 +217,6 @@ impl Core {
         } else {
             vec![out]
         }
-    }
-
-    /// The output mask: the query's (Keras's `compute_mask`), none on the scores.
-    fn mask(&self, masks: &[Option<Tensor>], outputs: &[Tensor]) -> Vec<Option<Tensor>> {
-        let mut out = vec![None; outputs.len()];
-        if let Some(first) = out.first_mut() {
-            *first = masks.first().cloned().flatten();
-        }
-        out
     }
 
     fn shape_mapped(&self, e: Error, query: &Tensor, key: &Tensor) -> Error {
@@ -411,7 +400,7 @@ impl Layer for Attention {
         masks: &[Option<Tensor>],
         outputs: &[Tensor],
     ) -> Result<Vec<Option<Tensor>>> {
-        Ok(self.core.mask(masks, outputs))
+        Ok(super::attention::query_mask_on_output(masks, outputs))
     }
 
     fn forward_masked(&self, inputs: &[Tensor], masks: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
@@ -526,7 +515,7 @@ impl Layer for AdditiveAttention {
         masks: &[Option<Tensor>],
         outputs: &[Tensor],
     ) -> Result<Vec<Option<Tensor>>> {
-        Ok(self.core.mask(masks, outputs))
+        Ok(super::attention::query_mask_on_output(masks, outputs))
     }
 
     fn forward_masked(&self, inputs: &[Tensor], masks: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
