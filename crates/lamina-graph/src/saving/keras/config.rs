@@ -425,6 +425,18 @@ fn pairs_of<const N: usize>(cfg: &Value, key: &str, layer: &str) -> Result<[(i64
 /// A Lamina layer from a Keras layer's class and config (not an input layer or a model).
 fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) -> Result<LayerRef> {
     let n = name;
+    // The options every Keras convolution layer shares, read from its config.
+    macro_rules! conv_options {
+        ($l:expr) => {
+            $l.strides(sizes_or(cfg, "strides", 1, n)?)
+                .padding(padding_of(cfg, n)?)
+                .data_format(data_format_of(cfg, n)?)
+                .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
+                .activation(activation_of(cfg, n)?)
+                .use_bias(bool_or(cfg, "use_bias", true, n)?)
+                .name(n)
+        };
+    }
     Ok(match class {
         "Dense" => Arc::new(
             Dense::new(usize_of(cfg, "units", n)?)
@@ -508,106 +520,64 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
             )
             .name(n),
         ),
-        "Conv1D" => Arc::new(
+        "Conv1D" => Arc::new(conv_options!(
             Conv1D::new(
                 usize_of(cfg, "filters", n)?,
                 sizes_of(cfg, "kernel_size", n)?,
             )
             .groups(usize_or(cfg, "groups", 1, n)?)
-            .strides(sizes_or(cfg, "strides", 1, n)?)
-            .padding(padding_of(cfg, n)?)
-            .data_format(data_format_of(cfg, n)?)
-            .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
-            .activation(activation_of(cfg, n)?)
-            .use_bias(bool_or(cfg, "use_bias", true, n)?)
-            .name(n),
-        ),
-        "Conv2D" => Arc::new(
+        )),
+        "Conv2D" => Arc::new(conv_options!(
             Conv2D::new(
                 usize_of(cfg, "filters", n)?,
                 sizes_of(cfg, "kernel_size", n)?,
             )
             .groups(usize_or(cfg, "groups", 1, n)?)
-            .strides(sizes_or(cfg, "strides", 1, n)?)
-            .padding(padding_of(cfg, n)?)
-            .data_format(data_format_of(cfg, n)?)
-            .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
-            .activation(activation_of(cfg, n)?)
-            .use_bias(bool_or(cfg, "use_bias", true, n)?)
-            .name(n),
-        ),
-        "DepthwiseConv2D" => Arc::new(
-            DepthwiseConv2D::new(sizes_of(cfg, "kernel_size", n)?)
-                .depth_multiplier(usize_or(cfg, "depth_multiplier", 1, n)?)
-                .strides(sizes_or(cfg, "strides", 1, n)?)
-                .padding(padding_of(cfg, n)?)
-                .data_format(data_format_of(cfg, n)?)
-                .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
-                .activation(activation_of(cfg, n)?)
-                .use_bias(bool_or(cfg, "use_bias", true, n)?)
-                .name(n),
-        ),
-        "SeparableConv1D" => Arc::new(
+        )),
+        "DepthwiseConv2D" => {
+            let multiplier = usize_or(cfg, "depth_multiplier", 1, n)?;
+            let kernel = sizes_of(cfg, "kernel_size", n)?;
+            Arc::new(conv_options!(
+                DepthwiseConv2D::new(kernel).depth_multiplier(multiplier)
+            ))
+        }
+        "SeparableConv1D" => Arc::new(conv_options!(
             SeparableConv1D::new(
                 usize_of(cfg, "filters", n)?,
                 sizes_of(cfg, "kernel_size", n)?,
             )
             .depth_multiplier(usize_or(cfg, "depth_multiplier", 1, n)?)
-            .strides(sizes_or(cfg, "strides", 1, n)?)
-            .padding(padding_of(cfg, n)?)
-            .data_format(data_format_of(cfg, n)?)
-            .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
-            .activation(activation_of(cfg, n)?)
-            .use_bias(bool_or(cfg, "use_bias", true, n)?)
-            .name(n),
-        ),
-        "SeparableConv2D" => Arc::new(
+        )),
+        "SeparableConv2D" => Arc::new(conv_options!(
             SeparableConv2D::new(
                 usize_of(cfg, "filters", n)?,
                 sizes_of(cfg, "kernel_size", n)?,
             )
             .depth_multiplier(usize_or(cfg, "depth_multiplier", 1, n)?)
-            .strides(sizes_or(cfg, "strides", 1, n)?)
-            .padding(padding_of(cfg, n)?)
-            .data_format(data_format_of(cfg, n)?)
-            .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
-            .activation(activation_of(cfg, n)?)
-            .use_bias(bool_or(cfg, "use_bias", true, n)?)
-            .name(n),
-        ),
-        "Conv1DTranspose" => {
-            let mut l = Conv1DTranspose::new(
+        )),
+        "Conv1DTranspose" | "Conv2DTranspose" => {
+            let (filters, kernel) = (
                 usize_of(cfg, "filters", n)?,
                 sizes_of(cfg, "kernel_size", n)?,
-            )
-            .strides(sizes_or(cfg, "strides", 1, n)?)
-            .padding(padding_of(cfg, n)?)
-            .data_format(data_format_of(cfg, n)?)
-            .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
-            .activation(activation_of(cfg, n)?)
-            .use_bias(bool_or(cfg, "use_bias", true, n)?)
-            .name(n);
-            if cfg.get("output_padding").is_some_and(|v| !v.is_null()) {
-                l = l.output_padding(sizes_of(cfg, "output_padding", n)?);
+            );
+            let output_padding = match cfg.get("output_padding") {
+                Some(v) if !v.is_null() => Some(sizes_of(cfg, "output_padding", n)?),
+                _ => None,
+            };
+            macro_rules! transposed {
+                ($ty:ident) => {{
+                    let l = conv_options!($ty::new(filters, kernel));
+                    Arc::new(match output_padding {
+                        Some(p) => l.output_padding(p),
+                        None => l,
+                    })
+                }};
             }
-            Arc::new(l)
-        }
-        "Conv2DTranspose" => {
-            let mut l = Conv2DTranspose::new(
-                usize_of(cfg, "filters", n)?,
-                sizes_of(cfg, "kernel_size", n)?,
-            )
-            .strides(sizes_or(cfg, "strides", 1, n)?)
-            .padding(padding_of(cfg, n)?)
-            .data_format(data_format_of(cfg, n)?)
-            .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
-            .activation(activation_of(cfg, n)?)
-            .use_bias(bool_or(cfg, "use_bias", true, n)?)
-            .name(n);
-            if cfg.get("output_padding").is_some_and(|v| !v.is_null()) {
-                l = l.output_padding(sizes_of(cfg, "output_padding", n)?);
+            if class == "Conv1DTranspose" {
+                transposed!(Conv1DTranspose)
+            } else {
+                transposed!(Conv2DTranspose)
             }
-            Arc::new(l)
         }
         "BatchNormalization" => {
             let axis = match cfg.get("axis") {
