@@ -75,8 +75,19 @@ impl Backend for CpuBackend {
         }
         let memory = memory::plan(program, &shapes, &fused, &internal, &uses);
         budget.check("cpu", program, &memory)?;
+        // The activations of each loop left for the interpreter, found once here.
+        let loop_activations = program
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| match &n.op {
+                Op::Recurrence { spec, .. } => recurrence::native(spec).map(|a| (i, a)),
+                _ => None,
+            })
+            .collect();
         Ok(Arc::new(CpuExecutable {
             program: program.clone(),
+            loop_activations,
             gather_checks: program.gather_input_checks(),
             shapes,
             constants,
@@ -101,6 +112,8 @@ pub struct CpuExecutable {
     internal: std::collections::HashSet<usize>,
     /// Readers of each node, counted once at compile time.
     uses: Vec<usize>,
+    /// The activations of each recurrent loop node the interpreter runs natively.
+    loop_activations: HashMap<usize, recurrence::LoopActivations>,
     /// Buffers of fused regions from earlier runs, by node, written over when nobody else
     /// holds them (a returned output the caller has dropped, a dead intermediate).
     recycled: std::sync::Mutex<HashMap<usize, Arc<HostData>>>,
@@ -265,7 +278,7 @@ impl Executable for CpuExecutable {
                     // The loop runs once; its other outputs wait for their nodes.
                     let key = (Arc::as_ptr(spec) as usize, node.inputs.clone());
                     if !loops.contains_key(&key) {
-                        let acts = recurrence::native(spec).ok_or_else(|| {
+                        let acts = self.loop_activations.get(&i).copied().ok_or_else(|| {
                             node.attribute(Error::Model {
                                 detail: "a recurrent loop with a composite activation reached \
                                          the interpreter without being unrolled"

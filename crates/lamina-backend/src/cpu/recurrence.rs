@@ -47,8 +47,11 @@ impl Elementwise {
     }
 }
 
+/// A loop's activation and recurrent activation, each one elementwise op or the identity.
+pub type LoopActivations = (Elementwise, Elementwise);
+
 /// The activations of a loop the interpreter runs natively, or `None` where it must be unrolled.
-pub fn native(spec: &RecurrenceSpec) -> Option<(Elementwise, Elementwise)> {
+pub fn native(spec: &RecurrenceSpec) -> Option<LoopActivations> {
     Some((
         Elementwise::of(&spec.activation)?,
         Elementwise::of(&spec.recurrent_activation)?,
@@ -82,7 +85,7 @@ fn kept(mask: &HostData) -> Vec<bool> {
 /// states...]`.
 pub fn run(
     spec: &RecurrenceSpec,
-    (act, ract): (Elementwise, Elementwise),
+    (act, ract): LoopActivations,
     inputs: &[(&HostData, &[usize])],
 ) -> Result<Vec<HostData>> {
     let bad = |detail: String| Error::Backend {
@@ -284,7 +287,7 @@ const PARALLEL_ROW_VALUES: usize = 1 << 14;
 /// recurrent products `z` (and `rh_out` for a GRU without `reset_after`), the states.
 struct StepRows<'a> {
     kind: RecurrentCell,
-    acts: (Elementwise, Elementwise),
+    acts: LoopActivations,
     u: usize,
     g: usize,
     xw: &'a [f32],

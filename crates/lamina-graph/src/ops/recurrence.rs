@@ -116,6 +116,8 @@ impl RecurrenceSpec {
 impl Tensor {
     /// The outputs of a recurrent loop over `x` `(batch, steps, features)`: the output (every
     /// step, or the last), then the final states. `steps` may be unknown until run time.
+    /// `weights` are the kernel, the recurrent kernel and optionally the bias; the spec's
+    /// `has_bias`, `has_mask` and `has_initial_states` are set from the arguments given.
     pub fn recurrence(
         spec: RecurrenceSpec,
         x: &Tensor,
