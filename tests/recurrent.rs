@@ -1182,3 +1182,83 @@ fn wide_steps_computed_over_threads_agree_with_the_gpu_and_the_unrolled_loop() -
     }
     Ok(())
 }
+
+#[test]
+fn special_values_and_long_feature_axes_agree_on_both_backends() -> Result<()> {
+    // NaN, ±inf and -0.0 in the sequence (the native CPU loop against the GPU's unrolled one:
+    // same NaN positions, same values elsewhere), and a feature axis past 65,535.
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -0.0,
+        0.0,
+        1e30,
+        -1e-30,
+    ];
+    for layer in [
+        Arc::new(LSTM::new(U).return_sequences(true)) as LayerRef,
+        Arc::new(GRU::new(U).return_sequences(true)),
+        Arc::new(GRU::new(U).reset_after(false).return_sequences(true)),
+        Arc::new(SimpleRNN::new(U).return_sequences(true)),
+    ] {
+        let x = Input::shape(&[None, Some(I)]).tensor();
+        let y = call_layer(layer.as_ref(), std::slice::from_ref(&x))?.remove(0);
+        let model = Model::new(&[x], &[y])?;
+        let steps = 4;
+        let data: Vec<f32> = (0..B * steps * I)
+            .map(|k| {
+                if k % 3 == 0 {
+                    specials[(k / 3) % specials.len()]
+                } else {
+                    (0.3 * k as f64).cos() as f32
+                }
+            })
+            .collect();
+        let out = run_both(&model, &[HostTensor::new(&[B, steps, I], data)?]);
+        // Row 0 meets NaN at its first step, so every later output of that row is NaN.
+        let v = out[0].to_f32_vec();
+        assert!(
+            v[..steps * U].iter().all(|a| a.is_nan()),
+            "{}: {v:?}",
+            layer.kind()
+        );
+    }
+    let wide = 70_000;
+    let x = Input::shape(&[None, Some(wide)]).tensor();
+    let lstm = LSTM::new(U);
+    let y = lstm.call(&x)?;
+    let model = Model::new(&[x], &[y])?;
+    let data: Vec<f32> = (0..2 * wide)
+        .map(|k| (0.001 * k as f64).sin() as f32)
+        .collect();
+    let got = run_both(&model, &[HostTensor::new(&[1, 2, wide], data.clone())?]);
+    // The definition: two LSTM steps in f64 from the layer's weights.
+    let k = lstm.get_weight("kernel")?.to_f32_vec();
+    let r = lstm.get_weight("recurrent_kernel")?.to_f32_vec();
+    let b = lstm.get_weight("bias")?.to_f32_vec();
+    let (mut h, mut c) = (vec![0f64; U], vec![0f64; U]);
+    for t in 0..2 {
+        let z: Vec<f64> = (0..4 * U)
+            .map(|j| {
+                let xs: f64 = (0..wide)
+                    .map(|f| data[t * wide + f] as f64 * k[f * 4 * U + j] as f64)
+                    .sum();
+                let hs: f64 = (0..U).map(|i| h[i] * r[i * 4 * U + j] as f64).sum();
+                xs + hs + b[j] as f64
+            })
+            .collect();
+        for u in 0..U {
+            let (i, f, g, o) = (
+                sig(z[u]),
+                sig(z[U + u]),
+                z[2 * U + u].tanh(),
+                sig(z[3 * U + u]),
+            );
+            c[u] = f * c[u] + i * g;
+            h[u] = o * c[u].tanh();
+        }
+    }
+    assert_close("wide LSTM", &got[0].to_f32_vec(), &h, 1e-4);
+    Ok(())
+}
