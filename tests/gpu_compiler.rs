@@ -897,6 +897,36 @@ fn wgsl_snapshots_of_representative_kernels() {
         "long_axis_sum",
         snapshot_text("long_axis_sum", &long, &[vec![2, 200_000]])
     );
+    // Convolutions: the implicit GEMM with BatchNormalization (folded into the kernel where it
+    // is read) and relu6 as epilogue, a 1x1 convolution on the input in place, a depthwise one.
+    let mut conv = Sequential::new();
+    conv.add(Input::new(&[12, 12, 8])).unwrap();
+    conv.add(
+        Conv2D::new(16, 3)
+            .padding(Padding::Same)
+            .use_bias(false)
+            .seed(1),
+    )
+    .unwrap();
+    conv.add(BatchNormalization::new()).unwrap();
+    conv.add(ReLU::new().max_value(6.0)).unwrap();
+    conv.add(Conv2D::new(24, 1).seed(2)).unwrap();
+    conv.add(
+        DepthwiseConv2D::new(3)
+            .strides(2)
+            .padding(Padding::Same)
+            .seed(3),
+    )
+    .unwrap();
+    let conv = conv.model().unwrap();
+    insta::assert_snapshot!(
+        "conv_gemm_pointwise_depthwise",
+        snapshot_text(
+            "conv_gemm_pointwise_depthwise",
+            &conv,
+            &[vec![2, 12, 12, 8]]
+        )
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

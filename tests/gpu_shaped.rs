@@ -1,6 +1,6 @@
 //! The kernels Lamina builds for real GPUs (workgroup-wide reductions, the tiled matmul through
-//! workgroup memory, matmuls computing fused operands such as a convolution's im2col) run on
-//! any adapter when `GpuOptions::gpu_shaped_kernels` asks for them: here they run on the CI's
+//! workgroup memory, matmuls computing fused operands; convolutions have their own tests in
+//! `gpu_conv.rs`) run on any adapter when `GpuOptions::gpu_shaped_kernels` asks for them: here they run on the CI's
 //! lavapipe and must agree with the CPU interpreter. Without an adapter the tests say so and
 //! pass, unless `LAMINA_REQUIRE_GPU=1`.
 
@@ -106,46 +106,6 @@ fn tiled_matmuls_agree_with_the_cpu() -> Result<()> {
         "batched matmul with a transpose",
         &model,
         &[input(&[3, 70, 40], 6)?, input(&[3, 90, 40], 7)?],
-        1e-5,
-    )?;
-    Ok(())
-}
-
-#[test]
-fn convolutions_read_their_im2col_in_the_matmul() -> Result<()> {
-    // The im2col (slices and concatenations of the padded input) is computed where the tiled
-    // matmul reads it: no buffer in between.
-    let x = Input::new(&[20, 18, 5]).tensor();
-    let conv = Conv2D::new(70, [3, 3])
-        .padding(Padding::Same)
-        .activation(Activation::Relu);
-    let y = conv.call(&x)?;
-    let model = Model::new(&[x], &[y])?;
-    let kernels = GpuBackend::kernels_for(model.program(), &[vec![2, 20, 18, 5]], 8)?;
-    // At most the kernel's reshape into a matrix and the matmul; an im2col written out
-    // would add the padding and the im2col kernels.
-    let kinds: Vec<&str> = kernels.iter().map(|k| k.kind).collect();
-    assert!(
-        kinds.len() <= 2 && kinds.contains(&"matmul"),
-        "the im2col should be read inside the matmul, not written first: {kinds:?}"
-    );
-    agree(
-        "conv2d same relu",
-        &model,
-        &[input(&[2, 20, 18, 5], 8)?],
-        1e-5,
-    )?;
-
-    let x = Input::new(&[16, 16, 6]).tensor();
-    let conv = Conv2D::new(12, [3, 3])
-        .strides([2, 2])
-        .dilation_rate([1, 1]);
-    let y = conv.call(&x)?;
-    let model = Model::new(&[x], &[y])?;
-    agree(
-        "conv2d strided",
-        &model,
-        &[input(&[3, 16, 16, 6], 9)?],
         1e-5,
     )?;
     Ok(())

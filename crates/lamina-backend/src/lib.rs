@@ -6,6 +6,7 @@ pub mod budget;
 pub mod cpu;
 pub mod gpu;
 pub mod opdef;
+pub mod passes;
 pub mod select;
 pub mod session;
 

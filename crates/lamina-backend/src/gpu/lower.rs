@@ -504,6 +504,7 @@ impl<'a> Lowerer<'a> {
         if matches!(
             node.op,
             Op::MatMul
+                | Op::Conv(_)
                 | Op::Reduce { .. }
                 | Op::ArgReduce { .. }
                 | Op::Scan { .. }

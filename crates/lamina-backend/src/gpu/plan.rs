@@ -48,7 +48,9 @@ pub const MAX_FUSED_NODES: usize = 1024;
 /// The most ops of a matmul operand computed at each read (movement ops only: an im2col).
 pub const MAX_FUSED_OPERAND_OPS: usize = 64;
 
-/// The most tensors one concatenate joins on the GPU (each is a read of the kernel).
+/// The most tensors the concatenations fused into one kernel join (each part is a branch of
+/// the kernel); wider concatenations are split into trees (`passes::split_wide_concats`) whose
+/// levels get buffers of their own.
 pub const MAX_CONCAT_INPUTS: usize = 1024;
 
 /// Reduction lengths up to this run with one thread per row.
@@ -109,6 +111,12 @@ pub enum KernelKind {
         a: View,
         /// The right operand.
         b: View,
+    },
+    /// A convolution (`conv`, whose inputs have buffers), with the root as its elementwise
+    /// epilogue: an implicit GEMM or a direct window kernel (`kernels::conv`).
+    Conv {
+        /// The convolution node.
+        conv: usize,
     },
 }
 
@@ -293,6 +301,8 @@ impl Planner<'_> {
         let mut pending: BTreeSet<usize> = BTreeSet::new();
         pending.insert(root);
         let mut r = Region::default();
+        // The parts of the concatenations fused so far: each is a branch of the kernel.
+        let mut concat_parts = 0usize;
         // Nodes are numbered in topological order: the largest pending node has every one of
         // its consumers in the region done.
         while let Some(n) = pending.pop_last() {
@@ -331,10 +341,19 @@ impl Planner<'_> {
                     None => {}
                 }
             }
-            if (ms.len() > max_accesses || r.nodes.len() >= MAX_FUSED_NODES) && !is_root_itself {
+            let parts = match node.op {
+                Op::Concat { .. } => node.inputs.len(),
+                _ => 0,
+            };
+            if (ms.len() > max_accesses
+                || r.nodes.len() >= MAX_FUSED_NODES
+                || concat_parts + parts > MAX_CONCAT_INPUTS)
+                && !is_root_itself
+            {
                 r.need.insert(n);
                 continue;
             }
+            concat_parts += parts;
             r.nodes.push(n);
             for m in &ms {
                 for (i, im) in self.input_maps(n, m) {
@@ -525,6 +544,65 @@ impl Planner<'_> {
         }
     }
 
+    /// The buffers read to compute `n` where it is read (itself when it has a buffer, else a
+    /// small fused region of elementwise and movement ops over buffers); `Err` names the node
+    /// that must get a buffer instead.
+    fn computed_operand(
+        &self,
+        n: usize,
+        mat: &HashSet<usize>,
+    ) -> std::result::Result<BTreeSet<usize>, BTreeSet<usize>> {
+        if mat.contains(&n) {
+            return Ok([n].into_iter().collect());
+        }
+        let own = || [n].into_iter().collect::<BTreeSet<usize>>();
+        if !fusible(&self.prog.nodes[n].op) {
+            return Err(own());
+        }
+        let labels = vec![Label::Other; self.shapes[n].len()];
+        let r = self.region(n, labels, mat, &|_, _| None);
+        if !r.need.is_empty() || r.nodes.len() > MAX_FUSED_OPERAND_OPS {
+            return Err(own());
+        }
+        Ok(r.reads)
+    }
+
+    /// The convolution kernel writing `root` (the convolution `conv` itself or its elementwise
+    /// epilogue, whose region reads `reads`), or the inputs that must get buffers first.
+    fn conv_kernel(
+        &self,
+        root: usize,
+        conv: usize,
+        mut reads: BTreeSet<usize>,
+        mat: &HashSet<usize>,
+    ) -> std::result::Result<(KernelPlan, BTreeSet<usize>), BTreeSet<usize>> {
+        let inputs = &self.prog.nodes[conv].inputs;
+        let mut need = BTreeSet::new();
+        // The input is read once per tap: from a buffer. The kernel and bias are read where
+        // they are needed, computed there when they are elementwise functions of buffers
+        // (a BatchNormalization folded into them, a depthwise kernel's reshape).
+        if !mat.contains(&inputs[0]) {
+            need.insert(inputs[0]);
+        }
+        for &w in &inputs[1..] {
+            match self.computed_operand(w, mat) {
+                Ok(r) => reads.extend(r),
+                Err(n) => need.extend(n),
+            }
+        }
+        if !need.is_empty() {
+            return Err(need);
+        }
+        reads.insert(inputs[0]);
+        Ok((
+            KernelPlan {
+                root,
+                kind: KernelKind::Conv { conv },
+            },
+            reads,
+        ))
+    }
+
     /// The kernel that computes `root`, or the nodes that must get buffers first.
     fn decide(
         &self,
@@ -542,6 +620,7 @@ impl Planner<'_> {
         let no_register = |_: usize, _: &[Map]| None;
         match &node.op {
             Op::MatMul => self.matmul_kernel(root, root, BTreeSet::new(), mat),
+            Op::Conv(_) => self.conv_kernel(root, root, BTreeSet::new(), mat),
             Op::Reduce { .. } => {
                 let key = self.reduce_key(root).unwrap_or_default();
                 if self.inner(&key) > COOP_MAX {
@@ -578,7 +657,7 @@ impl Planner<'_> {
                 let matmuls: Vec<usize> = need
                     .iter()
                     .copied()
-                    .filter(|&n| matches!(self.prog.nodes[n].op, Op::MatMul))
+                    .filter(|&n| matches!(self.prog.nodes[n].op, Op::MatMul | Op::Conv(_)))
                     .collect();
                 let reduces: Vec<usize> = need
                     .iter()
@@ -588,7 +667,8 @@ impl Planner<'_> {
                             .is_some_and(|k| self.inner(&k) <= COOP_MAX)
                     })
                     .collect();
-                // A matmul whose only reader is this elementwise root: its epilogue.
+                // A matmul or convolution whose only reader is this elementwise root: its
+                // epilogue.
                 if let [mm] = matmuls.as_slice()
                     && need.len() == 1
                     && self.shapes[*mm] == self.shapes[root]
@@ -602,7 +682,10 @@ impl Planner<'_> {
                         (n == mm && ms.iter().all(|m| matches_register(m, &want))).then_some(None)
                     });
                     if r.need.is_empty() {
-                        return self.matmul_kernel(root, mm, r.reads, mat);
+                        return match self.prog.nodes[mm].op {
+                            Op::Conv(_) => self.conv_kernel(root, mm, r.reads, mat),
+                            _ => self.matmul_kernel(root, mm, r.reads, mat),
+                        };
                     }
                 }
                 // The row domain that absorbs the most reductions.
@@ -725,6 +808,14 @@ pub fn matches_register(m: &[Label], want: &[Option<usize>]) -> bool {
         })
 }
 
+/// The most buffers one kernel reads on a device binding `max_storage` storage buffers per
+/// kernel (one is the output; one is kept spare for a multi-pass kernel's scratch).
+pub fn max_reads(max_storage: u32) -> usize {
+    (max_storage as usize)
+        .saturating_sub(2)
+        .clamp(2, MAX_CONCAT_INPUTS)
+}
+
 /// Partitions `prog` (with concrete `shapes`) into kernels binding at most `max_storage`
 /// storage buffers each (one of them the output). `gpu_shaped` (a GPU rather than a
 /// CPU-hosted adapter) lets matmuls compute operands made of movement ops where they read them
@@ -745,22 +836,9 @@ pub fn plan(
         prog,
         shapes,
         consumers,
-        max_reads: (max_storage as usize).saturating_sub(2).max(2),
+        max_reads: max_reads(max_storage),
         fuse_operands: gpu_shaped,
     };
-    for (i, node) in prog.nodes.iter().enumerate() {
-        if let Op::Concat { .. } = node.op
-            && node.inputs.len() > MAX_CONCAT_INPUTS
-        {
-            return Err(node.attribute(Error::Backend {
-                backend: "gpu".into(),
-                detail: format!(
-                    "concatenate of {} tensors (node {i}): the GPU backend joins at most {MAX_CONCAT_INPUTS} in one op; concatenate in groups, or use the cpu backend",
-                    node.inputs.len()
-                ),
-            }));
-        }
-    }
     let mut mat: HashSet<usize> = prog
         .nodes
         .iter()
@@ -790,7 +868,7 @@ pub fn plan(
                             work.push(c);
                         }
                         None => {
-                            return Err(Error::Backend {
+                            return Err(prog.nodes[root].attribute(Error::Backend {
                                 backend: "gpu".into(),
                                 detail: format!(
                                     "op {} reads {} buffers, more than the device's {} storage buffers per kernel allow",
@@ -798,7 +876,7 @@ pub fn plan(
                                     reads.len(),
                                     max_storage
                                 ),
-                            });
+                            }));
                         }
                     }
                 }
@@ -820,10 +898,10 @@ pub fn plan(
                         work.push(n);
                     }
                     if !progressed {
-                        return Err(Error::Backend {
+                        return Err(prog.nodes[root].attribute(Error::Backend {
                             backend: "gpu".into(),
                             detail: format!("no kernel for op {}", prog.nodes[root].op.name()),
-                        });
+                        }));
                     }
                     changed = true;
                     work.push(root);

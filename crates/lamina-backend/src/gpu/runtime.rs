@@ -4,12 +4,13 @@
 use super::device::{GpuContext, GpuOptions};
 use super::ir::BufferRef;
 use super::kernels::{self, Compiled, KernelCode};
-use super::plan::{Plan, is_leaf, plan};
+use super::plan::{Plan, is_leaf, max_reads, plan};
 use super::timing::{KernelTiming, TimestampQueries, median};
 use crate::backend::{Backend, Executable, RunStats};
 use crate::budget::{MemoryBudget, MemoryPlan, PlanBuilder};
+use crate::passes::split_wide_concats;
 use lamina_graph::op::Op;
-use lamina_graph::ops::{expand_convolutions, expand_recurrences};
+use lamina_graph::ops::expand_recurrences;
 use lamina_graph::{DType, Error, HostData, HostTensor, Program, Result};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,12 +43,16 @@ pub struct GpuBackend {
 }
 
 /// The program as the GPU compiles it for these input shapes: recurrent loops unrolled, and
-/// convolutions as im2col slices and a matrix product with its epilogue; `None` when it has
-/// neither.
-fn expand_for_gpu(program: &Program, input_shapes: &[Vec<usize>]) -> Result<Option<Program>> {
+/// concatenations wider than a kernel's `max_storage` bindings allow split into trees;
+/// `None` when it needs neither. Convolutions stay whole: they are kernels of their own.
+fn expand_for_gpu(
+    program: &Program,
+    input_shapes: &[Vec<usize>],
+    max_storage: u32,
+) -> Result<Option<Program>> {
     let unrolled = expand_recurrences(program, input_shapes)?;
     let base = unrolled.as_ref().unwrap_or(program);
-    Ok(expand_convolutions(base, input_shapes)?.or(unrolled))
+    Ok(split_wide_concats(base, max_reads(max_storage))?.or(unrolled))
 }
 
 impl GpuBackend {
@@ -79,7 +84,7 @@ impl GpuBackend {
         input_shapes: &[Vec<usize>],
         max_storage: u32,
     ) -> Result<Vec<KernelCode>> {
-        let expanded = expand_for_gpu(program, input_shapes)?;
+        let expanded = expand_for_gpu(program, input_shapes, max_storage)?;
         let program = expanded.as_ref().unwrap_or(program);
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;
@@ -94,7 +99,7 @@ impl GpuBackend {
         input_shapes: &[Vec<usize>],
         max_storage: u32,
     ) -> Result<Vec<KernelCode>> {
-        let expanded = expand_for_gpu(program, input_shapes)?;
+        let expanded = expand_for_gpu(program, input_shapes, max_storage)?;
         let program = expanded.as_ref().unwrap_or(program);
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;
@@ -341,7 +346,8 @@ impl Backend for Arc<GpuBackend> {
         input_shapes: &[Vec<usize>],
         budget: &MemoryBudget,
     ) -> Result<Arc<dyn Executable>> {
-        let expanded = expand_for_gpu(program, input_shapes)?.map(Arc::new);
+        let expanded = expand_for_gpu(program, input_shapes, self.ctx.limits.max_storage_buffers)?
+            .map(Arc::new);
         let program = expanded.as_ref().unwrap_or(program);
         let shapes = program.specialize(input_shapes)?;
         check_u32_indexing(program, &shapes)?;

@@ -14,7 +14,6 @@ mod sequence;
 mod slicing;
 
 pub use axes::Axes;
-pub use conv::expand_convolutions;
 pub use elementwise::{Operand, apply_binary, promote};
 pub use gather::index_out_of_range;
 pub(crate) use recurrence::infer_recurrence;

@@ -41,20 +41,9 @@ pub fn build(
     let sb = shapes[prog.nodes[o.mm].inputs[1]].clone();
     let r = out_shape.len();
     let (m, k, n) = (sa[sa.len() - 2], sa[sa.len() - 1], sb[sb.len() - 1]);
-    let narrow = m <= 4;
-    let tiled = o.shared_memory && !narrow;
-    // The tiled template's 16x16 threads cover 64x64; the streaming one's threads, 4x4 each,
-    // form 16x16 (64x64) or, for at most 4 rows, one row of 256 (4x1024).
-    let (threads_x, tile_rows, tile_cols) = if narrow {
-        (256usize, 4usize, 1024usize)
-    } else {
-        (16, 64, 64)
-    };
     let batch_shape: Vec<usize> = out_shape[..r - 2].to_vec();
     let batches: usize = batch_shape.iter().product();
-    let (tm, tn) = (m.div_ceil(tile_rows).max(1), n.div_ceil(tile_cols).max(1));
-    let splits = k.div_ceil(K_CHUNK).max(1);
-    if splits > K_CHUNK {
+    let Some(t) = Tiling::new(m, k, n, batches, o.shared_memory) else {
         return Err(prog.nodes[o.mm].attribute(Error::Backend {
             backend: "gpu".into(),
             detail: format!(
@@ -62,33 +51,20 @@ pub fn build(
                 K_CHUNK * K_CHUNK
             ),
         }));
-    }
-    let k_chunk = if splits == 1 { k.max(1) } else { K_CHUNK };
-    let tiles = batches * tm * tn * splits;
-    let partials = (splits > 1).then(|| scratch.alloc(splits * batches * m * n));
+    };
+    let partials = (t.splits > 1).then(|| scratch.alloc(t.splits * batches * m * n));
 
     let mut lw = Lowerer::new(Builder::new("matmul", 256), prog, shapes, mat);
     lw.set_root(o.root);
-    // The template's parameters, by the names it reads.
-    for (name, v) in [
-        ("tiles", tiles),
-        ("tiles_m", tm),
-        ("tiles_n", tn),
-        ("splits", splits),
-        ("k_chunk", k_chunk),
-        ("m", m),
-        ("n", n),
-        ("k", k),
-        ("a_sm", o.a.strides[sa.len() - 2] as i32 as u32 as usize),
-        ("a_sk", o.a.strides[sa.len() - 1] as i32 as u32 as usize),
-        ("b_sk", o.b.strides[sb.len() - 2] as i32 as u32 as usize),
-        ("b_sn", o.b.strides[sb.len() - 1] as i32 as u32 as usize),
-        ("threads_x", threads_x),
-        ("tile_rows", tile_rows),
-        ("tile_cols", tile_cols),
-    ] {
-        lw.b.declare_param(name, v as u32);
-    }
+    t.declare(
+        &mut lw.b,
+        [
+            o.a.strides[sa.len() - 2],
+            o.a.strides[sa.len() - 1],
+            o.b.strides[sb.len() - 2],
+            o.b.strides[sb.len() - 1],
+        ],
+    );
     let mut functions = Vec::new();
     // a_base / b_base: where a batch's matrix starts in each operand (wrapping arithmetic,
     // exact for negative strides).
@@ -172,7 +148,7 @@ pub fn build(
                 .collect();
             coords.push((row, Label::Thread(r - 2)));
             coords.push((col, Label::Thread(r - 1)));
-            epilogue(&mut lw, o, &out_shape, acc, Coords::Axes(coords))?;
+            epilogue(&mut lw, o.mm, o.root, &out_shape, acc, Coords::Axes(coords))?;
         }
     }
     let body = lw.close();
@@ -188,30 +164,134 @@ pub fn build(
         body,
         result: None,
     });
-    let source = if tiled {
-        lamina_shaders::MATMUL_TILED
-    } else {
-        lamina_shaders::MATMUL_STREAM
-    };
-    let main =
-        lw.b.finish(tiles as u64, Some(Template { source, functions }));
+    let main = lw.b.finish(
+        t.tiles as u64,
+        Some(Template {
+            source: t.template(),
+            functions,
+        }),
+    );
     let mut kernels = vec![main];
     if let Some(p) = partials {
-        kernels.push(sum_splits(prog, shapes, mat, o, &out_shape, p, splits)?);
+        let sum = Splits {
+            mm: o.mm,
+            root: o.root,
+            bias: None,
+            partials: p,
+            splits: t.splits,
+        };
+        kernels.push(sum_splits(prog, shapes, mat, &sum)?);
     }
     Ok(kernels)
 }
 
-/// The root's value with the matmul's register holding `acc`, stored at `coords`.
-fn epilogue(
+/// How a product of `batches` matrices, `m` x `k` times `k` x `n`, is spread over the
+/// workgroups of a matmul template.
+pub struct Tiling {
+    /// Whether the tiled template (workgroup memory) runs, else the streaming one.
+    pub tiled: bool,
+    threads_x: usize,
+    tile_rows: usize,
+    tile_cols: usize,
+    tiles_m: usize,
+    tiles_n: usize,
+    /// Workgroups the inner dimension is split over (their partial products summed after).
+    pub splits: usize,
+    k_chunk: usize,
+    /// Workgroups to dispatch.
+    pub tiles: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+}
+
+impl Tiling {
+    /// The tiling of the product on a GPU (`shared_memory`) or a CPU-hosted adapter; `None`
+    /// where the inner dimension needs more than `K_CHUNK` splits.
+    pub fn new(
+        m: usize,
+        k: usize,
+        n: usize,
+        batches: usize,
+        shared_memory: bool,
+    ) -> Option<Tiling> {
+        let narrow = m <= 4;
+        // The tiled template's 16x16 threads cover 64x64; the streaming one's threads, 4x4
+        // each, form 16x16 (64x64) or, for at most 4 rows, one row of 256 (4x1024).
+        let (threads_x, tile_rows, tile_cols) = if narrow {
+            (256usize, 4usize, 1024usize)
+        } else {
+            (16, 64, 64)
+        };
+        let (tiles_m, tiles_n) = (m.div_ceil(tile_rows).max(1), n.div_ceil(tile_cols).max(1));
+        let splits = k.div_ceil(K_CHUNK).max(1);
+        if splits > K_CHUNK {
+            return None;
+        }
+        let k_chunk = if splits == 1 { k.max(1) } else { K_CHUNK };
+        Some(Tiling {
+            tiled: shared_memory && !narrow,
+            threads_x,
+            tile_rows,
+            tile_cols,
+            tiles_m,
+            tiles_n,
+            splits,
+            k_chunk,
+            tiles: batches * tiles_m * tiles_n * splits,
+            m,
+            k,
+            n,
+        })
+    }
+
+    /// Declares the template's parameters, with the operands' strides `[a_sm, a_sk, b_sk,
+    /// b_sn]` (in elements; negative ones wrap).
+    pub fn declare(&self, b: &mut Builder, strides: [isize; 4]) {
+        let [a_sm, a_sk, b_sk, b_sn] = strides.map(|s| s as i32 as u32 as usize);
+        for (name, v) in [
+            ("tiles", self.tiles),
+            ("tiles_m", self.tiles_m),
+            ("tiles_n", self.tiles_n),
+            ("splits", self.splits),
+            ("k_chunk", self.k_chunk),
+            ("m", self.m),
+            ("n", self.n),
+            ("k", self.k),
+            ("a_sm", a_sm),
+            ("a_sk", a_sk),
+            ("b_sk", b_sk),
+            ("b_sn", b_sn),
+            ("threads_x", self.threads_x),
+            ("tile_rows", self.tile_rows),
+            ("tile_cols", self.tile_cols),
+        ] {
+            b.declare_param(name, v as u32);
+        }
+    }
+
+    /// The template the tiling runs on.
+    pub fn template(&self) -> &'static str {
+        if self.tiled {
+            lamina_shaders::MATMUL_TILED
+        } else {
+            lamina_shaders::MATMUL_STREAM
+        }
+    }
+}
+
+/// The root's value with the register of `mm` (a matmul or convolution) holding `acc`,
+/// stored at `coords`.
+pub fn epilogue(
     lw: &mut Lowerer<'_>,
-    o: &Operands,
+    mm: usize,
+    root: usize,
     out_shape: &[usize],
     acc: Val,
     coords: Coords,
 ) -> Result<()> {
     lw.registers.insert(
-        o.mm,
+        mm,
         Register {
             val: acc,
             axes: (0..out_shape.len())
@@ -219,27 +299,62 @@ fn epilogue(
                 .collect(),
         },
     );
-    let v = lw.value(o.root, coords.clone())?;
+    let v = lw.value(root, coords.clone())?;
     let idx = lw.linearize(&coords, out_shape);
-    let dtype = lw.program().nodes[o.root].dtype;
-    lw.b.store(BufferRef::Node(o.root), dtype, idx, v);
+    let dtype = lw.program().nodes[root].dtype;
+    lw.b.store(BufferRef::Node(root), dtype, idx, v);
     Ok(())
+}
+
+/// `acc` plus element `channel` of the bias `bias` (a vector, read from its buffer or
+/// computed there), when there is one.
+pub fn add_bias(lw: &mut Lowerer<'_>, bias: Option<usize>, channel: Val, acc: Val) -> Result<Val> {
+    let Some(b) = bias else {
+        return Ok(acc);
+    };
+    let shape = lw.shape(b).to_vec();
+    let labels = vec![Label::Other; shape.len()];
+    let v = lw.value(
+        b,
+        Coords::Linear {
+            index: channel,
+            shape,
+            labels,
+        },
+    )?;
+    Ok(lw.b.let_(
+        DType::F32,
+        Expr::Binary(lamina_graph::op::BinaryOp::Add, DType::F32, acc, v),
+    ))
+}
+
+/// Partial products of a split inner dimension, stored in the output's layout one split
+/// after another, to be summed.
+pub struct Splits {
+    /// The matmul or convolution node.
+    pub mm: usize,
+    /// The node written (`mm` or its elementwise epilogue).
+    pub root: usize,
+    /// A bias added along the last axis after the sum (a convolution's).
+    pub bias: Option<usize>,
+    /// The scratch buffer of partial products.
+    pub partials: BufferRef,
+    /// How many.
+    pub splits: usize,
 }
 
 /// Sums the partial products of a split inner dimension and applies the epilogue: one thread
 /// per output element.
-fn sum_splits(
+pub fn sum_splits(
     prog: &Program,
     shapes: &[Vec<usize>],
     mat: &dyn Fn(usize) -> bool,
-    o: &Operands,
-    out_shape: &[usize],
-    partials: BufferRef,
-    splits: usize,
+    s: &Splits,
 ) -> Result<Kernel> {
     const WG: u32 = 256;
+    let out_shape = shapes[s.root].clone();
     let mut lw = Lowerer::new(Builder::new("matmul_splits", WG), prog, shapes, mat);
-    lw.set_root(o.root);
+    lw.set_root(s.root);
     let t = lw.b.let_(DType::U32, Expr::Builtin(Builtin::GlobalIndex));
     let total: usize = out_shape.iter().product();
     let nt = lw.b.param("total", total as u32);
@@ -248,11 +363,11 @@ fn sum_splits(
     let sum = lw.b.var(DType::F32, zero_f);
     let zero = lw.b.u32(0);
     let one = lw.b.u32(1);
-    let ns = lw.b.param("splits", splits as u32);
-    lw.loop_(zero, ns, one, |lw, s| {
-        let base = lw.b.index(IndexOp::Mul, s, nt);
+    let ns = lw.b.param("splits", s.splits as u32);
+    lw.loop_(zero, ns, one, |lw, i| {
+        let base = lw.b.index(IndexOp::Mul, i, nt);
         let at = lw.b.index(IndexOp::Add, base, t);
-        let v = lw.b.load(partials, DType::F32, at);
+        let v = lw.b.load(s.partials, DType::F32, at);
         let cur = lw.b.read(sum, DType::F32);
         let next = lw.b.let_(
             DType::F32,
@@ -261,12 +376,18 @@ fn sum_splits(
         lw.b.assign(sum, next);
         Ok(())
     })?;
-    let acc = lw.b.read(sum, DType::F32);
+    let mut acc = lw.b.read(sum, DType::F32);
+    if s.bias.is_some() {
+        let channels =
+            lw.b.param("size", out_shape.last().copied().unwrap_or(1) as u32);
+        let channel = lw.b.index(IndexOp::Rem, t, channels);
+        acc = add_bias(&mut lw, s.bias, channel, acc)?;
+    }
     let coords = Coords::Linear {
         index: t,
-        shape: out_shape.to_vec(),
+        shape: out_shape.clone(),
         labels: (0..out_shape.len()).map(Label::Thread).collect(),
     };
-    epilogue(&mut lw, o, out_shape, acc, coords)?;
+    epilogue(&mut lw, s.mm, s.root, &out_shape, acc, coords)?;
     Ok(lw.b.finish((total as u64).div_ceil(WG as u64), None))
 }

@@ -1,8 +1,10 @@
 //! Kernel builders: each kind of kernel of the plan lowered to the IR (one or several passes)
 //! and rendered to WGSL. Elementwise kernels run one thread per element; reductions run one
 //! thread per short row, one workgroup per row up to `COOP_MAX` elements, and several passes
-//! beyond; scans run in chunks; matmuls are built from the templates of `shaders/`.
+//! beyond; scans run in chunks; matmuls and convolutions are built from the templates of
+//! `shaders/` or, for depthwise and windowed convolutions on CPU-hosted adapters, directly.
 
+pub mod conv;
 mod elementwise;
 mod matmul;
 mod reduce;
@@ -134,6 +136,17 @@ fn kernel(
         KernelKind::LongReduce => reduce::long(prog, shapes, mat, kp.root, scratch),
         KernelKind::ArgReduce => reduce::arg(prog, shapes, mat, kp.root, scratch),
         KernelKind::Scan => scan::build(prog, shapes, mat, kp.root, scratch),
+        KernelKind::Conv { conv } => conv::build(
+            prog,
+            shapes,
+            mat,
+            &conv::ConvKernel {
+                conv: *conv,
+                root: kp.root,
+                shared_memory: shared_memory_matmul,
+            },
+            scratch,
+        ),
         KernelKind::Matmul { mm, a, b } => matmul::build(
             prog,
             shapes,

@@ -1,0 +1,599 @@
+//! Convolution kernels, with the root as epilogue (bias, an inference BatchNormalization, the
+//! activation, a residual add applied before the only write). Three forms, chosen by shape:
+//!
+//! - **Direct**: one thread per output element, looping over the window and the input
+//!   channels of its group, reading the input where it lies (no im2col). Depthwise
+//!   convolutions (one input channel per group) always run this way, whatever the channel
+//!   count; on CPU-hosted adapters every convolution with a window does.
+//! - **Implicit GEMM**: the convolution as the product of its (virtual) im2col matrix,
+//!   `(batch * output positions) x (taps * channels per group)`, with the kernel, one product
+//!   per group, on the matmul templates of `shaders/`. The im2col is never stored: each element
+//!   of an operand tile is gathered from the input as the tile is loaded.
+//! - **Pointwise**: a 1x1 convolution with stride 1 and no padding is a plain matrix product of
+//!   the input in place (the same templates, plain loads).
+//!
+//! The kernel's code depends on the convolution's structure (rank, groups or not, padding or
+//! not, spread or not), never on its sizes, which are uniform parameters: a model's convolutions
+//! compile to a handful of pipelines whatever their channel counts.
+
+use super::Scratch;
+use super::matmul::{K_CHUNK, Splits, Tiling, add_bias, epilogue, sum_splits};
+use crate::gpu::ir::{
+    BufferRef, Builder, Builtin, Expr, Function, IndexOp, Kernel, Lit, Template, Val,
+};
+use crate::gpu::lower::{Coords, Label, Lowerer};
+use lamina_graph::op::{BinaryOp, ConvSpec, Op, UnaryOp};
+use lamina_graph::{DType, Error, Program, Result};
+
+/// The longest loop a kernel may run: lavapipe stops any shader loop at 65,535 iterations.
+const MAX_TRIPS: usize = 65_535;
+
+/// A convolution kernel to build.
+pub struct ConvKernel {
+    /// The convolution node.
+    pub conv: usize,
+    /// The node written (the convolution or its elementwise epilogue).
+    pub root: usize,
+    /// Tile through workgroup memory (GPUs) or not (CPU-hosted adapters).
+    pub shared_memory: bool,
+}
+
+/// How a convolution is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvMethod {
+    /// One thread per output element over its window.
+    Direct,
+    /// The product of the im2col matrix, gathered as it is loaded, with the kernel.
+    ImplicitGemm,
+    /// A 1x1 convolution: the product of the input in place with the kernel.
+    Pointwise,
+}
+
+/// The sizes of one convolution, read from its program shapes.
+struct Geometry {
+    spec: ConvSpec,
+    batch: usize,
+    /// Spatial input sizes.
+    input: Vec<usize>,
+    cin: usize,
+    /// Spatial kernel sizes.
+    kernel: Vec<usize>,
+    /// Input channels per group.
+    cig: usize,
+    cout: usize,
+    /// Output channels per group.
+    cog: usize,
+    /// Spatial output sizes.
+    out: Vec<usize>,
+    x: usize,
+    w: usize,
+    bias: Option<usize>,
+}
+
+impl Geometry {
+    fn new(prog: &Program, shapes: &[Vec<usize>], conv: usize) -> Result<Geometry> {
+        let node = &prog.nodes[conv];
+        let Op::Conv(spec) = &node.op else {
+            return Err(internal("a convolution kernel for another op"));
+        };
+        let r = spec.rank();
+        let (sx, sk, sy) = (
+            &shapes[node.inputs[0]],
+            &shapes[node.inputs[1]],
+            &shapes[conv],
+        );
+        if sx.len() != r + 2 || sk.len() != r + 2 || sy.len() != r + 2 || spec.groups == 0 {
+            return Err(internal("convolution shapes of the wrong rank"));
+        }
+        Ok(Geometry {
+            spec: spec.clone(),
+            batch: sx[0],
+            input: sx[1..=r].to_vec(),
+            cin: sx[r + 1],
+            kernel: sk[..r].to_vec(),
+            cig: sk[r],
+            cout: sk[r + 1],
+            cog: sk[r + 1] / spec.groups,
+            out: sy[1..=r].to_vec(),
+            x: node.inputs[0],
+            w: node.inputs[1],
+            bias: node.inputs.get(2).copied(),
+        })
+    }
+
+    fn rank(&self) -> usize {
+        self.kernel.len()
+    }
+
+    fn taps(&self) -> usize {
+        self.kernel.iter().product()
+    }
+
+    /// Output positions of all images (the im2col's rows).
+    fn rows(&self) -> usize {
+        self.batch * self.out.iter().product::<usize>()
+    }
+
+    /// Whether the input is read in place: one tap, stride 1, no padding, no spreading.
+    fn pointwise(&self) -> bool {
+        let s = &self.spec;
+        self.taps() == 1
+            && s.strides.iter().all(|&v| v == 1)
+            && s.input_dilation.iter().all(|&v| v == 1)
+            && s.padding.iter().all(|&p| p == (0, 0))
+    }
+
+    fn method(&self, shared_memory: bool) -> ConvMethod {
+        if self.cig == 1 {
+            return ConvMethod::Direct;
+        }
+        if self.pointwise() {
+            return ConvMethod::Pointwise;
+        }
+        // The gathered index of the virtual im2col must fit 32 bits.
+        let im2col = (self.spec.groups as u128)
+            * (self.rows() as u128)
+            * (self.taps() as u128)
+            * (self.cig as u128);
+        if shared_memory && im2col < u32::MAX as u128 {
+            ConvMethod::ImplicitGemm
+        } else {
+            ConvMethod::Direct
+        }
+    }
+}
+
+fn internal(what: &str) -> Error {
+    Error::Backend {
+        backend: "gpu".into(),
+        detail: format!("internal: {what}"),
+    }
+}
+
+/// How the convolution `conv` of `prog` is computed on a GPU (`shared_memory`) or a CPU-hosted
+/// adapter.
+pub fn method(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    conv: usize,
+    shared_memory: bool,
+) -> Result<ConvMethod> {
+    Ok(Geometry::new(prog, shapes, conv)?.method(shared_memory))
+}
+
+/// The kernels of a convolution with its epilogue.
+pub fn build(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    mat: &dyn Fn(usize) -> bool,
+    c: &ConvKernel,
+    scratch: &mut Scratch,
+) -> Result<Vec<Kernel>> {
+    let g = Geometry::new(prog, shapes, c.conv)?;
+    match g.method(c.shared_memory) {
+        ConvMethod::Direct => Ok(vec![direct(prog, shapes, mat, c, &g)?]),
+        method => gemm(prog, shapes, mat, c, &g, method, scratch),
+    }
+}
+
+/// Where output position `o` reads the input at tap `k` along spatial axis `d`: the clamped
+/// input coordinate and whether it lies on the input (not on padding or between spread
+/// elements), or `None` where it always does.
+fn source(lw: &mut Lowerer<'_>, g: &Geometry, d: usize, o: Val, k: Val) -> (Val, Option<Val>) {
+    let s = &g.spec;
+    let stride = lw.b.param("stride", s.strides[d] as u32);
+    let dil = lw.b.param("dilation", s.dilation[d] as u32);
+    let a = lw.b.index(IndexOp::Mul, o, stride);
+    let b = lw.b.index(IndexOp::Mul, k, dil);
+    let mut p = lw.b.index(IndexOp::Add, a, b);
+    let (lo, hi) = s.padding[d];
+    let spread = s.input_dilation[d];
+    if lo == 0 && hi == 0 && spread == 1 {
+        return (p, None);
+    }
+    if lo != 0 {
+        // Wrapping: a position before the input becomes a huge one, caught below.
+        let pad = lw.b.param("pad", lo as u32);
+        p = lw.b.index(IndexOp::Sub, p, pad);
+    }
+    let len = (g.input[d].max(1) - 1) * spread + 1;
+    let n = lw.b.param("spread_len", len as u32);
+    let mut valid = lw.b.index(IndexOp::Less, p, n);
+    if spread != 1 {
+        let sp = lw.b.param("spread", spread as u32);
+        let rem = lw.b.index(IndexOp::Rem, p, sp);
+        let zero = lw.b.u32(0);
+        let nonzero = lw.b.index(IndexOp::Less, zero, rem);
+        let on =
+            lw.b.let_(DType::Bool, Expr::Unary(UnaryOp::Not, DType::Bool, nonzero));
+        valid = lw.b.let_(
+            DType::Bool,
+            Expr::Binary(BinaryOp::And, DType::Bool, valid, on),
+        );
+        p = lw.b.index(IndexOp::Div, p, sp);
+    }
+    let last = lw.b.param("last", g.input[d].max(1) as u32 - 1);
+    let clamped = lw.b.index(IndexOp::Min, p, last);
+    (clamped, Some(valid))
+}
+
+/// `a && b` where either may be absent (always true).
+fn both(lw: &mut Lowerer<'_>, a: Option<Val>, b: Option<Val>) -> Option<Val> {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            Some(lw.b.let_(DType::Bool, Expr::Binary(BinaryOp::And, DType::Bool, a, b)))
+        }
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// The input element at image `b`, spatial coordinates `pos` and channel `channel`, or zero
+/// where `valid` is false.
+fn input_at(
+    lw: &mut Lowerer<'_>,
+    g: &Geometry,
+    b: Val,
+    pos: &[Val],
+    channel: Val,
+    valid: Option<Val>,
+) -> Val {
+    let mut idx = b;
+    for (d, &p) in pos.iter().enumerate() {
+        let size = lw.b.param("size", g.input[d] as u32);
+        let t = lw.b.index(IndexOp::Mul, idx, size);
+        idx = lw.b.index(IndexOp::Add, t, p);
+    }
+    let cin = lw.b.param("channels", g.cin as u32);
+    let t = lw.b.index(IndexOp::Mul, idx, cin);
+    let idx = lw.b.index(IndexOp::Add, t, channel);
+    let v = lw.b.load(BufferRef::Node(g.x), DType::F32, idx);
+    match valid {
+        Some(cond) => {
+            let zero = lw.b.lit(Lit::F32(0.0));
+            lw.b.let_(
+                DType::F32,
+                Expr::Select {
+                    cond,
+                    then: v,
+                    otherwise: zero,
+                },
+            )
+        }
+        None => v,
+    }
+}
+
+/// The direct kernel: one thread per output element, looping over the window (one loop per
+/// spatial axis) and the input channels of its group.
+fn direct(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    mat: &dyn Fn(usize) -> bool,
+    c: &ConvKernel,
+    g: &Geometry,
+) -> Result<Kernel> {
+    const WG: u32 = 256;
+    if let Some(&long) = g.kernel.iter().chain([&g.cig]).find(|&&v| v > MAX_TRIPS) {
+        return Err(prog.nodes[c.conv].attribute(Error::Backend {
+            backend: "gpu".into(),
+            detail: format!(
+                "conv with a kernel axis or channel group of {long}: the GPU backend loops at most {MAX_TRIPS} times; use the cpu backend"
+            ),
+        }));
+    }
+    let out_shape = shapes[c.root].clone();
+    let total: usize = out_shape.iter().product();
+    let mut lw = Lowerer::new(Builder::new("conv_direct", WG), prog, shapes, mat);
+    lw.set_root(c.root);
+    let t = lw.b.let_(DType::U32, Expr::Builtin(Builtin::GlobalIndex));
+    let nt = lw.b.param("total", total as u32);
+    lw.b.return_unless_below(t, nt);
+    let conv_shape = shapes[c.conv].clone();
+    let coords = lw.delinearize(t, &conv_shape);
+    let r = g.rank();
+    let (b, o, co) = (coords[0], coords[1..=r].to_vec(), coords[r + 1]);
+    // The group's first input channel.
+    let first = if g.spec.groups == 1 {
+        lw.b.u32(0)
+    } else {
+        let cog = lw.b.param("group_out", g.cog as u32);
+        let grp = lw.b.index(IndexOp::Div, co, cog);
+        let cig = lw.b.param("group_in", g.cig as u32);
+        lw.b.index(IndexOp::Mul, grp, cig)
+    };
+    let zero_f = lw.b.lit(Lit::F32(0.0));
+    let acc = lw.b.var(DType::F32, zero_f);
+    window(&mut lw, g, b, &o, co, first, acc, 0, &mut Vec::new(), None)?;
+    let sum = lw.b.read(acc, DType::F32);
+    let sum = add_bias(&mut lw, g.bias, co, sum)?;
+    let coords = Coords::Linear {
+        index: t,
+        shape: out_shape.clone(),
+        labels: (0..out_shape.len()).map(Label::Thread).collect(),
+    };
+    epilogue(&mut lw, c.conv, c.root, &out_shape, sum, coords)?;
+    Ok(lw.b.finish((total as u64).div_ceil(WG as u64), None))
+}
+
+/// The loops of the direct kernel from spatial axis `d` inwards: `pos` holds the input
+/// coordinates of the outer axes, `valid` whether they all lie on the input.
+#[allow(clippy::too_many_arguments)]
+fn window(
+    lw: &mut Lowerer<'_>,
+    g: &Geometry,
+    b: Val,
+    o: &[Val],
+    co: Val,
+    first: Val,
+    acc: crate::gpu::ir::Var,
+    d: usize,
+    pos: &mut Vec<(Val, Val)>,
+    valid: Option<Val>,
+) -> Result<()> {
+    let zero = lw.b.u32(0);
+    let one = lw.b.u32(1);
+    if d < g.rank() {
+        let n = lw.b.param("kernel", g.kernel[d] as u32);
+        return lw.loop_(zero, n, one, |lw, k| {
+            let (p, v) = source(lw, g, d, o[d], k);
+            let v = both(lw, valid, v);
+            pos.push((p, k));
+            let r = window(lw, g, b, o, co, first, acc, d + 1, pos, v);
+            pos.pop();
+            r
+        });
+    }
+    // The kernel's row of this tap: ((k_0 * K_1 + k_1) ...) * cig.
+    let mut tap = zero;
+    for (axis, &(_, k)) in pos.iter().enumerate() {
+        let size = lw.b.param("kernel", g.kernel[axis] as u32);
+        let t = lw.b.index(IndexOp::Mul, tap, size);
+        tap = lw.b.index(IndexOp::Add, t, k);
+    }
+    let spatial: Vec<Val> = pos.iter().map(|&(p, _)| p).collect();
+    let cig = lw.b.param("group_in", g.cig as u32);
+    let cout = lw.b.param("out_channels", g.cout as u32);
+    let step = |lw: &mut Lowerer<'_>, ci: Val| {
+        let channel = lw.b.index(IndexOp::Add, first, ci);
+        let x = input_at(lw, g, b, &spatial, channel, valid);
+        let row = lw.b.index(IndexOp::Mul, tap, cig);
+        let row = lw.b.index(IndexOp::Add, row, ci);
+        let wi = lw.b.index(IndexOp::Mul, row, cout);
+        let wi = lw.b.index(IndexOp::Add, wi, co);
+        let w = weight(lw, g, wi)?;
+        let prod =
+            lw.b.let_(DType::F32, Expr::Binary(BinaryOp::Mul, DType::F32, x, w));
+        let cur = lw.b.read(acc, DType::F32);
+        let next = lw.b.let_(
+            DType::F32,
+            Expr::Binary(BinaryOp::Add, DType::F32, cur, prod),
+        );
+        lw.b.assign(acc, next);
+        Ok(())
+    };
+    if g.cig == 1 {
+        step(lw, zero)
+    } else {
+        lw.loop_(zero, cig, one, step)
+    }
+}
+
+/// The convolution as matrix products on the matmul templates: per group, the im2col rows
+/// (gathered from the input at each read, or the input itself for a 1x1 convolution) times
+/// the group's columns of the kernel.
+fn gemm(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    mat: &dyn Fn(usize) -> bool,
+    c: &ConvKernel,
+    g: &Geometry,
+    method: ConvMethod,
+    scratch: &mut Scratch,
+) -> Result<Vec<Kernel>> {
+    let out_shape = shapes[c.root].clone();
+    let groups = g.spec.groups;
+    let (m, k, n) = (g.rows(), g.taps() * g.cig, g.cog);
+    let Some(t) = Tiling::new(m, k, n, groups, c.shared_memory) else {
+        return Err(prog.nodes[c.conv].attribute(Error::Backend {
+            backend: "gpu".into(),
+            detail: format!(
+                "conv with {k} values per output: the GPU backend allows at most {}; use the cpu backend",
+                K_CHUNK * K_CHUNK
+            ),
+        }));
+    };
+    let total: usize = out_shape.iter().product();
+    let partials = (t.splits > 1).then(|| scratch.alloc(t.splits * total));
+    let kind = match method {
+        ConvMethod::Pointwise => "conv_pointwise",
+        _ => "conv_gemm",
+    };
+    let mut lw = Lowerer::new(Builder::new(kind, 256), prog, shapes, mat);
+    lw.set_root(c.root);
+    // A: rows of the im2col (a pointwise input's rows are its pixels, `cin` apart); B: the
+    // kernel as (taps * cig) x cout, a group's columns `cog` wide.
+    let a_sm = if method == ConvMethod::Pointwise {
+        g.cin
+    } else {
+        k
+    };
+    t.declare(&mut lw.b, [a_sm as isize, 1, g.cout as isize, 1]);
+    let mut functions = Vec::new();
+    // Where group `batch` starts in each operand.
+    for (name, per_group) in [
+        (
+            "a_base",
+            if method == ConvMethod::Pointwise {
+                g.cig
+            } else {
+                m * k
+            },
+        ),
+        ("b_base", g.cog),
+    ] {
+        lw.open();
+        let batch = lw.b.arg(DType::U32);
+        let base = if groups == 1 {
+            lw.b.u32(0)
+        } else {
+            let s = lw.b.param("group_stride", per_group as u32);
+            lw.b.index(IndexOp::Mul, batch, s)
+        };
+        let body = lw.close();
+        functions.push(Function {
+            name,
+            args: vec![(batch, DType::U32)],
+            body,
+            result: Some((base, DType::U32)),
+        });
+    }
+    lw.open();
+    let i = lw.b.arg(DType::U32);
+    let v = if method == ConvMethod::Pointwise {
+        lw.b.load(BufferRef::Node(g.x), DType::F32, i)
+    } else {
+        gather(&mut lw, g, i, m, k)
+    };
+    let body = lw.close();
+    functions.push(Function {
+        name: "load_a",
+        args: vec![(i, DType::U32)],
+        body,
+        result: Some((v, DType::F32)),
+    });
+    lw.open();
+    let i = lw.b.arg(DType::U32);
+    let v = weight(&mut lw, g, i)?;
+    let body = lw.close();
+    functions.push(Function {
+        name: "load_b",
+        args: vec![(i, DType::U32)],
+        body,
+        result: Some((v, DType::F32)),
+    });
+    // The epilogue: output element (row, group * cog + col), or a partial product in the
+    // output's layout.
+    lw.open();
+    let (batch, split, row, col, acc) = (
+        lw.b.arg(DType::U32),
+        lw.b.arg(DType::U32),
+        lw.b.arg(DType::U32),
+        lw.b.arg(DType::U32),
+        lw.b.arg(DType::F32),
+    );
+    let channel = if groups == 1 {
+        col
+    } else {
+        let cog = lw.b.param("group_out", g.cog as u32);
+        let first = lw.b.index(IndexOp::Mul, batch, cog);
+        lw.b.index(IndexOp::Add, first, col)
+    };
+    let cout = lw.b.param("out_channels", g.cout as u32);
+    let at = lw.b.index(IndexOp::Mul, row, cout);
+    let at = lw.b.index(IndexOp::Add, at, channel);
+    match partials {
+        Some(p) => {
+            let nt = lw.b.param("total", total as u32);
+            let base = lw.b.index(IndexOp::Mul, split, nt);
+            let x = lw.b.index(IndexOp::Add, base, at);
+            lw.b.store(p, DType::F32, x, acc);
+        }
+        None => {
+            let sum = add_bias(&mut lw, g.bias, channel, acc)?;
+            let coords = Coords::Linear {
+                index: at,
+                shape: out_shape.clone(),
+                labels: (0..out_shape.len()).map(Label::Thread).collect(),
+            };
+            epilogue(&mut lw, c.conv, c.root, &out_shape, sum, coords)?;
+        }
+    }
+    let body = lw.close();
+    functions.push(Function {
+        name: "epilogue",
+        args: vec![
+            (batch, DType::U32),
+            (split, DType::U32),
+            (row, DType::U32),
+            (col, DType::U32),
+            (acc, DType::F32),
+        ],
+        body,
+        result: None,
+    });
+    let main = lw.b.finish(
+        t.tiles as u64,
+        Some(Template {
+            source: t.template(),
+            functions,
+        }),
+    );
+    let mut kernels = vec![main];
+    if let Some(p) = partials {
+        let sum = Splits {
+            mm: c.conv,
+            root: c.root,
+            bias: g.bias,
+            partials: p,
+            splits: t.splits,
+        };
+        kernels.push(sum_splits(prog, shapes, mat, &sum)?);
+    }
+    Ok(kernels)
+}
+
+/// Element `i` of the kernel, read from its buffer or computed where it is read (a folded
+/// BatchNormalization, a reshape).
+fn weight(lw: &mut Lowerer<'_>, g: &Geometry, i: Val) -> Result<Val> {
+    let shape = lw.shape(g.w).to_vec();
+    let labels = vec![Label::Other; shape.len()];
+    lw.value(
+        g.w,
+        Coords::Linear {
+            index: i,
+            shape,
+            labels,
+        },
+    )
+}
+
+/// Element `i` of the virtual im2col, `groups` matrices of `m` x `k` one after another: the
+/// input value under tap `kk / cig`, channel `kk % cig` of the group, at output position
+/// `row`, gathered where it lies.
+fn gather(lw: &mut Lowerer<'_>, g: &Geometry, i: Val, m: usize, k: usize) -> Val {
+    let (grp, within) = if g.spec.groups == 1 {
+        (None, i)
+    } else {
+        let mk = lw.b.param("group_stride", (m * k) as u32);
+        (
+            Some(lw.b.index(IndexOp::Div, i, mk)),
+            lw.b.index(IndexOp::Rem, i, mk),
+        )
+    };
+    let kk_n = lw.b.param("k", k as u32);
+    let row = lw.b.index(IndexOp::Div, within, kk_n);
+    let kk = lw.b.index(IndexOp::Rem, within, kk_n);
+    let cig = lw.b.param("group_in", g.cig as u32);
+    let ci = lw.b.index(IndexOp::Rem, kk, cig);
+    let tap = lw.b.index(IndexOp::Div, kk, cig);
+    let taps = lw.delinearize(tap, &g.kernel);
+    let mut rows_shape = vec![g.batch];
+    rows_shape.extend_from_slice(&g.out);
+    let rc = lw.delinearize(row, &rows_shape);
+    let mut pos = Vec::with_capacity(g.rank());
+    let mut valid = None;
+    for d in 0..g.rank() {
+        let (p, v) = source(lw, g, d, rc[d + 1], taps[d]);
+        valid = both(lw, valid, v);
+        pos.push(p);
+    }
+    let channel = match grp {
+        Some(grp) => {
+            let first = lw.b.index(IndexOp::Mul, grp, cig);
+            lw.b.index(IndexOp::Add, first, ci)
+        }
+        None => ci,
+    };
+    input_at(lw, g, rc[0], &pos, channel, valid)
+}
