@@ -1,7 +1,9 @@
 //! The benchmark workloads of `BENCH.md` (`copy`, `chain`, `antirectifier`, `softmax`, `matmul`,
-//! `mlp`, `mlp_b1`), Lamina's own `text_classifier` (masks), and the measurement of one workload on one backend: the median of several
-//! runs after a warm-up, compile time apart, and for the GPU the device-only span beside the
-//! end-to-end span with upload and read-back.
+//! `mlp`, `mlp_b1`, `text_classifier`, `cnn`, `transformer`, `lstm`), Keras's application CNNs
+//! (`mobilenet_v2`, `resnet50`, `efficientnet_b0`, at batch 8 and, `_b1`, batch 1), and the
+//! measurement of one workload on one backend: the median of several runs after a warm-up,
+//! compile time apart, and for the GPU the device-only span beside the end-to-end span with
+//! upload and read-back.
 
 use crate::{BackendKind, MemoryBudget, Result, Session, create_backend};
 pub use lamina_backend::gpu::KernelTiming;
@@ -11,8 +13,12 @@ use lamina_graph::{
 };
 use std::time::Instant;
 
-/// The workload names: BENCH.md's, in its order, then `text_classifier`.
-pub const WORKLOADS: [&str; 11] = [
+mod applications;
+pub use applications::{efficientnet_b0_model, mobilenet_v2_model, resnet50_model};
+
+/// The workload names: BENCH.md's, in its order, then `text_classifier`, then Keras's
+/// application CNNs at batch 8 and 1.
+pub const WORKLOADS: [&str; 17] = [
     "copy",
     "chain",
     "antirectifier",
@@ -24,6 +30,12 @@ pub const WORKLOADS: [&str; 11] = [
     "cnn",
     "transformer",
     "lstm",
+    "mobilenet_v2",
+    "mobilenet_v2_b1",
+    "resnet50",
+    "resnet50_b1",
+    "efficientnet_b0",
+    "efficientnet_b0_b1",
 ];
 
 /// What a workload reports besides seconds.
@@ -334,6 +346,29 @@ pub fn workload(name: &str, scale: usize) -> Result<Workload> {
                     &[batch, 32, 32, 3],
                     seeded(batch * 32 * 32 * 3, 24),
                 )?],
+                figure: Figure::Seconds,
+            }
+        }
+        "mobilenet_v2" | "mobilenet_v2_b1" | "resnet50" | "resnet50_b1" | "efficientnet_b0"
+        | "efficientnet_b0_b1" => {
+            let batch = if name.ends_with("_b1") {
+                1
+            } else {
+                (8 / scale).max(1)
+            };
+            let (name, model) = match name {
+                "mobilenet_v2" => ("mobilenet_v2", mobilenet_v2_model()?),
+                "mobilenet_v2_b1" => ("mobilenet_v2_b1", mobilenet_v2_model()?),
+                "resnet50" => ("resnet50", resnet50_model()?),
+                "resnet50_b1" => ("resnet50_b1", resnet50_model()?),
+                "efficientnet_b0" => ("efficientnet_b0", efficientnet_b0_model()?),
+                _ => ("efficientnet_b0_b1", efficientnet_b0_model()?),
+            };
+            let n = batch * 224 * 224 * 3;
+            Workload {
+                name,
+                model,
+                inputs: vec![HostTensor::new(&[batch, 224, 224, 3], seeded(n, 91))?],
                 figure: Figure::Seconds,
             }
         }

@@ -332,22 +332,59 @@ fn inverted_residual(x: &Tensor, channels: usize, expansion: usize, seed: u32) -
 }
 
 #[test]
-fn a_residual_block_with_folded_batch_norm_and_relu6_is_three_kernels() -> Result<()> {
+fn a_residual_block_with_folded_batch_norm_and_relu6_runs_three_kernels() -> Result<()> {
     let x = Input::new(&[8, 8, 16]).tensor();
     let y = inverted_residual(&x, 16, 6, 1)?;
     let model = Model::new(&[x], &[y])?;
+    let data = input(&[2, 8, 8, 16], 5)?;
     agree(
         "inverted residual",
         &model,
-        &[input(&[2, 8, 8, 16], 5)?],
+        std::slice::from_ref(&data),
         2e-5,
     )?;
-    // Each convolution takes its BatchNormalization, relu6 and (the last) the residual add
-    // as its epilogue.
+    // Each convolution takes its BatchNormalization, relu6 and (the last) the residual add as
+    // its epilogue; the BatchNormalization folded into its kernel is computed from weights
+    // only.
+    let all = kinds(&model, &[2, 8, 8, 16])?;
+    let convs: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|k| k.starts_with("conv"))
+        .collect();
     assert_eq!(
-        kinds(&model, &[2, 8, 8, 16])?,
-        ["conv_pointwise", "conv_direct", "conv_pointwise"]
+        convs,
+        ["conv_pointwise", "conv_direct", "conv_pointwise"],
+        "{all:?}"
     );
+    let Some(_) = common::gpu() else {
+        return Ok(());
+    };
+    // Those weights-only kernels run on the first run and when a weight changes, not on every
+    // run: three dispatches a run after the first.
+    let g = Arc::new(GpuBackend::new()?);
+    let session = Session::with_backend(model.program().clone(), Arc::new(g.clone()));
+    let first = session.run(std::slice::from_ref(&data))?;
+    let before = session.stats();
+    let again = session.run(std::slice::from_ref(&data))?;
+    assert_eq!(session.stats().since(&before).dispatches, 3);
+    assert_eq!(first[0].to_f32_vec(), again[0].to_f32_vec());
+    // A changed BatchNormalization weight folds again: the GPU follows the CPU.
+    let c = 96;
+    let (gamma, _) = model
+        .named_weights()
+        .into_iter()
+        .find(|(p, v)| p.ends_with("/gamma") && v.shape() == [c])
+        .expect("the expansion's BatchNormalization");
+    model.set_weight(&gamma, HostTensor::new(&[c], seeded(c, 99))?)?;
+    let before = session.stats();
+    let changed = session.run(std::slice::from_ref(&data))?;
+    assert!(session.stats().since(&before).dispatches > 3);
+    let cpu = Session::new(model.program().clone(), BackendKind::Cpu)?.run(&[data])?;
+    let (c, g) = (cpu[0].to_f32_vec(), changed[0].to_f32_vec());
+    let scale = c.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(c.iter().zip(&g).all(|(a, b)| (a - b).abs() <= 2e-5 * scale));
+    assert_ne!(changed[0].to_f32_vec(), first[0].to_f32_vec());
     Ok(())
 }
 

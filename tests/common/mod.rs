@@ -41,7 +41,11 @@ pub fn run_both(model: &lamina::Model, inputs: &[lamina::HostTensor]) -> Vec<lam
         let gpu = Session::with_backend(model.program().clone(), Arc::new(g))
             .run(inputs)
             .unwrap();
-        assert_eq!(cpu.len(), gpu.len(), "the backends give different output counts");
+        assert_eq!(
+            cpu.len(),
+            gpu.len(),
+            "the backends give different output counts"
+        );
         for (c, g) in cpu.iter().zip(&gpu) {
             assert_eq!(c.shape(), g.shape());
             assert_eq!(c.dtype(), g.dtype());

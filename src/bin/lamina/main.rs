@@ -64,7 +64,8 @@ enum Command {
         #[arg(long, default_value = "all", value_parser = ["cpu", "gpu", "all"])]
         backend: String,
         /// A workload to run (repeatable; default all): copy, chain, antirectifier, softmax,
-        /// matmul, mlp, mlp_b1, text_classifier, cnn, transformer, lstm.
+        /// matmul, mlp, mlp_b1, text_classifier, cnn, transformer, lstm, mobilenet_v2,
+        /// mobilenet_v2_b1, resnet50, resnet50_b1, efficientnet_b0, efficientnet_b0_b1.
         #[arg(long = "workload")]
         workloads: Vec<String>,
         /// One JSON object per workload and backend instead of a table.

@@ -32,6 +32,21 @@ pub fn fusible(op: &Op) -> bool {
     )
 }
 
+/// Whether an op only moves elements (a view, or a concatenation of views): computing it where
+/// it is read costs index arithmetic, no arithmetic on values.
+pub fn movement_only(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Reshape { .. }
+            | Op::Permute { .. }
+            | Op::BroadcastTo { .. }
+            | Op::Slice { .. }
+            | Op::ExpandDims { .. }
+            | Op::Squeeze { .. }
+            | Op::Concat { .. }
+    )
+}
+
 /// Whether an op is data that lives in a buffer before any kernel runs.
 pub fn is_leaf(op: &Op) -> bool {
     matches!(op, Op::Input { .. } | Op::Constant(_) | Op::Variable(_))
@@ -467,18 +482,6 @@ impl Planner<'_> {
         if !self.fuse_operands {
             return Err([bad].into_iter().collect());
         }
-        let movement_only = |op: &Op| {
-            matches!(
-                op,
-                Op::Reshape { .. }
-                    | Op::Permute { .. }
-                    | Op::BroadcastTo { .. }
-                    | Op::Slice { .. }
-                    | Op::ExpandDims { .. }
-                    | Op::Squeeze { .. }
-                    | Op::Concat { .. }
-            )
-        };
         let shape = &self.shapes[n];
         // Movement ops only, at most MAX_FUSED_OPERAND_OPS of them: the code stays small even
         // where a node is read many ways (an im2col reads its input once per kernel tap, and
@@ -545,8 +548,10 @@ impl Planner<'_> {
     }
 
     /// The buffers read to compute `n` where it is read (itself when it has a buffer, else a
-    /// small fused region of elementwise and movement ops over buffers); `Err` names the node
-    /// that must get a buffer instead.
+    /// small fused region of movement ops over buffers, such as a depthwise kernel's reshape);
+    /// `Err` names the node that must get a buffer instead. Arithmetic (a BatchNormalization
+    /// folded into a kernel) gets a buffer: its kernel reads weights only, so the runtime runs
+    /// it once and again only when a weight changes, not at every read.
     fn computed_operand(
         &self,
         n: usize,
@@ -556,12 +561,16 @@ impl Planner<'_> {
             return Ok([n].into_iter().collect());
         }
         let own = || [n].into_iter().collect::<BTreeSet<usize>>();
-        if !fusible(&self.prog.nodes[n].op) {
+        if !movement_only(&self.prog.nodes[n].op) {
             return Err(own());
         }
         let labels = vec![Label::Other; self.shapes[n].len()];
         let r = self.region(n, labels, mat, &|_, _| None);
-        if !r.need.is_empty() || r.nodes.len() > MAX_FUSED_OPERAND_OPS {
+        let views = r
+            .nodes
+            .iter()
+            .all(|&m| movement_only(&self.prog.nodes[m].op));
+        if !r.need.is_empty() || !views || r.nodes.len() > MAX_FUSED_OPERAND_OPS {
             return Err(own());
         }
         Ok(r.reads)

@@ -255,6 +255,13 @@ pub struct GpuExecutable {
     /// Scratch buffers of multi-pass kernels.
     scratch: Vec<Arc<wgpu::Buffer>>,
     staging: Vec<wgpu::Buffer>,
+    /// Per kernel: whether it reads weights and constants only (a BatchNormalization folded
+    /// into a convolution's kernel, a transposed weight): it runs on the first run and again
+    /// only after a weight changes, its output kept between runs.
+    weights_only: Vec<bool>,
+    /// The weights' versions when the weights-only kernels last ran (`None` before the first
+    /// run).
+    weights_seen: Mutex<Option<Vec<u64>>>,
     run_lock: Mutex<()>,
 }
 
@@ -382,7 +389,9 @@ impl Backend for Arc<GpuBackend> {
                 last_use.insert(r, ki);
             }
         }
-        let is_output = |n: usize| program.outputs.contains(&n);
+        let from_inputs = input_dependence(program);
+        // Outputs and what is computed from weights only keep their buffers between runs.
+        let persistent = |n: usize| program.outputs.contains(&n) || !from_inputs[n];
         let mut free: Vec<Arc<wgpu::Buffer>> = Vec::new();
         for &n in &planned.materialized {
             let node = &program.nodes[n];
@@ -420,7 +429,7 @@ impl Backend for Arc<GpuBackend> {
             if let std::collections::hash_map::Entry::Vacant(entry) = buffers.entry(n) {
                 let bytes = device_bytes(&shapes[n], program.nodes[n].dtype, f16);
                 let pos = free.iter().position(|b| b.size() == bytes);
-                let buf = match (pos, is_output(n)) {
+                let buf = match (pos, persistent(n)) {
                     (Some(p), false) => free.swap_remove(p),
                     _ => Arc::new(self.storage(
                         bytes as usize,
@@ -436,7 +445,7 @@ impl Backend for Arc<GpuBackend> {
             }
             for &r in &k.reads {
                 if last_use.get(&r) == Some(&ki)
-                    && !is_output(r)
+                    && !persistent(r)
                     && !matches!(
                         program.nodes[r].op,
                         Op::Input { .. } | Op::Constant(_) | Op::Variable(_)
@@ -467,6 +476,11 @@ impl Backend for Arc<GpuBackend> {
                 })
             })
             .collect();
+        let weights_only = compiled
+            .kernels
+            .iter()
+            .map(|k| !from_inputs[k.output])
+            .collect();
         let exe = GpuExecutable {
             backend: self.clone(),
             program: program.clone(),
@@ -478,6 +492,8 @@ impl Backend for Arc<GpuBackend> {
             kernels: compiled.kernels,
             scratch,
             staging,
+            weights_only,
+            weights_seen: Mutex::new(None),
             run_lock: Mutex::new(()),
         };
         let steps = exe.bind_groups()?;
@@ -497,6 +513,17 @@ impl Backend for Arc<GpuBackend> {
             bytes_read_back: c.bytes_read_back.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Per node: whether its value depends on a model input (else it is computed from weights
+/// and constants only).
+fn input_dependence(program: &Program) -> Vec<bool> {
+    let mut from_inputs = vec![false; program.nodes.len()];
+    for (n, node) in program.nodes.iter().enumerate() {
+        from_inputs[n] =
+            matches!(node.op, Op::Input { .. }) || node.inputs.iter().any(|&i| from_inputs[i]);
+    }
+    from_inputs
 }
 
 /// Refuses, as the CPU does, a reduction over an empty axis; and a program with a tensor of
@@ -586,7 +613,8 @@ fn memory_plan(
             last_use.insert(r, ki);
         }
     }
-    let is_output = |n: usize| program.outputs.contains(&n);
+    let from_inputs = input_dependence(program);
+    let persistent = |n: usize| program.outputs.contains(&n) || !from_inputs[n];
     // Freed buffers by size, as (node that owns it): reused, never released to the device.
     let mut free: Vec<(usize, u64)> = Vec::new();
     for (ki, k) in compiled.kernels.iter().enumerate() {
@@ -594,14 +622,14 @@ fn memory_plan(
         if allocated.insert(n) {
             let size = bytes(n);
             match free.iter().position(|&(_, s)| s == size) {
-                Some(p) if !is_output(n) => {
+                Some(p) if !persistent(n) => {
                     free.swap_remove(p);
                 }
                 _ => b.alloc(n, size, 0),
             }
         }
         for &r in &k.reads {
-            if last_use.get(&r) == Some(&ki) && !is_output(r) && !is_leaf(&program.nodes[r].op) {
+            if last_use.get(&r) == Some(&ki) && !persistent(r) && !is_leaf(&program.nodes[r].op) {
                 free.push((r, bytes(r)));
             }
         }
@@ -634,6 +662,7 @@ impl GpuExecutable {
         crate::backend::check_compiled_inputs(p, &self.shapes, &self.gather_checks, inputs)?;
         // Inputs, and weights changed since they were uploaded.
         let mut rebind = false;
+        let mut versions = Vec::new();
         for (n, slot) in &self.slots {
             match slot {
                 Slot::Input(k) => {
@@ -646,6 +675,7 @@ impl GpuExecutable {
                         .fetch_add(words.len() as u64, Ordering::Relaxed);
                 }
                 Slot::Variable(v) => {
+                    versions.push(v.version());
                     let b = backend.resident_buffer(v)?;
                     if !Arc::ptr_eq(&b, &self.buffers[n]) {
                         rebind = true;
@@ -662,7 +692,11 @@ impl GpuExecutable {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("lamina run"),
             });
-        let dispatched = self.encode_kernels(&mut encoder);
+        let mut seen = self.weights_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let refold = seen.as_ref() != Some(&versions);
+        let dispatched = self.encode_kernels(&mut encoder, refold);
+        *seen = Some(versions);
+        drop(seen);
         for (i, &o) in p.outputs.iter().enumerate() {
             let size = staging[i].size();
             encoder.copy_buffer_to_buffer(&self.buffers[&o], 0, &staging[i], 0, size);
@@ -676,19 +710,28 @@ impl GpuExecutable {
         Ok(())
     }
 
-    /// Records every kernel's dispatch into one compute pass; returns how many.
-    fn encode_kernels(&self, encoder: &mut wgpu::CommandEncoder) -> u64 {
-        self.encode_kernels_timed(encoder, None)
+    /// Records the kernels' dispatches into one compute pass (the weights-only kernels too
+    /// when `weights_changed`); returns how many.
+    fn encode_kernels(&self, encoder: &mut wgpu::CommandEncoder, weights_changed: bool) -> u64 {
+        self.encode_kernels_timed(encoder, None, weights_changed)
     }
 
-    /// Records every kernel's dispatch: all in one compute pass, or with `timestamps` each in
-    /// a pass of its own that writes its start and end times. Returns how many.
+    /// Records the kernels' dispatches (the weights-only kernels too when `weights_changed`):
+    /// all in one compute pass, or with `timestamps` each in a pass of its own that writes its
+    /// start and end times. Returns how many.
     fn encode_kernels_timed(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         timestamps: Option<&TimestampQueries>,
+        weights_changed: bool,
     ) -> u64 {
         let steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        let steps: Vec<&Step> = steps
+            .iter()
+            .zip(&self.weights_only)
+            .filter(|(_, w)| weights_changed || !**w)
+            .map(|(s, _)| s)
+            .collect();
         let dispatch = |pass: &mut wgpu::ComputePass<'_>, s: &Step| {
             pass.set_pipeline(&s.pipeline);
             pass.set_bind_group(0, &s.bind_group, &[]);
@@ -734,7 +777,7 @@ impl GpuExecutable {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("lamina timed run"),
                 });
-            self.encode_kernels_timed(&mut encoder, Some(&queries));
+            self.encode_kernels_timed(&mut encoder, Some(&queries), true);
             queries.resolve(&mut encoder);
             ctx.queue.submit([encoder.finish()]);
             for (k, s) in queries.read(ctx)?.into_iter().enumerate() {
@@ -886,7 +929,14 @@ impl Executable for GpuExecutable {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("lamina device run"),
             });
-        self.encode_kernels(&mut encoder);
+        // No weight is uploaded here: the weights-only kernels' outputs are current after
+        // a first ordinary run.
+        let first = self
+            .weights_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none();
+        self.encode_kernels(&mut encoder, first);
         ctx.queue.submit([encoder.finish()]);
         let waited = ctx
             .device

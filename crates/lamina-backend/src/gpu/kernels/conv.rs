@@ -1,10 +1,12 @@
 //! Convolution kernels, with the root as epilogue (bias, an inference BatchNormalization, the
 //! activation, a residual add applied before the only write). Three forms, chosen by shape:
 //!
-//! - **Direct**: one thread per output element, looping over the window and the input
-//!   channels of its group, reading the input where it lies (no im2col). Depthwise
+//! - **Direct**: one thread per output position and four neighbouring output channels,
+//!   looping over the window and the input channels of the group, reading the input where it
+//!   lies (no im2col). Depthwise
 //!   convolutions (one input channel per group) always run this way, whatever the channel
-//!   count; on CPU-hosted adapters every convolution with a window does.
+//!   count, and so do transposed ones (visiting only the taps that land on input elements);
+//!   on CPU-hosted adapters every convolution with a window does.
 //! - **Implicit GEMM**: the convolution as the product of its (virtual) im2col matrix,
 //!   `(batch * output positions) x (taps * channels per group)`, with the kernel, one product
 //!   per group, on the matmul templates of `shaders/`. The im2col is never stored: each element
@@ -19,7 +21,7 @@
 use super::Scratch;
 use super::matmul::{K_CHUNK, Splits, Tiling, add_bias, epilogue, sum_splits};
 use crate::gpu::ir::{
-    BufferRef, Builder, Builtin, Expr, Function, IndexOp, Kernel, Lit, Template, Val,
+    BufferRef, Builder, Builtin, Expr, Function, IndexOp, Kernel, Lit, Template, Val, Var,
 };
 use crate::gpu::lower::{Coords, Label, Lowerer};
 use lamina_graph::op::{BinaryOp, ConvSpec, Op, UnaryOp};
@@ -123,8 +125,14 @@ impl Geometry {
             && s.padding.iter().all(|&p| p == (0, 0))
     }
 
+    /// Whether the input is spread (a transposed convolution): the direct kernel visits only
+    /// the taps that land on input elements, where an im2col would multiply zeros.
+    fn spread(&self) -> bool {
+        self.spec.input_dilation.iter().any(|&s| s > 1)
+    }
+
     fn method(&self, shared_memory: bool) -> ConvMethod {
-        if self.cig == 1 {
+        if self.cig == 1 || self.spread() {
             return ConvMethod::Direct;
         }
         if self.pointwise() {
@@ -228,16 +236,8 @@ fn both(lw: &mut Lowerer<'_>, a: Option<Val>, b: Option<Val>) -> Option<Val> {
     }
 }
 
-/// The input element at image `b`, spatial coordinates `pos` and channel `channel`, or zero
-/// where `valid` is false.
-fn input_at(
-    lw: &mut Lowerer<'_>,
-    g: &Geometry,
-    b: Val,
-    pos: &[Val],
-    channel: Val,
-    valid: Option<Val>,
-) -> Val {
+/// The index of channel 0 of the input pixel at image `b` and spatial coordinates `pos`.
+fn input_pixel(lw: &mut Lowerer<'_>, g: &Geometry, b: Val, pos: &[Val]) -> Val {
     let mut idx = b;
     for (d, &p) in pos.iter().enumerate() {
         let size = lw.b.param("size", g.input[d] as u32);
@@ -245,9 +245,11 @@ fn input_at(
         idx = lw.b.index(IndexOp::Add, t, p);
     }
     let cin = lw.b.param("channels", g.cin as u32);
-    let t = lw.b.index(IndexOp::Mul, idx, cin);
-    let idx = lw.b.index(IndexOp::Add, t, channel);
-    let v = lw.b.load(BufferRef::Node(g.x), DType::F32, idx);
+    lw.b.index(IndexOp::Mul, idx, cin)
+}
+
+/// `v`, or zero where `valid` is false (padding, or between spread elements).
+fn zero_unless(lw: &mut Lowerer<'_>, v: Val, valid: Option<Val>) -> Val {
     match valid {
         Some(cond) => {
             let zero = lw.b.lit(Lit::F32(0.0));
@@ -264,8 +266,26 @@ fn input_at(
     }
 }
 
-/// The direct kernel: one thread per output element, looping over the window (one loop per
-/// spatial axis) and the input channels of its group.
+/// Output channels each thread of the direct kernel computes: neighbouring channels share
+/// the window's index arithmetic and, within a group, the input values.
+const LANES: usize = 4;
+
+/// The output channels one thread of the direct kernel computes.
+struct Lanes {
+    /// Per lane: its output channel, clamped to the last one (lanes past it compute a copy
+    /// and store nothing).
+    channel: Vec<Val>,
+    /// Per lane: the first input channel of its group.
+    first: Vec<Val>,
+    /// Per lane: the accumulator.
+    acc: Vec<Var>,
+    /// Whether all lanes read the same input channels (one group for all).
+    shared_input: bool,
+}
+
+/// The direct kernel: one thread per output position and `LANES` neighbouring output
+/// channels, looping over the window (one loop per spatial axis) and the input channels of
+/// the group, the window's index arithmetic done once per tap.
 fn direct(
     prog: &Program,
     shapes: &[Vec<usize>],
@@ -283,50 +303,83 @@ fn direct(
         }));
     }
     let out_shape = shapes[c.root].clone();
-    let total: usize = out_shape.iter().product();
+    let lanes = LANES.min(g.cout.max(1));
+    let blocks = g.cout.div_ceil(lanes).max(1);
+    let threads = g.rows() * blocks;
     let mut lw = Lowerer::new(Builder::new("conv_direct", WG), prog, shapes, mat);
     lw.set_root(c.root);
     let t = lw.b.let_(DType::U32, Expr::Builtin(Builtin::GlobalIndex));
-    let nt = lw.b.param("total", total as u32);
+    let nt = lw.b.param("threads", threads as u32);
     lw.b.return_unless_below(t, nt);
-    let conv_shape = shapes[c.conv].clone();
-    let coords = lw.delinearize(t, &conv_shape);
-    let r = g.rank();
-    let (b, o, co) = (coords[0], coords[1..=r].to_vec(), coords[r + 1]);
-    // The group's first input channel.
-    let first = if g.spec.groups == 1 {
-        lw.b.u32(0)
-    } else {
-        let cog = lw.b.param("group_out", g.cog as u32);
-        let grp = lw.b.index(IndexOp::Div, co, cog);
-        let cig = lw.b.param("group_in", g.cig as u32);
-        lw.b.index(IndexOp::Mul, grp, cig)
-    };
+    let nb = lw.b.param("blocks", blocks as u32);
+    let block = lw.b.index(IndexOp::Rem, t, nb);
+    let pixel = lw.b.index(IndexOp::Div, t, nb);
+    let mut rows_shape = vec![g.batch];
+    rows_shape.extend_from_slice(&g.out);
+    let coords = lw.delinearize(pixel, &rows_shape);
+    let (b, o) = (coords[0], coords[1..].to_vec());
+    let width = lw.b.u32(lanes as u32);
+    let co0 = lw.b.index(IndexOp::Mul, block, width);
+    let last = lw.b.param("last_channel", g.cout.max(1) as u32 - 1);
     let zero_f = lw.b.lit(Lit::F32(0.0));
-    let acc = lw.b.var(DType::F32, zero_f);
-    window(&mut lw, g, b, &o, co, first, acc, 0, &mut Vec::new(), None)?;
-    let sum = lw.b.read(acc, DType::F32);
-    let sum = add_bias(&mut lw, g.bias, co, sum)?;
-    let coords = Coords::Linear {
-        index: t,
-        shape: out_shape.clone(),
-        labels: (0..out_shape.len()).map(Label::Thread).collect(),
+    let mut l = Lanes {
+        channel: Vec::with_capacity(lanes),
+        first: Vec::with_capacity(lanes),
+        acc: Vec::with_capacity(lanes),
+        shared_input: g.spec.groups == 1 || g.cog.is_multiple_of(lanes),
     };
-    epilogue(&mut lw, c.conv, c.root, &out_shape, sum, coords)?;
-    Ok(lw.b.finish((total as u64).div_ceil(WG as u64), None))
+    for j in 0..lanes {
+        let jv = lw.b.u32(j as u32);
+        let co = lw.b.index(IndexOp::Add, co0, jv);
+        let co = lw.b.index(IndexOp::Min, co, last);
+        let first = if g.spec.groups == 1 {
+            lw.b.u32(0)
+        } else {
+            let cog = lw.b.param("group_out", g.cog as u32);
+            let grp = lw.b.index(IndexOp::Div, co, cog);
+            let cig = lw.b.param("group_in", g.cig as u32);
+            lw.b.index(IndexOp::Mul, grp, cig)
+        };
+        l.channel.push(co);
+        l.first.push(first);
+        l.acc.push(lw.b.var(DType::F32, zero_f));
+    }
+    window(&mut lw, g, b, &o, &l, 0, &mut Vec::new(), None)?;
+    // The epilogue of each lane, at (b, o..., channel), for the channels that exist.
+    for j in 0..lanes {
+        let jv = lw.b.u32(j as u32);
+        let co = lw.b.index(IndexOp::Add, co0, jv);
+        let store = |lw: &mut Lowerer<'_>| -> Result<()> {
+            let sum = lw.b.read(l.acc[j], DType::F32);
+            let sum = add_bias(lw, g.bias, l.channel[j], sum)?;
+            let mut axes: Vec<(Val, Label)> = coords
+                .iter()
+                .enumerate()
+                .map(|(d, &v)| (v, Label::Thread(d)))
+                .collect();
+            axes.push((co, Label::Thread(out_shape.len() - 1)));
+            epilogue(lw, c.conv, c.root, &out_shape, sum, Coords::Axes(axes))
+        };
+        if g.cout.is_multiple_of(lanes) {
+            store(&mut lw)?;
+        } else {
+            let cout = lw.b.param("out_channels", g.cout as u32);
+            let inside = lw.b.index(IndexOp::Less, co, cout);
+            lw.if_(inside, store)?;
+        }
+    }
+    Ok(lw.b.finish((threads as u64).div_ceil(WG as u64), None))
 }
 
 /// The loops of the direct kernel from spatial axis `d` inwards: `pos` holds the input
-/// coordinates of the outer axes, `valid` whether they all lie on the input.
+/// coordinates and kernel taps of the outer axes, `valid` whether they all lie on the input.
 #[allow(clippy::too_many_arguments)]
 fn window(
     lw: &mut Lowerer<'_>,
     g: &Geometry,
     b: Val,
     o: &[Val],
-    co: Val,
-    first: Val,
-    acc: crate::gpu::ir::Var,
+    l: &Lanes,
     d: usize,
     pos: &mut Vec<(Val, Val)>,
     valid: Option<Val>,
@@ -335,16 +388,33 @@ fn window(
     let one = lw.b.u32(1);
     if d < g.rank() {
         let n = lw.b.param("kernel", g.kernel[d] as u32);
-        return lw.loop_(zero, n, one, |lw, k| {
+        let spread = g.spec.input_dilation[d];
+        let (start, step) = if spread > 1 && g.spec.dilation[d] == 1 {
+            // A transposed convolution: the taps landing on input elements are those with
+            // o * stride + k - pad a multiple of the spread; the first is
+            // (pad - o * stride) mod spread, then every spread-th.
+            let sp = lw.b.param("spread", spread as u32);
+            let stride = lw.b.param("stride", g.spec.strides[d] as u32);
+            let phase =
+                lw.b.param("pad_phase", (g.spec.padding[d].0 % spread) as u32);
+            let at = lw.b.index(IndexOp::Mul, o[d], stride);
+            let at = lw.b.index(IndexOp::Rem, at, sp);
+            let up = lw.b.index(IndexOp::Add, phase, sp);
+            let k0 = lw.b.index(IndexOp::Sub, up, at);
+            (lw.b.index(IndexOp::Rem, k0, sp), sp)
+        } else {
+            (zero, one)
+        };
+        return lw.loop_(start, n, step, |lw, k| {
             let (p, v) = source(lw, g, d, o[d], k);
             let v = both(lw, valid, v);
             pos.push((p, k));
-            let r = window(lw, g, b, o, co, first, acc, d + 1, pos, v);
+            let r = window(lw, g, b, o, l, d + 1, pos, v);
             pos.pop();
             r
         });
     }
-    // The kernel's row of this tap: ((k_0 * K_1 + k_1) ...) * cig.
+    // Where this tap's input pixel and kernel rows start, once per tap.
     let mut tap = zero;
     for (axis, &(_, k)) in pos.iter().enumerate() {
         let size = lw.b.param("kernel", g.kernel[axis] as u32);
@@ -352,24 +422,43 @@ fn window(
         tap = lw.b.index(IndexOp::Add, t, k);
     }
     let spatial: Vec<Val> = pos.iter().map(|&(p, _)| p).collect();
+    let pixel = input_pixel(lw, g, b, &spatial);
     let cig = lw.b.param("group_in", g.cig as u32);
     let cout = lw.b.param("out_channels", g.cout as u32);
-    let step = |lw: &mut Lowerer<'_>, ci: Val| {
-        let channel = lw.b.index(IndexOp::Add, first, ci);
-        let x = input_at(lw, g, b, &spatial, channel, valid);
-        let row = lw.b.index(IndexOp::Mul, tap, cig);
-        let row = lw.b.index(IndexOp::Add, row, ci);
-        let wi = lw.b.index(IndexOp::Mul, row, cout);
-        let wi = lw.b.index(IndexOp::Add, wi, co);
-        let w = weight(lw, g, wi)?;
-        let prod =
-            lw.b.let_(DType::F32, Expr::Binary(BinaryOp::Mul, DType::F32, x, w));
-        let cur = lw.b.read(acc, DType::F32);
-        let next = lw.b.let_(
-            DType::F32,
-            Expr::Binary(BinaryOp::Add, DType::F32, cur, prod),
-        );
-        lw.b.assign(acc, next);
+    let rows = lw.b.index(IndexOp::Mul, tap, cig);
+    let row0 = lw.b.index(IndexOp::Mul, rows, cout);
+    let inputs = if l.shared_input { 1 } else { l.first.len() };
+    let x_base: Vec<Val> = (0..inputs)
+        .map(|j| lw.b.index(IndexOp::Add, pixel, l.first[j]))
+        .collect();
+    let w_base: Vec<Val> = l
+        .channel
+        .iter()
+        .map(|&co| lw.b.index(IndexOp::Add, row0, co))
+        .collect();
+    let step = |lw: &mut Lowerer<'_>, ci: Val| -> Result<()> {
+        let xs: Vec<Val> = x_base
+            .iter()
+            .map(|&base| {
+                let at = lw.b.index(IndexOp::Add, base, ci);
+                let v = lw.b.load(BufferRef::Node(g.x), DType::F32, at);
+                zero_unless(lw, v, valid)
+            })
+            .collect();
+        let w_row = lw.b.index(IndexOp::Mul, ci, cout);
+        for (j, &wb) in w_base.iter().enumerate() {
+            let wi = lw.b.index(IndexOp::Add, wb, w_row);
+            let w = weight(lw, g, wi)?;
+            let x = xs[if l.shared_input { 0 } else { j }];
+            let prod =
+                lw.b.let_(DType::F32, Expr::Binary(BinaryOp::Mul, DType::F32, x, w));
+            let cur = lw.b.read(l.acc[j], DType::F32);
+            let next = lw.b.let_(
+                DType::F32,
+                Expr::Binary(BinaryOp::Add, DType::F32, cur, prod),
+            );
+            lw.b.assign(l.acc[j], next);
+        }
         Ok(())
     };
     if g.cig == 1 {
@@ -595,5 +684,8 @@ fn gather(lw: &mut Lowerer<'_>, g: &Geometry, i: Val, m: usize, k: usize) -> Val
         }
         None => ci,
     };
-    input_at(lw, g, rc[0], &pos, channel, valid)
+    let pixel = input_pixel(lw, g, rc[0], &pos);
+    let at = lw.b.index(IndexOp::Add, pixel, channel);
+    let v = lw.b.load(BufferRef::Node(g.x), DType::F32, at);
+    zero_unless(lw, v, valid)
 }
