@@ -28,12 +28,11 @@ fn correct_pad(size: usize, kernel: usize) -> [(i64, i64); 2] {
     [(c - adjust, c), (c - adjust, c)]
 }
 
+/// An activation layer applied to a tensor.
+type ActivationFn = dyn Fn(&Tensor) -> Result<Tensor>;
+
 /// Convolution (no bias), BatchNormalization, then `activation` where given.
-fn conv_bn(
-    x: &Tensor,
-    conv: Conv2D,
-    activation: Option<&dyn Fn(&Tensor) -> Result<Tensor>>,
-) -> Result<Tensor> {
+fn conv_bn(x: &Tensor, conv: Conv2D, activation: Option<&ActivationFn>) -> Result<Tensor> {
     let h = conv.use_bias(false).call(x)?;
     let h = BatchNormalization::new().epsilon(1e-3).call(&h)?;
     match activation {
