@@ -511,3 +511,25 @@ fn concatenations_wider_than_a_kernel_binds_compile_in_passes() -> Result<()> {
     agree("concatenate of 1,100", &model, &data, 0.0)?;
     Ok(())
 }
+
+#[test]
+fn a_keras_made_mobile_cnn_matches_keras_on_both_kernel_shapes() -> Result<()> {
+    // Made by tests/fixtures/make_keras_fixtures.py (Keras 3 on JAX): a strided stem, an
+    // inverted residual, a strided 5x5 depthwise block with squeeze-and-excitation, separable
+    // and grouped convolutions, BatchNormalization with trained-looking statistics.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras");
+    let model = Model::load_keras(dir.join("mobile_cnn.keras"), &KerasBindings::new())?;
+    let x = HostTensor::read_npy(dir.join("mobile_cnn.input0.npy"))?;
+    let want = HostTensor::read_npy(dir.join("mobile_cnn.output0.npy"))?.to_f32_vec();
+    for (shape, g) in backends() {
+        let got = Session::with_backend(model.program().clone(), Arc::new(g))
+            .run(std::slice::from_ref(&x))?;
+        for (i, (a, b)) in got[0].to_f32_vec().iter().zip(&want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(1e-2),
+                "{shape}: element {i}: lamina {a} vs keras {b}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -91,8 +91,10 @@ fn keras_models_reproduce_keras_predictions() {
 fn keras_cnns_reproduce_keras_predictions() {
     // Conv2D, BatchNormalization (trained moving statistics; center=False), ReLU,
     // MaxPooling2D, GlobalAveragePooling2D; then padding, depthwise and separable
-    // convolutions, pooling, up-sampling, LeakyReLU/ELU/PReLU and a causal Conv1D.
-    for name in ["cnn", "image_misc"] {
+    // convolutions, pooling, up-sampling, LeakyReLU/ELU/PReLU and a causal Conv1D; then the
+    // blocks of Keras's application models (inverted residual, squeeze-and-excitation with
+    // swish, grouped and separable convolutions).
+    for name in ["cnn", "image_misc", "mobile_cnn"] {
         let model = Model::load_keras(fixture(&format!("{name}.keras")), &bindings())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         check_against_keras(&model, name);

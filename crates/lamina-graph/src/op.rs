@@ -497,8 +497,8 @@ pub enum Op {
     /// is a third input, plus `bias` (`(out,)`); see [`ConvSpec`].
     Conv(ConvSpec),
     /// Output `output` of a recurrent layer's time loop (0 the output, then the final states),
-    /// kept whole until the number of steps is known and then unrolled by
-    /// [`crate::ops::expand_recurrences`]; see [`crate::ops::RecurrenceSpec`] for its inputs.
+    /// kept whole until the number of steps is known, then run by the backend (natively, or
+    /// unrolled); see [`crate::ops::RecurrenceSpec`] for its inputs.
     Recurrence {
         /// The loop.
         spec: std::sync::Arc<crate::ops::RecurrenceSpec>,

@@ -15,8 +15,9 @@ mod vector;
 
 use crate::backend::{Backend, Executable};
 use crate::budget::MemoryBudget;
+use crate::passes::expand_recurrences_except;
 use lamina_graph::op::Op;
-use lamina_graph::ops::{RecurrenceSpec, expand_recurrences_except};
+use lamina_graph::ops::RecurrenceSpec;
 use lamina_graph::{Error, HostData, HostTensor, Program, Result};
 use std::collections::HashMap;
 use std::sync::Arc;

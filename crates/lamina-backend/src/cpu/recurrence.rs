@@ -5,7 +5,7 @@
 //! `h @ recurrent_kernel` (threaded when large) and the gate arithmetic row by row, with the
 //! same slice loops (and so the same results) as the interpreter's elementwise ops. Loops whose
 //! activations are not a single elementwise op (a custom or composite activation) are unrolled
-//! into the graph instead (`lamina_graph::ops::expand_recurrences_except`).
+//! into the graph instead (`crate::passes::expand_recurrences_except`).
 
 use super::matmul::gemm_f32_with;
 use super::vector::unary_into;

@@ -8,9 +8,9 @@ use super::plan::{Plan, is_leaf, max_reads, plan};
 use super::timing::{KernelTiming, TimestampQueries, median};
 use crate::backend::{Backend, Executable, RunStats};
 use crate::budget::{MemoryBudget, MemoryPlan, PlanBuilder};
-use crate::passes::split_wide_concats;
+use crate::passes::{expand_recurrences, split_wide_concats};
 use lamina_graph::op::Op;
-use lamina_graph::ops::expand_recurrences;
+
 use lamina_graph::{DType, Error, HostData, HostTensor, Program, Result};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

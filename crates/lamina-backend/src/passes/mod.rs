@@ -2,6 +2,8 @@
 //! shapes: the graph crate keeps what the user wrote, and a backend reshapes it to what its
 //! kernels can do.
 
+mod unroll_recurrences;
 mod wide_concat;
 
+pub use unroll_recurrences::{expand_recurrences, expand_recurrences_except};
 pub use wide_concat::split_wide_concats;

@@ -2,7 +2,7 @@
 //!
 //! A call records the time loop as `Op::Recurrence` nodes, so the sequence length may be known
 //! only at run time (`Input(shape=(None, features))`); before compiling for concrete shapes the
-//! backends unroll it (`crate::ops::expand_recurrences`): the input projection `x @ kernel`
+//! backends unroll it (`lamina_backend::passes::expand_recurrences`): the input projection `x @ kernel`
 //! runs once for all steps as one matmul, and each step adds `h @ recurrent_kernel` and the gate
 //! arithmetic, which both backends fuse; on the GPU the whole run is still one queue submit.
 

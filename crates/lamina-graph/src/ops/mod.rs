@@ -17,8 +17,6 @@ pub use axes::Axes;
 pub use elementwise::{Operand, apply_binary, promote};
 pub use gather::index_out_of_range;
 pub(crate) use recurrence::infer_recurrence;
-pub use recurrence::{
-    RecurrenceSpec, RecurrentCell, expand_recurrences, expand_recurrences_except,
-};
+pub use recurrence::{RecurrenceSpec, RecurrentCell};
 pub use sequence::Size;
 pub use slicing::SliceArg;
