@@ -1262,3 +1262,55 @@ fn special_values_and_long_feature_axes_agree_on_both_backends() -> Result<()> {
     assert_close("wide LSTM", &got[0].to_f32_vec(), &h, 1e-4);
     Ok(())
 }
+
+/// On the GPU a recurrent loop is compiled once, as a few step kernels dispatched once per
+/// step: the kernels for 10 and 2,000 steps are the same (count and code), a new length
+/// compiles nothing, and a run dispatches the initialisation plus four kernels a step.
+#[test]
+fn gpu_loops_compile_once_and_dispatch_each_step() -> Result<()> {
+    use lamina::GpuBackend;
+    let x = Input::shape(&[None, Some(8)]).tensor();
+    let y = LSTM::new(16).return_sequences(true).call(&x)?;
+    let model = Model::new(&[x], &[y])?;
+    let code = |steps: usize| -> Result<Vec<(&'static str, String)>> {
+        Ok(
+            GpuBackend::kernels_for(model.program(), &[vec![2, steps, 8]], 8)?
+                .into_iter()
+                .map(|k| (k.kind, k.wgsl))
+                .collect(),
+        )
+    };
+    let short = code(10)?;
+    let kinds: Vec<&str> = short.iter().map(|k| k.0).collect();
+    assert_eq!(
+        kinds,
+        [
+            "loop_init",
+            "loop_input",
+            "loop_recurrent",
+            "loop_cell",
+            "loop_next"
+        ]
+    );
+    assert_eq!(short, code(2000)?);
+    if common::gpu().is_none() {
+        return Ok(());
+    }
+    let g = Arc::new(GpuBackend::new()?);
+    let session = Session::with_backend(model.program().clone(), Arc::new(g));
+    let data = |steps: usize| HostTensor::new(&[2, steps, 8], fill(2 * steps * 8, 0.7));
+    session.run(&[data(10)?])?;
+    let before = session.stats();
+    let long = data(2000)?;
+    let got = session.run(std::slice::from_ref(&long))?;
+    let stats = session.stats().since(&before);
+    assert_eq!(stats.compiles, 0, "a new length compiles nothing");
+    assert_eq!(stats.dispatches, 1 + 4 * 2000);
+    let want = Session::new(model.program().clone(), BackendKind::Cpu)?.run(&[long])?;
+    let (g, c) = (got[0].to_f32_vec(), want[0].to_f32_vec());
+    assert_eq!(g.len(), 2 * 2000 * 16);
+    for (i, (a, b)) in g.iter().zip(&c).enumerate() {
+        assert!((a - b).abs() <= 1e-5, "element {i}: gpu {a} vs cpu {b}");
+    }
+    Ok(())
+}

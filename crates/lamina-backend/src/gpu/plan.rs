@@ -127,6 +127,18 @@ pub enum KernelKind {
         /// The right operand.
         b: View,
     },
+    /// A recurrent loop run as GPU loop kernels (`kernels::recurrence`), writing every output
+    /// of the loop the program reads; the root is the first of them.
+    Loop {
+        /// The outputs the program reads, as `(output index, node)`.
+        outputs: Vec<(usize, usize)>,
+    },
+    /// An output of a loop that another kernel (`Loop`, rooted at `leader`) writes: nothing to
+    /// dispatch.
+    LoopOutput {
+        /// The loop's first output node.
+        leader: usize,
+    },
     /// A convolution (`conv`, whose inputs have buffers), with the root as its elementwise
     /// epilogue: an implicit GEMM or a direct window kernel (`kernels::conv`).
     Conv {
@@ -630,6 +642,35 @@ impl Planner<'_> {
         match &node.op {
             Op::MatMul => self.matmul_kernel(root, root, BTreeSet::new(), mat),
             Op::Conv(_) => self.conv_kernel(root, root, BTreeSet::new(), mat),
+            Op::Recurrence { spec, .. } => {
+                let outputs = loop_outputs(self.prog, root, spec);
+                let leader = outputs.iter().map(|o| o.1).min().unwrap_or(root);
+                if leader != root {
+                    return Ok((
+                        KernelPlan {
+                            root,
+                            kind: KernelKind::LoopOutput { leader },
+                        },
+                        [leader].into_iter().collect(),
+                    ));
+                }
+                let inputs = &node.inputs;
+                let need: BTreeSet<usize> = inputs
+                    .iter()
+                    .copied()
+                    .filter(|i| !mat.contains(i))
+                    .collect();
+                if !need.is_empty() {
+                    return Err(need);
+                }
+                Ok((
+                    KernelPlan {
+                        root,
+                        kind: KernelKind::Loop { outputs },
+                    },
+                    inputs.iter().copied().collect(),
+                ))
+            }
             Op::Reduce { .. } => {
                 let key = self.reduce_key(root).unwrap_or_default();
                 if self.inner(&key) > COOP_MAX {
@@ -806,6 +847,28 @@ impl Planner<'_> {
         let (s, axes) = key;
         o.len() == s.len() && (0..s.len()).all(|d| axes.contains(&d) || o[d] == s[d])
     }
+}
+
+/// The outputs of the loop that node `n` (a recurrence output) belongs to, as `(output index,
+/// node)`: every recurrence node of the program with the same loop and inputs.
+pub fn loop_outputs(
+    prog: &Program,
+    n: usize,
+    spec: &std::sync::Arc<lamina_graph::ops::RecurrenceSpec>,
+) -> Vec<(usize, usize)> {
+    let inputs = &prog.nodes[n].inputs;
+    prog.nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| match &m.op {
+            Op::Recurrence { spec: s, output }
+                if std::sync::Arc::ptr_eq(s, spec) && &m.inputs == inputs =>
+            {
+                Some((*output, i))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Whether coordinates with labels `m` are the ones a register wanting `want` holds.

@@ -8,7 +8,7 @@ use super::plan::{Plan, is_leaf, max_reads, plan};
 use super::timing::{KernelTiming, TimestampQueries, median};
 use crate::backend::{Backend, Executable, RunStats};
 use crate::budget::{MemoryBudget, MemoryPlan, PlanBuilder};
-use crate::passes::{expand_recurrences, split_wide_concats};
+use crate::passes::{expand_recurrences_except, split_wide_concats};
 use lamina_graph::op::Op;
 
 use lamina_graph::{DType, Error, HostData, HostTensor, Program, Result};
@@ -42,7 +42,8 @@ pub struct GpuBackend {
     counters: Arc<Counters>,
 }
 
-/// The program as the GPU compiles it for these input shapes: recurrent loops unrolled, and
+/// The program as the GPU compiles it for these input shapes: recurrent loops with composite
+/// activations unrolled, and
 /// concatenations wider than a kernel's `max_storage` bindings allow split into trees;
 /// `None` when it needs neither. Convolutions stay whole: they are kernels of their own.
 fn expand_for_gpu(
@@ -50,7 +51,11 @@ fn expand_for_gpu(
     input_shapes: &[Vec<usize>],
     max_storage: u32,
 ) -> Result<Option<Program>> {
-    let unrolled = expand_recurrences(program, input_shapes)?;
+    // Loops whose activations are single elementwise ops run as loop kernels; the others
+    // are unrolled.
+    let looped =
+        |spec: &lamina_graph::ops::RecurrenceSpec| kernels::loop_activations(spec).is_some();
+    let unrolled = expand_recurrences_except(program, input_shapes, &looped)?;
     let base = unrolled.as_ref().unwrap_or(program);
     Ok(split_wide_concats(base, max_reads(max_storage))?.or(unrolled))
 }
@@ -252,6 +257,8 @@ pub struct GpuExecutable {
     slots: Vec<(usize, Slot)>,
     steps: Mutex<Vec<Step>>,
     kernels: Vec<KernelCode>,
+    /// The runs of kernels dispatched once per step of a loop.
+    repeats: Vec<super::kernels::Repeat>,
     /// Scratch buffers of multi-pass kernels.
     scratch: Vec<Arc<wgpu::Buffer>>,
     staging: Vec<wgpu::Buffer>,
@@ -383,12 +390,7 @@ impl Backend for Arc<GpuBackend> {
         let mut buffers: HashMap<usize, Arc<wgpu::Buffer>> = HashMap::new();
         let mut slots = Vec::new();
         // Liveness: the last kernel reading each node.
-        let mut last_use: HashMap<usize, usize> = HashMap::new();
-        for (ki, k) in compiled.kernels.iter().enumerate() {
-            for &r in &k.reads {
-                last_use.insert(r, ki);
-            }
-        }
+        let last_use = last_uses(&compiled);
         let from_inputs = input_dependence(program);
         // Outputs and what is computed from weights only keep their buffers between runs.
         let persistent = |n: usize| program.outputs.contains(&n) || !from_inputs[n];
@@ -425,8 +427,10 @@ impl Backend for Arc<GpuBackend> {
         }
         // Kernel outputs, reusing buffers whose last reader has run.
         for (ki, k) in compiled.kernels.iter().enumerate() {
-            let n = k.output;
-            if let std::collections::hash_map::Entry::Vacant(entry) = buffers.entry(n) {
+            for n in written_nodes(k) {
+                let std::collections::hash_map::Entry::Vacant(entry) = buffers.entry(n) else {
+                    continue;
+                };
                 let bytes = device_bytes(&shapes[n], program.nodes[n].dtype, f16);
                 let pos = free.iter().position(|b| b.size() == bytes);
                 let buf = match (pos, persistent(n)) {
@@ -490,6 +494,7 @@ impl Backend for Arc<GpuBackend> {
             slots,
             steps: Mutex::new(Vec::new()),
             kernels: compiled.kernels,
+            repeats: compiled.repeats,
             scratch,
             staging,
             weights_only,
@@ -513,6 +518,37 @@ impl Backend for Arc<GpuBackend> {
             bytes_read_back: c.bytes_read_back.load(Ordering::Relaxed),
         }
     }
+}
+
+/// The program nodes whose buffers a kernel writes: its output and, for a loop's kernels, the
+/// loop's other outputs.
+fn written_nodes(k: &KernelCode) -> Vec<usize> {
+    let mut nodes = vec![k.output];
+    for b in &k.bindings {
+        if let (true, BufferRef::Node(n)) = (b.writable, b.buffer)
+            && !nodes.contains(&n)
+        {
+            nodes.push(n);
+        }
+    }
+    nodes
+}
+
+/// The last kernel reading each node's buffer; a read inside a repeated run of kernels (a loop's
+/// step) lasts to the end of the run, since the run reads it again on its next turn.
+fn last_uses(compiled: &Compiled) -> HashMap<usize, usize> {
+    let mut last_use: HashMap<usize, usize> = HashMap::new();
+    for (ki, k) in compiled.kernels.iter().enumerate() {
+        let until = compiled
+            .repeats
+            .iter()
+            .find(|r| r.kernels.contains(&ki))
+            .map_or(ki, |r| r.kernels.end - 1);
+        for &r in &k.reads {
+            last_use.insert(r, until);
+        }
+    }
+    last_use
 }
 
 /// Per node: whether its value depends on a model input (else it is computed from weights
@@ -607,19 +643,16 @@ fn memory_plan(
             b.alloc(n, bytes(n), 0);
         }
     }
-    let mut last_use: HashMap<usize, usize> = HashMap::new();
-    for (ki, k) in compiled.kernels.iter().enumerate() {
-        for &r in &k.reads {
-            last_use.insert(r, ki);
-        }
-    }
+    let last_use = last_uses(compiled);
     let from_inputs = input_dependence(program);
     let persistent = |n: usize| program.outputs.contains(&n) || !from_inputs[n];
     // Freed buffers by size, as (node that owns it): reused, never released to the device.
     let mut free: Vec<(usize, u64)> = Vec::new();
     for (ki, k) in compiled.kernels.iter().enumerate() {
-        let n = k.output;
-        if allocated.insert(n) {
+        for n in written_nodes(k) {
+            if !allocated.insert(n) {
+                continue;
+            }
             let size = bytes(n);
             match free.iter().position(|&(_, s)| s == size) {
                 Some(p) if !persistent(n) => {
@@ -726,36 +759,78 @@ impl GpuExecutable {
         weights_changed: bool,
     ) -> u64 {
         let steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
-        let steps: Vec<&Step> = steps
-            .iter()
-            .zip(&self.weights_only)
-            .filter(|(_, w)| weights_changed || !**w)
-            .map(|(s, _)| s)
-            .collect();
+        let wanted = |k: usize| weights_changed || !self.weights_only[k];
         let dispatch = |pass: &mut wgpu::ComputePass<'_>, s: &Step| {
             pass.set_pipeline(&s.pipeline);
             pass.set_bind_group(0, &s.bind_group, &[]);
             pass.dispatch_workgroups(s.workgroups.0, s.workgroups.1, 1);
         };
+        let mut dispatched = 0u64;
         match timestamps {
             None => {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("lamina kernels"),
                     timestamp_writes: None,
                 });
-                steps.iter().for_each(|s| dispatch(&mut pass, s));
+                for (k, times) in self.schedule() {
+                    if wanted(k) {
+                        for _ in 0..times {
+                            dispatch(&mut pass, &steps[k]);
+                        }
+                        dispatched += times as u64;
+                    }
+                }
             }
             Some(t) => {
-                for (k, s) in steps.iter().enumerate() {
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("lamina timed kernel"),
-                        timestamp_writes: Some(t.writes(k)),
-                    });
-                    dispatch(&mut pass, s);
+                // Each kernel in a pass of its own; a loop's step kernels are timed on their
+                // first step (the figure is one step's), the other steps run untimed.
+                for (k, times) in self.schedule() {
+                    if !wanted(k) {
+                        continue;
+                    }
+                    {
+                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some("lamina timed kernel"),
+                            timestamp_writes: Some(t.writes(k)),
+                        });
+                        dispatch(&mut pass, &steps[k]);
+                    }
+                    if times > 1 {
+                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some("lamina kernels"),
+                            timestamp_writes: None,
+                        });
+                        for _ in 1..times {
+                            dispatch(&mut pass, &steps[k]);
+                        }
+                    }
+                    dispatched += times as u64;
                 }
             }
         }
-        steps.len() as u64
+        dispatched
+    }
+
+    /// The order of dispatch as `(kernel, times)`: each kernel once, except a loop's step
+    /// kernels, dispatched in turn once per step.
+    fn schedule(&self) -> Vec<(usize, usize)> {
+        let mut order = Vec::with_capacity(self.kernels.len());
+        let mut k = 0;
+        while k < self.kernels.len() {
+            match self.repeats.iter().find(|r| r.kernels.start == k) {
+                Some(r) => {
+                    for _ in 0..r.times {
+                        order.extend(r.kernels.clone().map(|i| (i, 1)));
+                    }
+                    k = r.kernels.end.max(k + 1);
+                }
+                None => {
+                    order.push((k, 1));
+                    k += 1;
+                }
+            }
+        }
+        order
     }
 
     /// Runs the kernels on `inputs` once, then `runs` more times with a GPU timestamp at the

@@ -27,7 +27,8 @@ use crate::gpu::lower::{Coords, Label, Lowerer};
 use lamina_graph::op::{BinaryOp, ConvSpec, Op, UnaryOp};
 use lamina_graph::{DType, Error, Program, Result};
 
-/// The longest loop a kernel may run: lavapipe stops any shader loop at 65,535 iterations.
+/// The most iterations a loop statement may run in one thread, over all its entries: lavapipe
+/// stops a shader loop after 65,535.
 const MAX_TRIPS: usize = 65_535;
 
 /// A convolution kernel to build.
@@ -132,18 +133,22 @@ impl Geometry {
     }
 
     fn method(&self, shared_memory: bool) -> ConvMethod {
-        if self.cig == 1 || self.spread() {
-            return ConvMethod::Direct;
-        }
-        if self.pointwise() {
-            return ConvMethod::Pointwise;
-        }
         // The gathered index of the virtual im2col must fit 32 bits.
         let im2col = (self.spec.groups as u128)
             * (self.rows() as u128)
             * (self.taps() as u128)
             * (self.cig as u128);
-        if shared_memory && im2col < u32::MAX as u128 {
+        let gemm_fits = im2col < u32::MAX as u128;
+        // The direct kernel's innermost loop runs taps * cig times a thread (lavapipe stops a
+        // loop after MAX_TRIPS); longer windows split their sums over workgroups as products.
+        let direct_fits = self.taps().saturating_mul(self.cig) <= MAX_TRIPS;
+        if (self.cig == 1 || self.spread()) && (direct_fits || !gemm_fits) {
+            return ConvMethod::Direct;
+        }
+        if self.pointwise() {
+            return ConvMethod::Pointwise;
+        }
+        if gemm_fits && (shared_memory || !direct_fits) {
             ConvMethod::ImplicitGemm
         } else {
             ConvMethod::Direct
@@ -294,11 +299,12 @@ fn direct(
     g: &Geometry,
 ) -> Result<Kernel> {
     const WG: u32 = 256;
-    if let Some(&long) = g.kernel.iter().chain([&g.cig]).find(|&&v| v > MAX_TRIPS) {
+    let trips = g.taps().saturating_mul(g.cig);
+    if trips > MAX_TRIPS {
         return Err(prog.nodes[c.conv].attribute(Error::Backend {
             backend: "gpu".into(),
             detail: format!(
-                "conv with a kernel axis or channel group of {long}: the GPU backend loops at most {MAX_TRIPS} times; use the cpu backend"
+                "conv of {trips} kernel taps times channels per group with an im2col past 32-bit indexing: the GPU backend loops at most {MAX_TRIPS} times a thread; use the cpu backend"
             ),
         }));
     }

@@ -7,6 +7,7 @@
 pub mod conv;
 mod elementwise;
 mod matmul;
+pub mod recurrence;
 mod reduce;
 mod scan;
 
@@ -36,6 +37,15 @@ pub struct KernelCode {
     pub ir: Kernel,
 }
 
+/// A run of kernels dispatched again and again: the step of a recurrent loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Repeat {
+    /// The kernels (indices into `Compiled::kernels`), dispatched in order each time.
+    pub kernels: std::ops::Range<usize>,
+    /// How many times.
+    pub times: usize,
+}
+
 /// A program's kernels and the scratch buffers (bytes each) their passes share.
 #[derive(Clone, Debug)]
 pub struct Compiled {
@@ -43,6 +53,9 @@ pub struct Compiled {
     pub kernels: Vec<KernelCode>,
     /// Sizes of the scratch buffers, by `BufferRef::Scratch` number.
     pub scratch: Vec<u64>,
+    /// The runs of kernels dispatched more than once (each run of `kernels` in order, the runs
+    /// disjoint and in order).
+    pub repeats: Vec<Repeat>,
 }
 
 /// Hands out scratch buffers for the passes of multi-pass kernels.
@@ -99,14 +112,68 @@ pub fn build(
     let mat = |n: usize| plan.materialized.contains(&n);
     let mut scratch = Scratch::default();
     let mut kernels = Vec::new();
+    let mut repeats = Vec::new();
     for kp in &plan.kernels {
+        if let KernelKind::Loop { outputs } = &kp.kind {
+            let built = recurrent_loop(prog, shapes, kp.root, outputs, &mut scratch)?;
+            let start = kernels.len() + built.body;
+            kernels.extend(
+                built
+                    .kernels
+                    .into_iter()
+                    .map(|k| finish(k, kp.root, f16_storage)),
+            );
+            repeats.push(Repeat {
+                kernels: start..kernels.len(),
+                times: built.steps,
+            });
+            continue;
+        }
         let ks = kernel(prog, shapes, &mat, kp, &mut scratch, shared_memory_matmul)?;
         kernels.extend(ks.into_iter().map(|k| finish(k, kp.root, f16_storage)));
     }
     Ok(Compiled {
         kernels,
         scratch: scratch.sizes,
+        repeats,
     })
+}
+
+/// Whether the GPU runs a recurrent loop as loop kernels: its activations are each one
+/// elementwise op or the identity (others are unrolled into the graph).
+pub fn loop_activations(
+    spec: &lamina_graph::ops::RecurrenceSpec,
+) -> Option<(recurrence::Act, recurrence::Act)> {
+    let (act, ract) = crate::cpu::recurrence::native(spec)?;
+    Some((act.op(), ract.op()))
+}
+
+fn recurrent_loop(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    root: usize,
+    outputs: &[(usize, usize)],
+    scratch: &mut Scratch,
+) -> Result<recurrence::LoopKernels> {
+    let node = &prog.nodes[root];
+    let lamina_graph::op::Op::Recurrence { spec, .. } = &node.op else {
+        return Err(lamina_graph::Error::Backend {
+            backend: "gpu".into(),
+            detail: "internal: a loop kernel for another op".into(),
+        });
+    };
+    let acts = loop_activations(spec).ok_or_else(|| {
+        node.attribute(lamina_graph::Error::Backend {
+            backend: "gpu".into(),
+            detail: "internal: a loop with composite activations was not unrolled".into(),
+        })
+    })?;
+    let lk = recurrence::LoopKernel {
+        spec,
+        inputs: &node.inputs,
+        outputs,
+    };
+    recurrence::build(prog, shapes, &lk, acts, scratch)
 }
 
 fn kernel(
@@ -136,6 +203,7 @@ fn kernel(
         KernelKind::LongReduce => reduce::long(prog, shapes, mat, kp.root, scratch),
         KernelKind::ArgReduce => reduce::arg(prog, shapes, mat, kp.root, scratch),
         KernelKind::Scan => scan::build(prog, shapes, mat, kp.root, scratch),
+        KernelKind::Loop { .. } | KernelKind::LoopOutput { .. } => Ok(Vec::new()),
         KernelKind::Conv { conv } => conv::build(
             prog,
             shapes,
