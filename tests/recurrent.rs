@@ -1265,7 +1265,8 @@ fn special_values_and_long_feature_axes_agree_on_both_backends() -> Result<()> {
 
 /// On the GPU a recurrent loop is compiled once, as a few step kernels dispatched once per
 /// step: the kernels for 10 and 2,000 steps are the same (count and code), a new length
-/// compiles nothing, and a run dispatches the initialisation plus four kernels a step.
+/// compiles nothing, and a run dispatches the initialisation and the input projection, then
+/// three kernels a step.
 #[test]
 fn gpu_loops_compile_once_and_dispatch_each_step() -> Result<()> {
     use lamina::GpuBackend;
@@ -1286,7 +1287,7 @@ fn gpu_loops_compile_once_and_dispatch_each_step() -> Result<()> {
         kinds,
         [
             "loop_init",
-            "loop_input",
+            "loop_projection",
             "loop_recurrent",
             "loop_cell",
             "loop_next"
@@ -1305,7 +1306,7 @@ fn gpu_loops_compile_once_and_dispatch_each_step() -> Result<()> {
     let got = session.run(std::slice::from_ref(&long))?;
     let stats = session.stats().since(&before);
     assert_eq!(stats.compiles, 0, "a new length compiles nothing");
-    assert_eq!(stats.dispatches, 1 + 4 * 2000);
+    assert_eq!(stats.dispatches, 2 + 3 * 2000);
     let want = Session::new(model.program().clone(), BackendKind::Cpu)?.run(&[long])?;
     let (g, c) = (got[0].to_f32_vec(), want[0].to_f32_vec());
     assert_eq!(g.len(), 2 * 2000 * 16);

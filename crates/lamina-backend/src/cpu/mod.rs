@@ -8,7 +8,7 @@ mod math;
 mod matmul;
 mod memory;
 mod movement;
-pub(crate) mod recurrence;
+mod recurrence;
 mod reduce;
 mod strided;
 mod vector;

@@ -21,11 +21,6 @@ use rayon::prelude::*;
 pub struct Elementwise(Option<UnaryOp>);
 
 impl Elementwise {
-    /// The elementwise op, or `None` for the identity.
-    pub fn op(self) -> Option<UnaryOp> {
-        self.0
-    }
-
     /// The activation as one elementwise op, or `None` where it is composite or custom.
     fn of(activation: &Activation) -> Option<Elementwise> {
         let x = Tensor::input("x", Shape::known(&[1]), DType::F32);

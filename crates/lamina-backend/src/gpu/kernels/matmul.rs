@@ -391,3 +391,96 @@ pub fn sum_splits(
     epilogue(&mut lw, s.mm, s.root, &out_shape, acc, coords)?;
     Ok(lw.b.finish((total as u64).div_ceil(WG as u64), None))
 }
+
+/// A product of two row-major matrices read from buffers as they are (`a`: `m` x `k`, rows
+/// `a_row` apart; `b`: `k` x `n` from element `b_first`, rows `b_row` apart), for kernels that
+/// multiply buffers of their own (a recurrent loop's states and weights).
+pub struct BufferProduct {
+    /// The left matrix's buffer.
+    pub a: BufferRef,
+    /// The distance between its rows, in elements.
+    pub a_row: usize,
+    /// The right matrix's buffer.
+    pub b: BufferRef,
+    /// Where its first element lies.
+    pub b_first: usize,
+    /// The distance between its rows, in elements.
+    pub b_row: usize,
+    /// Rows of the product.
+    pub m: usize,
+    /// The inner dimension.
+    pub k: usize,
+    /// Columns of the product.
+    pub n: usize,
+}
+
+/// The kernel of a [`BufferProduct`] on the matmul templates, each finished value handed to
+/// `store(builder, row, col, value)`; `None` where the inner dimension is longer than one
+/// workgroup adds up (`K_CHUNK`).
+pub fn buffer_product(
+    kind: &'static str,
+    p: &BufferProduct,
+    shared_memory: bool,
+    store: impl FnOnce(&mut Builder, Val, Val, Val),
+) -> Option<Kernel> {
+    let t = Tiling::new(p.m, p.k, p.n, 1, shared_memory)?;
+    if t.splits > 1 {
+        return None;
+    }
+    let mut b = Builder::new(kind, 256);
+    t.declare(&mut b, [p.a_row as isize, 1, p.b_row as isize, 1]);
+    let mut functions = Vec::new();
+    for (name, first) in [("a_base", 0usize), ("b_base", p.b_first)] {
+        b.open();
+        let batch = b.arg(DType::U32);
+        let at = b.param("first", first as u32);
+        let body = b.close();
+        functions.push(Function {
+            name,
+            args: vec![(batch, DType::U32)],
+            body,
+            result: Some((at, DType::U32)),
+        });
+    }
+    for (name, buffer) in [("load_a", p.a), ("load_b", p.b)] {
+        b.open();
+        let i = b.arg(DType::U32);
+        let v = b.load(buffer, DType::F32, i);
+        let body = b.close();
+        functions.push(Function {
+            name,
+            args: vec![(i, DType::U32)],
+            body,
+            result: Some((v, DType::F32)),
+        });
+    }
+    b.open();
+    let (batch, split, row, col, acc) = (
+        b.arg(DType::U32),
+        b.arg(DType::U32),
+        b.arg(DType::U32),
+        b.arg(DType::U32),
+        b.arg(DType::F32),
+    );
+    store(&mut b, row, col, acc);
+    let body = b.close();
+    functions.push(Function {
+        name: "epilogue",
+        args: vec![
+            (batch, DType::U32),
+            (split, DType::U32),
+            (row, DType::U32),
+            (col, DType::U32),
+            (acc, DType::F32),
+        ],
+        body,
+        result: None,
+    });
+    Some(b.finish(
+        t.tiles as u64,
+        Some(Template {
+            source: t.template(),
+            functions,
+        }),
+    ))
+}

@@ -115,7 +115,13 @@ pub fn build(
     let mut repeats = Vec::new();
     for kp in &plan.kernels {
         if let KernelKind::Loop { outputs } = &kp.kind {
-            let built = recurrent_loop(prog, shapes, kp.root, outputs, &mut scratch)?;
+            let built = recurrent_loop(
+                prog,
+                shapes,
+                (kp.root, outputs),
+                shared_memory_matmul,
+                &mut scratch,
+            )?;
             let start = kernels.len() + built.body;
             kernels.extend(
                 built
@@ -139,20 +145,22 @@ pub fn build(
     })
 }
 
-/// Whether the GPU runs a recurrent loop as loop kernels: its activations are each one
-/// elementwise op or the identity (others are unrolled into the graph).
+/// Whether the GPU runs a recurrent loop as loop kernels: its activations are elementwise
+/// graphs of one value (others are unrolled into the graph).
 pub fn loop_activations(
     spec: &lamina_graph::ops::RecurrenceSpec,
 ) -> Option<(recurrence::Act, recurrence::Act)> {
-    let (act, ract) = crate::cpu::recurrence::native(spec)?;
-    Some((act.op(), ract.op()))
+    Some((
+        recurrence::Act::of(&spec.activation)?,
+        recurrence::Act::of(&spec.recurrent_activation)?,
+    ))
 }
 
 fn recurrent_loop(
     prog: &Program,
     shapes: &[Vec<usize>],
-    root: usize,
-    outputs: &[(usize, usize)],
+    (root, outputs): (usize, &[(usize, usize)]),
+    shared_memory: bool,
     scratch: &mut Scratch,
 ) -> Result<recurrence::LoopKernels> {
     let node = &prog.nodes[root];
@@ -173,7 +181,7 @@ fn recurrent_loop(
         inputs: &node.inputs,
         outputs,
     };
-    recurrence::build(prog, shapes, &lk, acts, scratch)
+    recurrence::build(prog, shapes, &lk, acts, shared_memory, scratch)
 }
 
 fn kernel(

@@ -2,21 +2,24 @@
 //! dispatches once per step from the same command buffer, the states updated in place.
 //!
 //! The kernels of one loop: `init` (once a run: the states from the initial states or zeros,
-//! the step counter to 0), then per step `input` (one thread per batch row and gate column:
-//! the step's input projection `x_t @ kernel + bias`, in passes of 16,384 features),
-//! `recurrent` (the recurrent product `h @ recurrent_kernel`), for a GRU without `reset_after`
+//! the step counter to 0) and `projection` (once a run: the input projection of every step,
+//! `x @ kernel + bias`, as one product on the matmul templates), then per step `recurrent`
+//! (`h @ recurrent_kernel`, a product on the same templates), for a GRU without `reset_after`
 //! also `reset` (`r * h`) and `reset_product` (`(r * h) @ U_h`), then `cell` (one thread per batch row and unit: the gate activations, the
 //! new states where the mask keeps the step, the outputs) and `next` (the step counter plus
-//! one). The step a kernel works on is read from the counter, so every step dispatches the same
+//! one). Inputs of more than 4,096 features are projected by each step instead (`input`, one
+//! thread per batch row and gate column, in passes of 16,384 features). The step a kernel works on is read from the counter, so every step dispatches the same
 //! kernels with the same bindings: compile time and memory do not grow with the sequence, and
 //! the work is linear in it. Dispatches within a pass are ordered, so `cell` may update `h` in
 //! place after `gates` has read it.
 
 use super::Scratch;
+use super::matmul::{BufferProduct, K_CHUNK, buffer_product};
 use crate::gpu::ir::{BufferRef, Builder, Builtin, Expr, IndexOp, Kernel, Lit, Val};
-use lamina_graph::op::{BinaryOp, UnaryOp};
+use lamina_graph::layers::Activation;
+use lamina_graph::op::{BinaryOp, Op};
 use lamina_graph::ops::{RecurrenceSpec, RecurrentCell};
-use lamina_graph::{DType, Error, Program, Result};
+use lamina_graph::{DType, Error, HostData, Program, Result, Shape, Tensor};
 
 /// Threads per workgroup.
 const WG: u32 = 256;
@@ -45,8 +48,76 @@ pub struct LoopKernels {
     pub steps: usize,
 }
 
-/// An activation as the kernels apply it: one elementwise op, or the identity.
-pub type Act = Option<UnaryOp>;
+/// An activation as the kernels apply it: the elementwise graph it records on one value (ops
+/// on that value and on scalar constants: `tanh`, `relu` as `maximum(x, 0)`, `hard_sigmoid`,
+/// `elu`, `silu`, ...), or the identity.
+#[derive(Clone, Debug)]
+pub struct Act(Option<Program>);
+
+impl Act {
+    /// The activation as an elementwise graph, or `None` where it reads anything but its
+    /// value and scalar constants (a custom activation with reductions or matmuls).
+    pub fn of(activation: &Activation) -> Option<Act> {
+        let x = Tensor::input("x", Shape::known(&[1]), DType::F32);
+        let y = activation.apply(&x);
+        if y.id() == x.id() {
+            return Some(Act(None));
+        }
+        let graph = Program::from_tensors(std::slice::from_ref(&x), &[y]).ok()?;
+        let elementwise = graph.nodes.iter().all(|n| {
+            let op_ok = match &n.op {
+                Op::Input { .. } | Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) => true,
+                Op::Constant(c) => c.len() == 1,
+                _ => false,
+            };
+            op_ok && n.shape.dims().iter().all(|d| d.known() == Some(1))
+        });
+        let out = graph.outputs.first().map(|&o| graph.nodes[o].dtype);
+        (elementwise && out == Some(DType::F32)).then_some(Act(Some(graph)))
+    }
+
+    /// The activation of `v`.
+    fn apply(&self, b: &mut Builder, v: Val) -> Val {
+        let Some(graph) = &self.0 else {
+            return v;
+        };
+        let mut vals: Vec<Val> = Vec::with_capacity(graph.nodes.len());
+        for node in &graph.nodes {
+            let dtype = node.dtype;
+            let arg = |k: usize| vals[node.inputs[k]];
+            let in_dtype = |k: usize| graph.nodes[node.inputs[k]].dtype;
+            let val = match &node.op {
+                Op::Constant(c) => b.lit(match c.data() {
+                    HostData::F32(x) => Lit::F32(x[0]),
+                    HostData::I32(x) => Lit::I32(x[0]),
+                    HostData::U32(x) => Lit::U32(x[0]),
+                    HostData::Bool(x) => Lit::Bool(x[0]),
+                }),
+                Op::Unary(u) => b.let_(dtype, Expr::Unary(*u, dtype, arg(0))),
+                Op::Binary(op) => b.let_(dtype, Expr::Binary(*op, in_dtype(0), arg(0), arg(1))),
+                Op::Where => b.let_(
+                    dtype,
+                    Expr::Select {
+                        cond: arg(0),
+                        then: arg(1),
+                        otherwise: arg(2),
+                    },
+                ),
+                Op::Cast(to) => b.let_(
+                    *to,
+                    Expr::Cast {
+                        from: in_dtype(0),
+                        to: *to,
+                        value: arg(0),
+                    },
+                ),
+                _ => v,
+            };
+            vals.push(val);
+        }
+        graph.outputs.first().map_or(v, |&o| vals[o])
+    }
+}
 
 /// The sizes and buffers shared by a loop's kernels.
 struct Loop<'a> {
@@ -62,6 +133,11 @@ struct Loop<'a> {
     /// Columns of the recurrent product computed with the gates: all, or the z and r gates of
     /// a GRU without `reset_after`.
     gz: usize,
+    /// Whether the input projection of every step is one product before the loop (else each
+    /// step projects its own input, in passes).
+    projected: bool,
+    /// Whether products tile through workgroup memory (GPUs) or stream (CPU-hosted adapters).
+    shared_memory: bool,
     x: usize,
     kernel: usize,
     recurrent: usize,
@@ -84,11 +160,8 @@ fn f32_op(b: &mut Builder, op: BinaryOp, x: Val, y: Val) -> Val {
     b.let_(DType::F32, Expr::Binary(op, DType::F32, x, y))
 }
 
-fn activate(b: &mut Builder, act: Act, v: Val) -> Val {
-    match act {
-        Some(op) => b.let_(DType::F32, Expr::Unary(op, DType::F32, v)),
-        None => v,
-    }
+fn activate(b: &mut Builder, act: &Act, v: Val) -> Val {
+    act.apply(b, v)
 }
 
 impl Loop<'_> {
@@ -229,10 +302,68 @@ impl Loop<'_> {
         Self::finish(b, total)
     }
 
+    /// Before the loop: the input projection of every step, `x @ kernel + bias` as one
+    /// product of `(batch * steps, features)` by `(features, gates)`, rows in `x`'s order.
+    fn projection(&self) -> Option<Kernel> {
+        let p = BufferProduct {
+            a: BufferRef::Node(self.x),
+            a_row: self.features,
+            b: BufferRef::Node(self.kernel),
+            b_first: 0,
+            b_row: self.g,
+            m: self.batch * self.steps,
+            k: self.features,
+            n: self.g,
+        };
+        buffer_product(
+            "loop_projection",
+            &p,
+            self.shared_memory,
+            |b, row, col, acc| {
+                let v = match self.bias {
+                    Some(bias) => {
+                        let v = b.load(BufferRef::Node(bias), DType::F32, col);
+                        f32_op(b, BinaryOp::Add, acc, v)
+                    }
+                    None => acc,
+                };
+                let g = b.param("gates", self.g as u32);
+                let at = b.index(IndexOp::Mul, row, g);
+                let at = b.index(IndexOp::Add, at, col);
+                b.store(self.xz, DType::F32, at, v);
+            },
+        )
+    }
+
     /// Per batch row and recurrent column (all gate columns, or the z and r gates of a GRU
     /// without `reset_after`): `h @ recurrent_kernel`, with the recurrent bias of a GRU with
-    /// `reset_after`.
+    /// `reset_after`; on the matmul templates where the units fit one workgroup's sum.
     fn recurrent(&self) -> Kernel {
+        let product = BufferProduct {
+            a: self.h,
+            a_row: self.units,
+            b: BufferRef::Node(self.recurrent),
+            b_first: 0,
+            b_row: self.g,
+            m: self.batch,
+            k: self.units,
+            n: self.gz,
+        };
+        let tiled = buffer_product(
+            "loop_recurrent",
+            &product,
+            self.shared_memory,
+            |b, row, col, acc| {
+                let rz = self.recurrent_bias(b, col, acc);
+                let gz = b.param("recurrent_columns", self.gz as u32);
+                let at = b.index(IndexOp::Mul, row, gz);
+                let at = b.index(IndexOp::Add, at, col);
+                b.store(self.rz, DType::F32, at, rz);
+            },
+        );
+        if let Some(k) = tiled {
+            return k;
+        }
         let total = self.batch * self.gz;
         let (mut b, t) = self.threads("loop_recurrent", total);
         let gz = b.param("recurrent_columns", self.gz as u32);
@@ -241,36 +372,62 @@ impl Loop<'_> {
         let units = b.param("units", self.units as u32);
         let h0 = b.index(IndexOp::Mul, row, units);
         let zero = b.u32(0);
-        let mut rz = Self::dot(
+        let rz = Self::dot(
             &mut b,
             (self.h, h0),
             (BufferRef::Node(self.recurrent), col),
             (zero, units),
             self.g,
         );
-        if let (Some(bias), RecurrentCell::Gru { reset_after: true }) = (self.bias, self.spec.cell)
-        {
-            let g = b.param("gates", self.g as u32);
-            let at = b.index(IndexOp::Add, g, col);
-            let v = b.load(BufferRef::Node(bias), DType::F32, at);
-            rz = f32_op(&mut b, BinaryOp::Add, rz, v);
-        }
+        let rz = self.recurrent_bias(&mut b, col, rz);
         b.store(self.rz, DType::F32, t, rz);
         Self::finish(b, total)
     }
 
-    /// Gate `gate` of unit `unit` in batch row `row`: input part plus recurrent part.
-    fn gate_sum(&self, b: &mut Builder, row: Val, gate: usize, unit: Val) -> Val {
+    /// `v` plus the recurrent bias of column `col` for a GRU with `reset_after` (else `v`).
+    fn recurrent_bias(&self, b: &mut Builder, col: Val, v: Val) -> Val {
+        match (self.bias, self.spec.cell) {
+            (Some(bias), RecurrentCell::Gru { reset_after: true }) => {
+                let g = b.param("gates", self.g as u32);
+                let at = b.index(IndexOp::Add, g, col);
+                let r = b.load(BufferRef::Node(bias), DType::F32, at);
+                f32_op(b, BinaryOp::Add, v, r)
+            }
+            _ => v,
+        }
+    }
+
+    /// Column `col` of the input projection of batch row `row` at time `tt`: from the
+    /// projection of every step (made before the loop) or of this step.
+    fn x_part(&self, b: &mut Builder, row: Val, tt: Val, col: Val) -> Val {
         let g = b.param("gates", self.g as u32);
-        let gz = b.param("recurrent_columns", self.gz as u32);
-        let off = b.param("gate_offset", (gate * self.units) as u32);
-        let col = b.index(IndexOp::Add, off, unit);
-        let xr = b.index(IndexOp::Mul, row, g);
+        let r = if self.projected {
+            let steps = b.param("steps", self.steps as u32);
+            let r = b.index(IndexOp::Mul, row, steps);
+            b.index(IndexOp::Add, r, tt)
+        } else {
+            row
+        };
+        let xr = b.index(IndexOp::Mul, r, g);
         let xi = b.index(IndexOp::Add, xr, col);
-        let xv = b.load(self.xz, DType::F32, xi);
+        b.load(self.xz, DType::F32, xi)
+    }
+
+    /// Column `col` of the recurrent product of batch row `row`.
+    fn r_part(&self, b: &mut Builder, row: Val, col: Val) -> Val {
+        let gz = b.param("recurrent_columns", self.gz as u32);
         let rr = b.index(IndexOp::Mul, row, gz);
         let ri = b.index(IndexOp::Add, rr, col);
-        let rv = b.load(self.rz, DType::F32, ri);
+        b.load(self.rz, DType::F32, ri)
+    }
+
+    /// Gate `gate` of unit `unit` in batch row `row` at time `tt`: input part plus recurrent
+    /// part.
+    fn gate_sum(&self, b: &mut Builder, row: Val, tt: Val, gate: usize, unit: Val) -> Val {
+        let off = b.param("gate_offset", (gate * self.units) as u32);
+        let col = b.index(IndexOp::Add, off, unit);
+        let xv = self.x_part(b, row, tt, col);
+        let rv = self.r_part(b, row, col);
         f32_op(b, BinaryOp::Add, xv, rv)
     }
 
@@ -281,13 +438,14 @@ impl Loop<'_> {
         let Some((zg, rh, _)) = self.gru else {
             return Self::finish(b, total);
         };
+        let (_, tt) = self.step(&mut b);
         let units = b.param("units", self.units as u32);
         let row = b.index(IndexOp::Div, t, units);
         let unit = b.index(IndexOp::Rem, t, units);
-        let z = self.gate_sum(&mut b, row, 0, unit);
-        let z = activate(&mut b, self.ract, z);
-        let r = self.gate_sum(&mut b, row, 1, unit);
-        let r = activate(&mut b, self.ract, r);
+        let z = self.gate_sum(&mut b, row, tt, 0, unit);
+        let z = activate(&mut b, &self.ract, z);
+        let r = self.gate_sum(&mut b, row, tt, 1, unit);
+        let r = activate(&mut b, &self.ract, r);
         let h = b.load(self.h, DType::F32, t);
         let v = f32_op(&mut b, BinaryOp::Mul, r, h);
         b.store(zg, DType::F32, t, z);
@@ -298,6 +456,32 @@ impl Loop<'_> {
     /// A GRU without `reset_after`: `(r * h) @ U_h`, per batch row and unit.
     fn reset_product(&self) -> Kernel {
         let total = self.batch * self.units;
+        if let Some((_, rh, out)) = self.gru {
+            let product = BufferProduct {
+                a: rh,
+                a_row: self.units,
+                b: BufferRef::Node(self.recurrent),
+                b_first: 2 * self.units,
+                b_row: self.g,
+                m: self.batch,
+                k: self.units,
+                n: self.units,
+            };
+            let tiled = buffer_product(
+                "loop_reset_product",
+                &product,
+                self.shared_memory,
+                |b, row, col, acc| {
+                    let units = b.param("units", self.units as u32);
+                    let at = b.index(IndexOp::Mul, row, units);
+                    let at = b.index(IndexOp::Add, at, col);
+                    b.store(out, DType::F32, at, acc);
+                },
+            );
+            if let Some(k) = tiled {
+                return k;
+            }
+        }
         let (mut b, t) = self.threads("loop_reset_product", total);
         let Some((_, rh, out)) = self.gru else {
             return Self::finish(b, total);
@@ -329,20 +513,20 @@ impl Loop<'_> {
         let row = b.index(IndexOp::Div, t, units);
         let unit = b.index(IndexOp::Rem, t, units);
         let h = b.load(self.h, DType::F32, t);
-        let (act, ract) = (self.act, self.ract);
+        let (act, ract) = (&self.act, &self.ract);
         let (new_h, new_c) = match self.spec.cell {
             RecurrentCell::SimpleRnn => {
-                let v = self.gate_sum(&mut b, row, 0, unit);
+                let v = self.gate_sum(&mut b, row, tt, 0, unit);
                 (activate(&mut b, act, v), None)
             }
             RecurrentCell::Lstm => {
-                let i = self.gate_sum(&mut b, row, 0, unit);
+                let i = self.gate_sum(&mut b, row, tt, 0, unit);
                 let i = activate(&mut b, ract, i);
-                let f = self.gate_sum(&mut b, row, 1, unit);
+                let f = self.gate_sum(&mut b, row, tt, 1, unit);
                 let f = activate(&mut b, ract, f);
-                let cand = self.gate_sum(&mut b, row, 2, unit);
+                let cand = self.gate_sum(&mut b, row, tt, 2, unit);
                 let cand = activate(&mut b, act, cand);
-                let o = self.gate_sum(&mut b, row, 3, unit);
+                let o = self.gate_sum(&mut b, row, tt, 3, unit);
                 let o = activate(&mut b, ract, o);
                 let c_buf = self.c.unwrap_or(self.h);
                 let c = b.load(c_buf, DType::F32, t);
@@ -354,19 +538,15 @@ impl Loop<'_> {
             }
             RecurrentCell::Gru { reset_after } => {
                 let (z, hh) = if reset_after {
-                    let z = self.gate_sum(&mut b, row, 0, unit);
+                    let z = self.gate_sum(&mut b, row, tt, 0, unit);
                     let z = activate(&mut b, ract, z);
-                    let r = self.gate_sum(&mut b, row, 1, unit);
+                    let r = self.gate_sum(&mut b, row, tt, 1, unit);
                     let r = activate(&mut b, ract, r);
                     // x_h + r * (h @ U_h + b_h)
-                    let g = b.param("gates", self.g as u32);
                     let off = b.param("gate_offset", (2 * self.units) as u32);
                     let col = b.index(IndexOp::Add, off, unit);
-                    let xr = b.index(IndexOp::Mul, row, g);
-                    let xi = b.index(IndexOp::Add, xr, col);
-                    let xv = b.load(self.xz, DType::F32, xi);
-                    let ri = b.index(IndexOp::Add, xr, col);
-                    let rv = b.load(self.rz, DType::F32, ri);
+                    let xv = self.x_part(&mut b, row, tt, col);
+                    let rv = self.r_part(&mut b, row, col);
                     let rr = f32_op(&mut b, BinaryOp::Mul, r, rv);
                     let s = f32_op(&mut b, BinaryOp::Add, xv, rr);
                     (z, activate(&mut b, act, s))
@@ -375,12 +555,9 @@ impl Loop<'_> {
                         return Self::finish(b, total);
                     };
                     let z = b.load(zg, DType::F32, t);
-                    let g = b.param("gates", self.g as u32);
                     let off = b.param("gate_offset", (2 * self.units) as u32);
                     let col = b.index(IndexOp::Add, off, unit);
-                    let xr = b.index(IndexOp::Mul, row, g);
-                    let xi = b.index(IndexOp::Add, xr, col);
-                    let xv = b.load(self.xz, DType::F32, xi);
+                    let xv = self.x_part(&mut b, row, tt, col);
                     let pv = b.load(product, DType::F32, t);
                     let s = f32_op(&mut b, BinaryOp::Add, xv, pv);
                     (z, activate(&mut b, act, s))
@@ -482,6 +659,7 @@ pub fn build(
     shapes: &[Vec<usize>],
     lk: &LoopKernel<'_>,
     (act, ract): (Act, Act),
+    shared_memory: bool,
     scratch: &mut Scratch,
 ) -> Result<LoopKernels> {
     let spec = lk.spec;
@@ -535,6 +713,10 @@ pub fn build(
     let bu = batch * units;
     let gru_plain = spec.cell == (RecurrentCell::Gru { reset_after: false });
     let gz = if gru_plain { 2 * units } else { g };
+    // One product before the loop where it fits one workgroup's sum and its output the
+    // kernels' 32-bit indexing; else each step projects its own input in passes.
+    let projected =
+        features <= K_CHUNK && (batch as u64) * (steps as u64) * (g as u64) < u32::MAX as u64;
     let l = Loop {
         spec,
         act,
@@ -545,6 +727,8 @@ pub fn build(
         units,
         g,
         gz,
+        projected,
+        shared_memory,
         x,
         kernel,
         recurrent,
@@ -554,15 +738,25 @@ pub fn build(
         outputs: lk.outputs.to_vec(),
         h: scratch.alloc(bu),
         c: (spec.cell == RecurrentCell::Lstm).then(|| scratch.alloc(bu)),
-        xz: scratch.alloc(batch * g),
+        xz: scratch.alloc(batch * g * if projected { steps } else { 1 }),
         rz: scratch.alloc(batch * gz),
         last: scratch.alloc(bu),
         counter: scratch.alloc(1),
         gru: gru_plain.then(|| (scratch.alloc(bu), scratch.alloc(bu), scratch.alloc(bu))),
     };
     let mut kernels = vec![l.init()];
-    for pass in 0..features.div_ceil(PASS_TERMS).max(1) {
-        kernels.push(l.input(pass));
+    let projection = if projected { l.projection() } else { None };
+    let per_step_input = projection.is_none();
+    kernels.extend(projection);
+    let body = kernels.len();
+    let l = Loop {
+        projected: !per_step_input,
+        ..l
+    };
+    if per_step_input {
+        for pass in 0..features.div_ceil(PASS_TERMS).max(1) {
+            kernels.push(l.input(pass));
+        }
     }
     kernels.push(l.recurrent());
     if l.is_gru_without_reset_after() {
@@ -573,7 +767,7 @@ pub fn build(
     kernels.push(l.next());
     Ok(LoopKernels {
         kernels,
-        body: 1,
+        body,
         steps,
     })
 }
