@@ -533,3 +533,110 @@ fn a_keras_made_mobile_cnn_matches_keras_on_both_kernel_shapes() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn pooling_of_every_kind_agrees_with_the_cpu_as_one_window_kernel() -> Result<()> {
+    type Case = (
+        &'static str,
+        Vec<usize>,
+        Box<dyn Fn(&Tensor) -> Result<Tensor>>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "max 2d 2",
+            vec![8, 9, 5],
+            Box::new(|t| MaxPooling2D::new(2).call(t)),
+        ),
+        (
+            "max 2d 3 strided same",
+            vec![9, 8, 4],
+            Box::new(|t| {
+                MaxPooling2D::new(3)
+                    .strides(2)
+                    .padding(Padding::Same)
+                    .call(t)
+            }),
+        ),
+        (
+            "average 2d 3 strided same",
+            vec![9, 8, 4],
+            Box::new(|t| {
+                AveragePooling2D::new(3)
+                    .strides(2)
+                    .padding(Padding::Same)
+                    .call(t)
+            }),
+        ),
+        (
+            "average 2d 7 valid",
+            vec![7, 7, 6],
+            Box::new(|t| AveragePooling2D::new(7).call(t)),
+        ),
+        (
+            "max 2d channels first",
+            vec![3, 8, 8],
+            Box::new(|t| {
+                MaxPooling2D::new(2)
+                    .data_format(DataFormat::ChannelsFirst)
+                    .call(t)
+            }),
+        ),
+        (
+            "max 1d same",
+            vec![11, 3],
+            Box::new(|t| {
+                MaxPooling1D::new(3)
+                    .strides(2)
+                    .padding(Padding::Same)
+                    .call(t)
+            }),
+        ),
+        (
+            "average 1d",
+            vec![12, 3],
+            Box::new(|t| AveragePooling1D::new(4).strides(3).call(t)),
+        ),
+        (
+            "global average 2d",
+            vec![6, 5, 7],
+            Box::new(|t| GlobalAveragePooling2D::new().call(t)),
+        ),
+        (
+            "global max 2d keepdims",
+            vec![6, 5, 7],
+            Box::new(|t| GlobalMaxPooling2D::new().keepdims(true).call(t)),
+        ),
+        (
+            "global max 1d",
+            vec![9, 4],
+            Box::new(|t| GlobalMaxPooling1D::new().call(t)),
+        ),
+    ];
+    for (name, shape, f) in &cases {
+        let model = one_layer(shape, f)?;
+        let mut full = vec![2];
+        full.extend_from_slice(shape);
+        agree(name, &model, &[input(&full, 11)?], 1e-6)?;
+    }
+    // A convolution with relu, then a max pooling: the pooling's window (its slices and
+    // maxima) is one kernel; with `same` padding the padded input is one more pass.
+    for (padding, passes) in [(Padding::Valid, 1), (Padding::Same, 2)] {
+        let model = one_layer(&[12, 12, 4], |t| {
+            let h = Conv2D::new(8, 3)
+                .padding(Padding::Same)
+                .activation(Activation::Relu)
+                .call(t)?;
+            MaxPooling2D::new(3).strides(2).padding(padding).call(&h)
+        })?;
+        let k = kinds(&model, &[2, 12, 12, 4])?;
+        assert_eq!(k[0], "conv_gemm");
+        assert_eq!(k[1..], vec!["elementwise"; passes][..], "{padding:?}");
+        agree(
+            "conv then pool",
+            &model,
+            &[input(&[2, 12, 12, 4], 12)?],
+            2e-5,
+        )?;
+    }
+    Ok(())
+}
