@@ -613,17 +613,24 @@ impl Measurement {
                     self.runs
                 );
                 s += &format!(
-                    "  {:>3}  {:<12} {:<36} {:>12} {:>7}\n",
+                    "  {:>3}  {:<15} {:<33} {:>12} {:>7}\n",
                     "#", "kind", "writes", "median us", "share"
                 );
                 for (i, k) in ks.iter().enumerate() {
                     s += &format!(
-                        "  {i:>3}  {:<12} {:<36} {:>12.1} {:>6.1}%\n",
+                        "  {i:>3}  {:<15} {:<33} {:>12.1} {:>6.1}%\n",
                         k.kind,
                         k.label,
                         k.seconds * 1e6,
                         100.0 * share(k.seconds, total)
                     );
+                }
+                let per_step = ["loop_input", "loop_recurrent", "loop_reset", "loop_cell"];
+                if ks
+                    .iter()
+                    .any(|k| per_step.iter().any(|p| k.kind.starts_with(p)))
+                {
+                    s += "  (a recurrent loop's step kernels are timed on one step; they run once a step)\n";
                 }
                 s
             }

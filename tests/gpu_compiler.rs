@@ -919,6 +919,18 @@ fn wgsl_snapshots_of_representative_kernels() {
     )
     .unwrap();
     let conv = conv.model().unwrap();
+    // A recurrent loop: initialisation, the input projection, then the step kernels.
+    let seq = Input::shape(&[None, Some(6)]).tensor();
+    let lstm = LSTM::new(4)
+        .return_sequences(true)
+        .seed(5)
+        .call(&seq)
+        .unwrap();
+    let lstm = Model::new(&[seq], &[lstm]).unwrap();
+    insta::assert_snapshot!(
+        "lstm_loop",
+        snapshot_text("lstm_loop", &lstm, &[vec![2, 7, 6]])
+    );
     insta::assert_snapshot!(
         "conv_gemm_pointwise_depthwise",
         snapshot_text(
