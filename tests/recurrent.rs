@@ -792,13 +792,15 @@ fn run_time_lengths_compile_once_per_length() -> Result<()> {
 
 #[test]
 fn composite_activations_run_unrolled_and_agree_with_the_native_loop() -> Result<()> {
-    // tanh written as 2 sigmoid(2x) - 1 is not one elementwise op, so the CPU unrolls that
-    // loop; the built-in tanh runs natively. Same weights, same values within rounding.
+    // tanh written as 2 sigmoid(2x) - 1 plus a row sum of zeros reads more than its own
+    // element, so both backends unroll that loop; the built-in tanh runs as a loop. Same
+    // weights, same values within rounding.
     let composite = Activation::custom("tanh2", |x: &Tensor| {
         x.multiply(2.0f32)
             .sigmoid()
             .multiply(2.0f32)
             .subtract(1.0f32)
+            .add(x.multiply(0.0f32).sum_keepdims(-1))
     });
     for kind in ["lstm", "gru", "gru_before", "simple"] {
         let x = Input::with_dims(vec![Dim::Dynamic, Dim::Known(I)]).tensor();
@@ -862,7 +864,10 @@ fn composite_activations_run_unrolled_and_agree_with_the_native_loop() -> Result
 fn explicit_masks_with_initial_states_match_keras() -> Result<()> {
     use keras_ref::*;
     const KEEP2: [[bool; T]; B] = [[false, true, true, false, false], [false; T]];
-    let tanh = Activation::custom("tanh_unrolled", |x: &Tensor| x.tanh().multiply(1.0f32));
+    // A row sum of zeros makes the activation more than elementwise: the loop unrolls.
+    let tanh = Activation::custom("tanh_unrolled", |x: &Tensor| {
+        x.tanh().add(x.multiply(0.0f32).sum_keepdims(-1))
+    });
     let cases: Vec<(Kind, &[&[f32]])> = vec![
         (Kind::Simple, &[&EXPL_SRNN_0]),
         (Kind::Lstm, &[&EXPL_LSTM_0, &EXPL_LSTM_1, &EXPL_LSTM_2]),
@@ -1130,7 +1135,8 @@ fn keras_unroll_mask_semantics_match_keras() -> Result<()> {
 #[test]
 fn wide_steps_computed_over_threads_agree_with_the_gpu_and_the_unrolled_loop() -> Result<()> {
     // Steps whose rows hold 16,384 gate values or more compute their rows over threads on the
-    // CPU; the GPU and a composite activation (unrolled on the CPU) compute the same values.
+    // CPU; the GPU and a composite activation (an elementwise graph the loops evaluate op by
+    // op) compute the same values.
     let tanh2 = Activation::custom("tanh2", |x: &Tensor| {
         x.multiply(2.0f32)
             .sigmoid()
@@ -1312,6 +1318,60 @@ fn gpu_loops_compile_once_and_dispatch_each_step() -> Result<()> {
     assert_eq!(g.len(), 2 * 2000 * 16);
     for (i, (a, b)) in g.iter().zip(&c).enumerate() {
         assert!((a - b).abs() <= 1e-5, "element {i}: gpu {a} vs cpu {b}");
+    }
+    Ok(())
+}
+
+/// Activations made of several elementwise ops (`relu` is `maximum(x, 0)`, `hard_sigmoid`,
+/// `elu`, `silu`, `hard_silu`) run inside the loops of both backends (the CPU evaluates them op
+/// by op, the GPU compiles them into the cell kernel) and agree with the same activations
+/// unrolled (made non-elementwise by a row sum of zeros).
+#[test]
+fn elementwise_activations_run_inside_the_loops() -> Result<()> {
+    use lamina::GpuBackend;
+    let pairs = [
+        (Activation::Relu, Activation::HardSigmoid),
+        (Activation::Elu, Activation::Sigmoid),
+        (Activation::Silu, Activation::HardSilu),
+    ];
+    for (act, ract) in pairs {
+        let unroll = |a: &Activation| {
+            let a = a.clone();
+            Activation::custom("with_a_row_sum", move |x: &Tensor| {
+                a.apply(x).add(x.multiply(0.0f32).sum_keepdims(-1))
+            })
+        };
+        let x = Input::with_dims(vec![Dim::Dynamic, Dim::Known(I)]).tensor();
+        let looped = LSTM::new(U)
+            .return_sequences(true)
+            .activation(act.clone())
+            .recurrent_activation(ract.clone());
+        let unrolled = LSTM::new(U)
+            .return_sequences(true)
+            .activation(unroll(&act))
+            .recurrent_activation(unroll(&ract));
+        let a = looped.call(&x)?;
+        let b = unrolled.call(&x)?;
+        for (name, v) in looped.weight_paths() {
+            let short = name.rsplit('/').next().unwrap_or(&name).to_string();
+            unrolled.set_weight(&short, v.value())?;
+        }
+        let model = Model::new(&[x], &[a, b])?;
+        let kinds: Vec<&str> = GpuBackend::kernels_for(model.program(), &[vec![B, 6, I]], 8)?
+            .iter()
+            .map(|k| k.kind)
+            .collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "loop_cell").count(),
+            1,
+            "{act:?}: one loop runs as a loop, the other unrolled: {kinds:?}"
+        );
+        let x = sequence(6, 0.9, |_, _| false);
+        let out = run_both(&model, &[x]);
+        let (p, q) = (out[0].to_f32_vec(), out[1].to_f32_vec());
+        for (i, (a, b)) in p.iter().zip(&q).enumerate() {
+            assert!((a - b).abs() <= 2e-6, "{act:?}: element {i}: {a} vs {b}");
+        }
     }
     Ok(())
 }

@@ -279,7 +279,7 @@ impl Executable for CpuExecutable {
                     // The loop runs once; its other outputs wait for their nodes.
                     let key = (Arc::as_ptr(spec) as usize, node.inputs.clone());
                     if !loops.contains_key(&key) {
-                        let acts = self.loop_activations.get(&i).copied().ok_or_else(|| {
+                        let acts = self.loop_activations.get(&i).cloned().ok_or_else(|| {
                             node.attribute(Error::Model {
                                 detail: "a recurrent loop with a composite activation reached \
                                          the interpreter without being unrolled"

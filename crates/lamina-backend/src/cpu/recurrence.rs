@@ -3,47 +3,123 @@
 //!
 //! The input projection of all steps is one matrix product; each step is then one product
 //! `h @ recurrent_kernel` (threaded when large) and the gate arithmetic row by row, with the
-//! same slice loops (and so the same results) as the interpreter's elementwise ops. Loops whose
-//! activations are not a single elementwise op (a custom or composite activation) are unrolled
-//! into the graph instead (`crate::passes::expand_recurrences_except`).
+//! same slice loops (and so the same results) as the interpreter's elementwise ops; an
+//! activation made of several elementwise ops is evaluated op by op with the interpreter's
+//! elementwise ops. Loops whose activations read more than their own element (a custom
+//! activation with a reduction) are unrolled into the graph instead
+//! (`crate::passes::expand_recurrences_except`).
 
+use super::elementwise;
 use super::matmul::gemm_f32_with;
 use super::vector::unary_into;
 use lamina_graph::layers::Activation;
 use lamina_graph::op::{Op, UnaryOp};
 use lamina_graph::ops::{RecurrenceSpec, RecurrentCell};
 use lamina_graph::shape::Shape;
-use lamina_graph::{DType, Error, HostData, Result, Tensor};
+use lamina_graph::{DType, Error, HostData, Program, Result, Tensor};
 use rayon::prelude::*;
+use std::sync::Arc;
 
-/// An activation the loop applies in place: the identity, or one elementwise op.
-#[derive(Clone, Copy, Debug)]
-pub struct Elementwise(Option<UnaryOp>);
+/// An activation the loop applies in place: the identity, one elementwise op (the slice
+/// loops), or an elementwise graph of the value and scalar constants (`relu` as `maximum(x,
+/// 0)`, `hard_sigmoid`, `elu`, ...) evaluated op by op with the interpreter's elementwise ops.
+#[derive(Clone, Debug)]
+pub enum Elementwise {
+    /// The identity (`None`) or one elementwise op.
+    Op(Option<UnaryOp>),
+    /// A graph of elementwise ops on the value (input 0) and scalar constants.
+    Graph(Arc<Program>),
+}
 
 impl Elementwise {
-    /// The activation as one elementwise op, or `None` where it is composite or custom.
+    /// The activation as elementwise ops, or `None` where it reads anything but its value and
+    /// scalar constants (a custom activation with reductions or matmuls).
     fn of(activation: &Activation) -> Option<Elementwise> {
         let x = Tensor::input("x", Shape::known(&[1]), DType::F32);
         let y = activation.apply(&x);
         if y.id() == x.id() {
-            return Some(Elementwise(None));
+            return Some(Elementwise::Op(None));
         }
         let node = y.node().ok()?;
-        match node.op() {
-            Op::Unary(u) if node.inputs().len() == 1 && node.inputs()[0].id() == x.id() => {
-                Some(Elementwise(Some(*u)))
-            }
-            _ => None,
+        if let Op::Unary(u) = node.op()
+            && node.inputs().len() == 1
+            && node.inputs()[0].id() == x.id()
+        {
+            return Some(Elementwise::Op(Some(*u)));
         }
+        let graph = Program::from_tensors(std::slice::from_ref(&x), &[y]).ok()?;
+        let elementwise = graph.nodes.iter().all(|n| {
+            let op_ok = match &n.op {
+                Op::Input { .. } | Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) => true,
+                Op::Constant(c) => c.len() == 1,
+                _ => false,
+            };
+            op_ok && n.shape.dims().iter().all(|d| d.known() == Some(1))
+        });
+        let out = graph.outputs.first().map(|&o| graph.nodes[o].dtype);
+        (elementwise && out == Some(DType::F32)).then(|| Elementwise::Graph(Arc::new(graph)))
     }
 
     /// Applies the activation to `v` in place, through `scratch`.
-    fn apply(self, v: &mut [f32], scratch: &mut Vec<f32>) {
-        if let Some(op) = self.0 {
-            scratch.clear();
-            scratch.extend_from_slice(v);
-            unary_into(op, scratch, v);
+    fn apply(&self, v: &mut [f32], scratch: &mut Vec<f32>) {
+        match self {
+            Elementwise::Op(Some(op)) => {
+                scratch.clear();
+                scratch.extend_from_slice(v);
+                unary_into(*op, scratch, v);
+            }
+            Elementwise::Op(None) => {}
+            Elementwise::Graph(graph) => {
+                if let Some(HostData::F32(out)) = evaluate(graph, v)
+                    && out.len() == v.len()
+                {
+                    v.copy_from_slice(&out);
+                }
+            }
         }
+    }
+}
+
+/// The graph of an activation on the values `v`: every node as the interpreter computes it, a
+/// constant broadcast over the values.
+fn evaluate(graph: &Program, v: &[f32]) -> Option<HostData> {
+    let n = v.len();
+    let mut vals: Vec<(HostData, Vec<usize>)> = Vec::with_capacity(graph.nodes.len());
+    for node in &graph.nodes {
+        let arg = |k: usize| &vals[node.inputs[k]];
+        let (data, shape) = match &node.op {
+            Op::Input { .. } => (HostData::F32(v.to_vec()), vec![n]),
+            Op::Constant(c) => (c.data().clone(), vec![1]),
+            Op::Unary(u) => (elementwise::unary(*u, &arg(0).0).ok()?, arg(0).1.clone()),
+            Op::Binary(op) => {
+                let (a, b) = (arg(0), arg(1));
+                let shape = if a.1 == [n] || b.1 == [n] {
+                    vec![n]
+                } else {
+                    vec![1]
+                };
+                (
+                    elementwise::binary(*op, &a.0, &a.1, &b.0, &b.1, &shape).ok()?,
+                    shape,
+                )
+            }
+            Op::Where => {
+                let (c, a, b) = (arg(0), arg(1), arg(2));
+                let wide = [&c.1, &a.1, &b.1].iter().any(|s| **s == [n]);
+                let shape = if wide { vec![n] } else { vec![1] };
+                let data = elementwise::select(&c.0, &c.1, &a.0, &a.1, &b.0, &b.1, &shape).ok()?;
+                (data, shape)
+            }
+            Op::Cast(to) => (elementwise::cast(&arg(0).0, *to), arg(0).1.clone()),
+            _ => return None,
+        };
+        vals.push((data, shape));
+    }
+    let out = graph.outputs.first()?;
+    let (data, shape) = vals.swap_remove(*out);
+    match data {
+        HostData::F32(x) if shape == [1] && n != 1 => Some(HostData::F32(vec![x[0]; n])),
+        d => Some(d),
     }
 }
 
@@ -224,7 +300,7 @@ pub fn run(
         // Each row's new state, over threads when the step is large.
         let cell = StepRows {
             kind: spec.cell,
-            acts: (act, ract),
+            acts: (&act, &ract),
             u,
             g,
             xw: &xw,
@@ -287,7 +363,7 @@ const PARALLEL_ROW_VALUES: usize = 1 << 14;
 /// recurrent products `z` (and `rh_out` for a GRU without `reset_after`), the states.
 struct StepRows<'a> {
     kind: RecurrentCell,
-    acts: LoopActivations,
+    acts: (&'a Elementwise, &'a Elementwise),
     u: usize,
     g: usize,
     xw: &'a [f32],
