@@ -931,6 +931,15 @@ fn wgsl_snapshots_of_representative_kernels() {
         "lstm_loop",
         snapshot_text("lstm_loop", &lstm, &[vec![2, 7, 6]])
     );
+    // A GRU without reset_after (the reset kernels) over more features than the projection
+    // before the loop takes (each step projects its input).
+    let seq = Input::shape(&[None, Some(5000)]).tensor();
+    let gru = GRU::new(3).reset_after(false).seed(6).call(&seq).unwrap();
+    let gru = Model::new(&[seq], &[gru]).unwrap();
+    insta::assert_snapshot!(
+        "gru_loop_wide_input",
+        snapshot_text("gru_loop_wide_input", &gru, &[vec![2, 3, 5000]])
+    );
     insta::assert_snapshot!(
         "conv_gemm_pointwise_depthwise",
         snapshot_text(

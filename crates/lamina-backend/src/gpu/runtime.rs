@@ -410,7 +410,7 @@ impl Backend for Arc<GpuBackend> {
                     slots.push((n, Slot::Input(k)));
                 }
                 Op::Constant(c) => {
-                    let buf = self.storage(bytes, &what)?;
+                    let buf = self.storage(bytes, &what).map_err(|e| node.attribute(e))?;
                     let words = to_words(c.data(), f16);
                     self.ctx.queue.write_buffer(&buf, 0, &words);
                     self.counters
@@ -435,14 +435,17 @@ impl Backend for Arc<GpuBackend> {
                 let pos = free.iter().position(|b| b.size() == bytes);
                 let buf = match (pos, persistent(n)) {
                     (Some(p), false) => free.swap_remove(p),
-                    _ => Arc::new(self.storage(
-                        bytes as usize,
-                        &format!(
-                            "output of op {} with shape {:?}",
-                            program.nodes[n].op.name(),
-                            shapes[n]
-                        ),
-                    )?),
+                    _ => Arc::new(
+                        self.storage(
+                            bytes as usize,
+                            &format!(
+                                "output of op {} with shape {:?}",
+                                program.nodes[n].op.name(),
+                                shapes[n]
+                            ),
+                        )
+                        .map_err(|e| program.nodes[n].attribute(e))?,
+                    ),
                 };
                 entry.insert(buf);
                 slots.push((n, Slot::Owned));
