@@ -1,6 +1,7 @@
 //! The backends of Lamina: the `Backend` trait, the CPU interpreter (reference semantics of
 //! every primitive), backend selection and sessions.
 
+mod activation;
 pub mod backend;
 pub mod budget;
 pub mod cpu;

@@ -12,64 +12,34 @@
 use super::elementwise;
 use super::matmul::gemm_f32_with;
 use super::vector::unary_into;
+use crate::activation::ElementwiseActivation;
 use lamina_graph::layers::Activation;
-use lamina_graph::op::{Op, UnaryOp};
+use lamina_graph::op::Op;
 use lamina_graph::ops::{RecurrenceSpec, RecurrentCell};
-use lamina_graph::shape::Shape;
-use lamina_graph::{DType, Error, HostData, Program, Result, Tensor};
+use lamina_graph::{Error, HostData, Program, Result};
 use rayon::prelude::*;
-use std::sync::Arc;
 
 /// An activation the loop applies in place: the identity, one elementwise op (the slice
-/// loops), or an elementwise graph of the value and scalar constants (`relu` as `maximum(x,
-/// 0)`, `hard_sigmoid`, `elu`, ...) evaluated op by op with the interpreter's elementwise ops.
+/// loops), or an elementwise graph evaluated op by op with the interpreter's elementwise ops.
 #[derive(Clone, Debug)]
-pub enum Elementwise {
-    /// The identity (`None`) or one elementwise op.
-    Op(Option<UnaryOp>),
-    /// A graph of elementwise ops on the value (input 0) and scalar constants.
-    Graph(Arc<Program>),
-}
+pub struct Elementwise(ElementwiseActivation);
 
 impl Elementwise {
-    /// The activation as elementwise ops, or `None` where it reads anything but its value and
-    /// scalar constants (a custom activation with reductions or matmuls).
+    /// The activation as elementwise ops, or `None` where the loop must be unrolled.
     fn of(activation: &Activation) -> Option<Elementwise> {
-        let x = Tensor::input("x", Shape::known(&[1]), DType::F32);
-        let y = activation.apply(&x);
-        if y.id() == x.id() {
-            return Some(Elementwise::Op(None));
-        }
-        let node = y.node().ok()?;
-        if let Op::Unary(u) = node.op()
-            && node.inputs().len() == 1
-            && node.inputs()[0].id() == x.id()
-        {
-            return Some(Elementwise::Op(Some(*u)));
-        }
-        let graph = Program::from_tensors(std::slice::from_ref(&x), &[y]).ok()?;
-        let elementwise = graph.nodes.iter().all(|n| {
-            let op_ok = match &n.op {
-                Op::Input { .. } | Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) => true,
-                Op::Constant(c) => c.len() == 1,
-                _ => false,
-            };
-            op_ok && n.shape.dims().iter().all(|d| d.known() == Some(1))
-        });
-        let out = graph.outputs.first().map(|&o| graph.nodes[o].dtype);
-        (elementwise && out == Some(DType::F32)).then(|| Elementwise::Graph(Arc::new(graph)))
+        ElementwiseActivation::trace(activation).map(Elementwise)
     }
 
     /// Applies the activation to `v` in place, through `scratch`.
     fn apply(&self, v: &mut [f32], scratch: &mut Vec<f32>) {
-        match self {
-            Elementwise::Op(Some(op)) => {
+        match &self.0 {
+            ElementwiseActivation::Unary(op) => {
                 scratch.clear();
                 scratch.extend_from_slice(v);
                 unary_into(*op, scratch, v);
             }
-            Elementwise::Op(None) => {}
-            Elementwise::Graph(graph) => {
+            ElementwiseActivation::Identity => {}
+            ElementwiseActivation::Graph(graph) => {
                 if let Some(HostData::F32(out)) = evaluate(graph, v)
                     && out.len() == v.len()
                 {

@@ -559,33 +559,18 @@ impl Planner<'_> {
         }
     }
 
-    /// The buffers read to compute `n` where it is read (itself when it has a buffer, else a
-    /// small fused region of movement ops over buffers, such as a depthwise kernel's reshape);
-    /// `Err` names the node that must get a buffer instead. Arithmetic (a BatchNormalization
-    /// folded into a kernel) gets a buffer: its kernel reads weights only, so the runtime runs
-    /// it once and again only when a weight changes, not at every read.
+    /// The buffers read to compute `n` where it is read: itself when it has a buffer, else
+    /// what a matmul operand reads (a strided view of a buffer, such as a depthwise kernel's
+    /// reshape, or on GPUs a small region of movement ops); `Err` names the node that must get
+    /// a buffer instead. Arithmetic (a BatchNormalization folded into a kernel) gets a buffer:
+    /// its kernel reads weights only, so the runtime runs it once and again only when a weight
+    /// changes, not at every read.
     fn computed_operand(
         &self,
         n: usize,
         mat: &HashSet<usize>,
     ) -> std::result::Result<BTreeSet<usize>, BTreeSet<usize>> {
-        if mat.contains(&n) {
-            return Ok([n].into_iter().collect());
-        }
-        let own = || [n].into_iter().collect::<BTreeSet<usize>>();
-        if !movement_only(&self.prog.nodes[n].op) {
-            return Err(own());
-        }
-        let labels = vec![Label::Other; self.shapes[n].len()];
-        let r = self.region(n, labels, mat, &|_, _| None);
-        let views = r
-            .nodes
-            .iter()
-            .all(|&m| movement_only(&self.prog.nodes[m].op));
-        if !r.need.is_empty() || !views || r.nodes.len() > MAX_FUSED_OPERAND_OPS {
-            return Err(own());
-        }
-        Ok(r.reads)
+        self.operand(n, mat).map(|(_, reads)| reads)
     }
 
     /// The convolution kernel writing `root` (the convolution `conv` itself or its elementwise

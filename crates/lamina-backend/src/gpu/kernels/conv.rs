@@ -20,9 +20,8 @@
 
 use super::Scratch;
 use super::matmul::{K_CHUNK, Splits, Tiling, add_bias, epilogue, sum_splits};
-use crate::gpu::ir::{
-    BufferRef, Builder, Builtin, Expr, Function, IndexOp, Kernel, Lit, Template, Val, Var,
-};
+use super::template::{self, EPILOGUE_ARGS};
+use crate::gpu::ir::{BufferRef, Builder, Builtin, Expr, IndexOp, Kernel, Lit, Template, Val, Var};
 use crate::gpu::lower::{Coords, Label, Lowerer};
 use lamina_graph::op::{BinaryOp, ConvSpec, Op, UnaryOp};
 use lamina_graph::{DType, Error, Program, Result};
@@ -516,107 +515,82 @@ fn gemm(
     t.declare(&mut lw.b, [a_sm as isize, 1, g.cout as isize, 1]);
     let mut functions = Vec::new();
     // Where group `batch` starts in each operand.
-    for (name, per_group) in [
-        (
-            "a_base",
-            if method == ConvMethod::Pointwise {
-                g.cig
-            } else {
-                m * k
-            },
-        ),
-        ("b_base", g.cog),
-    ] {
-        lw.open();
-        let batch = lw.b.arg(DType::U32);
-        let base = if groups == 1 {
-            lw.b.u32(0)
-        } else {
-            let s = lw.b.param("group_stride", per_group as u32);
-            lw.b.index(IndexOp::Mul, batch, s)
-        };
-        let body = lw.close();
-        functions.push(Function {
-            name,
-            args: vec![(batch, DType::U32)],
-            body,
-            result: Some((base, DType::U32)),
-        });
-    }
-    lw.open();
-    let i = lw.b.arg(DType::U32);
-    let v = if method == ConvMethod::Pointwise {
-        lw.b.load(BufferRef::Node(g.x), DType::F32, i)
+    let a_group = if method == ConvMethod::Pointwise {
+        g.cig
     } else {
-        gather(&mut lw, g, i, m, k)
+        m * k
     };
-    let body = lw.close();
-    functions.push(Function {
-        name: "load_a",
-        args: vec![(i, DType::U32)],
-        body,
-        result: Some((v, DType::F32)),
-    });
-    lw.open();
-    let i = lw.b.arg(DType::U32);
-    let v = weight(&mut lw, g, i)?;
-    let body = lw.close();
-    functions.push(Function {
-        name: "load_b",
-        args: vec![(i, DType::U32)],
-        body,
-        result: Some((v, DType::F32)),
-    });
+    for (name, per_group) in [("a_base", a_group), ("b_base", g.cog)] {
+        functions.push(template::function(
+            &mut lw,
+            name,
+            &[DType::U32],
+            |lw, args| {
+                let base = if groups == 1 {
+                    lw.b.u32(0)
+                } else {
+                    let s = lw.b.param("group_stride", per_group as u32);
+                    lw.b.index(IndexOp::Mul, args[0], s)
+                };
+                Ok(Some((base, DType::U32)))
+            },
+        )?);
+    }
+    functions.push(template::function(
+        &mut lw,
+        "load_a",
+        &[DType::U32],
+        |lw, args| {
+            let v = if method == ConvMethod::Pointwise {
+                lw.b.load(BufferRef::Node(g.x), DType::F32, args[0])
+            } else {
+                gather(lw, g, args[0], m, k)
+            };
+            Ok(Some((v, DType::F32)))
+        },
+    )?);
+    functions.push(template::function(
+        &mut lw,
+        "load_b",
+        &[DType::U32],
+        |lw, args| Ok(Some((weight(lw, g, args[0])?, DType::F32))),
+    )?);
     // The epilogue: output element (row, group * cog + col), or a partial product in the
     // output's layout.
-    lw.open();
-    let (batch, split, row, col, acc) = (
-        lw.b.arg(DType::U32),
-        lw.b.arg(DType::U32),
-        lw.b.arg(DType::U32),
-        lw.b.arg(DType::U32),
-        lw.b.arg(DType::F32),
-    );
-    let channel = if groups == 1 {
-        col
-    } else {
-        let cog = lw.b.param("group_out", g.cog as u32);
-        let first = lw.b.index(IndexOp::Mul, batch, cog);
-        lw.b.index(IndexOp::Add, first, col)
-    };
-    let cout = lw.b.param("out_channels", g.cout as u32);
-    let at = lw.b.index(IndexOp::Mul, row, cout);
-    let at = lw.b.index(IndexOp::Add, at, channel);
-    match partials {
-        Some(p) => {
-            let nt = lw.b.param("total", total as u32);
-            let base = lw.b.index(IndexOp::Mul, split, nt);
-            let x = lw.b.index(IndexOp::Add, base, at);
-            lw.b.store(p, DType::F32, x, acc);
+    let epilogue_fn = template::function(&mut lw, "epilogue", &EPILOGUE_ARGS, |lw, args| {
+        let &[batch, split, row, col, acc] = args else {
+            return Ok(None);
+        };
+        let channel = if groups == 1 {
+            col
+        } else {
+            let cog = lw.b.param("group_out", g.cog as u32);
+            let first = lw.b.index(IndexOp::Mul, batch, cog);
+            lw.b.index(IndexOp::Add, first, col)
+        };
+        let cout = lw.b.param("out_channels", g.cout as u32);
+        let at = lw.b.index(IndexOp::Mul, row, cout);
+        let at = lw.b.index(IndexOp::Add, at, channel);
+        match partials {
+            Some(p) => {
+                let nt = lw.b.param("total", total as u32);
+                let base = lw.b.index(IndexOp::Mul, split, nt);
+                let x = lw.b.index(IndexOp::Add, base, at);
+                lw.b.store(p, DType::F32, x, acc);
+            }
+            None => {
+                let sum = add_bias(lw, g.bias, channel, acc)?;
+                let coords = Coords::Linear {
+                    index: at,
+                    shape: out_shape.clone(),
+                    labels: (0..out_shape.len()).map(Label::Thread).collect(),
+                };
+                epilogue(lw, c.conv, c.root, &out_shape, sum, coords)?;
+            }
         }
-        None => {
-            let sum = add_bias(&mut lw, g.bias, channel, acc)?;
-            let coords = Coords::Linear {
-                index: at,
-                shape: out_shape.clone(),
-                labels: (0..out_shape.len()).map(Label::Thread).collect(),
-            };
-            epilogue(&mut lw, c.conv, c.root, &out_shape, sum, coords)?;
-        }
-    }
-    let body = lw.close();
-    functions.push(Function {
-        name: "epilogue",
-        args: vec![
-            (batch, DType::U32),
-            (split, DType::U32),
-            (row, DType::U32),
-            (col, DType::U32),
-            (acc, DType::F32),
-        ],
-        body,
-        result: None,
-    });
+        Ok(None)
+    })?;
+    functions.push(epilogue_fn);
     let main = lw.b.finish(
         t.tiles as u64,
         Some(Template {

@@ -6,7 +6,8 @@
 //! over workgroups whose partial products a second kernel sums before the epilogue.
 
 use super::Scratch;
-use crate::gpu::ir::{BufferRef, Builder, Builtin, Expr, Function, IndexOp, Kernel, Template, Val};
+use super::template::{self, EPILOGUE_ARGS};
+use crate::gpu::ir::{BufferRef, Builder, Builtin, Expr, IndexOp, Kernel, Template, Val};
 use crate::gpu::lower::{Coords, Label, Lowerer, Register};
 use crate::gpu::plan::View;
 use lamina_graph::{DType, Error, Program, Result};
@@ -69,101 +70,86 @@ pub fn build(
     // a_base / b_base: where a batch's matrix starts in each operand (wrapping arithmetic,
     // exact for negative strides).
     for (name, view, rank) in [("a_base", &o.a, sa.len()), ("b_base", &o.b, sb.len())] {
-        lw.open();
-        let batch = lw.b.arg(DType::U32);
-        let bc = lw.delinearize(batch, &batch_shape);
-        let mut acc = lw.b.param("offset", view.offset as i32 as u32);
-        let boff = r - rank;
-        for d in 0..rank.saturating_sub(2) {
-            if view.strides[d] != 0 {
-                let st = lw.b.param("batch_stride", view.strides[d] as i32 as u32);
-                let t = lw.b.index(IndexOp::Mul, bc[d + boff], st);
-                acc = lw.b.index(IndexOp::Add, acc, t);
-            }
-        }
-        let body = lw.close();
-        functions.push(Function {
+        functions.push(template::function(
+            &mut lw,
             name,
-            args: vec![(batch, DType::U32)],
-            body,
-            result: Some((acc, DType::U32)),
-        });
+            &[DType::U32],
+            |lw, args| {
+                let bc = lw.delinearize(args[0], &batch_shape);
+                let mut acc = lw.b.param("offset", view.offset as i32 as u32);
+                let boff = r - rank;
+                for d in 0..rank.saturating_sub(2) {
+                    if view.strides[d] != 0 {
+                        let st = lw.b.param("batch_stride", view.strides[d] as i32 as u32);
+                        let t = lw.b.index(IndexOp::Mul, bc[d + boff], st);
+                        acc = lw.b.index(IndexOp::Add, acc, t);
+                    }
+                }
+                Ok(Some((acc, DType::U32)))
+            },
+        )?);
     }
     for (name, view) in [("load_a", &o.a), ("load_b", &o.b)] {
-        lw.open();
-        let i = lw.b.arg(DType::U32);
-        // A fused operand (an im2col made of slices and concatenations) is computed where it
-        // is read: implicit GEMM, no buffer in between.
-        let v = if view.fused {
-            let shape = shapes[view.node].clone();
-            let labels = vec![Label::Other; shape.len()];
-            lw.value(
-                view.node,
-                Coords::Linear {
-                    index: i,
-                    shape,
-                    labels,
-                },
-            )?
-        } else {
-            lw.b.load(BufferRef::Node(view.node), DType::F32, i)
-        };
-        let body = lw.close();
-        functions.push(Function {
+        functions.push(template::function(
+            &mut lw,
             name,
-            args: vec![(i, DType::U32)],
-            body,
-            result: Some((v, DType::F32)),
-        });
+            &[DType::U32],
+            |lw, args| {
+                let i = args[0];
+                // A fused operand (an im2col made of slices and concatenations) is computed where
+                // it is read: implicit GEMM, no buffer in between.
+                let v = if view.fused {
+                    let shape = shapes[view.node].clone();
+                    let labels = vec![Label::Other; shape.len()];
+                    lw.value(
+                        view.node,
+                        Coords::Linear {
+                            index: i,
+                            shape,
+                            labels,
+                        },
+                    )?
+                } else {
+                    lw.b.load(BufferRef::Node(view.node), DType::F32, i)
+                };
+                Ok(Some((v, DType::F32)))
+            },
+        )?);
     }
     // The epilogue: the root's value from the accumulator, written once; or, when the inner
     // dimension is split, the partial product.
-    lw.open();
-    let (batch, split, row, col, acc) = (
-        lw.b.arg(DType::U32),
-        lw.b.arg(DType::U32),
-        lw.b.arg(DType::U32),
-        lw.b.arg(DType::U32),
-        lw.b.arg(DType::F32),
-    );
-    match partials {
-        Some(p) => {
-            let nb = lw.b.param("batches", batches as u32);
-            let pm = lw.b.param("m", m as u32);
-            let pn = lw.b.param("n", n as u32);
-            let sb_ = lw.b.index(IndexOp::Mul, split, nb);
-            let x = lw.b.index(IndexOp::Add, sb_, batch);
-            let x = lw.b.index(IndexOp::Mul, x, pm);
-            let x = lw.b.index(IndexOp::Add, x, row);
-            let x = lw.b.index(IndexOp::Mul, x, pn);
-            let x = lw.b.index(IndexOp::Add, x, col);
-            lw.b.store(p, DType::F32, x, acc);
+    let epilogue_fn = template::function(&mut lw, "epilogue", &EPILOGUE_ARGS, |lw, args| {
+        let &[batch, split, row, col, acc] = args else {
+            return Ok(None);
+        };
+        match partials {
+            Some(p) => {
+                let nb = lw.b.param("batches", batches as u32);
+                let pm = lw.b.param("m", m as u32);
+                let pn = lw.b.param("n", n as u32);
+                let sb_ = lw.b.index(IndexOp::Mul, split, nb);
+                let x = lw.b.index(IndexOp::Add, sb_, batch);
+                let x = lw.b.index(IndexOp::Mul, x, pm);
+                let x = lw.b.index(IndexOp::Add, x, row);
+                let x = lw.b.index(IndexOp::Mul, x, pn);
+                let x = lw.b.index(IndexOp::Add, x, col);
+                lw.b.store(p, DType::F32, x, acc);
+            }
+            None => {
+                let bc = lw.delinearize(batch, &batch_shape);
+                let mut coords: Vec<(Val, Label)> = bc
+                    .into_iter()
+                    .enumerate()
+                    .map(|(d, v)| (v, Label::Thread(d)))
+                    .collect();
+                coords.push((row, Label::Thread(r - 2)));
+                coords.push((col, Label::Thread(r - 1)));
+                epilogue(lw, o.mm, o.root, &out_shape, acc, Coords::Axes(coords))?;
+            }
         }
-        None => {
-            let bc = lw.delinearize(batch, &batch_shape);
-            let mut coords: Vec<(Val, Label)> = bc
-                .into_iter()
-                .enumerate()
-                .map(|(d, v)| (v, Label::Thread(d)))
-                .collect();
-            coords.push((row, Label::Thread(r - 2)));
-            coords.push((col, Label::Thread(r - 1)));
-            epilogue(&mut lw, o.mm, o.root, &out_shape, acc, Coords::Axes(coords))?;
-        }
-    }
-    let body = lw.close();
-    functions.push(Function {
-        name: "epilogue",
-        args: vec![
-            (batch, DType::U32),
-            (split, DType::U32),
-            (row, DType::U32),
-            (col, DType::U32),
-            (acc, DType::F32),
-        ],
-        body,
-        result: None,
-    });
+        Ok(None)
+    })?;
+    functions.push(epilogue_fn);
     let main = lw.b.finish(
         t.tiles as u64,
         Some(Template {
@@ -431,51 +417,28 @@ pub fn buffer_product(
     t.declare(&mut b, [p.a_row as isize, 1, p.b_row as isize, 1]);
     let mut functions = Vec::new();
     for (name, first) in [("a_base", 0usize), ("b_base", p.b_first)] {
-        b.open();
-        let batch = b.arg(DType::U32);
-        let at = b.param("first", first as u32);
-        let body = b.close();
-        functions.push(Function {
-            name,
-            args: vec![(batch, DType::U32)],
-            body,
-            result: Some((at, DType::U32)),
-        });
+        functions.push(
+            template::function(&mut b, name, &[DType::U32], |b, _| {
+                Ok(Some((b.param("first", first as u32), DType::U32)))
+            })
+            .ok()?,
+        );
     }
     for (name, buffer) in [("load_a", p.a), ("load_b", p.b)] {
-        b.open();
-        let i = b.arg(DType::U32);
-        let v = b.load(buffer, DType::F32, i);
-        let body = b.close();
-        functions.push(Function {
-            name,
-            args: vec![(i, DType::U32)],
-            body,
-            result: Some((v, DType::F32)),
-        });
+        functions.push(
+            template::function(&mut b, name, &[DType::U32], |b, args| {
+                Ok(Some((b.load(buffer, DType::F32, args[0]), DType::F32)))
+            })
+            .ok()?,
+        );
     }
-    b.open();
-    let (batch, split, row, col, acc) = (
-        b.arg(DType::U32),
-        b.arg(DType::U32),
-        b.arg(DType::U32),
-        b.arg(DType::U32),
-        b.arg(DType::F32),
+    functions.push(
+        template::function(&mut b, "epilogue", &EPILOGUE_ARGS, |b, args| {
+            store(b, args[2], args[3], args[4]);
+            Ok(None)
+        })
+        .ok()?,
     );
-    store(&mut b, row, col, acc);
-    let body = b.close();
-    functions.push(Function {
-        name: "epilogue",
-        args: vec![
-            (batch, DType::U32),
-            (split, DType::U32),
-            (row, DType::U32),
-            (col, DType::U32),
-            (acc, DType::F32),
-        ],
-        body,
-        result: None,
-    });
     Some(b.finish(
         t.tiles as u64,
         Some(Template {

@@ -10,6 +10,7 @@ mod matmul;
 pub mod recurrence;
 mod reduce;
 mod scan;
+mod template;
 
 use super::ir::{Binding, BufferRef, Kernel};
 use super::plan::{KernelKind, KernelPlan, Plan};

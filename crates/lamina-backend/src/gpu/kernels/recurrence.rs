@@ -15,11 +15,12 @@
 
 use super::Scratch;
 use super::matmul::{BufferProduct, K_CHUNK, buffer_product};
+use crate::activation::ElementwiseActivation;
 use crate::gpu::ir::{BufferRef, Builder, Builtin, Expr, IndexOp, Kernel, Lit, Val};
 use lamina_graph::layers::Activation;
 use lamina_graph::op::{BinaryOp, Op};
 use lamina_graph::ops::{RecurrenceSpec, RecurrentCell};
-use lamina_graph::{DType, Error, HostData, Program, Result, Shape, Tensor};
+use lamina_graph::{DType, Error, HostData, Program, Result};
 
 /// Threads per workgroup.
 const WG: u32 = 256;
@@ -48,38 +49,25 @@ pub struct LoopKernels {
     pub steps: usize,
 }
 
-/// An activation as the kernels apply it: the elementwise graph it records on one value (ops
-/// on that value and on scalar constants: `tanh`, `relu` as `maximum(x, 0)`, `hard_sigmoid`,
-/// `elu`, `silu`, ...), or the identity.
+/// An activation as the kernels apply it: the identity, one elementwise op, or the elementwise
+/// graph it records on one value, computed in registers.
 #[derive(Clone, Debug)]
-pub struct Act(Option<Program>);
+pub struct Act(ElementwiseActivation);
 
 impl Act {
-    /// The activation as an elementwise graph, or `None` where it reads anything but its
-    /// value and scalar constants (a custom activation with reductions or matmuls).
+    /// The activation as elementwise ops, or `None` where the loop must be unrolled.
     pub fn of(activation: &Activation) -> Option<Act> {
-        let x = Tensor::input("x", Shape::known(&[1]), DType::F32);
-        let y = activation.apply(&x);
-        if y.id() == x.id() {
-            return Some(Act(None));
-        }
-        let graph = Program::from_tensors(std::slice::from_ref(&x), &[y]).ok()?;
-        let elementwise = graph.nodes.iter().all(|n| {
-            let op_ok = match &n.op {
-                Op::Input { .. } | Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) => true,
-                Op::Constant(c) => c.len() == 1,
-                _ => false,
-            };
-            op_ok && n.shape.dims().iter().all(|d| d.known() == Some(1))
-        });
-        let out = graph.outputs.first().map(|&o| graph.nodes[o].dtype);
-        (elementwise && out == Some(DType::F32)).then_some(Act(Some(graph)))
+        ElementwiseActivation::trace(activation).map(Act)
     }
 
     /// The activation of `v`.
     fn apply(&self, b: &mut Builder, v: Val) -> Val {
-        let Some(graph) = &self.0 else {
-            return v;
+        let graph = match &self.0 {
+            ElementwiseActivation::Identity => return v,
+            ElementwiseActivation::Unary(op) => {
+                return b.let_(DType::F32, Expr::Unary(*op, DType::F32, v));
+            }
+            ElementwiseActivation::Graph(graph) => graph,
         };
         let mut vals: Vec<Val> = Vec::with_capacity(graph.nodes.len());
         for node in &graph.nodes {
