@@ -584,9 +584,9 @@ impl Planner<'_> {
     ) -> std::result::Result<(KernelPlan, BTreeSet<usize>), BTreeSet<usize>> {
         let inputs = &self.prog.nodes[conv].inputs;
         let mut need = BTreeSet::new();
-        // The input is read once per tap: from a buffer. The kernel and bias are read where
-        // they are needed, computed there when they are elementwise functions of buffers
-        // (a BatchNormalization folded into them, a depthwise kernel's reshape).
+        // The input is read once per tap: from a buffer. The kernel and bias are read as
+        // matmul operands are (a buffer, or a view of one such as a depthwise kernel's
+        // reshape).
         if !mat.contains(&inputs[0]) {
             need.insert(inputs[0]);
         }

@@ -19,9 +19,9 @@
 //! compile to a handful of pipelines whatever their channel counts.
 
 use super::Scratch;
-use super::matmul::{K_CHUNK, Splits, Tiling, add_bias, epilogue, sum_splits};
+use super::matmul::{K_CHUNK, Splits, Tiling, add_bias, epilogue, product_kernels};
 use super::template::{self, EPILOGUE_ARGS};
-use crate::gpu::ir::{BufferRef, Builder, Builtin, Expr, IndexOp, Kernel, Lit, Template, Val, Var};
+use crate::gpu::ir::{BufferRef, Builder, Builtin, Expr, IndexOp, Kernel, Lit, Val, Var};
 use crate::gpu::lower::{Coords, Label, Lowerer};
 use lamina_graph::op::{BinaryOp, ConvSpec, Op, UnaryOp};
 use lamina_graph::{DType, Error, Program, Result};
@@ -591,25 +591,14 @@ fn gemm(
         Ok(None)
     })?;
     functions.push(epilogue_fn);
-    let main = lw.b.finish(
-        t.tiles as u64,
-        Some(Template {
-            source: t.template(),
-            functions,
-        }),
-    );
-    let mut kernels = vec![main];
-    if let Some(p) = partials {
-        let sum = Splits {
-            mm: c.conv,
-            root: c.root,
-            bias: g.bias,
-            partials: p,
-            splits: t.splits,
-        };
-        kernels.push(sum_splits(prog, shapes, mat, &sum)?);
-    }
-    Ok(kernels)
+    let sum = partials.map(|p| Splits {
+        mm: c.conv,
+        root: c.root,
+        bias: g.bias,
+        partials: p,
+        splits: t.splits,
+    });
+    product_kernels(prog, shapes, mat, lw, &t, functions, sum)
 }
 
 /// Element `i` of the kernel, read from its buffer or computed where it is read (a folded

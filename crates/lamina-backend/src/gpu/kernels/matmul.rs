@@ -150,6 +150,27 @@ pub fn build(
         Ok(None)
     })?;
     functions.push(epilogue_fn);
+    let sum = partials.map(|p| Splits {
+        mm: o.mm,
+        root: o.root,
+        bias: None,
+        partials: p,
+        splits: t.splits,
+    });
+    product_kernels(prog, shapes, mat, lw, &t, functions, sum)
+}
+
+/// The kernels of a product on a template: the product with its template `functions`, then,
+/// where the inner dimension is split, the kernel summing the partial products (`sum`).
+pub fn product_kernels(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    mat: &dyn Fn(usize) -> bool,
+    lw: Lowerer<'_>,
+    t: &Tiling,
+    functions: Vec<crate::gpu::ir::Function>,
+    sum: Option<Splits>,
+) -> Result<Vec<Kernel>> {
     let main = lw.b.finish(
         t.tiles as u64,
         Some(Template {
@@ -158,15 +179,8 @@ pub fn build(
         }),
     );
     let mut kernels = vec![main];
-    if let Some(p) = partials {
-        let sum = Splits {
-            mm: o.mm,
-            root: o.root,
-            bias: None,
-            partials: p,
-            splits: t.splits,
-        };
-        kernels.push(sum_splits(prog, shapes, mat, &sum)?);
+    if let Some(s) = sum {
+        kernels.push(sum_splits(prog, shapes, mat, &s)?);
     }
     Ok(kernels)
 }
