@@ -414,3 +414,39 @@ fn f16_storage_without_shader_f16_is_an_error() {
     // Without the option nothing changes.
     assert!(!shared.context().f16_storage());
 }
+
+#[test]
+fn convolutions_and_recurrent_loops_agree_with_the_cpu_within_f16_precision() {
+    let Some(g) = f16_gpu() else { return };
+    // A convolution block: 3x3 convolution with BatchNormalization folded in and relu6, a
+    // depthwise 3x3, a 1x1 projection. The input, weights and each kernel's output are rounded
+    // to f16 (about six roundings between input and output); sums of rounded terms are bounded
+    // relative to the output's scale, as for the MLP, with room for the longer chain.
+    let x = Input::new(&[8, 8, 4]).tensor();
+    let h = Conv2D::new(8, 3).padding(Padding::Same).call(&x).unwrap();
+    let h = BatchNormalization::new().call(&h).unwrap();
+    let h = ReLU::new().max_value(6.0).call(&h).unwrap();
+    let h = DepthwiseConv2D::new(3)
+        .padding(Padding::Same)
+        .call(&h)
+        .unwrap();
+    let y = Conv2D::new(6, 1).call(&h).unwrap();
+    let m = Model::new(&[x], &[y]).unwrap();
+    let input = [HostTensor::new(&[2, 8, 8, 4], data(2 * 8 * 8 * 4, 9)).unwrap()];
+    let (cpu, gpu) = (cpu_run(&m, &input), gpu_run(&g, &m, &input));
+    let scale = cpu.iter().fold(0.0f32, |a, &c| a.max(c.abs()));
+    assert!(scale > 0.1, "the outputs are not all tiny ({scale})");
+    assert_within("conv block", &cpu, &gpu, |_, c| {
+        16.0 * F16_U * (c.abs() + scale)
+    });
+    // An LSTM over 6 steps: its states stay f32 in the loop; the input, the weights and the
+    // output sequence are rounded to f16.
+    let x = Input::shape(&[None, Some(5)]).tensor();
+    let y = LSTM::new(8).return_sequences(true).call(&x).unwrap();
+    let m = Model::new(&[x], &[y]).unwrap();
+    let input = [HostTensor::new(&[2, 6, 5], data(2 * 6 * 5, 10)).unwrap()];
+    let (cpu, gpu) = (cpu_run(&m, &input), gpu_run(&g, &m, &input));
+    let scale = cpu.iter().fold(0.0f32, |a, &c| a.max(c.abs()));
+    assert!(scale > 0.05, "the outputs are not all tiny ({scale})");
+    assert_within("lstm", &cpu, &gpu, |_, c| 16.0 * F16_U * (c.abs() + scale));
+}
