@@ -165,7 +165,7 @@ impl Loop<'_> {
         if !self.spec.go_backwards {
             return (t, t);
         }
-        let last = b.param("last_step", self.steps as u32 - 1);
+        let last = b.param("last_step", (self.steps as u32).saturating_sub(1));
         let tt = b.index(IndexOp::Sub, last, t);
         (t, tt)
     }
