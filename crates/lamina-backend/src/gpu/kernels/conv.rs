@@ -325,7 +325,8 @@ fn direct(
     let (b, o) = (coords[0], coords[1..].to_vec());
     let width = lw.b.u32(lanes as u32);
     let co0 = lw.b.index(IndexOp::Mul, block, width);
-    let last = lw.b.param("last_channel", (g.cout as u32).saturating_sub(1));
+    let last =
+        lw.b.param("last_channel", (g.cout as u32).saturating_sub(1));
     let zero_f = lw.b.lit(Lit::F32(0.0));
     let mut l = Lanes {
         channel: Vec::with_capacity(lanes),

@@ -5,13 +5,16 @@
 //! the step counter to 0) and `projection` (once a run: the input projection of every step,
 //! `x @ kernel + bias`, as one product on the matmul templates), then per step `recurrent`
 //! (`h @ recurrent_kernel`, a product on the same templates), for a GRU without `reset_after`
-//! also `reset` (`r * h`) and `reset_product` (`(r * h) @ U_h`), then `cell` (one thread per batch row and unit: the gate activations, the
-//! new states where the mask keeps the step, the outputs) and `next` (the step counter plus
-//! one). Inputs of more than 4,096 features are projected by each step instead (`input`, one
-//! thread per batch row and gate column, in passes of 16,384 features). The step a kernel works on is read from the counter, so every step dispatches the same
+//! also `reset` (`r * h`) and `reset_product` (`(r * h) @ U_h`), then `cell` (one thread per
+//! batch row and unit: the gate activations, the new states where the mask keeps the step, the
+//! outputs) and `next` (the step counter plus one). Inputs of more than 4,096 features are
+//! projected by each step instead (`input`, one thread per batch row and gate column, in
+//! passes of 16,384 features).
+//!
+//! The step a kernel works on is read from the counter, so every step dispatches the same
 //! kernels with the same bindings: compile time and memory do not grow with the sequence, and
 //! the work is linear in it. Dispatches within a pass are ordered, so `cell` may update `h` in
-//! place after `gates` has read it.
+//! place after `recurrent` has read it.
 
 use super::Scratch;
 use super::matmul::{BufferProduct, K_CHUNK, buffer_product};
