@@ -22,33 +22,60 @@ enum Pool {
     Average,
 }
 
-/// `x` with `lo` and `hi` elements of `value` before and after `axis`.
-fn pad_axis(x: &Tensor, axis: usize, lo: usize, hi: usize, value: f32) -> Tensor {
-    if lo == 0 && hi == 0 {
-        return x.clone();
-    }
-    let rank = x.rank();
-    let yes = Tensor::scalar_of(1.0, DType::Bool);
-    let block = |n: usize| {
-        // One slice of x along the axis, filled with `value`, repeated n times.
-        let mut axes = vec![AxisSlice::FULL; rank];
-        axes[axis] = AxisSlice {
-            start: Some(0),
-            stop: Some(1),
-            step: 1,
-        };
-        let one = Tensor::where_(&yes, value, Tensor::from_op(Op::Slice { axes }, &[x]));
-        Tensor::concatenate(&vec![one; n], axis as isize)
+/// `n` elements of `value` along `axis`, shaped as `x` elsewhere.
+fn fill(x: &Tensor, axis: usize, n: usize, value: f32) -> Tensor {
+    let mut axes = vec![AxisSlice::FULL; x.rank()];
+    axes[axis] = AxisSlice {
+        start: Some(0),
+        stop: Some(1),
+        step: 1,
     };
-    let mut parts = Vec::new();
-    if lo > 0 {
-        parts.push(block(lo));
+    let yes = Tensor::scalar_of(1.0, DType::Bool);
+    let one = Tensor::where_(&yes, value, Tensor::from_op(Op::Slice { axes }, &[x]));
+    if n == 1 {
+        one
+    } else {
+        Tensor::concatenate(&vec![one; n], axis as isize)
     }
-    parts.push(x.clone());
-    if hi > 0 {
-        parts.push(block(hi));
+}
+
+/// Tap `t` of every window along `axis`: for output positions `0..out`, the input element at
+/// `o * step + t - lo`, or `value` where that falls on the padding. Only the taps' own
+/// padding is built (a few elements at the ends), never a padded copy of the whole input, so
+/// both backends read the input in place, in one pass, whatever the padding.
+fn tap(
+    x: &Tensor,
+    axis: usize,
+    n: usize,
+    (t, lo): (usize, usize),
+    out: usize,
+    step: usize,
+    value: f32,
+) -> Tensor {
+    // The output positions whose tap lands on the input: o * step + t in lo..lo + n.
+    let first = lo.saturating_sub(t).div_ceil(step);
+    let last = (lo + n).checked_sub(t + 1).map(|m| (m / step).min(out - 1));
+    let inside = match last {
+        Some(last) if last >= first && first < out => last - first + 1,
+        _ => 0,
+    };
+    if inside == 0 {
+        return fill(x, axis, out, value);
     }
-    Tensor::concatenate(&parts, axis as isize)
+    let mut parts = Vec::with_capacity(3);
+    if first > 0 {
+        parts.push(fill(x, axis, first, value));
+    }
+    parts.push(strided(x, axis, first * step + t - lo, inside, step));
+    let after = out - first - inside;
+    if after > 0 {
+        parts.push(fill(x, axis, after, value));
+    }
+    if parts.len() == 1 {
+        parts.remove(0)
+    } else {
+        Tensor::concatenate(&parts, axis as isize)
+    }
 }
 
 fn strided(x: &Tensor, axis: usize, start: usize, count: usize, step: usize) -> Tensor {
@@ -125,6 +152,8 @@ impl WindowConfig {
         };
         let mut counts: Vec<Vec<f32>> = Vec::with_capacity(r);
         let mut out_sizes = Vec::with_capacity(r);
+        // Per spatial axis: its length and the padding before it.
+        let mut pads = Vec::with_capacity(r);
         for a in 0..r {
             let n = match x.shape().dims()[first + a] {
                 Dim::Known(n) => n,
@@ -154,17 +183,18 @@ impl WindowConfig {
                     .collect(),
             );
             out_sizes.push(out);
-            let fill = match self.pool {
-                Pool::Max => f32::NEG_INFINITY,
-                Pool::Average => 0.0,
-            };
-            y = pad_axis(&y, first + a, lo, hi, fill);
+            pads.push((n, lo));
         }
+        let value = match self.pool {
+            Pool::Max => f32::NEG_INFINITY,
+            Pool::Average => 0.0,
+        };
         // Combine the window positions, axis by axis (separable: max and sum both are).
         for a in 0..r {
+            let (n, lo) = pads[a];
             let mut acc: Option<Tensor> = None;
             for t in 0..k[a] {
-                let part = strided(&y, first + a, t, out_sizes[a], s[a]);
+                let part = tap(&y, first + a, n, (t, lo), out_sizes[a], s[a], value);
                 acc = Some(match (acc, self.pool) {
                     (None, _) => part,
                     (Some(p), Pool::Max) => p.maximum(&part),
