@@ -56,3 +56,30 @@ pub mod prelude {
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The book's examples (`docs/src`), compiled and run as doctests.
+#[cfg(doctest)]
+pub mod book {
+    #[doc = include_str!("../docs/src/introduction.md")]
+    pub struct Introduction;
+    #[doc = include_str!("../docs/src/lambda.md")]
+    pub struct Lambda;
+    #[doc = include_str!("../docs/src/ops.md")]
+    pub struct Ops;
+    #[doc = include_str!("../docs/src/layers.md")]
+    pub struct Layers;
+    #[doc = include_str!("../docs/src/recurrent.md")]
+    pub struct Recurrent;
+    #[doc = include_str!("../docs/src/saving.md")]
+    pub struct Saving;
+    #[doc = include_str!("../docs/src/errors.md")]
+    pub struct Errors;
+    #[doc = include_str!("../docs/src/cli.md")]
+    pub struct Cli;
+    #[doc = include_str!("../docs/src/backends.md")]
+    pub struct Backends;
+    #[doc = include_str!("../docs/src/performance.md")]
+    pub struct Performance;
+    #[doc = include_str!("../docs/src/internals.md")]
+    pub struct Internals;
+}
