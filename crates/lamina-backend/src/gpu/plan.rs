@@ -559,20 +559,6 @@ impl Planner<'_> {
         }
     }
 
-    /// The buffers read to compute `n` where it is read: itself when it has a buffer, else
-    /// what a matmul operand reads (a strided view of a buffer, such as a depthwise kernel's
-    /// reshape, or on GPUs a small region of movement ops); `Err` names the node that must get
-    /// a buffer instead. Arithmetic (a BatchNormalization folded into a kernel) gets a buffer:
-    /// its kernel reads weights only, so the runtime runs it once and again only when a weight
-    /// changes, not at every read.
-    fn computed_operand(
-        &self,
-        n: usize,
-        mat: &HashSet<usize>,
-    ) -> std::result::Result<BTreeSet<usize>, BTreeSet<usize>> {
-        self.operand(n, mat).map(|(_, reads)| reads)
-    }
-
     /// The convolution kernel writing `root` (the convolution `conv` itself or its elementwise
     /// epilogue, whose region reads `reads`), or the inputs that must get buffers first.
     fn conv_kernel(
@@ -586,13 +572,15 @@ impl Planner<'_> {
         let mut need = BTreeSet::new();
         // The input is read once per tap: from a buffer. The kernel and bias are read as
         // matmul operands are (a buffer, or a view of one such as a depthwise kernel's
-        // reshape).
+        // reshape). Arithmetic on them (a BatchNormalization folded into the kernel) gets a
+        // buffer: its kernel reads weights only, so the runtime runs it once and again only
+        // when a weight changes, not at every read.
         if !mat.contains(&inputs[0]) {
             need.insert(inputs[0]);
         }
         for &w in &inputs[1..] {
-            match self.computed_operand(w, mat) {
-                Ok(r) => reads.extend(r),
+            match self.operand(w, mat) {
+                Ok((_, r)) => reads.extend(r),
                 Err(n) => need.extend(n),
             }
         }

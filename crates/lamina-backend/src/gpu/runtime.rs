@@ -382,16 +382,16 @@ impl Backend for Arc<GpuBackend> {
         if f16 {
             check_f16_bindings(program, &compiled)?;
         }
+        let from_inputs = input_dependence(program);
         budget.check(
             "gpu",
             program,
-            &memory_plan(program, &shapes, &planned, &compiled, f16),
+            &memory_plan(program, &shapes, &planned, &compiled, f16, &from_inputs),
         )?;
         let mut buffers: HashMap<usize, Arc<wgpu::Buffer>> = HashMap::new();
         let mut slots = Vec::new();
         // Liveness: the last kernel reading each node.
         let last_use = last_uses(&compiled);
-        let from_inputs = input_dependence(program);
         // Outputs and what is computed from weights only keep their buffers between runs.
         let persistent = |n: usize| program.outputs.contains(&n) || !from_inputs[n];
         let mut free: Vec<Arc<wgpu::Buffer>> = Vec::new();
@@ -635,6 +635,7 @@ fn memory_plan(
     planned: &Plan,
     compiled: &Compiled,
     f16: bool,
+    from_inputs: &[bool],
 ) -> MemoryPlan {
     let input_shapes: Vec<Vec<usize>> = program.inputs.iter().map(|&i| shapes[i].clone()).collect();
     let mut b = PlanBuilder::new(shapes, &input_shapes);
@@ -647,7 +648,6 @@ fn memory_plan(
         }
     }
     let last_use = last_uses(compiled);
-    let from_inputs = input_dependence(program);
     let persistent = |n: usize| program.outputs.contains(&n) || !from_inputs[n];
     // Freed buffers by size, as (node that owns it): reused, never released to the device.
     let mut free: Vec<(usize, u64)> = Vec::new();
@@ -775,65 +775,47 @@ impl GpuExecutable {
                     label: Some("lamina kernels"),
                     timestamp_writes: None,
                 });
-                for (k, times) in self.schedule() {
-                    if wanted(k) {
-                        for _ in 0..times {
-                            dispatch(&mut pass, &steps[k]);
-                        }
-                        dispatched += times as u64;
-                    }
+                for k in self.schedule().filter(|&k| wanted(k)) {
+                    dispatch(&mut pass, &steps[k]);
+                    dispatched += 1;
                 }
             }
             Some(t) => {
-                // Each kernel in a pass of its own; a loop's step kernels are timed on their
-                // first step (the figure is one step's), the other steps run untimed.
-                for (k, times) in self.schedule() {
-                    if !wanted(k) {
-                        continue;
-                    }
-                    {
-                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: Some("lamina timed kernel"),
-                            timestamp_writes: Some(t.writes(k)),
-                        });
-                        dispatch(&mut pass, &steps[k]);
-                    }
-                    if times > 1 {
-                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: Some("lamina kernels"),
-                            timestamp_writes: None,
-                        });
-                        for _ in 1..times {
-                            dispatch(&mut pass, &steps[k]);
-                        }
-                    }
-                    dispatched += times as u64;
+                // Each dispatch in a pass of its own that writes its kernel's timestamps (a
+                // loop's step kernels keep the times of the last step).
+                for k in self.schedule().filter(|&k| wanted(k)) {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("lamina timed kernel"),
+                        timestamp_writes: Some(t.writes(k)),
+                    });
+                    dispatch(&mut pass, &steps[k]);
+                    dispatched += 1;
                 }
             }
         }
         dispatched
     }
 
-    /// The order of dispatch as `(kernel, times)`: each kernel once, except a loop's step
-    /// kernels, dispatched in turn once per step.
-    fn schedule(&self) -> Vec<(usize, usize)> {
-        let mut order = Vec::with_capacity(self.kernels.len());
+    /// The kernels in dispatch order: each once, except a loop's step kernels, dispatched in
+    /// turn once per step (generated as they are dispatched, not stored).
+    fn schedule(&self) -> impl Iterator<Item = usize> + '_ {
+        let mut segments = Vec::new();
         let mut k = 0;
         while k < self.kernels.len() {
             match self.repeats.iter().find(|r| r.kernels.start == k) {
                 Some(r) => {
-                    for _ in 0..r.times {
-                        order.extend(r.kernels.clone().map(|i| (i, 1)));
-                    }
+                    segments.push((r.kernels.clone(), r.times));
                     k = r.kernels.end.max(k + 1);
                 }
                 None => {
-                    order.push((k, 1));
+                    segments.push((k..k + 1, 1));
                     k += 1;
                 }
             }
         }
-        order
+        segments
+            .into_iter()
+            .flat_map(|(kernels, times)| (0..times).flat_map(move |_| kernels.clone()))
     }
 
     /// Runs the kernels on `inputs` once, then `runs` more times with a GPU timestamp at the
