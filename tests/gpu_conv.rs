@@ -38,19 +38,7 @@ fn agree(name: &str, model: &Model, inputs: &[HostTensor], rel: f32) -> Result<(
     let cpu = Session::new(model.program().clone(), BackendKind::Cpu)?.run(inputs)?;
     for (shape, g) in backends() {
         let gpu = Session::with_backend(model.program().clone(), Arc::new(g)).run(inputs)?;
-        assert_eq!(cpu.len(), gpu.len(), "{name} ({shape})");
-        for (c, g) in cpu.iter().zip(&gpu) {
-            assert_eq!(c.shape(), g.shape(), "{name} ({shape})");
-            let (c, g) = (c.to_f32_vec(), g.to_f32_vec());
-            let scale = c.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
-            for (i, (a, b)) in c.iter().zip(&g).enumerate() {
-                let ok = (a.is_nan() && b.is_nan()) || (a - b).abs() <= rel * scale;
-                assert!(
-                    ok,
-                    "{name} ({shape}): element {i}: cpu {a} vs gpu {b} (scale {scale})"
-                );
-            }
-        }
+        common::assert_agree_to_scale(&format!("{name} ({shape})"), &cpu, &gpu, rel);
     }
     Ok(())
 }
@@ -638,5 +626,80 @@ fn pooling_of_every_kind_agrees_with_the_cpu_as_one_window_kernel() -> Result<()
             2e-5,
         )?;
     }
+    Ok(())
+}
+
+#[test]
+fn special_values_and_long_axes_agree_on_both_kernel_shapes() -> Result<()> {
+    // NaN, infinities and -0.0 through padded, strided, grouped and depthwise convolutions:
+    // the same NaN positions and infinities on every backend (padding multiplies zeros, as
+    // the CPU's im2col does).
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -0.0,
+        0.0,
+        1e30,
+        -1e-30,
+    ];
+    let x = |n: usize| -> Result<HostTensor> {
+        let v: Vec<f32> = seeded(n, 21)
+            .into_iter()
+            .enumerate()
+            .map(|(k, v)| {
+                if k % 7 == 3 {
+                    specials[(k / 7) % specials.len()]
+                } else {
+                    v
+                }
+            })
+            .collect();
+        HostTensor::new(&[2, 6, 6, 4], v)
+    };
+    let models = [
+        one_layer(&[6, 6, 4], |t| {
+            Conv2D::new(6, 3).padding(Padding::Same).call(t)
+        })?,
+        one_layer(&[6, 6, 4], |t| {
+            Conv2D::new(4, 3)
+                .groups(2)
+                .strides(2)
+                .padding(Padding::Same)
+                .call(t)
+        })?,
+        one_layer(&[6, 6, 4], |t| {
+            DepthwiseConv2D::new(3).padding(Padding::Same).call(t)
+        })?,
+        one_layer(&[6, 6, 4], |t| Conv2D::new(5, 1).call(t))?,
+        one_layer(&[6, 6, 4], |t| {
+            MaxPooling2D::new(3)
+                .strides(2)
+                .padding(Padding::Same)
+                .call(t)
+        })?,
+    ];
+    for (i, m) in models.iter().enumerate() {
+        agree(
+            &format!("special values, model {i}"),
+            m,
+            &[x(2 * 6 * 6 * 4)?],
+            2e-5,
+        )?;
+    }
+    // A spatial axis past 65,535, and a window of more taps than a shader loop may run.
+    let long = 70_000;
+    let data = input(&[1, long, 1], 22)?;
+    let m = one_layer(&[long, 1], |t| {
+        Conv1D::new(2, 3).padding(Padding::Same).call(t)
+    })?;
+    agree("a 70,000-long axis", &m, &[data], 2e-5)?;
+    let m = one_layer(&[66_100, 1], |t| Conv1D::new(2, 66_000).call(t))?;
+    agree(
+        "a 66,000-tap window",
+        &m,
+        &[input(&[1, 66_100, 1], 23)?],
+        2e-5,
+    )?;
     Ok(())
 }

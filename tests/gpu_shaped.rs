@@ -31,18 +31,7 @@ fn agree(name: &str, model: &Model, inputs: &[HostTensor], rel: f32) -> Result<(
         return Ok(());
     };
     let gpu = Session::with_backend(model.program().clone(), Arc::new(g)).run(inputs)?;
-    for (c, g) in cpu.iter().zip(&gpu) {
-        assert_eq!(c.shape(), g.shape(), "{name}");
-        let (c, g) = (c.to_f32_vec(), g.to_f32_vec());
-        let scale = c.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
-        for (i, (a, b)) in c.iter().zip(&g).enumerate() {
-            let ok = (a.is_nan() && b.is_nan()) || (a - b).abs() <= rel * scale;
-            assert!(
-                ok,
-                "{name}: element {i}: cpu {a} vs gpu {b} (scale {scale})"
-            );
-        }
-    }
+    common::assert_agree_to_scale(name, &cpu, &gpu, rel);
     Ok(())
 }
 

@@ -58,3 +58,32 @@ pub fn run_both(model: &lamina::Model, inputs: &[lamina::HostTensor]) -> Vec<lam
     }
     cpu
 }
+
+/// Asserts that two backends' outputs have the same count and shapes and agree element by
+/// element within `rel` of each output's largest finite magnitude (sums added in another
+/// order), NaN matching NaN and infinities matching exactly.
+#[allow(dead_code)]
+pub fn assert_agree_to_scale(
+    name: &str,
+    cpu: &[lamina::HostTensor],
+    gpu: &[lamina::HostTensor],
+    rel: f32,
+) {
+    assert_eq!(cpu.len(), gpu.len(), "{name}: output counts");
+    for (c, g) in cpu.iter().zip(gpu) {
+        assert_eq!(c.shape(), g.shape(), "{name}");
+        let (c, g) = (c.to_f32_vec(), g.to_f32_vec());
+        let scale = c
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0f32, |m, v| m.max(v.abs()))
+            .max(1e-30);
+        for (i, (a, b)) in c.iter().zip(&g).enumerate() {
+            let ok = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= rel * scale;
+            assert!(
+                ok,
+                "{name}: element {i}: cpu {a} vs gpu {b} (scale {scale})"
+            );
+        }
+    }
+}
