@@ -19,9 +19,11 @@ mod merge;
 mod normalization;
 mod permute;
 mod pooling;
+mod preprocessing;
 mod recurrent;
 mod relu;
 mod reshaping;
+mod residual;
 mod softmax;
 mod spatial;
 mod time_distributed;
@@ -50,10 +52,12 @@ pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract}
 pub use normalization::LayerNormalization;
 pub use permute::{Dot, Permute, RepeatVector};
 pub use pooling::{DataFormat, GlobalAveragePooling1D, GlobalMaxPooling1D};
+pub use preprocessing::{CenterCrop, FixedStatistics, Normalization};
 pub use recurrent::{Bidirectional, GRU, LSTM, MergeMode, SimpleRNN};
 pub(crate) use recurrent::{recurrent_layer_from_record, recurrent_layer_record};
 pub use relu::{ELU, LeakyReLU, PReLU, ReLU};
 pub use reshaping::{Flatten, Reshape};
+pub use residual::{LayerScale, StochasticDepth};
 pub use softmax::Softmax;
 pub use spatial::{
     Cropping1D, Cropping2D, Interpolation, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,

@@ -456,6 +456,52 @@ pub enum LayerRecord {
         #[serde(deserialize_with = "finite_f32")]
         offset: f32,
     },
+    /// A `Normalization` layer; without fixed statistics its weights are `mean`, `variance` and
+    /// `count`.
+    Normalization {
+        /// The layer's name.
+        name: String,
+        /// The kept axes.
+        axis: Vec<isize>,
+        /// The shape of the fixed statistics, when they are fixed.
+        #[serde(default)]
+        fixed_shape: Option<Vec<usize>>,
+        /// The fixed mean.
+        #[serde(default)]
+        fixed_mean: Vec<f32>,
+        /// The fixed variance.
+        #[serde(default)]
+        fixed_variance: Vec<f32>,
+        /// Whether it undoes the normalization.
+        invert: bool,
+    },
+    /// A `CenterCrop` layer.
+    CenterCrop {
+        /// The layer's name.
+        name: String,
+        /// The height kept.
+        height: usize,
+        /// The width kept.
+        width: usize,
+    },
+    /// A `LayerScale` layer; its weight is `gamma`.
+    LayerScale {
+        /// The layer's name.
+        name: String,
+        /// The initial value of `gamma`.
+        #[serde(deserialize_with = "finite_f32")]
+        init_values: f32,
+        /// The number of channels.
+        projection_dim: usize,
+    },
+    /// A `StochasticDepth` layer (the identity at inference).
+    StochasticDepth {
+        /// The layer's name.
+        name: String,
+        /// The drop rate used in training.
+        #[serde(deserialize_with = "finite_f32")]
+        drop_path_rate: f32,
+    },
     /// A `Conv1D`; weights `kernel` and `bias`.
     Conv1D(ConvRecord),
     /// A `Conv2D`; weights `kernel` and `bias`.

@@ -546,6 +546,38 @@ fn config_layer(
             scale,
             offset,
         } => Arc::new(Rescaling::new(*scale, *offset).name(name)),
+        LayerRecord::Normalization {
+            name,
+            axis,
+            fixed_shape,
+            fixed_mean,
+            fixed_variance,
+            invert,
+        } => {
+            let mut l = Normalization::new().axis(axis).invert(*invert).name(name);
+            if let Some(shape) = fixed_shape {
+                l = l.statistics(FixedStatistics {
+                    shape: shape.clone(),
+                    mean: fixed_mean.clone(),
+                    variance: fixed_variance.clone(),
+                });
+            }
+            Arc::new(l)
+        }
+        LayerRecord::CenterCrop {
+            name,
+            height,
+            width,
+        } => Arc::new(CenterCrop::new(*height, *width).name(name)),
+        LayerRecord::LayerScale {
+            name,
+            init_values,
+            projection_dim,
+        } => Arc::new(LayerScale::new(*init_values, *projection_dim).name(name)),
+        LayerRecord::StochasticDepth {
+            name,
+            drop_path_rate,
+        } => Arc::new(StochasticDepth::new(*drop_path_rate).name(name)),
         LayerRecord::InputLayer { .. } | LayerRecord::Lambda { .. } => {
             return Err(Error::Model {
                 detail: "input layers and Lambdas are not configuration-only layers".into(),

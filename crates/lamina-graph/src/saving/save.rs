@@ -337,6 +337,46 @@ fn config_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
             offset,
         });
     }
+    preprocessing_record(any, name)
+}
+
+/// The records of the preprocessing layers and of the residual-block layers of
+/// `keras.applications`.
+fn preprocessing_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
+    use crate::layers::{CenterCrop, LayerScale, Normalization, StochasticDepth};
+    if let Some(l) = any.downcast_ref::<Normalization>() {
+        let (axis, fixed, invert) = l.config();
+        return Some(LayerRecord::Normalization {
+            name,
+            axis: axis.to_vec(),
+            fixed_shape: fixed.map(|f| f.shape.clone()),
+            fixed_mean: fixed.map(|f| f.mean.clone()).unwrap_or_default(),
+            fixed_variance: fixed.map(|f| f.variance.clone()).unwrap_or_default(),
+            invert,
+        });
+    }
+    if let Some(l) = any.downcast_ref::<CenterCrop>() {
+        let (height, width) = l.size();
+        return Some(LayerRecord::CenterCrop {
+            name,
+            height,
+            width,
+        });
+    }
+    if let Some(l) = any.downcast_ref::<LayerScale>() {
+        let (init_values, projection_dim) = l.config();
+        return Some(LayerRecord::LayerScale {
+            name,
+            init_values,
+            projection_dim,
+        });
+    }
+    if let Some(l) = any.downcast_ref::<StochasticDepth>() {
+        return Some(LayerRecord::StochasticDepth {
+            name,
+            drop_path_rate: l.rate(),
+        });
+    }
     None
 }
 

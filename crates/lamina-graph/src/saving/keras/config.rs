@@ -3,6 +3,7 @@
 //! model Lamina cannot run is refused with the complete list, before anything is built.
 
 use super::KerasBindings;
+use super::ops::RecordedOp;
 use super::weights::{Namer, Slot};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -78,29 +79,13 @@ pub const SUPPORTED_CLASSES: &[&str] = &[
     "Functional",
 ];
 
-/// The operations (Keras's `keras.ops` recorded in a functional graph, as the mask of
-/// `Embedding(mask_zero=True)` is) that Lamina rebuilds.
-/// The logical ones and the reductions are how Keras records the masks of `Masking` and of the
-/// merge layers.
-const SUPPORTED_OPS: &[&str] = &[
-    "NotEqual",
-    "Equal",
-    "Greater",
-    "Less",
-    "LogicalAnd",
-    "LogicalOr",
-    "LogicalNot",
-    "Any",
-    "All",
-];
-
 /// A model rebuilt from its configuration, and where each of its layers' weights are.
 pub(crate) struct Built {
     pub model: Model,
     pub slots: Vec<Slot>,
 }
 
-fn model_err(detail: impl Into<String>) -> Error {
+pub(super) fn model_err(detail: impl Into<String>) -> Error {
     Error::Model {
         detail: detail.into(),
     }
@@ -191,7 +176,7 @@ fn check(
         let class = class_of(l);
         let name = name_of(l);
         if is_op(l) {
-            if !SUPPORTED_OPS.contains(&class) {
+            if !super::ops::is_supported(class) {
                 missing
                     .entry(format!("{class} (a keras.ops operation)"))
                     .or_default()
@@ -250,7 +235,7 @@ fn check(
             }
             continue;
         }
-        if !SUPPORTED_CLASSES.contains(&class) {
+        if !SUPPORTED_CLASSES.contains(&class) && !super::preprocessing::CLASSES.contains(&class) {
             missing.entry(class.to_string()).or_default().push(name);
             continue;
         }
@@ -267,12 +252,12 @@ fn check(
     }
 }
 
-fn get<'v>(cfg: &'v Value, key: &str, layer: &str) -> Result<&'v Value> {
+pub(super) fn get<'v>(cfg: &'v Value, key: &str, layer: &str) -> Result<&'v Value> {
     cfg.get(key)
         .ok_or_else(|| model_err(format!("layer '{layer}': its config has no '{key}'")))
 }
 
-fn usize_of(cfg: &Value, key: &str, layer: &str) -> Result<usize> {
+pub(super) fn usize_of(cfg: &Value, key: &str, layer: &str) -> Result<usize> {
     get(cfg, key, layer)?
         .as_u64()
         .and_then(|n| usize::try_from(n).ok())
@@ -293,7 +278,7 @@ fn sizes_or(cfg: &Value, key: &str, default: usize, layer: &str) -> Result<Sizes
     }
 }
 
-fn f32_or(cfg: &Value, key: &str, default: f32, layer: &str) -> Result<f32> {
+pub(super) fn f32_or(cfg: &Value, key: &str, default: f32, layer: &str) -> Result<f32> {
     match cfg.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v
@@ -349,7 +334,7 @@ fn data_format_of(cfg: &Value, layer: &str) -> Result<DataFormat> {
     }
 }
 
-fn dtype_of(name: &str) -> Result<DType> {
+pub(super) fn dtype_of(name: &str) -> Result<DType> {
     Ok(match name {
         "float16" | "bfloat16" | "float32" | "float64" => DType::F32,
         "int8" | "int16" | "int32" | "int64" => DType::I32,
@@ -867,6 +852,9 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
             }
             Arc::new(lambda)
         }
+        other if super::preprocessing::CLASSES.contains(&other) => {
+            super::preprocessing::make(other, cfg, n)?
+        }
         other => return Err(model_err(format!("layer class '{other}' is not supported"))),
     })
 }
@@ -1042,14 +1030,14 @@ struct Builder<'b> {
     made: HashMap<String, LayerRef>,
     /// The Lambda layers made for `keras.ops` calls, by container prefix and op name, each
     /// with the op it computes (an op called again the same way reuses its layer).
-    ops: HashMap<String, Vec<(KerasOp, LayerRef)>>,
+    ops: HashMap<String, Vec<(RecordedOp, LayerRef)>>,
     calls: usize,
 }
 
 /// The most layer calls (nested models inlined) a configuration may make.
 const MAX_CALLS: usize = 1 << 16;
 
-fn keras_ref(v: &Value) -> Option<(&str, usize, usize)> {
+pub(super) fn keras_ref(v: &Value) -> Option<(&str, usize, usize)> {
     if class_of(v) != "__keras_tensor__" {
         return None;
     }
@@ -1061,11 +1049,11 @@ fn keras_ref(v: &Value) -> Option<(&str, usize, usize)> {
     ))
 }
 
-type Produced = HashMap<(String, usize), Vec<Tensor>>;
+pub(super) type Produced = HashMap<(String, usize), Vec<Tensor>>;
 
 /// The tensors a (nested list of) Keras tensor references stands for; `None` while one is
 /// not made yet.
-fn resolve(v: &Value, produced: &Produced, out: &mut Vec<Tensor>) -> Result<Option<()>> {
+pub(super) fn resolve(v: &Value, produced: &Produced, out: &mut Vec<Tensor>) -> Result<Option<()>> {
     if let Some((layer, node, index)) = keras_ref(v) {
         let Some(ts) = produced.get(&(layer.to_string(), node)) else {
             return Ok(None);
@@ -1122,7 +1110,7 @@ impl Builder<'_> {
     /// The Lambda layer that applies a recorded `keras.ops` call, named after the op: the
     /// layer made before for this op (`key`) where it computes the same, else a new one. As
     /// a Lambda, the op is a layer call that saves as an expression graph.
-    fn op_layer(&mut self, key: &str, name: &str, op: KerasOp) -> LayerRef {
+    fn op_layer(&mut self, key: &str, name: &str, op: RecordedOp) -> LayerRef {
         let made = self.ops.entry(key.to_string()).or_default();
         if let Some((_, layer)) = made.iter().find(|(o, _)| *o == op) {
             return layer.clone();
@@ -1318,6 +1306,26 @@ impl Builder<'_> {
                     }
                     continue;
                 }
+                if is_op(l) {
+                    let name = name_of(l);
+                    let Some((op, operands)) =
+                        RecordedOp::read(class_of(l), &name, cfg_of(l), node, &produced)?
+                    else {
+                        rest.push((i, k));
+                        continue;
+                    };
+                    self.count_call()?;
+                    let layer = self.op_layer(&format!("{prefix}{name}"), &name, op);
+                    // An op sees no masks, as in Keras (only layers take them).
+                    let no_masks = operands
+                        .iter()
+                        .any(|t| t.mask().is_some())
+                        .then(|| vec![None; operands.len()]);
+                    let outs =
+                        call_layer_with_masks(layer.as_ref(), &operands, no_masks.as_deref())?;
+                    produced.insert((name, k), outs);
+                    continue;
+                }
                 let mut ins = Vec::new();
                 let first = args.first().unwrap_or(&Value::Null);
                 if resolve(first, &produced, &mut ins)?.is_none() {
@@ -1361,17 +1369,7 @@ impl Builder<'_> {
                 self.count_call()?;
                 let name = name_of(l);
                 let class = class_of(l);
-                let outs = if is_op(l) {
-                    let (op, operands) =
-                        keras_op(class, &name, cfg_of(l), &ins, args.get(1), &produced)?;
-                    let layer = self.op_layer(&format!("{prefix}{name}"), &name, op);
-                    // An op sees no masks, as in Keras (only layers take them).
-                    let no_masks = operands
-                        .iter()
-                        .any(|t| t.mask().is_some())
-                        .then(|| vec![None; operands.len()]);
-                    call_layer_with_masks(layer.as_ref(), &operands, no_masks.as_deref())?
-                } else {
+                let outs = {
                     if args.iter().skip(1).any(|a| !refs_of(a).is_empty()) {
                         return Err(model_err(format!(
                             "layer '{name}' is called with more than one positional tensor \
@@ -1654,198 +1652,6 @@ fn io_refs(v: Option<&Value>) -> Vec<(String, usize, usize)> {
     }
 }
 
-/// The comparisons among the recorded `keras.ops` calls.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Comparison {
-    NotEqual,
-    Equal,
-    Greater,
-    Less,
-}
-
-/// A number a recorded `keras.ops` call compares a tensor with.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Scalar {
-    Int(i32),
-    Float(f32),
-}
-
-/// A recorded `keras.ops` call, checked, without its tensor operands: a comparison of a tensor
-/// with a number (`rhs`) or with a second tensor (`rhs` is `None`), a logical and/or of two
-/// tensors, a logical not, or `any`/`all` over axes. It becomes the function of a Lambda layer,
-/// so that the imported model holds the op as a layer call that saves as an expression graph.
-#[derive(Clone, Debug, PartialEq)]
-enum KerasOp {
-    Compare {
-        cmp: Comparison,
-        rhs: Option<Scalar>,
-    },
-    Logical {
-        and: bool,
-    },
-    Not,
-    Reduce {
-        all: bool,
-        axes: crate::ops::Axes,
-        keepdims: bool,
-    },
-}
-
-impl KerasOp {
-    /// The number of tensor operands the op takes.
-    fn operands(&self) -> usize {
-        match self {
-            KerasOp::Compare { rhs: None, .. } | KerasOp::Logical { .. } => 2,
-            _ => 1,
-        }
-    }
-
-    /// The op on its tensor operands (an invalid tensor, with the error, on a wrong count).
-    fn apply(&self, xs: &[Tensor]) -> Tensor {
-        if xs.len() != self.operands() {
-            return Tensor::invalid(Error::Inputs {
-                detail: format!(
-                    "this operation takes {} tensors, called on {}",
-                    self.operands(),
-                    xs.len()
-                ),
-            });
-        }
-        let x = &xs[0];
-        match self {
-            KerasOp::Compare { cmp, rhs } => {
-                macro_rules! apply {
-                    ($m:ident) => {
-                        match rhs {
-                            Some(Scalar::Int(i)) => x.$m(*i),
-                            Some(Scalar::Float(f)) => x.$m(*f),
-                            None => x.$m(&xs[1]),
-                        }
-                    };
-                }
-                match cmp {
-                    Comparison::NotEqual => apply!(not_equal),
-                    Comparison::Equal => apply!(equal),
-                    Comparison::Greater => apply!(greater),
-                    Comparison::Less => apply!(less),
-                }
-            }
-            KerasOp::Logical { and } => {
-                let (x, y) = (x.cast(DType::Bool), xs[1].cast(DType::Bool));
-                if *and {
-                    x.logical_and(&y)
-                } else {
-                    x.logical_or(&y)
-                }
-            }
-            KerasOp::Not => x.cast(DType::Bool).logical_not(),
-            KerasOp::Reduce {
-                all,
-                axes,
-                keepdims,
-            } => {
-                let axes = axes.clone();
-                match (all, keepdims) {
-                    (false, false) => x.any(axes),
-                    (false, true) => x.any_keepdims(axes),
-                    (true, false) => x.all(axes),
-                    (true, true) => x.all_keepdims(axes),
-                }
-            }
-        }
-    }
-}
-
-/// Reads a recorded `keras.ops` call (`class`, its config `cfg`, its first tensor `ins` and
-/// its second argument `other`): the op, and the tensors it is applied to.
-fn keras_op(
-    class: &str,
-    name: &str,
-    cfg: &Value,
-    ins: &[Tensor],
-    other: Option<&Value>,
-    produced: &Produced,
-) -> Result<(KerasOp, Vec<Tensor>)> {
-    let [x] = ins else {
-        return Err(model_err(format!(
-            "operation '{name}' takes one tensor first"
-        )));
-    };
-    if matches!(class, "Any" | "All" | "LogicalNot") {
-        if other.is_some() {
-            return Err(model_err(format!(
-                "operation '{name}' ({class}) takes one argument"
-            )));
-        }
-        if class == "LogicalNot" {
-            return Ok((KerasOp::Not, vec![x.clone()]));
-        }
-        let axes = match cfg.get("axis") {
-            None | Some(Value::Null) => crate::ops::Axes::All,
-            Some(Value::Array(a)) => crate::ops::Axes::List(
-                a.iter()
-                    .map(|v| axis_of(v, name))
-                    .collect::<Result<Vec<_>>>()?,
-            ),
-            Some(v) => crate::ops::Axes::List(vec![axis_of(v, name)?]),
-        };
-        let op = KerasOp::Reduce {
-            all: class == "All",
-            axes,
-            keepdims: bool_or(cfg, "keepdims", false, name)?,
-        };
-        return Ok((op, vec![x.clone()]));
-    }
-    let (rhs, y) = match other {
-        Some(Value::Number(n)) if n.is_i64() => {
-            let i = n
-                .as_i64()
-                .and_then(|i| i32::try_from(i).ok())
-                .ok_or_else(|| {
-                    model_err(format!("operation '{name}': {n} does not fit in int32"))
-                })?;
-            (Some(Scalar::Int(i)), None)
-        }
-        Some(Value::Number(n)) => (Some(Scalar::Float(n.as_f64().unwrap_or(0.0) as f32)), None),
-        Some(v) => {
-            let mut ts = Vec::new();
-            match resolve(v, produced, &mut ts)? {
-                Some(()) if ts.len() == 1 => (None, ts.pop()),
-                _ => return Err(model_err(format!("operation '{name}': bad second operand"))),
-            }
-        }
-        None => {
-            return Err(model_err(format!(
-                "operation '{name}' lacks its second operand"
-            )));
-        }
-    };
-    let compare = |cmp| KerasOp::Compare { cmp, rhs };
-    let op = match class {
-        "NotEqual" => compare(Comparison::NotEqual),
-        "Equal" => compare(Comparison::Equal),
-        "Greater" => compare(Comparison::Greater),
-        "Less" => compare(Comparison::Less),
-        "LogicalAnd" | "LogicalOr" => {
-            if rhs.is_some() {
-                return Err(model_err(format!(
-                    "operation '{name}' ({class}) takes two tensors"
-                )));
-            }
-            KerasOp::Logical {
-                and: class == "LogicalAnd",
-            }
-        }
-        other => {
-            return Err(model_err(format!(
-                "operation {} is not supported",
-                printable(other)
-            )));
-        }
-    };
-    Ok((op, std::iter::once(x.clone()).chain(y).collect()))
-}
-
 /// Rebuilds the model a `config.json` describes; every class is checked and every Lambda
 /// bound before anything is built.
 pub(crate) fn build(config: &Value, bindings: &KerasBindings) -> Result<Built> {
@@ -1882,7 +1688,12 @@ pub(crate) fn build(config: &Value, bindings: &KerasBindings) -> Result<Built> {
                 ))
                 .collect::<Vec<_>>()
                 .join(", "),
-            SUPPORTED_CLASSES.join(", ")
+            SUPPORTED_CLASSES
+                .iter()
+                .chain(super::preprocessing::CLASSES)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     if !unbound.is_empty() {

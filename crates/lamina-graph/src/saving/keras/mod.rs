@@ -9,6 +9,8 @@ mod archive;
 mod base64;
 mod config;
 pub mod hdf5;
+mod ops;
+mod preprocessing;
 mod weights;
 
 use crate::error::{Error, Result};
@@ -19,6 +21,7 @@ use std::path::Path;
 
 pub(crate) use archive::sniff as sniff_format;
 pub use archive::{KerasArchive, MAX_KERAS_ENTRY_BYTES};
+pub use ops::KERAS_OPS;
 
 /// The Rust bodies of a Keras model's `Lambda` layers, by the layer's name or by the name of
 /// its Python function (`def abs_diff(xs): ...` is `abs_diff`). The layer's name is tried
