@@ -2,7 +2,6 @@
 //! inputs, with Keras's arguments.
 
 use super::common::{layer_identity, one_input};
-use crate::dtype::DType::F32;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use crate::layer::{Layer, unique_name};
@@ -206,7 +205,7 @@ impl Layer for Dot {
         };
         let (ax, bx) = (resolve(self.axes.0, a)?, resolve(self.axes.1, b)?);
         let (a, b) = if self.normalize {
-            (a.cast(F32).l2_normalize(ax), b.cast(F32).l2_normalize(bx))
+            (a.normalize(ax, 1e-7), b.normalize(bx, 1e-7))
         } else {
             (a.clone(), b.clone())
         };

@@ -234,4 +234,16 @@ impl Tensor {
         let ss = self.square().sum_keepdims(axes);
         self.multiply(ss.maximum(1e-12).rsqrt())
     }
+
+    /// Keras's `ops.normalize(x, axis, order=2, epsilon)`: `x * min(rsqrt(sum(x^2)), 1/epsilon)`
+    /// along `axis` (Keras's default epsilon is `1e-7`). The `Dot(normalize=True)` layer uses it.
+    pub fn normalize(&self, axis: isize, epsilon: f32) -> Tensor {
+        let x = if self.dtype() == crate::dtype::DType::F32 {
+            self.clone()
+        } else {
+            self.cast(crate::dtype::DType::F32)
+        };
+        let ss = x.square().sum_keepdims(Axes::List(vec![axis]));
+        x.multiply(ss.rsqrt().minimum(1.0 / epsilon))
+    }
 }

@@ -303,20 +303,26 @@ fn axis_of(v: &Value, layer: &str) -> Result<isize> {
         .ok_or_else(|| model_err(format!("layer '{layer}': axis {v} is not an integer")))
 }
 
+/// The layer's `activation`, Keras's default for the layer where the key is absent (`tanh` for
+/// the recurrent layers, `linear` for the others); `null` is `linear`, as in Keras.
 fn activation_of(cfg: &Value, layer: &str) -> Result<Activation> {
-    let v = cfg.get("activation").unwrap_or(&Value::Null);
-    let name = match v {
-        Value::Null => "linear",
-        Value::String(s) => s.as_str(),
-        Value::Object(_) => cfg_of(v).as_str().ok_or_else(|| {
+    activation_or(cfg, "activation", "linear", layer)
+}
+
+fn activation_or(cfg: &Value, key: &str, default: &str, layer: &str) -> Result<Activation> {
+    let name = match cfg.get(key) {
+        None => default,
+        Some(Value::Null) => "linear",
+        Some(Value::String(s)) => s.as_str(),
+        Some(v @ Value::Object(_)) => cfg_of(v).as_str().ok_or_else(|| {
             model_err(format!(
                 "layer '{layer}': activation {} is a custom object, which Lamina cannot rebuild",
                 class_of(v)
             ))
         })?,
-        other => {
+        Some(other) => {
             return Err(model_err(format!(
-                "layer '{layer}': activation {other} is not a name"
+                "layer '{layer}': {key} {other} is not a name"
             )));
         }
     };
@@ -705,20 +711,10 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
                 )));
             }
             let units = usize_of(cfg, "units", n)?;
-            let recurrent = |cfg: &Value| -> Result<Activation> {
-                let mut c = cfg.clone();
-                if let Some(o) = c.as_object_mut() {
-                    let v = o
-                        .get("recurrent_activation")
-                        .cloned()
-                        .unwrap_or(Value::String("sigmoid".into()));
-                    o.insert("activation".into(), v);
-                }
-                activation_of(&c, n)
-            };
+            let recurrent = |cfg: &Value| activation_or(cfg, "recurrent_activation", "sigmoid", n);
             macro_rules! rnn {
                 ($l:expr) => {
-                    $l.activation(activation_of(cfg, n)?)
+                    $l.activation(activation_or(cfg, "activation", "tanh", n)?)
                         .use_bias(bool_or(cfg, "use_bias", true, n)?)
                         .return_sequences(bool_or(cfg, "return_sequences", false, n)?)
                         .return_state(bool_or(cfg, "return_state", false, n)?)

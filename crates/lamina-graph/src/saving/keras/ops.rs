@@ -371,12 +371,8 @@ impl Call<'_> {
         if self.int("order", Some(2))? != 2 {
             return Err(bad("only order=2 is supported"));
         }
-        let x = self.x()?;
-        let axis = self.axis("axis", Some(-1))?;
-        // Keras: x / max(sqrt(sum(x^2)), epsilon), epsilon defaulting to its backend epsilon.
-        let eps = self.float("epsilon", 1e-7)?;
-        let norm = x.square().sum_keepdims(axis).sqrt().maximum(eps);
-        Ok(x.divide(norm))
+        let eps = self.float("epsilon", 1e-7)? as f32;
+        Ok(self.x()?.normalize(self.axis("axis", Some(-1))?, eps))
     }
 }
 
@@ -488,7 +484,7 @@ keras_ops! {
     "Squareplus" => "squareplus", |c| Ok(c.x()?.squareplus(c.float("b", 4.0)? as f32));
     "Softmax" => "softmax", |c| Ok(c.x()?.softmax(c.axis("axis", Some(-1))?));
     "LogSoftmax" => "log_softmax", |c| Ok(c.x()?.log_softmax(c.axis("axis", Some(-1))?));
-    "Normalize" => "x / max(norm, epsilon)", |c| c.normalize();
+    "Normalize" => "normalize", |c| c.normalize();
     // Reductions.
     "Sum" => "sum", |c| c.reduce(ReduceOp::Sum);
     "Mean" => "mean", |c| c.reduce(ReduceOp::Mean);
