@@ -140,6 +140,19 @@ impl MultiHeadAttention {
         .fresh()
     }
 
+    /// A layer for another call of this one with other call arguments (Keras passes
+    /// `use_causal_mask` and `return_attention_scores` per call): it shares this layer's weights
+    /// (made by whichever is called first) and is named `name`.
+    pub fn sharing_weights(&self, name: &str, causal: bool, scores: bool) -> MultiHeadAttention {
+        MultiHeadAttention {
+            id: next_id(),
+            name: name.to_string(),
+            use_causal_mask: causal,
+            return_attention_scores: scores,
+            ..self.clone()
+        }
+    }
+
     /// The layer's name.
     pub fn name(self, name: &str) -> MultiHeadAttention {
         MultiHeadAttention {

@@ -1294,7 +1294,7 @@ impl Builder<'_> {
                     .unwrap_or_default();
                 if class_of(l) == "MultiHeadAttention" && !is_op(l) {
                     let group = groups[i].clone().unwrap_or_default();
-                    match self.call_mha(l, node, &group, &produced)? {
+                    match self.call_mha(l, node, k, &group, &produced)? {
                         Some(outs) => {
                             produced.insert((name_of(l), k), outs);
                         }
@@ -1362,11 +1362,30 @@ impl Builder<'_> {
                     rest.push((i, k));
                     continue;
                 }
+                // A recurrent layer's initial states (positional after the input, or the
+                // keyword `initial_state`) follow the input, as Lamina's layers take them.
+                let recurrent = matches!(
+                    class_of(l),
+                    "SimpleRNN" | "LSTM" | "GRU" | "Bidirectional"
+                );
+                let states_v = match (args.get(1), node.get("kwargs").and_then(|k| k.get("initial_state"))) {
+                    (Some(a), _) if recurrent => a,
+                    (_, Some(v)) if recurrent => v,
+                    _ => &Value::Null,
+                };
+                let mut states = Vec::new();
+                if !states_v.is_null() && resolve(states_v, &produced, &mut states)?.is_none() {
+                    rest.push((i, k));
+                    continue;
+                }
+                let inputs_given = ins.len();
+                ins.extend(states);
                 self.count_call()?;
                 let name = name_of(l);
                 let class = class_of(l);
                 let outs = {
-                    if args.iter().skip(1).any(|a| !refs_of(a).is_empty()) {
+                    let positional = if recurrent { 2 } else { 1 };
+                    if args.iter().skip(positional).any(|a| !refs_of(a).is_empty()) {
                         return Err(model_err(format!(
                             "layer '{name}' is called with more than one positional tensor \
                              argument, which Lamina does not support"
@@ -1382,6 +1401,10 @@ impl Builder<'_> {
                         } else {
                             self.layer_for(&group, l)?
                         };
+                        if !masks.is_empty() && masks.len() == inputs_given {
+                            // The states carry no mask of their own.
+                            masks.resize(ins.len(), None);
+                        }
                         let explicit = (!masks.is_empty()).then_some(masks.as_slice());
                         if explicit.is_some_and(|m| m.len() != ins.len()) {
                             return Err(model_err(format!(
@@ -1407,6 +1430,16 @@ impl Builder<'_> {
         }
         let mut outs = Vec::new();
         for (name, node, index) in io_refs(cfg.get("output_layers")) {
+            // Keras counts a nested functional model's own first node (linking its inputs to
+            // its outputs) in the output references, but not in the calls' arguments.
+            let nested_functional = layers
+                .iter()
+                .any(|l| name_of(l) == name && class_of(l) == "Functional");
+            let node = if nested_functional {
+                node.saturating_sub(1)
+            } else {
+                node
+            };
             let t = produced
                 .get(&(name.clone(), node))
                 .and_then(|ts| ts.get(index))
@@ -1446,6 +1479,7 @@ impl Builder<'_> {
         &mut self,
         l: &Value,
         node: &Value,
+        node_index: usize,
         group: &str,
         produced: &Produced,
     ) -> Result<Option<Vec<Tensor>>> {
@@ -1565,13 +1599,27 @@ impl Builder<'_> {
                         let c = m.config();
                         (c.7, c.8)
                     });
-                if same != Some((causal, scores)) {
-                    return Err(bad(format!(
-                        "its calls differ in use_causal_mask or return_attention_scores (this \
-                         one: {causal}, {scores}); Lamina sets them once per layer"
-                    )));
+                match (same, layer.as_any().downcast_ref::<MultiHeadAttention>()) {
+                    (Some(flags), _) if flags == (causal, scores) => layer.clone(),
+                    (Some(_), Some(first)) => {
+                        // Another call with other call arguments: a layer of its own that
+                        // shares the first one's weights, made once per set of arguments.
+                        let key = format!("{group}#causal={causal},scores={scores}");
+                        match self.made.get(&key) {
+                            Some(l) => l.clone(),
+                            None => {
+                                let l: LayerRef = Arc::new(first.sharing_weights(
+                                    &format!("{name}_call{}", node_index),
+                                    causal,
+                                    scores,
+                                ));
+                                self.made.insert(key, l.clone());
+                                l
+                            }
+                        }
+                    }
+                    _ => return Err(bad("is not a MultiHeadAttention layer".to_string())),
                 }
-                layer.clone()
             }
             None => {
                 let layer: LayerRef = Arc::new(
@@ -1604,6 +1652,7 @@ fn check_call_kwargs(node: &Value, class: &str, name: &str) -> Result<()> {
         for (k, v) in kwargs {
             let ok = match k.as_str() {
                 "mask" => true,
+                "initial_state" => class != "TimeDistributed" && class != "Dot",
                 "training" => v.is_null() || v.is_boolean(),
                 _ => v.is_null(),
             };
