@@ -162,7 +162,12 @@ fn stored_weight(layer: &str, name: &str, shape: &[usize]) -> Result<Option<Host
             return Ok(None);
         };
         match map.get(name) {
-            Some(v) if v.shape() == shape && v.dtype() == crate::dtype::DType::F32 => {
+            // Weights are float32, except scalar counters (Normalization's int32 `count`).
+            Some(v)
+                if v.shape() == shape
+                    && (v.dtype() == crate::dtype::DType::F32
+                        || (shape.is_empty() && v.dtype() == crate::dtype::DType::I32)) =>
+            {
                 Ok(Some(v.clone()))
             }
             Some(v) => Err(Error::VariableShape {

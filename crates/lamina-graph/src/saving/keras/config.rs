@@ -235,7 +235,18 @@ fn check(
             }
             continue;
         }
+        if is_custom(l, bindings) {
+            continue;
+        }
         if !SUPPORTED_CLASSES.contains(&class) && !super::preprocessing::CLASSES.contains(&class) {
+            if super::custom::registered_name(l).is_some()
+                || l.get("module")
+                    .and_then(Value::as_str)
+                    .is_some_and(|m| !m.starts_with("keras"))
+            {
+                unbound.push(super::custom::unbound_message(&name, class, l));
+                continue;
+            }
             missing.entry(class.to_string()).or_default().push(name);
             continue;
         }
@@ -250,6 +261,21 @@ fn check(
             check(&inner, bindings, missing, unbound);
         }
     }
+}
+
+/// Whether layer `entry` is of a class Lamina lacks and is bound from Rust with
+/// `KerasBindings::bind_class`.
+fn is_custom(entry: &Value, bindings: &KerasBindings) -> bool {
+    let class = class_of(entry);
+    !SUPPORTED_CLASSES.contains(&class)
+        && !super::preprocessing::CLASSES.contains(&class)
+        && bindings
+            .class_binding(
+                &name_of(entry),
+                super::custom::registered_name(entry),
+                class,
+            )
+            .is_some()
 }
 
 pub(super) fn get<'v>(cfg: &'v Value, key: &str, layer: &str) -> Result<&'v Value> {
@@ -1128,11 +1154,22 @@ impl Builder<'_> {
         }
         let class = class_of(entry);
         let name = name_of(entry);
-        let layer = make_layer(class, cfg_of(entry), &name, self.bindings)?;
+        let custom = is_custom(entry, self.bindings);
+        let layer: LayerRef =
+            match self
+                .bindings
+                .class_binding(&name, super::custom::registered_name(entry), class)
+            {
+                Some(factory) if custom => {
+                    Arc::new(super::custom::make(factory, &name, class, cfg_of(entry))?)
+                }
+                _ => make_layer(class, cfg_of(entry), &name, self.bindings)?,
+            };
         self.made.insert(group.to_string(), layer.clone());
         self.slots.push(Slot {
             group: group.to_string(),
             layer: layer.clone(),
+            custom,
         });
         Ok(layer)
     }
@@ -1200,6 +1237,7 @@ impl Builder<'_> {
         self.slots.push(Slot {
             group: group.to_string(),
             layer: layer.clone(),
+            custom: false,
         });
         Ok(layer)
     }
@@ -1323,7 +1361,17 @@ impl Builder<'_> {
                     continue;
                 }
                 let mut ins = Vec::new();
-                let first = args.first().unwrap_or(&Value::Null);
+                let custom = is_custom(l, self.bindings);
+                // A custom layer takes every positional tensor argument, in order.
+                let first = match (custom, args.is_empty()) {
+                    (true, false) => &Value::Array(
+                        args.iter()
+                            .filter(|a| !refs_of(a).is_empty())
+                            .cloned()
+                            .collect(),
+                    ),
+                    _ => args.first().unwrap_or(&Value::Null),
+                };
                 if resolve(first, &produced, &mut ins)?.is_none() {
                     rest.push((i, k));
                     continue;
@@ -1364,11 +1412,12 @@ impl Builder<'_> {
                 }
                 // A recurrent layer's initial states (positional after the input, or the
                 // keyword `initial_state`) follow the input, as Lamina's layers take them.
-                let recurrent = matches!(
-                    class_of(l),
-                    "SimpleRNN" | "LSTM" | "GRU" | "Bidirectional"
-                );
-                let states_v = match (args.get(1), node.get("kwargs").and_then(|k| k.get("initial_state"))) {
+                let recurrent =
+                    matches!(class_of(l), "SimpleRNN" | "LSTM" | "GRU" | "Bidirectional");
+                let states_v = match (
+                    args.get(1),
+                    node.get("kwargs").and_then(|k| k.get("initial_state")),
+                ) {
                     (Some(a), _) if recurrent => a,
                     (_, Some(v)) if recurrent => v,
                     _ => &Value::Null,
@@ -1384,7 +1433,11 @@ impl Builder<'_> {
                 let name = name_of(l);
                 let class = class_of(l);
                 let outs = {
-                    let positional = if recurrent { 2 } else { 1 };
+                    let positional = match (custom, recurrent) {
+                        (true, _) => args.len(),
+                        (_, true) => 2,
+                        _ => 1,
+                    };
                     if args.iter().skip(positional).any(|a| !refs_of(a).is_empty()) {
                         return Err(model_err(format!(
                             "layer '{name}' is called with more than one positional tensor \
@@ -1631,6 +1684,7 @@ impl Builder<'_> {
                 self.slots.push(Slot {
                     group: group.to_string(),
                     layer: layer.clone(),
+                    custom: false,
                 });
                 layer
             }
@@ -1743,8 +1797,8 @@ pub(crate) fn build(config: &Value, bindings: &KerasBindings) -> Result<Built> {
     }
     if !unbound.is_empty() {
         problems.push(format!(
-            "{} Lambda layer(s) need a Rust body (Keras stores them as Python code, which \
-             Lamina never runs): {}",
+            "{} layer(s) need a Rust body (Keras stores Lambda functions as Python code and \
+             custom layers as their config only, neither of which Lamina runs): {}",
             unbound.len(),
             unbound.join("; ")
         ));

@@ -8,6 +8,7 @@
 mod archive;
 mod base64;
 mod config;
+mod custom;
 pub mod hdf5;
 mod ops;
 mod preprocessing;
@@ -18,9 +19,11 @@ use crate::layers::Lambda;
 use crate::model::Model;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 pub(crate) use archive::sniff as sniff_format;
 pub use archive::{KerasArchive, MAX_KERAS_ENTRY_BYTES};
+pub use custom::{CustomLayerFactory, KerasLayerConfig};
 pub use ops::KERAS_OPS;
 
 /// The Rust bodies of a Keras model's `Lambda` layers, by the layer's name or by the name of
@@ -39,6 +42,7 @@ pub use ops::KERAS_OPS;
 #[derive(Clone, Default)]
 pub struct KerasBindings {
     by_name: HashMap<String, Lambda>,
+    classes: HashMap<String, Arc<CustomLayerFactory>>,
 }
 
 impl KerasBindings {
@@ -52,6 +56,54 @@ impl KerasBindings {
     pub fn bind(mut self, name: &str, lambda: Lambda) -> KerasBindings {
         self.by_name.insert(name.to_string(), lambda);
         self
+    }
+
+    /// Binds a custom Keras layer class (a `Layer` subclass, by its class name, its registered
+    /// name `package>Class`, or one layer's name) to a Rust body: `factory` gets the layer's
+    /// config and returns the `Lambda` that computes it. The body's variables are the layer's
+    /// weights, matched to the file in the order the body creates them (Keras's `add_weight`
+    /// order), so create them in that order with the shapes Keras gives them.
+    ///
+    /// ```
+    /// use lamina_graph::saving::keras::KerasBindings;
+    /// use lamina_graph::Lambda;
+    /// let bindings = KerasBindings::new().bind_class("ScaledResidual", |cfg| {
+    ///     let alpha = cfg.f64("alpha")? as f32;
+    ///     Ok(Lambda::with_scope(move |xs, scope| {
+    ///         let width = xs[0].shape().dims()[1].known().unwrap_or(1);
+    ///         let kernel = scope.variable("kernel", &[width, width], 0.0);
+    ///         &xs[0] + &(xs[0].matmul(&kernel).tanh() * alpha)
+    ///     }))
+    /// });
+    /// assert_eq!(bindings.classes(), vec!["ScaledResidual"]);
+    /// ```
+    pub fn bind_class(
+        mut self,
+        class: &str,
+        factory: impl Fn(&KerasLayerConfig<'_>) -> Result<Lambda> + Send + Sync + 'static,
+    ) -> KerasBindings {
+        self.classes.insert(class.to_string(), Arc::new(factory));
+        self
+    }
+
+    /// The custom classes (or layer names) bound with `bind_class`, sorted.
+    pub fn classes(&self) -> Vec<&str> {
+        let mut n: Vec<&str> = self.classes.keys().map(|s| s.as_str()).collect();
+        n.sort_unstable();
+        n
+    }
+
+    /// The binding of a custom layer: by its layer name, its registered name, then its class.
+    fn class_binding(
+        &self,
+        layer: &str,
+        registered: Option<&str>,
+        class: &str,
+    ) -> Option<&Arc<CustomLayerFactory>> {
+        self.classes
+            .get(layer)
+            .or_else(|| registered.and_then(|r| self.classes.get(r)))
+            .or_else(|| self.classes.get(class))
     }
 
     /// The names bound, sorted.

@@ -17,6 +17,9 @@ use std::sync::Arc;
 pub(crate) struct Slot {
     pub group: String,
     pub layer: LayerRef,
+    /// A custom layer bound to a Lambda: its weights are the variables its body created, in
+    /// order.
+    pub custom: bool,
 }
 
 /// Keras's `to_snake_case`: `GlobalAveragePooling1D` is `global_average_pooling1d`.
@@ -66,6 +69,7 @@ pub(crate) fn slots_of(model: &Model) -> Vec<Slot> {
         out.push(Slot {
             group: format!("layers/{name}"),
             layer,
+            custom: false,
         });
     }
     out
@@ -260,7 +264,18 @@ pub(crate) fn assign(file: &File<'_>, slots: &[Slot], path: &Path) -> Result<()>
         if !seen_layers.insert(slot.layer.id()) {
             continue;
         }
-        for (group, want) in keras_places(&slot.layer, &slot.group, 0) {
+        let places = match slot.layer.as_any().downcast_ref::<crate::layers::Lambda>() {
+            Some(lambda) if slot.custom => vec![(
+                slot.group.clone(),
+                lambda
+                    .named_variables()
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .collect(),
+            )],
+            _ => keras_places(&slot.layer, &slot.group, 0),
+        };
+        for (group, want) in places {
             check_place(file, slot, &group, &want, &mut problems, &mut updates);
             matched.insert(group);
         }
