@@ -3223,3 +3223,18 @@ fn reductions_over_the_axis_before_the_last_of_a_fused_region() {
         1e-6,
     );
 }
+
+#[test]
+fn slices_take_usize_and_isize_variables() {
+    // x = [[0, 1, 2], [3, 4, 5]]: x[1, :n] with n: usize, x[:, k:] with k: isize.
+    let n: usize = 2;
+    let k: isize = -1;
+    let row: usize = 1;
+    let out = run1(&[2, 3], iota(6), move |x| x.slice(s![row, ..n]));
+    close(&out, &[2], &[3.0, 4.0], 0.0);
+    let out = run1(&[2, 3], iota(6), move |x| x.slice(s![.., k..]));
+    close(&out, &[2, 1], &[2.0, 5.0], 0.0);
+    let (a, b) = (0usize, 2usize);
+    let out = run1(&[2, 3], iota(6), move |x| x.slice(s![a..b, 1u32..]));
+    close(&out, &[2, 2], &[1.0, 2.0, 4.0, 5.0], 0.0);
+}

@@ -43,6 +43,36 @@ impl From<i32> for SliceArg {
         SliceArg::Index(i as i64)
     }
 }
+/// Indices and bounds held in `usize`, `isize` or `u32` variables (`s![..n]` with `n: usize`);
+/// a value past `i64::MAX` stands for `i64::MAX` (past every end).
+macro_rules! index_types {
+    ($($t:ty),*) => {$(
+        impl From<$t> for SliceArg {
+            fn from(i: $t) -> Self {
+                SliceArg::Index(i64::try_from(i).unwrap_or(i64::MAX))
+            }
+        }
+        impl From<Range<$t>> for SliceArg {
+            fn from(r: Range<$t>) -> Self {
+                let b = |x: $t| i64::try_from(x).unwrap_or(i64::MAX);
+                SliceArg::range(Some(b(r.start)), Some(b(r.end)), 1)
+            }
+        }
+        impl From<RangeFrom<$t>> for SliceArg {
+            fn from(r: RangeFrom<$t>) -> Self {
+                SliceArg::range(Some(i64::try_from(r.start).unwrap_or(i64::MAX)), None, 1)
+            }
+        }
+        impl From<RangeTo<$t>> for SliceArg {
+            fn from(r: RangeTo<$t>) -> Self {
+                SliceArg::range(None, Some(i64::try_from(r.end).unwrap_or(i64::MAX)), 1)
+            }
+        }
+    )*};
+}
+
+index_types!(usize, isize, u32);
+
 impl From<RangeFull> for SliceArg {
     fn from(_: RangeFull) -> Self {
         SliceArg::Range(AxisSlice::FULL)
