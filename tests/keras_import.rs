@@ -838,6 +838,14 @@ fn keras_ops_graphs_reproduce_keras_predictions() {
     let n = classes.len();
     classes.dedup();
     assert_eq!(classes.len(), n);
+    // The book's table lists every one.
+    let book =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/saving.md"))
+            .unwrap();
+    for (class, method) in lamina::saving::keras::KERAS_OPS {
+        let row = format!("| `{class}` | `{method}` |");
+        assert!(book.contains(&row), "docs/src/saving.md lacks {row}");
+    }
 }
 
 #[test]
