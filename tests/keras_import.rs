@@ -990,3 +990,44 @@ fn dot_normalize_matches_keras_for_tiny_vectors() {
     let v = got[0].to_f32_vec();
     assert!((v[0] - 0.1).abs() < 1e-6, "{v:?}");
 }
+
+#[test]
+fn legacy_h5_models_reproduce_keras_predictions() {
+    // `model.save("legacy.h5")`: the config in the model_config attribute, the weights under
+    // model_weights/<layer>/ in the order of each group's weight_names.
+    let model = Model::load_keras(fixture("legacy.h5"), &bindings()).unwrap();
+    check_against_keras(&model, "legacy");
+    // A weights-only HDF5 file is named as such.
+    let e = load_err(Model::load_keras(fixture("mlp.weights.h5"), &bindings()));
+    assert!(
+        e.contains("no model_config") && e.contains("load_keras_weights"),
+        "{e}"
+    );
+    // Mutated, it gives errors, never a panic (attributes, the global heap, the config).
+    let bytes = std::fs::read(fixture("legacy.h5")).unwrap();
+    let dir = std::env::temp_dir().join(format!("lamina-legacy-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for round in 0..300 {
+        let mut b = bytes.clone();
+        match round % 3 {
+            0 => {
+                for _ in 0..(1 + rng.next() % 8) {
+                    let i = (rng.next() as usize) % b.len();
+                    b[i] ^= 1 << (rng.next() % 8);
+                }
+            }
+            1 => {
+                let i = (rng.next() as usize) % (b.len() - 8);
+                let v = [0u8, 0xff, 0x7f, 0x80][(rng.next() % 4) as usize];
+                b[i..i + 8].fill(v);
+            }
+            _ => b.truncate(8 + (rng.next() as usize) % (b.len() - 8)),
+        }
+        let p = dir.join(format!("legacy-{round}.h5"));
+        std::fs::write(&p, &b).unwrap();
+        let _ = Model::load_keras(&p, &bindings());
+        let _ = std::fs::remove_file(&p);
+    }
+    let _ = std::fs::remove_dir(&dir);
+}

@@ -234,13 +234,19 @@ fn load_model(path: &std::path::Path) -> Result<Model, String> {
             std::io::Read::read_exact(&mut f, &mut b).map(|_| b == *b"PK")
         })
         .unwrap_or(false);
-    let keras = path.extension().is_some_and(|e| e == "keras") || is_zip;
+    let is_hdf5 = std::fs::File::open(path)
+        .and_then(|mut f| {
+            let mut b = [0u8; 8];
+            std::io::Read::read_exact(&mut f, &mut b).map(|_| b == *b"\x89HDF\r\n\x1a\n")
+        })
+        .unwrap_or(false);
+    let keras = path.extension().is_some_and(|e| e == "keras" || e == "h5") || is_zip || is_hdf5;
     if !keras {
         return Model::load(path).map_err(|e| e.to_string());
     }
     Model::load_keras(path, &KerasBindings::new()).map_err(|e| {
         let text = e.to_string();
-        if text.contains("Lambda layer(s) need a Rust body") {
+        if text.contains("layer(s) need a Rust body") {
             format!(
                 "{text}. The lamina command cannot bind Rust code: in a Rust program, load it \
                  with Model::load_keras(path, &bindings) and save it with model.save(...), \

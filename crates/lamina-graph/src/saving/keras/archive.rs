@@ -180,6 +180,11 @@ impl KerasArchive {
 }
 
 /// The HDF5 bytes of a `.weights.h5` file, or of the `model.weights.h5` inside a `.keras`.
+/// Whether the file starts with the HDF5 signature.
+pub(crate) fn is_hdf5(path: &Path) -> Result<bool> {
+    Ok(prefix_of(path)?.starts_with(HDF5_MAGIC))
+}
+
 pub(crate) fn read_weights_bytes(path: &Path) -> Result<Vec<u8>> {
     let prefix = prefix_of(path)?;
     if prefix.starts_with(b"PK") {

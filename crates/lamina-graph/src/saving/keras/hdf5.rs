@@ -75,6 +75,9 @@ pub struct File<'a> {
     bytes: &'a [u8],
     /// The root group.
     pub root: Node,
+    /// The string attributes of the groups, by group path (`""` for the root) and name: each
+    /// a list of strings (one for a scalar). Attributes of other types are not kept.
+    attributes: BTreeMap<String, BTreeMap<String, Vec<String>>>,
 }
 
 type R<T> = std::result::Result<T, String>;
@@ -87,6 +90,10 @@ struct Reader<'a> {
     objects: usize,
     messages: usize,
     visiting: HashSet<u64>,
+    /// The string attributes read so far, by group path.
+    attributes: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// The total bytes of attribute strings read, bounded by the file's size.
+    attribute_bytes: usize,
 }
 
 /// A cursor over a byte slice of the file; every read is checked.
@@ -309,7 +316,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Parses the object at `addr` and everything below it.
-    fn object(&mut self, addr: u64, depth: usize) -> R<Node> {
+    fn object(&mut self, addr: u64, depth: usize, path: &str) -> R<Node> {
         if depth > MAX_DEPTH {
             return Err(format!("its groups nest deeper than {MAX_DEPTH}"));
         }
@@ -321,6 +328,9 @@ impl<'a> Reader<'a> {
         self.count_object()?;
         let msgs = self.messages(addr)?;
         let find = |t: u16| msgs.iter().find(|(k, _)| *k == t).map(|(_, d)| *d);
+        if find(0x03).is_none() {
+            self.group_attributes(&msgs, path);
+        }
         if let Some(st) = find(0x11) {
             let mut c = Cur {
                 b: st,
@@ -331,7 +341,7 @@ impl<'a> Reader<'a> {
             let heap = self.offset(&mut c)?;
             let mut links = Vec::new();
             self.btree_links(btree, heap, 0, &mut links)?;
-            return self.group(links, depth);
+            return self.group(links, depth, path);
         }
         if let Some(info) = find(0x02) {
             let mut c = Cur {
@@ -359,16 +369,140 @@ impl<'a> Reader<'a> {
         for (_, d) in msgs.iter().filter(|(k, _)| *k == 0x06) {
             links.push(self.link(d)?);
         }
-        self.group(links, depth)
+        self.group(links, depth, path)
     }
 
-    fn group(&mut self, links: Vec<(String, u64)>, depth: usize) -> R<Node> {
+    /// Keeps the string attributes among a group's messages; any other attribute, or one this
+    /// reader cannot decode, is passed over (only the legacy `.h5` import reads them, and it
+    /// names the attribute it misses).
+    fn group_attributes(&mut self, msgs: &[(u16, &'a [u8])], path: &str) {
+        for (_, d) in msgs.iter().filter(|(k, _)| *k == 0x0C) {
+            if let Ok((name, values)) = self.string_attribute(d) {
+                let size: usize = values.iter().map(String::len).sum();
+                self.attribute_bytes = self.attribute_bytes.saturating_add(size);
+                if self.attribute_bytes > self.bytes.len() {
+                    return;
+                }
+                self.attributes
+                    .entry(path.to_string())
+                    .or_default()
+                    .insert(name, values);
+            }
+        }
+    }
+
+    /// An attribute message holding fixed-length or variable-length strings.
+    fn string_attribute(&self, d: &'a [u8]) -> R<(String, Vec<String>)> {
+        let mut c = Cur {
+            b: d,
+            pos: 0,
+            what: "an attribute message",
+        };
+        let version = c.u8()?;
+        c.skip(1)?;
+        let name_size = c.uint(2)? as usize;
+        let type_size = c.uint(2)? as usize;
+        let space_size = c.uint(2)? as usize;
+        let pad = |n: usize| if version == 1 { n.div_ceil(8) * 8 } else { n };
+        match version {
+            1 | 2 => {}
+            3 => c.skip(1)?,
+            v => return Err(format!("attribute message version {v} is not supported")),
+        }
+        let name = c.take(pad(name_size))?;
+        let name = &name[..name_size.min(name.len())];
+        let name = String::from_utf8(name.split(|&b| b == 0).next().unwrap_or(&[]).to_vec())
+            .map_err(|_| "an attribute name is not UTF-8")?;
+        let dtype = c.take(pad(type_size))?;
+        let space = c.take(pad(space_size))?;
+        let count: usize = self
+            .dataspace(&space[..space_size.min(space.len())])?
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|&n| n <= MAX_OBJECTS)
+            .ok_or("an attribute has too many elements")?;
+        let data = &d[c.pos..];
+        if dtype.len() < 8 {
+            return Err("an attribute's datatype is truncated".into());
+        }
+        let class = dtype[0] & 0x0f;
+        let elem = u32::from_le_bytes([dtype[4], dtype[5], dtype[6], dtype[7]]) as usize;
+        let text = |b: &[u8]| -> R<String> {
+            let end = b.iter().position(|&x| x == 0).unwrap_or(b.len());
+            String::from_utf8(b[..end].to_vec())
+                .map(|s| s.trim_end_matches(' ').to_string())
+                .map_err(|_| "an attribute string is not UTF-8".to_string())
+        };
+        let values = match class {
+            3 => {
+                if elem == 0 || data.len() < count.saturating_mul(elem) {
+                    return Err("a string attribute is truncated".into());
+                }
+                data.chunks_exact(elem)
+                    .take(count)
+                    .map(text)
+                    .collect::<R<_>>()?
+            }
+            // Variable-length strings (the type's low bits say string, not sequence).
+            9 if dtype[1] & 0x0f == 1 => {
+                let mut c = Cur {
+                    b: data,
+                    pos: 0,
+                    what: "a variable-length string attribute",
+                };
+                let mut out = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let len = c.uint(4)? as usize;
+                    let heap = self.offset(&mut c)?;
+                    let index = c.uint(4)?;
+                    out.push(text(self.global_heap_object(heap, index, len)?)?);
+                }
+                out
+            }
+            k => return Err(format!("attribute '{name}' has datatype class {k}")),
+        };
+        Ok((name, values))
+    }
+
+    /// Object `index` of the global heap collection at `addr` (variable-length data), which
+    /// must hold at least `len` bytes.
+    fn global_heap_object(&self, addr: u64, index: u64, len: usize) -> R<&'a [u8]> {
+        let mut c = self.at(addr, "a global heap collection")?;
+        if c.take(4)? != b"GCOL" {
+            return Err("a global heap collection lacks its signature".into());
+        }
+        c.skip(4)?;
+        let size = self.length(&mut c)?;
+        let start = c.pos;
+        let end = start
+            .saturating_sub(8 + self.length_size)
+            .saturating_add(usize::try_from(size).unwrap_or(usize::MAX))
+            .min(c.b.len());
+        while c.pos + 8 + self.length_size <= end {
+            let i = c.uint(2)?;
+            c.skip(6)?;
+            let n = usize::try_from(self.length(&mut c)?).map_err(|_| "huge heap object")?;
+            if i == 0 {
+                break;
+            }
+            let data = c.take(n)?;
+            if i == index {
+                return data
+                    .get(..len)
+                    .ok_or_else(|| "a global heap object is shorter than its string".into());
+            }
+            c.skip((n.div_ceil(8) * 8 - n).min(c.left()))?;
+        }
+        Err(format!("the global heap has no object {index}"))
+    }
+
+    fn group(&mut self, links: Vec<(String, u64)>, depth: usize, path: &str) -> R<Node> {
         let mut children = BTreeMap::new();
         for (name, addr) in links {
             if children.contains_key(&name) {
                 return Err(format!("a group has two links named '{name}'"));
             }
-            let child = self.object(addr, depth + 1)?;
+            let child = self.object(addr, depth + 1, &format!("{path}/{name}"))?;
             children.insert(name, child);
         }
         Ok(Node::Group(children))
@@ -680,6 +814,8 @@ impl<'a> File<'a> {
             objects: 0,
             messages: 0,
             visiting: HashSet::new(),
+            attributes: BTreeMap::new(),
+            attribute_bytes: 0,
         };
         let sizes_ok = |o: usize, l: usize| matches!(o, 2 | 4 | 8) && matches!(l, 2 | 4 | 8);
         let root = match version {
@@ -722,11 +858,30 @@ impl<'a> File<'a> {
         if r.base != 0 && r.base != start as u64 {
             return Err("the superblock's base address is not supported".into());
         }
-        let root = r.object(root, 0)?;
+        let root = r.object(root, 0, "")?;
         if !matches!(root, Node::Group(_)) {
             return Err("the root object is not a group".into());
         }
-        Ok(File { bytes, root })
+        Ok(File {
+            bytes,
+            root,
+            attributes: r.attributes,
+        })
+    }
+
+    /// The string attribute `name` of the group at `path` (`""` for the root): its strings, one
+    /// for a scalar attribute.
+    pub fn string_attribute(&self, path: &str, name: &str) -> Option<&[String]> {
+        let path = path.trim_end_matches('/');
+        let key = if path.is_empty() || path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        };
+        self.attributes
+            .get(&key)
+            .and_then(|a| a.get(name))
+            .map(Vec::as_slice)
     }
 
     /// The object at a `/`-separated path from the root.

@@ -10,6 +10,7 @@ mod base64;
 mod config;
 mod custom;
 pub mod hdf5;
+mod legacy;
 mod ops;
 mod preprocessing;
 mod weights;
@@ -130,11 +131,17 @@ fn file_err(path: &Path, detail: impl Into<String>) -> Error {
 impl Model {
     /// Loads a Keras 3 `.keras` file: the architecture from its `config.json` (Sequential or
     /// functional, shared layers, nested models inlined), every weight from its
-    /// `model.weights.h5`, and each `Lambda` layer's body from `bindings`. A `Lambda` without a
+    /// `model.weights.h5`, and each `Lambda` layer's body from `bindings`. A whole model in the
+    /// legacy HDF5 format (`model.save("m.h5")` in tf.keras 2 or Keras 3) loads the same way. A `Lambda` without a
     /// binding, or a layer class Lamina lacks, is an error that lists every one; nothing is
     /// loaded partly. The optimizer's variables are ignored.
     pub fn load_keras(path: impl AsRef<Path>, bindings: &KerasBindings) -> Result<Model> {
         let path = path.as_ref();
+        if archive::is_hdf5(path)? {
+            // A whole model in the legacy HDF5 format (`model.save("m.h5")`).
+            let bytes = archive::read_weights_bytes(path)?;
+            return legacy::load(&bytes, bindings, path);
+        }
         let archive = KerasArchive::open(path)?;
         Model::from_keras_archive(&archive, bindings, path)
     }

@@ -93,7 +93,11 @@ fn keras_vars(layer: &LayerRef) -> Vec<Arc<Variable>> {
 /// `forward_layer/cell` and `backward_layer/cell` for `Bidirectional`; the wrapped layer's
 /// places under `layer` for `TimeDistributed`; `query_dense`, `key_dense`, `value_dense` and
 /// `output_dense` for `MultiHeadAttention`.
-fn keras_places(layer: &LayerRef, group: &str, depth: usize) -> Vec<(String, Vec<Arc<Variable>>)> {
+pub(crate) fn keras_places(
+    layer: &LayerRef,
+    group: &str,
+    depth: usize,
+) -> Vec<(String, Vec<Arc<Variable>>)> {
     let vars = keras_vars(layer);
     match layer.kind() {
         "SimpleRNN" | "LSTM" | "GRU" => vec![(format!("{group}/cell"), vars)],
