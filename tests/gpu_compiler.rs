@@ -276,7 +276,7 @@ const UNARY: [UnaryOp; 33] = [
     UnaryOp::IsFinite,
 ];
 
-const BINARY: [BinaryOp; 18] = [
+const BINARY: [BinaryOp; 23] = [
     BinaryOp::Add,
     BinaryOp::Sub,
     BinaryOp::Mul,
@@ -295,6 +295,11 @@ const BINARY: [BinaryOp; 18] = [
     BinaryOp::Atan2,
     BinaryOp::FloorDiv,
     BinaryOp::Mod,
+    BinaryOp::BitwiseAnd,
+    BinaryOp::BitwiseOr,
+    BinaryOp::BitwiseXor,
+    BinaryOp::LeftShift,
+    BinaryOp::RightShift,
 ];
 
 const DTYPES: [DType; 4] = [DType::F32, DType::I32, DType::U32, DType::Bool];
@@ -314,6 +319,10 @@ fn binary_dtypes(op: BinaryOp) -> Vec<DType> {
     match op {
         BinaryOp::And | BinaryOp::Or => vec![DType::Bool],
         BinaryOp::Equal | BinaryOp::NotEqual => DTYPES.to_vec(),
+        BinaryOp::BitwiseAnd | BinaryOp::BitwiseOr | BinaryOp::BitwiseXor => {
+            vec![DType::I32, DType::U32, DType::Bool]
+        }
+        BinaryOp::LeftShift | BinaryOp::RightShift => vec![DType::I32, DType::U32],
         _ => vec![DType::F32, DType::I32, DType::U32],
     }
 }

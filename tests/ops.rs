@@ -7,6 +7,8 @@
 // and some happen to be e, 1/sqrt(2) or ln 2: that is the point of independent values.
 #![allow(clippy::excessive_precision, clippy::approx_constant)]
 
+mod common;
+
 use lamina::Element;
 use lamina::prelude::*;
 
@@ -3237,4 +3239,96 @@ fn slices_take_usize_and_isize_variables() {
     let (a, b) = (0usize, 2usize);
     let out = run1(&[2, 3], iota(6), move |x| x.slice(s![a..b, 1u32..]));
     close(&out, &[2, 2], &[1.0, 2.0, 4.0, 5.0], 0.0);
+}
+
+#[test]
+fn bitwise_ops_follow_numpy() {
+    // int32: 1 << [0, 1, 31, 32, -1] = [1, 2, -2**31, 0, 0]; -8 >> [1, 3, 40] = [-4, -1, -1].
+    let out = runi(&[1, 5], vec![0, 1, 31, 32, -1], |s| {
+        Tensor::scalar_of(1.0, DType::I32).left_shift(s)
+    });
+    assert_eq!(out.to_f32_vec(), vec![1.0, 2.0, -2147483648.0, 0.0, 0.0]);
+    let out = runi(&[1, 3], vec![1, 3, 40], |s| {
+        Tensor::scalar_of(-8.0, DType::I32).right_shift(s)
+    });
+    assert_eq!(out.to_f32_vec(), vec![-4.0, -1.0, -1.0]);
+    // 12 & 10 = 8, 12 | 10 = 14, 12 ^ 10 = 6.
+    let out = runi(&[1, 1], vec![12], |x| {
+        Tensor::stack(&[x.bitwise_and(10), x.bitwise_or(10), x.bitwise_xor(10)], 1)
+    });
+    assert_eq!(out.to_f32_vec(), vec![8.0, 14.0, 6.0]);
+    // Floats are refused by name.
+    let e = try_run(&[1, 2], vec![1.0f32, 2.0], |x| x.bitwise_xor(x)).unwrap_err();
+    assert!(e.to_string().contains("bitwise_xor"), "{e}");
+}
+
+#[test]
+fn random_tensors_have_their_distributions_and_are_fixed_by_the_seed() {
+    // 4 x 5000 values each: the sample mean within 5 standard errors of the true mean, the
+    // variance within 5%, and a 10-bin histogram within 5 sigma of its expected counts.
+    let n = 20_000f64;
+    let x = Input::new(&[5000]).tensor();
+    let outs = vec![
+        x.random_uniform_like(0.0, 1.0, 7),
+        x.random_normal_like(0.0, 1.0, 7),
+        x.random_normal_like(2.0, 3.0, 8),
+        x.random_uniform_like(0.0, 1.0, 7),
+        x.random_uniform_like(0.0, 1.0, 8),
+    ];
+    let model = Model::new(&[x], &outs).unwrap();
+    let zeros = HostTensor::new(&[4, 5000], vec![0f32; 20_000]).unwrap();
+    let got = common::run_both(&model, &[zeros]);
+    let stats = |v: &[f32]| {
+        let m = v.iter().map(|&a| a as f64).sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|&a| (a as f64 - m).powi(2)).sum::<f64>() / v.len() as f64;
+        (m, var)
+    };
+    let u = got[0].to_f32_vec();
+    assert!(u.iter().all(|&a| (0.0..1.0).contains(&a)));
+    let (m, var) = stats(&u);
+    assert!(
+        (m - 0.5).abs() < 5.0 * (1.0 / 12f64).sqrt() / n.sqrt(),
+        "{m}"
+    );
+    assert!((var - 1.0 / 12.0).abs() < 0.05 / 12.0, "{var}");
+    let mut bins = [0usize; 10];
+    for &a in &u {
+        bins[(a * 10.0) as usize] += 1;
+    }
+    let sigma = (n * 0.1 * 0.9).sqrt();
+    assert!(
+        bins.iter()
+            .all(|&b| (b as f64 - n * 0.1).abs() < 5.0 * sigma),
+        "{bins:?}"
+    );
+    let z = got[1].to_f32_vec();
+    let (m, var) = stats(&z);
+    assert!(m.abs() < 5.0 / n.sqrt(), "{m}");
+    assert!((var - 1.0).abs() < 0.05, "{var}");
+    // Normal quantiles: P(|z| < 1) = 0.6827, P(|z| < 2) = 0.9545.
+    let within = |k: f32| z.iter().filter(|a| a.abs() < k).count() as f64 / n;
+    assert!((within(1.0) - 0.6827).abs() < 0.02 && (within(2.0) - 0.9545).abs() < 0.01);
+    let (m, var) = stats(&got[2].to_f32_vec());
+    assert!(
+        (m - 2.0).abs() < 5.0 * 3.0 / n.sqrt() && (var - 9.0).abs() < 0.45,
+        "{m} {var}"
+    );
+    // The same seed gives the same values; another seed others; neighbours are uncorrelated.
+    assert_eq!(got[0].to_f32_vec(), got[3].to_f32_vec());
+    assert_ne!(got[0].to_f32_vec(), got[4].to_f32_vec());
+    let c = u
+        .windows(2)
+        .map(|w| (w[0] as f64 - 0.5) * (w[1] as f64 - 0.5))
+        .sum::<f64>()
+        / (n - 1.0)
+        * 12.0;
+    assert!(c.abs() < 5.0 / n.sqrt(), "lag-1 correlation {c}");
+    // A smaller batch gives the first rows of the larger one.
+    let x = Input::new(&[5000]).tensor();
+    let model = Model::new(&[x.clone()], &[x.random_uniform_like(0.0, 1.0, 7)]).unwrap();
+    let small = common::run_both(
+        &model,
+        &[HostTensor::new(&[1, 5000], vec![0f32; 5000]).unwrap()],
+    );
+    assert_eq!(small[0].to_f32_vec(), u[..5000].to_vec());
 }

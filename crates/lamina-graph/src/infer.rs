@@ -128,7 +128,18 @@ fn infer_unchecked(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
                     detail: format!("expects bool inputs, got {da}"),
                 });
             }
-            if !b.is_logical() && !matches!(b, BinaryOp::Equal | BinaryOp::NotEqual) {
+            if b.is_bitwise() {
+                let shift = matches!(b, BinaryOp::LeftShift | BinaryOp::RightShift);
+                if !matches!(da, DType::I32 | DType::U32) && (shift || *da != DType::Bool) {
+                    return Err(Error::DType {
+                        op: name,
+                        detail: format!(
+                            "expects integer{} inputs, got {da}",
+                            if shift { "" } else { " or bool" }
+                        ),
+                    });
+                }
+            } else if !b.is_logical() && !matches!(b, BinaryOp::Equal | BinaryOp::NotEqual) {
                 numeric_only(&name, *da)?;
             }
             if matches!(b, BinaryOp::Pow | BinaryOp::Atan2) {

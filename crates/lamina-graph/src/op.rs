@@ -167,6 +167,17 @@ pub enum BinaryOp {
     /// `a - floor(a / b) * b`, the sign of `b`, as NumPy's `mod` (for integers, 0 where `b` is
     /// 0; NaN for floats).
     Mod,
+    /// Bitwise and of integers (logical and of bools), as NumPy's `bitwise_and`.
+    BitwiseAnd,
+    /// Bitwise or of integers (logical or of bools).
+    BitwiseOr,
+    /// Bitwise exclusive or of integers (of bools: `a != b`).
+    BitwiseXor,
+    /// `a << b` for integers; 0 where `b` is negative or at least the bit width.
+    LeftShift,
+    /// `a >> b` for integers (arithmetic for int32); where `b` is negative or at least the bit
+    /// width, 0 (-1 for a negative int32).
+    RightShift,
 }
 
 impl BinaryOp {
@@ -191,6 +202,11 @@ impl BinaryOp {
             BinaryOp::Atan2 => "arctan2",
             BinaryOp::FloorDiv => "floor_divide",
             BinaryOp::Mod => "mod",
+            BinaryOp::BitwiseAnd => "bitwise_and",
+            BinaryOp::BitwiseOr => "bitwise_or",
+            BinaryOp::BitwiseXor => "bitwise_xor",
+            BinaryOp::LeftShift => "left_shift",
+            BinaryOp::RightShift => "right_shift",
         }
     }
 
@@ -210,6 +226,18 @@ impl BinaryOp {
     /// Whether the op takes bools (and only bools).
     pub fn is_logical(self) -> bool {
         matches!(self, BinaryOp::And | BinaryOp::Or)
+    }
+
+    /// Whether the op works on the bits of integers (and, for and/or/xor, on bools).
+    pub fn is_bitwise(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::BitwiseAnd
+                | BinaryOp::BitwiseOr
+                | BinaryOp::BitwiseXor
+                | BinaryOp::LeftShift
+                | BinaryOp::RightShift
+        )
     }
 }
 

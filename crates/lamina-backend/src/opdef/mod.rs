@@ -169,7 +169,7 @@ pub const UNARY_OPS: [UnaryOp; 33] = {
 };
 
 /// Every binary op, in declaration order.
-pub const BINARY_OPS: [BinaryOp; 18] = {
+pub const BINARY_OPS: [BinaryOp; 23] = {
     use BinaryOp::*;
     [
         Add,
@@ -190,6 +190,11 @@ pub const BINARY_OPS: [BinaryOp; 18] = {
         Atan2,
         FloorDiv,
         Mod,
+        BitwiseAnd,
+        BitwiseOr,
+        BitwiseXor,
+        LeftShift,
+        RightShift,
     ]
 };
 
@@ -381,6 +386,54 @@ pub fn binary(op: BinaryOp) -> BinaryDef {
             u32: map2(
                 |x, y| x.checked_div(y).unwrap_or(0),
                 "lamina_floor_div_u32({a}, {b})",
+            ),
+            ..none
+        },
+        B::BitwiseAnd => BinaryDef {
+            i32: map2(|x, y| x & y, "({a} & {b})"),
+            u32: map2(|x, y| x & y, "({a} & {b})"),
+            bool: map2(|x, y| x && y, "({a} && {b})"),
+            ..none
+        },
+        B::BitwiseOr => BinaryDef {
+            i32: map2(|x, y| x | y, "({a} | {b})"),
+            u32: map2(|x, y| x | y, "({a} | {b})"),
+            bool: map2(|x, y| x || y, "({a} || {b})"),
+            ..none
+        },
+        B::BitwiseXor => BinaryDef {
+            i32: map2(|x, y| x ^ y, "({a} ^ {b})"),
+            u32: map2(|x, y| x ^ y, "({a} ^ {b})"),
+            bool: map2(|x, y| x != y, "({a} != {b})"),
+            ..none
+        },
+        // Shifts past the width (or by a negative amount) give NumPy's results, not WGSL's
+        // modulo-width shift.
+        B::LeftShift => BinaryDef {
+            i32: map2(
+                |x, y| if (0..32).contains(&y) { x << y } else { 0 },
+                "select(0i, ({a} << u32({b} & 31i)), ({b} >= 0i) && ({b} < 32i))",
+            ),
+            u32: map2(
+                |x, y| if y < 32 { x << y } else { 0 },
+                "select(0u, ({a} << ({b} & 31u)), {b} < 32u)",
+            ),
+            ..none
+        },
+        B::RightShift => BinaryDef {
+            i32: map2(
+                |x, y| {
+                    if (0..32).contains(&y) {
+                        x >> y
+                    } else {
+                        x >> 31
+                    }
+                },
+                "select(({a} >> 31u), ({a} >> u32({b} & 31i)), ({b} >= 0i) && ({b} < 32i))",
+            ),
+            u32: map2(
+                |x, y| if y < 32 { x >> y } else { 0 },
+                "select(0u, ({a} >> ({b} & 31u)), {b} < 32u)",
             ),
             ..none
         },

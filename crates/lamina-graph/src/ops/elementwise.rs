@@ -269,6 +269,17 @@ binary_methods! {
     /// Python's `%` (NumPy's `mod`): the remainder with the sign of the divisor; integer
     /// modulo 0 gives 0, float modulo 0 gives NaN.
     floor_mod => Mod;
+    /// Bitwise and of integers (logical and of bools), NumPy's `bitwise_and`.
+    bitwise_and => BitwiseAnd;
+    /// Bitwise or of integers (logical or of bools).
+    bitwise_or => BitwiseOr;
+    /// Bitwise exclusive or of integers (`!=` of bools).
+    bitwise_xor => BitwiseXor;
+    /// `self << other` for integers; 0 where the shift is negative or 32 or more.
+    left_shift => LeftShift;
+    /// `self >> other` for integers (arithmetic for int32); a shift that is negative or 32 or
+    /// more gives 0 (-1 for a negative int32), as in NumPy.
+    right_shift => RightShift;
 }
 
 impl Tensor {

@@ -8,6 +8,7 @@ mod gather;
 mod linalg;
 mod movement;
 mod operators;
+mod random;
 mod recurrence;
 mod reduce;
 mod sequence;

@@ -420,6 +420,13 @@ keras_ops! {
     "LogicalAnd" => "logical_and", |c| Ok(c.tensor(0)?.cast(DType::Bool).logical_and(c.tensor(1)?.cast(DType::Bool)));
     "LogicalOr" => "logical_or", |c| Ok(c.tensor(0)?.cast(DType::Bool).logical_or(c.tensor(1)?.cast(DType::Bool)));
     "LogicalNot" => "logical_not", |c| Ok(c.x()?.cast(DType::Bool).logical_not());
+    "BitwiseAnd" => "bitwise_and", |c| c.binary(BinaryOp::BitwiseAnd);
+    "BitwiseOr" => "bitwise_or", |c| c.binary(BinaryOp::BitwiseOr);
+    "BitwiseXor" => "bitwise_xor", |c| c.binary(BinaryOp::BitwiseXor);
+    "BitwiseLeftShift" => "left_shift", |c| c.binary(BinaryOp::LeftShift);
+    "LeftShift" => "left_shift", |c| c.binary(BinaryOp::LeftShift);
+    "BitwiseRightShift" => "right_shift", |c| c.binary(BinaryOp::RightShift);
+    "RightShift" => "right_shift", |c| c.binary(BinaryOp::RightShift);
     "Where" => "Tensor::where_", |c| c.where_();
     "Isnan" => "isnan", |c| c.unary(UnaryOp::IsNan);
     "Isinf" => "isinf", |c| c.unary(UnaryOp::IsInf);
