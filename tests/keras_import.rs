@@ -1091,3 +1091,22 @@ fn a_vae_with_a_sampling_layer_runs_and_samples_by_its_distribution() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn keras_weights_load_into_a_rust_model_with_a_nested_model() {
+    // The `nested` fixture rebuilt in Rust: a Sequential block used as a layer, whose weights
+    // Keras keeps under layers/sequential/layers/dense....
+    let mut block = Sequential::new();
+    block.add(Input::new(&[4])).unwrap();
+    block.add(Dense::new(6).activation(Activation::Relu)).unwrap();
+    block.add(Dense::new(6)).unwrap();
+    let block = block.model().unwrap();
+    let inp = Input::new(&[4]).tensor();
+    let h = block.call(&inp).unwrap();
+    let side = Dense::new(6).call(&inp).unwrap();
+    let sum = Add::new().call([h, side]).unwrap();
+    let out = Softmax::new().call(&sum).unwrap();
+    let model = Model::new(&[inp], &[out]).unwrap();
+    model.load_keras_weights(fixture("nested.keras")).unwrap();
+    check_against_keras(&model, "nested");
+}

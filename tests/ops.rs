@@ -3325,7 +3325,8 @@ fn random_tensors_have_their_distributions_and_are_fixed_by_the_seed() {
     assert!(c.abs() < 5.0 / n.sqrt(), "lag-1 correlation {c}");
     // A smaller batch gives the first rows of the larger one.
     let x = Input::new(&[5000]).tensor();
-    let model = Model::new(&[x.clone()], &[x.random_uniform_like(0.0, 1.0, 7)]).unwrap();
+    let y = x.random_uniform_like(0.0, 1.0, 7);
+    let model = Model::new(&[x], &[y]).unwrap();
     let small = common::run_both(
         &model,
         &[HostTensor::new(&[1, 5000], vec![0f32; 5000]).unwrap()],

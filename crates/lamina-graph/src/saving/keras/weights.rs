@@ -57,22 +57,30 @@ impl Namer {
 }
 
 /// The slots of a model built in Rust: its distinct layers in order of first call, input
-/// layers counted only for functional models (Keras's `Sequential.layers` leaves them out).
+/// layers counted only for functional models (Keras's `Sequential.layers` leaves them out), a
+/// nested model's layers under its own group (`layers/<model>/layers/...`), as Keras saves them.
 pub(crate) fn slots_of(model: &Model) -> Vec<Slot> {
-    let mut namer = Namer::default();
     let mut out = Vec::new();
+    nested_slots(model, "", 0, &mut out);
+    out
+}
+
+fn nested_slots(model: &Model, prefix: &str, depth: usize, out: &mut Vec<Slot>) {
+    let mut namer = Namer::default();
     for layer in model.layers() {
         if layer.kind() == "InputLayer" && model.is_sequential() {
             continue;
         }
-        let name = namer.next(layer.kind());
-        out.push(Slot {
-            group: format!("layers/{name}"),
-            layer,
-            custom: false,
-        });
+        let group = format!("{prefix}layers/{}", namer.next(layer.kind()));
+        match layer.as_any().downcast_ref::<Model>() {
+            Some(inner) if depth < 32 => nested_slots(inner, &format!("{group}/"), depth + 1, out),
+            _ => out.push(Slot {
+                group,
+                layer,
+                custom: false,
+            }),
+        }
     }
-    out
 }
 
 /// Variables Keras would save for a layer: none for a `Lambda` (its Lamina variables are
