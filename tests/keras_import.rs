@@ -1,7 +1,8 @@
-//! Importing Keras 3 files: real `.keras` and `.weights.h5` files made by
+//! Importing Keras 3 files: real `.keras`, `.weights.h5` and legacy `.h5` files made by
 //! tests/fixtures/make_keras_fixtures.py, whose Keras `predict` outputs Lamina must reproduce
-//! on the CPU and the GPU within 1e-5 relative; clear errors for unbound Lambdas, missing
-//! layer classes and mismatched weights; mutated files never panic.
+//! on the CPU within 1e-5 relative and on the GPU within 2e-5 relative and 1e-6 absolute;
+//! clear errors for unbound Lambdas and custom layers, missing layer classes and operations,
+//! and mismatched weights; mutated files never panic.
 
 mod common;
 
@@ -24,9 +25,14 @@ fn npys(model: &str, kind: &str) -> Vec<HostTensor> {
 }
 
 fn assert_close(what: &str, got: &HostTensor, want: &HostTensor) {
+    assert_close_within(what, got, want, 1e-5, 1e-7);
+}
+
+/// As `assert_close`, within `rel` relative plus `abs` absolute.
+fn assert_close_within(what: &str, got: &HostTensor, want: &HostTensor, rel: f32, abs: f32) {
     assert_eq!(got.shape(), want.shape(), "{what}: shapes");
     for (i, (a, b)) in got.to_f32_vec().iter().zip(want.to_f32_vec()).enumerate() {
-        let tol = 1e-5 * a.abs().max(b.abs()) + 1e-7;
+        let tol = rel * a.abs().max(b.abs()) + abs;
         assert!(
             (a - b).abs() <= tol,
             "{what}: element {i}: lamina {a} vs keras {b}"
@@ -45,15 +51,18 @@ fn check_against_keras(model: &Model, name: &str) {
         .run(&inputs)
         .unwrap();
     assert_eq!(cpu.len(), want.len());
-    for (g, w) in cpu.iter().zip(&want) {
-        assert_close(&format!("{name} on the cpu"), g, w);
+    for (k, (g, w)) in cpu.iter().zip(&want).enumerate() {
+        assert_close(&format!("{name} output {k} on the cpu"), g, w);
     }
     if let Some(gpu) = common::gpu() {
         let out = Session::with_backend(model.program().clone(), std::sync::Arc::new(gpu))
             .run(&inputs)
             .unwrap();
-        for (g, w) in out.iter().zip(&want) {
-            assert_close(&format!("{name} on the gpu"), g, w);
+        assert_eq!(out.len(), want.len());
+        // The GPU's own functions (asin, erf, ...) are as close as the backends are to each
+        // other: 2e-5 relative and 1e-6 absolute, as common::run_both checks.
+        for (k, (g, w)) in out.iter().zip(&want).enumerate() {
+            assert_close_within(&format!("{name} output {k} on the gpu"), g, w, 2e-5, 1e-6);
         }
     }
 }
@@ -811,6 +820,10 @@ fn keras_ops_graphs_reproduce_keras_predictions() {
     // Concatenate nodes Keras records for a masked concatenation.
     let model = Model::load_keras(fixture("ops_graph.keras"), &bindings()).unwrap();
     check_against_keras(&model, "ops_graph");
+    // Most rows of the table, each an output: math, activations with their arguments,
+    // reductions, scans, movement, bitwise ops and rounding on int32.
+    let model = Model::load_keras(fixture("ops_table.keras"), &bindings()).unwrap();
+    check_against_keras(&model, "ops_table");
     // An operation Lamina lacks is named.
     let e = load_edited("ops_graph", |t| {
         t.replacen(
@@ -1098,7 +1111,9 @@ fn keras_weights_load_into_a_rust_model_with_a_nested_model() {
     // Keras keeps under layers/sequential/layers/dense....
     let mut block = Sequential::new();
     block.add(Input::new(&[4])).unwrap();
-    block.add(Dense::new(6).activation(Activation::Relu)).unwrap();
+    block
+        .add(Dense::new(6).activation(Activation::Relu))
+        .unwrap();
     block.add(Dense::new(6)).unwrap();
     let block = block.model().unwrap();
     let inp = Input::new(&[4]).tensor();

@@ -351,6 +351,108 @@ impl Call<'_> {
         Ok(x)
     }
 
+    /// `ops.flip(x, axis)`: the axes reversed (every axis for `None`).
+    fn flip(&self) -> Result<Tensor> {
+        let x = self.x()?;
+        let rank = x.rank() as i64;
+        let axes: Vec<i64> = match self.param("axis") {
+            None => (0..rank).collect(),
+            Some(_) => self.ints("axis")?,
+        };
+        let mut spec = vec![SliceArg::range(None, None, 1); x.rank()];
+        for a in axes {
+            let k = if a < 0 { a + rank } else { a };
+            let slot = usize::try_from(k)
+                .ok()
+                .and_then(|k| spec.get_mut(k))
+                .ok_or_else(|| bad(format!("axis {a} is out of range for rank {rank}")))?;
+            *slot = SliceArg::step(-1);
+        }
+        Ok(x.slice(&spec))
+    }
+
+    /// `ops.moveaxis(x, source, destination)`.
+    fn moveaxis(&self) -> Result<Tensor> {
+        let x = self.x()?;
+        let rank = x.rank() as i64;
+        let norm = |v: Vec<i64>| -> Result<Vec<usize>> {
+            v.into_iter()
+                .map(|a| {
+                    let k = if a < 0 { a + rank } else { a };
+                    usize::try_from(k)
+                        .ok()
+                        .filter(|&k| (k as i64) < rank)
+                        .ok_or_else(|| bad(format!("axis {a} is out of range for rank {rank}")))
+                })
+                .collect()
+        };
+        let (src, dst) = (
+            norm(self.ints("source")?)?,
+            norm(self.ints("destination")?)?,
+        );
+        if src.len() != dst.len() {
+            return Err(bad("source and destination differ in length"));
+        }
+        let mut order: Vec<usize> = (0..x.rank()).filter(|a| !src.contains(a)).collect();
+        let mut pairs: Vec<(usize, usize)> = dst.into_iter().zip(src).collect();
+        pairs.sort_unstable();
+        for (d, s) in pairs {
+            if d > order.len() {
+                return Err(bad("destination axes out of range"));
+            }
+            order.insert(d, s);
+        }
+        let perm: Vec<isize> = order.into_iter().map(|a| a as isize).collect();
+        Ok(x.transpose(&perm))
+    }
+
+    /// `ops.roll(x, shift, axis)`: elements shifted along an axis, wrapping around (`None`:
+    /// over the flattened tensor).
+    fn roll(&self) -> Result<Tensor> {
+        let x = self.x()?;
+        let shape = x.shape();
+        let (x, axis) = match self.param("axis") {
+            None => (x.reshape(&[-1]), 0usize),
+            Some(_) => {
+                let a = self.int("axis", None)?;
+                let rank = x.rank() as i64;
+                let k = if a < 0 { a + rank } else { a };
+                if !(0..rank).contains(&k) {
+                    return Err(bad(format!("axis {a} is out of range for rank {rank}")));
+                }
+                (x, k as usize)
+            }
+        };
+        let Some(n) = x.shape().dims()[axis].known() else {
+            return Err(bad("the rolled axis must have a known size"));
+        };
+        if n == 0 {
+            return Ok(x);
+        }
+        let shift = self.int("shift", None)?.rem_euclid(n as i64);
+        let part = |from: i64, to: i64| {
+            let mut spec = vec![SliceArg::range(None, None, 1); x.rank()];
+            spec[axis] = SliceArg::range(Some(from), Some(to), 1);
+            x.slice(&spec)
+        };
+        let out = if shift == 0 {
+            x.clone()
+        } else {
+            let n = n as i64;
+            Tensor::concatenate(&[part(n - shift, n), part(0, n - shift)], axis as isize)
+        };
+        Ok(if self.param("axis").is_none() {
+            let dims: Vec<i64> = shape
+                .dims()
+                .iter()
+                .map(|d| d.known().map_or(-1, |k| k as i64))
+                .collect();
+            out.reshape(&dims)
+        } else {
+            out
+        })
+    }
+
     fn where_(&self) -> Result<Tensor> {
         let cond = self.tensor(0)?.cast(DType::Bool);
         Ok(Tensor::where_(&cond, self.arg(1)?, self.arg(2)?))
@@ -540,14 +642,50 @@ keras_ops! {
     "Concatenate" => "Tensor::concatenate", |c| Ok(Tensor::concatenate(&c.tensor_list(0)?, c.axis("axis", Some(0))?));
     "Stack" => "Tensor::stack", |c| Ok(Tensor::stack(&c.tensor_list(0)?, c.axis("axis", Some(0))?));
     "Tile" => "tile", |c| Ok(c.x()?.tile(&c.counts("repeats")?));
-    "Repeat" => "repeat_each", |c| {
+    "Repeat" => "repeat", |c| {
         let axis = c.param("axis").map(|_| c.axis("axis", None)).transpose()?;
-        Ok(c.x()?.repeat_each(&c.counts("repeats")?, axis))
+        match c.counts("repeats")?.as_slice() {
+            [n] => Ok(c.x()?.repeat(*n, axis)),
+            counts => Ok(c.x()?.repeat_each(counts, axis)),
+        }
     };
     "BroadcastTo" => "broadcast_to", |c| Ok(c.x()?.broadcast_to(&c.counts("shape")?));
     "Tril" => "tril", |c| Ok(c.x()?.tril(c.int("k", Some(0))?));
     "Triu" => "triu", |c| Ok(c.x()?.triu(c.int("k", Some(0))?));
     "Take" => "take", |c| Ok(c.x()?.take(&c.tensor(1)?, c.axis("axis", None)?));
+    "Flip" => "slice (step -1)", |c| c.flip();
+    "Moveaxis" => "transpose", |c| c.moveaxis();
+    "Roll" => "Tensor::concatenate of slices", |c| c.roll();
+    "Ravel" => "reshape([-1])", |c| Ok(c.x()?.reshape(&[-1]));
+    "Average" => "mean", |c| {
+        if c.args.len() > 1 && !c.args[1].is_null() {
+            return Err(bad("weights are not supported"));
+        }
+        Ok(c.x()?.mean(c.axes()?))
+    };
+    "Ptp" => "max - min", |c| {
+        let x = c.x()?;
+        let (axes, keep) = (c.axes()?, c.keepdims()?);
+        Ok(x.reduce(ReduceOp::Max, axes.clone(), keep).subtract(x.reduce(ReduceOp::Min, axes, keep)))
+    };
+    "Outer" => "reshape and multiply", |c| {
+        let (a, b) = (c.tensor(0)?.reshape(&[-1, 1]), c.tensor(1)?.reshape(&[1, -1]));
+        Ok(a.multiply(b))
+    };
+    "Dot" => "dot", |c| Ok(c.tensor(0)?.dot(&c.tensor(1)?));
+    "Exp2" => "pow(2, x)", |c| {
+        let x = c.x()?.cast(DType::F32);
+        Ok(Tensor::scalar(2.0).pow(x))
+    };
+    "Fabs" => "abs", |c| Ok(c.x()?.cast(DType::F32).abs());
+    "Trunc" => "sign * floor(abs)", |c| {
+        let x = c.x()?;
+        if x.dtype() != DType::F32 {
+            return Ok(x);
+        }
+        Ok(x.sign().multiply(x.abs().floor()))
+    };
+    "Erfc" => "1 - erf", |c| Ok(c.x()?.unary(UnaryOp::Erf).multiply(-1.0).add(1.0));
     "OnesLike" => "ones_like", |c| c.filled_like(1.0);
     "ZerosLike" => "zeros_like", |c| c.filled_like(0.0);
     "FullLike" => "full_like", |c| c.full_like();
