@@ -971,6 +971,29 @@ fn imported_ops_custom_and_preprocessing_models_save_and_load_as_lamina_files() 
 }
 
 #[test]
+fn configs_without_their_default_keys_load_to_the_same_predictions() {
+    // Each `<name>.stripped.json` is the model's config.json with every key that holds
+    // Keras's default removed (make_keras_fixtures.py checks that Keras loads it to the same
+    // predictions): Lamina must fill in the same defaults.
+    let mut checked = 0;
+    for entry in std::fs::read_dir(fixture("")).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().to_string();
+        let Some(name) = file.strip_suffix(".stripped.json") else {
+            continue;
+        };
+        let keras_path = fixture(&format!("{name}.keras"));
+        let mut archive = KerasArchive::open(&keras_path).unwrap();
+        archive.config = std::fs::read(&path).unwrap();
+        let model = Model::from_keras_archive(&archive, &bindings(), &keras_path)
+            .unwrap_or_else(|e| panic!("{name} without default keys: {e}"));
+        check_against_keras(&model, name);
+        checked += 1;
+    }
+    assert!(checked >= 15, "{checked} stripped configs");
+}
+
+#[test]
 fn absent_config_keys_take_keras_defaults() {
     // Keras's recurrent layers default to tanh: a config without "activation" is not linear.
     let path = fixture("lstm.keras");

@@ -439,9 +439,42 @@ fn pairs_of<const N: usize>(cfg: &Value, key: &str, layer: &str) -> Result<[(i64
     Ok(out)
 }
 
+/// Keras's defaults for the arguments that `make_layer` reads as required: a config that lacks
+/// one (hand-written, or from another version) gets Keras's value, as Keras's `from_config`
+/// does. (Arguments read with a fallback carry their default where they are read.)
+fn keras_defaults(class: &str) -> &'static [(&'static str, &'static str)] {
+    match class {
+        "ZeroPadding1D" => &[("padding", "1")],
+        "ZeroPadding2D" => &[("padding", "[1, 1]")],
+        "Cropping1D" => &[("cropping", "[1, 1]")],
+        "Cropping2D" => &[("cropping", "[[0, 0], [0, 0]]")],
+        "UpSampling1D" => &[("size", "2")],
+        "UpSampling2D" => &[("size", "[2, 2]")],
+        _ => &[],
+    }
+}
+
+/// `cfg` with Keras's default for each absent key of [`keras_defaults`].
+fn with_keras_defaults(class: &str, cfg: &Value) -> Value {
+    let mut cfg = cfg.clone();
+    if let Some(map) = cfg.as_object_mut() {
+        for (key, value) in keras_defaults(class) {
+            if !map.contains_key(*key) {
+                map.insert(
+                    key.to_string(),
+                    serde_json::from_str(value).unwrap_or(Value::Null),
+                );
+            }
+        }
+    }
+    cfg
+}
+
 /// A Lamina layer from a Keras layer's class and config (not an input layer or a model).
 fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) -> Result<LayerRef> {
     let n = name;
+    let filled = with_keras_defaults(class, cfg);
+    let cfg = &filled;
     // The options every Keras convolution layer shares, read from its config.
     macro_rules! conv_options {
         ($l:expr) => {
