@@ -45,7 +45,9 @@ pub mod prelude {
         MaxPooling2D, Padding, SeparableConv1D, SeparableConv2D,
     };
     pub use lamina_graph::{Bidirectional, GRU, LSTM, MergeMode, SimpleRNN};
-    pub use lamina_graph::{CenterCrop, LayerScale, Normalization, StochasticDepth};
+    pub use lamina_graph::{
+        CenterCrop, LayerScale, Normalization, ResizeMethod, Resizing, StochasticDepth,
+    };
     pub use lamina_graph::{
         Cropping1D, Cropping2D, Dot, ELU, Interpolation, LeakyReLU, PReLU, Permute, ReLU,
         RepeatVector, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,

@@ -36,7 +36,9 @@ pub use layers::{
     MaxPooling2D, Padding, SeparableConv1D, SeparableConv2D, Sizes,
 };
 pub use layers::{Bidirectional, GRU, LSTM, MergeMode, SimpleRNN};
-pub use layers::{CenterCrop, FixedStatistics, LayerScale, Normalization, StochasticDepth};
+pub use layers::{
+    CenterCrop, FixedStatistics, LayerScale, Normalization, ResizeMethod, Resizing, StochasticDepth,
+};
 pub use layers::{
     Cropping1D, Cropping2D, Dot, ELU, Interpolation, LeakyReLU, PReLU, Permute, ReLU, RepeatVector,
     TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,

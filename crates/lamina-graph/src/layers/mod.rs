@@ -52,7 +52,7 @@ pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract}
 pub use normalization::LayerNormalization;
 pub use permute::{Dot, Permute, RepeatVector};
 pub use pooling::{DataFormat, GlobalAveragePooling1D, GlobalMaxPooling1D};
-pub use preprocessing::{CenterCrop, FixedStatistics, Normalization};
+pub use preprocessing::{CenterCrop, FixedStatistics, Normalization, ResizeMethod, Resizing};
 pub use recurrent::{Bidirectional, GRU, LSTM, MergeMode, SimpleRNN};
 pub(crate) use recurrent::{recurrent_layer_from_record, recurrent_layer_record};
 pub use relu::{ELU, LeakyReLU, PReLU, ReLU};

@@ -1,5 +1,5 @@
 //! Keras's preprocessing layers that appear inside saved models: `Normalization` (by a fixed or
-//! adapted mean and variance) and `CenterCrop`. (`Rescaling` maps each element on its own and
+//! adapted mean and variance), `CenterCrop` and `Resizing`. (`Rescaling` maps each element on its own and
 //! lives with the elementwise layers.)
 
 use super::common::{Weights, one_input};
@@ -318,6 +318,159 @@ impl Layer for CenterCrop {
         }
         spec.push(crate::ops::SliceArg::range(None, None, 1));
         Ok(vec![x.slice(&spec)])
+    }
+
+    fn supports_masking(&self) -> bool {
+        false
+    }
+}
+
+/// How `Resizing` computes a pixel of the resized image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResizeMethod {
+    /// Linear interpolation along each axis at the pixel centres (JAX's `bilinear` without
+    /// antialiasing, Keras's default).
+    Bilinear,
+    /// The input pixel whose area holds the output pixel's centre.
+    Nearest,
+}
+
+impl ResizeMethod {
+    /// Keras's name for it.
+    pub fn keras_name(self) -> &'static str {
+        match self {
+            ResizeMethod::Bilinear => "bilinear",
+            ResizeMethod::Nearest => "nearest",
+        }
+    }
+}
+
+/// Keras's `Resizing(height, width, interpolation="bilinear")` for channels-last images of a
+/// known size: each output pixel centre `(i + 0.5) * in / out - 0.5` read from the input by
+/// `interpolation`, without antialiasing (Keras's default). The aspect-ratio options are not
+/// supported.
+#[derive(Clone)]
+pub struct Resizing {
+    id: u64,
+    name: String,
+    height: usize,
+    width: usize,
+    method: ResizeMethod,
+}
+
+impl Resizing {
+    /// Resizes to `height × width` bilinearly.
+    pub fn new(height: usize, width: usize) -> Resizing {
+        Resizing {
+            id: next_id(),
+            name: unique_name("resizing"),
+            height,
+            width,
+            method: ResizeMethod::Bilinear,
+        }
+    }
+
+    /// Sets the interpolation.
+    pub fn interpolation(self, method: ResizeMethod) -> Resizing {
+        Resizing {
+            id: next_id(),
+            method,
+            ..self
+        }
+    }
+
+    /// Sets the layer's name.
+    pub fn name(self, name: &str) -> Resizing {
+        Resizing {
+            id: next_id(),
+            name: name.to_string(),
+            ..self
+        }
+    }
+
+    /// `(height, width, interpolation)`.
+    pub fn config(&self) -> (usize, usize, ResizeMethod) {
+        (self.height, self.width, self.method)
+    }
+
+    /// `x` resized along `axis` from `have` to `want` values.
+    fn along(&self, x: &Tensor, axis: usize, have: usize, want: usize) -> Result<Tensor> {
+        let scale = have as f64 / want as f64;
+        let last = have as i64 - 1;
+        let rank = x.rank();
+        let mut shape = vec![1i64; rank];
+        shape[axis] = want as i64;
+        match self.method {
+            ResizeMethod::Nearest => {
+                let idx: Vec<i32> = (0..want)
+                    .map(|i| (((i as f64 + 0.5) * scale).floor() as i64).clamp(0, last) as i32)
+                    .collect();
+                let idx = Tensor::constant(HostTensor::new(&[want], idx)?);
+                Ok(x.take(&idx, axis as isize))
+            }
+            ResizeMethod::Bilinear => {
+                let mut lo = Vec::with_capacity(want);
+                let mut hi = Vec::with_capacity(want);
+                let mut frac = Vec::with_capacity(want);
+                for i in 0..want {
+                    let src = (i as f64 + 0.5) * scale - 0.5;
+                    let f = src.floor();
+                    lo.push((f as i64).clamp(0, last) as i32);
+                    hi.push((f as i64 + 1).clamp(0, last) as i32);
+                    frac.push((src - f) as f32);
+                }
+                let lo = Tensor::constant(HostTensor::new(&[want], lo)?);
+                let hi = Tensor::constant(HostTensor::new(&[want], hi)?);
+                let keep: Vec<f32> = frac.iter().map(|f| 1.0 - f).collect();
+                let frac = Tensor::constant(HostTensor::new(&[want], frac)?).reshape(&shape);
+                let keep = Tensor::constant(HostTensor::new(&[want], keep)?).reshape(&shape);
+                // (1 - f) * a + f * b, the weighted sum JAX computes.
+                let a = x.take(&lo, axis as isize);
+                let b = x.take(&hi, axis as isize);
+                Ok(a.multiply(&keep).add(b.multiply(&frac)))
+            }
+        }
+    }
+}
+
+impl Layer for Resizing {
+    super::common::layer_identity!("Resizing");
+
+    fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let x = one_input("Resizing", inputs)?.cast(DType::F32);
+        let shape = x.shape();
+        let rank = shape.rank();
+        let bad = |detail: String| Error::IncompatibleShapes {
+            op: format!("Resizing '{}'", self.name),
+            shapes: shape.to_string(),
+            detail,
+        };
+        if !(3..=4).contains(&rank) {
+            return Err(bad(
+                "expects images (height, width, channels), with or without a batch".into(),
+            ));
+        }
+        if self.height == 0 || self.width == 0 {
+            return Err(bad(format!(
+                "cannot resize to {} x {}",
+                self.height, self.width
+            )));
+        }
+        let mut y = x.clone();
+        for (axis, want) in [(rank - 3, self.height), (rank - 2, self.width)] {
+            let Dim::Known(have) = shape.dims()[axis] else {
+                return Err(bad(format!(
+                    "axis {axis} must have a known size (Lamina resizes images of a fixed size)"
+                )));
+            };
+            if have == 0 {
+                return Err(bad(format!("axis {axis} is empty")));
+            }
+            if have != want {
+                y = self.along(&y, axis, have, want)?;
+            }
+        }
+        Ok(vec![y])
     }
 
     fn supports_masking(&self) -> bool {

@@ -484,6 +484,17 @@ pub enum LayerRecord {
         /// The width kept.
         width: usize,
     },
+    /// A `Resizing` layer.
+    Resizing {
+        /// The layer's name.
+        name: String,
+        /// The height made.
+        height: usize,
+        /// The width made.
+        width: usize,
+        /// `bilinear` or `nearest`.
+        interpolation: String,
+    },
     /// A `LayerScale` layer; its weight is `gamma`.
     LayerScale {
         /// The layer's name.

@@ -569,6 +569,27 @@ fn config_layer(
             height,
             width,
         } => Arc::new(CenterCrop::new(*height, *width).name(name)),
+        LayerRecord::Resizing {
+            name,
+            height,
+            width,
+            interpolation,
+        } => {
+            let method = match interpolation.as_str() {
+                "bilinear" => ResizeMethod::Bilinear,
+                "nearest" => ResizeMethod::Nearest,
+                other => {
+                    return Err(Error::Model {
+                        detail: format!("Resizing '{name}': interpolation '{other}' is unknown"),
+                    });
+                }
+            };
+            Arc::new(
+                Resizing::new(*height, *width)
+                    .interpolation(method)
+                    .name(name),
+            )
+        }
         LayerRecord::LayerScale {
             name,
             init_values,

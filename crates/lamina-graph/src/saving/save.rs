@@ -343,7 +343,7 @@ fn config_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
 /// The records of the preprocessing layers and of the residual-block layers of
 /// `keras.applications`.
 fn preprocessing_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
-    use crate::layers::{CenterCrop, LayerScale, Normalization, StochasticDepth};
+    use crate::layers::{CenterCrop, LayerScale, Normalization, Resizing, StochasticDepth};
     if let Some(l) = any.downcast_ref::<Normalization>() {
         let (axis, fixed, invert) = l.config();
         return Some(LayerRecord::Normalization {
@@ -361,6 +361,15 @@ fn preprocessing_record(any: &dyn std::any::Any, name: String) -> Option<LayerRe
             name,
             height,
             width,
+        });
+    }
+    if let Some(l) = any.downcast_ref::<Resizing>() {
+        let (height, width, method) = l.config();
+        return Some(LayerRecord::Resizing {
+            name,
+            height,
+            width,
+            interpolation: method.keras_name().to_string(),
         });
     }
     if let Some(l) = any.downcast_ref::<LayerScale>() {

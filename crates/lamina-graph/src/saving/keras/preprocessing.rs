@@ -5,7 +5,9 @@
 use super::config::{f32_or, get, model_err, usize_of};
 use crate::error::Result;
 use crate::layer::LayerRef;
-use crate::layers::{CenterCrop, FixedStatistics, LayerScale, Normalization, StochasticDepth};
+use crate::layers::{
+    CenterCrop, FixedStatistics, LayerScale, Normalization, ResizeMethod, Resizing, StochasticDepth,
+};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use std::sync::Arc;
 pub(super) const CLASSES: &[&str] = &[
     "Normalization",
     "CenterCrop",
+    "Resizing",
     "LayerScale",
     "StochasticDepth",
 ];
@@ -110,6 +113,37 @@ pub(super) fn make(class: &str, cfg: &Value, n: &str) -> Result<LayerRef> {
             }
             Arc::new(
                 CenterCrop::new(usize_of(cfg, "height", n)?, usize_of(cfg, "width", n)?).name(n),
+            )
+        }
+        "Resizing" => {
+            for key in ["crop_to_aspect_ratio", "pad_to_aspect_ratio", "antialias"] {
+                if cfg.get(key).and_then(Value::as_bool) == Some(true) {
+                    return Err(model_err(format!(
+                        "layer '{n}': Resizing with {key}=True is not supported"
+                    )));
+                }
+            }
+            if let Some(Value::String(f)) = cfg.get("data_format")
+                && f != "channels_last"
+            {
+                return Err(model_err(format!(
+                    "layer '{n}': data_format '{f}' is not supported (channels_last only)"
+                )));
+            }
+            let method = match cfg.get("interpolation").and_then(Value::as_str) {
+                None | Some("bilinear") => ResizeMethod::Bilinear,
+                Some("nearest") => ResizeMethod::Nearest,
+                Some(other) => {
+                    return Err(model_err(format!(
+                        "layer '{n}': interpolation '{other}' is not supported (bilinear and \
+                         nearest are)"
+                    )));
+                }
+            };
+            Arc::new(
+                Resizing::new(usize_of(cfg, "height", n)?, usize_of(cfg, "width", n)?)
+                    .interpolation(method)
+                    .name(n),
             )
         }
         "LayerScale" => {
