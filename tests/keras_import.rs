@@ -1041,6 +1041,9 @@ fn legacy_h5_models_reproduce_keras_predictions() {
     // model_weights/<layer>/ in the order of each group's weight_names.
     let model = Model::load_keras(fixture("legacy.h5"), &bindings()).unwrap();
     check_against_keras(&model, "legacy");
+    // Nested models: their groups list their layers' weights by name.
+    let model = Model::load_keras(fixture("legacy_nested.h5"), &bindings()).unwrap();
+    check_against_keras(&model, "legacy_nested");
     // A weights-only HDF5 file is named as such.
     let e = load_err(Model::load_keras(fixture("mlp.weights.h5"), &bindings()));
     assert!(

@@ -13,7 +13,7 @@ use crate::limits::printable;
 use crate::model::Model;
 use crate::variable::Variable;
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -122,15 +122,56 @@ fn keras_order(slot: &Slot) -> Vec<Arc<Variable>> {
     }
 }
 
-/// Sets every layer's weights from `model_weights/<layer>/`, all or nothing.
+/// The dataset a `weight_names` entry of group `group` names, read and checked against `v`.
+fn read_weight(
+    file: &File<'_>,
+    group: &str,
+    wn: &str,
+    v: &Arc<Variable>,
+    label: &str,
+) -> std::result::Result<HostTensor, String> {
+    let d = match file.get(&format!("model_weights/{group}/{wn}")) {
+        Some(Node::Dataset(d)) => d,
+        _ => return Err(format!("{label}: weight '{wn}' is not in the file")),
+    };
+    if d.shape != v.shape() {
+        return Err(format!(
+            "{label}: weight '{}' has shape {:?} in the model but '{wn}' has {:?}",
+            v.name(),
+            v.shape(),
+            d.shape
+        ));
+    }
+    match file.read(d) {
+        Ok(t) if t.dtype() == v.dtype() => Ok(t),
+        Ok(t) => Err(format!(
+            "{label}: weight '{}' is {} in the model but '{wn}' is {}",
+            v.name(),
+            v.dtype(),
+            t.dtype()
+        )),
+        Err(e) => Err(format!("{label}: '{wn}': {e}")),
+    }
+}
+
+/// Sets every layer's weights from `model_weights/`, all or nothing. A layer of the model takes
+/// its group's weights in `weight_names` order; a nested model's group lists the weights of
+/// all its layers, each matched by its name (`dense_3/kernel`, or with the model's name
+/// first, as Keras writes them for a nested Sequential).
 fn assign(file: &File<'_>, slots: &[Slot], path: &Path) -> Result<()> {
     let Some(Node::Group(groups)) = file.get("model_weights") else {
         return Err(file_err(path, "the file has no model_weights group"));
+    };
+    let listed = |g: &str| {
+        file.string_attribute(&format!("model_weights/{g}"), "weight_names")
+            .filter(|n| !n.is_empty())
     };
     let mut problems = Vec::new();
     let mut updates: Vec<(Arc<Variable>, HostTensor)> = Vec::new();
     let mut seen = HashSet::new();
     let mut used = HashSet::new();
+    // Weights left for the nested models' groups, by their Lamina path.
+    let mut by_path: HashMap<String, (Arc<Variable>, String)> = HashMap::new();
     for slot in slots {
         if !seen.insert(slot.layer.id()) {
             continue;
@@ -141,20 +182,14 @@ fn assign(file: &File<'_>, slots: &[Slot], path: &Path) -> Result<()> {
         }
         let name = slot.layer.name();
         let label = format!("layer '{}' ({})", printable(&name), slot.layer.kind());
-        if slot.group.matches("/layers/").count() > 0 {
-            problems.push(format!(
-                "{label} is inside a nested model, whose weights Lamina does not read from \
-                 legacy .h5 files yet (save the model as .keras)"
-            ));
-            continue;
-        }
-        let group = format!("model_weights/{name}");
-        let Some(names) = file.string_attribute(&group, "weight_names") else {
-            problems.push(format!(
-                "{label} has {} weight(s) but the file lists none for it",
-                want.len()
-            ));
-            continue;
+        let names = match listed(&name) {
+            Some(names) if slot.group.matches("/layers/").count() == 0 => names,
+            _ => {
+                for v in want {
+                    by_path.insert(v.path(), (v.clone(), label.clone()));
+                }
+                continue;
+            }
         };
         used.insert(name.clone());
         if names.len() != want.len() {
@@ -167,44 +202,43 @@ fn assign(file: &File<'_>, slots: &[Slot], path: &Path) -> Result<()> {
             continue;
         }
         for (v, wn) in want.iter().zip(names) {
-            let d = match file.get(&format!("{group}/{wn}")) {
-                Some(Node::Dataset(d)) => d,
-                _ => {
-                    problems.push(format!("{label}: weight '{wn}' is not in the file"));
-                    continue;
-                }
-            };
-            if d.shape != v.shape() {
-                problems.push(format!(
-                    "{label}: weight '{}' has shape {:?} in the model but '{wn}' has {:?}",
-                    v.name(),
-                    v.shape(),
-                    d.shape
-                ));
-                continue;
-            }
-            match file.read(d) {
-                Ok(t) if t.dtype() == v.dtype() => updates.push((v.clone(), t)),
-                Ok(t) => problems.push(format!(
-                    "{label}: weight '{}' is {} in the model but '{wn}' is {}",
-                    v.name(),
-                    v.dtype(),
-                    t.dtype()
-                )),
-                Err(e) => problems.push(format!("{label}: '{wn}': {e}")),
+            match read_weight(file, &name, wn, v, &label) {
+                Ok(t) => updates.push((v.clone(), t)),
+                Err(p) => problems.push(p),
             }
         }
     }
     for g in groups.keys() {
-        let listed = file
-            .string_attribute(&format!("model_weights/{g}"), "weight_names")
-            .is_some_and(|n| !n.is_empty());
-        if listed && !used.contains(g) {
-            problems.push(format!(
-                "the file has weights for '{}', which is no layer of the model",
-                printable(g)
-            ));
+        let Some(names) = listed(g) else {
+            continue;
+        };
+        if used.contains(g) {
+            continue;
         }
+        for wn in names {
+            let plain = wn.strip_suffix(":0").unwrap_or(wn);
+            let unprefixed = plain.strip_prefix(&format!("{g}/")).unwrap_or(plain);
+            let found = by_path.remove(plain).or_else(|| by_path.remove(unprefixed));
+            match found {
+                Some((v, label)) => match read_weight(file, g, wn, &v, &label) {
+                    Ok(t) => updates.push((v, t)),
+                    Err(p) => problems.push(p),
+                },
+                None => problems.push(format!(
+                    "the file has weight '{}' under '{}', which is no weight of the model",
+                    printable(wn),
+                    printable(g)
+                )),
+            }
+        }
+    }
+    let mut left: Vec<&(Arc<Variable>, String)> = by_path.values().collect();
+    left.sort_by_key(|(v, _)| v.path());
+    for (v, label) in left {
+        problems.push(format!(
+            "{label}: weight '{}' is not in the file",
+            printable(&v.path())
+        ));
     }
     if !problems.is_empty() {
         return Err(file_err(
