@@ -318,6 +318,12 @@ mod tests {
             .collect();
         let b: Vec<f32> = thin.iter().flat_map(|_| thin.iter().copied()).collect();
         for op in BINARY_OPS {
+            // The integer-only ops (the shifts) never reach the float slices: inference
+            // refuses them on floats and bools.
+            let def = opdef::binary(op);
+            if def.f32.is_none() && def.bool.is_none() {
+                continue;
+            }
             let mut dst = vec![0f32; a.len()];
             binary_slice(op, &a, &b, &mut dst);
             let par = super::super::vector::binary(op, &a, &b, a.len());
