@@ -26,15 +26,16 @@ enum Command {
     Info,
     /// Print the Keras-style summary of a saved model.
     Summary {
-        /// The model file (written by `Model::save`, or a Keras 3 `.keras` file without Lambda
-        /// layers).
+        /// The model file (written by `Model::save`, or a Keras `.keras` or legacy `.h5` file
+        /// without Lambda or custom layers).
         model: PathBuf,
     },
-    /// Convert a Keras 3 `.keras` file into a Lamina model file. A model with Lambda layers
-    /// cannot be converted here: their bodies are Python code, which Lamina never runs; bind
-    /// them from Rust with `Model::load_keras(path, &bindings)` and `save`.
+    /// Convert a Keras 3 `.keras` file (or a whole model in the legacy `.h5` format) into a
+    /// Lamina model file. A model with Lambda or custom layers cannot be converted here: their
+    /// bodies are Python code, which Lamina never runs; bind them from Rust with
+    /// `Model::load_keras(path, &bindings)` and `save`.
     Import {
-        /// The `.keras` file.
+        /// The `.keras` or legacy `.h5` file.
         model: PathBuf,
         /// The Lamina model file to write.
         #[arg(short, long)]
