@@ -71,14 +71,12 @@ impl HostTensor {
         Ok(buf)
     }
 
-    /// Writes the tensor as a C-order `.npy` file.
+    /// Writes the tensor as a C-order `.npy` file, atomically as model saves are (a temporary
+    /// file and a rename; only a regular file is replaced).
     pub fn write_npy(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let bytes = self.to_npy_bytes()?;
-        std::fs::write(path, bytes).map_err(|e| Error::Npy {
-            origin: format!("npy file {}", path.display()),
-            detail: format!("cannot write: {e}"),
-        })
+        crate::saving::write_atomically(path, &bytes)
     }
 }
 

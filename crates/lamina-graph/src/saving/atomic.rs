@@ -1,7 +1,9 @@
 //! Atomic saves: the bytes go to a temporary file beside the target, then a rename replaces the
 //! target, so an interrupted save never destroys a good file. A symbolic link is written
 //! through (its target is replaced, the link stays), and temporary files that a killed save
-//! left behind are removed by the next save of the same target.
+//! left behind are removed by the next save of the same target. Only regular files are
+//! replaced (never a device, a FIFO or a directory), and the temporary file is created
+//! exclusively under an unpredictable name, so a link planted there cannot redirect the save.
 
 use crate::error::{Error, Result};
 use std::io::Write;
@@ -94,12 +96,37 @@ fn remove_stale_temps(dir: &Path, file_name: &str) {
     }
 }
 
+/// A number no other process can guess: the standard library's per-process random hash keys
+/// mixed with the time and a counter.
+fn unpredictable() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(crate::tensor::next_id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish()
+}
+
 /// Writes bytes to `path` through a temporary file in the same folder and a rename, so that an
 /// interrupted save leaves any previous file intact. A symbolic link at `path` is written
 /// through to its target; the replaced file's permissions are kept; stale temporary files of
-/// earlier, killed saves to the same target are removed first.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// earlier, killed saves to the same target are removed first. Anything at the target but a
+/// regular file (a device, a FIFO, a socket, a directory) is refused and left as it is.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let target = resolve_links(path)?;
+    if let Ok(m) = std::fs::metadata(&target)
+        && !m.file_type().is_file()
+    {
+        return Err(save_error(
+            path,
+            format!(
+                "{} is not a regular file (a device, FIFO, socket or directory): a save \
+                 replaces only regular files",
+                target.display()
+            ),
+        ));
+    }
     let dir = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -115,10 +142,15 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         "{}{}-{}",
         temp_prefix(&file_name),
         std::process::id(),
-        crate::tensor::next_id()
+        unpredictable()
     ));
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Exclusive creation (O_EXCL): fails on anything already there, a planted symbolic
+        // link included, instead of following it.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         if let Some(p) = permissions {
@@ -128,7 +160,10 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::rename(&tmp, &target)
     })();
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
+        // Only a file this save created is removed (not a link someone planted at the name).
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            let _ = std::fs::remove_file(&tmp);
+        }
         return Err(save_error(path, format!("cannot write: {e}")));
     }
     Ok(())

@@ -817,8 +817,40 @@ pub(crate) fn to_bytes(snapshot: &Snapshot, path: &Path) -> Result<Vec<u8>> {
     meta.insert("format".to_string(), FORMAT_NAME.to_string());
     meta.insert("version".to_string(), FORMAT_VERSION.to_string());
     meta.insert("architecture".to_string(), arch);
-    safetensors::tensor::serialize(views, Some(meta))
-        .map_err(|e| save_error(path, format!("cannot encode tensors: {e}")))
+    let mut bytes = safetensors::tensor::serialize(views, Some(meta))
+        .map_err(|e| save_error(path, format!("cannot encode tensors: {e}")))?;
+    canonical_header(&mut bytes);
+    Ok(bytes)
+}
+
+/// Rewrites a safetensors header with its keys sorted (the crate writes the metadata map in
+/// hash order), so that the same model always saves to the same bytes. The sorted header has
+/// the same length, so the data offsets stay.
+fn canonical_header(bytes: &mut [u8]) {
+    let Some(len) = bytes
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .and_then(|n| usize::try_from(n).ok())
+    else {
+        return;
+    };
+    let Some(header) = bytes.get(8..8usize.saturating_add(len)) else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(header) else {
+        return;
+    };
+    let trimmed = text.trim_end_matches(' ');
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(trimmed) else {
+        return;
+    };
+    // serde_json's maps are sorted (no `preserve_order`).
+    if let Ok(sorted) = serde_json::to_string(&value)
+        && sorted.len() == trimmed.len()
+    {
+        bytes[8..8 + sorted.len()].copy_from_slice(sorted.as_bytes());
+    }
 }
 
 impl Model {

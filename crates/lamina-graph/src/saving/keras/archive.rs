@@ -120,7 +120,10 @@ impl KerasArchive {
                 ),
             ));
         }
-        let mut entry = |name: &str, required: bool| -> Result<Vec<u8>> {
+        // Each entry is read only up to the limit of its kind: the JSON ones to
+        // MAX_METADATA_BYTES, the weights to MAX_KERAS_ENTRY_BYTES (a deflate bomb declaring
+        // gigabytes of config.json is refused before a byte is inflated).
+        let mut entry = |name: &str, required: bool, kind_limit: u64| -> Result<Vec<u8>> {
             let mut f = match zip.by_name(name) {
                 Ok(f) => f,
                 Err(zip::result::ZipError::FileNotFound) if !required => return Ok(Vec::new()),
@@ -137,7 +140,7 @@ impl KerasArchive {
                 zip::CompressionMethod::Stored => f.compressed_size(),
                 _ => f.compressed_size().saturating_mul(MAX_DEFLATE_RATIO),
             }
-            .min(MAX_KERAS_ENTRY_BYTES);
+            .min(kind_limit);
             if size > limit {
                 return Err(file_err(
                     path,
@@ -158,7 +161,8 @@ impl KerasArchive {
             }
             Ok(bytes)
         };
-        let config = entry("config.json", true)?;
+        let json_limit = crate::limits::MAX_METADATA_BYTES as u64;
+        let config = entry("config.json", true, json_limit)?;
         if config.len() > crate::limits::MAX_METADATA_BYTES {
             return Err(file_err(
                 path,
@@ -169,8 +173,8 @@ impl KerasArchive {
                 ),
             ));
         }
-        let metadata = entry("metadata.json", false)?;
-        let weights = entry("model.weights.h5", true)?;
+        let metadata = entry("metadata.json", false, json_limit)?;
+        let weights = entry("model.weights.h5", true, MAX_KERAS_ENTRY_BYTES)?;
         Ok(KerasArchive {
             config,
             metadata,

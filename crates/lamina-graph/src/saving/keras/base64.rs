@@ -34,6 +34,8 @@ pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
 /// characters, in order, each once; falls back to `strings` when none is found.
 pub(crate) fn marshal_strings(bytes: &[u8], min: usize) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    // Seen strings in a set: crafted bytecode with many strings stays linear.
+    let mut seen = std::collections::HashSet::new();
     let mut i = 0;
     while i + 1 < bytes.len() {
         let kind = bytes[i] & 0x7f;
@@ -44,7 +46,7 @@ pub(crate) fn marshal_strings(bytes: &[u8], min: usize) -> Vec<String> {
             && s.iter().all(|c| c.is_ascii_graphic() || *c == b' ')
         {
             let text = String::from_utf8_lossy(s).into_owned();
-            if !out.contains(&text) {
+            if seen.insert(text.clone()) {
                 out.push(text);
             }
             i += 2 + n;

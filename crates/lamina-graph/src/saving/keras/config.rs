@@ -1138,6 +1138,14 @@ pub(super) fn resolve(v: &Value, produced: &Produced, out: &mut Vec<Tensor>) -> 
     }
 }
 
+/// The tensors a call's keyword arguments name (masks, initial states, attention masks).
+fn refs_of_kwargs(node: &Value) -> Vec<(&str, usize, usize)> {
+    match node.get("kwargs") {
+        Some(Value::Object(kwargs)) => kwargs.values().flat_map(refs_of).collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn refs_of(v: &Value) -> Vec<(&str, usize, usize)> {
     let mut out = Vec::new();
     fn walk<'a>(v: &'a Value, out: &mut Vec<(&'a str, usize, usize)>) {
@@ -1352,167 +1360,67 @@ impl Builder<'_> {
                 .map_or(0, Vec::len);
             pending.extend((0..nodes).map(|k| (i, k)));
         }
-        while !pending.is_empty() {
-            let before = pending.len();
-            let mut rest = Vec::new();
-            for (i, k) in pending {
-                let l = &layers[i];
-                let node = &l["inbound_nodes"][k];
-                let args = node
-                    .get("args")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                if class_of(l) == "MultiHeadAttention" && !is_op(l) {
-                    let group = groups[i].clone().unwrap_or_default();
-                    match self.call_mha(l, node, k, &group, &produced)? {
-                        Some(outs) => {
-                            produced.insert((name_of(l), k), outs);
-                        }
-                        None => rest.push((i, k)),
-                    }
-                    continue;
+        // Calls run as soon as what they read is made: each call waits on the (layer, node)
+        // pairs its arguments name, and is woken when the last of them is produced, so a
+        // configuration listed in any order loads in linear time.
+        let mut waiting: HashMap<(String, usize), Vec<(usize, usize)>> = HashMap::new();
+        let mut missing_inputs: HashMap<(usize, usize), usize> = HashMap::new();
+        let mut ready: std::collections::VecDeque<(usize, usize)> = Default::default();
+        for &(i, k) in &pending {
+            let node = &layers[i]["inbound_nodes"][k];
+            let mut needs: Vec<(String, usize)> = refs_of(node.get("args").unwrap_or(&Value::Null))
+                .into_iter()
+                .chain(refs_of_kwargs(node))
+                .map(|(l, n, _)| (l.to_string(), n))
+                .filter(|key| !produced.contains_key(key))
+                .collect();
+            needs.sort_unstable();
+            needs.dedup();
+            if needs.is_empty() {
+                ready.push_back((i, k));
+            } else {
+                missing_inputs.insert((i, k), needs.len());
+                for key in needs {
+                    waiting.entry(key).or_default().push((i, k));
                 }
-                if is_op(l) {
-                    let name = name_of(l);
-                    let Some((op, operands)) =
-                        RecordedOp::read(class_of(l), &name, cfg_of(l), node, &produced)?
-                    else {
-                        rest.push((i, k));
-                        continue;
-                    };
-                    self.count_call()?;
-                    let layer = self.op_layer(&format!("{prefix}{name}"), &name, op);
-                    // An op sees no masks, as in Keras (only layers take them).
-                    let no_masks = operands
+            }
+        }
+        let mut done = 0usize;
+        let mut stuck: Vec<(usize, usize)> = Vec::new();
+        while let Some((i, k)) = ready.pop_front() {
+            if !self.call_node(layers, &groups, &mut produced, prefix, depth, i, k)? {
+                stuck.push((i, k));
+                continue;
+            }
+            done += 1;
+            for woken in waiting
+                .remove(&(name_of(&layers[i]), k))
+                .unwrap_or_default()
+            {
+                if let Some(left) = missing_inputs.get_mut(&woken) {
+                    *left -= 1;
+                    if *left == 0 {
+                        ready.push_back(woken);
+                    }
+                }
+            }
+        }
+        if done < pending.len() {
+            let (i, k) = stuck
+                .first()
+                .copied()
+                .or_else(|| {
+                    pending
                         .iter()
-                        .any(|t| t.mask().is_some())
-                        .then(|| vec![None; operands.len()]);
-                    let outs =
-                        call_layer_with_masks(layer.as_ref(), &operands, no_masks.as_deref())?;
-                    produced.insert((name, k), outs);
-                    continue;
-                }
-                let mut ins = Vec::new();
-                let custom = is_custom(l, self.bindings);
-                // A custom layer takes every positional tensor argument, in order.
-                let first = match (custom, args.is_empty()) {
-                    (true, false) => &Value::Array(
-                        args.iter()
-                            .filter(|a| !refs_of(a).is_empty())
-                            .cloned()
-                            .collect(),
-                    ),
-                    _ => args.first().unwrap_or(&Value::Null),
-                };
-                if resolve(first, &produced, &mut ins)?.is_none() {
-                    rest.push((i, k));
-                    continue;
-                }
-                let mask_v = node
-                    .get("kwargs")
-                    .and_then(|k| k.get("mask"))
-                    .unwrap_or(&Value::Null);
-                let mut masks = Vec::new();
-                let masks_ready = match mask_v {
-                    Value::Null => true,
-                    Value::Array(items) => {
-                        let mut ok = true;
-                        for m in items {
-                            if m.is_null() {
-                                masks.push(None);
-                                continue;
-                            }
-                            let mut one = Vec::new();
-                            if resolve(m, &produced, &mut one)?.is_none() {
-                                ok = false;
-                                break;
-                            }
-                            masks.extend(one.into_iter().map(Some));
-                        }
-                        ok
-                    }
-                    m => {
-                        let mut one = Vec::new();
-                        let ok = resolve(m, &produced, &mut one)?.is_some();
-                        masks.extend(one.into_iter().map(Some));
-                        ok
-                    }
-                };
-                if !masks_ready {
-                    rest.push((i, k));
-                    continue;
-                }
-                // A recurrent layer's initial states (positional after the input, or the
-                // keyword `initial_state`) follow the input, as Lamina's layers take them.
-                let recurrent =
-                    matches!(class_of(l), "SimpleRNN" | "LSTM" | "GRU" | "Bidirectional");
-                let states_v = match (
-                    args.get(1),
-                    node.get("kwargs").and_then(|k| k.get("initial_state")),
-                ) {
-                    (Some(a), _) if recurrent => a,
-                    (_, Some(v)) if recurrent => v,
-                    _ => &Value::Null,
-                };
-                let mut states = Vec::new();
-                if !states_v.is_null() && resolve(states_v, &produced, &mut states)?.is_none() {
-                    rest.push((i, k));
-                    continue;
-                }
-                let inputs_given = ins.len();
-                ins.extend(states);
-                self.count_call()?;
-                let name = name_of(l);
-                let class = class_of(l);
-                let outs = {
-                    let positional = match (custom, recurrent) {
-                        (true, _) => args.len(),
-                        (_, true) => 2,
-                        _ => 1,
-                    };
-                    if args.iter().skip(positional).any(|a| !refs_of(a).is_empty()) {
-                        return Err(model_err(format!(
-                            "layer '{name}' is called with more than one positional tensor \
-                             argument, which Lamina does not support"
-                        )));
-                    }
-                    check_call_kwargs(node, class, &name)?;
-                    let group = groups[i].clone().unwrap_or_default();
-                    if is_container(class) {
-                        self.apply(l, &ins, &format!("{group}/"), depth + 1)?
-                    } else {
-                        let layer = if matches!(class, "Attention" | "AdditiveAttention") {
-                            self.dot_attention_for(&group, l, node)?
-                        } else {
-                            self.layer_for(&group, l)?
-                        };
-                        if !masks.is_empty() && masks.len() == inputs_given {
-                            // The states carry no mask of their own.
-                            masks.resize(ins.len(), None);
-                        }
-                        let explicit = (!masks.is_empty()).then_some(masks.as_slice());
-                        if explicit.is_some_and(|m| m.len() != ins.len()) {
-                            return Err(model_err(format!(
-                                "layer '{name}' is given {} masks for {} inputs",
-                                masks.len(),
-                                ins.len()
-                            )));
-                        }
-                        call_layer_with_masks(layer.as_ref(), &ins, explicit)?
-                    }
-                };
-                produced.insert((name, k), outs);
-            }
-            if rest.len() == before {
-                let (i, k) = rest[0];
-                return Err(model_err(format!(
-                    "call {k} of layer '{}' reads tensors that no layer makes (a cycle or a \
-                     missing layer)",
-                    printable(&name_of(&layers[i]))
-                )));
-            }
-            pending = rest;
+                        .copied()
+                        .find(|key| missing_inputs.get(key).is_some_and(|&n| n > 0))
+                })
+                .unwrap_or(pending[0]);
+            return Err(model_err(format!(
+                "call {k} of layer '{}' reads tensors that no layer makes (a cycle or a \
+                 missing layer)",
+                printable(&name_of(&layers[i]))
+            )));
         }
         let mut outs = Vec::new();
         for (name, node, index) in io_refs(cfg.get("output_layers")) {
@@ -1538,6 +1446,163 @@ impl Builder<'_> {
             outs.push(t.clone());
         }
         Ok(outs)
+    }
+
+    /// Makes call `k` of layer `i` of a functional container when every tensor it reads is
+    /// made: `Ok(true)` once done, `Ok(false)` while an input is missing.
+    #[allow(clippy::too_many_arguments)]
+    fn call_node(
+        &mut self,
+        layers: &[Value],
+        groups: &[Option<String>],
+        produced: &mut Produced,
+        prefix: &str,
+        depth: usize,
+        i: usize,
+        k: usize,
+    ) -> Result<bool> {
+        let l = &layers[i];
+        let node = &l["inbound_nodes"][k];
+        let args = node
+            .get("args")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if class_of(l) == "MultiHeadAttention" && !is_op(l) {
+            let group = groups[i].clone().unwrap_or_default();
+            match self.call_mha(l, node, k, &group, produced)? {
+                Some(outs) => {
+                    produced.insert((name_of(l), k), outs);
+                }
+                None => return Ok(false),
+            }
+            return Ok(true);
+        }
+        if is_op(l) {
+            let name = name_of(l);
+            let Some((op, operands)) =
+                RecordedOp::read(class_of(l), &name, cfg_of(l), node, produced)?
+            else {
+                return Ok(false);
+            };
+            self.count_call()?;
+            let layer = self.op_layer(&format!("{prefix}{name}"), &name, op);
+            // An op sees no masks, as in Keras (only layers take them).
+            let no_masks = operands
+                .iter()
+                .any(|t| t.mask().is_some())
+                .then(|| vec![None; operands.len()]);
+            let outs = call_layer_with_masks(layer.as_ref(), &operands, no_masks.as_deref())?;
+            produced.insert((name, k), outs);
+            return Ok(true);
+        }
+        let mut ins = Vec::new();
+        let custom = is_custom(l, self.bindings);
+        // A custom layer takes every positional tensor argument, in order.
+        let first = match (custom, args.is_empty()) {
+            (true, false) => &Value::Array(
+                args.iter()
+                    .filter(|a| !refs_of(a).is_empty())
+                    .cloned()
+                    .collect(),
+            ),
+            _ => args.first().unwrap_or(&Value::Null),
+        };
+        if resolve(first, produced, &mut ins)?.is_none() {
+            return Ok(false);
+        }
+        let mask_v = node
+            .get("kwargs")
+            .and_then(|k| k.get("mask"))
+            .unwrap_or(&Value::Null);
+        let mut masks = Vec::new();
+        let masks_ready = match mask_v {
+            Value::Null => true,
+            Value::Array(items) => {
+                let mut ok = true;
+                for m in items {
+                    if m.is_null() {
+                        masks.push(None);
+                        continue;
+                    }
+                    let mut one = Vec::new();
+                    if resolve(m, produced, &mut one)?.is_none() {
+                        ok = false;
+                        break;
+                    }
+                    masks.extend(one.into_iter().map(Some));
+                }
+                ok
+            }
+            m => {
+                let mut one = Vec::new();
+                let ok = resolve(m, produced, &mut one)?.is_some();
+                masks.extend(one.into_iter().map(Some));
+                ok
+            }
+        };
+        if !masks_ready {
+            return Ok(false);
+        }
+        // A recurrent layer's initial states (positional after the input, or the
+        // keyword `initial_state`) follow the input, as Lamina's layers take them.
+        let recurrent = matches!(class_of(l), "SimpleRNN" | "LSTM" | "GRU" | "Bidirectional");
+        let states_v = match (
+            args.get(1),
+            node.get("kwargs").and_then(|k| k.get("initial_state")),
+        ) {
+            (Some(a), _) if recurrent => a,
+            (_, Some(v)) if recurrent => v,
+            _ => &Value::Null,
+        };
+        let mut states = Vec::new();
+        if !states_v.is_null() && resolve(states_v, produced, &mut states)?.is_none() {
+            return Ok(false);
+        }
+        let inputs_given = ins.len();
+        ins.extend(states);
+        self.count_call()?;
+        let name = name_of(l);
+        let class = class_of(l);
+        let outs = {
+            let positional = match (custom, recurrent) {
+                (true, _) => args.len(),
+                (_, true) => 2,
+                _ => 1,
+            };
+            if args.iter().skip(positional).any(|a| !refs_of(a).is_empty()) {
+                return Err(model_err(format!(
+                    "layer '{name}' is called with more than one positional tensor \
+                     argument, which Lamina does not support"
+                )));
+            }
+            check_call_kwargs(node, class, &name)?;
+            let group = groups[i].clone().unwrap_or_default();
+            if is_container(class) {
+                self.apply(l, &ins, &format!("{group}/"), depth + 1)?
+            } else {
+                let layer = if matches!(class, "Attention" | "AdditiveAttention") {
+                    self.dot_attention_for(&group, l, node)?
+                } else {
+                    self.layer_for(&group, l)?
+                };
+                if !masks.is_empty() && masks.len() == inputs_given {
+                    // The states carry no mask of their own.
+                    masks.resize(ins.len(), None);
+                }
+                let explicit = (!masks.is_empty()).then_some(masks.as_slice());
+                if explicit.is_some_and(|m| m.len() != ins.len()) {
+                    return Err(model_err(format!(
+                        "layer '{name}' is given {} masks for {} inputs",
+                        masks.len(),
+                        ins.len()
+                    )));
+                }
+                call_layer_with_masks(layer.as_ref(), &ins, explicit)?
+            }
+        };
+        produced.insert((name, k), outs);
+        Ok(true)
     }
 }
 

@@ -94,6 +94,9 @@ struct Reader<'a> {
     attributes: BTreeMap<String, BTreeMap<String, Vec<String>>>,
     /// The total bytes of attribute strings read, bounded by the file's size.
     attribute_bytes: usize,
+    /// The total bytes of link names read from local heaps, bounded by the file's size: one
+    /// name referenced by many links is copied once per link.
+    name_bytes: usize,
 }
 
 /// A cursor over a byte slice of the file; every read is checked.
@@ -596,7 +599,7 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn heap_name(&self, heap: u64, off: u64) -> R<String> {
+    fn heap_name(&mut self, heap: u64, off: u64) -> R<String> {
         let mut c = self.at(heap, "a local heap")?;
         if c.take(4)? != b"HEAP" {
             return Err("a local heap lacks its signature".into());
@@ -618,6 +621,14 @@ impl<'a> Reader<'a> {
             .iter()
             .position(|&b| b == 0)
             .ok_or("a link name is not terminated")?;
+        self.name_bytes = self.name_bytes.saturating_add(end);
+        if self.name_bytes > self.bytes.len() {
+            return Err(format!(
+                "its link names total more than the file's {} bytes (one name referenced by \
+                 many links?)",
+                self.bytes.len()
+            ));
+        }
         String::from_utf8(bytes[..end].to_vec()).map_err(|_| "a link name is not UTF-8".into())
     }
 
@@ -816,6 +827,7 @@ impl<'a> File<'a> {
             visiting: HashSet::new(),
             attributes: BTreeMap::new(),
             attribute_bytes: 0,
+            name_bytes: 0,
         };
         let sizes_ok = |o: usize, l: usize| matches!(o, 2 | 4 | 8) && matches!(l, 2 | 4 | 8);
         let root = match version {
@@ -984,6 +996,60 @@ mod tests {
         assert_eq!(half_to_f32(0x0001), 2f32.powi(-24));
         assert!(half_to_f32(0x7e00).is_nan());
         assert_eq!(half_to_f32(0x7c00), f32::INFINITY);
+    }
+
+    /// An HDF5 file (superblock 0) whose root group's one symbol-table node lists `links`
+    /// entries, every one naming the same `name_len`-byte name of the local heap.
+    pub(crate) fn one_name_many_links(name_len: usize, links: usize) -> Vec<u8> {
+        let u64le = |v: u64| v.to_le_bytes();
+        let (root, heap, tree, snod) = (72u64, 200u64, 300u64, 400u64);
+        let snod_len = 8 + 40 * links as u64;
+        let data = snod + snod_len;
+        let mut b = vec![0u8; (data as usize) + name_len + 1];
+        b[..8].copy_from_slice(b"\x89HDF\r\n\x1a\n");
+        b[13] = 8; // offset size
+        b[14] = 8; // length size
+        b[24..32].copy_from_slice(&u64le(0)); // base address
+        b[64..72].copy_from_slice(&u64le(root));
+        // The root object header (version 1): one symbol-table message.
+        let r = root as usize;
+        b[r] = 1;
+        b[r + 2..r + 4].copy_from_slice(&1u16.to_le_bytes());
+        b[r + 8..r + 12].copy_from_slice(&24u32.to_le_bytes());
+        b[r + 16..r + 18].copy_from_slice(&0x11u16.to_le_bytes());
+        b[r + 18..r + 20].copy_from_slice(&16u16.to_le_bytes());
+        b[r + 24..r + 32].copy_from_slice(&u64le(tree));
+        b[r + 32..r + 40].copy_from_slice(&u64le(heap));
+        // The local heap: its data segment holds the name.
+        let h = heap as usize;
+        b[h..h + 4].copy_from_slice(b"HEAP");
+        b[h + 8..h + 16].copy_from_slice(&u64le(name_len as u64 + 1));
+        b[h + 24..h + 32].copy_from_slice(&u64le(data));
+        b[data as usize..data as usize + name_len].fill(b'a');
+        // The B-tree (a leaf level) with the one symbol-table node.
+        let t = tree as usize;
+        b[t..t + 4].copy_from_slice(b"TREE");
+        b[t + 6..t + 8].copy_from_slice(&1u16.to_le_bytes());
+        b[t + 32..t + 40].copy_from_slice(&u64le(snod));
+        let n = snod as usize;
+        b[n..n + 4].copy_from_slice(b"SNOD");
+        b[n + 6..n + 8].copy_from_slice(&(links as u16).to_le_bytes());
+        for k in 0..links {
+            let e = n + 8 + 40 * k;
+            b[e + 8..e + 16].copy_from_slice(&u64le(root));
+        }
+        b
+    }
+
+    #[test]
+    fn one_name_referenced_by_many_links_is_refused_not_copied() {
+        // A 1 MiB name referenced 60,000 times would be 60 GiB of copies.
+        let bytes = one_name_many_links(1 << 20, 60_000);
+        let e = File::parse(&bytes).err().unwrap();
+        assert!(e.contains("link names total more than"), "{e}");
+        // A few short names are read (and then the links' cycle back to the root is named).
+        let e = File::parse(&one_name_many_links(4, 3)).err().unwrap();
+        assert!(e.contains("reached twice"), "{e}");
     }
 
     #[test]
