@@ -165,7 +165,8 @@ impl Error {
         match self {
             Error::InLayer { .. } => self,
             other => Error::InLayer {
-                layer: layer.to_string(),
+                // A name from a file can be megabytes long: the message quotes its start.
+                layer: crate::limits::bounded_text(layer).into_owned(),
                 kind: kind.to_string(),
                 source: Box::new(other),
             },

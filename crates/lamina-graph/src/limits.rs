@@ -7,6 +7,7 @@
 //! | [`MAX_ELEMENTS`] | 2^32 elements | every tensor shape (known dims), every host tensor |
 //! | [`loaded_node_limit`] | one node per 16 bytes of file, at least 2^16, at most 2^20 | a model file's graph after its recorded bodies replay |
 //! | [`MAX_METADATA_BYTES`] | 64 MiB | a model file's header (architecture JSON included) |
+//! | [`MAX_LAYER_CONSTANT`] | 2^26 elements | a constant a layer builds itself (the indices of padding, up-sampling, resizing) |
 
 use crate::error::{Error, Result};
 use crate::shape::{Dim, Shape};
@@ -38,6 +39,58 @@ pub const LOAD_BYTES_PER_NODE: usize = 16;
 /// per call; every other layer call counts one.
 pub fn loaded_node_limit(file_bytes: usize) -> usize {
     (file_bytes / LOAD_BYTES_PER_NODE).clamp(LOADED_NODES_FLOOR, MAX_LOADED_NODES)
+}
+
+/// The most elements of a constant a layer builds from its own arguments (the index and weight
+/// vectors of padding, up-sampling and resizing): 2^26 (64 Mi). Checked before the vector is
+/// allocated, so that an 800-byte file asking for a padding of 2^31 costs an error.
+pub const MAX_LAYER_CONSTANT: usize = 1 << 26;
+
+/// Checks that a layer may build a constant of `count` elements (`None`: the count overflowed),
+/// naming the layer and what the constant is for.
+pub fn check_layer_constant(layer: &str, what: &str, count: Option<usize>) -> Result<usize> {
+    match count {
+        Some(n) if n <= MAX_LAYER_CONSTANT => Ok(n),
+        _ => Err(Error::Model {
+            detail: format!(
+                "{layer}: {what} would need {} elements, more than {MAX_LAYER_CONSTANT} \
+                 (limits::MAX_LAYER_CONSTANT)",
+                count.map_or("too many".to_string(), |n| n.to_string())
+            ),
+        }),
+    }
+}
+
+/// The most entries an error message lists (layer names, classes, weights, mismatches): the
+/// rest are counted, so a file with 20,000 unknown classes gives a message of a few hundred
+/// bytes, not megabytes.
+pub const MAX_LISTED: usize = 12;
+
+/// The longest text an error message quotes from elsewhere (a driver's or a compiler's
+/// message): 2,000 characters, then a count of the rest.
+pub const MAX_QUOTED_CHARS: usize = 2000;
+
+/// `items` joined by `separator`, the first [`MAX_LISTED`] of them, then `and N more`.
+pub fn bounded_list<S: AsRef<str>>(items: &[S], separator: &str) -> String {
+    let mut out: Vec<&str> = items.iter().take(MAX_LISTED).map(AsRef::as_ref).collect();
+    let more = items.len().saturating_sub(MAX_LISTED);
+    let tail = format!("and {more} more");
+    if more > 0 {
+        out.push(&tail);
+    }
+    out.join(separator)
+}
+
+/// `text` cut to [`MAX_QUOTED_CHARS`] characters, with a count of what was cut.
+pub fn bounded_text(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => Cow::Owned(format!(
+            "{}... ({} more characters)",
+            &text[..cut],
+            text[cut..].chars().count()
+        )),
+    }
 }
 
 /// The largest model file header (the safetensors header with the architecture JSON in its

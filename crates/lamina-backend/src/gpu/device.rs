@@ -244,7 +244,9 @@ impl GpuContext {
         if errs.is_empty() {
             return Ok(());
         }
-        let msg = errs.join("; ");
+        let msg =
+            lamina_graph::limits::bounded_text(&lamina_graph::limits::bounded_list(&errs, "; "))
+                .into_owned();
         errs.clear();
         Err(Error::Backend {
             backend: "gpu".into(),

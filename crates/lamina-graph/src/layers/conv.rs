@@ -103,10 +103,13 @@ impl Padding {
     pub(crate) fn amounts(self, input: usize, k_eff: usize, stride: usize) -> (usize, usize) {
         match self {
             Padding::Valid => (0, 0),
-            Padding::Causal => (k_eff - 1, 0),
+            Padding::Causal => (k_eff.saturating_sub(1), 0),
             Padding::Same => {
-                let out = input.div_ceil(stride);
-                let total = ((out.max(1) - 1) * stride + k_eff).saturating_sub(input);
+                let out = input.div_ceil(stride.max(1));
+                let total = (out.max(1) - 1)
+                    .saturating_mul(stride)
+                    .saturating_add(k_eff)
+                    .saturating_sub(input);
                 (total / 2, total - total / 2)
             }
         }

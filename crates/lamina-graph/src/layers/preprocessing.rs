@@ -395,6 +395,11 @@ impl Resizing {
 
     /// `x` resized along `axis` from `have` to `want` values.
     fn along(&self, x: &Tensor, axis: usize, have: usize, want: usize) -> Result<Tensor> {
+        crate::limits::check_layer_constant(
+            &format!("Resizing '{}'", self.name),
+            "the output",
+            Some(want),
+        )?;
         let scale = have as f64 / want as f64;
         let last = have as i64 - 1;
         let rank = x.rank();

@@ -75,6 +75,7 @@ fn zero_pad(x: &Tensor, axis: usize, before: usize, after: usize) -> Result<Tens
         return Ok(x.clone());
     }
     let zeros = |n: usize| -> Result<Tensor> {
+        crate::limits::check_layer_constant("zero padding", "the padding", Some(n))?;
         let first = x.slice_axis(axis as isize, Some(0), Some(1), 1);
         let picked = first.take(&indices(vec![0; n])?, axis as isize);
         let never = Tensor::constant(HostTensor::new(&[], vec![false])?);
@@ -337,7 +338,8 @@ fn repeat_axis(x: &Tensor, axis: usize, n: usize, size: usize) -> Result<Tensor>
     if size == 1 {
         return Ok(x.clone());
     }
-    let idx: Vec<i32> = (0..n * size).map(|i| (i / size) as i32).collect();
+    let m = crate::limits::check_layer_constant("up-sampling", "the output", n.checked_mul(size))?;
+    let idx: Vec<i32> = (0..m).map(|i| (i / size) as i32).collect();
     Ok(x.take(&indices(idx)?, axis as isize))
 }
 
@@ -347,7 +349,7 @@ fn bilinear_axis(x: &Tensor, axis: usize, n: usize, size: usize) -> Result<Tenso
     if size == 1 {
         return Ok(x.clone());
     }
-    let m = n * size;
+    let m = crate::limits::check_layer_constant("up-sampling", "the output", n.checked_mul(size))?;
     let (mut lo, mut hi, mut w_hi) = (Vec::with_capacity(m), Vec::with_capacity(m), Vec::new());
     for i in 0..m {
         let src = ((i as f64 + 0.5) / size as f64 - 0.5).clamp(0.0, (n - 1) as f64);

@@ -165,13 +165,17 @@ impl WindowConfig {
                 }
             };
             let (lo, hi) = self.padding.amounts(n, k[a], s[a]);
-            if n + lo + hi < k[a] {
+            let padded = n
+                .checked_add(lo)
+                .and_then(|v| v.checked_add(hi))
+                .ok_or_else(|| self.bad(format!("the padding of spatial axis {a} overflows")))?;
+            if padded < k[a] {
                 return Err(self.bad(format!(
                     "the pool ({}) is larger than the padded input ({n} + padding ({lo}, {hi})) along spatial axis {a}",
                     k[a]
                 )));
             }
-            let out = (n + lo + hi - k[a]) / s[a] + 1;
+            let out = (padded - k[a]) / s[a] + 1;
             // How many real elements each window covers along this axis.
             counts.push(
                 (0..out)
@@ -193,7 +197,19 @@ impl WindowConfig {
         for a in 0..r {
             let (n, lo) = pads[a];
             let mut acc: Option<Tensor> = None;
-            for t in 0..k[a] {
+            // Only the taps that reach the input in some window: o * step + t - lo in 0..n
+            // for an o in 0..out. The others see padding alone (-inf for max, 0 for average)
+            // and change nothing, so a window of 2^40 taps costs as much as one the size of
+            // the input.
+            let reach_first = lo.saturating_sub((out_sizes[a] - 1).saturating_mul(s[a]));
+            let Some(reach_last) = lo
+                .saturating_add(n)
+                .checked_sub(1)
+                .map(|t| t.min(k[a].saturating_sub(1)))
+            else {
+                return Err(self.bad(format!("spatial axis {a} is empty")));
+            };
+            for t in reach_first..=reach_last {
                 let part = tap(&y, first + a, n, (t, lo), out_sizes[a], s[a], value);
                 acc = Some(match (acc, self.pool) {
                     (None, _) => part,

@@ -1084,7 +1084,7 @@ fn build(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<
                              (it has: {})",
                             call.layer,
                             layer.name(),
-                            has.join(", ")
+                            crate::limits::bounded_list(&has, ", ")
                         )));
                     }
                     *weights_set = true;
@@ -1224,11 +1224,10 @@ impl Model {
                 .ok_or_else(|| {
                     loader.err(format!(
                         "weight '{name}' is not in the model (it has: {})",
-                        weights
-                            .iter()
-                            .map(|(p, _)| p.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        crate::limits::bounded_list(
+                            &weights.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+                            ", "
+                        )
                     ))
                 })?;
             let value = loader.tensor(name)?;

@@ -1872,19 +1872,23 @@ pub(crate) fn build(config: &Value, bindings: &KerasBindings) -> Result<Built> {
     if !missing.is_empty() {
         problems.push(format!(
             "it uses layer classes Lamina does not have: {} (Lamina has: {})",
-            missing
-                .iter()
-                .map(|(c, names)| format!(
-                    "{} ({})",
-                    printable(c),
-                    names
-                        .iter()
-                        .map(|n| printable(n).into_owned())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-                .collect::<Vec<_>>()
-                .join(", "),
+            crate::limits::bounded_list(
+                &missing
+                    .iter()
+                    .map(|(c, names)| format!(
+                        "{} ({})",
+                        printable(c),
+                        crate::limits::bounded_list(
+                            &names
+                                .iter()
+                                .map(|n| printable(n).into_owned())
+                                .collect::<Vec<_>>(),
+                            ", "
+                        )
+                    ))
+                    .collect::<Vec<_>>(),
+                ", "
+            ),
             SUPPORTED_CLASSES
                 .iter()
                 .chain(super::preprocessing::CLASSES)
@@ -1898,7 +1902,7 @@ pub(crate) fn build(config: &Value, bindings: &KerasBindings) -> Result<Built> {
             "{} layer(s) need a Rust body (Keras stores Lambda functions as Python code and \
              custom layers as their config only, neither of which Lamina runs): {}",
             unbound.len(),
-            unbound.join("; ")
+            crate::limits::bounded_list(&unbound, "; ")
         ));
     }
     if !problems.is_empty() {

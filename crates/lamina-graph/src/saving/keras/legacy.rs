@@ -197,7 +197,7 @@ fn assign(file: &File<'_>, slots: &[Slot], path: &Path) -> Result<()> {
                 "{label}: the model has {} weight(s), the file {} ({})",
                 want.len(),
                 names.len(),
-                names.join(", ")
+                crate::limits::bounded_list(names, ", ")
             ));
             continue;
         }
@@ -246,7 +246,7 @@ fn assign(file: &File<'_>, slots: &[Slot], path: &Path) -> Result<()> {
             format!(
                 "the weights do not match the model ({} mismatch(es)): {}",
                 problems.len(),
-                problems.join("; ")
+                crate::limits::bounded_list(&problems, "; ")
             ),
         ));
     }

@@ -205,7 +205,7 @@ impl Model {
                 format!(
                     "it lacks {} weight(s) of the model: {}",
                     missing.len(),
-                    missing.join(", ")
+                    crate::limits::bounded_list(&missing, ", ")
                 ),
             ));
         }

@@ -307,7 +307,7 @@ pub(crate) fn assign(file: &File<'_>, slots: &[Slot], path: &Path) -> Result<()>
             format!(
                 "the weights do not match the model ({} mismatch(es)): {}",
                 problems.len(),
-                problems.join("; ")
+                crate::limits::bounded_list(&problems, "; ")
             ),
         ));
     }
