@@ -1124,3 +1124,408 @@ fn saves_remove_stale_temp_files_and_write_through_links() -> Result<()> {
     std::fs::remove_dir_all(dir).ok();
     Ok(())
 }
+
+// ---- Round two (issue 24): the Keras importer, layer configs and saves ----
+
+use common::crafted::{empty_h5, keras_archive, one_name_many_links};
+
+/// A Keras functional config: an `InputLayer` of `shape` (batch first, `null` for any), then
+/// `layers` (Keras layer entries without `inbound_nodes`), each called on the previous output.
+fn keras_chain(shape: Value, layers: Vec<Value>) -> Value {
+    let tensor = |name: &str| {
+        json!({"class_name": "__keras_tensor__",
+               "config": {"shape": shape.clone(), "dtype": "float32", "keras_history": [name, 0, 0]}})
+    };
+    let mut entries = vec![json!({"class_name": "InputLayer", "name": "input",
+        "config": {"batch_shape": shape.clone(), "dtype": "float32", "name": "input"},
+        "inbound_nodes": []})];
+    let mut previous = "input".to_string();
+    for (k, mut layer) in layers.into_iter().enumerate() {
+        let name = format!("layer_{k}");
+        layer["name"] = json!(name);
+        layer["config"]["name"] = json!(name);
+        layer["inbound_nodes"] = json!([{"args": [tensor(&previous)], "kwargs": {}}]);
+        entries.push(layer);
+        previous = name;
+    }
+    json!({"class_name": "Functional", "config": {"name": "crafted", "layers": entries,
+        "input_layers": [["input", 0, 0]], "output_layers": [[previous, 0, 0]]}})
+}
+
+fn keras_layer(class: &str, config: Value) -> Value {
+    json!({"class_name": class, "module": "keras.layers", "config": config})
+}
+
+/// Loads a `.keras` (or, for a name ending in `.lamina`, a Lamina) file's bytes through the
+/// library (bounded in time) and through `lamina summary` under `ulimit -v`; both must fail
+/// cleanly with every part, in a bounded message.
+fn keras_load_fails(
+    dir: &Path,
+    name: &str,
+    bytes: Vec<u8>,
+    parts: &[&str],
+) -> std::result::Result<(), String> {
+    let file = if name.ends_with(".lamina") {
+        name.to_string()
+    } else {
+        format!("{name}.keras")
+    };
+    let path = dir.join(&file);
+    std::fs::write(&path, &bytes).unwrap();
+    let e = bounded(move || {
+        let loaded = if path.extension().is_some_and(|e| e == "lamina") {
+            Model::load(&path)
+        } else {
+            Model::load_keras(&path, &KerasBindings::new())
+        };
+        match loaded {
+            Ok(_) => Err("it loaded".to_string()),
+            Err(e) => Ok(e.to_string()),
+        }
+    })
+    .map_err(|e| format!("{name} (library): {e}"))?;
+    holds_all(&e, parts).map_err(|e| format!("{name} (library): {e}"))?;
+    if e.len() > 4000 {
+        return Err(format!("{name}: a {} byte error", e.len()));
+    }
+    let args = ["summary", file.as_str()];
+    let o = lamina_limited(dir, &args).map_err(|e| format!("{name} (cli): {e}"))?;
+    clean_error(&o, &args).map_err(|e| format!("{name} (cli): {e}"))?;
+    holds_all(&o.stderr, parts).map_err(|e| format!("{name} (cli): {e}"))
+}
+
+#[test]
+fn crafted_keras_files_fail_cleanly_in_bounded_time_and_memory() {
+    let dir = temp_dir("round-two");
+    let flat = |layers| {
+        keras_chain(json!([null, 4, 2]), layers)
+            .to_string()
+            .into_bytes()
+    };
+    let mut failures = Vec::new();
+    let mut check = |name: &str, bytes: Vec<u8>, parts: &[&str]| {
+        if let Err(e) = keras_load_fails(&dir, name, bytes, parts) {
+            failures.push(e);
+        }
+    };
+    // 1. One 1 MiB link name behind 60,000 links of the weights file (60 GiB of copies).
+    check(
+        "name_amplification",
+        keras_archive(&flat(vec![]), &one_name_many_links(1 << 20, 60_000)),
+        &["link names total more than"],
+    );
+    // 2. Layers whose arguments ask for gigantic constants.
+    for (name, shape, layer, part) in [
+        (
+            "upsampling",
+            json!([null, 4, 2]),
+            keras_layer("UpSampling1D", json!({"size": 1u64 << 30})),
+            "up-sampling",
+        ),
+        (
+            "zero_padding",
+            json!([null, 4, 2]),
+            keras_layer("ZeroPadding1D", json!({"padding": 1u64 << 31})),
+            "zero padding",
+        ),
+        (
+            "resizing",
+            json!([null, 4, 2, 3]),
+            keras_layer("Resizing", json!({"height": 1u64 << 30, "width": 2})),
+            "Resizing",
+        ),
+    ] {
+        let config = keras_chain(shape, vec![layer]).to_string();
+        check(
+            name,
+            keras_archive(config.as_bytes(), &empty_h5()),
+            &[part, "MAX_LAYER_CONSTANT"],
+        );
+    }
+    // The same layers in Lamina's own files.
+    let x = Input::new(&[4, 2]).tensor();
+    let y = UpSampling1D::new(2).call(&x).unwrap();
+    let y = ZeroPadding1D::new(1).call(&y).unwrap();
+    let saved = dir.join("small.lamina");
+    Model::new(&[x], &[y]).unwrap().save(&saved).unwrap();
+    let bytes = std::fs::read(&saved).unwrap();
+    let big_size = edited(&bytes, |arch, _, _| {
+        arch["layers"][1]["size"] = json!(1u64 << 30)
+    });
+    check(
+        "upsampling.lamina",
+        big_size,
+        &["up-sampling", "MAX_LAYER_CONSTANT"],
+    );
+    let big_pad = edited(&bytes, |arch, _, _| {
+        arch["layers"][2]["padding"] = json!([1u64 << 31, 0])
+    });
+    check(
+        "zero_padding.lamina",
+        big_pad,
+        &["zero padding", "MAX_LAYER_CONSTANT"],
+    );
+    // A pooling window of 2^40 taps with same padding runs as one the size of its input.
+    let pool = keras_chain(
+        json!([null, 4, 2]),
+        vec![keras_layer(
+            "MaxPooling1D",
+            json!({"pool_size": 1u64 << 40, "strides": 1, "padding": "same"}),
+        )],
+    );
+    let path = dir.join("pool.keras");
+    std::fs::write(
+        &path,
+        keras_archive(pool.to_string().as_bytes(), &empty_h5()),
+    )
+    .unwrap();
+    let got = bounded(move || {
+        let m = Model::load_keras(&path, &KerasBindings::new()).map_err(|e| e.to_string())?;
+        let x = HostTensor::new(&[1, 4, 2], vec![1f32, -1., 4., 0., 2., 7., -3., 5.]).unwrap();
+        Session::new(m.program().clone(), BackendKind::Cpu)
+            .and_then(|s| s.run(&[x]))
+            .map_err(|e| e.to_string())
+    });
+    match got {
+        // Every window covers the whole axis: the column maxima at every step.
+        Ok(y) => assert_eq!(y[0].to_f32_vec(), [4.0, 7.0].repeat(4)),
+        Err(e) => panic!("pool: {e}"),
+    }
+    // 4. A Lambda's bytecode of 55,000 distinct strings (read in linear time).
+    let mut code = Vec::new();
+    for i in 0..55_000u32 {
+        let s = format!("name{i:06}");
+        code.push(b'z');
+        code.push(s.len() as u8);
+        code.extend(s.bytes());
+    }
+    let lambda = keras_layer(
+        "Lambda",
+        json!({"function": {"class_name": "__lambda__", "config": {"code": base64(&code)}}}),
+    );
+    check(
+        "bytecode",
+        keras_archive(&flat(vec![lambda]), &empty_h5()),
+        &["need a Rust body", "name000000"],
+    );
+    // 9. A config.json that inflates to 100 MiB, past MAX_METADATA_BYTES (64 MiB).
+    let mut bomb = b"{\"a\": \"".to_vec();
+    bomb.resize(100 << 20, b' ');
+    check(
+        "config_bomb",
+        keras_archive(&bomb, &empty_h5()),
+        &["config.json", "declares", "67108864 at most"],
+    );
+    // 10. 20,000 unknown classes: the error lists a few and counts the rest.
+    let unknown = (0..20_000)
+        .map(|k| keras_layer(&format!("Unknown{k}"), json!({})))
+        .collect();
+    check(
+        "unknown_classes",
+        keras_archive(&flat(unknown), &empty_h5()),
+        &["Unknown0 (layer_0)", "and 19988 more"],
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Standard base64 (with padding), as Keras writes a Lambda's bytecode.
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn functional_configs_load_in_linear_time_in_any_order() {
+    // 20,000 chained activations listed last-first (each pass of the old loader made one call:
+    // 200 s), then a branching graph in random orders, each loading to the same predictions.
+    let n = 20_000;
+    let layers: Vec<Value> = (0..n)
+        .map(|_| keras_layer("Activation", json!({"activation": "relu"})))
+        .collect();
+    let mut config = keras_chain(json!([null, 3]), layers);
+    config["config"]["layers"].as_array_mut().unwrap()[1..].reverse();
+    let dir = temp_dir("order");
+    let path = dir.join("reversed.keras");
+    std::fs::write(
+        &path,
+        keras_archive(config.to_string().as_bytes(), &empty_h5()),
+    )
+    .unwrap();
+    let y = bounded(move || {
+        let m = Model::load_keras(&path, &KerasBindings::new()).map_err(|e| e.to_string())?;
+        let x = HostTensor::new(&[1, 3], vec![-1f32, 0.5, 2.0]).unwrap();
+        Session::new(m.program().clone(), BackendKind::Cpu)
+            .and_then(|s| s.run(&[x]))
+            .map_err(|e| e.to_string())
+    })
+    .unwrap();
+    assert_eq!(y[0].to_f32_vec(), [0.0, 0.5, 2.0]);
+    // A diamond repeated: x -> (a, b) -> add -> ..., shuffled with a seeded generator.
+    let mut entries = vec![json!({"class_name": "InputLayer", "name": "input",
+        "config": {"batch_shape": [null, 2], "dtype": "float32", "name": "input"}, "inbound_nodes": []})];
+    let t = |name: &str| json!({"class_name": "__keras_tensor__", "config": {"keras_history": [name, 0, 0]}});
+    let mut previous = "input".to_string();
+    for k in 0..200 {
+        let (a, b, s) = (format!("a{k}"), format!("b{k}"), format!("s{k}"));
+        entries.push(json!({"class_name": "Activation", "name": a, "config": {"name": a, "activation": "tanh"},
+            "inbound_nodes": [{"args": [t(&previous)], "kwargs": {}}]}));
+        entries.push(json!({"class_name": "Rescaling", "name": b, "config": {"name": b, "scale": 0.5, "offset": 0.25},
+            "inbound_nodes": [{"args": [t(&previous)], "kwargs": {}}]}));
+        entries.push(
+            json!({"class_name": "Add", "name": s, "config": {"name": s},
+            "inbound_nodes": [{"args": [[t(&a), t(&b)]], "kwargs": {}}]}),
+        );
+        previous = s;
+    }
+    let run = |entries: &[Value]| {
+        let config = json!({"class_name": "Functional", "config": {"name": "diamonds", "layers": entries,
+            "input_layers": [["input", 0, 0]], "output_layers": [[previous, 0, 0]]}});
+        let path = dir.join("diamonds.keras");
+        std::fs::write(
+            &path,
+            keras_archive(config.to_string().as_bytes(), &empty_h5()),
+        )
+        .unwrap();
+        let m = Model::load_keras(&path, &KerasBindings::new()).unwrap();
+        let x = HostTensor::new(&[1, 2], vec![0.3f32, -0.7]).unwrap();
+        Session::new(m.program().clone(), BackendKind::Cpu)
+            .unwrap()
+            .run(&[x])
+            .unwrap()[0]
+            .to_f32_vec()
+    };
+    let want = run(&entries);
+    let mut state = 0x853c_49e6_748f_ea9bu64;
+    for _ in 0..20 {
+        // Fisher-Yates with a xorshift generator: a different order each round.
+        for i in (2..entries.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let j = 1 + (state % i as u64) as usize;
+            entries.swap(i, j);
+        }
+        assert_eq!(run(&entries), want);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn convolution_scratch_and_long_recurrences_stay_within_the_budget() -> Result<()> {
+    // 5. A Conv1D of 2^13 taps over 2^13 channels giving 8 outputs: its patches (8 rows of
+    // 2^26 floats, 2 GiB) count against the memory budget, refused before anything runs.
+    let steps = (1 << 13) + 7;
+    let x = Input::new(&[steps, 1 << 13]).tensor();
+    let y = Conv1D::new(1, 1 << 13).call(&x)?;
+    let model = Model::new(&[x], &[y])?;
+    let session = Session::new(model.program().clone(), BackendKind::Cpu)?
+        .with_memory_budget(MemoryBudget::bytes(1 << 30));
+    let input = HostTensor::new(&[1, steps, 1 << 13], vec![0f32; steps << 13])?;
+    let e = session.run(&[input]).unwrap_err();
+    assert!(matches!(e.root(), Error::Memory { .. }), "{e}");
+    // 6. Recurrences are loops, not unrolled graphs: 100,000 steps of an LSTM with a relu
+    // activation run at once on the CPU; 3,000 on the GPU agree with it.
+    for steps in [100_000usize, 3_000] {
+        let x = Input::new(&[steps, 4]).tensor();
+        let y = LSTM::new(8).activation(Activation::Relu).call(&x)?;
+        let model = Model::new(&[x], &[y])?;
+        let data: Vec<f32> = (0..steps * 4)
+            .map(|i| ((i % 7) as f32 - 3.0) * 0.1)
+            .collect();
+        let input = HostTensor::new(&[1, steps, 4], data)?;
+        if steps == 100_000 {
+            let y = Session::new(model.program().clone(), BackendKind::Cpu)?.run(&[input])?;
+            assert!(y[0].to_f32_vec().iter().all(|v| v.is_finite()));
+        } else {
+            common::run_both(&model, &[input]);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+#[test]
+fn saves_refuse_special_files_and_planted_links() -> Result<()> {
+    let dir = temp_dir("special");
+    let model = Model::load(write_temp(&dir, "affine.lamina", &affine("affine")))?;
+    // 7. A FIFO at the target: refused, left a FIFO (a device node is refused the same way).
+    let fifo = dir.join("fifo.lamina");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let is_fifo = |p: &Path| {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::symlink_metadata(p).unwrap().file_type().is_fifo()
+    };
+    let e = model.save(&fifo).unwrap_err().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    assert!(is_fifo(&fifo));
+    let e = x12().write_npy(&fifo).unwrap_err().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    let keras = dir.join("ok.keras");
+    let config = keras_chain(
+        json!([null, 2]),
+        vec![keras_layer("Activation", json!({"activation": "relu"}))],
+    );
+    std::fs::write(
+        &keras,
+        keras_archive(config.to_string().as_bytes(), &empty_h5()),
+    )
+    .unwrap();
+    let args = ["import", "ok.keras", "-o", "fifo.lamina"];
+    let o = lamina_limited(&dir, &args).unwrap();
+    clean_error(&o, &args).unwrap();
+    assert!(o.stderr.contains("not a regular file"), "{}", o.stderr);
+    assert!(is_fifo(&fifo));
+    // 8. Links planted at every temporary name the old scheme would pick are not followed:
+    // the victim keeps its bytes and the save lands.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let pid = std::process::id();
+    for k in 0..2_000 {
+        std::os::unix::fs::symlink(&victim, dir.join(format!(".m.lamina.tmp-{pid}-{k}"))).unwrap();
+    }
+    model.save(dir.join("m.lamina"))?;
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(Model::load(dir.join("m.lamina")).is_ok());
+    // 10. The same model saves to the same bytes; an import too.
+    model.save(dir.join("again.lamina"))?;
+    assert_eq!(
+        std::fs::read(dir.join("m.lamina")).unwrap(),
+        std::fs::read(dir.join("again.lamina")).unwrap()
+    );
+    let imports: Vec<Vec<u8>> = ["a.lamina", "b.lamina"]
+        .iter()
+        .map(|out| {
+            let args = ["import", "ok.keras", "-o", out];
+            let o = lamina_limited(&dir, &args).unwrap();
+            assert_eq!(o.code, Some(0), "{}", o.stderr);
+            std::fs::read(dir.join(out)).unwrap()
+        })
+        .collect();
+    assert_eq!(imports[0], imports[1]);
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}

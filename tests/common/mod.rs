@@ -1,5 +1,7 @@
 //! What the integration tests share: the GPU backend when an adapter exists.
 
+pub mod crafted;
+
 use lamina::GpuBackend;
 use std::sync::Arc;
 

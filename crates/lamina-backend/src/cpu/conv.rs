@@ -92,6 +92,34 @@ impl Geometry {
     }
 }
 
+/// Output rows per block of patches: about `BLOCK_FLOATS` floats of patches, and at least a
+/// few blocks per thread, so that threads share the work evenly (8 rows at least).
+fn block_rows(rows: usize, kdim: usize, threads: usize) -> usize {
+    let block = (BLOCK_FLOATS / kdim.max(1)).clamp(16, 1024);
+    block.min(rows.div_ceil(threads * 4)).max(8)
+}
+
+/// The bytes of patches a convolution holds while it runs: one block of `(rows, kh * kw *
+/// cig)` floats per thread (none for a pointwise convolution, which reads its input in place).
+/// The memory plan counts them, so a kernel of enormous taps times channels is refused by the
+/// budget instead of aborting in the allocator.
+pub fn scratch_bytes(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpec) -> u64 {
+    let Some(g) = Geometry::new(sx, sk, out, spec) else {
+        return 0;
+    };
+    let rows = g.n.saturating_mul(g.oh).saturating_mul(g.ow);
+    let kdim = g.kh.saturating_mul(g.kw).saturating_mul(g.cig);
+    if g.is_pointwise() || rows == 0 || g.cout == 0 {
+        return 0;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let block = block_rows(rows, kdim, threads).min(rows);
+    (block as u64)
+        .saturating_mul(kdim as u64)
+        .saturating_mul(4)
+        .saturating_mul(threads.min(rows.div_ceil(block)) as u64)
+}
+
 /// `conv(x, kernel) + bias` for channels-last `x`; see [`ConvSpec`].
 pub fn conv(
     x: &HostData,
@@ -121,12 +149,9 @@ pub fn conv(
     if rows == 0 || g.cout == 0 {
         return Ok(HostData::F32(out));
     }
-    let taps = g.kh * g.kw;
-    let kdim = taps * g.cig;
-    let block = (BLOCK_FLOATS / kdim.max(1)).clamp(16, 1024);
-    // At least a few blocks per thread, so that threads share the work evenly.
+    let kdim = g.kh * g.kw * g.cig;
     let threads = rayon::current_num_threads().max(1);
-    let block = block.min(rows.div_ceil(threads * 4)).max(8);
+    let block = block_rows(rows, kdim, threads);
     let pointwise = g.is_pointwise();
     let work = rows * kdim * g.cout;
     let run_block = |(bi, dst): (usize, &mut [f32]), patches: &mut Vec<f32>| {

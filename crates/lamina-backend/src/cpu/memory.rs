@@ -21,7 +21,8 @@ pub fn is_recycled(op: &Op, fused: bool) -> bool {
 }
 
 /// Bytes an op holds only while it computes: broadcast operands copied to the output's shape,
-/// and transposes made before reductions and scans over other than the last axis.
+/// transposes made before reductions and scans over other than the last axis, and a
+/// convolution's blocks of patches.
 pub fn scratch(prog: &Program, shapes: &[Vec<usize>], n: usize) -> u64 {
     let node = &prog.nodes[n];
     let out = &shapes[n];
@@ -45,6 +46,7 @@ pub fn scratch(prog: &Program, shapes: &[Vec<usize>], n: usize) -> u64 {
         Op::Scan { axis, .. } if axis + 1 != input(0).len() => {
             tensor_bytes(input(0)).saturating_mul(2)
         }
+        Op::Conv(spec) => super::conv::scratch_bytes(input(0), &shapes[node.inputs[1]], out, spec),
         Op::Recurrence { spec, .. } => {
             // The input projection of every step.
             let s = input(0);
