@@ -1242,6 +1242,14 @@ fn crafted_keras_files_fail_cleanly_in_bounded_time_and_memory() {
             &[part, "MAX_LAYER_CONSTANT"],
         );
     }
+    // A keras.ops Repeat whose counts sum to 2^41.
+    let repeat = json!({"class_name": "Repeat", "module": "keras.src.ops.numpy",
+        "config": {"repeats": [1u64 << 40, 1u64 << 40], "axis": 2}});
+    check(
+        "repeat_op",
+        keras_archive(&flat(vec![repeat]), &empty_h5()),
+        &["repeat", "MAX_LAYER_CONSTANT"],
+    );
     // The same layers in Lamina's own files.
     let x = Input::new(&[4, 2]).tensor();
     let y = UpSampling1D::new(2).call(&x).unwrap();

@@ -298,6 +298,11 @@ impl Tensor {
                 ),
             );
         }
+        // The index vector is as long as the counts' sum: checked before it is built.
+        let total = repeats.iter().try_fold(0usize, |a, &r| a.checked_add(r));
+        if let Err(e) = crate::limits::check_layer_constant("repeat", "the indices", total) {
+            return Tensor::invalid(e);
+        }
         let idx: Vec<i32> = repeats
             .iter()
             .enumerate()

@@ -8,7 +8,7 @@
 //! file itself.
 
 use crate::host::{HostTensor, MAX_ELEMENTS};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The most objects (groups and datasets) a file may hold.
 pub const MAX_OBJECTS: usize = 1 << 16;
@@ -97,6 +97,9 @@ struct Reader<'a> {
     /// The total bytes of link names read from local heaps, bounded by the file's size: one
     /// name referenced by many links is copied once per link.
     name_bytes: usize,
+    /// The global heap collections read so far: each object's byte range by its index, so a
+    /// collection is walked once however many strings point into it.
+    heaps: HashMap<u64, HashMap<u64, std::ops::Range<usize>>>,
 }
 
 /// A cursor over a byte slice of the file; every read is checked.
@@ -395,7 +398,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An attribute message holding fixed-length or variable-length strings.
-    fn string_attribute(&self, d: &'a [u8]) -> R<(String, Vec<String>)> {
+    fn string_attribute(&mut self, d: &'a [u8]) -> R<(String, Vec<String>)> {
         let mut c = Cur {
             b: d,
             pos: 0,
@@ -469,7 +472,24 @@ impl<'a> Reader<'a> {
 
     /// Object `index` of the global heap collection at `addr` (variable-length data), which
     /// must hold at least `len` bytes.
-    fn global_heap_object(&self, addr: u64, index: u64, len: usize) -> R<&'a [u8]> {
+    fn global_heap_object(&mut self, addr: u64, index: u64, len: usize) -> R<&'a [u8]> {
+        if !self.heaps.contains_key(&addr) {
+            let objects = self.global_heap(addr)?;
+            self.heaps.insert(addr, objects);
+        }
+        let range = self.heaps[&addr]
+            .get(&index)
+            .cloned()
+            .ok_or_else(|| format!("the global heap has no object {index}"))?;
+        let bytes: &'a [u8] = self.bytes;
+        bytes[range]
+            .get(..len)
+            .ok_or_else(|| "a global heap object is shorter than its string".into())
+    }
+
+    /// The objects of the global heap collection at `addr`: each one's byte range in the file.
+    fn global_heap(&mut self, addr: u64) -> R<HashMap<u64, std::ops::Range<usize>>> {
+        self.count_object()?;
         let mut c = self.at(addr, "a global heap collection")?;
         if c.take(4)? != b"GCOL" {
             return Err("a global heap collection lacks its signature".into());
@@ -481,6 +501,7 @@ impl<'a> Reader<'a> {
             .saturating_sub(8 + self.length_size)
             .saturating_add(usize::try_from(size).unwrap_or(usize::MAX))
             .min(c.b.len());
+        let mut objects = HashMap::new();
         while c.pos + 8 + self.length_size <= end {
             let i = c.uint(2)?;
             c.skip(6)?;
@@ -488,15 +509,12 @@ impl<'a> Reader<'a> {
             if i == 0 {
                 break;
             }
-            let data = c.take(n)?;
-            if i == index {
-                return data
-                    .get(..len)
-                    .ok_or_else(|| "a global heap object is shorter than its string".into());
-            }
+            let at = c.pos;
+            c.take(n)?;
+            objects.insert(i, at..at + n);
             c.skip((n.div_ceil(8) * 8 - n).min(c.left()))?;
         }
-        Err(format!("the global heap has no object {index}"))
+        Ok(objects)
     }
 
     fn group(&mut self, links: Vec<(String, u64)>, depth: usize, path: &str) -> R<Node> {
@@ -828,6 +846,7 @@ impl<'a> File<'a> {
             attributes: BTreeMap::new(),
             attribute_bytes: 0,
             name_bytes: 0,
+            heaps: HashMap::new(),
         };
         let sizes_ok = |o: usize, l: usize| matches!(o, 2 | 4 | 8) && matches!(l, 2 | 4 | 8);
         let root = match version {
