@@ -485,6 +485,27 @@ fn batch_normalization_alone_and_folded_into_conv() -> Result<()> {
         .collect();
     let got = run_both(&model, &[HostTensor::new(&[n, h, w, c], x.clone())?]);
     assert_close(&got[0].to_f32_vec(), &want, "conv + bn");
+    // The folded kernel is computed once per session and kept; a weight set between runs
+    // makes it again (gamma doubled: twice the normalised value, plus beta).
+    let session = Session::new(model.program().clone(), BackendKind::Cpu)?;
+    let input = HostTensor::new(&[n, h, w, c], x.clone())?;
+    for _ in 0..2 {
+        assert_close(
+            &session.run(&[input.clone()])?[0].to_f32_vec(),
+            &want,
+            "kept",
+        );
+    }
+    let doubled: Vec<f32> = gamma.iter().map(|g| 2.0 * g).collect();
+    bn.set_weight("gamma", HostTensor::new(&[f], doubled)?)?;
+    let want_doubled: Vec<f64> = want
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| 2.0 * v - beta[i % f] as f64)
+        .collect();
+    let got = session.run(&[input])?;
+    assert_close(&got[0].to_f32_vec(), &want_doubled, "after set_weight");
+    bn.set_weight("gamma", HostTensor::new(&[f], gamma.clone())?)?;
     // Folded: the program has one convolution and nothing elementwise after it.
     let p = model.program();
     let last = &p.nodes[p.outputs[0]];

@@ -124,3 +124,14 @@ pub fn check_compiled_inputs(
     }
     program.check_gather_indices(gather_checks, shapes, inputs)
 }
+
+/// Per node: whether its value depends on a model input (else it is computed from weights
+/// and constants only).
+pub(crate) fn input_dependence(program: &Program) -> Vec<bool> {
+    let mut from_inputs = vec![false; program.nodes.len()];
+    for (n, node) in program.nodes.iter().enumerate() {
+        from_inputs[n] = matches!(node.op, lamina_graph::op::Op::Input { .. })
+            || node.inputs.iter().any(|&i| from_inputs[i]);
+    }
+    from_inputs
+}

@@ -86,8 +86,50 @@ impl Backend for CpuBackend {
                 _ => None,
             })
             .collect();
+        // Nodes computed from weights and constants alone (a BatchNormalization folded into its
+        // convolution's kernel, a scale made from a variable) are computed once and kept until
+        // a weight they may read changes: the ones an input-dependent node reads are cached.
+        let from_inputs = crate::backend::input_dependence(program);
+        let n = program.nodes.len();
+        let weight_only: Vec<bool> = (0..n)
+            .map(|i| {
+                !from_inputs[i]
+                    && !matches!(
+                        program.nodes[i].op,
+                        Op::Input { .. } | Op::Constant(_) | Op::Variable(_)
+                    )
+            })
+            .collect();
+        let mut cached = vec![false; n];
+        for (i, node) in program.nodes.iter().enumerate() {
+            if internal.contains(&i) || !from_inputs[i] {
+                continue;
+            }
+            let reads: &[usize] = match &fused[i] {
+                Some(k) => &k.reads,
+                None => &node.inputs,
+            };
+            for &r in reads {
+                cached[r] |= weight_only[r];
+            }
+        }
+        for &o in &program.outputs {
+            cached[o] |= weight_only[o];
+        }
+        let variables = program
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Op::Variable(v) => Some(v.clone()),
+                _ => None,
+            })
+            .collect();
         Ok(Arc::new(CpuExecutable {
             program: program.clone(),
+            weight_only,
+            cached,
+            variables,
+            weight_values: std::sync::Mutex::new(None),
             loop_activations,
             gather_checks: program.gather_input_checks(),
             shapes,
@@ -118,6 +160,21 @@ pub struct CpuExecutable {
     /// Buffers of fused regions from earlier runs, by node, written over when nobody else
     /// holds them (a returned output the caller has dropped, a dead intermediate).
     recycled: std::sync::Mutex<HashMap<usize, Arc<HostData>>>,
+    /// Per node: computed from weights and constants alone (not a leaf).
+    weight_only: Vec<bool>,
+    /// Per node: a weight-only value an input-dependent node (or the output) reads, kept
+    /// between runs.
+    cached: Vec<bool>,
+    /// The program's variables, whose versions say when the kept values are stale.
+    variables: Vec<Arc<lamina_graph::Variable>>,
+    /// The kept weight-only values, with the variable versions they were computed from.
+    weight_values: std::sync::Mutex<Option<WeightValues>>,
+}
+
+/// Weight-only values computed by an earlier run, valid while every variable keeps `versions`.
+struct WeightValues {
+    versions: Vec<u64>,
+    values: Vec<(usize, Arc<HostData>)>,
 }
 
 impl CpuExecutable {
@@ -158,8 +215,25 @@ impl Executable for CpuExecutable {
             })?;
             values[i] = Some(host.data_arc().clone());
         }
+        // The weight-only values of an earlier run, when no weight changed since.
+        let versions: Vec<u64> = self.variables.iter().map(|v| v.version()).collect();
+        let kept = self
+            .weight_values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|w| w.versions == versions)
+            .map(|w| w.values.clone());
+        let reuse_weights = kept.is_some();
+        for (i, v) in kept.into_iter().flatten() {
+            values[i] = Some(v);
+        }
+        let mut computed_weights = Vec::new();
         for (i, node) in p.nodes.iter().enumerate() {
-            if values[i].is_some() || self.internal.contains(&i) {
+            if values[i].is_some()
+                || self.internal.contains(&i)
+                || (reuse_weights && self.weight_only[i])
+            {
                 continue;
             }
             if let Some(k) = &self.fused[i] {
@@ -172,6 +246,9 @@ impl Executable for CpuExecutable {
                     backend: "cpu".into(),
                     detail: format!("fused region at node {i} read a value not computed"),
                 })?;
+                if self.cached[i] {
+                    computed_weights.push((i, v.clone()));
+                }
                 values[i] = Some(v);
                 for &j in &k.reads {
                     uses[j] -= 1;
@@ -302,6 +379,9 @@ impl Executable for CpuExecutable {
                         })?
                 }
             };
+            if self.cached[i] {
+                computed_weights.push((i, value.clone()));
+            }
             values[i] = Some(value);
             for &j in &node.inputs {
                 uses[j] -= 1;
@@ -309,6 +389,12 @@ impl Executable for CpuExecutable {
                     self.recycle(j, values[j].take());
                 }
             }
+        }
+        if !reuse_weights {
+            *self.weight_values.lock().unwrap_or_else(|p| p.into_inner()) = Some(WeightValues {
+                versions,
+                values: computed_weights,
+            });
         }
         let outputs = p
             .outputs

@@ -382,7 +382,7 @@ impl Backend for Arc<GpuBackend> {
         if f16 {
             check_f16_bindings(program, &compiled)?;
         }
-        let from_inputs = input_dependence(program);
+        let from_inputs = crate::backend::input_dependence(program);
         budget.check(
             "gpu",
             program,
@@ -552,17 +552,6 @@ fn last_uses(compiled: &Compiled) -> HashMap<usize, usize> {
         }
     }
     last_use
-}
-
-/// Per node: whether its value depends on a model input (else it is computed from weights
-/// and constants only).
-fn input_dependence(program: &Program) -> Vec<bool> {
-    let mut from_inputs = vec![false; program.nodes.len()];
-    for (n, node) in program.nodes.iter().enumerate() {
-        from_inputs[n] =
-            matches!(node.op, Op::Input { .. }) || node.inputs.iter().any(|&i| from_inputs[i]);
-    }
-    from_inputs
 }
 
 /// Refuses, as the CPU does, a reduction over an empty axis; and a program with a tensor of
