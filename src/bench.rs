@@ -9,7 +9,7 @@ use crate::{BackendKind, MemoryBudget, Result, Session, create_backend};
 pub use lamina_backend::gpu::KernelTiming;
 use lamina_graph::{
     Activation, DType, Dense, Dim, Embedding, GlobalAveragePooling1D, HostTensor, Input, Lambda,
-    Layer, Model, Sequential, Tensor,
+    Layer, Model, Sequential, Shape, Tensor,
 };
 use std::time::Instant;
 
@@ -57,8 +57,8 @@ pub enum Figure {
 
 /// A workload: a model, its inputs and the figure it reports.
 pub struct Workload {
-    /// The BENCH.md name.
-    pub name: &'static str,
+    /// The BENCH.md name (or the model file's, for `lamina bench MODEL`).
+    pub name: String,
     /// The model.
     pub model: Model,
     /// The inputs, from a fixed seed.
@@ -266,7 +266,7 @@ pub fn workload(name: &str, scale: usize) -> Result<Workload> {
                 lambda_model(&[], chain)?
             };
             Workload {
-                name: if name == "copy" { "copy" } else { "chain" },
+                name: if name == "copy" { "copy" } else { "chain" }.into(),
                 model,
                 inputs: vec![HostTensor::new(&[n], seeded(n, 1))?],
                 figure: Figure::Bandwidth {
@@ -286,7 +286,8 @@ pub fn workload(name: &str, scale: usize) -> Result<Workload> {
                     "softmax"
                 } else {
                     "antirectifier"
-                },
+                }
+                .into(),
                 model,
                 inputs: vec![HostTensor::new(&[rows, 256], seeded(rows * 256, 2))?],
                 figure: Figure::Seconds,
@@ -297,7 +298,7 @@ pub fn workload(name: &str, scale: usize) -> Result<Workload> {
             let b = HostTensor::new(&[n, n], seeded(n * n, 4))?;
             let model = lambda_model(&[n], move |x| x.matmul(&Tensor::constant(b.clone())))?;
             Workload {
-                name: "matmul",
+                name: "matmul".into(),
                 model,
                 inputs: vec![HostTensor::new(&[n, n], seeded(n * n, 3))?],
                 figure: Figure::Gflops {
@@ -312,7 +313,7 @@ pub fn workload(name: &str, scale: usize) -> Result<Workload> {
                 1
             };
             Workload {
-                name: if name == "mlp" { "mlp" } else { "mlp_b1" },
+                name: if name == "mlp" { "mlp" } else { "mlp_b1" }.into(),
                 model: mlp_model()?,
                 inputs: vec![HostTensor::new(&[batch, 784], seeded(batch * 784, 5))?],
                 figure: Figure::Seconds,
@@ -331,7 +332,7 @@ pub fn workload(name: &str, scale: usize) -> Result<Workload> {
                 })
                 .collect();
             Workload {
-                name: "text_classifier",
+                name: "text_classifier".into(),
                 model: text_classifier_model()?,
                 inputs: vec![HostTensor::new(&[batch, steps], ids)?],
                 figure: Figure::Seconds,
@@ -340,7 +341,7 @@ pub fn workload(name: &str, scale: usize) -> Result<Workload> {
         "cnn" => {
             let batch = (64 / scale).max(1);
             Workload {
-                name: "cnn",
+                name: "cnn".into(),
                 model: cnn_model()?,
                 inputs: vec![HostTensor::new(
                     &[batch, 32, 32, 3],
@@ -366,7 +367,7 @@ pub fn workload(name: &str, scale: usize) -> Result<Workload> {
             };
             let n = batch * 224 * 224 * 3;
             Workload {
-                name,
+                name: name.into(),
                 model,
                 inputs: vec![HostTensor::new(&[batch, 224, 224, 3], seeded(n, 91))?],
                 figure: Figure::Seconds,
@@ -375,7 +376,7 @@ pub fn workload(name: &str, scale: usize) -> Result<Workload> {
         "transformer" => {
             let batch = (32 / scale).max(1);
             Workload {
-                name: "transformer",
+                name: "transformer".into(),
                 model: transformer_model()?,
                 inputs: vec![HostTensor::new(
                     &[batch, 128, 256],
@@ -387,7 +388,7 @@ pub fn workload(name: &str, scale: usize) -> Result<Workload> {
         "lstm" => {
             let batch = (64 / scale).max(1);
             Workload {
-                name: "lstm",
+                name: "lstm".into(),
                 model: lstm_model()?,
                 inputs: vec![HostTensor::new(
                     &[batch, 100, 128],
@@ -407,11 +408,51 @@ pub fn workload(name: &str, scale: usize) -> Result<Workload> {
     Ok(w)
 }
 
+/// A user's model as a workload (`lamina bench MODEL`): inputs of its input shapes, the batch
+/// axis `batch` long and every other run-time axis `length` long, filled from a fixed seed:
+/// floats in [-2, 2), integer ids 1 to 7 (valid for any `Embedding`, and never the padding id
+/// 0), bools true.
+pub fn model_workload(name: &str, model: Model, batch: usize, length: usize) -> Result<Workload> {
+    let mut inputs = Vec::new();
+    for (k, t) in model.inputs().iter().enumerate() {
+        let shape: Vec<usize> = t
+            .shape()
+            .dims()
+            .iter()
+            .enumerate()
+            .map(|(a, d)| match d.known() {
+                Some(n) => n,
+                None if a == 0 => batch,
+                None => length,
+            })
+            .collect();
+        let n = lamina_graph::limits::check_shape(
+            "bench input",
+            &[],
+            &Shape::new(shape.iter().map(|&d| Dim::Known(d))),
+        )
+        .map(|_| shape.iter().product::<usize>())?;
+        let seed = 7 + k as u32;
+        inputs.push(match t.dtype() {
+            DType::F32 => HostTensor::new(&shape, seeded(n, seed))?,
+            DType::I32 => HostTensor::new(&shape, (0..n).map(|i| (i % 7) as i32 + 1).collect())?,
+            DType::U32 => HostTensor::new(&shape, (0..n).map(|i| (i % 7) as u32 + 1).collect())?,
+            DType::Bool => HostTensor::new(&shape, vec![true; n])?,
+        });
+    }
+    Ok(Workload {
+        name: name.to_string(),
+        model,
+        inputs,
+        figure: Figure::Seconds,
+    })
+}
+
 /// The result of measuring one workload on one backend.
 #[derive(Clone, Debug)]
 pub struct Measurement {
     /// The workload.
-    pub workload: &'static str,
+    pub workload: String,
     /// `cpu` or `gpu`.
     pub backend: String,
     /// The device or interpreter it ran on.
@@ -531,7 +572,7 @@ pub fn measure(w: &Workload, kind: BackendKind, runs: usize) -> Result<Measureme
         Figure::Seconds => None,
     };
     Ok(Measurement {
-        workload: w.name,
+        workload: w.name.clone(),
         backend: if is_gpu { "gpu".into() } else { "cpu".into() },
         device: session.backend_name(),
         compile_s,

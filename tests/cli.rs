@@ -439,3 +439,40 @@ fn keras_files_with_recorded_masks_import_and_run() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn bench_times_a_users_model_file() {
+    // `lamina bench MODEL`: random inputs of the model's input shapes, the batch given; the
+    // JSON line names the file.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras");
+    for (file, extra) in [
+        ("mlp.keras", vec![]),
+        ("bilstm.keras", vec!["--length", "9"]),
+        ("legacy.h5", vec![]),
+    ] {
+        let out = lamina()
+            .arg("bench")
+            .arg(fixtures.join(file))
+            .args(["--batch", "3", "--runs", "2", "--backend", "cpu", "--json"])
+            .args(&extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(line["workload"], file);
+        assert!(line["median_s"].as_f64().unwrap() > 0.0);
+    }
+    let out = lamina()
+        .arg("bench")
+        .arg(fixtures.join("mlp.keras"))
+        .args(["--workload", "mlp"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
+}

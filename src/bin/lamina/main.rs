@@ -11,6 +11,8 @@ use std::process::ExitCode;
 const MAX_RUNS: u64 = 10_000;
 /// The largest divisor `lamina bench --scale` takes (the sizes stay at least 1).
 const MAX_SCALE: u64 = 1 << 16;
+/// The largest `--batch` and `--length` of `lamina bench MODEL`.
+const MAX_BATCH: u64 = 1 << 20;
 
 /// Run Keras-style models saved by Lamina, Lambda layers included.
 #[derive(Parser)]
@@ -61,6 +63,16 @@ enum Command {
     },
     /// Run the benchmark workloads of BENCH.md and print their medians.
     Bench {
+        /// A model file to time instead of the workloads (`.lamina`, `.keras` or legacy
+        /// `.h5`), on random inputs of its input shapes.
+        model: Option<PathBuf>,
+        /// With a model: the batch size of its inputs.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_BATCH))]
+        batch: u64,
+        /// With a model: the length of every other axis whose size is known only at run time
+        /// (a sequence length, an image side).
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=MAX_BATCH))]
+        length: u64,
         /// Which backends to measure.
         #[arg(long, default_value = "all", value_parser = ["cpu", "gpu", "all"])]
         backend: String,
@@ -207,6 +219,9 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Bench {
+            model,
+            batch,
+            length,
             backend,
             workloads,
             json,
@@ -215,6 +230,7 @@ fn run(cli: Cli) -> Result<(), String> {
             kernels,
             f16,
         } => bench(
+            model.map(|m| (m, batch as usize, length as usize)),
             &backend,
             &workloads,
             json,
@@ -277,7 +293,9 @@ fn quiet_vulkan_loader() {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn bench(
+    model: Option<(PathBuf, usize, usize)>,
     backend: &str,
     workloads: &[String],
     json: bool,
@@ -286,7 +304,7 @@ fn bench(
     kernels: bool,
     f16: bool,
 ) -> Result<(), String> {
-    use lamina::bench::{WORKLOADS, measure, measure_kernels, workload};
+    use lamina::bench::{WORKLOADS, measure, measure_kernels, model_workload, workload};
     // Every argument is checked before anything is probed or printed, so that a bad invocation
     // fails with its one line and nothing else.
     if let Some(bad) = workloads.iter().find(|w| !WORKLOADS.contains(&w.as_str())) {
@@ -298,6 +316,22 @@ fn bench(
     if f16 && backend == "cpu" {
         return Err("--f16 needs the gpu backend".into());
     }
+    if model.is_some() && !workloads.is_empty() {
+        return Err("give a model file or --workload, not both".into());
+    }
+    // A user's model: loaded (and its inputs made) before anything is probed.
+    let user = match &model {
+        Some((path, batch, length)) => {
+            let m = load_model(path)?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into());
+            let name = lamina::limits::printable(&name).into_owned();
+            Some(model_workload(&name, m, *batch, *length).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
     let kinds: Vec<BackendKind> = match backend {
         "cpu" => vec![BackendKind::Cpu],
         "gpu" => vec![BackendKind::Gpu],
@@ -312,14 +346,18 @@ fn bench(
             k
         }
     };
-    let names: Vec<String> = if workloads.is_empty() {
-        WORKLOADS.iter().map(|s| s.to_string()).collect()
-    } else {
-        workloads.to_vec()
+    let names: Vec<String> = match (&user, workloads.is_empty()) {
+        (Some(w), _) => vec![w.name.clone()],
+        (None, true) => WORKLOADS.iter().map(|s| s.to_string()).collect(),
+        (None, false) => workloads.to_vec(),
     };
+    let mut user = user;
     let mut results = Vec::new();
     for name in &names {
-        let w = workload(name, scale).map_err(|e| e.to_string())?;
+        let w = match user.take() {
+            Some(w) => w,
+            None => workload(name, scale).map_err(|e| e.to_string())?,
+        };
         for &kind in &kinds {
             eprintln!("lamina bench: {name} on {kind} ...");
             let mut m = measure(&w, kind, runs).map_err(|e| format!("{name} on {kind}: {e}"))?;
