@@ -491,7 +491,7 @@ fn batch_normalization_alone_and_folded_into_conv() -> Result<()> {
     let input = HostTensor::new(&[n, h, w, c], x.clone())?;
     for _ in 0..2 {
         assert_close(
-            &session.run(&[input.clone()])?[0].to_f32_vec(),
+            &session.run(std::slice::from_ref(&input))?[0].to_f32_vec(),
             &want,
             "kept",
         );
