@@ -82,6 +82,12 @@ impl Geometry {
     }
 
     /// Whether the patches are the input itself (1x1 kernel, stride 1, no padding, one group).
+    /// A depthwise convolution (one group per input channel, not transposed): computed
+    /// directly, vectorised over the channels, without patches.
+    fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.c && self.cig == 1 && self.spread == [1, 1]
+    }
+
     fn is_pointwise(&self) -> bool {
         self.kh == 1
             && self.kw == 1
@@ -89,6 +95,55 @@ impl Geometry {
             && self.spread == [1, 1]
             && self.pad == [0, 0]
             && self.groups == 1
+    }
+}
+
+/// A depthwise convolution straight from its definition: each output pixel is the bias plus,
+/// for every tap that lands on the input, the input pixel's channels times the tap's kernel
+/// row (channel `c` feeds outputs `c * mult .. c * mult + mult`). The inner loop runs over
+/// contiguous channels, so it vectorises; output rows are spread over threads when the work
+/// is large enough.
+fn depthwise(g: &Geometry, x: &[f32], k: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    let mult = g.cout / g.c.max(1);
+    let row_len = g.ow * g.cout;
+    let one_row = |(r, dst): (usize, &mut [f32])| {
+        let (b, oy) = (r / g.oh, r % g.oh);
+        for (ox, px) in dst.chunks_exact_mut(g.cout).enumerate() {
+            match bias {
+                Some(b) => px.copy_from_slice(b),
+                None => px.fill(0.0),
+            }
+            for ty in 0..g.kh {
+                let Some(iy) = g.source(0, oy, ty, g.h) else {
+                    continue;
+                };
+                for tx in 0..g.kw {
+                    let Some(ix) = g.source(1, ox, tx, g.w) else {
+                        continue;
+                    };
+                    let src = &x[((b * g.h + iy) * g.w + ix) * g.c..][..g.c];
+                    let tap = &k[(ty * g.kw + tx) * g.cout..][..g.cout];
+                    if mult == 1 {
+                        for ((o, &xv), &kv) in px.iter_mut().zip(src).zip(tap) {
+                            *o += xv * kv;
+                        }
+                    } else {
+                        for (c, &xv) in src.iter().enumerate() {
+                            let (o, kv) = (&mut px[c * mult..][..mult], &tap[c * mult..][..mult]);
+                            for (o, &kv) in o.iter_mut().zip(kv) {
+                                *o += xv * kv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let work = out.len() * g.kh * g.kw;
+    if work < 1 << 18 || rayon::current_num_threads() == 1 {
+        out.chunks_mut(row_len).enumerate().for_each(one_row);
+    } else {
+        out.par_chunks_mut(row_len).enumerate().for_each(one_row);
     }
 }
 
@@ -109,7 +164,7 @@ pub fn scratch_bytes(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpec)
     };
     let rows = g.n.saturating_mul(g.oh).saturating_mul(g.ow);
     let kdim = g.kh.saturating_mul(g.kw).saturating_mul(g.cig);
-    if g.is_pointwise() || rows == 0 || g.cout == 0 {
+    if g.is_pointwise() || g.is_depthwise() || rows == 0 || g.cout == 0 {
         return 0;
     }
     let threads = rayon::current_num_threads().max(1);
@@ -147,6 +202,10 @@ pub fn conv(
     let rows = g.n * g.oh * g.ow;
     let mut out = vec![0f32; rows * g.cout];
     if rows == 0 || g.cout == 0 {
+        return Ok(HostData::F32(out));
+    }
+    if g.is_depthwise() {
+        depthwise(&g, x, k, bias, &mut out);
         return Ok(HostData::F32(out));
     }
     let kdim = g.kh * g.kw * g.cig;
