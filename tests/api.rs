@@ -582,3 +582,17 @@ fn static_arguments_survive_save_and_load() -> Result<()> {
     assert!(!meta.metadata().as_ref().unwrap()["architecture"].contains("static_arguments"));
     Ok(())
 }
+
+#[test]
+fn a_sequential_without_input_builds_and_compiles_once_per_input_shape() -> Result<()> {
+    // Keras builds a Sequential without an Input on its first call; Lamina too, and later
+    // calls of the same per-sample shape (any batch) reuse that model and its session.
+    let mut s = Sequential::new();
+    s.add(Dense::new(3))?;
+    let x = HostTensor::new(&[2, 4], vec![0.5f32; 8])?;
+    let first = s.predict(&x)?;
+    let (a, b) = (s.model_for(&[2, 4])?, s.model_for(&[7, 4])?);
+    assert!(std::sync::Arc::ptr_eq(&a.session()?, &b.session()?));
+    assert_eq!(s.predict(&x)?[0].to_f32_vec(), first[0].to_f32_vec());
+    Ok(())
+}

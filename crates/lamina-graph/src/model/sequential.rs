@@ -165,6 +165,25 @@ impl Sequential {
                 detail: "a Sequential model needs inputs with a batch dimension".into(),
             });
         };
+        // The model built for this input shape before, with its compiled session: reused, so
+        // that `predict` does not build and compile again on every call.
+        if let Some(m) = self
+            .built
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|m| {
+                m.inputs().first().is_some_and(|i| {
+                    let dims = i.shape();
+                    dims.dims()[1..]
+                        .iter()
+                        .map(|d| d.known())
+                        .eq(per_sample.iter().map(|&n| Some(n)))
+                })
+            })
+        {
+            return Ok(m.clone());
+        }
         let input = Input::with_dims(per_sample.iter().map(|&n| Dim::Known(n)).collect());
         let t = input.tensor();
         let mut out = t.clone();
