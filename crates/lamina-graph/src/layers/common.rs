@@ -206,3 +206,29 @@ macro_rules! layer_identity {
     };
 }
 pub(crate) use layer_identity;
+
+/// As `layer_identity`, for a layer whose state lives in an `inner: Arc<..>` with `id`, `name`
+/// and `weights: Weights` (a layer with weights made on its first call): also `variables`.
+macro_rules! weighted_layer_identity {
+    ($kind:literal) => {
+        fn id(&self) -> u64 {
+            self.inner.id
+        }
+        fn name(&self) -> String {
+            self.inner.name.clone()
+        }
+        fn kind(&self) -> &'static str {
+            $kind
+        }
+        fn handle(&self) -> crate::layer::LayerRef {
+            std::sync::Arc::new(self.clone())
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+        fn variables(&self) -> Vec<std::sync::Arc<crate::variable::Variable>> {
+            self.inner.weights.list()
+        }
+    };
+}
+pub(crate) use weighted_layer_identity;

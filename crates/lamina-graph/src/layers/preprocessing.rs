@@ -6,7 +6,7 @@ use super::common::{Weights, one_input};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
-use crate::layer::{Layer, LayerRef, unique_name};
+use crate::layer::{Layer, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
@@ -201,29 +201,7 @@ impl Normalization {
 }
 
 impl Layer for Normalization {
-    fn id(&self) -> u64 {
-        self.inner.id
-    }
-
-    fn name(&self) -> String {
-        self.inner.name.clone()
-    }
-
-    fn kind(&self) -> &'static str {
-        "Normalization"
-    }
-
-    fn handle(&self) -> LayerRef {
-        Arc::new(self.clone())
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn variables(&self) -> Vec<Arc<Variable>> {
-        self.inner.weights.list()
-    }
+    super::common::weighted_layer_identity!("Normalization");
 
     fn supports_masking(&self) -> bool {
         true

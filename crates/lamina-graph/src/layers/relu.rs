@@ -5,10 +5,9 @@ use super::common::{Weights, layer_identity, one_input};
 use crate::dtype::DType::F32;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
-use crate::layer::{Layer, LayerRef, unique_name};
+use crate::layer::{Layer, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
-use crate::variable::Variable;
 use std::sync::Arc;
 
 /// Refuses a value that is negative or not finite, naming the layer type and argument, in
@@ -307,29 +306,7 @@ impl PReLU {
 }
 
 impl Layer for PReLU {
-    fn id(&self) -> u64 {
-        self.inner.id
-    }
-
-    fn name(&self) -> String {
-        self.inner.name.clone()
-    }
-
-    fn kind(&self) -> &'static str {
-        "PReLU"
-    }
-
-    fn handle(&self) -> LayerRef {
-        Arc::new(self.clone())
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn variables(&self) -> Vec<Arc<Variable>> {
-        self.inner.weights.list()
-    }
+    super::common::weighted_layer_identity!("PReLU");
 
     fn supports_masking(&self) -> bool {
         true

@@ -6,9 +6,8 @@ use super::common::{Weights, one_input};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
-use crate::layer::{Layer, LayerRef, unique_name};
+use crate::layer::{Layer, unique_name};
 use crate::tensor::{Tensor, next_id};
-use crate::variable::Variable;
 use std::sync::Arc;
 
 struct LayerScaleInner {
@@ -61,29 +60,7 @@ impl LayerScale {
 }
 
 impl Layer for LayerScale {
-    fn id(&self) -> u64 {
-        self.inner.id
-    }
-
-    fn name(&self) -> String {
-        self.inner.name.clone()
-    }
-
-    fn kind(&self) -> &'static str {
-        "LayerScale"
-    }
-
-    fn handle(&self) -> LayerRef {
-        Arc::new(self.clone())
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn variables(&self) -> Vec<Arc<Variable>> {
-        self.inner.weights.list()
-    }
+    super::common::weighted_layer_identity!("LayerScale");
 
     fn supports_masking(&self) -> bool {
         true

@@ -240,20 +240,7 @@ fn assign(file: &File<'_>, slots: &[Slot], path: &Path) -> Result<()> {
             printable(&v.path())
         ));
     }
-    if !problems.is_empty() {
-        return Err(file_err(
-            path,
-            format!(
-                "the weights do not match the model ({} mismatch(es)): {}",
-                problems.len(),
-                crate::limits::bounded_list(&problems, "; ")
-            ),
-        ));
-    }
-    for (v, t) in updates {
-        v.set(t)?;
-    }
-    Ok(())
+    super::weights::set_all_or_none(problems, updates, path)
 }
 
 #[cfg(test)]

@@ -301,6 +301,16 @@ pub(crate) fn assign(file: &File<'_>, slots: &[Slot], path: &Path) -> Result<()>
             ));
         }
     }
+    set_all_or_none(problems, updates, path)
+}
+
+/// Sets every weight of `updates` when there are no `problems`; otherwise an error listing
+/// them (the first few and a count), and nothing changes.
+pub(crate) fn set_all_or_none(
+    problems: Vec<String>,
+    updates: Vec<(Arc<Variable>, HostTensor)>,
+    path: &Path,
+) -> Result<()> {
     if !problems.is_empty() {
         return Err(file_err(
             path,
