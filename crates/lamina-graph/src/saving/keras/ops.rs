@@ -208,6 +208,20 @@ impl Call<'_> {
         Ok(apply_binary(op, &a, &b))
     }
 
+    /// A reduction with `axis` and `keepdims` from the config: `drop` or `keep` by the flag.
+    fn reduce_with(
+        &self,
+        drop: impl Fn(&Tensor, Axes) -> Tensor,
+        keep: impl Fn(&Tensor, Axes) -> Tensor,
+    ) -> Result<Tensor> {
+        let (x, axes) = (self.x()?, self.axes()?);
+        Ok(if self.keepdims()? {
+            keep(&x, axes)
+        } else {
+            drop(&x, axes)
+        })
+    }
+
     fn reduce(&self, op: ReduceOp) -> Result<Tensor> {
         if self.param("initial").is_some() {
             return Err(bad("'initial' is not supported"));
@@ -602,33 +616,18 @@ keras_ops! {
     "Min" => "min", |c| c.reduce(ReduceOp::Min);
     "Amin" => "min", |c| c.reduce(ReduceOp::Min);
     "Prod" => "prod", |c| c.reduce(ReduceOp::Prod);
-    "Any" => "any", |c| {
-        let x = c.x()?;
-        Ok(if c.keepdims()? { x.any_keepdims(c.axes()?) } else { x.any(c.axes()?) })
-    };
-    "All" => "all", |c| {
-        let x = c.x()?;
-        Ok(if c.keepdims()? { x.all_keepdims(c.axes()?) } else { x.all(c.axes()?) })
-    };
-    "Var" => "var", |c| {
-        let x = c.x()?;
-        Ok(if c.keepdims()? { x.var_keepdims(c.axes()?) } else { x.var(c.axes()?) })
-    };
-    "Std" => "std", |c| {
-        let x = c.x()?;
-        Ok(if c.keepdims()? { x.std_keepdims(c.axes()?) } else { x.std(c.axes()?) })
-    };
-    "Logsumexp" => "logsumexp", |c| {
-        let x = c.x()?;
-        Ok(if c.keepdims()? { x.logsumexp_keepdims(c.axes()?) } else { x.logsumexp(c.axes()?) })
-    };
+    "Any" => "any", |c| c.reduce_with(|x, a| x.any(a), |x, a| x.any_keepdims(a));
+    "All" => "all", |c| c.reduce_with(|x, a| x.all(a), |x, a| x.all_keepdims(a));
+    "Var" => "var", |c| c.reduce_with(|x, a| x.var(a), |x, a| x.var_keepdims(a));
+    "Std" => "std", |c| c.reduce_with(|x, a| x.std(a), |x, a| x.std_keepdims(a));
+    "Logsumexp" => "logsumexp", |c| c.reduce_with(|x, a| x.logsumexp(a), |x, a| x.logsumexp_keepdims(a));
     "Argmax" => "argmax", |c| {
-        let (x, axis) = (c.x()?, c.axis("axis", None)?);
-        Ok(if c.keepdims()? { x.argmax_keepdims(axis) } else { x.argmax(axis) })
+        let axis = c.axis("axis", None)?;
+        c.reduce_with(|x, _| x.argmax(axis), |x, _| x.argmax_keepdims(axis))
     };
     "Argmin" => "argmin", |c| {
-        let (x, axis) = (c.x()?, c.axis("axis", None)?);
-        Ok(if c.keepdims()? { x.argmin_keepdims(axis) } else { x.argmin(axis) })
+        let axis = c.axis("axis", None)?;
+        c.reduce_with(|x, _| x.argmin(axis), |x, _| x.argmin_keepdims(axis))
     };
     "Cumsum" => "cumsum", |c| Ok(c.x()?.cumsum(c.axis("axis", None)?));
     "Cumprod" => "cumprod", |c| Ok(c.x()?.cumprod(c.axis("axis", None)?));
