@@ -454,8 +454,13 @@ fn keras_defaults(class: &str) -> &'static [(&'static str, &'static str)] {
     }
 }
 
-/// `cfg` with Keras's default for each absent key of [`keras_defaults`].
-fn with_keras_defaults(class: &str, cfg: &Value) -> Value {
+/// `cfg` with Keras's default for each absent key of [`keras_defaults`] (borrowed as it is
+/// when the class has none to fill, or none is absent).
+fn with_keras_defaults<'c>(class: &str, cfg: &'c Value) -> std::borrow::Cow<'c, Value> {
+    let defaults = keras_defaults(class);
+    if defaults.iter().all(|(key, _)| cfg.get(*key).is_some()) {
+        return std::borrow::Cow::Borrowed(cfg);
+    }
     let mut cfg = cfg.clone();
     if let Some(map) = cfg.as_object_mut() {
         for (key, value) in keras_defaults(class) {
@@ -467,14 +472,14 @@ fn with_keras_defaults(class: &str, cfg: &Value) -> Value {
             }
         }
     }
-    cfg
+    std::borrow::Cow::Owned(cfg)
 }
 
 /// A Lamina layer from a Keras layer's class and config (not an input layer or a model).
 fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) -> Result<LayerRef> {
     let n = name;
     let filled = with_keras_defaults(class, cfg);
-    let cfg = &filled;
+    let cfg: &Value = &filled;
     // The options every Keras convolution layer shares, read from its config.
     macro_rules! conv_options {
         ($l:expr) => {
