@@ -127,6 +127,7 @@ impl Backend for CpuBackend {
         Ok(Arc::new(CpuExecutable {
             program: program.clone(),
             weight_only,
+            keeps_weights: cached.iter().any(|&c| c),
             cached,
             variables,
             weight_values: std::sync::Mutex::new(None),
@@ -165,6 +166,8 @@ pub struct CpuExecutable {
     /// Per node: a weight-only value an input-dependent node (or the output) reads, kept
     /// between runs.
     cached: Vec<bool>,
+    /// Whether any node is kept (else a run skips the versions and the lock).
+    keeps_weights: bool,
     /// The program's variables, whose versions say when the kept values are stale.
     variables: Vec<Arc<lamina_graph::Variable>>,
     /// The kept weight-only values, with the variable versions they were computed from.
@@ -215,15 +218,24 @@ impl Executable for CpuExecutable {
             })?;
             values[i] = Some(host.data_arc().clone());
         }
-        // The weight-only values of an earlier run, when no weight changed since.
-        let versions: Vec<u64> = self.variables.iter().map(|v| v.version()).collect();
-        let kept = self
-            .weight_values
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .filter(|w| w.versions == versions)
-            .map(|w| w.values.clone());
+        // The weight-only values of an earlier run, when no weight changed since (nothing to
+        // look up in a program with none to keep).
+        let keeps_weights = self.keeps_weights;
+        let versions: Vec<u64> = if keeps_weights {
+            self.variables.iter().map(|v| v.version()).collect()
+        } else {
+            Vec::new()
+        };
+        let kept = keeps_weights
+            .then(|| {
+                self.weight_values
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .filter(|w| w.versions == versions)
+                    .map(|w| w.values.clone())
+            })
+            .flatten();
         let reuse_weights = kept.is_some();
         for (i, v) in kept.into_iter().flatten() {
             values[i] = Some(v);
@@ -390,7 +402,7 @@ impl Executable for CpuExecutable {
                 }
             }
         }
-        if !reuse_weights {
+        if keeps_weights && !reuse_weights {
             *self.weight_values.lock().unwrap_or_else(|p| p.into_inner()) = Some(WeightValues {
                 versions,
                 values: computed_weights,
