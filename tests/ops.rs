@@ -3333,3 +3333,47 @@ fn random_tensors_have_their_distributions_and_are_fixed_by_the_seed() {
     );
     assert_eq!(small[0].to_f32_vec(), u[..5000].to_vec());
 }
+
+#[test]
+fn new_ops_agree_on_both_backends_for_special_values_and_long_axes() {
+    // Rows of 70,000 (past the 65,535 a GPU loop may take in one invocation): one of plain
+    // values, one with NaN, infinities and signed zeros among them.
+    let n = 70_000;
+    let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0];
+    let mut data: Vec<f32> = (0..n).map(|i| ((i % 97) as f32 - 48.0) * 0.25).collect();
+    data.extend((0..n).map(|i| match i % 11 {
+        k if k < 5 => special[k],
+        k => k as f32 - 8.0,
+    }));
+    let ints: Vec<i32> = (0..2 * n as i32).map(|i| (i % 203) - 101).collect();
+    let x = Input::new(&[n]).tensor();
+    let k = Input::new(&[n]).dtype(DType::I32).tensor();
+    let shift = k.abs().floor_mod(40);
+    let outs = vec![
+        x.normalize(-1, 1e-7),
+        x.random_uniform_like(-1.0, 1.0, 5),
+        x.random_normal_like(0.0, 2.0, 5),
+        k.bitwise_xor(k.multiply(3)),
+        k.bitwise_and(0x55),
+        k.left_shift(&shift),
+        k.right_shift(&shift),
+    ];
+    let model = Model::new(&[x, k], &outs).unwrap();
+    common::run_both(
+        &model,
+        &[
+            HostTensor::new(&[2, n], data.clone()).unwrap(),
+            HostTensor::new(&[2, n], ints).unwrap(),
+        ],
+    );
+    // Resizing and CenterCrop over a 70,000-wide image.
+    let img = Input::new(&[2, n, 1]).tensor();
+    let down = Resizing::new(3, n / 2).call(&img).unwrap();
+    let near = Resizing::new(2, n / 3)
+        .interpolation(ResizeMethod::Nearest)
+        .call(&img)
+        .unwrap();
+    let crop = CenterCrop::new(1, n - 3).call(&img).unwrap();
+    let model = Model::new(&[img], &[down, near, crop]).unwrap();
+    common::run_both(&model, &[HostTensor::new(&[1, 2, n, 1], data).unwrap()]);
+}
