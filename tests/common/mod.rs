@@ -23,6 +23,14 @@ pub fn gpu() -> Option<Arc<GpuBackend>> {
             if std::env::var("LAMINA_REQUIRE_GPU").as_deref() == Ok("1") {
                 panic!("LAMINA_REQUIRE_GPU=1 but there is no GPU adapter: {e}");
             }
+            // Once per test binary, past the harness's capture (which hides what a passing
+            // test prints), so that a run without an adapter says its GPU parts did not run.
+            static SKIPPED: std::sync::Once = std::sync::Once::new();
+            SKIPPED.call_once(|| {
+                use std::io::Write;
+                let line = format!("GPU parts of these tests skipped: {e}\n");
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            });
             eprintln!("skipping the GPU part: {e}");
             None
         }
