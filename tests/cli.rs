@@ -476,3 +476,74 @@ fn bench_times_a_users_model_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
 }
+
+/// A Parquet file of `rows` rows: an id and four features as a fixed-size list.
+#[cfg(feature = "datafusion")]
+fn write_features_parquet(path: &Path, rows: usize) {
+    use lamina_datafusion::datafusion::arrow::array::{
+        ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch,
+    };
+    use lamina_datafusion::datafusion::arrow::datatypes::{DataType, Field};
+    use std::sync::Arc;
+    let values: Vec<f32> = (0..rows * 4)
+        .map(|i| (i % 13) as f32 / 13.0 - 0.5)
+        .collect();
+    let item = Arc::new(Field::new_list_field(DataType::Float32, true));
+    let features =
+        FixedSizeListArray::try_new(item, 4, Arc::new(Float32Array::from(values)), None).unwrap();
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from((0..rows as i64).collect::<Vec<_>>())) as ArrayRef,
+        ),
+        ("features", Arc::new(features) as ArrayRef),
+    ])
+    .unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = lamina_datafusion::datafusion::parquet::arrow::ArrowWriter::try_new(
+        file,
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn score_writes_a_parquet_file_or_says_how_to_get_the_command() -> Result<()> {
+    let dir = temp_dir("score");
+    let mut model = Sequential::new();
+    model.add(Input::new(&[4]))?;
+    model.add(Lambda::new(antirectifier).name("antirectifier"))?;
+    model.add(Dense::new(2))?;
+    let model_file = dir.join("anti.lamina");
+    model.save(&model_file)?;
+    let input = dir.join("in.parquet");
+    let output = dir.join("out.parquet");
+    #[cfg(feature = "datafusion")]
+    write_features_parquet(&input, 1000);
+    let out = lamina()
+        .arg("score")
+        .arg(&model_file)
+        .arg("--input")
+        .arg(&input)
+        .arg("-o")
+        .arg(&output)
+        .args(["--backend", "cpu", "--batch-size", "300"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if cfg!(feature = "datafusion") {
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("wrote 1000 rows to"), "{stderr}");
+        let bytes = std::fs::read(&output).unwrap();
+        assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"));
+    } else {
+        assert!(!out.status.success());
+        assert!(stderr.contains("--features datafusion"), "{stderr}");
+        assert!(!output.exists());
+    }
+    std::fs::remove_dir_all(dir).ok();
+    Ok(())
+}

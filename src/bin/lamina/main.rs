@@ -2,7 +2,6 @@
 
 use clap::{Parser, Subcommand};
 use lamina::limits::printable;
-use lamina::saving::keras::KerasBindings;
 use lamina::{BackendKind, HostTensor, Model, Session};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +59,37 @@ enum Command {
         /// adapter must offer SHADER_F16). The same as LAMINA_GPU_F16=1.
         #[arg(long)]
         f16: bool,
+    },
+    /// Score a Parquet table with a model through DataFusion (on this machine, or a Ballista
+    /// cluster with --scheduler) and write the predictions beside the other columns, as a
+    /// Parquet file written atomically. Needs a lamina built with `--features datafusion`.
+    Score {
+        /// The model file (`.lamina`, `.keras` or legacy `.h5`).
+        model: PathBuf,
+        /// A Parquet file or a folder of Parquet files.
+        #[arg(long)]
+        input: PathBuf,
+        /// A feature column (repeatable): one list column per model input, or one number
+        /// column per feature of a flat input.
+        #[arg(long = "column", default_value = "features")]
+        columns: Vec<String>,
+        /// The Parquet file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// A query over the table `input` calling the model as `score(...)`, in place of
+        /// `SELECT <other columns>, score(<columns>) AS prediction FROM input`.
+        #[arg(long)]
+        sql: Option<String>,
+        /// A Ballista scheduler (`host:port`) to run the query on; every executor must read
+        /// the input at the same path.
+        #[arg(long)]
+        scheduler: Option<String>,
+        /// Rows per batch, and so per predict call (default 8192).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+        batch_size: Option<u64>,
+        /// Which backend runs the model on this machine (default: `LAMINA_BACKEND`, else auto).
+        #[arg(long, value_parser = ["cpu", "gpu", "auto"])]
+        backend: Option<String>,
     },
     /// Run the benchmark workloads of BENCH.md and print their medians.
     Bench {
@@ -218,6 +248,31 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Score {
+            model,
+            input,
+            columns,
+            output,
+            sql,
+            scheduler,
+            batch_size,
+            backend,
+        } => {
+            let backend = backend
+                .map(|b| b.parse::<BackendKind>())
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            score(ScoreArgs {
+                model,
+                input,
+                columns,
+                output,
+                sql,
+                scheduler,
+                batch_size: batch_size.map(|b| b as usize),
+                backend,
+            })
+        }
         Command::Bench {
             model,
             batch,
@@ -242,26 +297,10 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-/// Loads a Lamina model file, or a Keras 3 `.keras` file (by its extension or its zip
-/// signature) whose layers need no Rust bindings.
+/// Loads a Lamina model file, a Keras 3 `.keras` file or a legacy `.h5` file (by contents)
+/// whose layers need no Rust bindings.
 fn load_model(path: &std::path::Path) -> Result<Model, String> {
-    let is_zip = std::fs::File::open(path)
-        .and_then(|mut f| {
-            let mut b = [0u8; 2];
-            std::io::Read::read_exact(&mut f, &mut b).map(|_| b == *b"PK")
-        })
-        .unwrap_or(false);
-    let is_hdf5 = std::fs::File::open(path)
-        .and_then(|mut f| {
-            let mut b = [0u8; 8];
-            std::io::Read::read_exact(&mut f, &mut b).map(|_| b == *b"\x89HDF\r\n\x1a\n")
-        })
-        .unwrap_or(false);
-    let keras = path.extension().is_some_and(|e| e == "keras" || e == "h5") || is_zip || is_hdf5;
-    if !keras {
-        return Model::load(path).map_err(|e| e.to_string());
-    }
-    Model::load_keras(path, &KerasBindings::new()).map_err(|e| {
+    Model::open(path).map_err(|e| {
         let text = e.to_string();
         if text.contains("layer(s) need a Rust body") {
             format!(
@@ -273,6 +312,52 @@ fn load_model(path: &std::path::Path) -> Result<Model, String> {
             text
         }
     })
+}
+
+/// The arguments of `lamina score`.
+#[cfg_attr(not(feature = "datafusion"), allow(dead_code))]
+struct ScoreArgs {
+    model: PathBuf,
+    input: PathBuf,
+    columns: Vec<String>,
+    output: PathBuf,
+    sql: Option<String>,
+    scheduler: Option<String>,
+    batch_size: Option<usize>,
+    backend: Option<BackendKind>,
+}
+
+#[cfg(feature = "datafusion")]
+fn score(args: ScoreArgs) -> Result<(), String> {
+    let mut options =
+        lamina_datafusion::score::ScoreOptions::new(args.model, args.input, args.output);
+    options.columns = args.columns;
+    options.sql = args.sql;
+    options.scheduler = args.scheduler;
+    options.batch_size = args.batch_size;
+    options.backend = args.backend;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let report = runtime
+        .block_on(lamina_datafusion::score::score(&options))
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "wrote {} rows to {} in {:.2} s ({:.0} rows/s)",
+        report.rows,
+        options.output.display(),
+        report.seconds,
+        report.rows as f64 / report.seconds.max(1e-9)
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "datafusion"))]
+fn score(_args: ScoreArgs) -> Result<(), String> {
+    Err(
+        "this lamina was built without DataFusion: build it with `--features datafusion` \
+         (cargo install --path . --features datafusion, or cargo run --release --features \
+         datafusion -- score ...)"
+            .into(),
+    )
 }
 
 /// Mesa's Vulkan drivers print a warning on every start when `XDG_RUNTIME_DIR` is unset (as on

@@ -114,59 +114,103 @@ fn unpredictable() -> u64 {
 /// earlier, killed saves to the same target are removed first. Anything at the target but a
 /// regular file (a device, a FIFO, a socket, a directory) is refused and left as it is.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let target = resolve_links(path)?;
-    if let Ok(m) = std::fs::metadata(&target)
-        && !m.file_type().is_file()
-    {
-        return Err(save_error(
-            path,
-            format!(
-                "{} is not a regular file (a device, FIFO, socket or directory): a save \
-                 replaces only regular files",
-                target.display()
-            ),
+    let mut file = AtomicFile::create(path)?;
+    file.file()
+        .write_all(bytes)
+        .map_err(|e| save_error(path, format!("cannot write: {e}")))?;
+    file.commit()
+}
+
+/// A file written under a temporary name in its folder and renamed onto its path by
+/// `commit`, as `write_atomically` does, for writers that stream: dropped without `commit`
+/// (an error, a panic, a cancelled task), it removes its temporary file and leaves the path as
+/// it was.
+pub struct AtomicFile {
+    path: PathBuf,
+    target: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+    permissions: Option<std::fs::Permissions>,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file for `path` (refusing a target that is not a regular file).
+    pub fn create(path: &Path) -> Result<AtomicFile> {
+        let target = resolve_links(path)?;
+        if let Ok(m) = std::fs::metadata(&target)
+            && !m.file_type().is_file()
+        {
+            return Err(save_error(
+                path,
+                format!(
+                    "{} is not a regular file (a device, FIFO, socket or directory): a save \
+                     replaces only regular files",
+                    target.display()
+                ),
+            ));
+        }
+        let dir = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let file_name = target
+            .file_name()
+            .ok_or_else(|| save_error(path, "the path names no file"))?
+            .to_string_lossy()
+            .into_owned();
+        remove_stale_temps(dir, &file_name);
+        let permissions = std::fs::metadata(&target).ok().map(|m| m.permissions());
+        let tmp = dir.join(format!(
+            "{}{}-{}",
+            temp_prefix(&file_name),
+            std::process::id(),
+            unpredictable()
         ));
-    }
-    let dir = target
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = target
-        .file_name()
-        .ok_or_else(|| save_error(path, "the path names no file"))?
-        .to_string_lossy()
-        .into_owned();
-    remove_stale_temps(dir, &file_name);
-    let permissions = std::fs::metadata(&target).ok().map(|m| m.permissions());
-    let tmp = dir.join(format!(
-        "{}{}-{}",
-        temp_prefix(&file_name),
-        std::process::id(),
-        unpredictable()
-    ));
-    let result = (|| -> std::io::Result<()> {
         // Exclusive creation (O_EXCL): fails on anything already there, a planted symbolic
         // link included, instead of following it.
-        let mut f = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        if let Some(p) = permissions {
-            f.set_permissions(p)?;
-        }
-        drop(f);
-        std::fs::rename(&tmp, &target)
-    })();
-    if let Err(e) = result {
-        // Only a file this save created is removed (not a link someone planted at the name).
-        if e.kind() != std::io::ErrorKind::AlreadyExists {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        return Err(save_error(path, format!("cannot write: {e}")));
+            .open(&tmp)
+            .map_err(|e| save_error(path, format!("cannot write: {e}")))?;
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            target,
+            tmp,
+            file: Some(file),
+            permissions,
+        })
     }
-    Ok(())
+
+    /// The temporary file, to write to.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        self.file
+            .as_mut()
+            .expect("an AtomicFile holds its file until commit")
+    }
+
+    /// Flushes the file to disk and renames it onto the path.
+    pub fn commit(mut self) -> Result<()> {
+        let result = (|| -> std::io::Result<()> {
+            if let Some(f) = self.file.take() {
+                f.sync_all()?;
+                if let Some(p) = self.permissions.take() {
+                    f.set_permissions(p)?;
+                }
+            }
+            std::fs::rename(&self.tmp, &self.target)
+        })();
+        result.map_err(|e| save_error(&self.path, format!("cannot write: {e}")))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        // Only a file this save created is removed: `create_new` never opened anything else.
+        if self.file.take().is_some() || self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! without running any code.
 
 mod atomic;
-pub use atomic::write_atomically;
+pub use atomic::{AtomicFile, write_atomically};
 mod bounded;
 pub mod format;
 pub mod keras;

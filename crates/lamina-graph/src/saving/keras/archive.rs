@@ -15,7 +15,7 @@ const MAX_DEFLATE_RATIO: u64 = 1032;
 /// The most entries an archive may list.
 const MAX_ENTRIES: usize = 1 << 12;
 
-const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
+pub(crate) const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
 
 /// The parts of a `.keras` file, read into memory.
 pub struct KerasArchive {
@@ -40,7 +40,7 @@ pub(crate) fn sniff(prefix: &[u8]) -> Option<&'static str> {
     }
 }
 
-fn prefix_of(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn prefix_of(path: &Path) -> Result<Vec<u8>> {
     let mut f =
         std::fs::File::open(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
     let mut buf = vec![0u8; 8];

@@ -146,6 +146,19 @@ impl Model {
         Model::from_keras_archive(&archive, bindings, path)
     }
 
+    /// Loads any model file by its contents: a Lamina model file (`Model::load`), a Keras 3
+    /// `.keras` archive or a legacy whole-model `.h5` file (`load_keras` with no bindings).
+    pub fn open(path: impl AsRef<Path>) -> Result<Model> {
+        let path = path.as_ref();
+        let prefix = archive::prefix_of(path)?;
+        let keras = prefix.starts_with(b"PK") || prefix.starts_with(archive::HDF5_MAGIC);
+        if keras {
+            Model::load_keras(path, &KerasBindings::new())
+        } else {
+            Model::load(path)
+        }
+    }
+
     /// As `load_keras`, from an archive already read. `path` only names the file in errors.
     pub fn from_keras_archive(
         archive: &KerasArchive,

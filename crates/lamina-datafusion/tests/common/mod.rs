@@ -1,0 +1,137 @@
+//! Test tables and models: Parquet files made here, models built in Rust.
+
+#![allow(dead_code)]
+
+use datafusion::arrow::array::{
+    ArrayRef, FixedSizeListArray, Float32Array, Float64Array, Int64Array, ListArray, RecordBatch,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::file::properties::WriterProperties;
+use lamina::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A fresh folder under the system's temporary folder.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lamina-df-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Deterministic values in [-1, 1): a 64-bit LCG.
+pub fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// `features` as a fixed-size list column of `width` float32 values per row.
+pub fn fixed_list(data: &[f32], width: usize) -> ArrayRef {
+    let item = Arc::new(Field::new_list_field(DataType::Float32, true));
+    Arc::new(
+        FixedSizeListArray::try_new(
+            item,
+            width as i32,
+            Arc::new(Float32Array::from(data.to_vec())),
+            None,
+        )
+        .unwrap(),
+    )
+}
+
+/// A list column (as pandas writes lists) of float64 values, rows of the given lengths.
+pub fn float64_list(data: &[f64], lengths: &[usize]) -> ArrayRef {
+    let item = Arc::new(Field::new_list_field(DataType::Float64, true));
+    Arc::new(
+        ListArray::try_new(
+            item,
+            OffsetBuffer::from_lengths(lengths.iter().copied()),
+            Arc::new(Float64Array::from(data.to_vec())),
+            None,
+        )
+        .unwrap(),
+    )
+}
+
+/// Writes `columns` as a Parquet file with row groups of `group` rows.
+pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>, group: usize) {
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(n, a)| Field::new(*n, a.data_type().clone(), a.null_count() > 0))
+            .collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .unwrap();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(group))
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = ArrowWriter::try_new(file, schema, Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// The ids 0..n as an Int64 column.
+pub fn ids(n: usize) -> ArrayRef {
+    Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>()))
+}
+
+/// A small MLP: 8 features, 16 hidden units with relu, 3 outputs.
+pub fn mlp() -> Model {
+    let x = Input::new(&[8]).tensor();
+    let h = Dense::new(16)
+        .activation(Activation::Relu)
+        .call(&x)
+        .unwrap();
+    let y = Dense::new(3).call(&h).unwrap();
+    Model::new(&[x], &[y]).unwrap()
+}
+
+/// A model whose middle is a Lambda (the antirectifier of Keras's examples), 4 features in.
+pub fn lambda_model() -> Model {
+    let x = Input::new(&[4]).tensor();
+    let a = Lambda::new(|x| {
+        let x = x - x.mean_keepdims(1);
+        let x = x.l2_normalize(1);
+        Tensor::concatenate(&[x.relu(), (-&x).relu()], 1)
+    })
+    .name("antirectifier")
+    .call(&x)
+    .unwrap();
+    let y = Dense::new(2).call(&a).unwrap();
+    Model::new(&[x], &[y]).unwrap()
+}
+
+/// A model with two outputs: a softmax over 3 classes and a single score.
+pub fn two_heads() -> Model {
+    let x = Input::new(&[8]).tensor();
+    let h = Dense::new(6).activation(Activation::Tanh).call(&x).unwrap();
+    let classes = Dense::new(3)
+        .activation(Activation::Softmax)
+        .name("classes")
+        .call(&h)
+        .unwrap();
+    let value = Dense::new(1).name("value").call(&h).unwrap();
+    Model::new(&[x], &[classes, value]).unwrap()
+}
+
+/// `predict` on rows of `width` features: the reference for every query here.
+pub fn predict_rows(model: &Model, data: &[f32], width: usize) -> Vec<HostTensor> {
+    let x = HostTensor::new(&[data.len() / width, width], data.to_vec()).unwrap();
+    model.predict(&x).unwrap()
+}
