@@ -6,7 +6,7 @@
 //! upload and read-back.
 
 use crate::{BackendKind, MemoryBudget, Result, Session, create_backend};
-pub use lamina_backend::gpu::KernelTiming;
+pub use lamina_backend::KernelTiming;
 use lamina_graph::{
     Activation, DType, Dense, Dim, Embedding, GlobalAveragePooling1D, HostTensor, Input, Lambda,
     Layer, Model, Sequential, Shape, Tensor,

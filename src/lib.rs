@@ -15,10 +15,13 @@
 //! ```
 
 pub use lamina_backend::cpu::isa as cpu_isa;
+#[cfg(feature = "gpu")]
 pub use lamina_backend::gpu::{AdapterSummary, GpuBackend, GpuOptions, list_adapters};
+#[cfg(feature = "gpu")]
+pub use lamina_backend::shared_gpu;
 pub use lamina_backend::{
-    Backend, BackendKind, CpuBackend, Executable, MEMORY_LIMIT_ENV, MemoryBudget, RunStats,
-    Session, create_backend, shared_gpu,
+    Backend, BackendKind, CpuBackend, Executable, KernelTiming, MEMORY_LIMIT_ENV, MemoryBudget,
+    RunStats, Session, create_backend,
 };
 pub use lamina_graph::*;
 
@@ -57,11 +60,11 @@ pub mod prelude {
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "gpu"))]
 pub struct ReadmeDoctests;
 
 /// The book's examples (`docs/src`), compiled and run as doctests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "gpu"))]
 pub mod book {
     #[doc = include_str!("../docs/src/introduction.md")]
     pub struct Introduction;

@@ -3,6 +3,8 @@
 //! `Maximum` and `Minimum`, and `Softmax` with float masks. Expected values are the ones real
 //! Keras 3.15 (JAX backend, float32) printed, or the formulas worked out in f64 here. Every
 //! model also runs on the GPU where there is an adapter, which must agree with the CPU.
+#![cfg(feature = "gpu")]
+// compares the CPU interpreter with the GPU backend
 
 // Expected values are written as Python printed them, wider than f32 holds.
 #![allow(clippy::excessive_precision)]

@@ -2,6 +2,7 @@
 //! below) and against its definition computed here in f64; masks, causal masks with different
 //! query and key lengths, attention scores, run-time sequence lengths, CPU and GPU agreeing,
 //! save/load, and errors.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 use lamina::prelude::*;
 use lamina::{Masking, call_layer};

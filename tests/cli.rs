@@ -1,4 +1,5 @@
 //! The `lamina` command line: the quickstart's models saved and run back through `lamina run`.
+#![cfg(all(feature = "cli", feature = "gpu"))] // runs the `lamina` command, some parts on the GPU
 
 use lamina::prelude::*;
 use npyz::WriterBuilder;

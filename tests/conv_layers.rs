@@ -2,6 +2,8 @@
 //! against a direct f64 definition written here (for each padding mode, stride, dilation,
 //! group count and data format), on the CPU and the GPU (which must agree); a few cases against
 //! outputs recorded from Keras 3.15; save/load round trips; bad configurations.
+#![cfg(feature = "gpu")]
+// compares the CPU interpreter with the GPU backend
 
 // The case tables are tuples of sizes, spelled out where they are read.
 #![allow(clippy::type_complexity)]

@@ -1,4 +1,5 @@
 //! Deep graphs are built, run and dropped without recursion (no stack overflow).
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 use lamina::prelude::*;
 

@@ -2,6 +2,7 @@
 //! (outputs recorded from keras 3 on JAX, in constants below) and against their definitions
 //! computed here in f64: input masks (a value masked whole included), causal masks, a separate
 //! key, attention scores, the output mask, CPU and GPU agreeing, save/load, and errors.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 use lamina::prelude::*;
 use lamina::{Masking, call_layer};

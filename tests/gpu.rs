@@ -4,6 +4,7 @@
 //!
 //! Where no adapter exists the tests say so and pass, unless `LAMINA_REQUIRE_GPU=1`, where they
 //! fail.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 use lamina::prelude::*;
 use lamina::{Backend, GpuBackend, GpuOptions};

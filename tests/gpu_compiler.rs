@@ -12,6 +12,7 @@
 //!
 //! The CPU interpreter is the reference for the GPU; where a number can be worked out in the
 //! test (an f64 sum, a permutation, an argmax placed by hand) it is checked independently too.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 use lamina::op::{BinaryOp, UnaryOp};
 use lamina::prelude::*;

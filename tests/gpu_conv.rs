@@ -6,6 +6,7 @@
 //! the channel count; blocks of real CNNs (MobileNetV2, ResNet, EfficientNet, Xception) agree
 //! with their epilogues fused. Without an adapter the tests say so and pass, unless
 //! `LAMINA_REQUIRE_GPU=1`.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 mod common;
 

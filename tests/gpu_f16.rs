@@ -11,6 +11,7 @@
 //! f16's precision; values exactly representable in f16 come back exactly (integer outputs
 //! included); transfers and the memory plan count 2 bytes an element; and asking for f16
 //! storage where the adapter lacks it is an error naming the feature.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 use lamina::prelude::*;
 use lamina::{Backend, GpuBackend, GpuOptions, MemoryBudget};

@@ -3,6 +3,7 @@
 //! `gpu_conv.rs`) run on any adapter when `GpuOptions::gpu_shaped_kernels` asks for them: here they run on the CI's
 //! lavapipe and must agree with the CPU interpreter. Without an adapter the tests say so and
 //! pass, unless `LAMINA_REQUIRE_GPU=1`.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 mod common;
 

@@ -3,6 +3,7 @@
 //!
 //! Where no adapter exists the test says so and passes, unless `LAMINA_REQUIRE_GPU=1`; where
 //! the adapter has no timestamp queries it says so and passes.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 use lamina::prelude::*;
 use lamina::{Backend, GpuBackend, GpuOptions};

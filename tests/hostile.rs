@@ -3,6 +3,7 @@
 //! GPU where an adapter exists) under a memory budget, and through the `lamina` command under
 //! `ulimit -v`. Each gives a clean error or the right answer within seconds; none may panic,
 //! abort or hang.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 use lamina::GpuBackend;
 use lamina::prelude::*;

@@ -2,6 +2,7 @@
 //! activation layers, `Dot`, `TimeDistributed`) against values worked out independently (by
 //! the definition in f64, by hand, or recorded from Keras 3.15 on JAX), on the CPU and the GPU
 //! (which must agree), through save/load, and with bad configurations.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 mod common;
 

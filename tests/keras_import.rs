@@ -3,6 +3,7 @@
 //! on the CPU within 1e-5 relative and on the GPU within 2e-5 relative and 1e-6 absolute;
 //! clear errors for unbound Lambdas and custom layers, missing layer classes and operations,
 //! and mismatched weights; mutated files never panic.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 mod common;
 

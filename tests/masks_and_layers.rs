@@ -1,6 +1,7 @@
 //! Masks (made by `Embedding` and `Masking`, passed on or dropped by Lambdas, merged, consumed
 //! by pooling and `Softmax`) and the inference layer set, against values worked out here from
 //! the definitions. Every model also runs on the GPU, which must agree with the CPU.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 use lamina::Predict;
 use lamina::prelude::*;

@@ -1,6 +1,7 @@
 //! The memory budget: a compiled program whose buffers would not fit is refused before
 //! anything is allocated, naming its largest tensors; buffers freed by liveness let long
 //! chains of large intermediates fit a small budget.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 use lamina::prelude::*;
 use std::sync::Arc;

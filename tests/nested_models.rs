@@ -1,5 +1,6 @@
 //! Models as layers of other models: every call shares the inner model's weights, weights are
 //! addressed by Keras's nested paths (`tower/dense/kernel`), and `summary()` counts them once.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 mod common;
 

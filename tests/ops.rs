@@ -2,6 +2,8 @@
 //! worked out independently (by hand, or from the NumPy definition with plain Python): unary
 //! math, activations, broadcasting arithmetic, comparisons, reductions, scans, normalisations,
 //! movement ops, NumPy slicing, matmul and batch_dot, size-1 dims and int32 inputs.
+#![cfg(feature = "gpu")]
+// compares the CPU interpreter with the GPU backend
 
 // Expected values are written as Python printed them (9 significant digits), wider than f32 holds,
 // and some happen to be e, 1/sqrt(2) or ln 2: that is the point of independent values.

@@ -3,6 +3,7 @@
 //! `return_state`, `go_backwards`, masks, initial states and `use_bias`; masked outputs against
 //! values recorded from real Keras 3 (tests/fixtures/make_rnn_reference.py); CPU and GPU
 //! agreeing; save/load; errors for bad configurations.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 use lamina::prelude::*;
 use lamina::{LayerRef, call_layer};

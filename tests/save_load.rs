@@ -1,5 +1,6 @@
 //! Saving and loading: everything round-trips with bit-identical CPU outputs, saves are atomic,
 //! and hostile files give errors.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 use lamina::prelude::*;
 use std::path::PathBuf;

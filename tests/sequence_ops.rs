@@ -1,6 +1,7 @@
 //! The sequence ops (`shape_of`/`reshape_dims`, `full_like`, `arange`, `repeat`, `tile`,
 //! `triu`/`tril`) against NumPy's definitions written out here, on models whose sequence length
 //! is known only at run time, CPU and GPU agreeing.
+#![cfg(feature = "gpu")] // compares the CPU interpreter with the GPU backend
 
 use lamina::prelude::*;
 

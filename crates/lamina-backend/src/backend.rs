@@ -1,9 +1,21 @@
 //! The `Backend` trait: compile a program for concrete input shapes, run it on host tensors.
 
 use crate::budget::MemoryBudget;
-use crate::gpu::KernelTiming;
 use lamina_graph::{Error, HostTensor, Program, Result};
 use std::sync::Arc;
+
+/// The GPU time of one kernel of a compiled program.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTiming {
+    /// The kernel's kind: `elementwise`, `row`, `argreduce`, `scan`, `matmul`.
+    pub kind: &'static str,
+    /// The program node the kernel writes.
+    pub output: usize,
+    /// The op the kernel writes and its shape, such as `softmax [65536, 256]`.
+    pub label: String,
+    /// The median GPU seconds from the start to the end of the kernel's compute pass.
+    pub seconds: f64,
+}
 
 /// A device that runs programs: the CPU interpreter, or a GPU.
 pub trait Backend: Send + Sync {

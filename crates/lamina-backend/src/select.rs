@@ -3,11 +3,12 @@
 
 use crate::backend::Backend;
 use crate::cpu::CpuBackend;
+#[cfg(feature = "gpu")]
 use crate::gpu::GpuBackend;
 use lamina_graph::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// Which backend a session uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -56,15 +57,18 @@ impl fmt::Display for BackendKind {
     }
 }
 
+#[cfg(feature = "gpu")]
 /// The process-wide GPU backend: one device, one pipeline cache and one set of resident weights
 /// shared by every session, opened on first use (the outcome, adapter or error, is kept).
 pub fn shared_gpu() -> Result<Arc<GpuBackend>> {
-    static GPU: OnceLock<std::result::Result<Arc<GpuBackend>, Error>> = OnceLock::new();
+    static GPU: std::sync::OnceLock<std::result::Result<Arc<GpuBackend>, Error>> =
+        std::sync::OnceLock::new();
     GPU.get_or_init(|| GpuBackend::new().map(Arc::new)).clone()
 }
 
 /// Makes the backend of a kind: `Cpu` the interpreter, `Gpu` the shared GPU backend (an error
 /// if there is no adapter), `Auto` the GPU when there is one and otherwise the interpreter.
+#[cfg(feature = "gpu")]
 pub fn create_backend(kind: BackendKind) -> Result<Arc<dyn Backend>> {
     match kind {
         BackendKind::Cpu => Ok(Arc::new(CpuBackend::new())),
@@ -73,5 +77,20 @@ pub fn create_backend(kind: BackendKind) -> Result<Arc<dyn Backend>> {
             Ok(gpu) => Ok(Arc::new(gpu)),
             Err(_) => Ok(Arc::new(CpuBackend::new())),
         },
+    }
+}
+
+/// Makes the backend of a kind. This build has no GPU backend (the `gpu` feature is off):
+/// `Auto` is the interpreter and `Gpu` an error that says so.
+#[cfg(not(feature = "gpu"))]
+pub fn create_backend(kind: BackendKind) -> Result<Arc<dyn Backend>> {
+    match kind {
+        BackendKind::Cpu | BackendKind::Auto => Ok(Arc::new(CpuBackend::new())),
+        BackendKind::Gpu => Err(Error::Backend {
+            backend: "gpu".into(),
+            detail: "this build of Lamina has no GPU backend: enable the `gpu` feature (on by \
+                     default)"
+                .into(),
+        }),
     }
 }

@@ -6,8 +6,9 @@
 //! ```
 //!
 //! Each round times, interleaved: the plain loop over in-memory batches; SQL over the same
-//! batches in memory; SQL over a Parquet file of them; with `--cluster`, SQL on a scheduler and
-//! two executors started in this process on loopback. Medians of 3 rounds.
+//! batches in memory; SQL over a Parquet file of them (and the file read alone, no model); with
+//! `--cluster`, SQL on a scheduler and two executors started in this process on loopback.
+//! Medians of 3 rounds.
 
 use datafusion::arrow::array::{
     ArrayRef, FixedSizeListArray, Float32Array, Int32Array, RecordBatch,
@@ -193,6 +194,7 @@ async fn main() {
         }
         count_rows(&ctx, "SELECT score(features) FROM mem").await;
         let (mut plain, mut mem, mut pq, mut cl) = (vec![], vec![], vec![], vec![]);
+        let mut read = vec![];
         for _ in 0..ROUNDS {
             let t = Instant::now();
             let mut n = 0;
@@ -206,6 +208,9 @@ async fn main() {
             let t = Instant::now();
             let n = count_rows(&ctx, "SELECT score(features) FROM pq").await;
             pq.push(n as f64 / t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let n = count_rows(&ctx, "SELECT features FROM pq").await;
+            read.push(n as f64 / t.elapsed().as_secs_f64());
             if let Some(c) = &remote {
                 let t = Instant::now();
                 let n = count_rows(c, "SELECT score(features) FROM pq").await;
@@ -228,6 +233,7 @@ async fn main() {
         line("plain loop over predict", &plain);
         line("SQL, batches in memory", &mem);
         line("SQL, Parquet file", &pq);
+        line("(reading the Parquet file alone)", &read);
         line("SQL, 2 executors on loopback", &cl);
     }
     std::fs::remove_dir_all(&dir).ok();

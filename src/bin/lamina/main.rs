@@ -136,45 +136,7 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Info => {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let adapters = lamina::list_adapters();
-            if adapters.is_empty() {
-                println!("GPU adapters: none found");
-            } else {
-                println!("GPU adapters:");
-                for a in &adapters {
-                    println!("  {a}");
-                }
-            }
-            match lamina::shared_gpu() {
-                Ok(g) => {
-                    let l = g.context().limits;
-                    println!("auto chooses: gpu: {}", g.context().adapter);
-                    println!("  storage buffers per kernel: {}", l.max_storage_buffers);
-                    println!("  largest storage binding: {} bytes", l.max_binding_bytes);
-                    println!("  largest buffer: {} bytes", l.max_buffer_bytes);
-                    println!(
-                        "  workgroups per grid dimension: {}",
-                        l.max_workgroups_per_dim
-                    );
-                    println!(
-                        "  timestamp queries (per-kernel times): {}",
-                        match g.context().timestamp_period_ns() {
-                            Some(p) => format!("yes, {p} ns per tick"),
-                            None => "no".into(),
-                        }
-                    );
-                    let c = g.context();
-                    println!(
-                        "  f16 storage (SHADER_F16, --f16): {}",
-                        match (c.adapter_offers_f16(), c.f16_storage()) {
-                            (true, true) => "yes, on",
-                            (true, false) => "yes",
-                            _ => "no",
-                        }
-                    );
-                }
-                Err(e) => println!("auto chooses: cpu interpreter ({e})"),
-            }
+            print_gpu_info();
             println!("cpu threads available: {threads}");
             println!("largest tensor: {} elements", lamina::host::MAX_ELEMENTS);
             println!("largest rank: {} axes", lamina::limits::MAX_RANK);
@@ -295,6 +257,65 @@ fn run(cli: Cli) -> Result<(), String> {
             f16,
         ),
     }
+}
+
+/// The GPU adapters found and what `auto` chooses, with the limits that matter.
+#[cfg(feature = "gpu")]
+fn print_gpu_info() {
+    let adapters = lamina::list_adapters();
+    if adapters.is_empty() {
+        println!("GPU adapters: none found");
+    } else {
+        println!("GPU adapters:");
+        for a in &adapters {
+            println!("  {a}");
+        }
+    }
+    match lamina::shared_gpu() {
+        Ok(g) => {
+            let l = g.context().limits;
+            println!("auto chooses: gpu: {}", g.context().adapter);
+            println!("  storage buffers per kernel: {}", l.max_storage_buffers);
+            println!("  largest storage binding: {} bytes", l.max_binding_bytes);
+            println!("  largest buffer: {} bytes", l.max_buffer_bytes);
+            println!(
+                "  workgroups per grid dimension: {}",
+                l.max_workgroups_per_dim
+            );
+            println!(
+                "  timestamp queries (per-kernel times): {}",
+                match g.context().timestamp_period_ns() {
+                    Some(p) => format!("yes, {p} ns per tick"),
+                    None => "no".into(),
+                }
+            );
+            let c = g.context();
+            println!(
+                "  f16 storage (SHADER_F16, --f16): {}",
+                match (c.adapter_offers_f16(), c.f16_storage()) {
+                    (true, true) => "yes, on",
+                    (true, false) => "yes",
+                    _ => "no",
+                }
+            );
+        }
+        Err(e) => println!("auto chooses: cpu interpreter ({e})"),
+    }
+}
+
+/// Without the GPU backend, `auto` is the CPU interpreter.
+#[cfg(not(feature = "gpu"))]
+fn print_gpu_info() {
+    println!("GPU adapters: none (this lamina was built without the `gpu` feature)");
+    println!("auto chooses: cpu interpreter");
+}
+
+/// Whether a GPU adapter opens, or why not.
+fn gpu_available() -> Result<(), String> {
+    #[cfg(feature = "gpu")]
+    return lamina::shared_gpu().map(|_| ()).map_err(|e| e.to_string());
+    #[cfg(not(feature = "gpu"))]
+    Err("this lamina was built without the `gpu` feature".into())
 }
 
 /// Loads a Lamina model file, a Keras 3 `.keras` file or a legacy `.h5` file (by contents)
@@ -422,10 +443,10 @@ fn bench(
         "gpu" => vec![BackendKind::Gpu],
         _ => {
             let mut k = vec![BackendKind::Cpu];
-            match lamina::shared_gpu() {
-                Ok(_) => k.push(BackendKind::Gpu),
+            match gpu_available() {
+                Ok(()) => k.push(BackendKind::Gpu),
                 // Asked for f16 storage: say why the GPU cannot give it.
-                Err(e) if f16 => return Err(e.to_string()),
+                Err(e) if f16 => return Err(e),
                 Err(_) => eprintln!("lamina bench: no GPU adapter; measuring the cpu only"),
             }
             k

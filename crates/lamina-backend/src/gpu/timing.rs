@@ -4,18 +4,7 @@
 use super::device::GpuContext;
 use lamina_graph::{Error, Result};
 
-/// The GPU time of one kernel of a compiled program.
-#[derive(Clone, Debug, PartialEq)]
-pub struct KernelTiming {
-    /// The kernel's kind: `elementwise`, `row`, `argreduce`, `scan`, `matmul`.
-    pub kind: &'static str,
-    /// The program node the kernel writes.
-    pub output: usize,
-    /// The op the kernel writes and its shape, such as `softmax [65536, 256]`.
-    pub label: String,
-    /// The median GPU seconds from the start to the end of the kernel's compute pass.
-    pub seconds: f64,
-}
+pub use crate::backend::KernelTiming;
 
 /// Queries per query set (wgpu's maximum); even, so a kernel's pair never straddles two sets.
 const PER_SET: u32 = wgpu::QUERY_SET_MAX_QUERIES;

@@ -577,5 +577,5 @@ pub fn render(template: &str, operands: &[(&str, &str)]) -> String {
     out
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "gpu"))]
 mod tests;
