@@ -27,12 +27,17 @@ pub struct RowSpec {
 impl RowSpec {
     /// The number of values in one row, when every size is known.
     pub fn width(&self) -> Option<usize> {
-        self.dims.iter().try_fold(1usize, |a, d| d.map(|d| a * d))
+        self.dims
+            .iter()
+            .try_fold(1usize, |a, d| d.map(|d| a.saturating_mul(d)))
     }
 
     /// The product of the known sizes.
     fn known_product(&self) -> usize {
-        self.dims.iter().flatten().product()
+        self.dims
+            .iter()
+            .flatten()
+            .fold(1usize, |a, &d| a.saturating_mul(d))
     }
 
     /// The shape written as Keras does, batch first: `(None, 8)`.
@@ -347,6 +352,16 @@ pub fn tensor_to_list(t: HostTensor, spec: &RowSpec, function: &str) -> Result<A
             Arc::new(FixedSizeListArray::try_new(item, w as i32, values, None).map_err(err)?)
         }
         None => {
+            if rows
+                .checked_mul(width)
+                .is_none_or(|n| n > i32::MAX as usize)
+            {
+                return Err(DataFusionError::Execution(format!(
+                    "{function}: output `{}` of shape {shape:?} holds more values than an \
+                     Arrow list column of one batch can (2^31 - 1): use a smaller batch size",
+                    spec.name
+                )));
+            }
             let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(width, rows));
             Arc::new(ListArray::try_new(item, offsets, values, None).map_err(err)?)
         }

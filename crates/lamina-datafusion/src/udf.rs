@@ -98,6 +98,20 @@ impl ModelUdf {
             .map(|(i, t)| row_spec(t, &format!("output_{i}")))
             .collect::<Result<Vec<_>>>()?;
         unique_names(&mut outputs);
+        if let Some(spec) = inputs
+            .iter()
+            .chain(&outputs)
+            .find(|s| s.width().is_some_and(|w| w > i32::MAX as usize))
+        {
+            return Err(lamina_graph::Error::Model {
+                detail: format!(
+                    "{name}: `{}` {} has more values per row than an Arrow list holds \
+                     (2^31 - 1)",
+                    spec.name,
+                    spec.keras_shape()
+                ),
+            });
+        }
         Ok(ModelUdf {
             name: name.to_string(),
             model,
@@ -331,22 +345,24 @@ impl ScalarUDFImpl for ModelUdf {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let arrays: Vec<ArrayRef> = arrays
+        let arrays = arrays
             .into_iter()
-            .map(|a| {
-                if a.len() == rows {
-                    a
-                } else {
-                    // A constant argument arrives as one value: repeat it for every row.
-                    datafusion::arrow::compute::take(
-                        &a,
-                        &datafusion::arrow::array::UInt32Array::from(vec![0u32; rows]),
-                        None,
-                    )
-                    .unwrap_or(a)
-                }
+            .zip(&args.arg_fields)
+            .map(|(a, field)| match a.len() {
+                n if n == rows => Ok(a),
+                // A constant argument arrives as one value: repeat it for every row.
+                1 => Ok(datafusion::arrow::compute::take(
+                    &a,
+                    &datafusion::arrow::array::UInt32Array::from(vec![0u32; rows]),
+                    None,
+                )?),
+                n => Err(DataFusionError::Execution(format!(
+                    "{}: column `{}` has {n} values for a batch of {rows} rows",
+                    self.name,
+                    field.name()
+                ))),
             })
-            .collect();
+            .collect::<DfResult<Vec<ArrayRef>>>()?;
         Ok(ColumnarValue::Array(self.evaluate(
             &arrays,
             &args.arg_fields,

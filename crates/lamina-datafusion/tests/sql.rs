@@ -351,3 +351,28 @@ async fn integer_inputs_take_int64_lists_and_refuse_values_past_int32() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_constant_argument_is_scored_once_per_row() {
+    let model = lambda_model();
+    let want = predict_rows(&model, &[1.0, 2.0, 3.0, 4.0], 4);
+    let want = want[0].as_f32().unwrap();
+    let ctx = SessionContext::new();
+    ctx.register_udf(model_udf("anti", &model).unwrap());
+    let batch = RecordBatch::try_from_iter(vec![("id", common::ids(3))]).unwrap();
+    ctx.register_batch("t", batch).unwrap();
+    let got = ctx
+        .sql("SELECT id, anti(make_array(1.0, 2.0, 3.0, 4.0)) AS p FROM t")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let got = rows_by_id(&got, "p");
+    assert_eq!(got.len(), 3);
+    for v in got.values() {
+        for (a, b) in v.iter().zip(want) {
+            assert!((a - b).abs() <= 1e-6, "{v:?} vs {want:?}");
+        }
+    }
+}
