@@ -24,12 +24,34 @@ static DECODED: LazyLock<Mutex<DecodedFunctions>> = LazyLock::new(|| Mutex::new(
 /// Model functions by name and model hash.
 type DecodedFunctions = HashMap<(String, [u8; 32]), Arc<ScalarUDF>>;
 
-/// The plan bytes of a model function, or `None` for any other function.
-fn encode_udf(node: &ScalarUDF) -> Option<Vec<u8>> {
+/// Writes a model function's plan bytes; any other function goes to `fallback`.
+fn encode_udf_or(
+    node: &ScalarUDF,
+    buf: &mut Vec<u8>,
+    fallback: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+) -> Result<()> {
     let inner: &dyn Any = node.inner().as_ref();
-    inner
-        .downcast_ref::<ModelUdf>()
-        .map(|udf| udf.source().encode())
+    match inner.downcast_ref::<ModelUdf>() {
+        Some(udf) => {
+            buf.extend_from_slice(&udf.source().encode());
+            Ok(())
+        }
+        None => fallback(buf),
+    }
+}
+
+/// Rebuilds a model function from plan bytes written by `encode_udf_or`; any other bytes go
+/// to `fallback`.
+fn decode_udf_or(
+    name: &str,
+    buf: &[u8],
+    fallback: impl FnOnce() -> Result<Arc<ScalarUDF>>,
+) -> Result<Arc<ScalarUDF>> {
+    if ModelSource::is_encoded(buf) {
+        decode_udf(name, buf)
+    } else {
+        fallback()
+    }
 }
 
 /// Rebuilds a model function from its plan bytes, once per process.
@@ -122,21 +144,11 @@ impl LogicalExtensionCodec for LaminaLogicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        if ModelSource::is_encoded(buf) {
-            decode_udf(name, buf)
-        } else {
-            self.inner.try_decode_udf(name, buf)
-        }
+        decode_udf_or(name, buf, || self.inner.try_decode_udf(name, buf))
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        match encode_udf(node) {
-            Some(bytes) => {
-                buf.extend_from_slice(&bytes);
-                Ok(())
-            }
-            None => self.inner.try_encode_udf(node, buf),
-        }
+        encode_udf_or(node, buf, |buf| self.inner.try_encode_udf(node, buf))
     }
 }
 
@@ -181,20 +193,10 @@ impl PhysicalExtensionCodec for LaminaPhysicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        if ModelSource::is_encoded(buf) {
-            decode_udf(name, buf)
-        } else {
-            self.inner.try_decode_udf(name, buf)
-        }
+        decode_udf_or(name, buf, || self.inner.try_decode_udf(name, buf))
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        match encode_udf(node) {
-            Some(bytes) => {
-                buf.extend_from_slice(&bytes);
-                Ok(())
-            }
-            None => self.inner.try_encode_udf(node, buf),
-        }
+        encode_udf_or(node, buf, |buf| self.inner.try_encode_udf(node, buf))
     }
 }

@@ -1,12 +1,14 @@
 //! Arrow columns to host tensors and back: one table row is one item of the model's batch.
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, FixedSizeListArray, Float32Array, Int32Array,
-    ListArray, StructArray, UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, FixedSizeListArray, Float32Array, GenericListArray,
+    Int32Array, ListArray, OffsetSizeTrait, StructArray, UInt32Array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
+use datafusion::arrow::datatypes::{
+    DataType, Field, FieldRef, Fields, Float32Type, Int32Type, UInt32Type,
+};
 use datafusion::common::{DataFusionError, Result};
 use lamina_graph::{DType, HostData, HostTensor};
 use std::sync::Arc;
@@ -137,6 +139,15 @@ fn first_null(a: &dyn Array) -> Option<usize> {
         .and_then(|n| (0..a.len()).find(|&i| n.is_null(i)))
 }
 
+/// A variable-length list column's values (those its rows cover) and each row's length.
+fn list_values<O: OffsetSizeTrait>(a: &GenericListArray<O>) -> (ArrayRef, Vec<usize>) {
+    let offsets: Vec<usize> = a.value_offsets().iter().map(|o| o.as_usize()).collect();
+    let start = offsets.first().copied().unwrap_or(0);
+    let end = offsets.last().copied().unwrap_or(0);
+    let lengths = offsets.windows(2).map(|w| w[1] - w[0]).collect();
+    (a.values().slice(start, end - start), lengths)
+}
+
 /// A list column as one host tensor of shape `[rows, ...row shape]`, its values cast to the
 /// input's dtype. Null rows, null values and rows of the wrong length are errors naming the row.
 pub fn list_to_tensor(array: &ArrayRef, spec: &RowSpec, origin: &Origin) -> Result<HostTensor> {
@@ -154,22 +165,8 @@ pub fn list_to_tensor(array: &ArrayRef, spec: &RowSpec, origin: &Origin) -> Resu
             let a = array.as_fixed_size_list();
             (a.values().clone(), vec![*n as usize; rows])
         }
-        DataType::List(_) => {
-            let a = array.as_list::<i32>();
-            let offsets: Vec<usize> = a.value_offsets().iter().map(|&o| o as usize).collect();
-            let start = offsets.first().copied().unwrap_or(0);
-            let end = offsets.last().copied().unwrap_or(0);
-            let lengths = offsets.windows(2).map(|w| w[1] - w[0]).collect();
-            (a.values().slice(start, end - start), lengths)
-        }
-        DataType::LargeList(_) => {
-            let a = array.as_list::<i64>();
-            let offsets: Vec<usize> = a.value_offsets().iter().map(|&o| o as usize).collect();
-            let start = offsets.first().copied().unwrap_or(0);
-            let end = offsets.last().copied().unwrap_or(0);
-            let lengths = offsets.windows(2).map(|w| w[1] - w[0]).collect();
-            (a.values().slice(start, end - start), lengths)
-        }
+        DataType::List(_) => list_values(array.as_list::<i32>()),
+        DataType::LargeList(_) => list_values(array.as_list::<i64>()),
         t if is_number(t) && spec.width() == Some(1) => (array.clone(), vec![1; rows]),
         other => {
             return Err(origin.err(format!(
@@ -317,8 +314,6 @@ fn values_to_host(values: &ArrayRef, dtype: DType, origin: &Origin) -> Result<Ho
         DType::Bool => HostData::Bool(cast.as_boolean().iter().map(|b| b == Some(true)).collect()),
     })
 }
-
-use datafusion::arrow::datatypes::{Float32Type, Int32Type, UInt32Type};
 
 /// A model output of shape `[rows, ...]` as a list column, one row per batch item.
 pub fn tensor_to_list(t: HostTensor, spec: &RowSpec, function: &str) -> Result<ArrayRef> {

@@ -4,13 +4,11 @@
 mod common;
 
 use common::*;
-use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch};
-use datafusion::arrow::datatypes::Float32Type;
+use datafusion::arrow::array::Int64Array;
 use datafusion::prelude::*;
 use lamina_datafusion::cluster::remote_context;
 use lamina_datafusion::model_udf;
 use lamina_datafusion::score::{ScoreOptions, score};
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -127,48 +125,6 @@ fn table(dir: &std::path::Path, files: usize, rows: usize) -> Vec<f32> {
     data
 }
 
-fn predictions(batches: &[RecordBatch], column: &str) -> HashMap<i64, Vec<f32>> {
-    let mut out = HashMap::new();
-    for b in batches {
-        let ids = b
-            .column_by_name("id")
-            .unwrap()
-            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
-        let p = b.column_by_name(column).unwrap().as_fixed_size_list();
-        for i in 0..b.num_rows() {
-            let v = p.value(i);
-            out.insert(
-                ids.value(i),
-                v.as_primitive::<Float32Type>().values().to_vec(),
-            );
-        }
-    }
-    out
-}
-
-fn read_parquet(path: &std::path::Path) -> Vec<RecordBatch> {
-    let file = std::fs::File::open(path).unwrap();
-    datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-        .collect()
-}
-
-fn assert_close(got: &HashMap<i64, Vec<f32>>, want: &[f32], width: usize, rows: usize) {
-    assert_eq!(got.len(), rows, "one prediction per row");
-    for (id, v) in got {
-        let w = &want[*id as usize * width..(*id as usize + 1) * width];
-        for (a, b) in v.iter().zip(w) {
-            assert!(
-                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
-                "row {id}: {v:?} vs {w:?}"
-            );
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_on_two_executors_equals_the_local_result_and_survives_losing_one() {
     let work = temp_dir("cluster");
@@ -196,7 +152,7 @@ async fn a_query_on_two_executors_equals_the_local_result_and_survives_losing_on
         .collect()
         .await
         .unwrap();
-    assert_close(&predictions(&batches, "p"), want, 3, rows);
+    assert_rows_match(&rows_by_id(&batches, "p"), want, 3, rows);
 
     // `score` against the cluster, with one executor killed while it runs: Ballista reruns
     // the lost tasks on the other, or the run fails with an error; either way no partial
@@ -231,8 +187,8 @@ async fn a_query_on_two_executors_equals_the_local_result_and_survives_losing_on
                 report.seconds
             );
             assert_eq!(report.rows, rows as u64);
-            assert_close(
-                &predictions(&read_parquet(&out), "prediction"),
+            assert_rows_match(
+                &rows_by_id(&read_parquet(&out), "prediction"),
                 want,
                 3,
                 rows,

@@ -4,19 +4,9 @@
 mod common;
 
 use common::*;
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{Float32Type, Int64Type};
 use lamina_datafusion::score::{ScoreOptions, score};
-
-fn read_parquet(path: &std::path::Path) -> Vec<RecordBatch> {
-    let file = std::fs::File::open(path).unwrap();
-    datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn score_writes_predictions_beside_the_other_columns() {

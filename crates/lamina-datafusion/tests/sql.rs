@@ -4,49 +4,12 @@
 mod common;
 
 use common::*;
-use datafusion::arrow::array::{
-    Array, AsArray, Float32Array, Int64Array, RecordBatch, StructArray,
-};
+use datafusion::arrow::array::{Array, AsArray, Float32Array, RecordBatch, StructArray};
 use datafusion::arrow::datatypes::Float32Type;
 use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::prelude::*;
 use lamina_datafusion::{model_udf, model_udf_from_file};
 use std::collections::HashMap;
-
-/// The rows of `batches` as id → values of the list column `column`.
-fn rows_by_id(batches: &[RecordBatch], column: &str) -> HashMap<i64, Vec<f32>> {
-    let mut out = HashMap::new();
-    for b in batches {
-        let ids = b
-            .column_by_name("id")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        let list = b.column_by_name(column).unwrap().as_fixed_size_list();
-        for i in 0..b.num_rows() {
-            let v = list.value(i);
-            let v = v.as_primitive::<Float32Type>().values().to_vec();
-            out.insert(ids.value(i), v);
-        }
-    }
-    out
-}
-
-fn assert_rows_match(got: &HashMap<i64, Vec<f32>>, want: &[f32], width: usize, rows: usize) {
-    assert_eq!(got.len(), rows, "one prediction per row");
-    for (id, v) in got {
-        let i = *id as usize;
-        let w = &want[i * width..(i + 1) * width];
-        for (a, b) in v.iter().zip(w) {
-            assert!(
-                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
-                "row {id}: {v:?} against predict's {w:?}"
-            );
-        }
-        assert_eq!(v.len(), width);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_over_100000_rows_in_several_partitions_equals_predict() {
@@ -214,14 +177,7 @@ async fn nulls_and_wrong_lengths_are_errors_naming_the_column_and_row() {
         ]);
     let batch = RecordBatch::try_from_iter(vec![("x", std::sync::Arc::new(lists) as _)]).unwrap();
     ctx.register_batch("nulls", batch).unwrap();
-    let err = ctx
-        .sql("SELECT anti(x) FROM nulls")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = query_error(&ctx, "SELECT anti(x) FROM nulls").await;
     assert!(err.contains("anti: column `x`: row 2 is null"), "{err}");
 
     // A row of the wrong length.
@@ -232,14 +188,7 @@ async fn nulls_and_wrong_lengths_are_errors_naming_the_column_and_row() {
         ]);
     let batch = RecordBatch::try_from_iter(vec![("x", std::sync::Arc::new(lists) as _)]).unwrap();
     ctx.register_batch("short", batch).unwrap();
-    let err = ctx
-        .sql("SELECT anti(x) FROM short")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = query_error(&ctx, "SELECT anti(x) FROM short").await;
     assert!(
         err.contains("column `x`: row 1 holds 3 values") && err.contains("takes 4"),
         "{err}"
@@ -251,24 +200,14 @@ async fn nulls_and_wrong_lengths_are_errors_naming_the_column_and_row() {
     );
     let batch = RecordBatch::try_from_iter(vec![("x", std::sync::Arc::new(lists) as _)]).unwrap();
     ctx.register_batch("holes", batch).unwrap();
-    let err = ctx
-        .sql("SELECT anti(x) FROM holes")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = query_error(&ctx, "SELECT anti(x) FROM holes").await;
     assert!(err.contains("row 0 holds a null value (item 1)"), "{err}");
 
     // A fixed-size list of the wrong size is refused when the query is planned.
     let batch =
         RecordBatch::try_from_iter(vec![("x", fixed_list(&[1.0, 2.0, 3.0, 4.0, 5.0], 5))]).unwrap();
     ctx.register_batch("wide", batch).unwrap();
-    let err = match ctx.sql("SELECT anti(x) FROM wide").await {
-        Ok(df) => df.collect().await.unwrap_err().to_string(),
-        Err(e) => e.to_string(),
-    };
+    let err = query_error(&ctx, "SELECT anti(x) FROM wide").await;
     assert!(
         err.contains("column `x` holds lists of 5 values") && err.contains("takes 4 per row"),
         "{err}"
@@ -281,10 +220,7 @@ async fn nulls_and_wrong_lengths_are_errors_naming_the_column_and_row() {
     )])
     .unwrap();
     ctx.register_batch("text", batch).unwrap();
-    let err = match ctx.sql("SELECT anti(s, s) FROM text").await {
-        Ok(df) => df.collect().await.unwrap_err().to_string(),
-        Err(e) => e.to_string(),
-    };
+    let err = query_error(&ctx, "SELECT anti(s, s) FROM text").await;
     assert!(err.contains("2 argument(s) given"), "{err}");
 }
 
@@ -338,14 +274,7 @@ async fn integer_inputs_take_int64_lists_and_refuse_values_past_int32() {
     let batch =
         RecordBatch::try_from_iter(vec![("tokens", std::sync::Arc::new(lists) as _)]).unwrap();
     ctx.register_batch("big", batch).unwrap();
-    let err = ctx
-        .sql("SELECT embed(tokens) FROM big")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = query_error(&ctx, "SELECT embed(tokens) FROM big").await;
     assert!(
         err.contains("column `tokens`") && err.contains("do not convert to int32"),
         "{err}"

@@ -63,34 +63,7 @@ enum Command {
     /// Score a Parquet table with a model through DataFusion (on this machine, or a Ballista
     /// cluster with --scheduler) and write the predictions beside the other columns, as a
     /// Parquet file written atomically. Needs a lamina built with `--features datafusion`.
-    Score {
-        /// The model file (`.lamina`, `.keras` or legacy `.h5`).
-        model: PathBuf,
-        /// A Parquet file or a folder of Parquet files.
-        #[arg(long)]
-        input: PathBuf,
-        /// A feature column (repeatable): one list column per model input, or one number
-        /// column per feature of a flat input.
-        #[arg(long = "column", default_value = "features")]
-        columns: Vec<String>,
-        /// The Parquet file to write.
-        #[arg(short, long)]
-        output: PathBuf,
-        /// A query over the table `input` calling the model as `score(...)`, in place of
-        /// `SELECT <other columns>, score(<columns>) AS prediction FROM input`.
-        #[arg(long)]
-        sql: Option<String>,
-        /// A Ballista scheduler (`host:port`) to run the query on; every executor must read
-        /// the input at the same path.
-        #[arg(long)]
-        scheduler: Option<String>,
-        /// Rows per batch, and so per predict call (default 8192).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
-        batch_size: Option<u64>,
-        /// Which backend runs the model on this machine (default: `LAMINA_BACKEND`, else auto).
-        #[arg(long, value_parser = ["cpu", "gpu", "auto"])]
-        backend: Option<String>,
-    },
+    Score(ScoreArgs),
     /// Run the benchmark workloads of BENCH.md and print their medians.
     Bench {
         /// A model file to time instead of the workloads (`.lamina`, `.keras` or legacy
@@ -210,31 +183,7 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Score {
-            model,
-            input,
-            columns,
-            output,
-            sql,
-            scheduler,
-            batch_size,
-            backend,
-        } => {
-            let backend = backend
-                .map(|b| b.parse::<BackendKind>())
-                .transpose()
-                .map_err(|e| e.to_string())?;
-            score(ScoreArgs {
-                model,
-                input,
-                columns,
-                output,
-                sql,
-                scheduler,
-                batch_size: batch_size.map(|b| b as usize),
-                backend,
-            })
-        }
+        Command::Score(args) => score(args),
         Command::Bench {
             model,
             batch,
@@ -336,16 +285,35 @@ fn load_model(path: &std::path::Path) -> Result<Model, String> {
 }
 
 /// The arguments of `lamina score`.
+#[derive(clap::Args)]
 #[cfg_attr(not(feature = "datafusion"), allow(dead_code))]
 struct ScoreArgs {
+    /// The model file (`.lamina`, `.keras` or legacy `.h5`).
     model: PathBuf,
+    /// A Parquet file or a folder of Parquet files.
+    #[arg(long)]
     input: PathBuf,
+    /// A feature column (repeatable): one list column per model input, or one number
+    /// column per feature of a flat input.
+    #[arg(long = "column", default_value = "features")]
     columns: Vec<String>,
+    /// The Parquet file to write.
+    #[arg(short, long)]
     output: PathBuf,
+    /// A query over the table `input` calling the model as `score(...)`, in place of
+    /// `SELECT <other columns>, score(<columns>) AS prediction FROM input`.
+    #[arg(long)]
     sql: Option<String>,
+    /// A Ballista scheduler (`host:port`) to run the query on; every executor must read
+    /// the input at the same path.
+    #[arg(long)]
     scheduler: Option<String>,
-    batch_size: Option<usize>,
-    backend: Option<BackendKind>,
+    /// Rows per batch, and so per predict call (default 8192).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    batch_size: Option<u64>,
+    /// Which backend runs the model on this machine (default: `LAMINA_BACKEND`, else auto).
+    #[arg(long, value_parser = ["cpu", "gpu", "auto"])]
+    backend: Option<String>,
 }
 
 #[cfg(feature = "datafusion")]
@@ -355,8 +323,12 @@ fn score(args: ScoreArgs) -> Result<(), String> {
     options.columns = args.columns;
     options.sql = args.sql;
     options.scheduler = args.scheduler;
-    options.batch_size = args.batch_size;
-    options.backend = args.backend;
+    options.batch_size = args.batch_size.map(|b| b as usize);
+    options.backend = args
+        .backend
+        .map(|b| b.parse::<lamina::BackendKind>())
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let report = runtime
         .block_on(lamina_datafusion::score::score(&options))

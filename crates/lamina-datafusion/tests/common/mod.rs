@@ -3,13 +3,16 @@
 #![allow(dead_code)]
 
 use datafusion::arrow::array::{
-    ArrayRef, FixedSizeListArray, Float32Array, Float64Array, Int64Array, ListArray, RecordBatch,
+    ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array, ListArray,
+    RecordBatch,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Int64Type, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::prelude::SessionContext;
 use lamina::prelude::*;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -134,4 +137,57 @@ pub fn two_heads() -> Model {
 pub fn predict_rows(model: &Model, data: &[f32], width: usize) -> Vec<HostTensor> {
     let x = HostTensor::new(&[data.len() / width, width], data.to_vec()).unwrap();
     model.predict(&x).unwrap()
+}
+
+/// A Parquet file's batches.
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(path).unwrap();
+    datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+/// The rows of `batches` as id (the Int64 column `id`) → values of the list column `column`.
+pub fn rows_by_id(batches: &[RecordBatch], column: &str) -> HashMap<i64, Vec<f32>> {
+    let mut out = HashMap::new();
+    for b in batches {
+        let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+        let list = b.column_by_name(column).unwrap().as_fixed_size_list();
+        for i in 0..b.num_rows() {
+            let v = list.value(i);
+            out.insert(
+                ids.value(i),
+                v.as_primitive::<Float32Type>().values().to_vec(),
+            );
+        }
+    }
+    out
+}
+
+/// Each row's values equal `predict`'s row of the same id (`want`, `width` per row), within
+/// 1e-5 relative.
+pub fn assert_rows_match(got: &HashMap<i64, Vec<f32>>, want: &[f32], width: usize, rows: usize) {
+    assert_eq!(got.len(), rows, "one prediction per row");
+    for (id, v) in got {
+        let i = *id as usize;
+        let w = &want[i * width..(i + 1) * width];
+        assert_eq!(v.len(), width);
+        for (a, b) in v.iter().zip(w) {
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "row {id}: {v:?} against predict's {w:?}"
+            );
+        }
+    }
+}
+
+/// The error a query gives, whether it is refused when planned or fails when run.
+pub async fn query_error(ctx: &SessionContext, sql: &str) -> String {
+    match ctx.sql(sql).await {
+        Ok(df) => df.collect().await.expect_err(sql).to_string(),
+        Err(e) => e.to_string(),
+    }
 }
