@@ -101,22 +101,10 @@ async fn a_lambda_model_takes_packed_number_columns_or_a_pandas_style_list() {
     ctx.register_parquet("t", path.to_str().unwrap(), ParquetReadOptions::default())
         .await
         .unwrap();
-    let packed = ctx
-        .sql("SELECT id, anti(a, b, c, d) AS p FROM t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let packed = query(&ctx, "SELECT id, anti(a, b, c, d) AS p FROM t").await;
     assert_rows_match(&rows_by_id(&packed, "p"), want, 2, rows);
     // A List<Float64> column: cast to float32 per value, which is how predict saw them.
-    let listed = ctx
-        .sql("SELECT id, anti(features) AS p FROM t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let listed = query(&ctx, "SELECT id, anti(features) AS p FROM t").await;
     assert_rows_match(&rows_by_id(&listed, "p"), want, 2, rows);
 }
 
@@ -132,13 +120,7 @@ async fn several_outputs_come_back_as_a_struct_named_by_the_output_layers() {
         RecordBatch::try_from_iter(vec![("id", ids(rows)), ("features", fixed_list(&data, 8))])
             .unwrap();
     ctx.register_batch("t", batch).unwrap();
-    let batches = ctx
-        .sql("SELECT id, heads(features) AS p FROM t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let batches = query(&ctx, "SELECT id, heads(features) AS p FROM t").await;
     let mut classes = HashMap::new();
     let mut value = HashMap::new();
     for b in &batches {
@@ -256,13 +238,7 @@ async fn integer_inputs_take_int64_lists_and_refuse_values_past_int32() {
     ])
     .unwrap();
     ctx.register_batch("t", batch).unwrap();
-    let got = ctx
-        .sql("SELECT id, embed(tokens) AS p FROM t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let got = query(&ctx, "SELECT id, embed(tokens) AS p FROM t").await;
     let got = rows_by_id(&got, "p");
     assert_rows_match(&got, want[0].as_f32().unwrap(), 6, 2);
 
@@ -290,13 +266,11 @@ async fn a_constant_argument_is_scored_once_per_row() {
     ctx.register_udf(model_udf("anti", &model).unwrap());
     let batch = RecordBatch::try_from_iter(vec![("id", common::ids(3))]).unwrap();
     ctx.register_batch("t", batch).unwrap();
-    let got = ctx
-        .sql("SELECT id, anti(make_array(1.0, 2.0, 3.0, 4.0)) AS p FROM t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let got = query(
+        &ctx,
+        "SELECT id, anti(make_array(1.0, 2.0, 3.0, 4.0)) AS p FROM t",
+    )
+    .await;
     let got = rows_by_id(&got, "p");
     assert_eq!(got.len(), 3);
     for v in got.values() {

@@ -184,6 +184,11 @@ pub fn assert_rows_match(got: &HashMap<i64, Vec<f32>>, want: &[f32], width: usiz
     }
 }
 
+/// A query's batches.
+pub async fn query(ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
+    ctx.sql(sql).await.expect(sql).collect().await.expect(sql)
+}
+
 /// The error a query gives, whether it is refused when planned or fails when run.
 pub async fn query_error(ctx: &SessionContext, sql: &str) -> String {
     match ctx.sql(sql).await {
