@@ -24,19 +24,9 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Deterministic values in [-1, 1): a 64-bit LCG.
-pub fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+/// Deterministic values in [-2, 2) from a seed (the benchmarks' generator).
+pub fn values(n: usize, seed: u32) -> Vec<f32> {
+    lamina::bench::seeded(n, seed)
 }
 
 /// `features` as a fixed-size list column of `width` float32 values per row.
