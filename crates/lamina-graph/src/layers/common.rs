@@ -185,14 +185,18 @@ fn stored_weight(layer: &str, name: &str, shape: &[usize]) -> Result<Option<Host
 }
 
 /// Implements the `Layer` methods that are the same for every layer type: `id`, `name`,
-/// `kind`, `handle` and `as_any`, for a `Clone` struct with `id` and `name` fields.
+/// `kind`, `handle` and `as_any`, for a `Clone` struct with `id` and `name` fields (or, with
+/// `@in [inner]`, with those fields in `self.inner`).
 macro_rules! layer_identity {
     ($kind:literal) => {
+        crate::layers::common::layer_identity!(@in [] $kind);
+    };
+    (@in [$($field:ident)*] $kind:literal) => {
         fn id(&self) -> u64 {
-            self.id
+            self.$($field.)*id
         }
         fn name(&self) -> String {
-            self.name.clone()
+            self.$($field.)*name.clone()
         }
         fn kind(&self) -> &'static str {
             $kind
@@ -211,21 +215,7 @@ pub(crate) use layer_identity;
 /// and `weights: Weights` (a layer with weights made on its first call): also `variables`.
 macro_rules! weighted_layer_identity {
     ($kind:literal) => {
-        fn id(&self) -> u64 {
-            self.inner.id
-        }
-        fn name(&self) -> String {
-            self.inner.name.clone()
-        }
-        fn kind(&self) -> &'static str {
-            $kind
-        }
-        fn handle(&self) -> crate::layer::LayerRef {
-            std::sync::Arc::new(self.clone())
-        }
-        fn as_any(&self) -> &dyn std::any::Any {
-            self
-        }
+        crate::layers::common::layer_identity!(@in [inner] $kind);
         fn variables(&self) -> Vec<std::sync::Arc<crate::variable::Variable>> {
             self.inner.weights.list()
         }
