@@ -33,29 +33,12 @@ pub use predict::{ModelInputs, Predict};
 pub mod prelude {
     pub use crate::Predict;
     pub use lamina_backend::{BackendKind, MemoryBudget, Session};
-    pub use lamina_graph::KerasBindings;
+    /// Every layer and its configuration type (`Dense`, `DenseConfig`, `Configurable`).
+    pub use lamina_graph::layers::*;
     pub use lamina_graph::{
-        Activation, ActivationLayer, Add, Average, Axes, Concatenate, DType, DataFormat, Dense,
-        Dim, Dropout, Embedding, Error, Flatten, GlobalAveragePooling1D, GlobalMaxPooling1D,
-        HostTensor, Input, Lambda, LambdaScope, Layer, LayerNormalization, Masking, Maximum,
-        Minimum, Model, Multiply, Rescaling, Reshape, Result, Sequential, Shape, SliceArg, Softmax,
-        Subtract, Tensor, s,
+        Axes, DType, Dim, Error, HostTensor, KerasBindings, Layer, Model, Result, Sequential,
+        Shape, SliceArg, Size, Tensor, s,
     };
-    pub use lamina_graph::{AdditiveAttention, Attention, ScoreMode};
-    pub use lamina_graph::{
-        AveragePooling1D, AveragePooling2D, BatchNormalization, Conv1D, Conv1DTranspose, Conv2D,
-        Conv2DTranspose, DepthwiseConv2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling1D,
-        MaxPooling2D, Padding, SeparableConv1D, SeparableConv2D,
-    };
-    pub use lamina_graph::{Bidirectional, GRU, LSTM, MergeMode, SimpleRNN};
-    pub use lamina_graph::{
-        CenterCrop, LayerScale, Normalization, ResizeMethod, Resizing, StochasticDepth,
-    };
-    pub use lamina_graph::{
-        Cropping1D, Cropping2D, Dot, ELU, Interpolation, LeakyReLU, PReLU, Permute, ReLU,
-        RepeatVector, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
-    };
-    pub use lamina_graph::{MultiHeadAttention, Size};
 }
 
 /// The README's examples, compiled and run as doctests.

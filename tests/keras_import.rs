@@ -773,13 +773,11 @@ fn unsupported_attention_and_wrapper_arguments_are_named() {
     let model = Model::from_keras_archive(&archive, &bindings(), &path).unwrap();
     check_against_keras(&model, "time_distributed_dot");
     let mha = model.get_layer("multi_head_attention").unwrap();
-    let config = mha
-        .as_any()
-        .downcast_ref::<MultiHeadAttention>()
-        .unwrap()
-        .config();
+    let config = lamina::layers::Configurable::config(
+        mha.as_any().downcast_ref::<MultiHeadAttention>().unwrap(),
+    );
     assert!(
-        config.7 && config.8,
+        config.use_causal_mask && config.return_attention_scores,
         "use_causal_mask and return_attention_scores"
     );
     // Dot's axes must be integers.

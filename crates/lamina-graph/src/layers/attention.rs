@@ -3,6 +3,7 @@
 
 use super::common::{Weights, layer_identity};
 use super::init::uniform;
+use super::registry::{ConfigContext, Configurable};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
@@ -11,7 +12,36 @@ use crate::ops::Size;
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// The configuration of a `MultiHeadAttention`; its weights are `query/kernel`, `query/bias`,
+/// `key/...`, `value/...`, `attention_output/...` (biases when `use_bias`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiHeadAttentionConfig {
+    /// The layer's name.
+    pub name: String,
+    /// Number of heads.
+    pub num_heads: usize,
+    /// Size of each query and key head.
+    pub key_dim: usize,
+    /// Size of each value head (`key_dim` when absent).
+    pub value_dim: Option<usize>,
+    /// Dropout rate (nothing at inference).
+    #[serde(deserialize_with = "super::registry::finite_f32")]
+    pub dropout: f32,
+    /// Whether the projections have biases.
+    pub use_bias: bool,
+    /// The per-position output shape (the query's width when absent).
+    pub output_shape: Option<Vec<usize>>,
+    /// The attention axes (all middle axes when absent).
+    pub attention_axes: Option<Vec<i64>>,
+    /// Keras's call argument `use_causal_mask`.
+    pub use_causal_mask: bool,
+    /// Keras's call argument `return_attention_scores`.
+    pub return_attention_scores: bool,
+}
 
 /// Keras's `MultiHeadAttention(num_heads, key_dim, value_dim, dropout, use_bias, output_shape,
 /// attention_axes)`, for inference (dropout does nothing).
@@ -167,37 +197,33 @@ impl MultiHeadAttention {
         MultiHeadAttention { seed, ..self }
     }
 
-    /// The configuration: (num_heads, key_dim, value_dim, dropout, use_bias, output_shape,
-    /// attention_axes, use_causal_mask, return_attention_scores).
-    #[allow(clippy::type_complexity)]
-    pub fn config(
-        &self,
-    ) -> (
-        usize,
-        usize,
-        Option<usize>,
-        f32,
-        bool,
-        Option<Vec<usize>>,
-        Option<Vec<isize>>,
-        bool,
-        bool,
-    ) {
-        (
-            self.num_heads,
-            self.key_dim,
-            self.value_dim,
-            self.dropout,
-            self.use_bias,
-            self.output_shape.clone(),
-            self.attention_axes.clone(),
-            self.use_causal_mask,
-            self.return_attention_scores,
-        )
+    /// Checks what the configuration alone decides: at least one head of at least one value
+    /// each way, a dropout rate in [0, 1), and an output shape of sizes of at least 1.
+    fn check_config(&self) -> Result<()> {
+        let (h, kd) = (self.num_heads, self.key_dim);
+        let vd = self.value_dim.unwrap_or(kd);
+        if h == 0 || kd == 0 || vd == 0 {
+            return Err(self.bad(format!(
+                "num_heads ({h}), key_dim ({kd}) and value_dim ({vd}) must be at least 1"
+            )));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(self.bad(format!("dropout {} is not in [0, 1)", self.dropout)));
+        }
+        if let Some(o) = &self.output_shape {
+            if o.is_empty() || o.contains(&0) {
+                return Err(self.bad(format!(
+                    "output_shape {o:?} must be non-empty sizes of at least 1"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn bad(&self, detail: String) -> Error {
-        Error::Model { detail }
+        Error::Model {
+            detail: format!("MultiHeadAttention '{}': {detail}", self.name),
+        }
     }
 
     fn shape_error(&self, shapes: &[&Tensor], detail: impl Into<String>) -> Error {
@@ -331,6 +357,63 @@ impl MultiHeadAttention {
     }
 }
 
+impl Configurable for MultiHeadAttention {
+    const CLASS: &'static str = "MultiHeadAttention";
+    type Config = MultiHeadAttentionConfig;
+
+    fn config(&self) -> MultiHeadAttentionConfig {
+        MultiHeadAttentionConfig {
+            name: self.name.clone(),
+            num_heads: self.num_heads,
+            key_dim: self.key_dim,
+            value_dim: self.value_dim,
+            dropout: self.dropout,
+            use_bias: self.use_bias,
+            output_shape: self.output_shape.clone(),
+            attention_axes: self
+                .attention_axes
+                .as_ref()
+                .map(|a| a.iter().map(|&x| x as i64).collect()),
+            use_causal_mask: self.use_causal_mask,
+            return_attention_scores: self.return_attention_scores,
+        }
+    }
+
+    fn from_config(
+        config: MultiHeadAttentionConfig,
+        _context: &ConfigContext,
+    ) -> Result<MultiHeadAttention> {
+        let mut layer = MultiHeadAttention::new(config.num_heads, config.key_dim)
+            .dropout(config.dropout)
+            .use_bias(config.use_bias)
+            .use_causal_mask(config.use_causal_mask)
+            .return_attention_scores(config.return_attention_scores);
+        if let Some(v) = config.value_dim {
+            layer = layer.value_dim(v);
+        }
+        if let Some(o) = &config.output_shape {
+            layer = layer.output_shape(o);
+        }
+        if let Some(axes) = &config.attention_axes {
+            let axes = axes
+                .iter()
+                .map(|&a| {
+                    isize::try_from(a).map_err(|_| Error::Model {
+                        detail: format!(
+                            "MultiHeadAttention '{}': axis {a} is out of range",
+                            config.name
+                        ),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            layer = layer.attention_axes(&axes);
+        }
+        let layer = layer.name(&config.name);
+        layer.check_config()?;
+        Ok(layer)
+    }
+}
+
 fn known_last(x: &Tensor) -> Option<usize> {
     x.shape().dims().last().and_then(|d| d.known())
 }
@@ -418,16 +501,9 @@ impl Layer for MultiHeadAttention {
                 });
             }
         };
+        self.check_config()?;
         let (h, kd) = (self.num_heads, self.key_dim);
         let vd = self.value_dim.unwrap_or(kd);
-        if h == 0 || kd == 0 || vd == 0 {
-            return Err(self.bad(format!(
-                "num_heads ({h}), key_dim ({kd}) and value_dim ({vd}) must be at least 1"
-            )));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(self.bad(format!("dropout {} is not in [0, 1)", self.dropout)));
-        }
         let r = query.rank();
         if r < 3 {
             return Err(self.shape_error(
@@ -493,7 +569,7 @@ impl Layer for MultiHeadAttention {
         };
         let batch_like: Vec<usize> = (1..r - 1).filter(|a| !axes.contains(a)).collect();
         let out_dims: Vec<usize> = self.output_shape.clone().unwrap_or(vec![dq]);
-        if out_dims.is_empty() || out_dims.contains(&0) {
+        if out_dims.contains(&0) {
             return Err(self.bad(format!(
                 "output_shape {out_dims:?} must be non-empty sizes of at least 1"
             )));
@@ -561,7 +637,7 @@ impl Layer for MultiHeadAttention {
         let (wv, bv) = (next(false), next(true));
         let (wo, bo) = (next(false), next(true));
         let (Some(wq), Some(wk), Some(wv), Some(wo)) = (wq, wk, wv, wo) else {
-            return Err(self.bad("MultiHeadAttention made too few weights".into()));
+            return Err(self.bad("made too few weights".into()));
         };
 
         // Masks, combined as Keras 3's `_compute_attention_mask` combines them (NumPy
@@ -692,5 +768,69 @@ impl Layer for MultiHeadAttention {
 
     fn variables(&self) -> Vec<Arc<Variable>> {
         self.weights.list()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_round_trip_and_bad_ones_are_refused() -> Result<()> {
+        let context = ConfigContext::default();
+        let layer = MultiHeadAttention::new(2, 4)
+            .value_dim(3)
+            .dropout(0.1)
+            .use_bias(false)
+            .output_shape(&[2, 5])
+            .attention_axes(&[1, -2])
+            .use_causal_mask(true)
+            .return_attention_scores(true)
+            .name("mha");
+        let config = layer.config();
+        assert_eq!(config.attention_axes, Some(vec![1, -2]));
+        let back = MultiHeadAttention::from_config(config.clone(), &context)?;
+        assert_eq!(back.config(), config);
+        let plain = MultiHeadAttention::new(1, 8).name("plain").config();
+        assert_eq!(
+            MultiHeadAttention::from_config(plain.clone(), &context)?.config(),
+            plain
+        );
+        let json = serde_json::to_value(&plain).map_err(|e| Error::Model {
+            detail: e.to_string(),
+        })?;
+        assert_eq!(
+            json,
+            serde_json::json!({"name": "plain", "num_heads": 1, "key_dim": 8, "value_dim": null,
+                "dropout": 0.0, "use_bias": true, "output_shape": null, "attention_axes": null,
+                "use_causal_mask": false, "return_attention_scores": false})
+        );
+
+        let bad = [
+            MultiHeadAttentionConfig {
+                num_heads: 0,
+                ..plain.clone()
+            },
+            MultiHeadAttentionConfig {
+                value_dim: Some(0),
+                ..plain.clone()
+            },
+            MultiHeadAttentionConfig {
+                dropout: 1.5,
+                ..plain.clone()
+            },
+            MultiHeadAttentionConfig {
+                output_shape: Some(vec![]),
+                ..plain.clone()
+            },
+        ];
+        for config in bad {
+            let e = MultiHeadAttention::from_config(config, &context)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("'plain'"), "{e}");
+        }
+        Ok(())
     }
 }

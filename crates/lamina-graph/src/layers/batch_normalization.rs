@@ -3,17 +3,38 @@
 //! that convolution: its kernel scaled and its bias shifted per output channel, so the product
 //! itself computes the normalised values and no pass over the output remains.
 
-use super::common::{Weights, layer_identity, one_input};
+use super::common::{Weights, one_input};
+use super::registry::{ConfigContext, Configurable};
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use crate::infer::normalize_axis;
-use crate::layer::{Layer, unique_name};
+use crate::layer::{Layer, LayerRef, unique_name};
 use crate::op::Op;
-use crate::saving::format::{BatchNormRecord, LayerRecord};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// The configuration of a `BatchNormalization`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchNormalizationConfig {
+    /// The layer's name.
+    pub name: String,
+    /// The channel axis (negative counts from the end).
+    pub axis: i64,
+    /// The moving average's momentum (unused at inference).
+    #[serde(deserialize_with = "super::registry::finite_f32")]
+    pub momentum: f32,
+    /// Added to the variance.
+    #[serde(deserialize_with = "super::registry::finite_f32")]
+    pub epsilon: f32,
+    /// Whether there is a `beta`.
+    pub center: bool,
+    /// Whether there is a `gamma`.
+    pub scale: bool,
+}
 
 /// Keras's `BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3, center=True,
 /// scale=True)` in inference mode. Weights, in Keras's order: `gamma` (ones, when `scale`),
@@ -22,12 +43,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct BatchNormalization {
     id: u64,
-    name: String,
-    axis: isize,
-    momentum: f32,
-    epsilon: f32,
-    center: bool,
-    scale: bool,
+    config: BatchNormalizationConfig,
     weights: Arc<Weights>,
 }
 
@@ -36,17 +52,21 @@ impl BatchNormalization {
     pub fn new() -> BatchNormalization {
         BatchNormalization {
             id: next_id(),
-            name: unique_name("batch_normalization"),
-            axis: -1,
-            momentum: 0.99,
-            epsilon: 1e-3,
-            center: true,
-            scale: true,
+            config: BatchNormalizationConfig {
+                name: unique_name("batch_normalization"),
+                axis: -1,
+                momentum: 0.99,
+                epsilon: 1e-3,
+                center: true,
+                scale: true,
+            },
             weights: Arc::default(),
         }
     }
 
-    fn fresh(mut self) -> BatchNormalization {
+    /// The layer with its configuration changed by `f`, with new weights.
+    fn with(mut self, f: impl FnOnce(&mut BatchNormalizationConfig)) -> BatchNormalization {
+        f(&mut self.config);
         self.id = next_id();
         self.weights = Arc::default();
         self
@@ -54,60 +74,60 @@ impl BatchNormalization {
 
     /// The channel axis (negative counts from the end; default -1).
     pub fn axis(self, axis: isize) -> BatchNormalization {
-        BatchNormalization { axis, ..self }.fresh()
+        self.with(|c| c.axis = axis as i64)
     }
 
     /// The small value added to the variance (default 1e-3).
     pub fn epsilon(self, epsilon: f32) -> BatchNormalization {
-        BatchNormalization { epsilon, ..self }.fresh()
+        self.with(|c| c.epsilon = epsilon)
     }
 
     /// The moving average's momentum (kept for Keras compatibility; unused at inference).
     pub fn momentum(self, momentum: f32) -> BatchNormalization {
-        BatchNormalization { momentum, ..self }.fresh()
+        self.with(|c| c.momentum = momentum)
     }
 
     /// Whether to add `beta` (default true).
     pub fn center(self, center: bool) -> BatchNormalization {
-        BatchNormalization { center, ..self }.fresh()
+        self.with(|c| c.center = center)
     }
 
     /// Whether to multiply by `gamma` (default true).
     pub fn scale(self, scale: bool) -> BatchNormalization {
-        BatchNormalization { scale, ..self }.fresh()
+        self.with(|c| c.scale = scale)
     }
 
     /// Sets the layer's name.
     pub fn name(self, name: &str) -> BatchNormalization {
-        BatchNormalization {
-            name: name.to_string(),
-            ..self
-        }
-        .fresh()
+        self.with(|c| c.name = name.to_string())
     }
 
-    pub(crate) fn record(&self, name: String) -> LayerRecord {
-        LayerRecord::BatchNormalization(BatchNormRecord {
-            name,
-            axis: self.axis as i64,
-            momentum: self.momentum,
-            epsilon: self.epsilon,
-            center: self.center,
-            scale: self.scale,
+    /// The channel axis as an `isize`.
+    fn channel_axis(&self) -> Result<isize> {
+        isize::try_from(self.config.axis).map_err(|_| Error::Model {
+            detail: format!(
+                "BatchNormalization '{}': axis {} is out of range",
+                self.config.name, self.config.axis
+            ),
         })
     }
+}
 
-    pub(crate) fn from_record(r: &BatchNormRecord) -> Result<BatchNormalization> {
-        let axis = isize::try_from(r.axis).map_err(|_| Error::Model {
-            detail: format!("axis {} is out of range", r.axis),
-        })?;
-        Ok(BatchNormalization::new()
-            .axis(axis)
-            .momentum(r.momentum)
-            .epsilon(r.epsilon)
-            .center(r.center)
-            .scale(r.scale)
-            .name(&r.name))
+impl Configurable for BatchNormalization {
+    const CLASS: &'static str = "BatchNormalization";
+    type Config = BatchNormalizationConfig;
+
+    fn config(&self) -> BatchNormalizationConfig {
+        self.config.clone()
+    }
+
+    fn from_config(
+        config: BatchNormalizationConfig,
+        _context: &ConfigContext,
+    ) -> Result<BatchNormalization> {
+        let layer = BatchNormalization::new().with(|c| *c = config);
+        layer.channel_axis()?;
+        Ok(layer)
     }
 }
 
@@ -118,12 +138,30 @@ impl Default for BatchNormalization {
 }
 
 impl Layer for BatchNormalization {
-    layer_identity!("BatchNormalization");
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn name(&self) -> String {
+        self.config.name.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        "BatchNormalization"
+    }
+
+    fn handle(&self) -> LayerRef {
+        Arc::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = one_input("BatchNormalization", inputs)?;
         let shape = x.shape();
-        let axis = normalize_axis("batch_normalization", self.axis, &shape)?;
+        let axis = normalize_axis("batch_normalization", self.channel_axis()?, &shape)?;
         let n = match shape.dims()[axis] {
             Dim::Known(n) => n,
             Dim::Dynamic => {
@@ -135,16 +173,16 @@ impl Layer for BatchNormalization {
             }
         };
         let mut wanted = Vec::new();
-        if self.scale {
+        if self.config.scale {
             wanted.push(("gamma", vec![n]));
         }
-        if self.center {
+        if self.config.center {
             wanted.push(("beta", vec![n]));
         }
         wanted.push(("moving_mean", vec![n]));
         wanted.push(("moving_variance", vec![n]));
         let vars = self.weights.get_or_make_flagged(
-            &self.name,
+            &self.config.name,
             &wanted,
             &["moving_mean", "moving_variance"],
             |name, s| {
@@ -169,7 +207,7 @@ impl Layer for BatchNormalization {
         // scale = gamma / sqrt(var + eps); shift = beta - mean * scale, per channel.
         let mut mul = var("moving_variance")
             .ok_or_else(missing)?
-            .add(self.epsilon)
+            .add(self.config.epsilon)
             .rsqrt();
         if let Some(g) = var("gamma") {
             mul = mul.multiply(g);
@@ -213,5 +251,36 @@ impl Layer for BatchNormalization {
 
     fn supports_masking(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_round_trip() {
+        let l = BatchNormalization::new()
+            .axis(1)
+            .momentum(0.9)
+            .epsilon(1e-5)
+            .center(false)
+            .name("bn");
+        let back = BatchNormalization::from_config(l.config(), &ConfigContext::default()).unwrap();
+        assert_eq!(back.config(), l.config());
+        assert_eq!(Layer::name(&back), "bn");
+        assert_eq!(
+            serde_json::to_string(&l.config()).unwrap(),
+            r#"{"name":"bn","axis":1,"momentum":0.9,"epsilon":0.00001,"center":false,"scale":true}"#
+        );
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        let json =
+            r#"{"name":"bn","axis":-1,"momentum":1e39,"epsilon":0.001,"center":true,"scale":true}"#;
+        assert!(serde_json::from_str::<BatchNormalizationConfig>(json).is_err());
+        let json = r#"{"name":"bn","axis":-1,"momentum":0.99,"epsilon":0.001,"center":true}"#;
+        assert!(serde_json::from_str::<BatchNormalizationConfig>(json).is_err());
     }
 }

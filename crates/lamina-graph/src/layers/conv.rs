@@ -8,15 +8,47 @@ use super::activation::Activation;
 use super::common::{Weights, one_input};
 use super::init::uniform;
 use super::pooling::DataFormat;
+use super::registry::{ConfigContext, Configurable};
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use crate::layer::{Layer, LayerRef, unique_name};
 use crate::op::ConvSpec;
-use crate::saving::format::{ConvRecord, LayerRecord};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// The configuration of a convolution layer, shared by the seven classes (Keras's arguments;
+/// the fields a class does not use keep their defaults).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvConfig {
+    /// The layer's name.
+    pub name: String,
+    /// Output channels (0 for a depthwise convolution).
+    pub filters: usize,
+    /// Window per spatial axis (or one for all).
+    pub kernel_size: Vec<usize>,
+    /// Strides (one per axis or one for all).
+    pub strides: Vec<usize>,
+    /// `valid`, `same` or `causal`.
+    pub padding: String,
+    /// `channels_last` or `channels_first`.
+    pub data_format: String,
+    /// Dilation rates (one per axis or one for all).
+    pub dilation_rate: Vec<usize>,
+    /// Channel groups.
+    pub groups: usize,
+    /// Depthwise filters per input channel.
+    pub depth_multiplier: usize,
+    /// A transposed convolution's output padding, if given.
+    pub output_padding: Option<Vec<usize>>,
+    /// Keras activation name.
+    pub activation: String,
+    /// Whether there is a bias.
+    pub use_bias: bool,
+}
 
 /// Sizes per spatial axis, as Keras takes them: one number for every axis, or one each.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,8 +157,9 @@ enum Family {
     Transpose,
 }
 
+/// A convolution layer's state: its configuration, typed, with its family, rank and seed.
 #[derive(Clone)]
-struct ConvConfig {
+struct ConvState {
     name: String,
     rank: usize,
     family: Family,
@@ -146,7 +179,7 @@ struct ConvConfig {
 
 struct ConvInner {
     id: u64,
-    config: ConvConfig,
+    config: ConvState,
     weights: Weights,
 }
 
@@ -172,7 +205,7 @@ impl Core {
         Core {
             inner: Arc::new(ConvInner {
                 id,
-                config: ConvConfig {
+                config: ConvState {
                     name: unique_name(prefix),
                     rank,
                     family,
@@ -194,7 +227,7 @@ impl Core {
         }
     }
 
-    fn configure(mut self, f: impl FnOnce(&mut ConvConfig)) -> Core {
+    fn configure(mut self, f: impl FnOnce(&mut ConvState)) -> Core {
         f(&mut Arc::make_mut(&mut self.inner).config);
         self
     }
@@ -475,10 +508,10 @@ impl Core {
         Ok(x.conv(&flipped.transpose(&perm), bias, spec))
     }
 
-    fn record(&self, name: String) -> ConvRecord {
+    fn config(&self) -> ConvConfig {
         let c = &self.inner.config;
-        ConvRecord {
-            name,
+        ConvConfig {
+            name: c.name.clone(),
             filters: c.filters,
             kernel_size: c.kernel_size.0.clone(),
             strides: c.strides.0.clone(),
@@ -493,31 +526,33 @@ impl Core {
         }
     }
 
-    fn configured_from(self, r: &ConvRecord) -> Result<Core> {
+    fn configured_from(self, r: ConvConfig, context: &ConfigContext) -> Result<Core> {
         let padding = Padding::parse(&r.padding)?;
         let data_format = DataFormat::parse(&r.data_format)?;
-        let activation: Activation = r.activation.parse()?;
-        let max_len = self.inner.config.rank;
+        let activation = context.activation(&r.activation)?;
+        // Named first, so that an error names the layer.
+        let name = r.name.clone();
+        let this = self.configure(|c| c.name = name);
+        let max_len = this.inner.config.rank;
         for (what, v) in [
             ("kernel_size", &r.kernel_size),
             ("strides", &r.strides),
             ("dilation_rate", &r.dilation_rate),
         ] {
             if v.is_empty() || v.len() > max_len {
-                return Err(self.bad(format!("{what} has {} values", v.len())));
+                return Err(this.bad(format!("{what} has {} values", v.len())));
             }
         }
-        Ok(self.configure(|c| {
-            c.name = r.name.clone();
+        Ok(this.configure(|c| {
             c.filters = r.filters;
-            c.kernel_size = Sizes(r.kernel_size.clone());
-            c.strides = Sizes(r.strides.clone());
+            c.kernel_size = Sizes(r.kernel_size);
+            c.strides = Sizes(r.strides);
             c.padding = padding;
             c.data_format = data_format;
-            c.dilation_rate = Sizes(r.dilation_rate.clone());
+            c.dilation_rate = Sizes(r.dilation_rate);
             c.groups = r.groups;
             c.depth_multiplier = r.depth_multiplier;
-            c.output_padding = r.output_padding.clone().map(Sizes);
+            c.output_padding = r.output_padding.map(Sizes);
             c.activation = activation;
             c.use_bias = r.use_bias;
         }))
@@ -532,7 +567,7 @@ fn depthwise_shape(k: &[usize], channels: usize) -> Vec<i64> {
 }
 
 macro_rules! conv_layer {
-    ($(#[$doc:meta])* $ty:ident, $family:expr, $rank:literal, $prefix:literal, $variant:ident) => {
+    ($(#[$doc:meta])* $ty:ident, $family:expr, $rank:literal, $prefix:literal) => {
         $(#[$doc])*
         #[derive(Clone)]
         pub struct $ty {
@@ -586,14 +621,21 @@ macro_rules! conv_layer {
                 $ty::wrap(self.core.configure(|c| c.seed = seed))
             }
 
-            pub(crate) fn record(&self, name: String) -> LayerRecord {
-                LayerRecord::$variant(self.core.record(name))
+        }
+
+        impl Configurable for $ty {
+            const CLASS: &'static str = stringify!($ty);
+            type Config = ConvConfig;
+
+            fn config(&self) -> ConvConfig {
+                self.core.config()
             }
 
-            pub(crate) fn from_record(r: &ConvRecord) -> Result<$ty> {
+            fn from_config(config: ConvConfig, context: &ConfigContext) -> Result<$ty> {
+                let kernel = Sizes(config.kernel_size.clone());
                 Ok($ty::wrap(
-                    Core::new($family, $rank, $prefix, r.filters, Sizes(r.kernel_size.clone()))
-                        .configured_from(r)?,
+                    Core::new($family, $rank, $prefix, config.filters, kernel)
+                        .configured_from(config, context)?,
                 ))
             }
         }
@@ -629,48 +671,48 @@ conv_layer!(
     /// data_format="channels_last", dilation_rate=1, groups=1, activation=None,
     /// use_bias=True)` over `(batch, steps, channels)`: kernel `(k, in / groups, filters)`,
     /// bias `(filters,)`.
-    Conv1D, Family::Conv, 1, "conv1d", Conv1D
+    Conv1D, Family::Conv, 1, "conv1d"
 );
 conv_layer!(
     /// Keras's `Conv2D(filters, kernel_size, strides=1, padding="valid",
     /// data_format="channels_last", dilation_rate=1, groups=1, activation=None,
     /// use_bias=True)` over `(batch, height, width, channels)`: kernel
     /// `(kh, kw, in / groups, filters)`, bias `(filters,)`.
-    Conv2D, Family::Conv, 2, "conv2d", Conv2D
+    Conv2D, Family::Conv, 2, "conv2d"
 );
 conv_layer!(
     /// Keras's `DepthwiseConv2D(kernel_size, strides=1, padding="valid", depth_multiplier=1,
     /// data_format, dilation_rate, activation, use_bias)`: each input channel convolved with
     /// its own `depth_multiplier` filters; kernel `(kh, kw, in, depth_multiplier)`, bias
     /// `(in * depth_multiplier,)`, output channel `c * depth_multiplier + m`.
-    DepthwiseConv2D, Family::Depthwise, 2, "depthwise_conv2d", DepthwiseConv2D
+    DepthwiseConv2D, Family::Depthwise, 2, "depthwise_conv2d"
 );
 conv_layer!(
     /// Keras's `SeparableConv1D(filters, kernel_size, strides, padding, data_format,
     /// dilation_rate, depth_multiplier=1, activation, use_bias)`: a depthwise convolution
     /// (`depthwise_kernel` `(k, in, depth_multiplier)`) then a pointwise one
     /// (`pointwise_kernel` `(1, in * depth_multiplier, filters)`), bias `(filters,)`.
-    SeparableConv1D, Family::Separable, 1, "separable_conv1d", SeparableConv1D
+    SeparableConv1D, Family::Separable, 1, "separable_conv1d"
 );
 conv_layer!(
     /// Keras's `SeparableConv2D(filters, kernel_size, strides, padding, data_format,
     /// dilation_rate, depth_multiplier=1, activation, use_bias)`: `depthwise_kernel`
     /// `(kh, kw, in, depth_multiplier)`, `pointwise_kernel` `(1, 1, in * depth_multiplier,
     /// filters)`, bias `(filters,)`.
-    SeparableConv2D, Family::Separable, 2, "separable_conv2d", SeparableConv2D
+    SeparableConv2D, Family::Separable, 2, "separable_conv2d"
 );
 conv_layer!(
     /// Keras's `Conv1DTranspose(filters, kernel_size, strides=1, padding="valid",
     /// output_padding=None, data_format, dilation_rate, activation, use_bias)`: kernel
     /// `(k, filters, in)`, bias `(filters,)`; output length `(n - 1) * stride + k` for
     /// `valid` and `n * stride` for `same` (without output_padding).
-    Conv1DTranspose, Family::Transpose, 1, "conv1d_transpose", Conv1DTranspose
+    Conv1DTranspose, Family::Transpose, 1, "conv1d_transpose"
 );
 conv_layer!(
     /// Keras's `Conv2DTranspose(filters, kernel_size, strides=1, padding="valid",
     /// output_padding=None, data_format, dilation_rate, activation, use_bias)`: kernel
     /// `(kh, kw, filters, in)`, bias `(filters,)`.
-    Conv2DTranspose, Family::Transpose, 2, "conv2d_transpose", Conv2DTranspose
+    Conv2DTranspose, Family::Transpose, 2, "conv2d_transpose"
 );
 
 macro_rules! with_filters {
@@ -680,11 +722,6 @@ macro_rules! with_filters {
             /// every axis, or one per axis), with Keras's defaults.
             pub fn new(filters: usize, kernel_size: impl Into<Sizes>) -> $ty {
                 $ty::wrap(Core::new($family, $rank, $prefix, filters, kernel_size.into()))
-            }
-
-            /// The number of output channels.
-            pub fn filters(&self) -> usize {
-                self.core.inner.config.filters
             }
         }
     )*};
@@ -757,3 +794,76 @@ macro_rules! output_padding {
     )*};
 }
 output_padding!(Conv1DTranspose, Conv2DTranspose);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Configurable<Config = ConvConfig>>(layer: T) {
+        let config = layer.config();
+        let back = T::from_config(config.clone(), &ConfigContext::default()).unwrap();
+        assert_eq!(back.config(), config);
+        assert_eq!(back.name(), layer.name());
+    }
+
+    #[test]
+    fn configurations_round_trip() {
+        round_trip(
+            Conv1D::new(4, 3)
+                .padding(Padding::Causal)
+                .groups(2)
+                .name("c1"),
+        );
+        round_trip(
+            Conv2D::new(8, (3, 2))
+                .strides(2)
+                .padding(Padding::Same)
+                .data_format(DataFormat::ChannelsFirst)
+                .activation(Activation::Relu)
+                .use_bias(false),
+        );
+        round_trip(DepthwiseConv2D::new(3).depth_multiplier(2).dilation_rate(2));
+        round_trip(SeparableConv1D::new(4, 2).depth_multiplier(3));
+        round_trip(SeparableConv2D::new(4, [3, 3]));
+        round_trip(Conv1DTranspose::new(4, 3).strides(2).output_padding(1));
+        round_trip(Conv2DTranspose::new(4, 2).activation(Activation::Tanh));
+    }
+
+    #[test]
+    fn the_configuration_keeps_the_old_record_form() {
+        let json = serde_json::to_string(&Conv2D::new(4, 3).name("conv").config()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"conv","filters":4,"kernel_size":[3],"strides":[1],"padding":"valid","data_format":"channels_last","dilation_rate":[1],"groups":1,"depth_multiplier":1,"output_padding":null,"activation":"linear","use_bias":true}"#
+        );
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        let good = Conv2D::new(4, 3).name("conv").config();
+        let ctx = ConfigContext::default();
+        let mut c = good.clone();
+        c.kernel_size = vec![3, 3, 3];
+        let e = Conv2D::from_config(c, &ctx).err().unwrap().to_string();
+        assert!(
+            e.contains("Conv2D 'conv'") && e.contains("kernel_size"),
+            "{e}"
+        );
+        let mut c = good.clone();
+        c.strides = vec![];
+        assert!(Conv2D::from_config(c, &ctx).is_err());
+        let mut c = good.clone();
+        c.padding = "full".into();
+        assert!(Conv2D::from_config(c, &ctx).is_err());
+        let mut c = good.clone();
+        c.activation = "no_such_activation".into();
+        assert!(Conv2D::from_config(c, &ctx).is_err());
+        let mut c = good;
+        c.data_format = "channels_middle".into();
+        assert!(Conv2D::from_config(c, &ctx).is_err());
+        let unknown: std::result::Result<ConvConfig, _> = serde_json::from_str(
+            r#"{"name":"c","filters":4,"kernel_size":[3],"strides":[1],"padding":"valid","data_format":"channels_last","dilation_rate":[1],"groups":1,"depth_multiplier":1,"output_padding":null,"activation":"linear","use_bias":true,"extra":1}"#,
+        );
+        assert!(unknown.is_err());
+    }
+}

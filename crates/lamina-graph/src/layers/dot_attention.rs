@@ -4,6 +4,7 @@
 
 use super::common::Weights;
 use super::init::uniform;
+use super::registry::{ConfigContext, Configurable};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
@@ -11,6 +12,7 @@ use crate::layer::{Layer, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// How `Attention` scores a query against a key (Keras's `score_mode`).
@@ -78,6 +80,19 @@ impl Core {
         self
     }
 
+    /// The dropout rate must be in [0, 1) (it does nothing at inference).
+    fn check_dropout(&self, kind: &str) -> Result<()> {
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::Model {
+                detail: format!(
+                    "{kind} '{}': dropout {} is not in [0, 1)",
+                    self.name, self.dropout
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn shape_error(&self, kind: &str, op: &str, shapes: &[&Tensor], detail: String) -> Error {
         Error::IncompatibleShapes {
             op: op.into(),
@@ -111,14 +126,7 @@ impl Core {
                 });
             }
         };
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::Model {
-                detail: format!(
-                    "{kind} '{}': dropout {} is not in [0, 1)",
-                    self.name, self.dropout
-                ),
-            });
-        }
+        self.check_dropout(kind)?;
         for (what, t) in [("query", q), ("value", v), ("key", k)] {
             if t.rank() != 3 {
                 return Err(self.shape_error(
@@ -308,20 +316,50 @@ macro_rules! core_setters {
                     ..self
                 }
             }
-
-            /// The common configuration: (use_scale, dropout, seed, use_causal_mask,
-            /// return_attention_scores).
-            pub fn common_config(&self) -> (bool, f32, Option<u64>, bool, bool) {
-                (
-                    self.core.use_scale,
-                    self.core.dropout,
-                    self.core.seed,
-                    self.core.use_causal_mask,
-                    self.core.return_attention_scores,
-                )
-            }
         }
     };
+}
+
+/// The configuration of an `Attention` layer (Luong); its weights are `scale` and
+/// `concat_score_weight` (scalars, when `use_scale` and when `score_mode` is `concat`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttentionConfig {
+    /// The layer's name.
+    pub name: String,
+    /// Whether there is a `scale` weight.
+    pub use_scale: bool,
+    /// Keras's `score_mode`: `dot` or `concat`.
+    pub score_mode: String,
+    /// Dropout rate (nothing at inference).
+    #[serde(deserialize_with = "super::registry::finite_f32")]
+    pub dropout: f32,
+    /// The dropout's seed (nothing at inference).
+    pub seed: Option<u64>,
+    /// Keras's call argument `use_causal_mask`.
+    pub use_causal_mask: bool,
+    /// Keras's call argument `return_attention_scores`.
+    pub return_attention_scores: bool,
+}
+
+/// The configuration of an `AdditiveAttention` layer (Bahdanau); its weight is `scale`
+/// `(dim,)` when `use_scale`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdditiveAttentionConfig {
+    /// The layer's name.
+    pub name: String,
+    /// Whether there is a `scale` weight.
+    pub use_scale: bool,
+    /// Dropout rate (nothing at inference).
+    #[serde(deserialize_with = "super::registry::finite_f32")]
+    pub dropout: f32,
+    /// The dropout's seed (nothing at inference).
+    pub seed: Option<u64>,
+    /// Keras's call argument `use_causal_mask`.
+    pub use_causal_mask: bool,
+    /// Keras's call argument `return_attention_scores`.
+    pub return_attention_scores: bool,
 }
 
 /// Keras's `Attention(use_scale=False, score_mode="dot", dropout=0.0, seed=None)`: Luong-style
@@ -356,16 +394,48 @@ impl Attention {
     pub fn score_mode(self, score_mode: ScoreMode) -> Attention {
         Attention { score_mode, ..self }.fresh()
     }
-
-    /// The score mode.
-    pub fn current_score_mode(&self) -> ScoreMode {
-        self.score_mode
-    }
 }
 
 impl Default for Attention {
     fn default() -> Self {
         Attention::new()
+    }
+}
+
+impl Configurable for Attention {
+    const CLASS: &'static str = "Attention";
+    type Config = AttentionConfig;
+
+    fn config(&self) -> AttentionConfig {
+        let c = &self.core;
+        AttentionConfig {
+            name: c.name.clone(),
+            use_scale: c.use_scale,
+            score_mode: self.score_mode.keras_name().to_string(),
+            dropout: c.dropout,
+            seed: c.seed,
+            use_causal_mask: c.use_causal_mask,
+            return_attention_scores: c.return_attention_scores,
+        }
+    }
+
+    fn from_config(config: AttentionConfig, _context: &ConfigContext) -> Result<Attention> {
+        let score_mode = ScoreMode::from_keras(&config.score_mode).map_err(|_| Error::Model {
+            detail: format!(
+                "Attention '{}': score_mode must be \"dot\" or \"concat\", got \"{}\"",
+                config.name, config.score_mode
+            ),
+        })?;
+        let layer = Attention::new()
+            .use_scale(config.use_scale)
+            .score_mode(score_mode)
+            .dropout(config.dropout)
+            .seed(config.seed)
+            .use_causal_mask(config.use_causal_mask)
+            .return_attention_scores(config.return_attention_scores)
+            .name(&config.name);
+        layer.core.check_dropout("Attention")?;
+        Ok(layer)
     }
 }
 
@@ -484,6 +554,38 @@ impl Default for AdditiveAttention {
     }
 }
 
+impl Configurable for AdditiveAttention {
+    const CLASS: &'static str = "AdditiveAttention";
+    type Config = AdditiveAttentionConfig;
+
+    fn config(&self) -> AdditiveAttentionConfig {
+        let c = &self.core;
+        AdditiveAttentionConfig {
+            name: c.name.clone(),
+            use_scale: c.use_scale,
+            dropout: c.dropout,
+            seed: c.seed,
+            use_causal_mask: c.use_causal_mask,
+            return_attention_scores: c.return_attention_scores,
+        }
+    }
+
+    fn from_config(
+        config: AdditiveAttentionConfig,
+        _context: &ConfigContext,
+    ) -> Result<AdditiveAttention> {
+        let layer = AdditiveAttention::new()
+            .use_scale(config.use_scale)
+            .dropout(config.dropout)
+            .seed(config.seed)
+            .use_causal_mask(config.use_causal_mask)
+            .return_attention_scores(config.return_attention_scores)
+            .name(&config.name);
+        layer.core.check_dropout("AdditiveAttention")?;
+        Ok(layer)
+    }
+}
+
 impl Layer for AdditiveAttention {
     fn id(&self) -> u64 {
         self.core.id
@@ -548,5 +650,74 @@ impl Layer for AdditiveAttention {
 
     fn variables(&self) -> Vec<Arc<Variable>> {
         self.core.weights.list()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_round_trip_and_bad_ones_are_refused() -> Result<()> {
+        let context = ConfigContext::default();
+        let attention = Attention::new()
+            .use_scale(true)
+            .score_mode(ScoreMode::Concat)
+            .dropout(0.25)
+            .seed(Some(7))
+            .use_causal_mask(true)
+            .return_attention_scores(true)
+            .name("att");
+        let config = attention.config();
+        assert_eq!(config.score_mode, "concat");
+        assert_eq!(
+            Attention::from_config(config.clone(), &context)?.config(),
+            config
+        );
+        let additive = AdditiveAttention::new()
+            .use_scale(false)
+            .use_causal_mask(true)
+            .name("add");
+        let config = additive.config();
+        assert_eq!(
+            AdditiveAttention::from_config(config.clone(), &context)?.config(),
+            config
+        );
+
+        let e = Attention::from_config(
+            AttentionConfig {
+                score_mode: "general".into(),
+                ..attention.config()
+            },
+            &context,
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("'att'") && e.contains("score_mode"), "{e}");
+        let e = AdditiveAttention::from_config(
+            AdditiveAttentionConfig {
+                dropout: 1.0,
+                ..additive.config()
+            },
+            &context,
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("'add'") && e.contains("dropout"), "{e}");
+        // The JSON is the old record's, an overflowing float refused.
+        let json = serde_json::to_value(additive.config()).map_err(|e| Error::Model {
+            detail: e.to_string(),
+        })?;
+        assert_eq!(
+            json,
+            serde_json::json!({"name": "add", "use_scale": false, "dropout": 0.0, "seed": null,
+                "use_causal_mask": true, "return_attention_scores": false})
+        );
+        let mut huge = json;
+        huge["dropout"] = serde_json::json!(1e39);
+        assert!(serde_json::from_value::<AdditiveAttentionConfig>(huge).is_err());
+        Ok(())
     }
 }

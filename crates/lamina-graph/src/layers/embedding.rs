@@ -1,14 +1,30 @@
 //! `Embedding`: integer ids to dense vectors, with an optional mask of the padding id 0.
 
-use super::common::{Weights, layer_identity, one_input};
+use super::common::{Weights, one_input};
 use super::init::uniform;
+use super::registry::{ConfigContext, Configurable};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
-use crate::layer::{Layer, unique_name};
+use crate::layer::{Layer, LayerRef, unique_name};
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// The configuration of an [`Embedding`], as Keras names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingConfig {
+    /// The layer's name.
+    pub name: String,
+    /// Number of ids.
+    pub input_dim: usize,
+    /// Vector size.
+    pub output_dim: usize,
+    /// Whether id 0 is masked.
+    pub mask_zero: bool,
+}
 
 /// Keras's `Embedding(input_dim, output_dim, mask_zero=False)`: looks up row `id` of the
 /// `embeddings` weight, shape `(input_dim, output_dim)`, initialised uniform in [-0.05, 0.05].
@@ -18,10 +34,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Embedding {
     id: u64,
-    name: String,
-    input_dim: usize,
-    output_dim: usize,
-    mask_zero: bool,
+    config: EmbeddingConfig,
     seed: u64,
     initial: Option<HostTensor>,
     weights: Arc<Weights>,
@@ -33,10 +46,12 @@ impl Embedding {
         let id = next_id();
         Embedding {
             id,
-            name: unique_name("embedding"),
-            input_dim,
-            output_dim,
-            mask_zero: false,
+            config: EmbeddingConfig {
+                name: unique_name("embedding"),
+                input_dim,
+                output_dim,
+                mask_zero: false,
+            },
             seed: id,
             initial: None,
             weights: Arc::default(),
@@ -50,17 +65,15 @@ impl Embedding {
     }
 
     /// Whether id 0 is padding: the output then carries a mask, false where the id is 0.
-    pub fn mask_zero(self, mask_zero: bool) -> Embedding {
-        Embedding { mask_zero, ..self }.fresh()
+    pub fn mask_zero(mut self, mask_zero: bool) -> Embedding {
+        self.config.mask_zero = mask_zero;
+        self.fresh()
     }
 
     /// Sets the layer's name.
-    pub fn name(self, name: &str) -> Embedding {
-        Embedding {
-            name: name.to_string(),
-            ..self
-        }
-        .fresh()
+    pub fn name(mut self, name: &str) -> Embedding {
+        self.config.name = name.to_string();
+        self.fresh()
     }
 
     /// The initial table, as Keras's `weights=[table]`: shape `(input_dim, output_dim)`,
@@ -78,51 +91,61 @@ impl Embedding {
         Embedding { seed, ..self }.fresh()
     }
 
-    /// The number of ids.
-    pub fn input_dim(&self) -> usize {
-        self.input_dim
-    }
-
-    /// The size of each vector.
-    pub fn output_dim(&self) -> usize {
-        self.output_dim
-    }
-
-    /// Whether id 0 is masked.
-    pub fn masks_zero(&self) -> bool {
-        self.mask_zero
-    }
-
     /// The `embeddings` weight, made now if the layer was not called yet.
     pub fn embeddings(&self) -> Result<Arc<Variable>> {
-        if self.input_dim == 0 || self.output_dim == 0 {
-            return Err(Error::Model {
-                detail: format!(
-                    "Embedding needs input_dim and output_dim of at least 1, got {} and {}",
-                    self.input_dim, self.output_dim
-                ),
-            });
-        }
-        let shape = vec![self.input_dim, self.output_dim];
-        let vars = self
-            .weights
-            .get_or_make(&self.name, &[("embeddings", shape)], |_, s| {
-                match &self.initial {
-                    Some(t) if t.shape() == s && t.dtype() == DType::F32 => Ok(t.clone()),
-                    Some(t) => Err(Error::VariableShape {
-                        name: format!("{}/embeddings", self.name),
-                        existing: format!("{:?} {} given as weights", t.shape(), t.dtype()),
-                        requested: format!("{s:?} float32"),
-                    }),
-                    None => HostTensor::new(s, uniform(s[0] * s[1], 0.05, self.seed)),
-                }
-            })?;
+        let c = &self.config;
+        check_dims("Embedding", c)?;
+        let shape = vec![c.input_dim, c.output_dim];
+        let vars =
+            self.weights
+                .get_or_make(&c.name, &[("embeddings", shape)], |_, s| {
+                    match &self.initial {
+                        Some(t) if t.shape() == s && t.dtype() == DType::F32 => Ok(t.clone()),
+                        Some(t) => Err(Error::VariableShape {
+                            name: format!("{}/embeddings", c.name),
+                            existing: format!("{:?} {} given as weights", t.shape(), t.dtype()),
+                            requested: format!("{s:?} float32"),
+                        }),
+                        None => HostTensor::new(s, uniform(s[0] * s[1], 0.05, self.seed)),
+                    }
+                })?;
         Ok(vars[0].clone())
     }
 }
 
+/// Refuses a table with no rows or no columns; `who` names the layer.
+fn check_dims(who: &str, c: &EmbeddingConfig) -> Result<()> {
+    if c.input_dim == 0 || c.output_dim == 0 {
+        return Err(Error::Model {
+            detail: format!(
+                "{who} needs input_dim and output_dim of at least 1, got {} and {}",
+                c.input_dim, c.output_dim
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl Layer for Embedding {
-    layer_identity!("Embedding");
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn name(&self) -> String {
+        self.config.name.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        "Embedding"
+    }
+
+    fn handle(&self) -> LayerRef {
+        Arc::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = one_input("Embedding", inputs)?;
@@ -139,7 +162,7 @@ impl Layer for Embedding {
     }
 
     fn supports_masking(&self) -> bool {
-        self.mask_zero
+        self.config.mask_zero
     }
 
     fn compute_mask(
@@ -149,6 +172,44 @@ impl Layer for Embedding {
         _outputs: &[Tensor],
     ) -> Result<Vec<Option<Tensor>>> {
         let x = one_input("Embedding", inputs)?;
-        Ok(vec![self.mask_zero.then(|| x.not_equal(0.0))])
+        Ok(vec![self.config.mask_zero.then(|| x.not_equal(0.0))])
+    }
+}
+
+impl Configurable for Embedding {
+    const CLASS: &'static str = "Embedding";
+    type Config = EmbeddingConfig;
+
+    fn config(&self) -> EmbeddingConfig {
+        self.config.clone()
+    }
+
+    fn from_config(config: EmbeddingConfig, _context: &ConfigContext) -> Result<Embedding> {
+        check_dims(&format!("Embedding '{}'", config.name), &config)?;
+        Ok(Embedding::new(config.input_dim, config.output_dim)
+            .mask_zero(config.mask_zero)
+            .name(&config.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_refuses_an_empty_table() {
+        let ctx = ConfigContext::default();
+        let c = Embedding::new(10, 4).mask_zero(true).name("e").config();
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"name":"e","input_dim":10,"output_dim":4,"mask_zero":true}"#
+        );
+        assert_eq!(Embedding::from_config(c.clone(), &ctx).unwrap().config(), c);
+        let empty = EmbeddingConfig { output_dim: 0, ..c };
+        let e = Embedding::from_config(empty, &ctx)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("'e'") && e.contains("at least 1"), "{e}");
     }
 }

@@ -1,17 +1,30 @@
 //! `Masking`: marks the time steps whose features all equal a padding value.
 
-use super::common::{layer_identity, one_input};
+use super::common::one_input;
+use super::registry::{ConfigContext, Configurable, finite_f32};
 use crate::error::Result;
-use crate::layer::{Layer, unique_name};
+use crate::layer::{Layer, LayerRef, unique_name};
 use crate::tensor::{Tensor, next_id};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The configuration of a [`Masking`] layer, as Keras names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingConfig {
+    /// The layer's name.
+    pub name: String,
+    /// The padding value.
+    #[serde(deserialize_with = "finite_f32")]
+    pub mask_value: f32,
+}
 
 /// Keras's `Masking(mask_value=0.0)`: a step (all axes but the last) is masked when every
 /// feature equals `mask_value`; masked steps are set to 0 and the output carries the mask.
 #[derive(Clone)]
 pub struct Masking {
     id: u64,
-    name: String,
-    mask_value: f32,
+    config: MaskingConfig,
 }
 
 impl Masking {
@@ -19,27 +32,22 @@ impl Masking {
     pub fn new(mask_value: f32) -> Masking {
         Masking {
             id: next_id(),
-            name: unique_name("masking"),
-            mask_value,
+            config: MaskingConfig {
+                name: unique_name("masking"),
+                mask_value,
+            },
         }
     }
 
     /// Sets the layer's name.
-    pub fn name(self, name: &str) -> Masking {
-        Masking {
-            id: next_id(),
-            name: name.to_string(),
-            ..self
-        }
-    }
-
-    /// The padding value.
-    pub fn mask_value(&self) -> f32 {
-        self.mask_value
+    pub fn name(mut self, name: &str) -> Masking {
+        self.id = next_id();
+        self.config.name = name.to_string();
+        self
     }
 
     fn keep(&self, x: &Tensor, keepdims: bool) -> Tensor {
-        let differs = x.not_equal(self.mask_value);
+        let differs = x.not_equal(self.config.mask_value);
         if keepdims {
             differs.any_keepdims(-1)
         } else {
@@ -55,7 +63,25 @@ impl Default for Masking {
 }
 
 impl Layer for Masking {
-    layer_identity!("Masking");
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn name(&self) -> String {
+        self.config.name.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        "Masking"
+    }
+
+    fn handle(&self) -> LayerRef {
+        Arc::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = one_input("Masking", inputs)?;
@@ -74,5 +100,38 @@ impl Layer for Masking {
     ) -> Result<Vec<Option<Tensor>>> {
         let x = one_input("Masking", inputs)?;
         Ok(vec![Some(self.keep(x, false))])
+    }
+}
+
+impl Configurable for Masking {
+    const CLASS: &'static str = "Masking";
+    type Config = MaskingConfig;
+
+    fn config(&self) -> MaskingConfig {
+        self.config.clone()
+    }
+
+    fn from_config(config: MaskingConfig, _context: &ConfigContext) -> Result<Masking> {
+        Ok(Masking::new(config.mask_value).name(&config.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_refuses_a_value_beyond_float32() {
+        let ctx = ConfigContext::default();
+        let c = Masking::new(-1.5).name("m").config();
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"name":"m","mask_value":-1.5}"#
+        );
+        assert_eq!(Masking::from_config(c.clone(), &ctx).unwrap().config(), c);
+        assert!(
+            serde_json::from_str::<MaskingConfig>(r#"{"name":"m","mask_value":1e39}"#).is_err()
+        );
+        assert!(serde_json::from_str::<MaskingConfig>(r#"{"name":"m"}"#).is_err());
     }
 }

@@ -4,12 +4,34 @@
 //! `Multiply`, `Maximum` and `Minimum` also use the masks for their values.
 
 use super::common::{align_mask, layer_identity};
+use super::registry::{ConfigContext, Configurable};
+use super::softmax::config_axis;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::infer::normalize_axis;
 use crate::layer::{Layer, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
+use serde::{Deserialize, Serialize};
+
+/// The configuration of an elementwise merge (`Add`, `Subtract`, `Multiply`, `Average`,
+/// `Maximum`, `Minimum`): its name only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeConfig {
+    /// The layer's name.
+    pub name: String,
+}
+
+/// The configuration of a [`Concatenate`], as Keras names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcatenateConfig {
+    /// The layer's name.
+    pub name: String,
+    /// The axis.
+    pub axis: i64,
+}
 
 /// Checks a merge's inputs: at least one, all of one batch size, and brings lower-rank inputs
 /// up by inserting axes after the batch axis, as Keras does.
@@ -192,7 +214,21 @@ macro_rules! elementwise_merge {
                     name: name.to_string(),
                 }
             }
+        }
 
+        impl Configurable for $ty {
+            const CLASS: &'static str = $kind;
+            type Config = MergeConfig;
+
+            fn config(&self) -> MergeConfig {
+                MergeConfig {
+                    name: self.name.clone(),
+                }
+            }
+
+            fn from_config(config: MergeConfig, _context: &ConfigContext) -> Result<$ty> {
+                Ok($ty::new().name(&config.name))
+            }
         }
 
         impl Default for $ty {
@@ -311,10 +347,22 @@ impl Concatenate {
             ..self
         }
     }
+}
 
-    /// The axis.
-    pub fn concat_axis(&self) -> isize {
-        self.axis
+impl Configurable for Concatenate {
+    const CLASS: &'static str = "Concatenate";
+    type Config = ConcatenateConfig;
+
+    fn config(&self) -> ConcatenateConfig {
+        ConcatenateConfig {
+            name: self.name.clone(),
+            axis: self.axis as i64,
+        }
+    }
+
+    fn from_config(config: ConcatenateConfig, _context: &ConfigContext) -> Result<Concatenate> {
+        let axis = config_axis("Concatenate", &config.name, config.axis)?;
+        Ok(Concatenate::new().axis(axis).name(&config.name))
     }
 }
 
@@ -365,5 +413,44 @@ impl Layer for Concatenate {
         let axis = normalize_axis("concatenate", self.axis, &inputs[0].shape())?;
         let joined = Tensor::concatenate(&full, axis as isize);
         Ok(vec![Some(joined.any(-1))])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Configurable<Config = MergeConfig>>(layer: T) {
+        let c = layer.config();
+        let back = T::from_config(c.clone(), &ConfigContext::default()).unwrap();
+        assert_eq!(back.config(), c);
+        assert_eq!(back.name(), c.name);
+    }
+
+    #[test]
+    fn configs_round_trip_and_refuse_unknown_fields() {
+        round_trip(Add::new().name("a"));
+        round_trip(Subtract::new().name("s"));
+        round_trip(Multiply::new().name("m"));
+        round_trip(Average::new().name("av"));
+        round_trip(Maximum::new().name("max"));
+        round_trip(Minimum::new().name("min"));
+        assert_eq!(
+            serde_json::to_string(&Add::new().name("a").config()).unwrap(),
+            r#"{"name":"a"}"#
+        );
+        assert!(serde_json::from_str::<MergeConfig>(r#"{"name":"a","axis":1}"#).is_err());
+
+        let ctx = ConfigContext::default();
+        let c = Concatenate::new().axis(1).name("c").config();
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"name":"c","axis":1}"#
+        );
+        assert_eq!(
+            Concatenate::from_config(c.clone(), &ctx).unwrap().config(),
+            c
+        );
+        assert!(serde_json::from_str::<ConcatenateConfig>(r#"{"name":"c"}"#).is_err());
     }
 }

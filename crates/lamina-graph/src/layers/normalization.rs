@@ -1,15 +1,37 @@
 //! `LayerNormalization`: normalises each sample over its last axes, with a learned scale and
 //! offset.
 
-use super::common::{Weights, layer_identity, one_input};
+use super::common::{Weights, one_input};
+use super::registry::{ConfigContext, Configurable, finite_f32};
+use super::softmax::config_axis;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use crate::infer::normalize_axis;
-use crate::layer::{Layer, unique_name};
+use crate::layer::{Layer, LayerRef, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// The configuration of a [`LayerNormalization`], as Keras names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerNormalizationConfig {
+    /// The layer's name.
+    pub name: String,
+    /// The normalised axes.
+    pub axis: Vec<i64>,
+    /// Added to the variance.
+    #[serde(deserialize_with = "finite_f32")]
+    pub epsilon: f32,
+    /// Whether there is a `beta`.
+    pub center: bool,
+    /// Whether there is a `gamma`.
+    pub scale: bool,
+    /// RMS scaling instead of centring.
+    pub rms_scaling: bool,
+}
 
 /// Keras's `LayerNormalization(axis=-1, epsilon=1e-3, center=True, scale=True,
 /// rms_scaling=False)`: `(x - mean) / sqrt(var + epsilon) * gamma + beta`, the moments taken
@@ -18,12 +40,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct LayerNormalization {
     id: u64,
-    name: String,
-    axes: Vec<isize>,
-    epsilon: f32,
-    center: bool,
-    scale: bool,
-    rms_scaling: bool,
+    config: LayerNormalizationConfig,
     weights: Arc<Weights>,
 }
 
@@ -32,17 +49,20 @@ impl LayerNormalization {
     pub fn new() -> LayerNormalization {
         LayerNormalization {
             id: next_id(),
-            name: unique_name("layer_normalization"),
-            axes: vec![-1],
-            epsilon: 1e-3,
-            center: true,
-            scale: true,
-            rms_scaling: false,
+            config: LayerNormalizationConfig {
+                name: unique_name("layer_normalization"),
+                axis: vec![-1],
+                epsilon: 1e-3,
+                center: true,
+                scale: true,
+                rms_scaling: false,
+            },
             weights: Arc::default(),
         }
     }
 
-    fn fresh(mut self) -> LayerNormalization {
+    fn configure(mut self, f: impl FnOnce(&mut LayerNormalizationConfig)) -> LayerNormalization {
+        f(&mut self.config);
         self.id = next_id();
         self.weights = Arc::default();
         self
@@ -50,63 +70,40 @@ impl LayerNormalization {
 
     /// The axes to normalise over (negative counts from the end).
     pub fn axis(self, axes: &[isize]) -> LayerNormalization {
-        LayerNormalization {
-            axes: axes.to_vec(),
-            ..self
-        }
-        .fresh()
+        self.configure(|c| c.axis = axes.iter().map(|&a| a as i64).collect())
     }
 
     /// The small value added to the variance.
     pub fn epsilon(self, epsilon: f32) -> LayerNormalization {
-        LayerNormalization { epsilon, ..self }.fresh()
+        self.configure(|c| c.epsilon = epsilon)
     }
 
     /// Whether to add `beta`.
     pub fn center(self, center: bool) -> LayerNormalization {
-        LayerNormalization { center, ..self }.fresh()
+        self.configure(|c| c.center = center)
     }
 
     /// Whether to multiply by `gamma`.
     pub fn scale(self, scale: bool) -> LayerNormalization {
-        LayerNormalization { scale, ..self }.fresh()
+        self.configure(|c| c.scale = scale)
     }
 
     /// Whether to scale by the root of the variance only (no centring, no `beta`).
     pub fn rms_scaling(self, rms_scaling: bool) -> LayerNormalization {
-        LayerNormalization {
-            rms_scaling,
-            ..self
-        }
-        .fresh()
+        self.configure(|c| c.rms_scaling = rms_scaling)
     }
 
     /// Sets the layer's name.
     pub fn name(self, name: &str) -> LayerNormalization {
-        LayerNormalization {
-            name: name.to_string(),
-            ..self
-        }
-        .fresh()
-    }
-
-    /// The configuration: `(axes, epsilon, center, scale, rms_scaling)`.
-    pub fn config(&self) -> (&[isize], f32, bool, bool, bool) {
-        (
-            &self.axes,
-            self.epsilon,
-            self.center,
-            self.scale,
-            self.rms_scaling,
-        )
+        self.configure(|c| c.name = name.to_string())
     }
 
     fn has_gamma(&self) -> bool {
-        self.scale || self.rms_scaling
+        self.config.scale || self.config.rms_scaling
     }
 
     fn has_beta(&self) -> bool {
-        self.center && !self.rms_scaling
+        self.config.center && !self.config.rms_scaling
     }
 }
 
@@ -117,14 +114,32 @@ impl Default for LayerNormalization {
 }
 
 impl Layer for LayerNormalization {
-    layer_identity!("LayerNormalization");
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn name(&self) -> String {
+        self.config.name.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        "LayerNormalization"
+    }
+
+    fn handle(&self) -> LayerRef {
+        Arc::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = one_input("LayerNormalization", inputs)?;
         let shape = x.shape();
-        let mut axes = Vec::with_capacity(self.axes.len());
-        for &a in &self.axes {
-            let a = normalize_axis("layer_normalization", a, &shape)?;
+        let mut axes = Vec::with_capacity(self.config.axis.len());
+        for &a in &self.config.axis {
+            let a = normalize_axis("layer_normalization", a as isize, &shape)?;
             if !axes.contains(&a) {
                 axes.push(a);
             }
@@ -160,18 +175,21 @@ impl Layer for LayerNormalization {
         if self.has_beta() {
             wanted.push(("beta", param_shape.clone()));
         }
-        let vars = self.weights.get_or_make(&self.name, &wanted, |name, s| {
-            HostTensor::full(s, if name == "gamma" { 1.0 } else { 0.0 })
-        })?;
+        let vars = self
+            .weights
+            .get_or_make(&self.config.name, &wanted, |name, s| {
+                HostTensor::full(s, if name == "gamma" { 1.0 } else { 0.0 })
+            })?;
         let mut vars = vars
             .into_iter()
             .map(|v| Tensor::variable(v).reshape(&broadcast));
         let gamma = if self.has_gamma() { vars.next() } else { None };
         let beta = if self.has_beta() { vars.next() } else { None };
         let axes_list = crate::ops::Axes::List(axes.iter().map(|&a| a as isize).collect());
-        let out = if self.rms_scaling {
+        let epsilon = self.config.epsilon;
+        let out = if self.config.rms_scaling {
             let var = x.var_keepdims(axes_list);
-            let y = x.multiply(var.add(self.epsilon).rsqrt());
+            let y = x.multiply(var.add(epsilon).rsqrt());
             match gamma {
                 Some(g) => y.multiply(g),
                 None => y,
@@ -179,7 +197,7 @@ impl Layer for LayerNormalization {
         } else {
             let mean = x.mean_keepdims(axes_list.clone());
             let var = x.subtract(&mean).square().mean_keepdims(axes_list);
-            let mut inv = var.add(self.epsilon).rsqrt();
+            let mut inv = var.add(epsilon).rsqrt();
             if let Some(g) = gamma {
                 inv = inv.multiply(g);
             }
@@ -198,5 +216,67 @@ impl Layer for LayerNormalization {
 
     fn supports_masking(&self) -> bool {
         true
+    }
+}
+
+impl Configurable for LayerNormalization {
+    const CLASS: &'static str = "LayerNormalization";
+    type Config = LayerNormalizationConfig;
+
+    fn config(&self) -> LayerNormalizationConfig {
+        self.config.clone()
+    }
+
+    fn from_config(
+        config: LayerNormalizationConfig,
+        _context: &ConfigContext,
+    ) -> Result<LayerNormalization> {
+        let name = &config.name;
+        if config.axis.is_empty() {
+            return Err(Error::Model {
+                detail: format!("LayerNormalization '{name}' needs at least one axis"),
+            });
+        }
+        let axes = config
+            .axis
+            .iter()
+            .map(|&a| config_axis("LayerNormalization", name, a))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LayerNormalization::new()
+            .axis(&axes)
+            .epsilon(config.epsilon)
+            .center(config.center)
+            .scale(config.scale)
+            .rms_scaling(config.rms_scaling)
+            .name(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_refuses_no_axes() {
+        let ctx = ConfigContext::default();
+        let c = LayerNormalization::new()
+            .axis(&[-2, -1])
+            .epsilon(0.5)
+            .center(false)
+            .rms_scaling(true)
+            .name("ln")
+            .config();
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"name":"ln","axis":[-2,-1],"epsilon":0.5,"center":false,"scale":true,"rms_scaling":true}"#
+        );
+        let l = LayerNormalization::from_config(c.clone(), &ctx).unwrap();
+        assert_eq!(l.config(), c);
+        let none = LayerNormalizationConfig { axis: vec![], ..c };
+        let e = LayerNormalization::from_config(none, &ctx)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("'ln'") && e.contains("at least one axis"), "{e}");
     }
 }

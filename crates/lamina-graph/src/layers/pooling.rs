@@ -1,6 +1,8 @@
 //! `GlobalAveragePooling1D` and `GlobalMaxPooling1D`: pooling over time, padded steps excluded.
 
 use super::common::{align_mask, layer_identity, one_input};
+use super::registry::{ConfigContext, Configurable};
+use super::window_pooling::GlobalPoolConfig;
 use crate::error::{Error, Result};
 use crate::layer::{Layer, unique_name};
 use crate::op::ReduceOp;
@@ -82,17 +84,26 @@ macro_rules! global_pooling {
             pub fn name(self, name: &str) -> $ty {
                 $ty { id: next_id(), name: name.to_string(), ..self }
             }
+        }
 
-            /// The data format.
-            pub fn format(&self) -> DataFormat {
-                self.data_format
+        impl Configurable for $ty {
+            const CLASS: &'static str = $kind;
+            type Config = GlobalPoolConfig;
+
+            fn config(&self) -> GlobalPoolConfig {
+                GlobalPoolConfig {
+                    name: self.name.clone(),
+                    data_format: self.data_format.name().into(),
+                    keepdims: self.keepdims,
+                }
             }
 
-            /// Whether the pooled axis stays.
-            pub fn keeps_dims(&self) -> bool {
-                self.keepdims
+            fn from_config(config: GlobalPoolConfig, _context: &ConfigContext) -> Result<$ty> {
+                Ok($ty::new()
+                    .data_format(DataFormat::parse(&config.data_format)?)
+                    .keepdims(config.keepdims)
+                    .name(&config.name))
             }
-
         }
 
         impl Default for $ty {
@@ -191,4 +202,34 @@ fn pool(
             Tensor::where_(&m, x, f32::NEG_INFINITY).reduce(ReduceOp::Max, steps, keepdims)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_round_trip() {
+        let ctx = ConfigContext::default();
+        let l = GlobalAveragePooling1D::new()
+            .data_format(DataFormat::ChannelsFirst)
+            .keepdims(true)
+            .name("avg");
+        let back = GlobalAveragePooling1D::from_config(l.config(), &ctx).unwrap();
+        assert_eq!(back.config(), l.config());
+        let l = GlobalMaxPooling1D::new().name("max");
+        let back = GlobalMaxPooling1D::from_config(l.config(), &ctx).unwrap();
+        assert_eq!(back.config(), l.config());
+        assert_eq!(
+            serde_json::to_string(&l.config()).unwrap(),
+            r#"{"name":"max","data_format":"channels_last","keepdims":false}"#
+        );
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        let mut c = GlobalMaxPooling1D::new().config();
+        c.data_format = "steps_first".into();
+        assert!(GlobalMaxPooling1D::from_config(c, &ConfigContext::default()).is_err());
+    }
 }

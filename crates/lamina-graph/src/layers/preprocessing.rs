@@ -3,13 +3,15 @@
 //! lives with the elementwise layers.)
 
 use super::common::{Weights, one_input};
+use super::registry::{ConfigContext, Configurable};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
-use crate::layer::{Layer, unique_name};
+use crate::layer::{Layer, LayerRef, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Keras's `backend.epsilon()`, the floor of the standard deviation `Normalization` divides by.
@@ -27,12 +29,30 @@ pub struct FixedStatistics {
     pub variance: Vec<f32>,
 }
 
+/// The configuration of a `Normalization`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NormalizationConfig {
+    /// The layer's name.
+    pub name: String,
+    /// The kept axes (negative counts from the end).
+    pub axis: Vec<isize>,
+    /// The shape of the fixed statistics, when they are fixed (else the layer has weights).
+    #[serde(default)]
+    pub fixed_shape: Option<Vec<usize>>,
+    /// The fixed mean, row-major (empty when not fixed).
+    #[serde(default)]
+    pub fixed_mean: Vec<f32>,
+    /// The fixed variance, row-major (empty when not fixed).
+    #[serde(default)]
+    pub fixed_variance: Vec<f32>,
+    /// Whether it undoes the normalization.
+    pub invert: bool,
+}
+
 struct NormalizationInner {
     id: u64,
-    name: String,
-    axis: Vec<isize>,
-    fixed: Option<FixedStatistics>,
-    invert: bool,
+    config: NormalizationConfig,
     weights: Weights,
 }
 
@@ -55,65 +75,60 @@ impl Default for Normalization {
 impl Normalization {
     /// A normalization over the last axis, with weights for its statistics.
     pub fn new() -> Normalization {
-        Normalization::build(unique_name("normalization"), vec![-1], None, false)
+        Normalization::build(NormalizationConfig {
+            name: unique_name("normalization"),
+            axis: vec![-1],
+            fixed_shape: None,
+            fixed_mean: Vec::new(),
+            fixed_variance: Vec::new(),
+            invert: false,
+        })
     }
 
-    fn build(
-        name: String,
-        axis: Vec<isize>,
-        fixed: Option<FixedStatistics>,
-        invert: bool,
-    ) -> Normalization {
+    fn build(config: NormalizationConfig) -> Normalization {
         Normalization {
             inner: Arc::new(NormalizationInner {
                 id: next_id(),
-                name,
-                axis,
-                fixed,
-                invert,
+                config,
                 weights: Weights::default(),
             }),
         }
     }
 
-    fn rebuilt(&self) -> (String, Vec<isize>, Option<FixedStatistics>, bool) {
-        let i = &self.inner;
-        (i.name.clone(), i.axis.clone(), i.fixed.clone(), i.invert)
+    /// A new layer (new weights) with the configuration changed by `f`.
+    fn with(&self, f: impl FnOnce(&mut NormalizationConfig)) -> Normalization {
+        let mut config = self.inner.config.clone();
+        f(&mut config);
+        Normalization::build(config)
     }
 
     /// The axes that keep their own statistics (Keras's `axis`; negative counts from the end).
     pub fn axis(self, axis: &[isize]) -> Normalization {
-        let (name, _, fixed, invert) = self.rebuilt();
-        Normalization::build(name, axis.to_vec(), fixed, invert)
+        self.with(|c| c.axis = axis.to_vec())
     }
 
     /// Fixed statistics instead of weights (Keras's `mean=` and `variance=`).
     pub fn statistics(self, fixed: FixedStatistics) -> Normalization {
-        let (name, axis, _, invert) = self.rebuilt();
-        Normalization::build(name, axis, Some(fixed), invert)
+        self.with(|c| {
+            c.fixed_shape = Some(fixed.shape);
+            c.fixed_mean = fixed.mean;
+            c.fixed_variance = fixed.variance;
+        })
     }
 
     /// Undoes the normalization instead (`mean + x * std`).
     pub fn invert(self, invert: bool) -> Normalization {
-        let (name, axis, fixed, _) = self.rebuilt();
-        Normalization::build(name, axis, fixed, invert)
+        self.with(|c| c.invert = invert)
     }
 
     /// Sets the layer's name.
     pub fn name(self, name: &str) -> Normalization {
-        let (_, axis, fixed, invert) = self.rebuilt();
-        Normalization::build(name.to_string(), axis, fixed, invert)
-    }
-
-    /// The kept axes, the fixed statistics (if any), and whether it inverts.
-    pub fn config(&self) -> (&[isize], Option<&FixedStatistics>, bool) {
-        let i = &self.inner;
-        (&i.axis, i.fixed.as_ref(), i.invert)
+        self.with(|c| c.name = name.to_string())
     }
 
     fn err(&self, shape: &crate::shape::Shape, detail: String) -> Error {
         Error::IncompatibleShapes {
-            op: format!("Normalization '{}'", self.inner.name),
+            op: format!("Normalization '{}'", self.inner.config.name),
             shapes: shape.to_string(),
             detail,
         }
@@ -123,8 +138,9 @@ impl Normalization {
     fn statistics_for(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let shape = x.shape();
         let rank = shape.rank();
-        let mut keep = Vec::with_capacity(self.inner.axis.len());
-        for &a in &self.inner.axis {
+        let config = &self.inner.config;
+        let mut keep = Vec::with_capacity(config.axis.len());
+        for &a in &config.axis {
             let k = if a < 0 { a + rank as isize } else { a };
             if !(0..rank as isize).contains(&k) {
                 return Err(self.err(&shape, format!("axis {a} is not an axis of the input")));
@@ -143,31 +159,31 @@ impl Normalization {
             }
         }
         let mut broadcast = vec![1i64; rank];
-        match &self.inner.fixed {
-            Some(f) => {
-                let n: usize = f.shape.iter().product();
-                if f.mean.len() != n || f.variance.len() != n || f.shape.len() > keep.len() {
+        match &config.fixed_shape {
+            Some(fixed_shape) => {
+                let (mean, variance) = (&config.fixed_mean, &config.fixed_variance);
+                let n: usize = fixed_shape.iter().product();
+                if mean.len() != n || variance.len() != n || fixed_shape.len() > keep.len() {
                     return Err(self.err(
                         &shape,
                         format!(
-                            "the fixed mean ({} values) and variance ({} values) of shape {:?} \
-                             do not fit the kept axes {keep:?}",
-                            f.mean.len(),
-                            f.variance.len(),
-                            f.shape
+                            "the fixed mean ({} values) and variance ({} values) of shape \
+                             {fixed_shape:?} do not fit the kept axes {keep:?}",
+                            mean.len(),
+                            variance.len(),
                         ),
                     ));
                 }
-                for (i, &d) in f.shape.iter().rev().enumerate() {
+                for (i, &d) in fixed_shape.iter().rev().enumerate() {
                     broadcast[keep[keep.len() - 1 - i]] = d as i64;
                 }
-                let mean = Tensor::constant(HostTensor::new(&f.shape, f.mean.clone())?);
-                let var = Tensor::constant(HostTensor::new(&f.shape, f.variance.clone())?);
+                let mean = Tensor::constant(HostTensor::new(fixed_shape, mean.clone())?);
+                let var = Tensor::constant(HostTensor::new(fixed_shape, variance.clone())?);
                 Ok((mean.reshape(&broadcast), var.reshape(&broadcast)))
             }
             None => {
                 let vars = self.inner.weights.get_or_make_flagged(
-                    &self.inner.name,
+                    &config.name,
                     &[
                         ("mean", kept_sizes.clone()),
                         ("variance", kept_sizes),
@@ -200,8 +216,48 @@ impl Normalization {
     }
 }
 
+impl Configurable for Normalization {
+    const CLASS: &'static str = "Normalization";
+    type Config = NormalizationConfig;
+
+    fn config(&self) -> NormalizationConfig {
+        self.inner.config.clone()
+    }
+
+    fn from_config(mut config: NormalizationConfig, _context: &ConfigContext) -> Result<Self> {
+        // Statistics without a shape are not fixed ones: a file's stray values are dropped.
+        if config.fixed_shape.is_none() {
+            config.fixed_mean.clear();
+            config.fixed_variance.clear();
+        }
+        Ok(Normalization::build(config))
+    }
+}
+
 impl Layer for Normalization {
-    super::common::weighted_layer_identity!("Normalization");
+    fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    fn name(&self) -> String {
+        self.inner.config.name.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        "Normalization"
+    }
+
+    fn handle(&self) -> LayerRef {
+        Arc::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn variables(&self) -> Vec<Arc<Variable>> {
+        self.inner.weights.list()
+    }
 
     fn supports_masking(&self) -> bool {
         true
@@ -211,7 +267,7 @@ impl Layer for Normalization {
         let x = one_input("Normalization", inputs)?.cast(DType::F32);
         let (mean, variance) = self.statistics_for(&x)?;
         let std = variance.sqrt().maximum(EPSILON);
-        Ok(vec![if self.inner.invert {
+        Ok(vec![if self.inner.config.invert {
             mean.add(x.multiply(&std))
         } else {
             x.subtract(&mean).divide(&std)
@@ -225,9 +281,19 @@ impl Layer for Normalization {
 #[derive(Clone)]
 pub struct CenterCrop {
     id: u64,
-    name: String,
-    height: usize,
-    width: usize,
+    config: CenterCropConfig,
+}
+
+/// The configuration of a `CenterCrop`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CenterCropConfig {
+    /// The layer's name.
+    pub name: String,
+    /// The height kept.
+    pub height: usize,
+    /// The width kept.
+    pub width: usize,
 }
 
 impl CenterCrop {
@@ -235,53 +301,87 @@ impl CenterCrop {
     pub fn new(height: usize, width: usize) -> CenterCrop {
         CenterCrop {
             id: next_id(),
-            name: unique_name("center_crop"),
-            height,
-            width,
+            config: CenterCropConfig {
+                name: unique_name("center_crop"),
+                height,
+                width,
+            },
         }
     }
 
     /// Sets the layer's name.
     pub fn name(self, name: &str) -> CenterCrop {
+        let mut config = self.config;
+        config.name = name.to_string();
         CenterCrop {
             id: next_id(),
-            name: name.to_string(),
-            ..self
+            config,
         }
     }
+}
 
-    /// `(height, width)`.
-    pub fn size(&self) -> (usize, usize) {
-        (self.height, self.width)
+impl Configurable for CenterCrop {
+    const CLASS: &'static str = "CenterCrop";
+    type Config = CenterCropConfig;
+
+    fn config(&self) -> CenterCropConfig {
+        self.config.clone()
+    }
+
+    fn from_config(config: CenterCropConfig, _context: &ConfigContext) -> Result<Self> {
+        Ok(CenterCrop::new(config.height, config.width).name(&config.name))
     }
 }
 
 impl Layer for CenterCrop {
-    super::common::layer_identity!("CenterCrop");
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn name(&self) -> String {
+        self.config.name.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        "CenterCrop"
+    }
+
+    fn handle(&self) -> LayerRef {
+        Arc::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = one_input("CenterCrop", inputs)?.cast(DType::F32);
+        let CenterCropConfig {
+            name,
+            height,
+            width,
+        } = &self.config;
         let shape = x.shape();
         let rank = shape.rank();
         if !(3..=4).contains(&rank) {
             return Err(Error::IncompatibleShapes {
-                op: format!("CenterCrop '{}'", self.name),
+                op: format!("CenterCrop '{name}'"),
                 shapes: shape.to_string(),
                 detail: "expects images (height, width, channels), with or without a batch".into(),
             });
         }
         let mut spec = vec![crate::ops::SliceArg::Ellipsis];
-        for (axis, want) in [(rank - 3, self.height), (rank - 2, self.width)] {
+        for (axis, want) in [(rank - 3, *height), (rank - 2, *width)] {
             let Dim::Known(have) = shape.dims()[axis] else {
                 return Err(Error::IncompatibleShapes {
-                    op: format!("CenterCrop '{}'", self.name),
+                    op: format!("CenterCrop '{name}'"),
                     shapes: shape.to_string(),
                     detail: format!("axis {axis} must have a known size"),
                 });
             };
             if have < want || want == 0 {
                 return Err(Error::IncompatibleShapes {
-                    op: format!("CenterCrop '{}'", self.name),
+                    op: format!("CenterCrop '{name}'"),
                     shapes: shape.to_string(),
                     detail: format!(
                         "cannot crop axis {axis} of size {have} to {want} (Lamina crops only)"
@@ -321,6 +421,20 @@ impl ResizeMethod {
             ResizeMethod::Nearest => "nearest",
         }
     }
+}
+
+/// The configuration of a `Resizing`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResizingConfig {
+    /// The layer's name.
+    pub name: String,
+    /// The height made.
+    pub height: usize,
+    /// The width made.
+    pub width: usize,
+    /// `bilinear` or `nearest`.
+    pub interpolation: String,
 }
 
 /// Keras's `Resizing(height, width, interpolation="bilinear")` for channels-last images of a
@@ -364,11 +478,6 @@ impl Resizing {
             name: name.to_string(),
             ..self
         }
-    }
-
-    /// `(height, width, interpolation)`.
-    pub fn config(&self) -> (usize, usize, ResizeMethod) {
-        (self.height, self.width, self.method)
     }
 
     /// `x` resized along `axis` from `have` to `want` values.
@@ -416,6 +525,38 @@ impl Resizing {
     }
 }
 
+impl Configurable for Resizing {
+    const CLASS: &'static str = "Resizing";
+    type Config = ResizingConfig;
+
+    fn config(&self) -> ResizingConfig {
+        ResizingConfig {
+            name: self.name.clone(),
+            height: self.height,
+            width: self.width,
+            interpolation: self.method.keras_name().to_string(),
+        }
+    }
+
+    fn from_config(config: ResizingConfig, _context: &ConfigContext) -> Result<Self> {
+        let method = match config.interpolation.as_str() {
+            "bilinear" => ResizeMethod::Bilinear,
+            "nearest" => ResizeMethod::Nearest,
+            other => {
+                return Err(Error::Model {
+                    detail: format!(
+                        "Resizing '{}': interpolation '{other}' is unknown",
+                        config.name
+                    ),
+                });
+            }
+        };
+        Ok(Resizing::new(config.height, config.width)
+            .interpolation(method)
+            .name(&config.name))
+    }
+}
+
 impl Layer for Resizing {
     super::common::layer_identity!("Resizing");
 
@@ -458,5 +599,67 @@ impl Layer for Resizing {
 
     fn supports_masking(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Configurable>(layer: T) -> T::Config
+    where
+        T::Config: Clone + PartialEq + std::fmt::Debug,
+    {
+        let config = layer.config();
+        let back = T::from_config(config.clone(), &ConfigContext::default()).unwrap();
+        assert_eq!(back.config(), config);
+        config
+    }
+
+    #[test]
+    fn configurations_round_trip() {
+        let c = round_trip(Normalization::new().axis(&[1, -1]).invert(true).name("n"));
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"name":"n","axis":[1,-1],"fixed_shape":null,"fixed_mean":[],"fixed_variance":[],"invert":true}"#
+        );
+        round_trip(Normalization::new().statistics(FixedStatistics {
+            shape: vec![2],
+            mean: vec![1.0, 2.0],
+            variance: vec![0.5, 4.0],
+        }));
+        let c = round_trip(CenterCrop::new(3, 4).name("crop"));
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"name":"crop","height":3,"width":4}"#
+        );
+        let c = round_trip(
+            Resizing::new(5, 6)
+                .interpolation(ResizeMethod::Nearest)
+                .name("r"),
+        );
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"name":"r","height":5,"width":6,"interpolation":"nearest"}"#
+        );
+    }
+
+    #[test]
+    fn older_and_bad_configurations() {
+        let ctx = ConfigContext::default();
+        // The statistics' fields may be absent; values without a shape are dropped.
+        let c: NormalizationConfig =
+            serde_json::from_str(r#"{"name":"n","axis":[-1],"fixed_mean":[1.0],"invert":false}"#)
+                .unwrap();
+        let n = Normalization::from_config(c, &ctx).unwrap();
+        assert!(n.config().fixed_mean.is_empty());
+        let mut c = Resizing::new(2, 2).name("r").config();
+        c.interpolation = "bicubic".into();
+        let e = Resizing::from_config(c, &ctx).err().unwrap().to_string();
+        assert!(e.contains("Resizing 'r'") && e.contains("bicubic"), "{e}");
+        assert!(
+            serde_json::from_str::<CenterCropConfig>(r#"{"name":"c","height":-1,"width":2}"#)
+                .is_err()
+        );
     }
 }

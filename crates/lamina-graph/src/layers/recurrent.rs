@@ -9,13 +9,14 @@
 use super::activation::Activation;
 use super::common::Weights;
 use super::init::glorot_uniform;
+use super::registry::{ConfigContext, Configurable};
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use crate::layer::{Layer, LayerRef, unique_name};
-use crate::saving::format::{BidirectionalRecord, LayerRecord, RnnRecord};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::ops::{RecurrenceSpec, RecurrentCell as Cell};
@@ -37,6 +38,71 @@ impl Cell {
             Cell::Gru { .. } => "gru_cell",
         }
     }
+}
+
+/// The configuration of a recurrent layer: `SimpleRNN`, `LSTM` or `GRU` (`reset_after` is
+/// read by GRU only, `unit_forget_bias` by LSTM only).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RnnConfig {
+    /// The layer's name.
+    pub name: String,
+    /// State size.
+    pub units: usize,
+    /// The output activation's name (a built-in one: a file cannot hold a custom one here).
+    #[serde(serialize_with = "builtin_activation")]
+    pub activation: String,
+    /// The gate activation's name (a built-in one).
+    #[serde(serialize_with = "builtin_activation")]
+    pub recurrent_activation: String,
+    /// Whether there is a `bias`.
+    pub use_bias: bool,
+    /// LSTM: forget bias initialised to 1.
+    pub unit_forget_bias: bool,
+    /// Every step returned.
+    pub return_sequences: bool,
+    /// Final states returned.
+    pub return_state: bool,
+    /// Sequence read backwards.
+    pub go_backwards: bool,
+    /// Masked steps output zeros.
+    pub zero_output_for_mask: bool,
+    /// GRU: reset gate after the recurrent matmul.
+    pub reset_after: bool,
+    /// Keras's `unroll=True`: masked steps repeat the previous output, zeros before the first.
+    #[serde(default)]
+    pub unroll: bool,
+}
+
+/// Writes an activation name, refusing one that is not a built-in activation's: a custom
+/// activation is code, which a recurrent layer's configuration has no place for.
+fn builtin_activation<S: serde::Serializer>(
+    name: &str,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    if name.parse::<Activation>().is_err() {
+        return Err(serde::ser::Error::custom(format!(
+            "the activation '{name}' is a custom function, which a file can hold on a \
+             recurrent layer only as a built-in activation's name"
+        )));
+    }
+    serializer.serialize_str(name)
+}
+
+/// The configuration of a `Bidirectional` wrapper.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BidirectionalConfig {
+    /// The layer's name.
+    pub name: String,
+    /// `concat`, `sum`, `mul`, `ave` or `none`.
+    pub merge_mode: String,
+    /// The wrapped cell type: `SimpleRNN`, `LSTM` or `GRU`.
+    pub cell: String,
+    /// The forward layer.
+    pub forward: RnnConfig,
+    /// The backward layer.
+    pub backward: RnnConfig,
 }
 
 /// The configuration and weights every recurrent layer shares.
@@ -281,9 +347,9 @@ impl Rnn {
         Ok(outputs)
     }
 
-    fn record(&self, name: String) -> RnnRecord {
-        RnnRecord {
-            name,
+    fn config(&self) -> RnnConfig {
+        RnnConfig {
+            name: self.name.clone(),
             units: self.units,
             activation: self.activation.name().to_string(),
             recurrent_activation: self.recurrent_activation.name().to_string(),
@@ -298,23 +364,29 @@ impl Rnn {
         }
     }
 
-    fn from_record(cell: Cell, r: &RnnRecord) -> Result<Rnn> {
-        let mut rnn = Rnn::new(cell, r.units);
+    /// A layer of `cell` (a GRU's `reset_after` from the configuration) from its
+    /// configuration, checked as a call checks it.
+    fn from_config(cell: Cell, c: &RnnConfig, context: &ConfigContext) -> Result<Rnn> {
+        let mut rnn = Rnn::new(cell, c.units);
         if let Cell::Gru { .. } = cell {
             rnn.cell = Cell::Gru {
-                reset_after: r.reset_after,
+                reset_after: c.reset_after,
             };
         }
-        rnn.name = r.name.clone();
-        rnn.activation = r.activation.parse()?;
-        rnn.recurrent_activation = r.recurrent_activation.parse()?;
-        rnn.use_bias = r.use_bias;
-        rnn.unit_forget_bias = r.unit_forget_bias;
-        rnn.return_sequences = r.return_sequences;
-        rnn.return_state = r.return_state;
-        rnn.go_backwards = r.go_backwards;
-        rnn.zero_output_for_mask = r.zero_output_for_mask;
-        rnn.unroll = r.unroll;
+        rnn.name = c.name.clone();
+        rnn.activation = context
+            .activation(&c.activation)
+            .map_err(|e| rnn.err(e.to_string()))?;
+        rnn.recurrent_activation = context
+            .activation(&c.recurrent_activation)
+            .map_err(|e| rnn.err(e.to_string()))?;
+        rnn.use_bias = c.use_bias;
+        rnn.unit_forget_bias = c.unit_forget_bias;
+        rnn.return_sequences = c.return_sequences;
+        rnn.return_state = c.return_state;
+        rnn.go_backwards = c.go_backwards;
+        rnn.zero_output_for_mask = c.zero_output_for_mask;
+        rnn.unroll = c.unroll;
         rnn.check_config()?;
         Ok(rnn)
     }
@@ -419,29 +491,19 @@ macro_rules! recurrent_layer {
             pub fn seed(self, seed: u64) -> $ty {
                 self.configure(|r| r.seed = seed)
             }
+        }
 
-            /// The number of units (the size of the state and of each output step).
-            pub fn units(&self) -> usize {
-                self.rnn.units
+        impl Configurable for $ty {
+            const CLASS: &'static str = stringify!($ty);
+            type Config = RnnConfig;
+
+            fn config(&self) -> RnnConfig {
+                self.rnn.config()
             }
 
-            /// Whether every step is returned.
-            pub fn returns_sequences(&self) -> bool {
-                self.rnn.return_sequences
-            }
-
-            /// Whether the final states are returned.
-            pub fn returns_state(&self) -> bool {
-                self.rnn.return_state
-            }
-
-            pub(crate) fn record(&self, name: String) -> LayerRecord {
-                LayerRecord::$ty(self.rnn.record(name))
-            }
-
-            pub(crate) fn from_record(r: &RnnRecord) -> Result<$ty> {
+            fn from_config(config: RnnConfig, context: &ConfigContext) -> Result<$ty> {
                 Ok($ty {
-                    rnn: Rnn::from_record($cell, r)?,
+                    rnn: Rnn::from_config($cell, &config, context)?,
                 })
             }
         }
@@ -732,27 +794,27 @@ impl Bidirectional {
         }
     }
 
-    /// How the directions combine.
-    pub fn merge(&self) -> MergeMode {
-        self.merge_mode
-    }
-
     fn prefix(&self, rnn: &Rnn) -> String {
         format!("{}/{}/", rnn.name, rnn.cell.cell_name())
     }
+}
 
-    pub(crate) fn record(&self, name: String) -> LayerRecord {
-        let kind = |r: &Rnn| r.cell.kind().to_string();
-        LayerRecord::Bidirectional(BidirectionalRecord {
-            name,
+impl Configurable for Bidirectional {
+    const CLASS: &'static str = "Bidirectional";
+    type Config = BidirectionalConfig;
+
+    fn config(&self) -> BidirectionalConfig {
+        BidirectionalConfig {
+            name: self.name.clone(),
             merge_mode: self.merge_mode.name().into(),
-            cell: kind(&self.forward),
-            forward: self.forward.record(self.forward.name.clone()),
-            backward: self.backward.record(self.backward.name.clone()),
-        })
+            cell: self.forward.cell.kind().to_string(),
+            forward: self.forward.config(),
+            backward: self.backward.config(),
+        }
     }
 
-    pub(crate) fn from_record(r: &BidirectionalRecord) -> Result<Bidirectional> {
+    fn from_config(config: BidirectionalConfig, context: &ConfigContext) -> Result<Bidirectional> {
+        let r = &config;
         let cell = match r.cell.as_str() {
             "SimpleRNN" => Cell::SimpleRnn,
             "LSTM" => Cell::Lstm,
@@ -763,17 +825,15 @@ impl Bidirectional {
                 });
             }
         };
-        let mut forward = Rnn::from_record(cell, &r.forward)?;
-        let mut backward = Rnn::from_record(cell, &r.backward)?;
-        let mut bi = Bidirectional::assemble(
-            forward.clone(),
-            backward.clone(),
-            MergeMode::parse(&r.merge_mode)?,
-        )?;
-        forward.name = r.forward.name.clone();
-        backward.name = r.backward.name.clone();
-        bi.forward.name = forward.name;
-        bi.backward.name = backward.name;
+        let forward = Rnn::from_config(cell, &r.forward, context)?;
+        let backward = Rnn::from_config(cell, &r.backward, context)?;
+        let merge_mode = MergeMode::parse(&r.merge_mode).map_err(|e| Error::Model {
+            detail: format!("Bidirectional '{}': {e}", r.name),
+        })?;
+        let mut bi = Bidirectional::assemble(forward, backward, merge_mode)?;
+        // The names and mask behaviour recorded, not the ones `assemble` derives.
+        bi.forward.name = r.forward.name.clone();
+        bi.backward.name = r.backward.name.clone();
         bi.forward.zero_output_for_mask = r.forward.zero_output_for_mask;
         bi.backward.zero_output_for_mask = r.backward.zero_output_for_mask;
         bi.name = r.name.clone();
@@ -882,31 +942,128 @@ impl Layer for Bidirectional {
     }
 }
 
-/// The record of a recurrent layer, or `None` for another type (or a custom activation, which
-/// is code and has no place in a file).
-pub(crate) fn recurrent_layer_record(any: &dyn std::any::Any, name: &str) -> Option<LayerRecord> {
-    let custom = |r: &Rnn| r.activation.is_custom() || r.recurrent_activation.is_custom();
-    let name = name.to_string();
-    if let Some(l) = any.downcast_ref::<SimpleRNN>() {
-        (!custom(&l.rnn)).then(|| l.record(name))
-    } else if let Some(l) = any.downcast_ref::<LSTM>() {
-        (!custom(&l.rnn)).then(|| l.record(name))
-    } else if let Some(l) = any.downcast_ref::<GRU>() {
-        (!custom(&l.rnn)).then(|| l.record(name))
-    } else if let Some(l) = any.downcast_ref::<Bidirectional>() {
-        (!custom(&l.forward) && !custom(&l.backward)).then(|| l.record(name))
-    } else {
-        None
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The recurrent layer of a record, or `None` for another record.
-pub(crate) fn recurrent_layer_from_record(record: &LayerRecord) -> Result<Option<LayerRef>> {
-    Ok(Some(match record {
-        LayerRecord::SimpleRNN(r) => Arc::new(SimpleRNN::from_record(r)?),
-        LayerRecord::LSTM(r) => Arc::new(LSTM::from_record(r)?),
-        LayerRecord::GRU(r) => Arc::new(GRU::from_record(r)?),
-        LayerRecord::Bidirectional(r) => Arc::new(Bidirectional::from_record(r)?),
-        _ => return Ok(None),
-    }))
+    fn to_json<T: Serialize>(config: &T) -> Result<serde_json::Value> {
+        serde_json::to_value(config).map_err(|e| Error::Model {
+            detail: e.to_string(),
+        })
+    }
+
+    #[test]
+    fn configurations_round_trip_and_bad_ones_are_refused() -> Result<()> {
+        let context = ConfigContext::default();
+        let simple = SimpleRNN::new(3)
+            .activation(Activation::Relu)
+            .go_backwards(true)
+            .name("s");
+        assert_eq!(
+            SimpleRNN::from_config(simple.config(), &context)?.config(),
+            simple.config()
+        );
+        let lstm = LSTM::new(4)
+            .recurrent_activation(Activation::HardSigmoid)
+            .unit_forget_bias(false)
+            .return_sequences(true)
+            .return_state(true)
+            .unroll(true)
+            .name("l");
+        assert_eq!(
+            LSTM::from_config(lstm.config(), &context)?.config(),
+            lstm.config()
+        );
+        let gru = GRU::new(2).reset_after(false).use_bias(false).name("g");
+        let config = gru.config();
+        assert!(!config.reset_after && !config.use_bias);
+        assert_eq!(GRU::from_config(config, &context)?.config(), gru.config());
+        // The old record's JSON, `unroll` optional when read.
+        let json = to_json(&GRU::new(2).name("g").config())?;
+        assert_eq!(
+            json,
+            serde_json::json!({"name": "g", "units": 2, "activation": "tanh",
+                "recurrent_activation": "sigmoid", "use_bias": true, "unit_forget_bias": true,
+                "return_sequences": false, "return_state": false, "go_backwards": false,
+                "zero_output_for_mask": false, "reset_after": true, "unroll": false})
+        );
+        let mut old = json;
+        if let Some(o) = old.as_object_mut() {
+            o.remove("unroll");
+        }
+        let read: RnnConfig = serde_json::from_value(old).map_err(|e| Error::Model {
+            detail: e.to_string(),
+        })?;
+        assert_eq!(read, GRU::new(2).name("g").config());
+
+        let bi = Bidirectional::new(&LSTM::new(3).return_sequences(true).name("inner"))?
+            .merge_mode(MergeMode::Sum)
+            .name("bi");
+        let config = bi.config();
+        assert_eq!(
+            (config.cell.as_str(), config.merge_mode.as_str()),
+            ("LSTM", "sum")
+        );
+        assert_eq!(config.forward.name, "forward_inner");
+        assert!(config.backward.go_backwards && config.backward.zero_output_for_mask);
+        let back = Bidirectional::from_config(config.clone(), &context)?;
+        assert_eq!(back.config(), config);
+
+        // Bad configurations: no units, an unknown or non-elementwise activation, an unknown
+        // cell or merge mode, directions that do not pair.
+        let bad_rnn = [
+            RnnConfig {
+                units: 0,
+                ..simple.config()
+            },
+            RnnConfig {
+                activation: "nope".into(),
+                ..simple.config()
+            },
+            RnnConfig {
+                recurrent_activation: "softmax".into(),
+                ..simple.config()
+            },
+        ];
+        for c in bad_rnn {
+            let e = SimpleRNN::from_config(c, &context)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("SimpleRNN 's'"), "{e}");
+        }
+        let bad_bi = [
+            BidirectionalConfig {
+                cell: "ConvLSTM".into(),
+                ..config.clone()
+            },
+            BidirectionalConfig {
+                merge_mode: "max".into(),
+                ..config.clone()
+            },
+            BidirectionalConfig {
+                backward: RnnConfig {
+                    go_backwards: false,
+                    ..config.backward.clone()
+                },
+                ..config.clone()
+            },
+        ];
+        for c in bad_bi {
+            let e = Bidirectional::from_config(c, &context)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("Bidirectional"), "{e}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_custom_activation_is_refused_when_written() {
+        let tanh2 = Activation::custom("tanh2", |x: &Tensor| x.tanh());
+        let lstm = LSTM::new(2).activation(tanh2).name("l");
+        let e = serde_json::to_value(lstm.config()).unwrap_err().to_string();
+        assert!(e.contains("tanh2") && e.contains("custom"), "{e}");
+    }
 }

@@ -2,13 +2,74 @@
 //! threshold), `LeakyReLU`, `PReLU` (a learned slope) and `ELU`, with Keras's defaults.
 
 use super::common::{Weights, layer_identity, one_input};
+use super::registry::{ConfigContext, Configurable, finite_f32};
 use crate::dtype::DType::F32;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use crate::layer::{Layer, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// The configuration of a [`ReLU`] layer, as Keras names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReLUConfig {
+    /// The layer's name.
+    pub name: String,
+    /// The cap, if any.
+    pub max_value: Option<f32>,
+    /// The slope below the threshold.
+    #[serde(deserialize_with = "finite_f32")]
+    pub negative_slope: f32,
+    /// The threshold.
+    #[serde(deserialize_with = "finite_f32")]
+    pub threshold: f32,
+}
+
+/// The configuration of a [`LeakyReLU`] layer, as Keras names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeakyReLUConfig {
+    /// The layer's name.
+    pub name: String,
+    /// The slope.
+    #[serde(deserialize_with = "finite_f32")]
+    pub negative_slope: f32,
+}
+
+/// The configuration of a [`PReLU`] layer, as Keras names it (its `alpha` is a weight).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PReLUConfig {
+    /// The layer's name.
+    pub name: String,
+    /// Axes along which `alpha` is shared.
+    pub shared_axes: Vec<i64>,
+}
+
+/// The configuration of an [`ELU`] layer, as Keras names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ELUConfig {
+    /// The layer's name.
+    pub name: String,
+    /// `alpha`.
+    #[serde(deserialize_with = "finite_f32")]
+    pub alpha: f32,
+}
+
+/// `result` with its error prefixed by the layer's class and name, for errors in a
+/// configuration.
+fn in_layer<T>(kind: &str, name: &str, result: Result<T>) -> Result<T> {
+    result.map_err(|e| match e {
+        Error::Model { detail } => Error::Model {
+            detail: format!("{kind} '{name}': {detail}"),
+        },
+        other => other,
+    })
+}
 
 /// Refuses a value that is negative or not finite, naming the layer type and argument, in
 /// Keras's words.
@@ -81,9 +142,13 @@ impl ReLU {
         ReLU { threshold, ..self }
     }
 
-    /// `(max_value, negative_slope, threshold)`.
-    pub fn config(&self) -> (Option<f32>, f32, f32) {
-        (self.max_value, self.negative_slope, self.threshold)
+    /// Refuses a negative or non-finite argument, in Keras's words.
+    fn check(&self) -> Result<()> {
+        if let Some(m) = self.max_value {
+            check_arg("ReLU", "max_value", m)?;
+        }
+        check_arg("ReLU", "negative_slope", self.negative_slope)?;
+        check_arg("ReLU", "threshold", self.threshold)
     }
 
     /// Keras's `ops.relu(x, negative_slope, max_value, threshold)`, step by step.
@@ -113,11 +178,7 @@ impl Layer for ReLU {
     layer_identity!("ReLU");
 
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        if let Some(m) = self.max_value {
-            check_arg("ReLU", "max_value", m)?;
-        }
-        check_arg("ReLU", "negative_slope", self.negative_slope)?;
-        check_arg("ReLU", "threshold", self.threshold)?;
+        self.check()?;
         Ok(vec![self.apply(one_input("ReLU", inputs)?)])
     }
 
@@ -166,11 +227,6 @@ impl LeakyReLU {
             name: name.to_string(),
             ..self
         }
-    }
-
-    /// The slope.
-    pub fn slope(&self) -> f32 {
-        self.negative_slope
     }
 }
 
@@ -225,11 +281,6 @@ impl ELU {
             name: name.to_string(),
             ..self
         }
-    }
-
-    /// `alpha`.
-    pub fn alpha_value(&self) -> f32 {
-        self.alpha
     }
 }
 
@@ -298,11 +349,6 @@ impl PReLU {
     pub fn name(self, name: &str) -> PReLU {
         PReLU::build(name.to_string(), self.inner.shared_axes.clone())
     }
-
-    /// The shared axes.
-    pub fn shared(&self) -> &[i64] {
-        &self.inner.shared_axes
-    }
 }
 
 impl Layer for PReLU {
@@ -351,5 +397,157 @@ impl Layer for PReLU {
         )?;
         let alpha = Tensor::variable(vars[0].clone());
         Ok(vec![&x.relu() - &(&alpha * &(-&x).relu())])
+    }
+}
+
+impl Configurable for ReLU {
+    const CLASS: &'static str = "ReLU";
+    type Config = ReLUConfig;
+
+    fn config(&self) -> ReLUConfig {
+        ReLUConfig {
+            name: self.name.clone(),
+            max_value: self.max_value,
+            negative_slope: self.negative_slope,
+            threshold: self.threshold,
+        }
+    }
+
+    fn from_config(config: ReLUConfig, _context: &ConfigContext) -> Result<ReLU> {
+        let mut l = ReLU::new()
+            .negative_slope(config.negative_slope)
+            .threshold(config.threshold);
+        if let Some(m) = config.max_value {
+            l = l.max_value(m);
+        }
+        let l = l.name(&config.name);
+        in_layer("ReLU", &config.name, l.check())?;
+        Ok(l)
+    }
+}
+
+impl Configurable for LeakyReLU {
+    const CLASS: &'static str = "LeakyReLU";
+    type Config = LeakyReLUConfig;
+
+    fn config(&self) -> LeakyReLUConfig {
+        LeakyReLUConfig {
+            name: self.name.clone(),
+            negative_slope: self.negative_slope,
+        }
+    }
+
+    fn from_config(config: LeakyReLUConfig, _context: &ConfigContext) -> Result<LeakyReLU> {
+        in_layer(
+            "LeakyReLU",
+            &config.name,
+            check_arg("LeakyReLU", "negative_slope", config.negative_slope),
+        )?;
+        Ok(LeakyReLU::new()
+            .negative_slope(config.negative_slope)
+            .name(&config.name))
+    }
+}
+
+impl Configurable for PReLU {
+    const CLASS: &'static str = "PReLU";
+    type Config = PReLUConfig;
+
+    fn config(&self) -> PReLUConfig {
+        PReLUConfig {
+            name: self.inner.name.clone(),
+            shared_axes: self.inner.shared_axes.clone(),
+        }
+    }
+
+    fn from_config(config: PReLUConfig, _context: &ConfigContext) -> Result<PReLU> {
+        if let Some(a) = config.shared_axes.iter().find(|&&a| a < 1) {
+            return Err(Error::Model {
+                detail: format!(
+                    "PReLU '{}': shared axis {a} is not an axis after the batch (1 or more)",
+                    config.name
+                ),
+            });
+        }
+        Ok(PReLU::new()
+            .shared_axes(&config.shared_axes)
+            .name(&config.name))
+    }
+}
+
+impl Configurable for ELU {
+    const CLASS: &'static str = "ELU";
+    type Config = ELUConfig;
+
+    fn config(&self) -> ELUConfig {
+        ELUConfig {
+            name: self.name.clone(),
+            alpha: self.alpha,
+        }
+    }
+
+    fn from_config(config: ELUConfig, _context: &ConfigContext) -> Result<ELU> {
+        Ok(ELU::new().alpha(config.alpha).name(&config.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_round_trip_and_bad_ones_are_refused() {
+        let ctx = ConfigContext::default();
+        let c = ReLU::new()
+            .max_value(6.0)
+            .negative_slope(0.1)
+            .name("r")
+            .config();
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"name":"r","max_value":6.0,"negative_slope":0.1,"threshold":0.0}"#
+        );
+        assert_eq!(ReLU::from_config(c.clone(), &ctx).unwrap().config(), c);
+        let plain = r#"{"name":"r","max_value":null,"negative_slope":0.0,"threshold":0.0}"#;
+        let plain: ReLUConfig = serde_json::from_str(plain).unwrap();
+        assert_eq!(
+            ReLU::from_config(plain.clone(), &ctx).unwrap().config(),
+            plain
+        );
+        let e = ReLU::from_config(
+            ReLUConfig {
+                max_value: Some(-1.0),
+                ..c
+            },
+            &ctx,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("'r'") && e.contains("max_value"), "{e}");
+
+        let c = LeakyReLU::new().negative_slope(0.2).name("l").config();
+        assert_eq!(LeakyReLU::from_config(c.clone(), &ctx).unwrap().config(), c);
+        let bad = LeakyReLUConfig {
+            negative_slope: -0.2,
+            ..c
+        };
+        assert!(LeakyReLU::from_config(bad, &ctx).is_err());
+
+        let c = PReLU::new().shared_axes(&[1, 2]).name("p").config();
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"name":"p","shared_axes":[1,2]}"#
+        );
+        assert_eq!(PReLU::from_config(c.clone(), &ctx).unwrap().config(), c);
+        let bad = PReLUConfig {
+            shared_axes: vec![0],
+            ..c
+        };
+        assert!(PReLU::from_config(bad, &ctx).is_err());
+
+        let c = ELU::new().alpha(0.5).name("e").config();
+        assert_eq!(ELU::from_config(c.clone(), &ctx).unwrap().config(), c);
+        assert!(serde_json::from_str::<ELUConfig>(r#"{"name":"e","alpha":1e39}"#).is_err());
     }
 }

@@ -2,10 +2,32 @@
 
 use super::common::{layer_identity, one_input};
 use super::pooling::DataFormat;
+use super::registry::{ConfigContext, Configurable};
 use crate::error::{Error, Result};
 use crate::layer::{Layer, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
+use serde::{Deserialize, Serialize};
+
+/// The configuration of a [`Reshape`], as Keras names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReshapeConfig {
+    /// The layer's name.
+    pub name: String,
+    /// The per-sample target (one -1 allowed).
+    pub target_shape: Vec<i64>,
+}
+
+/// The configuration of a [`Flatten`], as Keras names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlattenConfig {
+    /// The layer's name.
+    pub name: String,
+    /// `channels_last` or `channels_first`.
+    pub data_format: String,
+}
 
 /// Keras's `Reshape(target_shape)`: each sample takes `target_shape` (batch not included; one
 /// entry may be -1). Like Keras, it does not support masks.
@@ -34,11 +56,18 @@ impl Reshape {
             ..self
         }
     }
+}
 
-    /// The per-sample target shape.
-    pub fn target_shape(&self) -> &[i64] {
-        &self.target
+/// What is wrong with a per-sample target shape whatever the input: more than one -1, or an
+/// entry that is not a size.
+fn target_error(target: &[i64]) -> Option<String> {
+    if target.iter().filter(|&&t| t == -1).count() > 1 {
+        return Some("the target shape must not contain more than one -1".into());
     }
+    target
+        .iter()
+        .find(|&&t| t < -1 || t == 0)
+        .map(|bad| format!("{bad} is not a size (sizes are >= 1, or -1)"))
 }
 
 /// The per-sample element count of `x`, if every per-sample dim is known.
@@ -57,13 +86,8 @@ fn reshape_per_sample(x: &Tensor, target: &[i64]) -> Result<Tensor> {
     if shape.rank() == 0 {
         return Err(err("the input has no batch axis".into()));
     }
-    if target.iter().filter(|&&t| t == -1).count() > 1 {
-        return Err(err(
-            "the target shape must not contain more than one -1".into()
-        ));
-    }
-    if let Some(bad) = target.iter().find(|&&t| t < -1 || t == 0) {
-        return Err(err(format!("{bad} is not a size (sizes are >= 1, or -1)")));
+    if let Some(detail) = target_error(target) {
+        return Err(err(detail));
     }
     let mut full = Vec::with_capacity(target.len() + 1);
     match (shape.dims()[0], per_sample(x)) {
@@ -149,11 +173,6 @@ impl Flatten {
             ..self
         }
     }
-
-    /// The data format.
-    pub fn format(&self) -> DataFormat {
-        self.data_format
-    }
 }
 
 impl Default for Flatten {
@@ -176,5 +195,89 @@ impl Layer for Flatten {
             x = x.transpose(&perm);
         }
         Ok(vec![reshape_per_sample(&x, &[-1])?])
+    }
+}
+
+impl Configurable for Reshape {
+    const CLASS: &'static str = "Reshape";
+    type Config = ReshapeConfig;
+
+    fn config(&self) -> ReshapeConfig {
+        ReshapeConfig {
+            name: self.name.clone(),
+            target_shape: self.target.clone(),
+        }
+    }
+
+    fn from_config(config: ReshapeConfig, _context: &ConfigContext) -> Result<Reshape> {
+        if let Some(detail) = target_error(&config.target_shape) {
+            return Err(Error::Model {
+                detail: format!(
+                    "Reshape '{}': target_shape {:?}: {detail}",
+                    config.name, config.target_shape
+                ),
+            });
+        }
+        Ok(Reshape::new(&config.target_shape).name(&config.name))
+    }
+}
+
+impl Configurable for Flatten {
+    const CLASS: &'static str = "Flatten";
+    type Config = FlattenConfig;
+
+    fn config(&self) -> FlattenConfig {
+        FlattenConfig {
+            name: self.name.clone(),
+            data_format: self.data_format.name().to_string(),
+        }
+    }
+
+    fn from_config(config: FlattenConfig, _context: &ConfigContext) -> Result<Flatten> {
+        Ok(Flatten::new()
+            .data_format(DataFormat::parse(&config.data_format)?)
+            .name(&config.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_round_trip_and_bad_ones_are_refused() {
+        let ctx = ConfigContext::default();
+        let c = Reshape::new(&[2, -1]).name("r").config();
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"name":"r","target_shape":[2,-1]}"#
+        );
+        assert_eq!(Reshape::from_config(c.clone(), &ctx).unwrap().config(), c);
+        for bad in [vec![-1, -1], vec![0, 2], vec![-2]] {
+            let config = ReshapeConfig {
+                target_shape: bad,
+                ..c.clone()
+            };
+            let e = Reshape::from_config(config, &ctx)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("'r'"), "{e}");
+        }
+
+        let c = Flatten::new()
+            .data_format(DataFormat::ChannelsFirst)
+            .name("f")
+            .config();
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"name":"f","data_format":"channels_first"}"#
+        );
+        assert_eq!(Flatten::from_config(c.clone(), &ctx).unwrap().config(), c);
+        let bad = FlattenConfig {
+            data_format: "channels_middle".into(),
+            ..c
+        };
+        assert!(Flatten::from_config(bad, &ctx).is_err());
     }
 }

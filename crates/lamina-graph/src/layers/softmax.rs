@@ -1,10 +1,22 @@
 //! The `Softmax` layer, with Keras 3's mask handling.
 
 use super::common::{align_mask, layer_identity, one_input};
+use super::registry::{ConfigContext, Configurable};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::layer::{Layer, call_layer_with_masks, unique_name};
 use crate::tensor::{Tensor, next_id};
+use serde::{Deserialize, Serialize};
+
+/// The configuration of a [`Softmax`] layer, as Keras names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoftmaxConfig {
+    /// The layer's name.
+    pub name: String,
+    /// The axis.
+    pub axis: i64,
+}
 
 /// Keras's `Softmax(axis=-1)`. With a mask (the input's, or one given to `call_masked`),
 /// masked positions take -1e9 before the softmax and exactly 0 after it, so they get no
@@ -44,11 +56,6 @@ impl Softmax {
             name: name.to_string(),
             ..self
         }
-    }
-
-    /// The axis.
-    pub fn softmax_axis(&self) -> isize {
-        self.axis
     }
 
     /// Calls the layer with an explicit mask, true (or, for a float mask, above 0.5) where a
@@ -124,5 +131,47 @@ impl Layer for Softmax {
         _outputs: &[Tensor],
     ) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![masks.first().cloned().flatten().map(|m| kept(&m))])
+    }
+}
+
+/// An axis of a configuration as an `isize`, or an error naming the layer.
+pub(crate) fn config_axis(kind: &str, name: &str, axis: i64) -> Result<isize> {
+    isize::try_from(axis).map_err(|_| Error::Model {
+        detail: format!("{kind} '{name}': axis {axis} is out of range"),
+    })
+}
+
+impl Configurable for Softmax {
+    const CLASS: &'static str = "Softmax";
+    type Config = SoftmaxConfig;
+
+    fn config(&self) -> SoftmaxConfig {
+        SoftmaxConfig {
+            name: self.name.clone(),
+            axis: self.axis as i64,
+        }
+    }
+
+    fn from_config(config: SoftmaxConfig, _context: &ConfigContext) -> Result<Softmax> {
+        let axis = config_axis("Softmax", &config.name, config.axis)?;
+        Ok(Softmax::new().axis(axis).name(&config.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_refuses_a_bad_axis() {
+        let ctx = ConfigContext::default();
+        let c = Softmax::new().axis(1).name("s").config();
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"name":"s","axis":1}"#
+        );
+        assert_eq!(Softmax::from_config(c.clone(), &ctx).unwrap().config(), c);
+        assert!(serde_json::from_str::<SoftmaxConfig>(r#"{"name":"s","axis":1.5}"#).is_err());
+        assert!(serde_json::from_str::<SoftmaxConfig>(r#"{"name":"s","axis":1,"x":0}"#).is_err());
     }
 }

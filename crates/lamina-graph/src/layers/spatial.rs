@@ -4,11 +4,93 @@
 
 use super::common::{layer_identity, one_input};
 use super::pooling::DataFormat;
+use super::registry::{ConfigContext, Configurable};
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use crate::layer::{Layer, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
+use serde::{Deserialize, Serialize};
+
+/// The configuration of a `ZeroPadding1D`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZeroPadding1DConfig {
+    /// The layer's name.
+    pub name: String,
+    /// `(before, after)`.
+    pub padding: [i64; 2],
+    /// `channels_last` or `channels_first`.
+    pub data_format: String,
+}
+
+/// The configuration of a `ZeroPadding2D`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZeroPadding2DConfig {
+    /// The layer's name.
+    pub name: String,
+    /// `((top, bottom), (left, right))`.
+    pub padding: [[i64; 2]; 2],
+    /// `channels_last` or `channels_first`.
+    pub data_format: String,
+}
+
+/// The configuration of a `Cropping1D`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cropping1DConfig {
+    /// The layer's name.
+    pub name: String,
+    /// `(start, end)`.
+    pub cropping: [i64; 2],
+}
+
+/// The configuration of a `Cropping2D`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cropping2DConfig {
+    /// The layer's name.
+    pub name: String,
+    /// `((top, bottom), (left, right))`.
+    pub cropping: [[i64; 2]; 2],
+    /// `channels_last` or `channels_first`.
+    pub data_format: String,
+}
+
+/// The configuration of an `UpSampling1D`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpSampling1DConfig {
+    /// The layer's name.
+    pub name: String,
+    /// The repeat count.
+    pub size: i64,
+}
+
+/// The configuration of an `UpSampling2D`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpSampling2DConfig {
+    /// The layer's name.
+    pub name: String,
+    /// `(rows, cols)` factors.
+    pub size: [i64; 2],
+    /// `channels_last` or `channels_first`.
+    pub data_format: String,
+    /// `nearest` or `bilinear`.
+    pub interpolation: String,
+}
+
+/// `(a, b)` as `[a, b]`.
+fn to_array((a, b): (i64, i64)) -> [i64; 2] {
+    [a, b]
+}
+
+/// `[a, b]` as `(a, b)`.
+fn to_pair([a, b]: [i64; 2]) -> (i64, i64) {
+    (a, b)
+}
 
 /// A configuration error of layer `kind`, raised when it is called (so that it names the layer).
 fn config_error(kind: &str, detail: impl Into<String>) -> Error {
@@ -147,7 +229,7 @@ fn crop_layer(
 /// Defines a padding or cropping layer: a struct with a name, a data format (where Keras has
 /// one) and per-axis `(before, after)` sizes.
 macro_rules! pad_crop_layer {
-    ($ty:ident, $kind:literal, $prefix:literal, $n:literal, $what:literal, $apply:ident, $doc:literal) => {
+    ($ty:ident, $kind:literal, $prefix:literal, $n:literal, $apply:ident, $doc:literal) => {
         #[doc = $doc]
         #[derive(Clone, Debug)]
         pub struct $ty {
@@ -176,16 +258,6 @@ macro_rules! pad_crop_layer {
                     ..self
                 }
             }
-
-            #[doc = concat!("The `(before, after)` ", $what, " of each spatial axis.")]
-            pub fn sizes(&self) -> [(i64, i64); $n] {
-                self.sizes
-            }
-
-            /// The data format.
-            pub fn format(&self) -> DataFormat {
-                self.data_format
-            }
         }
 
         impl Layer for $ty {
@@ -203,7 +275,6 @@ pad_crop_layer!(
     "ZeroPadding1D",
     "zero_padding1d",
     1,
-    "padding",
     pad_layer,
     "Keras's `ZeroPadding1D(padding, data_format)`: zeros added before and after the time axis \
      of `(batch, steps, channels)` (`(batch, channels, steps)` with channels first)."
@@ -213,7 +284,6 @@ pad_crop_layer!(
     "ZeroPadding2D",
     "zero_padding2d",
     2,
-    "padding",
     pad_layer,
     "Keras's `ZeroPadding2D(padding, data_format)`: zero rows above and below, zero columns \
      left and right of `(batch, rows, cols, channels)` (channels first: `(batch, channels, \
@@ -224,7 +294,6 @@ pad_crop_layer!(
     "Cropping1D",
     "cropping1d",
     1,
-    "cropping",
     crop_layer,
     "Keras's `Cropping1D(cropping)`: elements removed from the start and end of the time axis \
      of `(batch, steps, channels)`. Cropping everything is an error."
@@ -234,7 +303,6 @@ pad_crop_layer!(
     "Cropping2D",
     "cropping2d",
     2,
-    "cropping",
     crop_layer,
     "Keras's `Cropping2D(cropping, data_format)`: rows removed from the top and bottom, columns \
      from the left and right. Cropping a whole axis is an error."
@@ -296,6 +364,79 @@ impl Cropping2D {
             data_format,
             ..self
         }
+    }
+}
+
+impl Configurable for ZeroPadding1D {
+    const CLASS: &'static str = "ZeroPadding1D";
+    type Config = ZeroPadding1DConfig;
+
+    fn config(&self) -> ZeroPadding1DConfig {
+        ZeroPadding1DConfig {
+            name: self.name.clone(),
+            padding: to_array(self.sizes[0]),
+            data_format: self.data_format.name().into(),
+        }
+    }
+
+    fn from_config(config: ZeroPadding1DConfig, _context: &ConfigContext) -> Result<Self> {
+        Ok(ZeroPadding1D::asymmetric([to_pair(config.padding)])
+            .data_format(DataFormat::parse(&config.data_format)?)
+            .name(&config.name))
+    }
+}
+
+impl Configurable for ZeroPadding2D {
+    const CLASS: &'static str = "ZeroPadding2D";
+    type Config = ZeroPadding2DConfig;
+
+    fn config(&self) -> ZeroPadding2DConfig {
+        ZeroPadding2DConfig {
+            name: self.name.clone(),
+            padding: self.sizes.map(to_array),
+            data_format: self.data_format.name().into(),
+        }
+    }
+
+    fn from_config(config: ZeroPadding2DConfig, _context: &ConfigContext) -> Result<Self> {
+        Ok(ZeroPadding2D::asymmetric(config.padding.map(to_pair))
+            .data_format(DataFormat::parse(&config.data_format)?)
+            .name(&config.name))
+    }
+}
+
+impl Configurable for Cropping1D {
+    const CLASS: &'static str = "Cropping1D";
+    type Config = Cropping1DConfig;
+
+    fn config(&self) -> Cropping1DConfig {
+        Cropping1DConfig {
+            name: self.name.clone(),
+            cropping: to_array(self.sizes[0]),
+        }
+    }
+
+    fn from_config(config: Cropping1DConfig, _context: &ConfigContext) -> Result<Self> {
+        Ok(Cropping1D::asymmetric([to_pair(config.cropping)]).name(&config.name))
+    }
+}
+
+impl Configurable for Cropping2D {
+    const CLASS: &'static str = "Cropping2D";
+    type Config = Cropping2DConfig;
+
+    fn config(&self) -> Cropping2DConfig {
+        Cropping2DConfig {
+            name: self.name.clone(),
+            cropping: self.sizes.map(to_array),
+            data_format: self.data_format.name().into(),
+        }
+    }
+
+    fn from_config(config: Cropping2DConfig, _context: &ConfigContext) -> Result<Self> {
+        Ok(Cropping2D::asymmetric(config.cropping.map(to_pair))
+            .data_format(DataFormat::parse(&config.data_format)?)
+            .name(&config.name))
     }
 }
 
@@ -396,10 +537,21 @@ impl UpSampling1D {
             ..self
         }
     }
+}
 
-    /// The repeat count.
-    pub fn size(&self) -> i64 {
-        self.size
+impl Configurable for UpSampling1D {
+    const CLASS: &'static str = "UpSampling1D";
+    type Config = UpSampling1DConfig;
+
+    fn config(&self) -> UpSampling1DConfig {
+        UpSampling1DConfig {
+            name: self.name.clone(),
+            size: self.size,
+        }
+    }
+
+    fn from_config(config: UpSampling1DConfig, _context: &ConfigContext) -> Result<Self> {
+        Ok(UpSampling1D::new(config.size).name(&config.name))
     }
 }
 
@@ -474,20 +626,26 @@ impl UpSampling2D {
             ..self
         }
     }
+}
 
-    /// The `(rows, cols)` factors.
-    pub fn size(&self) -> (i64, i64) {
-        self.size
+impl Configurable for UpSampling2D {
+    const CLASS: &'static str = "UpSampling2D";
+    type Config = UpSampling2DConfig;
+
+    fn config(&self) -> UpSampling2DConfig {
+        UpSampling2DConfig {
+            name: self.name.clone(),
+            size: to_array(self.size),
+            data_format: self.data_format.name().into(),
+            interpolation: self.interpolation.name().into(),
+        }
     }
 
-    /// The data format.
-    pub fn format(&self) -> DataFormat {
-        self.data_format
-    }
-
-    /// The interpolation.
-    pub fn interpolation_mode(&self) -> Interpolation {
-        self.interpolation
+    fn from_config(config: UpSampling2DConfig, _context: &ConfigContext) -> Result<Self> {
+        Ok(UpSampling2D::new(config.size[0], config.size[1])
+            .data_format(DataFormat::parse(&config.data_format)?)
+            .interpolation(Interpolation::parse(&config.interpolation)?)
+            .name(&config.name))
     }
 }
 
@@ -519,5 +677,71 @@ impl Layer for UpSampling2D {
             };
         }
         Ok(vec![y])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Configurable>(layer: T)
+    where
+        T::Config: Clone + PartialEq + std::fmt::Debug,
+    {
+        let config = layer.config();
+        let back = T::from_config(config.clone(), &ConfigContext::default()).unwrap();
+        assert_eq!(back.config(), config);
+    }
+
+    #[test]
+    fn configurations_round_trip() {
+        round_trip(ZeroPadding1D::asymmetric([(1, 2)]).data_format(DataFormat::ChannelsFirst));
+        round_trip(ZeroPadding2D::asymmetric([(1, 2), (3, 4)]).name("pad"));
+        round_trip(Cropping1D::new(1, 2));
+        round_trip(Cropping2D::symmetric(1, 2).data_format(DataFormat::ChannelsFirst));
+        round_trip(UpSampling1D::new(3));
+        round_trip(UpSampling2D::new(2, 3).interpolation(Interpolation::Bilinear));
+        let json = |v: serde_json::Result<String>| v.unwrap();
+        assert_eq!(
+            json(serde_json::to_string(
+                &ZeroPadding2D::asymmetric([(1, 2), (3, 4)])
+                    .name("p")
+                    .config()
+            )),
+            r#"{"name":"p","padding":[[1,2],[3,4]],"data_format":"channels_last"}"#
+        );
+        assert_eq!(
+            json(serde_json::to_string(
+                &Cropping1D::new(1, 2).name("c").config()
+            )),
+            r#"{"name":"c","cropping":[1,2]}"#
+        );
+        assert_eq!(
+            json(serde_json::to_string(
+                &UpSampling2D::new(2, 3).name("u").config()
+            )),
+            r#"{"name":"u","size":[2,3],"data_format":"channels_last","interpolation":"nearest"}"#
+        );
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        let ctx = ConfigContext::default();
+        let mut c = UpSampling2D::new(2, 2).config();
+        c.interpolation = "bicubic".into();
+        let e = UpSampling2D::from_config(c, &ctx)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("bicubic"), "{e}");
+        let mut c = ZeroPadding1D::new(1).config();
+        c.data_format = "nwc".into();
+        assert!(ZeroPadding1D::from_config(c, &ctx).is_err());
+        let mut c = Cropping2D::symmetric(1, 1).config();
+        c.data_format = "nhwc".into();
+        assert!(Cropping2D::from_config(c, &ctx).is_err());
+        // Cropping1D has no data_format.
+        let json = r#"{"name":"c","cropping":[1,1],"data_format":"channels_last"}"#;
+        assert!(serde_json::from_str::<Cropping1DConfig>(json).is_err());
     }
 }

@@ -1,13 +1,40 @@
 //! `TimeDistributed(layer)`: a layer applied to every step of a sequence, with one set of
 //! weights for all steps.
 
+use super::registry::{ConfigContext, Configurable, WrappedLayer, serialize_layer};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::layer::{Layer, LayerRef, call_layer, unique_name};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
 use crate::variable::Variable;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// The configuration of a `TimeDistributed` wrapper; the inner layer's weights are this
+/// layer's.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeDistributedConfig {
+    /// The layer's name.
+    pub name: String,
+    /// The wrapped layer, as its own class and configuration (not an input, Lambda or model).
+    pub layer: WrappedLayer,
+}
+
+/// Two configurations are equal when their names are and they wrap the same layer, or layers
+/// of the same class and configuration.
+impl PartialEq for TimeDistributedConfig {
+    fn eq(&self, other: &TimeDistributedConfig) -> bool {
+        let (a, b) = (&self.layer.0, &other.layer.0);
+        self.name == other.name
+            && (a.id() == b.id()
+                || matches!(
+                    (serialize_layer(a.as_ref()), serialize_layer(b.as_ref())),
+                    (Some(Ok(x)), Some(Ok(y))) if x == y
+                ))
+    }
+}
 
 /// Keras's `TimeDistributed(layer)`: the inner layer runs on each step of
 /// `(batch, steps, ...)` as if the steps were more samples (`(batch * steps, ...)`), and the
@@ -16,8 +43,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct TimeDistributed {
     id: u64,
-    name: String,
-    layer: LayerRef,
+    config: TimeDistributedConfig,
 }
 
 impl TimeDistributed {
@@ -30,8 +56,10 @@ impl TimeDistributed {
     pub fn wrap(layer: LayerRef) -> TimeDistributed {
         TimeDistributed {
             id: next_id(),
-            name: unique_name("time_distributed"),
-            layer,
+            config: TimeDistributedConfig {
+                name: unique_name("time_distributed"),
+                layer: WrappedLayer(layer),
+            },
         }
     }
 
@@ -39,14 +67,34 @@ impl TimeDistributed {
     pub fn name(self, name: &str) -> TimeDistributed {
         TimeDistributed {
             id: next_id(),
-            name: name.to_string(),
-            ..self
+            config: TimeDistributedConfig {
+                name: name.to_string(),
+                ..self.config
+            },
         }
     }
 
-    /// The wrapped layer.
+    /// The wrapped layer (the live layer, whose weights are this one's).
     pub fn layer(&self) -> &LayerRef {
-        &self.layer
+        &self.config.layer.0
+    }
+}
+
+impl Configurable for TimeDistributed {
+    const CLASS: &'static str = "TimeDistributed";
+    type Config = TimeDistributedConfig;
+
+    fn config(&self) -> TimeDistributedConfig {
+        self.config.clone()
+    }
+
+    /// The wrapped layer was built when the configuration was read (an input layer, a Lambda,
+    /// a model or a layer with a custom activation has no configuration a file can hold).
+    fn from_config(
+        config: TimeDistributedConfig,
+        _context: &ConfigContext,
+    ) -> Result<TimeDistributed> {
+        Ok(TimeDistributed::wrap(config.layer.0).name(&config.name))
     }
 }
 
@@ -56,7 +104,7 @@ impl Layer for TimeDistributed {
     }
 
     fn name(&self) -> String {
-        self.name.clone()
+        self.config.name.clone()
     }
 
     fn kind(&self) -> &'static str {
@@ -72,14 +120,14 @@ impl Layer for TimeDistributed {
     }
 
     fn variables(&self) -> Vec<Arc<Variable>> {
-        self.layer.variables()
+        self.layer().variables()
     }
 
     fn weight_paths(&self) -> Vec<(String, Arc<Variable>)> {
-        self.layer
+        self.layer()
             .weight_paths()
             .into_iter()
-            .map(|(p, v)| (format!("{}/{p}", self.name), v))
+            .map(|(p, v)| (format!("{}/{p}", self.config.name), v))
             .collect()
     }
 
@@ -110,12 +158,12 @@ impl Layer for TimeDistributed {
             }
         }
         let steps = x.reshape(&merged);
-        let mut outs = call_layer(self.layer.as_ref(), &[steps])?;
+        let mut outs = call_layer(self.layer().as_ref(), &[steps])?;
         if outs.len() != 1 {
             return Err(Error::Model {
                 detail: format!(
                     "TimeDistributed: the inner layer '{}' gave {} outputs; it must give one",
-                    self.layer.name(),
+                    self.layer().name(),
                     outs.len()
                 ),
             });
@@ -155,4 +203,47 @@ fn unmerge_steps(x: &Tensor, y: &Tensor) -> Tensor {
     let steps = t.ones_like().sum(0);
     let rows = b.expand_dims(1).multiply(&steps).add(t.expand_dims(0));
     y.take(&rows, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::Permute;
+
+    #[test]
+    fn configurations_round_trip_and_bad_ones_are_refused() -> Result<()> {
+        let context = ConfigContext::default();
+        let td = TimeDistributed::new(Permute::new(&[2, 1]).name("inner")).name("td");
+        let back = TimeDistributed::from_config(td.config(), &context)?;
+        assert_eq!(back.config(), td.config());
+        assert_eq!(back.layer().id(), td.layer().id());
+        // Through JSON, as a file holds it: the old record's form, `{"name", "layer": {"class",
+        // ...}}`, and a new inner layer of the same configuration.
+        let json = serde_json::to_value(td.config()).map_err(|e| Error::Model {
+            detail: e.to_string(),
+        })?;
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "name": "td",
+                "layer": {"class": "Permute", "name": "inner", "dims": [2, 1]}
+            })
+        );
+        let read: TimeDistributedConfig =
+            serde_json::from_value(json).map_err(|e| Error::Model {
+                detail: e.to_string(),
+            })?;
+        let rebuilt = TimeDistributed::from_config(read, &context)?;
+        assert_ne!(rebuilt.layer().id(), td.layer().id());
+        assert_eq!(rebuilt.config(), td.config());
+        // A wrapped layer a file cannot hold there, or a bad inner configuration, is refused.
+        for bad in [
+            serde_json::json!({"name": "td", "layer": {"class": "InputLayer", "name": "x"}}),
+            serde_json::json!({"name": "td", "layer": {"class": "Permute", "name": "p", "dims": [1, 1]}}),
+            serde_json::json!({"name": "td", "layer": {"class": "Permute", "name": "p", "dims": [1], "extra": 1}}),
+        ] {
+            assert!(serde_json::from_value::<TimeDistributedConfig>(bad).is_err());
+        }
+        Ok(())
+    }
 }

@@ -7,14 +7,44 @@
 use super::common::{layer_identity, one_input};
 use super::conv::{Padding, Sizes};
 use super::pooling::DataFormat;
+use super::registry::{ConfigContext, Configurable};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use crate::layer::{Layer, unique_name};
 use crate::op::{AxisSlice, Op, ReduceOp};
-use crate::saving::format::{GlobalPoolRecord, LayerRecord, PoolRecord};
 use crate::shape::Dim;
 use crate::tensor::{Tensor, next_id};
+use serde::{Deserialize, Serialize};
+
+/// The configuration of a windowed pooling layer (`MaxPooling1D/2D`, `AveragePooling1D/2D`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// The layer's name.
+    pub name: String,
+    /// Window per spatial axis (or one for all).
+    pub pool_size: Vec<usize>,
+    /// Strides, when not the pool size.
+    pub strides: Option<Vec<usize>>,
+    /// `valid` or `same`.
+    pub padding: String,
+    /// `channels_last` or `channels_first`.
+    pub data_format: String,
+}
+
+/// The configuration of a global pooling layer (`GlobalAveragePooling1D/2D`,
+/// `GlobalMaxPooling1D/2D`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalPoolConfig {
+    /// The layer's name.
+    pub name: String,
+    /// `channels_last` or `channels_first`.
+    pub data_format: String,
+    /// Whether the pooled axes stay, with size 1.
+    pub keepdims: bool,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pool {
@@ -88,8 +118,9 @@ fn strided(x: &Tensor, axis: usize, start: usize, count: usize, step: usize) -> 
     Tensor::from_op(Op::Slice { axes }, &[x])
 }
 
+/// A windowed pooling layer's state: its configuration, typed, with its pool and rank.
 #[derive(Clone)]
-struct WindowConfig {
+struct WindowState {
     id: u64,
     name: String,
     rank: usize,
@@ -100,7 +131,7 @@ struct WindowConfig {
     data_format: DataFormat,
 }
 
-impl WindowConfig {
+impl WindowState {
     fn kind(&self) -> &'static str {
         match (self.pool, self.rank) {
             (Pool::Max, 1) => "MaxPooling1D",
@@ -240,9 +271,9 @@ impl WindowConfig {
         Ok(y)
     }
 
-    fn record(&self, name: String) -> PoolRecord {
-        PoolRecord {
-            name,
+    fn config(&self) -> PoolConfig {
+        PoolConfig {
+            name: self.name.clone(),
             pool_size: self.pool_size.0.clone(),
             strides: self.strides.as_ref().map(|s| s.0.clone()),
             padding: self.padding.name().into(),
@@ -256,7 +287,7 @@ macro_rules! window_pooling {
         $(#[$doc])*
         #[derive(Clone)]
         pub struct $ty {
-            c: WindowConfig,
+            c: WindowState,
         }
 
         impl $ty {
@@ -264,7 +295,7 @@ macro_rules! window_pooling {
             /// with strides equal to the pool size and `valid` padding.
             pub fn new(pool_size: impl Into<Sizes>) -> $ty {
                 $ty {
-                    c: WindowConfig {
+                    c: WindowState {
                         id: next_id(),
                         name: unique_name($prefix),
                         rank: $rank,
@@ -277,7 +308,7 @@ macro_rules! window_pooling {
                 }
             }
 
-            fn with(mut self, f: impl FnOnce(&mut WindowConfig)) -> $ty {
+            fn with(mut self, f: impl FnOnce(&mut WindowState)) -> $ty {
                 f(&mut self.c);
                 self.c.id = next_id();
                 self
@@ -304,12 +335,17 @@ macro_rules! window_pooling {
                 let name = name.to_string();
                 self.with(|c| c.name = name)
             }
+        }
 
-            pub(crate) fn record(&self, name: String) -> LayerRecord {
-                LayerRecord::$ty(self.c.record(name))
+        impl Configurable for $ty {
+            const CLASS: &'static str = stringify!($ty);
+            type Config = PoolConfig;
+
+            fn config(&self) -> PoolConfig {
+                self.c.config()
             }
 
-            pub(crate) fn from_record(r: &PoolRecord) -> Result<$ty> {
+            fn from_config(r: PoolConfig, _context: &ConfigContext) -> Result<$ty> {
                 let too_long = |v: &[usize]| v.is_empty() || v.len() > $rank;
                 if too_long(&r.pool_size) || r.strides.as_deref().is_some_and(too_long) {
                     return Err(Error::Model {
@@ -320,8 +356,8 @@ macro_rules! window_pooling {
                     .padding(Padding::parse(&r.padding)?)
                     .data_format(DataFormat::parse(&r.data_format)?)
                     .name(&r.name);
-                if let Some(s) = &r.strides {
-                    l = l.strides(Sizes(s.clone()));
+                if let Some(s) = r.strides {
+                    l = l.strides(Sizes(s));
                 }
                 Ok(l)
             }
@@ -405,16 +441,21 @@ macro_rules! global_pooling_2d {
             pub fn name(self, name: &str) -> $ty {
                 $ty { id: next_id(), name: name.to_string(), ..self }
             }
+        }
 
-            pub(crate) fn record(&self, name: String) -> LayerRecord {
-                LayerRecord::$ty(GlobalPoolRecord {
-                    name,
+        impl Configurable for $ty {
+            const CLASS: &'static str = $kind;
+            type Config = GlobalPoolConfig;
+
+            fn config(&self) -> GlobalPoolConfig {
+                GlobalPoolConfig {
+                    name: self.name.clone(),
                     data_format: self.data_format.name().into(),
                     keepdims: self.keepdims,
-                })
+                }
             }
 
-            pub(crate) fn from_record(r: &GlobalPoolRecord) -> Result<$ty> {
+            fn from_config(r: GlobalPoolConfig, _context: &ConfigContext) -> Result<$ty> {
                 Ok($ty::new()
                     .data_format(DataFormat::parse(&r.data_format)?)
                     .keepdims(r.keepdims)
@@ -469,3 +510,62 @@ global_pooling_2d!(
     "global_max_pooling2d",
     ReduceOp::Max
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Configurable>(layer: T)
+    where
+        T::Config: Clone + PartialEq + std::fmt::Debug,
+    {
+        let config = layer.config();
+        let back = T::from_config(config.clone(), &ConfigContext::default()).unwrap();
+        assert_eq!(back.config(), config);
+    }
+
+    #[test]
+    fn configurations_round_trip() {
+        round_trip(
+            MaxPooling1D::new(3)
+                .strides(2)
+                .padding(Padding::Same)
+                .name("p"),
+        );
+        round_trip(MaxPooling2D::new((2, 3)).data_format(DataFormat::ChannelsFirst));
+        round_trip(AveragePooling1D::new(2));
+        round_trip(AveragePooling2D::new(2).strides([1, 2]));
+        round_trip(GlobalAveragePooling2D::new().keepdims(true).name("g"));
+        round_trip(GlobalMaxPooling2D::new().data_format(DataFormat::ChannelsFirst));
+        assert_eq!(
+            serde_json::to_string(&MaxPooling2D::new(2).name("m").config()).unwrap(),
+            r#"{"name":"m","pool_size":[2],"strides":null,"padding":"valid","data_format":"channels_last"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&GlobalMaxPooling2D::new().name("g").config()).unwrap(),
+            r#"{"name":"g","data_format":"channels_last","keepdims":false}"#
+        );
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        let ctx = ConfigContext::default();
+        let good = MaxPooling1D::new(2).name("p").config();
+        let mut c = good.clone();
+        c.pool_size = vec![2, 2];
+        let e = MaxPooling1D::from_config(c, &ctx)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("MaxPooling1D 'p'"), "{e}");
+        let mut c = good.clone();
+        c.strides = Some(vec![]);
+        assert!(MaxPooling1D::from_config(c, &ctx).is_err());
+        let mut c = good;
+        c.padding = "full".into();
+        assert!(MaxPooling1D::from_config(c, &ctx).is_err());
+        let mut g = GlobalAveragePooling2D::new().config();
+        g.data_format = "nchw".into();
+        assert!(GlobalAveragePooling2D::from_config(g, &ctx).is_err());
+    }
+}

@@ -6,7 +6,7 @@ use super::save::dims_to_shape;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use crate::layer::{LayerRef, call_layer_with_masks};
-use crate::layers::{Input, Lambda};
+use crate::layers::{ConfigContext, Input, Lambda, SerializedLayer, registry};
 use crate::model::Model;
 use crate::op::Op;
 use crate::shape::Dim;
@@ -316,35 +316,43 @@ fn body_constants<'b>(
     Ok(constants)
 }
 
-/// The custom activation recorded in a `Dense` or `Activation` record, rebuilt as a function
-/// that replays its body (`None` when the record names a built-in activation). The body may
-/// read only its one input, constants and compute ops.
-fn recorded_activation(
-    loader: &Loader<'_>,
-    i: usize,
-    record: &LayerRecord,
-) -> Result<Option<crate::layers::Activation>> {
-    let (name, activation, body) = match record {
-        LayerRecord::Dense {
-            name,
-            activation,
-            activation_body: Some(body),
-            ..
+/// The traced body of a layer's custom activation, which a file keeps beside the layer's
+/// configuration as `activation_body` (`None` for a layer without one).
+fn activation_body(layer: &SerializedLayer) -> Result<Option<BodyRecord>> {
+    let Some(body) = layer.config.get("activation_body") else {
+        return Ok(None);
+    };
+    serde_json::from_value(body.clone())
+        .map(Some)
+        .map_err(|e| Error::Model {
+            detail: format!("its activation_body: {e}"),
+        })
+}
+
+/// A layer from its class and configuration, with a custom activation rebuilt as a function
+/// that replays its recorded body. The body may read only its one input, constants and
+/// compute ops.
+fn configured_layer(loader: &Loader<'_>, i: usize, layer: &SerializedLayer) -> Result<LayerRef> {
+    let name = layer.name();
+    let bad = |detail: String| loader.err(format!("layer {i} '{name}': {detail}"));
+    let Some(body) = activation_body(layer).map_err(|e| bad(e.to_string()))? else {
+        return registry::build_layer(layer, &ConfigContext::default())
+            .map_err(|e| bad(e.to_string()));
+    };
+    let activation = match layer.config.get("activation") {
+        Some(serde_json::Value::String(a)) => a.clone(),
+        _ => {
+            return Err(bad(
+                "it records an activation_body but no activation name".into()
+            ));
         }
-        | LayerRecord::Activation {
-            name,
-            activation,
-            activation_body: Some(body),
-        } => (name, activation, body),
-        _ => return Ok(None),
     };
-    let bad = |detail: String| {
-        loader.err(format!(
-            "layer {i} '{name}': activation '{activation}': {detail}"
-        ))
-    };
+    let bad_body = |detail: String| bad(format!("activation '{activation}': {detail}"));
     if body.inputs != 1 {
-        return Err(bad(format!("its body takes {} inputs, not 1", body.inputs)));
+        return Err(bad_body(format!(
+            "its body takes {} inputs, not 1",
+            body.inputs
+        )));
     }
     for (k, node) in body.nodes.iter().enumerate() {
         match &node.op {
@@ -353,359 +361,23 @@ fn recorded_activation(
             | OpRecord::InputMask { .. }
             | OpRecord::Variable { .. }
             | OpRecord::Argument { .. } => {
-                return Err(bad(format!(
+                return Err(bad_body(format!(
                     "node {k} reads something other than the activation's input or a constant"
                 )));
             }
             _ => {}
         }
     }
-    let constants = Arc::new(body_constants(loader, i, name, std::iter::once(body))?);
-    let body = Arc::new(body.clone());
+    let constants = Arc::new(body_constants(loader, i, name, std::iter::once(&body))?);
+    let body = Arc::new(body);
     let none = Arc::new(HashMap::new());
-    Ok(Some(crate::layers::Activation::custom(
-        activation,
-        move |x| replay(&body, &constants, &none, std::slice::from_ref(x), &[], None),
-    )))
-}
-
-/// A built-in layer from its configuration record (not an input layer or a Lambda), with the
-/// custom activation rebuilt from the record, if it has one.
-fn config_layer(
-    record: &LayerRecord,
-    custom: Option<crate::layers::Activation>,
-) -> Result<LayerRef> {
-    use crate::layers::*;
-    let format = |f: &str| DataFormat::parse(f);
-    let axis = |a: i64| -> Result<isize> {
-        isize::try_from(a).map_err(|_| Error::Model {
-            detail: format!("axis {a} is out of range"),
-        })
-    };
-    if let Some(layer) = crate::layers::image_layer_from_record(record)? {
-        return Ok(layer);
-    }
-    if let Some(layer) = crate::layers::recurrent_layer_from_record(record)? {
-        return Ok(layer);
-    }
-    Ok(match record {
-        LayerRecord::Dense {
-            name,
-            units,
-            activation,
-            use_bias,
-            ..
-        } => Arc::new(
-            Dense::new(*units)
-                .activation(match custom {
-                    Some(a) => a,
-                    None => activation.parse()?,
-                })
-                .use_bias(*use_bias)
-                .name(name),
-        ),
-        LayerRecord::Embedding {
-            name,
-            input_dim,
-            output_dim,
-            mask_zero,
-        } => Arc::new(
-            Embedding::new(*input_dim, *output_dim)
-                .mask_zero(*mask_zero)
-                .name(name),
-        ),
-        LayerRecord::Masking { name, mask_value } => Arc::new(Masking::new(*mask_value).name(name)),
-        LayerRecord::GlobalAveragePooling1D {
-            name,
-            data_format,
-            keepdims,
-        } => Arc::new(
-            GlobalAveragePooling1D::new()
-                .data_format(format(data_format)?)
-                .keepdims(*keepdims)
-                .name(name),
-        ),
-        LayerRecord::GlobalMaxPooling1D {
-            name,
-            data_format,
-            keepdims,
-        } => Arc::new(
-            GlobalMaxPooling1D::new()
-                .data_format(format(data_format)?)
-                .keepdims(*keepdims)
-                .name(name),
-        ),
-        LayerRecord::Softmax { name, axis: a } => {
-            Arc::new(Softmax::new().axis(axis(*a)?).name(name))
-        }
-        LayerRecord::LayerNormalization {
-            name,
-            axis: axes,
-            epsilon,
-            center,
-            scale,
-            rms_scaling,
-        } => Arc::new(
-            LayerNormalization::new()
-                .axis(&axes.iter().map(|&a| axis(a)).collect::<Result<Vec<_>>>()?)
-                .epsilon(*epsilon)
-                .center(*center)
-                .scale(*scale)
-                .rms_scaling(*rms_scaling)
-                .name(name),
-        ),
-        LayerRecord::MultiHeadAttention {
-            name,
-            num_heads,
-            key_dim,
-            value_dim,
-            dropout,
-            use_bias,
-            output_shape,
-            attention_axes,
-            use_causal_mask,
-            return_attention_scores,
-        } => {
-            let mut l = crate::layers::MultiHeadAttention::new(*num_heads, *key_dim)
-                .dropout(*dropout)
-                .use_bias(*use_bias)
-                .use_causal_mask(*use_causal_mask)
-                .return_attention_scores(*return_attention_scores);
-            if let Some(v) = value_dim {
-                l = l.value_dim(*v);
-            }
-            if let Some(o) = output_shape {
-                l = l.output_shape(o);
-            }
-            if let Some(a) = attention_axes {
-                l = l.attention_axes(&a.iter().map(|&x| axis(x)).collect::<Result<Vec<_>>>()?);
-            }
-            Arc::new(l.name(name))
-        }
-        LayerRecord::Attention {
-            name,
-            use_scale,
-            score_mode,
-            dropout,
-            seed,
-            use_causal_mask,
-            return_attention_scores,
-        } => Arc::new(
-            crate::layers::Attention::new()
-                .use_scale(*use_scale)
-                .score_mode(crate::layers::ScoreMode::from_keras(score_mode)?)
-                .dropout(*dropout)
-                .seed(*seed)
-                .use_causal_mask(*use_causal_mask)
-                .return_attention_scores(*return_attention_scores)
-                .name(name),
-        ),
-        LayerRecord::AdditiveAttention {
-            name,
-            use_scale,
-            dropout,
-            seed,
-            use_causal_mask,
-            return_attention_scores,
-        } => Arc::new(
-            crate::layers::AdditiveAttention::new()
-                .use_scale(*use_scale)
-                .dropout(*dropout)
-                .seed(*seed)
-                .use_causal_mask(*use_causal_mask)
-                .return_attention_scores(*return_attention_scores)
-                .name(name),
-        ),
-        LayerRecord::Add { name } => Arc::new(Add::new().name(name)),
-        LayerRecord::Subtract { name } => Arc::new(Subtract::new().name(name)),
-        LayerRecord::Multiply { name } => Arc::new(Multiply::new().name(name)),
-        LayerRecord::Average { name } => Arc::new(Average::new().name(name)),
-        LayerRecord::Maximum { name } => Arc::new(Maximum::new().name(name)),
-        LayerRecord::Minimum { name } => Arc::new(Minimum::new().name(name)),
-        LayerRecord::Concatenate { name, axis: a } => {
-            Arc::new(Concatenate::new().axis(axis(*a)?).name(name))
-        }
-        LayerRecord::Reshape { name, target_shape } => {
-            Arc::new(Reshape::new(target_shape).name(name))
-        }
-        LayerRecord::Flatten { name, data_format } => {
-            Arc::new(Flatten::new().data_format(format(data_format)?).name(name))
-        }
-        LayerRecord::Activation {
-            name, activation, ..
-        } => {
-            let activation = match custom {
-                Some(a) => a,
-                None => activation.parse()?,
-            };
-            Arc::new(ActivationLayer::new(activation).name(name))
-        }
-        LayerRecord::Dropout { name, rate } => Arc::new(Dropout::new(*rate).name(name)),
-        LayerRecord::Rescaling {
-            name,
-            scale,
-            offset,
-        } => Arc::new(Rescaling::new(*scale, *offset).name(name)),
-        LayerRecord::Normalization {
-            name,
-            axis,
-            fixed_shape,
-            fixed_mean,
-            fixed_variance,
-            invert,
-        } => {
-            let mut l = Normalization::new().axis(axis).invert(*invert).name(name);
-            if let Some(shape) = fixed_shape {
-                l = l.statistics(FixedStatistics {
-                    shape: shape.clone(),
-                    mean: fixed_mean.clone(),
-                    variance: fixed_variance.clone(),
-                });
-            }
-            Arc::new(l)
-        }
-        LayerRecord::CenterCrop {
-            name,
-            height,
-            width,
-        } => Arc::new(CenterCrop::new(*height, *width).name(name)),
-        LayerRecord::Resizing {
-            name,
-            height,
-            width,
-            interpolation,
-        } => {
-            let method = match interpolation.as_str() {
-                "bilinear" => ResizeMethod::Bilinear,
-                "nearest" => ResizeMethod::Nearest,
-                other => {
-                    return Err(Error::Model {
-                        detail: format!("Resizing '{name}': interpolation '{other}' is unknown"),
-                    });
-                }
-            };
-            Arc::new(
-                Resizing::new(*height, *width)
-                    .interpolation(method)
-                    .name(name),
-            )
-        }
-        LayerRecord::LayerScale {
-            name,
-            init_values,
-            projection_dim,
-        } => Arc::new(LayerScale::new(*init_values, *projection_dim).name(name)),
-        LayerRecord::StochasticDepth {
-            name,
-            drop_path_rate,
-        } => Arc::new(StochasticDepth::new(*drop_path_rate).name(name)),
-        LayerRecord::InputLayer { .. } | LayerRecord::Lambda { .. } => {
-            return Err(Error::Model {
-                detail: "input layers and Lambdas are not configuration-only layers".into(),
-            });
-        }
-        other => return new_config_layer(other),
-    })
-}
-
-/// The image-model layers (padding, cropping, upsampling, the activation layers, `Dot`,
-/// `Permute`, `RepeatVector`, `TimeDistributed`) from their records.
-fn new_config_layer(record: &LayerRecord) -> Result<LayerRef> {
-    use crate::layers::*;
-    let format = |f: &str| DataFormat::parse(f);
-    let pair = |p: [i64; 2]| (p[0], p[1]);
-    Ok(match record {
-        LayerRecord::ZeroPadding1D {
-            name,
-            padding,
-            data_format,
-        } => Arc::new(
-            ZeroPadding1D::asymmetric([pair(*padding)])
-                .data_format(format(data_format)?)
-                .name(name),
-        ),
-        LayerRecord::ZeroPadding2D {
-            name,
-            padding,
-            data_format,
-        } => Arc::new(
-            ZeroPadding2D::asymmetric(padding.map(pair))
-                .data_format(format(data_format)?)
-                .name(name),
-        ),
-        LayerRecord::Cropping1D { name, cropping } => {
-            Arc::new(Cropping1D::asymmetric([pair(*cropping)]).name(name))
-        }
-        LayerRecord::Cropping2D {
-            name,
-            cropping,
-            data_format,
-        } => Arc::new(
-            Cropping2D::asymmetric(cropping.map(pair))
-                .data_format(format(data_format)?)
-                .name(name),
-        ),
-        LayerRecord::UpSampling1D { name, size } => Arc::new(UpSampling1D::new(*size).name(name)),
-        LayerRecord::UpSampling2D {
-            name,
-            size,
-            data_format,
-            interpolation,
-        } => Arc::new(
-            UpSampling2D::new(size[0], size[1])
-                .data_format(format(data_format)?)
-                .interpolation(Interpolation::parse(interpolation)?)
-                .name(name),
-        ),
-        LayerRecord::RepeatVector { name, n } => Arc::new(RepeatVector::new(*n).name(name)),
-        LayerRecord::Permute { name, dims } => Arc::new(Permute::new(dims).name(name)),
-        LayerRecord::ReLU {
-            name,
-            max_value,
-            negative_slope,
-            threshold,
-        } => {
-            let mut l = ReLU::new()
-                .negative_slope(*negative_slope)
-                .threshold(*threshold);
-            if let Some(m) = max_value {
-                l = l.max_value(*m);
-            }
-            Arc::new(l.name(name))
-        }
-        LayerRecord::LeakyReLU {
-            name,
-            negative_slope,
-        } => Arc::new(LeakyReLU::new().negative_slope(*negative_slope).name(name)),
-        LayerRecord::PReLU { name, shared_axes } => {
-            Arc::new(PReLU::new().shared_axes(shared_axes).name(name))
-        }
-        LayerRecord::ELU { name, alpha } => Arc::new(ELU::new().alpha(*alpha).name(name)),
-        LayerRecord::Dot {
-            name,
-            axes,
-            normalize,
-        } => Arc::new(Dot::pair(axes[0], axes[1]).normalize(*normalize).name(name)),
-        LayerRecord::TimeDistributed { name, layer } => {
-            if matches!(
-                **layer,
-                LayerRecord::InputLayer { .. } | LayerRecord::Lambda { .. }
-            ) {
-                return Err(Error::Model {
-                    detail: format!(
-                        "TimeDistributed '{name}' wraps an input layer or a Lambda, which a file \
-                         cannot hold there"
-                    ),
-                });
-            }
-            Arc::new(TimeDistributed::wrap(config_layer(layer, None)?).name(name))
-        }
-        _ => {
-            return Err(Error::Model {
-                detail: "not a configuration-only layer".into(),
-            });
-        }
-    })
+    let custom = crate::layers::Activation::custom(&activation, move |x| {
+        replay(&body, &constants, &none, std::slice::from_ref(x), &[], None)
+    });
+    let mut config = layer.clone();
+    config.config.remove("activation_body");
+    registry::build_layer(&config, &ConfigContext::with_custom_activation(custom))
+        .map_err(|e| bad(e.to_string()))
 }
 
 /// The calls a file's graph is built from, found from the architecture alone before any node
@@ -717,9 +389,13 @@ fn new_config_layer(record: &LayerRecord) -> Result<LayerRef> {
 /// The nodes one call of a nested model replays: the sum over its calls of their layers'.
 fn nested_nodes(arch: &Architecture) -> usize {
     let cost = |l: &LayerRecord| match l {
-        LayerRecord::Model { architecture, .. } => nested_nodes(architecture),
-        LayerRecord::Lambda { body, .. } => body.nodes.len().saturating_add(1),
-        _ => 1,
+        LayerRecord::Graph(GraphRecord::Model { architecture, .. }) => nested_nodes(architecture),
+        LayerRecord::Graph(GraphRecord::Lambda { body, .. }) => body.nodes.len().saturating_add(1),
+        LayerRecord::Layer(l) => match activation_body(l) {
+            Ok(Some(b)) => b.nodes.len().saturating_add(1),
+            _ => 1,
+        },
+        LayerRecord::Graph(GraphRecord::InputLayer { .. }) => 1,
     };
     arch.calls.iter().fold(0usize, |n, c| {
         n.saturating_add(arch.layers.get(c.layer).map_or(1, cost))
@@ -733,14 +409,16 @@ fn plan_calls(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Re
         .layers
         .iter()
         .map(|l| match l {
-            LayerRecord::Model { architecture, .. } => nested_nodes(architecture),
-            LayerRecord::Lambda {
+            LayerRecord::Graph(GraphRecord::Model { architecture, .. }) => {
+                nested_nodes(architecture)
+            }
+            LayerRecord::Graph(GraphRecord::Lambda {
                 body,
                 mask,
                 more_outputs,
                 output_masks,
                 ..
-            } => {
+            }) => {
                 let mask_nodes = match mask {
                     Some(MaskRecord::Function { body: Some(b) }) => body_nodes(b),
                     _ => 0,
@@ -754,15 +432,11 @@ fn plan_calls(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Re
                     .saturating_add(mask_nodes)
                     .saturating_add(extra)
             }
-            LayerRecord::Dense {
-                activation_body: Some(b),
-                ..
-            }
-            | LayerRecord::Activation {
-                activation_body: Some(b),
-                ..
-            } => body_nodes(b).saturating_add(1),
-            _ => 1,
+            LayerRecord::Layer(l) => match activation_body(l) {
+                Ok(Some(b)) => body_nodes(&b).saturating_add(1),
+                _ => 1,
+            },
+            LayerRecord::Graph(GraphRecord::InputLayer { .. }) => 1,
         })
         .collect();
     type Key = (usize, Vec<(usize, usize)>, Vec<Option<(usize, usize)>>);
@@ -784,7 +458,7 @@ fn plan_calls(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Re
             .collect();
         let is_input = matches!(
             arch.layers.get(call.layer),
-            Some(LayerRecord::InputLayer { .. })
+            Some(LayerRecord::Graph(GraphRecord::InputLayer { .. }))
         );
         if let (Some(inputs), Some(masks), false) = (inputs, masks, is_input) {
             match seen.entry((call.layer, inputs, masks)) {
@@ -814,12 +488,114 @@ fn plan_calls(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Re
     Ok(canonical)
 }
 
+/// A Lambda rebuilt from its record: each body (the output's, more outputs', the mask
+/// function's, the output masks') becomes a function that replays it on the call's inputs,
+/// with the file's constants, arguments and variables.
+fn lambda_layer(loader: &Loader<'_>, i: usize, record: &GraphRecord) -> Result<Lambda> {
+    let GraphRecord::Lambda {
+        name,
+        output_shape,
+        arguments,
+        variables,
+        body,
+        mask,
+        static_arguments,
+        more_outputs,
+        output_masks,
+    } = record
+    else {
+        return Err(loader.err(format!("layer {i} is not a Lambda")));
+    };
+    let mask_body = match mask {
+        Some(MaskRecord::Function { body: Some(b) }) => Some(b),
+        _ => None,
+    };
+    let constants = body_constants(
+        loader,
+        i,
+        name,
+        std::iter::once(body)
+            .chain(mask_body)
+            .chain(more_outputs)
+            .chain(output_masks.iter().flatten().flatten()),
+    )?;
+    let mut initial = HashMap::new();
+    for v in variables {
+        initial.insert(
+            v.clone(),
+            loader.tensor(&format!("layers/{i}/weights/{v}"))?,
+        );
+    }
+    let body = Arc::new(body.clone());
+    let constants = Arc::new(constants);
+    let initial = Arc::new(initial);
+    let mut lambda = if more_outputs.is_empty() {
+        let (constants, initial) = (constants.clone(), initial.clone());
+        Lambda::with_scope(move |xs, scope| {
+            replay(&body, &constants, &initial, xs, scope.masks(), Some(scope))
+        })
+        .name(name)
+    } else {
+        let (constants, initial) = (constants.clone(), initial.clone());
+        let bodies: Vec<BodyRecord> = std::iter::once(body.as_ref().clone())
+            .chain(more_outputs.iter().cloned())
+            .collect();
+        Lambda::with_outputs(move |xs, scope| {
+            bodies
+                .iter()
+                .map(|b| replay(b, &constants, &initial, xs, scope.masks(), Some(scope)))
+                .collect()
+        })
+        .name(name)
+    };
+    if let Some(list) = output_masks {
+        let (constants, initial) = (constants.clone(), initial.clone());
+        let list = list.clone();
+        lambda = lambda.output_masks(move |xs, masks| {
+            list.iter()
+                .map(|b| {
+                    b.as_ref()
+                        .map(|b| replay(b, &constants, &initial, xs, masks, None))
+                })
+                .collect()
+        });
+    }
+    for a in arguments {
+        lambda = lambda.argument(a, loader.tensor(&format!("layers/{i}/arguments/{a}"))?);
+    }
+    for a in static_arguments {
+        lambda
+            .mark_static(a)
+            .map_err(|e| loader.err(format!("layer {i} '{name}': static argument: {e}")))?;
+    }
+    lambda = match output_shape {
+        None => lambda,
+        Some(OutputShapeRecord::PerSample(d)) => {
+            lambda.output_shape_dims(d.iter().map(|x| Dim::from(*x)).collect())
+        }
+        Some(OutputShapeRecord::Full(d)) => {
+            let full = dims_to_shape(d);
+            lambda.output_shape_fn(move |_| full.clone())
+        }
+    };
+    lambda = match mask {
+        None => lambda,
+        Some(MaskRecord::Fixed) => lambda.mask(loader.tensor(&format!("layers/{i}/mask"))?),
+        Some(MaskRecord::Function { body: None }) => lambda.mask_fn(|_, _| None),
+        Some(MaskRecord::Function { body: Some(b) }) => {
+            let b = Arc::new(b.clone());
+            lambda.mask_fn(move |xs, masks| Some(replay(&b, &constants, &initial, xs, masks, None)))
+        }
+    };
+    Ok(lambda)
+}
+
 fn build(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<Model> {
     let canonical = plan_calls(loader, arch, file_bytes)?;
     let mut built = Vec::with_capacity(arch.layers.len());
     for (i, record) in arch.layers.iter().enumerate() {
         built.push(match record {
-            LayerRecord::InputLayer { name, shape, dtype } => {
+            LayerRecord::Graph(GraphRecord::InputLayer { name, shape, dtype }) => {
                 let Some((batch, rest)) = shape.split_first() else {
                     return Err(loader.err(format!("input layer {i} '{name}' has rank 0")));
                 };
@@ -831,7 +607,7 @@ fn build(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<
                 }
                 Built::Input { input, used: false }
             }
-            LayerRecord::Model { name, architecture } => {
+            LayerRecord::Graph(GraphRecord::Model { name, architecture }) => {
                 let inner = loader.nested(&format!("layers/{i}/model/"), || {
                     build(loader, architecture, file_bytes)
                 })?;
@@ -846,113 +622,12 @@ fn build(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<
                     weights_set: true,
                 }
             }
-            LayerRecord::Lambda {
-                name,
-                output_shape,
-                arguments,
-                variables,
-                body,
-                mask,
-                static_arguments,
-                more_outputs,
-                output_masks,
-            } => {
-                let mask_body = match mask {
-                    Some(MaskRecord::Function { body: Some(b) }) => Some(b),
-                    _ => None,
-                };
-                let constants = body_constants(
-                    loader,
-                    i,
-                    name,
-                    std::iter::once(body)
-                        .chain(mask_body)
-                        .chain(more_outputs)
-                        .chain(output_masks.iter().flatten().flatten()),
-                )?;
-                let mut initial = HashMap::new();
-                for v in variables {
-                    initial.insert(
-                        v.clone(),
-                        loader.tensor(&format!("layers/{i}/weights/{v}"))?,
-                    );
-                }
-                let body = Arc::new(body.clone());
-                let constants = Arc::new(constants);
-                let initial = Arc::new(initial);
-                let mut lambda = if more_outputs.is_empty() {
-                    let (constants, initial) = (constants.clone(), initial.clone());
-                    Lambda::with_scope(move |xs, scope| {
-                        replay(&body, &constants, &initial, xs, scope.masks(), Some(scope))
-                    })
-                    .name(name)
-                } else {
-                    let (constants, initial) = (constants.clone(), initial.clone());
-                    let bodies: Vec<BodyRecord> = std::iter::once(body.as_ref().clone())
-                        .chain(more_outputs.iter().cloned())
-                        .collect();
-                    Lambda::with_outputs(move |xs, scope| {
-                        bodies
-                            .iter()
-                            .map(|b| {
-                                replay(b, &constants, &initial, xs, scope.masks(), Some(scope))
-                            })
-                            .collect()
-                    })
-                    .name(name)
-                };
-                if let Some(list) = output_masks {
-                    let (constants, initial) = (constants.clone(), initial.clone());
-                    let list = list.clone();
-                    lambda = lambda.output_masks(move |xs, masks| {
-                        list.iter()
-                            .map(|b| {
-                                b.as_ref()
-                                    .map(|b| replay(b, &constants, &initial, xs, masks, None))
-                            })
-                            .collect()
-                    });
-                }
-                for a in arguments {
-                    lambda =
-                        lambda.argument(a, loader.tensor(&format!("layers/{i}/arguments/{a}"))?);
-                }
-                for a in static_arguments {
-                    lambda.mark_static(a).map_err(|e| {
-                        loader.err(format!("layer {i} '{name}': static argument: {e}"))
-                    })?;
-                }
-                lambda = match output_shape {
-                    None => lambda,
-                    Some(OutputShapeRecord::PerSample(d)) => {
-                        lambda.output_shape_dims(d.iter().map(|x| Dim::from(*x)).collect())
-                    }
-                    Some(OutputShapeRecord::Full(d)) => {
-                        let full = dims_to_shape(d);
-                        lambda.output_shape_fn(move |_| full.clone())
-                    }
-                };
-                lambda = match mask {
-                    None => lambda,
-                    Some(MaskRecord::Fixed) => {
-                        lambda.mask(loader.tensor(&format!("layers/{i}/mask"))?)
-                    }
-                    Some(MaskRecord::Function { body: None }) => lambda.mask_fn(|_, _| None),
-                    Some(MaskRecord::Function { body: Some(b) }) => {
-                        let b = Arc::new(b.clone());
-                        lambda.mask_fn(move |xs, masks| {
-                            Some(replay(&b, &constants, &initial, xs, masks, None))
-                        })
-                    }
-                };
-                Built::Layer {
-                    layer: Arc::new(lambda),
-                    weights_set: true,
-                }
-            }
-            other => Built::Layer {
-                layer: config_layer(other, recorded_activation(loader, i, other)?)
-                    .map_err(|e| loader.err(format!("layer {i}: {e}")))?,
+            LayerRecord::Graph(lambda @ GraphRecord::Lambda { .. }) => Built::Layer {
+                layer: Arc::new(lambda_layer(loader, i, lambda)?),
+                weights_set: true,
+            },
+            LayerRecord::Layer(layer) => Built::Layer {
+                layer: configured_layer(loader, i, layer)?,
                 weights_set: false,
             },
         });
@@ -962,7 +637,7 @@ fn build(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<
     for (i, (b, record)) in built.iter().zip(&arch.layers).enumerate() {
         let name = match (b, record) {
             (Built::Layer { layer, .. }, _) => layer.name(),
-            (_, LayerRecord::InputLayer { name, .. }) => name.clone(),
+            (_, LayerRecord::Graph(GraphRecord::InputLayer { name, .. })) => name.clone(),
             _ => continue,
         };
         if let Some(first) = names.insert(name.clone(), i) {
@@ -1100,7 +775,7 @@ fn build(loader: &Loader<'_>, arch: &Architecture, file_bytes: usize) -> Result<
             .calls
             .get(c)
             .and_then(|call| arch.layers.get(call.layer))
-            .is_some_and(|l| matches!(l, LayerRecord::InputLayer { .. }));
+            .is_some_and(|l| matches!(l, LayerRecord::Graph(GraphRecord::InputLayer { .. })));
         if !is_input {
             return Err(loader.err(format!("model input {c} is not the call of an input layer")));
         }

@@ -5,7 +5,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::host::{HostData, HostTensor};
 use crate::layer::LayerCall;
-use crate::layers::{InputLayer, Lambda, LambdaMask, OutputShape};
+use crate::layers::{Activation, InputLayer, Lambda, LambdaMask, OutputShape, registry};
 use crate::model::Model;
 use crate::op::Op;
 use crate::shape::{Dim, Shape};
@@ -143,11 +143,11 @@ fn layer_record(
         let out = call.outputs().first().ok_or_else(|| Error::Model {
             detail: format!("input layer '{name}' has no output"),
         })?;
-        return Ok(LayerRecord::InputLayer {
+        return Ok(LayerRecord::Graph(GraphRecord::InputLayer {
             name,
             shape: dims(&out.shape()),
             dtype: out.dtype(),
-        });
+        }));
     }
     if let Some(lambda) = any.downcast_ref::<Lambda>() {
         return lambda_record(lambda, call, index, tensors);
@@ -159,370 +159,47 @@ fn layer_record(
         for (k, t) in snap.tensors {
             tensors.insert(format!("layers/{index}/model/{k}"), t);
         }
-        return Ok(LayerRecord::Model {
+        return Ok(LayerRecord::Graph(GraphRecord::Model {
             name,
             architecture: Box::new(snap.architecture),
-        });
+        }));
     }
-    let mut record = config_record(any, name.clone()).ok_or_else(|| Error::Model {
+    let class = registry::class_of(layer.as_ref()).ok_or_else(|| Error::Model {
         detail: format!("cannot save layer '{name}' of type {}", layer.kind()),
     })?;
-    if let Some(body) = custom_activation_body(any, call, index, tensors)? {
-        match &mut record {
-            LayerRecord::Dense {
-                activation_body, ..
-            }
-            | LayerRecord::Activation {
-                activation_body, ..
-            } => *activation_body = Some(body),
-            _ => {}
-        }
+    let mut serialized = (class.serialize)(any)?;
+    if let Some(x) = call.inputs().first()
+        && let Some((activation, shape, dtype)) =
+            (class.custom_activation)(any, &x.shape(), x.dtype())
+    {
+        let body = activation_body(&name, &activation, shape, dtype, index, tensors)?;
+        let body = serde_json::to_value(body).map_err(|e| Error::Model {
+            detail: format!("cannot save the activation of layer '{name}': {e}"),
+        })?;
+        serialized.config.insert("activation_body".into(), body);
     }
     for v in layer.variables() {
         tensors.insert(format!("layers/{index}/weights/{}", v.name()), v.value());
     }
-    Ok(record)
+    Ok(LayerRecord::Layer(serialized))
 }
 
-/// The configuration record of a built-in layer with no code in it, or `None` for a layer
-/// type the format does not know.
-fn config_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
-    use crate::layers::*;
-    if let Some(r) = crate::layers::image_layer_record(any, &name) {
-        return Some(r);
-    }
-    if let Some(r) = crate::layers::recurrent_layer_record(any, &name) {
-        return Some(r);
-    }
-    macro_rules! merge {
-        ($($ty:ident),*) => {
-            $(if any.is::<$ty>() {
-                return Some(LayerRecord::$ty { name });
-            })*
-        };
-    }
-    merge!(Add, Subtract, Multiply, Average, Maximum, Minimum);
-    if let Some(l) = any.downcast_ref::<Dense>() {
-        return Some(LayerRecord::Dense {
-            name,
-            units: l.units(),
-            activation: l.activation_fn().name().to_string(),
-            activation_body: None,
-            use_bias: l.has_bias(),
-        });
-    }
-    if let Some(l) = any.downcast_ref::<Embedding>() {
-        return Some(LayerRecord::Embedding {
-            name,
-            input_dim: l.input_dim(),
-            output_dim: l.output_dim(),
-            mask_zero: l.masks_zero(),
-        });
-    }
-    if let Some(l) = any.downcast_ref::<Masking>() {
-        return Some(LayerRecord::Masking {
-            name,
-            mask_value: l.mask_value(),
-        });
-    }
-    if let Some(l) = any.downcast_ref::<GlobalAveragePooling1D>() {
-        return Some(LayerRecord::GlobalAveragePooling1D {
-            name,
-            data_format: l.format().name().to_string(),
-            keepdims: l.keeps_dims(),
-        });
-    }
-    if let Some(l) = any.downcast_ref::<GlobalMaxPooling1D>() {
-        return Some(LayerRecord::GlobalMaxPooling1D {
-            name,
-            data_format: l.format().name().to_string(),
-            keepdims: l.keeps_dims(),
-        });
-    }
-    if let Some(l) = any.downcast_ref::<Softmax>() {
-        return Some(LayerRecord::Softmax {
-            name,
-            axis: l.softmax_axis() as i64,
-        });
-    }
-    if let Some(l) = any.downcast_ref::<LayerNormalization>() {
-        let (axes, epsilon, center, scale, rms_scaling) = l.config();
-        return Some(LayerRecord::LayerNormalization {
-            name,
-            axis: axes.iter().map(|&a| a as i64).collect(),
-            epsilon,
-            center,
-            scale,
-            rms_scaling,
-        });
-    }
-    if let Some(l) = any.downcast_ref::<crate::layers::MultiHeadAttention>() {
-        let (heads, key_dim, value_dim, dropout, use_bias, output_shape, axes, causal, scores) =
-            l.config();
-        return Some(LayerRecord::MultiHeadAttention {
-            name,
-            num_heads: heads,
-            key_dim,
-            value_dim,
-            dropout,
-            use_bias,
-            output_shape,
-            attention_axes: axes.map(|a| a.iter().map(|&x| x as i64).collect()),
-            use_causal_mask: causal,
-            return_attention_scores: scores,
-        });
-    }
-    if let Some(l) = any.downcast_ref::<crate::layers::Attention>() {
-        let (use_scale, dropout, seed, causal, scores) = l.common_config();
-        return Some(LayerRecord::Attention {
-            name,
-            use_scale,
-            score_mode: l.current_score_mode().keras_name().to_string(),
-            dropout,
-            seed,
-            use_causal_mask: causal,
-            return_attention_scores: scores,
-        });
-    }
-    if let Some(l) = any.downcast_ref::<crate::layers::AdditiveAttention>() {
-        let (use_scale, dropout, seed, causal, scores) = l.common_config();
-        return Some(LayerRecord::AdditiveAttention {
-            name,
-            use_scale,
-            dropout,
-            seed,
-            use_causal_mask: causal,
-            return_attention_scores: scores,
-        });
-    }
-    if let Some(l) = any.downcast_ref::<Concatenate>() {
-        return Some(LayerRecord::Concatenate {
-            name,
-            axis: l.concat_axis() as i64,
-        });
-    }
-    if let Some(l) = any.downcast_ref::<Reshape>() {
-        return Some(LayerRecord::Reshape {
-            name,
-            target_shape: l.target_shape().to_vec(),
-        });
-    }
-    if let Some(l) = any.downcast_ref::<Flatten>() {
-        return Some(LayerRecord::Flatten {
-            name,
-            data_format: l.format().name().to_string(),
-        });
-    }
-    if let Some(l) = any.downcast_ref::<ActivationLayer>() {
-        return Some(LayerRecord::Activation {
-            name,
-            activation: l.activation().name().to_string(),
-            activation_body: None,
-        });
-    }
-    if let Some(l) = any.downcast_ref::<Dropout>() {
-        return Some(LayerRecord::Dropout {
-            name,
-            rate: l.rate(),
-        });
-    }
-    if let Some(r) = new_layer_record(any, &name) {
-        return Some(r);
-    }
-    if let Some(l) = any.downcast_ref::<Rescaling>() {
-        let (scale, offset) = l.factors();
-        return Some(LayerRecord::Rescaling {
-            name,
-            scale,
-            offset,
-        });
-    }
-    preprocessing_record(any, name)
-}
-
-/// The records of the preprocessing layers and of the residual-block layers of
-/// `keras.applications`.
-fn preprocessing_record(any: &dyn std::any::Any, name: String) -> Option<LayerRecord> {
-    use crate::layers::{CenterCrop, LayerScale, Normalization, Resizing, StochasticDepth};
-    if let Some(l) = any.downcast_ref::<Normalization>() {
-        let (axis, fixed, invert) = l.config();
-        return Some(LayerRecord::Normalization {
-            name,
-            axis: axis.to_vec(),
-            fixed_shape: fixed.map(|f| f.shape.clone()),
-            fixed_mean: fixed.map(|f| f.mean.clone()).unwrap_or_default(),
-            fixed_variance: fixed.map(|f| f.variance.clone()).unwrap_or_default(),
-            invert,
-        });
-    }
-    if let Some(l) = any.downcast_ref::<CenterCrop>() {
-        let (height, width) = l.size();
-        return Some(LayerRecord::CenterCrop {
-            name,
-            height,
-            width,
-        });
-    }
-    if let Some(l) = any.downcast_ref::<Resizing>() {
-        let (height, width, method) = l.config();
-        return Some(LayerRecord::Resizing {
-            name,
-            height,
-            width,
-            interpolation: method.keras_name().to_string(),
-        });
-    }
-    if let Some(l) = any.downcast_ref::<LayerScale>() {
-        let (init_values, projection_dim) = l.config();
-        return Some(LayerRecord::LayerScale {
-            name,
-            init_values,
-            projection_dim,
-        });
-    }
-    if let Some(l) = any.downcast_ref::<StochasticDepth>() {
-        return Some(LayerRecord::StochasticDepth {
-            name,
-            drop_path_rate: l.rate(),
-        });
-    }
-    None
-}
-
-/// The records of the image-model layers (padding, cropping, upsampling, the activation
-/// layers, `Dot`, `Permute`, `RepeatVector`, `TimeDistributed`).
-fn new_layer_record(any: &dyn std::any::Any, name: &str) -> Option<LayerRecord> {
-    use crate::layers::*;
-    let name = name.to_string();
-    let pair = |p: (i64, i64)| [p.0, p.1];
-    Some(if let Some(l) = any.downcast_ref::<ZeroPadding1D>() {
-        LayerRecord::ZeroPadding1D {
-            name,
-            padding: pair(l.sizes()[0]),
-            data_format: l.format().name().into(),
-        }
-    } else if let Some(l) = any.downcast_ref::<ZeroPadding2D>() {
-        LayerRecord::ZeroPadding2D {
-            name,
-            padding: l.sizes().map(pair),
-            data_format: l.format().name().into(),
-        }
-    } else if let Some(l) = any.downcast_ref::<Cropping1D>() {
-        LayerRecord::Cropping1D {
-            name,
-            cropping: pair(l.sizes()[0]),
-        }
-    } else if let Some(l) = any.downcast_ref::<Cropping2D>() {
-        LayerRecord::Cropping2D {
-            name,
-            cropping: l.sizes().map(pair),
-            data_format: l.format().name().into(),
-        }
-    } else if let Some(l) = any.downcast_ref::<UpSampling1D>() {
-        LayerRecord::UpSampling1D {
-            name,
-            size: l.size(),
-        }
-    } else if let Some(l) = any.downcast_ref::<UpSampling2D>() {
-        LayerRecord::UpSampling2D {
-            name,
-            size: pair(l.size()),
-            data_format: l.format().name().into(),
-            interpolation: l.interpolation_mode().name().into(),
-        }
-    } else if let Some(l) = any.downcast_ref::<RepeatVector>() {
-        LayerRecord::RepeatVector { name, n: l.n() }
-    } else if let Some(l) = any.downcast_ref::<Permute>() {
-        LayerRecord::Permute {
-            name,
-            dims: l.dims().to_vec(),
-        }
-    } else if let Some(l) = any.downcast_ref::<ReLU>() {
-        let (max_value, negative_slope, threshold) = l.config();
-        LayerRecord::ReLU {
-            name,
-            max_value,
-            negative_slope,
-            threshold,
-        }
-    } else if let Some(l) = any.downcast_ref::<LeakyReLU>() {
-        LayerRecord::LeakyReLU {
-            name,
-            negative_slope: l.slope(),
-        }
-    } else if let Some(l) = any.downcast_ref::<PReLU>() {
-        LayerRecord::PReLU {
-            name,
-            shared_axes: l.shared().to_vec(),
-        }
-    } else if let Some(l) = any.downcast_ref::<ELU>() {
-        LayerRecord::ELU {
-            name,
-            alpha: l.alpha_value(),
-        }
-    } else if let Some(l) = any.downcast_ref::<Dot>() {
-        LayerRecord::Dot {
-            name,
-            axes: pair(l.axes()),
-            normalize: l.normalizes(),
-        }
-    } else if let Some(l) = any.downcast_ref::<TimeDistributed>() {
-        let inner = l.layer();
-        let inner_any = inner.as_any();
-        // A custom activation is code: inside a wrapper it has no place to be recorded.
-        let custom = inner_any
-            .downcast_ref::<Dense>()
-            .is_some_and(|d| d.activation_fn().is_custom())
-            || inner_any
-                .downcast_ref::<ActivationLayer>()
-                .is_some_and(|a| a.activation().is_custom());
-        if custom {
-            return None;
-        }
-        LayerRecord::TimeDistributed {
-            name,
-            layer: Box::new(config_record(inner_any, inner.name())?),
-        }
-    } else {
-        return None;
-    })
-}
-
-/// The body of a layer's custom activation (`None` for a named one or a layer without an
-/// activation): the function traced once more on a placeholder shaped like the activation's
-/// input in this call, so that only the activation is recorded, not the layer around it.
-fn custom_activation_body(
-    any: &dyn std::any::Any,
-    call: &Arc<LayerCall>,
+/// The body of a layer's custom activation: the function traced once more on a placeholder
+/// shaped like the activation's input in this call, so that only the activation is recorded,
+/// not the layer around it.
+fn activation_body(
+    layer: &str,
+    activation: &Activation,
+    shape: Shape,
+    dtype: DType,
     index: usize,
     tensors: &mut BTreeMap<String, HostTensor>,
-) -> Result<Option<BodyRecord>> {
-    use crate::layers::{ActivationLayer, Dense};
-    let layer = call.layer();
-    let Some(x) = call.inputs().first() else {
-        return Ok(None);
-    };
-    let (activation, shape, dtype) = if let Some(dense) = any.downcast_ref::<Dense>() {
-        // Dense applies its activation to `x @ kernel + bias`: float32, `units` wide.
-        let mut dims = x.shape().dims().to_vec();
-        if let Some(last) = dims.last_mut() {
-            *last = Dim::Known(dense.units());
-        }
-        (dense.activation_fn(), Shape::new(dims), DType::F32)
-    } else if let Some(l) = any.downcast_ref::<ActivationLayer>() {
-        (l.activation(), x.shape(), x.dtype())
-    } else {
-        return Ok(None);
-    };
-    if !activation.is_custom() {
-        return Ok(None);
-    }
+) -> Result<BodyRecord> {
     let placeholder = Tensor::input("activation_input", shape, dtype);
     let fail = |detail: String| Error::Model {
         detail: format!(
-            "cannot save the activation '{}' of layer '{}': {detail}",
+            "cannot save the activation '{}' of layer '{layer}': {detail}",
             activation.name(),
-            layer.name()
         ),
     };
     let out = activation.apply(&placeholder);
@@ -536,10 +213,7 @@ fn custom_activation_body(
         leaves: HashMap::from([(placeholder.id(), OpRecord::Input { index: 0 })]),
         inputs: 1,
     };
-    recorder
-        .record(&out)
-        .map(Some)
-        .map_err(|e| fail(e.to_string()))
+    recorder.record(&out).map_err(|e| fail(e.to_string()))
 }
 
 fn lambda_record(
@@ -646,7 +320,7 @@ fn lambda_record(
             Some(OutputShapeRecord::Full(dims(&f(&shapes))))
         }
     };
-    Ok(LayerRecord::Lambda {
+    Ok(LayerRecord::Graph(GraphRecord::Lambda {
         name,
         output_shape,
         arguments: lambda.arguments().keys().cloned().collect(),
@@ -656,7 +330,7 @@ fn lambda_record(
         static_arguments: lambda.static_arguments(),
         more_outputs,
         output_masks,
-    })
+    }))
 }
 
 /// Records expression graphs of one Lambda: constants go to the file's tensors, numbered

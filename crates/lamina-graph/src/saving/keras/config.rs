@@ -17,67 +17,22 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// The layer classes Lamina rebuilds from a Keras configuration.
-pub const SUPPORTED_CLASSES: &[&str] = &[
-    "InputLayer",
-    "Dense",
-    "Embedding",
-    "Dropout",
-    "LayerNormalization",
-    "Activation",
-    "Softmax",
-    "Lambda",
-    "Add",
-    "Subtract",
-    "Multiply",
-    "Average",
-    "Maximum",
-    "Minimum",
-    "Concatenate",
-    "Reshape",
-    "Flatten",
-    "GlobalAveragePooling1D",
-    "GlobalMaxPooling1D",
-    "Masking",
-    "Rescaling",
-    "Conv1D",
-    "Conv2D",
-    "DepthwiseConv2D",
-    "SeparableConv1D",
-    "SeparableConv2D",
-    "Conv1DTranspose",
-    "Conv2DTranspose",
-    "BatchNormalization",
-    "MaxPooling1D",
-    "MaxPooling2D",
-    "AveragePooling1D",
-    "AveragePooling2D",
-    "GlobalAveragePooling2D",
-    "GlobalMaxPooling2D",
-    "ZeroPadding1D",
-    "ZeroPadding2D",
-    "Cropping1D",
-    "Cropping2D",
-    "UpSampling1D",
-    "UpSampling2D",
-    "RepeatVector",
-    "Permute",
-    "ReLU",
-    "LeakyReLU",
-    "ELU",
-    "PReLU",
-    "SimpleRNN",
-    "LSTM",
-    "GRU",
-    "Bidirectional",
-    "TimeDistributed",
-    "MultiHeadAttention",
-    "Attention",
-    "AdditiveAttention",
-    "Dot",
-    "Sequential",
-    "Functional",
-];
+/// The classes that are graphs rather than layer configurations: Keras's input layer,
+/// Lambda and the two model classes.
+const GRAPH_CLASSES: [&str; 4] = ["InputLayer", "Lambda", "Sequential", "Functional"];
+
+/// The layer classes Lamina rebuilds from a Keras configuration: every class of the layer
+/// registry, and the graph classes.
+pub fn supported_classes() -> impl Iterator<Item = &'static str> {
+    GRAPH_CLASSES
+        .into_iter()
+        .chain(crate::layers::layer_classes())
+}
+
+/// Whether Lamina rebuilds layers of Keras class `class`.
+fn is_supported(class: &str) -> bool {
+    supported_classes().any(|c| c == class)
+}
 
 /// A model rebuilt from its configuration, and where each of its layers' weights are.
 pub(crate) struct Built {
@@ -238,7 +193,7 @@ fn check(
         if is_custom(l, bindings) {
             continue;
         }
-        if !SUPPORTED_CLASSES.contains(&class) && !super::preprocessing::CLASSES.contains(&class) {
+        if !is_supported(class) {
             if super::custom::registered_name(l).is_some()
                 || l.get("module")
                     .and_then(Value::as_str)
@@ -267,8 +222,7 @@ fn check(
 /// `KerasBindings::bind_class`.
 fn is_custom(entry: &Value, bindings: &KerasBindings) -> bool {
     let class = class_of(entry);
-    !SUPPORTED_CLASSES.contains(&class)
-        && !super::preprocessing::CLASSES.contains(&class)
+    !is_supported(class)
         && bindings
             .class_binding(
                 &name_of(entry),
@@ -912,7 +866,8 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
             }
             Arc::new(lambda)
         }
-        other if super::preprocessing::CLASSES.contains(&other) => {
+        other
+        @ ("Normalization" | "CenterCrop" | "Resizing" | "LayerScale" | "StochasticDepth") => {
             super::preprocessing::make(other, cfg, n)?
         }
         other => return Err(model_err(format!("layer class '{other}' is not supported"))),
@@ -1264,12 +1219,16 @@ impl Builder<'_> {
             let any = layer.as_any();
             let same = any
                 .downcast_ref::<Attention>()
-                .map(|a| a.common_config())
-                .or_else(|| {
-                    any.downcast_ref::<AdditiveAttention>()
-                        .map(|a| a.common_config())
+                .map(|a| {
+                    let c = a.config();
+                    (c.use_causal_mask, c.return_attention_scores)
                 })
-                .map(|c| (c.3, c.4));
+                .or_else(|| {
+                    any.downcast_ref::<AdditiveAttention>().map(|a| {
+                        let c = a.config();
+                        (c.use_causal_mask, c.return_attention_scores)
+                    })
+                });
             if same != Some((causal, scores)) {
                 return Err(bad(format!(
                     "its calls differ in use_causal_mask or return_attention_scores (this one: \
@@ -1753,7 +1712,7 @@ impl Builder<'_> {
                     .downcast_ref::<MultiHeadAttention>()
                     .map(|m| {
                         let c = m.config();
-                        (c.7, c.8)
+                        (c.use_causal_mask, c.return_attention_scores)
                     });
                 match (same, layer.as_any().downcast_ref::<MultiHeadAttention>()) {
                     (Some(flags), _) if flags == (causal, scores) => layer.clone(),
@@ -1894,12 +1853,7 @@ pub(crate) fn build(config: &Value, bindings: &KerasBindings) -> Result<Built> {
                     .collect::<Vec<_>>(),
                 ", "
             ),
-            SUPPORTED_CLASSES
-                .iter()
-                .chain(super::preprocessing::CLASSES)
-                .copied()
-                .collect::<Vec<_>>()
-                .join(", ")
+            supported_classes().collect::<Vec<_>>().join(", ")
         ));
     }
     if !unbound.is_empty() {
@@ -1957,4 +1911,23 @@ pub(crate) fn build(config: &Value, bindings: &KerasBindings) -> Result<Built> {
         model,
         slots: b.slots,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every class of the layer registry has a Keras mapping: an empty config reaches the
+    /// class's own arm (which then asks for its required arguments or builds the layer with
+    /// Keras's defaults), never the unsupported-class fallback.
+    #[test]
+    fn every_registry_class_has_a_keras_mapping() {
+        let bindings = KerasBindings::default();
+        for class in crate::layers::layer_classes() {
+            let result = make_layer(class, &serde_json::json!({}), "probe", &bindings);
+            if let Err(e) = result {
+                assert!(!e.to_string().contains("is not supported"), "{class}: {e}");
+            }
+        }
+    }
 }

@@ -11,15 +11,6 @@ use crate::layers::{
 use serde_json::Value;
 use std::sync::Arc;
 
-/// The classes this file rebuilds.
-pub(super) const CLASSES: &[&str] = &[
-    "Normalization",
-    "CenterCrop",
-    "Resizing",
-    "LayerScale",
-    "StochasticDepth",
-];
-
 /// A nested list of numbers (or one number) as its shape and row-major values.
 fn array_of(v: &Value, key: &str, layer: &str) -> Result<(Vec<usize>, Vec<f32>)> {
     fn walk(v: &Value, depth: usize, shape: &mut Vec<usize>, out: &mut Vec<f32>) -> Option<()> {
@@ -99,7 +90,8 @@ fn normalization(cfg: &Value, n: &str) -> Result<Normalization> {
     Ok(layer)
 }
 
-/// The layer of one of [`CLASSES`] from its Keras config.
+/// A preprocessing or residual-block layer (`Normalization`, `CenterCrop`, `Resizing`,
+/// `LayerScale`, `StochasticDepth`) from its Keras config.
 pub(super) fn make(class: &str, cfg: &Value, n: &str) -> Result<LayerRef> {
     Ok(match class {
         "Normalization" => Arc::new(normalization(cfg, n)?),
