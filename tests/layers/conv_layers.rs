@@ -1,0 +1,622 @@
+//! The convolution family, windowed and global pooling, and BatchNormalization: every layer
+//! against a direct f64 definition written here (for each padding mode, stride, dilation,
+//! group count and data format), on the CPU and the GPU (which must agree); a few cases against
+//! outputs recorded from Keras 3.15; save/load round trips; bad configurations.
+#![cfg(feature = "gpu")]
+// compares the CPU interpreter with the GPU backend
+
+// The case tables are tuples of sizes, spelled out where they are read.
+#![allow(clippy::type_complexity)]
+
+use lamina::prelude::*;
+
+use crate::common;
+use common::run_both;
+
+/// Deterministic values in [-1, 1).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
+        })
+        .collect()
+}
+
+fn assert_close(got: &[f32], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (*a as f64 - b).abs() <= 1e-4 + 1e-4 * b.abs(),
+            "{what}: element {i}: got {a}, want {b}"
+        );
+    }
+}
+
+/// The geometry of a reference convolution over channels-last data with 2 spatial axes.
+#[derive(Clone, Copy)]
+struct Ref {
+    stride: [usize; 2],
+    dil: [usize; 2],
+    pad: [usize; 2],
+    groups: usize,
+}
+
+/// Direct definition: out[n, oh, ow, o] = b[o] + sum over taps and the group's channels.
+#[allow(clippy::too_many_arguments)]
+fn conv_ref(
+    x: &[f32],
+    [n, h, w, c]: [usize; 4],
+    k: &[f32],
+    [kh, kw, cig, cout]: [usize; 4],
+    bias: Option<&[f32]>,
+    g: Ref,
+    [oh, ow]: [usize; 2],
+) -> Vec<f64> {
+    let cog = cout / g.groups;
+    let mut out = vec![0f64; n * oh * ow * cout];
+    for b in 0..n {
+        for i in 0..oh {
+            for j in 0..ow {
+                for o in 0..cout {
+                    let grp = o / cog;
+                    let mut acc = bias.map_or(0.0, |b| b[o] as f64);
+                    for ti in 0..kh {
+                        for tj in 0..kw {
+                            let y = (i * g.stride[0] + ti * g.dil[0]) as isize - g.pad[0] as isize;
+                            let z = (j * g.stride[1] + tj * g.dil[1]) as isize - g.pad[1] as isize;
+                            if y < 0 || z < 0 || y >= h as isize || z >= w as isize {
+                                continue;
+                            }
+                            for ci in 0..cig {
+                                let xv = x
+                                    [((b * h + y as usize) * w + z as usize) * c + grp * cig + ci]
+                                    as f64;
+                                let kv = k[((ti * kw + tj) * cig + ci) * cout + o] as f64;
+                                acc += xv * kv;
+                            }
+                        }
+                    }
+                    out[((b * oh + i) * ow + j) * cout + o] = acc;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn model_of(input: &[usize], layer: &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<Model> {
+    let x = Input::new(input).tensor();
+    let y = layer(&x)?;
+    Model::new(&[x], &[y])
+}
+
+fn transpose_nhwc_to_nchw(x: &[f32], [n, h, w, c]: [usize; 4]) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    for b in 0..n {
+        for i in 0..h {
+            for j in 0..w {
+                for k in 0..c {
+                    out[((b * c + k) * h + i) * w + j] = x[((b * h + i) * w + j) * c + k];
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn conv2d_against_the_definition() -> Result<()> {
+    // (padding, strides, dilation, groups): (top, left) padding and output size worked out here.
+    let (n, h, w, c, f) = (2, 7, 6, 4, 6);
+    let cases: &[(Padding, [usize; 2], [usize; 2], usize, [usize; 2])] = &[
+        (Padding::Valid, [1, 1], [1, 1], 1, [3, 3]),
+        (Padding::Same, [1, 1], [1, 1], 1, [3, 3]),
+        (Padding::Same, [2, 2], [1, 1], 1, [3, 3]),
+        (Padding::Valid, [2, 1], [1, 1], 2, [3, 2]),
+        (Padding::Same, [1, 1], [2, 2], 1, [3, 3]),
+        (Padding::Valid, [1, 1], [2, 1], 2, [2, 3]),
+        (Padding::Same, [3, 2], [1, 1], 2, [2, 2]),
+    ];
+    for (case, &(padding, strides, dil, groups, k)) in cases.iter().enumerate() {
+        let x = values(n * h * w * c, case as u64);
+        let kernel = values(k[0] * k[1] * (c / groups) * f, 100 + case as u64);
+        let bias = values(f, 200 + case as u64);
+        let layer = Conv2D::new(f, k)
+            .strides(strides)
+            .padding(padding)
+            .dilation_rate(dil)
+            .groups(groups);
+        let model = model_of(&[h, w, c], &|t| layer.call(t))?;
+        layer.set_weight(
+            "kernel",
+            HostTensor::new(&[k[0], k[1], c / groups, f], kernel.clone())?,
+        )?;
+        layer.set_weight("bias", HostTensor::new(&[f], bias.clone())?)?;
+        let keff = [(k[0] - 1) * dil[0] + 1, (k[1] - 1) * dil[1] + 1];
+        let (out, pad): (Vec<usize>, Vec<usize>) = (0..2)
+            .map(|a| {
+                let len = [h, w][a];
+                match padding {
+                    Padding::Same => {
+                        let o = len.div_ceil(strides[a]);
+                        let total = ((o - 1) * strides[a] + keff[a]).saturating_sub(len);
+                        (o, total / 2)
+                    }
+                    _ => ((len - keff[a]) / strides[a] + 1, 0),
+                }
+            })
+            .unzip();
+        let want = conv_ref(
+            &x,
+            [n, h, w, c],
+            &kernel,
+            [k[0], k[1], c / groups, f],
+            Some(&bias),
+            Ref {
+                stride: strides,
+                dil,
+                pad: [pad[0], pad[1]],
+                groups,
+            },
+            [out[0], out[1]],
+        );
+        let got = run_both(&model, &[HostTensor::new(&[n, h, w, c], x.clone())?]);
+        assert_eq!(got[0].shape(), &[n, out[0], out[1], f], "case {case}");
+        assert_close(&got[0].to_f32_vec(), &want, &format!("case {case}"));
+
+        // The same layer over channels-first data gives the transposed result.
+        let cf = Conv2D::new(f, k)
+            .strides(strides)
+            .padding(padding)
+            .dilation_rate(dil)
+            .groups(groups)
+            .data_format(DataFormat::ChannelsFirst);
+        let model = model_of(&[c, h, w], &|t| cf.call(t))?;
+        cf.set_weight(
+            "kernel",
+            HostTensor::new(&[k[0], k[1], c / groups, f], kernel.clone())?,
+        )?;
+        cf.set_weight("bias", HostTensor::new(&[f], bias.clone())?)?;
+        let xt = transpose_nhwc_to_nchw(&x, [n, h, w, c]);
+        let got = run_both(&model, &[HostTensor::new(&[n, c, h, w], xt)?]);
+        let want_t: Vec<f64> = {
+            let w32: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+            transpose_nhwc_to_nchw(&w32, [n, out[0], out[1], f])
+                .iter()
+                .map(|&v| v as f64)
+                .collect()
+        };
+        assert_close(&got[0].to_f32_vec(), &want_t, &format!("case {case} nchw"));
+    }
+    Ok(())
+}
+
+#[test]
+fn conv1d_causal_and_depthwise_separable() -> Result<()> {
+    let (n, l, c) = (2, 9, 3);
+    let x = values(n * l * c, 7);
+    // Conv1D causal, dilation 2: pad (k - 1) * d = 4 before.
+    let layer = Conv1D::new(2, 3)
+        .padding(Padding::Causal)
+        .dilation_rate(2)
+        .use_bias(false);
+    let model = model_of(&[l, c], &|t| layer.call(t))?;
+    let k = values(3 * c * 2, 8);
+    layer.set_weight("kernel", HostTensor::new(&[3, c, 2], k.clone())?)?;
+    let want = conv_ref(
+        &x,
+        [n, 1, l, c],
+        &k,
+        [1, 3, c, 2],
+        None,
+        Ref {
+            stride: [1, 1],
+            dil: [1, 2],
+            pad: [0, 4],
+            groups: 1,
+        },
+        [1, l],
+    );
+    let got = run_both(&model, &[HostTensor::new(&[n, l, c], x.clone())?]);
+    assert_eq!(got[0].shape(), &[n, l, 2]);
+    assert_close(&got[0].to_f32_vec(), &want, "causal conv1d");
+
+    // DepthwiseConv2D, multiplier 2: output channel c * 2 + m uses kernel[.., c, m].
+    let (h, w) = (5, 6);
+    let x2 = values(n * h * w * c, 9);
+    let dw = DepthwiseConv2D::new(3)
+        .depth_multiplier(2)
+        .padding(Padding::Same)
+        .strides(2);
+    let model = model_of(&[h, w, c], &|t| dw.call(t))?;
+    let k = values(9 * c * 2, 10);
+    let b = values(c * 2, 11);
+    dw.set_weight("kernel", HostTensor::new(&[3, 3, c, 2], k.clone())?)?;
+    dw.set_weight("bias", HostTensor::new(&[c * 2], b.clone())?)?;
+    // As a grouped convolution: (3, 3, 1, c * 2) with groups = c, same memory order.
+    let want = conv_ref(
+        &x2,
+        [n, h, w, c],
+        &k,
+        [3, 3, 1, c * 2],
+        Some(&b),
+        Ref {
+            stride: [2, 2],
+            dil: [1, 1],
+            pad: [1, 0],
+            groups: c,
+        },
+        [3, 3],
+    );
+    let got = run_both(&model, &[HostTensor::new(&[n, h, w, c], x2.clone())?]);
+    assert_eq!(got[0].shape(), &[n, 3, 3, c * 2]);
+    assert_close(&got[0].to_f32_vec(), &want, "depthwise");
+
+    // SeparableConv2D: the depthwise result (no bias) through a 1x1 convolution plus bias.
+    let sep = SeparableConv2D::new(4, 3).depth_multiplier(2);
+    let model = model_of(&[h, w, c], &|t| sep.call(t))?;
+    let pk = values(c * 2 * 4, 12);
+    let pb = values(4, 13);
+    sep.set_weight(
+        "depthwise_kernel",
+        HostTensor::new(&[3, 3, c, 2], k.clone())?,
+    )?;
+    sep.set_weight(
+        "pointwise_kernel",
+        HostTensor::new(&[1, 1, c * 2, 4], pk.clone())?,
+    )?;
+    sep.set_weight("bias", HostTensor::new(&[4], pb.clone())?)?;
+    let mid = conv_ref(
+        &x2,
+        [n, h, w, c],
+        &k,
+        [3, 3, 1, c * 2],
+        None,
+        Ref {
+            stride: [1, 1],
+            dil: [1, 1],
+            pad: [0, 0],
+            groups: c,
+        },
+        [3, 4],
+    );
+    let mid32: Vec<f32> = mid.iter().map(|&v| v as f32).collect();
+    let want = conv_ref(
+        &mid32,
+        [n, 3, 4, c * 2],
+        &pk,
+        [1, 1, c * 2, 4],
+        Some(&pb),
+        Ref {
+            stride: [1, 1],
+            dil: [1, 1],
+            pad: [0, 0],
+            groups: 1,
+        },
+        [3, 4],
+    );
+    let got = run_both(&model, &[HostTensor::new(&[n, h, w, c], x2)?]);
+    assert_close(&got[0].to_f32_vec(), &want, "separable");
+    Ok(())
+}
+
+/// Transposed convolution by its definition: each input element scatters kernel * x into the
+/// output at `i * stride + t * dilation - pad_lo`.
+#[test]
+fn conv_transpose_against_scatter_definition() -> Result<()> {
+    let (n, l, c, f) = (1, 4, 2, 3);
+    let x = values(n * l * c, 21);
+    // (kernel, stride, padding, output_padding, output length, pad_lo) from Keras's rules.
+    let cases: &[(usize, usize, Padding, Option<usize>, usize, usize)] = &[
+        (3, 2, Padding::Valid, None, 9, 0),
+        (3, 2, Padding::Same, None, 8, 0),
+        (4, 2, Padding::Same, None, 8, 1),
+        (3, 2, Padding::Valid, Some(1), 10, 0),
+        (2, 3, Padding::Valid, None, 12, 0),
+    ];
+    for (case, &(k, s, padding, op, out_len, lo)) in cases.iter().enumerate() {
+        let mut layer = Conv1DTranspose::new(f, k).strides(s).padding(padding);
+        if let Some(p) = op {
+            layer = layer.output_padding(p);
+        }
+        let model = model_of(&[l, c], &|t| layer.call(t))?;
+        let kern = values(k * f * c, 30 + case as u64);
+        layer.set_weight("kernel", HostTensor::new(&[k, f, c], kern.clone())?)?;
+        let mut want = vec![0f64; n * out_len * f];
+        for i in 0..l {
+            for t in 0..k {
+                let o = (i * s + t) as isize - lo as isize;
+                if o < 0 || o >= out_len as isize {
+                    continue;
+                }
+                for of in 0..f {
+                    for ci in 0..c {
+                        want[o as usize * f + of] +=
+                            x[i * c + ci] as f64 * kern[(t * f + of) * c + ci] as f64;
+                    }
+                }
+            }
+        }
+        let got = run_both(&model, &[HostTensor::new(&[n, l, c], x.clone())?]);
+        assert_eq!(got[0].shape(), &[n, out_len, f], "transpose case {case}");
+        assert_close(
+            &got[0].to_f32_vec(),
+            &want,
+            &format!("transpose case {case}"),
+        );
+    }
+    Ok(())
+}
+
+/// Recorded from Keras 3.15 (JAX): `AveragePooling2D` and `MaxPooling2D` on
+/// `arange(1, 26).reshape(1, 5, 5, 1)`.
+#[test]
+fn pooling_matches_keras() -> Result<()> {
+    let x = HostTensor::new(&[1, 5, 5, 1], (1..=25).map(|v| v as f32).collect())?;
+    let cases: Vec<(Box<dyn Fn(&Tensor) -> Result<Tensor>>, Vec<f64>)> = vec![
+        (
+            Box::new(|t| AveragePooling2D::new(2).padding(Padding::Same).call(t)),
+            vec![4., 6., 7.5, 14., 16., 17.5, 21.5, 23.5, 25.],
+        ),
+        (
+            Box::new(|t| {
+                AveragePooling2D::new(3)
+                    .strides(2)
+                    .padding(Padding::Same)
+                    .call(t)
+            }),
+            vec![4., 5.5, 7., 11.5, 13., 14.5, 19., 20.5, 22.],
+        ),
+        (
+            Box::new(|t| {
+                MaxPooling2D::new(3)
+                    .strides(2)
+                    .padding(Padding::Same)
+                    .call(t)
+            }),
+            vec![7., 9., 10., 17., 19., 20., 22., 24., 25.],
+        ),
+        (
+            Box::new(|t| MaxPooling2D::new(2).call(t)),
+            vec![7., 9., 17., 19.],
+        ),
+        (
+            Box::new(|t| AveragePooling2D::new((2, 3)).strides(1).call(t)),
+            (0..4)
+                .flat_map(|i| (0..3).map(move |j| (5 * i + j + 1) as f64 + 1.0 + 2.5))
+                .collect(),
+        ),
+    ];
+    for (k, (f, want)) in cases.iter().enumerate() {
+        let model = model_of(&[5, 5, 1], f.as_ref())?;
+        let got = run_both(&model, std::slice::from_ref(&x));
+        assert_close(&got[0].to_f32_vec(), want, &format!("pool case {k}"));
+    }
+    // 1-D and channels-first, global pooling.
+    let x1 = HostTensor::new(&[1, 2, 5], (1..=10).map(|v| v as f32).collect())?;
+    let model = model_of(&[2, 5], &|t| {
+        MaxPooling1D::new(2)
+            .strides(2)
+            .padding(Padding::Same)
+            .data_format(DataFormat::ChannelsFirst)
+            .call(t)
+    })?;
+    let got = run_both(&model, std::slice::from_ref(&x1));
+    assert_close(
+        &got[0].to_f32_vec(),
+        &[2., 4., 5., 7., 9., 10.],
+        "maxpool1d cf",
+    );
+    let model = model_of(&[2, 5], &|t| AveragePooling1D::new(2).call(t))?;
+    let got = run_both(&model, std::slice::from_ref(&x1));
+    assert_close(
+        &got[0].to_f32_vec(),
+        &[3.5, 4.5, 5.5, 6.5, 7.5],
+        "avgpool1d",
+    );
+    let model = model_of(&[5, 5, 1], &|t| {
+        GlobalAveragePooling2D::new().keepdims(true).call(t)
+    })?;
+    let got = run_both(&model, std::slice::from_ref(&x));
+    assert_eq!(got[0].shape(), &[1, 1, 1, 1]);
+    assert_close(&got[0].to_f32_vec(), &[13.0], "gap");
+    let model = model_of(&[5, 5, 1], &|t| GlobalMaxPooling2D::new().call(t))?;
+    let got = run_both(&model, std::slice::from_ref(&x));
+    assert_close(&got[0].to_f32_vec(), &[25.0], "gmp");
+    Ok(())
+}
+
+#[test]
+fn batch_normalization_alone_and_folded_into_conv() -> Result<()> {
+    let (n, h, w, c, f) = (2, 5, 5, 3, 4);
+    let x = values(n * h * w * c, 40);
+    let conv = Conv2D::new(f, 3).padding(Padding::Same);
+    let bn = BatchNormalization::new();
+    let xi = Input::new(&[h, w, c]).tensor();
+    let y = bn.call(&conv.call(&xi)?)?;
+    let model = Model::new(&[xi], &[y])?;
+    let names: Vec<String> = bn
+        .variables()
+        .iter()
+        .map(|v| v.name().to_string())
+        .collect();
+    assert_eq!(names, ["gamma", "beta", "moving_mean", "moving_variance"]);
+    let trainable: Vec<bool> = bn.variables().iter().map(|v| v.trainable()).collect();
+    assert_eq!(trainable, [true, true, false, false]);
+    let k = values(9 * c * f, 41);
+    let b = values(f, 42);
+    let (gamma, beta, mean) = (values(f, 43), values(f, 44), values(f, 45));
+    let var: Vec<f32> = values(f, 46).iter().map(|v| v.abs() + 0.5).collect();
+    conv.set_weight("kernel", HostTensor::new(&[3, 3, c, f], k.clone())?)?;
+    conv.set_weight("bias", HostTensor::new(&[f], b.clone())?)?;
+    for (name, v) in [
+        ("gamma", &gamma),
+        ("beta", &beta),
+        ("moving_mean", &mean),
+        ("moving_variance", &var),
+    ] {
+        bn.set_weight(name, HostTensor::new(&[f], v.clone())?)?;
+    }
+    let raw = conv_ref(
+        &x,
+        [n, h, w, c],
+        &k,
+        [3, 3, c, f],
+        Some(&b),
+        Ref {
+            stride: [1, 1],
+            dil: [1, 1],
+            pad: [1, 1],
+            groups: 1,
+        },
+        [h, w],
+    );
+    let want: Vec<f64> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let o = i % f;
+            (v - mean[o] as f64) / (var[o] as f64 + 1e-3).sqrt() * gamma[o] as f64 + beta[o] as f64
+        })
+        .collect();
+    let got = run_both(&model, &[HostTensor::new(&[n, h, w, c], x.clone())?]);
+    assert_close(&got[0].to_f32_vec(), &want, "conv + bn");
+    // The folded kernel is computed once per session and kept; a weight set between runs
+    // makes it again (gamma doubled: twice the normalised value, plus beta).
+    let session = Session::new(model.program().clone(), BackendKind::Cpu)?;
+    let input = HostTensor::new(&[n, h, w, c], x.clone())?;
+    for _ in 0..2 {
+        assert_close(
+            &session.run(std::slice::from_ref(&input))?[0].to_f32_vec(),
+            &want,
+            "kept",
+        );
+    }
+    let doubled: Vec<f32> = gamma.iter().map(|g| 2.0 * g).collect();
+    bn.set_weight("gamma", HostTensor::new(&[f], doubled)?)?;
+    let want_doubled: Vec<f64> = want
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| 2.0 * v - beta[i % f] as f64)
+        .collect();
+    let got = session.run(&[input])?;
+    assert_close(&got[0].to_f32_vec(), &want_doubled, "after set_weight");
+    bn.set_weight("gamma", HostTensor::new(&[f], gamma.clone())?)?;
+    // Folded: the program has one convolution and nothing elementwise after it.
+    let p = model.program();
+    let last = &p.nodes[p.outputs[0]];
+    assert_eq!(last.op.name(), "conv");
+
+    // Alone on another axis (channels-first 3-D data).
+    let bn2 = BatchNormalization::new().axis(1).center(false);
+    let model = model_of(&[3, 2], &|t| bn2.call(t))?;
+    bn2.set_weight("gamma", HostTensor::new(&[3], vec![1.0f32, 2.0, 3.0])?)?;
+    bn2.set_weight(
+        "moving_mean",
+        HostTensor::new(&[3], vec![1.0f32, 0.0, -1.0])?,
+    )?;
+    bn2.set_weight(
+        "moving_variance",
+        HostTensor::new(&[3], vec![0.999f32, 3.999, 0.249])?,
+    )?;
+    let xs = HostTensor::new(&[1, 3, 2], vec![1.0f32, 3.0, 2.0, -2.0, 0.0, 1.0])?;
+    let got = run_both(&model, &[xs]);
+    assert_close(
+        &got[0].to_f32_vec(),
+        &[0.0, 2.0, 2.0, -2.0, 6.0, 12.0],
+        "bn axis 1",
+    );
+    Ok(())
+}
+
+#[test]
+fn save_load_round_trips_every_layer() -> Result<()> {
+    use lamina::Predict;
+    let x = Input::new(&[8, 8, 4]).tensor();
+    let mut h = Conv2D::new(4, 3)
+        .padding(Padding::Same)
+        .groups(2)
+        .activation("relu".parse()?)
+        .call(&x)?;
+    h = BatchNormalization::new().call(&h)?;
+    h = DepthwiseConv2D::new(3).depth_multiplier(2).call(&h)?;
+    h = SeparableConv2D::new(4, 2).call(&h)?;
+    h = Conv2DTranspose::new(3, 3)
+        .strides(2)
+        .padding(Padding::Same)
+        .call(&h)?;
+    h = MaxPooling2D::new(2).call(&h)?;
+    h = AveragePooling2D::new(3)
+        .strides(1)
+        .padding(Padding::Same)
+        .call(&h)?;
+    let g1 = GlobalAveragePooling2D::new().call(&h)?;
+    let g2 = GlobalMaxPooling2D::new().keepdims(true).call(&h)?;
+    let s = Reshape::new(&[-1, 3]).call(&h)?;
+    let mut t = Conv1D::new(4, 2).padding(Padding::Causal).call(&s)?;
+    t = SeparableConv1D::new(2, 3).padding(Padding::Same).call(&t)?;
+    t = Conv1DTranspose::new(2, 2).strides(2).call(&t)?;
+    t = MaxPooling1D::new(2).call(&t)?;
+    t = AveragePooling1D::new(2).padding(Padding::Same).call(&t)?;
+    let model = Model::new(&[x], &[g1, g2, t])?;
+    let input = HostTensor::new(&[2, 8, 8, 4], values(2 * 8 * 8 * 4, 50))?;
+    let before = model.predict(std::slice::from_ref(&input))?;
+    let dir = std::env::temp_dir().join(format!("lamina-conv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::Model {
+        detail: e.to_string(),
+    })?;
+    let path = dir.join("cnn.lamina");
+    model.save(&path)?;
+    let loaded = Model::load(&path)?;
+    let after = loaded.predict(std::slice::from_ref(&input))?;
+    for (a, b) in before.iter().zip(&after) {
+        assert_eq!(a.shape(), b.shape());
+        assert_eq!(a.to_f32_vec(), b.to_f32_vec());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
+fn bad_configurations_name_the_layer() {
+    let x = Input::new(&[4, 4, 3]).tensor();
+    let err = |r: Result<Tensor>| match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    };
+    let e = err(Conv2D::new(2, 5).name("too_big").call(&x));
+    assert!(e.contains("too_big") && e.contains("larger"), "{e}");
+    let e = err(Conv2D::new(4, 3).groups(2).name("bad_groups").call(&x));
+    assert!(e.contains("bad_groups") && e.contains("groups"), "{e}");
+    let e = err(Conv2D::new(0, 3).name("no_filters").call(&x));
+    assert!(e.contains("no_filters"), "{e}");
+    let e = err(Conv2D::new(2, 0).name("zero_kernel").call(&x));
+    assert!(e.contains("zero_kernel"), "{e}");
+    let e = err(Conv2D::new(2, 2)
+        .strides(2)
+        .dilation_rate(2)
+        .name("sd")
+        .call(&x));
+    assert!(e.contains("sd"), "{e}");
+    let e = err(Conv2D::new(2, 2)
+        .padding(Padding::Causal)
+        .name("causal2d")
+        .call(&x));
+    assert!(e.contains("causal2d"), "{e}");
+    let e = err(MaxPooling2D::new(5).name("big_pool").call(&x));
+    assert!(e.contains("big_pool"), "{e}");
+    let e = err(Conv1D::new(2, 2).name("rank").call(&x));
+    assert!(e.contains("rank"), "{e}");
+    let e = err(Conv2DTranspose::new(2, 3)
+        .strides(2)
+        .output_padding(2)
+        .name("op")
+        .call(&x));
+    assert!(e.contains("op") && e.contains("output_padding"), "{e}");
+}
