@@ -37,7 +37,7 @@ pub mod prelude {
     pub use lamina_graph::layers::*;
     pub use lamina_graph::{
         Axes, DType, Dim, Error, HostTensor, KerasBindings, Layer, Model, Result, Sequential,
-        Shape, SliceArg, Size, Tensor, s,
+        Shape, Size, SliceArg, Tensor, s,
     };
 }
 
