@@ -129,6 +129,19 @@ impl SerializedLayer {
 #[derive(Clone)]
 pub struct WrappedLayer(pub LayerRef);
 
+/// Two wrapped layers are equal when they are the same layer, or layers of the same class and
+/// configuration.
+impl PartialEq for WrappedLayer {
+    fn eq(&self, other: &WrappedLayer) -> bool {
+        let (a, b) = (self.0.as_ref(), other.0.as_ref());
+        a.id() == b.id()
+            || matches!(
+                (serialize_layer(a), serialize_layer(b)),
+                (Some(Ok(x)), Some(Ok(y))) if x == y
+            )
+    }
+}
+
 impl std::fmt::Debug for WrappedLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)

@@ -1,7 +1,7 @@
 //! `TimeDistributed(layer)`: a layer applied to every step of a sequence, with one set of
 //! weights for all steps.
 
-use super::registry::{ConfigContext, Configurable, WrappedLayer, serialize_layer};
+use super::registry::{ConfigContext, Configurable, WrappedLayer};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::layer::{Layer, LayerRef, call_layer, unique_name};
@@ -13,27 +13,13 @@ use std::sync::Arc;
 
 /// The configuration of a `TimeDistributed` wrapper; the inner layer's weights are this
 /// layer's.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeDistributedConfig {
     /// The layer's name.
     pub name: String,
     /// The wrapped layer, as its own class and configuration (not an input, Lambda or model).
     pub layer: WrappedLayer,
-}
-
-/// Two configurations are equal when their names are and they wrap the same layer, or layers
-/// of the same class and configuration.
-impl PartialEq for TimeDistributedConfig {
-    fn eq(&self, other: &TimeDistributedConfig) -> bool {
-        let (a, b) = (&self.layer.0, &other.layer.0);
-        self.name == other.name
-            && (a.id() == b.id()
-                || matches!(
-                    (serialize_layer(a.as_ref()), serialize_layer(b.as_ref())),
-                    (Some(Ok(x)), Some(Ok(y))) if x == y
-                ))
-    }
 }
 
 /// Keras's `TimeDistributed(layer)`: the inner layer runs on each step of
