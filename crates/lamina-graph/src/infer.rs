@@ -77,149 +77,24 @@ pub fn infer(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
     Ok(out)
 }
 
+/// Infers the output of compute op `op` from its inputs, without the limits `infer` checks.
 fn infer_unchecked(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
     let name = op.name();
-    let n = inputs.len();
-    let arity = |want: usize| -> Result<()> {
-        if n != want {
-            return Err(Error::Model {
-                detail: format!("op {name} takes {want} inputs, got {n}"),
-            });
-        }
-        Ok(())
-    };
     match op {
         Op::Input { .. } | Op::Constant(_) | Op::Variable(_) => Err(Error::Model {
             detail: format!("op {name} is a leaf and has no inputs to infer from"),
         }),
-        Op::Unary(u) => {
-            arity(1)?;
-            let (s, d) = &inputs[0];
-            match u {
-                UnaryOp::Not => {
-                    if *d != DType::Bool {
-                        return Err(Error::DType {
-                            op: name,
-                            detail: format!("expects bool input, got {d}"),
-                        });
-                    }
-                }
-                UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign => numeric_only(&name, *d)?,
-                _ => float_only(&name, *d)?,
-            }
-            let d = if u.is_test() { DType::Bool } else { *d };
-            Ok((s.clone(), d))
-        }
-        Op::Binary(b) => {
-            arity(2)?;
-            let (sa, da) = &inputs[0];
-            let (sb, db) = &inputs[1];
-            if da != db {
-                return Err(Error::DType {
-                    op: name,
-                    detail: format!(
-                        "inputs have different dtypes {da} and {db} (shapes {sa} and {sb}); cast one"
-                    ),
-                });
-            }
-            if b.is_logical() && *da != DType::Bool {
-                return Err(Error::DType {
-                    op: name,
-                    detail: format!("expects bool inputs, got {da}"),
-                });
-            }
-            if b.is_bitwise() {
-                let shift = matches!(b, BinaryOp::LeftShift | BinaryOp::RightShift);
-                if !matches!(da, DType::I32 | DType::U32) && (shift || *da != DType::Bool) {
-                    return Err(Error::DType {
-                        op: name,
-                        detail: format!(
-                            "expects integer{} inputs, got {da}",
-                            if shift { "" } else { " or bool" }
-                        ),
-                    });
-                }
-            } else if !b.is_logical() && !matches!(b, BinaryOp::Equal | BinaryOp::NotEqual) {
-                numeric_only(&name, *da)?;
-            }
-            if matches!(b, BinaryOp::Pow | BinaryOp::Atan2) {
-                float_only(&name, *da)?;
-            }
-            let s = broadcast_shapes(&name, &[sa, sb])?;
-            let d = if b.is_comparison() { DType::Bool } else { *da };
-            Ok((s, d))
-        }
-        Op::Where => {
-            arity(3)?;
-            let (sc, dc) = &inputs[0];
-            let (sa, da) = &inputs[1];
-            let (sb, db) = &inputs[2];
-            if *dc != DType::Bool {
-                return Err(Error::DType {
-                    op: name,
-                    detail: format!("condition must be bool, got {dc}"),
-                });
-            }
-            if da != db {
-                return Err(Error::DType {
-                    op: name,
-                    detail: format!("branches have different dtypes {da} and {db}"),
-                });
-            }
-            Ok((broadcast_shapes(&name, &[sc, sa, sb])?, *da))
-        }
+        Op::Unary(u) => infer_unary(&name, *u, inputs),
+        Op::Binary(b) => infer_binary(&name, *b, inputs),
+        Op::Where => infer_where(&name, inputs),
         Op::Reduce {
             op: r,
             axes,
             keepdims,
-        } => {
-            arity(1)?;
-            let (s, d) = &inputs[0];
-            numeric_only(&name, *d)?;
-            if *r == crate::op::ReduceOp::Mean {
-                float_only(&name, *d)?;
-            }
-            for &a in axes {
-                if a >= s.rank() {
-                    return Err(axis_error(&name, a as isize, s));
-                }
-            }
-            if !axes.windows(2).all(|w| w[0] < w[1]) {
-                return Err(incompatible(
-                    &name,
-                    &[s],
-                    format!("axes {axes:?} are not sorted and distinct"),
-                ));
-            }
-            let mut out = Vec::new();
-            for (i, &dim) in s.dims().iter().enumerate() {
-                if axes.contains(&i) {
-                    if *keepdims {
-                        out.push(Dim::Known(1));
-                    }
-                } else {
-                    out.push(dim);
-                }
-            }
-            Ok((Shape::new(out), *d))
-        }
-        Op::ArgReduce { axis, keepdims, .. } => {
-            arity(1)?;
-            let (s, d) = &inputs[0];
-            numeric_only(&name, *d)?;
-            if *axis >= s.rank() {
-                return Err(axis_error(&name, *axis as isize, s));
-            }
-            let mut out: Vec<Dim> = s.dims().to_vec();
-            if *keepdims {
-                out[*axis] = Dim::Known(1);
-            } else {
-                out.remove(*axis);
-            }
-            Ok((Shape::new(out), DType::I32))
-        }
+        } => infer_reduce(&name, *r, axes, *keepdims, inputs),
+        Op::ArgReduce { axis, keepdims, .. } => infer_arg_reduce(&name, *axis, *keepdims, inputs),
         Op::Scan { axis, .. } => {
-            arity(1)?;
+            arity(&name, inputs, 1)?;
             let (s, d) = &inputs[0];
             numeric_only(&name, *d)?;
             if *axis >= s.rank() {
@@ -228,94 +103,15 @@ fn infer_unchecked(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
             Ok((s.clone(), *d))
         }
         Op::Reshape { target } => {
-            arity(1)?;
+            arity(&name, inputs, 1)?;
             let (s, d) = &inputs[0];
             Ok((reshape_shape(s, target)?, *d))
         }
-        Op::Permute { perm } => {
-            arity(1)?;
-            let (s, d) = &inputs[0];
-            let mut seen = vec![false; s.rank()];
-            if perm.len() != s.rank() {
-                return Err(incompatible(
-                    &name,
-                    &[s],
-                    format!(
-                        "permutation {perm:?} has {} axes, the tensor {}",
-                        perm.len(),
-                        s.rank()
-                    ),
-                ));
-            }
-            for &p in perm {
-                if p >= s.rank() || seen[p] {
-                    return Err(incompatible(
-                        &name,
-                        &[s],
-                        format!("{perm:?} is not a permutation of the axes"),
-                    ));
-                }
-                seen[p] = true;
-            }
-            Ok((Shape::new(perm.iter().map(|&p| s.dims()[p])), *d))
-        }
-        Op::BroadcastTo { shape } => {
-            arity(1)?;
-            let (s, d) = &inputs[0];
-            let target = Shape::known(shape);
-            let b = broadcast_shapes(&name, &[s, &target])?;
-            if b != target {
-                return Err(incompatible(
-                    &name,
-                    &[s, &target],
-                    "the input does not broadcast to the target without growing it",
-                ));
-            }
-            Ok((target, *d))
-        }
-        Op::Slice { axes } => {
-            arity(1)?;
-            let (s, d) = &inputs[0];
-            if axes.len() != s.rank() {
-                return Err(incompatible(
-                    &name,
-                    &[s],
-                    format!("{} slices given for rank {}", axes.len(), s.rank()),
-                ));
-            }
-            let mut out = Vec::with_capacity(s.rank());
-            for (i, (sl, &dim)) in axes.iter().zip(s.dims()).enumerate() {
-                if sl.step == 0 {
-                    return Err(Error::OutOfBounds {
-                        op: name,
-                        detail: "slice step 0".into(),
-                        axis: i,
-                        size: dim.known().unwrap_or(0),
-                        shape: s.to_string(),
-                    });
-                }
-                out.push(match dim {
-                    Dim::Dynamic if sl.is_single_index() => Dim::Known(1),
-                    Dim::Dynamic => Dim::Dynamic,
-                    Dim::Known(size) => {
-                        let (_, count, _) = sl.resolve(size);
-                        if count == 0 {
-                            return Err(Error::OutOfBounds {
-                                op: name,
-                                detail: format!("slice {sl} selects nothing"),
-                                axis: i,
-                                size,
-                                shape: s.to_string(),
-                            });
-                        }
-                        Dim::Known(count)
-                    }
-                });
-            }
-            Ok((Shape::new(out), *d))
-        }
+        Op::Permute { perm } => infer_permute(&name, perm, inputs),
+        Op::BroadcastTo { shape } => infer_broadcast_to(&name, shape, inputs),
+        Op::Slice { axes } => infer_slice(&name, axes, inputs),
         Op::ExpandDims { axis } => {
-            arity(1)?;
+            arity(&name, inputs, 1)?;
             let (s, d) = &inputs[0];
             if *axis > s.rank() {
                 return Err(axis_error(&name, *axis as isize, s));
@@ -324,148 +120,406 @@ fn infer_unchecked(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
             out.insert(*axis, Dim::Known(1));
             Ok((Shape::new(out), *d))
         }
-        Op::Squeeze { axes } => {
-            arity(1)?;
-            let (s, d) = &inputs[0];
-            if !axes.windows(2).all(|w| w[0] < w[1]) {
-                return Err(incompatible(
-                    &name,
-                    &[s],
-                    format!("axes {axes:?} are not sorted and distinct"),
-                ));
-            }
-            for &a in axes {
-                match s.dims().get(a) {
-                    None => return Err(axis_error(&name, a as isize, s)),
-                    Some(Dim::Known(1)) => {}
-                    Some(other) => {
-                        return Err(incompatible(
-                            &name,
-                            &[s],
-                            format!("axis {a} has size {other}, not 1"),
-                        ));
-                    }
-                }
-            }
-            let out = s
-                .dims()
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !axes.contains(i))
-                .map(|(_, &d)| d);
-            Ok((Shape::new(out), *d))
-        }
-        Op::Gather { axis } => {
-            arity(2)?;
-            let (params, d) = &inputs[0];
-            let (indices, id) = &inputs[1];
-            if *axis >= params.rank() {
-                return Err(axis_error(&name, *axis as isize, params));
-            }
-            if !matches!(id, DType::I32 | DType::U32) {
-                return Err(Error::DType {
-                    op: name,
-                    detail: format!("indices must be int32 or uint32, got {id}; cast them first"),
-                });
-            }
-            let dims = params.dims()[..*axis]
-                .iter()
-                .chain(indices.dims())
-                .chain(&params.dims()[*axis + 1..])
-                .copied();
-            Ok((Shape::new(dims), *d))
-        }
-        Op::Concat { axis } => {
-            if n == 0 {
-                return Err(Error::Model {
-                    detail: "concatenate needs at least one input".into(),
-                });
-            }
-            let shapes: Vec<&Shape> = inputs.iter().map(|(s, _)| s).collect();
-            let (first, d0) = &inputs[0];
-            if *axis >= first.rank() {
-                return Err(axis_error(&name, *axis as isize, first));
-            }
-            let mut out: Vec<Dim> = first.dims().to_vec();
-            let mut along = Vec::with_capacity(inputs.len());
-            for (s, d) in inputs {
-                if d != d0 {
-                    return Err(Error::DType {
-                        op: name,
-                        detail: format!("inputs have different dtypes {d0} and {d}"),
-                    });
-                }
-                if s.rank() != first.rank() {
-                    return Err(incompatible(&name, &shapes, "inputs have different ranks"));
-                }
-                for (i, (&a, &b)) in s.dims().iter().zip(first.dims()).enumerate() {
-                    if i == *axis {
-                        along.push(a);
-                        continue;
-                    }
-                    match (a, b) {
-                        (Dim::Known(x), Dim::Known(y)) if x != y => {
-                            return Err(incompatible(
-                                &name,
-                                &shapes,
-                                format!("dimension {i} differs ({x} vs {y}) off the axis {axis}"),
-                            ));
-                        }
-                        (Dim::Known(x), Dim::Dynamic) => out[i] = Dim::Known(x),
-                        _ => {}
-                    }
-                }
-            }
-            let total = crate::limits::checked_dim_sum(&name, &shapes, &along)?;
-            out[*axis] = total.map_or(Dim::Dynamic, Dim::Known);
-            Ok((Shape::new(out), *d0))
-        }
-        Op::MatMul => {
-            arity(2)?;
-            let (sa, da) = &inputs[0];
-            let (sb, db) = &inputs[1];
-            if da != db {
-                return Err(Error::DType {
-                    op: name,
-                    detail: format!("inputs have different dtypes {da} and {db}"),
-                });
-            }
-            float_only(&name, *da)?;
-            if sa.rank() < 2 || sb.rank() < 2 {
-                return Err(incompatible(
-                    &name,
-                    &[sa, sb],
-                    "both inputs need rank 2 or more",
-                ));
-            }
-            let (ra, rb) = (sa.rank(), sb.rank());
-            let k_a = sa.dims()[ra - 1];
-            let k_b = sb.dims()[rb - 2];
-            if let (Dim::Known(x), Dim::Known(y)) = (k_a, k_b)
-                && x != y
-            {
-                return Err(incompatible(
-                    &name,
-                    &[sa, sb],
-                    format!("inner dimensions differ: {x} vs {y}"),
-                ));
-            }
-            let batch_a = Shape::new(sa.dims()[..ra - 2].iter().copied());
-            let batch_b = Shape::new(sb.dims()[..rb - 2].iter().copied());
-            let batch = broadcast_shapes(&name, &[&batch_a, &batch_b])
-                .map_err(|_| incompatible(&name, &[sa, sb], "batch dimensions do not broadcast"))?;
-            let mut out: Vec<Dim> = batch.dims().to_vec();
-            out.push(sa.dims()[ra - 2]);
-            out.push(sb.dims()[rb - 1]);
-            Ok((Shape::new(out), *da))
-        }
+        Op::Squeeze { axes } => infer_squeeze(&name, axes, inputs),
+        Op::Gather { axis } => infer_gather(&name, *axis, inputs),
+        Op::Concat { axis } => infer_concat(&name, *axis, inputs),
+        Op::MatMul => infer_matmul(&name, inputs),
         Op::Cast(to) => {
-            arity(1)?;
+            arity(&name, inputs, 1)?;
             Ok((inputs[0].0.clone(), *to))
         }
         Op::Conv(spec) => infer_conv(&name, spec, inputs),
         Op::Recurrence { spec, output } => crate::ops::infer_recurrence(spec, *output, inputs),
     }
+}
+
+/// Refuses an op given other than `want` inputs.
+fn arity(name: &str, inputs: &[TypedShape], want: usize) -> Result<()> {
+    let n = inputs.len();
+    if n != want {
+        return Err(Error::Model {
+            detail: format!("op {name} takes {want} inputs, got {n}"),
+        });
+    }
+    Ok(())
+}
+
+/// A unary elementwise op: the input's shape; `bool` for a test, else the input's dtype.
+fn infer_unary(name: &str, u: UnaryOp, inputs: &[TypedShape]) -> Result<TypedShape> {
+    arity(name, inputs, 1)?;
+    let (s, d) = &inputs[0];
+    match u {
+        UnaryOp::Not => {
+            if *d != DType::Bool {
+                return Err(Error::DType {
+                    op: name.to_string(),
+                    detail: format!("expects bool input, got {d}"),
+                });
+            }
+        }
+        UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign => numeric_only(name, *d)?,
+        _ => float_only(name, *d)?,
+    }
+    let d = if u.is_test() { DType::Bool } else { *d };
+    Ok((s.clone(), d))
+}
+
+/// A binary elementwise op: the inputs broadcast, of one fitting dtype; `bool` if comparing.
+fn infer_binary(name: &str, b: BinaryOp, inputs: &[TypedShape]) -> Result<TypedShape> {
+    arity(name, inputs, 2)?;
+    let (sa, da) = &inputs[0];
+    let (sb, db) = &inputs[1];
+    if da != db {
+        return Err(Error::DType {
+            op: name.to_string(),
+            detail: format!(
+                "inputs have different dtypes {da} and {db} (shapes {sa} and {sb}); cast one"
+            ),
+        });
+    }
+    if b.is_logical() && *da != DType::Bool {
+        return Err(Error::DType {
+            op: name.to_string(),
+            detail: format!("expects bool inputs, got {da}"),
+        });
+    }
+    if b.is_bitwise() {
+        let shift = matches!(b, BinaryOp::LeftShift | BinaryOp::RightShift);
+        if !matches!(da, DType::I32 | DType::U32) && (shift || *da != DType::Bool) {
+            return Err(Error::DType {
+                op: name.to_string(),
+                detail: format!(
+                    "expects integer{} inputs, got {da}",
+                    if shift { "" } else { " or bool" }
+                ),
+            });
+        }
+    } else if !b.is_logical() && !matches!(b, BinaryOp::Equal | BinaryOp::NotEqual) {
+        numeric_only(name, *da)?;
+    }
+    if matches!(b, BinaryOp::Pow | BinaryOp::Atan2) {
+        float_only(name, *da)?;
+    }
+    let s = broadcast_shapes(name, &[sa, sb])?;
+    let d = if b.is_comparison() { DType::Bool } else { *da };
+    Ok((s, d))
+}
+
+/// `where(cond, a, b)`: the three broadcast together, with the branches' dtype.
+fn infer_where(name: &str, inputs: &[TypedShape]) -> Result<TypedShape> {
+    arity(name, inputs, 3)?;
+    let (sc, dc) = &inputs[0];
+    let (sa, da) = &inputs[1];
+    let (sb, db) = &inputs[2];
+    if *dc != DType::Bool {
+        return Err(Error::DType {
+            op: name.to_string(),
+            detail: format!("condition must be bool, got {dc}"),
+        });
+    }
+    if da != db {
+        return Err(Error::DType {
+            op: name.to_string(),
+            detail: format!("branches have different dtypes {da} and {db}"),
+        });
+    }
+    Ok((broadcast_shapes(name, &[sc, sa, sb])?, *da))
+}
+
+/// A reduction over sorted, distinct `axes`: the input without them (or with them as size 1).
+fn infer_reduce(
+    name: &str,
+    r: crate::op::ReduceOp,
+    axes: &[usize],
+    keepdims: bool,
+    inputs: &[TypedShape],
+) -> Result<TypedShape> {
+    arity(name, inputs, 1)?;
+    let (s, d) = &inputs[0];
+    numeric_only(name, *d)?;
+    if r == crate::op::ReduceOp::Mean {
+        float_only(name, *d)?;
+    }
+    for &a in axes {
+        if a >= s.rank() {
+            return Err(axis_error(name, a as isize, s));
+        }
+    }
+    if !axes.windows(2).all(|w| w[0] < w[1]) {
+        return Err(incompatible(
+            name,
+            &[s],
+            format!("axes {axes:?} are not sorted and distinct"),
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, &dim) in s.dims().iter().enumerate() {
+        if axes.contains(&i) {
+            if keepdims {
+                out.push(Dim::Known(1));
+            }
+        } else {
+            out.push(dim);
+        }
+    }
+    Ok((Shape::new(out), *d))
+}
+
+/// `argmax`/`argmin` along `axis`: the input without it (or with it as size 1), as `int32`.
+fn infer_arg_reduce(
+    name: &str,
+    axis: usize,
+    keepdims: bool,
+    inputs: &[TypedShape],
+) -> Result<TypedShape> {
+    arity(name, inputs, 1)?;
+    let (s, d) = &inputs[0];
+    numeric_only(name, *d)?;
+    if axis >= s.rank() {
+        return Err(axis_error(name, axis as isize, s));
+    }
+    let mut out: Vec<Dim> = s.dims().to_vec();
+    if keepdims {
+        out[axis] = Dim::Known(1);
+    } else {
+        out.remove(axis);
+    }
+    Ok((Shape::new(out), DType::I32))
+}
+
+/// A permutation of the axes: the input's dims reordered, after checking `perm` is one.
+fn infer_permute(name: &str, perm: &[usize], inputs: &[TypedShape]) -> Result<TypedShape> {
+    arity(name, inputs, 1)?;
+    let (s, d) = &inputs[0];
+    let mut seen = vec![false; s.rank()];
+    if perm.len() != s.rank() {
+        return Err(incompatible(
+            name,
+            &[s],
+            format!(
+                "permutation {perm:?} has {} axes, the tensor {}",
+                perm.len(),
+                s.rank()
+            ),
+        ));
+    }
+    for &p in perm {
+        if p >= s.rank() || seen[p] {
+            return Err(incompatible(
+                name,
+                &[s],
+                format!("{perm:?} is not a permutation of the axes"),
+            ));
+        }
+        seen[p] = true;
+    }
+    Ok((Shape::new(perm.iter().map(|&p| s.dims()[p])), *d))
+}
+
+/// A broadcast to `shape`, which the input must reach without growing it.
+fn infer_broadcast_to(name: &str, shape: &[usize], inputs: &[TypedShape]) -> Result<TypedShape> {
+    arity(name, inputs, 1)?;
+    let (s, d) = &inputs[0];
+    let target = Shape::known(shape);
+    let b = broadcast_shapes(name, &[s, &target])?;
+    if b != target {
+        return Err(incompatible(
+            name,
+            &[s, &target],
+            "the input does not broadcast to the target without growing it",
+        ));
+    }
+    Ok((target, *d))
+}
+
+/// A strided slice, one per axis: each axis's count of selected elements, none of them 0.
+fn infer_slice(
+    name: &str,
+    axes: &[crate::op::AxisSlice],
+    inputs: &[TypedShape],
+) -> Result<TypedShape> {
+    arity(name, inputs, 1)?;
+    let (s, d) = &inputs[0];
+    if axes.len() != s.rank() {
+        return Err(incompatible(
+            name,
+            &[s],
+            format!("{} slices given for rank {}", axes.len(), s.rank()),
+        ));
+    }
+    let mut out = Vec::with_capacity(s.rank());
+    for (i, (sl, &dim)) in axes.iter().zip(s.dims()).enumerate() {
+        if sl.step == 0 {
+            return Err(Error::OutOfBounds {
+                op: name.to_string(),
+                detail: "slice step 0".into(),
+                axis: i,
+                size: dim.known().unwrap_or(0),
+                shape: s.to_string(),
+            });
+        }
+        out.push(match dim {
+            Dim::Dynamic if sl.is_single_index() => Dim::Known(1),
+            Dim::Dynamic => Dim::Dynamic,
+            Dim::Known(size) => {
+                let (_, count, _) = sl.resolve(size);
+                if count == 0 {
+                    return Err(Error::OutOfBounds {
+                        op: name.to_string(),
+                        detail: format!("slice {sl} selects nothing"),
+                        axis: i,
+                        size,
+                        shape: s.to_string(),
+                    });
+                }
+                Dim::Known(count)
+            }
+        });
+    }
+    Ok((Shape::new(out), *d))
+}
+
+/// A squeeze of sorted, distinct `axes`, each of which must have size 1.
+fn infer_squeeze(name: &str, axes: &[usize], inputs: &[TypedShape]) -> Result<TypedShape> {
+    arity(name, inputs, 1)?;
+    let (s, d) = &inputs[0];
+    if !axes.windows(2).all(|w| w[0] < w[1]) {
+        return Err(incompatible(
+            name,
+            &[s],
+            format!("axes {axes:?} are not sorted and distinct"),
+        ));
+    }
+    for &a in axes {
+        match s.dims().get(a) {
+            None => return Err(axis_error(name, a as isize, s)),
+            Some(Dim::Known(1)) => {}
+            Some(other) => {
+                return Err(incompatible(
+                    name,
+                    &[s],
+                    format!("axis {a} has size {other}, not 1"),
+                ));
+            }
+        }
+    }
+    let out = s
+        .dims()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !axes.contains(i))
+        .map(|(_, &d)| d);
+    Ok((Shape::new(out), *d))
+}
+
+/// `take` along `axis`: `params[..axis] + indices + params[axis + 1..]`, with integer indices.
+fn infer_gather(name: &str, axis: usize, inputs: &[TypedShape]) -> Result<TypedShape> {
+    arity(name, inputs, 2)?;
+    let (params, d) = &inputs[0];
+    let (indices, id) = &inputs[1];
+    if axis >= params.rank() {
+        return Err(axis_error(name, axis as isize, params));
+    }
+    if !matches!(id, DType::I32 | DType::U32) {
+        return Err(Error::DType {
+            op: name.to_string(),
+            detail: format!("indices must be int32 or uint32, got {id}; cast them first"),
+        });
+    }
+    let dims = params.dims()[..axis]
+        .iter()
+        .chain(indices.dims())
+        .chain(&params.dims()[axis + 1..])
+        .copied();
+    Ok((Shape::new(dims), *d))
+}
+
+/// A join along `axis` of inputs of one dtype and rank: the sizes along the axis add up.
+fn infer_concat(name: &str, axis: usize, inputs: &[TypedShape]) -> Result<TypedShape> {
+    if inputs.is_empty() {
+        return Err(Error::Model {
+            detail: "concatenate needs at least one input".into(),
+        });
+    }
+    let shapes: Vec<&Shape> = inputs.iter().map(|(s, _)| s).collect();
+    let (first, d0) = &inputs[0];
+    if axis >= first.rank() {
+        return Err(axis_error(name, axis as isize, first));
+    }
+    let mut out: Vec<Dim> = first.dims().to_vec();
+    let mut along = Vec::with_capacity(inputs.len());
+    for (s, d) in inputs {
+        if d != d0 {
+            return Err(Error::DType {
+                op: name.to_string(),
+                detail: format!("inputs have different dtypes {d0} and {d}"),
+            });
+        }
+        if s.rank() != first.rank() {
+            return Err(incompatible(name, &shapes, "inputs have different ranks"));
+        }
+        for (i, (&a, &b)) in s.dims().iter().zip(first.dims()).enumerate() {
+            if i == axis {
+                along.push(a);
+                continue;
+            }
+            match (a, b) {
+                (Dim::Known(x), Dim::Known(y)) if x != y => {
+                    return Err(incompatible(
+                        name,
+                        &shapes,
+                        format!("dimension {i} differs ({x} vs {y}) off the axis {axis}"),
+                    ));
+                }
+                (Dim::Known(x), Dim::Dynamic) => out[i] = Dim::Known(x),
+                _ => {}
+            }
+        }
+    }
+    let total = crate::limits::checked_dim_sum(name, &shapes, &along)?;
+    out[axis] = total.map_or(Dim::Dynamic, Dim::Known);
+    Ok((Shape::new(out), *d0))
+}
+
+/// A batched matrix product: the batch dims broadcast, then `(rows of a, columns of b)`.
+fn infer_matmul(name: &str, inputs: &[TypedShape]) -> Result<TypedShape> {
+    arity(name, inputs, 2)?;
+    let (sa, da) = &inputs[0];
+    let (sb, db) = &inputs[1];
+    if da != db {
+        return Err(Error::DType {
+            op: name.to_string(),
+            detail: format!("inputs have different dtypes {da} and {db}"),
+        });
+    }
+    float_only(name, *da)?;
+    if sa.rank() < 2 || sb.rank() < 2 {
+        return Err(incompatible(
+            name,
+            &[sa, sb],
+            "both inputs need rank 2 or more",
+        ));
+    }
+    let (ra, rb) = (sa.rank(), sb.rank());
+    let k_a = sa.dims()[ra - 1];
+    let k_b = sb.dims()[rb - 2];
+    if let (Dim::Known(x), Dim::Known(y)) = (k_a, k_b)
+        && x != y
+    {
+        return Err(incompatible(
+            name,
+            &[sa, sb],
+            format!("inner dimensions differ: {x} vs {y}"),
+        ));
+    }
+    let batch_a = Shape::new(sa.dims()[..ra - 2].iter().copied());
+    let batch_b = Shape::new(sb.dims()[..rb - 2].iter().copied());
+    let batch = broadcast_shapes(name, &[&batch_a, &batch_b])
+        .map_err(|_| incompatible(name, &[sa, sb], "batch dimensions do not broadcast"))?;
+    let mut out: Vec<Dim> = batch.dims().to_vec();
+    out.push(sa.dims()[ra - 2]);
+    out.push(sb.dims()[rb - 1]);
+    Ok((Shape::new(out), *da))
 }
 
 /// The output of a convolution: `(batch, spatial'..., out)` from channels-last `x` and a

@@ -285,181 +285,20 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
     let mut needed: HashSet<usize> = prog.outputs.iter().copied().collect();
     let mut kernels: Vec<Option<FusedKernel>> = vec![None; n];
     let mut internal: HashSet<usize> = HashSet::new();
-    let mut consumers = vec![0usize; n];
-    for node in &prog.nodes {
-        for &i in &node.inputs {
-            consumers[i] += 1;
-        }
-    }
-    for &o in &prog.outputs {
-        consumers[o] += 1;
-    }
-    // The nodes that read each node (a node read twice by one reader lists it twice).
-    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (k, node) in prog.nodes.iter().enumerate() {
-        for &i in &node.inputs {
-            readers[i].push(k);
-        }
-    }
+    let consumers = consumer_counts(prog);
+    let readers = readers_of(prog);
     for root in (0..n).rev() {
         if !needed.contains(&root) {
             continue;
         }
         let node = &prog.nodes[root];
-        // A reduction over the axis before the last, of a region read by nothing else: the
-        // region runs row by row into a cache-sized buffer and the reduction takes its rows
-        // from there, so the region's output is never written out.
-        let sink = match &node.op {
-            Op::Reduce { op, axes, .. } if axes.len() == 1 && node.dtype == DType::F32 => {
-                let src = node.inputs[0];
-                let ss = &shapes[src];
-                let fits = ss.len() >= 2
-                    && axes[0] + 2 == ss.len()
-                    && ss[axes[0]] > 0
-                    && ss[ss.len() - 1] > 0
-                    && consumers[src] == 1
-                    && prog.nodes[src].dtype == DType::F32
-                    && can_fuse(prog, shapes, src, &ss[..ss.len() - 1]);
-                fits.then_some((src, *op, ss[axes[0]]))
-            }
-            _ => None,
-        };
-        let region_root = sink.map_or(root, |(src, ..)| src);
-        let s = &shapes[region_root];
-        let fused = if !s.is_empty() && prog.nodes[region_root].dtype == DType::F32 {
-            let lead = s[..s.len() - 1].to_vec();
-            if can_fuse(prog, shapes, region_root, &lead) {
-                // Grow the region through fusible inputs with the same rows.
-                let mut inside: HashSet<usize> = HashSet::new();
-                let mut stack = vec![region_root];
-                while let Some(m) = stack.pop() {
-                    // Regions stay small enough for a recursive build and a cache-sized set of
-                    // row buffers; what is left over gets regions of its own.
-                    if inside.len() >= MAX_REGION || !inside.insert(m) {
-                        continue;
-                    }
-                    for &i in &prog.nodes[m].inputs {
-                        if !inside.contains(&i)
-                            && !needed.contains(&i)
-                            && can_fuse(prog, shapes, i, &lead)
-                        {
-                            stack.push(i);
-                        }
-                    }
-                }
-                // A node that something outside the region also reads gets a buffer of its
-                // own instead of being computed again by each region that reads it: otherwise
-                // a chain of regions sharing a running value (an unrolled recurrence's cell
-                // state) recomputes the whole chain in every region.
-                loop {
-                    let shared: Vec<usize> = inside
-                        .iter()
-                        .copied()
-                        .filter(|&m| {
-                            m != region_root && readers[m].iter().any(|r| !inside.contains(r))
-                        })
-                        .collect();
-                    if shared.is_empty() {
-                        break;
-                    }
-                    for m in shared {
-                        inside.remove(&m);
-                    }
-                }
-                let mut b = Builder {
-                    prog,
-                    shapes,
-                    lead,
-                    steps: Vec::new(),
-                    lens: Vec::new(),
-                    index: HashMap::new(),
-                    reads: Vec::new(),
-                    through: Vec::new(),
-                    consumers: &consumers,
-                };
-                b.add(region_root, &inside).map(|_| {
-                    let rows: usize = b.lead.iter().product();
-                    let full = s[s.len() - 1];
-                    // Blocks cut across rows only when every value is either a whole tensor
-                    // of the root's shape or a single scalar.
-                    // A step is a scalar when it is one value everywhere.
-                    let mut scalar: Vec<bool> = Vec::with_capacity(b.steps.len());
-                    for (st, &len) in b.steps.iter().zip(&b.lens) {
-                        let sc = match st {
-                            Step::Leaf {
-                                read: Read::Shared, ..
-                            } => len == 1,
-                            Step::Leaf {
-                                read: Read::PerRow, ..
-                            } => len * rows == 1,
-                            Step::Leaf {
-                                read: Read::Rows { .. } | Read::Product { .. },
-                                ..
-                            } => false,
-                            Step::Unary(_, a) | Step::Copy(a) | Step::ToBool(a) => scalar[*a],
-                            Step::Binary(_, a, c) => scalar[*a] && scalar[*c],
-                            Step::Where(c, a, d) => scalar[*c] && scalar[*a] && scalar[*d],
-                            Step::Reduce(..) | Step::Concat(_) => false,
-                        };
-                        scalar.push(sc);
-                    }
-                    // Blocks cut across rows only when every value is either a whole tensor
-                    // of the root's shape or a scalar.
-                    // A leaf with one value per row, or one row shared by all, is expanded to
-                    // the block as it is read.
-                    let product = b.steps.iter().any(|s| {
-                        matches!(
-                            s,
-                            Step::Leaf {
-                                read: Read::Product { .. },
-                                ..
-                            }
-                        )
-                    });
-                    let blockwise = !product
-                        && inside.iter().all(|&m| {
-                            !matches!(prog.nodes[m].op, Op::Reduce { .. } | Op::Concat { .. })
-                        })
-                        && b.steps
-                            .iter()
-                            .zip(&b.lens)
-                            .zip(&scalar)
-                            .all(|((st, &len), &sc)| {
-                                sc || match st {
-                                    Step::Leaf {
-                                        read: Read::PerRow, ..
-                                    } => len == full || len == 1,
-                                    Step::Leaf {
-                                        read: Read::Shared | Read::Rows { .. },
-                                        ..
-                                    } => len == full,
-                                    _ => true,
-                                }
-                            });
-                    (
-                        FusedKernel {
-                            steps: b.steps,
-                            lens: b.lens,
-                            rows,
-                            blockwise,
-                            row_len: full,
-                            scalar,
-                            reads: b.reads,
-                            sink: sink.filter(|_| !product).map(|(_, op, count)| (op, count)),
-                        },
-                        inside,
-                        b.through,
-                    )
-                })
-            } else {
-                None
-            }
-        } else {
-            None
-        };
-        match fused {
+        match region_at(prog, shapes, root, &needed, &consumers, &readers) {
             // A region of one op gains nothing over the interpreter's kernel for it.
-            Some((k, inside, through)) if inside.len() > 1 || k.sink.is_some() => {
+            Some(Region {
+                kernel: k,
+                inside,
+                through,
+            }) if inside.len() > 1 || k.sink.is_some() => {
                 for &r in &k.reads {
                     needed.insert(r);
                 }
@@ -478,6 +317,233 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
     }
     internal.retain(|m| !needed.contains(m));
     (kernels, internal)
+}
+
+/// A planned region: its kernel, the nodes inside it, and the nodes it reads through.
+struct Region {
+    kernel: FusedKernel,
+    inside: HashSet<usize>,
+    through: Vec<usize>,
+}
+
+/// How many nodes (and outputs) read each node of `prog`.
+fn consumer_counts(prog: &Program) -> Vec<usize> {
+    let mut consumers = vec![0usize; prog.nodes.len()];
+    for node in &prog.nodes {
+        for &i in &node.inputs {
+            consumers[i] += 1;
+        }
+    }
+    for &o in &prog.outputs {
+        consumers[o] += 1;
+    }
+    consumers
+}
+
+/// The nodes that read each node of `prog` (a node read twice by one reader lists it twice).
+fn readers_of(prog: &Program) -> Vec<Vec<usize>> {
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); prog.nodes.len()];
+    for (k, node) in prog.nodes.iter().enumerate() {
+        for &i in &node.inputs {
+            readers[i].push(k);
+        }
+    }
+    readers
+}
+
+/// The region `root` computes fused (its input's region where `root` is a sink), if any.
+fn region_at(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    root: usize,
+    needed: &HashSet<usize>,
+    consumers: &[usize],
+    readers: &[Vec<usize>],
+) -> Option<Region> {
+    let sink = sink_of(prog, shapes, root, consumers);
+    let region_root = sink.map_or(root, |(src, ..)| src);
+    let s = &shapes[region_root];
+    if s.is_empty() || prog.nodes[region_root].dtype != DType::F32 {
+        return None;
+    }
+    let lead = s[..s.len() - 1].to_vec();
+    if !can_fuse(prog, shapes, region_root, &lead) {
+        return None;
+    }
+    let inside = grow_region(prog, shapes, region_root, &lead, needed, readers);
+    build_region(prog, shapes, region_root, lead, inside, consumers, sink)
+}
+
+/// Where `root` is a reduction that can sink its input's region: (input, op, axis length).
+fn sink_of(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    root: usize,
+    consumers: &[usize],
+) -> Option<(usize, ReduceOp, usize)> {
+    // A reduction over the axis before the last, of a region read by nothing else: the
+    // region runs row by row into a cache-sized buffer and the reduction takes its rows
+    // from there, so the region's output is never written out.
+    let node = &prog.nodes[root];
+    match &node.op {
+        Op::Reduce { op, axes, .. } if axes.len() == 1 && node.dtype == DType::F32 => {
+            let src = node.inputs[0];
+            let ss = &shapes[src];
+            let fits = ss.len() >= 2
+                && axes[0] + 2 == ss.len()
+                && ss[axes[0]] > 0
+                && ss[ss.len() - 1] > 0
+                && consumers[src] == 1
+                && prog.nodes[src].dtype == DType::F32
+                && can_fuse(prog, shapes, src, &ss[..ss.len() - 1]);
+            fits.then_some((src, *op, ss[axes[0]]))
+        }
+        _ => None,
+    }
+}
+
+/// The nodes of the region rooted at `region_root`, less those something outside reads.
+fn grow_region(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    region_root: usize,
+    lead: &[usize],
+    needed: &HashSet<usize>,
+    readers: &[Vec<usize>],
+) -> HashSet<usize> {
+    // Grow the region through fusible inputs with the same rows.
+    let mut inside: HashSet<usize> = HashSet::new();
+    let mut stack = vec![region_root];
+    while let Some(m) = stack.pop() {
+        // Regions stay small enough for a recursive build and a cache-sized set of
+        // row buffers; what is left over gets regions of its own.
+        if inside.len() >= MAX_REGION || !inside.insert(m) {
+            continue;
+        }
+        for &i in &prog.nodes[m].inputs {
+            if !inside.contains(&i) && !needed.contains(&i) && can_fuse(prog, shapes, i, lead) {
+                stack.push(i);
+            }
+        }
+    }
+    // A node that something outside the region also reads gets a buffer of its
+    // own instead of being computed again by each region that reads it: otherwise
+    // a chain of regions sharing a running value (an unrolled recurrence's cell
+    // state) recomputes the whole chain in every region.
+    loop {
+        let shared: Vec<usize> = inside
+            .iter()
+            .copied()
+            .filter(|&m| m != region_root && readers[m].iter().any(|r| !inside.contains(r)))
+            .collect();
+        if shared.is_empty() {
+            break;
+        }
+        for m in shared {
+            inside.remove(&m);
+        }
+    }
+    inside
+}
+
+/// The kernel of the region of nodes `inside`; `None` where one of them is no step.
+fn build_region(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    region_root: usize,
+    lead: Vec<usize>,
+    inside: HashSet<usize>,
+    consumers: &[usize],
+    sink: Option<(usize, ReduceOp, usize)>,
+) -> Option<Region> {
+    let s = &shapes[region_root];
+    let mut b = Builder {
+        prog,
+        shapes,
+        lead,
+        steps: Vec::new(),
+        lens: Vec::new(),
+        index: HashMap::new(),
+        reads: Vec::new(),
+        through: Vec::new(),
+        consumers,
+    };
+    b.add(region_root, &inside)?;
+    let rows: usize = b.lead.iter().product();
+    let full = s[s.len() - 1];
+    let scalar = scalar_steps(&b.steps, &b.lens, rows);
+    let product = b.steps.iter().any(|s| {
+        matches!(
+            s,
+            Step::Leaf {
+                read: Read::Product { .. },
+                ..
+            }
+        )
+    });
+    let blockwise = !product
+        && inside
+            .iter()
+            .all(|&m| !matches!(prog.nodes[m].op, Op::Reduce { .. } | Op::Concat { .. }))
+        && steps_fit_blocks(&b.steps, &b.lens, &scalar, full);
+    Some(Region {
+        kernel: FusedKernel {
+            steps: b.steps,
+            lens: b.lens,
+            rows,
+            blockwise,
+            row_len: full,
+            scalar,
+            reads: b.reads,
+            sink: sink.filter(|_| !product).map(|(_, op, count)| (op, count)),
+        },
+        inside,
+        through: b.through,
+    })
+}
+
+/// Which of `steps` are scalars: one value everywhere.
+fn scalar_steps(steps: &[Step], lens: &[usize], rows: usize) -> Vec<bool> {
+    let mut scalar: Vec<bool> = Vec::with_capacity(steps.len());
+    for (st, &len) in steps.iter().zip(lens) {
+        let sc = match st {
+            Step::Leaf {
+                read: Read::Shared, ..
+            } => len == 1,
+            Step::Leaf {
+                read: Read::PerRow, ..
+            } => len * rows == 1,
+            Step::Leaf {
+                read: Read::Rows { .. } | Read::Product { .. },
+                ..
+            } => false,
+            Step::Unary(_, a) | Step::Copy(a) | Step::ToBool(a) => scalar[*a],
+            Step::Binary(_, a, c) => scalar[*a] && scalar[*c],
+            Step::Where(c, a, d) => scalar[*c] && scalar[*a] && scalar[*d],
+            Step::Reduce(..) | Step::Concat(_) => false,
+        };
+        scalar.push(sc);
+    }
+    scalar
+}
+
+/// Whether blocks may cut across rows: every step a scalar or whole rows of `full` values.
+fn steps_fit_blocks(steps: &[Step], lens: &[usize], scalar: &[bool], full: usize) -> bool {
+    // Blocks cut across rows only when every value is either a whole tensor of the root's
+    // shape or a scalar. A leaf with one value per row, or one row shared by all, is
+    // expanded to the block as it is read.
+    steps.iter().zip(lens).zip(scalar).all(|((st, &len), &sc)| {
+        sc || match st {
+            Step::Leaf {
+                read: Read::PerRow, ..
+            } => len == full || len == 1,
+            Step::Leaf {
+                read: Read::Shared | Read::Rows { .. },
+                ..
+            } => len == full,
+            _ => true,
+        }
+    })
 }
 
 fn as_f32(d: &HostData) -> Option<std::borrow::Cow<'_, [f32]>> {

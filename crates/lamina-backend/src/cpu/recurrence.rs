@@ -134,10 +134,97 @@ pub fn run(
     (act, ract): LoopActivations,
     inputs: &[(&HostData, &[usize])],
 ) -> Result<Vec<HostData>> {
-    let bad = |detail: String| Error::Backend {
+    let LoopInputs {
+        b,
+        t,
+        f,
+        x,
+        kernel,
+        recurrent,
+        bias,
+        keep,
+        mut states,
+    } = read_inputs(spec, inputs)?;
+    let u = spec.units;
+    let g = spec.cell.gates() * u;
+    // Input and recurrent biases: GRU with reset_after keeps them apart (bias rows 0, 1).
+    let (in_bias, rec_bias) = match (bias, spec.cell) {
+        (Some(v), RecurrentCell::Gru { reset_after: true }) => (Some(&v[..g]), Some(&v[g..])),
+        (v, _) => (v, None),
+    };
+    let xw = input_projection(x, kernel, in_bias, b * t, f, g);
+    let (rec_zr, rec_h) = gru_recurrent_parts(spec.cell, recurrent, u, g);
+    let recurrence = Loop {
+        spec,
+        acts: (&act, &ract),
+        b,
+        t,
+        u,
+        g,
+        xw,
+        recurrent,
+        rec_zr,
+        rec_h,
+        rec_bias,
+        keep,
+    };
+    let mut buf = StepBuffers {
+        z: vec![0f32; b * g],
+        rh: vec![0f32; b * u],
+        rh_out: vec![0f32; b * u],
+        scratch: Vec::with_capacity(g),
+        gates: vec![0f32; g],
+        new_h: vec![0f32; b * u],
+        new_c: vec![0f32; b * u],
+    };
+    let mut out_seq = vec![0f32; if spec.return_sequences { b * t * u } else { 0 }];
+    let mut last = vec![0f32; b * u];
+    for step in 0..t {
+        let tt = if spec.go_backwards {
+            t - 1 - step
+        } else {
+            step
+        };
+        recurrence.recurrent_products(tt, &states[0], &mut buf);
+        recurrence.new_rows(tt, &states, &mut buf);
+        recurrence.commit_step(step, tt, &buf, &mut states, &mut last, &mut out_seq);
+    }
+    let mut result = vec![HostData::F32(if spec.return_sequences {
+        out_seq
+    } else {
+        last
+    })];
+    result.extend(states.into_iter().map(HostData::F32));
+    Ok(result)
+}
+
+/// The error of a loop that cannot run: `detail`, after the cell's kind.
+fn loop_error(spec: &RecurrenceSpec, detail: String) -> Error {
+    Error::Backend {
         backend: "cpu".into(),
         detail: format!("{} loop: {detail}", spec.cell.kind()),
-    };
+    }
+}
+
+/// A loop's inputs, checked: the sizes of `x`, its data, kernels, bias, mask and states.
+struct LoopInputs<'a> {
+    b: usize,
+    t: usize,
+    f: usize,
+    x: &'a [f32],
+    kernel: &'a [f32],
+    recurrent: &'a [f32],
+    bias: Option<&'a [f32]>,
+    keep: Option<Vec<bool>>,
+    states: Vec<Vec<f32>>,
+}
+
+/// Reads and checks a loop's inputs (in the op's order, with their shapes).
+fn read_inputs<'a>(
+    spec: &RecurrenceSpec,
+    inputs: &'a [(&'a HostData, &'a [usize])],
+) -> Result<LoopInputs<'a>> {
+    let bad = |detail: String| loop_error(spec, detail);
     let [(x, xs), (kernel, _), (recurrent, _), rest @ ..] = inputs else {
         return Err(bad(format!("{} inputs", inputs.len())));
     };
@@ -190,21 +277,48 @@ pub fn run(
             shapes.join(", ")
         )));
     }
-    // Input and recurrent biases: GRU with reset_after keeps them apart (bias rows 0, 1).
-    let (in_bias, rec_bias) = match (bias, spec.cell) {
-        (Some(v), RecurrentCell::Gru { reset_after: true }) => (Some(&v[..g]), Some(&v[g..])),
-        (v, _) => (v, None),
-    };
-    // The input projection of every step: rows (batch, step).
-    let mut xw = vec![0f32; b * t * g];
-    gemm_f32_with(b * t, f, g, x, kernel, &mut xw, b * t * f * g >= 1 << 18);
-    if let Some(bias) = in_bias {
+    Ok(LoopInputs {
+        b,
+        t,
+        f,
+        x,
+        kernel,
+        recurrent,
+        bias,
+        keep,
+        states,
+    })
+}
+
+/// The input projection `x @ kernel + bias` of every (batch, step) row.
+fn input_projection(
+    x: &[f32],
+    kernel: &[f32],
+    bias: Option<&[f32]>,
+    rows: usize,
+    f: usize,
+    g: usize,
+) -> Vec<f32> {
+    let mut xw = vec![0f32; rows * g];
+    gemm_f32_with(rows, f, g, x, kernel, &mut xw, rows * f * g >= 1 << 18);
+    if let Some(bias) = bias {
         for row in xw.chunks_exact_mut(g) {
             row.iter_mut().zip(bias).for_each(|(a, &c)| *a += c);
         }
     }
-    // GRU without reset_after multiplies `r * h` by the last third of the recurrent kernel.
-    let (rec_zr, rec_h) = match spec.cell {
+    xw
+}
+
+/// A GRU-without-reset_after recurrent kernel split into its `z, r` and `h` columns.
+fn gru_recurrent_parts(
+    cell: RecurrentCell,
+    recurrent: &[f32],
+    u: usize,
+    g: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    // GRU without reset_after multiplies `r * h` by the last third of the recurrent kernel;
+    // the other cells need no split (empty parts).
+    match cell {
         RecurrentCell::Gru { reset_after: false } => {
             let mut zr = Vec::with_capacity(u * 2 * u);
             let mut hh = Vec::with_capacity(u * u);
@@ -215,86 +329,135 @@ pub fn run(
             (zr, hh)
         }
         _ => (Vec::new(), Vec::new()),
-    };
-    let mut out_seq = vec![0f32; if spec.return_sequences { b * t * u } else { 0 }];
-    let mut last = vec![0f32; b * u];
-    let mut z = vec![0f32; b * g];
-    let mut rh = vec![0f32; b * u];
-    let mut rh_out = vec![0f32; b * u];
-    let mut scratch = Vec::with_capacity(g);
-    let mut gates = vec![0f32; g];
-    let mut new_h = vec![0f32; b * u];
-    let mut new_c = vec![0f32; b * u];
-    let threaded = |m: usize, k: usize, n: usize| m * k * n >= 1 << 18;
-    for step in 0..t {
-        let tt = if spec.go_backwards {
-            t - 1 - step
-        } else {
-            step
-        };
-        let h = &states[0];
-        match spec.cell {
+    }
+}
+
+/// Whether a product `m × k` by `k × n` is worth threads.
+fn threaded(m: usize, k: usize, n: usize) -> bool {
+    m * k * n >= 1 << 18
+}
+
+/// What every step of a loop reads: spec, activations, sizes, input projection, kernels, mask.
+struct Loop<'a> {
+    spec: &'a RecurrenceSpec,
+    acts: (&'a Elementwise, &'a Elementwise),
+    b: usize,
+    t: usize,
+    u: usize,
+    g: usize,
+    xw: Vec<f32>,
+    recurrent: &'a [f32],
+    rec_zr: Vec<f32>,
+    rec_h: Vec<f32>,
+    rec_bias: Option<&'a [f32]>,
+    keep: Option<Vec<bool>>,
+}
+
+/// The buffers a loop's steps work in: recurrent products, gates, new states, scratch.
+struct StepBuffers {
+    z: Vec<f32>,
+    rh: Vec<f32>,
+    rh_out: Vec<f32>,
+    scratch: Vec<f32>,
+    gates: Vec<f32>,
+    new_h: Vec<f32>,
+    new_c: Vec<f32>,
+}
+
+impl Loop<'_> {
+    /// Step `tt`'s recurrent products of state `h` into `buf.z` (and `buf.rh_out` for a GRU).
+    fn recurrent_products(&self, tt: usize, h: &[f32], buf: &mut StepBuffers) {
+        let (b, t, u, g) = (self.b, self.t, self.u, self.g);
+        let z = &mut buf.z;
+        match self.spec.cell {
             RecurrentCell::Gru { reset_after: false } => {
                 gemm_f32_with(
                     b,
                     u,
                     2 * u,
                     h,
-                    &rec_zr,
+                    &self.rec_zr,
                     &mut z[..b * 2 * u],
                     threaded(b, u, 2 * u),
                 );
                 // First the gates and `r * h` of every row, then `(r * h) @ U_h` at once.
                 for r in 0..b {
-                    let xrow = &xw[(r * t + tt) * g..][..g];
+                    let xrow = &self.xw[(r * t + tt) * g..][..g];
                     let zrow = &z[r * 2 * u..][..2 * u];
                     for j in 0..2 * u {
-                        gates[j] = xrow[j] + zrow[j];
+                        buf.gates[j] = xrow[j] + zrow[j];
                     }
-                    ract.apply(&mut gates[..2 * u], &mut scratch);
+                    self.acts.1.apply(&mut buf.gates[..2 * u], &mut buf.scratch);
                     for j in 0..u {
-                        rh[r * u + j] = gates[u + j] * h[r * u + j];
+                        buf.rh[r * u + j] = buf.gates[u + j] * h[r * u + j];
                     }
                     // Keep z for the second phase where `r * h` was.
-                    z[r * 2 * u..][..u].copy_from_slice(&gates[..u]);
+                    z[r * 2 * u..][..u].copy_from_slice(&buf.gates[..u]);
                 }
-                gemm_f32_with(b, u, u, &rh, &rec_h, &mut rh_out, threaded(b, u, u));
+                gemm_f32_with(
+                    b,
+                    u,
+                    u,
+                    &buf.rh,
+                    &self.rec_h,
+                    &mut buf.rh_out,
+                    threaded(b, u, u),
+                );
             }
-            _ => gemm_f32_with(b, u, g, h, recurrent, &mut z, threaded(b, u, g)),
+            _ => gemm_f32_with(b, u, g, h, self.recurrent, z, threaded(b, u, g)),
         }
-        if let Some(rb) = rec_bias {
+        if let Some(rb) = self.rec_bias {
             for row in z.chunks_exact_mut(g) {
                 row.iter_mut().zip(rb).for_each(|(a, &c)| *a += c);
             }
         }
-        // Each row's new state, over threads when the step is large.
+    }
+
+    /// Each row's new state at step `tt` into `buf.new_h`/`new_c`, over threads when large.
+    fn new_rows(&self, tt: usize, states: &[Vec<f32>], buf: &mut StepBuffers) {
+        let (u, g) = (self.u, self.g);
         let cell = StepRows {
-            kind: spec.cell,
-            acts: (&act, &ract),
+            kind: self.spec.cell,
+            acts: self.acts,
             u,
             g,
-            xw: &xw,
-            t,
+            xw: &self.xw,
+            t: self.t,
             tt,
-            z: &z,
-            rh_out: &rh_out,
-            states: &states,
+            z: &buf.z,
+            rh_out: &buf.rh_out,
+            states,
         };
-        if b * g >= PARALLEL_ROW_VALUES {
-            let rows = new_h.par_chunks_mut(u).zip(new_c.par_chunks_mut(u));
+        if self.b * g >= PARALLEL_ROW_VALUES {
+            let rows = buf.new_h.par_chunks_mut(u).zip(buf.new_c.par_chunks_mut(u));
             rows.enumerate().for_each_init(
                 || (vec![0f32; g], Vec::with_capacity(g)),
                 |(gates, scratch), (r, (nh, nc))| cell.row(r, nh, nc, gates, scratch),
             );
         } else {
-            for (r, (nh, nc)) in new_h.chunks_mut(u).zip(new_c.chunks_mut(u)).enumerate() {
-                cell.row(r, nh, nc, &mut gates, &mut scratch);
+            let rows = buf.new_h.chunks_mut(u).zip(buf.new_c.chunks_mut(u));
+            for (r, (nh, nc)) in rows.enumerate() {
+                cell.row(r, nh, nc, &mut buf.gates, &mut buf.scratch);
             }
         }
-        for r in 0..b {
-            let new_h = &new_h[r * u..][..u];
-            let new_c = &new_c[r * u..][..u];
-            let keep_row = keep.as_ref().is_none_or(|k| k[r * t + tt]);
+    }
+
+    /// Keeps the new states of the rows the mask keeps and writes each row's output of `step`.
+    fn commit_step(
+        &self,
+        step: usize,
+        tt: usize,
+        buf: &StepBuffers,
+        states: &mut [Vec<f32>],
+        last: &mut [f32],
+        out_seq: &mut [f32],
+    ) {
+        let (t, u) = (self.t, self.u);
+        let spec = self.spec;
+        for r in 0..self.b {
+            let new_h = &buf.new_h[r * u..][..u];
+            let new_c = &buf.new_c[r * u..][..u];
+            let keep_row = self.keep.as_ref().is_none_or(|k| k[r * t + tt]);
             if keep_row {
                 states[0][r * u..][..u].copy_from_slice(new_h);
                 if spec.cell == RecurrentCell::Lstm {
@@ -317,13 +480,6 @@ pub fn run(
             }
         }
     }
-    let mut result = vec![HostData::F32(if spec.return_sequences {
-        out_seq
-    } else {
-        last
-    })];
-    result.extend(states.into_iter().map(HostData::F32));
-    Ok(result)
 }
 
 /// Steps whose rows hold at least this many gate values compute their rows over threads.

@@ -466,27 +466,19 @@ pub(crate) fn query_mask_on_output(
     out
 }
 
-impl Layer for MultiHeadAttention {
-    layer_identity!("MultiHeadAttention");
+/// The tensors of one `MultiHeadAttention` call.
+struct MhaCall<'t> {
+    query: &'t Tensor,
+    value: &'t Tensor,
+    key: &'t Tensor,
+    attention_mask: Option<&'t Tensor>,
+    /// Whether the key was given as an input of its own (so its mask is input 2's).
+    key_given: bool,
+}
 
-    fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.forward_masked(inputs, &vec![None; inputs.len()])
-    }
-
-    fn supports_masking(&self) -> bool {
-        true
-    }
-
-    fn compute_mask(
-        &self,
-        _inputs: &[Tensor],
-        masks: &[Option<Tensor>],
-        outputs: &[Tensor],
-    ) -> Result<Vec<Option<Tensor>>> {
-        Ok(query_mask_on_output(masks, outputs))
-    }
-
-    fn forward_masked(&self, inputs: &[Tensor], masks: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+impl<'t> MhaCall<'t> {
+    /// Reads a call's tensors from its 2 to 4 inputs (the key is the value where not given).
+    fn of(inputs: &'t [Tensor]) -> Result<MhaCall<'t>> {
         let (query, value, key, attention_mask) = match inputs {
             [q, v] => (q, v, v, None),
             [q, v, k] => (q, v, k, None),
@@ -501,9 +493,39 @@ impl Layer for MultiHeadAttention {
                 });
             }
         };
-        self.check_config()?;
-        let (h, kd) = (self.num_heads, self.key_dim);
-        let vd = self.value_dim.unwrap_or(kd);
+        Ok(MhaCall {
+            query,
+            value,
+            key,
+            attention_mask,
+            key_given: inputs.len() > 2,
+        })
+    }
+}
+
+/// Where a call's query axes go while attending.
+struct HeadLayout {
+    /// The query's rank.
+    rank: usize,
+    /// The attention axes, sorted.
+    axes: Vec<usize>,
+    /// The axes between the batch and the features that are not attention axes.
+    batch_like: Vec<usize>,
+    /// The permutation of a projection `(B, ..., heads, dim)` that puts the heads before the
+    /// attention axes: `(B, <batch-like axes>, heads, <attention axes>, dim)`.
+    perm: Vec<isize>,
+    /// Where the (flattened) attention axes start after `perm`.
+    at: usize,
+}
+
+/// A projection's kernel and, with `use_bias`, its bias.
+type Projection = (Arc<Variable>, Option<Arc<Variable>>);
+
+/// The phases of a `MultiHeadAttention` call (`forward_masked`).
+impl MultiHeadAttention {
+    /// Checks the call's tensors and gives the feature sizes of the query, value and key.
+    fn check_inputs(&self, call: &MhaCall) -> Result<[usize; 3]> {
+        let (query, value, key) = (call.query, call.value, call.key);
         let r = query.rank();
         if r < 3 {
             return Err(self.shape_error(
@@ -544,6 +566,12 @@ impl Layer for MultiHeadAttention {
                 }
             }
         }
+        Ok([dq, dv, dk])
+    }
+
+    /// The layout of `query`'s axes while attending (attention axes, others, permutation).
+    fn head_layout(&self, query: &Tensor) -> Result<HeadLayout> {
+        let r = query.rank();
         // Attention axes, among 1..r-1 of the query.
         let axes: Vec<usize> = match &self.attention_axes {
             None => (1..r - 1).collect(),
@@ -568,13 +596,40 @@ impl Layer for MultiHeadAttention {
             }
         };
         let batch_like: Vec<usize> = (1..r - 1).filter(|a| !axes.contains(a)).collect();
+        let mut perm: Vec<isize> = vec![0];
+        perm.extend(batch_like.iter().map(|&a| a as isize));
+        perm.push(r as isize - 1);
+        perm.extend(axes.iter().map(|&a| a as isize));
+        perm.push(r as isize);
+        let at = batch_like.len() + 2;
+        Ok(HeadLayout {
+            rank: r,
+            axes,
+            batch_like,
+            perm,
+            at,
+        })
+    }
+
+    /// The output's feature sizes: `output_shape`, else the query's features `dq`.
+    fn output_dims(&self, dq: usize) -> Result<Vec<usize>> {
         let out_dims: Vec<usize> = self.output_shape.clone().unwrap_or(vec![dq]);
         if out_dims.contains(&0) {
             return Err(self.bad(format!(
                 "output_shape {out_dims:?} must be non-empty sizes of at least 1"
             )));
         }
-        let dout: usize = out_dims.iter().product();
+        Ok(out_dims)
+    }
+
+    /// The names and shapes of the layer's weights, in the order they are made.
+    fn weight_shapes(
+        &self,
+        [dq, dv, dk]: [usize; 3],
+        out_dims: &[usize],
+    ) -> Vec<(&'static str, Vec<usize>)> {
+        let (h, kd) = (self.num_heads, self.key_dim);
+        let vd = self.value_dim.unwrap_or(kd);
         let mut wanted: Vec<(&'static str, Vec<usize>)> = vec![("query/kernel", vec![dq, h, kd])];
         if self.use_bias {
             wanted.push(("query/bias", vec![h, kd]));
@@ -588,11 +643,22 @@ impl Layer for MultiHeadAttention {
             wanted.push(("value/bias", vec![h, vd]));
         }
         let mut ok = vec![h, vd];
-        ok.extend(&out_dims);
+        ok.extend(out_dims);
         wanted.push(("attention_output/kernel", ok));
         if self.use_bias {
-            wanted.push(("attention_output/bias", out_dims.clone()));
+            wanted.push(("attention_output/bias", out_dims.to_vec()));
         }
+        wanted
+    }
+
+    /// The four projections' weights, made on the first call (Glorot kernels, zero biases).
+    fn projection_weights(
+        &self,
+        call: &MhaCall,
+        features: [usize; 3],
+        out_dims: &[usize],
+    ) -> Result<[Projection; 4]> {
+        let wanted = self.weight_shapes(features, out_dims);
         let seed = self.seed;
         let vars = self
             .weights
@@ -617,9 +683,9 @@ impl Layer for MultiHeadAttention {
                     existing,
                     requested: format!(
                         "for query {}, value {}, key {}",
-                        query.shape(),
-                        value.shape(),
-                        key.shape()
+                        call.query.shape(),
+                        call.value.shape(),
+                        call.key.shape()
                     ),
                 },
                 other => other,
@@ -639,12 +705,27 @@ impl Layer for MultiHeadAttention {
         let (Some(wq), Some(wk), Some(wv), Some(wo)) = (wq, wk, wv, wo) else {
             return Err(self.bad("made too few weights".into()));
         };
+        Ok([
+            (wq.clone(), bq.cloned()),
+            (wk.clone(), bk.cloned()),
+            (wv.clone(), bv.cloned()),
+            (wo.clone(), bo.cloned()),
+        ])
+    }
 
+    /// The call's masks, combined as Keras 3 combines them and brought onto the scores.
+    fn combined_mask(
+        &self,
+        call: &MhaCall,
+        masks: &[Option<Tensor>],
+        layout: &HeadLayout,
+    ) -> Result<Option<Tensor>> {
         // Masks, combined as Keras 3's `_compute_attention_mask` combines them (NumPy
         // broadcasting), then brought onto the scores as its masked softmax does.
+        let (query, value, key) = (call.query, call.value, call.key);
         let query_mask = masks.first().cloned().flatten();
         let value_mask = masks.get(1).cloned().flatten();
-        let key_mask = if inputs.len() > 2 && key.id() != value.id() {
+        let key_mask = if call.key_given && key.id() != value.id() {
             masks.get(2).cloned().flatten()
         } else {
             None
@@ -665,16 +746,16 @@ impl Layer for MultiHeadAttention {
         if let Some(m) = &key_mask {
             mask = Some(and(mask, m.cast(DType::Bool).expand_dims(-2)));
         }
-        if let Some(m) = attention_mask {
+        if let Some(m) = call.attention_mask {
             mask = Some(and(mask, m.cast(DType::Bool)));
         }
         if self.use_causal_mask {
             mask = Some(and(mask, causal_mask(query, value)));
         }
-        let mask = match mask {
+        Ok(match mask {
             Some(m) => {
                 let mut shown = vec![query, value];
-                shown.extend(attention_mask);
+                shown.extend(call.attention_mask);
                 m.check().map_err(|e| {
                     self.shape_error(
                         &shown,
@@ -684,52 +765,64 @@ impl Layer for MultiHeadAttention {
                         ),
                     )
                 })?;
-                Some(self.mask_onto_scores(&m, query, key, &batch_like, &axes, &shown)?)
+                Some(self.mask_onto_scores(
+                    &m,
+                    query,
+                    key,
+                    &layout.batch_like,
+                    &layout.axes,
+                    &shown,
+                )?)
             }
             None => None,
-        };
+        })
+    }
 
+    /// The query, key and value projected into heads, attention axes flattened, query scaled.
+    fn project_heads(
+        &self,
+        call: &MhaCall,
+        [(wq, bq), (wk, bk), (wv, bv)]: [&Projection; 3],
+        layout: &HeadLayout,
+    ) -> Result<[Tensor; 3]> {
         // Projections: (B, ..., heads, dim), then heads before the attention axes.
-        let q = Self::project(query, wq, bq);
-        let k = Self::project(key, wk, bk);
-        let v = Self::project(value, wv, bv);
-        let mut perm: Vec<isize> = vec![0];
-        perm.extend(batch_like.iter().map(|&a| a as isize));
-        perm.push(r as isize - 1);
-        perm.extend(axes.iter().map(|&a| a as isize));
-        perm.push(r as isize);
-        let at = batch_like.len() + 2;
+        let (query, value, key) = (call.query, call.value, call.key);
+        let q = Self::project(query, wq, bq.as_ref());
+        let k = Self::project(key, wk, bk.as_ref());
+        let v = Self::project(value, wv, bv.as_ref());
         let flat = |t: &Tensor, what: &str| -> Result<Tensor> {
-            flatten_run(&t.transpose(&perm), at, axes.len()).ok_or_else(|| {
+            flatten_run(&t.transpose(&layout.perm), layout.at, layout.axes.len()).ok_or_else(|| {
                 self.shape_error(
                     &[query, value],
                     format!("attention over several axes needs the {what}'s axes known"),
                 )
             })
         };
-        let q = flat(&q, "query")?.multiply(1.0 / (kd as f64).sqrt() as f32);
+        let q = flat(&q, "query")?.multiply(1.0 / (self.key_dim as f64).sqrt() as f32);
         let k = flat(&k, "key")?;
         let v = flat(&v, "value")?;
-        let mut scores = q.matmul(&k.swapaxes(-1, -2));
-        if let Some(m) = &mask {
-            // Keras 3's masked Softmax: -1e9 before, and 0 after (a row masked whole is 0).
-            scores = Tensor::where_(m, &scores, -1e9f32);
-            scores = Tensor::where_(m, scores.softmax(-1), 0.0f32);
-        } else {
-            scores = scores.softmax(-1);
-        }
-        let o = scores.matmul(&v);
-        // Back to (B, ..., heads, value_dim) in the query's axis order.
-        let q_sizes: Vec<Option<usize>> = axes
-            .iter()
-            .map(|&a| query.shape().dims()[a].known())
-            .collect();
-        let o = match q_sizes.iter().copied().collect::<Option<Vec<usize>>>() {
-            Some(s) => unflatten(&o, at, &s),
+        Ok([q, k, v])
+    }
+
+    /// The attention output `o` back in the query's axis order, through the output projection.
+    fn output_projection(
+        &self,
+        o: Tensor,
+        layout: &HeadLayout,
+        q_sizes: Option<&[usize]>,
+        (wo, bo): &Projection,
+        out_dims: &[usize],
+    ) -> Tensor {
+        let h = self.num_heads;
+        let vd = self.value_dim.unwrap_or(self.key_dim);
+        let r = layout.rank;
+        let dout: usize = out_dims.iter().product();
+        let o = match q_sizes {
+            Some(s) => unflatten(&o, layout.at, s),
             None => o,
         };
-        let mut inverse = vec![0isize; perm.len()];
-        for (i, &p) in perm.iter().enumerate() {
+        let mut inverse = vec![0isize; layout.perm.len()];
+        for (i, &p) in layout.perm.iter().enumerate() {
             inverse[p as usize] = i as isize;
         }
         let o = o.transpose(&inverse);
@@ -746,22 +839,89 @@ impl Layer for MultiHeadAttention {
             t.extend(out_dims.iter().map(|&n| Size::Known(n)));
             y = y.reshape_dims(&t);
         }
+        y
+    }
+}
+
+/// The attention scores of `q` and `k`, softmaxed over the keys (masked as Keras 3 does).
+fn attention_scores(q: &Tensor, k: &Tensor, mask: Option<&Tensor>) -> Tensor {
+    let mut scores = q.matmul(&k.swapaxes(-1, -2));
+    if let Some(m) = mask {
+        scores = Tensor::where_(m, &scores, -1e9f32);
+        scores = Tensor::where_(m, scores.softmax(-1), 0.0f32);
+    } else {
+        scores = scores.softmax(-1);
+    }
+    scores
+}
+
+/// The scores to return: with several attention axes, split back where their sizes are known.
+fn scores_by_axes(
+    scores: Tensor,
+    layout: &HeadLayout,
+    q_sizes: Option<&[usize]>,
+    key: &Tensor,
+) -> Tensor {
+    let s_sizes: Option<Vec<usize>> = layout
+        .axes
+        .iter()
+        .map(|&a| key.shape().dims()[a].known())
+        .collect();
+    let mut s = scores;
+    if layout.axes.len() > 1 {
+        if let (Some(qs), Some(ks)) = (q_sizes, s_sizes) {
+            s = unflatten(&unflatten(&s, layout.at + 1, &ks), layout.at, qs);
+        }
+    }
+    s
+}
+
+impl Layer for MultiHeadAttention {
+    layer_identity!("MultiHeadAttention");
+
+    fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.forward_masked(inputs, &vec![None; inputs.len()])
+    }
+
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
+    fn compute_mask(
+        &self,
+        _inputs: &[Tensor],
+        masks: &[Option<Tensor>],
+        outputs: &[Tensor],
+    ) -> Result<Vec<Option<Tensor>>> {
+        Ok(query_mask_on_output(masks, outputs))
+    }
+
+    fn forward_masked(&self, inputs: &[Tensor], masks: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let call = MhaCall::of(inputs)?;
+        self.check_config()?;
+        let features = self.check_inputs(&call)?;
+        let layout = self.head_layout(call.query)?;
+        let out_dims = self.output_dims(features[0])?;
+        let [wq, wk, wv, wo] = self.projection_weights(&call, features, &out_dims)?;
+        let mask = self.combined_mask(&call, masks, &layout)?;
+        let [q, k, v] = self.project_heads(&call, [&wq, &wk, &wv], &layout)?;
+        let scores = attention_scores(&q, &k, mask.as_ref());
+        let o = scores.matmul(&v);
+        // Back to (B, ..., heads, value_dim) in the query's axis order.
+        let q_sizes: Option<Vec<usize>> = layout
+            .axes
+            .iter()
+            .map(|&a| call.query.shape().dims()[a].known())
+            .collect();
+        let y = self.output_projection(o, &layout, q_sizes.as_deref(), &wo, &out_dims);
         let mut outs = vec![y];
         if self.return_attention_scores {
-            let s_sizes: Option<Vec<usize>> = axes
-                .iter()
-                .map(|&a| key.shape().dims()[a].known())
-                .collect();
-            let mut s = scores;
-            if axes.len() > 1 {
-                if let (Some(qs), Some(ks)) = (
-                    q_sizes.iter().copied().collect::<Option<Vec<usize>>>(),
-                    s_sizes,
-                ) {
-                    s = unflatten(&unflatten(&s, at + 1, &ks), at, &qs);
-                }
-            }
-            outs.push(s);
+            outs.push(scores_by_axes(
+                scores,
+                &layout,
+                q_sizes.as_deref(),
+                call.key,
+            ));
         }
         Ok(outs)
     }

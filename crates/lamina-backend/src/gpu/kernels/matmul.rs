@@ -42,8 +42,7 @@ pub fn build(
     let sb = shapes[prog.nodes[o.mm].inputs[1]].clone();
     let r = out_shape.len();
     let (m, k, n) = (sa[sa.len() - 2], sa[sa.len() - 1], sb[sb.len() - 1]);
-    let batch_shape: Vec<usize> = out_shape[..r - 2].to_vec();
-    let batches: usize = batch_shape.iter().product();
+    let batches: usize = out_shape[..r - 2].iter().product();
     let Some(t) = Tiling::new(m, k, n, batches, o.shared_memory) else {
         return Err(prog.nodes[o.mm].attribute(Error::Backend {
             backend: "gpu".into(),
@@ -66,59 +65,94 @@ pub fn build(
             o.b.strides[sb.len() - 1],
         ],
     );
+    let mut functions = base_functions(&mut lw, o, [sa.len(), sb.len()], &out_shape)?;
+    functions.extend(load_functions(&mut lw, o, shapes)?);
+    functions.push(epilogue_function(&mut lw, o, &out_shape, partials, (m, n))?);
+    let sum = partials.map(|p| Splits {
+        mm: o.mm,
+        root: o.root,
+        bias: None,
+        partials: p,
+        splits: t.splits,
+    });
+    product_kernels(prog, shapes, mat, lw, &t, functions, sum)
+}
+
+/// The template functions `a_base`, `b_base`: where a batch's matrix starts in each operand.
+fn base_functions(
+    lw: &mut Lowerer<'_>,
+    o: &Operands,
+    ranks: [usize; 2],
+    out_shape: &[usize],
+) -> Result<Vec<crate::gpu::ir::Function>> {
+    // Wrapping arithmetic, exact for negative strides.
+    let r = out_shape.len();
+    let batch_shape = &out_shape[..r - 2];
     let mut functions = Vec::new();
-    // a_base / b_base: where a batch's matrix starts in each operand (wrapping arithmetic,
-    // exact for negative strides).
-    for (name, view, rank) in [("a_base", &o.a, sa.len()), ("b_base", &o.b, sb.len())] {
-        functions.push(template::function(
-            &mut lw,
-            name,
-            &[DType::U32],
-            |lw, args| {
-                let bc = lw.delinearize(args[0], &batch_shape);
-                let mut acc = lw.b.param("offset", view.offset as i32 as u32);
-                let boff = r - rank;
-                for d in 0..rank.saturating_sub(2) {
-                    if view.strides[d] != 0 {
-                        let st = lw.b.param("batch_stride", view.strides[d] as i32 as u32);
-                        let t = lw.b.index(IndexOp::Mul, bc[d + boff], st);
-                        acc = lw.b.index(IndexOp::Add, acc, t);
-                    }
+    for (name, view, rank) in [("a_base", &o.a, ranks[0]), ("b_base", &o.b, ranks[1])] {
+        functions.push(template::function(lw, name, &[DType::U32], |lw, args| {
+            let bc = lw.delinearize(args[0], batch_shape);
+            let mut acc = lw.b.param("offset", view.offset as i32 as u32);
+            let boff = r - rank;
+            for d in 0..rank.saturating_sub(2) {
+                if view.strides[d] != 0 {
+                    let st = lw.b.param("batch_stride", view.strides[d] as i32 as u32);
+                    let t = lw.b.index(IndexOp::Mul, bc[d + boff], st);
+                    acc = lw.b.index(IndexOp::Add, acc, t);
                 }
-                Ok(Some((acc, DType::U32)))
-            },
-        )?);
+            }
+            Ok(Some((acc, DType::U32)))
+        })?);
     }
+    Ok(functions)
+}
+
+/// The template functions `load_a`, `load_b`: element `i` of each operand.
+fn load_functions(
+    lw: &mut Lowerer<'_>,
+    o: &Operands,
+    shapes: &[Vec<usize>],
+) -> Result<Vec<crate::gpu::ir::Function>> {
+    let mut functions = Vec::new();
     for (name, view) in [("load_a", &o.a), ("load_b", &o.b)] {
-        functions.push(template::function(
-            &mut lw,
-            name,
-            &[DType::U32],
-            |lw, args| {
-                let i = args[0];
-                // A fused operand (an im2col made of slices and concatenations) is computed where
-                // it is read: implicit GEMM, no buffer in between.
-                let v = if view.fused {
-                    let shape = shapes[view.node].clone();
-                    let labels = vec![Label::Other; shape.len()];
-                    lw.value(
-                        view.node,
-                        Coords::Linear {
-                            index: i,
-                            shape,
-                            labels,
-                        },
-                    )?
-                } else {
-                    lw.b.load(BufferRef::Node(view.node), DType::F32, i)
-                };
-                Ok(Some((v, DType::F32)))
-            },
-        )?);
+        functions.push(template::function(lw, name, &[DType::U32], |lw, args| {
+            let i = args[0];
+            // A fused operand (an im2col made of slices and concatenations) is computed where
+            // it is read: implicit GEMM, no buffer in between.
+            let v = if view.fused {
+                let shape = shapes[view.node].clone();
+                let labels = vec![Label::Other; shape.len()];
+                lw.value(
+                    view.node,
+                    Coords::Linear {
+                        index: i,
+                        shape,
+                        labels,
+                    },
+                )?
+            } else {
+                lw.b.load(BufferRef::Node(view.node), DType::F32, i)
+            };
+            Ok(Some((v, DType::F32)))
+        })?);
     }
-    // The epilogue: the root's value from the accumulator, written once; or, when the inner
-    // dimension is split, the partial product.
-    let epilogue_fn = template::function(&mut lw, "epilogue", &EPILOGUE_ARGS, |lw, args| {
+    Ok(functions)
+}
+
+/// The template function `epilogue`: the root's value written once, or a partial product.
+fn epilogue_function(
+    lw: &mut Lowerer<'_>,
+    o: &Operands,
+    out_shape: &[usize],
+    partials: Option<BufferRef>,
+    (m, n): (usize, usize),
+) -> Result<crate::gpu::ir::Function> {
+    // The root's value from the accumulator, written once; or, when the inner dimension is
+    // split, the partial product.
+    let r = out_shape.len();
+    let batch_shape = &out_shape[..r - 2];
+    let batches: usize = batch_shape.iter().product();
+    template::function(lw, "epilogue", &EPILOGUE_ARGS, |lw, args| {
         let &[batch, split, row, col, acc] = args else {
             return Ok(None);
         };
@@ -136,7 +170,7 @@ pub fn build(
                 lw.b.store(p, DType::F32, x, acc);
             }
             None => {
-                let bc = lw.delinearize(batch, &batch_shape);
+                let bc = lw.delinearize(batch, batch_shape);
                 let mut coords: Vec<(Val, Label)> = bc
                     .into_iter()
                     .enumerate()
@@ -144,20 +178,11 @@ pub fn build(
                     .collect();
                 coords.push((row, Label::Thread(r - 2)));
                 coords.push((col, Label::Thread(r - 1)));
-                epilogue(lw, o.mm, o.root, &out_shape, acc, Coords::Axes(coords))?;
+                epilogue(lw, o.mm, o.root, out_shape, acc, Coords::Axes(coords))?;
             }
         }
         Ok(None)
-    })?;
-    functions.push(epilogue_fn);
-    let sum = partials.map(|p| Splits {
-        mm: o.mm,
-        root: o.root,
-        bias: None,
-        partials: p,
-        splits: t.splits,
-    });
-    product_kernels(prog, shapes, mat, lw, &t, functions, sum)
+    })
 }
 
 /// The kernels of a product on a template: the product with its template `functions`, then,

@@ -434,18 +434,47 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
     let n = name;
     let filled = with_keras_defaults(class, cfg);
     let cfg: &Value = &filled;
-    // The options every Keras convolution layer shares, read from its config.
-    macro_rules! conv_options {
-        ($l:expr) => {
-            $l.strides(sizes_or(cfg, "strides", 1, n)?)
-                .padding(padding_of(cfg, n)?)
-                .data_format(data_format_of(cfg, n)?)
-                .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
-                .activation(activation_of(cfg, n)?)
-                .use_bias(bool_or(cfg, "use_bias", true, n)?)
-                .name(n)
-        };
+    match class {
+        "Dense" | "Embedding" | "Dropout" | "Masking" | "Rescaling" => core_layer(class, cfg, n),
+        "LayerNormalization" | "BatchNormalization" => normalization_layer(class, cfg, n),
+        "Activation" | "Softmax" | "ReLU" | "LeakyReLU" | "ELU" | "PReLU" => {
+            activation_layer(class, cfg, n)
+        }
+        "Add" | "Subtract" | "Multiply" | "Average" | "Maximum" | "Minimum" | "Concatenate"
+        | "Dot" => merging_layer(class, cfg, n),
+        "Reshape" | "Flatten" | "RepeatVector" | "Permute" | "ZeroPadding1D" | "ZeroPadding2D"
+        | "Cropping1D" | "Cropping2D" | "UpSampling1D" | "UpSampling2D" => {
+            reshaping_layer(class, cfg, n)
+        }
+        "MaxPooling1D"
+        | "MaxPooling2D"
+        | "AveragePooling1D"
+        | "AveragePooling2D"
+        | "GlobalAveragePooling1D"
+        | "GlobalMaxPooling1D"
+        | "GlobalAveragePooling2D"
+        | "GlobalMaxPooling2D" => pooling_layer(class, cfg, n),
+        "Conv1D" | "Conv2D" | "DepthwiseConv2D" | "SeparableConv1D" | "SeparableConv2D"
+        | "Conv1DTranspose" | "Conv2DTranspose" => conv_layer(class, cfg, n),
+        "SimpleRNN" | "LSTM" | "GRU" => recurrent_layer(class, cfg, n),
+        "MultiHeadAttention" | "Attention" | "AdditiveAttention" => attention_layer(class, cfg, n),
+        "TimeDistributed" | "Bidirectional" => wrapper_layer(class, cfg, n, bindings),
+        "Lambda" => lambda_layer(cfg, n, bindings),
+        other
+        @ ("Normalization" | "CenterCrop" | "Resizing" | "LayerScale" | "StochasticDepth") => {
+            super::preprocessing::make(other, cfg, n)
+        }
+        other => Err(unsupported_class(other)),
     }
+}
+
+/// The error for a layer class that no layer constructor knows.
+fn unsupported_class(class: &str) -> Error {
+    model_err(format!("layer class '{class}' is not supported"))
+}
+
+/// A core layer (`Dense`, `Embedding`, `Dropout`, `Masking`, `Rescaling`) from its config.
+fn core_layer(class: &str, cfg: &Value, n: &str) -> Result<LayerRef> {
     Ok(match class {
         "Dense" => Arc::new(
             Dense::new(usize_of(cfg, "units", n)?)
@@ -462,6 +491,21 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
             .name(n),
         ),
         "Dropout" => Arc::new(Dropout::new(f32_or(cfg, "rate", 0.0, n)?).name(n)),
+        "Masking" => Arc::new(Masking::new(f32_or(cfg, "mask_value", 0.0, n)?).name(n)),
+        "Rescaling" => Arc::new(
+            Rescaling::new(
+                f32_or(cfg, "scale", 1.0, n)?,
+                f32_or(cfg, "offset", 0.0, n)?,
+            )
+            .name(n),
+        ),
+        other => return Err(unsupported_class(other)),
+    })
+}
+
+/// A `LayerNormalization` or `BatchNormalization` from its config.
+fn normalization_layer(class: &str, cfg: &Value, n: &str) -> Result<LayerRef> {
+    Ok(match class {
         "LayerNormalization" => {
             let axes = match cfg.get("axis") {
                 None | Some(Value::Null) => vec![-1],
@@ -478,6 +522,34 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
                     .name(n),
             )
         }
+        "BatchNormalization" => {
+            let axis = match cfg.get("axis") {
+                None | Some(Value::Null) => -1,
+                Some(Value::Array(a)) if a.len() == 1 => axis_of(&a[0], n)?,
+                Some(v) => axis_of(v, n)?,
+            };
+            if bool_or(cfg, "renorm", false, n)? {
+                return Err(model_err(format!(
+                    "layer '{n}': BatchNormalization with renorm=True is not supported"
+                )));
+            }
+            Arc::new(
+                BatchNormalization::new()
+                    .axis(axis)
+                    .epsilon(f32_or(cfg, "epsilon", 1e-3, n)?)
+                    .momentum(f32_or(cfg, "momentum", 0.99, n)?)
+                    .center(bool_or(cfg, "center", true, n)?)
+                    .scale(bool_or(cfg, "scale", true, n)?)
+                    .name(n),
+            )
+        }
+        other => return Err(unsupported_class(other)),
+    })
+}
+
+/// An activation layer (`Activation`, `Softmax`, the ReLUs, `ELU`) from its config.
+fn activation_layer(class: &str, cfg: &Value, n: &str) -> Result<LayerRef> {
+    Ok(match class {
         "Activation" => Arc::new(ActivationLayer::new(activation_of(cfg, n)?).name(n)),
         "Softmax" => {
             let axis = match cfg.get("axis") {
@@ -487,6 +559,39 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
             };
             Arc::new(Softmax::new().axis(axis).name(n))
         }
+        "ReLU" => {
+            let mut l = ReLU::new()
+                .negative_slope(f32_or(cfg, "negative_slope", 0.0, n)?)
+                .threshold(f32_or(cfg, "threshold", 0.0, n)?);
+            if cfg.get("max_value").is_some_and(|v| !v.is_null()) {
+                l = l.max_value(f32_or(cfg, "max_value", 0.0, n)?);
+            }
+            Arc::new(l.name(n))
+        }
+        "LeakyReLU" => Arc::new(
+            LeakyReLU::new()
+                .negative_slope(f32_or(cfg, "negative_slope", 0.3, n)?)
+                .name(n),
+        ),
+        "ELU" => Arc::new(ELU::new().alpha(f32_or(cfg, "alpha", 1.0, n)?).name(n)),
+        "PReLU" => {
+            let shared = match cfg.get("shared_axes") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| i64_of(v, "shared_axes", n))
+                    .collect::<Result<_>>()?,
+                Some(v) => vec![i64_of(v, "shared_axes", n)?],
+            };
+            Arc::new(PReLU::new().shared_axes(&shared).name(n))
+        }
+        other => return Err(unsupported_class(other)),
+    })
+}
+
+/// A merging layer (`Add`, ..., `Concatenate`, `Dot`) from its config.
+fn merging_layer(class: &str, cfg: &Value, n: &str) -> Result<LayerRef> {
+    Ok(match class {
         "Add" => Arc::new(Add::new().name(n)),
         "Subtract" => Arc::new(Subtract::new().name(n)),
         "Multiply" => Arc::new(Multiply::new().name(n)),
@@ -501,6 +606,33 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
                 })
                 .name(n),
         ),
+        "Dot" => {
+            let (a, b) = match get(cfg, "axes", n)? {
+                Value::Array(p) if p.len() == 2 => {
+                    (i64_of(&p[0], "axes", n)?, i64_of(&p[1], "axes", n)?)
+                }
+                Value::Array(p) if p.len() == 1 => {
+                    let a = i64_of(&p[0], "axes", n)?;
+                    (a, a)
+                }
+                v => {
+                    let a = i64_of(v, "axes", n)?;
+                    (a, a)
+                }
+            };
+            Arc::new(
+                Dot::pair(a, b)
+                    .normalize(bool_or(cfg, "normalize", false, n)?)
+                    .name(n),
+            )
+        }
+        other => return Err(unsupported_class(other)),
+    })
+}
+
+/// A reshaping layer (reshape, flatten, permute, repeat, pad, crop, up-sample) from its config.
+fn reshaping_layer(class: &str, cfg: &Value, n: &str) -> Result<LayerRef> {
+    Ok(match class {
         "Reshape" => {
             let target = get(cfg, "target_shape", n)?
                 .as_array()
@@ -509,6 +641,88 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
             Arc::new(Reshape::new(&target).name(n))
         }
         "Flatten" => Arc::new(Flatten::new().data_format(data_format_of(cfg, n)?).name(n)),
+        "RepeatVector" => Arc::new(RepeatVector::new(i64_of(get(cfg, "n", n)?, "n", n)?).name(n)),
+        "Permute" => {
+            let dims = get(cfg, "dims", n)?
+                .as_array()
+                .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
+                .ok_or_else(|| model_err(format!("layer '{n}': dims is not a list")))?;
+            Arc::new(Permute::new(&dims).name(n))
+        }
+        "ZeroPadding1D" => Arc::new(
+            ZeroPadding1D::asymmetric(pairs_of::<1>(cfg, "padding", n)?)
+                .data_format(data_format_of(cfg, n)?)
+                .name(n),
+        ),
+        "ZeroPadding2D" => Arc::new(
+            ZeroPadding2D::asymmetric(pairs_of::<2>(cfg, "padding", n)?)
+                .data_format(data_format_of(cfg, n)?)
+                .name(n),
+        ),
+        "Cropping1D" => {
+            Arc::new(Cropping1D::asymmetric(pairs_of::<1>(cfg, "cropping", n)?).name(n))
+        }
+        "Cropping2D" => Arc::new(
+            Cropping2D::asymmetric(pairs_of::<2>(cfg, "cropping", n)?)
+                .data_format(data_format_of(cfg, n)?)
+                .name(n),
+        ),
+        "UpSampling1D" => {
+            Arc::new(UpSampling1D::new(i64_of(get(cfg, "size", n)?, "size", n)?).name(n))
+        }
+        "UpSampling2D" => {
+            let [(rows, _), (cols, _)] = pairs_of::<2>(cfg, "size", n)?;
+            let interpolation = match cfg.get("interpolation") {
+                None | Some(Value::Null) => Interpolation::Nearest,
+                Some(Value::String(s)) => Interpolation::parse(s)?,
+                Some(other) => {
+                    return Err(model_err(format!(
+                        "layer '{n}': interpolation {other} is not a name"
+                    )));
+                }
+            };
+            Arc::new(
+                UpSampling2D::new(rows, cols)
+                    .data_format(data_format_of(cfg, n)?)
+                    .interpolation(interpolation)
+                    .name(n),
+            )
+        }
+        other => return Err(unsupported_class(other)),
+    })
+}
+
+/// A pooling layer (max, average, global) from its config.
+fn pooling_layer(class: &str, cfg: &Value, n: &str) -> Result<LayerRef> {
+    Ok(match class {
+        "MaxPooling1D" | "MaxPooling2D" | "AveragePooling1D" | "AveragePooling2D" => {
+            let rank = if class.ends_with("1D") { 1 } else { 2 };
+            let pool = match cfg.get("pool_size") {
+                None | Some(Value::Null) => Sizes(vec![2]),
+                _ => sizes_of(cfg, "pool_size", n)?,
+            };
+            let strides = match cfg.get("strides") {
+                None | Some(Value::Null) => None,
+                _ => Some(sizes_of(cfg, "strides", n)?),
+            };
+            let padding = padding_of(cfg, n)?;
+            let format = data_format_of(cfg, n)?;
+            macro_rules! pool {
+                ($ty:ident) => {{
+                    let mut l = $ty::new(pool).padding(padding).data_format(format).name(n);
+                    if let Some(s) = strides {
+                        l = l.strides(s);
+                    }
+                    Arc::new(l) as LayerRef
+                }};
+            }
+            match (class.starts_with("Max"), rank) {
+                (true, 1) => pool!(MaxPooling1D),
+                (true, _) => pool!(MaxPooling2D),
+                (false, 1) => pool!(AveragePooling1D),
+                (false, _) => pool!(AveragePooling2D),
+            }
+        }
         "GlobalAveragePooling1D" => Arc::new(
             GlobalAveragePooling1D::new()
                 .data_format(data_format_of(cfg, n)?)
@@ -521,14 +735,37 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
                 .keepdims(bool_or(cfg, "keepdims", false, n)?)
                 .name(n),
         ),
-        "Masking" => Arc::new(Masking::new(f32_or(cfg, "mask_value", 0.0, n)?).name(n)),
-        "Rescaling" => Arc::new(
-            Rescaling::new(
-                f32_or(cfg, "scale", 1.0, n)?,
-                f32_or(cfg, "offset", 0.0, n)?,
-            )
-            .name(n),
+        "GlobalAveragePooling2D" => Arc::new(
+            GlobalAveragePooling2D::new()
+                .data_format(data_format_of(cfg, n)?)
+                .keepdims(bool_or(cfg, "keepdims", false, n)?)
+                .name(n),
         ),
+        "GlobalMaxPooling2D" => Arc::new(
+            GlobalMaxPooling2D::new()
+                .data_format(data_format_of(cfg, n)?)
+                .keepdims(bool_or(cfg, "keepdims", false, n)?)
+                .name(n),
+        ),
+        other => return Err(unsupported_class(other)),
+    })
+}
+
+/// A convolution layer (plain, depthwise, separable, transposed) from its config.
+fn conv_layer(class: &str, cfg: &Value, n: &str) -> Result<LayerRef> {
+    // The options every Keras convolution layer shares, read from its config.
+    macro_rules! conv_options {
+        ($l:expr) => {
+            $l.strides(sizes_or(cfg, "strides", 1, n)?)
+                .padding(padding_of(cfg, n)?)
+                .data_format(data_format_of(cfg, n)?)
+                .dilation_rate(sizes_or(cfg, "dilation_rate", 1, n)?)
+                .activation(activation_of(cfg, n)?)
+                .use_bias(bool_or(cfg, "use_bias", true, n)?)
+                .name(n)
+        };
+    }
+    Ok(match class {
         "Conv1D" => Arc::new(conv_options!(
             Conv1D::new(
                 usize_of(cfg, "filters", n)?,
@@ -588,140 +825,13 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
                 transposed!(Conv2DTranspose)
             }
         }
-        "BatchNormalization" => {
-            let axis = match cfg.get("axis") {
-                None | Some(Value::Null) => -1,
-                Some(Value::Array(a)) if a.len() == 1 => axis_of(&a[0], n)?,
-                Some(v) => axis_of(v, n)?,
-            };
-            if bool_or(cfg, "renorm", false, n)? {
-                return Err(model_err(format!(
-                    "layer '{n}': BatchNormalization with renorm=True is not supported"
-                )));
-            }
-            Arc::new(
-                BatchNormalization::new()
-                    .axis(axis)
-                    .epsilon(f32_or(cfg, "epsilon", 1e-3, n)?)
-                    .momentum(f32_or(cfg, "momentum", 0.99, n)?)
-                    .center(bool_or(cfg, "center", true, n)?)
-                    .scale(bool_or(cfg, "scale", true, n)?)
-                    .name(n),
-            )
-        }
-        "MaxPooling1D" | "MaxPooling2D" | "AveragePooling1D" | "AveragePooling2D" => {
-            let rank = if class.ends_with("1D") { 1 } else { 2 };
-            let pool = match cfg.get("pool_size") {
-                None | Some(Value::Null) => Sizes(vec![2]),
-                _ => sizes_of(cfg, "pool_size", n)?,
-            };
-            let strides = match cfg.get("strides") {
-                None | Some(Value::Null) => None,
-                _ => Some(sizes_of(cfg, "strides", n)?),
-            };
-            let padding = padding_of(cfg, n)?;
-            let format = data_format_of(cfg, n)?;
-            macro_rules! pool {
-                ($ty:ident) => {{
-                    let mut l = $ty::new(pool).padding(padding).data_format(format).name(n);
-                    if let Some(s) = strides {
-                        l = l.strides(s);
-                    }
-                    Arc::new(l) as LayerRef
-                }};
-            }
-            match (class.starts_with("Max"), rank) {
-                (true, 1) => pool!(MaxPooling1D),
-                (true, _) => pool!(MaxPooling2D),
-                (false, 1) => pool!(AveragePooling1D),
-                (false, _) => pool!(AveragePooling2D),
-            }
-        }
-        "GlobalAveragePooling2D" => Arc::new(
-            GlobalAveragePooling2D::new()
-                .data_format(data_format_of(cfg, n)?)
-                .keepdims(bool_or(cfg, "keepdims", false, n)?)
-                .name(n),
-        ),
-        "GlobalMaxPooling2D" => Arc::new(
-            GlobalMaxPooling2D::new()
-                .data_format(data_format_of(cfg, n)?)
-                .keepdims(bool_or(cfg, "keepdims", false, n)?)
-                .name(n),
-        ),
-        "ZeroPadding1D" => Arc::new(
-            ZeroPadding1D::asymmetric(pairs_of::<1>(cfg, "padding", n)?)
-                .data_format(data_format_of(cfg, n)?)
-                .name(n),
-        ),
-        "ZeroPadding2D" => Arc::new(
-            ZeroPadding2D::asymmetric(pairs_of::<2>(cfg, "padding", n)?)
-                .data_format(data_format_of(cfg, n)?)
-                .name(n),
-        ),
-        "Cropping1D" => {
-            Arc::new(Cropping1D::asymmetric(pairs_of::<1>(cfg, "cropping", n)?).name(n))
-        }
-        "Cropping2D" => Arc::new(
-            Cropping2D::asymmetric(pairs_of::<2>(cfg, "cropping", n)?)
-                .data_format(data_format_of(cfg, n)?)
-                .name(n),
-        ),
-        "UpSampling1D" => {
-            Arc::new(UpSampling1D::new(i64_of(get(cfg, "size", n)?, "size", n)?).name(n))
-        }
-        "UpSampling2D" => {
-            let [(rows, _), (cols, _)] = pairs_of::<2>(cfg, "size", n)?;
-            let interpolation = match cfg.get("interpolation") {
-                None | Some(Value::Null) => Interpolation::Nearest,
-                Some(Value::String(s)) => Interpolation::parse(s)?,
-                Some(other) => {
-                    return Err(model_err(format!(
-                        "layer '{n}': interpolation {other} is not a name"
-                    )));
-                }
-            };
-            Arc::new(
-                UpSampling2D::new(rows, cols)
-                    .data_format(data_format_of(cfg, n)?)
-                    .interpolation(interpolation)
-                    .name(n),
-            )
-        }
-        "RepeatVector" => Arc::new(RepeatVector::new(i64_of(get(cfg, "n", n)?, "n", n)?).name(n)),
-        "Permute" => {
-            let dims = get(cfg, "dims", n)?
-                .as_array()
-                .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
-                .ok_or_else(|| model_err(format!("layer '{n}': dims is not a list")))?;
-            Arc::new(Permute::new(&dims).name(n))
-        }
-        "ReLU" => {
-            let mut l = ReLU::new()
-                .negative_slope(f32_or(cfg, "negative_slope", 0.0, n)?)
-                .threshold(f32_or(cfg, "threshold", 0.0, n)?);
-            if cfg.get("max_value").is_some_and(|v| !v.is_null()) {
-                l = l.max_value(f32_or(cfg, "max_value", 0.0, n)?);
-            }
-            Arc::new(l.name(n))
-        }
-        "LeakyReLU" => Arc::new(
-            LeakyReLU::new()
-                .negative_slope(f32_or(cfg, "negative_slope", 0.3, n)?)
-                .name(n),
-        ),
-        "ELU" => Arc::new(ELU::new().alpha(f32_or(cfg, "alpha", 1.0, n)?).name(n)),
-        "PReLU" => {
-            let shared = match cfg.get("shared_axes") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .map(|v| i64_of(v, "shared_axes", n))
-                    .collect::<Result<_>>()?,
-                Some(v) => vec![i64_of(v, "shared_axes", n)?],
-            };
-            Arc::new(PReLU::new().shared_axes(&shared).name(n))
-        }
+        other => return Err(unsupported_class(other)),
+    })
+}
+
+/// A `SimpleRNN`, `LSTM` or `GRU` from its config.
+fn recurrent_layer(class: &str, cfg: &Value, n: &str) -> Result<LayerRef> {
+    Ok(match class {
         "SimpleRNN" | "LSTM" | "GRU" => {
             if bool_or(cfg, "stateful", false, n)? {
                 return Err(model_err(format!(
@@ -752,28 +862,22 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
                 )),
             }
         }
+        other => return Err(unsupported_class(other)),
+    })
+}
+
+/// A `MultiHeadAttention`, `Attention` or `AdditiveAttention` from its config.
+fn attention_layer(class: &str, cfg: &Value, n: &str) -> Result<LayerRef> {
+    Ok(match class {
         "MultiHeadAttention" => Arc::new(mha_of(cfg, n)?),
         "Attention" | "AdditiveAttention" => dot_attention_of(class, cfg, n, false, false)?,
-        "Dot" => {
-            let (a, b) = match get(cfg, "axes", n)? {
-                Value::Array(p) if p.len() == 2 => {
-                    (i64_of(&p[0], "axes", n)?, i64_of(&p[1], "axes", n)?)
-                }
-                Value::Array(p) if p.len() == 1 => {
-                    let a = i64_of(&p[0], "axes", n)?;
-                    (a, a)
-                }
-                v => {
-                    let a = i64_of(v, "axes", n)?;
-                    (a, a)
-                }
-            };
-            Arc::new(
-                Dot::pair(a, b)
-                    .normalize(bool_or(cfg, "normalize", false, n)?)
-                    .name(n),
-            )
-        }
+        other => return Err(unsupported_class(other)),
+    })
+}
+
+/// A `TimeDistributed` or `Bidirectional` from its config, with the layers it wraps.
+fn wrapper_layer(class: &str, cfg: &Value, n: &str, bindings: &KerasBindings) -> Result<LayerRef> {
+    Ok(match class {
         "TimeDistributed" => {
             let inner = wrapped(cfg, "layer", n)?;
             let class = class_of(inner);
@@ -788,27 +892,7 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
             Arc::new(TimeDistributed::wrap(layer).name(n))
         }
         "Bidirectional" => {
-            let merge = match cfg.get("merge_mode") {
-                None => MergeMode::Concat,
-                Some(Value::Null) => MergeMode::None,
-                Some(Value::String(m)) => match m.as_str() {
-                    "concat" => MergeMode::Concat,
-                    "sum" => MergeMode::Sum,
-                    "mul" => MergeMode::Mul,
-                    "ave" => MergeMode::Ave,
-                    other => {
-                        return Err(model_err(format!(
-                            "layer '{n}': merge_mode '{}' is not concat, sum, mul, ave or None",
-                            printable(other)
-                        )));
-                    }
-                },
-                Some(other) => {
-                    return Err(model_err(format!(
-                        "layer '{n}': merge_mode {other} is not a name"
-                    )));
-                }
-            };
+            let merge = merge_mode_of(cfg, n)?;
             let rnn = |key: &str| -> Result<LayerRef> {
                 let inner = wrapped(cfg, key, n)?;
                 let class = class_of(inner);
@@ -838,40 +922,63 @@ fn make_layer(class: &str, cfg: &Value, name: &str, bindings: &KerasBindings) ->
             .map_err(|e| model_err(format!("layer '{n}': {e}")))?;
             Arc::new(wrapper.merge_mode(merge).name(n))
         }
-        "Lambda" => {
-            let f = cfg.get("function").unwrap_or(&Value::Null);
-            let template = bindings
-                .get(n, function_name(f))
-                .ok_or_else(|| model_err(format!("Lambda '{n}' is not bound")))?;
-            let mut lambda = template.clone().name(n);
-            if let Some(Value::Object(args)) = cfg.get("arguments") {
-                for (k, v) in args {
-                    let value = match v {
-                        Value::Number(x) if x.is_i64() => x
-                            .as_i64()
-                            .and_then(|i| i32::try_from(i).ok())
-                            .map(crate::host::HostTensor::from),
-                        Value::Number(x) => x.as_f64().map(|f| (f as f32).into()),
-                        Value::Bool(b) => Some(f32::from(u8::from(*b)).into()),
-                        _ => None,
-                    };
-                    let value = value.ok_or_else(|| {
-                        model_err(format!(
-                            "Lambda '{n}': argument '{k}' is {v}, not a number; set it on the \
-                             bound Lambda instead"
-                        ))
-                    })?;
-                    lambda = lambda.argument(k, value);
-                }
-            }
-            Arc::new(lambda)
-        }
-        other
-        @ ("Normalization" | "CenterCrop" | "Resizing" | "LayerScale" | "StochasticDepth") => {
-            super::preprocessing::make(other, cfg, n)?
-        }
-        other => return Err(model_err(format!("layer class '{other}' is not supported"))),
+        other => return Err(unsupported_class(other)),
     })
+}
+
+/// A `Bidirectional`'s `merge_mode`: `concat` where absent, no merge where `null`.
+fn merge_mode_of(cfg: &Value, n: &str) -> Result<MergeMode> {
+    Ok(match cfg.get("merge_mode") {
+        None => MergeMode::Concat,
+        Some(Value::Null) => MergeMode::None,
+        Some(Value::String(m)) => match m.as_str() {
+            "concat" => MergeMode::Concat,
+            "sum" => MergeMode::Sum,
+            "mul" => MergeMode::Mul,
+            "ave" => MergeMode::Ave,
+            other => {
+                return Err(model_err(format!(
+                    "layer '{n}': merge_mode '{}' is not concat, sum, mul, ave or None",
+                    printable(other)
+                )));
+            }
+        },
+        Some(other) => {
+            return Err(model_err(format!(
+                "layer '{n}': merge_mode {other} is not a name"
+            )));
+        }
+    })
+}
+
+/// A `Lambda` from its config, with the function bound to it and its `arguments`.
+fn lambda_layer(cfg: &Value, n: &str, bindings: &KerasBindings) -> Result<LayerRef> {
+    let f = cfg.get("function").unwrap_or(&Value::Null);
+    let template = bindings
+        .get(n, function_name(f))
+        .ok_or_else(|| model_err(format!("Lambda '{n}' is not bound")))?;
+    let mut lambda = template.clone().name(n);
+    if let Some(Value::Object(args)) = cfg.get("arguments") {
+        for (k, v) in args {
+            let value = match v {
+                Value::Number(x) if x.is_i64() => x
+                    .as_i64()
+                    .and_then(|i| i32::try_from(i).ok())
+                    .map(crate::host::HostTensor::from),
+                Value::Number(x) => x.as_f64().map(|f| (f as f32).into()),
+                Value::Bool(b) => Some(f32::from(u8::from(*b)).into()),
+                _ => None,
+            };
+            let value = value.ok_or_else(|| {
+                model_err(format!(
+                    "Lambda '{n}': argument '{k}' is {v}, not a number; set it on the \
+                     bound Lambda instead"
+                ))
+            })?;
+            lambda = lambda.argument(k, value);
+        }
+    }
+    Ok(Arc::new(lambda))
 }
 
 /// The layer config a wrapper (`TimeDistributed`, `Bidirectional`) holds under `key`.
@@ -1264,66 +1371,76 @@ impl Builder<'_> {
             .get("layers")
             .and_then(Value::as_array)
             .ok_or_else(|| model_err(format!("model '{}' has no layer list", name_of(entry))))?;
-        let mut namer = Namer::default();
         if class_of(entry) == "Sequential" {
-            let [x] = inputs else {
-                return Err(model_err(format!(
-                    "Sequential '{}' is called on {} inputs",
-                    name_of(entry),
-                    inputs.len()
-                )));
-            };
-            let mut x = x.clone();
-            for l in layers {
-                let class = class_of(l);
-                if class == "InputLayer" {
-                    continue;
-                }
-                let group = format!("{prefix}layers/{}", namer.next(class));
-                self.count_call()?;
-                if is_container(class) {
-                    let out =
-                        self.apply(l, std::slice::from_ref(&x), &format!("{group}/"), depth + 1)?;
-                    x = single(out, &name_of(l))?;
-                } else {
-                    let layer = self.layer_for(&group, l)?;
-                    let out =
-                        call_layer_with_masks(layer.as_ref(), std::slice::from_ref(&x), None)?;
-                    x = single(out, &name_of(l))?;
-                }
-            }
-            return Ok(vec![x]);
+            return self.apply_sequential(entry, layers, inputs, prefix, depth);
         }
-        // Functional: input layers take the given tensors, in the order of `input_layers`.
-        let mut produced: Produced = HashMap::new();
-        let input_names = io_refs(cfg.get("input_layers"));
-        if input_names.len() != inputs.len() {
+        self.apply_functional(entry, layers, inputs, prefix, depth)
+    }
+
+    /// Applies Sequential `entry` (layer list `layers`) to its one input, layer after layer.
+    fn apply_sequential(
+        &mut self,
+        entry: &Value,
+        layers: &[Value],
+        inputs: &[Tensor],
+        prefix: &str,
+        depth: usize,
+    ) -> Result<Vec<Tensor>> {
+        let mut namer = Namer::default();
+        let [x] = inputs else {
             return Err(model_err(format!(
-                "model '{}' takes {} inputs, called on {}",
+                "Sequential '{}' is called on {} inputs",
                 name_of(entry),
-                input_names.len(),
                 inputs.len()
             )));
-        }
-        for ((name, _, _), t) in input_names.iter().zip(inputs) {
-            produced.insert((name.clone(), 0), vec![t.clone()]);
-        }
-        // Each layer's weight group, from its place in the layer list.
-        let mut groups: Vec<Option<String>> = Vec::with_capacity(layers.len());
+        };
+        let mut x = x.clone();
         for l in layers {
-            groups.push((!is_op(l)).then(|| format!("{prefix}layers/{}", namer.next(class_of(l)))));
-        }
-        let mut pending: Vec<(usize, usize)> = Vec::new();
-        for (i, l) in layers.iter().enumerate() {
-            if class_of(l) == "InputLayer" {
+            let class = class_of(l);
+            if class == "InputLayer" {
                 continue;
             }
-            let nodes = l
-                .get("inbound_nodes")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            pending.extend((0..nodes).map(|k| (i, k)));
+            let group = format!("{prefix}layers/{}", namer.next(class));
+            self.count_call()?;
+            if is_container(class) {
+                let out =
+                    self.apply(l, std::slice::from_ref(&x), &format!("{group}/"), depth + 1)?;
+                x = single(out, &name_of(l))?;
+            } else {
+                let layer = self.layer_for(&group, l)?;
+                let out = call_layer_with_masks(layer.as_ref(), std::slice::from_ref(&x), None)?;
+                x = single(out, &name_of(l))?;
+            }
         }
+        Ok(vec![x])
+    }
+
+    /// Applies functional `entry` (layer list `layers`) to `inputs`.
+    fn apply_functional(
+        &mut self,
+        entry: &Value,
+        layers: &[Value],
+        inputs: &[Tensor],
+        prefix: &str,
+        depth: usize,
+    ) -> Result<Vec<Tensor>> {
+        let cfg = cfg_of(entry);
+        let mut produced = functional_inputs(entry, inputs)?;
+        let groups = weight_groups(layers, prefix);
+        self.run_calls(layers, &groups, &mut produced, prefix, depth)?;
+        functional_outputs(cfg, layers, &produced)
+    }
+
+    /// Makes every call of a functional container's `layers`, each once what it reads is made.
+    fn run_calls(
+        &mut self,
+        layers: &[Value],
+        groups: &[Option<String>],
+        produced: &mut Produced,
+        prefix: &str,
+        depth: usize,
+    ) -> Result<()> {
+        let pending = pending_calls(layers);
         // Calls run as soon as what they read is made: each call waits on the (layer, node)
         // pairs its arguments name, and is woken when the last of them is produced, so a
         // configuration listed in any order loads in linear time.
@@ -1352,7 +1469,7 @@ impl Builder<'_> {
         let mut done = 0usize;
         let mut stuck: Vec<(usize, usize)> = Vec::new();
         while let Some((i, k)) = ready.pop_front() {
-            if !self.call_node(layers, &groups, &mut produced, prefix, depth, i, k)? {
+            if !self.call_node(layers, groups, produced, prefix, depth, i, k)? {
                 stuck.push((i, k));
                 continue;
             }
@@ -1386,30 +1503,7 @@ impl Builder<'_> {
                 printable(&name_of(&layers[i]))
             )));
         }
-        let mut outs = Vec::new();
-        for (name, node, index) in io_refs(cfg.get("output_layers")) {
-            // Keras counts a nested functional model's own first node (linking its inputs to
-            // its outputs) in the output references, but not in the calls' arguments.
-            let nested_functional = layers
-                .iter()
-                .any(|l| name_of(l) == name && class_of(l) == "Functional");
-            let node = if nested_functional {
-                node.saturating_sub(1)
-            } else {
-                node
-            };
-            let t = produced
-                .get(&(name.clone(), node))
-                .and_then(|ts| ts.get(index))
-                .ok_or_else(|| {
-                    model_err(format!(
-                        "model output '{}' (call {node}, output {index}) is made by no layer",
-                        printable(&name)
-                    ))
-                })?;
-            outs.push(t.clone());
-        }
-        Ok(outs)
+        Ok(())
     }
 
     /// Makes call `k` of layer `i` of a functional container when every tensor it reads is
@@ -1753,6 +1847,78 @@ impl Builder<'_> {
         };
         call_layer_with_masks(layer.as_ref(), &ins, explicit.as_deref()).map(Some)
     }
+}
+
+/// A functional container's input layers bound to `inputs`, in the order of `input_layers`.
+fn functional_inputs(entry: &Value, inputs: &[Tensor]) -> Result<Produced> {
+    let mut produced: Produced = HashMap::new();
+    let input_names = io_refs(cfg_of(entry).get("input_layers"));
+    if input_names.len() != inputs.len() {
+        return Err(model_err(format!(
+            "model '{}' takes {} inputs, called on {}",
+            name_of(entry),
+            input_names.len(),
+            inputs.len()
+        )));
+    }
+    for ((name, _, _), t) in input_names.iter().zip(inputs) {
+        produced.insert((name.clone(), 0), vec![t.clone()]);
+    }
+    Ok(produced)
+}
+
+/// Each layer's weight group, from its place in the layer list (`None` for a `keras.ops` call).
+fn weight_groups(layers: &[Value], prefix: &str) -> Vec<Option<String>> {
+    let mut namer = Namer::default();
+    let mut groups: Vec<Option<String>> = Vec::with_capacity(layers.len());
+    for l in layers {
+        groups.push((!is_op(l)).then(|| format!("{prefix}layers/{}", namer.next(class_of(l)))));
+    }
+    groups
+}
+
+/// Every call a functional container's layers make, as (layer index, node index).
+fn pending_calls(layers: &[Value]) -> Vec<(usize, usize)> {
+    let mut pending: Vec<(usize, usize)> = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        if class_of(l) == "InputLayer" {
+            continue;
+        }
+        let nodes = l
+            .get("inbound_nodes")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        pending.extend((0..nodes).map(|k| (i, k)));
+    }
+    pending
+}
+
+/// A functional container's outputs, as its `output_layers` name them.
+fn functional_outputs(cfg: &Value, layers: &[Value], produced: &Produced) -> Result<Vec<Tensor>> {
+    let mut outs = Vec::new();
+    for (name, node, index) in io_refs(cfg.get("output_layers")) {
+        // Keras counts a nested functional model's own first node (linking its inputs to
+        // its outputs) in the output references, but not in the calls' arguments.
+        let nested_functional = layers
+            .iter()
+            .any(|l| name_of(l) == name && class_of(l) == "Functional");
+        let node = if nested_functional {
+            node.saturating_sub(1)
+        } else {
+            node
+        };
+        let t = produced
+            .get(&(name.clone(), node))
+            .and_then(|ts| ts.get(index))
+            .ok_or_else(|| {
+                model_err(format!(
+                    "model output '{}' (call {node}, output {index}) is made by no layer",
+                    printable(&name)
+                ))
+            })?;
+        outs.push(t.clone());
+    }
+    Ok(outs)
 }
 
 /// Refuses call arguments Lamina would otherwise drop for the layers whose calls take more
