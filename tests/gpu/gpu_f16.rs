@@ -15,7 +15,7 @@
 
 use lamina::prelude::*;
 use lamina::{Backend, GpuBackend, GpuOptions, MemoryBudget};
-use lamina_backend::gpu::ir::BufferRef;
+use lamina_backend::unstable::ir::BufferRef;
 use std::sync::{Arc, OnceLock};
 
 use crate::common;

@@ -2,14 +2,14 @@
 //! (Vulkan, Metal, DX12, or a software adapter such as Mesa's lavapipe).
 
 mod device;
-pub mod ir;
-pub mod kernels;
-pub mod lower;
-pub mod plan;
-pub mod render;
+pub(crate) mod ir;
+pub(crate) mod kernels;
+mod lower;
+mod plan;
+mod render;
 mod runtime;
 mod timing;
-pub mod wgsl;
+pub(crate) mod wgsl;
 
 pub use device::{AdapterSummary, DeviceLimits, GpuContext, GpuOptions, list_adapters};
 pub use runtime::{GpuBackend, GpuExecutable};

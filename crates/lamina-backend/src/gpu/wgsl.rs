@@ -53,16 +53,6 @@ pub fn f32_lit(v: f32) -> String {
     }
 }
 
-/// A literal of a dtype from an f64 value.
-pub fn literal(d: DType, v: f64) -> String {
-    match d {
-        DType::F32 => f32_lit(v as f32),
-        DType::I32 => format!("i32({})", v as i32),
-        DType::U32 => format!("{}u", v as u32),
-        DType::Bool => (if v != 0.0 { "true" } else { "false" }).to_string(),
-    }
-}
-
 /// One unary op applied to `x` of dtype `d`, as the op table (`opdef`) spells it. A dtype the
 /// op does not take (which the graph's dtype rules never produce) gets the f32 spelling, which
 /// WGSL validation then rejects.
@@ -92,8 +82,3 @@ pub fn binary(op: BinaryOp, d: DType, a: &str, b: &str) -> String {
 pub fn cast(from: DType, to: DType, x: &str) -> String {
     opdef::render(opdef::cast_wgsl(from, to), &[("x", x)])
 }
-
-/// Every helper function a kernel may call (`shaders/helpers.wgsl`): NaN-aware comparisons,
-/// max/min and casts, exp, log, tanh, sigmoid, erf, pow, expm1, log1p, floor division and
-/// modulo. `lamina_shaders::helpers_for` gives only those a kernel calls.
-pub const PRELUDE: &str = lamina_shaders::HELPERS;

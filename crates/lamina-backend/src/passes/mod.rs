@@ -3,7 +3,9 @@
 //! kernels can do.
 
 mod unroll_recurrences;
+#[cfg(feature = "gpu")] // the GPU's pass: kernels with a bounded number of bindings
 mod wide_concat;
 
-pub use unroll_recurrences::{expand_recurrences, expand_recurrences_except};
+pub use unroll_recurrences::expand_recurrences_except;
+#[cfg(feature = "gpu")]
 pub use wide_concat::split_wide_concats;

@@ -157,15 +157,6 @@ fn stack_steps(steps: Vec<Tensor>) -> Tensor {
     level.remove(0)
 }
 
-/// The program with every recurrent loop unrolled for concrete input shapes; `None` when it has
-/// none. The GPU compiles this; it computes the same values.
-pub fn expand_recurrences(
-    program: &Program,
-    input_shapes: &[Vec<usize>],
-) -> Result<Option<Program>> {
-    expand_recurrences_except(program, input_shapes, &|_| false)
-}
-
 /// The program with the recurrent loops unrolled for concrete input shapes, except those
 /// `native` keeps (a backend that runs them itself); `None` when nothing is unrolled.
 pub fn expand_recurrences_except(

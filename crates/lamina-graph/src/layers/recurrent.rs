@@ -2,9 +2,10 @@
 //!
 //! A call records the time loop as `Op::Recurrence` nodes, so the sequence length may be known
 //! only at run time (`Input(shape=(None, features))`); before compiling for concrete shapes the
-//! backends unroll it (`lamina_backend::passes::expand_recurrences`): the input projection `x @ kernel`
-//! runs once for all steps as one matmul, and each step adds `h @ recurrent_kernel` and the gate
-//! arithmetic, which both backends fuse; on the GPU the whole run is still one queue submit.
+//! backends unroll it (an internal pass of `lamina_backend`, `expand_recurrences_except`): the
+//! input projection `x @ kernel` runs once for all steps as one matmul, and each step adds
+//! `h @ recurrent_kernel` and the gate arithmetic, which both backends fuse; on the GPU the
+//! whole run is still one queue submit.
 
 use super::activation::Activation;
 use super::common::Weights;

@@ -4,7 +4,7 @@
 //! A recurrent layer records its loop as `Op::Recurrence` nodes (one per output it returns), so
 //! that an `Input` with a run-time sequence length (`(batch, None, features)`) can feed it.
 //! Each backend runs the loop its own way once the number of steps is known (the CPU natively;
-//! the GPU unrolled by a pass of the backend crate, `lamina_backend::passes`).
+//! the GPU unrolled by an internal pass of the backend crate, its `passes` module).
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};

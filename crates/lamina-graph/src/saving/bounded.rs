@@ -96,7 +96,7 @@ pub(crate) fn read_safetensors_file(path: &Path) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     read_exactly(path, &mut reader, &mut bytes, 8, "header length")?;
     let prefix: [u8; 8] = bytes[..8].try_into().unwrap_or([0; 8]);
-    if let Some(format) = super::keras::sniff_format(&prefix) {
+    if let Some(format) = super::sniff::sniff(&prefix) {
         return Err(file_err(
             path,
             format!(

@@ -9,3 +9,4 @@ pub mod format;
 pub mod keras;
 mod load;
 mod save;
+mod sniff;

@@ -162,17 +162,6 @@ fn internal(what: &str) -> Error {
     }
 }
 
-/// How the convolution `conv` of `prog` is computed on a GPU (`shared_memory`) or a CPU-hosted
-/// adapter.
-pub fn method(
-    prog: &Program,
-    shapes: &[Vec<usize>],
-    conv: usize,
-    shared_memory: bool,
-) -> Result<ConvMethod> {
-    Ok(Geometry::new(prog, shapes, conv)?.method(shared_memory))
-}
-
 /// The kernels of a convolution with its epilogue.
 pub fn build(
     prog: &Program,

@@ -5,6 +5,7 @@
 
 use super::file_err;
 use crate::error::Result;
+use crate::saving::sniff::{HDF5_MAGIC, prefix_of, sniff};
 use std::io::Read;
 use std::path::Path;
 
@@ -15,8 +16,6 @@ const MAX_DEFLATE_RATIO: u64 = 1032;
 /// The most entries an archive may list.
 const MAX_ENTRIES: usize = 1 << 12;
 
-pub(crate) const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
-
 /// The parts of a `.keras` file, read into memory.
 pub struct KerasArchive {
     /// `config.json`: the architecture.
@@ -25,36 +24,6 @@ pub struct KerasArchive {
     pub metadata: Vec<u8>,
     /// `model.weights.h5`.
     pub weights: Vec<u8>,
-}
-
-/// What a file looks like from its first bytes, for errors that name the format.
-pub(crate) fn sniff(prefix: &[u8]) -> Option<&'static str> {
-    if prefix.starts_with(HDF5_MAGIC) {
-        Some("HDF5 (a Keras .weights.h5 or .h5 file)")
-    } else if prefix.starts_with(b"PK\x03\x04") || prefix.starts_with(b"PK\x05\x06") {
-        Some("zip (a Keras .keras archive?)")
-    } else if prefix.starts_with(b"\x93NUMPY") {
-        Some("NumPy .npy")
-    } else {
-        None
-    }
-}
-
-pub(crate) fn prefix_of(path: &Path) -> Result<Vec<u8>> {
-    let mut f =
-        std::fs::File::open(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
-    let mut buf = vec![0u8; 8];
-    let mut got = 0;
-    while got < 8 {
-        match f.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(file_err(path, format!("cannot read: {e}"))),
-        }
-    }
-    buf.truncate(got);
-    Ok(buf)
 }
 
 /// Reads at most `limit` bytes from `r`, reserving memory as data arrives; more is an error.

@@ -18,11 +18,11 @@ mod weights;
 use crate::error::{Error, Result};
 use crate::layers::Lambda;
 use crate::model::Model;
+use crate::saving::sniff;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-pub(crate) use archive::sniff as sniff_format;
 pub use archive::{KerasArchive, MAX_KERAS_ENTRY_BYTES};
 pub use custom::{CustomLayerFactory, KerasLayerConfig};
 pub use ops::KERAS_OPS;
@@ -150,9 +150,7 @@ impl Model {
     /// `.keras` archive or a legacy whole-model `.h5` file (`load_keras` with no bindings).
     pub fn open(path: impl AsRef<Path>) -> Result<Model> {
         let path = path.as_ref();
-        let prefix = archive::prefix_of(path)?;
-        let keras = prefix.starts_with(b"PK") || prefix.starts_with(archive::HDF5_MAGIC);
-        if keras {
+        if sniff::is_keras(&sniff::prefix_of(path)?) {
             Model::load_keras(path, &KerasBindings::new())
         } else {
             Model::load(path)
