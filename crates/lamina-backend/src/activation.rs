@@ -4,7 +4,7 @@
 //! `silu`, a custom activation built from elementwise ops). An activation that reads more than
 //! its own element (a custom one with a reduction) has no such form; the loop is then unrolled.
 
-use lamina_graph::layers::Activation;
+use lamina_graph::activation::Activation;
 use lamina_graph::op::{Op, UnaryOp};
 use lamina_graph::{DType, Program, Shape, Tensor};
 use std::sync::Arc;

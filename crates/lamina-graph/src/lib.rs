@@ -2,6 +2,7 @@
 //! (`Input`, `Lambda`, `Dense`) and models (`Sequential`, functional `Model`). It knows nothing
 //! of devices; backends compile its `Program`s.
 
+pub mod activation;
 pub mod dtype;
 pub mod error;
 pub mod host;

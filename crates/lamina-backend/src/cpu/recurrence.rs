@@ -13,7 +13,7 @@ use super::elementwise;
 use super::matmul::gemm_f32_with;
 use super::vector::unary_into;
 use crate::activation::ElementwiseActivation;
-use lamina_graph::layers::Activation;
+use lamina_graph::activation::Activation;
 use lamina_graph::op::Op;
 use lamina_graph::ops::{RecurrenceSpec, RecurrentCell};
 use lamina_graph::{Error, HostData, Program, Result};

@@ -4,7 +4,7 @@
 //! for the separable ones) on channels-last data; channels-first inputs are transposed around
 //! it.
 
-use super::activation::Activation;
+use crate::activation::Activation;
 use super::common::{Weights, one_input};
 use super::init::uniform;
 use super::pooling::DataFormat;

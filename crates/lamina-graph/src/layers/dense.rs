@@ -1,6 +1,6 @@
 //! The `Dense` layer: `activation(x @ kernel + bias)`.
 
-use super::activation::Activation;
+use crate::activation::Activation;
 use super::common::Weights;
 use super::init::glorot_uniform;
 use super::registry::{ConfigContext, Configurable};

@@ -1,7 +1,7 @@
 //! Layers that map each element on its own: the `Activation` layer, `Dropout` (the identity
 //! at inference) and `Rescaling`. All pass masks on.
 
-use super::activation::Activation;
+use crate::activation::Activation;
 use super::common::{layer_identity, one_input};
 use super::registry::{ConfigContext, Configurable, finite_f32};
 use crate::dtype::DType;

@@ -1,7 +1,6 @@
 //! Keras-style layers: `Input`, `Lambda`, `Dense`, and the inference layer set (embedding,
 //! masking, pooling, normalisation, merging, reshaping, elementwise).
 
-mod activation;
 mod attention;
 mod batch_normalization;
 mod common;
@@ -29,7 +28,7 @@ mod spatial;
 mod time_distributed;
 mod window_pooling;
 
-pub use activation::{Activation, ActivationFunction, CustomActivation};
+pub use crate::activation::{Activation, ActivationFunction, CustomActivation};
 pub use attention::MultiHeadAttention;
 pub use attention::MultiHeadAttentionConfig;
 pub use batch_normalization::BatchNormalization;

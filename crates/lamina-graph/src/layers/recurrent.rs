@@ -7,7 +7,7 @@
 //! `h @ recurrent_kernel` and the gate arithmetic, which both backends fuse; on the GPU the
 //! whole run is still one queue submit.
 
-use super::activation::Activation;
+use crate::activation::Activation;
 use super::common::Weights;
 use super::init::glorot_uniform;
 use super::registry::{ConfigContext, Configurable};

@@ -9,7 +9,7 @@
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::infer::TypedShape;
-use crate::layers::Activation;
+use crate::activation::Activation;
 use crate::op::Op;
 use crate::shape::{Dim, Shape};
 use crate::tensor::Tensor;

@@ -20,7 +20,7 @@ use super::Scratch;
 use super::matmul::{BufferProduct, K_CHUNK, buffer_product};
 use crate::activation::ElementwiseActivation;
 use crate::gpu::ir::{BufferRef, Builder, Builtin, Expr, IndexOp, Kernel, Lit, Val};
-use lamina_graph::layers::Activation;
+use lamina_graph::activation::Activation;
 use lamina_graph::op::{BinaryOp, Op};
 use lamina_graph::ops::{RecurrenceSpec, RecurrentCell};
 use lamina_graph::{DType, Error, HostData, Program, Result};
