@@ -3,7 +3,7 @@
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::op::{BinaryOp, Op, UnaryOp};
+use crate::op::{BinaryOp, Op, UnaryKind, UnaryOp};
 use crate::shape::{Dim, Shape, shapes_string};
 
 /// The shape and dtype of a node's output.
@@ -148,8 +148,8 @@ fn arity(name: &str, inputs: &[TypedShape], want: usize) -> Result<()> {
 fn infer_unary(name: &str, u: UnaryOp, inputs: &[TypedShape]) -> Result<TypedShape> {
     arity(name, inputs, 1)?;
     let (s, d) = &inputs[0];
-    match u {
-        UnaryOp::Not => {
+    match u.kind() {
+        UnaryKind::Logical => {
             if *d != DType::Bool {
                 return Err(Error::DType {
                     op: name.to_string(),
@@ -157,8 +157,8 @@ fn infer_unary(name: &str, u: UnaryOp, inputs: &[TypedShape]) -> Result<TypedSha
                 });
             }
         }
-        UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign => numeric_only(name, *d)?,
-        _ => float_only(name, *d)?,
+        UnaryKind::Numeric => numeric_only(name, *d)?,
+        UnaryKind::Float | UnaryKind::FloatTest => float_only(name, *d)?,
     }
     let d = if u.is_test() { DType::Bool } else { *d };
     Ok((s.clone(), d))

@@ -8,236 +8,322 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
-/// Elementwise functions of one input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnaryOp {
-    /// `-x`.
-    Neg,
-    /// `|x|`.
-    Abs,
-    /// `e^x`.
-    Exp,
-    /// Natural logarithm.
-    Log,
-    /// Square root.
-    Sqrt,
-    /// `1 / sqrt(x)`.
-    Rsqrt,
-    /// `1 / x`.
-    Recip,
-    /// Hyperbolic tangent.
-    Tanh,
-    /// `1 / (1 + e^-x)`.
-    Sigmoid,
-    /// Sine.
-    Sin,
-    /// Cosine.
-    Cos,
-    /// The Gauss error function.
-    Erf,
-    /// Round toward negative infinity.
-    Floor,
-    /// Round toward positive infinity.
-    Ceil,
-    /// Round half to even, as NumPy does.
-    Round,
-    /// -1, 0 or 1.
-    Sign,
-    /// Logical not (bool).
-    Not,
-    /// Tangent.
-    Tan,
-    /// Inverse sine.
-    Asin,
-    /// Inverse cosine.
-    Acos,
-    /// Inverse tangent.
-    Atan,
-    /// Hyperbolic sine.
-    Sinh,
-    /// Hyperbolic cosine.
-    Cosh,
-    /// Inverse hyperbolic sine.
-    Asinh,
-    /// Inverse hyperbolic cosine.
-    Acosh,
-    /// Inverse hyperbolic tangent.
-    Atanh,
-    /// `e^x - 1`, accurate near 0.
-    Expm1,
-    /// `log(1 + x)`, accurate near 0.
-    Log1p,
-    /// Base-2 logarithm.
-    Log2,
-    /// Base-10 logarithm.
-    Log10,
-    /// Whether each element is NaN (bool; false for integers).
-    IsNan,
-    /// Whether each element is +inf or -inf (bool; false for integers).
-    IsInf,
-    /// Whether each element is neither NaN nor infinite (bool; true for integers).
-    IsFinite,
+/// The declaration of every unary op, one line each, handed to `$callback!` (an "x-macro"):
+/// all that the graph crate knows of an elementwise op of one input comes from its line: the
+/// [`UnaryOp`] variant and its doc, its keras.ops name ([`UnaryOp::name`]), its dtype rule
+/// ([`UnaryOp::kind`]), its place in [`UnaryOp::ALL`], its `Tensor` method
+/// (`ops/elementwise.rs`) and the Keras op classes rebuilt as it (`saving/keras/ops.rs`). Its
+/// math (the CPU function and the WGSL of each dtype) is `lamina-backend`'s `opdef::unary`,
+/// whose exhaustive `match` does not compile until a new op has it.
+///
+/// A line reads
+///
+/// ```text
+/// /// The doc of the variant, and of the `Tensor` method unless it has its own.
+/// Variant = "keras_ops_name", Kind, keras ["KerasClass", ...],
+///     /// The doc of the `Tensor` method, where it differs (optional).
+///     method tensor_method;
+/// ```
+///
+/// `Kind` is a [`UnaryKind`]. `keras [...]` lists the classes of the Keras operations
+/// (`class_name` in a functional graph) that are `Tensor::unary(op)` of their one argument;
+/// it is empty where the operation needs more (its own rule in `saving/keras/ops.rs`).
+/// `method m` makes `Tensor::m(&self) -> Tensor`, which is `self.unary(op)`; `hand_written m`
+/// names a method written by hand in `ops/` (the `is*` tests, which answer integers without a
+/// cast). `for_each_unary_op!(cb)` calls `cb! { <lines> }`; `for_each_unary_op!(cb, a b c)`
+/// calls `cb! { a b c <lines> }`.
+macro_rules! for_each_unary_op {
+    ($callback:ident $(, $($leading:tt)*)?) => {
+        $callback! {
+            $($($leading)*)?
+            /// `-x`.
+            Neg = "negative", Numeric, keras ["Negative"], method negative;
+            /// `|x|`.
+            Abs = "abs", Numeric, keras ["Absolute"], method abs;
+            /// `e^x`.
+            Exp = "exp", Float, keras ["Exp"], method exp;
+            /// Natural logarithm.
+            Log = "log", Float, keras ["Log"], method log;
+            /// Square root.
+            Sqrt = "sqrt", Float, keras ["Sqrt"], method sqrt;
+            /// `1 / sqrt(x)`.
+            Rsqrt = "rsqrt", Float, keras ["Rsqrt"], method rsqrt;
+            /// `1 / x`.
+            Recip = "reciprocal", Float, keras ["Reciprocal"], method reciprocal;
+            /// Hyperbolic tangent.
+            Tanh = "tanh", Float, keras ["Tanh"], method tanh;
+            /// Logistic sigmoid `1 / (1 + e^-x)`.
+            Sigmoid = "sigmoid", Float, keras ["Sigmoid"], method sigmoid;
+            /// Sine.
+            Sin = "sin", Float, keras ["Sin"], method sin;
+            /// Cosine.
+            Cos = "cos", Float, keras ["Cos"], method cos;
+            /// The Gauss error function.
+            Erf = "erf", Float, keras ["Erf"], method erf;
+            /// Rounds toward negative infinity.
+            Floor = "floor", Float, keras ["Floor"], method floor;
+            /// Rounds toward positive infinity.
+            Ceil = "ceil", Float, keras ["Ceil"], method ceil;
+            /// Rounds half to even, as NumPy does.
+            // Keras's `Round` takes `decimals`: its own rule.
+            Round = "round", Float, keras [], method round;
+            /// -1, 0 or 1 by the sign of each element (NaN stays NaN).
+            Sign = "sign", Numeric, keras ["Sign"], method sign;
+            /// Logical not of a bool tensor.
+            // Keras's `LogicalNot` casts its argument to bool: its own rule.
+            Not = "logical_not", Logical, keras [], method logical_not;
+            /// Tangent.
+            Tan = "tan", Float, keras ["Tan"], method tan;
+            /// Inverse sine (NaN outside [-1, 1]).
+            Asin = "arcsin", Float, keras ["Arcsin"], method arcsin;
+            /// Inverse cosine (NaN outside [-1, 1]).
+            Acos = "arccos", Float, keras ["Arccos"], method arccos;
+            /// Inverse tangent.
+            Atan = "arctan", Float, keras ["Arctan"], method arctan;
+            /// Hyperbolic sine.
+            Sinh = "sinh", Float, keras ["Sinh"], method sinh;
+            /// Hyperbolic cosine.
+            Cosh = "cosh", Float, keras ["Cosh"], method cosh;
+            /// Inverse hyperbolic sine.
+            Asinh = "arcsinh", Float, keras ["Arcsinh"], method arcsinh;
+            /// Inverse hyperbolic cosine (NaN below 1).
+            Acosh = "arccosh", Float, keras ["Arccosh"], method arccosh;
+            /// Inverse hyperbolic tangent (±inf at ±1, NaN outside).
+            Atanh = "arctanh", Float, keras ["Arctanh"], method arctanh;
+            /// `e^x - 1`, accurate for `x` near 0 where `exp(x) - 1` loses every digit.
+            Expm1 = "expm1", Float, keras ["Expm1"], method expm1;
+            /// `log(1 + x)`, accurate for `x` near 0.
+            Log1p = "log1p", Float, keras ["Log1p"], method log1p;
+            /// Base-2 logarithm.
+            Log2 = "log2", Float, keras ["Log2"], method log2;
+            /// Base-10 logarithm.
+            Log10 = "log10", Float, keras ["Log10"], method log10;
+            /// Whether each element is NaN (bool; false for integers).
+            IsNan = "isnan", FloatTest, keras ["Isnan"], hand_written isnan;
+            /// Whether each element is +inf or -inf (bool; false for integers).
+            IsInf = "isinf", FloatTest, keras ["Isinf"], hand_written isinf;
+            /// Whether each element is neither NaN nor infinite (bool; true for integers).
+            IsFinite = "isfinite", FloatTest, keras ["Isfinite"], hand_written isfinite;
+        }
+    };
+}
+pub(crate) use for_each_unary_op;
+
+/// The declaration of every binary op, one line each, handed to `$callback!` as
+/// [`for_each_unary_op!`] does, in the same form: `Kind` is a [`BinaryKind`], the Keras
+/// classes are rebuilt as `apply_binary(op, a, b)` (Python scalars on either side), and
+/// `method m` makes `Tensor::m(&self, other: impl Operand) -> Tensor`, which is
+/// `self.binary(op, &other)`.
+macro_rules! for_each_binary_op {
+    ($callback:ident $(, $($leading:tt)*)?) => {
+        $callback! {
+            $($($leading)*)?
+            /// `a + b`.
+            Add = "add", Arithmetic, keras ["Add"],
+                /// `self + other`, broadcasting.
+                method add;
+            /// `a - b`.
+            Sub = "subtract", Arithmetic, keras ["Subtract"],
+                /// `self - other`, broadcasting.
+                method subtract;
+            /// `a * b`.
+            Mul = "multiply", Arithmetic, keras ["Multiply"],
+                /// `self * other`, broadcasting.
+                method multiply;
+            /// `a / b` (true division for floats, truncating for integers).
+            Div = "divide", Float, keras ["Divide", "TrueDivide"],
+                /// True division `self / other`, broadcasting: integers and bools are divided as
+                /// `float32`, as Keras's `divide` does (`int32 / 2` is `float32`). Use
+                /// [`Tensor::floor_divide`] for `//`.
+                method divide;
+            /// `a ** b`.
+            // `Tensor::pow` keeps integer powers of integers exact.
+            Pow = "power", Float, keras ["Power"], hand_written pow;
+            /// Elementwise maximum (NaN-propagating).
+            Max = "maximum", Arithmetic, keras ["Maximum"],
+                /// Elementwise maximum, broadcasting; NaN wins, as in NumPy.
+                method maximum;
+            /// Elementwise minimum (NaN-propagating).
+            Min = "minimum", Arithmetic, keras ["Minimum"],
+                /// Elementwise minimum, broadcasting; NaN wins, as in NumPy.
+                method minimum;
+            /// `a < b`.
+            Less = "less", Comparison, keras ["Less"],
+                /// `self < other` as bools.
+                method less;
+            /// `a <= b`.
+            LessEqual = "less_equal", Comparison, keras ["LessEqual"],
+                /// `self <= other` as bools.
+                method less_equal;
+            /// `a > b`.
+            Greater = "greater", Comparison, keras ["Greater"],
+                /// `self > other` as bools.
+                method greater;
+            /// `a >= b`.
+            GreaterEqual = "greater_equal", Comparison, keras ["GreaterEqual"],
+                /// `self >= other` as bools.
+                method greater_equal;
+            /// `a == b`.
+            Equal = "equal", Comparison, keras ["Equal"],
+                /// `self == other` as bools.
+                method equal;
+            /// `a != b`.
+            NotEqual = "not_equal", Comparison, keras ["NotEqual"],
+                /// `self != other` as bools.
+                method not_equal;
+            /// Logical and (bool).
+            // Keras's `LogicalAnd` casts its arguments to bool: its own rule.
+            And = "logical_and", Logical, keras [],
+                /// Logical and of bool tensors.
+                method logical_and;
+            /// Logical or (bool).
+            Or = "logical_or", Logical, keras [],
+                /// Logical or of bool tensors.
+                method logical_or;
+            /// `arctan2(a, b)`: the angle of the point `(b, a)`, with NumPy's signed-zero rules.
+            Atan2 = "arctan2", Float, keras ["Arctan2"],
+                /// `arctan2(self, other)`: the angle of the point `(other, self)` in `[-pi, pi]`.
+                method arctan2;
+            /// `floor(a / b)` as NumPy's `floor_divide` (for integers, 0 where `b` is 0).
+            FloorDiv = "floor_divide", Arithmetic, keras ["FloorDivide"],
+                /// Python's `//` (NumPy's `floor_divide`): rounds the quotient toward negative
+                /// infinity; integer division by 0 gives 0.
+                method floor_divide;
+            /// `a - floor(a / b) * b`, the sign of `b`, as NumPy's `mod` (for integers, 0 where
+            /// `b` is 0; NaN for floats).
+            Mod = "mod", Arithmetic, keras ["Mod"],
+                /// Python's `%` (NumPy's `mod`): the remainder with the sign of the divisor;
+                /// integer modulo 0 gives 0, float modulo 0 gives NaN.
+                method floor_mod;
+            /// Bitwise and of integers (logical and of bools), as NumPy's `bitwise_and`.
+            BitwiseAnd = "bitwise_and", Bitwise, keras ["BitwiseAnd"],
+                /// Bitwise and of integers (logical and of bools), NumPy's `bitwise_and`.
+                method bitwise_and;
+            /// Bitwise or of integers (logical or of bools).
+            BitwiseOr = "bitwise_or", Bitwise, keras ["BitwiseOr"], method bitwise_or;
+            /// Bitwise exclusive or of integers (of bools: `a != b`).
+            BitwiseXor = "bitwise_xor", Bitwise, keras ["BitwiseXor"],
+                /// Bitwise exclusive or of integers (`!=` of bools).
+                method bitwise_xor;
+            /// `a << b` for integers; 0 where `b` is negative or at least the bit width.
+            LeftShift = "left_shift", Bitwise, keras ["BitwiseLeftShift", "LeftShift"],
+                /// `self << other` for integers; 0 where the shift is negative or 32 or more.
+                method left_shift;
+            /// `a >> b` for integers (arithmetic for int32); where `b` is negative or at least
+            /// the bit width, 0 (-1 for a negative int32).
+            RightShift = "right_shift", Bitwise, keras ["BitwiseRightShift", "RightShift"],
+                /// `self >> other` for integers (arithmetic for int32); a shift that is negative
+                /// or 32 or more gives 0 (-1 for a negative int32), as in NumPy.
+                method right_shift;
+        }
+    };
+}
+pub(crate) use for_each_binary_op;
+
+/// What a unary op takes and gives: the rule by which `Tensor::unary` casts its input (and
+/// type inference refuses other dtypes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryKind {
+    /// Takes numbers (not bools) and keeps their dtype (`negative`, `abs`, `sign`).
+    Numeric,
+    /// Takes bools and gives bools (`logical_not`).
+    Logical,
+    /// A float function: `Tensor::unary` casts integer and bool inputs to `float32` first, as
+    /// Keras does (`sqrt(int32)` is `float32`).
+    Float,
+    /// A test of floats, giving bools (the `is*` tests); `Tensor::unary` casts integer and bool
+    /// inputs to `float32` first.
+    FloatTest,
+}
+
+/// What a binary op takes and gives: the rule by which `apply_binary` promotes its operands
+/// (and type inference refuses other dtypes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryKind {
+    /// Takes numbers of one dtype and gives that dtype (`add`, `maximum`, `floor_divide`).
+    Arithmetic,
+    /// Computed in `float32`: `apply_binary` casts integer and bool operands first (`divide`,
+    /// `power`, `arctan2`).
+    Float,
+    /// Gives bools whatever the operands' dtype (`less`, `equal`).
+    Comparison,
+    /// Takes bools and gives bools (`logical_and`, `logical_or`).
+    Logical,
+    /// Works on the bits of integers (and, for and/or/xor, on bools).
+    Bitwise,
+}
+
+/// The op enum, its list, names and kinds, from the lines of a `for_each_*_op!` declaration.
+macro_rules! declare_ops {
+    (
+        $(#[$enum_doc:meta])* $Enum:ident, $Kind:ident, $every:literal;
+        $(
+            $(#[$doc:meta])*
+            $op:ident = $name:literal, $kind:ident, keras [$($class:literal),*],
+            $(#[$method_doc:meta])* $how:ident $method:ident;
+        )*
+    ) => {
+        $(#[$enum_doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $Enum {
+            $($(#[$doc])* $op,)*
+        }
+
+        impl $Enum {
+            #[doc = concat!("Every ", $every, " op, in declaration order.")]
+            pub const ALL: [$Enum; [$($Enum::$op),*].len()] = [$($Enum::$op),*];
+
+            /// The keras.ops name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($Enum::$op => $name,)*
+                }
+            }
+
+            /// What the op takes and gives.
+            pub fn kind(self) -> $Kind {
+                match self {
+                    $($Enum::$op => $Kind::$kind,)*
+                }
+            }
+        }
+    };
+}
+
+for_each_unary_op! {
+    declare_ops,
+    /// Elementwise functions of one input.
+    UnaryOp, UnaryKind, "unary";
+}
+
+for_each_binary_op! {
+    declare_ops,
+    /// Elementwise functions of two broadcast inputs.
+    BinaryOp, BinaryKind, "binary";
 }
 
 impl UnaryOp {
-    /// The keras.ops name.
-    pub fn name(self) -> &'static str {
-        match self {
-            UnaryOp::Neg => "negative",
-            UnaryOp::Abs => "abs",
-            UnaryOp::Exp => "exp",
-            UnaryOp::Log => "log",
-            UnaryOp::Sqrt => "sqrt",
-            UnaryOp::Rsqrt => "rsqrt",
-            UnaryOp::Recip => "reciprocal",
-            UnaryOp::Tanh => "tanh",
-            UnaryOp::Sigmoid => "sigmoid",
-            UnaryOp::Sin => "sin",
-            UnaryOp::Cos => "cos",
-            UnaryOp::Erf => "erf",
-            UnaryOp::Floor => "floor",
-            UnaryOp::Ceil => "ceil",
-            UnaryOp::Round => "round",
-            UnaryOp::Sign => "sign",
-            UnaryOp::Not => "logical_not",
-            UnaryOp::Tan => "tan",
-            UnaryOp::Asin => "arcsin",
-            UnaryOp::Acos => "arccos",
-            UnaryOp::Atan => "arctan",
-            UnaryOp::Sinh => "sinh",
-            UnaryOp::Cosh => "cosh",
-            UnaryOp::Asinh => "arcsinh",
-            UnaryOp::Acosh => "arccosh",
-            UnaryOp::Atanh => "arctanh",
-            UnaryOp::Expm1 => "expm1",
-            UnaryOp::Log1p => "log1p",
-            UnaryOp::Log2 => "log2",
-            UnaryOp::Log10 => "log10",
-            UnaryOp::IsNan => "isnan",
-            UnaryOp::IsInf => "isinf",
-            UnaryOp::IsFinite => "isfinite",
-        }
-    }
-
     /// Whether the result is a bool whatever the input type (the `is*` tests).
     pub fn is_test(self) -> bool {
-        matches!(self, UnaryOp::IsNan | UnaryOp::IsInf | UnaryOp::IsFinite)
+        self.kind() == UnaryKind::FloatTest
     }
-}
-
-/// Elementwise functions of two broadcast inputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BinaryOp {
-    /// `a + b`.
-    Add,
-    /// `a - b`.
-    Sub,
-    /// `a * b`.
-    Mul,
-    /// `a / b` (true division for floats, truncating for integers).
-    Div,
-    /// `a ** b`.
-    Pow,
-    /// Elementwise maximum (NaN-propagating).
-    Max,
-    /// Elementwise minimum (NaN-propagating).
-    Min,
-    /// `a < b`.
-    Less,
-    /// `a <= b`.
-    LessEqual,
-    /// `a > b`.
-    Greater,
-    /// `a >= b`.
-    GreaterEqual,
-    /// `a == b`.
-    Equal,
-    /// `a != b`.
-    NotEqual,
-    /// Logical and (bool).
-    And,
-    /// Logical or (bool).
-    Or,
-    /// `arctan2(a, b)`: the angle of the point `(b, a)`, with NumPy's signed-zero rules.
-    Atan2,
-    /// `floor(a / b)` as NumPy's `floor_divide` (for integers, 0 where `b` is 0).
-    FloorDiv,
-    /// `a - floor(a / b) * b`, the sign of `b`, as NumPy's `mod` (for integers, 0 where `b` is
-    /// 0; NaN for floats).
-    Mod,
-    /// Bitwise and of integers (logical and of bools), as NumPy's `bitwise_and`.
-    BitwiseAnd,
-    /// Bitwise or of integers (logical or of bools).
-    BitwiseOr,
-    /// Bitwise exclusive or of integers (of bools: `a != b`).
-    BitwiseXor,
-    /// `a << b` for integers; 0 where `b` is negative or at least the bit width.
-    LeftShift,
-    /// `a >> b` for integers (arithmetic for int32); where `b` is negative or at least the bit
-    /// width, 0 (-1 for a negative int32).
-    RightShift,
 }
 
 impl BinaryOp {
-    /// The keras.ops name.
-    pub fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "subtract",
-            BinaryOp::Mul => "multiply",
-            BinaryOp::Div => "divide",
-            BinaryOp::Pow => "power",
-            BinaryOp::Max => "maximum",
-            BinaryOp::Min => "minimum",
-            BinaryOp::Less => "less",
-            BinaryOp::LessEqual => "less_equal",
-            BinaryOp::Greater => "greater",
-            BinaryOp::GreaterEqual => "greater_equal",
-            BinaryOp::Equal => "equal",
-            BinaryOp::NotEqual => "not_equal",
-            BinaryOp::And => "logical_and",
-            BinaryOp::Or => "logical_or",
-            BinaryOp::Atan2 => "arctan2",
-            BinaryOp::FloorDiv => "floor_divide",
-            BinaryOp::Mod => "mod",
-            BinaryOp::BitwiseAnd => "bitwise_and",
-            BinaryOp::BitwiseOr => "bitwise_or",
-            BinaryOp::BitwiseXor => "bitwise_xor",
-            BinaryOp::LeftShift => "left_shift",
-            BinaryOp::RightShift => "right_shift",
-        }
-    }
-
     /// Whether the result is a bool whatever the input type.
     pub fn is_comparison(self) -> bool {
-        matches!(
-            self,
-            BinaryOp::Less
-                | BinaryOp::LessEqual
-                | BinaryOp::Greater
-                | BinaryOp::GreaterEqual
-                | BinaryOp::Equal
-                | BinaryOp::NotEqual
-        )
+        self.kind() == BinaryKind::Comparison
     }
 
     /// Whether the op takes bools (and only bools).
     pub fn is_logical(self) -> bool {
-        matches!(self, BinaryOp::And | BinaryOp::Or)
+        self.kind() == BinaryKind::Logical
     }
 
     /// Whether the op works on the bits of integers (and, for and/or/xor, on bools).
     pub fn is_bitwise(self) -> bool {
-        matches!(
-            self,
-            BinaryOp::BitwiseAnd
-                | BinaryOp::BitwiseOr
-                | BinaryOp::BitwiseXor
-                | BinaryOp::LeftShift
-                | BinaryOp::RightShift
-        )
+        self.kind() == BinaryKind::Bitwise
     }
 }
 
@@ -567,5 +653,49 @@ impl Op {
             Op::Conv(_) => "conv".into(),
             Op::Recurrence { spec, .. } => spec.cell.kind().to_ascii_lowercase(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `IsNan` as serde's `rename_all = "snake_case"` spells it: `is_nan`.
+    fn snake_case(variant: &str) -> String {
+        let mut s = String::new();
+        for (i, c) in variant.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                s.push('_');
+            }
+            s.push(c.to_ascii_lowercase());
+        }
+        s
+    }
+
+    #[test]
+    fn the_declarations_make_complete_lists_distinct_names_and_stable_serde_names() {
+        for (i, op) in UnaryOp::ALL.into_iter().enumerate() {
+            assert_eq!(op as usize, i);
+            assert!(!UnaryOp::ALL[..i].iter().any(|o| o.name() == op.name()));
+            // Saved programs store these: they are the variants' names in snake case.
+            let saved = serde_json::to_value(op).unwrap();
+            assert_eq!(saved, snake_case(&format!("{op:?}")).as_str());
+            assert_eq!(serde_json::from_value::<UnaryOp>(saved).unwrap(), op);
+        }
+        for (i, op) in BinaryOp::ALL.into_iter().enumerate() {
+            assert_eq!(op as usize, i);
+            assert!(!BinaryOp::ALL[..i].iter().any(|o| o.name() == op.name()));
+            let saved = serde_json::to_value(op).unwrap();
+            assert_eq!(saved, snake_case(&format!("{op:?}")).as_str());
+            assert_eq!(serde_json::from_value::<BinaryOp>(saved).unwrap(), op);
+        }
+        assert_eq!(serde_json::to_value(UnaryOp::IsNan).unwrap(), "is_nan");
+        assert_eq!(
+            serde_json::to_value(BinaryOp::FloorDiv).unwrap(),
+            "floor_div"
+        );
+        assert!(UnaryOp::IsFinite.is_test() && !UnaryOp::Sign.is_test());
+        assert!(BinaryOp::NotEqual.is_comparison() && BinaryOp::Or.is_logical());
+        assert!(BinaryOp::RightShift.is_bitwise() && !BinaryOp::Mod.is_bitwise());
     }
 }

@@ -203,7 +203,6 @@ pub fn extreme(x: &[f32], max: bool) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::opdef::{BINARY_OPS, UNARY_OPS};
 
     /// Values where implementations differ: NaN (both signs), infinities, signed zeros,
     /// subnormals, the ends of the float range, the edges of the algorithms' intervals, and a
@@ -291,7 +290,7 @@ mod tests {
     #[test]
     fn unary_slices_are_bit_equal_to_the_table() {
         let src = sweep();
-        for op in UNARY_OPS {
+        for op in UnaryOp::ALL {
             let mut dst = vec![0f32; src.len()];
             unary_slice(op, &src, &mut dst);
             // The loops compiled for the instruction set the interpreter picks, threads and all.
@@ -317,7 +316,7 @@ mod tests {
             .flat_map(|&x| thin.iter().map(move |_| x))
             .collect();
         let b: Vec<f32> = thin.iter().flat_map(|_| thin.iter().copied()).collect();
-        for op in BINARY_OPS {
+        for op in BinaryOp::ALL {
             // The integer-only ops (the shifts) never reach the float slices: inference
             // refuses them on floats and bools.
             let def = opdef::binary(op);

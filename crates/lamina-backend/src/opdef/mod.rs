@@ -8,11 +8,14 @@
 //! operands. The helper functions a spelling needs are the `lamina_*` names it calls, found in
 //! `shaders/helpers.wgsl` by `lamina_shaders::helpers_for`, with their own dependencies.
 //!
-//! To add an op: a variant in `lamina-graph`'s `op.rs` (with its name), an arm in [`unary`] or
-//! [`binary`] here, its scalar function in [`scalar`] if it is more than an expression, and
-//! its WGSL helper in `shaders/helpers.wgsl` if no builtin has the CPU's semantics. Rare ops
-//! may be lowered to others by the graph's op methods (`lamina-graph/src/ops/`), which is the
-//! one place where compositions live.
+//! To add an op: its line in the declaration in `lamina-graph`'s `op.rs`
+//! (`for_each_unary_op!` or `for_each_binary_op!`, which makes its variant, name, dtype rule,
+//! place in `UnaryOp::ALL` or `BinaryOp::ALL`, `Tensor` method and Keras class), then its arm in
+//! [`unary`] or [`binary`] here (their `match`es are exhaustive, so the op does not compile
+//! without it), its scalar function in [`scalar`] if it is more than an expression, and its
+//! WGSL helper in `shaders/helpers.wgsl` if no builtin has the CPU's semantics. Rare ops may be
+//! lowered to others by the graph's op methods (`lamina-graph/src/ops/`), which is the one place
+//! where compositions live.
 //!
 //! Accuracy: exp, log, tanh, sigmoid, erf, expm1 and log1p are one f32 algorithm on both
 //! backends (ported line for line into `helpers.wgsl`), agreeing to an ulp or two. The ops
@@ -157,46 +160,6 @@ fn test2<T>(cpu: fn(T, T) -> bool, wgsl: &'static str) -> Option<Impl<Fn2<T>>> {
         wgsl,
     })
 }
-
-/// Every unary op, in declaration order.
-pub const UNARY_OPS: [UnaryOp; 33] = {
-    use UnaryOp::*;
-    [
-        Neg, Abs, Exp, Log, Sqrt, Rsqrt, Recip, Tanh, Sigmoid, Sin, Cos, Erf, Floor, Ceil, Round,
-        Sign, Not, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh, Expm1, Log1p, Log2,
-        Log10, IsNan, IsInf, IsFinite,
-    ]
-};
-
-/// Every binary op, in declaration order.
-pub const BINARY_OPS: [BinaryOp; 23] = {
-    use BinaryOp::*;
-    [
-        Add,
-        Sub,
-        Mul,
-        Div,
-        Pow,
-        Max,
-        Min,
-        Less,
-        LessEqual,
-        Greater,
-        GreaterEqual,
-        Equal,
-        NotEqual,
-        And,
-        Or,
-        Atan2,
-        FloorDiv,
-        Mod,
-        BitwiseAnd,
-        BitwiseOr,
-        BitwiseXor,
-        LeftShift,
-        RightShift,
-    ]
-};
 
 /// The definition of a unary op.
 pub fn unary(op: UnaryOp) -> UnaryDef {

@@ -33,20 +33,21 @@ fn known_helpers(what: &str, template: &str) {
 
 #[test]
 fn the_op_lists_are_complete_and_ordered() {
-    // `unary` and `binary` match exhaustively; these check the lists used to iterate.
-    for (i, op) in UNARY_OPS.iter().enumerate() {
-        assert_eq!(unary(*op).op, *op);
-        assert!(!UNARY_OPS[..i].contains(op));
+    // `unary` and `binary` match exhaustively, and `ALL` is made from the declaration of the
+    // enum itself: the op at place `i` is the `i`th variant.
+    for (i, op) in UnaryOp::ALL.into_iter().enumerate() {
+        assert_eq!(op as usize, i);
+        assert_eq!(unary(op).op, op);
     }
-    for (i, op) in BINARY_OPS.iter().enumerate() {
-        assert_eq!(binary(*op).op, *op);
-        assert!(!BINARY_OPS[..i].contains(op));
+    for (i, op) in BinaryOp::ALL.into_iter().enumerate() {
+        assert_eq!(op as usize, i);
+        assert_eq!(binary(op).op, op);
     }
 }
 
 #[test]
 fn every_unary_spelling_is_valid_wgsl() {
-    for op in UNARY_OPS {
+    for op in UnaryOp::ALL {
         let def = unary(op);
         let mut any = false;
         for d in DTYPES {
@@ -77,7 +78,7 @@ fn every_unary_spelling_is_valid_wgsl() {
 
 #[test]
 fn every_binary_spelling_is_valid_wgsl() {
-    for op in BINARY_OPS {
+    for op in BinaryOp::ALL {
         let def = binary(op);
         for d in DTYPES {
             let Some(t) = def.wgsl(d) else { continue };
@@ -97,6 +98,7 @@ fn every_binary_spelling_is_valid_wgsl() {
                 &what,
                 &format!("fn f(a: {ty}, b: {ty}) -> {out} {{ return {expr}; }}"),
             );
+            assert_eq!(def.helpers(d), lamina_shaders::helpers_called(t));
         }
     }
 }

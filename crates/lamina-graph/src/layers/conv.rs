@@ -4,11 +4,11 @@
 //! for the separable ones) on channels-last data; channels-first inputs are transposed around
 //! it.
 
-use crate::activation::Activation;
 use super::common::{Weights, one_input};
 use super::init::uniform;
 use super::pooling::DataFormat;
 use super::registry::{ConfigContext, Configurable};
+use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use crate::layer::{Layer, LayerRef, unique_name};

@@ -1,9 +1,9 @@
 //! The `Dense` layer: `activation(x @ kernel + bias)`.
 
-use crate::activation::Activation;
 use super::common::Weights;
 use super::init::glorot_uniform;
 use super::registry::{ConfigContext, Configurable};
+use crate::activation::Activation;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;

@@ -1,9 +1,9 @@
 //! Layers that map each element on its own: the `Activation` layer, `Dropout` (the identity
 //! at inference) and `Rescaling`. All pass masks on.
 
-use crate::activation::Activation;
 use super::common::{layer_identity, one_input};
 use super::registry::{ConfigContext, Configurable, finite_f32};
+use crate::activation::Activation;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::layer::{Layer, unique_name};

@@ -7,10 +7,10 @@
 //! `h @ recurrent_kernel` and the gate arithmetic, which both backends fuse; on the GPU the
 //! whole run is still one queue submit.
 
-use crate::activation::Activation;
 use super::common::Weights;
 use super::init::glorot_uniform;
 use super::registry::{ConfigContext, Configurable};
+use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::host::HostTensor;
 use crate::layer::{Layer, LayerRef, unique_name};

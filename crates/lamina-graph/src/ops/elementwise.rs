@@ -2,7 +2,9 @@
 
 use crate::dtype::{DType, ScalarKind, result_type, weak_result_type};
 use crate::error::Error;
-use crate::op::{BinaryOp, Op, UnaryOp};
+use crate::op::{
+    BinaryKind, BinaryOp, Op, UnaryKind, UnaryOp, for_each_binary_op, for_each_unary_op,
+};
 use crate::tensor::Tensor;
 
 /// Something that can stand on either side of a binary op: a tensor, or a Rust scalar that is
@@ -133,7 +135,7 @@ pub fn apply_binary(op: BinaryOp, a: &dyn Operand, b: &dyn Operand) -> Tensor {
     } else {
         promote(a, b)
     };
-    let (a, b) = if matches!(op, BinaryOp::Div | BinaryOp::Pow | BinaryOp::Atan2) {
+    let (a, b) = if op.kind() == BinaryKind::Float {
         (a.cast(DType::F32), b.cast(DType::F32))
     } else {
         (a, b)
@@ -147,149 +149,65 @@ pub fn apply_binary(op: BinaryOp, a: &dyn Operand, b: &dyn Operand) -> Tensor {
     Tensor::from_op(Op::Binary(op), &[&a, &b])
 }
 
-macro_rules! unary_methods {
-    ($($(#[$doc:meta])* $name:ident => $op:ident;)*) => {
+/// The `Tensor` method of each op of a `for_each_*_op!` declaration (in `op.rs`) that has a
+/// plain one: `method m` makes `m`, with the op's doc unless the line gives the method its own;
+/// `hand_written m` makes nothing (`m` is below).
+macro_rules! elementwise_methods {
+    (
+        $Enum:ident, $params:tt, |$self_:ident, $op_:ident| $body:expr;
+        $(
+            $(#[$doc:meta])*
+            $op:ident = $name:literal, $kind:ident, keras [$($class:literal),*],
+            $(#[$method_doc:meta])* $how:ident $method:ident;
+        )*
+    ) => {
         impl Tensor {
             $(
-                $(#[$doc])*
-                pub fn $name(&self) -> Tensor {
-                    self.unary(UnaryOp::$op)
+                elementwise_methods! {
+                    @$how $method, $Enum::$op, $params, |$self_, $op_| $body,
+                    [$(#[$doc])*], [$(#[$method_doc])*]
                 }
             )*
         }
     };
-}
-
-unary_methods! {
-    /// `-x`.
-    negative => Neg;
-    /// `|x|`.
-    abs => Abs;
-    /// `e^x`.
-    exp => Exp;
-    /// Natural logarithm.
-    log => Log;
-    /// Square root.
-    sqrt => Sqrt;
-    /// `1 / sqrt(x)`.
-    rsqrt => Rsqrt;
-    /// `1 / x`.
-    reciprocal => Recip;
-    /// Hyperbolic tangent.
-    tanh => Tanh;
-    /// Logistic sigmoid `1 / (1 + e^-x)`.
-    sigmoid => Sigmoid;
-    /// Sine.
-    sin => Sin;
-    /// Cosine.
-    cos => Cos;
-    /// Tangent.
-    tan => Tan;
-    /// Inverse sine (NaN outside [-1, 1]).
-    arcsin => Asin;
-    /// Inverse cosine (NaN outside [-1, 1]).
-    arccos => Acos;
-    /// Inverse tangent.
-    arctan => Atan;
-    /// Hyperbolic sine.
-    sinh => Sinh;
-    /// Hyperbolic cosine.
-    cosh => Cosh;
-    /// Inverse hyperbolic sine.
-    arcsinh => Asinh;
-    /// Inverse hyperbolic cosine (NaN below 1).
-    arccosh => Acosh;
-    /// Inverse hyperbolic tangent (±inf at ±1, NaN outside).
-    arctanh => Atanh;
-    /// `e^x - 1`, accurate for `x` near 0 where `exp(x) - 1` loses every digit.
-    expm1 => Expm1;
-    /// `log(1 + x)`, accurate for `x` near 0.
-    log1p => Log1p;
-    /// Base-2 logarithm.
-    log2 => Log2;
-    /// Base-10 logarithm.
-    log10 => Log10;
-    /// The Gauss error function.
-    erf => Erf;
-    /// Rounds toward negative infinity.
-    floor => Floor;
-    /// Rounds toward positive infinity.
-    ceil => Ceil;
-    /// Rounds half to even, as NumPy does.
-    round => Round;
-    /// -1, 0 or 1 by the sign of each element (NaN stays NaN).
-    sign => Sign;
-    /// Logical not of a bool tensor.
-    logical_not => Not;
-}
-
-macro_rules! binary_methods {
-    ($($(#[$doc:meta])* $name:ident => $op:ident;)*) => {
-        impl Tensor {
-            $(
-                $(#[$doc])*
-                pub fn $name(&self, other: impl Operand) -> Tensor {
-                    self.binary(BinaryOp::$op, &other)
-                }
-            )*
+    (@hand_written $($rest:tt)*) => {};
+    (
+        @method $method:ident, $op:expr, ($($params:tt)*), |$self_:ident, $op_:ident| $body:expr,
+        [$($doc:tt)*], []
+    ) => {
+        $($doc)*
+        pub fn $method(&$self_, $($params)*) -> Tensor {
+            let $op_ = $op;
+            $body
+        }
+    };
+    (
+        @method $method:ident, $op:expr, ($($params:tt)*), |$self_:ident, $op_:ident| $body:expr,
+        [$($doc:tt)*], [$($method_doc:tt)+]
+    ) => {
+        $($method_doc)+
+        pub fn $method(&$self_, $($params)*) -> Tensor {
+            let $op_ = $op;
+            $body
         }
     };
 }
 
-binary_methods! {
-    /// `self + other`, broadcasting.
-    add => Add;
-    /// `self - other`, broadcasting.
-    subtract => Sub;
-    /// `self * other`, broadcasting.
-    multiply => Mul;
-    /// Elementwise maximum, broadcasting; NaN wins, as in NumPy.
-    maximum => Max;
-    /// Elementwise minimum, broadcasting; NaN wins, as in NumPy.
-    minimum => Min;
-    /// `self < other` as bools.
-    less => Less;
-    /// `self <= other` as bools.
-    less_equal => LessEqual;
-    /// `self > other` as bools.
-    greater => Greater;
-    /// `self >= other` as bools.
-    greater_equal => GreaterEqual;
-    /// `self == other` as bools.
-    equal => Equal;
-    /// `self != other` as bools.
-    not_equal => NotEqual;
-    /// Logical and of bool tensors.
-    logical_and => And;
-    /// Logical or of bool tensors.
-    logical_or => Or;
-    /// Python's `//` (NumPy's `floor_divide`): rounds the quotient toward negative infinity;
-    /// integer division by 0 gives 0.
-    floor_divide => FloorDiv;
-    /// Python's `%` (NumPy's `mod`): the remainder with the sign of the divisor; integer
-    /// modulo 0 gives 0, float modulo 0 gives NaN.
-    floor_mod => Mod;
-    /// Bitwise and of integers (logical and of bools), NumPy's `bitwise_and`.
-    bitwise_and => BitwiseAnd;
-    /// Bitwise or of integers (logical or of bools).
-    bitwise_or => BitwiseOr;
-    /// Bitwise exclusive or of integers (`!=` of bools).
-    bitwise_xor => BitwiseXor;
-    /// `self << other` for integers; 0 where the shift is negative or 32 or more.
-    left_shift => LeftShift;
-    /// `self >> other` for integers (arithmetic for int32); a shift that is negative or 32 or
-    /// more gives 0 (-1 for a negative int32), as in NumPy.
-    right_shift => RightShift;
+for_each_unary_op! {
+    elementwise_methods,
+    UnaryOp, (), |self, op| self.unary(op);
+}
+
+for_each_binary_op! {
+    elementwise_methods,
+    BinaryOp, (other: impl Operand), |self, op| self.binary(op, &other);
 }
 
 impl Tensor {
     /// Applies a unary primitive. Integer and bool inputs of the float functions are first
     /// cast to `float32`, as Keras does (`sqrt(int32)` is `float32`).
     pub fn unary(&self, op: UnaryOp) -> Tensor {
-        let keeps_dtype = matches!(
-            op,
-            UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign | UnaryOp::Not
-        );
+        let keeps_dtype = matches!(op.kind(), UnaryKind::Numeric | UnaryKind::Logical);
         let x = if keeps_dtype || self.dtype() == DType::F32 {
             self.clone()
         } else {
@@ -304,21 +222,9 @@ impl Tensor {
         apply_binary(op, &self, other)
     }
 
-    /// True division `self / other`, broadcasting: integers and bools are divided as
-    /// `float32`, as Keras's `divide` does (`int32 / 2` is `float32`). Use
-    /// [`Tensor::floor_divide`] for `//`.
-    pub fn divide(&self, other: impl Operand) -> Tensor {
-        self.binary(BinaryOp::Div, &other)
-    }
-
     /// `floor_mod` by its NumPy and Keras name, `mod`.
     pub fn r#mod(&self, other: impl Operand) -> Tensor {
         self.floor_mod(other)
-    }
-
-    /// `arctan2(self, other)`: the angle of the point `(other, self)` in `[-pi, pi]`.
-    pub fn arctan2(&self, other: impl Operand) -> Tensor {
-        self.binary(BinaryOp::Atan2, &other)
     }
 
     /// Whether each element is NaN (all false for integer and bool tensors).

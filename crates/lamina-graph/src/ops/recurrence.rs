@@ -6,10 +6,10 @@
 //! Each backend runs the loop its own way once the number of steps is known (the CPU natively;
 //! the GPU unrolled by an internal pass of the backend crate, its `passes` module).
 
+use crate::activation::Activation;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::infer::TypedShape;
-use crate::activation::Activation;
 use crate::op::Op;
 use crate::shape::{Dim, Shape};
 use crate::tensor::Tensor;

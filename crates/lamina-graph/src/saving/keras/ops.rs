@@ -9,7 +9,7 @@ use super::config::{Produced, keras_ref, resolve};
 use crate::dtype::{DType, ScalarKind};
 use crate::error::{Error, Result};
 use crate::limits::printable;
-use crate::op::{BinaryOp, ReduceOp, UnaryOp};
+use crate::op::{BinaryOp, ReduceOp, UnaryOp, for_each_binary_op, for_each_unary_op};
 use crate::ops::{Axes, Operand, SliceArg, apply_binary};
 use crate::tensor::Tensor;
 use serde_json::{Map, Value};
@@ -495,8 +495,40 @@ impl Call<'_> {
 /// A rule rebuilding one operation from its call.
 type Rule = fn(&Call) -> Result<Tensor>;
 
+/// The table: the rows given, then a row for each Keras class of the elementwise ops'
+/// declarations (`for_each_unary_op!` and `for_each_binary_op!` in `op.rs`), which is the op
+/// applied to the call's arguments and is named after the op's `Tensor` method.
 macro_rules! keras_ops {
-    ($($class:literal => $method:literal, $rule:expr;)*) => {
+    (
+        @unary { $($rows:tt)* }
+        $(
+            $(#[$doc:meta])*
+            $op:ident = $name:literal, $kind:ident, keras [$($class:literal),*],
+            $(#[$method_doc:meta])* $how:ident $method:ident;
+        )*
+    ) => {
+        for_each_binary_op! {
+            keras_ops, @binary {
+                $($rows)*
+                $($($class => stringify!($method), |c| c.unary(UnaryOp::$op);)*)*
+            }
+        }
+    };
+    (
+        @binary { $($rows:tt)* }
+        $(
+            $(#[$doc:meta])*
+            $op:ident = $name:literal, $kind:ident, keras [$($class:literal),*],
+            $(#[$method_doc:meta])* $how:ident $method:ident;
+        )*
+    ) => {
+        keras_ops! {
+            @table
+            $($rows)*
+            $($($class => stringify!($method), |c| c.binary(BinaryOp::$op);)*)*
+        }
+    };
+    (@table $($class:literal => $method:expr, $rule:expr;)*) => {
         /// Every `keras.ops` operation Lamina rebuilds from a functional graph: Keras's class name
         /// (as recorded in `config.json`) and the `Tensor` method that computes it.
         pub const KERAS_OPS: &[(&str, &str)] = &[$(($class, $method)),*];
@@ -508,75 +540,26 @@ macro_rules! keras_ops {
             }
         }
     };
+    ($($rows:tt)*) => {
+        for_each_unary_op! { keras_ops, @unary { $($rows)* } }
+    };
 }
 
 keras_ops! {
+    // The elementwise ops that are one primitive (`Add`, `Less`, `Sqrt`, `Isnan`, ...) come
+    // from their declarations in `op.rs`.
     // Arithmetic, with Python scalars on either side.
-    "Add" => "add", |c| c.binary(BinaryOp::Add);
-    "Subtract" => "subtract", |c| c.binary(BinaryOp::Sub);
-    "Multiply" => "multiply", |c| c.binary(BinaryOp::Mul);
-    "Divide" => "divide", |c| c.binary(BinaryOp::Div);
-    "TrueDivide" => "divide", |c| c.binary(BinaryOp::Div);
-    "FloorDivide" => "floor_divide", |c| c.binary(BinaryOp::FloorDiv);
-    "Mod" => "floor_mod", |c| c.binary(BinaryOp::Mod);
-    "Power" => "pow", |c| c.binary(BinaryOp::Pow);
-    "Maximum" => "maximum", |c| c.binary(BinaryOp::Max);
-    "Minimum" => "minimum", |c| c.binary(BinaryOp::Min);
-    "Arctan2" => "arctan2", |c| c.binary(BinaryOp::Atan2);
     "Hypot" => "hypot", |c| Ok(c.x()?.hypot(c.arg(1)?));
     "Logaddexp" => "logaddexp", |c| Ok(c.x()?.logaddexp(c.arg(1)?));
     "Matmul" => "matmul", |c| c.matmul();
     // Comparisons and logic.
-    "Equal" => "equal", |c| c.binary(BinaryOp::Equal);
-    "NotEqual" => "not_equal", |c| c.binary(BinaryOp::NotEqual);
-    "Greater" => "greater", |c| c.binary(BinaryOp::Greater);
-    "GreaterEqual" => "greater_equal", |c| c.binary(BinaryOp::GreaterEqual);
-    "Less" => "less", |c| c.binary(BinaryOp::Less);
-    "LessEqual" => "less_equal", |c| c.binary(BinaryOp::LessEqual);
     "LogicalAnd" => "logical_and", |c| Ok(c.tensor(0)?.cast(DType::Bool).logical_and(c.tensor(1)?.cast(DType::Bool)));
     "LogicalOr" => "logical_or", |c| Ok(c.tensor(0)?.cast(DType::Bool).logical_or(c.tensor(1)?.cast(DType::Bool)));
     "LogicalNot" => "logical_not", |c| Ok(c.x()?.cast(DType::Bool).logical_not());
-    "BitwiseAnd" => "bitwise_and", |c| c.binary(BinaryOp::BitwiseAnd);
-    "BitwiseOr" => "bitwise_or", |c| c.binary(BinaryOp::BitwiseOr);
-    "BitwiseXor" => "bitwise_xor", |c| c.binary(BinaryOp::BitwiseXor);
-    "BitwiseLeftShift" => "left_shift", |c| c.binary(BinaryOp::LeftShift);
-    "LeftShift" => "left_shift", |c| c.binary(BinaryOp::LeftShift);
-    "BitwiseRightShift" => "right_shift", |c| c.binary(BinaryOp::RightShift);
-    "RightShift" => "right_shift", |c| c.binary(BinaryOp::RightShift);
     "Where" => "Tensor::where_", |c| c.where_();
-    "Isnan" => "isnan", |c| c.unary(UnaryOp::IsNan);
-    "Isinf" => "isinf", |c| c.unary(UnaryOp::IsInf);
-    "Isfinite" => "isfinite", |c| c.unary(UnaryOp::IsFinite);
     // Elementwise functions.
-    "Absolute" => "abs", |c| c.unary(UnaryOp::Abs);
-    "Negative" => "neg", |c| c.unary(UnaryOp::Neg);
     "Square" => "square", |c| Ok(c.x()?.square());
-    "Sqrt" => "sqrt", |c| c.unary(UnaryOp::Sqrt);
-    "Rsqrt" => "rsqrt", |c| c.unary(UnaryOp::Rsqrt);
-    "Reciprocal" => "reciprocal", |c| c.unary(UnaryOp::Recip);
-    "Exp" => "exp", |c| c.unary(UnaryOp::Exp);
-    "Expm1" => "expm1", |c| c.unary(UnaryOp::Expm1);
-    "Log" => "log", |c| c.unary(UnaryOp::Log);
-    "Log1p" => "log1p", |c| c.unary(UnaryOp::Log1p);
-    "Log2" => "log2", |c| c.unary(UnaryOp::Log2);
-    "Log10" => "log10", |c| c.unary(UnaryOp::Log10);
-    "Sin" => "sin", |c| c.unary(UnaryOp::Sin);
-    "Cos" => "cos", |c| c.unary(UnaryOp::Cos);
-    "Tan" => "tan", |c| c.unary(UnaryOp::Tan);
-    "Arcsin" => "arcsin", |c| c.unary(UnaryOp::Asin);
-    "Arccos" => "arccos", |c| c.unary(UnaryOp::Acos);
-    "Arctan" => "arctan", |c| c.unary(UnaryOp::Atan);
-    "Sinh" => "sinh", |c| c.unary(UnaryOp::Sinh);
-    "Cosh" => "cosh", |c| c.unary(UnaryOp::Cosh);
-    "Tanh" => "tanh", |c| c.unary(UnaryOp::Tanh);
-    "Arcsinh" => "arcsinh", |c| c.unary(UnaryOp::Asinh);
-    "Arccosh" => "arccosh", |c| c.unary(UnaryOp::Acosh);
-    "Arctanh" => "arctanh", |c| c.unary(UnaryOp::Atanh);
-    "Erf" => "erf", |c| c.unary(UnaryOp::Erf);
-    "Floor" => "floor", |c| c.unary(UnaryOp::Floor);
-    "Ceil" => "ceil", |c| c.unary(UnaryOp::Ceil);
     "Round" => "round", |c| c.round();
-    "Sign" => "sign", |c| c.unary(UnaryOp::Sign);
     "Clip" => "clip", |c| c.clip();
     "NanToNum" => "nan_to_num", |c| {
         let inf = |k| c.param(k).and_then(Value::as_f64).map(|v| v as f32);
@@ -585,7 +568,6 @@ keras_ops! {
     // Activations (keras.ops.nn).
     "Relu" => "relu", |c| Ok(c.x()?.relu());
     "Relu6" => "relu6", |c| Ok(c.x()?.relu6());
-    "Sigmoid" => "sigmoid", |c| c.unary(UnaryOp::Sigmoid);
     "Softplus" => "softplus", |c| Ok(c.x()?.softplus());
     "Softsign" => "softsign", |c| Ok(c.x()?.softsign());
     "Silu" => "silu", |c| Ok(c.x()?.silu());
