@@ -24,6 +24,9 @@ pub use lamina_backend::{
     RunStats, Session, create_backend,
 };
 pub use lamina_graph::*;
+/// Keras 3 import (`.keras`, legacy `.h5`, `.weights.h5`): the `lamina-keras` crate.
+pub use lamina_keras as keras;
+pub use lamina_keras::{KerasBindings, KerasImport};
 
 pub mod bench;
 mod predict;
@@ -36,9 +39,10 @@ pub mod prelude {
     /// Every layer and its configuration type (`Dense`, `DenseConfig`, `Configurable`).
     pub use lamina_graph::layers::*;
     pub use lamina_graph::{
-        Axes, DType, Dim, Error, HostTensor, KerasBindings, Layer, Model, Result, Sequential,
-        Shape, Size, SliceArg, Tensor, s,
+        Axes, DType, Dim, Error, HostTensor, Layer, Model, Result, Sequential, Shape, Size,
+        SliceArg, Tensor, s,
     };
+    pub use lamina_keras::{KerasBindings, KerasImport};
 }
 
 /// The README's examples, compiled and run as doctests.

@@ -7,8 +7,8 @@
 
 use crate::common;
 
+use lamina::keras::{KerasArchive, KerasBindings};
 use lamina::prelude::*;
-use lamina::saving::keras::{KerasArchive, KerasBindings};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
@@ -850,10 +850,7 @@ fn keras_ops_graphs_reproduce_keras_predictions() {
         "{e}"
     );
     // Every entry of the table is a distinct Keras class.
-    let mut classes: Vec<&str> = lamina::saving::keras::KERAS_OPS
-        .iter()
-        .map(|e| e.0)
-        .collect();
+    let mut classes: Vec<&str> = lamina::keras::KERAS_OPS.iter().map(|e| e.0).collect();
     classes.sort_unstable();
     let n = classes.len();
     classes.dedup();
@@ -862,7 +859,7 @@ fn keras_ops_graphs_reproduce_keras_predictions() {
     let book =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/saving.md"))
             .unwrap();
-    for (class, method) in lamina::saving::keras::KERAS_OPS {
+    for (class, method) in lamina::keras::KERAS_OPS {
         let row = format!("| `{class}` | `{method}` |");
         assert!(book.contains(&row), "docs/src/saving.md lacks {row}");
     }

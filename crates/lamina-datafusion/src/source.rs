@@ -2,6 +2,7 @@
 //! its bytes when small, else its file's path and content hash.
 
 use lamina_graph::{Error, Model, Result};
+use lamina_keras::KerasImport;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -28,7 +28,6 @@ pub use layers::*;
 pub use model::{Model, Program, ProgramNode, Sequential, SequentialItem};
 pub use op::ReduceOp;
 pub use ops::{Axes, Operand, Size, SliceArg};
-pub use saving::keras::KerasBindings;
 pub use shape::{Dim, Shape};
 pub use tensor::Tensor;
 pub use variable::{Variable, VariableKind};

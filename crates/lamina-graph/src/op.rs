@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// all that the graph crate knows of an elementwise op of one input comes from its line: the
 /// [`UnaryOp`] variant and its doc, its keras.ops name ([`UnaryOp::name`]), its dtype rule
 /// ([`UnaryOp::kind`]), its place in [`UnaryOp::ALL`], its `Tensor` method
-/// (`ops/elementwise.rs`) and the Keras op classes rebuilt as it (`saving/keras/ops.rs`). Its
+/// (`ops/elementwise.rs`) and the Keras op classes rebuilt as it (`lamina-keras/src/ops.rs`). Its
 /// math (the CPU function and the WGSL of each dtype) is `lamina-backend`'s `opdef::unary`,
 /// whose exhaustive `match` does not compile until a new op has it.
 ///
@@ -27,11 +27,12 @@ use std::sync::Arc;
 ///
 /// `Kind` is a [`UnaryKind`]. `keras [...]` lists the classes of the Keras operations
 /// (`class_name` in a functional graph) that are `Tensor::unary(op)` of their one argument;
-/// it is empty where the operation needs more (its own rule in `saving/keras/ops.rs`).
+/// it is empty where the operation needs more (its own rule in `lamina-keras/src/ops.rs`).
 /// `method m` makes `Tensor::m(&self) -> Tensor`, which is `self.unary(op)`; `hand_written m`
 /// names a method written by hand in `ops/` (the `is*` tests, which answer integers without a
 /// cast). `for_each_unary_op!(cb)` calls `cb! { <lines> }`; `for_each_unary_op!(cb, a b c)`
 /// calls `cb! { a b c <lines> }`.
+#[macro_export]
 macro_rules! for_each_unary_op {
     ($callback:ident $(, $($leading:tt)*)?) => {
         $callback! {
@@ -114,6 +115,7 @@ pub(crate) use for_each_unary_op;
 /// classes are rebuilt as `apply_binary(op, a, b)` (Python scalars on either side), and
 /// `method m` makes `Tensor::m(&self, other: impl Operand) -> Tensor`, which is
 /// `self.binary(op, &other)`.
+#[macro_export]
 macro_rules! for_each_binary_op {
     ($callback:ident $(, $($leading:tt)*)?) => {
         $callback! {

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use lamina::limits::printable;
-use lamina::{BackendKind, HostTensor, Model, Session};
+use lamina::{BackendKind, HostTensor, KerasImport, Model, Session};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -125,7 +125,7 @@ thread_local! {
 /// Runs `f` (a model being rebuilt from a file whose weights all come from that file) allowing
 /// layers to make at most `values` weight values between them: a configuration asking for
 /// more than the file holds is an error naming the layer before anything is allocated.
-pub(crate) fn with_weight_budget<R>(values: usize, f: impl FnOnce() -> R) -> R {
+pub fn with_weight_budget<R>(values: usize, f: impl FnOnce() -> R) -> R {
     /// Puts the previous budget back when dropped, also if `f` panics.
     struct Restore(Option<usize>);
     impl Drop for Restore {

@@ -33,7 +33,8 @@ pub use attention::MultiHeadAttention;
 pub use attention::MultiHeadAttentionConfig;
 pub use batch_normalization::BatchNormalization;
 pub use batch_normalization::BatchNormalizationConfig;
-pub(crate) use common::{with_stored_weights, with_weight_budget};
+pub(crate) use common::with_stored_weights;
+pub use common::with_weight_budget;
 pub use conv::ConvConfig;
 pub use conv::{
     Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, DepthwiseConv2D, Padding, SeparableConv1D,

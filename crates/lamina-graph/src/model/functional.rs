@@ -40,6 +40,12 @@ impl Model {
         Model::build(name, inputs, outputs, false)
     }
 
+    /// A model named `name` that its summary lays out as a `Sequential` (one column of layers),
+    /// from its input and output tensors: what a loader of a Keras `Sequential` makes.
+    pub fn named_sequential(name: &str, inputs: &[Tensor], outputs: &[Tensor]) -> Result<Model> {
+        Model::build(name, inputs, outputs, true)
+    }
+
     pub(crate) fn build(
         name: &str,
         inputs: &[Tensor],

@@ -924,4 +924,41 @@ impl Model {
         }
         Ok(())
     }
+
+    /// As `load_weights` (safetensors named `layer/variable`), but every weight of the model
+    /// must be in the file: the error lists those it lacks, and then nothing is changed.
+    pub fn load_weights_strict(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = super::bounded::read_safetensors_file(path)?;
+        let names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| strict_err(path, format!("not a valid safetensors file: {e}")))?
+            .names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let missing: Vec<String> = self
+            .weights()
+            .iter()
+            .map(|v| v.path())
+            .filter(|p| !names.contains(p))
+            .collect();
+        if !missing.is_empty() {
+            return Err(strict_err(
+                path,
+                format!(
+                    "it lacks {} weight(s) of the model: {}",
+                    missing.len(),
+                    crate::limits::bounded_list(&missing, ", ")
+                ),
+            ));
+        }
+        self.load_weights(path)
+    }
+}
+
+fn strict_err(path: &Path, detail: impl Into<String>) -> Error {
+    Error::File {
+        path: path.display().to_string(),
+        detail: detail.into(),
+    }
 }

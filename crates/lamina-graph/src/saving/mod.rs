@@ -6,7 +6,6 @@ mod atomic;
 pub use atomic::{AtomicFile, write_atomically};
 mod bounded;
 pub mod format;
-pub mod keras;
 mod load;
 mod save;
-mod sniff;
+pub mod sniff;

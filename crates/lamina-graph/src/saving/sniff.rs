@@ -7,20 +7,20 @@ use std::io::Read;
 use std::path::Path;
 
 /// How many leading bytes [`prefix_of`] reads: enough for every signature here.
-pub(crate) const PREFIX_LEN: usize = 8;
+pub const PREFIX_LEN: usize = 8;
 
 /// The signature of an HDF5 file (a Keras `.weights.h5` or legacy whole-model `.h5`).
-pub(crate) const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
+pub const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
 
 /// Whether a file with these first bytes is a Keras file (a `.keras` zip archive or an HDF5
 /// `.h5`) rather than a Lamina model file.
-pub(crate) fn is_keras(prefix: &[u8]) -> bool {
+pub fn is_keras(prefix: &[u8]) -> bool {
     prefix.starts_with(b"PK") || prefix.starts_with(HDF5_MAGIC)
 }
 
 /// What a file looks like from its first bytes, for errors that name the format; `None` for
 /// anything else (a Lamina model file, a safetensors file, text, ...).
-pub(crate) fn sniff(prefix: &[u8]) -> Option<&'static str> {
+pub fn sniff(prefix: &[u8]) -> Option<&'static str> {
     if prefix.starts_with(HDF5_MAGIC) {
         Some("HDF5 (a Keras .weights.h5 or .h5 file)")
     } else if prefix.starts_with(b"PK\x03\x04") || prefix.starts_with(b"PK\x05\x06") {
@@ -33,7 +33,7 @@ pub(crate) fn sniff(prefix: &[u8]) -> Option<&'static str> {
 }
 
 /// The first [`PREFIX_LEN`] bytes of the file at `path` (fewer if it is shorter).
-pub(crate) fn prefix_of(path: &Path) -> Result<Vec<u8>> {
+pub fn prefix_of(path: &Path) -> Result<Vec<u8>> {
     let cannot_read = |e: std::io::Error| Error::File {
         path: path.display().to_string(),
         detail: format!("cannot read: {e}"),

@@ -5,14 +5,14 @@
 use super::KerasBindings;
 use super::ops::RecordedOp;
 use super::weights::{Namer, Slot};
-use crate::dtype::DType;
-use crate::error::{Error, Result};
-use crate::layer::{LayerRef, call_layer_with_masks};
-use crate::layers::*;
-use crate::limits::printable;
-use crate::model::Model;
-use crate::shape::Dim;
-use crate::tensor::Tensor;
+use lamina_graph::dtype::DType;
+use lamina_graph::error::{Error, Result};
+use lamina_graph::layer::{LayerRef, call_layer_with_masks};
+use lamina_graph::layers::*;
+use lamina_graph::limits::printable;
+use lamina_graph::model::Model;
+use lamina_graph::shape::Dim;
+use lamina_graph::tensor::Tensor;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ const GRAPH_CLASSES: [&str; 4] = ["InputLayer", "Lambda", "Sequential", "Functio
 pub fn supported_classes() -> impl Iterator<Item = &'static str> {
     GRAPH_CLASSES
         .into_iter()
-        .chain(crate::layers::layer_classes())
+        .chain(lamina_graph::layers::layer_classes())
 }
 
 /// Whether Lamina rebuilds layers of Keras class `class`.
@@ -964,7 +964,7 @@ fn lambda_layer(cfg: &Value, n: &str, bindings: &KerasBindings) -> Result<LayerR
                 Value::Number(x) if x.is_i64() => x
                     .as_i64()
                     .and_then(|i| i32::try_from(i).ok())
-                    .map(crate::host::HostTensor::from),
+                    .map(lamina_graph::host::HostTensor::from),
                 Value::Number(x) => x.as_f64().map(|f| (f as f32).into()),
                 Value::Bool(b) => Some(f32::from(u8::from(*b)).into()),
                 _ => None,
@@ -1119,7 +1119,7 @@ fn input_from_shape(shape: &[Value], dtype: &str, name: &str) -> Result<Tensor> 
     let Some((batch, rest)) = shape.split_first() else {
         return Err(model_err(format!("input layer '{name}' has rank 0")));
     };
-    if rest.len() > crate::limits::MAX_RANK {
+    if rest.len() > lamina_graph::limits::MAX_RANK {
         return Err(model_err(format!("input layer '{name}' has too many axes")));
     }
     let dims = rest
@@ -2002,13 +2002,13 @@ pub(crate) fn build(config: &Value, bindings: &KerasBindings) -> Result<Built> {
     if !missing.is_empty() {
         problems.push(format!(
             "it uses layer classes Lamina does not have: {} (Lamina has: {})",
-            crate::limits::bounded_list(
+            lamina_graph::limits::bounded_list(
                 &missing
                     .iter()
                     .map(|(c, names)| format!(
                         "{} ({})",
                         printable(c),
-                        crate::limits::bounded_list(
+                        lamina_graph::limits::bounded_list(
                             &names
                                 .iter()
                                 .map(|n| printable(n).into_owned())
@@ -2027,7 +2027,7 @@ pub(crate) fn build(config: &Value, bindings: &KerasBindings) -> Result<Built> {
             "{} layer(s) need a Rust body (Keras stores Lambda functions as Python code and \
              custom layers as their config only, neither of which Lamina runs): {}",
             unbound.len(),
-            crate::limits::bounded_list(&unbound, "; ")
+            lamina_graph::limits::bounded_list(&unbound, "; ")
         ));
     }
     if !problems.is_empty() {
@@ -2072,7 +2072,11 @@ pub(crate) fn build(config: &Value, bindings: &KerasBindings) -> Result<Built> {
         ins
     };
     let outputs = b.apply(config, &inputs, "", 0)?;
-    let model = Model::build(&name, &inputs, &outputs, sequential)?;
+    let model = if sequential {
+        Model::named_sequential(&name, &inputs, &outputs)?
+    } else {
+        Model::named(&name, &inputs, &outputs)?
+    };
     Ok(Built {
         model,
         slots: b.slots,
@@ -2089,7 +2093,7 @@ mod tests {
     #[test]
     fn every_registry_class_has_a_keras_mapping() {
         let bindings = KerasBindings::default();
-        for class in crate::layers::layer_classes() {
+        for class in lamina_graph::layers::layer_classes() {
             let result = make_layer(class, &serde_json::json!({}), "probe", &bindings);
             if let Err(e) = result {
                 assert!(!e.to_string().contains("is not supported"), "{class}: {e}");

@@ -3,11 +3,11 @@
 
 use super::file_err;
 use super::hdf5::{File, Node};
-use crate::error::Result;
-use crate::host::HostTensor;
-use crate::layer::LayerRef;
-use crate::model::Model;
-use crate::variable::Variable;
+use lamina_graph::error::Result;
+use lamina_graph::host::HostTensor;
+use lamina_graph::layer::LayerRef;
+use lamina_graph::model::Model;
+use lamina_graph::variable::Variable;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -92,7 +92,7 @@ fn keras_vars(layer: &LayerRef) -> Vec<Arc<Variable>> {
     layer
         .variables()
         .into_iter()
-        .filter(|v| v.kind() == crate::variable::VariableKind::Weight)
+        .filter(|v| v.kind() == lamina_graph::variable::VariableKind::Weight)
         .collect()
 }
 
@@ -123,7 +123,7 @@ pub(crate) fn keras_places(
         "TimeDistributed" if depth < 8 => {
             match layer
                 .as_any()
-                .downcast_ref::<crate::layers::TimeDistributed>()
+                .downcast_ref::<lamina_graph::layers::TimeDistributed>()
             {
                 Some(td) => keras_places(td.layer(), &format!("{group}/layer"), depth + 1),
                 None => vec![(group.to_string(), vars)],
@@ -213,7 +213,7 @@ fn check_place(
     }
     let label = format!(
         "layer '{}' ({}) at '{}'",
-        crate::limits::printable(&slot.layer.name()),
+        lamina_graph::limits::printable(&slot.layer.name()),
         slot.layer.kind(),
         group
     );
@@ -276,7 +276,11 @@ pub(crate) fn assign(file: &File<'_>, slots: &[Slot], path: &Path) -> Result<()>
         if !seen_layers.insert(slot.layer.id()) {
             continue;
         }
-        let places = match slot.layer.as_any().downcast_ref::<crate::layers::Lambda>() {
+        let places = match slot
+            .layer
+            .as_any()
+            .downcast_ref::<lamina_graph::layers::Lambda>()
+        {
             Some(lambda) if slot.custom => vec![(
                 slot.group.clone(),
                 lambda
@@ -317,7 +321,7 @@ pub(crate) fn set_all_or_none(
             format!(
                 "the weights do not match the model ({} mismatch(es)): {}",
                 problems.len(),
-                crate::limits::bounded_list(&problems, "; ")
+                lamina_graph::limits::bounded_list(&problems, "; ")
             ),
         ));
     }

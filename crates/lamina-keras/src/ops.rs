@@ -6,12 +6,13 @@
 //! table [`KERAS_OPS`] lists them all, and an operation outside it is refused by name.
 
 use super::config::{Produced, keras_ref, resolve};
-use crate::dtype::{DType, ScalarKind};
-use crate::error::{Error, Result};
-use crate::limits::printable;
-use crate::op::{BinaryOp, ReduceOp, UnaryOp, for_each_binary_op, for_each_unary_op};
-use crate::ops::{Axes, Operand, SliceArg, apply_binary};
-use crate::tensor::Tensor;
+use lamina_graph::dtype::{DType, ScalarKind};
+use lamina_graph::error::{Error, Result};
+use lamina_graph::limits::printable;
+use lamina_graph::op::{BinaryOp, ReduceOp, UnaryOp};
+use lamina_graph::ops::{Axes, Operand, SliceArg, apply_binary};
+use lamina_graph::tensor::Tensor;
+use lamina_graph::{for_each_binary_op, for_each_unary_op};
 use serde_json::{Map, Value};
 
 /// One call of a recorded operation, with its tensors: the rule of a [`KERAS_OPS`] entry reads

@@ -15,10 +15,10 @@ mod ops;
 mod preprocessing;
 mod weights;
 
-use crate::error::{Error, Result};
-use crate::layers::Lambda;
-use crate::model::Model;
-use crate::saving::sniff;
+use lamina_graph::error::{Error, Result};
+use lamina_graph::layers::Lambda;
+use lamina_graph::model::Model;
+use lamina_graph::saving::sniff;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ pub use ops::KERAS_OPS;
 /// own, renamed to the Keras layer's name, with the Keras `arguments` set on it.
 ///
 /// ```
-/// use lamina_graph::saving::keras::KerasBindings;
+/// use lamina_keras::KerasBindings;
 /// use lamina_graph::Lambda;
 /// let bindings = KerasBindings::new()
 ///     .bind("abs_diff", Lambda::multi(|xs| (&xs[0] - &xs[1]).abs()))
@@ -66,7 +66,7 @@ impl KerasBindings {
     /// order), so create them in that order with the shapes Keras gives them.
     ///
     /// ```
-    /// use lamina_graph::saving::keras::KerasBindings;
+    /// use lamina_keras::KerasBindings;
     /// use lamina_graph::Lambda;
     /// let bindings = KerasBindings::new().bind_class("ScaledResidual", |cfg| {
     ///     let alpha = cfg.f64("alpha")? as f32;
@@ -128,14 +128,40 @@ fn file_err(path: &Path, detail: impl Into<String>) -> Error {
     }
 }
 
-impl Model {
+/// Keras import as methods of [`Model`]: `Model::load_keras(path, &bindings)`,
+/// `Model::open(path)`, `model.load_keras_weights(path)` (bring the trait into scope:
+/// `use lamina_keras::KerasImport;`, or `lamina::prelude::*`).
+pub trait KerasImport: Sized {
     /// Loads a Keras 3 `.keras` file: the architecture from its `config.json` (Sequential or
     /// functional, shared layers, nested models inlined), every weight from its
     /// `model.weights.h5`, and each `Lambda` layer's body from `bindings`. A whole model in the
-    /// legacy HDF5 format (`model.save("m.h5")` in tf.keras 2 or Keras 3) loads the same way. A `Lambda` without a
-    /// binding, or a layer class Lamina lacks, is an error that lists every one; nothing is
-    /// loaded partly. The optimizer's variables are ignored.
-    pub fn load_keras(path: impl AsRef<Path>, bindings: &KerasBindings) -> Result<Model> {
+    /// legacy HDF5 format (`model.save("m.h5")` in tf.keras 2 or Keras 3) loads the same way. A
+    /// `Lambda` without a binding, or a layer class Lamina lacks, is an error that lists every
+    /// one; nothing is loaded partly. The optimizer's variables are ignored.
+    fn load_keras(path: impl AsRef<Path>, bindings: &KerasBindings) -> Result<Self>;
+
+    /// Loads any model file by its contents: a Lamina model file (`Model::load`), a Keras 3
+    /// `.keras` archive or a legacy whole-model `.h5` file (`load_keras` with no bindings).
+    fn open(path: impl AsRef<Path>) -> Result<Self>;
+
+    /// As `load_keras`, from an archive already read. `path` only names the file in errors.
+    fn from_keras_archive(
+        archive: &KerasArchive,
+        bindings: &KerasBindings,
+        path: &Path,
+    ) -> Result<Self>;
+
+    /// Loads weights saved by Keras 3 (a `.weights.h5` file, or the weights inside a `.keras`
+    /// file) into this model, matching layers as Keras does: the n-th layer of a class in the
+    /// model takes the group `layers/<class>_<n>` (`dense`, `dense_1`, ...), its variables in
+    /// order (`kernel`, `bias`). Every layer with weights must find them and every weight in
+    /// the file must find a layer, with the same shapes; otherwise the error lists each
+    /// mismatch and nothing is changed. The optimizer's variables are ignored.
+    fn load_keras_weights(&self, path: impl AsRef<Path>) -> Result<()>;
+}
+
+impl KerasImport for Model {
+    fn load_keras(path: impl AsRef<Path>, bindings: &KerasBindings) -> Result<Model> {
         let path = path.as_ref();
         if archive::is_hdf5(path)? {
             // A whole model in the legacy HDF5 format (`model.save("m.h5")`).
@@ -146,9 +172,7 @@ impl Model {
         Model::from_keras_archive(&archive, bindings, path)
     }
 
-    /// Loads any model file by its contents: a Lamina model file (`Model::load`), a Keras 3
-    /// `.keras` archive or a legacy whole-model `.h5` file (`load_keras` with no bindings).
-    pub fn open(path: impl AsRef<Path>) -> Result<Model> {
+    fn open(path: impl AsRef<Path>) -> Result<Model> {
         let path = path.as_ref();
         if sniff::is_keras(&sniff::prefix_of(path)?) {
             Model::load_keras(path, &KerasBindings::new())
@@ -157,8 +181,7 @@ impl Model {
         }
     }
 
-    /// As `load_keras`, from an archive already read. `path` only names the file in errors.
-    pub fn from_keras_archive(
+    fn from_keras_archive(
         archive: &KerasArchive,
         bindings: &KerasBindings,
         path: &Path,
@@ -170,8 +193,9 @@ impl Model {
         // Every weight comes from the file, at least 4 bytes a value: a configuration asking for
         // more is refused before its initial values are allocated.
         let budget = archive.weights.len() / 4;
-        let built = crate::layers::with_weight_budget(budget, || config::build(&config, bindings))
-            .map_err(|e| match e {
+        let built =
+            lamina_graph::layers::with_weight_budget(budget, || config::build(&config, bindings))
+                .map_err(|e| match e {
                 Error::File { .. } => e,
                 other => file_err(path, other.to_string()),
             })?;
@@ -179,47 +203,11 @@ impl Model {
         Ok(built.model)
     }
 
-    /// Loads weights saved by Keras 3 (a `.weights.h5` file, or the weights inside a `.keras`
-    /// file) into this model, matching layers as Keras does: the n-th layer of a class in the
-    /// model takes the group `layers/<class>_<n>` (`dense`, `dense_1`, ...), its variables in
-    /// order (`kernel`, `bias`). Every layer with weights must find them and every weight in
-    /// the file must find a layer, with the same shapes; otherwise the error lists each
-    /// mismatch and nothing is changed. The optimizer's variables are ignored.
-    pub fn load_keras_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+    fn load_keras_weights(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let bytes = archive::read_weights_bytes(path)?;
         let h5 = hdf5::File::parse(&bytes).map_err(|e| file_err(path, e))?;
         let slots = weights::slots_of(self);
         weights::assign(&h5, &slots, path)
-    }
-
-    /// As `load_weights` (safetensors named `layer/variable`), but every weight of the model
-    /// must be in the file: the error lists those it lacks, and then nothing is changed.
-    pub fn load_weights_strict(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let bytes = super::bounded::read_safetensors_file(path)?;
-        let names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| file_err(path, format!("not a valid safetensors file: {e}")))?
-            .names()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let missing: Vec<String> = self
-            .weights()
-            .iter()
-            .map(|v| v.path())
-            .filter(|p| !names.contains(p))
-            .collect();
-        if !missing.is_empty() {
-            return Err(file_err(
-                path,
-                format!(
-                    "it lacks {} weight(s) of the model: {}",
-                    missing.len(),
-                    crate::limits::bounded_list(&missing, ", ")
-                ),
-            ));
-        }
-        self.load_weights(path)
     }
 }

@@ -3,9 +3,9 @@
 //! (`LayerScale`, `StochasticDepth`).
 
 use super::config::{f32_or, get, model_err, usize_of};
-use crate::error::Result;
-use crate::layer::LayerRef;
-use crate::layers::{
+use lamina_graph::error::Result;
+use lamina_graph::layer::LayerRef;
+use lamina_graph::layers::{
     CenterCrop, FixedStatistics, LayerScale, Normalization, ResizeMethod, Resizing, StochasticDepth,
 };
 use serde_json::Value;

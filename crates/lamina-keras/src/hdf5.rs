@@ -7,7 +7,7 @@
 //! is bounded, no object is visited twice, and nothing is allocated beyond the bytes of the
 //! file itself.
 
-use crate::host::{HostTensor, MAX_ELEMENTS};
+use lamina_graph::host::{HostTensor, MAX_ELEMENTS};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The most objects (groups and datasets) a file may hold.
@@ -777,7 +777,7 @@ impl<'a> Reader<'a> {
             }
             v => return Err(format!("dataspace version {v} is not supported")),
         }
-        if rank > crate::limits::MAX_RANK {
+        if rank > lamina_graph::limits::MAX_RANK {
             return Err(format!("a dataset has rank {rank}"));
         }
         (0..rank)

@@ -4,8 +4,8 @@
 //! deflate can.
 
 use super::file_err;
-use crate::error::Result;
-use crate::saving::sniff::{HDF5_MAGIC, prefix_of, sniff};
+use lamina_graph::error::Result;
+use lamina_graph::saving::sniff::{HDF5_MAGIC, prefix_of, sniff};
 use std::io::Read;
 use std::path::Path;
 
@@ -130,15 +130,15 @@ impl KerasArchive {
             }
             Ok(bytes)
         };
-        let json_limit = crate::limits::MAX_METADATA_BYTES as u64;
+        let json_limit = lamina_graph::limits::MAX_METADATA_BYTES as u64;
         let config = entry("config.json", true, json_limit)?;
-        if config.len() > crate::limits::MAX_METADATA_BYTES {
+        if config.len() > lamina_graph::limits::MAX_METADATA_BYTES {
             return Err(file_err(
                 path,
                 format!(
                     "config.json holds {} bytes, more than {} (limits::MAX_METADATA_BYTES)",
                     config.len(),
-                    crate::limits::MAX_METADATA_BYTES
+                    lamina_graph::limits::MAX_METADATA_BYTES
                 ),
             ));
         }

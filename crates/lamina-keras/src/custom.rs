@@ -4,9 +4,9 @@
 //! [`Lambda`] made from the config. The layer's weights (Keras's `add_weight` order) are the
 //! variables the body creates, in the order it creates them.
 
-use crate::error::{Error, Result};
-use crate::layers::Lambda;
-use crate::limits::printable;
+use lamina_graph::error::{Error, Result};
+use lamina_graph::layers::Lambda;
+use lamina_graph::limits::printable;
 use serde_json::Value;
 use std::sync::Arc;
 

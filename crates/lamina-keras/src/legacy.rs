@@ -7,11 +7,11 @@
 use super::hdf5::{File, Node};
 use super::weights::{Slot, keras_places};
 use super::{KerasBindings, file_err};
-use crate::error::{Error, Result};
-use crate::host::HostTensor;
-use crate::limits::printable;
-use crate::model::Model;
-use crate::variable::Variable;
+use lamina_graph::error::{Error, Result};
+use lamina_graph::host::HostTensor;
+use lamina_graph::limits::printable;
+use lamina_graph::model::Model;
+use lamina_graph::variable::Variable;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -97,19 +97,24 @@ pub(super) fn load(bytes: &[u8], bindings: &KerasBindings, path: &Path) -> Resul
         .map_err(|e| file_err(path, format!("model_config is not valid JSON: {e}")))?;
     modernize(&mut config, 0);
     let budget = bytes.len() / 4;
-    let built =
-        crate::layers::with_weight_budget(budget, || super::config::build(&config, bindings))
-            .map_err(|e| match e {
-                Error::File { .. } => e,
-                other => file_err(path, other.to_string()),
-            })?;
+    let built = lamina_graph::layers::with_weight_budget(budget, || {
+        super::config::build(&config, bindings)
+    })
+    .map_err(|e| match e {
+        Error::File { .. } => e,
+        other => file_err(path, other.to_string()),
+    })?;
     assign(&h5, &built.slots, path)?;
     Ok(built.model)
 }
 
 /// The variables of a slot in Keras's `layer.weights` order.
 fn keras_order(slot: &Slot) -> Vec<Arc<Variable>> {
-    match slot.layer.as_any().downcast_ref::<crate::layers::Lambda>() {
+    match slot
+        .layer
+        .as_any()
+        .downcast_ref::<lamina_graph::layers::Lambda>()
+    {
         Some(lambda) if slot.custom => lambda
             .named_variables()
             .into_iter()
@@ -197,7 +202,7 @@ fn assign(file: &File<'_>, slots: &[Slot], path: &Path) -> Result<()> {
                 "{label}: the model has {} weight(s), the file {} ({})",
                 want.len(),
                 names.len(),
-                crate::limits::bounded_list(names, ", ")
+                lamina_graph::limits::bounded_list(names, ", ")
             ));
             continue;
         }
