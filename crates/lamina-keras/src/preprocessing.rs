@@ -91,9 +91,9 @@ fn normalization(cfg: &Value, n: &str) -> Result<Normalization> {
 }
 
 /// A preprocessing or residual-block layer (`Normalization`, `CenterCrop`, `Resizing`,
-/// `LayerScale`, `StochasticDepth`) from its Keras config.
-pub(super) fn make(class: &str, cfg: &Value, n: &str) -> Result<LayerRef> {
-    Ok(match class {
+/// `LayerScale`, `StochasticDepth`) from its Keras config; `None` for any other class.
+pub(super) fn make(class: &str, cfg: &Value, n: &str) -> Result<Option<LayerRef>> {
+    Ok(Some(match class {
         "Normalization" => Arc::new(normalization(cfg, n)?),
         "CenterCrop" => {
             if let Some(Value::String(f)) = cfg.get("data_format")
@@ -147,6 +147,6 @@ pub(super) fn make(class: &str, cfg: &Value, n: &str) -> Result<LayerRef> {
         "StochasticDepth" => {
             Arc::new(StochasticDepth::new(f32_or(cfg, "drop_path_rate", 0.0, n)?).name(n))
         }
-        other => return Err(model_err(format!("layer class '{other}' is not supported"))),
-    })
+        _ => return Ok(None),
+    }))
 }
