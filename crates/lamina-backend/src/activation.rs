@@ -31,7 +31,7 @@ impl ElementwiseActivation {
             return Some(ElementwiseActivation::Identity);
         }
         let node = y.node().ok()?;
-        if let Op::Unary(u) = node.op()
+        if let Op::Unary { func: u } = node.op()
             && node.inputs().len() == 1
             && node.inputs()[0].id() == x.id()
         {
@@ -40,7 +40,11 @@ impl ElementwiseActivation {
         let graph = Program::from_tensors(std::slice::from_ref(&x), &[y]).ok()?;
         let elementwise = graph.nodes.iter().all(|n| {
             let op_ok = match &n.op {
-                Op::Input { .. } | Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) => true,
+                Op::Input { .. }
+                | Op::Unary { .. }
+                | Op::Binary { .. }
+                | Op::Where
+                | Op::Cast { .. } => true,
                 Op::Constant(c) => c.len() == 1,
                 _ => false,
             };

@@ -84,11 +84,11 @@ fn infer_unchecked(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
         Op::Input { .. } | Op::Constant(_) | Op::Variable(_) => Err(Error::Model {
             detail: format!("op {name} is a leaf and has no inputs to infer from"),
         }),
-        Op::Unary(u) => infer_unary(&name, *u, inputs),
-        Op::Binary(b) => infer_binary(&name, *b, inputs),
+        Op::Unary { func: u } => infer_unary(&name, *u, inputs),
+        Op::Binary { func: b } => infer_binary(&name, *b, inputs),
         Op::Where => infer_where(&name, inputs),
         Op::Reduce {
-            op: r,
+            func: r,
             axes,
             keepdims,
         } => infer_reduce(&name, *r, axes, *keepdims, inputs),
@@ -124,11 +124,11 @@ fn infer_unchecked(op: &Op, inputs: &[TypedShape]) -> Result<TypedShape> {
         Op::Gather { axis } => infer_gather(&name, *axis, inputs),
         Op::Concat { axis } => infer_concat(&name, *axis, inputs),
         Op::MatMul => infer_matmul(&name, inputs),
-        Op::Cast(to) => {
+        Op::Cast { dtype: to } => {
             arity(&name, inputs, 1)?;
             Ok((inputs[0].0.clone(), *to))
         }
-        Op::Conv(spec) => infer_conv(&name, spec, inputs),
+        Op::Conv { spec } => infer_conv(&name, spec, inputs),
         Op::Recurrence { spec, output } => crate::ops::infer_recurrence(spec, *output, inputs),
     }
 }

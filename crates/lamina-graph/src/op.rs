@@ -521,27 +521,43 @@ impl ConvSpec {
 pub type ReshapeDim = i64;
 
 /// A primitive op: what a node of the expression graph computes from its inputs.
-#[derive(Clone, Debug)]
+///
+/// The compute ops serialise as a model file records them in a recorded body (a Lambda's, a
+/// custom activation's): an object whose `op` is the variant's name in snake case, beside its
+/// fields (`{"op": "reduce", "func": "sum", "axes": [1], "keepdims": false}`). The leaves a
+/// graph holds (inputs, constants, variables) and recurrences are not serialised: a file
+/// records its own leaves ([`crate::saving::format::OpRecord`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Op {
     /// A model input, bound to host data when the model runs.
+    #[serde(skip)]
     Input {
         /// The input's name.
         name: String,
     },
     /// A constant baked into the graph.
+    #[serde(skip)]
     Constant(Arc<HostTensor>),
     /// A variable or a Lambda argument: a runtime value read when the model runs.
+    #[serde(skip)]
     Variable(Arc<Variable>),
     /// An elementwise function of one input.
-    Unary(UnaryOp),
+    Unary {
+        /// Which function.
+        func: UnaryOp,
+    },
     /// An elementwise function of two inputs broadcast together.
-    Binary(BinaryOp),
+    Binary {
+        /// Which function.
+        func: BinaryOp,
+    },
     /// `where(cond, a, b)`, the three broadcast together.
     Where,
     /// A reduction over `axes` (sorted, distinct, non-negative).
     Reduce {
         /// How elements combine.
-        op: ReduceOp,
+        func: ReduceOp,
         /// The reduced axes.
         axes: Vec<usize>,
         /// Whether reduced axes stay as size 1.
@@ -550,7 +566,7 @@ pub enum Op {
     /// `argmax`/`argmin` along one axis, giving `int32` indices.
     ArgReduce {
         /// Max or min.
-        op: ArgReduceOp,
+        func: ArgReduceOp,
         /// The reduced axis.
         axis: usize,
         /// Whether the axis stays as size 1.
@@ -559,7 +575,7 @@ pub enum Op {
     /// A running sum or product along one axis.
     Scan {
         /// Sum or product.
-        op: ScanOp,
+        func: ScanOp,
         /// The axis.
         axis: usize,
     },
@@ -608,13 +624,20 @@ pub enum Op {
     /// NumPy `matmul` of two tensors of rank 2 or more, batch dims broadcast.
     MatMul,
     /// Conversion to another element type.
-    Cast(DType),
+    Cast {
+        /// The target element type.
+        dtype: DType,
+    },
     /// A convolution of channels-last `x` (input 0) with `kernel` (input 1) and, when there
     /// is a third input, plus `bias` (`(out,)`); see [`ConvSpec`].
-    Conv(ConvSpec),
+    Conv {
+        /// Strides, dilations, padding and groups.
+        spec: ConvSpec,
+    },
     /// Output `output` of a recurrent layer's time loop (0 the output, then the final states),
     /// kept whole until the number of steps is known, then run by the backend (natively, or
     /// unrolled); see [`crate::ops::RecurrenceSpec`] for its inputs.
+    #[serde(skip)]
     Recurrence {
         /// The loop.
         spec: std::sync::Arc<crate::ops::RecurrenceSpec>,
@@ -630,15 +653,15 @@ impl Op {
             Op::Input { .. } => "input".into(),
             Op::Constant(_) => "constant".into(),
             Op::Variable(v) => format!("variable '{}'", v.name()),
-            Op::Unary(u) => u.name().into(),
-            Op::Binary(b) => b.name().into(),
+            Op::Unary { func } => func.name().into(),
+            Op::Binary { func } => func.name().into(),
             Op::Where => "where".into(),
-            Op::Reduce { op, .. } => op.name().into(),
-            Op::ArgReduce { op, .. } => match op {
+            Op::Reduce { func, .. } => func.name().into(),
+            Op::ArgReduce { func, .. } => match func {
                 ArgReduceOp::ArgMax => "argmax".into(),
                 ArgReduceOp::ArgMin => "argmin".into(),
             },
-            Op::Scan { op, .. } => match op {
+            Op::Scan { func, .. } => match func {
                 ScanOp::CumSum => "cumsum".into(),
                 ScanOp::CumProd => "cumprod".into(),
             },
@@ -651,8 +674,8 @@ impl Op {
             Op::Concat { .. } => "concatenate".into(),
             Op::Gather { .. } => "take".into(),
             Op::MatMul => "matmul".into(),
-            Op::Cast(d) => format!("cast to {d}"),
-            Op::Conv(_) => "conv".into(),
+            Op::Cast { dtype } => format!("cast to {dtype}"),
+            Op::Conv { .. } => "conv".into(),
             Op::Recurrence { spec, .. } => spec.cell.kind().to_ascii_lowercase(),
         }
     }

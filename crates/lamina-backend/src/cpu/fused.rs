@@ -89,10 +89,10 @@ pub struct FusedKernel {
 fn fusible_op(op: &Op) -> bool {
     matches!(
         op,
-        Op::Unary(_)
-            | Op::Binary(_)
+        Op::Unary { .. }
+            | Op::Binary { .. }
             | Op::Where
-            | Op::Cast(_)
+            | Op::Cast { .. }
             | Op::Concat { .. }
             | Op::Reduce { .. }
     )
@@ -151,14 +151,16 @@ impl Builder<'_> {
                 .map(|&m| self.add(m, inside))
                 .collect::<Option<Vec<_>>>()?;
             match &node.op {
-                Op::Unary(u) => Step::Unary(*u, ins[0]),
-                Op::Binary(b) => Step::Binary(*b, ins[0], ins[1]),
+                Op::Unary { func: u } => Step::Unary(*u, ins[0]),
+                Op::Binary { func: b } => Step::Binary(*b, ins[0], ins[1]),
                 Op::Where => Step::Where(ins[0], ins[1], ins[2]),
-                Op::Cast(DType::Bool) if self.prog.nodes[node.inputs[0]].dtype == DType::F32 => {
+                Op::Cast { dtype: DType::Bool }
+                    if self.prog.nodes[node.inputs[0]].dtype == DType::F32 =>
+                {
                     Step::ToBool(ins[0])
                 }
-                Op::Cast(_) => Step::Copy(ins[0]),
-                Op::Reduce { op, .. } => Step::Reduce(*op, ins[0]),
+                Op::Cast { .. } => Step::Copy(ins[0]),
+                Op::Reduce { func: op, .. } => Step::Reduce(*op, ins[0]),
                 Op::Concat { .. } => Step::Concat(ins),
                 _ => return None,
             }
@@ -272,7 +274,7 @@ fn can_fuse(prog: &Program, shapes: &[Vec<usize>], n: usize, lead: &[usize]) -> 
                 && shapes[node.inputs[0]].last().is_some_and(|&n| n > 0)
         }
         Op::Concat { axis } => *axis == r - 1,
-        Op::Cast(to) => matches!(to, DType::F32 | DType::Bool),
+        Op::Cast { dtype: to } => matches!(to, DType::F32 | DType::Bool),
         _ => true,
     }
 }
@@ -386,7 +388,7 @@ fn sink_of(
     // from there, so the region's output is never written out.
     let node = &prog.nodes[root];
     match &node.op {
-        Op::Reduce { op, axes, .. } if axes.len() == 1 && node.dtype == DType::F32 => {
+        Op::Reduce { func: op, axes, .. } if axes.len() == 1 && node.dtype == DType::F32 => {
             let src = node.inputs[0];
             let ss = &shapes[src];
             let fits = ss.len() >= 2

@@ -28,7 +28,7 @@ pub fn scratch(prog: &Program, shapes: &[Vec<usize>], n: usize) -> u64 {
     let out = &shapes[n];
     let input = |k: usize| &shapes[node.inputs[k]];
     match &node.op {
-        Op::Binary(_) | Op::Where => node
+        Op::Binary { .. } | Op::Where => node
             .inputs
             .iter()
             .map(|&m| &shapes[m])
@@ -46,7 +46,9 @@ pub fn scratch(prog: &Program, shapes: &[Vec<usize>], n: usize) -> u64 {
         Op::Scan { axis, .. } if axis + 1 != input(0).len() => {
             tensor_bytes(input(0)).saturating_mul(2)
         }
-        Op::Conv(spec) => super::conv::scratch_bytes(input(0), &shapes[node.inputs[1]], out, spec),
+        Op::Conv { spec } => {
+            super::conv::scratch_bytes(input(0), &shapes[node.inputs[1]], out, spec)
+        }
         Op::Recurrence { spec, .. } => {
             // The input projection of every step.
             let s = input(0);

@@ -299,8 +299,8 @@ impl Executable for CpuExecutable {
                     detail: "constant missing".into(),
                 })?,
                 Op::Variable(v) => v.with_value(|t| t.data_arc().clone()),
-                Op::Unary(u) => Arc::new(elementwise::unary(*u, arg(0)?)?),
-                Op::Binary(b) => Arc::new(elementwise::binary(
+                Op::Unary { func: u } => Arc::new(elementwise::unary(*u, arg(0)?)?),
+                Op::Binary { func: b } => Arc::new(elementwise::binary(
                     *b,
                     arg(0)?,
                     shape_of(0),
@@ -317,13 +317,15 @@ impl Executable for CpuExecutable {
                     shape_of(2),
                     out_shape,
                 )?),
-                Op::Reduce { op, axes, .. } => {
+                Op::Reduce { func: op, axes, .. } => {
                     Arc::new(reduce::reduce(*op, arg(0)?, shape_of(0), axes)?)
                 }
-                Op::ArgReduce { op, axis, .. } => {
+                Op::ArgReduce { func: op, axis, .. } => {
                     Arc::new(reduce::arg_reduce(*op, arg(0)?, shape_of(0), *axis)?)
                 }
-                Op::Scan { op, axis } => Arc::new(reduce::scan(*op, arg(0)?, shape_of(0), *axis)?),
+                Op::Scan { func: op, axis } => {
+                    Arc::new(reduce::scan(*op, arg(0)?, shape_of(0), *axis)?)
+                }
                 Op::Reshape { .. } | Op::ExpandDims { .. } | Op::Squeeze { .. } => arg(0)?.clone(),
                 Op::Permute { perm } => Arc::new(movement::permute(arg(0)?, shape_of(0), perm)),
                 Op::BroadcastTo { .. } => {
@@ -350,8 +352,8 @@ impl Executable for CpuExecutable {
                     shape_of(1),
                     out_shape,
                 )?),
-                Op::Cast(to) => Arc::new(elementwise::cast(arg(0)?, *to)),
-                Op::Conv(spec) => Arc::new(conv::conv(
+                Op::Cast { dtype: to } => Arc::new(elementwise::cast(arg(0)?, *to)),
+                Op::Conv { spec } => Arc::new(conv::conv(
                     arg(0)?,
                     shape_of(0),
                     arg(1)?,

@@ -60,8 +60,8 @@ fn evaluate(graph: &Program, v: &[f32]) -> Option<HostData> {
         let (data, shape) = match &node.op {
             Op::Input { .. } => (HostData::F32(v.to_vec()), vec![n]),
             Op::Constant(c) => (c.data().clone(), vec![1]),
-            Op::Unary(u) => (elementwise::unary(*u, &arg(0).0).ok()?, arg(0).1.clone()),
-            Op::Binary(op) => {
+            Op::Unary { func: u } => (elementwise::unary(*u, &arg(0).0).ok()?, arg(0).1.clone()),
+            Op::Binary { func: op } => {
                 let (a, b) = (arg(0), arg(1));
                 let shape = if a.1 == [n] || b.1 == [n] {
                     vec![n]
@@ -80,7 +80,7 @@ fn evaluate(graph: &Program, v: &[f32]) -> Option<HostData> {
                 let data = elementwise::select(&c.0, &c.1, &a.0, &a.1, &b.0, &b.1, &shape).ok()?;
                 (data, shape)
             }
-            Op::Cast(to) => (elementwise::cast(&arg(0).0, *to), arg(0).1.clone()),
+            Op::Cast { dtype: to } => (elementwise::cast(&arg(0).0, *to), arg(0).1.clone()),
             _ => return None,
         };
         vals.push((data, shape));

@@ -504,7 +504,7 @@ impl<'a> Lowerer<'a> {
         if matches!(
             node.op,
             Op::MatMul
-                | Op::Conv(_)
+                | Op::Conv { .. }
                 | Op::Reduce { .. }
                 | Op::ArgReduce { .. }
                 | Op::Scan { .. }
@@ -528,8 +528,8 @@ impl<'a> Lowerer<'a> {
         let inputs = node.inputs.clone();
         let in_shape = |k: usize| self.shapes[inputs[k]].clone();
         Ok(match &node.op {
-            Op::Unary(_) | Op::Cast(_) => vec![(inputs[0], c.clone())],
-            Op::Binary(_) | Op::Where | Op::BroadcastTo { .. } => inputs
+            Op::Unary { .. } | Op::Cast { .. } => vec![(inputs[0], c.clone())],
+            Op::Binary { .. } | Op::Where | Op::BroadcastTo { .. } => inputs
                 .iter()
                 .enumerate()
                 .map(|(k, &i)| {
@@ -637,8 +637,8 @@ impl<'a> Lowerer<'a> {
         let dtype = node.dtype;
         let in_dtype = |k: usize| self.prog.nodes[node.inputs[k]].dtype;
         Ok(match &node.op {
-            Op::Unary(u) => self.b.let_(dtype, Expr::Unary(*u, dtype, vals[0])),
-            Op::Binary(op) => self
+            Op::Unary { func: u } => self.b.let_(dtype, Expr::Unary(*u, dtype, vals[0])),
+            Op::Binary { func: op } => self
                 .b
                 .let_(dtype, Expr::Binary(*op, in_dtype(0), vals[0], vals[1])),
             Op::Where => self.b.let_(
@@ -649,7 +649,7 @@ impl<'a> Lowerer<'a> {
                     otherwise: vals[2],
                 },
             ),
-            Op::Cast(to) => self.b.let_(
+            Op::Cast { dtype: to } => self.b.let_(
                 *to,
                 Expr::Cast {
                     from: in_dtype(0),

@@ -17,10 +17,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 pub fn fusible(op: &Op) -> bool {
     matches!(
         op,
-        Op::Unary(_)
-            | Op::Binary(_)
+        Op::Unary { .. }
+            | Op::Binary { .. }
             | Op::Where
-            | Op::Cast(_)
+            | Op::Cast { .. }
             | Op::Reshape { .. }
             | Op::Permute { .. }
             | Op::BroadcastTo { .. }
@@ -234,8 +234,8 @@ impl Planner<'_> {
                 .collect()
         };
         match &node.op {
-            Op::Unary(_) | Op::Cast(_) => vec![(ins[0], out.clone())],
-            Op::Binary(_) | Op::Where | Op::BroadcastTo { .. } => {
+            Op::Unary { .. } | Op::Cast { .. } => vec![(ins[0], out.clone())],
+            Op::Binary { .. } | Op::Where | Op::BroadcastTo { .. } => {
                 ins.iter().map(|&i| (i, bcast(&self.shapes[i]))).collect()
             }
             Op::Permute { perm } => {
@@ -614,7 +614,7 @@ impl Planner<'_> {
         let no_register = |_: usize, _: &[Map]| None;
         match &node.op {
             Op::MatMul => self.matmul_kernel(root, root, BTreeSet::new(), mat),
-            Op::Conv(_) => self.conv_kernel(root, root, BTreeSet::new(), mat),
+            Op::Conv { .. } => self.conv_kernel(root, root, BTreeSet::new(), mat),
             Op::Recurrence { spec, .. } => {
                 let outputs = loop_outputs(self.prog, root, spec);
                 let leader = outputs.iter().map(|o| o.1).min().unwrap_or(root);
@@ -680,7 +680,7 @@ impl Planner<'_> {
                 let matmuls: Vec<usize> = need
                     .iter()
                     .copied()
-                    .filter(|&n| matches!(self.prog.nodes[n].op, Op::MatMul | Op::Conv(_)))
+                    .filter(|&n| matches!(self.prog.nodes[n].op, Op::MatMul | Op::Conv { .. }))
                     .collect();
                 let reduces: Vec<usize> = need
                     .iter()
@@ -706,7 +706,7 @@ impl Planner<'_> {
                     });
                     if r.need.is_empty() {
                         return match self.prog.nodes[mm].op {
-                            Op::Conv(_) => self.conv_kernel(root, mm, r.reads, mat),
+                            Op::Conv { .. } => self.conv_kernel(root, mm, r.reads, mat),
                             _ => self.matmul_kernel(root, mm, r.reads, mat),
                         };
                     }

@@ -228,7 +228,7 @@ impl Layer for BatchNormalization {
         // axis): fold into its kernel and bias.
         if axis + 1 == shape.rank()
             && let Ok(node) = x.node()
-            && let Op::Conv(spec) = node.op()
+            && let Op::Conv { spec } = node.op()
         {
             let ins = node.inputs();
             let kernel = ins[1].multiply(&mul);

@@ -247,7 +247,9 @@ impl Program {
                     | Op::ExpandDims { .. }
                     | Op::Squeeze { .. }
                     | Op::Permute { .. } => {}
-                    Op::Cast(to @ (DType::I32 | DType::U32)) if cast.is_none() => cast = Some(*to),
+                    Op::Cast {
+                        dtype: to @ (DType::I32 | DType::U32),
+                    } if cast.is_none() => cast = Some(*to),
                     _ => break,
                 }
                 source = m.inputs[0];

@@ -9,8 +9,8 @@ impl Tensor {
     /// (`(k..., in / groups, out)`), plus `bias` (`(out,)`) when given; see [`ConvSpec`].
     pub fn conv(&self, kernel: &Tensor, bias: Option<&Tensor>, spec: ConvSpec) -> Tensor {
         match bias {
-            Some(b) => Tensor::from_op(Op::Conv(spec), &[self, kernel, b]),
-            None => Tensor::from_op(Op::Conv(spec), &[self, kernel]),
+            Some(b) => Tensor::from_op(Op::Conv { spec }, &[self, kernel, b]),
+            None => Tensor::from_op(Op::Conv { spec }, &[self, kernel]),
         }
     }
 }

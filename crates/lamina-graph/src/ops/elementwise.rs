@@ -146,7 +146,7 @@ pub fn apply_binary(op: BinaryOp, a: &dyn Operand, b: &dyn Operand) -> Tensor {
         (DType::Bool, DType::Bool, BinaryOp::Mul | BinaryOp::Min) => BinaryOp::And,
         _ => op,
     };
-    Tensor::from_op(Op::Binary(op), &[&a, &b])
+    Tensor::from_op(Op::Binary { func: op }, &[&a, &b])
 }
 
 /// The `Tensor` method of each op of a `for_each_*_op!` declaration (in `op.rs`) that has a
@@ -213,7 +213,7 @@ impl Tensor {
         } else {
             self.cast(DType::F32)
         };
-        Tensor::from_op(Op::Unary(op), &[&x])
+        Tensor::from_op(Op::Unary { func: op }, &[&x])
     }
 
     /// Applies a binary primitive to `self` and `other` promoted to one dtype as Keras 3 does
@@ -244,7 +244,7 @@ impl Tensor {
 
     fn float_test(&self, op: UnaryOp, for_integers: bool) -> Tensor {
         if self.dtype() == DType::F32 {
-            Tensor::from_op(Op::Unary(op), &[self])
+            Tensor::from_op(Op::Unary { func: op }, &[self])
         } else if for_integers {
             self.equal(self)
         } else {
@@ -327,7 +327,12 @@ impl Tensor {
                 return self.sqrt();
             }
         }
-        Tensor::from_op(Op::Binary(BinaryOp::Pow), &[self, &e])
+        Tensor::from_op(
+            Op::Binary {
+                func: BinaryOp::Pow,
+            },
+            &[self, &e],
+        )
     }
 
     /// An integer tensor to a non-negative integer power, exactly (wrapping as integer
@@ -385,7 +390,7 @@ impl Tensor {
         if self.dtype() == dtype {
             return self.clone();
         }
-        Tensor::from_op(Op::Cast(dtype), &[self])
+        Tensor::from_op(Op::Cast { dtype }, &[self])
     }
 
     /// The value of a rank-0 constant, if this is one.

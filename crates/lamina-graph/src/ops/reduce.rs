@@ -21,10 +21,22 @@ impl Tensor {
         let shape = self.shape();
         match axes.into().resolve(shape.rank()) {
             // The mean of integers is float32, as in Keras.
-            Ok(axes) if op == ReduceOp::Mean && self.dtype() != DType::F32 => {
-                Tensor::from_op(Op::Reduce { op, axes, keepdims }, &[&self.cast(DType::F32)])
-            }
-            Ok(axes) => Tensor::from_op(Op::Reduce { op, axes, keepdims }, &[self]),
+            Ok(axes) if op == ReduceOp::Mean && self.dtype() != DType::F32 => Tensor::from_op(
+                Op::Reduce {
+                    func: op,
+                    axes,
+                    keepdims,
+                },
+                &[&self.cast(DType::F32)],
+            ),
+            Ok(axes) => Tensor::from_op(
+                Op::Reduce {
+                    func: op,
+                    axes,
+                    keepdims,
+                },
+                &[self],
+            ),
             Err(bad) => Tensor::invalid(axis_error(op.name(), bad, &shape)),
         }
     }
@@ -112,7 +124,14 @@ impl Tensor {
             "argmin"
         };
         match normalize_axis(name, axis, &self.shape()) {
-            Ok(axis) => Tensor::from_op(Op::ArgReduce { op, axis, keepdims }, &[self]),
+            Ok(axis) => Tensor::from_op(
+                Op::ArgReduce {
+                    func: op,
+                    axis,
+                    keepdims,
+                },
+                &[self],
+            ),
             Err(e) => Tensor::invalid(self.error().cloned().unwrap_or(e)),
         }
     }
@@ -174,7 +193,7 @@ impl Tensor {
             "cumprod"
         };
         match normalize_axis(name, axis, &self.shape()) {
-            Ok(axis) => Tensor::from_op(Op::Scan { op, axis }, &[self]),
+            Ok(axis) => Tensor::from_op(Op::Scan { func: op, axis }, &[self]),
             Err(e) => Tensor::invalid(self.error().cloned().unwrap_or(e)),
         }
     }

@@ -3,7 +3,7 @@
 
 use crate::dtype::DType;
 use crate::layers::SerializedLayer;
-use crate::op::{ArgReduceOp, AxisSlice, BinaryOp, ConvSpec, ReduceOp, ScanOp, UnaryOp};
+use crate::op::Op;
 use serde::{Deserialize, Serialize};
 
 /// The `format` metadata value of a Lamina model file.
@@ -198,9 +198,9 @@ pub struct NodeRecord {
     pub inputs: Vec<usize>,
 }
 
-/// A primitive op as stored in a file.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+/// A primitive op as stored in a file: one of the body's leaves, which only a file has, or a
+/// compute op, stored as [`Op`] serialises itself (`{"op": "unary", "func": "exp"}`).
+#[derive(Clone, Debug)]
 pub enum OpRecord {
     /// The Lambda's input `index`.
     Input {
@@ -227,93 +227,232 @@ pub enum OpRecord {
         /// Its name.
         name: String,
     },
-    /// An elementwise function of one input.
-    Unary {
-        /// Which function.
-        func: UnaryOp,
+    /// A compute op (never a leaf of the graph nor a recurrence, which `Op` does not
+    /// serialise).
+    Op(Op),
+}
+
+/// How serde reads and writes the leaves of [`OpRecord`]: objects tagged by `op`, as
+/// [`Op`]'s compute variants are. Its `Op` is `Op`'s own (de)serialisation.
+// Never built: it only lends its shape to serde's reader and writer of `OpRecord`.
+#[allow(dead_code)]
+#[derive(Serialize, Deserialize)]
+#[serde(
+    remote = "OpRecord",
+    tag = "op",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
+enum Leaf {
+    Input {
+        index: usize,
     },
-    /// An elementwise function of two inputs.
-    Binary {
-        /// Which function.
-        func: BinaryOp,
+    InputMask {
+        index: usize,
     },
-    /// `where(cond, a, b)`.
-    Where,
-    /// A reduction.
-    Reduce {
-        /// How elements combine.
-        func: ReduceOp,
-        /// Reduced axes.
-        axes: Vec<usize>,
-        /// Whether reduced axes stay.
-        keepdims: bool,
+    Constant {
+        id: usize,
     },
-    /// argmax/argmin.
-    ArgReduce {
-        /// Which.
-        func: ArgReduceOp,
-        /// The axis.
-        axis: usize,
-        /// Whether the axis stays.
-        keepdims: bool,
+    Variable {
+        name: String,
     },
-    /// cumsum/cumprod.
-    Scan {
-        /// Which.
-        func: ScanOp,
-        /// The axis.
-        axis: usize,
+    Argument {
+        name: String,
     },
-    /// Reshape.
-    Reshape {
-        /// Target (one -1 allowed).
-        target: Vec<i64>,
-    },
-    /// Transpose.
-    Permute {
-        /// Permutation.
-        perm: Vec<usize>,
-    },
-    /// Broadcast.
-    BroadcastTo {
-        /// Target shape.
-        shape: Vec<usize>,
-    },
-    /// Strided slice.
-    Slice {
-        /// One slice per axis.
-        axes: Vec<AxisSlice>,
-    },
-    /// New size-1 axis.
-    ExpandDims {
-        /// Where.
-        axis: usize,
-    },
-    /// Removed size-1 axes.
-    Squeeze {
-        /// Which.
-        axes: Vec<usize>,
-    },
-    /// Concatenation.
-    Concat {
-        /// Along which axis.
-        axis: usize,
-    },
-    /// `take` along an axis (inputs: params, indices).
-    Gather {
-        /// The axis of the params.
-        axis: usize,
-    },
-    /// Matrix product.
-    MatMul,
-    /// Conversion.
-    Cast {
-        /// Target dtype.
-        dtype: DType,
-    },
-    /// Convolution (inputs: x, kernel and optionally bias).
-    Conv {
-        /// Strides, dilations, padding and groups.
-        spec: ConvSpec,
-    },
+    #[serde(skip)]
+    Op(Op),
+}
+
+impl Serialize for OpRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            OpRecord::Op(op) => op.serialize(s),
+            leaf => Leaf::serialize(leaf, s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OpRecord {
+    /// A leaf by its `op` tag, or else a compute op; a tag that is neither is refused with
+    /// the list of all.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let value = serde_json::Value::deserialize(d)?;
+        let read = match value.get("op").and_then(serde_json::Value::as_str) {
+            Some(tag) if op_tags().contains(&tag) => {
+                Op::deserialize(value).map(OpRecord::Op)
+            }
+            Some(tag) if !leaf_tags().contains(&tag) => {
+                return Err(D::Error::unknown_variant(tag, every_tag()));
+            }
+            // A leaf's tag; or no tag, or not an object, which the leaves' reader refuses
+            // as the record's.
+            _ => Leaf::deserialize(value),
+        };
+        read.map_err(D::Error::custom)
+    }
+}
+
+/// Records are equal when a file writes them the same.
+impl PartialEq for OpRecord {
+    fn eq(&self, other: &Self) -> bool {
+        match (serde_json::to_value(self), serde_json::to_value(other)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// The error by which [`tags`] learns the tags an enum knows: serde's list of them when it
+/// refuses an unknown one.
+#[derive(Debug)]
+struct Tags(&'static [&'static str]);
+
+impl std::fmt::Display for Tags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tags {:?}", self.0)
+    }
+}
+
+impl std::error::Error for Tags {}
+
+impl serde::de::Error for Tags {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        Tags(&[])
+    }
+
+    fn unknown_variant(_: &str, expected: &'static [&'static str]) -> Self {
+        Tags(expected)
+    }
+}
+
+/// A record offering an `op` tag that no enum has.
+type TagProbe =
+    serde::de::value::MapDeserializer<'static, std::iter::Once<(&'static str, &'static str)>, Tags>;
+
+/// The `op` tags that an enum's derived reader (`deserialize`) knows, in declaration order.
+fn tags<T>(deserialize: impl FnOnce(TagProbe) -> Result<T, Tags>) -> &'static [&'static str] {
+    match deserialize(TagProbe::new(std::iter::once(("op", "\0")))) {
+        Ok(_) => &[],
+        Err(Tags(tags)) => tags,
+    }
+}
+
+/// The compute ops' tags, learned once.
+fn op_tags() -> &'static [&'static str] {
+    static OPS: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+    OPS.get_or_init(|| tags(Op::deserialize))
+}
+
+/// The leaves' tags, learned once.
+fn leaf_tags() -> &'static [&'static str] {
+    static LEAVES: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+    LEAVES.get_or_init(|| tags(Leaf::deserialize))
+}
+
+/// Every tag a file's op may have: the leaves', then the compute ops'.
+fn every_tag() -> &'static [&'static str] {
+    static EVERY: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    EVERY.get_or_init(|| leaf_tags().iter().chain(op_tags()).copied().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::{ConvSpec, ReduceOp, UnaryOp};
+    use serde_json::json;
+
+    fn read(value: serde_json::Value) -> Result<OpRecord, String> {
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn records_read_and_write_the_leaves_and_ops_of_a_file() {
+        let cases = [
+            (OpRecord::Input { index: 1 }, r#"{"op":"input","index":1}"#),
+            (
+                OpRecord::InputMask { index: 0 },
+                r#"{"op":"input_mask","index":0}"#,
+            ),
+            (OpRecord::Constant { id: 2 }, r#"{"op":"constant","id":2}"#),
+            (
+                OpRecord::Variable { name: "w".into() },
+                r#"{"op":"variable","name":"w"}"#,
+            ),
+            (
+                OpRecord::Argument { name: "a".into() },
+                r#"{"op":"argument","name":"a"}"#,
+            ),
+            (
+                OpRecord::Op(Op::Unary {
+                    func: UnaryOp::IsNan,
+                }),
+                r#"{"op":"unary","func":"is_nan"}"#,
+            ),
+            (
+                OpRecord::Op(Op::Reduce {
+                    func: ReduceOp::Sum,
+                    axes: vec![1],
+                    keepdims: false,
+                }),
+                r#"{"op":"reduce","func":"sum","axes":[1],"keepdims":false}"#,
+            ),
+            (OpRecord::Op(Op::MatMul), r#"{"op":"mat_mul"}"#),
+            (
+                OpRecord::Op(Op::Cast {
+                    dtype: crate::DType::I32,
+                }),
+                r#"{"op":"cast","dtype":"i32"}"#,
+            ),
+            (
+                OpRecord::Op(Op::Conv {
+                    spec: ConvSpec::new(1),
+                }),
+                r#"{"op":"conv","spec":{"strides":[1],"dilation":[1],"input_dilation":[1],"padding":[[0,0]],"groups":1}}"#,
+            ),
+        ];
+        for (record, text) in cases {
+            assert_eq!(serde_json::to_string(&record).unwrap(), text);
+            let back: OpRecord = serde_json::from_str(text).unwrap();
+            assert_eq!(back, record);
+        }
+        // What a graph holds but a file records as its own leaves is not an op of a file.
+        let input = Op::Input { name: "x".into() };
+        assert!(serde_json::to_string(&OpRecord::Op(input)).is_err());
+    }
+
+    #[test]
+    fn bad_records_are_refused_as_the_derived_reader_refused_them() {
+        assert_eq!(
+            read(json!({"op": "launch_missiles"})).unwrap_err(),
+            "unknown variant `launch_missiles`, expected one of `input`, `input_mask`, \
+             `constant`, `variable`, `argument`, `unary`, `binary`, `where`, `reduce`, \
+             `arg_reduce`, `scan`, `reshape`, `permute`, `broadcast_to`, `slice`, \
+             `expand_dims`, `squeeze`, `concat`, `gather`, `mat_mul`, `cast`, `conv`"
+        );
+        assert_eq!(read(json!({"index": 0})).unwrap_err(), "missing field `op`");
+        assert_eq!(
+            read(json!("unary")).unwrap_err(),
+            "invalid type: string \"unary\", expected internally tagged enum OpRecord"
+        );
+        assert!(read(json!({"op": "input", "index": 0, "x": 1})).is_err());
+        assert!(
+            read(json!({"op": "unary", "func": "exp", "axes": []}))
+                .unwrap_err()
+                .contains("unknown field `axes`")
+        );
+        assert!(
+            read(json!({"op": "unary", "func": "launch"}))
+                .unwrap_err()
+                .contains("unknown variant `launch`")
+        );
+        // The ops a file never holds as such have no tag.
+        for tag in ["recurrence", "variable_read"] {
+            assert!(
+                read(json!({"op": tag}))
+                    .unwrap_err()
+                    .contains("unknown variant")
+            );
+        }
+    }
 }

@@ -8,7 +8,6 @@ use crate::host::HostTensor;
 use crate::layer::{LayerRef, call_layer_with_masks};
 use crate::layers::{ConfigContext, Input, Lambda, SerializedLayer, registry};
 use crate::model::Model;
-use crate::op::Op;
 use crate::shape::Dim;
 use crate::tensor::Tensor;
 use safetensors::SafeTensors;
@@ -96,56 +95,6 @@ impl<'a> Loader<'a> {
     }
 }
 
-fn op_of(record: &OpRecord) -> Option<Op> {
-    Some(match record {
-        OpRecord::Unary { func } => Op::Unary(*func),
-        OpRecord::Binary { func } => Op::Binary(*func),
-        OpRecord::Where => Op::Where,
-        OpRecord::Reduce {
-            func,
-            axes,
-            keepdims,
-        } => Op::Reduce {
-            op: *func,
-            axes: axes.clone(),
-            keepdims: *keepdims,
-        },
-        OpRecord::ArgReduce {
-            func,
-            axis,
-            keepdims,
-        } => Op::ArgReduce {
-            op: *func,
-            axis: *axis,
-            keepdims: *keepdims,
-        },
-        OpRecord::Scan { func, axis } => Op::Scan {
-            op: *func,
-            axis: *axis,
-        },
-        OpRecord::Reshape { target } => Op::Reshape {
-            target: target.clone(),
-        },
-        OpRecord::Permute { perm } => Op::Permute { perm: perm.clone() },
-        OpRecord::BroadcastTo { shape } => Op::BroadcastTo {
-            shape: shape.clone(),
-        },
-        OpRecord::Slice { axes } => Op::Slice { axes: axes.clone() },
-        OpRecord::ExpandDims { axis } => Op::ExpandDims { axis: *axis },
-        OpRecord::Squeeze { axes } => Op::Squeeze { axes: axes.clone() },
-        OpRecord::Concat { axis } => Op::Concat { axis: *axis },
-        OpRecord::Gather { axis } => Op::Gather { axis: *axis },
-        OpRecord::MatMul => Op::MatMul,
-        OpRecord::Cast { dtype } => Op::Cast(*dtype),
-        OpRecord::Conv { spec } => Op::Conv(spec.clone()),
-        OpRecord::Input { .. }
-        | OpRecord::InputMask { .. }
-        | OpRecord::Constant { .. }
-        | OpRecord::Variable { .. }
-        | OpRecord::Argument { .. } => return None,
-    })
-}
-
 /// The function of a loaded Lambda: replays its recorded body on new inputs.
 fn replay(
     body: &BodyRecord,
@@ -207,15 +156,12 @@ fn replay(
                     ));
                 }
             },
-            other => {
-                let Some(op) = op_of(other) else {
-                    return bad(format!("node {i} has a leaf op with inputs"));
-                };
+            OpRecord::Op(op) => {
                 let ins: Vec<&Tensor> = node.inputs.iter().map(|&j| &values[j]).collect();
-                Tensor::from_op(op, &ins)
+                Tensor::from_op(op.clone(), &ins)
             }
         };
-        if !node.inputs.is_empty() && op_of(&node.op).is_none() {
+        if !node.inputs.is_empty() && !matches!(node.op, OpRecord::Op(_)) {
             return bad(format!("node {i} is a leaf but lists inputs"));
         }
         values.push(t);

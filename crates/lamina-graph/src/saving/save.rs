@@ -403,13 +403,14 @@ impl BodyRecorder<'_> {
                         )));
                     }
                 }
-                op => op_record(op).ok_or_else(|| {
-                    fail(format!(
+                Op::Recurrence { .. } => {
+                    return Err(fail(format!(
                         "op {} cannot be recorded in a Lambda body (call recurrent layers \
                          outside Lambdas)",
-                        op.name()
-                    ))
-                })?,
+                        node.op().name()
+                    )));
+                }
+                op => OpRecord::Op(op.clone()),
             };
             let inputs = node.inputs().iter().map(|c| position[&c.id()]).collect();
             position.insert(t.id(), nodes.len());
@@ -421,47 +422,6 @@ impl BodyRecorder<'_> {
             nodes,
         })
     }
-}
-
-/// The record of a compute op (`None` for a leaf).
-fn op_record(op: &Op) -> Option<OpRecord> {
-    Some(match op {
-        Op::Unary(u) => OpRecord::Unary { func: *u },
-        Op::Binary(b) => OpRecord::Binary { func: *b },
-        Op::Where => OpRecord::Where,
-        Op::Reduce { op, axes, keepdims } => OpRecord::Reduce {
-            func: *op,
-            axes: axes.clone(),
-            keepdims: *keepdims,
-        },
-        Op::ArgReduce { op, axis, keepdims } => OpRecord::ArgReduce {
-            func: *op,
-            axis: *axis,
-            keepdims: *keepdims,
-        },
-        Op::Scan { op, axis } => OpRecord::Scan {
-            func: *op,
-            axis: *axis,
-        },
-        Op::Reshape { target } => OpRecord::Reshape {
-            target: target.clone(),
-        },
-        Op::Permute { perm } => OpRecord::Permute { perm: perm.clone() },
-        Op::BroadcastTo { shape } => OpRecord::BroadcastTo {
-            shape: shape.clone(),
-        },
-        Op::Slice { axes } => OpRecord::Slice { axes: axes.clone() },
-        Op::ExpandDims { axis } => OpRecord::ExpandDims { axis: *axis },
-        Op::Squeeze { axes } => OpRecord::Squeeze { axes: axes.clone() },
-        Op::Concat { axis } => OpRecord::Concat { axis: *axis },
-        Op::Gather { axis } => OpRecord::Gather { axis: *axis },
-        Op::MatMul => OpRecord::MatMul,
-        Op::Cast(d) => OpRecord::Cast { dtype: *d },
-        Op::Conv(spec) => OpRecord::Conv { spec: spec.clone() },
-        Op::Input { .. } | Op::Constant(_) | Op::Variable(_) | Op::Recurrence { .. } => {
-            return None;
-        }
-    })
 }
 
 /// Serialises a snapshot into the bytes of a safetensors file.

@@ -75,7 +75,7 @@ struct Geometry {
 impl Geometry {
     fn new(prog: &Program, shapes: &[Vec<usize>], conv: usize) -> Result<Geometry> {
         let node = &prog.nodes[conv];
-        let Op::Conv(spec) = &node.op else {
+        let Op::Conv { spec } = &node.op else {
             return Err(internal("a convolution kernel for another op"));
         };
         let r = spec.rank();

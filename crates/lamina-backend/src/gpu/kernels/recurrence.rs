@@ -84,8 +84,10 @@ impl Act {
                     HostData::U32(x) => Lit::U32(x[0]),
                     HostData::Bool(x) => Lit::Bool(x[0]),
                 }),
-                Op::Unary(u) => b.let_(dtype, Expr::Unary(*u, dtype, arg(0))),
-                Op::Binary(op) => b.let_(dtype, Expr::Binary(*op, in_dtype(0), arg(0), arg(1))),
+                Op::Unary { func: u } => b.let_(dtype, Expr::Unary(*u, dtype, arg(0))),
+                Op::Binary { func: op } => {
+                    b.let_(dtype, Expr::Binary(*op, in_dtype(0), arg(0), arg(1)))
+                }
                 Op::Where => b.let_(
                     dtype,
                     Expr::Select {
@@ -94,7 +96,7 @@ impl Act {
                         otherwise: arg(2),
                     },
                 ),
-                Op::Cast(to) => b.let_(
+                Op::Cast { dtype: to } => b.let_(
                     *to,
                     Expr::Cast {
                         from: in_dtype(0),

@@ -193,7 +193,10 @@ pub fn row(
         None => (lw.b.u32(0), lw.b.u32(1)),
     };
     for &r in &group.members {
-        let Op::Reduce { op, keepdims, .. } = &prog.nodes[r].op else {
+        let Op::Reduce {
+            func: op, keepdims, ..
+        } = &prog.nodes[r].op
+        else {
             return Err(internal("a row member is not a reduction"));
         };
         let (op, keepdims) = (*op, *keepdims);
@@ -624,7 +627,7 @@ pub fn long(
     scratch: &mut Scratch,
 ) -> Result<Vec<Kernel>> {
     let node = &prog.nodes[root];
-    let Op::Reduce { op, axes, .. } = &node.op else {
+    let Op::Reduce { func: op, axes, .. } = &node.op else {
         return Err(internal("not a reduction"));
     };
     let op = *op;
@@ -668,7 +671,7 @@ pub fn arg(
     scratch: &mut Scratch,
 ) -> Result<Vec<Kernel>> {
     let node = &prog.nodes[root];
-    let Op::ArgReduce { op, axis, .. } = &node.op else {
+    let Op::ArgReduce { func: op, axis, .. } = &node.op else {
         return Err(internal("not an argmax"));
     };
     let (op, axis) = (*op, *axis);

@@ -37,7 +37,7 @@ pub fn build(
     scratch: &mut Scratch,
 ) -> Result<Vec<Kernel>> {
     let node = &prog.nodes[root];
-    let Op::Scan { op, axis } = &node.op else {
+    let Op::Scan { func: op, axis } = &node.op else {
         return Err(Error::Backend {
             backend: "gpu".into(),
             detail: "internal: not a scan".into(),
