@@ -18,7 +18,7 @@ use crate::budget::MemoryBudget;
 use crate::passes::expand_recurrences_except;
 use lamina_graph::op::Op;
 use lamina_graph::ops::RecurrenceSpec;
-use lamina_graph::{Error, HostData, HostTensor, Program, Result};
+use lamina_graph::{Error, HostData, HostTensor, Program, ProgramNode, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -209,17 +209,104 @@ impl Executable for CpuExecutable {
         let p = &self.program;
         crate::backend::check_compiled_inputs(p, &self.shapes, &self.gather_checks, inputs)?;
         let mut uses = self.uses.clone();
+        let mut values = self.input_values(inputs)?;
+        let mut loops = LoopOutputs::new();
+        // The weight-only values of an earlier run, when no weight changed since (nothing to
+        // look up in a program with none to keep).
+        let (versions, kept) = self.kept_weights();
+        let reuse_weights = kept.is_some();
+        for (i, v) in kept.into_iter().flatten() {
+            values[i] = Some(v);
+        }
+        let mut computed_weights = Vec::new();
+        for (i, node) in p.nodes.iter().enumerate() {
+            if values[i].is_some()
+                || self.internal.contains(&i)
+                || (reuse_weights && self.weight_only[i])
+            {
+                continue;
+            }
+            let (value, reads) = match &self.fused[i] {
+                Some(k) => (self.run_fused(i, k, &values)?, k.reads.as_slice()),
+                None => (
+                    self.compute(i, node, &values, &mut loops)?,
+                    node.inputs.as_slice(),
+                ),
+            };
+            if self.cached[i] {
+                computed_weights.push((i, value.clone()));
+            }
+            values[i] = Some(value);
+            for &j in reads {
+                uses[j] -= 1;
+                if uses[j] == 0 {
+                    self.recycle(j, values[j].take());
+                }
+            }
+        }
+        if self.keeps_weights && !reuse_weights {
+            *self.weight_values.lock().unwrap_or_else(|p| p.into_inner()) = Some(WeightValues {
+                versions,
+                values: computed_weights,
+            });
+        }
+        self.outputs(&mut values)
+    }
+}
+
+/// Values by node: the weight-only values a run keeps.
+type NodeValues = Vec<(usize, Arc<HostData>)>;
+
+/// The outputs of each recurrent loop run so far in a run, by (loop, inputs).
+type LoopOutputs = HashMap<(usize, Vec<usize>), Vec<Arc<HostData>>>;
+
+/// The inputs of a node the interpreter computes in a run: their values, read as needed (an
+/// internal error when one was not computed), and their shapes.
+struct Operands<'r> {
+    i: usize,
+    node: &'r ProgramNode,
+    values: &'r [Option<Arc<HostData>>],
+    shapes: &'r [Vec<usize>],
+}
+
+impl<'r> Operands<'r> {
+    /// The value of input `j`.
+    fn arg(&self, j: usize) -> Result<&'r Arc<HostData>> {
+        self.values[self.node.inputs[j]]
+            .as_ref()
+            .ok_or_else(|| Error::Backend {
+                backend: "cpu".into(),
+                detail: format!(
+                    "node {} ({}) read a value not computed",
+                    self.i,
+                    self.node.op.name()
+                ),
+            })
+    }
+
+    /// The shape of input `j`.
+    fn shape_of(&self, j: usize) -> &'r [usize] {
+        self.shapes[self.node.inputs[j]].as_slice()
+    }
+}
+
+impl CpuExecutable {
+    /// A run's values at the start: the inputs' set, all others not yet computed.
+    fn input_values(&self, inputs: &[HostTensor]) -> Result<Vec<Option<Arc<HostData>>>> {
+        let p = &self.program;
         let mut values: Vec<Option<Arc<HostData>>> = vec![None; p.nodes.len()];
-        // The outputs of each recurrent loop run so far, by (loop, inputs).
-        let mut loops: HashMap<(usize, Vec<usize>), Vec<Arc<HostData>>> = HashMap::new();
         for (k, &i) in p.inputs.iter().enumerate() {
             let host = inputs.get(k).ok_or_else(|| Error::Inputs {
                 detail: format!("input {k} missing"),
             })?;
             values[i] = Some(host.data_arc().clone());
         }
-        // The weight-only values of an earlier run, when no weight changed since (nothing to
-        // look up in a program with none to keep).
+        Ok(values)
+    }
+
+    /// The variables' versions now (none when no value is kept) and the weight-only values an
+    /// earlier run kept, if computed from those versions.
+    fn kept_weights(&self) -> (Vec<u64>, Option<NodeValues>) {
         let keeps_weights = self.keeps_weights;
         let versions: Vec<u64> = if keeps_weights {
             self.variables.iter().map(|v| v.version()).collect()
@@ -236,180 +323,180 @@ impl Executable for CpuExecutable {
                     .map(|w| w.values.clone())
             })
             .flatten();
-        let reuse_weights = kept.is_some();
-        for (i, v) in kept.into_iter().flatten() {
-            values[i] = Some(v);
+        (versions, kept)
+    }
+
+    /// The value of the fused region rooted at node `i`, written over a recycled buffer when
+    /// one is free.
+    fn run_fused(
+        &self,
+        i: usize,
+        k: &fused::FusedKernel,
+        values: &[Option<Arc<HostData>>],
+    ) -> Result<Arc<HostData>> {
+        let n = self.shapes[i].iter().product();
+        let reuse = self.take_recycled(i);
+        if reuse.is_none() {
+            memory::probe(&self.program, &self.shapes, i)?;
         }
-        let mut computed_weights = Vec::new();
-        for (i, node) in p.nodes.iter().enumerate() {
-            if values[i].is_some()
-                || self.internal.contains(&i)
-                || (reuse_weights && self.weight_only[i])
-            {
-                continue;
+        k.run(values, n, reuse).ok_or_else(|| Error::Backend {
+            backend: "cpu".into(),
+            detail: format!("fused region at node {i} read a value not computed"),
+        })
+    }
+
+    /// Checks that the machine can provide node `i`'s bytes before it is computed
+    /// (`memory::probe`); a view or a leaf allocates nothing.
+    fn probe_memory(&self, i: usize, node: &ProgramNode) -> Result<()> {
+        if !memory::is_view(&node.op)
+            && !matches!(
+                node.op,
+                Op::Input { .. } | Op::Constant(_) | Op::Variable(_)
+            )
+        {
+            memory::probe(&self.program, &self.shapes, i)?;
+        }
+        Ok(())
+    }
+
+    /// The value of node `i`, outside any fused region, from its inputs' values.
+    fn compute(
+        &self,
+        i: usize,
+        node: &ProgramNode,
+        values: &[Option<Arc<HostData>>],
+        loops: &mut LoopOutputs,
+    ) -> Result<Arc<HostData>> {
+        let operands = Operands {
+            i,
+            node,
+            values,
+            shapes: &self.shapes,
+        };
+        let arg = |j: usize| operands.arg(j);
+        let shape_of = |j: usize| operands.shape_of(j);
+        let out_shape = self.shapes[i].as_slice();
+        self.probe_memory(i, node)?;
+        let value: Arc<HostData> = match &node.op {
+            Op::Input { name } => {
+                return Err(Error::Inputs {
+                    detail: format!("no value given for input '{name}'"),
+                });
             }
-            if let Some(k) = &self.fused[i] {
-                let n = self.shapes[i].iter().product();
+            Op::Constant(_) => self.constants[i].clone().ok_or_else(|| Error::Backend {
+                backend: "cpu".into(),
+                detail: "constant missing".into(),
+            })?,
+            Op::Variable(v) => v.with_value(|t| t.data_arc().clone()),
+            Op::Unary { func: u } => Arc::new(elementwise::unary(*u, arg(0)?)?),
+            Op::Binary { func: b } => Arc::new(elementwise::binary(
+                *b,
+                arg(0)?,
+                shape_of(0),
+                arg(1)?,
+                shape_of(1),
+                out_shape,
+            )?),
+            Op::Where => Arc::new(elementwise::select(
+                arg(0)?,
+                shape_of(0),
+                arg(1)?,
+                shape_of(1),
+                arg(2)?,
+                shape_of(2),
+                out_shape,
+            )?),
+            Op::Reduce { func: op, axes, .. } => {
+                Arc::new(reduce::reduce(*op, arg(0)?, shape_of(0), axes)?)
+            }
+            Op::ArgReduce { func: op, axis, .. } => {
+                Arc::new(reduce::arg_reduce(*op, arg(0)?, shape_of(0), *axis)?)
+            }
+            Op::Scan { func: op, axis } => {
+                Arc::new(reduce::scan(*op, arg(0)?, shape_of(0), *axis)?)
+            }
+            Op::Reshape { .. } | Op::ExpandDims { .. } | Op::Squeeze { .. } => arg(0)?.clone(),
+            Op::Permute { perm } => Arc::new(movement::permute(arg(0)?, shape_of(0), perm)),
+            Op::BroadcastTo { .. } => {
+                Arc::new(movement::broadcast(arg(0)?, shape_of(0), out_shape))
+            }
+            Op::Slice { axes } => Arc::new(movement::slice(arg(0)?, shape_of(0), axes, out_shape)),
+            Op::Concat { axis } => {
+                let parts: Vec<(&HostData, &[usize])> = (0..node.inputs.len())
+                    .map(|j| Ok((arg(j)?.as_ref(), shape_of(j))))
+                    .collect::<Result<_>>()?;
+                Arc::new(movement::concat(&parts, *axis, out_shape)?)
+            }
+            Op::Gather { axis } => {
                 let reuse = self.take_recycled(i);
-                if reuse.is_none() {
-                    memory::probe(p, &self.shapes, i)?;
-                }
-                let v = k.run(&values, n, reuse).ok_or_else(|| Error::Backend {
-                    backend: "cpu".into(),
-                    detail: format!("fused region at node {i} read a value not computed"),
-                })?;
-                if self.cached[i] {
-                    computed_weights.push((i, v.clone()));
-                }
-                values[i] = Some(v);
-                for &j in &k.reads {
-                    uses[j] -= 1;
-                    if uses[j] == 0 {
-                        self.recycle(j, values[j].take());
-                    }
-                }
-                continue;
+                movement::take(arg(0)?, shape_of(0), arg(1)?, *axis, reuse)
+                    .map_err(|e| node.attribute(e))?
             }
-            let arg = |j: usize| -> Result<&Arc<HostData>> {
-                values[node.inputs[j]]
-                    .as_ref()
-                    .ok_or_else(|| Error::Backend {
-                        backend: "cpu".into(),
-                        detail: format!("node {i} ({}) read a value not computed", node.op.name()),
-                    })
-            };
-            let shape_of = |j: usize| self.shapes[node.inputs[j]].as_slice();
-            let out_shape = self.shapes[i].as_slice();
-            if !memory::is_view(&node.op)
-                && !matches!(
-                    node.op,
-                    Op::Input { .. } | Op::Constant(_) | Op::Variable(_)
-                )
-            {
-                memory::probe(p, &self.shapes, i)?;
-            }
-            let value: Arc<HostData> = match &node.op {
-                Op::Input { name } => {
-                    return Err(Error::Inputs {
-                        detail: format!("no value given for input '{name}'"),
-                    });
-                }
-                Op::Constant(_) => self.constants[i].clone().ok_or_else(|| Error::Backend {
-                    backend: "cpu".into(),
-                    detail: "constant missing".into(),
-                })?,
-                Op::Variable(v) => v.with_value(|t| t.data_arc().clone()),
-                Op::Unary { func: u } => Arc::new(elementwise::unary(*u, arg(0)?)?),
-                Op::Binary { func: b } => Arc::new(elementwise::binary(
-                    *b,
-                    arg(0)?,
-                    shape_of(0),
-                    arg(1)?,
-                    shape_of(1),
-                    out_shape,
-                )?),
-                Op::Where => Arc::new(elementwise::select(
-                    arg(0)?,
-                    shape_of(0),
-                    arg(1)?,
-                    shape_of(1),
-                    arg(2)?,
-                    shape_of(2),
-                    out_shape,
-                )?),
-                Op::Reduce { func: op, axes, .. } => {
-                    Arc::new(reduce::reduce(*op, arg(0)?, shape_of(0), axes)?)
-                }
-                Op::ArgReduce { func: op, axis, .. } => {
-                    Arc::new(reduce::arg_reduce(*op, arg(0)?, shape_of(0), *axis)?)
-                }
-                Op::Scan { func: op, axis } => {
-                    Arc::new(reduce::scan(*op, arg(0)?, shape_of(0), *axis)?)
-                }
-                Op::Reshape { .. } | Op::ExpandDims { .. } | Op::Squeeze { .. } => arg(0)?.clone(),
-                Op::Permute { perm } => Arc::new(movement::permute(arg(0)?, shape_of(0), perm)),
-                Op::BroadcastTo { .. } => {
-                    Arc::new(movement::broadcast(arg(0)?, shape_of(0), out_shape))
-                }
-                Op::Slice { axes } => {
-                    Arc::new(movement::slice(arg(0)?, shape_of(0), axes, out_shape))
-                }
-                Op::Concat { axis } => {
-                    let parts: Vec<(&HostData, &[usize])> = (0..node.inputs.len())
-                        .map(|j| Ok((arg(j)?.as_ref(), shape_of(j))))
-                        .collect::<Result<_>>()?;
-                    Arc::new(movement::concat(&parts, *axis, out_shape)?)
-                }
-                Op::Gather { axis } => {
-                    let reuse = self.take_recycled(i);
-                    movement::take(arg(0)?, shape_of(0), arg(1)?, *axis, reuse)
-                        .map_err(|e| node.attribute(e))?
-                }
-                Op::MatMul => Arc::new(matmul::matmul(
-                    arg(0)?,
-                    shape_of(0),
-                    arg(1)?,
-                    shape_of(1),
-                    out_shape,
-                )?),
-                Op::Cast { dtype: to } => Arc::new(elementwise::cast(arg(0)?, *to)),
-                Op::Conv { spec } => Arc::new(conv::conv(
-                    arg(0)?,
-                    shape_of(0),
-                    arg(1)?,
-                    shape_of(1),
-                    if node.inputs.len() > 2 {
-                        Some(arg(2)?.as_ref())
-                    } else {
-                        None
-                    },
-                    spec,
-                    out_shape,
-                )?),
-                Op::Recurrence { spec, output } => {
-                    // The loop runs once; its other outputs wait for their nodes.
-                    let key = (Arc::as_ptr(spec) as usize, node.inputs.clone());
-                    if !loops.contains_key(&key) {
-                        let acts = self.loop_activations.get(&i).cloned().ok_or_else(|| {
-                            node.attribute(Error::Model {
-                                detail: "a recurrent loop with a composite activation reached \
-                                         the interpreter without being unrolled"
-                                    .into(),
-                            })
-                        })?;
-                        let ins = (0..node.inputs.len())
-                            .map(|j| Ok((arg(j)?.as_ref(), shape_of(j))))
-                            .collect::<Result<Vec<_>>>()?;
-                        let outs =
-                            recurrence::run(spec, acts, &ins).map_err(|e| node.attribute(e))?;
-                        loops.insert(key.clone(), outs.into_iter().map(Arc::new).collect());
-                    }
-                    loops
-                        .get(&key)
-                        .and_then(|outs: &Vec<Arc<HostData>>| outs.get(*output).cloned())
-                        .ok_or_else(|| Error::Backend {
-                            backend: "cpu".into(),
-                            detail: format!("recurrent loop output {output} missing"),
-                        })?
-                }
-            };
-            if self.cached[i] {
-                computed_weights.push((i, value.clone()));
-            }
-            values[i] = Some(value);
-            for &j in &node.inputs {
-                uses[j] -= 1;
-                if uses[j] == 0 {
-                    self.recycle(j, values[j].take());
-                }
-            }
+            Op::MatMul => Arc::new(matmul::matmul(
+                arg(0)?,
+                shape_of(0),
+                arg(1)?,
+                shape_of(1),
+                out_shape,
+            )?),
+            Op::Cast { dtype: to } => Arc::new(elementwise::cast(arg(0)?, *to)),
+            Op::Conv { spec } => Arc::new(conv::conv(
+                arg(0)?,
+                shape_of(0),
+                arg(1)?,
+                shape_of(1),
+                if node.inputs.len() > 2 {
+                    Some(arg(2)?.as_ref())
+                } else {
+                    None
+                },
+                spec,
+                out_shape,
+            )?),
+            Op::Recurrence { spec, output } => self.loop_output(spec, *output, &operands, loops)?,
+        };
+        Ok(value)
+    }
+
+    /// Output `output` of the recurrent loop that node `operands.i` reads from: the loop runs
+    /// once, at the first of its output nodes, and keeps its outputs for the others.
+    fn loop_output(
+        &self,
+        spec: &Arc<RecurrenceSpec>,
+        output: usize,
+        operands: &Operands<'_>,
+        loops: &mut LoopOutputs,
+    ) -> Result<Arc<HostData>> {
+        let (i, node) = (operands.i, operands.node);
+        // The loop runs once; its other outputs wait for their nodes.
+        let key = (Arc::as_ptr(spec) as usize, node.inputs.clone());
+        if !loops.contains_key(&key) {
+            let acts = self.loop_activations.get(&i).cloned().ok_or_else(|| {
+                node.attribute(Error::Model {
+                    detail: "a recurrent loop with a composite activation reached \
+                             the interpreter without being unrolled"
+                        .into(),
+                })
+            })?;
+            let ins = (0..node.inputs.len())
+                .map(|j| Ok((operands.arg(j)?.as_ref(), operands.shape_of(j))))
+                .collect::<Result<Vec<_>>>()?;
+            let outs = recurrence::run(spec, acts, &ins).map_err(|e| node.attribute(e))?;
+            loops.insert(key.clone(), outs.into_iter().map(Arc::new).collect());
         }
-        if keeps_weights && !reuse_weights {
-            *self.weight_values.lock().unwrap_or_else(|p| p.into_inner()) = Some(WeightValues {
-                versions,
-                values: computed_weights,
-            });
-        }
+        loops
+            .get(&key)
+            .and_then(|outs: &Vec<Arc<HostData>>| outs.get(output).cloned())
+            .ok_or_else(|| Error::Backend {
+                backend: "cpu".into(),
+                detail: format!("recurrent loop output {output} missing"),
+            })
+    }
+
+    /// The run's outputs, shared with the caller: their buffers are reused once the caller
+    /// drops them.
+    fn outputs(&self, values: &mut [Option<Arc<HostData>>]) -> Result<Vec<HostTensor>> {
+        let p = &self.program;
         let outputs = p
             .outputs
             .iter()

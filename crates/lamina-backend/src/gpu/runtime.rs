@@ -388,101 +388,10 @@ impl Backend for Arc<GpuBackend> {
             program,
             &memory_plan(program, &shapes, &planned, &compiled, f16, &from_inputs),
         )?;
-        let mut buffers: HashMap<usize, Arc<wgpu::Buffer>> = HashMap::new();
-        let mut slots = Vec::new();
-        // Liveness: the last kernel reading each node.
-        let last_use = last_uses(&compiled);
-        // Outputs and what is computed from weights only keep their buffers between runs.
-        let persistent = |n: usize| program.outputs.contains(&n) || !from_inputs[n];
-        let mut free: Vec<Arc<wgpu::Buffer>> = Vec::new();
-        for &n in &planned.materialized {
-            let node = &program.nodes[n];
-            let bytes = device_bytes(&shapes[n], node.dtype, f16) as usize;
-            let what = format!("tensor of op {} with shape {:?}", node.op.name(), shapes[n]);
-            match &node.op {
-                Op::Input { .. } => {
-                    let k = program
-                        .inputs
-                        .iter()
-                        .position(|&i| i == n)
-                        .ok_or_else(|| internal("input"))?;
-                    buffers.insert(n, Arc::new(self.storage(bytes, &what)?));
-                    slots.push((n, Slot::Input(k)));
-                }
-                Op::Constant(c) => {
-                    let buf = self.storage(bytes, &what).map_err(|e| node.attribute(e))?;
-                    let words = to_words(c.data(), f16);
-                    self.ctx.queue.write_buffer(&buf, 0, &words);
-                    self.counters
-                        .bytes_uploaded
-                        .fetch_add(words.len() as u64, Ordering::Relaxed);
-                    buffers.insert(n, Arc::new(buf));
-                }
-                Op::Variable(v) => {
-                    buffers.insert(n, self.resident_buffer(v)?);
-                    slots.push((n, Slot::Variable(v.clone())));
-                }
-                _ => {}
-            }
-        }
-        // Kernel outputs, reusing buffers whose last reader has run.
-        for (ki, k) in compiled.kernels.iter().enumerate() {
-            for n in written_nodes(k) {
-                let std::collections::hash_map::Entry::Vacant(entry) = buffers.entry(n) else {
-                    continue;
-                };
-                let bytes = device_bytes(&shapes[n], program.nodes[n].dtype, f16);
-                let pos = free.iter().position(|b| b.size() == bytes);
-                let buf = match (pos, persistent(n)) {
-                    (Some(p), false) => free.swap_remove(p),
-                    _ => Arc::new(
-                        self.storage(
-                            bytes as usize,
-                            &format!(
-                                "output of op {} with shape {:?}",
-                                program.nodes[n].op.name(),
-                                shapes[n]
-                            ),
-                        )
-                        .map_err(|e| program.nodes[n].attribute(e))?,
-                    ),
-                };
-                entry.insert(buf);
-                slots.push((n, Slot::Owned));
-            }
-            for &r in &k.reads {
-                if last_use.get(&r) == Some(&ki)
-                    && !persistent(r)
-                    && !matches!(
-                        program.nodes[r].op,
-                        Op::Input { .. } | Op::Constant(_) | Op::Variable(_)
-                    )
-                    && let Some(b) = buffers.get(&r)
-                {
-                    free.push(b.clone());
-                }
-            }
-        }
-        let scratch = compiled
-            .scratch
-            .iter()
-            .map(|&bytes| {
-                self.storage(bytes as usize, "scratch of a multi-pass kernel")
-                    .map(Arc::new)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let staging = program
-            .outputs
-            .iter()
-            .map(|&o| {
-                self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("lamina read-back"),
-                    size: device_bytes(&shapes[o], program.nodes[o].dtype, f16),
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            })
-            .collect();
+        let NodeBuffers { buffers, slots } =
+            self.node_buffers(program, &shapes, &planned, &compiled, f16, &from_inputs)?;
+        let scratch = self.scratch_buffers(&compiled)?;
+        let staging = self.staging_buffers(program, &shapes, f16);
         let weights_only = compiled
             .kernels
             .iter()
@@ -520,6 +429,170 @@ impl Backend for Arc<GpuBackend> {
             bytes_uploaded: c.bytes_uploaded.load(Ordering::Relaxed),
             bytes_read_back: c.bytes_read_back.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// The device buffers of a compiled program's nodes, and each node's slot: what a run does with
+/// its buffer before it dispatches (writes an input, checks a weight's, nothing for an output).
+struct NodeBuffers {
+    buffers: HashMap<usize, Arc<wgpu::Buffer>>,
+    slots: Vec<(usize, Slot)>,
+}
+
+impl GpuBackend {
+    /// The buffers of every node the kernels bind: the leaves the plan materializes, then the
+    /// kernels' outputs.
+    fn node_buffers(
+        &self,
+        program: &Program,
+        shapes: &[Vec<usize>],
+        planned: &Plan,
+        compiled: &Compiled,
+        f16: bool,
+        from_inputs: &[bool],
+    ) -> Result<NodeBuffers> {
+        let mut nodes = NodeBuffers {
+            buffers: HashMap::new(),
+            slots: Vec::new(),
+        };
+        self.leaf_buffers(program, shapes, planned, f16, &mut nodes)?;
+        self.kernel_output_buffers(program, shapes, compiled, f16, from_inputs, &mut nodes)?;
+        Ok(nodes)
+    }
+
+    /// Buffers for the leaves the plan materializes: an input's, filled on each run; a
+    /// constant's, written now; a weight's, resident on the device.
+    fn leaf_buffers(
+        &self,
+        program: &Program,
+        shapes: &[Vec<usize>],
+        planned: &Plan,
+        f16: bool,
+        nodes: &mut NodeBuffers,
+    ) -> Result<()> {
+        let NodeBuffers { buffers, slots } = nodes;
+        for &n in &planned.materialized {
+            let node = &program.nodes[n];
+            let bytes = device_bytes(&shapes[n], node.dtype, f16) as usize;
+            let what = format!("tensor of op {} with shape {:?}", node.op.name(), shapes[n]);
+            match &node.op {
+                Op::Input { .. } => {
+                    let k = program
+                        .inputs
+                        .iter()
+                        .position(|&i| i == n)
+                        .ok_or_else(|| internal("input"))?;
+                    buffers.insert(n, Arc::new(self.storage(bytes, &what)?));
+                    slots.push((n, Slot::Input(k)));
+                }
+                Op::Constant(c) => {
+                    let buf = self.storage(bytes, &what).map_err(|e| node.attribute(e))?;
+                    let words = to_words(c.data(), f16);
+                    self.ctx.queue.write_buffer(&buf, 0, &words);
+                    self.counters
+                        .bytes_uploaded
+                        .fetch_add(words.len() as u64, Ordering::Relaxed);
+                    buffers.insert(n, Arc::new(buf));
+                }
+                Op::Variable(v) => {
+                    buffers.insert(n, self.resident_buffer(v)?);
+                    slots.push((n, Slot::Variable(v.clone())));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Buffers for the kernels' outputs, in dispatch order: an intermediate (neither a model
+    /// output nor computed from weights alone) reuses a free buffer of its size, one whose
+    /// node's last reader has run, when there is one.
+    fn kernel_output_buffers(
+        &self,
+        program: &Program,
+        shapes: &[Vec<usize>],
+        compiled: &Compiled,
+        f16: bool,
+        from_inputs: &[bool],
+        nodes: &mut NodeBuffers,
+    ) -> Result<()> {
+        let NodeBuffers { buffers, slots } = nodes;
+        // Liveness: the last kernel reading each node.
+        let last_use = last_uses(compiled);
+        // Outputs and what is computed from weights only keep their buffers between runs.
+        let persistent = |n: usize| program.outputs.contains(&n) || !from_inputs[n];
+        let mut free: Vec<Arc<wgpu::Buffer>> = Vec::new();
+        for (ki, k) in compiled.kernels.iter().enumerate() {
+            for n in written_nodes(k) {
+                let std::collections::hash_map::Entry::Vacant(entry) = buffers.entry(n) else {
+                    continue;
+                };
+                let bytes = device_bytes(&shapes[n], program.nodes[n].dtype, f16);
+                let pos = free.iter().position(|b| b.size() == bytes);
+                let buf = match (pos, persistent(n)) {
+                    (Some(p), false) => free.swap_remove(p),
+                    _ => Arc::new(
+                        self.storage(
+                            bytes as usize,
+                            &format!(
+                                "output of op {} with shape {:?}",
+                                program.nodes[n].op.name(),
+                                shapes[n]
+                            ),
+                        )
+                        .map_err(|e| program.nodes[n].attribute(e))?,
+                    ),
+                };
+                entry.insert(buf);
+                slots.push((n, Slot::Owned));
+            }
+            for &r in &k.reads {
+                if last_use.get(&r) == Some(&ki)
+                    && !persistent(r)
+                    && !matches!(
+                        program.nodes[r].op,
+                        Op::Input { .. } | Op::Constant(_) | Op::Variable(_)
+                    )
+                    && let Some(b) = buffers.get(&r)
+                {
+                    free.push(b.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The scratch buffers of the multi-pass kernels.
+    fn scratch_buffers(&self, compiled: &Compiled) -> Result<Vec<Arc<wgpu::Buffer>>> {
+        compiled
+            .scratch
+            .iter()
+            .map(|&bytes| {
+                self.storage(bytes as usize, "scratch of a multi-pass kernel")
+                    .map(Arc::new)
+            })
+            .collect()
+    }
+
+    /// The buffers the outputs are copied into to be read back, one per output.
+    fn staging_buffers(
+        &self,
+        program: &Program,
+        shapes: &[Vec<usize>],
+        f16: bool,
+    ) -> Vec<wgpu::Buffer> {
+        program
+            .outputs
+            .iter()
+            .map(|&o| {
+                self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("lamina read-back"),
+                    size: device_bytes(&shapes[o], program.nodes[o].dtype, f16),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect()
     }
 }
 

@@ -28,6 +28,32 @@ fn identity(op: ScanOp, d: DType) -> Lit {
     }
 }
 
+/// One scan node as its passes see it: the op along `axis` of `input`, whose other axes index
+/// the lines, each cut into `chunks` chunks of at most `CHUNK` elements.
+struct Scan<'p> {
+    prog: &'p Program,
+    shapes: &'p [Vec<usize>],
+    mat: &'p dyn Fn(usize) -> bool,
+    root: usize,
+    op: ScanOp,
+    axis: usize,
+    input: usize,
+    /// The input's shape.
+    s: Vec<usize>,
+    dtype: DType,
+    in_dtype: DType,
+    /// The length of a line (the axis).
+    n: usize,
+    /// The axes other than `axis`.
+    kept: Vec<usize>,
+    /// The sizes of the `kept` axes.
+    line_shape: Vec<usize>,
+    /// The number of lines.
+    lines: usize,
+    /// The number of chunks in a line.
+    chunks: usize,
+}
+
 /// The kernels of a scan node.
 pub fn build(
     prog: &Program,
@@ -36,38 +62,88 @@ pub fn build(
     root: usize,
     scratch: &mut Scratch,
 ) -> Result<Vec<Kernel>> {
-    let node = &prog.nodes[root];
-    let Op::Scan { func: op, axis } = &node.op else {
-        return Err(Error::Backend {
-            backend: "gpu".into(),
-            detail: "internal: not a scan".into(),
-        });
+    let scan = Scan::new(prog, shapes, mat, root)?;
+    let totals = (scan.chunks > 1).then(|| scratch.alloc(scan.lines * scan.chunks));
+    let mut kernels = vec![scan.chunk_pass(totals)?];
+    let Some(totals) = totals else {
+        return Ok(kernels);
     };
-    let (op, axis) = (*op, *axis);
-    let input = node.inputs[0];
-    let s = shapes[input].clone();
-    let dtype = node.dtype;
-    let in_dtype = prog.nodes[input].dtype;
-    let n = s[axis];
-    let kept: Vec<usize> = (0..s.len()).filter(|&d| d != axis).collect();
-    let line_shape: Vec<usize> = kept.iter().map(|&d| s[d]).collect();
-    let lines: usize = line_shape.iter().product();
-    let chunks = n.div_ceil(CHUNK).max(1);
-    if chunks > CHUNK {
-        return Err(node.attribute(Error::Backend {
-            backend: "gpu".into(),
-            detail: format!(
-                "{} along an axis of {n} elements: the GPU backend scans at most {} elements per line; use the cpu backend",
-                op_name(op),
-                CHUNK * CHUNK
-            ),
-        }));
+    kernels.push(scan.totals_pass(totals));
+    kernels.push(scan.offsets_pass(totals));
+    Ok(kernels)
+}
+
+impl<'p> Scan<'p> {
+    /// The scan node `root`, refused when its lines are longer than the passes can scan.
+    fn new(
+        prog: &'p Program,
+        shapes: &'p [Vec<usize>],
+        mat: &'p dyn Fn(usize) -> bool,
+        root: usize,
+    ) -> Result<Scan<'p>> {
+        let node = &prog.nodes[root];
+        let Op::Scan { func: op, axis } = &node.op else {
+            return Err(Error::Backend {
+                backend: "gpu".into(),
+                detail: "internal: not a scan".into(),
+            });
+        };
+        let (op, axis) = (*op, *axis);
+        let input = node.inputs[0];
+        let s = shapes[input].clone();
+        let dtype = node.dtype;
+        let in_dtype = prog.nodes[input].dtype;
+        let n = s[axis];
+        let kept: Vec<usize> = (0..s.len()).filter(|&d| d != axis).collect();
+        let line_shape: Vec<usize> = kept.iter().map(|&d| s[d]).collect();
+        let lines: usize = line_shape.iter().product();
+        let chunks = n.div_ceil(CHUNK).max(1);
+        if chunks > CHUNK {
+            return Err(node.attribute(Error::Backend {
+                backend: "gpu".into(),
+                detail: format!(
+                    "{} along an axis of {n} elements: the GPU backend scans at most {} elements per line; use the cpu backend",
+                    op_name(op),
+                    CHUNK * CHUNK
+                ),
+            }));
+        }
+        Ok(Scan {
+            prog,
+            shapes,
+            mat,
+            root,
+            op,
+            axis,
+            input,
+            s,
+            dtype,
+            in_dtype,
+            n,
+            kept,
+            line_shape,
+            lines,
+            chunks,
+        })
     }
-    let totals = (chunks > 1).then(|| scratch.alloc(lines * chunks));
-    let mut kernels = Vec::new();
-    // Pass 1: one thread per (line, chunk).
-    {
-        let mut lw = Lowerer::new(Builder::new("scan", WG), prog, shapes, mat);
+
+    /// Pass 1: one thread per (line, chunk) scans the chunk into the output, and keeps the
+    /// chunk's total in `totals` when there are several chunks.
+    fn chunk_pass(&self, totals: Option<BufferRef>) -> Result<Kernel> {
+        let Scan {
+            op,
+            axis,
+            input,
+            dtype,
+            in_dtype,
+            n,
+            lines,
+            chunks,
+            root,
+            ..
+        } = *self;
+        let (s, kept, line_shape) = (&self.s, &self.kept, &self.line_shape);
+        let mut lw = Lowerer::new(Builder::new("scan", WG), self.prog, self.shapes, self.mat);
         lw.set_root(root);
         let g = lw.b.let_(DType::U32, Expr::Builtin(Builtin::GlobalIndex));
         let work = lw.b.param("work", (lines * chunks) as u32);
@@ -75,7 +151,7 @@ pub fn build(
         let nc = lw.b.param("chunks", chunks as u32);
         let line = lw.b.index(IndexOp::Div, g, nc);
         let chunk = lw.b.index(IndexOp::Rem, g, nc);
-        let lc = lw.delinearize(line, &line_shape);
+        let lc = lw.delinearize(line, line_shape);
         let c = lw.b.u32(CHUNK as u32);
         let begin = lw.b.index(IndexOp::Mul, chunk, c);
         let len = lw.b.param("len", n as u32);
@@ -108,7 +184,7 @@ pub fn build(
             let cur = lw.b.read(acc, dtype);
             let next = step(&mut lw.b, op, dtype, cur, v);
             lw.b.assign(acc, next);
-            let idx = lw.linearize(&cs, &s);
+            let idx = lw.linearize(&cs, s);
             lw.b.store(BufferRef::Node(root), dtype, idx, next);
             Ok(())
         })?;
@@ -116,13 +192,20 @@ pub fn build(
             let total = lw.b.read(acc, dtype);
             lw.b.store(t, dtype, g, total);
         }
-        kernels.push(lw.b.finish(((lines * chunks) as u64).div_ceil(WG as u64), None));
+        Ok(lw
+            .b
+            .finish(((lines * chunks) as u64).div_ceil(WG as u64), None))
     }
-    let Some(totals) = totals else {
-        return Ok(kernels);
-    };
-    // Pass 2: exclusive scan of each line's chunk totals, in place.
-    {
+
+    /// Pass 2: an exclusive scan of each line's chunk totals, in place.
+    fn totals_pass(&self, totals: BufferRef) -> Kernel {
+        let Scan {
+            op,
+            dtype,
+            lines,
+            chunks,
+            ..
+        } = *self;
         let mut b = Builder::new("scan_totals", WG);
         let line = b.let_(DType::U32, Expr::Builtin(Builtin::GlobalIndex));
         let nl = b.param("lines", lines as u32);
@@ -141,16 +224,32 @@ pub fn build(
             let next = step(b, op, dtype, cur, t);
             b.assign(acc, next);
         });
-        kernels.push(b.finish((lines as u64).div_ceil(WG as u64), None));
+        b.finish((lines as u64).div_ceil(WG as u64), None)
     }
-    // Pass 3: every element of a chunk after the first combined with the chunks before it.
-    {
-        let mut lw = Lowerer::new(Builder::new("scan_offsets", 256), prog, shapes, mat);
+
+    /// Pass 3: every element of a chunk after the first combined with the total of the chunks
+    /// before it.
+    fn offsets_pass(&self, totals: BufferRef) -> Kernel {
+        let Scan {
+            op,
+            axis,
+            dtype,
+            chunks,
+            root,
+            ..
+        } = *self;
+        let (s, kept, line_shape) = (&self.s, &self.kept, &self.line_shape);
+        let mut lw = Lowerer::new(
+            Builder::new("scan_offsets", 256),
+            self.prog,
+            self.shapes,
+            self.mat,
+        );
         let t = lw.b.let_(DType::U32, Expr::Builtin(Builtin::GlobalIndex));
         let total: usize = s.iter().product();
         let nt = lw.b.param("total", total as u32);
         lw.b.return_unless_below(t, nt);
-        let coords = lw.delinearize(t, &s);
+        let coords = lw.delinearize(t, s);
         let lcs: Vec<Val> = kept.iter().map(|&d| coords[d]).collect();
         let line = {
             let zero = lw.b.u32(0);
@@ -176,9 +275,8 @@ pub fn build(
         let v = lw.b.load(out, dtype, t);
         let r = step(&mut lw.b, op, dtype, off, v);
         lw.b.store(out, dtype, t, r);
-        kernels.push(lw.b.finish((total as u64).div_ceil(256), None));
+        lw.b.finish((total as u64).div_ceil(256), None)
     }
-    Ok(kernels)
 }
 
 fn op_name(op: ScanOp) -> &'static str {
