@@ -642,8 +642,16 @@ impl FusedKernel {
     ) {
         // Leaves read in place: the slice of the leaf's data a step reads, where it needs no
         // copy (a whole row or block of it, or its one value).
-        let mut direct: smallvec::SmallVec<[Option<&[f32]>; 32]> =
-            smallvec::smallvec![None; self.steps.len()];
+        // A plain array for the usual small region: made in place on every row, where a
+        // `SmallVec` was built and then moved (a 520-byte copy per row).
+        let mut inline: [Option<&[f32]>; 32] = [None; 32];
+        let mut spilled: Vec<Option<&[f32]>>;
+        let direct: &mut [Option<&[f32]>] = if self.steps.len() <= inline.len() {
+            &mut inline[..self.steps.len()]
+        } else {
+            spilled = vec![None; self.steps.len()];
+            &mut spilled
+        };
         let last = self.steps.len() - 1;
         let mut wrote_out = false;
         for (si, step) in self.steps.iter().enumerate() {
