@@ -279,9 +279,7 @@ impl<'de> Deserialize<'de> for OpRecord {
         use serde::de::Error as _;
         let value = serde_json::Value::deserialize(d)?;
         let read = match value.get("op").and_then(serde_json::Value::as_str) {
-            Some(tag) if op_tags().contains(&tag) => {
-                Op::deserialize(value).map(OpRecord::Op)
-            }
+            Some(tag) if op_tags().contains(&tag) => Op::deserialize(value).map(OpRecord::Op),
             Some(tag) if !leaf_tags().contains(&tag) => {
                 return Err(D::Error::unknown_variant(tag, every_tag()));
             }
