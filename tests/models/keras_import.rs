@@ -98,7 +98,7 @@ fn bindings() -> KerasBindings {
 
 #[test]
 fn keras_models_reproduce_keras_predictions() {
-    for name in ["mlp", "dropout", "two_input", "text", "nested"] {
+    for name in ["mlp", "dropout", "two_input", "text", "nested", "identity"] {
         let model = Model::load_keras(fixture(&format!("{name}.keras")), &bindings())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         check_against_keras(&model, name);

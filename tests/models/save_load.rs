@@ -534,3 +534,33 @@ mod mutation {
         }
     }
 }
+
+#[test]
+fn identity_passes_tensors_and_their_masks_through_and_round_trips() -> Result<()> {
+    // Steps of one sample: [1, 2], [0, 0] (masked), [3, 5]; the masked mean over the kept
+    // steps is ([1, 2] + [3, 5]) / 2 = [2, 3.5]. The pair's second tensor is passed unchanged.
+    let steps = Input::new(&[3, 2]).tensor();
+    let extra = Input::new(&[2]).tensor();
+    let masked = Masking::new(0.0).call(&steps)?;
+    let same = Identity::new().name("same").call(&masked)?;
+    let pooled = GlobalAveragePooling1D::new().call(&same)?;
+    let pair = lamina::call_layer(&Identity::new().name("pair"), &[pooled, extra.clone()])?;
+    assert_eq!(pair.len(), 2);
+    let sum = Add::new().call(&[pair[0].clone(), pair[1].clone()])?;
+    let model = Model::new(&[steps, extra], &[sum])?;
+    let xs = [
+        HostTensor::new(&[1, 3, 2], vec![1.0f32, 2.0, 0.0, 0.0, 3.0, 5.0])?,
+        HostTensor::new(&[1, 2], vec![10.0f32, 20.0])?,
+    ];
+    assert_eq!(model.predict(&xs)?[0].as_f32()?, &[12.0, 23.5]);
+    let path = temp_dir("identity").join("identity.lamina");
+    model.save(&path)?;
+    let loaded = Model::load(&path)?;
+    assert_eq!(loaded.predict(&xs)?[0].as_f32()?, &[12.0, 23.5]);
+    let err = Identity::new().forward(&[]).unwrap_err().to_string();
+    assert!(
+        err.contains("Identity") && err.contains("no inputs"),
+        "{err}"
+    );
+    Ok(())
+}

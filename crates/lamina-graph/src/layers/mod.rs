@@ -9,6 +9,7 @@ mod dense;
 mod dot_attention;
 mod elementwise;
 mod embedding;
+mod identity;
 mod init;
 mod input;
 mod lambda;
@@ -48,6 +49,7 @@ pub use elementwise::{ActivationConfig, DropoutConfig, RescalingConfig};
 pub use elementwise::{ActivationLayer, Dropout, Rescaling};
 pub use embedding::Embedding;
 pub use embedding::EmbeddingConfig;
+pub use identity::{Identity, IdentityConfig};
 pub use input::{Input, InputLayer};
 pub use lambda::{
     Lambda, LambdaFunction, LambdaMask, LambdaScope, MaskFunction, MultiOutputFunction,

@@ -267,6 +267,7 @@ static LAYER_CLASSES: &[LayerClass] = &[
     class::<Embedding>(),
     class::<Masking>(),
     class::<Dropout>(),
+    class::<Identity>(),
     class::<ActivationLayer>(),
     class::<Softmax>(),
     class::<Rescaling>(),

@@ -28,6 +28,7 @@ pub(super) fn core_layer(class: &str, cfg: &Value, n: &str) -> Result<Option<Lay
             .name(n),
         ),
         "Dropout" => Arc::new(Dropout::new(f32_or(cfg, "rate", 0.0, n)?).name(n)),
+        "Identity" => Arc::new(Identity::new().name(n)),
         "Masking" => Arc::new(Masking::new(f32_or(cfg, "mask_value", 0.0, n)?).name(n)),
         "Rescaling" => Arc::new(
             Rescaling::new(
