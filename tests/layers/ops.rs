@@ -3379,3 +3379,34 @@ fn new_ops_agree_on_both_backends_for_special_values_and_long_axes() {
     let model = Model::new(&[img], &[down, near, crop]).unwrap();
     common::run_both(&model, &[HostTensor::new(&[1, 2, n, 1], data).unwrap()]);
 }
+
+/// Outputs larger than the caches (32 MiB and more) are written with streaming stores, row by
+/// row (a softmax) and block by block (an elementwise chain), at every offset of a row; the
+/// values are those of the definitions.
+#[test]
+fn outputs_past_the_caches_are_streamed_with_the_same_values() -> Result<()> {
+    let (rows, len) = (32_769, 256); // 32 MiB and one row more: a short last task
+    let data: Vec<f32> = (0..rows * len)
+        .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0)
+        .collect();
+    let softmax = try_run(&[rows, len], data.clone(), |x| x.softmax(-1))?;
+    let got = softmax.as_f32()?;
+    for r in (0..rows).step_by(4093).chain([rows - 1]) {
+        let row = &data[r * len..(r + 1) * len];
+        let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+        let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+        for (c, &v) in row.iter().enumerate() {
+            let want = (v as f64 - max).exp() / sum;
+            let g = got[r * len + c] as f64;
+            assert!(
+                (g - want).abs() <= 1e-6 * want.max(1e-30) + 1e-12,
+                "row {r} col {c}: {g} vs {want}"
+            );
+        }
+    }
+    let affine = try_run(&[rows, len], data.clone(), |x| x * 2.0 + 1.0)?;
+    for (i, (&g, &v)) in affine.as_f32()?.iter().zip(&data).enumerate() {
+        assert_eq!(g, v * 2.0 + 1.0, "element {i}");
+    }
+    Ok(())
+}

@@ -597,9 +597,10 @@ fn bool_f32(b: bool) -> f32 {
 }
 
 impl FusedKernel {
-    /// `eval`, compiled for the widest vector instructions the CPU has (see [`Isa`]): AVX-512
-    /// (16 lanes), AVX2 and FMA (8 lanes), or SSE2 (4). The same IEEE operations in the same
-    /// order, so the same results on every path.
+    /// `eval_units`, compiled for the widest vector instructions the CPU has (see [`Isa`]):
+    /// AVX-512 (16 lanes), AVX2 and FMA (8 lanes), or SSE2 (4). The same IEEE operations in the
+    /// same order, so the same results on every path. One call covers a task's rows or blocks,
+    /// so the instruction set is chosen once per task, not once per row.
     #[allow(clippy::too_many_arguments)]
     fn eval_best(
         &self,
@@ -610,24 +611,57 @@ impl FusedKernel {
         start: usize,
         width: usize,
         per_row: bool,
+        stream: bool,
     ) {
         match super::isa::active() {
             // SAFETY: `active` only reports an instruction set the CPU was found to have, and
             // each function needs no more than its name says.
             #[cfg(target_arch = "x86_64")]
             super::isa::Isa::Avx512 => unsafe {
-                eval_avx512(self, leaves, slab, scratch, out, start, width, per_row)
+                eval_avx512(
+                    self, leaves, slab, scratch, out, start, width, per_row, stream,
+                )
             },
             #[cfg(target_arch = "x86_64")]
             super::isa::Isa::Avx2 => unsafe {
-                eval_avx2(self, leaves, slab, scratch, out, start, width, per_row)
+                eval_avx2(
+                    self, leaves, slab, scratch, out, start, width, per_row, stream,
+                )
             },
-            _ => self.eval(leaves, slab, scratch, out, start, width, per_row),
+            _ => self.eval_units(leaves, slab, scratch, out, start, width, per_row, stream),
+        }
+    }
+
+    /// Evaluates the consecutive rows (or blocks) of `width` values that `out` holds, the first
+    /// being row (or the block starting at element) `start`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn eval_units(
+        &self,
+        leaves: &Inputs<'_>,
+        slab: Slab<'_>,
+        scratch: &mut [Vec<f32>],
+        out: &mut [f32],
+        start: usize,
+        width: usize,
+        per_row: bool,
+        stream: bool,
+    ) {
+        for (i, unit) in out.chunks_mut(width.max(1)).enumerate() {
+            let first = if per_row {
+                start + i
+            } else {
+                start + i * width
+            };
+            let len = unit.len();
+            self.eval(leaves, slab, scratch, unit, first, len, per_row, stream);
         }
     }
 
     /// Evaluates the steps for rows (or blocks) `first..first+count` into `out`, reading the
-    /// leaves from `leaves` (f32 data per step index; `None` for computed steps).
+    /// leaves from `leaves` (f32 data per step index; `None` for computed steps). With
+    /// `stream`, the result is computed in cache and written to `out` with streaming stores
+    /// (the caller fences).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn eval(
@@ -639,6 +673,7 @@ impl FusedKernel {
         start: usize,
         width: usize,
         per_row: bool,
+        stream: bool,
     ) {
         // Leaves read in place: the slice of the leaf's data a step reads, where it needs no
         // copy (a whole row or block of it, or its one value).
@@ -664,7 +699,8 @@ impl FusedKernel {
             };
             let (done, rest) = scratch.split_at_mut(si);
             // The last step writes straight into the output when it fills it.
-            let into_out = si == last && len == out.len() && !matches!(step, Step::Leaf { .. });
+            let into_out =
+                !stream && si == last && len == out.len() && !matches!(step, Step::Leaf { .. });
             let dst: &mut [f32] = if into_out {
                 wrote_out = true;
                 &mut *out
@@ -786,7 +822,9 @@ impl FusedKernel {
             return;
         }
         let last = &scratch[last];
-        if last.len() == out.len() {
+        if last.len() == out.len() && stream {
+            super::stream::copy(out, last);
+        } else if last.len() == out.len() {
             out.copy_from_slice(last);
         } else {
             out.fill(last[0]);
@@ -858,6 +896,8 @@ impl FusedKernel {
         if out_len == 0 {
             return Some(buffer);
         }
+        // An output far larger than the caches is written with streaming stores.
+        let stream = out_len * 4 >= super::stream::STREAM_BYTES;
         if let Some((op, count)) = self.sink {
             self.run_sink(&leaves, op, count, out);
         } else if self.blockwise {
@@ -867,17 +907,19 @@ impl FusedKernel {
                 .enumerate()
                 .for_each(|(t, task)| {
                     let mut scratch = vec![Vec::with_capacity(BLOCK); n_steps];
-                    for (b, chunk) in task.chunks_mut(BLOCK).enumerate() {
-                        let start = (t * BLOCKS_PER_TASK + b) * BLOCK;
-                        self.eval_best(
-                            &leaves,
-                            None,
-                            &mut scratch,
-                            chunk,
-                            start,
-                            chunk.len(),
-                            false,
-                        );
+                    let start = t * BLOCKS_PER_TASK * BLOCK;
+                    self.eval_best(
+                        &leaves,
+                        None,
+                        &mut scratch,
+                        task,
+                        start,
+                        BLOCK,
+                        false,
+                        stream,
+                    );
+                    if stream {
+                        super::stream::fence();
                     }
                 });
         } else if let Some((a, b)) = product {
@@ -890,16 +932,18 @@ impl FusedKernel {
                 .for_each_init(
                     || vec![Vec::new(); n_steps],
                     |scratch, (t, chunk)| {
-                        for (r, row) in chunk.chunks_mut(row_len).enumerate() {
-                            self.eval_best(
-                                &leaves,
-                                None,
-                                scratch,
-                                row,
-                                t * rows_per_task + r,
-                                row_len,
-                                true,
-                            );
+                        self.eval_best(
+                            &leaves,
+                            None,
+                            scratch,
+                            chunk,
+                            t * rows_per_task,
+                            row_len,
+                            true,
+                            stream,
+                        );
+                        if stream {
+                            super::stream::fence();
                         }
                     },
                 );
@@ -932,11 +976,29 @@ impl FusedKernel {
                         for (b, block) in rows.chunks_mut(BLOCK).enumerate() {
                             let start = o * count * d + b * BLOCK;
                             let width = block.len();
-                            self.eval_best(leaves, None, &mut scratch, block, start, width, false);
+                            self.eval_best(
+                                leaves,
+                                None,
+                                &mut scratch,
+                                block,
+                                start,
+                                width,
+                                false,
+                                false,
+                            );
                         }
                     } else {
                         for (r, row) in rows.chunks_mut(d).enumerate() {
-                            self.eval_best(leaves, None, &mut scratch, row, o * count + r, d, true);
+                            self.eval_best(
+                                leaves,
+                                None,
+                                &mut scratch,
+                                row,
+                                o * count + r,
+                                d,
+                                true,
+                                false,
+                            );
                         }
                     }
                     super::reduce::reduce_rows(op, &rows, count, d, acc);
@@ -1001,6 +1063,7 @@ impl FusedKernel {
                         first + r,
                         n,
                         true,
+                        false,
                     );
                 }
             });
@@ -1024,8 +1087,9 @@ macro_rules! eval_compiled_for {
             start: usize,
             width: usize,
             per_row: bool,
+            stream: bool,
         ) {
-            k.eval(leaves, slab, scratch, out, start, width, per_row);
+            k.eval_units(leaves, slab, scratch, out, start, width, per_row, stream);
         }
     )*};
 }

@@ -10,6 +10,7 @@ mod memory;
 mod movement;
 mod recurrence;
 mod reduce;
+mod stream;
 mod strided;
 mod vector;
 
