@@ -124,6 +124,10 @@ impl SerializedLayer {
     }
 }
 
+/// The classes a Lamina file records as graphs rather than configurations: inputs, Lambdas
+/// and nested models. The registry holds every other class.
+pub const GRAPH_CLASSES: [&str; 3] = ["InputLayer", "Lambda", "Model"];
+
 /// A layer held inside another layer's configuration (`TimeDistributed`'s): written as that
 /// layer's own class and configuration, read back through the registry.
 #[derive(Clone)]
@@ -177,7 +181,7 @@ impl Serialize for WrappedLayer {
 impl<'de> Deserialize<'de> for WrappedLayer {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let serialized = SerializedLayer::deserialize(d)?;
-        if matches!(serialized.class.as_str(), "InputLayer" | "Lambda" | "Model") {
+        if GRAPH_CLASSES.contains(&serialized.class.as_str()) {
             return Err(serde::de::Error::custom(format!(
                 "a wrapper wraps an input layer, a Lambda or a model ('{}', {}), which a file \
                  cannot hold there",
@@ -350,9 +354,13 @@ pub fn build_layer(serialized: &SerializedLayer, context: &ConfigContext) -> Res
         .find(|c| c.class == serialized.class)
         .ok_or_else(|| Error::Model {
             detail: format!(
-                "unknown layer class '{}' (this build knows InputLayer, Lambda, Model and {})",
+                "unknown layer class '{}' (this build knows {})",
                 serialized.class,
-                layer_classes().collect::<Vec<_>>().join(", ")
+                GRAPH_CLASSES
+                    .into_iter()
+                    .chain(layer_classes())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         })?;
     (class.build)(serialized.config.clone(), context)

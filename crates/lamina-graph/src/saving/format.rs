@@ -3,6 +3,7 @@
 
 use crate::dtype::DType;
 use crate::layers::SerializedLayer;
+use crate::layers::registry::GRAPH_CLASSES;
 use crate::op::Op;
 use serde::{Deserialize, Serialize};
 
@@ -71,9 +72,6 @@ pub enum LayerRecord {
     /// rides along as the configuration's `activation_body`.
     Layer(SerializedLayer),
 }
-
-/// The classes whose records are graphs rather than configurations.
-const GRAPH_CLASSES: [&str; 3] = ["InputLayer", "Lambda", "Model"];
 
 impl Serialize for LayerRecord {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
