@@ -66,6 +66,30 @@ enum Step {
     ToBool(usize),
 }
 
+/// What a pass over a task's rows (or blocks) reads, and how it writes them.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    /// The region's leaves.
+    leaves: &'a Inputs<'a>,
+    /// The rows of the region's own matrix product computed for this task, if it has one.
+    slab: Slab<'a>,
+    /// Rows (reductions allowed) rather than blocks.
+    per_row: bool,
+    /// Whether the results go to memory with streaming stores (the caller fences).
+    stream: bool,
+}
+
+impl<'a> Pass<'a> {
+    fn new(leaves: &'a Inputs<'a>, slab: Slab<'a>, per_row: bool, stream: bool) -> Pass<'a> {
+        Pass {
+            leaves,
+            slab,
+            per_row,
+            stream,
+        }
+    }
+}
+
 /// A fused region: its steps in order (each reads earlier steps), the length of each step's
 /// row, and how many rows there are.
 #[derive(Clone, Debug)]
@@ -601,60 +625,46 @@ impl FusedKernel {
     /// AVX-512 (16 lanes), AVX2 and FMA (8 lanes), or SSE2 (4). The same IEEE operations in the
     /// same order, so the same results on every path. One call covers a task's rows or blocks,
     /// so the instruction set is chosen once per task, not once per row.
-    #[allow(clippy::too_many_arguments)]
     fn eval_best(
         &self,
-        leaves: &Inputs<'_>,
-        slab: Slab<'_>,
+        pass: Pass<'_>,
         scratch: &mut [Vec<f32>],
         out: &mut [f32],
         start: usize,
         width: usize,
-        per_row: bool,
-        stream: bool,
     ) {
         match super::isa::active() {
             // SAFETY: `active` only reports an instruction set the CPU was found to have, and
             // each function needs no more than its name says.
             #[cfg(target_arch = "x86_64")]
             super::isa::Isa::Avx512 => unsafe {
-                eval_avx512(
-                    self, leaves, slab, scratch, out, start, width, per_row, stream,
-                )
+                eval_avx512(self, pass, scratch, out, start, width)
             },
             #[cfg(target_arch = "x86_64")]
-            super::isa::Isa::Avx2 => unsafe {
-                eval_avx2(
-                    self, leaves, slab, scratch, out, start, width, per_row, stream,
-                )
-            },
-            _ => self.eval_units(leaves, slab, scratch, out, start, width, per_row, stream),
+            super::isa::Isa::Avx2 => unsafe { eval_avx2(self, pass, scratch, out, start, width) },
+            _ => self.eval_units(pass, scratch, out, start, width),
         }
     }
 
     /// Evaluates the consecutive rows (or blocks) of `width` values that `out` holds, the first
     /// being row (or the block starting at element) `start`.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn eval_units(
         &self,
-        leaves: &Inputs<'_>,
-        slab: Slab<'_>,
+        pass: Pass<'_>,
         scratch: &mut [Vec<f32>],
         out: &mut [f32],
         start: usize,
         width: usize,
-        per_row: bool,
-        stream: bool,
     ) {
         for (i, unit) in out.chunks_mut(width.max(1)).enumerate() {
-            let first = if per_row {
+            let first = if pass.per_row {
                 start + i
             } else {
                 start + i * width
             };
             let len = unit.len();
-            self.eval(leaves, slab, scratch, unit, first, len, per_row, stream);
+            self.eval(pass, scratch, unit, first, len);
         }
     }
 
@@ -663,18 +673,20 @@ impl FusedKernel {
     /// `stream`, the result is computed in cache and written to `out` with streaming stores
     /// (the caller fences).
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn eval(
         &self,
-        leaves: &Inputs<'_>,
-        slab: Slab<'_>,
+        pass: Pass<'_>,
         scratch: &mut [Vec<f32>],
         out: &mut [f32],
         start: usize,
         width: usize,
-        per_row: bool,
-        stream: bool,
     ) {
+        let Pass {
+            leaves,
+            slab,
+            per_row,
+            stream,
+        } = pass;
         // Leaves read in place: the slice of the leaf's data a step reads, where it needs no
         // copy (a whole row or block of it, or its one value).
         // A plain array for the usual small region: made in place on every row, where a
@@ -908,16 +920,8 @@ impl FusedKernel {
                 .for_each(|(t, task)| {
                     let mut scratch = vec![Vec::with_capacity(BLOCK); n_steps];
                     let start = t * BLOCKS_PER_TASK * BLOCK;
-                    self.eval_best(
-                        &leaves,
-                        None,
-                        &mut scratch,
-                        task,
-                        start,
-                        BLOCK,
-                        false,
-                        stream,
-                    );
+                    let pass = Pass::new(&leaves, None, false, stream);
+                    self.eval_best(pass, &mut scratch, task, start, BLOCK);
                     if stream {
                         super::stream::fence();
                     }
@@ -932,16 +936,8 @@ impl FusedKernel {
                 .for_each_init(
                     || vec![Vec::new(); n_steps],
                     |scratch, (t, chunk)| {
-                        self.eval_best(
-                            &leaves,
-                            None,
-                            scratch,
-                            chunk,
-                            t * rows_per_task,
-                            row_len,
-                            true,
-                            stream,
-                        );
+                        let pass = Pass::new(&leaves, None, true, stream);
+                        self.eval_best(pass, scratch, chunk, t * rows_per_task, row_len);
                         if stream {
                             super::stream::fence();
                         }
@@ -973,33 +969,11 @@ impl FusedKernel {
                     let o = t * per_task + k;
                     if self.blockwise {
                         // The outer index's rows are one contiguous range: cache-sized blocks.
-                        for (b, block) in rows.chunks_mut(BLOCK).enumerate() {
-                            let start = o * count * d + b * BLOCK;
-                            let width = block.len();
-                            self.eval_best(
-                                leaves,
-                                None,
-                                &mut scratch,
-                                block,
-                                start,
-                                width,
-                                false,
-                                false,
-                            );
-                        }
+                        let pass = Pass::new(leaves, None, false, false);
+                        self.eval_best(pass, &mut scratch, &mut rows, o * count * d, BLOCK);
                     } else {
-                        for (r, row) in rows.chunks_mut(d).enumerate() {
-                            self.eval_best(
-                                leaves,
-                                None,
-                                &mut scratch,
-                                row,
-                                o * count + r,
-                                d,
-                                true,
-                                false,
-                            );
-                        }
+                        let pass = Pass::new(leaves, None, true, false);
+                        self.eval_best(pass, &mut scratch, &mut rows, o * count, d);
                     }
                     super::reduce::reduce_rows(op, &rows, count, d, acc);
                 }
@@ -1054,18 +1028,8 @@ impl FusedKernel {
                     threaded,
                 );
                 let mut scratch = vec![Vec::new(); self.steps.len()];
-                for (r, row) in task.chunks_mut(n).enumerate() {
-                    self.eval_best(
-                        leaves,
-                        Some((&slab, first)),
-                        &mut scratch,
-                        row,
-                        first + r,
-                        n,
-                        true,
-                        false,
-                    );
-                }
+                let pass = Pass::new(leaves, Some((&slab, first)), true, false);
+                self.eval_best(pass, &mut scratch, task, first, n);
             });
         Some(())
     }
@@ -1077,19 +1041,15 @@ macro_rules! eval_compiled_for {
         $(#[$doc])*
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
-        #[allow(clippy::too_many_arguments)]
         unsafe fn $name(
             k: &FusedKernel,
-            leaves: &Inputs<'_>,
-            slab: Slab<'_>,
+            pass: Pass<'_>,
             scratch: &mut [Vec<f32>],
             out: &mut [f32],
             start: usize,
             width: usize,
-            per_row: bool,
-            stream: bool,
         ) {
-            k.eval_units(leaves, slab, scratch, out, start, width, per_row, stream);
+            k.eval_units(pass, scratch, out, start, width);
         }
     )*};
 }
