@@ -657,6 +657,17 @@ impl FusedKernel {
         start: usize,
         width: usize,
     ) {
+        // Leaves read in place: the slice of the leaf's data a step reads, where it needs no
+        // copy (a whole row or block of it, or its one value). A plain array for the usual
+        // small region, made once per task (not per row: 512 bytes to clear).
+        let mut inline: [Option<&[f32]>; 32] = [None; 32];
+        let mut spilled: Vec<Option<&[f32]>>;
+        let direct: &mut [Option<&[f32]>] = if self.steps.len() <= inline.len() {
+            &mut inline[..self.steps.len()]
+        } else {
+            spilled = vec![None; self.steps.len()];
+            &mut spilled
+        };
         for (i, unit) in out.chunks_mut(width.max(1)).enumerate() {
             let first = if pass.per_row {
                 start + i
@@ -664,7 +675,7 @@ impl FusedKernel {
                 start + i * width
             };
             let len = unit.len();
-            self.eval(pass, scratch, unit, first, len);
+            self.eval(pass, direct, scratch, unit, first, len);
         }
     }
 
@@ -673,9 +684,10 @@ impl FusedKernel {
     /// `stream`, the result is computed in cache and written to `out` with streaming stores
     /// (the caller fences).
     #[inline(always)]
-    fn eval(
+    fn eval<'p>(
         &self,
-        pass: Pass<'_>,
+        pass: Pass<'p>,
+        direct: &mut [Option<&'p [f32]>],
         scratch: &mut [Vec<f32>],
         out: &mut [f32],
         start: usize,
@@ -687,18 +699,6 @@ impl FusedKernel {
             per_row,
             stream,
         } = pass;
-        // Leaves read in place: the slice of the leaf's data a step reads, where it needs no
-        // copy (a whole row or block of it, or its one value).
-        // A plain array for the usual small region: made in place on every row, where a
-        // `SmallVec` was built and then moved (a 520-byte copy per row).
-        let mut inline: [Option<&[f32]>; 32] = [None; 32];
-        let mut spilled: Vec<Option<&[f32]>>;
-        let direct: &mut [Option<&[f32]>] = if self.steps.len() <= inline.len() {
-            &mut inline[..self.steps.len()]
-        } else {
-            spilled = vec![None; self.steps.len()];
-            &mut spilled
-        };
         let last = self.steps.len() - 1;
         let mut wrote_out = false;
         for (si, step) in self.steps.iter().enumerate() {
@@ -709,6 +709,8 @@ impl FusedKernel {
             } else {
                 width
             };
+            // Set again below where this row's leaf is read in place.
+            direct[si] = None;
             let (done, rest) = scratch.split_at_mut(si);
             // The last step writes straight into the output when it fills it.
             let into_out =

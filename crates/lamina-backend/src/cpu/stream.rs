@@ -35,40 +35,43 @@ pub fn fence() {
     }
 }
 
-/// The streaming copy in lanes of `W` floats: plain stores up to the first `W * 4`-byte
-/// aligned element and after the last whole lane, `stream` for the aligned lanes between.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn copy_lanes<const W: usize>(
-    dst: &mut [f32],
-    src: &[f32],
-    stream: impl Fn(*mut f32, *const f32),
-) {
-    let n = dst.len().min(src.len());
-    let misaligned = (dst.as_ptr() as usize / 4) % W;
-    let head = if misaligned == 0 {
-        0
-    } else {
-        (W - misaligned).min(n)
-    };
-    dst[..head].copy_from_slice(&src[..head]);
-    let body = (n - head) / W * W;
-    for i in (head..head + body).step_by(W) {
-        // In bounds: i + W <= head + body <= n; `dst + i` is aligned to W floats.
-        stream(dst[i..].as_mut_ptr(), src[i..].as_ptr());
-    }
-    dst[head + body..n].copy_from_slice(&src[head + body..n]);
-}
-
-/// [`copy`] with AVX streaming stores (8 floats).
+/// [`copy`] with AVX streaming stores for the whole 64-byte lines of `dst` (two 8-float stores
+/// each), plain stores for the part before the first and after the last: a line is written
+/// one way or the other, never both (a streaming store to a line held in the cache flushes it).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn copy_avx2(dst: &mut [f32], src: &[f32]) {
     use std::arch::x86_64::{_mm256_loadu_ps, _mm256_stream_ps};
-    // SAFETY: `copy_lanes` passes pointers to 8 readable and 8 writable floats, the latter
-    // 32-byte aligned.
+    const LINE: usize = 16;
+    let n = dst.len().min(src.len());
+    let misaligned = (dst.as_ptr() as usize / 4) % LINE;
+    let head = if misaligned == 0 {
+        0
+    } else {
+        (LINE - misaligned).min(n)
+    };
+    let lines = (n - head) / LINE;
+    let end = head + lines * LINE;
+    plain(&mut dst[..head], &src[..head]);
+    let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+    // SAFETY: each line is 16 floats at an offset i with i + 16 <= end <= n, inside both
+    // slices, and `d + i` is 64-byte aligned.
     unsafe {
-        copy_lanes::<8>(dst, src, |d, s| _mm256_stream_ps(d, _mm256_loadu_ps(s)));
+        let mut i = head;
+        while i < end {
+            _mm256_stream_ps(d.add(i), _mm256_loadu_ps(s.add(i)));
+            _mm256_stream_ps(d.add(i + 8), _mm256_loadu_ps(s.add(i + 8)));
+            i += LINE;
+        }
+    }
+    plain(&mut dst[end..n], &src[end..n]);
+}
+
+/// A copy of fewer than 16 floats, element by element (a `memcpy` call costs more).
+#[inline(always)]
+fn plain(dst: &mut [f32], src: &[f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = s;
     }
 }
 
