@@ -1811,6 +1811,54 @@ fn slice_ranges_clamp_like_numpy() {
     assert!(e.to_string().contains("selects nothing"), "{e}");
 }
 
+/// Slices that keep the last axis whole, read by elementwise ops: the CPU reads them in place
+/// (a row map) inside the fused region instead of copying them out; the values must be the
+/// slice's, whatever the starts, steps and signs, for a region of one op as of several.
+#[test]
+fn strided_slices_read_by_elementwise_ops() {
+    let shape = [2usize, 5, 4, 3];
+    let data: Vec<f32> = (0..120).map(|i| ((i * 37) % 101) as f32 - 50.0).collect();
+    let at = |b: usize, h: usize, w: usize, c: usize| data[((b * 5 + h) * 4 + w) * 3 + c];
+    let full = SliceArg::from(..);
+    // a = x[:, 0:4:2, 1:, :], b = x[:, 4:0:-2, :3, :]: both [2, 2, 3, 3].
+    let a = move |x: &Tensor| {
+        x.slice(&[
+            full,
+            SliceArg::range(Some(0), Some(4), 2),
+            SliceArg::range(Some(1), None, 1),
+            full,
+        ])
+    };
+    let b = move |x: &Tensor| {
+        x.slice(&[
+            full,
+            SliceArg::range(Some(4), Some(0), -2),
+            SliceArg::range(None, Some(3), 1),
+            full,
+        ])
+    };
+    let mut want_max = Vec::new();
+    let mut want_mix = Vec::new();
+    for n in 0..2 {
+        for i in 0..2 {
+            for j in 0..3 {
+                for c in 0..3 {
+                    let va = at(n, 2 * i, j + 1, c);
+                    let vb = at(n, 4 - 2 * i, j, c);
+                    want_max.push(va.max(vb));
+                    want_mix.push(va.max(vb) + va * 0.5);
+                }
+            }
+        }
+    }
+    let one_op = run(&shape, data.clone(), move |x| a(x).maximum(&b(x)));
+    exact(&one_op, &[2, 2, 3, 3], &want_max);
+    let several = run(&shape, data.clone(), move |x| {
+        a(x).maximum(&b(x)).add(&a(x).multiply(0.5))
+    });
+    exact(&several, &[2, 2, 3, 3], &want_mix);
+}
+
 #[test]
 fn slice_steps_positive_and_negative() {
     let full = SliceArg::from(..);

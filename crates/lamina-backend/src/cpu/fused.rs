@@ -3,7 +3,7 @@
 //! buffers that stay in cache, with one tight loop per op and rows spread over threads. Only
 //! the region's root is written to memory.
 
-use lamina_graph::op::{BinaryOp, Op, ReduceOp, UnaryOp};
+use lamina_graph::op::{AxisSlice, BinaryOp, Op, ReduceOp, UnaryOp};
 use lamina_graph::{DType, HostData, Program};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -33,6 +33,13 @@ enum Read {
         /// The node holding one id per row.
         ids: usize,
     },
+    /// Row `i` is row `map[i]` of a buffer: a slice that keeps the last axis whole (a pooling
+    /// window's tap, a strided crop), read in place instead of being copied out first. The
+    /// index is into the kernel's row maps, worked out from the shapes when it is planned.
+    Mapped {
+        /// The row map: `FusedKernel::row_maps[map]`.
+        map: usize,
+    },
     /// Row `i` is row `i` of the product `a @ b` (2-D), computed by the region itself slab by
     /// slab, so that its epilogue (bias, activation) runs on rows still in cache.
     Product {
@@ -51,7 +58,7 @@ type Slab<'a> = Option<(&'a [f32], usize)>;
 /// row.
 struct Inputs<'a> {
     data: Vec<Option<std::borrow::Cow<'a, [f32]>>>,
-    rows: Vec<Option<Vec<usize>>>,
+    rows: Vec<Option<std::borrow::Cow<'a, [usize]>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -105,6 +112,8 @@ pub struct FusedKernel {
     scalar: Vec<bool>,
     /// The buffers read, for liveness.
     pub reads: Vec<usize>,
+    /// The row maps of the leaves read through a slice ([`Read::Mapped`]).
+    row_maps: Vec<Vec<usize>>,
     /// A reduction over the axis before the last that consumes the region's rows, with the
     /// length of that axis: the region's output is then the reduction's.
     sink: Option<(ReduceOp, usize)>,
@@ -134,6 +143,8 @@ struct Builder<'a> {
     through: Vec<usize>,
     /// How many nodes (and outputs) read each node.
     consumers: &'a [usize],
+    /// The row maps of [`Read::Mapped`] leaves.
+    row_maps: Vec<Vec<usize>>,
 }
 
 impl Builder<'_> {
@@ -156,6 +167,59 @@ impl Builder<'_> {
         } else {
             None
         }
+    }
+
+    /// For a slice `n` (of `axes`) whose rows are the region's and which keeps its input's
+    /// last axis whole (`len` values): the input, and for each row of the slice the row of the
+    /// input it is.
+    fn slice_rows(&self, n: usize, axes: &[AxisSlice], len: usize) -> Option<(usize, Vec<usize>)> {
+        let m = self.prog.nodes[n].inputs[0];
+        let (si, so) = (&self.shapes[m], &self.shapes[n]);
+        let r = so.len();
+        if self.prog.nodes[m].dtype != DType::F32 || si.len() != r || axes.len() != r || r < 2 {
+            return None;
+        }
+        let (first, count, step) = axes[r - 1].resolve(si[r - 1]);
+        if (first, count, step) != (0, len, 1) || si[r - 1] != len {
+            return None;
+        }
+        // Input rows are numbered over the leading axes; an output row's index along axis d
+        // is input index first_d + i * step_d there.
+        let lead_in = &si[..r - 1];
+        let mut stride = vec![1isize; r - 1];
+        for d in (0..r.saturating_sub(2)).rev() {
+            stride[d] = stride[d + 1] * lead_in[d + 1] as isize;
+        }
+        let mut base = 0isize;
+        let mut steps = Vec::with_capacity(r - 1);
+        for d in 0..r - 1 {
+            let (f, c, st) = axes[d].resolve(si[d]);
+            if c != so[d] {
+                return None;
+            }
+            base += f as isize * stride[d];
+            steps.push(st as isize * stride[d]);
+        }
+        let rows: usize = so[..r - 1].iter().product();
+        let mut map = Vec::with_capacity(rows);
+        let mut index = vec![0usize; r - 1];
+        for _ in 0..rows {
+            let at: isize = base
+                + index
+                    .iter()
+                    .zip(&steps)
+                    .map(|(&i, &st)| i as isize * st)
+                    .sum::<isize>();
+            map.push(usize::try_from(at).ok()?);
+            for d in (0..r - 1).rev() {
+                index[d] += 1;
+                if index[d] < so[d] {
+                    break;
+                }
+                index[d] = 0;
+            }
+        }
+        Some((m, map))
     }
 
     fn dtype_ok(&self, n: usize) -> bool {
@@ -248,6 +312,21 @@ impl Builder<'_> {
                         None
                     }
                 }
+                // A slice of a buffer the region does not itself compute.
+                Op::Slice { axes }
+                    if matches!(read, Read::PerRow) && !inside.contains(&node.inputs[0]) =>
+                {
+                    self.slice_rows(n, axes, len).map(|(m, map)| {
+                        self.through.push(n);
+                        self.row_maps.push(map);
+                        (
+                            m,
+                            Read::Mapped {
+                                map: self.row_maps.len() - 1,
+                            },
+                        )
+                    })
+                }
                 Op::BroadcastTo { .. } => {
                     let m = node.inputs[0];
                     match self.row_len(m) {
@@ -319,12 +398,13 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
         }
         let node = &prog.nodes[root];
         match region_at(prog, shapes, root, &needed, &consumers, &readers) {
-            // A region of one op gains nothing over the interpreter's kernel for it.
+            // A region of one op gains nothing over the interpreter's kernel for it, unless it
+            // reads a slice or a broadcast in place (a pooling window's taps).
             Some(Region {
                 kernel: k,
                 inside,
                 through,
-            }) if inside.len() > 1 || k.sink.is_some() => {
+            }) if inside.len() > 1 || k.sink.is_some() || !through.is_empty() => {
                 for &r in &k.reads {
                     needed.insert(r);
                 }
@@ -493,6 +573,7 @@ fn build_region(
         reads: Vec::new(),
         through: Vec::new(),
         consumers,
+        row_maps: Vec::new(),
     };
     b.add(region_root, &inside)?;
     let rows: usize = b.lead.iter().product();
@@ -521,6 +602,7 @@ fn build_region(
             row_len: full,
             scalar,
             reads: b.reads,
+            row_maps: b.row_maps,
             sink: sink.filter(|_| !product).map(|(_, op, count)| (op, count)),
         },
         inside,
@@ -540,7 +622,7 @@ fn scalar_steps(steps: &[Step], lens: &[usize], rows: usize) -> Vec<bool> {
                 read: Read::PerRow, ..
             } => len * rows == 1,
             Step::Leaf {
-                read: Read::Rows { .. } | Read::Product { .. },
+                read: Read::Rows { .. } | Read::Mapped { .. } | Read::Product { .. },
                 ..
             } => false,
             Step::Unary(_, a) | Step::Copy(a) | Step::ToBool(a) => scalar[*a],
@@ -564,7 +646,7 @@ fn steps_fit_blocks(steps: &[Step], lens: &[usize], scalar: &[bool], full: usize
                 read: Read::PerRow, ..
             } => len == full || len == 1,
             Step::Leaf {
-                read: Read::Shared | Read::Rows { .. },
+                read: Read::Shared | Read::Rows { .. } | Read::Mapped { .. },
                 ..
             } => len == full,
             _ => true,
@@ -733,12 +815,12 @@ impl FusedKernel {
                             let (rows, first) = slab.unwrap_or((&[], start));
                             &rows[(start - first) * d..(start - first + 1) * d]
                         }
-                        (Read::Rows { .. }, true) => {
+                        (Read::Rows { .. } | Read::Mapped { .. }, true) => {
                             let id = leaves.rows[si].as_ref().map_or(0, |r| r[start]);
                             let d = self.lens[si];
                             &data[id * d..(id + 1) * d]
                         }
-                        (Read::Rows { .. }, false) => {
+                        (Read::Rows { .. } | Read::Mapped { .. }, false) => {
                             // Row segments of the block, each from its table row.
                             let ids = leaves.rows[si].as_deref().unwrap_or(&[]);
                             let (mut row, mut col, mut pos) = (start / full, start % full, 0);
@@ -890,12 +972,16 @@ impl FusedKernel {
                     }
                     let fix =
                         |i: i64| (if i < 0 { i + size } else { i }).clamp(0, size - 1) as usize;
-                    Some(match values[*ids].as_deref()? {
+                    Some(std::borrow::Cow::Owned(match values[*ids].as_deref()? {
                         HostData::I32(v) => v.iter().map(|&i| fix(i as i64)).collect(),
                         HostData::U32(v) => v.iter().map(|&i| fix(i as i64)).collect(),
                         _ => return None,
-                    })
+                    }))
                 }
+                Step::Leaf {
+                    read: Read::Mapped { map },
+                    ..
+                } => Some(std::borrow::Cow::Borrowed(self.row_maps[*map].as_slice())),
                 _ => None,
             });
         }
