@@ -1851,10 +1851,10 @@ fn strided_slices_read_by_elementwise_ops() {
             }
         }
     }
-    let one_op = run(&shape, data.clone(), move |x| a(x).maximum(&b(x)));
+    let one_op = run(&shape, data.clone(), move |x| a(x).maximum(b(x)));
     exact(&one_op, &[2, 2, 3, 3], &want_max);
     let several = run(&shape, data.clone(), move |x| {
-        a(x).maximum(&b(x)).add(&a(x).multiply(0.5))
+        a(x).maximum(b(x)).add(a(x).multiply(0.5))
     });
     exact(&several, &[2, 2, 3, 3], &want_mix);
 }
