@@ -6,6 +6,7 @@
 use lamina_graph::op::ConvSpec;
 use lamina_graph::{Error, HostData, Result};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Patch-block elements aimed at per thread (floats): about 256 KiB.
 const BLOCK_FLOATS: usize = 1 << 16;
@@ -175,16 +176,16 @@ pub fn scratch_bytes(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpec)
         .saturating_mul(threads.min(rows.div_ceil(block)) as u64)
 }
 
-/// `conv(x, kernel) + bias` for channels-last `x`; see [`ConvSpec`].
+/// `conv(x, kernel) + bias` for channels-last `x` (each with its shape); see [`ConvSpec`]. The
+/// output is written into `reuse`, a buffer of an earlier run, where it is one of the right size.
 pub fn conv(
-    x: &HostData,
-    sx: &[usize],
-    kernel: &HostData,
-    sk: &[usize],
+    (x, sx): (&HostData, &[usize]),
+    (kernel, sk): (&HostData, &[usize]),
     bias: Option<&HostData>,
     spec: &ConvSpec,
     out_shape: &[usize],
-) -> Result<HostData> {
+    reuse: Option<Arc<HostData>>,
+) -> Result<Arc<HostData>> {
     let fail = |detail: &str| Error::Backend {
         backend: "cpu".into(),
         detail: detail.into(),
@@ -200,13 +201,20 @@ pub fn conv(
     let g = Geometry::new(sx, sk, out_shape, spec)
         .ok_or_else(|| fail("the cpu convolution takes 1 or 2 spatial axes"))?;
     let rows = g.n * g.oh * g.ow;
-    let mut out = vec![0f32; rows * g.cout];
+    // Every element is written below (bias or zeros first where the product adds to it), so
+    // a buffer of an earlier run is written over as it is, not cleared.
+    let mut buffer = reuse
+        .filter(|b| matches!(&**b, HostData::F32(v) if v.len() == rows * g.cout))
+        .unwrap_or_else(|| Arc::new(HostData::F32(vec![0f32; rows * g.cout])));
+    let Some(HostData::F32(out)) = Arc::get_mut(&mut buffer) else {
+        return Err(fail("conv: the reused buffer is shared"));
+    };
     if rows == 0 || g.cout == 0 {
-        return Ok(HostData::F32(out));
+        return Ok(buffer);
     }
     if g.is_depthwise() {
-        depthwise(&g, x, k, bias, &mut out);
-        return Ok(HostData::F32(out));
+        depthwise(&g, x, k, bias, out);
+        return Ok(buffer);
     }
     let kdim = g.kh * g.kw * g.cig;
     let threads = rayon::current_num_threads().max(1);
@@ -269,33 +277,36 @@ pub fn conv(
             .enumerate()
             .for_each_init(Vec::new, |patches, job| run_block(job, patches));
     }
-    Ok(HostData::F32(out))
+    Ok(buffer)
 }
 
 /// The patches of output rows `r0..r0 + m` for group `grp`: row-major `(m, kh * kw * cig)`,
 /// zeros where a tap falls on padding.
 fn im2col(g: &Geometry, x: &[f32], r0: usize, m: usize, grp: usize, patches: &mut Vec<f32>) {
     let kdim = g.kh * g.kw * g.cig;
-    patches.clear();
+    // Every value is written below (a tap or a zero), so the buffer of the previous block is
+    // written over, not cleared first.
     patches.resize(m * kdim, 0.0);
     let c0 = grp * g.cig;
-    for (i, row) in patches.chunks_exact_mut(kdim).enumerate() {
+    for (i, row) in patches[..m * kdim].chunks_exact_mut(kdim).enumerate() {
         let r = r0 + i;
         let ow = r % g.ow;
         let oh = (r / g.ow) % g.oh;
         let n = r / (g.ow * g.oh);
-        for th in 0..g.kh {
+        for (th, taps) in row.chunks_exact_mut(g.kw * g.cig).enumerate() {
             let Some(ih) = g.source(0, oh, th, g.h) else {
+                taps.fill(0.0);
                 continue;
             };
             let base = (n * g.h + ih) * g.w;
-            for tw in 0..g.kw {
-                let Some(iw) = g.source(1, ow, tw, g.w) else {
-                    continue;
-                };
-                let src = (base + iw) * g.c + c0;
-                let dst = (th * g.kw + tw) * g.cig;
-                row[dst..dst + g.cig].copy_from_slice(&x[src..src + g.cig]);
+            for (tw, tap) in taps.chunks_exact_mut(g.cig).enumerate() {
+                match g.source(1, ow, tw, g.w) {
+                    Some(iw) => {
+                        let src = (base + iw) * g.c + c0;
+                        tap.copy_from_slice(&x[src..src + g.cig]);
+                    }
+                    None => tap.fill(0.0),
+                }
             }
         }
     }

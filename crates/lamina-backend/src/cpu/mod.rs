@@ -464,11 +464,9 @@ impl CpuExecutable {
                 out_shape,
             )?),
             Op::Cast { dtype: to } => Arc::new(elementwise::cast(arg(0)?, *to)),
-            Op::Conv { spec } => Arc::new(conv::conv(
-                arg(0)?,
-                shape_of(0),
-                arg(1)?,
-                shape_of(1),
+            Op::Conv { spec } => conv::conv(
+                (arg(0)?, shape_of(0)),
+                (arg(1)?, shape_of(1)),
                 if node.inputs.len() > 2 {
                     Some(arg(2)?.as_ref())
                 } else {
@@ -476,7 +474,8 @@ impl CpuExecutable {
                 },
                 spec,
                 out_shape,
-            )?),
+                self.take_recycled(i),
+            )?,
             Op::Recurrence { spec, output } => self.loop_output(spec, *output, &operands, loops)?,
         };
         Ok(value)
