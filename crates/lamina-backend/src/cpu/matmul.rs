@@ -2,6 +2,7 @@
 
 use super::strided::broadcast_strides;
 use lamina_graph::{Error, HostData, Result};
+use std::sync::Arc;
 
 /// `out = a @ b` for row-major `a` (m×k), `b` (k×n), `out` (m×n), with the `gemm` crate:
 /// packed, SIMD micro-kernels chosen at run time for the CPU (AVX2/FMA where present), and
@@ -55,14 +56,14 @@ pub fn gemm_f32_with(
     }
 }
 
-/// `a @ b` for `a` of shape `[..., m, k]` and `b` of shape `[..., k, n]`.
+/// `a @ b` for `a` of shape `[..., m, k]` and `b` of shape `[..., k, n]`, written into `reuse`
+/// (a buffer of an earlier run) where it is one of the right size.
 pub fn matmul(
-    a: &HostData,
-    sa: &[usize],
-    b: &HostData,
-    sb: &[usize],
+    (a, sa): (&HostData, &[usize]),
+    (b, sb): (&HostData, &[usize]),
     out_shape: &[usize],
-) -> Result<HostData> {
+    reuse: Option<Arc<HostData>>,
+) -> Result<Arc<HostData>> {
     let (HostData::F32(a), HostData::F32(b)) = (a, b) else {
         return Err(Error::Backend {
             backend: "cpu".into(),
@@ -76,7 +77,17 @@ pub fn matmul(
     // Per-batch offsets, in units of whole matrices, via broadcast strides over batch dims.
     let a_batch = broadcast_strides(&sa[..ra - 2], batch_shape);
     let b_batch = broadcast_strides(&sb[..rb - 2], batch_shape);
-    let mut out = vec![0f32; batches * m * n];
+    // Every element is written by its product (the GEMM does not read it), so a buffer of an
+    // earlier run is written over as it is.
+    let mut buffer = reuse
+        .filter(|b| matches!(&**b, HostData::F32(v) if v.len() == batches * m * n))
+        .unwrap_or_else(|| Arc::new(HostData::F32(vec![0f32; batches * m * n])));
+    let Some(HostData::F32(out)) = Arc::get_mut(&mut buffer) else {
+        return Err(Error::Backend {
+            backend: "cpu".into(),
+            detail: "matmul: the reused buffer is shared".into(),
+        });
+    };
     let mut index = vec![0usize; batch_shape.len()];
     for bi in 0..batches {
         let mut ao = 0isize;
@@ -97,5 +108,5 @@ pub fn matmul(
             index[d] = 0;
         }
     }
-    Ok(HostData::F32(out))
+    Ok(buffer)
 }

@@ -456,13 +456,12 @@ impl CpuExecutable {
                 movement::take(arg(0)?, shape_of(0), arg(1)?, *axis, reuse)
                     .map_err(|e| node.attribute(e))?
             }
-            Op::MatMul => Arc::new(matmul::matmul(
-                arg(0)?,
-                shape_of(0),
-                arg(1)?,
-                shape_of(1),
+            Op::MatMul => matmul::matmul(
+                (arg(0)?, shape_of(0)),
+                (arg(1)?, shape_of(1)),
                 out_shape,
-            )?),
+                self.take_recycled(i),
+            )?,
             Op::Cast { dtype: to } => Arc::new(elementwise::cast(arg(0)?, *to)),
             Op::Conv { spec } => conv::conv(
                 (arg(0)?, shape_of(0)),
