@@ -154,40 +154,61 @@ pub fn run(
     };
     let xw = input_projection(x, kernel, in_bias, b * t, f, g);
     let (rec_zr, rec_h) = gru_recurrent_parts(spec.cell, recurrent, u, g);
-    let recurrence = Loop {
+    let mut out_seq = vec![0f32; if spec.return_sequences { b * t * u } else { 0 }];
+    let mut last = vec![0f32; b * u];
+    // Rows of the batch never meet: a large batch is split over the threads, each running
+    // every step on its rows alone, so that the steps need no hand-off between threads.
+    let threads = rayon::current_num_threads().max(1);
+    let shards = threads.min(b / MIN_SHARD_ROWS).max(1);
+    let rows = b.div_ceil(shards).max(1);
+    let shard = |r0: usize, n: usize| Loop {
         spec,
         acts: (&act, &ract),
-        b,
+        b: n,
         t,
         u,
         g,
-        xw,
+        xw: &xw[r0 * t * g..(r0 + n) * t * g],
         recurrent,
-        rec_zr,
-        rec_h,
+        rec_zr: &rec_zr,
+        rec_h: &rec_h,
         rec_bias,
-        keep,
+        keep: keep.as_deref().map(|k| &k[r0 * t..(r0 + n) * t]),
+        threads: shards == 1,
     };
-    let mut buf = StepBuffers {
-        z: vec![0f32; b * g],
-        rh: vec![0f32; b * u],
-        rh_out: vec![0f32; b * u],
-        scratch: Vec::with_capacity(g),
-        gates: vec![0f32; g],
-        new_h: vec![0f32; b * u],
-        new_c: vec![0f32; b * u],
-    };
-    let mut out_seq = vec![0f32; if spec.return_sequences { b * t * u } else { 0 }];
-    let mut last = vec![0f32; b * u];
-    for step in 0..t {
-        let tt = if spec.go_backwards {
-            t - 1 - step
+    if shards == 1 {
+        shard(0, b).steps(&mut states, &mut last, &mut out_seq);
+    } else {
+        // Each shard's states, last outputs and sequence rows: contiguous row ranges.
+        let mut parts: Vec<(usize, Vec<Vec<f32>>)> = (0..b.div_ceil(rows))
+            .map(|s| {
+                let (r0, n) = (s * rows, rows.min(b - s * rows));
+                (
+                    r0,
+                    states
+                        .iter()
+                        .map(|v| v[r0 * u..(r0 + n) * u].to_vec())
+                        .collect(),
+                )
+            })
+            .collect();
+        let seqs: Vec<&mut [f32]> = if spec.return_sequences {
+            out_seq.chunks_mut(rows * t * u).collect()
         } else {
-            step
+            parts.iter().map(|_| <&mut [f32]>::default()).collect()
         };
-        recurrence.recurrent_products(tt, &states[0], &mut buf);
-        recurrence.new_rows(tt, &states, &mut buf);
-        recurrence.commit_step(step, tt, &buf, &mut states, &mut last, &mut out_seq);
+        parts
+            .par_iter_mut()
+            .zip(last.par_chunks_mut(rows * u))
+            .zip(seqs)
+            .for_each(|(((r0, st), last), seq)| {
+                shard(*r0, last.len() / u).steps(st, last, seq);
+            });
+        for (r0, st) in parts {
+            for (whole, part) in states.iter_mut().zip(st) {
+                whole[r0 * u..r0 * u + part.len()].copy_from_slice(&part);
+            }
+        }
     }
     let mut result = vec![HostData::F32(if spec.return_sequences {
         out_seq
@@ -337,6 +358,9 @@ fn threaded(m: usize, k: usize, n: usize) -> bool {
     m * k * n >= 1 << 18
 }
 
+/// Rows of the batch each thread takes at least when a loop's batch is split over threads.
+const MIN_SHARD_ROWS: usize = 8;
+
 /// What every step of a loop reads: spec, activations, sizes, input projection, kernels, mask.
 struct Loop<'a> {
     spec: &'a RecurrenceSpec,
@@ -345,12 +369,15 @@ struct Loop<'a> {
     t: usize,
     u: usize,
     g: usize,
-    xw: Vec<f32>,
+    xw: &'a [f32],
     recurrent: &'a [f32],
-    rec_zr: Vec<f32>,
-    rec_h: Vec<f32>,
+    rec_zr: &'a [f32],
+    rec_h: &'a [f32],
     rec_bias: Option<&'a [f32]>,
-    keep: Option<Vec<bool>>,
+    keep: Option<&'a [bool]>,
+    /// Whether a step may spread its products and rows over threads (not when the batch is
+    /// already split over them).
+    threads: bool,
 }
 
 /// The buffers a loop's steps work in: recurrent products, gates, new states, scratch.
@@ -365,6 +392,32 @@ struct StepBuffers {
 }
 
 impl Loop<'_> {
+    /// Runs every step on this loop's rows from `states`, leaving the final states there and
+    /// writing the last outputs (and the sequence, if returned).
+    fn steps(&self, states: &mut [Vec<f32>], last: &mut [f32], out_seq: &mut [f32]) {
+        let (b, u, g) = (self.b, self.u, self.g);
+        let mut buf = StepBuffers {
+            z: vec![0f32; b * g],
+            rh: vec![0f32; b * u],
+            rh_out: vec![0f32; b * u],
+            scratch: Vec::with_capacity(g),
+            gates: vec![0f32; g],
+            new_h: vec![0f32; b * u],
+            new_c: vec![0f32; b * u],
+        };
+        let t = self.t;
+        for step in 0..t {
+            let tt = if self.spec.go_backwards {
+                t - 1 - step
+            } else {
+                step
+            };
+            self.recurrent_products(tt, &states[0], &mut buf);
+            self.new_rows(tt, states, &mut buf);
+            self.commit_step(step, tt, &buf, states, last, out_seq);
+        }
+    }
+
     /// Step `tt`'s recurrent products of state `h` into `buf.z` (and `buf.rh_out` for a GRU).
     fn recurrent_products(&self, tt: usize, h: &[f32], buf: &mut StepBuffers) {
         let (b, t, u, g) = (self.b, self.t, self.u, self.g);
@@ -376,9 +429,9 @@ impl Loop<'_> {
                     u,
                     2 * u,
                     h,
-                    &self.rec_zr,
+                    self.rec_zr,
                     &mut z[..b * 2 * u],
-                    threaded(b, u, 2 * u),
+                    self.threads && threaded(b, u, 2 * u),
                 );
                 // First the gates and `r * h` of every row, then `(r * h) @ U_h` at once.
                 for r in 0..b {
@@ -399,12 +452,20 @@ impl Loop<'_> {
                     u,
                     u,
                     &buf.rh,
-                    &self.rec_h,
+                    self.rec_h,
                     &mut buf.rh_out,
-                    threaded(b, u, u),
+                    self.threads && threaded(b, u, u),
                 );
             }
-            _ => gemm_f32_with(b, u, g, h, self.recurrent, z, threaded(b, u, g)),
+            _ => gemm_f32_with(
+                b,
+                u,
+                g,
+                h,
+                self.recurrent,
+                z,
+                self.threads && threaded(b, u, g),
+            ),
         }
         if let Some(rb) = self.rec_bias {
             for row in z.chunks_exact_mut(g) {
@@ -421,14 +482,14 @@ impl Loop<'_> {
             acts: self.acts,
             u,
             g,
-            xw: &self.xw,
+            xw: self.xw,
             t: self.t,
             tt,
             z: &buf.z,
             rh_out: &buf.rh_out,
             states,
         };
-        if self.b * g >= PARALLEL_ROW_VALUES {
+        if self.threads && self.b * g >= PARALLEL_ROW_VALUES {
             let rows = buf.new_h.par_chunks_mut(u).zip(buf.new_c.par_chunks_mut(u));
             rows.enumerate().for_each_init(
                 || (vec![0f32; g], Vec::with_capacity(g)),
@@ -457,7 +518,7 @@ impl Loop<'_> {
         for r in 0..self.b {
             let new_h = &buf.new_h[r * u..][..u];
             let new_c = &buf.new_c[r * u..][..u];
-            let keep_row = self.keep.as_ref().is_none_or(|k| k[r * t + tt]);
+            let keep_row = self.keep.is_none_or(|k| k[r * t + tt]);
             if keep_row {
                 states[0][r * u..][..u].copy_from_slice(new_h);
                 if spec.cell == RecurrentCell::Lstm {
