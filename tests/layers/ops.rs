@@ -2269,6 +2269,37 @@ fn matmul_batched_and_broadcast() {
     );
 }
 
+/// Many products in one batched matmul (attention's shape: batch and heads) run one product per
+/// task; the values must be each product's, with the batch dims broadcast against each other.
+#[test]
+fn matmul_of_many_large_products_matches_the_definition() {
+    // (3, 1, 24, 40) @ (4, 40, 30) -> (3, 4, 24, 30): 12 products of 28,800 multiply-adds.
+    let (bs, h, m, k, n) = (3usize, 4usize, 24usize, 40usize, 30usize);
+    let a: Vec<f32> = (0..bs * m * k)
+        .map(|i| ((i * 13) % 17) as f32 * 0.25 - 2.0)
+        .collect();
+    let w: Vec<f32> = (0..h * k * n)
+        .map(|i| ((i * 7) % 11) as f32 * 0.5 - 2.5)
+        .collect();
+    let mut want = Vec::with_capacity(bs * h * m * n);
+    for b in 0..bs {
+        for hh in 0..h {
+            for i in 0..m {
+                for j in 0..n {
+                    let dot: f64 = (0..k)
+                        .map(|t| a[(b * m + i) * k + t] as f64 * w[(hh * k + t) * n + j] as f64)
+                        .sum();
+                    want.push(dot as f32);
+                }
+            }
+        }
+    }
+    let got = run1(&[bs, 1, m, k], a, move |x| {
+        x.matmul(&constant(&[h, k, n], w.clone()))
+    });
+    close(&got, &[bs, h, m, n], &want, 1e-5);
+}
+
 #[test]
 fn matmul_promotes_vectors() {
     let v = || constant(&[3], vec![1.0, 2.0, 3.0]);

@@ -2,17 +2,12 @@
 
 use super::strided::broadcast_strides;
 use lamina_graph::{Error, HostData, Result};
+use rayon::prelude::*;
 use std::sync::Arc;
 
 /// `out = a @ b` for row-major `a` (m×k), `b` (k×n), `out` (m×n), with the `gemm` crate:
-/// packed, SIMD micro-kernels chosen at run time for the CPU (AVX2/FMA where present), and
-/// threads for large products.
-fn gemm_f32(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], out: &mut [f32]) {
-    gemm_f32_with(m, k, n, a, b, out, m * n * k >= 1 << 18);
-}
-
-/// `gemm_f32`, on this thread alone unless `threaded` (for callers that spread the rows over
-/// threads themselves).
+/// packed, SIMD micro-kernels chosen at run time for the CPU (AVX2/FMA where present), on this
+/// thread alone unless `threaded` (for callers that spread the rows over threads themselves).
 pub fn gemm_f32_with(
     m: usize,
     k: usize,
@@ -88,24 +83,36 @@ pub fn matmul(
             detail: "matmul: the reused buffer is shared".into(),
         });
     };
-    let mut index = vec![0usize; batch_shape.len()];
-    for bi in 0..batches {
-        let mut ao = 0isize;
-        let mut bo = 0isize;
-        for (d, &i) in index.iter().enumerate() {
-            ao += a_batch[d] * i as isize;
-            bo += b_batch[d] * i as isize;
+    if m * n == 0 {
+        return Ok(buffer);
+    }
+    // The offsets of batch `bi`'s operands, in units of whole matrices.
+    let offsets = |bi: usize| {
+        let (mut rest, mut ao, mut bo) = (bi, 0isize, 0isize);
+        for d in (0..batch_shape.len()).rev() {
+            let i = (rest % batch_shape[d]) as isize;
+            rest /= batch_shape[d];
+            ao += a_batch[d] * i;
+            bo += b_batch[d] * i;
         }
-        let am = &a[ao as usize * m * k..][..m * k];
-        let bm = &b[bo as usize * k * n..][..k * n];
-        let om = &mut out[bi * m * n..][..m * n];
-        gemm_f32(m, k, n, am, bm, om);
-        for d in (0..index.len()).rev() {
-            index[d] += 1;
-            if index[d] < batch_shape[d] {
-                break;
-            }
-            index[d] = 0;
+        (ao as usize, bo as usize)
+    };
+    let product = |bi: usize, om: &mut [f32], threaded: bool| {
+        let (ao, bo) = offsets(bi);
+        let am = &a[ao * m * k..][..m * k];
+        let bm = &b[bo * k * n..][..k * n];
+        gemm_f32_with(m, k, n, am, bm, om, threaded);
+    };
+    // Many products (attention's, one per batch and head): one per task, each on one thread,
+    // rather than each product cut over the threads in turn.
+    let threads = rayon::current_num_threads().max(1);
+    if batches >= 2 * threads && batches * m * n * k >= 1 << 18 {
+        out.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(bi, om)| product(bi, om, false));
+    } else {
+        for (bi, om) in out.chunks_mut(m * n).enumerate() {
+            product(bi, om, m * n * k >= 1 << 18);
         }
     }
     Ok(buffer)
