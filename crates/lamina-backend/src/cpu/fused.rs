@@ -997,7 +997,7 @@ impl FusedKernel {
             return Some(buffer);
         }
         // An output far larger than the caches is written with streaming stores.
-        let stream = out_len * 4 >= super::stream::STREAM_BYTES;
+        let stream = out_len * 4 >= super::stream::stream_bytes();
         if let Some((op, count)) = self.sink {
             self.run_sink(&leaves, op, count, out);
         } else if self.blockwise {
