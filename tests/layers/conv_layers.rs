@@ -170,6 +170,24 @@ fn conv2d_against_the_definition() -> Result<()> {
         assert_eq!(got[0].shape(), &[n, out[0], out[1], f], "case {case}");
         assert_close(&got[0].to_f32_vec(), &want, &format!("case {case}"));
 
+        // With an activation, the CPU computes the convolution inside the activation's fused
+        // region, slab by slab: the same values through the activation.
+        let act = Conv2D::new(f, k)
+            .strides(strides)
+            .padding(padding)
+            .dilation_rate(dil)
+            .groups(groups)
+            .activation(Activation::Relu);
+        let model = model_of(&[h, w, c], &|t| act.call(t))?;
+        act.set_weight(
+            "kernel",
+            HostTensor::new(&[k[0], k[1], c / groups, f], kernel.clone())?,
+        )?;
+        act.set_weight("bias", HostTensor::new(&[f], bias.clone())?)?;
+        let got = run_both(&model, &[HostTensor::new(&[n, h, w, c], x.clone())?]);
+        let relu: Vec<f64> = want.iter().map(|&v| v.max(0.0)).collect();
+        assert_close(&got[0].to_f32_vec(), &relu, &format!("case {case} relu"));
+
         // The same layer over channels-first data gives the transposed result.
         let cf = Conv2D::new(f, k)
             .strides(strides)

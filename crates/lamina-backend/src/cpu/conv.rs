@@ -176,6 +176,26 @@ pub fn scratch_bytes(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpec)
         .saturating_mul(threads.min(rows.div_ceil(block)) as u64)
 }
 
+/// The bytes a fused region computing this convolution's rows holds while it runs: the
+/// patches of [`scratch_bytes`] and, per thread, a slab of output rows.
+pub fn fused_scratch_bytes(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpec) -> u64 {
+    let Some(g) = Geometry::new(sx, sk, out, spec) else {
+        return 0;
+    };
+    let rows = g.n.saturating_mul(g.oh).saturating_mul(g.ow);
+    let kdim = g.kh.saturating_mul(g.kw).saturating_mul(g.cig);
+    if rows == 0 {
+        return 0;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let block = block_rows(rows, kdim, threads).min(rows);
+    let slabs = (block as u64)
+        .saturating_mul(g.cout as u64)
+        .saturating_mul(4)
+        .saturating_mul(threads.min(rows.div_ceil(block)) as u64);
+    scratch_bytes(sx, sk, out, spec).saturating_add(slabs)
+}
+
 /// `conv(x, kernel) + bias` for channels-last `x` (each with its shape); see [`ConvSpec`]. The
 /// output is written into `reuse`, a buffer of an earlier run, where it is one of the right size.
 pub fn conv(
@@ -219,53 +239,9 @@ pub fn conv(
     let kdim = g.kh * g.kw * g.cig;
     let threads = rayon::current_num_threads().max(1);
     let block = block_rows(rows, kdim, threads);
-    let pointwise = g.is_pointwise();
     let work = rows * kdim * g.cout;
     let run_block = |(bi, dst): (usize, &mut [f32]), patches: &mut Vec<f32>| {
-        let r0 = bi * block;
-        let m = dst.len() / g.cout;
-        if let Some(b) = bias {
-            for row in dst.chunks_exact_mut(g.cout) {
-                row.copy_from_slice(b);
-            }
-        }
-        let cog = g.cout / g.groups;
-        for grp in 0..g.groups {
-            let lhs: &[f32] = if pointwise {
-                &x[r0 * kdim..(r0 + m) * kdim]
-            } else {
-                im2col(&g, x, r0, m, grp, patches);
-                patches
-            };
-            // SAFETY: `gemm` takes raw pointers. `lhs` holds m rows of kdim floats (row stride
-            // kdim); the kernel holds kdim rows of cout floats, of which columns grp*cog..+cog
-            // are read (row stride cout); `dst` holds m rows of cout floats, of which the same
-            // columns are written (row stride cout). All accesses stay inside the slices, and
-            // `dst` is borrowed exclusively.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    cog,
-                    kdim,
-                    dst.as_mut_ptr().add(grp * cog),
-                    1,
-                    g.cout as isize,
-                    bias.is_some(),
-                    lhs.as_ptr(),
-                    1,
-                    kdim as isize,
-                    k.as_ptr().add(grp * cog),
-                    1,
-                    g.cout as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-        }
+        dense_rows(&g, x, k, bias, bi * block, dst, patches)
     };
     if work < 1 << 18 || threads == 1 {
         let mut patches = Vec::new();
@@ -278,6 +254,121 @@ pub fn conv(
             .for_each_init(Vec::new, |patches, job| run_block(job, patches));
     }
     Ok(buffer)
+}
+
+/// Output rows `r0..r0 + m` (m = `dst.len() / cout`) of a convolution that is not depthwise:
+/// each group's patches (or the input itself, for a pointwise one) times its kernel columns,
+/// accumulated onto the bias where there is one.
+fn dense_rows(
+    g: &Geometry,
+    x: &[f32],
+    k: &[f32],
+    bias: Option<&[f32]>,
+    r0: usize,
+    dst: &mut [f32],
+    patches: &mut Vec<f32>,
+) {
+    let kdim = g.kh * g.kw * g.cig;
+    let m = dst.len() / g.cout;
+    if let Some(b) = bias {
+        for row in dst.chunks_exact_mut(g.cout) {
+            row.copy_from_slice(b);
+        }
+    }
+    let cog = g.cout / g.groups;
+    for grp in 0..g.groups {
+        let lhs: &[f32] = if g.is_pointwise() {
+            &x[r0 * kdim..(r0 + m) * kdim]
+        } else {
+            im2col(g, x, r0, m, grp, patches);
+            patches
+        };
+        // SAFETY: `gemm` takes raw pointers. `lhs` holds m rows of kdim floats (row stride
+        // kdim); the kernel holds kdim rows of cout floats, of which columns grp*cog..+cog
+        // are read (row stride cout); `dst` holds m rows of cout floats, of which the same
+        // columns are written (row stride cout). All accesses stay inside the slices, and
+        // `dst` is borrowed exclusively.
+        unsafe {
+            gemm::gemm(
+                m,
+                cog,
+                kdim,
+                dst.as_mut_ptr().add(grp * cog),
+                1,
+                g.cout as isize,
+                bias.is_some(),
+                lhs.as_ptr(),
+                1,
+                kdim as isize,
+                k.as_ptr().add(grp * cog),
+                1,
+                g.cout as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
+}
+
+/// A convolution whose output rows (positions, `cout` channels each) a fused region computes
+/// itself, a slab at a time, so that its epilogue (an activation, a residual add) runs on
+/// rows still in cache.
+pub struct ConvRows<'a> {
+    g: Geometry,
+    x: &'a [f32],
+    kernel: &'a [f32],
+    bias: Option<&'a [f32]>,
+}
+
+impl<'a> ConvRows<'a> {
+    /// The convolution of `x` (shape `sx`) by `kernel` (`sk`) plus `bias`, whose output has
+    /// shape `out`, where it is a dense (not depthwise) float32 one with one or two spatial
+    /// axes and the buffers have their shapes' sizes.
+    pub fn new(
+        (x, sx): (&'a HostData, &[usize]),
+        (kernel, sk): (&'a HostData, &[usize]),
+        bias: Option<&'a HostData>,
+        spec: &ConvSpec,
+        out: &[usize],
+    ) -> Option<ConvRows<'a>> {
+        let (HostData::F32(x), HostData::F32(kernel)) = (x, kernel) else {
+            return None;
+        };
+        let bias = match bias {
+            Some(HostData::F32(b)) => Some(b.as_slice()),
+            Some(_) => return None,
+            None => None,
+        };
+        let g = Geometry::new(sx, sk, out, spec)?;
+        let sizes_ok = x.len() == g.n * g.h * g.w * g.c
+            && kernel.len() == g.kh * g.kw * g.cig * g.cout
+            && bias.is_none_or(|b| b.len() == g.cout)
+            && g.groups > 0
+            && g.cout.is_multiple_of(g.groups)
+            && g.c == g.cig * g.groups;
+        (sizes_ok && !g.is_depthwise()).then_some(ConvRows { g, x, kernel, bias })
+    }
+
+    /// Output rows per slab: as many as keep a slab's patches in cache.
+    pub fn slab_rows(&self) -> usize {
+        let rows = self.g.n * self.g.oh * self.g.ow;
+        let threads = rayon::current_num_threads().max(1);
+        block_rows(rows, self.g.kh * self.g.kw * self.g.cig, threads)
+    }
+
+    /// Writes output rows `r0..r0 + dst.len() / cout` into `dst`, `patches` being scratch.
+    pub fn rows(&self, r0: usize, dst: &mut [f32], patches: &mut Vec<f32>) {
+        dense_rows(&self.g, self.x, self.kernel, self.bias, r0, dst, patches);
+    }
+}
+
+/// Whether a convolution of these shapes is one [`ConvRows`] serves (dense, not depthwise).
+pub fn fuses_rows(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpec) -> bool {
+    Geometry::new(sx, sk, out, spec).is_some_and(|g| !g.is_depthwise() && g.groups > 0)
 }
 
 /// The patches of output rows `r0..r0 + m` for group `grp`: row-major `(m, kh * kw * cig)`,

@@ -3,7 +3,7 @@
 //! buffers that stay in cache, with one tight loop per op and rows spread over threads. Only
 //! the region's root is written to memory.
 
-use lamina_graph::op::{AxisSlice, BinaryOp, Op, ReduceOp, UnaryOp};
+use lamina_graph::op::{AxisSlice, BinaryOp, ConvSpec, Op, ReduceOp, UnaryOp};
 use lamina_graph::{DType, HostData, Program};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -40,6 +40,10 @@ enum Read {
         /// The row map: `FusedKernel::row_maps[map]`.
         map: usize,
     },
+    /// Row `i` is output row (position) `i` of the region's convolution
+    /// ([`FusedKernel::conv`]), computed by the region itself slab by slab, so that its
+    /// epilogue (an activation, a residual add) runs on rows still in cache.
+    ConvRows,
     /// Row `i` is row `i` of the product `a @ b` (2-D), computed by the region itself slab by
     /// slab, so that its epilogue (bias, activation) runs on rows still in cache.
     Product {
@@ -114,9 +118,21 @@ pub struct FusedKernel {
     pub reads: Vec<usize>,
     /// The row maps of the leaves read through a slice ([`Read::Mapped`]).
     row_maps: Vec<Vec<usize>>,
+    /// The convolution whose rows the region computes itself ([`Read::ConvRows`]).
+    conv: Option<ConvLeaf>,
     /// A reduction over the axis before the last that consumes the region's rows, with the
     /// length of that axis: the region's output is then the reduction's.
     sink: Option<(ReduceOp, usize)>,
+}
+
+/// A convolution computed by the region that reads it: its operands and shapes.
+#[derive(Clone, Debug)]
+struct ConvLeaf {
+    x: usize,
+    kernel: usize,
+    bias: Option<usize>,
+    spec: ConvSpec,
+    shapes: [Vec<usize>; 3],
 }
 
 fn fusible_op(op: &Op) -> bool {
@@ -145,6 +161,8 @@ struct Builder<'a> {
     consumers: &'a [usize],
     /// The row maps of [`Read::Mapped`] leaves.
     row_maps: Vec<Vec<usize>>,
+    /// The convolution of a [`Read::ConvRows`] leaf.
+    conv: Option<ConvLeaf>,
 }
 
 impl Builder<'_> {
@@ -294,6 +312,7 @@ impl Builder<'_> {
                         && self.prog.nodes[a].dtype == DType::F32
                         && self.prog.nodes[b].dtype == DType::F32
                         && self.consumers[n] == 1
+                        && self.conv.is_none()
                         && !self.steps.iter().any(|s| {
                             matches!(
                                 s,
@@ -327,6 +346,52 @@ impl Builder<'_> {
                         )
                     })
                 }
+                // A convolution read only by this region, positions for rows: computed by the
+                // region (one product or convolution per region, row mode).
+                Op::Conv { spec } if matches!(read, Read::PerRow) => {
+                    let (x, kernel) = (node.inputs[0], node.inputs[1]);
+                    let bias = node.inputs.get(2).copied();
+                    let f32s = node
+                        .inputs
+                        .iter()
+                        .all(|&m| self.prog.nodes[m].dtype == DType::F32);
+                    let ok = f32s
+                        && self.consumers[n] == 1
+                        && self.conv.is_none()
+                        && !self.steps.iter().any(|s| {
+                            matches!(
+                                s,
+                                Step::Leaf {
+                                    read: Read::Product { .. },
+                                    ..
+                                }
+                            )
+                        })
+                        && super::conv::fuses_rows(
+                            &self.shapes[x],
+                            &self.shapes[kernel],
+                            &self.shapes[n],
+                            spec,
+                        );
+                    if ok {
+                        self.through.push(n);
+                        self.reads.extend(node.inputs.iter().copied());
+                        self.conv = Some(ConvLeaf {
+                            x,
+                            kernel,
+                            bias,
+                            spec: spec.clone(),
+                            shapes: [
+                                self.shapes[x].clone(),
+                                self.shapes[kernel].clone(),
+                                self.shapes[n].clone(),
+                            ],
+                        });
+                        Some((n, Read::ConvRows))
+                    } else {
+                        None
+                    }
+                }
                 Op::BroadcastTo { .. } => {
                     let m = node.inputs[0];
                     match self.row_len(m) {
@@ -340,7 +405,7 @@ impl Builder<'_> {
                 _ => None,
             };
             let (leaf, read) = source.unwrap_or((n, read));
-            if !matches!(read, Read::Product { .. }) {
+            if !matches!(read, Read::Product { .. } | Read::ConvRows) {
                 self.reads.push(leaf);
             }
             Step::Leaf { node: leaf, read }
@@ -574,6 +639,7 @@ fn build_region(
         through: Vec::new(),
         consumers,
         row_maps: Vec::new(),
+        conv: None,
     };
     b.add(region_root, &inside)?;
     let rows: usize = b.lead.iter().product();
@@ -583,7 +649,7 @@ fn build_region(
         matches!(
             s,
             Step::Leaf {
-                read: Read::Product { .. },
+                read: Read::Product { .. } | Read::ConvRows,
                 ..
             }
         )
@@ -603,6 +669,7 @@ fn build_region(
             scalar,
             reads: b.reads,
             row_maps: b.row_maps,
+            conv: b.conv,
             sink: sink.filter(|_| !product).map(|(_, op, count)| (op, count)),
         },
         inside,
@@ -622,7 +689,8 @@ fn scalar_steps(steps: &[Step], lens: &[usize], rows: usize) -> Vec<bool> {
                 read: Read::PerRow, ..
             } => len * rows == 1,
             Step::Leaf {
-                read: Read::Rows { .. } | Read::Mapped { .. } | Read::Product { .. },
+                read:
+                    Read::Rows { .. } | Read::Mapped { .. } | Read::Product { .. } | Read::ConvRows,
                 ..
             } => false,
             Step::Unary(_, a) | Step::Copy(a) | Step::ToBool(a) => scalar[*a],
@@ -810,7 +878,7 @@ impl FusedKernel {
                     let data = leaves.data[si].as_deref().unwrap_or(&[]);
                     let full = self.row_len.max(1);
                     let src = match (read, per_row) {
-                        (Read::Product { .. }, _) => {
+                        (Read::Product { .. } | Read::ConvRows, _) => {
                             let d = self.lens[si];
                             let (rows, first) = slab.unwrap_or((&[], start));
                             &rows[(start - first) * d..(start - first + 1) * d]
@@ -952,7 +1020,7 @@ impl FusedKernel {
             _ => None,
         });
         if self.steps.iter().zip(&data).any(|(s, l)| {
-            matches!(s, Step::Leaf { read, .. } if !matches!(read, Read::Product { .. }))
+            matches!(s, Step::Leaf { read, .. } if !matches!(read, Read::Product { .. } | Read::ConvRows))
                 && l.is_none()
         }) {
             return None;
@@ -1016,6 +1084,8 @@ impl FusedKernel {
                 });
         } else if let Some((a, b)) = product {
             self.run_product(values, &leaves, a, b, out)?;
+        } else if let Some(c) = &self.conv {
+            self.run_conv(values, &leaves, c, out)?;
         } else {
             let row_len = out_len / self.rows.max(1);
             let rows_per_task = (BLOCK * BLOCKS_PER_TASK / row_len.max(1)).max(1);
@@ -1037,6 +1107,15 @@ impl FusedKernel {
 }
 
 impl FusedKernel {
+    /// The bytes the region holds while it runs besides its output: the patches and row
+    /// slabs of a convolution it computes itself.
+    pub fn scratch_bytes(&self) -> u64 {
+        self.conv.as_ref().map_or(0, |c| {
+            let [sx, sk, so] = &c.shapes;
+            super::conv::fused_scratch_bytes(sx, sk, so, &c.spec)
+        })
+    }
+
     /// Row mode for a region whose rows feed a reduction over the axis before the last: for
     /// each outer index, its `count` rows are evaluated into a buffer that stays in cache and
     /// reduced there, in the interpreter's one order for such reductions.
@@ -1066,6 +1145,48 @@ impl FusedKernel {
                     super::reduce::reduce_rows(op, &rows, count, d, acc);
                 }
             });
+    }
+
+    /// Row mode for a region that computes its own convolution: the output positions are cut
+    /// into slabs that keep their patches in cache; each task computes its slab of the
+    /// convolution into a buffer of its own and runs the region's epilogue over those rows.
+    fn run_conv(
+        &self,
+        values: &[Option<std::sync::Arc<HostData>>],
+        leaves: &Inputs<'_>,
+        c: &ConvLeaf,
+        out: &mut [f32],
+    ) -> Option<()> {
+        let bias = match c.bias {
+            Some(b) => Some(values[b].as_deref()?),
+            None => None,
+        };
+        let [sx, sk, so] = &c.shapes;
+        let conv = super::conv::ConvRows::new(
+            (values[c.x].as_deref()?, sx),
+            (values[c.kernel].as_deref()?, sk),
+            bias,
+            &c.spec,
+            so,
+        )?;
+        let n = self.row_len;
+        if self.rows == 0 || n == 0 {
+            return Some(());
+        }
+        let rows_per_task = conv.slab_rows().max(1);
+        out.par_chunks_mut(rows_per_task * n)
+            .enumerate()
+            .for_each_init(
+                || (Vec::new(), Vec::new(), vec![Vec::new(); self.steps.len()]),
+                |(slab, patches, scratch), (t, task)| {
+                    let first = t * rows_per_task;
+                    slab.resize(task.len(), 0.0);
+                    conv.rows(first, slab, patches);
+                    let pass = Pass::new(leaves, Some((slab, first)), true, false);
+                    self.eval_best(pass, scratch, task, first, n);
+                },
+            );
+        Some(())
     }
 
     /// Row mode for a region that computes its own matrix product `a @ b`: the rows are cut

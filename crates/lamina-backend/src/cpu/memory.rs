@@ -90,7 +90,11 @@ pub fn plan(
             // The caller's inputs and the model's weights are held already.
             Op::Input { .. } | Op::Constant(_) | Op::Variable(_) => {}
             op if is_view(op) && fused[i].is_none() => owner[i] = owner[node.inputs[0]],
-            _ => b.alloc(i, tensor_bytes(&shapes[i]), scratch(prog, shapes, i)),
+            _ => {
+                let fused_scratch = fused[i].as_ref().map_or(0, |k| k.scratch_bytes());
+                let held = scratch(prog, shapes, i).saturating_add(fused_scratch);
+                b.alloc(i, tensor_bytes(&shapes[i]), held)
+            }
         }
         refs[owner[i]] += 1;
         let reads: &[usize] = match &fused[i] {
@@ -107,12 +111,20 @@ pub fn plan(
     b.finish()
 }
 
-/// Asks the allocator for the bytes node `n` is about to need (its output and its scratch) and
+/// Asks the allocator for the bytes node `n` is about to need (its output, its scratch and
+/// `extra`, a fused region's own) and
 /// gives them back at once: where the machine cannot provide them (memory exhausted, an
 /// address-space limit), the run stops with an `Error::Memory` naming the op instead of the
 /// process aborting inside the kernel's own allocation.
-pub fn probe(prog: &Program, shapes: &[Vec<usize>], n: usize) -> lamina_graph::Result<()> {
-    let bytes = tensor_bytes(&shapes[n]).saturating_add(scratch(prog, shapes, n));
+pub fn probe(
+    prog: &Program,
+    shapes: &[Vec<usize>],
+    n: usize,
+    extra: u64,
+) -> lamina_graph::Result<()> {
+    let bytes = tensor_bytes(&shapes[n])
+        .saturating_add(scratch(prog, shapes, n))
+        .saturating_add(extra);
     let fits = usize::try_from(bytes)
         .ok()
         .is_some_and(|b| Vec::<u8>::new().try_reserve_exact(b).is_ok());

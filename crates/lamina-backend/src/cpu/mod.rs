@@ -360,8 +360,8 @@ impl CpuExecutable {
     ) -> Result<Arc<HostData>> {
         let n = self.shapes[i].iter().product();
         let reuse = self.take_recycled(i);
-        if reuse.is_none() {
-            memory::probe(&self.program, &self.shapes, i)?;
+        if reuse.is_none() || k.scratch_bytes() > 0 {
+            memory::probe(&self.program, &self.shapes, i, k.scratch_bytes())?;
         }
         k.run(values, n, reuse).ok_or_else(|| Error::Backend {
             backend: "cpu".into(),
@@ -378,7 +378,7 @@ impl CpuExecutable {
                 Op::Input { .. } | Op::Constant(_) | Op::Variable(_)
             )
         {
-            memory::probe(&self.program, &self.shapes, i)?;
+            memory::probe(&self.program, &self.shapes, i, 0)?;
         }
         Ok(())
     }
