@@ -276,6 +276,20 @@ fn conv1d_causal_and_depthwise_separable() -> Result<()> {
     assert_eq!(got[0].shape(), &[n, 3, 3, c * 2]);
     assert_close(&got[0].to_f32_vec(), &want, "depthwise");
 
+    // With an activation, the CPU computes the depthwise convolution inside the activation's
+    // fused region, position by position: the same values through the activation.
+    let dw_act = DepthwiseConv2D::new(3)
+        .depth_multiplier(2)
+        .padding(Padding::Same)
+        .strides(2)
+        .activation(Activation::Relu6);
+    let model = model_of(&[h, w, c], &|t| dw_act.call(t))?;
+    dw_act.set_weight("kernel", HostTensor::new(&[3, 3, c, 2], k.clone())?)?;
+    dw_act.set_weight("bias", HostTensor::new(&[c * 2], b.clone())?)?;
+    let got = run_both(&model, &[HostTensor::new(&[n, h, w, c], x2.clone())?]);
+    let relu6: Vec<f64> = want.iter().map(|&v| v.clamp(0.0, 6.0)).collect();
+    assert_close(&got[0].to_f32_vec(), &relu6, "depthwise relu6");
+
     // SeparableConv2D: the depthwise result (no bias) through a 1x1 convolution plus bias.
     let sep = SeparableConv2D::new(4, 3).depth_multiplier(2);
     let model = model_of(&[h, w, c], &|t| sep.call(t))?;

@@ -99,52 +99,111 @@ impl Geometry {
     }
 }
 
-/// A depthwise convolution straight from its definition: each output pixel is the bias plus,
-/// for every tap that lands on the input, the input pixel's channels times the tap's kernel
-/// row (channel `c` feeds outputs `c * mult .. c * mult + mult`). The inner loop runs over
-/// contiguous channels, so it vectorises; output rows are spread over threads when the work
-/// is large enough.
+/// A depthwise convolution straight from its definition, vectorised over the contiguous
+/// channels, output image lines over threads.
 fn depthwise(g: &Geometry, x: &[f32], k: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    let mult = g.cout / g.c.max(1);
     let row_len = g.ow * g.cout;
-    let one_row = |(r, dst): (usize, &mut [f32])| {
-        let (b, oy) = (r / g.oh, r % g.oh);
-        for (ox, px) in dst.chunks_exact_mut(g.cout).enumerate() {
-            match bias {
-                Some(b) => px.copy_from_slice(b),
-                None => px.fill(0.0),
-            }
-            for ty in 0..g.kh {
-                let Some(iy) = g.source(0, oy, ty, g.h) else {
+    let one_row = |(r, dst): (usize, &mut [f32])| depthwise_rows(g, x, k, bias, r * g.ow, dst);
+    let work = out.len() * g.kh * g.kw;
+    if work < 1 << 18 || rayon::current_num_threads() == 1 {
+        out.chunks_mut(row_len.max(1)).enumerate().for_each(one_row);
+    } else {
+        out.par_chunks_mut(row_len.max(1))
+            .enumerate()
+            .for_each(one_row);
+    }
+}
+
+/// Output positions `r0..r0 + dst.len() / cout` of a depthwise convolution, with the widest
+/// vectors this CPU has.
+fn depthwise_rows(
+    g: &Geometry,
+    x: &[f32],
+    k: &[f32],
+    bias: Option<&[f32]>,
+    r0: usize,
+    dst: &mut [f32],
+) {
+    match super::isa::active() {
+        // SAFETY: `active` only reports an instruction set the CPU was found to have, and each
+        // function needs no more than its name says.
+        #[cfg(target_arch = "x86_64")]
+        super::isa::Isa::Avx512 => unsafe { depthwise_avx512(g, x, k, bias, r0, dst) },
+        #[cfg(target_arch = "x86_64")]
+        super::isa::Isa::Avx2 => unsafe { depthwise_avx2(g, x, k, bias, r0, dst) },
+        _ => depthwise_positions(g, x, k, bias, r0, dst),
+    }
+}
+
+/// [`depthwise_positions`] compiled for one instruction set.
+macro_rules! depthwise_compiled_for {
+    ($($(#[$doc:meta])* $name:ident = $features:literal;)*) => {$(
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(
+            g: &Geometry,
+            x: &[f32],
+            k: &[f32],
+            bias: Option<&[f32]>,
+            r0: usize,
+            dst: &mut [f32],
+        ) {
+            depthwise_positions(g, x, k, bias, r0, dst)
+        }
+    )*};
+}
+
+depthwise_compiled_for! {
+    /// [`depthwise_positions`] with AVX2 and FMA enabled.
+    depthwise_avx2 = "avx2,fma";
+    /// [`depthwise_positions`] with AVX-512 (F, VL, DQ, BW) as well as AVX2 and FMA.
+    depthwise_avx512 = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma";
+}
+
+/// Each output position of `r0..`: the bias (or zero), then every tap's input channels times
+/// its kernel row (each channel times its `cout / c` multipliers).
+#[inline(always)]
+fn depthwise_positions(
+    g: &Geometry,
+    x: &[f32],
+    k: &[f32],
+    bias: Option<&[f32]>,
+    r0: usize,
+    dst: &mut [f32],
+) {
+    let mult = g.cout / g.c.max(1);
+    for (i, px) in dst.chunks_exact_mut(g.cout.max(1)).enumerate() {
+        let r = r0 + i;
+        let (ox, oy, b) = (r % g.ow, (r / g.ow) % g.oh, r / (g.ow * g.oh));
+        match bias {
+            Some(b) => px.copy_from_slice(b),
+            None => px.fill(0.0),
+        }
+        for ty in 0..g.kh {
+            let Some(iy) = g.source(0, oy, ty, g.h) else {
+                continue;
+            };
+            for tx in 0..g.kw {
+                let Some(ix) = g.source(1, ox, tx, g.w) else {
                     continue;
                 };
-                for tx in 0..g.kw {
-                    let Some(ix) = g.source(1, ox, tx, g.w) else {
-                        continue;
-                    };
-                    let src = &x[((b * g.h + iy) * g.w + ix) * g.c..][..g.c];
-                    let tap = &k[(ty * g.kw + tx) * g.cout..][..g.cout];
-                    if mult == 1 {
-                        for ((o, &xv), &kv) in px.iter_mut().zip(src).zip(tap) {
+                let src = &x[((b * g.h + iy) * g.w + ix) * g.c..][..g.c];
+                let tap = &k[(ty * g.kw + tx) * g.cout..][..g.cout];
+                if mult == 1 {
+                    for ((o, &xv), &kv) in px.iter_mut().zip(src).zip(tap) {
+                        *o += xv * kv;
+                    }
+                } else {
+                    for (c, &xv) in src.iter().enumerate() {
+                        let (o, kv) = (&mut px[c * mult..][..mult], &tap[c * mult..][..mult]);
+                        for (o, &kv) in o.iter_mut().zip(kv) {
                             *o += xv * kv;
-                        }
-                    } else {
-                        for (c, &xv) in src.iter().enumerate() {
-                            let (o, kv) = (&mut px[c * mult..][..mult], &tap[c * mult..][..mult]);
-                            for (o, &kv) in o.iter_mut().zip(kv) {
-                                *o += xv * kv;
-                            }
                         }
                     }
                 }
             }
         }
-    };
-    let work = out.len() * g.kh * g.kw;
-    if work < 1 << 18 || rayon::current_num_threads() == 1 {
-        out.chunks_mut(row_len).enumerate().for_each(one_row);
-    } else {
-        out.par_chunks_mut(row_len).enumerate().for_each(one_row);
     }
 }
 
@@ -326,8 +385,8 @@ pub struct ConvRows<'a> {
 
 impl<'a> ConvRows<'a> {
     /// The convolution of `x` (shape `sx`) by `kernel` (`sk`) plus `bias`, whose output has
-    /// shape `out`, where it is a dense (not depthwise) float32 one with one or two spatial
-    /// axes and the buffers have their shapes' sizes.
+    /// shape `out`, where it is a float32 one with one or two spatial axes and the buffers
+    /// have their shapes' sizes.
     pub fn new(
         (x, sx): (&'a HostData, &[usize]),
         (kernel, sk): (&'a HostData, &[usize]),
@@ -350,7 +409,7 @@ impl<'a> ConvRows<'a> {
             && g.groups > 0
             && g.cout.is_multiple_of(g.groups)
             && g.c == g.cig * g.groups;
-        (sizes_ok && !g.is_depthwise()).then_some(ConvRows { g, x, kernel, bias })
+        sizes_ok.then_some(ConvRows { g, x, kernel, bias })
     }
 
     /// Output rows per slab: as many as keep a slab's patches in cache.
@@ -362,13 +421,17 @@ impl<'a> ConvRows<'a> {
 
     /// Writes output rows `r0..r0 + dst.len() / cout` into `dst`, `patches` being scratch.
     pub fn rows(&self, r0: usize, dst: &mut [f32], patches: &mut Vec<f32>) {
-        dense_rows(&self.g, self.x, self.kernel, self.bias, r0, dst, patches);
+        if self.g.is_depthwise() {
+            depthwise_rows(&self.g, self.x, self.kernel, self.bias, r0, dst);
+        } else {
+            dense_rows(&self.g, self.x, self.kernel, self.bias, r0, dst, patches);
+        }
     }
 }
 
-/// Whether a convolution of these shapes is one [`ConvRows`] serves (dense, not depthwise).
+/// Whether a convolution of these shapes is one [`ConvRows`] serves (one or two spatial axes).
 pub fn fuses_rows(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpec) -> bool {
-    Geometry::new(sx, sk, out, spec).is_some_and(|g| !g.is_depthwise() && g.groups > 0)
+    Geometry::new(sx, sk, out, spec).is_some_and(|g| g.groups > 0)
 }
 
 /// The patches of output rows `r0..r0 + m` for group `grp`: row-major `(m, kh * kw * cig)`,
