@@ -1859,6 +1859,23 @@ fn strided_slices_read_by_elementwise_ops() {
     exact(&several, &[2, 2, 3, 3], &want_mix);
 }
 
+/// A slice of more rows than the CPU maps in place (4,194,304) is copied out as before and
+/// gives the same values.
+#[test]
+fn strided_slice_past_the_row_map_limit() {
+    let (h, w) = (9000usize, 1000usize);
+    let data: Vec<f32> = (0..h * w).map(|i| (i % 977) as f32).collect();
+    let got = run(&[1, h, w, 1], data.clone(), |x| {
+        let full = SliceArg::from(..);
+        x.slice(&[full, SliceArg::step(2), full, full]).add(1.0)
+    });
+    let want: Vec<f32> = (0..h / 2)
+        .flat_map(|i| (0..w).map(move |j| (2 * i, j)))
+        .map(|(i, j)| data[i * w + j] + 1.0)
+        .collect();
+    exact(&got, &[1, h / 2, w, 1], &want);
+}
+
 #[test]
 fn slice_steps_positive_and_negative() {
     let full = SliceArg::from(..);

@@ -17,6 +17,9 @@ const MIN_PRODUCT_ROWS: usize = 64;
 const SLAB_BYTES: usize = 1 << 20;
 /// Blocks (or rows of about a block) one thread task evaluates in turn.
 const BLOCKS_PER_TASK: usize = 32;
+/// The most rows a slice read through a row map may have (a map of 32 MiB).
+const MAX_MAPPED_ROWS: usize = 1 << 22;
+
 /// The most ops one fused region holds.
 const MAX_REGION: usize = 512;
 
@@ -218,7 +221,12 @@ impl Builder<'_> {
             base += f as isize * stride[d];
             steps.push(st as isize * stride[d]);
         }
+        // The map is made when the program is compiled, before the memory budget is checked:
+        // a slice of more rows is copied out as before (and counted by the budget).
         let rows: usize = so[..r - 1].iter().product();
+        if rows > MAX_MAPPED_ROWS {
+            return None;
+        }
         let mut map = Vec::with_capacity(rows);
         let mut index = vec![0usize; r - 1];
         for _ in 0..rows {
