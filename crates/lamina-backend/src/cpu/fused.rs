@@ -190,6 +190,21 @@ impl Builder<'_> {
         }
     }
 
+    /// Whether the region already computes a product or a convolution of its own (one per
+    /// region).
+    fn computes_own_rows(&self) -> bool {
+        self.conv.is_some()
+            || self.steps.iter().any(|s| {
+                matches!(
+                    s,
+                    Step::Leaf {
+                        read: Read::Product { .. },
+                        ..
+                    }
+                )
+            })
+    }
+
     /// For a slice `n` (of `axes`) whose rows are the region's and which keeps its input's
     /// last axis whole (`len` values): the input, and for each row of the slice the row of the
     /// input it is.
@@ -320,16 +335,7 @@ impl Builder<'_> {
                         && self.prog.nodes[a].dtype == DType::F32
                         && self.prog.nodes[b].dtype == DType::F32
                         && self.consumers[n] == 1
-                        && self.conv.is_none()
-                        && !self.steps.iter().any(|s| {
-                            matches!(
-                                s,
-                                Step::Leaf {
-                                    read: Read::Product { .. },
-                                    ..
-                                }
-                            )
-                        });
+                        && !self.computes_own_rows();
                     if ok {
                         self.through.push(n);
                         self.reads.push(a);
@@ -365,16 +371,7 @@ impl Builder<'_> {
                         .all(|&m| self.prog.nodes[m].dtype == DType::F32);
                     let ok = f32s
                         && self.consumers[n] == 1
-                        && self.conv.is_none()
-                        && !self.steps.iter().any(|s| {
-                            matches!(
-                                s,
-                                Step::Leaf {
-                                    read: Read::Product { .. },
-                                    ..
-                                }
-                            )
-                        })
+                        && !self.computes_own_rows()
                         && super::conv::fuses_rows(
                             &self.shapes[x],
                             &self.shapes[kernel],
