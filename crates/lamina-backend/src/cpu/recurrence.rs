@@ -159,7 +159,11 @@ pub fn run(
     // Rows of the batch never meet: a large batch is split over the threads, each running
     // every step on its rows alone, so that the steps need no hand-off between threads.
     let threads = rayon::current_num_threads().max(1);
-    let shards = threads.min(b / MIN_SHARD_ROWS).max(1);
+    let shards = if t == 0 || u == 0 {
+        1
+    } else {
+        threads.min(b / MIN_SHARD_ROWS).max(1)
+    };
     let rows = b.div_ceil(shards).max(1);
     let shard = |r0: usize, n: usize| Loop {
         spec,
