@@ -124,41 +124,17 @@ fn depthwise_rows(
     r0: usize,
     dst: &mut [f32],
 ) {
-    match super::isa::active() {
-        // SAFETY: `active` only reports an instruction set the CPU was found to have, and each
-        // function needs no more than its name says.
-        #[cfg(target_arch = "x86_64")]
-        super::isa::Isa::Avx512 => unsafe { depthwise_avx512(g, x, k, bias, r0, dst) },
-        #[cfg(target_arch = "x86_64")]
-        super::isa::Isa::Avx2 => unsafe { depthwise_avx2(g, x, k, bias, r0, dst) },
-        _ => depthwise_positions(g, x, k, bias, r0, dst),
-    }
-}
-
-/// [`depthwise_positions`] compiled for one instruction set.
-macro_rules! depthwise_compiled_for {
-    ($($(#[$doc:meta])* $name:ident = $features:literal;)*) => {$(
-        $(#[$doc])*
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = $features)]
-        unsafe fn $name(
+    super::isa::call_with_best_isa!(
+        depthwise_positions,
+        (
             g: &Geometry,
             x: &[f32],
             k: &[f32],
             bias: Option<&[f32]>,
             r0: usize,
             dst: &mut [f32],
-        ) {
-            depthwise_positions(g, x, k, bias, r0, dst)
-        }
-    )*};
-}
-
-depthwise_compiled_for! {
-    /// [`depthwise_positions`] with AVX2 and FMA enabled.
-    depthwise_avx2 = "avx2,fma";
-    /// [`depthwise_positions`] with AVX-512 (F, VL, DQ, BW) as well as AVX2 and FMA.
-    depthwise_avx512 = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma";
+        )
+    )
 }
 
 /// Each output position of `r0..`: the bias (or zero), then every tap's input channels times

@@ -788,17 +788,18 @@ impl FusedKernel {
         start: usize,
         width: usize,
     ) {
-        match super::isa::active() {
-            // SAFETY: `active` only reports an instruction set the CPU was found to have, and
-            // each function needs no more than its name says.
-            #[cfg(target_arch = "x86_64")]
-            super::isa::Isa::Avx512 => unsafe {
-                eval_avx512(self, pass, scratch, out, start, width)
-            },
-            #[cfg(target_arch = "x86_64")]
-            super::isa::Isa::Avx2 => unsafe { eval_avx2(self, pass, scratch, out, start, width) },
-            _ => self.eval_units(pass, scratch, out, start, width),
-        }
+        let kernel = self;
+        super::isa::call_with_best_isa!(
+            FusedKernel::eval_units,
+            (
+                kernel: &FusedKernel,
+                pass: Pass<'_>,
+                scratch: &mut [Vec<f32>],
+                out: &mut [f32],
+                start: usize,
+                width: usize,
+            )
+        )
     }
 
     /// Evaluates the consecutive rows (or blocks) of `width` values that `out` holds, the first
@@ -1247,30 +1248,4 @@ impl FusedKernel {
             });
         Some(())
     }
-}
-
-/// `FusedKernel::eval` compiled for an instruction set, one function per set.
-macro_rules! eval_compiled_for {
-    ($($(#[$doc:meta])* $name:ident = $features:literal;)*) => {$(
-        $(#[$doc])*
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = $features)]
-        unsafe fn $name(
-            k: &FusedKernel,
-            pass: Pass<'_>,
-            scratch: &mut [Vec<f32>],
-            out: &mut [f32],
-            start: usize,
-            width: usize,
-        ) {
-            k.eval_units(pass, scratch, out, start, width);
-        }
-    )*};
-}
-
-eval_compiled_for! {
-    /// `FusedKernel::eval` compiled with AVX2 and FMA enabled.
-    eval_avx2 = "avx2,fma";
-    /// `FusedKernel::eval` compiled with AVX-512 (F, VL, DQ, BW) as well as AVX2 and FMA.
-    eval_avx512 = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma";
 }

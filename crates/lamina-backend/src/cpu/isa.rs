@@ -95,3 +95,33 @@ pub fn force(isa: Isa) -> bool {
     ACTIVE.store(isa.code(), Ordering::Relaxed);
     true
 }
+
+/// Calls `$f(args...)` built for the instruction set in use ([`active`]): the same code
+/// compiled three times, with AVX-512 (F, VL, DQ, BW), with AVX2 and FMA, and for the
+/// baseline, each vectorised by the compiler for its set. `$f` should be `#[inline(always)]`,
+/// so that its loops are compiled into each copy. The arguments are given with their types,
+/// e.g. `call_with_best_isa!(kernel_loop, (x: &[f32], out: &mut [f32]))`.
+macro_rules! call_with_best_isa {
+    ($f:path, ($($arg:ident: $ty:ty),* $(,)?)) => {{
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2($($arg: $ty),*) {
+            $f($($arg),*)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+        unsafe fn avx512($($arg: $ty),*) {
+            $f($($arg),*)
+        }
+        match $crate::cpu::isa::active() {
+            // SAFETY: `active` only reports an instruction set the CPU was found to have, and
+            // each copy needs no more than the features it is compiled with.
+            #[cfg(target_arch = "x86_64")]
+            $crate::cpu::isa::Isa::Avx512 => unsafe { avx512($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            $crate::cpu::isa::Isa::Avx2 => unsafe { avx2($($arg),*) },
+            _ => $f($($arg),*),
+        }
+    }};
+}
+pub(crate) use call_with_best_isa;
