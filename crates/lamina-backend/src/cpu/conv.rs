@@ -231,6 +231,14 @@ pub fn fused_scratch_bytes(sx: &[usize], sk: &[usize], out: &[usize], spec: &Con
     scratch_bytes(sx, sk, out, spec).saturating_add(slabs)
 }
 
+/// A backend error of the CPU convolution.
+fn fail(detail: &str) -> Error {
+    Error::Backend {
+        backend: "cpu".into(),
+        detail: detail.into(),
+    }
+}
+
 /// `conv(x, kernel) + bias` for channels-last `x` (each with its shape); see [`ConvSpec`]. The
 /// output is written into `reuse`, a buffer of an earlier run, where it is one of the right size.
 pub fn conv(
@@ -241,20 +249,8 @@ pub fn conv(
     out_shape: &[usize],
     reuse: Option<Arc<HostData>>,
 ) -> Result<Arc<HostData>> {
-    let fail = |detail: &str| Error::Backend {
-        backend: "cpu".into(),
-        detail: detail.into(),
-    };
-    let (HostData::F32(x), HostData::F32(k)) = (x, kernel) else {
-        return Err(fail("conv takes float32 inputs"));
-    };
-    let bias = match bias {
-        Some(HostData::F32(b)) => Some(b.as_slice()),
-        Some(_) => return Err(fail("conv takes a float32 bias")),
-        None => None,
-    };
-    let g = Geometry::new(sx, sk, out_shape, spec)
-        .ok_or_else(|| fail("the cpu convolution takes 1 or 2 spatial axes"))?;
+    let c = ConvRows::new((x, sx), (kernel, sk), bias, spec, out_shape)?;
+    let g = &c.g;
     let rows = g.n * g.oh * g.ow;
     // Every element is written below (bias or zeros first where the product adds to it), so
     // a buffer of an earlier run is written over as it is, not cleared.
@@ -268,16 +264,15 @@ pub fn conv(
         return Ok(buffer);
     }
     if g.is_depthwise() {
-        depthwise(&g, x, k, bias, out);
+        depthwise(g, c.x, c.kernel, c.bias, out);
         return Ok(buffer);
     }
     let kdim = g.kh * g.kw * g.cig;
     let threads = rayon::current_num_threads().max(1);
     let block = block_rows(rows, kdim, threads);
     let work = rows * kdim * g.cout;
-    let run_block = |(bi, dst): (usize, &mut [f32]), patches: &mut Vec<f32>| {
-        dense_rows(&g, x, k, bias, bi * block, dst, patches)
-    };
+    let run_block =
+        |(bi, dst): (usize, &mut [f32]), patches: &mut Vec<f32>| c.rows(bi * block, dst, patches);
     if work < 1 << 18 || threads == 1 {
         let mut patches = Vec::new();
         out.chunks_mut(block * g.cout)
@@ -361,31 +356,37 @@ pub struct ConvRows<'a> {
 
 impl<'a> ConvRows<'a> {
     /// The convolution of `x` (shape `sx`) by `kernel` (`sk`) plus `bias`, whose output has
-    /// shape `out`, where it is a float32 one with one or two spatial axes and the buffers
-    /// have their shapes' sizes.
+    /// shape `out`: an error unless it is a float32 one with one or two spatial axes whose
+    /// buffers have their shapes' sizes.
     pub fn new(
         (x, sx): (&'a HostData, &[usize]),
         (kernel, sk): (&'a HostData, &[usize]),
         bias: Option<&'a HostData>,
         spec: &ConvSpec,
         out: &[usize],
-    ) -> Option<ConvRows<'a>> {
+    ) -> Result<ConvRows<'a>> {
         let (HostData::F32(x), HostData::F32(kernel)) = (x, kernel) else {
-            return None;
+            return Err(fail("conv takes float32 inputs"));
         };
         let bias = match bias {
             Some(HostData::F32(b)) => Some(b.as_slice()),
-            Some(_) => return None,
+            Some(_) => return Err(fail("conv takes a float32 bias")),
             None => None,
         };
-        let g = Geometry::new(sx, sk, out, spec)?;
+        let g = Geometry::new(sx, sk, out, spec)
+            .ok_or_else(|| fail("the cpu convolution takes 1 or 2 spatial axes"))?;
         let sizes_ok = x.len() == g.n * g.h * g.w * g.c
             && kernel.len() == g.kh * g.kw * g.cig * g.cout
             && bias.is_none_or(|b| b.len() == g.cout)
             && g.groups > 0
             && g.cout.is_multiple_of(g.groups)
             && g.c == g.cig * g.groups;
-        sizes_ok.then_some(ConvRows { g, x, kernel, bias })
+        if !sizes_ok {
+            return Err(fail(
+                "conv: the input, kernel and bias sizes do not match their shapes",
+            ));
+        }
+        Ok(ConvRows { g, x, kernel, bias })
     }
 
     /// Output rows per slab: as many as keep a slab's patches in cache.

@@ -1174,7 +1174,8 @@ impl FusedKernel {
             bias,
             &c.spec,
             so,
-        )?;
+        )
+        .ok()?;
         let n = self.row_len;
         if self.rows == 0 || n == 0 {
             return Some(());
