@@ -123,6 +123,9 @@ pub struct FusedKernel {
     row_maps: Vec<Vec<usize>>,
     /// The convolution whose rows the region computes itself ([`Read::ConvRows`]).
     conv: Option<ConvLeaf>,
+    /// The bytes the region holds while it runs besides its output (the convolution's
+    /// patches and row slabs), worked out when it is planned.
+    scratch: u64,
     /// A reduction over the axis before the last that consumes the region's rows, with the
     /// length of that axis: the region's output is then the reduction's.
     sink: Option<(ReduceOp, usize)>,
@@ -674,6 +677,10 @@ fn build_region(
             scalar,
             reads: b.reads,
             row_maps: b.row_maps,
+            scratch: b.conv.as_ref().map_or(0, |c| {
+                let [sx, sk, so] = &c.shapes;
+                super::conv::fused_scratch_bytes(sx, sk, so, &c.spec)
+            }),
             conv: b.conv,
             sink: sink.filter(|_| !product).map(|(_, op, count)| (op, count)),
         },
@@ -1116,10 +1123,7 @@ impl FusedKernel {
     /// The bytes the region holds while it runs besides its output: the patches and row
     /// slabs of a convolution it computes itself.
     pub fn scratch_bytes(&self) -> u64 {
-        self.conv.as_ref().map_or(0, |c| {
-            let [sx, sk, so] = &c.shapes;
-            super::conv::fused_scratch_bytes(sx, sk, so, &c.spec)
-        })
+        self.scratch
     }
 
     /// Row mode for a region whose rows feed a reduction over the axis before the last: for

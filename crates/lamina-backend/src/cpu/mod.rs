@@ -360,8 +360,9 @@ impl CpuExecutable {
     ) -> Result<Arc<HostData>> {
         let n = self.shapes[i].iter().product();
         let reuse = self.take_recycled(i);
-        if reuse.is_none() || k.scratch_bytes() > 0 {
-            memory::probe(&self.program, &self.shapes, i, k.scratch_bytes())?;
+        let scratch = k.scratch_bytes();
+        if reuse.is_none() || scratch > 0 {
+            memory::probe(&self.program, &self.shapes, i, scratch)?;
         }
         k.run(values, n, reuse).ok_or_else(|| Error::Backend {
             backend: "cpu".into(),
