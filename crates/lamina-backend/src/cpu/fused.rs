@@ -104,6 +104,9 @@ impl<'a> Pass<'a> {
     }
 }
 
+/// How many rows ahead a per-row pass asks the cache for its leaves' rows.
+const PREFETCH_ROWS: usize = 8;
+
 /// A fused region: its steps in order (each reads earlier steps), the length of each step's
 /// row, and how many rows there are.
 #[derive(Clone, Debug)]
@@ -831,14 +834,46 @@ impl FusedKernel {
             spilled = vec![None; self.steps.len()];
             &mut spilled
         };
-        for (i, unit) in out.chunks_mut(width.max(1)).enumerate() {
+        let w = width.max(1);
+        let total = out.len();
+        let units = total.div_ceil(w);
+        for i in 0..units {
             let first = if pass.per_row {
                 start + i
             } else {
                 start + i * width
             };
+            if pass.per_row && i + PREFETCH_ROWS < units {
+                self.prefetch_row(pass.leaves, first + PREFETCH_ROWS);
+                if !pass.stream {
+                    let ahead = (i + PREFETCH_ROWS) * w;
+                    super::stream::prefetch(&out[ahead..(ahead + w).min(total)]);
+                }
+            }
+            let unit = &mut out[i * w..((i + 1) * w).min(total)];
             let len = unit.len();
             self.eval(pass, direct, scratch, unit, first, len);
+        }
+    }
+
+    /// Asks the cache for row `row` of each leaf read one row per region row, a few rows
+    /// before the pass reads it: a row is read by a reduction's first pass, which otherwise
+    /// waits for each of its lines in turn (and the output row, before it is written, unless
+    /// it is written with streaming stores).
+    #[inline(always)]
+    fn prefetch_row(&self, leaves: &Inputs<'_>, row: usize) {
+        for (si, step) in self.steps.iter().enumerate() {
+            if let Step::Leaf {
+                read: Read::PerRow, ..
+            } = step
+            {
+                let d = self.lens[si];
+                if let Some(data) = leaves.data[si].as_deref()
+                    && let Some(r) = data.get(row * d..(row + 1) * d)
+                {
+                    super::stream::prefetch(r);
+                }
+            }
         }
     }
 
