@@ -212,7 +212,7 @@ pub fn sum(x: &[f32]) -> f32 {
 
 /// Maximum (or minimum with `max = false`) in 32 lanes (several vectors, so that their
 /// comparisons overlap); NaN anywhere gives NaN, as NumPy does. NaN is found through a probe
-/// that adds `v - v` (0 for a finite value, NaN for NaN and the infinities): only a row whose
+/// that adds `v * 0` (0 for a finite value, NaN for NaN and the infinities): only a row whose
 /// probe is NaN is searched for a NaN. The lanes never hold a NaN: a comparison with one is
 /// false, so the lane keeps its value.
 #[inline(always)]
@@ -239,7 +239,7 @@ pub fn extreme(x: &[f32], max: bool) -> f32 {
     for c in chunks {
         for ((l, p), &v) in lanes.iter_mut().zip(&mut probe).zip(c) {
             *l = pick(v, *l);
-            *p += v - v;
+            *p += v * 0.0;
         }
     }
     // Halves folded onto halves (a tree of vector comparisons, not 32 in a chain), in
@@ -254,7 +254,7 @@ pub fn extreme(x: &[f32], max: bool) -> f32 {
     let mut m = m;
     for &v in rest {
         m = pick(v, m);
-        probe += v - v;
+        probe += v * 0.0;
     }
     if probe != 0.0 && x.iter().any(|v| v.is_nan()) {
         f32::NAN
