@@ -97,11 +97,16 @@ pub fn matmul(
         }
         (ao as usize, bo as usize)
     };
+    let few_rows = super::gemv::suits(m, k, n);
     let product = |bi: usize, om: &mut [f32], threaded: bool| {
         let (ao, bo) = offsets(bi);
         let am = &a[ao * m * k..][..m * k];
         let bm = &b[bo * k * n..][..k * n];
-        gemm_f32_with(m, k, n, am, bm, om, threaded);
+        if few_rows {
+            super::gemv::product(m, k, n, am, bm, om);
+        } else {
+            gemm_f32_with(m, k, n, am, bm, om, threaded);
+        }
     };
     // Many products (attention's, one per batch and head): one per task, each on one thread,
     // rather than each product cut over the threads in turn.

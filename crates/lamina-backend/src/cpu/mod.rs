@@ -3,11 +3,13 @@
 mod conv;
 mod elementwise;
 mod fused;
+mod gemv;
 pub mod isa;
 mod math;
 mod matmul;
 mod memory;
 mod movement;
+mod pair;
 mod recurrence;
 mod reduce;
 mod stream;
