@@ -419,6 +419,7 @@ fn im2col(g: &Geometry, x: &[f32], r0: usize, m: usize, grp: usize, patches: &mu
     // written over, not cleared first.
     patches.resize(m * kdim, 0.0);
     let c0 = grp * g.cig;
+    let whole_runs = g.cig == g.c && g.dil[1] == 1 && g.spread[1] == 1 && g.kw > 0;
     for (i, row) in patches[..m * kdim].chunks_exact_mut(kdim).enumerate() {
         let r = r0 + i;
         let ow = r % g.ow;
@@ -430,6 +431,16 @@ fn im2col(g: &Geometry, x: &[f32], r0: usize, m: usize, grp: usize, patches: &mu
                 continue;
             };
             let base = (n * g.h + ih) * g.w;
+            // One group, unit steps along the row and every tap inside it: the row's taps are
+            // one contiguous run of the input (kw pixels of all channels), copied at once.
+            if whole_runs
+                && let (Some(first), Some(_)) =
+                    (g.source(1, ow, 0, g.w), g.source(1, ow, g.kw - 1, g.w))
+            {
+                let src = (base + first) * g.c;
+                super::strided::copy_row(taps, &x[src..src + taps.len()]);
+                continue;
+            }
             for (tw, tap) in taps.chunks_exact_mut(g.cig).enumerate() {
                 match g.source(1, ow, tw, g.w) {
                     Some(iw) => {
