@@ -365,3 +365,60 @@ fn outputs_held_by_the_caller_are_never_written_over() -> Result<()> {
     assert_close(c[0].as_f32()?, &want(0.3), 1e-6);
     Ok(())
 }
+
+/// A Dense layer on a sequence (its product over every time step at once, with and without an
+/// activation) and a per-feature scale broadcast over a sequence, at a batch large enough for
+/// the CPU's fused product (3 × 40 rows) and at batch 1: every value against the definition
+/// worked out here.
+#[test]
+fn dense_on_a_sequence_and_a_row_broadcast_against_the_definition() -> Result<()> {
+    let (t, f, u) = (40usize, 7usize, 5usize);
+    let kernel: Vec<f32> = (0..f * u)
+        .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1)
+        .collect();
+    let bias: Vec<f32> = (0..u).map(|j| j as f32 * 0.25 - 0.5).collect();
+    let scale = vec![1.5f32, -2.0, 0.5, 1.0, -0.25];
+    for relu in [false, true] {
+        let activation = if relu {
+            Activation::Relu
+        } else {
+            Activation::Linear
+        };
+        let x = Input::new(&[t, f]).tensor();
+        let d = Dense::new(u).activation(activation);
+        let y = d.call(&x)?;
+        d.set_kernel(HostTensor::new(&[f, u], kernel.clone())?)?;
+        d.set_bias(HostTensor::new(&[u], bias.clone())?)?;
+        let s = Tensor::constant(HostTensor::new(&[u], scale.clone())?);
+        let scaled = Lambda::new(move |v| v * &s).call(&y)?;
+        let m = Model::new(&[x], &[y, scaled])?;
+        for batch in [3usize, 1] {
+            let data: Vec<f32> = (0..batch * t * f)
+                .map(|i| ((i * 13 % 29) as f32 - 14.0) * 0.05)
+                .collect();
+            // The CPU interpreter's result (and the GPU's, which must agree, where there is one).
+            let out =
+                crate::common::run_both(&m, &[HostTensor::new(&[batch, t, f], data.clone())?]);
+            let mut want = vec![0f32; batch * t * u];
+            for r in 0..batch * t {
+                for j in 0..u {
+                    let mut acc = bias[j] as f64;
+                    for i in 0..f {
+                        acc += data[r * f + i] as f64 * kernel[i * u + j] as f64;
+                    }
+                    let v = acc as f32;
+                    want[r * u + j] = if relu { v.max(0.0) } else { v };
+                }
+            }
+            assert_eq!(out[0].shape(), &[batch, t, u]);
+            assert_close(out[0].as_f32()?, &want, 1e-5);
+            let want_scaled: Vec<f32> = want
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * scale[i % u])
+                .collect();
+            assert_close(out[1].as_f32()?, &want_scaled, 1e-5);
+        }
+    }
+    Ok(())
+}

@@ -332,12 +332,14 @@ impl Builder<'_> {
                 Op::MatMul if matches!(read, Read::PerRow) => {
                     let (a, b) = (node.inputs[0], node.inputs[1]);
                     let (sa, sb) = (&self.shapes[a], &self.shapes[b]);
-                    let ok = sa.len() == 2
+                    // `a` may have several leading axes (a Dense on a sequence): its rows.
+                    let lead_a = &sa[..sa.len().saturating_sub(1)];
+                    let ok = sa.len() >= 2
                         && sb.len() == 2
-                        && self.shapes[n].len() == 2
+                        && self.shapes[n].len() == sa.len()
                         && sb[1] == len
-                        && self.lead == [sa[0]]
-                        && sa[0] >= MIN_PRODUCT_ROWS
+                        && self.lead == lead_a
+                        && lead_a.iter().product::<usize>() >= MIN_PRODUCT_ROWS
                         && self.prog.nodes[a].dtype == DType::F32
                         && self.prog.nodes[b].dtype == DType::F32
                         && self.consumers[n] == 1
@@ -475,12 +477,18 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
         let node = &prog.nodes[root];
         match region_at(prog, shapes, root, &needed, &consumers, &readers) {
             // A region of one op gains nothing over the interpreter's kernel for it, unless it
-            // reads a slice or a broadcast in place (a pooling window's taps).
+            // reads a slice or a broadcast in place (a pooling window's taps), or broadcasts an
+            // operand that is more than one value (the interpreter's general broadcasting loop
+            // is scalar code on one thread).
             Some(Region {
                 kernel: k,
                 inside,
                 through,
-            }) if inside.len() > 1 || k.sink.is_some() || !through.is_empty() => {
+            }) if inside.len() > 1
+                || k.sink.is_some()
+                || !through.is_empty()
+                || broadcasts_rows(prog, shapes, root) =>
+            {
                 for &r in &k.reads {
                     needed.insert(r);
                 }
@@ -506,6 +514,17 @@ struct Region {
     kernel: FusedKernel,
     inside: HashSet<usize>,
     through: Vec<usize>,
+}
+
+/// Whether node `n` is an elementwise op with an operand broadcast to its shape that is
+/// neither the whole shape nor one value (a bias along the last axis, a per-row scale).
+fn broadcasts_rows(prog: &Program, shapes: &[Vec<usize>], n: usize) -> bool {
+    let node = &prog.nodes[n];
+    matches!(node.op, Op::Binary { .. } | Op::Where)
+        && node.inputs.iter().any(|&m| {
+            let count: usize = shapes[m].iter().product();
+            shapes[m] != shapes[n] && count > 1
+        })
 }
 
 /// How many nodes (and outputs) read each node of `prog`.
