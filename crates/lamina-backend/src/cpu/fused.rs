@@ -1291,14 +1291,12 @@ impl FusedKernel {
             .for_each(|(t, task)| {
                 let first = t * rows_per_task;
                 let rows = task.len() / n;
-                let mut slab = vec![0f32; rows * n];
-                super::matmul::gemm_f32_with(
+                let slab = super::matmul::gemm_f32_new(
                     rows,
                     k,
                     n,
                     &av[first * k..(first + rows) * k],
                     bv,
-                    &mut slab,
                     threaded,
                 );
                 let mut scratch = vec![Vec::new(); self.steps.len()];

@@ -51,6 +51,57 @@ pub fn gemm_f32_with(
     }
 }
 
+/// `a @ b` (row-major m×k by k×n) in a new buffer that the GEMM writes without its being
+/// cleared first: a large buffer comes from memory the heap reuses, which `vec![0.0; len]`
+/// would set to zero only for the GEMM to write over it.
+pub fn gemm_f32_new(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    threaded: bool,
+) -> Vec<f32> {
+    assert!(a.len() == m * k && b.len() == k * n);
+    if k == 0 || m * n == 0 {
+        return vec![0f32; m * n];
+    }
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
+    let threads = if threaded {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `out` has capacity for m×n floats and `a`, `b` hold m×k and k×n (asserted);
+    // with `read_dst` false the GEMM only writes `out`, every one of its m×n elements (m, n
+    // and k are positive), before the length is set.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads,
+        );
+        out.set_len(m * n);
+    }
+    out
+}
+
 /// `a @ b` for `a` of shape `[..., m, k]` and `b` of shape `[..., k, n]`, written into `reuse`
 /// (a buffer of an earlier run) where it is one of the right size.
 pub fn matmul(

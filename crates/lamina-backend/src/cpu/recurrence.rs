@@ -324,8 +324,7 @@ fn input_projection(
     f: usize,
     g: usize,
 ) -> Vec<f32> {
-    let mut xw = vec![0f32; rows * g];
-    gemm_f32_with(rows, f, g, x, kernel, &mut xw, rows * f * g >= 1 << 18);
+    let mut xw = super::matmul::gemm_f32_new(rows, f, g, x, kernel, rows * f * g >= 1 << 18);
     if let Some(bias) = bias {
         for row in xw.chunks_exact_mut(g) {
             row.iter_mut().zip(bias).for_each(|(a, &c)| *a += c);
