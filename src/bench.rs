@@ -519,14 +519,24 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Measures a workload on a backend: one compiling run, one warm-up, then `runs` timed runs.
+/// The shortest warm-up before the timed runs: small workloads repeat their warm-up run until
+/// this much time has passed, so that threads started by the first runs (the CPU's helper
+/// thread) have been placed on their cores by the OS, as in a steady stream of requests.
+const MIN_WARM_UP: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Measures a workload on a backend: one compiling run, a warm-up of one run or more (at
+/// least `MIN_WARM_UP`), then `runs` timed runs.
 pub fn measure(w: &Workload, kind: BackendKind, runs: usize) -> Result<Measurement> {
     let runs = runs.max(1);
     let t0 = Instant::now();
     let session = Session::new(w.model.program().clone(), kind)?;
     session.run(&w.inputs)?;
     let compile_s = t0.elapsed().as_secs_f64();
+    let warm = Instant::now();
     session.run(&w.inputs)?;
+    while warm.elapsed() < MIN_WARM_UP {
+        session.run(&w.inputs)?;
+    }
     let before = session.stats();
     let mut e2e = Vec::with_capacity(runs);
     for _ in 0..runs {

@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 /// How long the helper spins after a job before it sleeps.
 const SPIN: Duration = Duration::from_micros(100);
 
+/// How long a caller spins waiting for the helper to finish a job it has started, before it
+/// yields its core between looks.
+const WAIT_SPIN: Duration = Duration::from_micros(20);
+
 const IDLE: u8 = 0;
 const POSTED: u8 = 1;
 const RUNNING: u8 = 2;
@@ -125,12 +129,16 @@ fn settle(h: &'static Helper) -> Outcome {
         }
         Outcome::TakenBack
     } else {
+        // The helper is running the job: spin while it should be about done, then give this
+        // core away (the helper may be waiting for it) between looks. Time, not a count of
+        // spins: a spin-loop hint takes from a few to 140 cycles depending on the CPU.
+        let since = Instant::now();
         let mut spins = 0u32;
         loop {
             match h.state.load(Ordering::Acquire) {
                 DONE => break Outcome::Done,
                 FAILED => break Outcome::Failed,
-                _ if spins < 1 << 14 => std::hint::spin_loop(),
+                _ if spins < 64 || since.elapsed() < WAIT_SPIN => std::hint::spin_loop(),
                 _ => std::thread::yield_now(),
             }
             spins = spins.saturating_add(1);
