@@ -15,6 +15,8 @@ const BLOCK: usize = 512;
 const MIN_PRODUCT_ROWS: usize = 64;
 /// The most bytes of a region's matrix product one task computes before its epilogue.
 const SLAB_BYTES: usize = 1 << 20;
+/// The longest rows of a product or convolution that its region evaluates in blocks.
+const SLAB_BLOCK_ROW_MAX: usize = 64;
 /// Blocks (or rows of about a block) one thread task evaluates in turn.
 const BLOCKS_PER_TASK: usize = 32;
 /// The most rows a slice read through a row map may have (a map of 32 MiB).
@@ -116,6 +118,10 @@ pub struct FusedKernel {
     rows: usize,
     /// Whether rows may be cut into blocks (no reductions or concatenations).
     blockwise: bool,
+    /// For a region computing its own product or convolution rows: whether each slab of rows
+    /// is evaluated in blocks of `BLOCK` values rather than row by row (short rows, no
+    /// reductions or concatenations).
+    slab_blocks: bool,
     /// The length of the root's rows (its last dimension).
     row_len: usize,
     /// For blocks: whether each step is one value broadcast everywhere.
@@ -684,17 +690,23 @@ fn build_region(
             }
         )
     });
-    let blockwise = !product
-        && inside
-            .iter()
-            .all(|&m| !matches!(prog.nodes[m].op, Op::Reduce { .. } | Op::Concat { .. }))
-        && steps_fit_blocks(&b.steps, &b.lens, &scalar, full);
+    let no_row_ops = inside
+        .iter()
+        .all(|&m| !matches!(prog.nodes[m].op, Op::Reduce { .. } | Op::Concat { .. }));
+    let fits_blocks = no_row_ops && steps_fit_blocks(&b.steps, &b.lens, &scalar, full);
+    let blockwise = !product && fits_blocks;
+    // A product's or convolution's short rows (a convolution's 32 or 64 channels) are
+    // evaluated a block of rows at a time: per row, the steps' own overhead would outweigh
+    // their work. Longer rows stay row by row, where a row shared by all (a per-channel
+    // scale) is read in place rather than repeated down each block.
+    let slab_blocks = product && fits_blocks && full <= SLAB_BLOCK_ROW_MAX;
     Some(Region {
         kernel: FusedKernel {
             steps: b.steps,
             lens: b.lens,
             rows,
             blockwise,
+            slab_blocks,
             row_len: full,
             scalar,
             reads: b.reads,
@@ -945,10 +957,15 @@ impl FusedKernel {
                     let data = leaves.data[si].as_deref().unwrap_or(&[]);
                     let full = self.row_len.max(1);
                     let src = match (read, per_row) {
-                        (Read::Product { .. } | Read::ConvRows, _) => {
+                        (Read::Product { .. } | Read::ConvRows, true) => {
                             let d = self.lens[si];
                             let (rows, first) = slab.unwrap_or((&[], start));
                             &rows[(start - first) * d..(start - first + 1) * d]
+                        }
+                        // Blocks of a slab: `first` is then the slab's first element.
+                        (Read::Product { .. } | Read::ConvRows, false) => {
+                            let (rows, first) = slab.unwrap_or((&[], start));
+                            &rows[start - first..start - first + width]
                         }
                         (Read::Rows { .. } | Read::Mapped { .. }, true) => {
                             let id = leaves.rows[si].as_ref().map_or(0, |r| r[start]);
@@ -1214,6 +1231,26 @@ impl FusedKernel {
     /// Row mode for a region that computes its own convolution: the output positions are cut
     /// into slabs that keep their patches in cache; each task computes its slab of the
     /// convolution into a buffer of its own and runs the region's epilogue over those rows.
+    /// Evaluates the region over the task's rows `first..` whose product or convolution rows
+    /// are `slab`: row by row, or in blocks of `BLOCK` values where `slab_blocks` says so.
+    fn eval_slab(
+        &self,
+        leaves: &Inputs<'_>,
+        slab: &[f32],
+        first: usize,
+        scratch: &mut [Vec<f32>],
+        task: &mut [f32],
+    ) {
+        let n = self.row_len;
+        if self.slab_blocks {
+            let pass = Pass::new(leaves, Some((slab, first * n)), false, false);
+            self.eval_best(pass, scratch, task, first * n, BLOCK);
+        } else {
+            let pass = Pass::new(leaves, Some((slab, first)), true, false);
+            self.eval_best(pass, scratch, task, first, n);
+        }
+    }
+
     fn run_conv(
         &self,
         values: &[Option<std::sync::Arc<HostData>>],
@@ -1247,8 +1284,7 @@ impl FusedKernel {
                     let first = t * rows_per_task;
                     slab.resize(task.len(), 0.0);
                     conv.rows(first, slab, patches);
-                    let pass = Pass::new(leaves, Some((slab, first)), true, false);
-                    self.eval_best(pass, scratch, task, first, n);
+                    self.eval_slab(leaves, slab, first, scratch, task);
                 },
             );
         Some(())
@@ -1300,8 +1336,7 @@ impl FusedKernel {
                     threaded,
                 );
                 let mut scratch = vec![Vec::new(); self.steps.len()];
-                let pass = Pass::new(leaves, Some((&slab, first)), true, false);
-                self.eval_best(pass, &mut scratch, task, first, n);
+                self.eval_slab(leaves, &slab, first, &mut scratch, task);
             });
         Some(())
     }
