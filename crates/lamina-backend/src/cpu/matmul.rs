@@ -17,38 +17,9 @@ pub fn gemm_f32_with(
     out: &mut [f32],
     threaded: bool,
 ) {
-    let threads = if threaded {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: `gemm` takes raw pointers. The three slices have exactly m*k, k*n and m*n
-    // elements (checked by the caller's slicing), the strides below describe row-major
-    // matrices inside them, and `out` is exclusively borrowed, so no access is out of bounds
-    // or aliased.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            threads,
-        );
-    }
+    assert!(a.len() >= m * k && b.len() >= k * n && out.len() >= m * n);
+    // SAFETY: the lengths are asserted above and `out` is exclusively borrowed.
+    unsafe { gemm_into((m, k, n), a, b, out.as_mut_ptr(), threaded) }
 }
 
 /// `a @ b` (row-major m×k by k×n) in a new buffer that the GEMM writes without its being
@@ -67,20 +38,41 @@ pub fn gemm_f32_new(
         return vec![0f32; m * n];
     }
     let mut out: Vec<f32> = Vec::with_capacity(m * n);
+    // SAFETY: `out` has room for m×n floats and `a`, `b` hold m×k and k×n (asserted); the
+    // GEMM only writes `out`, every one of its m×n elements (m, n and k are positive),
+    // before the length is set.
+    unsafe {
+        gemm_into((m, k, n), a, b, out.as_mut_ptr(), threaded);
+        out.set_len(m * n);
+    }
+    out
+}
+
+/// `out = a @ b` (row-major), writing every element of `out` without reading it.
+///
+/// # Safety
+/// `a` and `b` hold at least m×k and k×n floats, `out` points to room for m×n floats, and
+/// nothing else reads or writes that room meanwhile.
+unsafe fn gemm_into(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    b: &[f32],
+    out: *mut f32,
+    threaded: bool,
+) {
     let threads = if threaded {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: `out` has capacity for m×n floats and `a`, `b` hold m×k and k×n (asserted);
-    // with `read_dst` false the GEMM only writes `out`, every one of its m×n elements (m, n
-    // and k are positive), before the length is set.
+    // SAFETY: the caller's contract; the strides describe row-major matrices inside the
+    // three buffers, so no access is out of bounds or aliased.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out,
             1,
             n as isize,
             false,
@@ -97,9 +89,7 @@ pub fn gemm_f32_new(
             false,
             threads,
         );
-        out.set_len(m * n);
     }
-    out
 }
 
 /// `a @ b` for `a` of shape `[..., m, k]` and `b` of shape `[..., k, n]`, written into `reuse`
