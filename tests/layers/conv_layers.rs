@@ -652,3 +652,74 @@ fn bad_configurations_name_the_layer() {
         .call(&x));
     assert!(e.contains("op") && e.contains("output_padding"), "{e}");
 }
+
+/// A convolution whose activation is pooled over time (the pooling's region must not compute
+/// the convolution's rows itself: its output is one row per sequence), and a 1×1 convolution
+/// of one filter used as a gate over every channel (its rows are shorter than the product's):
+/// both against the definition.
+#[test]
+fn conv_pooled_over_time_and_a_one_filter_gate() -> Result<()> {
+    let (n, l, c, f) = (3, 40, 7, 8);
+    let x = values(n * l * c, 31);
+    let conv = Conv1D::new(f, 3).activation(Activation::Relu);
+    let model = model_of(&[l, c], &|t| {
+        GlobalAveragePooling1D::new().call(&conv.call(t)?)
+    })?;
+    let k = values(3 * c * f, 32);
+    let b = values(f, 33);
+    conv.set_weight("kernel", HostTensor::new(&[3, c, f], k.clone())?)?;
+    conv.set_weight("bias", HostTensor::new(&[f], b.clone())?)?;
+    let ol = l - 2;
+    let full = conv_ref(
+        &x,
+        [n, 1, l, c],
+        &k,
+        [1, 3, c, f],
+        Some(&b),
+        Ref {
+            stride: [1, 1],
+            dil: [1, 1],
+            pad: [0, 0],
+            groups: 1,
+        },
+        [1, ol],
+    );
+    let mut want = vec![0f64; n * f];
+    for s in 0..n {
+        for t in 0..ol {
+            for o in 0..f {
+                want[s * f + o] += full[(s * ol + t) * f + o].max(0.0) / ol as f64;
+            }
+        }
+    }
+    let got = run_both(&model, &[HostTensor::new(&[n, l, c], x.clone())?]);
+    assert_eq!(got[0].shape(), &[n, f]);
+    assert_close(
+        &got[0].to_f32_vec(),
+        &want,
+        "conv1d, relu, pooled over time",
+    );
+
+    // x * sigmoid(Conv2D(1, 1)(x)): one gate value per position, broadcast over 5 channels.
+    let (h, w, c) = (6, 6, 5);
+    let x2 = values(2 * h * w * c, 34);
+    let gate = Conv2D::new(1, 1).activation(Activation::Sigmoid);
+    let model = model_of(&[h, w, c], &|t| Ok(t * &gate.call(t)?))?;
+    let k2 = values(c, 35);
+    gate.set_weight("kernel", HostTensor::new(&[1, 1, c, 1], k2.clone())?)?;
+    gate.set_weight("bias", HostTensor::new(&[1], vec![0.25])?)?;
+    let want: Vec<f64> = (0..2 * h * w)
+        .flat_map(|p| {
+            let z: f64 = 0.25
+                + (0..c)
+                    .map(|i| x2[p * c + i] as f64 * k2[i] as f64)
+                    .sum::<f64>();
+            let g = 1.0 / (1.0 + (-z).exp());
+            let x2 = &x2;
+            (0..c).map(move |i| x2[p * c + i] as f64 * g)
+        })
+        .collect();
+    let got = run_both(&model, &[HostTensor::new(&[2, h, w, c], x2.clone())?]);
+    assert_close(&got[0].to_f32_vec(), &want, "a one-filter 1x1 gate");
+    Ok(())
+}

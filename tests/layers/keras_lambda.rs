@@ -422,3 +422,56 @@ fn dense_on_a_sequence_and_a_row_broadcast_against_the_definition() -> Result<()
     }
     Ok(())
 }
+
+/// A Dense layer on a sequence pooled over time, and a one-unit Dense used as a gate over
+/// every feature, at a batch that the CPU's fused products take (3 × 40 rows): the pooled
+/// region and the gate's product have rows of other lengths than the product's, and each must
+/// still give the definition's values.
+#[test]
+fn dense_on_a_sequence_pooled_and_as_a_gate() -> Result<()> {
+    let (b, t, f, u) = (3usize, 40usize, 7usize, 16usize);
+    let data: Vec<f32> = (0..b * t * f)
+        .map(|i| ((i * 17 % 23) as f32 - 11.0) * 0.07)
+        .collect();
+    let kernel: Vec<f32> = (0..f * u)
+        .map(|i| ((i * 5 % 13) as f32 - 6.0) * 0.1)
+        .collect();
+    let gate_kernel: Vec<f32> = (0..f).map(|i| i as f32 * 0.1 - 0.3).collect();
+    let x = Input::new(&[t, f]).tensor();
+    let d = Dense::new(u).activation(Activation::Relu);
+    let pooled = GlobalAveragePooling1D::new().call(&d.call(&x)?)?;
+    let g = Dense::new(1).activation(Activation::Sigmoid);
+    let gated = &x * &g.call(&x)?;
+    d.set_kernel(HostTensor::new(&[f, u], kernel.clone())?)?;
+    d.set_bias(HostTensor::new(&[u], vec![0.1; u])?)?;
+    g.set_kernel(HostTensor::new(&[f, 1], gate_kernel.clone())?)?;
+    g.set_bias(HostTensor::new(&[1], vec![-0.2])?)?;
+    let m = Model::new(&[x], &[pooled, gated])?;
+    let out = crate::common::run_both(&m, &[HostTensor::new(&[b, t, f], data.clone())?]);
+    let mut want_pooled = vec![0f32; b * u];
+    let mut want_gated = vec![0f32; b * t * f];
+    for s in 0..b {
+        for step in 0..t {
+            let row = &data[(s * t + step) * f..][..f];
+            for j in 0..u {
+                let v: f64 = 0.1
+                    + (0..f)
+                        .map(|i| row[i] as f64 * kernel[i * u + j] as f64)
+                        .sum::<f64>();
+                want_pooled[s * u + j] += (v.max(0.0) / t as f64) as f32;
+            }
+            let z: f64 = -0.2
+                + (0..f)
+                    .map(|i| row[i] as f64 * gate_kernel[i] as f64)
+                    .sum::<f64>();
+            let gate = 1.0 / (1.0 + (-z).exp());
+            for i in 0..f {
+                want_gated[(s * t + step) * f + i] = (row[i] as f64 * gate) as f32;
+            }
+        }
+    }
+    assert_eq!(out[0].shape(), &[b, u]);
+    assert_close(out[0].as_f32()?, &want_pooled, 1e-5);
+    assert_close(out[1].as_f32()?, &want_gated, 1e-5);
+    Ok(())
+}

@@ -178,6 +178,11 @@ struct Builder<'a> {
     row_maps: Vec<Vec<usize>>,
     /// The convolution of a [`Read::ConvRows`] leaf.
     conv: Option<ConvLeaf>,
+    /// The length of the region's rows (the root's last dimension).
+    full: usize,
+    /// Whether a reduction takes the region's rows (a sink): its output is then not one row
+    /// per product or convolution row, so neither is computed by the region.
+    sink: bool,
 }
 
 impl Builder<'_> {
@@ -340,7 +345,9 @@ impl Builder<'_> {
                     let (sa, sb) = (&self.shapes[a], &self.shapes[b]);
                     // `a` may have several leading axes (a Dense on a sequence): its rows.
                     let lead_a = &sa[..sa.len().saturating_sub(1)];
-                    let ok = sa.len() >= 2
+                    let ok = !self.sink
+                        && len == self.full
+                        && sa.len() >= 2
                         && sb.len() == 2
                         && self.shapes[n].len() == sa.len()
                         && sb[1] == len
@@ -384,6 +391,8 @@ impl Builder<'_> {
                         .iter()
                         .all(|&m| self.prog.nodes[m].dtype == DType::F32);
                     let ok = f32s
+                        && !self.sink
+                        && len == self.full
                         && self.consumers[n] == 1
                         && !self.computes_own_rows()
                         && super::conv::fuses_rows(
@@ -676,6 +685,8 @@ fn build_region(
         consumers,
         row_maps: Vec::new(),
         conv: None,
+        full: s[s.len() - 1],
+        sink: sink.is_some(),
     };
     b.add(region_root, &inside)?;
     let rows: usize = b.lead.iter().product();

@@ -138,12 +138,12 @@ pub fn matmul(
         }
         (ao as usize, bo as usize)
     };
-    let few_rows = super::gemv::suits(m, k, n);
     let product = |bi: usize, om: &mut [f32], threaded: bool| {
         let (ao, bo) = offsets(bi);
         let am = &a[ao * m * k..][..m * k];
         let bm = &b[bo * k * n..][..k * n];
-        if few_rows {
+        // Asked here, on the thread that runs the product (never from rayon's pool).
+        if super::gemv::suits(m, k, n) {
             super::gemv::product(m, k, n, am, bm, om);
         } else {
             gemm_f32_with(m, k, n, am, bm, om, threaded);
