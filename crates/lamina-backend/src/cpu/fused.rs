@@ -727,7 +727,8 @@ fn build_region(
                 super::conv::fused_scratch_bytes(sx, sk, so, &c.spec)
             }),
             conv: b.conv,
-            sink: sink.filter(|_| !product).map(|(_, op, count)| (op, count)),
+            // A sink's region never computes a product or convolution (see `Builder::sink`).
+            sink: sink.map(|(_, op, count)| (op, count)),
         },
         inside,
         through: b.through,
@@ -1239,9 +1240,6 @@ impl FusedKernel {
             });
     }
 
-    /// Row mode for a region that computes its own convolution: the output positions are cut
-    /// into slabs that keep their patches in cache; each task computes its slab of the
-    /// convolution into a buffer of its own and runs the region's epilogue over those rows.
     /// Evaluates the region over the task's rows `first..` whose product or convolution rows
     /// are `slab`: row by row, or in blocks of `BLOCK` values where `slab_blocks` says so.
     fn eval_slab(
@@ -1262,6 +1260,9 @@ impl FusedKernel {
         }
     }
 
+    /// Row mode for a region that computes its own convolution: the output positions are cut
+    /// into slabs that keep their patches in cache; each task computes its slab of the
+    /// convolution into a buffer of its own and runs the region's epilogue over those rows.
     fn run_conv(
         &self,
         values: &[Option<std::sync::Arc<HostData>>],
