@@ -886,8 +886,12 @@ impl FusedKernel {
             } else {
                 start + i * width
             };
-            if pass.per_row && i + PREFETCH_ROWS < units {
-                self.prefetch_row(pass.leaves, first + PREFETCH_ROWS);
+            if i + PREFETCH_ROWS < units {
+                if pass.per_row {
+                    self.prefetch_row(pass.leaves, first + PREFETCH_ROWS);
+                } else {
+                    self.prefetch_block(pass.leaves, first + PREFETCH_ROWS * width, width);
+                }
                 if !pass.stream {
                     let ahead = (i + PREFETCH_ROWS) * w;
                     super::stream::prefetch(&out[ahead..(ahead + w).min(total)]);
@@ -916,6 +920,26 @@ impl FusedKernel {
                 {
                     super::stream::prefetch(r);
                 }
+            }
+        }
+    }
+
+    /// Asks the cache for the block of `width` values starting at element `start` of each leaf
+    /// read element for element (not a broadcast row or value), a few blocks before the pass
+    /// reads it.
+    #[inline(always)]
+    fn prefetch_block(&self, leaves: &Inputs<'_>, start: usize, width: usize) {
+        let full = self.row_len.max(1);
+        for (si, step) in self.steps.iter().enumerate() {
+            if let Step::Leaf {
+                read: Read::PerRow, ..
+            } = step
+                && !self.scalar[si]
+                && self.lens[si] == full
+                && let Some(data) = leaves.data[si].as_deref()
+                && let Some(r) = data.get(start..(start + width).min(data.len()))
+            {
+                super::stream::prefetch(r);
             }
         }
     }
