@@ -1188,3 +1188,51 @@ fn softmax_reads_float_masks_as_keras_3_15() -> Result<()> {
     assert_eq!(run(&loaded, &inputs)[0].to_f32_vec(), out[0].to_f32_vec());
     Ok(())
 }
+
+/// Softmax over rows of several lengths (within one block of the sum, over several, past the
+/// shallow cascade), with a row holding -inf, a row of -inf only and a row holding NaN:
+/// against the formula worked out in f64 (NaN anywhere in a row gives a row of NaN, as the
+/// maximum is NaN), and bit for bit against the same ops where the CPU cannot run them as one
+/// softmax pass (the shifted row is read twice).
+#[test]
+fn softmax_over_rows_matches_the_formula_and_the_ops_it_fuses() {
+    for len in [1usize, 5, 128, 200, 256, 300, 33_000] {
+        let rows = 4;
+        let mut x: Vec<f32> = (0..rows * len)
+            .map(|i| ((i as f32) * 0.37).sin() * 20.0)
+            .collect();
+        x[len + len / 3] = f32::NEG_INFINITY;
+        x[2 * len..3 * len].fill(f32::NEG_INFINITY);
+        x[3 * len + len / 2] = f32::NAN;
+        let shape = [rows, len];
+        let fused = apply(&shape, x.clone(), |t| t.softmax(-1)).to_f32_vec();
+        let unfused = apply(&shape, x.clone(), |t| {
+            let d = t - t.max_keepdims(-1);
+            let e = d.exp();
+            e.divide(e.sum_keepdims(-1)) + d.abs().minimum(0.0)
+        })
+        .to_f32_vec();
+        let mut want = Vec::with_capacity(x.len());
+        for row in x.chunks(len) {
+            let m = row.iter().fold(f64::NEG_INFINITY, |m, &v| {
+                if m.is_nan() || v.is_nan() {
+                    f64::NAN
+                } else {
+                    m.max(v as f64)
+                }
+            });
+            let e: Vec<f64> = row.iter().map(|&v| (v as f64 - m).exp()).collect();
+            let s: f64 = e.iter().sum();
+            want.extend(e.iter().map(|v| v / s));
+        }
+        assert_close(&fused, &want, 2e-6, 1e-12);
+        // The first row is finite, where `min(|d|, 0)` adds nothing.
+        for i in 0..len {
+            assert_eq!(
+                fused[i].to_bits(),
+                unfused[i].to_bits(),
+                "len {len}, element {i}"
+            );
+        }
+    }
+}

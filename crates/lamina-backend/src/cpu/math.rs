@@ -128,30 +128,61 @@ const DIVISOR_HI: f32 = f32::from_bits((127 + 40) << 23);
 /// vector): softmax's and layer norm's last step.
 #[inline(always)]
 fn div_by_one(a: &[f32], b: f32, dst: &mut [f32]) {
-    const BLOCK: usize = 64;
-    let magnitude = b.abs();
-    let fma = super::isa::active() != super::isa::Isa::Baseline;
-    if !(fma && (DIVISOR_LO..=DIVISOR_HI).contains(&magnitude)) {
+    let Some(y) = reciprocal_for(b) else {
         for (o, &x) in dst.iter_mut().zip(a) {
             *o = x / b;
         }
         return;
+    };
+    for (o, x) in dst.chunks_mut(DIV_BLOCK).zip(a.chunks(DIV_BLOCK)) {
+        div_block(x, b, y, o);
     }
-    let y = 1.0 / b;
-    for (o, x) in dst.chunks_mut(BLOCK).zip(a.chunks(BLOCK)) {
-        let in_range = x.iter().fold(true, |ok, &v| {
-            ok & ((v.to_bits() & 0x7fff_ffff).wrapping_sub(DIVIDEND_LO) < DIVIDEND_HI - DIVIDEND_LO)
-        });
-        if in_range {
-            for (o, &v) in o.iter_mut().zip(x) {
-                let q = v * y;
-                let r = (-q).mul_add(b, v);
-                *o = r.mul_add(y, q);
-            }
-        } else {
-            for (o, &v) in o.iter_mut().zip(x) {
-                *o = v / b;
-            }
+}
+
+/// [`div_by_one`] with the quotients written over the dividends: softmax's last step.
+#[inline(always)]
+pub fn div_by_one_in_place(x: &mut [f32], b: f32) {
+    let Some(y) = reciprocal_for(b) else {
+        for v in x.iter_mut() {
+            *v /= b;
+        }
+        return;
+    };
+    for o in x.chunks_mut(DIV_BLOCK) {
+        let mut block = [0f32; DIV_BLOCK];
+        let block = &mut block[..o.len()];
+        block.copy_from_slice(o);
+        div_block(block, b, y, o);
+    }
+}
+
+/// Elements [`div_by_one`] checks at a time for magnitudes the reciprocal's path takes.
+const DIV_BLOCK: usize = 64;
+
+/// `1 / b` where [`div_by_one`] may divide by `b` through its reciprocal (the loops have FMA
+/// and `b` is of a moderate magnitude); `None` where each element is divided plainly.
+#[inline(always)]
+fn reciprocal_for(b: f32) -> Option<f32> {
+    let fma = super::isa::active() != super::isa::Isa::Baseline;
+    (fma && (DIVISOR_LO..=DIVISOR_HI).contains(&b.abs())).then(|| 1.0 / b)
+}
+
+/// `o[i] = x[i] / b` for one block, through `y = 1 / b` when every dividend has a moderate
+/// magnitude (see [`div_by_one`]), plainly otherwise.
+#[inline(always)]
+fn div_block(x: &[f32], b: f32, y: f32, o: &mut [f32]) {
+    let in_range = x.iter().fold(true, |ok, &v| {
+        ok & ((v.to_bits() & 0x7fff_ffff).wrapping_sub(DIVIDEND_LO) < DIVIDEND_HI - DIVIDEND_LO)
+    });
+    if in_range {
+        for (o, &v) in o.iter_mut().zip(x) {
+            let q = v * y;
+            let r = (-q).mul_add(b, v);
+            *o = r.mul_add(y, q);
+        }
+    } else {
+        for (o, &v) in o.iter_mut().zip(x) {
+            *o = v / b;
         }
     }
 }
@@ -165,49 +196,135 @@ const SUM_BLOCK: usize = 128;
 /// 2^24. Vectorizes, and is the one summation order of the interpreter, fused or not.
 #[inline(always)]
 pub fn sum(x: &[f32]) -> f32 {
-    type Lanes = [f32; 8];
-    fn add(a: &Lanes, b: &Lanes) -> Lanes {
-        std::array::from_fn(|i| a[i] + b[i])
+    // A short row's cascade has few levels to set up (at 2 KiB, the deep one's would cost
+    // as much as summing a row of 256).
+    if x.len() < SUM_BLOCK << SHALLOW_LEVELS {
+        sum_with(x, Cascade::<SHALLOW_LEVELS>::new())
+    } else {
+        sum_with(x, Cascade::<{ usize::BITS as usize }>::new())
     }
-    // stack[level] holds the lanes of 2^level blocks while bit `level` of `count` is set.
-    let mut stack = [[0f32; 8]; usize::BITS as usize];
-    let mut count = 0usize;
+}
+
+/// Levels of the cascade of a row of fewer than `SUM_BLOCK << SHALLOW_LEVELS` values.
+const SHALLOW_LEVELS: usize = 8;
+
+/// [`sum`] through a cascade deep enough for `x`.
+#[inline(always)]
+fn sum_with<const LEVELS: usize>(x: &[f32], mut cascade: Cascade<LEVELS>) -> f32 {
     let blocks = x.chunks_exact(SUM_BLOCK);
     let rest = blocks.remainder();
     for block in blocks {
-        let mut lanes = [0f32; 8];
-        for c in block.chunks_exact(8) {
-            for (l, &v) in lanes.iter_mut().zip(c) {
-                *l += v;
-            }
+        cascade.push(block);
+    }
+    cascade.finish(rest)
+}
+
+/// `dst[i] = e^(x[i] - m)`, and the sum of `dst` in [`sum`]'s order: softmax's middle, in one
+/// pass. Each block is summed right after it is computed, so that the sum's chain of additions
+/// overlaps the next block's exponentials; the values and the sum are those of the two ops
+/// run one after the other, bit for bit.
+#[inline(always)]
+pub fn exp_shifted_and_sum(x: &[f32], m: f32, dst: &mut [f32]) -> f32 {
+    if x.len() < SUM_BLOCK << SHALLOW_LEVELS {
+        exp_shifted_and_sum_with(x, m, dst, Cascade::<SHALLOW_LEVELS>::new())
+    } else {
+        exp_shifted_and_sum_with(x, m, dst, Cascade::<{ usize::BITS as usize }>::new())
+    }
+}
+
+/// [`exp_shifted_and_sum`] through a cascade deep enough for `x`.
+#[inline(always)]
+fn exp_shifted_and_sum_with<const LEVELS: usize>(
+    x: &[f32],
+    m: f32,
+    dst: &mut [f32],
+    mut cascade: Cascade<LEVELS>,
+) -> f32 {
+    let split = x.len() - x.len() % SUM_BLOCK;
+    let (dst_blocks, dst_rest) = dst.split_at_mut(split);
+    for (o, block) in dst_blocks
+        .chunks_exact_mut(SUM_BLOCK)
+        .zip(x.chunks_exact(SUM_BLOCK))
+    {
+        map_unary!(o, block, |v| scalar::exp(v - m));
+        cascade.push(o);
+    }
+    map_unary!(dst_rest, &x[split..], |v| scalar::exp(v - m));
+    cascade.finish(dst_rest)
+}
+
+/// Eight lanes of partial sums.
+type Lanes = [f32; 8];
+
+/// The pairwise sum's state: `stack[level]` holds the lanes of 2^level blocks while bit
+/// `level` of `count` is set; `count` stays below `2^LEVELS`.
+struct Cascade<const LEVELS: usize> {
+    stack: [Lanes; LEVELS],
+    count: usize,
+}
+
+impl<const LEVELS: usize> Cascade<LEVELS> {
+    #[inline(always)]
+    fn new() -> Self {
+        Cascade {
+            stack: [[0.0; 8]; LEVELS],
+            count: 0,
         }
+    }
+
+    /// Adds a block of `SUM_BLOCK` values: its lanes, merged with the pending blocks.
+    #[inline(always)]
+    fn push(&mut self, block: &[f32]) {
+        let mut lanes = lanes_of(block);
         let mut level = 0;
-        while (count >> level) & 1 == 1 {
-            lanes = add(&stack[level], &lanes);
+        while (self.count >> level) & 1 == 1 {
+            lanes = add_lanes(&self.stack[level], &lanes);
             level += 1;
         }
-        stack[level] = lanes;
-        count += 1;
+        self.stack[level] = lanes;
+        self.count += 1;
     }
+
+    /// The total, with `rest` (fewer than `SUM_BLOCK` values) added last.
+    #[inline(always)]
+    fn finish(self, rest: &[f32]) -> f32 {
+        let chunks = rest.chunks_exact(8);
+        let tail = chunks.remainder();
+        let mut lanes = lanes_of(&rest[..rest.len() - tail.len()]);
+        let mut pending = self.count;
+        for level in &self.stack {
+            if pending == 0 {
+                break;
+            }
+            if pending & 1 == 1 {
+                lanes = add_lanes(level, &lanes);
+            }
+            pending >>= 1;
+        }
+        let mut total = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+            + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+        for &v in tail {
+            total += v;
+        }
+        total
+    }
+}
+
+/// The lanes of `x` (a multiple of 8 values): lane `l` adds elements `l`, `l + 8`, ...
+#[inline(always)]
+fn lanes_of(x: &[f32]) -> Lanes {
     let mut lanes = [0f32; 8];
-    let chunks = rest.chunks_exact(8);
-    let tail = chunks.remainder();
-    for c in chunks {
+    for c in x.chunks_exact(8) {
         for (l, &v) in lanes.iter_mut().zip(c) {
             *l += v;
         }
     }
-    for (level, pending) in stack.iter().enumerate() {
-        if (count >> level) & 1 == 1 {
-            lanes = add(pending, &lanes);
-        }
-    }
-    let mut total = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
-        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-    for &v in tail {
-        total += v;
-    }
-    total
+    lanes
+}
+
+#[inline(always)]
+fn add_lanes(a: &Lanes, b: &Lanes) -> Lanes {
+    std::array::from_fn(|i| a[i] + b[i])
 }
 
 /// Maximum (or minimum with `max = false`) in 32 lanes (several vectors, so that their
@@ -464,7 +581,15 @@ mod tests {
             let mut dst = vec![0f32; a.len()];
             binary_slice(BinaryOp::Div, &a, &[b], &mut dst);
             let par = super::super::vector::binary(BinaryOp::Div, &a, &[b], a.len());
+            let mut in_place = a.clone();
+            div_by_one_in_place(&mut in_place, b);
             for i in 0..a.len() {
+                assert!(
+                    same(in_place[i], want[i]),
+                    "{:e} / {b:e}: {:e} (in place)",
+                    a[i],
+                    in_place[i]
+                );
                 assert!(same(dst[i], want[i]), "{:e} / {b:e}: {:e}", a[i], dst[i]);
                 assert!(
                     same(par[i], want[i]),
@@ -476,6 +601,54 @@ mod tests {
         }
         // The cases are hard ones: the reciprocal alone gets many wrong.
         assert!(wrong_by_reciprocal > 100_000, "{wrong_by_reciprocal}");
+    }
+
+    /// Softmax's middle pass gives the exponentials and the sum of running `exp` and then
+    /// `sum`, bit for bit, at lengths around the sum's blocks and cascade depths; a short
+    /// row's shallow cascade and the deep one give the same sum; a long row of ones sums
+    /// exactly.
+    #[test]
+    fn exponentials_summed_in_one_pass_match_the_two_ops() {
+        let values = sweep();
+        let mut x: Vec<f32> = (0..70_000)
+            .map(|i| ((i as f32) * 0.618_034).sin() * 30.0 - 10.0)
+            .collect();
+        for (k, &v) in values.iter().enumerate() {
+            x[k * 997 % 70_000] = v;
+        }
+        let lengths = [
+            0, 1, 7, 8, 9, 127, 128, 129, 255, 256, 257, 300, 1000, 32_767, 32_768, 32_769, 70_000,
+        ];
+        for len in lengths {
+            for (offset, m) in [(0, 0.0), (3, 2.5), (11, -7.0), (0, f32::INFINITY)] {
+                let Some(row) = x.get(offset..offset + len) else {
+                    continue;
+                };
+                let mut e = vec![0f32; len];
+                unary_slice(
+                    UnaryOp::Exp,
+                    &row.iter().map(|v| v - m).collect::<Vec<_>>(),
+                    &mut e,
+                );
+                let want = sum(&e);
+                let mut got = vec![0f32; len];
+                let s = exp_shifted_and_sum(row, m, &mut got);
+                assert!(same(s, want), "len {len}, m {m}: sum {s:e} != {want:e}");
+                for i in 0..len {
+                    assert!(same(got[i], e[i]), "len {len}, m {m}, element {i}");
+                }
+                let finite: Vec<f32> = row.iter().map(|v| v.clamp(-1e6, 1e6)).collect();
+                if !finite.is_empty() && finite.len() < SUM_BLOCK << SHALLOW_LEVELS {
+                    let deep = sum_with(&finite, Cascade::<{ usize::BITS as usize }>::new());
+                    assert!(
+                        same(sum(&finite), deep),
+                        "len {len}: shallow and deep cascades"
+                    );
+                }
+            }
+        }
+        assert_eq!(sum(&vec![1.0; 1 << 25]), (1 << 25) as f32);
+        assert_eq!(sum(&vec![1.0; (1 << 15) - 1]), ((1 << 15) - 1) as f32);
     }
 
     #[test]
