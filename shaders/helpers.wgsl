@@ -7,12 +7,12 @@
 // e^r for r in [-ln2/2, ln2/2]: Cephes' degree-5 polynomial, as the CPU's `exp`.
 fn lamina_exp_poly(r: f32) -> f32 {
     var p = 1.9875691e-4f;
-    p = p * r + 1.3981999e-3f;
-    p = p * r + 8.333452e-3f;
-    p = p * r + 4.1665796e-2f;
-    p = p * r + 1.6666665e-1f;
-    p = p * r + 5.0000001e-1f;
-    return p * r * r + r + 1.0f;
+    p = fma(p, r, 1.3981999e-3f);
+    p = fma(p, r, 8.333452e-3f);
+    p = fma(p, r, 4.1665796e-2f);
+    p = fma(p, r, 1.6666665e-1f);
+    p = fma(p, r, 5.0000001e-1f);
+    return fma(p, r * r, r) + 1.0f;
 }
 // 2^n for n in [-126, 127], through the exponent bits.
 fn lamina_exp2i(n: i32) -> f32 {
@@ -20,7 +20,7 @@ fn lamina_exp2i(n: i32) -> f32 {
 }
 // x - n ln2 in two parts (Cody and Waite), n = round(x / ln2).
 fn lamina_exp_reduce(x: f32, n: f32) -> f32 {
-    return x - n * 0.6933594f + n * 2.1219444e-4f;
+    return fma(n, 2.1219444e-4f, fma(-n, 0.6933594f, x));
 }
 // e^x for x known to give a normal result (0 to 87 here), as the CPU's `exp_normal`.
 fn lamina_exp_normal(x: f32) -> f32 {
@@ -33,7 +33,7 @@ fn lamina_exp(x: f32) -> f32 {
     if (lamina_isnan(x)) { return x; }
     if (x > 88.72284f) { return bitcast<f32>(0x7f800000u); }
     if (x < -103.97208f) { return 0.0f; }
-    let xc = min(x, 88.37626f);
+    let xc = min(x, 88.72284f);
     let n = round(xc * 1.44269502f);
     let ni = i32(n);
     let n1 = ni >> 1u;

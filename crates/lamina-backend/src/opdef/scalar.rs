@@ -2,7 +2,10 @@
 //! The float functions that have no exactly rounded WGSL builtin (exp, log, tanh, sigmoid, erf,
 //! expm1, log1p) are branch-light f32 algorithms that `shaders/helpers.wgsl` ports line for
 //! line, so that the CPU interpreter and the GPU agree to an ulp or two (the GPU may fuse a
-//! multiply and an add into one rounding, and may flush subnormals).
+//! multiply and an add into one rounding, and may flush subnormals). `exp`'s reduction and
+//! polynomial are fused multiply-adds (`mul_add`; WGSL's `fma`): one instruction each where
+//! the CPU has FMA, and a call to the C library's correctly rounded `fmaf` on the SSE2-only
+//! path, so that every instruction set gives the same bits.
 
 // The polynomial coefficients are Cephes' and FreeBSD's as published; f32 rounds them.
 #![allow(clippy::excessive_precision)]
@@ -12,10 +15,10 @@
 /// down to 0 below -103.97. WGSL: `lamina_exp`.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let xc = x.clamp(-103.972_08, 88.376_26);
+    let xc = x.clamp(-103.972_08, 88.722_84);
     let (y, ni) = exp_parts(xc);
     // 2^n in two normal factors, so that results below 2^-126 come out subnormal (rounded
-    // once) rather than clamped to the smallest normal.
+    // once) rather than clamped to the smallest normal, and n = 128 (above 88.38) is reached.
     let n1 = ni >> 1;
     let n2 = ni - n1;
     let v = y * exp2i(n1) * exp2i(n2);
@@ -36,12 +39,13 @@ fn exp2i(n: i32) -> f32 {
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 
-/// `x - n ln2` in two parts (Cody and Waite). WGSL: `lamina_exp_reduce`.
+/// `x - n ln2` in two parts (Cody and Waite), each a fused multiply-add. WGSL:
+/// `lamina_exp_reduce`.
 #[inline(always)]
 fn exp_reduce(x: f32, n: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = 2.121_944_4e-4;
-    x - n * LN2_HI + n * LN2_LO
+    n.mul_add(LN2_LO, (-n).mul_add(LN2_HI, x))
 }
 
 /// `e^x = y * 2^n` for `x` in the clamped range: `(y, n)`, with y in [0.7, 1.42].
@@ -57,16 +61,17 @@ fn exp_parts(x: f32) -> (f32, i32) {
     (exp_poly(exp_reduce(x, n)), ni)
 }
 
-/// e^r for r in [-ln2/2, ln2/2]: Cephes' polynomial. WGSL: `lamina_exp_poly`.
+/// e^r for r in [-ln2/2, ln2/2]: Cephes' polynomial, by Horner's rule in fused multiply-adds.
+/// WGSL: `lamina_exp_poly`.
 #[inline(always)]
 fn exp_poly(r: f32) -> f32 {
     let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
-    p * r * r + r + 1.0
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 5.000_000_1e-1);
+    p.mul_add(r * r, r) + 1.0
 }
 
 /// `exp` for arguments known to give a normal result (0 to 87 here): the same value, without
