@@ -41,12 +41,15 @@ fn lamina_exp(x: f32) -> f32 {
 }
 // tanh, the CPU's algorithm: Cephes' odd polynomial below 0.625, 1 - 2/(e^{2|x|} + 1) above.
 fn lamina_tanh(x: f32) -> f32 {
-    if (lamina_isnan(x)) { return x; }
+    if (lamina_isnan(x) || x == 0.0f) { return x; }
     let a = abs(x);
     if (a < 0.625f) {
         let z = x * x;
-        return ((((-5.7049887e-3f * z + 2.0639089e-2f) * z - 5.3739718e-2f) * z + 1.3331443e-1f)
-            * z - 3.3333286e-1f) * z * x + x;
+        var p = fma(-5.7049887e-3f, z, 2.0639089e-2f);
+        p = fma(p, z, -5.3739718e-2f);
+        p = fma(p, z, 1.3331443e-1f);
+        p = fma(p, z, -3.3333286e-1f);
+        return fma(p * z, x, x);
     }
     let e = lamina_exp_normal(2.0f * min(a, 20.0f));
     let t = 1.0f - 2.0f / (e + 1.0f);

@@ -702,6 +702,54 @@ mod tests {
         );
     }
 
+    /// `tanh` over [-10, 10] (4 million arguments, both branches and their edge at 0.625)
+    /// and the edges: within 2 ulp of the exact value (the worst here is 1.3), odd, and ±1
+    /// past 9.2.
+    #[test]
+    fn tanh_is_within_two_ulp_of_the_exact_value() {
+        let n = 1 << 22;
+        let mut x: Vec<f32> = (0..n)
+            .map(|i| -10.0 + 20.0 * (i as f32 / n as f32))
+            .collect();
+        x.extend([
+            0.625,
+            0.624_999_94,
+            -0.625,
+            1e-30,
+            -1e-30,
+            0.0,
+            -0.0,
+            20.0,
+            1e30,
+        ]);
+        let mut got = vec![0f32; x.len()];
+        unary_slice(UnaryOp::Tanh, &x, &mut got);
+        let mut worst = 0.0f64;
+        for (&v, &g) in x.iter().zip(&got) {
+            let exact = (v as f64).tanh();
+            let e = exact as f32;
+            let ulp = (f32::from_bits(e.abs().to_bits() + 1) - e.abs()) as f64;
+            let err = (g as f64 - exact).abs() / ulp;
+            worst = worst.max(err);
+            assert!(
+                err <= 2.0,
+                "tanh({v:e}) = {g:e}, exact {exact:e}: {err} ulp"
+            );
+            assert_eq!(
+                g.to_bits() >> 31,
+                v.to_bits() >> 31,
+                "tanh({v:e}) keeps the sign"
+            );
+            if v.abs() > 9.2 {
+                assert_eq!(g.abs(), 1.0, "tanh({v:e})");
+            }
+        }
+        assert!(
+            worst > 0.5,
+            "the sweep should meet rounding errors: {worst}"
+        );
+    }
+
     #[test]
     fn binary_slices_are_bit_equal_to_the_table() {
         let v = sweep();

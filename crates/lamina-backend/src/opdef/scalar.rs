@@ -82,24 +82,23 @@ fn exp_normal(x: f32) -> f32 {
     y * exp2i(ni)
 }
 
-/// tanh(x): Cephes' odd polynomial for |x| < 0.625, `1 - 2/(e^{2|x|} + 1)` above, the sign
-/// restored; exactly ±1 for large |x|. WGSL: `lamina_tanh`.
+/// tanh(x): Cephes' odd polynomial for |x| < 0.625 (in fused multiply-adds), `1 - 2/(e^{2|x|}
+/// + 1)` above, the sign restored; exactly ±1 for large |x|, -0 for -0. WGSL: `lamina_tanh`.
 #[inline(always)]
 pub fn tanh(x: f32) -> f32 {
     let a = x.abs();
     let z = x * x;
-    let small = ((((-5.704_988_7e-3f32 * z + 2.063_908_9e-2) * z - 5.373_971_8e-2) * z
-        + 1.333_144_3e-1)
-        * z
-        - 3.333_328_6e-1)
-        * z
-        * x
-        + x;
+    let mut p = (-5.704_988_7e-3f32).mul_add(z, 2.063_908_9e-2);
+    p = p.mul_add(z, -5.373_971_8e-2);
+    p = p.mul_add(z, 1.333_144_3e-1);
+    p = p.mul_add(z, -3.333_328_6e-1);
+    let small = (p * z).mul_add(x, x);
     let e = exp_normal(2.0 * a.min(20.0));
     let large = 1.0 - 2.0 / (e + 1.0);
     let large = if x < 0.0 { -large } else { large };
     let r = if a < 0.625 { small } else { large };
-    if x.is_nan() { x } else { r }
+    // NaN as it came, and ±0 with its sign (the polynomial gives +0 for -0).
+    if x.is_nan() || x == 0.0 { x } else { r }
 }
 
 /// The logistic sigmoid `1 / (1 + e^-x)`; a NaN comes back as it came (not negated by `-x`),
