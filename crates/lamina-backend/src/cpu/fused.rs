@@ -86,6 +86,14 @@ enum Step {
     /// `exp(a - max(a)) / sum(exp(a - max(a)))` over the row of step `a`: the five steps of a
     /// softmax, evaluated in three passes over the row instead of five (see [`fuse_softmax`]).
     Softmax(usize),
+    /// `a * b + c` (or `c + a * b` where `c_first`), rounded twice as the two steps it
+    /// replaces are, in one pass (see [`fuse_multiply_add`]).
+    MulAdd {
+        a: usize,
+        b: usize,
+        c: usize,
+        c_first: bool,
+    },
 }
 
 /// What a pass over a task's rows (or blocks) reads, and how it writes them.
@@ -703,6 +711,7 @@ fn build_region(
     };
     b.add(region_root, &inside)?;
     fuse_softmax(&mut b.steps, &mut b.lens);
+    fuse_multiply_add(&mut b.steps, &mut b.lens);
     let rows: usize = b.lead.iter().product();
     let full = s[s.len() - 1];
     let scalar = scalar_steps(&b.steps, &b.lens, rows);
@@ -755,6 +764,7 @@ fn operands(step: &Step) -> Vec<usize> {
         Step::Leaf { .. } => Vec::new(),
         Step::Unary(_, a) | Step::Reduce(_, a) | Step::Copy(a) | Step::ToBool(a) => vec![*a],
         Step::Softmax(a) => vec![*a],
+        Step::MulAdd { a, b, c, .. } => vec![*a, *b, *c],
         Step::Binary(_, a, b) => vec![*a, *b],
         Step::Where(c, a, b) => vec![*c, *a, *b],
         Step::Concat(parts) => parts.clone(),
@@ -767,9 +777,49 @@ fn renumber(step: &mut Step, new: &[usize]) {
         Step::Leaf { .. } => {}
         Step::Unary(_, a) | Step::Reduce(_, a) | Step::Copy(a) | Step::ToBool(a) => *a = new[*a],
         Step::Softmax(a) => *a = new[*a],
+        Step::MulAdd { a, b, c, .. } => (*a, *b, *c) = (new[*a], new[*b], new[*c]),
         Step::Binary(_, a, b) => (*a, *b) = (new[*a], new[*b]),
         Step::Where(c, a, b) => (*c, *a, *b) = (new[*c], new[*a], new[*b]),
         Step::Concat(parts) => parts.iter_mut().for_each(|p| *p = new[*p]),
+    }
+}
+
+/// How many steps read each step, the region's result (the last step) counting once more
+/// for its consumers.
+fn step_uses(steps: &[Step]) -> Vec<usize> {
+    let mut uses = vec![0usize; steps.len()];
+    for step in steps {
+        for k in operands(step) {
+            uses[k] += 1;
+        }
+    }
+    if let Some(u) = uses.last_mut() {
+        *u += 1;
+    }
+    uses
+}
+
+/// Removes the steps marked in `dropped` (read by no step that stays), renumbering the rest.
+fn drop_steps(steps: &mut Vec<Step>, lens: &mut Vec<usize>, dropped: &[bool]) {
+    if !dropped.contains(&true) {
+        return;
+    }
+    let mut new = vec![usize::MAX; steps.len()];
+    let mut kept = 0;
+    for (k, slot) in new.iter_mut().enumerate() {
+        if !dropped[k] {
+            *slot = kept;
+            kept += 1;
+        }
+    }
+    let old_steps = std::mem::take(steps);
+    let old_lens = std::mem::take(lens);
+    for (k, (mut step, len)) in old_steps.into_iter().zip(old_lens).enumerate() {
+        if !dropped[k] {
+            renumber(&mut step, &new);
+            steps.push(step);
+            lens.push(len);
+        }
     }
 }
 
@@ -779,16 +829,7 @@ fn renumber(step: &mut Step, new: &[usize]) {
 /// and with the sum taken while the exponentials are computed.
 fn fuse_softmax(steps: &mut Vec<Step>, lens: &mut Vec<usize>) {
     let n = steps.len();
-    let mut uses = vec![0usize; n];
-    for step in steps.iter() {
-        for k in operands(step) {
-            uses[k] += 1;
-        }
-    }
-    // The region's result is read by its consumers.
-    if let Some(u) = uses.last_mut() {
-        *u += 1;
-    }
+    let uses = step_uses(steps);
     let mut dropped = vec![false; n];
     for q in 0..n {
         let Step::Binary(BinaryOp::Div, e, s) = steps[q] else {
@@ -820,26 +861,44 @@ fn fuse_softmax(steps: &mut Vec<Step>, lens: &mut Vec<usize>) {
             }
         }
     }
-    if !dropped.contains(&true) {
-        return;
-    }
-    let mut new = vec![usize::MAX; n];
-    let mut kept = 0;
-    for (k, slot) in new.iter_mut().enumerate() {
-        if !dropped[k] {
-            *slot = kept;
-            kept += 1;
+    drop_steps(steps, lens, &dropped);
+}
+
+/// Replaces each sum of a product read by nothing else (`m = a * b`, `m + c` or `c + m`) with
+/// one [`Step::MulAdd`]: a polynomial's Horner steps (GELU's `erfc`), a normalisation's scale
+/// and shift. The same two roundings in the same order, so the same bits, in one pass over the
+/// row instead of two.
+fn fuse_multiply_add(steps: &mut Vec<Step>, lens: &mut Vec<usize>) {
+    let n = steps.len();
+    let uses = step_uses(steps);
+    let mut dropped = vec![false; n];
+    for q in 0..n {
+        let Step::Binary(BinaryOp::Add, x, y) = steps[q] else {
+            continue;
+        };
+        let product = |k: usize| match steps[k] {
+            Step::Binary(BinaryOp::Mul, a, b) if uses[k] == 1 && !dropped[k] => Some((a, b)),
+            _ => None,
+        };
+        let (m, c, c_first) = if product(x).is_some() {
+            (x, y, false)
+        } else if product(y).is_some() {
+            (y, x, true)
+        } else {
+            continue;
+        };
+        let Some((a, b)) = product(m) else {
+            continue;
+        };
+        // Each operand is the row or one value (as the two steps' operands may be).
+        let len = lens[q];
+        if [a, b, c].iter().any(|&k| lens[k] != len && lens[k] != 1) || lens[m] != len {
+            continue;
         }
+        steps[q] = Step::MulAdd { a, b, c, c_first };
+        dropped[m] = true;
     }
-    let old_steps = std::mem::take(steps);
-    let old_lens = std::mem::take(lens);
-    for (k, (mut step, len)) in old_steps.into_iter().zip(old_lens).enumerate() {
-        if !dropped[k] {
-            renumber(&mut step, &new);
-            steps.push(step);
-            lens.push(len);
-        }
-    }
+    drop_steps(steps, lens, &dropped);
 }
 
 /// Which of `steps` are scalars: one value everywhere.
@@ -860,6 +919,7 @@ fn scalar_steps(steps: &[Step], lens: &[usize], rows: usize) -> Vec<bool> {
             } => false,
             Step::Unary(_, a) | Step::Copy(a) | Step::ToBool(a) => scalar[*a],
             Step::Softmax(_) => false,
+            Step::MulAdd { a, b, c, .. } => scalar[*a] && scalar[*b] && scalar[*c],
             Step::Binary(_, a, c) => scalar[*a] && scalar[*c],
             Step::Where(c, a, d) => scalar[*c] && scalar[*a] && scalar[*d],
             Step::Reduce(..) | Step::Concat(_) => false,
@@ -1185,6 +1245,9 @@ impl FusedKernel {
                 }
                 Step::Reduce(op, a) => {
                     dst[0] = reduce(*op, get(*a));
+                }
+                Step::MulAdd { a, b, c, c_first } => {
+                    super::math::mul_add_slices(get(*a), get(*b), get(*c), *c_first, dst)
                 }
                 Step::Softmax(a) => {
                     let x = get(*a);

@@ -111,6 +111,73 @@ pub fn binary_slice(op: BinaryOp, a: &[f32], b: &[f32], dst: &mut [f32]) {
     }
 }
 
+/// `dst[i] = a[i] * b[i] + c[i]` (`c[i] + a[i] * b[i]` where `c_first`), each operand of
+/// `dst.len()` elements or one (broadcast): the product rounded, then the sum, as the two
+/// ops one after the other give (no fused multiply-add).
+#[inline(always)]
+pub fn mul_add_slices(a: &[f32], b: &[f32], c: &[f32], c_first: bool, dst: &mut [f32]) {
+    macro_rules! loops {
+        ($x:ident, $y:ident, $z:ident => $value:expr) => {{
+            let n = dst.len();
+            match (a.len() == n, b.len() == n, c.len() == n) {
+                (true, true, true) => {
+                    for (((o, &$x), &$y), &$z) in dst.iter_mut().zip(a).zip(b).zip(c) {
+                        *o = $value;
+                    }
+                }
+                (true, true, false) => {
+                    let $z = c[0];
+                    for ((o, &$x), &$y) in dst.iter_mut().zip(a).zip(b) {
+                        *o = $value;
+                    }
+                }
+                (true, false, true) => {
+                    let $y = b[0];
+                    for ((o, &$x), &$z) in dst.iter_mut().zip(a).zip(c) {
+                        *o = $value;
+                    }
+                }
+                (false, true, true) => {
+                    let $x = a[0];
+                    for ((o, &$y), &$z) in dst.iter_mut().zip(b).zip(c) {
+                        *o = $value;
+                    }
+                }
+                (true, false, false) => {
+                    let ($y, $z) = (b[0], c[0]);
+                    for (o, &$x) in dst.iter_mut().zip(a) {
+                        *o = $value;
+                    }
+                }
+                (false, true, false) => {
+                    let ($x, $z) = (a[0], c[0]);
+                    for (o, &$y) in dst.iter_mut().zip(b) {
+                        *o = $value;
+                    }
+                }
+                (false, false, true) => {
+                    let ($x, $y) = (a[0], b[0]);
+                    for (o, &$z) in dst.iter_mut().zip(c) {
+                        *o = $value;
+                    }
+                }
+                (false, false, false) => {
+                    let ($x, $y, $z) = (a[0], b[0], c[0]);
+                    dst.fill($value);
+                }
+            }
+        }};
+    }
+    // The two orders may differ in which NaN comes through when both operands are NaN, so
+    // each keeps the order of the op it replaces.
+    #[allow(clippy::if_same_then_else)]
+    if c_first {
+        loops!(x, y, z => z + x * y)
+    } else {
+        loops!(x, y, z => x * y + z)
+    }
+}
+
 /// Magnitudes (as f32 bits) between which [`div_by_one`] takes the reciprocal's path: 2^-80
 /// and 2^80 for the dividend, 2^-40 and 2^40 for the divisor, so that the reciprocal, the
 /// quotient and the residual are all normal and finite.
@@ -748,6 +815,52 @@ mod tests {
             worst > 0.5,
             "the sweep should meet rounding errors: {worst}"
         );
+    }
+
+    /// A multiply-add in one pass gives the bits of the product then the sum (in either order
+    /// of the sum's operands), with each operand whole or broadcast, over the special values.
+    #[test]
+    fn multiply_adds_match_the_two_ops() {
+        let v = sweep();
+        let n = v.len();
+        let a: Vec<f32> = v.clone();
+        let b: Vec<f32> = v.iter().rev().copied().collect();
+        let c: Vec<f32> = (0..n).map(|i| v[(i * 7 + 3) % n]).collect();
+        for mask in 0..8 {
+            for (pick, one) in [(0usize, 5usize), (3, 17)] {
+                let arg = |x: &Vec<f32>, bit: usize| -> Vec<f32> {
+                    if mask & bit == 0 {
+                        x.clone()
+                    } else {
+                        vec![x[(pick + one * bit) % n]]
+                    }
+                };
+                let (a, b, c) = (arg(&a, 1), arg(&b, 2), arg(&c, 4));
+                let mut m = vec![0f32; n];
+                binary_slice(BinaryOp::Mul, &a, &b, &mut m);
+                if mask & 3 == 3 {
+                    m.truncate(1);
+                }
+                for c_first in [false, true] {
+                    let mut want = vec![0f32; n];
+                    if c_first {
+                        binary_slice(BinaryOp::Add, &c, &m, &mut want);
+                    } else {
+                        binary_slice(BinaryOp::Add, &m, &c, &mut want);
+                    }
+                    let mut got = vec![0f32; n];
+                    mul_add_slices(&a, &b, &c, c_first, &mut got);
+                    for i in 0..n {
+                        assert!(
+                            same(got[i], want[i]),
+                            "mask {mask}, c_first {c_first}, element {i}: {:e} != {:e}",
+                            got[i],
+                            want[i]
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
