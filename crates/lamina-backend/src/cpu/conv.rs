@@ -75,10 +75,13 @@ impl Geometry {
             return None;
         }
         let p = p as usize;
-        if !p.is_multiple_of(self.spread[a]) {
-            return None;
-        }
-        let i = p / self.spread[a];
+        // No division where nothing is spread (all but transposed convolutions): two divisions
+        // per tap cost more than copying a tap's channels.
+        let i = match self.spread[a] {
+            1 => p,
+            s if p.is_multiple_of(s) => p / s,
+            _ => return None,
+        };
         (i < len).then_some(i)
     }
 
@@ -420,11 +423,26 @@ fn im2col(g: &Geometry, x: &[f32], r0: usize, m: usize, grp: usize, patches: &mu
     patches.resize(m * kdim, 0.0);
     let c0 = grp * g.cig;
     let whole_runs = g.cig == g.c && g.dil[1] == 1 && g.spread[1] == 1 && g.kw > 0;
-    for (i, row) in patches[..m * kdim].chunks_exact_mut(kdim).enumerate() {
-        let r = r0 + i;
-        let ow = r % g.ow;
-        let oh = (r / g.ow) % g.oh;
-        let n = r / (g.ow * g.oh);
+    // The output position of row r0, then stepped along with the rows (no divisions per row).
+    let (mut n, mut oh, mut ow) = (
+        r0 / (g.ow * g.oh).max(1),
+        (r0 / g.ow.max(1)) % g.oh.max(1),
+        r0 % g.ow.max(1),
+    );
+    for row in patches[..m * kdim].chunks_exact_mut(kdim) {
+        let (n, oh, ow) = {
+            let at = (n, oh, ow);
+            ow += 1;
+            if ow == g.ow {
+                ow = 0;
+                oh += 1;
+                if oh == g.oh {
+                    oh = 0;
+                    n += 1;
+                }
+            }
+            at
+        };
         for (th, taps) in row.chunks_exact_mut(g.kw * g.cig).enumerate() {
             let Some(ih) = g.source(0, oh, th, g.h) else {
                 taps.fill(0.0);
