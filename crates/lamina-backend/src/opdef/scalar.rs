@@ -182,6 +182,22 @@ fn erfc_mid(a: f32) -> f32 {
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
     let a = x.abs();
+    let small = erf_small(x);
+    let y = if a < 6.0 { 1.0 - erfc_mid(a) } else { 1.0 };
+    let large = if x < 0.0 { -y } else { y };
+    let v = if a < ERF_SMALL { small } else { large };
+    if x.is_nan() { x } else { v }
+}
+
+/// Below this magnitude [`erf`] is [`erf_small`].
+pub const ERF_SMALL: f32 = 0.84375;
+
+/// [`erf`] for |x| < [`ERF_SMALL`], the same value: its rational approximation alone, without
+/// the other branches' exponentials and divisions (which slice loops take only for blocks with
+/// a larger argument).
+#[inline(always)]
+pub fn erf_small(x: f32) -> f32 {
+    let a = x.abs();
     let small = {
         let z = x * x;
         let r = 1.2837916613e-01
@@ -195,11 +211,7 @@ pub fn erf(x: f32) -> f32 {
     };
     // Below 2^-28, x (1 + 2/sqrt(pi) - 1) without underflow.
     let tiny = 0.125 * (8.0 * x + 1.0270333290e+00 * x);
-    let small = if a < 3.725_290_3e-9 { tiny } else { small };
-    let y = if a < 6.0 { 1.0 - erfc_mid(a) } else { 1.0 };
-    let large = if x < 0.0 { -y } else { y };
-    let v = if a < 0.84375 { small } else { large };
-    if x.is_nan() { x } else { v }
+    if a < 3.725_290_3e-9 { tiny } else { small }
 }
 
 /// e^r - 1 for |r| <= ln2/2: Taylor's polynomial of degree 8. WGSL: `lamina_expm1_poly`.
