@@ -1251,7 +1251,7 @@ impl FusedKernel {
                 }
                 Step::Softmax(a) => {
                     let x = get(*a);
-                    let m = super::math::extreme(x, true);
+                    let m = super::math::max_ignoring_nan(x);
                     let s = super::math::exp_shifted_and_sum(x, m, dst);
                     super::math::div_by_one_in_place(dst, s);
                 }
