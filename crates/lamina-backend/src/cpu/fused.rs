@@ -1252,7 +1252,14 @@ impl FusedKernel {
                 Step::Softmax(a) => {
                     let x = get(*a);
                     let m = super::math::max_ignoring_nan(x);
-                    let s = super::math::exp_shifted_and_sum(x, m, dst);
+                    let mut s = super::math::exp_shifted_and_sum(x, m, dst);
+                    if s.is_nan() {
+                        // A NaN in the row (or +inf): again with the maximum that is NaN
+                        // where the row holds one, so that the NaNs that come out are the
+                        // five ops' own, the same on every instruction set.
+                        let m = super::math::extreme(x, true);
+                        s = super::math::exp_shifted_and_sum(x, m, dst);
+                    }
                     super::math::div_by_one_in_place(dst, s);
                 }
                 Step::Concat(parts) => {

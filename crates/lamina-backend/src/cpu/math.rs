@@ -421,8 +421,8 @@ pub fn extreme(x: &[f32], max: bool) -> f32 {
 }
 
 /// The largest value of `x` that is not NaN (-inf where there is none): [`extreme`] without
-/// its NaN probe, for softmax, whose row comes out all NaN when it holds a NaN whether the
-/// maximum is NaN or not (the NaN's exponential makes the sum NaN).
+/// its NaN probe, for softmax, which sees a NaN in the row by its sum (the NaN's exponential
+/// makes it NaN).
 #[inline(always)]
 pub fn max_ignoring_nan(x: &[f32]) -> f32 {
     extreme_with::<false>(x, true)
