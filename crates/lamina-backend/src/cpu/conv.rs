@@ -430,19 +430,6 @@ fn im2col(g: &Geometry, x: &[f32], r0: usize, m: usize, grp: usize, patches: &mu
         r0 % g.ow.max(1),
     );
     for row in patches[..m * kdim].chunks_exact_mut(kdim) {
-        let (n, oh, ow) = {
-            let at = (n, oh, ow);
-            ow += 1;
-            if ow == g.ow {
-                ow = 0;
-                oh += 1;
-                if oh == g.oh {
-                    oh = 0;
-                    n += 1;
-                }
-            }
-            at
-        };
         for (th, taps) in row.chunks_exact_mut(g.kw * g.cig).enumerate() {
             let Some(ih) = g.source(0, oh, th, g.h) else {
                 taps.fill(0.0);
@@ -467,6 +454,15 @@ fn im2col(g: &Geometry, x: &[f32], r0: usize, m: usize, grp: usize, patches: &mu
                     }
                     None => tap.fill(0.0),
                 }
+            }
+        }
+        ow += 1;
+        if ow == g.ow {
+            ow = 0;
+            oh += 1;
+            if oh == g.oh {
+                oh = 0;
+                n += 1;
             }
         }
     }

@@ -762,8 +762,11 @@ fn build_region(
 fn operands(step: &Step) -> Vec<usize> {
     match step {
         Step::Leaf { .. } => Vec::new(),
-        Step::Unary(_, a) | Step::Reduce(_, a) | Step::Copy(a) | Step::ToBool(a) => vec![*a],
-        Step::Softmax(a) => vec![*a],
+        Step::Unary(_, a)
+        | Step::Reduce(_, a)
+        | Step::Copy(a)
+        | Step::ToBool(a)
+        | Step::Softmax(a) => vec![*a],
         Step::MulAdd { a, b, c, .. } => vec![*a, *b, *c],
         Step::Binary(_, a, b) => vec![*a, *b],
         Step::Where(c, a, b) => vec![*c, *a, *b],
@@ -775,8 +778,11 @@ fn operands(step: &Step) -> Vec<usize> {
 fn renumber(step: &mut Step, new: &[usize]) {
     match step {
         Step::Leaf { .. } => {}
-        Step::Unary(_, a) | Step::Reduce(_, a) | Step::Copy(a) | Step::ToBool(a) => *a = new[*a],
-        Step::Softmax(a) => *a = new[*a],
+        Step::Unary(_, a)
+        | Step::Reduce(_, a)
+        | Step::Copy(a)
+        | Step::ToBool(a)
+        | Step::Softmax(a) => *a = new[*a],
         Step::MulAdd { a, b, c, .. } => (*a, *b, *c) = (new[*a], new[*b], new[*c]),
         Step::Binary(_, a, b) => (*a, *b) = (new[*a], new[*b]),
         Step::Where(c, a, b) => (*c, *a, *b) = (new[*c], new[*a], new[*b]),
@@ -880,14 +886,11 @@ fn fuse_multiply_add(steps: &mut Vec<Step>, lens: &mut Vec<usize>) {
             Step::Binary(BinaryOp::Mul, a, b) if uses[k] == 1 && !dropped[k] => Some((a, b)),
             _ => None,
         };
-        let (m, c, c_first) = if product(x).is_some() {
-            (x, y, false)
-        } else if product(y).is_some() {
-            (y, x, true)
+        let (m, c, c_first, (a, b)) = if let Some(ab) = product(x) {
+            (x, y, false, ab)
+        } else if let Some(ab) = product(y) {
+            (y, x, true, ab)
         } else {
-            continue;
-        };
-        let Some((a, b)) = product(m) else {
             continue;
         };
         // Each operand is the row or one value (as the two steps' operands may be).
