@@ -93,6 +93,37 @@ fn lamina_erfc_mid(a: f32) -> f32 {
     let z = bitcast<f32>(bitcast<u32>(a) & 0xffffe000u);
     return lamina_exp(-z * z - 0.5625f) * lamina_exp((z - a) * (z + a) + r / big_s) / a;
 }
+// erfc, the CPU's algorithm: t e^(-x² + P(t)), t = 1 / (1 + |x| / 2), with Numerical Recipes'
+// Chebyshev fit P, -x² carried in two parts; 2 - erfc(-x) below 0.
+fn lamina_erfc(x: f32) -> f32 {
+    if (lamina_isnan(x)) { return x; }
+    let a = abs(x);
+    let t = 1.0f / fma(0.5f, a, 1.0f);
+    var p = 0.17087277f;
+    p = fma(p, t, -0.82215223f);
+    p = fma(p, t, 1.4885159f);
+    p = fma(p, t, -1.135204f);
+    p = fma(p, t, 0.27886807f);
+    p = fma(p, t, -0.18628806f);
+    p = fma(p, t, 0.09678418f);
+    p = fma(p, t, 0.37409196f);
+    p = fma(p, t, 1.0000237f);
+    p = fma(p, t, -1.2655122f);
+    var y = 0.0f;
+    if (a < 11.0f) {
+        let h = a * a;
+        let tail = p - fma(a, a, -h);
+        let s = tail - h;
+        if (s >= -103.97208f) {
+            let n = round(s * 1.44269502f);
+            let ni = i32(n);
+            let n1 = ni >> 1u;
+            let e = lamina_exp_poly(lamina_exp_reduce(-h, n) + tail);
+            y = t * (e * lamina_exp2i(n1) * lamina_exp2i(ni - n1));
+        }
+    }
+    return select(y, 2.0f - y, x < 0.0f);
+}
 // The Gauss error function, the CPU's algorithm: FreeBSD's erff with lamina_exp.
 fn lamina_erf(x: f32) -> f32 {
     if (lamina_isnan(x)) { return x; }

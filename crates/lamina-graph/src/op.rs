@@ -61,6 +61,8 @@ macro_rules! for_each_unary_op {
             Cos = "cos", Float, keras ["Cos"], method cos;
             /// The Gauss error function.
             Erf = "erf", Float, keras ["Erf"], method erf;
+            /// The complementary error function `1 - erf(x)`, precise where `erf` is near 1.
+            Erfc = "erfc", Float, keras ["Erfc"], method erfc;
             /// Rounds toward negative infinity.
             Floor = "floor", Float, keras ["Floor"], method floor;
             /// Rounds toward positive infinity.

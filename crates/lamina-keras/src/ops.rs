@@ -667,7 +667,6 @@ keras_ops! {
         }
         Ok(x.sign().multiply(x.abs().floor()))
     };
-    "Erfc" => "1 - erf", |c| Ok(c.x()?.unary(UnaryOp::Erf).multiply(-1.0).add(1.0));
     "OnesLike" => "ones_like", |c| c.filled_like(1.0);
     "ZerosLike" => "zeros_like", |c| c.filled_like(0.0);
     "FullLike" => "full_like", |c| c.full_like();

@@ -209,6 +209,7 @@ pub fn unary(op: UnaryOp) -> UnaryDef {
         U::Sin => float(f32::sin, "sin({x})"),
         U::Cos => float(f32::cos, "cos({x})"),
         U::Erf => float(scalar::erf, "lamina_erf({x})"),
+        U::Erfc => float(scalar::erfc, "lamina_erfc({x})"),
         U::Floor => float(f32::floor, "floor({x})"),
         U::Ceil => float(f32::ceil, "ceil({x})"),
         // WGSL's round is half to even, as NumPy's.

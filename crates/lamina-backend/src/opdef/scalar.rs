@@ -51,14 +51,18 @@ fn exp_reduce(x: f32, n: f32) -> f32 {
 /// `e^x = y * 2^n` for `x` in the clamped range: `(y, n)`, with y in [0.7, 1.42].
 #[inline(always)]
 fn exp_parts(x: f32) -> (f32, i32) {
-    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to nearest
-    // n = round-half-even(x log2 e), as WGSL's `round`. The integer n from t's low mantissa
-    // bits: integer arithmetic that vectorizes, where a float-to-int `as` (saturating) would
-    // not.
-    let t = x * LOG2E + ROUND;
-    let n = t - ROUND;
-    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    let (n, ni) = exp_exponent(x);
     (exp_poly(exp_reduce(x, n)), ni)
+}
+
+/// `n = round(x log2 e)`, half to even as WGSL's `round`, as a float and an integer. The
+/// integer comes from the low mantissa bits of `x log2 e + 1.5 * 2^23`: integer arithmetic that
+/// vectorizes, where a float-to-int `as` (saturating) would not.
+#[inline(always)]
+fn exp_exponent(x: f32) -> (f32, i32) {
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to nearest
+    let t = x * LOG2E + ROUND;
+    (t - ROUND, t.to_bits() as i32 - ROUND.to_bits() as i32)
 }
 
 /// e^r for r in [-ln2/2, ln2/2]: Cephes' polynomial, by Horner's rule in fused multiply-adds.
@@ -186,6 +190,46 @@ pub fn erf(x: f32) -> f32 {
     let y = if a < 6.0 { 1.0 - erfc_mid(a) } else { 1.0 };
     let large = if x < 0.0 { -y } else { y };
     let v = if a < ERF_SMALL { small } else { large };
+    if x.is_nan() { x } else { v }
+}
+
+/// The complementary error function `1 - erf(x)`, with its relative precision where `erf` is
+/// near 1: `t e^(-x² + P(t))` for `x >= 0`, `t = 1 / (1 + x / 2)`, with the Chebyshev fit `P`
+/// of Numerical Recipes' `erfcc` (relative error below 1.2e-7), `-x²` carried in two parts
+/// (its rounding error added after the exponential's range reduction, so that it is not lost
+/// to the ulp of `x²`); `2 - erfc(-x)` below 0. Branch free, one division and one
+/// exponential, so that slice loops over it vectorize. WGSL: `lamina_erfc`.
+#[inline(always)]
+pub fn erfc(x: f32) -> f32 {
+    const P: [f32; 10] = [
+        -1.265_512_2,
+        1.000_023_7,
+        0.374_091_96,
+        0.096_784_18,
+        -0.186_288_06,
+        0.278_868_07,
+        -1.135_204,
+        1.488_515_9,
+        -0.822_152_23,
+        0.170_872_77,
+    ];
+    const LOWEST: f32 = -103.972_08; // below, e^s is 0 in float32
+    let a = x.abs();
+    let t = 1.0 / 0.5f32.mul_add(a, 1.0);
+    let mut p = P[9];
+    for &c in P[..9].iter().rev() {
+        p = p.mul_add(t, c);
+    }
+    // -a² = -(h + l) exactly; s = -a² + P(t) rounded, only to choose the power of two.
+    let h = a * a;
+    let tail = p - a.mul_add(a, -h);
+    let s = tail - h;
+    let (n, ni) = exp_exponent(s.max(LOWEST));
+    let n1 = ni >> 1;
+    let e = exp_poly(exp_reduce(-h, n) + tail) * exp2i(n1) * exp2i(ni - n1);
+    // Past 10.05 (s below LOWEST, or NaN for a = inf) erfc(a) is 0 in float32.
+    let y = if s >= LOWEST { t * e } else { 0.0 };
+    let v = if x < 0.0 { 2.0 - y } else { y };
     if x.is_nan() { x } else { v }
 }
 
