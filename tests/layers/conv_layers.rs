@@ -386,6 +386,93 @@ fn conv_transpose_against_scatter_definition() -> Result<()> {
     Ok(())
 }
 
+/// `valid` windowed pooling of several channels (each window position one slice of the input,
+/// strided along both spatial axes) against the definition: for every output position and
+/// channel, the maximum or mean of the window's elements; channels first too.
+#[test]
+fn valid_pooling_over_channels_matches_the_definition() -> Result<()> {
+    let (n, h, w, c) = (2usize, 7usize, 6usize, 3usize);
+    let data = values(n * h * w * c, 61);
+    let x = HostTensor::new(&[n, h, w, c], data.clone())?;
+    for (pool, stride) in [
+        ((2, 2), (2, 2)),
+        ((3, 3), (2, 2)),
+        ((2, 3), (1, 2)),
+        ((4, 4), (1, 1)),
+    ] {
+        for max in [true, false] {
+            let (oh, ow) = ((h - pool.0) / stride.0 + 1, (w - pool.1) / stride.1 + 1);
+            let mut want = Vec::new();
+            for (b, i, j, ch) in (0..n).flat_map(|b| {
+                (0..oh).flat_map(move |i| {
+                    (0..ow).flat_map(move |j| (0..c).map(move |ch| (b, i, j, ch)))
+                })
+            }) {
+                let window: Vec<f64> = (0..pool.0)
+                    .flat_map(|di| (0..pool.1).map(move |dj| (di, dj)))
+                    .map(|(di, dj)| {
+                        let (y, z) = (i * stride.0 + di, j * stride.1 + dj);
+                        data[((b * h + y) * w + z) * c + ch] as f64
+                    })
+                    .collect();
+                want.push(if max {
+                    window.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+                } else {
+                    window.iter().sum::<f64>() / window.len() as f64
+                });
+            }
+            let what = format!("pool {pool:?} strides {stride:?} max {max}");
+            let layer = move |t: &Tensor| -> Result<Tensor> {
+                if max {
+                    MaxPooling2D::new(pool).strides(stride).call(t)
+                } else {
+                    AveragePooling2D::new(pool).strides(stride).call(t)
+                }
+            };
+            let model = model_of(&[h, w, c], &layer)?;
+            let got = run_both(&model, std::slice::from_ref(&x));
+            assert_close(&got[0].to_f32_vec(), &want, &what);
+            // Channels first: the same values with the channels moved to axis 1.
+            let xf = HostTensor::new(
+                &[n, c, h, w],
+                (0..n * c * h * w)
+                    .map(|f| {
+                        let (b, ch, y, z) = (f / (c * h * w), f / (h * w) % c, f / w % h, f % w);
+                        data[((b * h + y) * w + z) * c + ch]
+                    })
+                    .collect(),
+            )?;
+            let layer_first = move |t: &Tensor| -> Result<Tensor> {
+                if max {
+                    MaxPooling2D::new(pool)
+                        .strides(stride)
+                        .data_format(DataFormat::ChannelsFirst)
+                        .call(t)
+                } else {
+                    AveragePooling2D::new(pool)
+                        .strides(stride)
+                        .data_format(DataFormat::ChannelsFirst)
+                        .call(t)
+                }
+            };
+            let model = model_of(&[c, h, w], &layer_first)?;
+            let got = run_both(&model, std::slice::from_ref(&xf));
+            let want_first: Vec<f64> = (0..n * c * oh * ow)
+                .map(|f| {
+                    let (b, ch, i, j) = (f / (c * oh * ow), f / (oh * ow) % c, f / ow % oh, f % ow);
+                    want[((b * oh + i) * ow + j) * c + ch]
+                })
+                .collect();
+            assert_close(
+                &got[0].to_f32_vec(),
+                &want_first,
+                &format!("{what}, channels first"),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Recorded from Keras 3.15 (JAX): `AveragePooling2D` and `MaxPooling2D` on
 /// `arange(1, 26).reshape(1, 5, 5, 1)`.
 #[test]

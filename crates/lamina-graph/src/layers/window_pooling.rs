@@ -118,6 +118,74 @@ fn strided(x: &Tensor, axis: usize, start: usize, count: usize, step: usize) -> 
     Tensor::from_op(Op::Slice { axes }, &[x])
 }
 
+/// The most window positions pooled as slices of the input itself ([`joint_taps`]); larger
+/// windows are pooled axis by axis (`k + k` slices instead of `k * k`).
+const JOINT_TAPS: usize = 16;
+
+/// Pooling by one slice of `x` per window position, each strided along all spatial axes (from
+/// `first`), where every window lies inside the input (`pads`: each axis's length and padding
+/// before it) and there are at most [`JOINT_TAPS`] positions; `None` elsewhere.
+fn joint_taps(
+    pool: Pool,
+    x: &Tensor,
+    first: usize,
+    (k, s): (&[usize], &[usize]),
+    pads: &[(usize, usize)],
+    out: &[usize],
+) -> Option<Tensor> {
+    let r = k.len();
+    let taps = k.iter().try_fold(1usize, |p, &n| p.checked_mul(n))?;
+    let inside = (0..r).all(|a| {
+        let (n, lo) = pads[a];
+        let last = (out[a] - 1)
+            .checked_mul(s[a])
+            .and_then(|v| v.checked_add(k[a] - 1));
+        lo == 0 && out[a] > 0 && last.is_some_and(|v| v < n)
+    });
+    if r < 2 || taps > JOINT_TAPS || !inside {
+        return None;
+    }
+    let slice = |at: &[usize]| {
+        let mut axes = vec![AxisSlice::FULL; x.rank()];
+        for a in 0..r {
+            axes[first + a] = AxisSlice {
+                start: Some(at[a] as i64),
+                stop: Some((at[a] + (out[a] - 1) * s[a] + 1) as i64),
+                step: s[a] as i64,
+            };
+        }
+        Tensor::from_op(Op::Slice { axes }, &[x])
+    };
+    Some(combine_taps(r - 1, &mut vec![0; r], pool, k, &slice))
+}
+
+/// The window positions of axes `0..=a` combined at the positions `at` of the axes above, axis
+/// 0 innermost: the order of pooling axis by axis.
+fn combine_taps(
+    a: usize,
+    at: &mut [usize],
+    pool: Pool,
+    k: &[usize],
+    slice: &dyn Fn(&[usize]) -> Tensor,
+) -> Tensor {
+    let mut acc: Option<Tensor> = None;
+    for t in 0..k[a] {
+        at[a] = t;
+        let part = if a == 0 {
+            slice(at)
+        } else {
+            combine_taps(a - 1, at, pool, k, slice)
+        };
+        acc = Some(match (acc, pool) {
+            (None, _) => part,
+            (Some(p), Pool::Max) => p.maximum(&part),
+            (Some(p), Pool::Average) => p.add(&part),
+        });
+    }
+    // k[a] >= 1: the caller checked that no window size is 0.
+    acc.unwrap_or_else(|| slice(at))
+}
+
 /// A windowed pooling layer's state: its configuration, typed, with its pool and rank.
 #[derive(Clone)]
 struct WindowState {
@@ -220,12 +288,50 @@ impl WindowState {
             out_sizes.push(out);
             pads.push((n, lo));
         }
+        // Where no window reaches the padding (always so with `valid`), each window position is
+        // one slice of the input strided along every spatial axis at once, read in one pass
+        // with no intermediate result per axis; combined in the axis-by-axis order, so the
+        // values are the same.
+        y = match joint_taps(self.pool, &y, first, (&k, &s), &pads, &out_sizes) {
+            Some(joint) => joint,
+            None => self.pool_axis_by_axis(y, first, (&k, &s), &pads, &out_sizes)?,
+        };
+        if self.pool == Pool::Average {
+            // Divide by the number of real elements of each window (a constant of the
+            // spatial shape, broadcast over batch and channels).
+            let mut shape = vec![1usize; r + 2];
+            shape[first..first + r].copy_from_slice(&out_sizes);
+            let total: usize = out_sizes.iter().product();
+            let mut values = Vec::with_capacity(total);
+            for i in 0..total {
+                let mut rest = i;
+                let mut c = 1.0f32;
+                for a in (0..r).rev() {
+                    c *= counts[a][rest % out_sizes[a]];
+                    rest /= out_sizes[a];
+                }
+                values.push(1.0 / c);
+            }
+            y = y.multiply(Tensor::constant(HostTensor::new(&shape, values)?));
+        }
+        Ok(y)
+    }
+
+    /// Pools `y` axis by axis (separable: max and sum both are), each axis's window positions
+    /// as taps of the previous axis's result, with `same` padding's fill where a tap reaches it.
+    fn pool_axis_by_axis(
+        &self,
+        mut y: Tensor,
+        first: usize,
+        (k, s): (&[usize], &[usize]),
+        pads: &[(usize, usize)],
+        out_sizes: &[usize],
+    ) -> Result<Tensor> {
         let value = match self.pool {
             Pool::Max => f32::NEG_INFINITY,
             Pool::Average => 0.0,
         };
-        // Combine the window positions, axis by axis (separable: max and sum both are).
-        for a in 0..r {
+        for a in 0..k.len() {
             let (n, lo) = pads[a];
             let mut acc: Option<Tensor> = None;
             // Only the taps that reach the input in some window: o * step + t - lo in 0..n
@@ -249,24 +355,6 @@ impl WindowState {
                 });
             }
             y = acc.ok_or_else(|| self.bad("empty pool".into()))?;
-        }
-        if self.pool == Pool::Average {
-            // Divide by the number of real elements of each window (a constant of the
-            // spatial shape, broadcast over batch and channels).
-            let mut shape = vec![1usize; r + 2];
-            shape[first..first + r].copy_from_slice(&out_sizes);
-            let total: usize = out_sizes.iter().product();
-            let mut values = Vec::with_capacity(total);
-            for i in 0..total {
-                let mut rest = i;
-                let mut c = 1.0f32;
-                for a in (0..r).rev() {
-                    c *= counts[a][rest % out_sizes[a]];
-                    rest /= out_sizes[a];
-                }
-                values.push(1.0 / c);
-            }
-            y = y.multiply(Tensor::constant(HostTensor::new(&shape, values)?));
         }
         Ok(y)
     }
