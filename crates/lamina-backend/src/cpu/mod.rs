@@ -142,6 +142,7 @@ impl Backend for CpuBackend {
             internal,
             uses,
             recycled: std::sync::Mutex::new(HashMap::new()),
+            projections: std::sync::Mutex::new(HashMap::new()),
         }))
     }
 }
@@ -164,6 +165,9 @@ pub struct CpuExecutable {
     /// Buffers of fused regions from earlier runs, by node, written over when nobody else
     /// holds them (a returned output the caller has dropped, a dead intermediate).
     recycled: std::sync::Mutex<HashMap<usize, Arc<HostData>>>,
+    /// Per recurrent loop node, the buffer of its input projection kept from the previous run
+    /// (tens of megabytes for a long sequence, which fresh pages would make the kernel clear).
+    projections: std::sync::Mutex<HashMap<usize, Vec<f32>>>,
     /// Per node: computed from weights and constants alone (not a leaf).
     weight_only: Vec<bool>,
     /// Per node: a weight-only value an input-dependent node (or the output) reads, kept
@@ -506,7 +510,11 @@ impl CpuExecutable {
             let ins = (0..node.inputs.len())
                 .map(|j| Ok((operands.arg(j)?.as_ref(), operands.shape_of(j))))
                 .collect::<Result<Vec<_>>>()?;
-            let outs = recurrence::run(spec, acts, &ins).map_err(|e| node.attribute(e))?;
+            let lock = || self.projections.lock().unwrap_or_else(|p| p.into_inner());
+            let mut projection = lock().remove(&i).unwrap_or_default();
+            let outs = recurrence::run(spec, acts, &ins, &mut projection);
+            lock().insert(i, projection);
+            let outs = outs.map_err(|e| node.attribute(e))?;
             loops.insert(key.clone(), outs.into_iter().map(Arc::new).collect());
         }
         loops

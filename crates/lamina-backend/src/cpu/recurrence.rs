@@ -128,11 +128,13 @@ fn kept(mask: &HostData) -> Vec<bool> {
 }
 
 /// Runs the loop on concrete inputs (in the op's order, with their shapes): `[output, final
-/// states...]`.
+/// states...]`. `projection` holds the input projection while the loop runs (a buffer of an
+/// earlier run, written over).
 pub fn run(
     spec: &RecurrenceSpec,
     (act, ract): LoopActivations,
     inputs: &[(&HostData, &[usize])],
+    projection: &mut Vec<f32>,
 ) -> Result<Vec<HostData>> {
     let LoopInputs {
         b,
@@ -147,12 +149,16 @@ pub fn run(
     } = read_inputs(spec, inputs)?;
     let u = spec.units;
     let g = spec.cell.gates() * u;
-    // Input and recurrent biases: GRU with reset_after keeps them apart (bias rows 0, 1).
-    let (in_bias, rec_bias) = match (bias, spec.cell) {
-        (Some(v), RecurrentCell::Gru { reset_after: true }) => (Some(&v[..g]), Some(&v[g..])),
-        (v, _) => (v, None),
+    // Input and recurrent biases: GRU with reset_after keeps them apart (bias rows 0, 1). An
+    // LSTM adds its bias to the sum of both products, as Keras does (`x W + h U + b`), in its
+    // steps; the other cells to the input projection.
+    let (in_bias, rec_bias, step_bias) = match (bias, spec.cell) {
+        (Some(v), RecurrentCell::Gru { reset_after: true }) => (Some(&v[..g]), Some(&v[g..]), None),
+        (v, RecurrentCell::Lstm) => (None, None, v),
+        (v, _) => (v, None, None),
     };
-    let xw = input_projection(x, kernel, in_bias, b * t, f, g);
+    input_projection(x, kernel, in_bias, (b * t, f, g), projection);
+    let xw: &[f32] = projection;
     let (rec_zr, rec_h) = gru_recurrent_parts(spec.cell, recurrent, u, g);
     let mut out_seq = vec![0f32; if spec.return_sequences { b * t * u } else { 0 }];
     let mut last = vec![0f32; b * u];
@@ -177,6 +183,7 @@ pub fn run(
         rec_zr: &rec_zr,
         rec_h: &rec_h,
         rec_bias,
+        step_bias,
         keep: keep.as_deref().map(|k| &k[r0 * t..(r0 + n) * t]),
         threads: shards == 1,
     };
@@ -315,22 +322,26 @@ fn read_inputs<'a>(
     })
 }
 
-/// The input projection `x @ kernel + bias` of every (batch, step) row.
+/// The input projection `x @ kernel + bias` of every (batch, step) row, into `xw`.
 fn input_projection(
     x: &[f32],
     kernel: &[f32],
     bias: Option<&[f32]>,
-    rows: usize,
-    f: usize,
-    g: usize,
-) -> Vec<f32> {
-    let mut xw = super::matmul::gemm_f32_new(rows, f, g, x, kernel, rows * f * g >= 1 << 18);
+    (rows, f, g): (usize, usize, usize),
+    xw: &mut Vec<f32>,
+) {
+    // Written over by the product (no need to clear a buffer of the same size).
+    xw.resize(rows * g, 0.0);
+    if f == 0 {
+        xw.fill(0.0);
+    } else {
+        super::matmul::gemm_f32_with(rows, f, g, x, kernel, xw, rows * f * g >= 1 << 18);
+    }
     if let Some(bias) = bias {
         for row in xw.chunks_exact_mut(g) {
             row.iter_mut().zip(bias).for_each(|(a, &c)| *a += c);
         }
     }
-    xw
 }
 
 /// A GRU-without-reset_after recurrent kernel split into its `z, r` and `h` columns.
@@ -377,6 +388,8 @@ struct Loop<'a> {
     rec_zr: &'a [f32],
     rec_h: &'a [f32],
     rec_bias: Option<&'a [f32]>,
+    /// The bias an LSTM adds to the sum of its two products in each step.
+    step_bias: Option<&'a [f32]>,
     keep: Option<&'a [bool]>,
     /// Whether a step may spread its products and rows over threads (not when the batch is
     /// already split over them).
@@ -486,6 +499,7 @@ impl Loop<'_> {
             u,
             g,
             xw: self.xw,
+            bias: self.step_bias,
             t: self.t,
             tt,
             z: &buf.z,
@@ -557,6 +571,8 @@ struct StepRows<'a> {
     u: usize,
     g: usize,
     xw: &'a [f32],
+    /// The bias an LSTM adds to the sum of its two products.
+    bias: Option<&'a [f32]>,
     t: usize,
     tt: usize,
     z: &'a [f32],
@@ -589,8 +605,17 @@ impl StepRows<'_> {
             }
             RecurrentCell::Lstm => {
                 let zrow = &self.z[r * g..][..g];
-                for j in 0..g {
-                    gates[j] = xrow[j] + zrow[j];
+                match self.bias {
+                    Some(bias) => {
+                        for j in 0..g {
+                            gates[j] = xrow[j] + zrow[j] + bias[j];
+                        }
+                    }
+                    None => {
+                        for j in 0..g {
+                            gates[j] = xrow[j] + zrow[j];
+                        }
+                    }
                 }
                 let (ifg, o) = gates.split_at_mut(3 * u);
                 let (i_f, cand) = ifg.split_at_mut(2 * u);
