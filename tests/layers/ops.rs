@@ -3281,6 +3281,42 @@ fn a_product_with_its_epilogue_matches_the_definition() {
 }
 
 #[test]
+fn a_batched_product_with_its_softmax_matches_the_definition() {
+    // Attention's scores: (2, 3, 70, 9) @ (2, 3, 9, 70) scaled, then a softmax over each row.
+    // The region computes each batch's product slab by slab (70 rows per batch, 420 in all)
+    // and runs the scale and the softmax on each slab.
+    let (b, h, t, d) = (2usize, 3usize, 70usize, 9usize);
+    let q: Vec<f32> = (0..b * h * t * d)
+        .map(|i| ((i * 7919) % 201) as f32 / 50.0 - 2.0)
+        .collect();
+    let k: Vec<f32> = (0..b * h * d * t)
+        .map(|i| ((i * 104729) % 199) as f32 / 50.0 - 1.99)
+        .collect();
+    let mut want = vec![0f32; b * h * t * t];
+    for bh in 0..b * h {
+        for i in 0..t {
+            let s: Vec<f64> = (0..t)
+                .map(|j| {
+                    (0..d)
+                        .map(|p| q[(bh * t + i) * d + p] as f64 * k[(bh * d + p) * t + j] as f64)
+                        .sum::<f64>()
+                        * 0.5
+                })
+                .collect();
+            let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let total: f64 = s.iter().map(|v| (v - max).exp()).sum();
+            for j in 0..t {
+                want[(bh * t + i) * t + j] = ((s[j] - max).exp() / total) as f32;
+            }
+        }
+    }
+    let got = run2(&[b, h, t, d], q, &[b, h, d, t], k, |q, k| {
+        (q.matmul(k) * 0.5).softmax(-1)
+    });
+    close(&got, &[b, h, t, t], &want, 1e-5);
+}
+
+#[test]
 fn reductions_over_the_axis_before_the_last_of_a_fused_region() {
     // (2, 300, 5): the region tanh(x * 0.5 + 0.25) feeds a sum, mean or max over its 300 rows
     // per batch element without being written out (300 rows: more than one block of 128).

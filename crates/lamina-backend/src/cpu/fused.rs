@@ -369,9 +369,12 @@ impl Builder<'_> {
                     let ok = !self.sink
                         && len == self.full
                         && sa.len() >= 2
-                        && sb.len() == 2
+                        // One right operand for all rows, or one per batch of a batched
+                        // product (attention's scores of each batch and head).
+                        && (sb.len() == 2
+                            || (sb.len() == sa.len() && sb[..sb.len() - 2] == sa[..sa.len() - 2]))
                         && self.shapes[n].len() == sa.len()
-                        && sb[1] == len
+                        && sb[sb.len() - 1] == len
                         && self.lead == lead_a
                         && lead_a.iter().product::<usize>() >= MIN_PRODUCT_ROWS
                         && self.prog.nodes[a].dtype == DType::F32
@@ -1539,6 +1542,9 @@ impl FusedKernel {
             return Some(());
         }
         let k = av.len() / m;
+        if k > 0 && bv.len() != k * n {
+            return self.run_batched_product(leaves, (av, bv), (m, k, n), out);
+        }
         if av.len() != m * k || bv.len() != k * n || out.len() != m * n {
             return None;
         }
@@ -1565,6 +1571,46 @@ impl FusedKernel {
                 let mut scratch = vec![Vec::new(); self.steps.len()];
                 self.eval_slab(leaves, &slab, first, &mut scratch, task);
             });
+        Some(())
+    }
+
+    /// [`FusedKernel::run_product`] for a batched product, whose right operand holds one
+    /// `k x n` matrix per batch of `m / batches` rows: each batch's rows in slabs of their own,
+    /// the batches over threads.
+    fn run_batched_product(
+        &self,
+        leaves: &Inputs<'_>,
+        (av, bv): (&[f32], &[f32]),
+        (m, k, n): (usize, usize, usize),
+        out: &mut [f32],
+    ) -> Option<()> {
+        let batches = bv.len() / (k * n);
+        if batches == 0 || bv.len() != batches * k * n || !m.is_multiple_of(batches) {
+            return None;
+        }
+        let per = m / batches;
+        if av.len() != m * k || out.len() != m * n || per == 0 {
+            return None;
+        }
+        let rows_per_slab = per.min((SLAB_BYTES / (4 * n)).max(64)).max(1);
+        out.par_chunks_mut(per * n).enumerate().for_each_init(
+            || vec![Vec::new(); self.steps.len()],
+            |scratch, (bi, batch)| {
+                for (si, task) in batch.chunks_mut(rows_per_slab * n).enumerate() {
+                    let first = bi * per + si * rows_per_slab;
+                    let rows = task.len() / n;
+                    let slab = super::matmul::gemm_f32_new(
+                        rows,
+                        k,
+                        n,
+                        &av[first * k..(first + rows) * k],
+                        &bv[bi * k * n..(bi + 1) * k * n],
+                        false,
+                    );
+                    self.eval_slab(leaves, &slab, first, scratch, task);
+                }
+            },
+        );
         Some(())
     }
 }
