@@ -16,6 +16,10 @@ const MIN_WEIGHTS: usize = 1 << 16;
 /// Output columns each pass over a half of the weights accumulates in registers.
 const COLUMNS: usize = 64;
 
+/// Columns per strip for a single row: 128 (eight AVX-512 accumulators, eight chains of
+/// multiply-adds that overlap, half a kilobyte of each weight row read at once).
+const WIDE_COLUMNS: usize = 128;
+
 /// Whether an m×k by k×n product is one for [`product`]: a few rows against large weights,
 /// asked for from outside rayon's pool (whose threads the helper would compete with).
 pub fn suits(m: usize, k: usize, n: usize) -> bool {
@@ -82,17 +86,17 @@ fn partial_any(
     out: &mut [f32],
 ) {
     match m {
-        1 => partial_rows::<1>(k, n, a, b, rows, out),
-        2 => partial_rows::<2>(k, n, a, b, rows, out),
-        3 => partial_rows::<3>(k, n, a, b, rows, out),
-        _ => partial_rows::<4>(k, n, a, b, rows, out),
+        1 => partial_rows::<1, WIDE_COLUMNS>(k, n, a, b, rows, out),
+        2 => partial_rows::<2, COLUMNS>(k, n, a, b, rows, out),
+        3 => partial_rows::<3, COLUMNS>(k, n, a, b, rows, out),
+        _ => partial_rows::<4, COLUMNS>(k, n, a, b, rows, out),
     }
 }
 
 /// [`partial`] for `M` rows: for each block of `COLUMNS` output columns, the `M` rows'
 /// accumulators stay in registers while the block's column strip of `b` is read row by row.
 #[inline(always)]
-fn partial_rows<const M: usize>(
+fn partial_rows<const M: usize, const COLUMNS: usize>(
     k: usize,
     n: usize,
     a: &[f32],
