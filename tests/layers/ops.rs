@@ -3281,6 +3281,37 @@ fn a_product_with_its_epilogue_matches_the_definition() {
 }
 
 #[test]
+fn large_transposes_match_the_definition_run_after_run() -> Result<()> {
+    // (4, 64, 32, 40) with its middle axes swapped, as attention splits heads: 327,680
+    // elements, enough for the CPU to split the work over threads; the second and third runs
+    // write over the first run's buffer once the caller has dropped it.
+    let (a, b, c, d) = (4usize, 64usize, 32usize, 40usize);
+    let x = Input::new(&[b, c, d]).tensor();
+    let y = Lambda::new(|t: &Tensor| t.transpose(&[0, 2, 1, 3]) * 2.0).call(&x)?;
+    let z = Lambda::new(|t: &Tensor| t.transpose(&[0, 2, 1, 3])).call(&x)?;
+    let model = Model::new(&[x], &[y, z])?;
+    let session = Session::new(model.program().clone(), BackendKind::Cpu)?;
+    for run in 0..3 {
+        let data: Vec<f32> = (0..a * b * c * d).map(|i| (i + run) as f32).collect();
+        let out = session.run(&[HostTensor::new(&[a, b, c, d], data.clone())?])?;
+        let mut want = Vec::with_capacity(data.len());
+        for i in 0..a {
+            for k in 0..c {
+                for j in 0..b {
+                    let at = ((i * b + j) * c + k) * d;
+                    want.extend_from_slice(&data[at..at + d]);
+                }
+            }
+        }
+        assert_eq!(out[1].shape(), &[a, c, b, d]);
+        assert_eq!(out[1].as_f32()?, &want[..], "run {run}");
+        let doubled: Vec<f32> = want.iter().map(|v| v * 2.0).collect();
+        assert_eq!(out[0].as_f32()?, &doubled[..], "run {run}");
+    }
+    Ok(())
+}
+
+#[test]
 fn a_batched_product_with_its_softmax_matches_the_definition() {
     // Attention's scores: (2, 3, 70, 9) @ (2, 3, 9, 70) scaled, then a softmax over each row.
     // The region computes each batch's product slab by slab (70 rows per batch, 420 in all)

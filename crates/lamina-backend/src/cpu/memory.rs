@@ -17,7 +17,11 @@ pub fn is_view(op: &Op) -> bool {
 
 /// Whether a node's buffer is kept between runs to be written over by the next one.
 pub fn is_recycled(op: &Op, fused: bool) -> bool {
-    fused || matches!(op, Op::Gather { .. } | Op::Conv { .. } | Op::MatMul)
+    fused
+        || matches!(
+            op,
+            Op::Gather { .. } | Op::Conv { .. } | Op::MatMul | Op::Permute { .. }
+        )
 }
 
 /// Bytes an op holds only while it computes: broadcast operands copied to the output's shape,

@@ -59,21 +59,62 @@ pub fn gather<T: Copy>(src: &[T], shape: &[usize], strides: &[isize], offset: is
                 p += inner_stride;
             }
         }
-        // Advance the outer index like an odometer.
-        let mut axis = rank - 1;
-        loop {
-            if axis == 0 {
-                return out;
-            }
-            axis -= 1;
-            index[axis] += 1;
-            base += strides[axis];
-            if index[axis] < shape[axis] {
-                break;
-            }
-            base -= strides[axis] * shape[axis] as isize;
-            index[axis] = 0;
+        if !advance(&mut index, &mut base, shape, strides) {
+            return out;
         }
+    }
+}
+
+/// Steps the index over the leading axes (all but the last) like an odometer, moving `base`
+/// along with it; `false` once every index has wrapped around.
+#[inline(always)]
+fn advance(index: &mut [usize], base: &mut isize, shape: &[usize], strides: &[isize]) -> bool {
+    for axis in (0..index.len()).rev() {
+        index[axis] += 1;
+        *base += strides[axis];
+        if index[axis] < shape[axis] {
+            return true;
+        }
+        *base -= strides[axis] * shape[axis] as isize;
+        index[axis] = 0;
+    }
+    false
+}
+
+/// Reads `src` through a view (`shape`, `strides`, `offset`) into `dst`, which holds exactly
+/// the view's elements: [`gather`] without allocating, runs along the last axis copied in
+/// vector pieces rather than by `memcpy` calls.
+pub fn gather_into<T: Copy>(
+    dst: &mut [T],
+    src: &[T],
+    shape: &[usize],
+    strides: &[isize],
+    offset: isize,
+) {
+    let rank = shape.len();
+    if dst.is_empty() {
+        return;
+    }
+    if rank == 0 {
+        dst[0] = src[offset as usize];
+        return;
+    }
+    let inner = shape[rank - 1];
+    let inner_stride = strides[rank - 1];
+    let mut index = vec![0usize; rank - 1];
+    let mut base = offset;
+    for row in dst.chunks_exact_mut(inner.max(1)) {
+        if inner_stride == 1 {
+            let start = base as usize;
+            copy_row(row, &src[start..start + inner]);
+        } else {
+            let mut p = base;
+            for o in row.iter_mut() {
+                *o = src[p as usize];
+                p += inner_stride;
+            }
+        }
+        advance(&mut index, &mut base, shape, strides);
     }
 }
 
@@ -111,5 +152,12 @@ mod tests {
         assert_eq!(gather(&[1, 2], &[2, 3], &s, 0), vec![1, 1, 1, 2, 2, 2]);
         // Reversed: start at the end with a negative stride.
         assert_eq!(gather(&[1, 2, 3], &[3], &[-1], 2), vec![3, 2, 1]);
+        // Into a buffer: the same elements as `gather`, for a permutation of (2, 3, 4).
+        let src: Vec<i32> = (0..24).collect();
+        let (shape, strides) = ([4, 2, 3], [1, 12, 4]);
+        let mut dst = vec![-1; 24];
+        gather_into(&mut dst, &src, &shape, &strides, 0);
+        assert_eq!(dst, gather(&src, &shape, &strides, 0));
+        assert_eq!(&dst[..6], &[0, 4, 8, 12, 16, 20]);
     }
 }
