@@ -110,6 +110,67 @@ fn transpose_nhwc_to_nchw(x: &[f32], [n, h, w, c]: [usize; 4]) -> Vec<f32> {
     out
 }
 
+/// First layers of image models: 3 input channels and more output channels than one panel of
+/// 32 (40: a full panel and a partial one), strided, padded and dilated along the height, on
+/// a batch whose positions do not fill the last register tile, against the definition.
+#[test]
+fn first_layers_over_rgb_images_against_the_definition() -> Result<()> {
+    let (n, h, w, c, f) = (3, 17, 15, 3, 40);
+    let cases: &[(Padding, [usize; 2], [usize; 2], [usize; 2])] = &[
+        (Padding::Same, [2, 2], [1, 1], [3, 3]),
+        (Padding::Valid, [2, 2], [1, 1], [7, 7]),
+        (Padding::Same, [1, 1], [2, 1], [3, 3]),
+        (Padding::Same, [1, 2], [1, 1], [2, 4]),
+    ];
+    for (case, &(padding, strides, dil, k)) in cases.iter().enumerate() {
+        let x = values(n * h * w * c, 300 + case as u64);
+        let kernel = values(k[0] * k[1] * c * f, 400 + case as u64);
+        let bias = values(f, 500 + case as u64);
+        let layer = Conv2D::new(f, k)
+            .strides(strides)
+            .padding(padding)
+            .dilation_rate(dil);
+        let model = model_of(&[h, w, c], &|t| layer.call(t))?;
+        layer.set_weight(
+            "kernel",
+            HostTensor::new(&[k[0], k[1], c, f], kernel.clone())?,
+        )?;
+        layer.set_weight("bias", HostTensor::new(&[f], bias.clone())?)?;
+        let keff = [(k[0] - 1) * dil[0] + 1, (k[1] - 1) * dil[1] + 1];
+        let (out, pad): (Vec<usize>, Vec<usize>) = (0..2)
+            .map(|a| {
+                let len = [h, w][a];
+                match padding {
+                    Padding::Same => {
+                        let o = len.div_ceil(strides[a]);
+                        let total = ((o - 1) * strides[a] + keff[a]).saturating_sub(len);
+                        (o, total / 2)
+                    }
+                    _ => ((len - keff[a]) / strides[a] + 1, 0),
+                }
+            })
+            .unzip();
+        let want = conv_ref(
+            &x,
+            [n, h, w, c],
+            &kernel,
+            [k[0], k[1], c, f],
+            Some(&bias),
+            Ref {
+                stride: strides,
+                dil,
+                pad: [pad[0], pad[1]],
+                groups: 1,
+            },
+            [out[0], out[1]],
+        );
+        let got = run_both(&model, &[HostTensor::new(&[n, h, w, c], x)?]);
+        assert_eq!(got[0].shape(), &[n, out[0], out[1], f], "case {case}");
+        assert_close(&got[0].to_f32_vec(), &want, &format!("rgb case {case}"));
+    }
+    Ok(())
+}
+
 #[test]
 fn conv2d_against_the_definition() -> Result<()> {
     // (padding, strides, dilation, groups): (top, left) padding and output size worked out here.

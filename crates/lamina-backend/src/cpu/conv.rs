@@ -3,6 +3,7 @@
 //! by the product itself (it accumulates onto the bias written first), blocks spread over
 //! threads.
 
+use super::conv_narrow::{self, Narrow};
 use lamina_graph::op::ConvSpec;
 use lamina_graph::{Error, HostData, Result};
 use rayon::prelude::*;
@@ -12,22 +13,22 @@ use std::sync::Arc;
 const BLOCK_FLOATS: usize = 1 << 16;
 
 /// The geometry of one convolution with two spatial axes (a 1-D one has height 1).
-struct Geometry {
-    n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    kh: usize,
-    kw: usize,
-    cig: usize,
-    cout: usize,
-    oh: usize,
-    ow: usize,
-    stride: [usize; 2],
-    dil: [usize; 2],
-    spread: [usize; 2],
-    pad: [usize; 2],
-    groups: usize,
+pub(super) struct Geometry {
+    pub(super) n: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) c: usize,
+    pub(super) kh: usize,
+    pub(super) kw: usize,
+    pub(super) cig: usize,
+    pub(super) cout: usize,
+    pub(super) oh: usize,
+    pub(super) ow: usize,
+    pub(super) stride: [usize; 2],
+    pub(super) dil: [usize; 2],
+    pub(super) spread: [usize; 2],
+    pub(super) pad: [usize; 2],
+    pub(super) groups: usize,
 }
 
 impl Geometry {
@@ -206,6 +207,9 @@ pub fn scratch_bytes(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpec)
     if g.is_pointwise() || g.is_depthwise() || rows == 0 || g.cout == 0 {
         return 0;
     }
+    if conv_narrow::suits(&g) {
+        return Narrow::bytes(&g);
+    }
     let threads = rayon::current_num_threads().max(1);
     let block = block_rows(rows, kdim, threads).min(rows);
     (block as u64)
@@ -355,6 +359,8 @@ pub struct ConvRows<'a> {
     x: &'a [f32],
     kernel: &'a [f32],
     bias: Option<&'a [f32]>,
+    /// The padded input and packed kernel of a convolution of few input channels.
+    narrow: Option<Narrow>,
 }
 
 impl<'a> ConvRows<'a> {
@@ -389,7 +395,14 @@ impl<'a> ConvRows<'a> {
                 "conv: the input, kernel and bias sizes do not match their shapes",
             ));
         }
-        Ok(ConvRows { g, x, kernel, bias })
+        let narrow = conv_narrow::suits(&g).then(|| Narrow::new(&g, x, kernel));
+        Ok(ConvRows {
+            g,
+            x,
+            kernel,
+            bias,
+            narrow,
+        })
     }
 
     /// Output rows per slab: as many as keep a slab's patches in cache.
@@ -403,6 +416,8 @@ impl<'a> ConvRows<'a> {
     pub fn rows(&self, r0: usize, dst: &mut [f32], patches: &mut Vec<f32>) {
         if self.g.is_depthwise() {
             depthwise_rows(&self.g, self.x, self.kernel, self.bias, r0, dst);
+        } else if let Some(narrow) = &self.narrow {
+            narrow.rows(&self.g, self.bias, r0, dst);
         } else {
             dense_rows(&self.g, self.x, self.kernel, self.bias, r0, dst, patches);
         }

@@ -1,6 +1,7 @@
 //! The CPU interpreter: the reference semantics of every primitive op.
 
 mod conv;
+mod conv_narrow;
 mod elementwise;
 mod fused;
 mod gemv;

@@ -210,12 +210,12 @@ impl MultiHeadAttention {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(self.bad(format!("dropout {} is not in [0, 1)", self.dropout)));
         }
-        if let Some(o) = &self.output_shape {
-            if o.is_empty() || o.contains(&0) {
-                return Err(self.bad(format!(
-                    "output_shape {o:?} must be non-empty sizes of at least 1"
-                )));
-            }
+        if let Some(o) = &self.output_shape
+            && (o.is_empty() || o.contains(&0))
+        {
+            return Err(self.bad(format!(
+                "output_shape {o:?} must be non-empty sizes of at least 1"
+            )));
         }
         Ok(())
     }
@@ -301,13 +301,14 @@ impl MultiHeadAttention {
             m = m.expand_dims(-(at as isize));
         }
         for (i, (d, s)) in m.shape().dims().iter().zip(&scores).enumerate() {
-            if let (Dim::Known(a), Dim::Known(b)) = (d, s) {
-                if *a != 1 && a != b {
-                    return Err(fail(
-                        &m,
-                        format!("axis {i} is {a}, neither 1 nor the scores' {b}"),
-                    ));
-                }
+            if let (Dim::Known(a), Dim::Known(b)) = (d, s)
+                && *a != 1
+                && a != b
+            {
+                return Err(fail(
+                    &m,
+                    format!("axis {i} is {a}, neither 1 nor the scores' {b}"),
+                ));
             }
         }
         if n == 1 {
@@ -557,13 +558,13 @@ impl MultiHeadAttention {
         // Key and value must agree on every axis but the features.
         let (ks, vs) = (key.shape(), value.shape());
         for i in 0..r - 1 {
-            if let (Dim::Known(a), Dim::Known(b)) = (ks.dims()[i], vs.dims()[i]) {
-                if a != b {
-                    return Err(self.shape_error(
-                        &[key, value],
-                        format!("key and value differ on axis {i} ({a} vs {b})"),
-                    ));
-                }
+            if let (Dim::Known(a), Dim::Known(b)) = (ks.dims()[i], vs.dims()[i])
+                && a != b
+            {
+                return Err(self.shape_error(
+                    &[key, value],
+                    format!("key and value differ on axis {i} ({a} vs {b})"),
+                ));
             }
         }
         Ok([dq, dv, dk])
@@ -868,10 +869,10 @@ fn scores_by_axes(
         .map(|&a| key.shape().dims()[a].known())
         .collect();
     let mut s = scores;
-    if layout.axes.len() > 1 {
-        if let (Some(qs), Some(ks)) = (q_sizes, s_sizes) {
-            s = unflatten(&unflatten(&s, layout.at + 1, &ks), layout.at, qs);
-        }
+    if layout.axes.len() > 1
+        && let (Some(qs), Some(ks)) = (q_sizes, s_sizes)
+    {
+        s = unflatten(&unflatten(&s, layout.at + 1, &ks), layout.at, qs);
     }
     s
 }
