@@ -3283,8 +3283,7 @@ fn a_product_with_its_epilogue_matches_the_definition() {
 #[test]
 fn large_transposes_match_the_definition_run_after_run() -> Result<()> {
     // (4, 64, 32, 40) with its middle axes swapped, as attention splits heads: 327,680
-    // elements, enough for the CPU to split the work over threads; the second and third runs
-    // write over the first run's buffer once the caller has dropped it.
+    // elements, enough for the CPU to split the work over threads; three runs of one session.
     let (a, b, c, d) = (4usize, 64usize, 32usize, 40usize);
     let x = Input::new(&[b, c, d]).tensor();
     let y = Lambda::new(|t: &Tensor| t.transpose(&[0, 2, 1, 3]) * 2.0).call(&x)?;

@@ -17,11 +17,7 @@ pub fn is_view(op: &Op) -> bool {
 
 /// Whether a node's buffer is kept between runs to be written over by the next one.
 pub fn is_recycled(op: &Op, fused: bool) -> bool {
-    fused
-        || matches!(
-            op,
-            Op::Gather { .. } | Op::Conv { .. } | Op::MatMul | Op::Permute { .. }
-        )
+    fused || matches!(op, Op::Gather { .. } | Op::Conv { .. } | Op::MatMul)
 }
 
 /// Bytes an op holds only while it computes: broadcast operands copied to the output's shape,

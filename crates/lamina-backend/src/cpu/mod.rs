@@ -448,9 +448,7 @@ impl CpuExecutable {
                 Arc::new(reduce::scan(*op, arg(0)?, shape_of(0), *axis)?)
             }
             Op::Reshape { .. } | Op::ExpandDims { .. } | Op::Squeeze { .. } => arg(0)?.clone(),
-            Op::Permute { perm } => {
-                movement::permute_into(arg(0)?, shape_of(0), perm, self.take_recycled(i))
-            }
+            Op::Permute { perm } => Arc::new(movement::permute(arg(0)?, shape_of(0), perm)),
             Op::BroadcastTo { .. } => {
                 Arc::new(movement::broadcast(arg(0)?, shape_of(0), out_shape))
             }

@@ -22,62 +22,37 @@ pub fn view(x: &HostData, out_shape: &[usize], strides: &[isize], offset: isize)
     each_dtype!(x, |v| gather(v, out_shape, strides, offset))
 }
 
-/// Output axis `i` is input axis `perm[i]`.
+/// Output axis `i` is input axis `perm[i]`: the output's first axis split over threads when
+/// the tensor is large (a permutation of attention's heads moves megabytes each run), runs
+/// along the last axis copied in vector pieces.
 pub fn permute(x: &HostData, shape: &[usize], perm: &[usize]) -> HostData {
     let base = contiguous_strides(shape);
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let strides: Vec<isize> = perm.iter().map(|&p| base[p]).collect();
-    view(x, &out_shape, &strides, 0)
-}
-
-/// [`permute`] written into `reuse` (a buffer of an earlier run that nobody holds any more)
-/// where it has the right type and size, the output's first axis split over threads when it
-/// is large: a permutation of attention's heads moves megabytes each run.
-pub fn permute_into(
-    x: &HostData,
-    shape: &[usize],
-    perm: &[usize],
-    reuse: Option<std::sync::Arc<HostData>>,
-) -> std::sync::Arc<HostData> {
-    let base = contiguous_strides(shape);
-    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
-    let strides: Vec<isize> = perm.iter().map(|&p| base[p]).collect();
     let total: usize = out_shape.iter().product();
-    let mut buffer = reuse
-        .filter(|b| std::mem::discriminant(&**b) == std::mem::discriminant(x) && b.len() == total)
-        .unwrap_or_else(|| std::sync::Arc::new(params_like(x)));
-    let Some(out) = std::sync::Arc::get_mut(&mut buffer) else {
-        return std::sync::Arc::new(permute(x, shape, perm));
-    };
     let Some((&first, rest)) = out_shape.split_first() else {
-        return std::sync::Arc::new(permute(x, shape, perm));
+        return view(x, &out_shape, &strides, 0);
     };
     let per = total / first.max(1);
-    macro_rules! fill {
-        ($src:expr, $dst:expr) => {{
-            $dst.resize(total, Default::default());
-            let one = |(i, dst): (usize, &mut [_])| {
-                let at = strides[0] * i as isize;
-                super::strided::gather_into(dst, $src, rest, &strides[1..], at)
-            };
-            if total >= PARALLEL_PERMUTE && first > 1 && per > 0 {
-                $dst.par_chunks_mut(per).enumerate().for_each(one);
-            } else if per > 0 {
-                $dst.chunks_mut(per).enumerate().for_each(one);
-            }
-        }};
+    if per == 0 {
+        return view(x, &out_shape, &strides, 0);
     }
-    match (x, out) {
-        (HostData::F32(s), HostData::F32(d)) => fill!(s, d),
-        (HostData::I32(s), HostData::I32(d)) => fill!(s, d),
-        (HostData::U32(s), HostData::U32(d)) => fill!(s, d),
-        (HostData::Bool(s), HostData::Bool(d)) => fill!(s, d),
-        _ => return std::sync::Arc::new(permute(x, shape, perm)),
-    }
-    buffer
+    each_dtype!(x, |v| {
+        let mut out = vec![Default::default(); total];
+        let one = |(i, dst): (usize, &mut [_])| {
+            let at = strides[0] * i as isize;
+            super::strided::gather_into(dst, v, rest, &strides[1..], at)
+        };
+        if total >= PARALLEL_PERMUTE && first > 1 {
+            out.par_chunks_mut(per).enumerate().for_each(one);
+        } else {
+            out.chunks_mut(per).enumerate().for_each(one);
+        }
+        out
+    })
 }
 
-/// Elements from which [`permute_into`] splits its work over threads.
+/// Elements from which [`permute`] splits its work over threads.
 const PARALLEL_PERMUTE: usize = 1 << 18;
 
 /// A NumPy slice on every axis.
