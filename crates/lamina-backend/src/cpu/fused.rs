@@ -1257,14 +1257,14 @@ impl FusedKernel {
                 }
                 Step::Softmax(a) => {
                     let x = get(*a);
-                    let m = super::math::max_ignoring_nan(x);
-                    let mut s = super::math::exp_shifted_and_sum(x, m, dst);
+                    let (m, lowest) = super::math::max_and_min_ignoring_nan(x);
+                    let mut s = super::math::exp_shifted_and_sum(x, m, lowest, dst);
                     if s.is_nan() {
                         // A NaN in the row (or +inf): again with the maximum that is NaN
                         // where the row holds one, so that the NaNs that come out are the
                         // five ops' own, the same on every instruction set.
                         let m = super::math::extreme(x, true);
-                        s = super::math::exp_shifted_and_sum(x, m, dst);
+                        s = super::math::exp_shifted_and_sum(x, m, f32::NEG_INFINITY, dst);
                     }
                     super::math::div_by_one_in_place(dst, s);
                 }

@@ -307,33 +307,51 @@ fn sum_with<const LEVELS: usize>(x: &[f32], mut cascade: Cascade<LEVELS>) -> f32
 /// pass. Each block is summed right after it is computed, so that the sum's chain of additions
 /// overlaps the next block's exponentials; the values and the sum are those of the two ops
 /// run one after the other, bit for bit.
+///
+/// `lowest` is the smallest number in `x` (or anything smaller): where every `x - m` is at
+/// least [`NORMAL_EXP_LOWEST`], each exponential is normal and is computed without `exp`'s range
+/// checks and subnormal scaling, the same value.
 #[inline(always)]
-pub fn exp_shifted_and_sum(x: &[f32], m: f32, dst: &mut [f32]) -> f32 {
-    if x.len() < SUM_BLOCK << SHALLOW_LEVELS {
-        exp_shifted_and_sum_with(x, m, dst, Cascade::<SHALLOW_LEVELS>::new())
-    } else {
-        exp_shifted_and_sum_with(x, m, dst, Cascade::<{ usize::BITS as usize }>::new())
+pub fn exp_shifted_and_sum(x: &[f32], m: f32, lowest: f32, dst: &mut [f32]) -> f32 {
+    let normal = lowest - m >= NORMAL_EXP_LOWEST;
+    match (x.len() < SUM_BLOCK << SHALLOW_LEVELS, normal) {
+        (true, true) => exp_shifted_and_sum_with::<SHALLOW_LEVELS, true>(x, m, dst),
+        (true, false) => exp_shifted_and_sum_with::<SHALLOW_LEVELS, false>(x, m, dst),
+        (false, true) => exp_shifted_and_sum_with::<{ usize::BITS as usize }, true>(x, m, dst),
+        (false, false) => exp_shifted_and_sum_with::<{ usize::BITS as usize }, false>(x, m, dst),
     }
 }
 
-/// [`exp_shifted_and_sum`] through a cascade deep enough for `x`.
+/// The lowest argument for which `exp` is certainly normal (e^-87.33 is the smallest normal
+/// float), so that [`scalar::exp_normal`] gives `exp`'s value.
+pub const NORMAL_EXP_LOWEST: f32 = -87.0;
+
+/// [`exp_shifted_and_sum`] through a cascade deep enough for `x`, with
+/// [`scalar::exp_normal`] where `NORMAL`.
 #[inline(always)]
-fn exp_shifted_and_sum_with<const LEVELS: usize>(
+fn exp_shifted_and_sum_with<const LEVELS: usize, const NORMAL: bool>(
     x: &[f32],
     m: f32,
     dst: &mut [f32],
-    mut cascade: Cascade<LEVELS>,
 ) -> f32 {
+    let mut cascade = Cascade::<LEVELS>::new();
+    let e = |v: f32| {
+        if NORMAL {
+            scalar::exp_normal(v - m)
+        } else {
+            scalar::exp(v - m)
+        }
+    };
     let split = x.len() - x.len() % SUM_BLOCK;
     let (dst_blocks, dst_rest) = dst.split_at_mut(split);
     for (o, block) in dst_blocks
         .chunks_exact_mut(SUM_BLOCK)
         .zip(x.chunks_exact(SUM_BLOCK))
     {
-        map_unary!(o, block, |v| scalar::exp(v - m));
+        map_unary!(o, block, |v| e(v));
         cascade.push(o);
     }
-    map_unary!(dst_rest, &x[split..], |v| scalar::exp(v - m));
+    map_unary!(dst_rest, &x[split..], |v| e(v));
     cascade.finish(dst_rest)
 }
 
@@ -421,15 +439,39 @@ pub fn extreme(x: &[f32], max: bool) -> f32 {
     extreme_with::<true>(x, max)
 }
 
-/// The largest value of `x` that is not NaN (-inf where there is none): [`extreme`] without
-/// its NaN probe, for softmax, which sees a NaN in the row by its sum (the NaN's exponential
-/// makes it NaN).
+/// The largest number of `x` (-inf where there is none) and the smallest (+inf where there is
+/// none), in one pass, without [`extreme`]'s NaN probe: softmax's first pass, which sees a NaN
+/// in the row by its sum (the NaN's exponential makes it NaN).
 #[inline(always)]
-pub fn max_ignoring_nan(x: &[f32]) -> f32 {
-    extreme_with::<false>(x, true)
+pub fn max_and_min_ignoring_nan(x: &[f32]) -> (f32, f32) {
+    const LANES: usize = 32;
+    let mut high = [f32::NEG_INFINITY; LANES];
+    let mut low = [f32::INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for ((h, l), &v) in high.iter_mut().zip(&mut low).zip(c) {
+            *h = if v > *h { v } else { *h };
+            *l = if v < *l { v } else { *l };
+        }
+    }
+    // The maximum folded as `extreme` folds it, so that a signed zero comes out the same.
+    let pick = |v: f32, l: f32| if v > l { v } else { l };
+    let h: [f32; 16] = std::array::from_fn(|i| pick(high[i + 16], high[i]));
+    let h: [f32; 8] = std::array::from_fn(|i| pick(h[i + 8], h[i]));
+    let h: [f32; 4] = std::array::from_fn(|i| pick(h[i + 4], h[i]));
+    let mut m = pick(pick(h[3], h[1]), pick(h[2], h[0]));
+    let mut lowest = low
+        .iter()
+        .fold(f32::INFINITY, |a, &b| if b < a { b } else { a });
+    for &v in rest {
+        m = pick(v, m);
+        lowest = if v < lowest { v } else { lowest };
+    }
+    (m, lowest)
 }
 
-/// [`extreme`], and where `NAN` is false [`max_ignoring_nan`]'s extreme of the numbers alone.
+/// [`extreme`], and where `NAN` is false the extreme of the numbers alone.
 #[inline(always)]
 fn extreme_with<const NAN: bool>(x: &[f32], max: bool) -> f32 {
     const LANES: usize = 32;
@@ -591,7 +633,10 @@ mod tests {
     /// NaN wherever the row holds one.
     #[test]
     fn extremes_follow_the_definition_with_nan_anywhere() {
-        assert_eq!(max_ignoring_nan(&[f32::NAN; 40]), f32::NEG_INFINITY);
+        assert_eq!(
+            max_and_min_ignoring_nan(&[f32::NAN; 40]),
+            (f32::NEG_INFINITY, f32::INFINITY)
+        );
         for len in 0..100usize {
             let row: Vec<f32> = (0..len)
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.25)
@@ -619,9 +664,13 @@ mod tests {
                         assert_eq!(got, want, "length {len}");
                     }
                 }
-                // The maximum of the numbers: the fold above skips NaN (a comparison with it
+                // The extremes of the numbers: the folds above skip NaN (a comparison with it
                 // is false).
-                assert_eq!(max_ignoring_nan(r), max, "length {len}, NaN ignored");
+                assert_eq!(
+                    max_and_min_ignoring_nan(r),
+                    (max, min),
+                    "length {len}, NaN ignored"
+                );
             }
         }
     }
@@ -736,10 +785,42 @@ mod tests {
                 );
                 let want = sum(&e);
                 let mut got = vec![0f32; len];
-                let s = exp_shifted_and_sum(row, m, &mut got);
+                let s = exp_shifted_and_sum(row, m, f32::NEG_INFINITY, &mut got);
                 assert!(same(s, want), "len {len}, m {m}: sum {s:e} != {want:e}");
                 for i in 0..len {
                     assert!(same(got[i], e[i]), "len {len}, m {m}, element {i}");
+                }
+                // Rows whose every exponential is normal take `exp_normal`: the same bits,
+                // down to the edge of the normal range.
+                let (top, low) = max_and_min_ignoring_nan(row);
+                assert!(
+                    same(top, extreme_with::<false>(row, true)),
+                    "len {len}: maximum"
+                );
+                let normal: Vec<f32> = row
+                    .iter()
+                    .map(|&v| {
+                        if v.is_nan() {
+                            v
+                        } else {
+                            v.clamp(top - 86.0, top)
+                        }
+                    })
+                    .collect();
+                let mut e = vec![0f32; len];
+                unary_slice(
+                    UnaryOp::Exp,
+                    &normal.iter().map(|v| v - top).collect::<Vec<_>>(),
+                    &mut e,
+                );
+                let (ntop, nlow) = max_and_min_ignoring_nan(&normal);
+                let s = exp_shifted_and_sum(&normal, ntop, nlow, &mut got);
+                if top.is_finite() && len > 0 && !row.iter().any(|v| v.is_nan()) {
+                    assert!(nlow - ntop >= NORMAL_EXP_LOWEST, "len {len}: {low} {nlow}");
+                }
+                assert!(same(s, sum(&e)), "len {len}: normal sum");
+                for i in 0..len {
+                    assert!(same(got[i], e[i]), "len {len}, normal element {i}");
                 }
                 let finite: Vec<f32> = row.iter().map(|v| v.clamp(-1e6, 1e6)).collect();
                 if !finite.is_empty() && finite.len() < SUM_BLOCK << SHALLOW_LEVELS {
@@ -750,6 +831,15 @@ mod tests {
                     );
                 }
             }
+        }
+        // `exp_normal` is `exp` over the whole range it is used for, to its very edge.
+        let n = 1 << 20;
+        for i in 0..=n {
+            let v = NORMAL_EXP_LOWEST * (i as f32 / n as f32);
+            assert!(
+                same(scalar::exp_normal(v), scalar::exp(v)),
+                "exp_normal({v:e})"
+            );
         }
         assert_eq!(sum(&vec![1.0; 1 << 25]), (1 << 25) as f32);
         assert_eq!(sum(&vec![1.0; (1 << 15) - 1]), ((1 << 15) - 1) as f32);

@@ -78,10 +78,11 @@ fn exp_poly(r: f32) -> f32 {
     p.mul_add(r * r, r) + 1.0
 }
 
-/// `exp` for arguments known to give a normal result (0 to 87 here): the same value, without
-/// the range checks and the subnormal scaling. WGSL: `lamina_exp_normal`.
+/// `exp` for arguments known to give a normal result (-87 to 87): the same value, without
+/// the range checks and the subnormal scaling (one exact scaling by 2^n instead of two).
+/// WGSL: `lamina_exp_normal`.
 #[inline(always)]
-fn exp_normal(x: f32) -> f32 {
+pub fn exp_normal(x: f32) -> f32 {
     let (y, ni) = exp_parts(x);
     y * exp2i(ni)
 }
