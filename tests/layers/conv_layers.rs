@@ -90,6 +90,32 @@ fn conv_ref(
     out
 }
 
+/// The output size and the padding before each spatial axis of a convolution over `[h, w]`,
+/// worked out here from Keras's rules (`same`: the output is the input over the stride, the
+/// total padding split with the smaller half first).
+fn out_and_pad(
+    padding: Padding,
+    [h, w]: [usize; 2],
+    k: [usize; 2],
+    strides: [usize; 2],
+    dil: [usize; 2],
+) -> (Vec<usize>, Vec<usize>) {
+    let keff = [(k[0] - 1) * dil[0] + 1, (k[1] - 1) * dil[1] + 1];
+    (0..2)
+        .map(|a| {
+            let len = [h, w][a];
+            match padding {
+                Padding::Same => {
+                    let o = len.div_ceil(strides[a]);
+                    let total = ((o - 1) * strides[a] + keff[a]).saturating_sub(len);
+                    (o, total / 2)
+                }
+                _ => ((len - keff[a]) / strides[a] + 1, 0),
+            }
+        })
+        .unzip()
+}
+
 fn model_of(input: &[usize], layer: &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<Model> {
     let x = Input::new(input).tensor();
     let y = layer(&x)?;
@@ -136,20 +162,7 @@ fn first_layers_over_rgb_images_against_the_definition() -> Result<()> {
             HostTensor::new(&[k[0], k[1], c, f], kernel.clone())?,
         )?;
         layer.set_weight("bias", HostTensor::new(&[f], bias.clone())?)?;
-        let keff = [(k[0] - 1) * dil[0] + 1, (k[1] - 1) * dil[1] + 1];
-        let (out, pad): (Vec<usize>, Vec<usize>) = (0..2)
-            .map(|a| {
-                let len = [h, w][a];
-                match padding {
-                    Padding::Same => {
-                        let o = len.div_ceil(strides[a]);
-                        let total = ((o - 1) * strides[a] + keff[a]).saturating_sub(len);
-                        (o, total / 2)
-                    }
-                    _ => ((len - keff[a]) / strides[a] + 1, 0),
-                }
-            })
-            .unzip();
+        let (out, pad) = out_and_pad(padding, [h, w], k, strides, dil);
         let want = conv_ref(
             &x,
             [n, h, w, c],
@@ -199,20 +212,7 @@ fn conv2d_against_the_definition() -> Result<()> {
             HostTensor::new(&[k[0], k[1], c / groups, f], kernel.clone())?,
         )?;
         layer.set_weight("bias", HostTensor::new(&[f], bias.clone())?)?;
-        let keff = [(k[0] - 1) * dil[0] + 1, (k[1] - 1) * dil[1] + 1];
-        let (out, pad): (Vec<usize>, Vec<usize>) = (0..2)
-            .map(|a| {
-                let len = [h, w][a];
-                match padding {
-                    Padding::Same => {
-                        let o = len.div_ceil(strides[a]);
-                        let total = ((o - 1) * strides[a] + keff[a]).saturating_sub(len);
-                        (o, total / 2)
-                    }
-                    _ => ((len - keff[a]) / strides[a] + 1, 0),
-                }
-            })
-            .unzip();
+        let (out, pad) = out_and_pad(padding, [h, w], k, strides, dil);
         let want = conv_ref(
             &x,
             [n, h, w, c],

@@ -67,6 +67,26 @@ impl Geometry {
         })
     }
 
+    /// Output row `r`'s position: `(x, y, image)`.
+    #[inline]
+    pub(super) fn position(&self, r: usize) -> (usize, usize, usize) {
+        let (w, h) = (self.ow.max(1), self.oh.max(1));
+        (r % w, (r / w) % h, r / (w * h))
+    }
+
+    /// The position of the output row after the one at `(x, y, image)`: stepping along the
+    /// rows this way needs no division per row.
+    #[inline]
+    pub(super) fn next_position(&self, (x, y, b): (usize, usize, usize)) -> (usize, usize, usize) {
+        if x + 1 < self.ow {
+            (x + 1, y, b)
+        } else if y + 1 < self.oh {
+            (0, y + 1, b)
+        } else {
+            (0, 0, b + 1)
+        }
+    }
+
     /// The input row/column read by output `o` at tap `t` along axis `a` (0: height, 1:
     /// width), or `None` where it falls on padding or between spread elements.
     #[inline]
@@ -439,11 +459,7 @@ fn im2col(g: &Geometry, x: &[f32], r0: usize, m: usize, grp: usize, patches: &mu
     let c0 = grp * g.cig;
     let whole_runs = g.cig == g.c && g.dil[1] == 1 && g.spread[1] == 1 && g.kw > 0;
     // The output position of row r0, then stepped along with the rows (no divisions per row).
-    let (mut n, mut oh, mut ow) = (
-        r0 / (g.ow * g.oh).max(1),
-        (r0 / g.ow.max(1)) % g.oh.max(1),
-        r0 % g.ow.max(1),
-    );
+    let (mut ow, mut oh, mut n) = g.position(r0);
     for row in patches[..m * kdim].chunks_exact_mut(kdim) {
         for (th, taps) in row.chunks_exact_mut(g.kw * g.cig).enumerate() {
             let Some(ih) = g.source(0, oh, th, g.h) else {
@@ -471,14 +487,6 @@ fn im2col(g: &Geometry, x: &[f32], r0: usize, m: usize, grp: usize, patches: &mu
                 }
             }
         }
-        ow += 1;
-        if ow == g.ow {
-            ow = 0;
-            oh += 1;
-            if oh == g.oh {
-                oh = 0;
-                n += 1;
-            }
-        }
+        (ow, oh, n) = g.next_position((ow, oh, n));
     }
 }

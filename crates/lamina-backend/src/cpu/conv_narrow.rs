@@ -117,8 +117,8 @@ impl Narrow {
         // Per row of taps, the start of the run each position of the tile reads.
         let mut starts = vec![zeros.as_ptr(); g.kh * TILE];
         let mut sums = [0f32; TILE * PANEL];
-        // The position of row r0, then stepped along with the rows (no divisions per row).
-        let (mut ox, mut oy, mut b) = (r0 % g.ow, (r0 / g.ow) % g.oh, r0 / (g.ow * g.oh));
+        // The position of row r0, then stepped along with the rows.
+        let (mut ox, mut oy, mut b) = g.position(r0);
         let row_step = g.dil[0] * self.wp * g.c;
         for t0 in (0..m).step_by(TILE) {
             let here = TILE.min(m - t0);
@@ -133,15 +133,7 @@ impl Narrow {
                 for th in 0..g.kh {
                     starts[th * TILE + r] = window[th * row_step..].as_ptr();
                 }
-                ox += 1;
-                if ox == g.ow {
-                    ox = 0;
-                    oy += 1;
-                    if oy == g.oh {
-                        oy = 0;
-                        b += 1;
-                    }
-                }
+                (ox, oy, b) = g.next_position((ox, oy, b));
             }
             for (p, panel) in self.panels.chunks_exact(kdim * PANEL).enumerate() {
                 #[cfg(target_arch = "x86_64")]
