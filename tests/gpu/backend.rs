@@ -499,6 +499,19 @@ fn large_dispatches_fold_onto_a_2d_grid() {
     let inputs = [HostTensor::new(&[n], data(n, 11, false)).unwrap()];
     let out = gpu_session(&g, &m).run(&inputs).unwrap();
     assert_agree("chain 16.8M", &cpu_run(&m, &inputs), &out, 1e-5, 1e-6);
+    // `erfc` and the exact GELU built on it, over the same axis longer than 65,535 workgroups.
+    let m = one_lambda(&[], |x| {
+        let y = x * 3.0;
+        y.erfc() + y.gelu_with(false)
+    });
+    let out = gpu_session(&g, &m).run(&inputs).unwrap();
+    assert_agree(
+        "erfc and gelu 16.8M",
+        &cpu_run(&m, &inputs),
+        &out,
+        1e-5,
+        1e-6,
+    );
 }
 
 #[test]

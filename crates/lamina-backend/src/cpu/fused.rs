@@ -874,8 +874,7 @@ fn fuse_softmax(steps: &mut Vec<Step>, lens: &mut Vec<usize>) {
 }
 
 /// Replaces each sum of a product read by nothing else (`m = a * b`, `m + c` or `c + m`) with
-/// one [`Step::MulAdd`]: a polynomial's Horner steps (GELU's `erfc`), a normalisation's scale
-/// and shift. The same two roundings in the same order, so the same bits, in one pass over the
+/// one [`Step::MulAdd`]: a polynomial's Horner steps, a normalisation's scale and shift. The same two roundings in the same order, so the same bits, in one pass over the
 /// row instead of two.
 fn fuse_multiply_add(steps: &mut Vec<Step>, lens: &mut Vec<usize>) {
     let n = steps.len();
