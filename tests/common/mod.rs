@@ -69,6 +69,30 @@ pub fn run_both(model: &lamina::Model, inputs: &[lamina::HostTensor]) -> Vec<lam
     cpu
 }
 
+/// Runs a model on the CPU and, where there is an adapter, on the GPU; asserts the two agree
+/// within `rel` of each output's largest magnitude (for sums that the backends form in
+/// different ways, where a value near zero keeps fewer digits of its own) and returns the
+/// CPU's outputs.
+#[allow(dead_code)]
+pub fn run_both_to_scale(
+    model: &lamina::Model,
+    inputs: &[lamina::HostTensor],
+    rel: f32,
+) -> Vec<lamina::HostTensor> {
+    use lamina::{BackendKind, Session};
+    let cpu = Session::new(model.program().clone(), BackendKind::Cpu)
+        .unwrap()
+        .run(inputs)
+        .unwrap();
+    if let Some(g) = gpu() {
+        let gpu = Session::with_backend(model.program().clone(), Arc::new(g))
+            .run(inputs)
+            .unwrap();
+        assert_agree_to_scale("cpu against gpu", &cpu, &gpu, rel);
+    }
+    cpu
+}
+
 /// Asserts that two backends' outputs have the same count and shapes and agree element by
 /// element within `rel` of each output's largest finite magnitude (sums added in another
 /// order), NaN matching NaN and infinities matching exactly.

@@ -184,6 +184,73 @@ fn first_layers_over_rgb_images_against_the_definition() -> Result<()> {
     Ok(())
 }
 
+/// 3x3 convolutions of stride 1 with many channels (which the CPU computes by Winograd's
+/// F(2x2, 3x3)): odd heights and widths (partial tiles), `same` and `valid` padding, a batch
+/// whose slabs of work begin and end inside images, alone and inside a ReLU's fused region,
+/// against the definition.
+#[test]
+fn three_by_three_convolutions_of_many_channels_against_the_definition() -> Result<()> {
+    let (c, f) = (24, 40);
+    let cases: &[(Padding, [usize; 3], bool)] = &[
+        (Padding::Same, [5, 7, 6], false),
+        (Padding::Same, [2, 11, 9], true),
+        (Padding::Valid, [3, 9, 8], false),
+        (Padding::Valid, [4, 6, 5], true),
+        (Padding::Same, [1, 1, 3], false),
+    ];
+    for (case, &(padding, [n, h, w], relu)) in cases.iter().enumerate() {
+        let x = values(n * h * w * c, 600 + case as u64);
+        let kernel = values(9 * c * f, 700 + case as u64);
+        let bias = values(f, 800 + case as u64);
+        let mut layer = Conv2D::new(f, [3, 3]).padding(padding);
+        if relu {
+            layer = layer.activation(Activation::Relu);
+        }
+        let model = model_of(&[h, w, c], &|t| layer.call(t))?;
+        layer.set_weight("kernel", HostTensor::new(&[3, 3, c, f], kernel.clone())?)?;
+        layer.set_weight("bias", HostTensor::new(&[f], bias.clone())?)?;
+        let (out, pad) = out_and_pad(padding, [h, w], [3, 3], [1, 1], [1, 1]);
+        let mut want = conv_ref(
+            &x,
+            [n, h, w, c],
+            &kernel,
+            [3, 3, c, f],
+            Some(&bias),
+            Ref {
+                stride: [1, 1],
+                dil: [1, 1],
+                pad: [pad[0], pad[1]],
+                groups: 1,
+            },
+            [out[0], out[1]],
+        );
+        if relu {
+            want.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        let inputs = [HostTensor::new(&[n, h, w, c], x)?];
+        let got = common::run_both_to_scale(&model, &inputs, 1e-6);
+        assert_eq!(got[0].shape(), &[n, out[0], out[1], f], "case {case}");
+        // Within a few roundings of the output's scale: Winograd's form adds its terms in
+        // another order than the direct sum, through transforms with ±1/2.
+        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let got = got[0].to_f32_vec();
+        let worst = got
+            .iter()
+            .zip(&want)
+            .fold(0f64, |m, (&g, &w)| m.max((g as f64 - w).abs()));
+        eprintln!(
+            "3x3 case {case}: worst {:e} of scale {scale}",
+            worst / scale
+        );
+        assert!(
+            worst <= 1e-6 * scale,
+            "3x3 case {case}: off by {worst} at scale {scale}"
+        );
+        assert_close(&got, &want, &format!("3x3 case {case}"));
+    }
+    Ok(())
+}
+
 #[test]
 fn conv2d_against_the_definition() -> Result<()> {
     // (padding, strides, dilation, groups): (top, left) padding and output size worked out here.

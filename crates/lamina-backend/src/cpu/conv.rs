@@ -4,6 +4,7 @@
 //! threads.
 
 use super::conv_narrow::{self, Narrow};
+use super::conv_winograd::{self, Winograd};
 use lamina_graph::op::ConvSpec;
 use lamina_graph::{Error, HostData, Result};
 use rayon::prelude::*;
@@ -11,6 +12,15 @@ use std::sync::Arc;
 
 /// Patch-block elements aimed at per thread (floats): about 256 KiB.
 const BLOCK_FLOATS: usize = 1 << 16;
+/// The most scratch floats a thread keeps between slabs and runs (4 MiB); a larger buffer,
+/// which only a convolution of very many channels needs, is given back after each slab.
+const KEPT_SCRATCH_FLOATS: usize = 1 << 20;
+
+thread_local! {
+    /// Each thread's scratch for patches and Winograd's blocks, kept between slabs and runs:
+    /// a fresh buffer per slab was cleared first, a tenth of a convolution's time.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// The geometry of one convolution with two spatial axes (a 1-D one has height 1).
 pub(super) struct Geometry {
@@ -214,6 +224,16 @@ fn block_rows(rows: usize, kdim: usize, threads: usize) -> usize {
     block.min(rows.div_ceil(threads * 4)).max(8)
 }
 
+/// Output rows per slab of work: Winograd's form takes whole rows of its tiles, the others
+/// [`block_rows`].
+fn slab_rows(g: &Geometry, threads: usize) -> usize {
+    if conv_winograd::suits(g) {
+        Winograd::slab_rows(g, threads)
+    } else {
+        block_rows(g.n * g.oh * g.ow, g.kh * g.kw * g.cig, threads)
+    }
+}
+
 /// The bytes of patches a convolution holds while it runs: one block of `(rows, kh * kw *
 /// cig)` floats per thread (none for a pointwise convolution, which reads its input in place).
 /// The memory plan counts them, so a kernel of enormous taps times channels is refused by the
@@ -227,10 +247,13 @@ pub fn scratch_bytes(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpec)
     if g.is_pointwise() || g.is_depthwise() || rows == 0 || g.cout == 0 {
         return 0;
     }
+    let threads = rayon::current_num_threads().max(1);
     if conv_narrow::suits(&g) {
         return Narrow::bytes(&g);
     }
-    let threads = rayon::current_num_threads().max(1);
+    if conv_winograd::suits(&g) {
+        return Winograd::bytes(&g, threads.min(rows));
+    }
     let block = block_rows(rows, kdim, threads).min(rows);
     (block as u64)
         .saturating_mul(kdim as u64)
@@ -245,12 +268,11 @@ pub fn fused_scratch_bytes(sx: &[usize], sk: &[usize], out: &[usize], spec: &Con
         return 0;
     };
     let rows = g.n.saturating_mul(g.oh).saturating_mul(g.ow);
-    let kdim = g.kh.saturating_mul(g.kw).saturating_mul(g.cig);
     if rows == 0 {
         return 0;
     }
     let threads = rayon::current_num_threads().max(1);
-    let block = block_rows(rows, kdim, threads).min(rows);
+    let block = slab_rows(&g, threads).min(rows);
     let slabs = (block as u64)
         .saturating_mul(g.cout as u64)
         .saturating_mul(4)
@@ -296,19 +318,17 @@ pub fn conv(
     }
     let kdim = g.kh * g.kw * g.cig;
     let threads = rayon::current_num_threads().max(1);
-    let block = block_rows(rows, kdim, threads);
+    let block = c.slab_rows();
     let work = rows * kdim * g.cout;
-    let run_block =
-        |(bi, dst): (usize, &mut [f32]), patches: &mut Vec<f32>| c.rows(bi * block, dst, patches);
+    let run_block = |(bi, dst): (usize, &mut [f32])| c.rows(bi * block, dst);
     if work < 1 << 18 || threads == 1 {
-        let mut patches = Vec::new();
         out.chunks_mut(block * g.cout)
             .enumerate()
-            .for_each(|job| run_block(job, &mut patches));
+            .for_each(run_block);
     } else {
         out.par_chunks_mut(block * g.cout)
             .enumerate()
-            .for_each_init(Vec::new, |patches, job| run_block(job, patches));
+            .for_each(run_block);
     }
     Ok(buffer)
 }
@@ -381,6 +401,8 @@ pub struct ConvRows<'a> {
     bias: Option<&'a [f32]>,
     /// The padded input and packed kernel of a convolution of few input channels.
     narrow: Option<Narrow>,
+    /// The transformed kernel of a 3x3 convolution computed by Winograd's form.
+    winograd: Option<Winograd>,
 }
 
 impl<'a> ConvRows<'a> {
@@ -416,28 +438,40 @@ impl<'a> ConvRows<'a> {
             ));
         }
         let narrow = conv_narrow::suits(&g).then(|| Narrow::new(&g, x, kernel));
+        let winograd = conv_winograd::suits(&g).then(|| Winograd::new(&g, kernel));
         Ok(ConvRows {
             g,
             x,
             kernel,
             bias,
             narrow,
+            winograd,
         })
     }
 
     /// Output rows per slab: as many as keep a slab's patches in cache.
     pub fn slab_rows(&self) -> usize {
-        let rows = self.g.n * self.g.oh * self.g.ow;
-        let threads = rayon::current_num_threads().max(1);
-        block_rows(rows, self.g.kh * self.g.kw * self.g.cig, threads)
+        slab_rows(&self.g, rayon::current_num_threads().max(1))
     }
 
-    /// Writes output rows `r0..r0 + dst.len() / cout` into `dst`, `patches` being scratch.
-    pub fn rows(&self, r0: usize, dst: &mut [f32], patches: &mut Vec<f32>) {
+    /// Writes output rows `r0..r0 + dst.len() / cout` into `dst`.
+    pub fn rows(&self, r0: usize, dst: &mut [f32]) {
+        SCRATCH.with_borrow_mut(|scratch| {
+            self.rows_with(r0, dst, scratch);
+            if scratch.capacity() > KEPT_SCRATCH_FLOATS {
+                *scratch = Vec::new();
+            }
+        })
+    }
+
+    /// [`ConvRows::rows`] with `patches` as scratch.
+    fn rows_with(&self, r0: usize, dst: &mut [f32], patches: &mut Vec<f32>) {
         if self.g.is_depthwise() {
             depthwise_rows(&self.g, self.x, self.kernel, self.bias, r0, dst);
         } else if let Some(narrow) = &self.narrow {
             narrow.rows(&self.g, self.bias, r0, dst);
+        } else if let Some(winograd) = &self.winograd {
+            winograd.rows(&self.g, self.x, self.bias, (r0, dst), patches);
         } else {
             dense_rows(&self.g, self.x, self.kernel, self.bias, r0, dst, patches);
         }

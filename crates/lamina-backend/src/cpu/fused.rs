@@ -1508,11 +1508,11 @@ impl FusedKernel {
         out.par_chunks_mut(rows_per_task * n)
             .enumerate()
             .for_each_init(
-                || (Vec::new(), Vec::new(), vec![Vec::new(); self.steps.len()]),
-                |(slab, patches, scratch), (t, task)| {
+                || (Vec::new(), vec![Vec::new(); self.steps.len()]),
+                |(slab, scratch), (t, task)| {
                     let first = t * rows_per_task;
                     slab.resize(task.len(), 0.0);
-                    conv.rows(first, slab, patches);
+                    conv.rows(first, slab);
                     self.eval_slab(leaves, slab, first, scratch, task);
                 },
             );

@@ -2,6 +2,7 @@
 
 mod conv;
 mod conv_narrow;
+mod conv_winograd;
 mod elementwise;
 mod fused;
 mod gemv;
