@@ -514,6 +514,109 @@ fn conv_transpose_against_scatter_definition() -> Result<()> {
     Ok(())
 }
 
+/// `valid` pooling (max or mean over `pool` windows at `stride`) of channels-last `x`, in f64.
+fn pool_ref(
+    x: &[f64],
+    [n, h, w, c]: [usize; 4],
+    pool: usize,
+    stride: usize,
+    max: bool,
+) -> Vec<f64> {
+    let (oh, ow) = ((h - pool) / stride + 1, (w - pool) / stride + 1);
+    let mut out = Vec::with_capacity(n * oh * ow * c);
+    for b in 0..n {
+        for i in 0..oh {
+            for j in 0..ow {
+                for ch in 0..c {
+                    let window = (0..pool * pool).map(|t| {
+                        let (y, z) = (i * stride + t / pool, j * stride + t % pool);
+                        x[((b * h + y) * w + z) * c + ch]
+                    });
+                    out.push(if max {
+                        window.fold(f64::NEG_INFINITY, f64::max)
+                    } else {
+                        window.sum::<f64>() / (pool * pool) as f64
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A convolution with a ReLU whose output only a pooling reads (the CPU then computes the
+/// convolution slab by slab for the pooling's rows, never whole): each of the CPU's
+/// convolution kinds (Winograd's for 16 channels in, the first-layer tiles for 3, im2col for a
+/// 2x2 kernel), pools that tile the image and that overlap (3x3 at stride 2), max and mean,
+/// against the definition; and the same convolution also returned as an output, which must
+/// not change either result.
+#[test]
+fn convolutions_read_only_by_a_pooling_against_the_definition() -> Result<()> {
+    let (n, h, w, f) = (8, 13, 12, 24);
+    let cases: &[(usize, usize, usize, usize, bool)] = &[
+        // (input channels, kernel side, pool, pool stride, max)
+        (16, 3, 2, 2, true),
+        (16, 3, 3, 2, false),
+        (3, 3, 2, 2, true),
+        (10, 2, 3, 2, true),
+        (10, 2, 2, 2, false),
+    ];
+    for (case, &(c, k, pool, stride, max)) in cases.iter().enumerate() {
+        let x = values(n * h * w * c, 900 + case as u64);
+        let kernel = values(k * k * c * f, 950 + case as u64);
+        let bias = values(f, 990 + case as u64);
+        let (out, pad) = out_and_pad(Padding::Same, [h, w], [k, k], [1, 1], [1, 1]);
+        let mut conv = conv_ref(
+            &x,
+            [n, h, w, c],
+            &kernel,
+            [k, k, c, f],
+            Some(&bias),
+            Ref {
+                stride: [1, 1],
+                dil: [1, 1],
+                pad: [pad[0], pad[1]],
+                groups: 1,
+            },
+            [out[0], out[1]],
+        );
+        conv.iter_mut().for_each(|v| *v = v.max(0.0));
+        let want = pool_ref(&conv, [n, out[0], out[1], f], pool, stride, max);
+        for also_conv in [false, true] {
+            let layer = Conv2D::new(f, [k, k])
+                .padding(Padding::Same)
+                .activation(Activation::Relu);
+            let input = Input::new(&[h, w, c]).tensor();
+            let y = layer.call(&input)?;
+            let pooled = if max {
+                MaxPooling2D::new((pool, pool))
+                    .strides((stride, stride))
+                    .call(&y)?
+            } else {
+                AveragePooling2D::new((pool, pool))
+                    .strides((stride, stride))
+                    .call(&y)?
+            };
+            let outputs = if also_conv {
+                vec![pooled, y]
+            } else {
+                vec![pooled]
+            };
+            let model = Model::new(&[input], &outputs)?;
+            layer.set_weight("kernel", HostTensor::new(&[k, k, c, f], kernel.clone())?)?;
+            layer.set_weight("bias", HostTensor::new(&[f], bias.clone())?)?;
+            let inputs = [HostTensor::new(&[n, h, w, c], x.clone())?];
+            let got = common::run_both_to_scale(&model, &inputs, 1e-6);
+            let what = format!("case {case}, conv also returned: {also_conv}");
+            assert_close(&got[0].to_f32_vec(), &want, &what);
+            if also_conv {
+                assert_close(&got[1].to_f32_vec(), &conv, &what);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `valid` windowed pooling of several channels (each window position one slice of the input,
 /// strided along both spatial axes) against the definition: for every output position and
 /// channel, the maximum or mean of the window's elements; channels first too.

@@ -280,6 +280,14 @@ pub fn fused_scratch_bytes(sx: &[usize], sk: &[usize], out: &[usize], spec: &Con
     scratch_bytes(sx, sk, out, spec).saturating_add(slabs)
 }
 
+/// Output rows per slab of a fused region computing this convolution's rows (1 for shapes
+/// the CPU convolution does not take).
+pub fn fused_slab_rows(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpec) -> usize {
+    Geometry::new(sx, sk, out, spec).map_or(1, |g| {
+        slab_rows(&g, rayon::current_num_threads().max(1)).max(1)
+    })
+}
+
 /// A backend error of the CPU convolution.
 fn fail(detail: &str) -> Error {
     Error::Backend {

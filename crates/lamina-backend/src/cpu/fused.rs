@@ -159,6 +159,20 @@ pub struct FusedKernel {
     /// A reduction over the axis before the last that consumes the region's rows, with the
     /// length of that axis: the region's output is then the reduction's.
     sink: Option<(ReduceOp, usize)>,
+    /// The convolution region whose output this region alone reads, through row maps (a
+    /// pooling after a convolution): computed slab by slab for each task's rows, never
+    /// written to memory whole.
+    producer: Option<Box<Producer>>,
+}
+
+/// A convolution region computed by the region that reads it (see [`FusedKernel::producer`]).
+#[derive(Clone, Debug)]
+struct Producer {
+    /// The node the region computes (its root), which the reader's row maps index.
+    node: usize,
+    kernel: FusedKernel,
+    /// The reader's rows per task.
+    rows_per_task: usize,
 }
 
 /// A convolution computed by the region that reads it: its operands and shapes.
@@ -509,6 +523,8 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
     let mut internal: HashSet<usize> = HashSet::new();
     let consumers = consumer_counts(prog);
     let readers = readers_of(prog);
+    // Each region's nodes (inside it or read through), by root.
+    let mut members: HashMap<usize, HashSet<usize>> = HashMap::new();
     for root in (0..n).rev() {
         if !needed.contains(&root) {
             continue;
@@ -531,12 +547,13 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
                 for &r in &k.reads {
                     needed.insert(r);
                 }
-                internal.extend(through);
-                for m in inside {
+                internal.extend(through.iter().copied());
+                for &m in &inside {
                     if m != root {
                         internal.insert(m);
                     }
                 }
+                members.insert(root, inside.into_iter().chain(through).collect());
                 kernels[root] = Some(k);
             }
             _ => {
@@ -545,7 +562,95 @@ pub fn plan(prog: &Program, shapes: &[Vec<usize>]) -> (Vec<Option<FusedKernel>>,
         }
     }
     internal.retain(|m| !needed.contains(m));
+    fuse_producers(prog, &readers, &members, &mut kernels, &mut internal);
     (kernels, internal)
+}
+
+/// Hands each convolution region whose output one region alone reads, through row maps
+/// only (a pooling's taps), to that reader as its producer (see [`FusedKernel::producer`]):
+/// the convolution's output is then never written to memory whole. Only where the reader's
+/// tasks, about a convolution slab each, reach producer rows that overlap by at most a
+/// quarter (a pool's windows, not a gather from anywhere).
+fn fuse_producers(
+    prog: &Program,
+    readers: &[Vec<usize>],
+    members: &HashMap<usize, HashSet<usize>>,
+    kernels: &mut [Option<FusedKernel>],
+    internal: &mut HashSet<usize>,
+) {
+    let threads = rayon::current_num_threads().max(1) as u64;
+    for root in 0..kernels.len() {
+        let Some(reader) = &kernels[root] else {
+            continue;
+        };
+        if reader.conv.is_some() || reader.sink.is_some() || reader.row_maps.is_empty() {
+            continue;
+        }
+        // Every leaf reads one node through a row map, or is shared by every row.
+        let mut source = None;
+        let only_mapped = reader.steps.iter().all(|s| match s {
+            Step::Leaf {
+                node,
+                read: Read::Mapped { .. },
+            } => *source.get_or_insert(*node) == *node,
+            Step::Leaf { read, .. } => matches!(read, Read::Shared),
+            _ => true,
+        });
+        let Some(x) = source.filter(|_| only_mapped) else {
+            continue;
+        };
+        let Some(first) = &kernels[x] else {
+            continue;
+        };
+        let Some(c) = &first.conv else {
+            continue;
+        };
+        let read_only_here = members
+            .get(&root)
+            .is_some_and(|inside| readers[x].iter().all(|r| inside.contains(r)));
+        if first.sink.is_some()
+            || first.producer.is_some()
+            || prog.outputs.contains(&x)
+            || !read_only_here
+            || first.rows == 0
+            || reader.rows == 0
+        {
+            continue;
+        }
+        let [sx, sk, so] = &c.shapes;
+        let slab = super::conv::fused_slab_rows(sx, sk, so, &c.spec);
+        let rows_per_task = (slab * reader.rows / first.rows).max(1);
+        let (mut total, mut widest) = (0usize, 0usize);
+        for r0 in (0..reader.rows).step_by(rows_per_task) {
+            let (lo, hi) = reader.mapped_span(r0, rows_per_task.min(reader.rows - r0));
+            total += hi - lo;
+            widest = widest.max(hi - lo);
+        }
+        if total > first.rows + first.rows / 4 {
+            continue;
+        }
+        let first = kernels[x].take().expect("checked above");
+        let Some(reader) = kernels[root].as_mut() else {
+            continue;
+        };
+        reader.reads.retain(|&r| r != x);
+        reader.reads.extend(first.reads.iter().copied());
+        // The producer's scratch, and per thread its convolution rows and epilogue rows.
+        let rows_bytes = (widest as u64)
+            .saturating_mul(first.row_len as u64)
+            .saturating_mul(8)
+            .saturating_mul(threads);
+        reader.scratch = reader
+            .scratch
+            .saturating_add(first.scratch)
+            .saturating_add(rows_bytes);
+        reader.producer = Some(Box::new(Producer {
+            node: x,
+            kernel: first,
+            rows_per_task,
+        }));
+        internal.insert(x);
+    }
 }
 
 /// A planned region: its kernel, the nodes inside it, and the nodes it reads through.
@@ -755,6 +860,7 @@ fn build_region(
             conv: b.conv,
             // A sink's region never computes a product or convolution (see `Builder::sink`).
             sink: sink.map(|(_, op, count)| (op, count)),
+            producer: None,
         },
         inside,
         through: b.through,
@@ -1317,14 +1423,10 @@ impl FusedKernel {
         out_len: usize,
         reuse: Option<std::sync::Arc<HostData>>,
     ) -> Option<std::sync::Arc<HostData>> {
-        let data: Vec<Option<std::borrow::Cow<'_, [f32]>>> = self
-            .steps
-            .iter()
-            .map(|s| match s {
-                Step::Leaf { node, .. } => values[*node].as_deref().and_then(as_f32),
-                _ => None,
-            })
-            .collect();
+        if let Some(p) = &self.producer {
+            return self.run_with_producer(values, out_len, reuse, p);
+        }
+        let leaves = self.inputs(values)?;
         let product = self.steps.iter().find_map(|s| match s {
             Step::Leaf {
                 read: Read::Product { a, b },
@@ -1332,41 +1434,6 @@ impl FusedKernel {
             } => Some((*a, *b)),
             _ => None,
         });
-        if self.steps.iter().zip(&data).any(|(s, l)| {
-            matches!(s, Step::Leaf { read, .. } if !matches!(read, Read::Product { .. } | Read::ConvRows))
-                && l.is_none()
-        }) {
-            return None;
-        }
-        // Table rows of lookups: negative ids count from the end (the ids were checked against
-        // the table before the run; clamping keeps every read in bounds regardless).
-        let mut rows = Vec::with_capacity(self.steps.len());
-        for (si, s) in self.steps.iter().enumerate() {
-            rows.push(match s {
-                Step::Leaf {
-                    read: Read::Rows { ids },
-                    ..
-                } => {
-                    let size = (data[si].as_ref()?.len() / self.lens[si].max(1)) as i64;
-                    if size == 0 && self.rows > 0 {
-                        return None;
-                    }
-                    let fix =
-                        |i: i64| (if i < 0 { i + size } else { i }).clamp(0, size - 1) as usize;
-                    Some(std::borrow::Cow::Owned(match values[*ids].as_deref()? {
-                        HostData::I32(v) => v.iter().map(|&i| fix(i as i64)).collect(),
-                        HostData::U32(v) => v.iter().map(|&i| fix(i as i64)).collect(),
-                        _ => return None,
-                    }))
-                }
-                Step::Leaf {
-                    read: Read::Mapped { map },
-                    ..
-                } => Some(std::borrow::Cow::Borrowed(self.row_maps[*map].as_slice())),
-                _ => None,
-            });
-        }
-        let leaves = Inputs { data, rows };
         let mut buffer = reuse
             .filter(|b| matches!(&**b, HostData::F32(v) if v.len() == out_len))
             .unwrap_or_else(|| std::sync::Arc::new(HostData::F32(vec![0f32; out_len])));
@@ -1420,6 +1487,54 @@ impl FusedKernel {
 }
 
 impl FusedKernel {
+    /// What the region reads from `values`: each leaf's data and each lookup's or slice's
+    /// table rows; `None` where a buffer it reads is missing or not float32.
+    fn inputs<'v>(&'v self, values: &'v [Option<std::sync::Arc<HostData>>]) -> Option<Inputs<'v>> {
+        let data: Vec<Option<std::borrow::Cow<'_, [f32]>>> = self
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Leaf { node, .. } => values[*node].as_deref().and_then(as_f32),
+                _ => None,
+            })
+            .collect();
+        if self.steps.iter().zip(&data).any(|(s, l)| {
+            matches!(s, Step::Leaf { read, .. } if !matches!(read, Read::Product { .. } | Read::ConvRows))
+                && l.is_none()
+        }) {
+            return None;
+        }
+        // Table rows of lookups: negative ids count from the end (the ids were checked against
+        // the table before the run; clamping keeps every read in bounds regardless).
+        let mut rows = Vec::with_capacity(self.steps.len());
+        for (si, s) in self.steps.iter().enumerate() {
+            rows.push(match s {
+                Step::Leaf {
+                    read: Read::Rows { ids },
+                    ..
+                } => {
+                    let size = (data[si].as_ref()?.len() / self.lens[si].max(1)) as i64;
+                    if size == 0 && self.rows > 0 {
+                        return None;
+                    }
+                    let fix =
+                        |i: i64| (if i < 0 { i + size } else { i }).clamp(0, size - 1) as usize;
+                    Some(std::borrow::Cow::Owned(match values[*ids].as_deref()? {
+                        HostData::I32(v) => v.iter().map(|&i| fix(i as i64)).collect(),
+                        HostData::U32(v) => v.iter().map(|&i| fix(i as i64)).collect(),
+                        _ => return None,
+                    }))
+                }
+                Step::Leaf {
+                    read: Read::Mapped { map },
+                    ..
+                } => Some(std::borrow::Cow::Borrowed(self.row_maps[*map].as_slice())),
+                _ => None,
+            });
+        }
+        Some(Inputs { data, rows })
+    }
+
     /// The bytes the region holds while it runs besides its output: the patches and row
     /// slabs of a convolution it computes itself.
     pub fn scratch_bytes(&self) -> u64 {
@@ -1475,6 +1590,125 @@ impl FusedKernel {
             let pass = Pass::new(leaves, Some((slab, first)), true, false);
             self.eval_best(pass, scratch, task, first, n);
         }
+    }
+
+    /// Runs a region that reads its producer's rows (see [`FusedKernel::producer`]): each task
+    /// computes the producer's rows its row maps reach (the convolution, then the producer's
+    /// epilogue) into buffers of its own, then its own rows from them.
+    fn run_with_producer(
+        &self,
+        values: &[Option<std::sync::Arc<HostData>>],
+        out_len: usize,
+        reuse: Option<std::sync::Arc<HostData>>,
+        p: &Producer,
+    ) -> Option<std::sync::Arc<HostData>> {
+        let k1 = &p.kernel;
+        let c = k1.conv.as_ref()?;
+        let bias = match c.bias {
+            Some(b) => Some(values[b].as_deref()?),
+            None => None,
+        };
+        let [sx, sk, so] = &c.shapes;
+        let conv = super::conv::ConvRows::new(
+            (values[c.x].as_deref()?, sx),
+            (values[c.kernel].as_deref()?, sk),
+            bias,
+            &c.spec,
+            so,
+        )
+        .ok()?;
+        let first_leaves = k1.inputs(values)?;
+        // This region's own leaves other than the producer's rows (shared values).
+        let own: Vec<Option<std::borrow::Cow<'_, [f32]>>> = self
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Leaf { node, .. } if *node != p.node => {
+                    values[*node].as_deref().and_then(as_f32)
+                }
+                _ => None,
+            })
+            .collect();
+        let mut buffer = reuse
+            .filter(|b| matches!(&**b, HostData::F32(v) if v.len() == out_len))
+            .unwrap_or_else(|| std::sync::Arc::new(HostData::F32(vec![0f32; out_len])));
+        let Some(HostData::F32(out)) = std::sync::Arc::get_mut(&mut buffer) else {
+            return None;
+        };
+        let (n, width) = (self.row_len, k1.row_len);
+        if out_len == 0 || n == 0 || width == 0 {
+            return Some(buffer);
+        }
+        out.par_chunks_mut(p.rows_per_task * n)
+            .enumerate()
+            .for_each_init(
+                || {
+                    let scratch = |k: &FusedKernel| vec![Vec::new(); k.steps.len()];
+                    (Vec::new(), Vec::new(), scratch(k1), scratch(self))
+                },
+                |(conv_rows, rows, first_scratch, scratch), (t, task)| {
+                    let r0 = t * p.rows_per_task;
+                    let m = task.len() / n;
+                    let (lo, hi) = self.mapped_span(r0, m);
+                    conv_rows.resize((hi - lo) * width, 0.0);
+                    conv.rows(lo, conv_rows);
+                    rows.resize((hi - lo) * width, 0.0);
+                    k1.eval_slab(&first_leaves, conv_rows, lo, first_scratch, rows);
+                    // The task's rows read the producer's rows lo..hi as rows 0.., through
+                    // their row maps shifted by lo.
+                    let data = self
+                        .steps
+                        .iter()
+                        .zip(&own)
+                        .map(|(s, d)| match s {
+                            Step::Leaf { node, .. } if *node == p.node => {
+                                Some(std::borrow::Cow::Borrowed(&rows[..]))
+                            }
+                            _ => d.as_deref().map(std::borrow::Cow::Borrowed),
+                        })
+                        .collect();
+                    let maps = self
+                        .steps
+                        .iter()
+                        .map(|s| match s {
+                            Step::Leaf {
+                                read: Read::Mapped { map },
+                                ..
+                            } => Some(std::borrow::Cow::Owned(
+                                self.row_maps[*map][r0..r0 + m]
+                                    .iter()
+                                    .map(|&i| i - lo)
+                                    .collect(),
+                            )),
+                            _ => None,
+                        })
+                        .collect();
+                    let leaves = Inputs { data, rows: maps };
+                    // Short rows (a pool's 32 channels) in blocks, as the region would run
+                    // alone: per row, the steps' own overhead outweighs their work.
+                    if self.blockwise {
+                        let pass = Pass::new(&leaves, None, false, false);
+                        self.eval_best(pass, scratch, task, 0, BLOCK);
+                    } else {
+                        let pass = Pass::new(&leaves, None, true, false);
+                        self.eval_best(pass, scratch, task, 0, n);
+                    }
+                },
+            );
+        Some(buffer)
+    }
+
+    /// The producer's rows that this region's rows `r0..r0 + m` read through their row maps:
+    /// `lo..hi`.
+    fn mapped_span(&self, r0: usize, m: usize) -> (usize, usize) {
+        let (mut lo, mut hi) = (usize::MAX, 0);
+        for map in &self.row_maps {
+            for &i in &map[r0..r0 + m] {
+                lo = lo.min(i);
+                hi = hi.max(i + 1);
+            }
+        }
+        (lo.min(hi), hi)
     }
 
     /// Row mode for a region that computes its own convolution: the output positions are cut
