@@ -12,15 +12,6 @@ use std::sync::Arc;
 
 /// Patch-block elements aimed at per thread (floats): about 256 KiB.
 const BLOCK_FLOATS: usize = 1 << 16;
-/// The most scratch floats a thread keeps between slabs and runs (4 MiB); a larger buffer,
-/// which only a convolution of very many channels needs, is given back after each slab.
-const KEPT_SCRATCH_FLOATS: usize = 1 << 20;
-
-thread_local! {
-    /// Each thread's scratch for patches and Winograd's blocks, kept between slabs and runs:
-    /// a fresh buffer per slab was cleared first, a tenth of a convolution's time.
-    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 
 /// The geometry of one convolution with two spatial axes (a 1-D one has height 1).
 pub(super) struct Geometry {
@@ -464,12 +455,7 @@ impl<'a> ConvRows<'a> {
 
     /// Writes output rows `r0..r0 + dst.len() / cout` into `dst`.
     pub fn rows(&self, r0: usize, dst: &mut [f32]) {
-        SCRATCH.with_borrow_mut(|scratch| {
-            self.rows_with(r0, dst, scratch);
-            if scratch.capacity() > KEPT_SCRATCH_FLOATS {
-                *scratch = Vec::new();
-            }
-        })
+        super::scratch::with_buffers(|[patches]| self.rows_with(r0, dst, patches))
     }
 
     /// [`ConvRows::rows`] with `patches` as scratch.

@@ -16,8 +16,9 @@ const MIN_CHANNELS: usize = 16;
 /// run (about 4 of a tile's multiply-adds per kernel element), pays for itself: below it the
 /// direct form is kept (ResNet50's 28x28, 14x14 and 7x7 stages at batch 1 ran slower).
 const MIN_TILES: usize = 256;
-/// Floats of transformed input and products one block of tiles holds (1 MiB: within L2).
-const BLOCK_FLOATS: usize = 1 << 18;
+/// Floats of transformed input and products one block of tiles holds (512 KiB: a quarter of
+/// L2; 1 MiB and 256 KiB were 3-5% slower on cnn's convolutions).
+const BLOCK_FLOATS: usize = 1 << 17;
 /// The fewest and most tiles per block.
 const BLOCK_TILES: (usize, usize) = (8, 256);
 

@@ -1644,55 +1644,57 @@ impl FusedKernel {
             .for_each_init(
                 || {
                     let scratch = |k: &FusedKernel| vec![Vec::new(); k.steps.len()];
-                    (Vec::new(), Vec::new(), scratch(k1), scratch(self))
+                    (scratch(k1), scratch(self))
                 },
-                |(conv_rows, rows, first_scratch, scratch), (t, task)| {
-                    let r0 = t * p.rows_per_task;
-                    let m = task.len() / n;
-                    let (lo, hi) = self.mapped_span(r0, m);
-                    conv_rows.resize((hi - lo) * width, 0.0);
-                    conv.rows(lo, conv_rows);
-                    rows.resize((hi - lo) * width, 0.0);
-                    k1.eval_slab(&first_leaves, conv_rows, lo, first_scratch, rows);
-                    // The task's rows read the producer's rows lo..hi as rows 0.., through
-                    // their row maps shifted by lo.
-                    let data = self
-                        .steps
-                        .iter()
-                        .zip(&own)
-                        .map(|(s, d)| match s {
-                            Step::Leaf { node, .. } if *node == p.node => {
-                                Some(std::borrow::Cow::Borrowed(&rows[..]))
-                            }
-                            _ => d.as_deref().map(std::borrow::Cow::Borrowed),
-                        })
-                        .collect();
-                    let maps = self
-                        .steps
-                        .iter()
-                        .map(|s| match s {
-                            Step::Leaf {
-                                read: Read::Mapped { map },
-                                ..
-                            } => Some(std::borrow::Cow::Owned(
-                                self.row_maps[*map][r0..r0 + m]
-                                    .iter()
-                                    .map(|&i| i - lo)
-                                    .collect(),
-                            )),
-                            _ => None,
-                        })
-                        .collect();
-                    let leaves = Inputs { data, rows: maps };
-                    // Short rows (a pool's 32 channels) in blocks, as the region would run
-                    // alone: per row, the steps' own overhead outweighs their work.
-                    if self.blockwise {
-                        let pass = Pass::new(&leaves, None, false, false);
-                        self.eval_best(pass, scratch, task, 0, BLOCK);
-                    } else {
-                        let pass = Pass::new(&leaves, None, true, false);
-                        self.eval_best(pass, scratch, task, 0, n);
-                    }
+                |(first_scratch, scratch), (t, task)| {
+                    super::scratch::with_buffers(|[conv_rows, rows]| {
+                        let r0 = t * p.rows_per_task;
+                        let m = task.len() / n;
+                        let (lo, hi) = self.mapped_span(r0, m);
+                        conv_rows.resize((hi - lo) * width, 0.0);
+                        conv.rows(lo, conv_rows);
+                        rows.resize((hi - lo) * width, 0.0);
+                        k1.eval_slab(&first_leaves, conv_rows, lo, first_scratch, rows);
+                        // The task's rows read the producer's rows lo..hi as rows 0.., through
+                        // their row maps shifted by lo.
+                        let data = self
+                            .steps
+                            .iter()
+                            .zip(&own)
+                            .map(|(s, d)| match s {
+                                Step::Leaf { node, .. } if *node == p.node => {
+                                    Some(std::borrow::Cow::Borrowed(&rows[..]))
+                                }
+                                _ => d.as_deref().map(std::borrow::Cow::Borrowed),
+                            })
+                            .collect();
+                        let maps = self
+                            .steps
+                            .iter()
+                            .map(|s| match s {
+                                Step::Leaf {
+                                    read: Read::Mapped { map },
+                                    ..
+                                } => Some(std::borrow::Cow::Owned(
+                                    self.row_maps[*map][r0..r0 + m]
+                                        .iter()
+                                        .map(|&i| i - lo)
+                                        .collect(),
+                                )),
+                                _ => None,
+                            })
+                            .collect();
+                        let leaves = Inputs { data, rows: maps };
+                        // Short rows (a pool's 32 channels) in blocks, as the region would run
+                        // alone: per row, the steps' own overhead outweighs their work.
+                        if self.blockwise {
+                            let pass = Pass::new(&leaves, None, false, false);
+                            self.eval_best(pass, scratch, task, 0, BLOCK);
+                        } else {
+                            let pass = Pass::new(&leaves, None, true, false);
+                            self.eval_best(pass, scratch, task, 0, n);
+                        }
+                    })
                 },
             );
         Some(buffer)
@@ -1742,12 +1744,14 @@ impl FusedKernel {
         out.par_chunks_mut(rows_per_task * n)
             .enumerate()
             .for_each_init(
-                || (Vec::new(), vec![Vec::new(); self.steps.len()]),
-                |(slab, scratch), (t, task)| {
+                || vec![Vec::new(); self.steps.len()],
+                |scratch, (t, task)| {
                     let first = t * rows_per_task;
-                    slab.resize(task.len(), 0.0);
-                    conv.rows(first, slab);
-                    self.eval_slab(leaves, slab, first, scratch, task);
+                    super::scratch::with_buffers(|[slab]| {
+                        slab.resize(task.len(), 0.0);
+                        conv.rows(first, slab);
+                        self.eval_slab(leaves, slab, first, scratch, task);
+                    })
                 },
             );
         Some(())

@@ -14,6 +14,7 @@ mod movement;
 mod pair;
 mod recurrence;
 mod reduce;
+mod scratch;
 mod stream;
 mod strided;
 mod vector;
