@@ -514,6 +514,54 @@ fn conv_transpose_against_scatter_definition() -> Result<()> {
     Ok(())
 }
 
+/// A session keeps a 3x3 convolution's transformed kernel between runs (Winograd's form on
+/// the CPU): a kernel set between two runs of the same session is the one the second run
+/// uses, alone and inside a fused region, against the definition.
+#[test]
+fn a_kernel_set_between_runs_is_the_one_used() -> Result<()> {
+    let (n, h, w, c, f) = (4, 16, 16, 16, 16);
+    let x = values(n * h * w * c, 1200);
+    let inputs = [HostTensor::new(&[n, h, w, c], x.clone())?];
+    let bias = values(f, 1201);
+    for relu in [false, true] {
+        let mut layer = Conv2D::new(f, [3, 3]).padding(Padding::Same);
+        if relu {
+            layer = layer.activation(Activation::Relu);
+        }
+        let model = model_of(&[h, w, c], &|t| layer.call(t))?;
+        layer.set_weight("bias", HostTensor::new(&[f], bias.clone())?)?;
+        let session = Session::new(model.program().clone(), BackendKind::Cpu)?;
+        for seed in [1300, 1301, 1300] {
+            let kernel = values(9 * c * f, seed);
+            layer.set_weight("kernel", HostTensor::new(&[3, 3, c, f], kernel.clone())?)?;
+            let mut want = conv_ref(
+                &x,
+                [n, h, w, c],
+                &kernel,
+                [3, 3, c, f],
+                Some(&bias),
+                Ref {
+                    stride: [1, 1],
+                    dil: [1, 1],
+                    pad: [1, 1],
+                    groups: 1,
+                },
+                [h, w],
+            );
+            if relu {
+                want.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            let got = session.run(&inputs)?;
+            assert_close(
+                &got[0].to_f32_vec(),
+                &want,
+                &format!("kernel {seed}, relu {relu}"),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `valid` pooling (max or mean over `pool` windows at `stride`) of channels-last `x`, in f64.
 fn pool_ref(
     x: &[f64],

@@ -115,6 +115,8 @@ pub struct MemoryPlan {
 pub struct PlanBuilder {
     plan: MemoryPlan,
     live: Vec<(usize, u64)>,
+    /// Buffers held to the end and beyond, never freed ([`PlanBuilder::keep`]).
+    kept: Vec<(usize, u64)>,
     held: u64,
 }
 
@@ -128,6 +130,7 @@ impl PlanBuilder {
                 ..MemoryPlan::default()
             },
             live: Vec::new(),
+            kept: Vec::new(),
             held: 0,
         }
     }
@@ -136,7 +139,7 @@ impl PlanBuilder {
         let now = self.held.saturating_add(extra);
         if now > self.plan.peak {
             self.plan.peak = now;
-            self.plan.live_at_peak = self.live.clone();
+            self.plan.live_at_peak = self.live.iter().chain(&self.kept).copied().collect();
         }
     }
 
@@ -146,6 +149,14 @@ impl PlanBuilder {
         self.held = self.held.saturating_add(bytes);
         self.live.push((node, bytes));
         self.note_peak(scratch);
+    }
+
+    /// A buffer of `bytes` made for `node` (a convolution's transformed kernel) and kept from
+    /// run to run: never freed, and apart from the node's own buffer.
+    pub fn keep(&mut self, node: usize, bytes: u64) {
+        self.held = self.held.saturating_add(bytes);
+        self.kept.push((node, bytes));
+        self.note_peak(0);
     }
 
     /// Frees the buffer of `node`.

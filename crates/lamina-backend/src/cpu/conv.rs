@@ -8,6 +8,7 @@ use super::conv_winograd::{self, Winograd};
 use lamina_graph::op::ConvSpec;
 use lamina_graph::{Error, HostData, Result};
 use rayon::prelude::*;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Patch-block elements aimed at per thread (floats): about 256 KiB.
@@ -279,6 +280,48 @@ pub fn fused_slab_rows(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpe
     })
 }
 
+/// Kernels transformed for Winograd's form, kept by an executable between runs: by kernel
+/// node, with the buffer they were made from, and made again when the node's value is another
+/// buffer (a weight set since). The buffer is held, so its address cannot be reused meanwhile.
+#[derive(Default)]
+pub struct KeptKernels(std::sync::Mutex<HashMap<usize, KeptKernel>>);
+
+/// A kept transform and the kernel buffer it was made from.
+type KeptKernel = (Arc<HostData>, Arc<Vec<f32>>);
+
+/// Where a convolution finds its kept kernel transform: the executable's kept kernels, the
+/// kernel's node and its value in this run.
+#[derive(Clone, Copy)]
+pub struct Kept<'a> {
+    pub kernels: &'a KeptKernels,
+    pub node: usize,
+    pub value: &'a Arc<HostData>,
+}
+
+impl Kept<'_> {
+    /// The kept transform of this kernel, made by `make` where there is none for this buffer.
+    fn get_or_make(&self, make: impl FnOnce() -> Vec<f32>) -> Arc<Vec<f32>> {
+        let mut map = self.kernels.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((value, u)) = map.get(&self.node)
+            && Arc::ptr_eq(value, self.value)
+        {
+            return u.clone();
+        }
+        // A stale transform is dropped before the new one is made.
+        map.remove(&self.node);
+        let u = Arc::new(make());
+        map.insert(self.node, (self.value.clone(), u.clone()));
+        u
+    }
+}
+
+/// The bytes of this convolution's kernel transform kept between runs (0 where it has none).
+pub fn kept_bytes(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpec) -> u64 {
+    Geometry::new(sx, sk, out, spec)
+        .filter(conv_winograd::suits)
+        .map_or(0, |g| Winograd::kernel_bytes(&g))
+}
+
 /// A backend error of the CPU convolution.
 fn fail(detail: &str) -> Error {
     Error::Backend {
@@ -295,9 +338,9 @@ pub fn conv(
     bias: Option<&HostData>,
     spec: &ConvSpec,
     out_shape: &[usize],
-    reuse: Option<Arc<HostData>>,
+    (reuse, kept): (Option<Arc<HostData>>, Option<Kept<'_>>),
 ) -> Result<Arc<HostData>> {
-    let c = ConvRows::new((x, sx), (kernel, sk), bias, spec, out_shape)?;
+    let c = ConvRows::new((x, sx), (kernel, sk), bias, spec, (out_shape, kept))?;
     let g = &c.g;
     let rows = g.n * g.oh * g.ow;
     // Every element is written below (bias or zeros first where the product adds to it), so
@@ -407,13 +450,13 @@ pub struct ConvRows<'a> {
 impl<'a> ConvRows<'a> {
     /// The convolution of `x` (shape `sx`) by `kernel` (`sk`) plus `bias`, whose output has
     /// shape `out`: an error unless it is a float32 one with one or two spatial axes whose
-    /// buffers have their shapes' sizes.
+    /// buffers have their shapes' sizes. A kernel transform is taken from `kept` where given.
     pub fn new(
         (x, sx): (&'a HostData, &[usize]),
         (kernel, sk): (&'a HostData, &[usize]),
         bias: Option<&'a HostData>,
         spec: &ConvSpec,
-        out: &[usize],
+        (out, kept): (&[usize], Option<Kept<'_>>),
     ) -> Result<ConvRows<'a>> {
         let (HostData::F32(x), HostData::F32(kernel)) = (x, kernel) else {
             return Err(fail("conv takes float32 inputs"));
@@ -437,7 +480,13 @@ impl<'a> ConvRows<'a> {
             ));
         }
         let narrow = conv_narrow::suits(&g).then(|| Narrow::new(&g, x, kernel));
-        let winograd = conv_winograd::suits(&g).then(|| Winograd::new(&g, kernel));
+        let winograd = conv_winograd::suits(&g).then(|| {
+            let make = || Winograd::transform(&g, kernel);
+            Winograd::with(match kept {
+                Some(kept) => kept.get_or_make(make),
+                None => Arc::new(make()),
+            })
+        });
         Ok(ConvRows {
             g,
             x,

@@ -5,17 +5,17 @@
 //! 16 products of `(tiles, cig)` by `(cig, cout)`, and transformed back (`Aᵀ m A`). That is
 //! 16 multiplications per tile and input channel instead of 36. The transforms' constants
 //! are 0, ±1 and ±1/2, so the results differ from the direct sums by rounding only. The
-//! kernel's transform is made once per run; the products are the `gemm` crate's.
+//! kernel's transform is made once and kept with the executable while the kernel is the same
+//! buffer (see [`super::conv::KeptKernels`]); the products are the `gemm` crate's.
 
 use super::conv::Geometry;
 
 /// Input and output channels below which the direct form is kept: with few channels the
 /// products are too short for the transforms to pay for themselves.
 const MIN_CHANNELS: usize = 16;
-/// The fewest tiles (over the whole batch) for which the kernel's transform, made once per
-/// run (about 4 of a tile's multiply-adds per kernel element), pays for itself: below it the
-/// direct form is kept (ResNet50's 28x28, 14x14 and 7x7 stages at batch 1 ran slower).
-const MIN_TILES: usize = 256;
+/// The fewest tiles (over the whole batch) for which the form pays for itself: ResNet50's
+/// 28x28 stage at batch 1 (196 tiles) gained 5%, its 7x7 stage at batch 8 (128) lost.
+const MIN_TILES: usize = 192;
 /// Floats of transformed input and products one block of tiles holds (512 KiB: a quarter of
 /// L2; 1 MiB and 256 KiB were 3-5% slower on cnn's convolutions).
 const BLOCK_FLOATS: usize = 1 << 17;
@@ -65,27 +65,38 @@ fn scratch_floats(g: &Geometry, tiles: usize) -> usize {
     16 * tiles * (g.cig + g.cout) + 16 * g.cig.max(g.cout) + g.cig
 }
 
-/// A convolution's kernel transformed for F(2x2, 3x3), made once per run.
+/// A convolution's kernel transformed for F(2x2, 3x3).
 pub(super) struct Winograd {
     /// `u[(xi * cig + c) * cout + k]`: element `xi` (of 16) of the transform of the kernel of
     /// input channel `c` and output channel `k`.
-    u: Vec<f32>,
+    u: std::sync::Arc<Vec<f32>>,
 }
 
 impl Winograd {
     /// Transforms `kernel` (`3 * 3 * cig` rows of `cout`) where [`suits`] said so.
-    pub(super) fn new(g: &Geometry, kernel: &[f32]) -> Winograd {
+    pub(super) fn transform(g: &Geometry, kernel: &[f32]) -> Vec<f32> {
         let mut u = vec![0f32; 16 * g.cig * g.cout];
         transform_kernel(g, kernel, &mut u);
+        u
+    }
+
+    /// The form with its transformed kernel `u` (from [`Winograd::transform`]).
+    pub(super) fn with(u: std::sync::Arc<Vec<f32>>) -> Winograd {
         Winograd { u }
     }
 
-    /// The bytes this form holds while it runs: the transformed kernel, and one block's
-    /// scratch for each of `threads` threads.
+    /// The bytes of the transformed kernel, kept between runs.
+    pub(super) fn kernel_bytes(g: &Geometry) -> u64 {
+        16u64
+            .saturating_mul(g.cig as u64)
+            .saturating_mul(g.cout as u64)
+            .saturating_mul(4)
+    }
+
+    /// The bytes this form holds while it runs: one block's scratch for each of `threads`
+    /// threads (the transformed kernel is counted as kept, [`Winograd::kernel_bytes`]).
     pub(super) fn bytes(g: &Geometry, threads: usize) -> u64 {
-        let kernel = 16u64 * g.cig as u64 * g.cout as u64;
-        let block = scratch_floats(g, block_tiles(g)) as u64 * threads as u64;
-        (kernel + block).saturating_mul(4)
+        (scratch_floats(g, block_tiles(g)) as u64).saturating_mul(4 * threads as u64)
     }
 
     /// Output rows per slab: whole pairs of output image rows (one row of tiles), about a

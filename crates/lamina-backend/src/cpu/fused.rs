@@ -1422,9 +1422,10 @@ impl FusedKernel {
         values: &[Option<std::sync::Arc<HostData>>],
         out_len: usize,
         reuse: Option<std::sync::Arc<HostData>>,
+        kept: &super::conv::KeptKernels,
     ) -> Option<std::sync::Arc<HostData>> {
         if let Some(p) = &self.producer {
-            return self.run_with_producer(values, out_len, reuse, p);
+            return self.run_with_producer(values, (out_len, reuse), p, kept);
         }
         let leaves = self.inputs(values)?;
         let product = self.steps.iter().find_map(|s| match s {
@@ -1465,7 +1466,7 @@ impl FusedKernel {
         } else if let Some((a, b)) = product {
             self.run_product(values, &leaves, a, b, out)?;
         } else if let Some(c) = &self.conv {
-            self.run_conv(values, &leaves, c, out)?;
+            self.run_conv(values, &leaves, c, (out, kept))?;
         } else {
             let row_len = out_len / self.rows.max(1);
             let rows_per_task = (BLOCK * BLOCKS_PER_TASK / row_len.max(1)).max(1);
@@ -1541,6 +1542,18 @@ impl FusedKernel {
         self.scratch
     }
 
+    /// The kernel node and the bytes of the transform kept between runs of the convolution
+    /// this region (or its producer) computes, if it keeps one.
+    pub fn kept_kernel(&self) -> Option<(usize, u64)> {
+        let c = self
+            .conv
+            .as_ref()
+            .or_else(|| self.producer.as_ref()?.kernel.conv.as_ref())?;
+        let [sx, sk, so] = &c.shapes;
+        let bytes = super::conv::kept_bytes(sx, sk, so, &c.spec);
+        (bytes > 0).then_some((c.kernel, bytes))
+    }
+
     /// Row mode for a region whose rows feed a reduction over the axis before the last: for
     /// each outer index, its `count` rows are evaluated into a buffer that stays in cache and
     /// reduced there, in the interpreter's one order for such reductions.
@@ -1598,9 +1611,9 @@ impl FusedKernel {
     fn run_with_producer(
         &self,
         values: &[Option<std::sync::Arc<HostData>>],
-        out_len: usize,
-        reuse: Option<std::sync::Arc<HostData>>,
+        (out_len, reuse): (usize, Option<std::sync::Arc<HostData>>),
         p: &Producer,
+        kept: &super::conv::KeptKernels,
     ) -> Option<std::sync::Arc<HostData>> {
         let k1 = &p.kernel;
         let c = k1.conv.as_ref()?;
@@ -1614,7 +1627,14 @@ impl FusedKernel {
             (values[c.kernel].as_deref()?, sk),
             bias,
             &c.spec,
-            so,
+            (
+                so,
+                Some(super::conv::Kept {
+                    kernels: kept,
+                    node: c.kernel,
+                    value: values[c.kernel].as_ref()?,
+                }),
+            ),
         )
         .ok()?;
         let first_leaves = k1.inputs(values)?;
@@ -1721,7 +1741,7 @@ impl FusedKernel {
         values: &[Option<std::sync::Arc<HostData>>],
         leaves: &Inputs<'_>,
         c: &ConvLeaf,
-        out: &mut [f32],
+        (out, kept): (&mut [f32], &super::conv::KeptKernels),
     ) -> Option<()> {
         let bias = match c.bias {
             Some(b) => Some(values[b].as_deref()?),
@@ -1733,7 +1753,14 @@ impl FusedKernel {
             (values[c.kernel].as_deref()?, sk),
             bias,
             &c.spec,
-            so,
+            (
+                so,
+                Some(super::conv::Kept {
+                    kernels: kept,
+                    node: c.kernel,
+                    value: values[c.kernel].as_ref()?,
+                }),
+            ),
         )
         .ok()?;
         let n = self.row_len;

@@ -82,9 +82,25 @@ pub fn plan(
             b.free(o);
         }
     };
+    // Kernel transforms kept between runs, held from the first convolution that makes each.
+    let mut kept_kernels: HashSet<usize> = HashSet::new();
     for (i, node) in prog.nodes.iter().enumerate() {
         if internal.contains(&i) {
             continue;
+        }
+        let kept = match (&fused[i], &node.op) {
+            (Some(k), _) => k.kept_kernel(),
+            (None, Op::Conv { spec }) => {
+                let input = |k: usize| shapes[node.inputs[k]].as_slice();
+                let bytes = super::conv::kept_bytes(input(0), input(1), &shapes[i], spec);
+                (bytes > 0).then(|| (node.inputs[1], bytes))
+            }
+            _ => None,
+        };
+        if let Some((kernel, bytes)) = kept
+            && kept_kernels.insert(kernel)
+        {
+            b.keep(kernel, bytes);
         }
         match &node.op {
             // The caller's inputs and the model's weights are held already.

@@ -146,6 +146,7 @@ impl Backend for CpuBackend {
             uses,
             recycled: std::sync::Mutex::new(HashMap::new()),
             projections: std::sync::Mutex::new(HashMap::new()),
+            kept_kernels: conv::KeptKernels::default(),
         }))
     }
 }
@@ -171,6 +172,8 @@ pub struct CpuExecutable {
     /// Per recurrent loop node, the buffer of its input projection kept from the previous run
     /// (tens of megabytes for a long sequence, which fresh pages would make the kernel clear).
     projections: std::sync::Mutex<HashMap<usize, Vec<f32>>>,
+    /// Convolution kernels transformed for Winograd's form, kept between runs.
+    kept_kernels: conv::KeptKernels,
     /// Per node: computed from weights and constants alone (not a leaf).
     weight_only: Vec<bool>,
     /// Per node: a weight-only value an input-dependent node (or the output) reads, kept
@@ -373,10 +376,11 @@ impl CpuExecutable {
         if reuse.is_none() || scratch > 0 {
             memory::probe(&self.program, &self.shapes, i, scratch)?;
         }
-        k.run(values, n, reuse).ok_or_else(|| Error::Backend {
-            backend: "cpu".into(),
-            detail: format!("fused region at node {i} read a value not computed"),
-        })
+        k.run(values, n, reuse, &self.kept_kernels)
+            .ok_or_else(|| Error::Backend {
+                backend: "cpu".into(),
+                detail: format!("fused region at node {i} read a value not computed"),
+            })
     }
 
     /// Checks that the machine can provide node `i`'s bytes before it is computed
@@ -483,7 +487,14 @@ impl CpuExecutable {
                 },
                 spec,
                 out_shape,
-                self.take_recycled(i),
+                (
+                    self.take_recycled(i),
+                    Some(conv::Kept {
+                        kernels: &self.kept_kernels,
+                        node: node.inputs[1],
+                        value: arg(1)?,
+                    }),
+                ),
             )?,
             Op::Recurrence { spec, output } => self.loop_output(spec, *output, &operands, loops)?,
         };
