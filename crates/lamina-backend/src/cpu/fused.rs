@@ -1371,7 +1371,11 @@ impl FusedKernel {
                         let m = super::math::extreme(x, true);
                         s = super::math::exp_shifted_and_sum(x, m, f32::NEG_INFINITY, dst);
                     }
-                    super::math::div_by_one_in_place(dst, s);
+                    if lowest - m >= super::math::IN_RANGE_EXP_LOWEST {
+                        super::math::div_in_range_in_place(dst, s);
+                    } else {
+                        super::math::div_by_one_in_place(dst, s);
+                    }
                 }
                 Step::Concat(parts) => {
                     let mut off = 0;

@@ -240,6 +240,28 @@ pub fn div_by_one_in_place(x: &mut [f32], b: f32) {
     }
 }
 
+/// [`div_by_one_in_place`] for dividends the caller knows to lie in the reciprocal path's
+/// range (magnitudes 2^-80 to 2^80, none zero or non-finite): no check and no copy, the same
+/// bits. Softmax's rows whose exponentials are all at least e^[`IN_RANGE_EXP_LOWEST`].
+#[inline(always)]
+pub fn div_in_range_in_place(x: &mut [f32], b: f32) {
+    let Some(y) = reciprocal_for(b) else {
+        for v in x.iter_mut() {
+            *v /= b;
+        }
+        return;
+    };
+    for v in x.iter_mut() {
+        let q = *v * y;
+        let r = (-q).mul_add(b, *v);
+        *v = r.mul_add(y, q);
+    }
+}
+
+/// The lowest argument whose `exp` is certainly at least 2^-80, the reciprocal path's least
+/// dividend (e^-55 is 2^-79.3).
+pub const IN_RANGE_EXP_LOWEST: f32 = -55.0;
+
 /// Elements [`div_by_one`] checks at a time for magnitudes the reciprocal's path takes.
 const DIV_BLOCK: usize = 64;
 
@@ -746,6 +768,48 @@ mod tests {
         }
         // The cases are hard ones: the reciprocal alone gets many wrong.
         assert!(wrong_by_reciprocal > 100_000, "{wrong_by_reciprocal}");
+    }
+
+    /// Softmax's division of exponentials known to lie in the reciprocal path's range (from
+    /// e^-55 to 1, near rounding midpoints and random) by sums from 1 up: the IEEE quotient
+    /// bit for bit, as the checked division gives it.
+    #[test]
+    fn division_of_values_in_range_is_the_ieee_quotient() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let lowest = scalar::exp(IN_RANGE_EXP_LOWEST);
+        assert!(lowest.to_bits() >= DIVIDEND_LO, "e^-55 is below the range");
+        let mut wrong_by_reciprocal = 0;
+        for round in 0..300u32 {
+            let b = 1.0 + (next() % (1 << 20)) as f32 * 0.37 + round as f32;
+            let mut a = vec![lowest, 1.0];
+            for _ in 0..2000 {
+                let q = f32::from_bits(
+                    (next() as u32 & 0x7f_ffff) | ((127 - 1 - (next() % 60) as u32) << 23),
+                );
+                let mid = (q as f64 + f32::from_bits(q.to_bits() + 1) as f64) / 2.0;
+                let near = ((b as f64 * mid) as f32).min(1.0).max(lowest);
+                a.push(near);
+                a.push(scalar::exp(-((next() % 55_000) as f32) / 1000.0));
+            }
+            let want: Vec<f32> = a.iter().map(|&x| x / b).collect();
+            wrong_by_reciprocal += a
+                .iter()
+                .zip(&want)
+                .filter(|(x, w)| **x * (1.0 / b) != **w)
+                .count();
+            let mut got = a.clone();
+            div_in_range_in_place(&mut got, b);
+            for i in 0..a.len() {
+                assert!(same(got[i], want[i]), "{:e} / {b:e}: {:e}", a[i], got[i]);
+            }
+        }
+        assert!(wrong_by_reciprocal > 10_000, "{wrong_by_reciprocal}");
     }
 
     /// Softmax's middle pass gives the exponentials and the sum of running `exp` and then
