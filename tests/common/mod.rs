@@ -42,15 +42,8 @@ pub fn gpu() -> Option<Arc<GpuBackend>> {
 /// infinities exactly) and returns the CPU's outputs.
 #[allow(dead_code)]
 pub fn run_both(model: &lamina::Model, inputs: &[lamina::HostTensor]) -> Vec<lamina::HostTensor> {
-    use lamina::{BackendKind, Session};
-    let cpu = Session::new(model.program().clone(), BackendKind::Cpu)
-        .unwrap()
-        .run(inputs)
-        .unwrap();
-    if let Some(g) = gpu() {
-        let gpu = Session::with_backend(model.program().clone(), Arc::new(g))
-            .run(inputs)
-            .unwrap();
+    let (cpu, gpu) = run_on_each(model, inputs);
+    if let Some(gpu) = gpu {
         assert_eq!(
             cpu.len(),
             gpu.len(),
@@ -79,18 +72,30 @@ pub fn run_both_to_scale(
     inputs: &[lamina::HostTensor],
     rel: f32,
 ) -> Vec<lamina::HostTensor> {
+    let (cpu, gpu) = run_on_each(model, inputs);
+    if let Some(gpu) = gpu {
+        assert_agree_to_scale("cpu against gpu", &cpu, &gpu, rel);
+    }
+    cpu
+}
+
+/// A model's outputs on the CPU and, where there is an adapter, on the GPU.
+#[allow(dead_code)]
+fn run_on_each(
+    model: &lamina::Model,
+    inputs: &[lamina::HostTensor],
+) -> (Vec<lamina::HostTensor>, Option<Vec<lamina::HostTensor>>) {
     use lamina::{BackendKind, Session};
     let cpu = Session::new(model.program().clone(), BackendKind::Cpu)
         .unwrap()
         .run(inputs)
         .unwrap();
-    if let Some(g) = gpu() {
-        let gpu = Session::with_backend(model.program().clone(), Arc::new(g))
+    let gpu = gpu().map(|g| {
+        Session::with_backend(model.program().clone(), Arc::new(g))
             .run(inputs)
-            .unwrap();
-        assert_agree_to_scale("cpu against gpu", &cpu, &gpu, rel);
-    }
-    cpu
+            .unwrap()
+    });
+    (cpu, gpu)
 }
 
 /// Asserts that two backends' outputs have the same count and shapes and agree element by

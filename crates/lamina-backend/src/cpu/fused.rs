@@ -185,6 +185,35 @@ struct ConvLeaf {
     shapes: [Vec<usize>; 3],
 }
 
+impl ConvLeaf {
+    /// The convolution over this run's `values`, its kernel transform kept in `kept`; `None`
+    /// where an operand is missing or the CPU convolution does not take it.
+    fn rows<'v>(
+        &self,
+        values: &'v [Option<std::sync::Arc<HostData>>],
+        kept: &super::conv::KeptKernels,
+    ) -> Option<super::conv::ConvRows<'v>> {
+        let bias = match self.bias {
+            Some(b) => Some(values[b].as_deref()?),
+            None => None,
+        };
+        let [sx, sk, so] = &self.shapes;
+        let kept = super::conv::Kept {
+            kernels: kept,
+            node: self.kernel,
+            value: values[self.kernel].as_ref()?,
+        };
+        super::conv::ConvRows::new(
+            (values[self.x].as_deref()?, sx),
+            (values[self.kernel].as_deref()?, sk),
+            bias,
+            &self.spec,
+            (so, Some(kept)),
+        )
+        .ok()
+    }
+}
+
 fn fusible_op(op: &Op) -> bool {
     matches!(
         op,
@@ -619,7 +648,7 @@ fn fuse_producers(
         }
         let [sx, sk, so] = &c.shapes;
         let slab = super::conv::fused_slab_rows(sx, sk, so, &c.spec);
-        let rows_per_task = (slab * reader.rows / first.rows).max(1);
+        let rows_per_task = (slab.saturating_mul(reader.rows) / first.rows).max(1);
         let (mut total, mut widest) = (0usize, 0usize);
         for r0 in (0..reader.rows).step_by(rows_per_task) {
             let (lo, hi) = reader.mapped_span(r0, rows_per_task.min(reader.rows - r0));
@@ -1621,26 +1650,7 @@ impl FusedKernel {
     ) -> Option<std::sync::Arc<HostData>> {
         let k1 = &p.kernel;
         let c = k1.conv.as_ref()?;
-        let bias = match c.bias {
-            Some(b) => Some(values[b].as_deref()?),
-            None => None,
-        };
-        let [sx, sk, so] = &c.shapes;
-        let conv = super::conv::ConvRows::new(
-            (values[c.x].as_deref()?, sx),
-            (values[c.kernel].as_deref()?, sk),
-            bias,
-            &c.spec,
-            (
-                so,
-                Some(super::conv::Kept {
-                    kernels: kept,
-                    node: c.kernel,
-                    value: values[c.kernel].as_ref()?,
-                }),
-            ),
-        )
-        .ok()?;
+        let conv = c.rows(values, kept)?;
         let first_leaves = k1.inputs(values)?;
         // This region's own leaves other than the producer's rows (shared values).
         let own: Vec<Option<std::borrow::Cow<'_, [f32]>>> = self
@@ -1747,26 +1757,7 @@ impl FusedKernel {
         c: &ConvLeaf,
         (out, kept): (&mut [f32], &super::conv::KeptKernels),
     ) -> Option<()> {
-        let bias = match c.bias {
-            Some(b) => Some(values[b].as_deref()?),
-            None => None,
-        };
-        let [sx, sk, so] = &c.shapes;
-        let conv = super::conv::ConvRows::new(
-            (values[c.x].as_deref()?, sx),
-            (values[c.kernel].as_deref()?, sk),
-            bias,
-            &c.spec,
-            (
-                so,
-                Some(super::conv::Kept {
-                    kernels: kept,
-                    node: c.kernel,
-                    value: values[c.kernel].as_ref()?,
-                }),
-            ),
-        )
-        .ok()?;
+        let conv = c.rows(values, kept)?;
         let n = self.row_len;
         if self.rows == 0 || n == 0 {
             return Some(());
