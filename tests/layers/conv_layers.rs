@@ -47,6 +47,18 @@ struct Ref {
     groups: usize,
 }
 
+impl Ref {
+    /// Stride 1, no dilation, one group, padded by `pad` before each spatial axis.
+    fn plain(pad: [usize; 2]) -> Ref {
+        Ref {
+            stride: [1, 1],
+            dil: [1, 1],
+            pad,
+            groups: 1,
+        }
+    }
+}
+
 /// Direct definition: out[n, oh, ow, o] = b[o] + sum over taps and the group's channels.
 #[allow(clippy::too_many_arguments)]
 fn conv_ref(
@@ -216,12 +228,7 @@ fn three_by_three_convolutions_of_many_channels_against_the_definition() -> Resu
             &kernel,
             [3, 3, c, f],
             Some(&bias),
-            Ref {
-                stride: [1, 1],
-                dil: [1, 1],
-                pad: [pad[0], pad[1]],
-                groups: 1,
-            },
+            Ref::plain([pad[0], pad[1]]),
             [out[0], out[1]],
         );
         if relu {
@@ -453,12 +460,7 @@ fn conv1d_causal_and_depthwise_separable() -> Result<()> {
         &pk,
         [1, 1, c * 2, 4],
         Some(&pb),
-        Ref {
-            stride: [1, 1],
-            dil: [1, 1],
-            pad: [0, 0],
-            groups: 1,
-        },
+        Ref::plain([0, 0]),
         [3, 4],
     );
     let got = run_both(&model, &[HostTensor::new(&[n, h, w, c], x2)?]);
@@ -540,12 +542,7 @@ fn a_kernel_set_between_runs_is_the_one_used() -> Result<()> {
                 &kernel,
                 [3, 3, c, f],
                 Some(&bias),
-                Ref {
-                    stride: [1, 1],
-                    dil: [1, 1],
-                    pad: [1, 1],
-                    groups: 1,
-                },
+                Ref::plain([1, 1]),
                 [h, w],
             );
             if relu {
@@ -620,12 +617,7 @@ fn convolutions_read_only_by_a_pooling_against_the_definition() -> Result<()> {
             &kernel,
             [k, k, c, f],
             Some(&bias),
-            Ref {
-                stride: [1, 1],
-                dil: [1, 1],
-                pad: [pad[0], pad[1]],
-                groups: 1,
-            },
+            Ref::plain([pad[0], pad[1]]),
             [out[0], out[1]],
         );
         conv.iter_mut().for_each(|v| *v = v.max(0.0));
@@ -867,12 +859,7 @@ fn batch_normalization_alone_and_folded_into_conv() -> Result<()> {
         &k,
         [3, 3, c, f],
         Some(&b),
-        Ref {
-            stride: [1, 1],
-            dil: [1, 1],
-            pad: [1, 1],
-            groups: 1,
-        },
+        Ref::plain([1, 1]),
         [h, w],
     );
     let want: Vec<f64> = raw
@@ -1042,12 +1029,7 @@ fn conv_pooled_over_time_and_a_one_filter_gate() -> Result<()> {
         &k,
         [1, 3, c, f],
         Some(&b),
-        Ref {
-            stride: [1, 1],
-            dil: [1, 1],
-            pad: [0, 0],
-            groups: 1,
-        },
+        Ref::plain([0, 0]),
         [1, ol],
     );
     let mut want = vec![0f64; n * f];
