@@ -689,18 +689,22 @@ mod tests {
         }
     }
 
+    /// A xorshift generator of 64-bit values from `seed` (not zero).
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     /// Dividends whose quotients lie within a few ulps of a rounding midpoint (where a plain
     /// `a * (1/b)` rounds the wrong way about a time in four), random ones, and the edges of
     /// the reciprocal path's range: every quotient is `a / b` bit for bit.
     #[test]
     fn division_by_one_value_is_the_ieee_quotient() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15u64);
         let bits = |r: u64, exp: u32| f32::from_bits((r as u32 & 0x7f_ffff) | (exp << 23));
         let edges = [
             0.0,
@@ -775,13 +779,7 @@ mod tests {
     /// bit for bit, as the checked division gives it.
     #[test]
     fn division_of_values_in_range_is_the_ieee_quotient() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1Du64);
         let lowest = scalar::exp(IN_RANGE_EXP_LOWEST);
         assert!(lowest.to_bits() >= DIVIDEND_LO, "e^-55 is below the range");
         let mut wrong_by_reciprocal = 0;
