@@ -50,10 +50,15 @@ pub fn scratch(prog: &Program, shapes: &[Vec<usize>], n: usize) -> u64 {
             super::conv::scratch_bytes(input(0), &shapes[node.inputs[1]], out, spec)
         }
         Op::Recurrence { spec, .. } => {
-            // The input projection of every step.
+            // The input projection of every step (made first for long input rows), and that
+            // of a few steps at a time.
             let s = input(0);
             let rows = s.iter().take(2).product::<usize>();
-            tensor_bytes(&[rows, spec.cell.gates() * spec.units])
+            let steps = s
+                .get(1)
+                .map_or(1, |&t| t.min(super::recurrence::PROJECTED_STEPS));
+            let few = s.first().map_or(0, |&b| b.saturating_mul(steps));
+            tensor_bytes(&[rows.saturating_add(few), spec.cell.gates() * spec.units])
         }
         _ => 0,
     }

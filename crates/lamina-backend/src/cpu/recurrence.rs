@@ -1,7 +1,8 @@
 //! Recurrent loops run natively by the interpreter: one compiled program serves every sequence
 //! length, with no per-step graph nodes.
 //!
-//! The input projection of all steps is one matrix product; each step is then one product
+//! The input projections are matrix products of a few steps at a time, kept in cache (of all
+//! steps at once, first, for input rows longer than 512); each step is then one product
 //! `h @ recurrent_kernel` (threaded when large) and the gate arithmetic row by row, with the
 //! same slice loops (and so the same results) as the interpreter's elementwise ops; an
 //! activation made of several elementwise ops is evaluated op by op with the interpreter's
@@ -157,8 +158,14 @@ pub fn run(
         (v, RecurrentCell::Lstm) => (None, None, v),
         (v, _) => (v, None, None),
     };
-    input_projection(x, kernel, in_bias, (b * t, f, g), projection);
-    let xw: &[f32] = projection;
+    // Short input rows are projected a few steps at a time, in cache; long ones (past the
+    // depth the `gemm` crate sums in one pass, where its order would then depend on the rows
+    // of each product) all at once first, as one product.
+    let chunked = f <= CHUNKED_MAX_FEATURES;
+    if !chunked {
+        input_projection(x, kernel, in_bias, (b * t, f, g), projection);
+    }
+    let xw: &[f32] = if chunked { &[] } else { projection };
     let (rec_zr, rec_h) = gru_recurrent_parts(spec.cell, recurrent, u, g);
     let mut out_seq = vec![0f32; if spec.return_sequences { b * t * u } else { 0 }];
     let mut last = vec![0f32; b * u];
@@ -178,7 +185,15 @@ pub fn run(
         t,
         u,
         g,
-        xw: &xw[r0 * t * g..(r0 + n) * t * g],
+        xw: if chunked {
+            &[]
+        } else {
+            &xw[r0 * t * g..(r0 + n) * t * g]
+        },
+        x: &x[r0 * t * f..(r0 + n) * t * f],
+        f,
+        kernel,
+        in_bias,
         recurrent,
         rec_zr: &rec_zr,
         rec_h: &rec_h,
@@ -372,6 +387,13 @@ fn threaded(m: usize, k: usize, n: usize) -> bool {
     m * k * n >= 1 << 18
 }
 
+/// Steps whose input projections are made at once, into a buffer that stays in cache: the
+/// projection of every step, made first, went to memory and back (a tenth of an LSTM's time).
+pub(super) const PROJECTED_STEPS: usize = 8;
+/// The longest input rows projected a few steps at a time: the `gemm` crate sums at least 512
+/// terms in one pass, so its order does not depend on how many rows a product has.
+const CHUNKED_MAX_FEATURES: usize = 512;
+
 /// Rows of the batch each thread takes at least when a loop's batch is split over threads.
 const MIN_SHARD_ROWS: usize = 8;
 
@@ -383,7 +405,14 @@ struct Loop<'a> {
     t: usize,
     u: usize,
     g: usize,
+    /// The input projection of every step, `[rows, t, g]`, where it was made first (long
+    /// input rows); empty where the steps make it a few steps at a time from the rows' inputs
+    /// `x` (`[rows, t, f]`), the input kernel and bias.
     xw: &'a [f32],
+    x: &'a [f32],
+    f: usize,
+    kernel: &'a [f32],
+    in_bias: Option<&'a [f32]>,
     recurrent: &'a [f32],
     rec_zr: &'a [f32],
     rec_h: &'a [f32],
@@ -398,6 +427,10 @@ struct Loop<'a> {
 
 /// The buffers a loop's steps work in: recurrent products, gates, new states, scratch.
 struct StepBuffers {
+    /// The input projections of a few steps, `[steps, rows, g]`, and where the current
+    /// step's begin.
+    xw: Vec<f32>,
+    xw_at: usize,
     z: Vec<f32>,
     rh: Vec<f32>,
     rh_out: Vec<f32>,
@@ -413,6 +446,8 @@ impl Loop<'_> {
     fn steps(&self, states: &mut [Vec<f32>], last: &mut [f32], out_seq: &mut [f32]) {
         let (b, u, g) = (self.b, self.u, self.g);
         let mut buf = StepBuffers {
+            xw: vec![0f32; PROJECTED_STEPS.min(self.t) * b * g],
+            xw_at: 0,
             z: vec![0f32; b * g],
             rh: vec![0f32; b * u],
             rh_out: vec![0f32; b * u],
@@ -422,21 +457,82 @@ impl Loop<'_> {
             new_c: vec![0f32; b * u],
         };
         let t = self.t;
-        for step in 0..t {
-            let tt = if self.spec.go_backwards {
+        let step_of = |step: usize| {
+            if self.spec.go_backwards {
                 t - 1 - step
             } else {
                 step
-            };
-            self.recurrent_products(tt, &states[0], &mut buf);
-            self.new_rows(tt, states, &mut buf);
+            }
+        };
+        for step in 0..t {
+            let tt = step_of(step);
+            let c = step % PROJECTED_STEPS;
+            if c == 0 && b * g > 0 {
+                for (k, block) in buf.xw.chunks_exact_mut(b * g).enumerate() {
+                    if step + k < t {
+                        self.project(step_of(step + k), block);
+                    }
+                }
+            }
+            buf.xw_at = c * b * g;
+            self.recurrent_products(&states[0], &mut buf);
+            self.new_rows(states, &mut buf);
             self.commit_step(step, tt, &buf, states, last, out_seq);
         }
     }
 
-    /// Step `tt`'s recurrent products of state `h` into `buf.z` (and `buf.rh_out` for a GRU).
-    fn recurrent_products(&self, tt: usize, h: &[f32], buf: &mut StepBuffers) {
-        let (b, t, u, g) = (self.b, self.t, self.u, self.g);
+    /// Every row's input projection at step `tt`, `x_tt @ kernel + bias`, into `out`
+    /// (`[rows, g]`): copied from `xw` where it was made first.
+    fn project(&self, tt: usize, out: &mut [f32]) {
+        let (b, t, f, g) = (self.b, self.t, self.f, self.g);
+        if !self.xw.is_empty() {
+            for (r, row) in out.chunks_exact_mut(g).enumerate() {
+                row.copy_from_slice(&self.xw[(r * t + tt) * g..][..g]);
+            }
+            return;
+        }
+        if f == 0 {
+            out.fill(0.0);
+        } else {
+            // SAFETY: `gemm` takes raw pointers. `x` holds b rows of t * f floats, of which
+            // floats tt * f.. (f of them) of each are read (row stride t * f); `kernel` holds
+            // f rows of g; `out` holds b rows of g, all written. All accesses stay inside the
+            // slices, and `out` is borrowed exclusively.
+            unsafe {
+                gemm::gemm(
+                    b,
+                    g,
+                    f,
+                    out.as_mut_ptr(),
+                    1,
+                    g as isize,
+                    false,
+                    self.x.as_ptr().add(tt * f),
+                    1,
+                    (t * f) as isize,
+                    self.kernel.as_ptr(),
+                    1,
+                    g as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+        if let Some(bias) = self.in_bias {
+            for row in out.chunks_exact_mut(g) {
+                row.iter_mut().zip(bias).for_each(|(a, &c)| *a += c);
+            }
+        }
+    }
+
+    /// The current step's recurrent products of state `h` into `buf.z` (and `buf.rh_out` for
+    /// a GRU).
+    fn recurrent_products(&self, h: &[f32], buf: &mut StepBuffers) {
+        let (b, u, g) = (self.b, self.u, self.g);
         let z = &mut buf.z;
         match self.spec.cell {
             RecurrentCell::Gru { reset_after: false } => {
@@ -451,7 +547,7 @@ impl Loop<'_> {
                 );
                 // First the gates and `r * h` of every row, then `(r * h) @ U_h` at once.
                 for r in 0..b {
-                    let xrow = &self.xw[(r * t + tt) * g..][..g];
+                    let xrow = &buf.xw[buf.xw_at + r * g..][..g];
                     let zrow = &z[r * 2 * u..][..2 * u];
                     for j in 0..2 * u {
                         buf.gates[j] = xrow[j] + zrow[j];
@@ -490,18 +586,20 @@ impl Loop<'_> {
         }
     }
 
-    /// Each row's new state at step `tt` into `buf.new_h`/`new_c`, over threads when large.
-    fn new_rows(&self, tt: usize, states: &[Vec<f32>], buf: &mut StepBuffers) {
+    /// Each row's new state at the current step into `buf.new_h`/`new_c`, over threads when
+    /// large.
+    fn new_rows(&self, states: &[Vec<f32>], buf: &mut StepBuffers) {
         let (u, g) = (self.u, self.g);
         let cell = StepRows {
             kind: self.spec.cell,
             acts: self.acts,
             u,
             g,
-            xw: self.xw,
+            xw: &buf.xw[buf.xw_at..buf.xw_at + self.b * g],
             bias: self.step_bias,
-            t: self.t,
-            tt,
+            // The step's projection rows are `xw`'s rows.
+            t: 1,
+            tt: 0,
             z: &buf.z,
             rh_out: &buf.rh_out,
             states,
