@@ -402,32 +402,19 @@ fn dense_rows(
             im2col(g, x, r0, m, grp, patches);
             patches
         };
-        // SAFETY: `gemm` takes raw pointers. `lhs` holds m rows of kdim floats (row stride
+        // SAFETY: `gemm_strided` takes raw pointers. `lhs` holds m rows of kdim floats (row stride
         // kdim); the kernel holds kdim rows of cout floats, of which columns grp*cog..+cog
         // are read (row stride cout); `dst` holds m rows of cout floats, of which the same
         // columns are written (row stride cout). All accesses stay inside the slices, and
         // `dst` is borrowed exclusively.
         unsafe {
-            gemm::gemm(
-                m,
-                cog,
-                kdim,
-                dst.as_mut_ptr().add(grp * cog),
-                1,
-                g.cout as isize,
+            super::matmul::gemm_strided(
+                (m, kdim, cog),
+                (lhs.as_ptr(), kdim),
+                (k.as_ptr().add(grp * cog), g.cout),
+                (dst.as_mut_ptr().add(grp * cog), g.cout),
                 bias.is_some(),
-                lhs.as_ptr(),
-                1,
-                kdim as isize,
-                k.as_ptr().add(grp * cog),
-                1,
-                g.cout as isize,
-                1.0,
-                1.0,
                 false,
-                false,
-                false,
-                gemm::Parallelism::None,
             );
         }
     }

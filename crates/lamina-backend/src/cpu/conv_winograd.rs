@@ -148,33 +148,20 @@ impl Winograd {
                 transform_input(g, x, zeros, tile_at(t), tmp, block);
             }
             for xi in 0..16 {
-                // SAFETY: `gemm` takes raw pointers. `v` holds `count` tiles of 16 rows of c
+                // SAFETY: `gemm_strided` takes raw pointers. `v` holds `count` tiles of 16 rows of c
                 // floats, of which row xi of each is read (row stride 16c); `u` holds 16
                 // blocks of c rows of k floats, of which block xi is read; `products` holds
                 // `count` tiles of 16 rows of k, of which row xi of each is written (row
                 // stride 16k). All accesses stay inside the slices, and `products` is
                 // borrowed exclusively.
                 unsafe {
-                    gemm::gemm(
-                        count,
-                        k,
-                        c,
-                        products.as_mut_ptr().add(xi * k),
-                        1,
-                        (16 * k) as isize,
-                        false,
-                        v.as_ptr().add(xi * c),
-                        1,
-                        (16 * c) as isize,
-                        self.u.as_ptr().add(xi * c * k),
-                        1,
-                        k as isize,
-                        0.0,
-                        1.0,
+                    super::matmul::gemm_strided(
+                        (count, c, k),
+                        (v.as_ptr().add(xi * c), 16 * c),
+                        (self.u.as_ptr().add(xi * c * k), k),
+                        (products.as_mut_ptr().add(xi * k), 16 * k),
                         false,
                         false,
-                        false,
-                        gemm::Parallelism::None,
                     );
                 }
             }

@@ -60,29 +60,57 @@ unsafe fn gemm_into(
     out: *mut f32,
     threaded: bool,
 ) {
+    // SAFETY: the caller's contract; the strides describe row-major matrices inside the
+    // three buffers, so no access is out of bounds or aliased.
+    unsafe {
+        gemm_strided(
+            (m, k, n),
+            (a.as_ptr(), k),
+            (b.as_ptr(), n),
+            (out, n),
+            false,
+            threaded,
+        );
+    }
+}
+
+/// `dst = lhs @ rhs`, or `dst += lhs @ rhs` with `accumulate`, for row-major matrices given
+/// by their first element and row stride (elements of a row adjacent): `m × k` by `k × n`
+/// into `m × n`, with the `gemm` crate, over rayon's threads where `threaded`.
+///
+/// # Safety
+/// With its row stride, `lhs` addresses m×k floats, `rhs` k×n and `dst` m×n, all inside
+/// live buffers; nothing else reads or writes `dst`'s floats meanwhile.
+pub(super) unsafe fn gemm_strided(
+    (m, k, n): (usize, usize, usize),
+    (lhs, lhs_rs): (*const f32, usize),
+    (rhs, rhs_rs): (*const f32, usize),
+    (dst, dst_rs): (*mut f32, usize),
+    accumulate: bool,
+    threaded: bool,
+) {
     let threads = if threaded {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the caller's contract; the strides describe row-major matrices inside the
-    // three buffers, so no access is out of bounds or aliased.
+    // SAFETY: the caller's contract.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out,
+            dst,
             1,
-            n as isize,
-            false,
-            a.as_ptr(),
+            dst_rs as isize,
+            accumulate,
+            lhs,
             1,
-            k as isize,
-            b.as_ptr(),
+            lhs_rs as isize,
+            rhs,
             1,
-            n as isize,
-            0.0,
+            rhs_rs as isize,
+            1.0,
             1.0,
             false,
             false,

@@ -494,31 +494,18 @@ impl Loop<'_> {
         if f == 0 {
             out.fill(0.0);
         } else {
-            // SAFETY: `gemm` takes raw pointers. `x` holds b rows of t * f floats, of which
+            // SAFETY: `gemm_strided` takes raw pointers. `x` holds b rows of t * f floats, of which
             // floats tt * f.. (f of them) of each are read (row stride t * f); `kernel` holds
             // f rows of g; `out` holds b rows of g, all written. All accesses stay inside the
             // slices, and `out` is borrowed exclusively.
             unsafe {
-                gemm::gemm(
-                    b,
-                    g,
-                    f,
-                    out.as_mut_ptr(),
-                    1,
-                    g as isize,
-                    false,
-                    self.x.as_ptr().add(tt * f),
-                    1,
-                    (t * f) as isize,
-                    self.kernel.as_ptr(),
-                    1,
-                    g as isize,
-                    0.0,
-                    1.0,
+                super::matmul::gemm_strided(
+                    (b, f, g),
+                    (self.x.as_ptr().add(tt * f), t * f),
+                    (self.kernel.as_ptr(), g),
+                    (out.as_mut_ptr(), g),
                     false,
                     false,
-                    false,
-                    gemm::Parallelism::None,
                 );
             }
         }
