@@ -1432,3 +1432,37 @@ fn a_batch_split_over_threads_gives_each_row_its_own_result() -> Result<()> {
     }
     Ok(())
 }
+
+/// A session keeps the kernels of a native loop packed between runs (on CPUs with AVX2 or
+/// AVX-512): kernels set between two runs of the same session are the ones the second run
+/// uses, for every cell, against the definition.
+#[test]
+fn kernels_set_between_runs_are_the_ones_used() -> Result<()> {
+    for kind in KINDS {
+        let c = Cfg {
+            kind,
+            seqs: true,
+            state: true,
+            back: false,
+            masked: false,
+            initial: false,
+            bias: true,
+            zeroed: false,
+        };
+        let layer = make_layer(c);
+        let (model, feeds) = build(layer.as_ref(), c, kind.states())?;
+        set(layer.as_ref(), "", kind, &weights(kind, c.bias, 1.0))?;
+        let session = Session::new(model.program().clone(), BackendKind::Cpu)?;
+        for scale in [1.0, -0.7, 1.0] {
+            let w = weights(kind, c.bias, scale);
+            set(layer.as_ref(), "", kind, &w)?;
+            let got = session.run(&feeds)?;
+            let want = reference(kind, c, false, &inputs(false), &w, &initial_states(kind));
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                let what = format!("{kind:?} scale {scale} output {k}");
+                assert_close(&what, &g.to_f32_vec(), w, 2e-5);
+            }
+        }
+    }
+    Ok(())
+}

@@ -5,10 +5,10 @@
 
 use super::conv_narrow::{self, Narrow};
 use super::conv_winograd::{self, Winograd};
+use super::kept::{Form, Kept};
 use lamina_graph::op::ConvSpec;
 use lamina_graph::{Error, HostData, Result};
 use rayon::prelude::*;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Patch-block elements aimed at per thread (floats): about 256 KiB.
@@ -280,41 +280,6 @@ pub fn fused_slab_rows(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpe
     })
 }
 
-/// Kernels transformed for Winograd's form, kept by an executable between runs: by kernel
-/// node, with the buffer they were made from, and made again when the node's value is another
-/// buffer (a weight set since). The buffer is held, so its address cannot be reused meanwhile.
-#[derive(Default)]
-pub struct KeptKernels(std::sync::Mutex<HashMap<usize, KeptKernel>>);
-
-/// A kept transform and the kernel buffer it was made from.
-type KeptKernel = (Arc<HostData>, Arc<Vec<f32>>);
-
-/// Where a convolution finds its kept kernel transform: the executable's kept kernels, the
-/// kernel's node and its value in this run.
-#[derive(Clone, Copy)]
-pub struct Kept<'a> {
-    pub kernels: &'a KeptKernels,
-    pub node: usize,
-    pub value: &'a Arc<HostData>,
-}
-
-impl Kept<'_> {
-    /// The kept transform of this kernel, made by `make` where there is none for this buffer.
-    fn get_or_make(&self, make: impl FnOnce() -> Vec<f32>) -> Arc<Vec<f32>> {
-        let mut map = self.kernels.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((value, u)) = map.get(&self.node)
-            && Arc::ptr_eq(value, self.value)
-        {
-            return u.clone();
-        }
-        // A stale transform is dropped before the new one is made.
-        map.remove(&self.node);
-        let u = Arc::new(make());
-        map.insert(self.node, (self.value.clone(), u.clone()));
-        u
-    }
-}
-
 /// The bytes of this convolution's kernel transform kept between runs (0 where it has none).
 pub fn kept_bytes(sx: &[usize], sk: &[usize], out: &[usize], spec: &ConvSpec) -> u64 {
     Geometry::new(sx, sk, out, spec)
@@ -470,7 +435,7 @@ impl<'a> ConvRows<'a> {
         let winograd = conv_winograd::suits(&g).then(|| {
             let make = || Winograd::transform(&g, kernel);
             Winograd::with(match kept {
-                Some(kept) => kept.get_or_make(make),
+                Some(kept) => kept.get_or_make(Form::Winograd, make),
                 None => Arc::new(make()),
             })
         });

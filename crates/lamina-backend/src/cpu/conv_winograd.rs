@@ -6,7 +6,7 @@
 //! 16 multiplications per tile and input channel instead of 36. The transforms' constants
 //! are 0, ±1 and ±1/2, so the results differ from the direct sums by rounding only. The
 //! kernel's transform is made once and kept with the executable while the kernel is the same
-//! buffer (see [`super::conv::KeptKernels`]); the products are the `gemm` crate's.
+//! buffer (see [`super::kept::KeptKernels`]); the products are the `gemm` crate's.
 
 use super::conv::Geometry;
 

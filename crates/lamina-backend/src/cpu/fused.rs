@@ -191,14 +191,14 @@ impl ConvLeaf {
     fn rows<'v>(
         &self,
         values: &'v [Option<std::sync::Arc<HostData>>],
-        kept: &super::conv::KeptKernels,
+        kept: &super::kept::KeptKernels,
     ) -> Option<super::conv::ConvRows<'v>> {
         let bias = match self.bias {
             Some(b) => Some(values[b].as_deref()?),
             None => None,
         };
         let [sx, sk, so] = &self.shapes;
-        let kept = super::conv::Kept {
+        let kept = super::kept::Kept {
             kernels: kept,
             node: self.kernel,
             value: values[self.kernel].as_ref()?,
@@ -1455,7 +1455,7 @@ impl FusedKernel {
         values: &[Option<std::sync::Arc<HostData>>],
         out_len: usize,
         reuse: Option<std::sync::Arc<HostData>>,
-        kept: &super::conv::KeptKernels,
+        kept: &super::kept::KeptKernels,
     ) -> Option<std::sync::Arc<HostData>> {
         if let Some(p) = &self.producer {
             return self.run_with_producer(values, (out_len, reuse), p, kept);
@@ -1646,7 +1646,7 @@ impl FusedKernel {
         values: &[Option<std::sync::Arc<HostData>>],
         (out_len, reuse): (usize, Option<std::sync::Arc<HostData>>),
         p: &Producer,
-        kept: &super::conv::KeptKernels,
+        kept: &super::kept::KeptKernels,
     ) -> Option<std::sync::Arc<HostData>> {
         let k1 = &p.kernel;
         let c = k1.conv.as_ref()?;
@@ -1755,7 +1755,7 @@ impl FusedKernel {
         values: &[Option<std::sync::Arc<HostData>>],
         leaves: &Inputs<'_>,
         c: &ConvLeaf,
-        (out, kept): (&mut [f32], &super::conv::KeptKernels),
+        (out, kept): (&mut [f32], &super::kept::KeptKernels),
     ) -> Option<()> {
         let conv = c.rows(values, kept)?;
         let n = self.row_len;

@@ -93,19 +93,26 @@ pub fn plan(
         if internal.contains(&i) {
             continue;
         }
-        let kept = match (&fused[i], &node.op) {
-            (Some(k), _) => k.kept_kernel(),
+        let input = |k: usize| shapes[node.inputs[k]].as_slice();
+        let kept: Vec<(usize, u64)> = match (&fused[i], &node.op) {
+            (Some(k), _) => k.kept_kernel().into_iter().collect(),
             (None, Op::Conv { spec }) => {
-                let input = |k: usize| shapes[node.inputs[k]].as_slice();
                 let bytes = super::conv::kept_bytes(input(0), input(1), &shapes[i], spec);
-                (bytes > 0).then(|| (node.inputs[1], bytes))
+                (bytes > 0)
+                    .then(|| (node.inputs[1], bytes))
+                    .into_iter()
+                    .collect()
             }
-            _ => None,
+            (None, Op::Recurrence { spec, .. }) => {
+                let f = input(0).last().copied().unwrap_or(0);
+                super::recurrence::kept_bytes(spec, f, [node.inputs[1], node.inputs[2]])
+            }
+            _ => Vec::new(),
         };
-        if let Some((kernel, bytes)) = kept
-            && kept_kernels.insert(kernel)
-        {
-            b.keep(kernel, bytes);
+        for (weight, bytes) in kept {
+            if kept_kernels.insert(weight) {
+                b.keep(weight, bytes);
+            }
         }
         match &node.op {
             // The caller's inputs and the model's weights are held already.

@@ -7,10 +7,12 @@ mod elementwise;
 mod fused;
 mod gemv;
 pub mod isa;
+mod kept;
 mod math;
 mod matmul;
 mod memory;
 mod movement;
+mod packed_product;
 mod pair;
 mod recurrence;
 mod reduce;
@@ -146,7 +148,7 @@ impl Backend for CpuBackend {
             uses,
             recycled: std::sync::Mutex::new(HashMap::new()),
             projections: std::sync::Mutex::new(HashMap::new()),
-            kept_kernels: conv::KeptKernels::default(),
+            kept_kernels: kept::KeptKernels::default(),
         }))
     }
 }
@@ -172,8 +174,9 @@ pub struct CpuExecutable {
     /// Per recurrent loop node, the buffer of its input projection kept from the previous run
     /// (tens of megabytes for a long sequence, which fresh pages would make the kernel clear).
     projections: std::sync::Mutex<HashMap<usize, Vec<f32>>>,
-    /// Convolution kernels transformed for Winograd's form, kept between runs.
-    kept_kernels: conv::KeptKernels,
+    /// Weights in the forms kernels use (Winograd's transforms, packed panels), kept between
+    /// runs.
+    kept_kernels: kept::KeptKernels,
     /// Per node: computed from weights and constants alone (not a leaf).
     weight_only: Vec<bool>,
     /// Per node: a weight-only value an input-dependent node (or the output) reads, kept
@@ -489,7 +492,7 @@ impl CpuExecutable {
                 out_shape,
                 (
                     self.take_recycled(i),
-                    Some(conv::Kept {
+                    Some(kept::Kept {
                         kernels: &self.kept_kernels,
                         node: node.inputs[1],
                         value: arg(1)?,
@@ -526,7 +529,15 @@ impl CpuExecutable {
                 .collect::<Result<Vec<_>>>()?;
             let lock = || self.projections.lock().unwrap_or_else(|p| p.into_inner());
             let mut projection = lock().remove(&i).unwrap_or_default();
-            let outs = recurrence::run(spec, acts, &ins, &mut projection);
+            let kept = |j: usize| {
+                Ok(Some(kept::Kept {
+                    kernels: &self.kept_kernels,
+                    node: node.inputs[j],
+                    value: operands.arg(j)?,
+                }))
+            };
+            let kept = [kept(1)?, kept(2)?];
+            let outs = recurrence::run(spec, acts, &ins, &mut projection, kept);
             lock().insert(i, projection);
             let outs = outs.map_err(|e| node.attribute(e))?;
             loops.insert(key.clone(), outs.into_iter().map(Arc::new).collect());

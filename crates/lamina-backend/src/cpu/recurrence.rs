@@ -3,15 +3,19 @@
 //!
 //! The input projections are matrix products of a few steps at a time, kept in cache (of all
 //! steps at once, first, for input rows longer than 512); each step is then one product
-//! `h @ recurrent_kernel` (threaded when large) and the gate arithmetic row by row, with the
-//! same slice loops (and so the same results) as the interpreter's elementwise ops; an
-//! activation made of several elementwise ops is evaluated op by op with the interpreter's
-//! elementwise ops. Loops whose activations read more than their own element (a custom
-//! activation with a reduction) are unrolled into the graph instead
+//! `h @ recurrent_kernel` (threaded when large) and the gate arithmetic row by row. Where the
+//! CPU has AVX2 or AVX-512, both kernels are packed once into column panels and kept by the
+//! executable (`packed_product`), and the products of the steps read them front to back. The
+//! gate arithmetic uses the same slice loops (and so the same results) as the interpreter's
+//! elementwise ops; an activation made of several elementwise ops is evaluated op by op with
+//! the interpreter's elementwise ops. Loops whose activations read more than their own element
+//! (a custom activation with a reduction) are unrolled into the graph instead
 //! (`crate::passes::expand_recurrences_except`).
 
 use super::elementwise;
+use super::kept::Kept;
 use super::matmul::gemm_f32_with;
+use super::packed_product::PackedColumns;
 use super::vector::unary_into;
 use crate::activation::ElementwiseActivation;
 use lamina_graph::activation::Activation;
@@ -130,12 +134,14 @@ fn kept(mask: &HostData) -> Vec<bool> {
 
 /// Runs the loop on concrete inputs (in the op's order, with their shapes): `[output, final
 /// states...]`. `projection` holds the input projection while the loop runs (a buffer of an
-/// earlier run, written over).
+/// earlier run, written over). `kept` holds the packed forms of the input and recurrent
+/// kernels between runs (where given).
 pub fn run(
     spec: &RecurrenceSpec,
     (act, ract): LoopActivations,
     inputs: &[(&HostData, &[usize])],
     projection: &mut Vec<f32>,
+    kept: [Option<Kept<'_>>; 2],
 ) -> Result<Vec<HostData>> {
     let LoopInputs {
         b,
@@ -167,6 +173,12 @@ pub fn run(
     }
     let xw: &[f32] = if chunked { &[] } else { projection };
     let (rec_zr, rec_h) = gru_recurrent_parts(spec.cell, recurrent, u, g);
+    // Each shard multiplies its rows by the kernels at every step: packed once here.
+    let [kept_kernel, kept_recurrent] = kept;
+    let [packs_kernel, packs_recurrent] = packs(spec, f);
+    let packed_kernel = packs_kernel.then(|| PackedColumns::of(kernel, (f, g), kept_kernel));
+    let packed_recurrent =
+        packs_recurrent.then(|| PackedColumns::of(recurrent, (u, g), kept_recurrent));
     let mut out_seq = vec![0f32; if spec.return_sequences { b * t * u } else { 0 }];
     let mut last = vec![0f32; b * u];
     // Rows of the batch never meet: a large batch is split over the threads, each running
@@ -198,6 +210,8 @@ pub fn run(
         rec_zr: &rec_zr,
         rec_h: &rec_h,
         rec_bias,
+        packed_recurrent: packed_recurrent.as_ref(),
+        packed_kernel: packed_kernel.as_ref(),
         step_bias,
         keep: keep.as_deref().map(|k| &k[r0 * t..(r0 + n) * t]),
         threads: shards == 1,
@@ -243,6 +257,29 @@ pub fn run(
     })];
     result.extend(states.into_iter().map(HostData::F32));
     Ok(result)
+}
+
+/// Whether a loop over rows of `f` features multiplies by its input and recurrent kernels
+/// packed (`packed_product`, where this CPU runs it): the input kernel where the steps project
+/// a few at a time, the recurrent kernel but for a GRU without `reset_after` (whose two parts
+/// are separate products).
+fn packs(spec: &RecurrenceSpec, f: usize) -> [bool; 2] {
+    let available = super::packed_product::available();
+    [
+        available && f > 0 && f <= CHUNKED_MAX_FEATURES,
+        available && spec.cell != (RecurrentCell::Gru { reset_after: false }),
+    ]
+}
+
+/// The input and recurrent kernel nodes of a loop over rows of `f` features, each with the
+/// bytes of the packed form it keeps between runs (none where it keeps none).
+pub fn kept_bytes(spec: &RecurrenceSpec, f: usize, nodes: [usize; 2]) -> Vec<(usize, u64)> {
+    let g = spec.cell.gates() * spec.units;
+    let depth = [f, spec.units];
+    (0..2)
+        .filter(|&j| packs(spec, f)[j])
+        .map(|j| (nodes[j], PackedColumns::bytes(depth[j], g)))
+        .collect()
 }
 
 /// The error of a loop that cannot run: `detail`, after the cell's kind.
@@ -417,6 +454,10 @@ struct Loop<'a> {
     rec_zr: &'a [f32],
     rec_h: &'a [f32],
     rec_bias: Option<&'a [f32]>,
+    /// The recurrent kernel packed for [`super::packed_product`], where the loop's steps use it.
+    packed_recurrent: Option<&'a PackedColumns>,
+    /// The input kernel packed likewise.
+    packed_kernel: Option<&'a PackedColumns>,
     /// The bias an LSTM adds to the sum of its two products in each step.
     step_bias: Option<&'a [f32]>,
     keep: Option<&'a [bool]>,
@@ -493,11 +534,14 @@ impl Loop<'_> {
         }
         if f == 0 {
             out.fill(0.0);
+        } else if let Some(w) = self.packed_kernel {
+            let x = (&self.x[tt * f..], t * f);
+            super::packed_product::product(b, x, w, (out, g), (false, false));
         } else {
-            // SAFETY: `gemm_strided` takes raw pointers. `x` holds b rows of t * f floats, of which
-            // floats tt * f.. (f of them) of each are read (row stride t * f); `kernel` holds
-            // f rows of g; `out` holds b rows of g, all written. All accesses stay inside the
-            // slices, and `out` is borrowed exclusively.
+            // SAFETY: `gemm_strided` takes raw pointers. `x` holds b rows of t * f floats, of
+            // which floats tt * f.. (f of them) of each are read (row stride t * f); `kernel`
+            // holds f rows of g; `out` holds b rows of g, all written. All accesses stay inside
+            // the slices, and `out` is borrowed exclusively.
             unsafe {
                 super::matmul::gemm_strided(
                     (b, f, g),
@@ -556,15 +600,24 @@ impl Loop<'_> {
                     self.threads && threaded(b, u, u),
                 );
             }
-            _ => gemm_f32_with(
-                b,
-                u,
-                g,
-                h,
-                self.recurrent,
-                z,
-                self.threads && threaded(b, u, g),
-            ),
+            _ => match self.packed_recurrent {
+                Some(w) => super::packed_product::product(
+                    b,
+                    (h, u),
+                    w,
+                    (z, g),
+                    (false, self.threads && threaded(b, u, g)),
+                ),
+                None => gemm_f32_with(
+                    b,
+                    u,
+                    g,
+                    h,
+                    self.recurrent,
+                    z,
+                    self.threads && threaded(b, u, g),
+                ),
+            },
         }
         if let Some(rb) = self.rec_bias {
             for row in z.chunks_exact_mut(g) {
