@@ -35,6 +35,18 @@ impl Elementwise {
         ElementwiseActivation::trace(activation).map(Elementwise)
     }
 
+    /// The activation of `src` into `dst` (of the same length).
+    fn apply_into(&self, src: &[f32], dst: &mut [f32]) {
+        match &self.0 {
+            ElementwiseActivation::Unary(op) => unary_into(*op, src, dst),
+            ElementwiseActivation::Identity => dst.copy_from_slice(src),
+            ElementwiseActivation::Graph(graph) => match evaluate(graph, src) {
+                Some(HostData::F32(out)) if out.len() == dst.len() => dst.copy_from_slice(&out),
+                _ => dst.copy_from_slice(src),
+            },
+        }
+    }
+
     /// Applies the activation to `v` in place, through `scratch`.
     fn apply(&self, v: &mut [f32], scratch: &mut Vec<f32>) {
         match &self.0 {
@@ -755,17 +767,18 @@ impl StepRows<'_> {
                         }
                     }
                 }
-                let (ifg, o) = gates.split_at_mut(3 * u);
-                let (i_f, cand) = ifg.split_at_mut(2 * u);
-                ract.apply(i_f, scratch);
-                act.apply(cand, scratch);
-                ract.apply(o, scratch);
+                // The activations from `gates` into `scratch`: i and f, the candidate, o.
+                scratch.resize(g, 0.0);
+                ract.apply_into(&gates[..2 * u], &mut scratch[..2 * u]);
+                act.apply_into(&gates[2 * u..3 * u], &mut scratch[2 * u..3 * u]);
+                ract.apply_into(&gates[3 * u..g], &mut scratch[3 * u..g]);
+                let (i_f, rest) = scratch.split_at(2 * u);
+                let (cand, o) = rest.split_at(u);
                 let c = &self.states[1][r * u..][..u];
                 for j in 0..u {
                     new_c[j] = i_f[u + j] * c[j] + i_f[j] * cand[j];
                 }
-                new_h.copy_from_slice(new_c);
-                act.apply(new_h, scratch);
+                act.apply_into(new_c, new_h);
                 for j in 0..u {
                     new_h[j] *= o[j];
                 }
