@@ -548,3 +548,31 @@ fn score_writes_a_parquet_file_or_says_how_to_get_the_command() -> Result<()> {
     std::fs::remove_dir_all(dir).ok();
     Ok(())
 }
+
+/// Without `XDG_RUNTIME_DIR` (a headless machine), `lamina` makes a private runtime folder for
+/// the Vulkan loader and removes it when it ends, whether it succeeds or fails: no folder is
+/// left behind in the temporary directory per run.
+#[test]
+fn the_private_runtime_folder_is_removed_at_exit() {
+    for args in [
+        &["--version"][..],
+        &["bench", "--workload", "chain", "--runs", "1"],
+        &["run"],
+    ] {
+        let child = lamina()
+            .args(args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("lamina-runtime-{}", child.id()));
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            !dir.exists(),
+            "lamina {args:?} (exit {:?}) left {}",
+            output.status.code(),
+            dir.display()
+        );
+    }
+}

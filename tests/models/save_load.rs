@@ -553,10 +553,12 @@ fn identity_passes_tensors_and_their_masks_through_and_round_trips() -> Result<(
         HostTensor::new(&[1, 2], vec![10.0f32, 20.0])?,
     ];
     assert_eq!(model.predict(&xs)?[0].as_f32()?, &[12.0, 23.5]);
-    let path = temp_dir("identity").join("identity.lamina");
+    let dir = temp_dir("identity");
+    let path = dir.join("identity.lamina");
     model.save(&path)?;
     let loaded = Model::load(&path)?;
     assert_eq!(loaded.predict(&xs)?[0].as_f32()?, &[12.0, 23.5]);
+    std::fs::remove_dir_all(dir).ok();
     let err = Identity::new().forward(&[]).unwrap_err().to_string();
     assert!(
         err.contains("Identity") && err.contains("no inputs"),

@@ -353,22 +353,33 @@ fn score(_args: ScoreArgs) -> Result<(), String> {
     )
 }
 
+/// A private runtime folder made for this process, removed (with anything in it) when dropped.
+struct PrivateRuntimeDir(PathBuf);
+
+impl Drop for PrivateRuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Mesa's Vulkan drivers print a warning on every start when `XDG_RUNTIME_DIR` is unset (as on
-/// headless CI machines); give them a private folder so that failures stay one line.
-fn quiet_vulkan_loader() {
+/// headless CI machines); give them a private folder so that failures stay one line. The
+/// folder lives as long as the returned guard (`main` holds it until it returns).
+fn quiet_vulkan_loader() -> Option<PrivateRuntimeDir> {
     if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
-        return;
+        return None;
     }
     let dir = std::env::temp_dir().join(format!("lamina-runtime-{}", std::process::id()));
-    if std::fs::create_dir_all(&dir).is_ok() {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-        }
-        // SAFETY: called first thing in `main`, before any other thread exists.
-        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    std::fs::create_dir_all(&dir).ok()?;
+    let guard = PrivateRuntimeDir(dir);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&guard.0, std::fs::Permissions::from_mode(0o700));
     }
+    // SAFETY: called first thing in `main`, before any other thread exists.
+    unsafe { std::env::set_var("XDG_RUNTIME_DIR", &guard.0) };
+    Some(guard)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -502,7 +513,7 @@ fn bench(
 }
 
 fn main() -> ExitCode {
-    quiet_vulkan_loader();
+    let _runtime_dir = quiet_vulkan_loader();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
