@@ -47,7 +47,7 @@ impl PackedColumns {
 fn panels(w: &[f32], k: usize, n: usize) -> Vec<f32> {
     assert_eq!(w.len(), k * n, "packed product: weights of {k} × {n}");
     let mut panels = vec![0f32; n.div_ceil(PANEL) * k * PANEL];
-    if n > 0 {
+    if n > 0 && k > 0 {
         for (p, panel) in panels.chunks_exact_mut(k * PANEL).enumerate() {
             let (c0, cols) = (p * PANEL, PANEL.min(n - p * PANEL));
             for (row, dst) in w.chunks_exact(n).zip(panel.chunks_exact_mut(PANEL)) {
@@ -106,6 +106,14 @@ fn product_with(
         "packed product: {} not on this CPU",
         isa.name()
     );
+    if k == 0 {
+        if !accumulate {
+            for row in c.chunks_mut(ldc).take(m) {
+                row[..n].fill(0.0);
+            }
+        }
+        return;
+    }
     let cp = c.as_mut_ptr() as usize;
     let one_panel = |(p, panel): (usize, &[f32])| {
         let (c0, cols) = (p * PANEL, PANEL.min(n - p * PANEL));
@@ -343,6 +351,7 @@ mod tests {
             (13, 33, 33),
             (32, 256, 170),
             (25, 3, 96),
+            (4, 0, 9),
         ];
         for isa in [Isa::Avx2, Isa::Avx512] {
             if !isa.supported() {
