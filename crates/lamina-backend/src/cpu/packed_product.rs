@@ -166,6 +166,19 @@ mod x86 {
     use super::PANEL;
     use std::arch::x86_64::*;
 
+    /// Calls `$block::<R>` on the five arguments in `$args`, `R` the rows `$left` (at most
+    /// `$most`, one monomorphic block per row count).
+    macro_rules! with_rows {
+        ($block:ident, $left:expr, $args:expr, $most:literal, [$($r:literal),*]) => {{
+            let (k, a, w, out, accumulate) = $args;
+            match $left {
+                $most.. => $block::<$most>(k, a, w, out, accumulate),
+                $($r => $block::<$r>(k, a, w, out, accumulate),)*
+                _ => $block::<1>(k, a, w, out, accumulate),
+            }
+        }};
+    }
+
     /// Rows of `a` per AVX-512 block (two accumulators each: 24 of the 32 registers).
     const ROWS_512: usize = 12;
     /// Rows of `a` per AVX2 block (two accumulators each: 12 of the 16 registers).
@@ -188,20 +201,14 @@ mod x86 {
             while r < m {
                 let (ar, cr) = (a.add(r * lda), c.add(r * ldc));
                 let out = (cr, ldc, cols);
-                match m - r {
-                    12.. => block_avx512::<12>(k, (ar, lda), w, out, accumulate),
-                    11 => block_avx512::<11>(k, (ar, lda), w, out, accumulate),
-                    10 => block_avx512::<10>(k, (ar, lda), w, out, accumulate),
-                    9 => block_avx512::<9>(k, (ar, lda), w, out, accumulate),
-                    8 => block_avx512::<8>(k, (ar, lda), w, out, accumulate),
-                    7 => block_avx512::<7>(k, (ar, lda), w, out, accumulate),
-                    6 => block_avx512::<6>(k, (ar, lda), w, out, accumulate),
-                    5 => block_avx512::<5>(k, (ar, lda), w, out, accumulate),
-                    4 => block_avx512::<4>(k, (ar, lda), w, out, accumulate),
-                    3 => block_avx512::<3>(k, (ar, lda), w, out, accumulate),
-                    2 => block_avx512::<2>(k, (ar, lda), w, out, accumulate),
-                    _ => block_avx512::<1>(k, (ar, lda), w, out, accumulate),
-                }
+                let args = (k, (ar, lda), w, out, accumulate);
+                with_rows!(
+                    block_avx512,
+                    m - r,
+                    args,
+                    12,
+                    [11, 10, 9, 8, 7, 6, 5, 4, 3, 2]
+                );
                 r += ROWS_512;
             }
         }
@@ -272,14 +279,8 @@ mod x86 {
             while r < m {
                 let (ar, cr) = (a.add(r * lda), c.add(r * ldc));
                 let out = (cr, ldc, cols);
-                match m - r {
-                    6.. => block_avx2::<6>(k, (ar, lda), w, out, accumulate),
-                    5 => block_avx2::<5>(k, (ar, lda), w, out, accumulate),
-                    4 => block_avx2::<4>(k, (ar, lda), w, out, accumulate),
-                    3 => block_avx2::<3>(k, (ar, lda), w, out, accumulate),
-                    2 => block_avx2::<2>(k, (ar, lda), w, out, accumulate),
-                    _ => block_avx2::<1>(k, (ar, lda), w, out, accumulate),
-                }
+                let args = (k, (ar, lda), w, out, accumulate);
+                with_rows!(block_avx2, m - r, args, 6, [5, 4, 3, 2]);
                 r += ROWS_256;
             }
         }
