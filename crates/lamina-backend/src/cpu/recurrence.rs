@@ -49,21 +49,12 @@ impl Elementwise {
 
     /// Applies the activation to `v` in place, through `scratch`.
     fn apply(&self, v: &mut [f32], scratch: &mut Vec<f32>) {
-        match &self.0 {
-            ElementwiseActivation::Unary(op) => {
-                scratch.clear();
-                scratch.extend_from_slice(v);
-                unary_into(*op, scratch, v);
-            }
-            ElementwiseActivation::Identity => {}
-            ElementwiseActivation::Graph(graph) => {
-                if let Some(HostData::F32(out)) = evaluate(graph, v)
-                    && out.len() == v.len()
-                {
-                    v.copy_from_slice(&out);
-                }
-            }
+        if matches!(self.0, ElementwiseActivation::Identity) {
+            return;
         }
+        scratch.clear();
+        scratch.extend_from_slice(v);
+        self.apply_into(scratch, v);
     }
 }
 
@@ -649,9 +640,6 @@ impl Loop<'_> {
             g,
             xw: &buf.xw[buf.xw_at..buf.xw_at + self.b * g],
             bias: self.step_bias,
-            // The step's projection rows are `xw`'s rows.
-            t: 1,
-            tt: 0,
             z: &buf.z,
             rh_out: &buf.rh_out,
             states,
@@ -713,8 +701,8 @@ impl Loop<'_> {
 /// Steps whose rows hold at least this many gate values compute their rows over threads.
 const PARALLEL_ROW_VALUES: usize = 1 << 14;
 
-/// What every row of one step reads: the cell, the input projection of step `tt`, the
-/// recurrent products `z` (and `rh_out` for a GRU without `reset_after`), the states.
+/// What every row of one step reads: the cell, the step's input projection (one row per batch
+/// row), the recurrent products `z` (and `rh_out` for a GRU without `reset_after`), the states.
 struct StepRows<'a> {
     kind: RecurrentCell,
     acts: (&'a Elementwise, &'a Elementwise),
@@ -723,8 +711,6 @@ struct StepRows<'a> {
     xw: &'a [f32],
     /// The bias an LSTM adds to the sum of its two products.
     bias: Option<&'a [f32]>,
-    t: usize,
-    tt: usize,
     z: &'a [f32],
     rh_out: &'a [f32],
     states: &'a [Vec<f32>],
@@ -743,7 +729,7 @@ impl StepRows<'_> {
     ) {
         let (u, g) = (self.u, self.g);
         let (act, ract) = self.acts;
-        let xrow = &self.xw[(r * self.t + self.tt) * g..][..g];
+        let xrow = &self.xw[r * g..][..g];
         let h = &self.states[0][r * u..][..u];
         match self.kind {
             RecurrentCell::SimpleRnn => {
