@@ -23,12 +23,25 @@ pub fn unary_slice(op: UnaryOp, src: &[f32], dst: &mut [f32]) {
         UnaryOp::Neg => map_unary!(dst, src, |x| -x),
         UnaryOp::Abs => map_unary!(dst, src, |x| x.abs()),
         UnaryOp::Exp => map_unary!(dst, src, |x| scalar::exp(x)),
-        UnaryOp::Tanh => map_unary!(dst, src, |x| scalar::tanh(x)),
+        UnaryOp::Tanh => {
+            // A block whose arguments are all below `TANH_SMALL` computes only that branch:
+            // the same values, without an exponential and a division.
+            for (o, x) in dst.chunks_mut(SMALL_BLOCK).zip(src.chunks(SMALL_BLOCK)) {
+                let small = x
+                    .iter()
+                    .fold(true, |ok, &v| ok & (v.abs() < scalar::TANH_SMALL));
+                if small {
+                    map_unary!(o, x, |v| scalar::tanh_small(v));
+                } else {
+                    map_unary!(o, x, |v| scalar::tanh(v));
+                }
+            }
+        }
         UnaryOp::Sigmoid => map_unary!(dst, src, |x| scalar::sigmoid(x)),
         UnaryOp::Erf => {
             // A block whose arguments are all below `ERF_SMALL` computes only that branch: the
             // same values, without two exponentials and three divisions.
-            for (o, x) in dst.chunks_mut(ERF_BLOCK).zip(src.chunks(ERF_BLOCK)) {
+            for (o, x) in dst.chunks_mut(SMALL_BLOCK).zip(src.chunks(SMALL_BLOCK)) {
                 let small = x
                     .iter()
                     .fold(true, |ok, &v| ok & (v.abs() < scalar::ERF_SMALL));
@@ -57,8 +70,8 @@ pub fn unary_slice(op: UnaryOp, src: &[f32], dst: &mut [f32]) {
     }
 }
 
-/// Elements [`unary_slice`] checks at a time for `erf`'s small arguments.
-const ERF_BLOCK: usize = 16;
+/// Elements [`unary_slice`] checks at a time for `erf`'s and `tanh`'s small arguments.
+const SMALL_BLOCK: usize = 16;
 
 /// `dst[i] = op(a[i], b[i])` where `a` and `b` have `dst.len()` elements or one (broadcast),
 /// one specialised loop per op and broadcast pattern (comparisons give 1.0 or 0.0; `and` and
@@ -1052,6 +1065,27 @@ mod tests {
         unary_slice(UnaryOp::Erf, &x, &mut got);
         for (i, (&v, &g)) in x.iter().zip(&got).enumerate() {
             assert!(same(g, scalar::erf(v)), "erf({v:e}) at {i}: {g:e}");
+        }
+    }
+
+    /// `tanh` over blocks of small arguments only (the polynomial alone), mixed blocks and
+    /// blocks with NaN, signed zeros and the branch's edge gives the table's `tanh`, bit for bit.
+    #[test]
+    fn tanh_of_small_blocks_is_the_table_value() {
+        let mut x: Vec<f32> = (0..4000)
+            .map(|i| ((i as f32) * 0.731).sin() * 0.62)
+            .collect();
+        for (k, v) in [0.625, -0.624_999_94, 1e-30, -3e-9, f32::NAN, 5.0, -0.0, 0.0]
+            .into_iter()
+            .enumerate()
+        {
+            x[100 + 37 * k] = v;
+        }
+        x.extend((0..100).map(|i| -3.0 + 0.06 * i as f32));
+        let mut got = vec![0f32; x.len()];
+        unary_slice(UnaryOp::Tanh, &x, &mut got);
+        for (i, (&v, &g)) in x.iter().zip(&got).enumerate() {
+            assert!(same(g, scalar::tanh(v)), "tanh({v:e}) at {i}: {g:e}");
         }
     }
 

@@ -92,18 +92,35 @@ pub fn exp_normal(x: f32) -> f32 {
 #[inline(always)]
 pub fn tanh(x: f32) -> f32 {
     let a = x.abs();
+    let small = tanh_polynomial(x);
+    let e = exp_normal(2.0 * a.min(20.0));
+    let large = 1.0 - 2.0 / (e + 1.0);
+    let large = if x < 0.0 { -large } else { large };
+    let r = if a < TANH_SMALL { small } else { large };
+    // NaN as it came, and ±0 with its sign (the polynomial gives +0 for -0).
+    if x.is_nan() || x == 0.0 { x } else { r }
+}
+
+/// The magnitude below which [`tanh`] takes its odd polynomial.
+pub const TANH_SMALL: f32 = 0.625;
+
+/// [`tanh`] for |x| < [`TANH_SMALL`], the same value: its polynomial alone, without the
+/// exponential and the division of larger arguments.
+#[inline(always)]
+pub fn tanh_small(x: f32) -> f32 {
+    let r = tanh_polynomial(x);
+    if x == 0.0 { x } else { r }
+}
+
+/// Cephes' odd polynomial for tanh, `x + x³ P(x²)`, in fused multiply-adds.
+#[inline(always)]
+fn tanh_polynomial(x: f32) -> f32 {
     let z = x * x;
     let mut p = (-5.704_988_7e-3f32).mul_add(z, 2.063_908_9e-2);
     p = p.mul_add(z, -5.373_971_8e-2);
     p = p.mul_add(z, 1.333_144_3e-1);
     p = p.mul_add(z, -3.333_328_6e-1);
-    let small = (p * z).mul_add(x, x);
-    let e = exp_normal(2.0 * a.min(20.0));
-    let large = 1.0 - 2.0 / (e + 1.0);
-    let large = if x < 0.0 { -large } else { large };
-    let r = if a < 0.625 { small } else { large };
-    // NaN as it came, and ±0 with its sign (the polynomial gives +0 for -0).
-    if x.is_nan() || x == 0.0 { x } else { r }
+    (p * z).mul_add(x, x)
 }
 
 /// The logistic sigmoid `1 / (1 + e^-x)`; a NaN comes back as it came (not negated by `-x`),
