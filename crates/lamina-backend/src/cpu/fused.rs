@@ -1222,16 +1222,23 @@ impl FusedKernel {
     #[inline(always)]
     fn prefetch_row(&self, leaves: &Inputs<'_>, row: usize) {
         for (si, step) in self.steps.iter().enumerate() {
-            if let Step::Leaf {
-                read: Read::PerRow, ..
-            } = step
+            let Step::Leaf { read, .. } = step else {
+                continue;
+            };
+            // The leaf's row for region row `row`: its own, or a lookup's table row.
+            let at = match read {
+                Read::PerRow => row,
+                Read::Rows { .. } => match leaves.rows[si].as_deref().and_then(|r| r.get(row)) {
+                    Some(&id) => id,
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let d = self.lens[si];
+            if let Some(data) = leaves.data[si].as_deref()
+                && let Some(r) = data.get(at * d..(at + 1) * d)
             {
-                let d = self.lens[si];
-                if let Some(data) = leaves.data[si].as_deref()
-                    && let Some(r) = data.get(row * d..(row + 1) * d)
-                {
-                    super::stream::prefetch(r);
-                }
+                super::stream::prefetch(r);
             }
         }
     }
@@ -1243,15 +1250,29 @@ impl FusedKernel {
     fn prefetch_block(&self, leaves: &Inputs<'_>, start: usize, width: usize) {
         let full = self.row_len.max(1);
         for (si, step) in self.steps.iter().enumerate() {
-            if let Step::Leaf {
-                read: Read::PerRow, ..
-            } = step
-                && !self.scalar[si]
-                && self.lens[si] == full
-                && let Some(data) = leaves.data[si].as_deref()
-                && let Some(r) = data.get(start..(start + width).min(data.len()))
-            {
-                super::stream::prefetch(r);
+            let Step::Leaf { read, .. } = step else {
+                continue;
+            };
+            let Some(data) = leaves.data[si].as_deref() else {
+                continue;
+            };
+            match read {
+                Read::PerRow if !self.scalar[si] && self.lens[si] == full => {
+                    if let Some(r) = data.get(start..(start + width).min(data.len())) {
+                        super::stream::prefetch(r);
+                    }
+                }
+                // A lookup's table rows lie anywhere in the table: each row of the block.
+                Read::Rows { .. } if self.lens[si] == full => {
+                    let ids = leaves.rows[si].as_deref().unwrap_or(&[]);
+                    let rows = start / full..(start + width).div_ceil(full);
+                    for &id in ids.get(rows).unwrap_or(&[]) {
+                        if let Some(r) = data.get(id * full..(id + 1) * full) {
+                            super::stream::prefetch(r);
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
