@@ -1299,6 +1299,10 @@ impl FusedKernel {
         } = pass;
         let last = self.steps.len() - 1;
         let mut wrote_out = false;
+        // A softmax that ends a streamed region: its row, not yet divided by its sum `s`,
+        // and `1 / s`, to be divided on its way to the output.
+        let mut divide_out: Option<(f32, f32)> = None;
+        let out_len = out.len();
         for (si, step) in self.steps.iter().enumerate() {
             let len = if per_row {
                 self.lens[si]
@@ -1421,7 +1425,13 @@ impl FusedKernel {
                         let m = super::math::extreme(x, true);
                         s = super::math::exp_shifted_and_sum(x, m, f32::NEG_INFINITY, dst);
                     }
-                    if lowest - m >= super::math::IN_RANGE_EXP_LOWEST {
+                    let in_range = lowest - m >= super::math::IN_RANGE_EXP_LOWEST;
+                    let streamed = stream && si == last && dst.len() == out_len;
+                    if let (true, true, Some(y)) =
+                        (in_range, streamed, super::math::in_range_reciprocal(s))
+                    {
+                        divide_out = Some((s, y));
+                    } else if in_range {
                         super::math::div_in_range_in_place(dst, s);
                     } else {
                         super::math::div_by_one_in_place(dst, s);
@@ -1459,6 +1469,10 @@ impl FusedKernel {
             return;
         }
         let last = &scratch[last];
+        if let Some((s, y)) = divide_out {
+            super::stream::copy_divided(out, last, s, y);
+            return;
+        }
         if last.len() == out.len() && stream {
             super::stream::copy(out, last);
         } else if last.len() == out.len() {

@@ -271,6 +271,13 @@ pub fn div_in_range_in_place(x: &mut [f32], b: f32) {
     }
 }
 
+/// The reciprocal `1 / b` through which [`div_in_range_in_place`] divides by `b`, or `None`
+/// where it divides plainly (no FMA, or `b` of an extreme magnitude).
+#[inline(always)]
+pub fn in_range_reciprocal(b: f32) -> Option<f32> {
+    reciprocal_for(b)
+}
+
 /// The lowest argument whose `exp` is certainly at least 2^-80, the reciprocal path's least
 /// dividend (e^-55 is 2^-79.3).
 pub const IN_RANGE_EXP_LOWEST: f32 = -55.0;
@@ -383,8 +390,15 @@ fn exp_shifted_and_sum_with<const LEVELS: usize, const NORMAL: bool>(
         .chunks_exact_mut(SUM_BLOCK)
         .zip(x.chunks_exact(SUM_BLOCK))
     {
-        map_unary!(o, block, |v| e(v));
-        cascade.push(o);
+        // Each 8 exponentials added to the block's lanes as they are made ([`lanes_of`]'s
+        // order), rather than read back in a second loop.
+        let mut lanes: Lanes = [0.0; 8];
+        for (o8, x8) in o.chunks_exact_mut(8).zip(block.chunks_exact(8)) {
+            let y: Lanes = std::array::from_fn(|l| e(x8[l]));
+            o8.copy_from_slice(&y);
+            lanes = add_lanes(&lanes, &y);
+        }
+        cascade.push_lanes(lanes);
     }
     map_unary!(dst_rest, &x[split..], |v| e(v));
     cascade.finish(dst_rest)
@@ -412,7 +426,12 @@ impl<const LEVELS: usize> Cascade<LEVELS> {
     /// Adds a block of `SUM_BLOCK` values: its lanes, merged with the pending blocks.
     #[inline(always)]
     fn push(&mut self, block: &[f32]) {
-        let mut lanes = lanes_of(block);
+        self.push_lanes(lanes_of(block));
+    }
+
+    /// Adds a block of `SUM_BLOCK` values by its lanes ([`lanes_of`]).
+    #[inline(always)]
+    fn push_lanes(&mut self, mut lanes: Lanes) {
         let mut level = 0;
         while (self.count >> level) & 1 == 1 {
             lanes = add_lanes(&self.stack[level], &lanes);
@@ -486,9 +505,13 @@ pub fn max_and_min_ignoring_nan(x: &[f32]) -> (f32, f32) {
     let h: [f32; 8] = std::array::from_fn(|i| pick(h[i + 8], h[i]));
     let h: [f32; 4] = std::array::from_fn(|i| pick(h[i + 4], h[i]));
     let mut m = pick(pick(h[3], h[1]), pick(h[2], h[0]));
-    let mut lowest = low
-        .iter()
-        .fold(f32::INFINITY, |a, &b| if b < a { b } else { a });
+    // The least as a tree of vector comparisons too (not 32 in a chain): only compared with
+    // bounds, so which zero of two comes out does not matter.
+    let least = |a: f32, b: f32| if b < a { b } else { a };
+    let l: [f32; 16] = std::array::from_fn(|i| least(low[i], low[i + 16]));
+    let l: [f32; 8] = std::array::from_fn(|i| least(l[i], l[i + 8]));
+    let l: [f32; 4] = std::array::from_fn(|i| least(l[i], l[i + 4]));
+    let mut lowest = least(least(l[0], l[2]), least(l[1], l[3]));
     for &v in rest {
         m = pick(v, m);
         lowest = if v < lowest { v } else { lowest };

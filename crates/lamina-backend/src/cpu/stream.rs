@@ -69,6 +69,70 @@ pub fn copy(dst: &mut [f32], src: &[f32]) {
     dst.copy_from_slice(src);
 }
 
+/// `dst[i] = src[i] / b` through `y = 1 / b` (see [`super::math::in_range_reciprocal`]: the
+/// quotient `q = src * y` corrected once by the fused remainder `src - q b`), written with
+/// streaming stores where the CPU has them: softmax's last pass straight into its output.
+/// The dividends must lie in the reciprocal path's range; ordered as [`copy`] is.
+#[inline]
+pub fn copy_divided(dst: &mut [f32], src: &[f32], b: f32, y: f32) {
+    debug_assert_eq!(dst.len(), src.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::isa::Isa;
+        if let Isa::Avx512 | Isa::Avx2 = super::isa::active() {
+            // SAFETY: `active` reports only instruction sets the CPU has (both have FMA).
+            return unsafe { copy_divided_avx2(dst, src, b, y) };
+        }
+    }
+    divided(dst, src, b, y);
+}
+
+/// The quotients of [`copy_divided`], element by element with plain stores.
+#[inline(always)]
+fn divided(dst: &mut [f32], src: &[f32], b: f32, y: f32) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        let q = v * y;
+        let r = (-q).mul_add(b, v);
+        *d = r.mul_add(y, q);
+    }
+}
+
+/// [`copy_divided`] with AVX streaming stores for the whole lines of `dst`, as [`copy_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn copy_divided_avx2(dst: &mut [f32], src: &[f32], b: f32, y: f32) {
+    use std::arch::x86_64::*;
+    const LINE: usize = 16;
+    let n = dst.len().min(src.len());
+    let misaligned = (dst.as_ptr() as usize / 4) % LINE;
+    let head = if misaligned == 0 {
+        0
+    } else {
+        (LINE - misaligned).min(n)
+    };
+    let lines = (n - head) / LINE;
+    let end = head + lines * LINE;
+    divided(&mut dst[..head], &src[..head], b, y);
+    let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+    // SAFETY: as in `copy_avx2`: each line lies inside both slices and `d + i` is 64-byte
+    // aligned.
+    unsafe {
+        let (bv, yv) = (_mm256_set1_ps(b), _mm256_set1_ps(y));
+        let quotient = |v: __m256| {
+            let q = _mm256_mul_ps(v, yv);
+            let r = _mm256_fnmadd_ps(q, bv, v);
+            _mm256_fmadd_ps(r, yv, q)
+        };
+        let mut i = head;
+        while i < end {
+            _mm256_stream_ps(d.add(i), quotient(_mm256_loadu_ps(s.add(i))));
+            _mm256_stream_ps(d.add(i + 8), quotient(_mm256_loadu_ps(s.add(i + 8))));
+            i += LINE;
+        }
+    }
+    divided(&mut dst[end..n], &src[end..n], b, y);
+}
+
 /// Asks the cache for the lines of `data`, to be read soon (a hint: no effect on results).
 #[inline(always)]
 pub fn prefetch(data: &[f32]) {
@@ -146,6 +210,35 @@ mod tests {
         assert_eq!(super::parse_size("12Q"), None);
         assert_eq!(super::parse_size(""), None);
         assert!(super::stream_bytes() >= 4 << 20);
+    }
+
+    /// The streamed quotients are softmax's in-place ones (`div_in_range_in_place`), bit for
+    /// bit, at every alignment and length, and nothing outside `dst` is written.
+    #[test]
+    fn streamed_quotients_equal_the_in_place_ones() {
+        let src: Vec<f32> = (0..300)
+            .map(|i| ((i * 37) % 101) as f32 * 0.013 + 1e-3)
+            .collect();
+        let b: f32 = src.iter().sum();
+        let y = super::super::math::in_range_reciprocal(b).expect("a moderate divisor");
+        let mut want = src.clone();
+        super::super::math::div_in_range_in_place(&mut want, b);
+        for offset in 0..17 {
+            for len in [0, 1, 7, 15, 16, 17, 31, 64, 255, 283] {
+                let mut dst = vec![f32::NAN; offset + len + 3];
+                super::copy_divided(&mut dst[offset..offset + len], &src[..len], b, y);
+                super::fence();
+                for (i, (g, w)) in dst[offset..offset + len].iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "offset {offset}, length {len}, [{i}]"
+                    );
+                }
+                assert!(dst[..offset].iter().all(|x| x.is_nan()));
+                assert!(dst[offset + len..].iter().all(|x| x.is_nan()));
+            }
+        }
     }
 
     #[test]
