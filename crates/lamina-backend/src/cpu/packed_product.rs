@@ -280,8 +280,17 @@ mod x86 {
                 let (ar, cr) = (a.add(r * lda), c.add(r * ldc));
                 let out = (cr, ldc, cols);
                 let args = (k, (ar, lda), w, out, accumulate);
-                with_rows!(block_avx2, m - r, args, 6, [5, 4, 3, 2]);
-                r += ROWS_256;
+                // The last 7 or 8 rows as two blocks of 3 or 4 rather than 6 and 1 or 2: a
+                // block of one or two rows has too few sums in flight to keep both FMA units
+                // busy (the sums are the same, each still in order).
+                let left = m - r;
+                let rows = if left == 7 || left == 8 {
+                    4
+                } else {
+                    left.min(ROWS_256)
+                };
+                with_rows!(block_avx2, rows, args, 6, [5, 4, 3, 2]);
+                r += rows;
             }
         }
     }
