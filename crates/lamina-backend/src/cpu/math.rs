@@ -23,35 +23,21 @@ pub fn unary_slice(op: UnaryOp, src: &[f32], dst: &mut [f32]) {
         UnaryOp::Neg => map_unary!(dst, src, |x| -x),
         UnaryOp::Abs => map_unary!(dst, src, |x| x.abs()),
         UnaryOp::Exp => map_unary!(dst, src, |x| scalar::exp(x)),
-        UnaryOp::Tanh => {
-            // A block whose arguments are all below `TANH_SMALL` computes only that branch:
-            // the same values, without an exponential and a division.
-            for (o, x) in dst.chunks_mut(SMALL_BLOCK).zip(src.chunks(SMALL_BLOCK)) {
-                let small = x
-                    .iter()
-                    .fold(true, |ok, &v| ok & (v.abs() < scalar::TANH_SMALL));
-                if small {
-                    map_unary!(o, x, |v| scalar::tanh_small(v));
-                } else {
-                    map_unary!(o, x, |v| scalar::tanh(v));
-                }
-            }
-        }
+        // Small arguments alone: the polynomial, without an exponential and a division.
+        UnaryOp::Tanh => map_small_blocks(
+            (dst, src),
+            scalar::TANH_SMALL,
+            scalar::tanh_small,
+            scalar::tanh,
+        ),
         UnaryOp::Sigmoid => map_unary!(dst, src, |x| scalar::sigmoid(x)),
-        UnaryOp::Erf => {
-            // A block whose arguments are all below `ERF_SMALL` computes only that branch: the
-            // same values, without two exponentials and three divisions.
-            for (o, x) in dst.chunks_mut(SMALL_BLOCK).zip(src.chunks(SMALL_BLOCK)) {
-                let small = x
-                    .iter()
-                    .fold(true, |ok, &v| ok & (v.abs() < scalar::ERF_SMALL));
-                if small {
-                    map_unary!(o, x, |v| scalar::erf_small(v));
-                } else {
-                    map_unary!(o, x, |v| scalar::erf(v));
-                }
-            }
-        }
+        // Small arguments alone: without two exponentials and three divisions.
+        UnaryOp::Erf => map_small_blocks(
+            (dst, src),
+            scalar::ERF_SMALL,
+            scalar::erf_small,
+            scalar::erf,
+        ),
         UnaryOp::Erfc => map_unary!(dst, src, |x| scalar::erfc(x)),
         UnaryOp::Sqrt => map_unary!(dst, src, |x| x.sqrt()),
         UnaryOp::Rsqrt => map_unary!(dst, src, |x| 1.0 / x.sqrt()),
@@ -72,6 +58,24 @@ pub fn unary_slice(op: UnaryOp, src: &[f32], dst: &mut [f32]) {
 
 /// Elements [`unary_slice`] checks at a time for `erf`'s and `tanh`'s small arguments.
 const SMALL_BLOCK: usize = 16;
+
+/// `dst[i] = full(src[i])`, where a block of [`SMALL_BLOCK`] arguments all below `limit` in
+/// magnitude computes `small` instead: `full`'s own branch for them (the same values), alone.
+#[inline(always)]
+fn map_small_blocks(
+    (dst, src): (&mut [f32], &[f32]),
+    limit: f32,
+    small: impl Fn(f32) -> f32,
+    full: impl Fn(f32) -> f32,
+) {
+    for (o, x) in dst.chunks_mut(SMALL_BLOCK).zip(src.chunks(SMALL_BLOCK)) {
+        if x.iter().fold(true, |ok, &v| ok & (v.abs() < limit)) {
+            map_unary!(o, x, |v| small(v));
+        } else {
+            map_unary!(o, x, |v| full(v));
+        }
+    }
+}
 
 /// `dst[i] = op(a[i], b[i])` where `a` and `b` have `dst.len()` elements or one (broadcast),
 /// one specialised loop per op and broadcast pattern (comparisons give 1.0 or 0.0; `and` and

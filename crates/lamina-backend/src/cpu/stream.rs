@@ -102,16 +102,7 @@ fn divided(dst: &mut [f32], src: &[f32], b: f32, y: f32) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn copy_divided_avx2(dst: &mut [f32], src: &[f32], b: f32, y: f32) {
     use std::arch::x86_64::*;
-    const LINE: usize = 16;
-    let n = dst.len().min(src.len());
-    let misaligned = (dst.as_ptr() as usize / 4) % LINE;
-    let head = if misaligned == 0 {
-        0
-    } else {
-        (LINE - misaligned).min(n)
-    };
-    let lines = (n - head) / LINE;
-    let end = head + lines * LINE;
+    let (n, head, end) = whole_lines(dst, src);
     divided(&mut dst[..head], &src[..head], b, y);
     let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
     // SAFETY: as in `copy_avx2`: each line lies inside both slices and `d + i` is 64-byte
@@ -167,16 +158,7 @@ pub fn fence() {
 #[target_feature(enable = "avx2")]
 unsafe fn copy_avx2(dst: &mut [f32], src: &[f32]) {
     use std::arch::x86_64::{_mm256_loadu_ps, _mm256_stream_ps};
-    const LINE: usize = 16;
-    let n = dst.len().min(src.len());
-    let misaligned = (dst.as_ptr() as usize / 4) % LINE;
-    let head = if misaligned == 0 {
-        0
-    } else {
-        (LINE - misaligned).min(n)
-    };
-    let lines = (n - head) / LINE;
-    let end = head + lines * LINE;
+    let (n, head, end) = whole_lines(dst, src);
     plain(&mut dst[..head], &src[..head]);
     let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
     // SAFETY: each line is 16 floats at an offset i with i + 16 <= end <= n, inside both
@@ -190,6 +172,24 @@ unsafe fn copy_avx2(dst: &mut [f32], src: &[f32]) {
         }
     }
     plain(&mut dst[end..n], &src[end..n]);
+}
+
+/// Floats per 64-byte line.
+const LINE: usize = 16;
+
+/// Where the whole 64-byte lines of `dst` lie: `(n, head, end)`, the length written (the
+/// shorter of the two), and the range `head..end` of whole lines (`end - head` a multiple of
+/// [`LINE`]), the part before written plainly and the part after too.
+#[inline(always)]
+fn whole_lines(dst: &[f32], src: &[f32]) -> (usize, usize, usize) {
+    let n = dst.len().min(src.len());
+    let misaligned = (dst.as_ptr() as usize / 4) % LINE;
+    let head = if misaligned == 0 {
+        0
+    } else {
+        (LINE - misaligned).min(n)
+    };
+    (n, head, head + (n - head) / LINE * LINE)
 }
 
 /// A copy of fewer than 16 floats, element by element (a `memcpy` call costs more).
