@@ -394,13 +394,18 @@ fn exp_shifted_and_sum_with<const LEVELS: usize, const NORMAL: bool>(
         .chunks_exact_mut(SUM_BLOCK)
         .zip(x.chunks_exact(SUM_BLOCK))
     {
-        // Each 8 exponentials added to the block's lanes as they are made ([`lanes_of`]'s
-        // order), rather than read back in a second loop.
+        // Each 16 exponentials (one AVX-512 vector, two of AVX2) added to the block's lanes
+        // as they are made, 8 then 8 ([`lanes_of`]'s order), rather than read back in a
+        // second loop.
         let mut lanes: Lanes = [0.0; 8];
-        for (o8, x8) in o.chunks_exact_mut(8).zip(block.chunks_exact(8)) {
-            let y: Lanes = std::array::from_fn(|l| e(x8[l]));
-            o8.copy_from_slice(&y);
-            lanes = add_lanes(&lanes, &y);
+        for (o16, x16) in o.chunks_exact_mut(16).zip(block.chunks_exact(16)) {
+            let y: [f32; 16] = std::array::from_fn(|l| e(x16[l]));
+            o16.copy_from_slice(&y);
+            let (lo, hi): (Lanes, Lanes) = (
+                std::array::from_fn(|l| y[l]),
+                std::array::from_fn(|l| y[8 + l]),
+            );
+            lanes = add_lanes(&add_lanes(&lanes, &lo), &hi);
         }
         cascade.push_lanes(lanes);
     }
