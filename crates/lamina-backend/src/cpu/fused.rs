@@ -198,17 +198,13 @@ impl ConvLeaf {
             None => None,
         };
         let [sx, sk, so] = &self.shapes;
-        let kept = super::kept::Kept {
-            kernels: kept,
-            node: self.kernel,
-            value: values[self.kernel].as_ref()?,
-        };
+        let kept = kept.of(self.kernel, values[self.kernel].as_ref()?);
         super::conv::ConvRows::new(
             (values[self.x].as_deref()?, sx),
             (values[self.kernel].as_deref()?, sk),
             bias,
             &self.spec,
-            (so, Some(kept)),
+            (so, kept),
         )
         .ok()
     }

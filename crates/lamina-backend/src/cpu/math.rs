@@ -359,12 +359,30 @@ fn sum_with<const LEVELS: usize>(x: &[f32], mut cascade: Cascade<LEVELS>) -> f32
 /// checks and subnormal scaling, the same value.
 #[inline(always)]
 pub fn exp_shifted_and_sum(x: &[f32], m: f32, lowest: f32, dst: &mut [f32]) -> f32 {
+    // The same sums either way; which is faster depends on the vector width.
+    if super::isa::active() == super::isa::Isa::Avx512 {
+        exp_shifted_and_sum_by::<true>(x, m, lowest, dst)
+    } else {
+        exp_shifted_and_sum_by::<false>(x, m, lowest, dst)
+    }
+}
+
+/// [`exp_shifted_and_sum`], each block's exponentials made before they are summed where
+/// `WIDE` (at the vector width), else summed as they are made.
+#[inline(always)]
+fn exp_shifted_and_sum_by<const WIDE: bool>(
+    x: &[f32],
+    m: f32,
+    lowest: f32,
+    dst: &mut [f32],
+) -> f32 {
+    const DEEP: usize = usize::BITS as usize;
     let normal = lowest - m >= NORMAL_EXP_LOWEST;
     match (x.len() < SUM_BLOCK << SHALLOW_LEVELS, normal) {
-        (true, true) => exp_shifted_and_sum_with::<SHALLOW_LEVELS, true>(x, m, dst),
-        (true, false) => exp_shifted_and_sum_with::<SHALLOW_LEVELS, false>(x, m, dst),
-        (false, true) => exp_shifted_and_sum_with::<{ usize::BITS as usize }, true>(x, m, dst),
-        (false, false) => exp_shifted_and_sum_with::<{ usize::BITS as usize }, false>(x, m, dst),
+        (true, true) => exp_shifted_and_sum_with::<SHALLOW_LEVELS, true, WIDE>(x, m, dst),
+        (true, false) => exp_shifted_and_sum_with::<SHALLOW_LEVELS, false, WIDE>(x, m, dst),
+        (false, true) => exp_shifted_and_sum_with::<DEEP, true, WIDE>(x, m, dst),
+        (false, false) => exp_shifted_and_sum_with::<DEEP, false, WIDE>(x, m, dst),
     }
 }
 
@@ -375,7 +393,7 @@ pub const NORMAL_EXP_LOWEST: f32 = -87.0;
 /// [`exp_shifted_and_sum`] through a cascade deep enough for `x`, with
 /// [`scalar::exp_normal`] where `NORMAL`.
 #[inline(always)]
-fn exp_shifted_and_sum_with<const LEVELS: usize, const NORMAL: bool>(
+fn exp_shifted_and_sum_with<const LEVELS: usize, const NORMAL: bool, const WIDE: bool>(
     x: &[f32],
     m: f32,
     dst: &mut [f32],
@@ -394,20 +412,27 @@ fn exp_shifted_and_sum_with<const LEVELS: usize, const NORMAL: bool>(
         .chunks_exact_mut(SUM_BLOCK)
         .zip(x.chunks_exact(SUM_BLOCK))
     {
-        // Each 16 exponentials (one AVX-512 vector, two of AVX2) added to the block's lanes
-        // as they are made, 8 then 8 ([`lanes_of`]'s order), rather than read back in a
-        // second loop.
-        let mut lanes: Lanes = [0.0; 8];
-        for (o16, x16) in o.chunks_exact_mut(16).zip(block.chunks_exact(16)) {
-            let y: [f32; 16] = std::array::from_fn(|l| e(x16[l]));
-            o16.copy_from_slice(&y);
-            let (lo, hi): (Lanes, Lanes) = (
-                std::array::from_fn(|l| y[l]),
-                std::array::from_fn(|l| y[8 + l]),
-            );
-            lanes = add_lanes(&add_lanes(&lanes, &lo), &hi);
+        if WIDE {
+            // All the block's exponentials at the vector width, then their sum from the
+            // first-level cache: made 16 at a time and summed 8 then 8 as below, they were
+            // built from two 8-lane halves.
+            map_unary!(o, block, |v| e(v));
+            cascade.push(o);
+        } else {
+            // Each 16 exponentials added to the block's lanes as they are made, 8 then 8
+            // ([`lanes_of`]'s order), rather than read back in a second loop.
+            let mut lanes: Lanes = [0.0; 8];
+            for (o16, x16) in o.chunks_exact_mut(16).zip(block.chunks_exact(16)) {
+                let y: [f32; 16] = std::array::from_fn(|l| e(x16[l]));
+                o16.copy_from_slice(&y);
+                let (lo, hi): (Lanes, Lanes) = (
+                    std::array::from_fn(|l| y[l]),
+                    std::array::from_fn(|l| y[8 + l]),
+                );
+                lanes = add_lanes(&add_lanes(&lanes, &lo), &hi);
+            }
+            cascade.push_lanes(lanes);
         }
-        cascade.push_lanes(lanes);
     }
     map_unary!(dst_rest, &x[split..], |v| e(v));
     cascade.finish(dst_rest)
@@ -856,77 +881,99 @@ mod tests {
     }
 
     /// Softmax's middle pass gives the exponentials and the sum of running `exp` and then
-    /// `sum`, bit for bit, at lengths around the sum's blocks and cascade depths; a short
+    /// `sum`, bit for bit, at lengths around the sum's blocks and cascade depths, whether a
+    /// block's exponentials are summed as they are made or after (each width's way); a short
     /// row's shallow cascade and the deep one give the same sum; a long row of ones sums
-    /// exactly.
+    /// exactly. Arguments over a narrow range as well as a wide one, so the order of the
+    /// sums shows.
     #[test]
     fn exponentials_summed_in_one_pass_match_the_two_ops() {
         let values = sweep();
-        let mut x: Vec<f32> = (0..70_000)
-            .map(|i| ((i as f32) * 0.618_034).sin() * 30.0 - 10.0)
-            .collect();
-        for (k, &v) in values.iter().enumerate() {
-            x[k * 997 % 70_000] = v;
-        }
-        let lengths = [
-            0, 1, 7, 8, 9, 127, 128, 129, 255, 256, 257, 300, 1000, 32_767, 32_768, 32_769, 70_000,
-        ];
-        for len in lengths {
-            for (offset, m) in [(0, 0.0), (3, 2.5), (11, -7.0), (0, f32::INFINITY)] {
-                let Some(row) = x.get(offset..offset + len) else {
-                    continue;
-                };
-                let mut e = vec![0f32; len];
-                unary_slice(
-                    UnaryOp::Exp,
-                    &row.iter().map(|v| v - m).collect::<Vec<_>>(),
-                    &mut e,
-                );
-                let want = sum(&e);
-                let mut got = vec![0f32; len];
-                let s = exp_shifted_and_sum(row, m, f32::NEG_INFINITY, &mut got);
-                assert!(same(s, want), "len {len}, m {m}: sum {s:e} != {want:e}");
-                for i in 0..len {
-                    assert!(same(got[i], e[i]), "len {len}, m {m}, element {i}");
-                }
-                // Rows whose every exponential is normal take `exp_normal`: the same bits,
-                // down to the edge of the normal range.
-                let (top, low) = max_and_min_ignoring_nan(row);
-                if !row.iter().any(|v| v.is_nan()) {
-                    assert!(same(top, extreme(row, true)), "len {len}: maximum");
-                }
-                let normal: Vec<f32> = row
-                    .iter()
-                    .map(|&v| {
-                        if v.is_nan() {
-                            v
-                        } else {
-                            v.clamp(top - 86.0, top)
-                        }
-                    })
-                    .collect();
-                let mut e = vec![0f32; len];
-                unary_slice(
-                    UnaryOp::Exp,
-                    &normal.iter().map(|v| v - top).collect::<Vec<_>>(),
-                    &mut e,
-                );
-                let (ntop, nlow) = max_and_min_ignoring_nan(&normal);
-                let s = exp_shifted_and_sum(&normal, ntop, nlow, &mut got);
-                if top.is_finite() && len > 0 && !row.iter().any(|v| v.is_nan()) {
-                    assert!(nlow - ntop >= NORMAL_EXP_LOWEST, "len {len}: {low} {nlow}");
-                }
-                assert!(same(s, sum(&e)), "len {len}: normal sum");
-                for i in 0..len {
-                    assert!(same(got[i], e[i]), "len {len}, normal element {i}");
-                }
-                let finite: Vec<f32> = row.iter().map(|v| v.clamp(-1e6, 1e6)).collect();
-                if !finite.is_empty() && finite.len() < SUM_BLOCK << SHALLOW_LEVELS {
-                    let deep = sum_with(&finite, Cascade::<{ usize::BITS as usize }>::new());
-                    assert!(
-                        same(sum(&finite), deep),
-                        "len {len}: shallow and deep cascades"
+        // Arguments over a wide range with the special values among them, and finite ones over
+        // a narrow range (every term counts, so a sum in another order differs).
+        for (scale, shift, specials) in [(30.0f32, -10.0f32, true), (1.0, 0.0, false)] {
+            let mut x: Vec<f32> = (0..70_000)
+                .map(|i| ((i as f32) * 0.618_034).sin() * scale + shift)
+                .collect();
+            for (k, &v) in values.iter().enumerate().filter(|_| specials) {
+                x[k * 997 % 70_000] = v;
+            }
+            let lengths = [
+                0, 1, 7, 8, 9, 127, 128, 129, 255, 256, 257, 300, 1000, 32_767, 32_768, 32_769,
+                70_000,
+            ];
+            for len in lengths {
+                for (offset, m) in [(0, 0.0), (3, 2.5), (11, -7.0), (0, f32::INFINITY)] {
+                    let Some(row) = x.get(offset..offset + len) else {
+                        continue;
+                    };
+                    let mut e = vec![0f32; len];
+                    unary_slice(
+                        UnaryOp::Exp,
+                        &row.iter().map(|v| v - m).collect::<Vec<_>>(),
+                        &mut e,
                     );
+                    let want = sum(&e);
+                    let mut got = vec![0f32; len];
+                    for wide in [false, true] {
+                        let s = if wide {
+                            exp_shifted_and_sum_by::<true>(row, m, f32::NEG_INFINITY, &mut got)
+                        } else {
+                            exp_shifted_and_sum_by::<false>(row, m, f32::NEG_INFINITY, &mut got)
+                        };
+                        assert!(
+                            same(s, want),
+                            "len {len}, m {m}, {wide}: sum {s:e} != {want:e}"
+                        );
+                        for i in 0..len {
+                            assert!(same(got[i], e[i]), "len {len}, m {m}, {wide}, element {i}");
+                        }
+                    }
+                    // Rows whose every exponential is normal take `exp_normal`: the same bits,
+                    // down to the edge of the normal range.
+                    let (top, low) = max_and_min_ignoring_nan(row);
+                    if !row.iter().any(|v| v.is_nan()) {
+                        assert!(same(top, extreme(row, true)), "len {len}: maximum");
+                    }
+                    let normal: Vec<f32> = row
+                        .iter()
+                        .map(|&v| {
+                            if v.is_nan() {
+                                v
+                            } else {
+                                v.clamp(top - 86.0, top)
+                            }
+                        })
+                        .collect();
+                    let mut e = vec![0f32; len];
+                    unary_slice(
+                        UnaryOp::Exp,
+                        &normal.iter().map(|v| v - top).collect::<Vec<_>>(),
+                        &mut e,
+                    );
+                    let (ntop, nlow) = max_and_min_ignoring_nan(&normal);
+                    if top.is_finite() && len > 0 && !row.iter().any(|v| v.is_nan()) {
+                        assert!(nlow - ntop >= NORMAL_EXP_LOWEST, "len {len}: {low} {nlow}");
+                    }
+                    for wide in [false, true] {
+                        let s = if wide {
+                            exp_shifted_and_sum_by::<true>(&normal, ntop, nlow, &mut got)
+                        } else {
+                            exp_shifted_and_sum_by::<false>(&normal, ntop, nlow, &mut got)
+                        };
+                        assert!(same(s, sum(&e)), "len {len}, {wide}: normal sum");
+                        for i in 0..len {
+                            assert!(same(got[i], e[i]), "len {len}, {wide}, normal element {i}");
+                        }
+                    }
+                    let finite: Vec<f32> = row.iter().map(|v| v.clamp(-1e6, 1e6)).collect();
+                    if !finite.is_empty() && finite.len() < SUM_BLOCK << SHALLOW_LEVELS {
+                        let deep = sum_with(&finite, Cascade::<{ usize::BITS as usize }>::new());
+                        assert!(
+                            same(sum(&finite), deep),
+                            "len {len}: shallow and deep cascades"
+                        );
+                    }
                 }
             }
         }

@@ -148,7 +148,7 @@ impl Backend for CpuBackend {
             uses,
             recycled: std::sync::Mutex::new(HashMap::new()),
             projections: std::sync::Mutex::new(HashMap::new()),
-            kept_kernels: kept::KeptKernels::default(),
+            kept_kernels: kept::KeptKernels::new(from_inputs),
         }))
     }
 }
@@ -492,11 +492,7 @@ impl CpuExecutable {
                 out_shape,
                 (
                     self.take_recycled(i),
-                    Some(kept::Kept {
-                        kernels: &self.kept_kernels,
-                        node: node.inputs[1],
-                        value: arg(1)?,
-                    }),
+                    self.kept_kernels.of(node.inputs[1], arg(1)?),
                 ),
             )?,
             Op::Recurrence { spec, output } => self.loop_output(spec, *output, &operands, loops)?,
@@ -529,13 +525,7 @@ impl CpuExecutable {
                 .collect::<Result<Vec<_>>>()?;
             let lock = || self.projections.lock().unwrap_or_else(|p| p.into_inner());
             let mut projection = lock().remove(&i).unwrap_or_default();
-            let kept = |j: usize| {
-                Ok(Some(kept::Kept {
-                    kernels: &self.kept_kernels,
-                    node: node.inputs[j],
-                    value: operands.arg(j)?,
-                }))
-            };
+            let kept = |j: usize| Ok(self.kept_kernels.of(node.inputs[j], operands.arg(j)?));
             let kept = [kept(1)?, kept(2)?];
             let outs = recurrence::run(spec, acts, &ins, &mut projection, kept);
             lock().insert(i, projection);
