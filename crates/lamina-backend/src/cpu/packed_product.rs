@@ -5,7 +5,10 @@
 //! power-of-two stride from the next); a block of rows of `a` is multiplied by a panel in
 //! registers (AVX-512: 12 rows × 32 columns, AVX2: 6 rows × 16 columns), each output the sum
 //! of its `k` products in order, one fused multiply-add after the other. The sums therefore do
-//! not depend on how many rows a product has or where a block starts.
+//! not depend on how many rows a product has or where a block starts. With AVX2, where `a` has
+//! 16 rows or more (and at most 2^16 floats), they are first copied into the order a block
+//! reads them, so the kernel reads one stream at fixed offsets instead of computing six row
+//! addresses at every step of the sum.
 
 use super::isa::Isa;
 use super::kept::{Form, Kept};
@@ -78,18 +81,20 @@ pub fn product(
     product_with(isa, m, (a, lda), w, (c, ldc), (accumulate, threaded));
 }
 
-/// [`product`] with the instruction set `isa` (which this CPU must have).
-fn product_with(
+/// Checks a product's operands (panics where the caller broke the contract) and returns
+/// whether it has any products to sum: with none, `c` is already the result (zeros for an
+/// empty depth unless `accumulate`).
+fn has_products(
     isa: Isa,
     m: usize,
     (a, lda): (&[f32], usize),
     w: &PackedColumns,
     (c, ldc): (&mut [f32], usize),
-    (accumulate, threaded): (bool, bool),
-) {
+    accumulate: bool,
+) -> bool {
     let (k, n) = (w.k, w.n);
     if m == 0 || n == 0 {
-        return;
+        return false;
     }
     assert!(
         lda >= k && ldc >= n,
@@ -112,35 +117,111 @@ fn product_with(
                 row[..n].fill(0.0);
             }
         }
+        return false;
+    }
+    true
+}
+
+/// The fewest rows of `a` that [`product`] packs with AVX2 (see [`pack_rows`]) before
+/// multiplying.
+#[cfg(target_arch = "x86_64")]
+const PACK_MIN_ROWS: usize = 16;
+/// The most floats of `a` that [`product`] packs (256 KiB): larger products keep `a` as it
+/// lies, rather than holding a copy of it.
+#[cfg(target_arch = "x86_64")]
+const PACK_MAX_FLOATS: usize = 1 << 16;
+
+/// Copies `rows` rows of `kc` floats of `a` (row stride `lda`) into `packed` in blocks of
+/// `per_block` rows: block `b` holds its rows' floats `p` at `b * kc * per_block + p *
+/// per_block + i` for its row `i`, so a kernel reads a block front to back.
+#[cfg(target_arch = "x86_64")]
+fn pack_rows(
+    a: &[f32],
+    lda: usize,
+    (rows, kc): (usize, usize),
+    per_block: usize,
+    packed: &mut [f32],
+) {
+    for (b, block) in packed
+        .chunks_mut(kc * per_block)
+        .take(rows.div_ceil(per_block))
+        .enumerate()
+    {
+        for i in 0..per_block.min(rows - b * per_block) {
+            let row = &a[(b * per_block + i) * lda..][..kc];
+            for (p, &x) in row.iter().enumerate() {
+                block[p * per_block + i] = x;
+            }
+        }
+    }
+}
+
+/// [`product`] with the instruction set `isa` (which this CPU must have).
+fn product_with(
+    isa: Isa,
+    m: usize,
+    (a, lda): (&[f32], usize),
+    w: &PackedColumns,
+    (c, ldc): (&mut [f32], usize),
+    (accumulate, threaded): (bool, bool),
+) {
+    let k = w.k;
+    if !has_products(isa, m, (a, lda), w, (c, ldc), accumulate) {
         return;
     }
+    // AVX-512's kernel, with twice the registers, keeps its row addresses in them: packing
+    // made its products slower (LSTM 34.1 -> 35.3 ms), AVX2's faster (53.3 -> 50.0 ms).
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 && m >= PACK_MIN_ROWS && m * k <= PACK_MAX_FLOATS {
+        let rows_per_block = x86::ROWS_256;
+        super::scratch::with_buffers(|[packed]| {
+            packed.resize(m.div_ceil(rows_per_block) * rows_per_block * k, 0.0);
+            pack_rows(a, lda, (m, k), rows_per_block, packed);
+            panels_of(isa, m, (packed, None), w, (c, ldc), (accumulate, threaded));
+        });
+        return;
+    }
+    panels_of(isa, m, (a, Some(lda)), w, (c, ldc), (accumulate, threaded));
+}
+
+/// [`product_with`] once `a` is ready: its rows as they lie (with their stride), or packed
+/// (`None`) by [`pack_rows`] in blocks of the kernel's rows; each panel times all of them, the
+/// panels shared out over rayon's threads where `threaded`.
+fn panels_of(
+    isa: Isa,
+    m: usize,
+    (a, lda): (&[f32], Option<usize>),
+    w: &PackedColumns,
+    (c, ldc): (&mut [f32], usize),
+    (accumulate, threaded): (bool, bool),
+) {
+    let (k, n) = (w.k, w.n);
     let cp = c.as_mut_ptr() as usize;
-    let one_panel = |(p, panel): (usize, &[f32])| {
+    let one = |p: usize| {
         let (c0, cols) = (p * PANEL, PANEL.min(n - p * PANEL));
-        // SAFETY: the asserts above keep every row of `a` (k floats from r * lda) and of `c`
-        // (columns c0..c0 + cols from r * ldc) inside the slices, which are borrowed for the
-        // whole product; each panel's columns are written by its call alone; `panel` holds k
-        // rows of PANEL floats; `isa` is supported.
+        let panel = &w.panels[p * k * PANEL..][..k * PANEL];
+        // SAFETY: `has_products` kept every row of `a` (k floats from r * lda, or the m packed
+        // rows of k floats) and of `c` (columns c0..c0 + cols from r * ldc) inside the slices,
+        // which are borrowed for the whole product; each panel's columns are written by its
+        // call alone; `panel` holds k rows of PANEL floats; `isa` is supported.
         unsafe {
             let (ap, cp) = (a.as_ptr(), (cp as *mut f32).add(c0));
-            match isa {
+            match (isa, lda) {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => {
+                (Isa::Avx512, Some(lda)) => {
                     x86::panel_avx512(m, k, (ap, lda), panel, (cp, ldc, cols), accumulate)
                 }
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => {
+                (Isa::Avx2, lda) => {
                     for half in 0..2 {
                         let (h0, hcols) = (half * 16, cols.saturating_sub(half * 16).min(16));
-                        if hcols > 0 {
-                            x86::panel_avx2(
-                                m,
-                                k,
-                                (ap, lda),
-                                panel.as_ptr().add(h0),
-                                (cp.add(h0), ldc, hcols),
-                                accumulate,
-                            );
+                        if hcols == 0 {
+                            continue;
+                        }
+                        let (w, out) = (panel.as_ptr().add(h0), (cp.add(h0), ldc, hcols));
+                        match lda {
+                            Some(lda) => x86::panel_avx2(m, k, (ap, lda), w, out, accumulate),
+                            None => x86::packed_rows_avx2(m, k, ap, w, out, accumulate),
                         }
                     }
                 }
@@ -148,16 +229,11 @@ fn product_with(
             }
         }
     };
+    let count = n.div_ceil(PANEL);
     if threaded {
-        w.panels
-            .par_chunks_exact(k * PANEL)
-            .enumerate()
-            .for_each(one_panel);
+        (0..count).into_par_iter().for_each(one);
     } else {
-        w.panels
-            .chunks_exact(k * PANEL)
-            .enumerate()
-            .for_each(one_panel);
+        (0..count).for_each(one);
     }
 }
 
@@ -182,7 +258,7 @@ mod x86 {
     /// Rows of `a` per AVX-512 block (two accumulators each: 24 of the 32 registers).
     const ROWS_512: usize = 12;
     /// Rows of `a` per AVX2 block (two accumulators each: 12 of the 16 registers).
-    const ROWS_256: usize = 6;
+    pub(super) const ROWS_256: usize = 6;
 
     /// Every block of rows of `a` times one panel, into `cols` columns of `c`.
     #[target_feature(enable = "avx512f,avx2,fma")]
@@ -210,6 +286,28 @@ mod x86 {
                     [11, 10, 9, 8, 7, 6, 5, 4, 3, 2]
                 );
                 r += ROWS_512;
+            }
+        }
+    }
+
+    /// The rows of a packed block (`rows` of them, in blocks of [`ROWS_256`] rows `k` deep)
+    /// times one half of a panel (`w` at the half's first column), into `cols` (at most 16)
+    /// columns of `c`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn packed_rows_avx2(
+        rows: usize,
+        k: usize,
+        a: *const f32,
+        w: *const f32,
+        (c, ldc, cols): (*mut f32, usize, usize),
+        accumulate: bool,
+    ) {
+        // SAFETY (all calls): the caller's bounds, block by block.
+        unsafe {
+            for r in (0..rows).step_by(ROWS_256) {
+                let out = (c.add(r * ldc), ldc, cols);
+                let args = (k, (a.add(r * k), 0), w, out, accumulate);
+                with_rows!(packed_avx2, rows - r, args, 6, [5, 4, 3, 2]);
             }
         }
     }
@@ -289,16 +387,44 @@ mod x86 {
                 } else {
                     left.min(ROWS_256)
                 };
-                with_rows!(block_avx2, rows, args, 6, [5, 4, 3, 2]);
+                with_rows!(rows_avx2, rows, args, 6, [5, 4, 3, 2]);
                 r += rows;
             }
         }
     }
 
+    /// [`block_avx2`] on rows as they lie.
+    #[inline(always)]
+    unsafe fn rows_avx2<const R: usize>(
+        k: usize,
+        a: (*const f32, usize),
+        w: *const f32,
+        out: (*mut f32, usize, usize),
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller's.
+        unsafe { block_avx2::<R, false>(k, a, w, out, accumulate) }
+    }
+
+    /// [`block_avx2`] on a block of packed rows.
+    #[inline(always)]
+    unsafe fn packed_avx2<const R: usize>(
+        k: usize,
+        a: (*const f32, usize),
+        w: *const f32,
+        out: (*mut f32, usize, usize),
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller's.
+        unsafe { block_avx2::<R, true>(k, a, w, out, accumulate) }
+    }
+
     /// `R` rows of `a` times 16 columns of a panel (`w` at the half's first column): two
     /// 8-lane accumulators per row, summed over `k` in order, into `cols` columns of `c`.
+    /// With `PACKED`, `a` is a block of packed rows (see [`super::pack_rows`]: element `(i, p)`
+    /// at `p * ROWS_256 + i`) and `lda` is not read.
     #[inline(always)]
-    unsafe fn block_avx2<const R: usize>(
+    unsafe fn block_avx2<const R: usize, const PACKED: bool>(
         k: usize,
         (a, lda): (*const f32, usize),
         w: *const f32,
@@ -321,7 +447,11 @@ mod x86 {
                 let w0 = _mm256_loadu_ps(w.add(p * PANEL));
                 let w1 = _mm256_loadu_ps(w.add(p * PANEL + 8));
                 for i in 0..R {
-                    let x = _mm256_set1_ps(*a.add(i * lda + p));
+                    let x = if PACKED {
+                        _mm256_set1_ps(*a.add(p * ROWS_256 + i))
+                    } else {
+                        _mm256_set1_ps(*a.add(i * lda + p))
+                    };
                     acc0[i] = _mm256_fmadd_ps(x, w0, acc0[i]);
                     acc1[i] = _mm256_fmadd_ps(x, w1, acc1[i]);
                 }
@@ -349,7 +479,8 @@ mod tests {
     /// value with `accumulate`): the definition, worked out here one `mul_add` at a time, bit
     /// for bit, on both instruction sets, on one thread and over threads; rows and columns
     /// past a block or panel, strides wider than the rows, and the floats between rows left
-    /// as they were.
+    /// as they were; with AVX2, rows packed first (16 or more, up to 2^16 floats) and rows as
+    /// they lie (fewer, or more floats).
     #[test]
     fn products_are_their_fused_sums_in_order_on_each_instruction_set() {
         let value =
@@ -362,6 +493,10 @@ mod tests {
             (32, 256, 170),
             (25, 3, 96),
             (4, 0, 9),
+            (100, 600, 70),
+            (193, 257, 40),
+            (16, 4096, 33),
+            (17, 4096, 40),
         ];
         for isa in [Isa::Avx2, Isa::Avx512] {
             if !isa.supported() {
