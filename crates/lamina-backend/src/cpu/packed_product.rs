@@ -131,28 +131,23 @@ const PACK_MIN_ROWS: usize = 16;
 #[cfg(target_arch = "x86_64")]
 const PACK_MAX_FLOATS: usize = 1 << 16;
 
-/// Copies `rows` rows of `kc` floats of `a` (row stride `lda`) into `packed` in blocks of
-/// `per_block` rows: block `b` holds its rows' floats `p` at `b * kc * per_block + p *
-/// per_block + i` for its row `i`, so a kernel reads a block front to back.
+/// Copies `rows` rows of `k` floats of `a` (row stride `lda`) into `packed` (`rows * k`
+/// floats) in the AVX2 kernel's blocks ([`x86::avx2_block_rows`]): a block of `r` rows from row
+/// `r0` holds its row `i`'s float `p` at `r0 * k + p * r + i`, so the kernel reads a block
+/// front to back.
 #[cfg(target_arch = "x86_64")]
-fn pack_rows(
-    a: &[f32],
-    lda: usize,
-    (rows, kc): (usize, usize),
-    per_block: usize,
-    packed: &mut [f32],
-) {
-    for (b, block) in packed
-        .chunks_mut(kc * per_block)
-        .take(rows.div_ceil(per_block))
-        .enumerate()
-    {
-        for i in 0..per_block.min(rows - b * per_block) {
-            let row = &a[(b * per_block + i) * lda..][..kc];
+fn pack_rows(a: &[f32], lda: usize, (rows, k): (usize, usize), packed: &mut [f32]) {
+    let mut r0 = 0;
+    while r0 < rows {
+        let r = x86::avx2_block_rows(rows - r0);
+        let block = &mut packed[r0 * k..(r0 + r) * k];
+        for i in 0..r {
+            let row = &a[(r0 + i) * lda..][..k];
             for (p, &x) in row.iter().enumerate() {
-                block[p * per_block + i] = x;
+                block[p * r + i] = x;
             }
         }
+        r0 += r;
     }
 }
 
@@ -173,10 +168,9 @@ fn product_with(
     // made its products slower (LSTM 34.1 -> 35.3 ms), AVX2's faster (53.3 -> 50.0 ms).
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx2 && m >= PACK_MIN_ROWS && m * k <= PACK_MAX_FLOATS {
-        let rows_per_block = x86::ROWS_256;
         super::scratch::with_buffers(|[packed]| {
-            packed.resize(m.div_ceil(rows_per_block) * rows_per_block * k, 0.0);
-            pack_rows(a, lda, (m, k), rows_per_block, packed);
+            packed.resize(m * k, 0.0);
+            pack_rows(a, lda, (m, k), packed);
             panels_of(isa, m, (packed, None), w, (c, ldc), (accumulate, threaded));
         });
         return;
@@ -185,7 +179,7 @@ fn product_with(
 }
 
 /// [`product_with`] once `a` is ready: its rows as they lie (with their stride), or packed
-/// (`None`) by [`pack_rows`] in blocks of the kernel's rows; each panel times all of them, the
+/// (`None`, AVX2 only) by [`pack_rows`] in blocks of the kernel's rows; each panel times all of them, the
 /// panels shared out over rayon's threads where `threaded`.
 fn panels_of(
     isa: Isa,
@@ -258,7 +252,18 @@ mod x86 {
     /// Rows of `a` per AVX-512 block (two accumulators each: 24 of the 32 registers).
     const ROWS_512: usize = 12;
     /// Rows of `a` per AVX2 block (two accumulators each: 12 of the 16 registers).
-    pub(super) const ROWS_256: usize = 6;
+    const ROWS_256: usize = 6;
+
+    /// Rows in the next AVX2 block when `left` rows remain: [`ROWS_256`], but the last 7 or 8
+    /// as two blocks of 3 or 4 rather than 6 and 1 or 2, whose few sums in flight leave an FMA
+    /// unit idle (the sums are the same, each still in order).
+    pub(super) fn avx2_block_rows(left: usize) -> usize {
+        if left == 7 || left == 8 {
+            4
+        } else {
+            left.min(ROWS_256)
+        }
+    }
 
     /// Every block of rows of `a` times one panel, into `cols` columns of `c`.
     #[target_feature(enable = "avx512f,avx2,fma")]
@@ -290,9 +295,8 @@ mod x86 {
         }
     }
 
-    /// The rows of a packed block (`rows` of them, in blocks of [`ROWS_256`] rows `k` deep)
-    /// times one half of a panel (`w` at the half's first column), into `cols` (at most 16)
-    /// columns of `c`.
+    /// `rows` packed rows (by [`super::pack_rows`], `k` deep) times one half of a panel (`w` at
+    /// the half's first column), into `cols` (at most 16) columns of `c`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn packed_rows_avx2(
         rows: usize,
@@ -304,10 +308,13 @@ mod x86 {
     ) {
         // SAFETY (all calls): the caller's bounds, block by block.
         unsafe {
-            for r in (0..rows).step_by(ROWS_256) {
+            let mut r = 0;
+            while r < rows {
+                let block = avx2_block_rows(rows - r);
                 let out = (c.add(r * ldc), ldc, cols);
                 let args = (k, (a.add(r * k), 0), w, out, accumulate);
-                with_rows!(packed_avx2, rows - r, args, 6, [5, 4, 3, 2]);
+                with_rows!(packed_avx2, block, args, 6, [5, 4, 3, 2]);
+                r += block;
             }
         }
     }
@@ -378,15 +385,7 @@ mod x86 {
                 let (ar, cr) = (a.add(r * lda), c.add(r * ldc));
                 let out = (cr, ldc, cols);
                 let args = (k, (ar, lda), w, out, accumulate);
-                // The last 7 or 8 rows as two blocks of 3 or 4 rather than 6 and 1 or 2: a
-                // block of one or two rows has too few sums in flight to keep both FMA units
-                // busy (the sums are the same, each still in order).
-                let left = m - r;
-                let rows = if left == 7 || left == 8 {
-                    4
-                } else {
-                    left.min(ROWS_256)
-                };
+                let rows = avx2_block_rows(m - r);
                 with_rows!(rows_avx2, rows, args, 6, [5, 4, 3, 2]);
                 r += rows;
             }
@@ -421,8 +420,8 @@ mod x86 {
 
     /// `R` rows of `a` times 16 columns of a panel (`w` at the half's first column): two
     /// 8-lane accumulators per row, summed over `k` in order, into `cols` columns of `c`.
-    /// With `PACKED`, `a` is a block of packed rows (see [`super::pack_rows`]: element `(i, p)`
-    /// at `p * ROWS_256 + i`) and `lda` is not read.
+    /// With `PACKED`, `a` is a block of `R` packed rows (see [`super::pack_rows`]: element
+    /// `(i, p)` at `p * R + i`) and `lda` is not read.
     #[inline(always)]
     unsafe fn block_avx2<const R: usize, const PACKED: bool>(
         k: usize,
@@ -448,7 +447,7 @@ mod x86 {
                 let w1 = _mm256_loadu_ps(w.add(p * PANEL + 8));
                 for i in 0..R {
                     let x = if PACKED {
-                        _mm256_set1_ps(*a.add(p * ROWS_256 + i))
+                        _mm256_set1_ps(*a.add(p * R + i))
                     } else {
                         _mm256_set1_ps(*a.add(i * lda + p))
                     };
